@@ -1,0 +1,1 @@
+//! Live NFLOG capture over netlink (issue 4).

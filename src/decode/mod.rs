@@ -1,0 +1,1 @@
+//! Packet header decoding: IPv4, IPv6, TCP, UDP, ICMP, ... (issue 2).

@@ -1,0 +1,1 @@
+//! Asynchronous, cached, bounded reverse DNS (issue 5).

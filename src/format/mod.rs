@@ -1,0 +1,1 @@
+//! Output formats: fwlog, kernel, json (issue 2).

@@ -1,0 +1,13 @@
+//! fwlog: a crash-safe, DNS-resolving firewall logger for Linux.
+//!
+//! The data flow is capture -> spool -> resolve -> format -> sink -> acknowledge; see
+//! `ARCHITECTURE.md` at the repository root for the map of where each piece lives and why.
+
+pub mod capture;
+pub mod cli;
+pub mod decode;
+pub mod dns;
+pub mod format;
+pub mod nflog;
+pub mod packet;
+pub mod pcap;

@@ -1,0 +1,366 @@
+//! Zero-copy NFLOG attribute walker and writer.
+//!
+//! Why hand-written: `netlink-packet-netfilter`'s typed parser hides the hook, timestamp and
+//! hardware address behind private fields and allocates per packet. This walker borrows every
+//! field from the input buffer and never fails: damaged input yields a [`Packet`] holding what
+//! could be read and a `damage` note saying where reading stopped (a marked partial record,
+//! never a lost one).
+
+use crate::packet::{Iface, Packet, TimeSource, Timestamp};
+
+/// Kernel attribute types (`include/uapi/linux/netfilter/nfnetlink_log.h`).
+pub mod nfula {
+    pub const PACKET_HDR: u16 = 1;
+    pub const MARK: u16 = 2;
+    pub const TIMESTAMP: u16 = 3;
+    pub const IFINDEX_INDEV: u16 = 4;
+    pub const IFINDEX_OUTDEV: u16 = 5;
+    pub const IFINDEX_PHYSINDEV: u16 = 6;
+    pub const IFINDEX_PHYSOUTDEV: u16 = 7;
+    pub const HWADDR: u16 = 8;
+    pub const PAYLOAD: u16 = 9;
+    pub const PREFIX: u16 = 10;
+    pub const UID: u16 = 11;
+    pub const SEQ: u16 = 12;
+    pub const SEQ_GLOBAL: u16 = 13;
+    pub const GID: u16 = 14;
+    pub const HWTYPE: u16 = 15;
+    pub const HWHEADER: u16 = 16;
+    pub const HWLEN: u16 = 17;
+}
+
+/// fwlog's own attribute types, added to a record at receive time.
+pub mod fwlog {
+    /// Local receive time: be64 seconds, be32 nanoseconds (12 bytes).
+    pub const RECV_TIME: u16 = 0x3F01;
+    /// Interface names at receive time, NUL-terminated, one attribute per kernel IFINDEX_* type.
+    pub const INDEV_NAME: u16 = 0x3F02;
+    pub const OUTDEV_NAME: u16 = 0x3F03;
+    pub const PHYSINDEV_NAME: u16 = 0x3F04;
+    pub const PHYSOUTDEV_NAME: u16 = 0x3F05;
+}
+
+/// `nlattr` type bits that are flags, not part of the type.
+const NLA_TYPE_MASK: u16 = 0x3FFF;
+/// Size of `nfgenmsg`.
+pub const NFGENMSG_LEN: usize = 4;
+
+/// Byte order of the TLV length and type fields. Netlink uses host order; a pcap written on a
+/// big-endian machine has big-endian TLV headers (its file header tells).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlvOrder {
+    Little,
+    Big,
+}
+
+impl TlvOrder {
+    pub const NATIVE: TlvOrder = if cfg!(target_endian = "big") {
+        TlvOrder::Big
+    } else {
+        TlvOrder::Little
+    };
+
+    fn u16(self, b: [u8; 2]) -> u16 {
+        match self {
+            TlvOrder::Little => u16::from_le_bytes(b),
+            TlvOrder::Big => u16::from_be_bytes(b),
+        }
+    }
+}
+
+fn be32(v: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
+}
+
+fn be16(v: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes(v.get(..2)?.try_into().ok()?))
+}
+
+fn be64(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
+}
+
+/// Cut a NUL-terminated string attribute at its first NUL.
+fn cstr(v: &[u8]) -> &[u8] {
+    match v.iter().position(|&b| b == 0) {
+        Some(n) => &v[..n],
+        None => v,
+    }
+}
+
+/// Walk the TLVs of one NFLOG record: `nfgenmsg` + attributes.
+///
+/// `fallback` is the timestamp to use when the record carries neither the kernel's timestamp nor
+/// fwlog's receive time (a pcap record's time, for instance). Never panics, never fails.
+pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
+    let mut p = Packet::new(&[], fallback);
+    if msg.len() < NFGENMSG_LEN {
+        p.damage = Some(format!(
+            "NFLOG record of {} bytes is shorter than its 4-byte header",
+            msg.len()
+        ));
+        return p;
+    }
+    p.family = msg[0];
+    p.group = u16::from_be_bytes([msg[2], msg[3]]);
+
+    let mut names: [Option<&[u8]>; 4] = [None; 4];
+    let mut index: [Option<u32>; 4] = [None; 4];
+    let mut kernel_ts: Option<Timestamp> = None;
+    let mut recv_ts: Option<Timestamp> = None;
+    let mut hwlen: Option<u16> = None;
+
+    let mut off = NFGENMSG_LEN;
+    while off < msg.len() {
+        let rest = &msg[off..];
+        if rest.len() < 4 {
+            p.damage = Some(format!(
+                "{} stray bytes after the last attribute at offset {off}",
+                rest.len()
+            ));
+            break;
+        }
+        let len = order.u16([rest[0], rest[1]]) as usize;
+        let ty = order.u16([rest[2], rest[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > rest.len() {
+            p.damage = Some(format!(
+                "attribute type {ty} at offset {off} claims {len} bytes, {} remain",
+                rest.len()
+            ));
+            break;
+        }
+        let v = &rest[4..len];
+        let bad = |what: &str| format!("attribute {what} (type {ty}) has {} bytes", v.len());
+        let ok = match ty {
+            nfula::PACKET_HDR if v.len() >= 4 => {
+                p.hw_protocol = be16(v);
+                p.hook = Some(v[2]);
+                true
+            }
+            nfula::MARK => be32(v).map(|m| p.mark = m).is_some(),
+            nfula::TIMESTAMP if v.len() >= 16 => {
+                // struct nfulnl_msg_packet_timestamp { be64 sec; be64 usec; }
+                let sec = be64(v).unwrap_or(0);
+                let usec = be64(&v[8..]).unwrap_or(0);
+                kernel_ts = Some(Timestamp {
+                    sec: i64::try_from(sec).unwrap_or(i64::MAX),
+                    nsec: (usec.min(999_999) as u32) * 1000,
+                    source: TimeSource::Kernel,
+                });
+                true
+            }
+            nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV => {
+                let i = (ty - nfula::IFINDEX_INDEV) as usize;
+                be32(v).map(|x| index[i] = Some(x)).is_some()
+            }
+            nfula::HWADDR if v.len() >= 4 => {
+                // struct nfulnl_msg_packet_hw { be16 hw_addrlen; u16 pad; u8 hw_addr[8]; }
+                let n = be16(v).unwrap_or(0) as usize;
+                let addr = &v[4..];
+                p.hwaddr = Some(&addr[..n.min(addr.len())]);
+                true
+            }
+            nfula::PAYLOAD => {
+                p.payload = v;
+                true
+            }
+            nfula::PREFIX => {
+                p.prefix = Some(cstr(v));
+                true
+            }
+            nfula::UID => be32(v).map(|x| p.uid = Some(x)).is_some(),
+            nfula::GID => be32(v).map(|x| p.gid = Some(x)).is_some(),
+            nfula::SEQ => be32(v).map(|x| p.seq = Some(x)).is_some(),
+            nfula::SEQ_GLOBAL => be32(v).map(|x| p.seq_global = Some(x)).is_some(),
+            nfula::HWTYPE => be16(v).map(|x| p.hwtype = Some(x)).is_some(),
+            nfula::HWLEN => be16(v).map(|x| hwlen = Some(x)).is_some(),
+            nfula::HWHEADER => {
+                p.hwheader = Some(v);
+                true
+            }
+            fwlog::RECV_TIME if v.len() >= 12 => {
+                recv_ts = Some(Timestamp {
+                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
+                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
+                    source: TimeSource::Local,
+                });
+                true
+            }
+            fwlog::INDEV_NAME..=fwlog::PHYSOUTDEV_NAME => {
+                names[(ty - fwlog::INDEV_NAME) as usize] = Some(cstr(v));
+                true
+            }
+            nfula::PACKET_HDR => false,
+            nfula::TIMESTAMP => false,
+            nfula::HWADDR => false,
+            fwlog::RECV_TIME => false,
+            // CT, CT_INFO, VLAN, L2HDR and anything newer: not used, skipped.
+            _ => true,
+        };
+        if !ok && p.damage.is_none() {
+            let what = match ty {
+                nfula::PACKET_HDR => "PACKET_HDR",
+                nfula::TIMESTAMP => "TIMESTAMP",
+                nfula::HWADDR => "HWADDR",
+                fwlog::RECV_TIME => "fwlog RECV_TIME",
+                _ => "value",
+            };
+            p.damage = Some(bad(what));
+        }
+        // Attributes are padded to 4 bytes; the last one may lack its padding.
+        off += (len + 3) & !3;
+    }
+
+    // NFULA_HWLEN bounds the header the kernel copied (HWHEADER is already exactly that long,
+    // but keep the two consistent if a record disagrees).
+    if let (Some(h), Some(n)) = (p.hwheader, hwlen) {
+        p.hwheader = Some(&h[..(n as usize).min(h.len())]);
+    }
+    let ifaces = [
+        &mut p.indev,
+        &mut p.outdev,
+        &mut p.physindev,
+        &mut p.physoutdev,
+    ];
+    for (i, slot) in ifaces.into_iter().enumerate() {
+        if let Some(idx) = index[i] {
+            *slot = Some(Iface {
+                index: idx,
+                name: names[i],
+            });
+        }
+    }
+    p.timestamp = kernel_ts.or(recv_ts).unwrap_or(fallback);
+    p
+}
+
+/// Append one attribute (host-order header, value, padding to 4 bytes).
+///
+/// Values longer than an `nlattr` can describe are cut to fit; callers pass interface names
+/// (at most 16 bytes) and fixed-size values, so this never happens in practice.
+pub fn push_attr(buf: &mut Vec<u8>, ty: u16, value: &[u8]) {
+    let value = &value[..value.len().min(u16::MAX as usize - 8)];
+    let len = (4 + value.len()) as u16;
+    buf.extend_from_slice(&len.to_ne_bytes());
+    buf.extend_from_slice(&ty.to_ne_bytes());
+    buf.extend_from_slice(value);
+    let pad = (4 - (value.len() % 4)) % 4;
+    buf.extend_from_slice(&[0u8; 3][..pad]);
+}
+
+/// Append fwlog's receive-time attribute.
+pub fn push_recv_time(buf: &mut Vec<u8>, sec: i64, nsec: u32) {
+    let mut v = [0u8; 12];
+    v[..8].copy_from_slice(&(sec.max(0) as u64).to_be_bytes());
+    v[8..].copy_from_slice(&nsec.to_be_bytes());
+    push_attr(buf, fwlog::RECV_TIME, &v);
+}
+
+/// Append an interface-name attribute (`which` is the kernel's IFINDEX_* type), NUL-terminated.
+pub fn push_ifname(buf: &mut Vec<u8>, which: u16, name: &[u8]) {
+    let ty = fwlog::INDEV_NAME + (which - nfula::IFINDEX_INDEV);
+    let mut v = Vec::with_capacity(name.len() + 1);
+    v.extend_from_slice(cstr(name));
+    v.push(0);
+    push_attr(buf, ty, &v);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts() -> Timestamp {
+        Timestamp {
+            sec: 7,
+            nsec: 0,
+            source: TimeSource::Capture,
+        }
+    }
+
+    fn record() -> Vec<u8> {
+        let mut b = vec![2, 0, 0, 5]; // AF_INET, v0, group 5
+        push_attr(&mut b, nfula::PACKET_HDR, &[0x08, 0x00, 1, 0]);
+        push_attr(&mut b, nfula::MARK, &0x2au32.to_be_bytes());
+        push_attr(&mut b, nfula::IFINDEX_INDEV, &3u32.to_be_bytes());
+        push_attr(&mut b, nfula::PREFIX, b"DROP \0");
+        push_attr(&mut b, nfula::SEQ, &9u32.to_be_bytes());
+        push_attr(&mut b, nfula::PAYLOAD, &[0x45, 0, 0, 20]);
+        push_ifname(&mut b, nfula::IFINDEX_INDEV, b"eth0");
+        push_recv_time(&mut b, 1_700_000_000, 5);
+        b
+    }
+
+    #[test]
+    fn round_trip_of_every_written_field() {
+        let b = record();
+        let p = parse(&b, TlvOrder::NATIVE, ts());
+        assert_eq!(p.damage, None);
+        assert_eq!((p.family, p.group, p.hook, p.hw_protocol), (2, 5, Some(1), Some(0x0800)));
+        assert_eq!(p.mark, 0x2a);
+        assert_eq!(p.prefix, Some(&b"DROP "[..]));
+        assert_eq!(p.seq, Some(9));
+        assert_eq!(p.payload, &[0x45, 0, 0, 20]);
+        assert_eq!(
+            p.indev,
+            Some(Iface {
+                index: 3,
+                name: Some(b"eth0")
+            })
+        );
+        assert_eq!(p.timestamp.source, TimeSource::Local);
+        assert_eq!((p.timestamp.sec, p.timestamp.nsec), (1_700_000_000, 5));
+    }
+
+    #[test]
+    fn kernel_timestamp_wins_over_receive_time() {
+        let mut b = record();
+        let mut t = [0u8; 16];
+        t[..8].copy_from_slice(&100u64.to_be_bytes());
+        t[8..].copy_from_slice(&250u64.to_be_bytes());
+        push_attr(&mut b, nfula::TIMESTAMP, &t);
+        let p = parse(&b, TlvOrder::NATIVE, ts());
+        assert_eq!(p.timestamp, Timestamp { sec: 100, nsec: 250_000, source: TimeSource::Kernel });
+    }
+
+    #[test]
+    fn overlong_attribute_marks_damage_and_keeps_what_came_before() {
+        // zeek's nflog-bad-tlv-len: PACKET_HDR claiming 256 bytes with 8 left.
+        let mut b = vec![2, 0, 0, 0];
+        push_attr(&mut b, nfula::MARK, &1u32.to_be_bytes());
+        b.extend_from_slice(&256u16.to_ne_bytes());
+        b.extend_from_slice(&1u16.to_ne_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        let p = parse(&b, TlvOrder::NATIVE, ts());
+        assert_eq!(p.mark, 1);
+        let d = p.damage.expect("damage is reported");
+        assert!(d.contains("claims 256 bytes, 8 remain"), "{d}");
+    }
+
+    #[test]
+    fn short_and_empty_records_never_panic() {
+        for n in 0..12 {
+            let b = record();
+            let _ = parse(&b[..n], TlvOrder::NATIVE, ts());
+        }
+        assert!(parse(&[], TlvOrder::NATIVE, ts()).damage.is_some());
+    }
+
+    #[test]
+    fn every_truncation_of_a_record_parses() {
+        let b = record();
+        for n in 0..=b.len() {
+            let p = parse(&b[..n], TlvOrder::NATIVE, ts());
+            assert!(p.payload.len() <= 4);
+        }
+    }
+
+    #[test]
+    fn big_endian_tlv_headers() {
+        let mut b = vec![10, 0, 0, 1];
+        b.extend_from_slice(&8u16.to_be_bytes());
+        b.extend_from_slice(&nfula::MARK.to_be_bytes());
+        b.extend_from_slice(&7u32.to_be_bytes());
+        let p = parse(&b, TlvOrder::Big, ts());
+        assert_eq!((p.family, p.group, p.mark, p.damage), (10, 1, 7, None));
+    }
+}
