@@ -4,7 +4,11 @@
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "fwlog", version, about = "Crash-safe, DNS-resolving firewall logger for Linux")]
+#[command(
+    name = "fwlog",
+    version,
+    about = "Crash-safe, DNS-resolving firewall logger for Linux"
+)]
 pub struct Cli {}
 
 /// Parse the command line and run; returns the process exit status.

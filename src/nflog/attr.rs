@@ -295,7 +295,10 @@ mod tests {
         let b = record();
         let p = parse(&b, TlvOrder::NATIVE, ts());
         assert_eq!(p.damage, None);
-        assert_eq!((p.family, p.group, p.hook, p.hw_protocol), (2, 5, Some(1), Some(0x0800)));
+        assert_eq!(
+            (p.family, p.group, p.hook, p.hw_protocol),
+            (2, 5, Some(1), Some(0x0800))
+        );
         assert_eq!(p.mark, 0x2a);
         assert_eq!(p.prefix, Some(&b"DROP "[..]));
         assert_eq!(p.seq, Some(9));
@@ -319,7 +322,14 @@ mod tests {
         t[8..].copy_from_slice(&250u64.to_be_bytes());
         push_attr(&mut b, nfula::TIMESTAMP, &t);
         let p = parse(&b, TlvOrder::NATIVE, ts());
-        assert_eq!(p.timestamp, Timestamp { sec: 100, nsec: 250_000, source: TimeSource::Kernel });
+        assert_eq!(
+            p.timestamp,
+            Timestamp {
+                sec: 100,
+                nsec: 250_000,
+                source: TimeSource::Kernel
+            }
+        );
     }
 
     #[test]
