@@ -80,7 +80,7 @@ struct Iface {
 
 /// Read every record of a pcap or pcapng stream, calling `f` for each. `f` returns `false` to
 /// stop early (the read then ends with [`ReadError::Stopped`]).
-pub fn read_file<R: Read + Send + 'static>(
+pub fn read_file<R: Read + Send>(
     input: R,
     mut f: impl FnMut(&Record<'_>) -> bool,
 ) -> Result<Summary, ReadError> {

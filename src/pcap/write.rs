@@ -62,9 +62,9 @@ mod tests {
         let mut w = NflogPcapWriter::new(Vec::new()).unwrap();
         w.write(1_700_000_000, 42, &rec).unwrap();
         w.write(1_700_000_001, 43, &rec).unwrap();
-        let bytes: &'static [u8] = w.into_inner().leak();
+        let bytes = w.into_inner();
         let mut seen = Vec::new();
-        let s = read_file(bytes, |r| {
+        let s = read_file(&bytes[..], |r| {
             let p = to_packet(r);
             seen.push((
                 p.group,
@@ -85,7 +85,7 @@ mod tests {
         push_attr(&mut rec, nfula::PAYLOAD, &[0x45; 40]);
         let mut w = NflogPcapWriter::new(Vec::new()).unwrap();
         w.write(1, 0, &rec).unwrap();
-        let bytes: &'static [u8] = w.into_inner().leak();
+        let bytes = w.into_inner();
         for cut in 0..bytes.len() {
             let r = read_file(&bytes[..cut], |_| true);
             if cut == 24 {
