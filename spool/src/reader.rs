@@ -137,6 +137,17 @@ impl Reader {
                     }
                     self.open_segment(n, want)?;
                 }
+                (None, _) if cur.next_seq > committed => {
+                    // Everything committed in the writer's segment has been read, yet numbers
+                    // below `committed` were never delivered: they are missing from disk (lost to
+                    // corruption or, under a relaxed fsync policy, to a power cut). Skip them.
+                    add(
+                        &self.shared.counters.records_lost_in_gaps,
+                        committed - self.delivered,
+                    );
+                    self.delivered = committed;
+                    return Ok(None);
+                }
                 (None, why) => {
                     return Err(Error::Corrupt {
                         path,
