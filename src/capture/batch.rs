@@ -137,7 +137,10 @@ mod tests {
         });
         a.append(&mut b);
         assert!(b.is_empty());
-        assert_eq!(a.iter().collect::<Vec<_>>(), vec![&[1u8; 4][..], &[2u8; 8][..]]);
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            vec![&[1u8; 4][..], &[2u8; 8][..]]
+        );
         assert_eq!(a.loss_events()[0].0, 2);
     }
 }

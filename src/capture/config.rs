@@ -179,7 +179,10 @@ mod tests {
             ..Default::default()
         };
         let m = bind_message(7, 5, &cfg);
-        assert_eq!(u32::from_ne_bytes(m[..4].try_into().unwrap()) as usize, m.len());
+        assert_eq!(
+            u32::from_ne_bytes(m[..4].try_into().unwrap()) as usize,
+            m.len()
+        );
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), 0x0401);
         assert_eq!(u32::from_ne_bytes(m[8..12].try_into().unwrap()), 7);
         assert_eq!(&m[16..20], &[0, 0, 0, 5]);

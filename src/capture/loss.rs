@@ -207,7 +207,9 @@ mod tests {
         );
         assert_eq!(t.observe(6, Some(1), Some(21)), None);
         assert_eq!(t.lost_records(), 3);
-        assert!(e.to_string().contains("group 5, 3 records, seq_global 11..=19"));
+        assert!(e
+            .to_string()
+            .contains("group 5, 3 records, seq_global 11..=19"));
     }
 
     #[test]

@@ -173,7 +173,13 @@ mod tests {
             now: Instant::now(),
         };
         push_record(&mut out, &msg, &stamp, &mut names, &mut LossTracker::new());
-        push_record(&mut out, &[1, 2], &stamp, &mut names, &mut LossTracker::new());
+        push_record(
+            &mut out,
+            &[1, 2],
+            &stamp,
+            &mut names,
+            &mut LossTracker::new(),
+        );
         assert_eq!(out.len(), 2);
         assert_eq!(&out.get(0).unwrap()[..msg.len()], &msg[..]);
     }

@@ -72,7 +72,9 @@ pub struct NflogSocket {
 
 impl std::fmt::Debug for Intake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Intake").field("stats", &self.stats).finish()
+        f.debug_struct("Intake")
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
@@ -266,11 +268,7 @@ impl NflogSocket {
             // nfnetlink without the ULOG subsystem answers EINVAL; 524 is the kernel's ENOTSUPP.
             libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT | 524 => {
                 Err(CaptureError::Unsupported {
-                    what: format!(
-                        "{}: {}",
-                        what(),
-                        io::Error::from_raw_os_error(code)
-                    ),
+                    what: format!("{}: {}", what(), io::Error::from_raw_os_error(code)),
                 })
             }
             c => Err(CaptureError::io(what(), io::Error::from_raw_os_error(c))),
@@ -285,9 +283,8 @@ impl NflogSocket {
         loop {
             let buf = &mut self.slots[..MAX_DATAGRAM];
             // SAFETY: buf is valid for writes of buf.len() bytes.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 match errno(&e) {
