@@ -20,7 +20,10 @@ fn hostile_cases() -> Vec<Vec<Vec<u8>>> {
     let all_low: Vec<u8> = (0u8..=127).collect();
     let all_high: Vec<u8> = (128u8..=255).collect();
     vec![
-        vec![l(b"evil\nDec 1 00:00:00 host sshd: Accepted"), l(b"example")],
+        vec![
+            l(b"evil\nDec 1 00:00:00 host sshd: Accepted"),
+            l(b"example"),
+        ],
         vec![l(b"cr\rhere"), l(b"example")],
         vec![l(b"\x1b[31mred\x1b]0;title\x07"), l(b"example")],
         vec![l(b"nul\0byte"), l(b"example")],
@@ -31,17 +34,42 @@ fn hostile_cases() -> Vec<Vec<Vec<u8>>> {
         vec![l(b"xn--a\nfake-gva"), l(b"example")],
         vec![l(b"xn--a\x1bfake-gva"), l(b"xn--ls8h"), l(b"example")],
         vec![l(b"1"), l(b"2"), l(b"3"), l(b"4")],
-        vec![l(b"10"), l(b"0"), l(b"0"), l(b"1"), l(b"evil"), l(b"example")],
+        vec![
+            l(b"10"),
+            l(b"0"),
+            l(b"0"),
+            l(b"1"),
+            l(b"evil"),
+            l(b"example"),
+        ],
         vec![l(b"back\\slash\\010"), l(b"example")],
         vec![l(b"dot.inside"), l(b"example")],
         vec![l(b"tab\tdel\x7f"), l(b"example")],
         vec![l(b"quote\"'`$;|&<>"), l(b"example")],
-        vec![all_low[..43].to_vec(), all_low[43..86].to_vec(), all_low[86..].to_vec()],
-        vec![all_high[..63].to_vec(), all_high[63..126].to_vec(), all_high[126..].to_vec()],
+        vec![
+            all_low[..43].to_vec(),
+            all_low[43..86].to_vec(),
+            all_low[86..].to_vec(),
+        ],
+        vec![
+            all_high[..63].to_vec(),
+            all_high[63..126].to_vec(),
+            all_high[126..].to_vec(),
+        ],
         // Valid on the wire (< 255 bytes) but far over the cap once escaped.
-        vec![vec![0x1b; 63], vec![b'\n'; 63], vec![0xff; 63], vec![b' '; 60]],
+        vec![
+            vec![0x1b; 63],
+            vec![b'\n'; 63],
+            vec![0xff; 63],
+            vec![b' '; 60],
+        ],
         // 253 plain characters: the longest name that needs no escaping fits exactly.
-        vec![vec![b'a'; 63], vec![b'b'; 63], vec![b'c'; 63], vec![b'd'; 61]],
+        vec![
+            vec![b'a'; 63],
+            vec![b'b'; 63],
+            vec![b'c'; 63],
+            vec![b'd'; 61],
+        ],
     ]
 }
 
@@ -53,7 +81,13 @@ fn invalid_cases() -> Vec<Vec<Vec<u8>>> {
         // A 64-byte label (the length byte then reads as a compression pointer / bad type).
         vec![vec![b'x'; 64], l(b"example")],
         // Over 255 bytes on the wire.
-        vec![vec![b'a'; 63], vec![b'b'; 63], vec![b'c'; 63], vec![b'd'; 63], l(b"e")],
+        vec![
+            vec![b'a'; 63],
+            vec![b'b'; 63],
+            vec![b'c'; 63],
+            vec![b'd'; 63],
+            l(b"e"),
+        ],
     ]
 }
 
@@ -95,10 +129,14 @@ async fn hostile_names_come_out_safe() {
         let text = name.as_str();
         assert_safe_text(text);
         assert!(text.len() <= MAX_NAME_LEN, "case {i}: {} bytes", text.len());
-        assert!(!text.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'(' || b == b')'));
+        assert!(!text
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' ' || b == b'(' || b == b')'));
         // Display adds only the documented marks, after the text.
         let shown = name.to_string();
-        let marks = shown.strip_prefix(text).expect("Display starts with the text");
+        let marks = shown
+            .strip_prefix(text)
+            .expect("Display starts with the text");
         let expected = format!(
             "{}{}{}",
             if name.is_truncated() { "~" } else { "" },
@@ -106,7 +144,9 @@ async fn hostile_names_come_out_safe() {
             if name.is_ip_lookalike() { "(!ip)" } else { "" }
         );
         assert_eq!(marks, expected, "case {i}");
-        assert!(!shown.bytes().any(|b| b.is_ascii_control() || !b.is_ascii() || b == b' '));
+        assert!(!shown
+            .bytes()
+            .any(|b| b.is_ascii_control() || !b.is_ascii() || b == b' '));
         if name.is_truncated() {
             // A cut name is a prefix of the full escaped name.
             let full = fwlog::dns::SafeName::from_labels(raw.iter().map(Vec::as_slice));
@@ -123,9 +163,15 @@ async fn hostile_names_come_out_safe() {
                 .unwrap()
         }
     };
-    assert_eq!(by_case(0).await.as_str(), "evil\\010Dec\\0321\\03200\\05800\\05800\\032host\\032sshd\\058\\032Accepted.example");
+    assert_eq!(
+        by_case(0).await.as_str(),
+        "evil\\010Dec\\0321\\03200\\05800\\05800\\032host\\032sshd\\058\\032Accepted.example"
+    );
     assert_eq!(by_case(7).await.as_str(), "xn--a\\010fake-gva.example");
-    assert_eq!(by_case(8).await.as_str(), "xn--a\\027fake-gva.xn--ls8h.example");
+    assert_eq!(
+        by_case(8).await.as_str(),
+        "xn--a\\027fake-gva.xn--ls8h.example"
+    );
     assert_eq!(by_case(9).await.to_string(), "1.2.3.4(!ip)");
     assert!(by_case(10).await.is_ip_lookalike());
     assert_eq!(by_case(11).await.as_str(), "back\\092slash\\092010.example");
@@ -167,6 +213,9 @@ async fn several_ptr_records_pick_a_stable_one() {
     let r = resolver_for(&resp);
     for last in [1, 2] {
         let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, last));
-        assert_eq!(r.resolve(ip, deadline()).await.unwrap().as_str(), "Alpha.example");
+        assert_eq!(
+            r.resolve(ip, deadline()).await.unwrap().as_str(),
+            "Alpha.example"
+        );
     }
 }

@@ -68,7 +68,11 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(c.get(&a).is_none());
-        c.insert(a, Some(SafeName::from_labels([&b"x"[..]])), Duration::from_secs(60));
+        c.insert(
+            a,
+            Some(SafeName::from_labels([&b"x"[..]])),
+            Duration::from_secs(60),
+        );
         c.insert(b, None, Duration::from_secs(60));
         assert_eq!(c.get(&a).unwrap().unwrap().as_str(), "x");
         assert_eq!(c.get(&b), Some(None));

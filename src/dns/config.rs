@@ -173,10 +173,19 @@ mod tests {
 
     #[test]
     fn server_forms() {
-        assert_eq!(parse_server("127.0.0.1").unwrap(), "127.0.0.1:53".parse().unwrap());
-        assert_eq!(parse_server("127.0.0.1:5353").unwrap(), "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(
+            parse_server("127.0.0.1").unwrap(),
+            "127.0.0.1:53".parse().unwrap()
+        );
+        assert_eq!(
+            parse_server("127.0.0.1:5353").unwrap(),
+            "127.0.0.1:5353".parse().unwrap()
+        );
         assert_eq!(parse_server("::1").unwrap(), "[::1]:53".parse().unwrap());
-        assert_eq!(parse_server("[::1]:54").unwrap(), "[::1]:54".parse().unwrap());
+        assert_eq!(
+            parse_server("[::1]:54").unwrap(),
+            "[::1]:54".parse().unwrap()
+        );
         assert!(parse_server("dns.example").is_err());
     }
 
@@ -190,13 +199,20 @@ mod tests {
             ..DnsConfig::default()
         };
         let e = cfg.name_servers().unwrap_err().to_string();
-        assert!(e.contains("has no nameserver") && e.contains("--no-dns"), "{e}");
+        assert!(
+            e.contains("has no nameserver") && e.contains("--no-dns"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
         let missing = DnsConfig {
             resolv_conf: dir.path().join("absent"),
             ..DnsConfig::default()
         };
-        assert!(missing.name_servers().unwrap_err().to_string().contains("--no-dns"));
+        assert!(missing
+            .name_servers()
+            .unwrap_err()
+            .to_string()
+            .contains("--no-dns"));
     }
 
     #[test]

@@ -68,7 +68,9 @@ impl Nsd {
         for (i, (origin, text)) in zones.iter().enumerate() {
             let file = format!("z{i}.zone");
             std::fs::write(d.join(&file), text).expect("write zone");
-            conf.push_str(&format!("zone:\n  name: \"{origin}\"\n  zonefile: \"{file}\"\n"));
+            conf.push_str(&format!(
+                "zone:\n  name: \"{origin}\"\n  zonefile: \"{file}\"\n"
+            ));
         }
         let conf_path = d.join("nsd.conf");
         std::fs::write(&conf_path, conf).expect("write nsd.conf");
@@ -227,7 +229,8 @@ impl Responder {
         F: Fn(&Question) -> Reply + Send + 'static,
     {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind responder");
-        sock.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
         let addr = sock.local_addr().unwrap();
         let queries = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -288,7 +291,10 @@ pub fn unescape_labels(text: &str) -> Vec<Vec<u8>> {
     while i < b.len() {
         match b[i] {
             b'\\' => {
-                let v: u16 = std::str::from_utf8(&b[i + 1..i + 4]).unwrap().parse().unwrap();
+                let v: u16 = std::str::from_utf8(&b[i + 1..i + 4])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 labels.last_mut().unwrap().push(u8::try_from(v).unwrap());
                 i += 4;
             }
@@ -312,7 +318,9 @@ pub fn assert_safe_text(text: &str) {
     while i < b.len() {
         let c = b[i];
         if c == b'\\' {
-            let d = b.get(i + 1..i + 4).unwrap_or_else(|| panic!("short escape in {text:?}"));
+            let d = b
+                .get(i + 1..i + 4)
+                .unwrap_or_else(|| panic!("short escape in {text:?}"));
             assert!(d.iter().all(u8::is_ascii_digit), "bad escape in {text:?}");
             let v: u16 = std::str::from_utf8(d).unwrap().parse().unwrap();
             assert!(v <= 255, "escape out of range in {text:?}");
