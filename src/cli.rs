@@ -1,18 +1,242 @@
-//! Command-line interface (clap derive). One place that lists every flag, so `--help`, the man
-//! page and the tests stay in step.
+//! Command-line interface (clap derive). This file is the one list of every subcommand and
+//! flag: `--help`, the man page and the tests are checked against it.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit;
+use crate::format::{FormatKind, LogFlags};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "fwlog",
     version,
-    about = "Crash-safe, DNS-resolving firewall logger for Linux"
+    about = "Crash-safe, DNS-resolving firewall logger for Linux",
+    long_about = "fwlog receives the packets that nftables or iptables send to an NFLOG group, \
+                  spools each one to disk before anything else, resolves its addresses to names \
+                  asynchronously, and prints it as a fwlog block, the kernel's LOG line or JSON.",
+    after_help = "See fwlog(8) for formats, signals, files and the nft/iptables rules to use."
 )]
-pub struct Cli {}
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Log the packets of NFLOG groups: capture -> spool -> resolve -> print -> acknowledge
+    Run(Box<RunArgs>),
+    /// Print the packets of pcap or pcapng capture files (NFLOG, Ethernet, raw IP, Linux cooked)
+    Read(ReadArgs),
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s}: {e} (examples: 2s, 500ms, 1m)"))
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    parse_size::parse_size(s).map_err(|e| format!("{s}: {e} (examples: 64MiB, 4G, 1500)"))
+}
+
+/// `--fsync`: when the spool calls fdatasync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsyncArg {
+    /// Every group commit (default): nothing accepted is lost to a crash or a power cut.
+    Batch,
+    /// At most once per interval: a power cut can lose up to that much.
+    Interval(Duration),
+    /// Leave it to the kernel: survives kill -9, not a power cut.
+    Never,
+}
+
+fn fsync_arg(s: &str) -> Result<FsyncArg, String> {
+    match s {
+        "batch" => Ok(FsyncArg::Batch),
+        "never" => Ok(FsyncArg::Never),
+        _ => duration(s)
+            .map(FsyncArg::Interval)
+            .map_err(|_| format!("{s}: expected batch, never, or an interval such as 100ms")),
+    }
+}
+
+/// Reverse-DNS flags (see fwlog(8), DNS).
+#[derive(Args, Debug, Clone)]
+pub struct DnsArgs {
+    /// Do not resolve addresses to names
+    #[arg(long)]
+    pub no_dns: bool,
+
+    /// Name server to ask, IP[:PORT] (repeatable); default: the nameservers of /etc/resolv.conf
+    #[arg(long = "dns-server", value_name = "IP[:PORT]")]
+    pub dns_servers: Vec<String>,
+
+    /// Longest a packet waits for its names before it prints with what is known
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "2s")]
+    pub dns_timeout: Duration,
+
+    /// How long one try of one DNS query waits
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "500ms")]
+    pub dns_query_timeout: Duration,
+
+    /// Retries of a DNS query after the first try
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub dns_attempts: usize,
+
+    /// Addresses kept in the name cache (answers and known non-answers)
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub dns_cache_size: usize,
+
+    /// Shortest time an answer stays cached, whatever its TTL
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "60s")]
+    pub dns_min_ttl: Duration,
+
+    /// Longest time an answer stays cached, whatever its TTL
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1h")]
+    pub dns_max_ttl: Duration,
+
+    /// Forward-confirm names: a name whose A/AAAA records lack the address is marked with `?`
+    #[arg(long)]
+    pub verify_names: bool,
+}
+
+/// The `fwlog run` command line.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// NFLOG group to receive (repeatable): the N of nft `log group N` or iptables
+    /// `-j NFLOG --nflog-group N`
+    #[arg(short = 'g', long = "group", value_name = "N", required = true)]
+    pub groups: Vec<u16>,
+
+    /// Spool directory: every packet is written here before anything else
+    #[arg(long, value_name = "DIR", default_value = "/var/spool/fwlog")]
+    pub spool: PathBuf,
+
+    /// Where to print, [FORMAT=]TARGET (repeatable): a file, - (stdout), syslog, udp://HOST:PORT
+    /// or tcp://HOST:PORT; FORMAT= (fwlog, kernel, json) overrides --format for that output.
+    /// Default: /var/log/fwlog
+    #[arg(short = 'o', long = "output", value_name = "[FORMAT=]TARGET")]
+    pub outputs: Vec<crate::sink::OutputSpec>,
+
+    #[command(flatten)]
+    pub fmt: FormatArgs,
+
+    #[command(flatten)]
+    pub dns: DnsArgs,
+
+    /// When the spool syncs to disk: batch (every group commit), never, or an interval (100ms)
+    #[arg(long, value_name = "POLICY", value_parser = fsync_arg, default_value = "batch")]
+    pub fsync: FsyncArg,
+
+    /// Group commit: most packets per spool write and sync
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub batch_records: usize,
+
+    /// Group commit: longest a packet waits for its batch to be written
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "2ms")]
+    pub batch_delay: Duration,
+
+    /// Largest the spool may grow; beyond it new packets are counted as lost and reported
+    #[arg(long, value_name = "SIZE", value_parser = size, default_value = "4GiB")]
+    pub spool_max: u64,
+
+    /// Size of one spool segment file
+    #[arg(long, value_name = "SIZE", value_parser = size, default_value = "64MiB")]
+    pub segment_size: u64,
+
+    /// Packets held in memory between the spool and the outputs (the rest waits on disk)
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub window: usize,
+
+    /// Bytes of each packet to copy from the kernel (from the network header; at most 65535)
+    #[arg(long, value_name = "BYTES", default_value_t = 65535)]
+    pub copy_range: u32,
+
+    /// Netlink receive buffer (forced with CAP_NET_ADMIN)
+    #[arg(long, value_name = "SIZE", value_parser = size, default_value = "64MiB")]
+    pub rcvbuf: u64,
+
+    /// Kernel buffer per NFLOG datagram (4096 to 131072)
+    #[arg(long, value_name = "BYTES", default_value_t = 131072)]
+    pub nlbufsiz: u32,
+
+    /// Packets the kernel queues before it sends a datagram
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub qthresh: u32,
+
+    /// Longest a packet waits in the kernel's queue (rounded to 10ms; kernel default 1s)
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10ms")]
+    pub flush_timeout: Duration,
+}
+
+/// How lines are written: shared by every subcommand that prints packets.
+#[derive(Args, Debug, Clone)]
+pub struct FormatArgs {
+    /// Output format: fwlog blocks, the kernel's LOG line, or one JSON object per line
+    #[arg(short = 'f', long, value_enum, default_value_t = FormatKind::Fwlog)]
+    pub format: FormatKind,
+
+    /// Optional kernel-format fields, as nft's `log flags`: a comma list of tcp-sequence,
+    /// tcp-options, ip-options, skuid, ether, or all
+    #[arg(long, value_name = "FLAGS", default_value = "")]
+    pub log_flags: LogFlags,
+
+    /// With --format kernel, leave out the syslog header "Mmm dd HH:MM:SS HOST kernel: "
+    #[arg(long)]
+    pub no_syslog_header: bool,
+}
+
+/// How to name an interface that a capture knows only by its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum IfNames {
+    /// Print `if<N>` (right for a capture taken on any machine)
+    Index,
+    /// Look the index up on this machine (right only for a capture taken here, in this
+    /// network namespace, while the interface existed)
+    Host,
+}
+
+#[derive(Args, Debug)]
+pub struct ReadArgs {
+    /// Capture files to read, in order
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub fmt: FormatArgs,
+
+    /// Where to write: a file (appended to, created 0640) or - for standard output
+    #[arg(short = 'o', long, value_name = "TARGET", default_value = "-")]
+    pub output: String,
+
+    /// Do not resolve addresses to names (fwlog read does no DNS yet; the flag is accepted so
+    /// scripts can say so explicitly)
+    #[arg(long)]
+    pub no_dns: bool,
+
+    /// Naming of interfaces that the capture records only by index (tcpdump's NFLOG captures;
+    /// captures written by fwlog carry names)
+    #[arg(long, value_enum, default_value_t = IfNames::Index)]
+    pub ifnames: IfNames,
+}
 
 /// Parse the command line and run; returns the process exit status.
 pub fn main() -> i32 {
-    let _cli = Cli::parse();
-    0
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Run(args) => crate::daemon::run(&args),
+        Command::Read(args) => crate::cmd::read::run(&args),
+    }
 }

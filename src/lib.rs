@@ -5,9 +5,14 @@
 
 pub mod capture;
 pub mod cli;
+pub mod cmd;
+pub mod daemon;
 pub mod decode;
 pub mod dns;
+pub mod exit;
 pub mod format;
+pub mod ifname;
 pub mod nflog;
 pub mod packet;
 pub mod pcap;
+pub mod sink;

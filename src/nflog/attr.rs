@@ -38,6 +38,71 @@ pub mod fwlog {
     pub const OUTDEV_NAME: u16 = 0x3F03;
     pub const PHYSINDEV_NAME: u16 = 0x3F04;
     pub const PHYSOUTDEV_NAME: u16 = 0x3F05;
+    /// A loss report instead of a packet (see [`super::LossRecord`]): be64 count (u64::MAX when
+    /// unknown), u8 cause, u8 has_range, 2 bytes zero, be32 first and be32 last seq_global.
+    pub const LOSS: u16 = 0x3F10;
+}
+
+/// A loss report as the spool stores it, so that it reaches the output in order with the
+/// packets around it and survives a crash like they do. On disk it is an NFLOG-shaped record
+/// with family 0 (AF_UNSPEC, never a packet), the group, fwlog's receive time and a LOSS
+/// attribute; pcap export skips it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossRecord {
+    pub group: Option<u16>,
+    /// Cause code: see `crate::daemon::loss` for the numbering.
+    pub cause: u8,
+    pub count: Option<u64>,
+    pub seq_global: Option<(u32, u32)>,
+}
+
+impl LossRecord {
+    /// Encode as a spool record.
+    pub fn encode(&self, sec: i64, nsec: u32, out: &mut Vec<u8>) {
+        let g = self.group.unwrap_or(0);
+        out.extend_from_slice(&[crate::packet::family::UNSPEC, 0]);
+        out.extend_from_slice(&g.to_be_bytes());
+        push_recv_time(out, sec, nsec);
+        let mut v = [0u8; 20];
+        v[..8].copy_from_slice(&self.count.unwrap_or(u64::MAX).to_be_bytes());
+        v[8] = self.cause;
+        v[9] = u8::from(self.group.is_some()) | (u8::from(self.seq_global.is_some()) << 1);
+        let (a, b) = self.seq_global.unwrap_or((0, 0));
+        v[12..16].copy_from_slice(&a.to_be_bytes());
+        v[16..20].copy_from_slice(&b.to_be_bytes());
+        push_attr(out, fwlog::LOSS, &v);
+    }
+
+    /// Decode a spool record that is a loss report; `None` for a packet (or a damaged record,
+    /// which then goes through [`parse`] and is printed as a marked partial packet).
+    pub fn decode(msg: &[u8]) -> Option<LossRecord> {
+        if msg.len() < NFGENMSG_LEN || msg[0] != crate::packet::family::UNSPEC {
+            return None;
+        }
+        let group = u16::from_be_bytes([msg[2], msg[3]]);
+        let mut off = NFGENMSG_LEN;
+        while off + 4 <= msg.len() {
+            let len = u16::from_ne_bytes([msg[off], msg[off + 1]]) as usize;
+            let ty = u16::from_ne_bytes([msg[off + 2], msg[off + 3]]) & NLA_TYPE_MASK;
+            if len < 4 || off + len > msg.len() {
+                return None;
+            }
+            let v = &msg[off + 4..off + len];
+            if ty == fwlog::LOSS && v.len() >= 20 {
+                let count = be64(v)?;
+                let flags = v[9];
+                return Some(LossRecord {
+                    group: (flags & 1 != 0).then_some(group),
+                    cause: v[8],
+                    count: (count != u64::MAX).then_some(count),
+                    seq_global: (flags & 2 != 0)
+                        .then(|| (be32(&v[12..]).unwrap_or(0), be32(&v[16..]).unwrap_or(0))),
+                });
+            }
+            off += (len + 3) & !3;
+        }
+        None
+    }
 }
 
 /// `nlattr` type bits that are flags, not part of the type.
@@ -362,6 +427,31 @@ mod tests {
             let p = parse(&b[..n], TlvOrder::NATIVE, ts());
             assert!(p.payload.len() <= 4);
         }
+    }
+
+    #[test]
+    fn loss_records_round_trip_and_are_not_packets() {
+        let l = LossRecord {
+            group: Some(5),
+            cause: 2,
+            count: Some(69_960),
+            seq_global: Some((10, 70_000)),
+        };
+        let mut b = Vec::new();
+        l.encode(1_700_000_000, 1, &mut b);
+        assert_eq!(LossRecord::decode(&b), Some(l));
+        let unknown = LossRecord {
+            group: None,
+            cause: 1,
+            count: None,
+            seq_global: None,
+        };
+        b.clear();
+        unknown.encode(0, 0, &mut b);
+        assert_eq!(LossRecord::decode(&b), Some(unknown));
+        assert_eq!(LossRecord::decode(&record()), None);
+        let p = parse(&b, TlvOrder::NATIVE, ts());
+        assert_eq!((p.family, p.payload.len()), (0, 0));
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! The daemon's counters: updated lock-free by the intake thread and the processing loop,
+//! written to stderr on SIGUSR1 and at exit.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Packets read from the netlink socket.
+    pub received: AtomicU64,
+    /// Packets appended to the spool.
+    pub spooled: AtomicU64,
+    /// Packets printed to every output.
+    pub printed: AtomicU64,
+    /// Printed packets that came from the spool at start-up (possibly printed before a crash).
+    pub replayed: AtomicU64,
+    /// Loss by cause (records, where the kernel told how many).
+    pub lost_seq_gap: AtomicU64,
+    pub lost_restart: AtomicU64,
+    pub lost_spool_full: AtomicU64,
+    pub lost_other: AtomicU64,
+    /// ENOBUFS episodes (each hides the records the sequence gaps then count).
+    pub enobufs: AtomicU64,
+    /// Failed output writes (each retried until it succeeds).
+    pub output_errors: AtomicU64,
+}
+
+pub fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Relaxed);
+}
+
+impl Counters {
+    /// One line: what SIGUSR1 prints. `pending` is the spool's unacknowledged count; `dns` the
+    /// resolver's own line when DNS is on.
+    pub fn line(&self, pending: u64, dns: Option<String>) -> String {
+        let g = |c: &AtomicU64| c.load(Relaxed);
+        let mut s = format!(
+            "fwlog: received {} spooled {} printed {} replayed {} pending {} lost seq-gap {} restart {} spool-full {} other {} enobufs-events {} output-errors {}",
+            g(&self.received),
+            g(&self.spooled),
+            g(&self.printed),
+            g(&self.replayed),
+            pending,
+            g(&self.lost_seq_gap),
+            g(&self.lost_restart),
+            g(&self.lost_spool_full),
+            g(&self.lost_other),
+            g(&self.enobufs),
+            g(&self.output_errors),
+        );
+        if let Some(d) = dns {
+            let _ = write!(s, "; dns {d}");
+        }
+        s
+    }
+}

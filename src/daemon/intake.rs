@@ -1,0 +1,180 @@
+//! The intake thread: receive a batch from the kernel, append it to the spool, commit.
+//!
+//! It does nothing else (no decoding, no DNS, no printing), so a slow name server or a stuck
+//! output can never make the kernel drop packets: the backlog grows on disk instead. Loss
+//! reports are spooled in line with the packets around them, so they print in order and
+//! survive a crash like packets do.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fwlog_spool::Writer;
+use tokio::sync::Notify;
+
+use super::counters::{bump, Counters};
+use super::loss::{self, Cause};
+use super::seqfile::SeqFile;
+use crate::capture::{LossCause, LossEvent, NflogSocket, RecordBatch};
+use crate::nflog::attr::LossRecord;
+
+pub struct Intake {
+    pub sock: NflogSocket,
+    pub writer: Writer,
+    pub stop: Arc<AtomicBool>,
+    /// Poked after every commit: the processing loop waits on it for new records.
+    pub wake: Arc<Notify>,
+    pub counters: Arc<Counters>,
+    pub seq_file: SeqFile,
+}
+
+/// Records refused because the spool was full, not yet reported in the stream.
+#[derive(Default)]
+struct FullLoss {
+    count: u64,
+    first: Option<u32>,
+    last: Option<u32>,
+}
+
+fn now() -> (i64, u32) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    (d.as_secs() as i64, d.subsec_nanos())
+}
+
+impl Intake {
+    /// Run until `stop` is set; then commit what was received and return.
+    pub fn run(mut self) -> Result<(), String> {
+        let mut batch = RecordBatch::with_capacity(1 << 20, 8192);
+        let mut full = FullLoss::default();
+        let mut scratch = Vec::with_capacity(256);
+        loop {
+            let stopping = self.stop.load(Ordering::Relaxed);
+            let timeout = if stopping {
+                Duration::ZERO
+            } else {
+                self.writer
+                    .commit_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_millis(100))
+                    .min(Duration::from_millis(100))
+            };
+            let n = self
+                .sock
+                .recv_batch(&mut batch, timeout)
+                .map_err(|e| format!("receiving from NFLOG: {e}"))?;
+            bump(&self.counters.received, n as u64);
+            let losses = batch.loss_events();
+            let mut li = 0;
+            for (i, rec) in batch.iter().enumerate() {
+                while li < losses.len() && losses[li].0 <= i {
+                    self.spool_loss(&losses[li].1, &mut scratch);
+                    li += 1;
+                }
+                self.append(rec, &mut full, &mut scratch);
+            }
+            for (_, ev) in &losses[li..] {
+                self.spool_loss(ev, &mut scratch);
+            }
+            if self
+                .writer
+                .commit_if_due()
+                .map_err(|e| format!("spool commit: {e}"))?
+                .is_some()
+            {
+                self.after_commit();
+            }
+            if stopping && n == 0 {
+                break;
+            }
+        }
+        self.writer
+            .commit()
+            .map_err(|e| format!("spool commit at exit: {e}"))?;
+        self.after_commit();
+        Ok(())
+    }
+
+    fn after_commit(&mut self) {
+        self.wake.notify_one();
+        if let Some(s) = self.sock.tracker().last_seq_global() {
+            self.seq_file.store(s);
+        }
+    }
+
+    fn append(&mut self, rec: &[u8], full: &mut FullLoss, scratch: &mut Vec<u8>) {
+        if full.count > 0 {
+            // Space may be back: report what was dropped first, in order.
+            let (sec, nsec) = now();
+            scratch.clear();
+            LossRecord {
+                group: None,
+                cause: Cause::SpoolFull as u8,
+                count: Some(full.count),
+                seq_global: full.first.zip(full.last),
+            }
+            .encode(sec, nsec, scratch);
+            if self.writer.append(scratch).is_ok() {
+                eprintln!(
+                    "fwlog: spool has room again; {} packets were lost while it was full",
+                    full.count
+                );
+                *full = FullLoss::default();
+            }
+        }
+        match self.writer.append(rec) {
+            Ok(_) => bump(&self.counters.spooled, 1),
+            Err(e) => {
+                bump(&self.counters.lost_spool_full, 1);
+                if full.count == 0 {
+                    eprintln!("fwlog: cannot spool packets ({e}); counting them as lost until there is room");
+                }
+                full.count += 1;
+                let sg = crate::nflog::attr::parse(
+                    rec,
+                    crate::nflog::attr::TlvOrder::NATIVE,
+                    loss::EPOCH,
+                )
+                .seq_global;
+                full.first = full.first.or(sg);
+                full.last = sg.or(full.last);
+            }
+        }
+    }
+
+    fn spool_loss(&mut self, ev: &LossEvent, scratch: &mut Vec<u8>) {
+        eprintln!("fwlog: {ev}");
+        let n = ev.count.unwrap_or(0);
+        let cause = match ev.cause {
+            LossCause::SeqGap => {
+                bump(&self.counters.lost_seq_gap, n);
+                Cause::SeqGap
+            }
+            LossCause::Enobufs => {
+                bump(&self.counters.enobufs, 1);
+                Cause::Enobufs
+            }
+            LossCause::Restart => {
+                bump(&self.counters.lost_restart, n);
+                Cause::Restart
+            }
+            LossCause::Truncated | LossCause::Malformed => {
+                bump(&self.counters.lost_other, n);
+                Cause::Corrupt
+            }
+        };
+        let (sec, nsec) = now();
+        scratch.clear();
+        LossRecord {
+            group: ev.group,
+            cause: cause as u8,
+            count: ev.count,
+            seq_global: ev.seq_global,
+        }
+        .encode(sec, nsec, scratch);
+        // When the spool is full this report cannot be spooled either; it is still on stderr
+        // and in the counters.
+        let _ = self.writer.append(scratch);
+    }
+}

@@ -1,0 +1,229 @@
+//! `fwlog run`: the daemon. capture -> spool -> resolve -> format -> sink -> acknowledge.
+//!
+//! Two threads: the intake thread ([`intake`]) receives from NFLOG and appends to the spool,
+//! nothing else; the processing loop ([`process`], on a single-threaded tokio runtime that also
+//! runs the DNS lookups) reads the spool back in order, waits for names, prints, and
+//! acknowledges. They share only the spool (whose reader sees what the writer committed), a
+//! wake-up, a stop flag and the counters. Start-up order makes sure a packet can never arrive
+//! before it has somewhere to go: spool, then outputs, then DNS, then the NFLOG socket.
+
+mod counters;
+mod intake;
+mod loss;
+mod outputs;
+mod process;
+mod seqfile;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fwlog_spool::{Error as SpoolError, FsyncPolicy, Options as SpoolOptions, Spool};
+use tokio::sync::Notify;
+
+use crate::capture::{CaptureError, NflogConfig, NflogSocket};
+use crate::cli::{DnsArgs, FsyncArg, RunArgs};
+use crate::exit;
+use crate::sink::{OutputSpec, Target};
+
+pub use counters::Counters;
+
+/// Print a one-line error and return `code`.
+fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
+    eprintln!("fwlog: {msg}");
+    code
+}
+
+/// The resolver configuration the flags ask for.
+pub fn dns_config(args: &DnsArgs) -> Result<crate::dns::DnsConfig, String> {
+    let mut cfg = crate::dns::DnsConfig::default();
+    for s in &args.dns_servers {
+        cfg.servers
+            .push(crate::dns::parse_server(s).map_err(|e| e.to_string())?);
+    }
+    cfg.query_timeout = args.dns_query_timeout;
+    cfg.attempts = args.dns_attempts;
+    cfg.cache_entries = args.dns_cache_size;
+    cfg.min_ttl = args.dns_min_ttl;
+    cfg.max_ttl = args.dns_max_ttl;
+    cfg.verify_names = args.verify_names;
+    Ok(cfg)
+}
+
+pub fn run(args: &RunArgs) -> i32 {
+    // --- spool
+    let mut opts = SpoolOptions::default();
+    opts.segment_bytes = args.segment_size;
+    opts.max_bytes = args.spool_max;
+    opts.batch_max_records = args.batch_records;
+    opts.batch_max_delay = args.batch_delay;
+    opts.fsync = match args.fsync {
+        FsyncArg::Batch => FsyncPolicy::EveryCommit,
+        FsyncArg::Interval(d) => FsyncPolicy::Interval(d),
+        FsyncArg::Never => FsyncPolicy::Never,
+    };
+    if let Err(e) = std::fs::create_dir_all(&args.spool) {
+        return fail(
+            exit::SPOOL,
+            format!("spool directory {}: {e}", args.spool.display()),
+        );
+    }
+    let (writer, reader, report) = match Spool::open(&args.spool, opts) {
+        Ok(x) => x,
+        Err(e @ SpoolError::Locked { .. }) => return fail(exit::SPOOL, e),
+        Err(e) => {
+            return fail(
+                exit::SPOOL,
+                format!("spool {} is unusable: {e}", args.spool.display()),
+            )
+        }
+    };
+    for q in &report.quarantined {
+        eprintln!("fwlog: spool: moved an unreadable file aside: {q:?}");
+    }
+    if report.bytes_truncated > 0 {
+        eprintln!(
+            "fwlog: spool: cut {} bytes of torn records left by a crash",
+            report.bytes_truncated
+        );
+    }
+    if report.pending_records > 0 {
+        eprintln!(
+            "fwlog: spool holds {} packets from before; printing them first (marked replayed)",
+            report.pending_records
+        );
+    }
+
+    // --- outputs
+    let specs: Vec<OutputSpec> = if args.outputs.is_empty() {
+        vec![OutputSpec {
+            format: None,
+            target: Target::File("/var/log/fwlog".into()),
+        }]
+    } else {
+        args.outputs.clone()
+    };
+    let fmt_opts = crate::cmd::format_options(&args.fmt);
+    let sync_outputs = args.fsync != FsyncArg::Never;
+    let outputs = match outputs::Outputs::open(&specs, args.fmt.format, &fmt_opts, sync_outputs) {
+        Ok(o) => o,
+        Err(e) => return fail(exit::OUTPUT, e),
+    };
+
+    // --- runtime and DNS
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(exit::FAILURE, format!("cannot start the runtime: {e}")),
+    };
+    let resolver = if args.dns.no_dns {
+        None
+    } else {
+        let cfg = match dns_config(&args.dns) {
+            Ok(c) => c,
+            Err(e) => return fail(exit::USAGE, e),
+        };
+        match crate::dns::Resolver::new(cfg, rt.handle().clone()) {
+            Ok(r) => Some(r),
+            Err(e) => return fail(exit::USAGE, e),
+        }
+    };
+
+    // --- capture
+    let cfg = NflogConfig {
+        groups: args.groups.clone(),
+        copy_range: args.copy_range,
+        rcvbuf: args.rcvbuf.min(usize::MAX as u64) as usize,
+        nlbufsiz: args.nlbufsiz,
+        qthresh: args.qthresh,
+        flush_timeout_cs: (args.flush_timeout.as_millis() / 10).clamp(1, u32::MAX as u128) as u32,
+        ..NflogConfig::default()
+    };
+    let mut sock = match NflogSocket::open(&cfg) {
+        Ok(s) => s,
+        Err(e @ CaptureError::NoPermission { .. }) => return fail(exit::NO_PERM, e),
+        Err(e @ CaptureError::InvalidConfig(_)) => return fail(exit::USAGE, e),
+        Err(e) => return fail(exit::FAILURE, e),
+    };
+    for w in sock.warnings() {
+        eprintln!("fwlog: {w}");
+    }
+    let (seq_file, previous) = seqfile::SeqFile::open(&args.spool);
+    if let Some(s) = previous {
+        sock.seed_seq_global(s);
+    }
+
+    // --- run
+    let counters = Arc::new(Counters::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(Notify::new());
+    let intake = intake::Intake {
+        sock,
+        writer,
+        stop: Arc::clone(&stop),
+        wake: Arc::clone(&wake),
+        counters: Arc::clone(&counters),
+        seq_file,
+    };
+    let intake = match std::thread::Builder::new()
+        .name("fwlog-intake".into())
+        .spawn(move || {
+            let (stop, wake) = (Arc::clone(&intake.stop), Arc::clone(&intake.wake));
+            let r = intake.run();
+            if r.is_err() {
+                // Tell the processing loop to finish what it has and exit.
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                wake.notify_one();
+            }
+            r
+        }) {
+        Ok(h) => h,
+        Err(e) => {
+            return fail(
+                exit::FAILURE,
+                format!("cannot start the intake thread: {e}"),
+            )
+        }
+    };
+    eprintln!(
+        "fwlog: logging NFLOG group{} {} (spool {})",
+        if args.groups.len() > 1 { "s" } else { "" },
+        args.groups
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.spool.display()
+    );
+    let processor = process::Processor {
+        reader,
+        outputs,
+        resolver: resolver.clone(),
+        dns_timeout: if args.dns.no_dns {
+            Duration::ZERO
+        } else {
+            args.dns.dns_timeout
+        },
+        window_cap: args.window.max(1),
+        counters: Arc::clone(&counters),
+        data_wake: wake,
+        stop: Arc::clone(&stop),
+        stop_grace: Duration::from_secs(2),
+    };
+    let result = rt.block_on(processor.run());
+    // Whatever ended the loop, stop intake and let it commit what it received.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let intake_result = intake
+        .join()
+        .unwrap_or_else(|_| Err("the intake thread panicked".into()));
+    eprintln!(
+        "{}",
+        counters.line(0, resolver.as_ref().map(|r| r.stats().to_string()))
+    );
+    match (result, intake_result) {
+        (Ok(()), Ok(())) => exit::OK,
+        (Err(e), _) | (_, Err(e)) => fail(exit::FAILURE, e),
+    }
+}

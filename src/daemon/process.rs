@@ -1,0 +1,256 @@
+//! The processing loop: spool -> resolve -> format -> outputs -> acknowledge.
+//!
+//! Invariants:
+//! - Lines come out in spool order, which is arrival order. The packet at the head of the
+//!   window waits for its names at most until its deadline (`--dns-timeout` after it entered the
+//!   window), then prints with what is known; packets behind it wait for it.
+//! - Memory is bounded by the window (`--window` records): when it is full, nothing more is read
+//!   from the spool; the backlog stays on disk however large it grows.
+//! - A record is acknowledged only after every output wrote its line. While an output fails,
+//!   the formatted batch is kept and retried with backoff, nothing new is printed, and intake
+//!   keeps spooling.
+//! - DNS state lives in the resolver's cache, not here: a packet is ready when every address
+//!   of it is a cache hit (a name, a known absence, or a recent failure).
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fwlog_spool::Reader;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
+use tokio::time::{sleep_until, Instant};
+
+use super::counters::{bump, Counters};
+use super::loss;
+use super::outputs::Outputs;
+use crate::dns::{Lookup, Resolver};
+use crate::format::Names;
+use crate::nflog::attr::{self, LossRecord, TlvOrder};
+
+/// One spooled record between the spool and the outputs.
+struct Entry {
+    seq: u64,
+    data: Vec<u8>,
+    replayed: bool,
+    deadline: Instant,
+    /// Addresses whose names the packet prints (empty for loss reports).
+    addrs: Vec<IpAddr>,
+}
+
+/// Names of one packet, taken from the resolver's cache when it prints.
+struct PacketNames(Vec<(IpAddr, String)>);
+
+impl Names for PacketNames {
+    fn name(&self, addr: IpAddr) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, n)| n.as_str())
+    }
+}
+
+pub struct Processor {
+    pub reader: Reader,
+    pub outputs: Outputs,
+    pub resolver: Option<Resolver>,
+    pub dns_timeout: Duration,
+    pub window_cap: usize,
+    pub counters: Arc<Counters>,
+    /// Poked by intake after each commit.
+    pub data_wake: Arc<Notify>,
+    /// Set on SIGTERM/SIGINT: intake stops; this loop finishes what is ready and returns.
+    pub stop: Arc<AtomicBool>,
+    /// How long shutdown may take to print what is ready.
+    pub stop_grace: Duration,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+impl Processor {
+    pub async fn run(mut self) -> Result<(), String> {
+        let sig =
+            |k: SignalKind| signal(k).map_err(|e| format!("cannot install signal handler: {e}"));
+        let mut hup = sig(SignalKind::hangup())?;
+        let mut usr1 = sig(SignalKind::user_defined1())?;
+        let mut term = sig(SignalKind::terminate())?;
+        let mut int = sig(SignalKind::interrupt())?;
+        let dns_wake = Arc::new(Notify::new());
+        let mut window: VecDeque<Entry> = VecDeque::with_capacity(self.window_cap.min(1 << 16));
+        let mut last_printed: Option<u64> = None;
+        let mut retry_at: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(100);
+        let mut failing: Option<String> = None;
+        let mut stop_at: Option<Instant> = None;
+
+        loop {
+            if stop_at.is_none() && self.stop.load(Ordering::Relaxed) {
+                // Intake ended (an error it has reported): finish like on SIGTERM.
+                self.begin_stop(&mut stop_at);
+            }
+            let now = Instant::now();
+            let retry_due = retry_at.is_none_or(|t| now >= t);
+            if failing.is_none() {
+                if stop_at.is_none() {
+                    self.fill(&mut window, &dns_wake)?;
+                }
+                last_printed = self.drain(&mut window).or(last_printed);
+            }
+            if self.outputs.pending_bytes() > 0 && retry_due {
+                match self.outputs.write() {
+                    Ok(()) => {
+                        if let Some(what) = failing.take() {
+                            eprintln!("fwlog: output {what} works again; catching up");
+                        }
+                        retry_at = None;
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err((what, e)) => {
+                        bump(&self.counters.output_errors, 1);
+                        if failing.is_none() {
+                            eprintln!("fwlog: cannot write to {what}: {e}; nothing is acknowledged, packets stay in the spool, retrying");
+                        }
+                        failing = Some(what);
+                        retry_at = Some(now + backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+            if failing.is_none() {
+                if let Some(seq) = last_printed.take() {
+                    self.reader
+                        .ack(seq)
+                        .map_err(|e| format!("spool acknowledgement: {e}"))?;
+                }
+            }
+            if let Some(t) = stop_at {
+                let idle = window.is_empty() && self.outputs.pending_bytes() == 0;
+                if idle || Instant::now() >= t {
+                    break;
+                }
+            }
+
+            let head = window.front().map(|e| e.deadline);
+            let wake_at = [
+                head,
+                retry_at,
+                stop_at,
+                Some(Instant::now() + Duration::from_millis(250)),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(Instant::now);
+            tokio::select! {
+                _ = self.data_wake.notified() => {}
+                _ = dns_wake.notified() => {}
+                _ = sleep_until(wake_at) => {}
+                _ = hup.recv() => self.outputs.reopen(),
+                _ = usr1.recv() => {
+                    let dns = self.resolver.as_ref().map(|r| r.stats().to_string());
+                    eprintln!("{}", self.counters.line(self.reader.stats().pending_records, dns));
+                }
+                _ = term.recv() => self.begin_stop(&mut stop_at),
+                _ = int.recv() => self.begin_stop(&mut stop_at),
+            }
+        }
+        Ok(())
+    }
+
+    fn begin_stop(&mut self, stop_at: &mut Option<Instant>) {
+        if stop_at.is_none() {
+            self.stop.store(true, Ordering::Relaxed);
+            *stop_at = Some(Instant::now() + self.stop_grace);
+        }
+    }
+
+    /// Read committed records into the window until it is full or the reader caught up, and
+    /// start name lookups for their addresses.
+    fn fill(&mut self, window: &mut VecDeque<Entry>, dns_wake: &Arc<Notify>) -> Result<(), String> {
+        while window.len() < self.window_cap {
+            let rec = match self.reader.next() {
+                Ok(Some(r)) => r,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(format!("reading the spool: {e}")),
+            };
+            let now = Instant::now();
+            let mut addrs = Vec::new();
+            if LossRecord::decode(&rec.data).is_none() {
+                let p = attr::parse(&rec.data, TlvOrder::NATIVE, loss::EPOCH);
+                addrs = crate::decode::addresses(&p);
+                addrs.dedup();
+                if let Some(r) = &self.resolver {
+                    for &ip in &addrs {
+                        if r.cached(ip) == Lookup::Miss {
+                            if let Some(pending) = r.start(ip) {
+                                let wake = Arc::clone(dns_wake);
+                                let deadline = now + self.dns_timeout;
+                                tokio::spawn(async move {
+                                    let _ = pending.wait_until(deadline).await;
+                                    wake.notify_one();
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            window.push_back(Entry {
+                seq: rec.seq,
+                data: rec.data,
+                replayed: rec.recovered,
+                deadline: now + self.dns_timeout,
+                addrs,
+            });
+        }
+        Ok(())
+    }
+
+    /// Format every ready record at the head of the window. Returns the last seq formatted.
+    fn drain(&mut self, window: &mut VecDeque<Entry>) -> Option<u64> {
+        let mut last = None;
+        let now = Instant::now();
+        while let Some(head) = window.front() {
+            let ready = match &self.resolver {
+                None => true,
+                Some(r) => {
+                    now >= head.deadline
+                        || head
+                            .addrs
+                            .iter()
+                            .all(|&ip| matches!(r.cached(ip), Lookup::Hit(_)))
+                }
+            };
+            if !ready {
+                break;
+            }
+            let Some(e) = window.pop_front() else { break };
+            if let Some(l) = LossRecord::decode(&e.data) {
+                let t = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH).timestamp;
+                self.outputs.loss(&loss::event(&l, t));
+            } else {
+                let mut p = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
+                p.replayed = e.replayed;
+                let names = PacketNames(match &self.resolver {
+                    None => Vec::new(),
+                    Some(r) => e
+                        .addrs
+                        .iter()
+                        .filter_map(|&ip| match r.cached(ip) {
+                            Lookup::Hit(Some(n)) => Some((ip, n.to_string())),
+                            _ => None,
+                        })
+                        .collect(),
+                });
+                self.outputs.packet(&p, &names);
+                bump(&self.counters.printed, 1);
+                if e.replayed {
+                    bump(&self.counters.replayed, 1);
+                }
+            }
+            last = Some(e.seq);
+        }
+        last
+    }
+}

@@ -1,0 +1,167 @@
+//! Output targets ("sinks") and how a batch of lines reaches them.
+//!
+//! Invariants (the daemon acknowledges spool records on the strength of these):
+//! - `write_batch` returning `Ok` means every byte of the batch reached the target: for a file,
+//!   written with O_APPEND (and `fdatasync`ed when the sink syncs); for syslog, every message sent.
+//! - After an `Err`, the caller passes the *same* batch again; the sink remembers how far it got
+//!   and resumes there, so a full disk or a dead syslog never loses or doubles a line.
+//! - `reopen` (SIGHUP) opens the path again: lines written before it are in the old (rotated) file,
+//!   lines after it in the new one, none in both.
+
+pub mod file;
+pub mod syslog;
+
+use std::io;
+use std::str::FromStr;
+
+use crate::format::FormatKind;
+
+/// Where an output goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `-`
+    Stdout,
+    /// A file path, appended to.
+    File(std::path::PathBuf),
+    /// `syslog`: the local syslog socket (/dev/log).
+    Syslog,
+    /// `udp://HOST:PORT`: a remote syslog server (RFC 3164 over UDP).
+    Udp(String),
+    /// `tcp://HOST:PORT`: a remote syslog server (RFC 3164 over TCP, newline-framed).
+    Tcp(String),
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Target, String> {
+        let remote = |rest: &str, scheme: &str| -> Result<String, String> {
+            match rest.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                    Ok(rest.to_string())
+                }
+                _ => Err(format!("{scheme}://{rest}: expected {scheme}://HOST:PORT")),
+            }
+        };
+        Ok(match s {
+            "" => return Err("empty output target".into()),
+            "-" => Target::Stdout,
+            "syslog" => Target::Syslog,
+            _ if s.starts_with("udp://") => Target::Udp(remote(&s[6..], "udp")?),
+            _ if s.starts_with("tcp://") => Target::Tcp(remote(&s[6..], "tcp")?),
+            _ if s.contains("://") => {
+                return Err(format!("{s}: unknown scheme (use udp:// or tcp://)"))
+            }
+            _ => Target::File(s.into()),
+        })
+    }
+}
+
+/// One `--output [FORMAT=]TARGET`: where, and in which format (None: the `--format` default).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub format: Option<FormatKind>,
+    pub target: Target,
+}
+
+impl FromStr for OutputSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<OutputSpec, String> {
+        if let Some((f, rest)) = s.split_once('=') {
+            let format = match f {
+                "fwlog" => Some(FormatKind::Fwlog),
+                "kernel" => Some(FormatKind::Kernel),
+                "json" => Some(FormatKind::Json),
+                _ => None,
+            };
+            if format.is_some() {
+                return Ok(OutputSpec {
+                    format,
+                    target: rest.parse()?,
+                });
+            }
+        }
+        Ok(OutputSpec {
+            format: None,
+            target: s.parse()?,
+        })
+    }
+}
+
+impl Target {
+    /// Syslog targets frame messages themselves: the formatter must not add a syslog header.
+    pub fn is_syslog(&self) -> bool {
+        matches!(self, Target::Syslog | Target::Udp(_) | Target::Tcp(_))
+    }
+}
+
+/// A place lines go to. See the module docs for the contract.
+pub trait Sink: Send {
+    /// Write one batch of complete lines (each ending in `\n`).
+    fn write_batch(&mut self, lines: &[u8]) -> io::Result<()>;
+    /// Open the target again (SIGHUP, after logrotate renamed the file).
+    fn reopen(&mut self) -> io::Result<()>;
+    /// For messages: the target as the user wrote it.
+    fn describe(&self) -> String;
+}
+
+/// Open a sink. `kernel_tag` selects the syslog tag `kernel` (what fail2ban and psad match)
+/// rather than `fwlog`; `sync` makes file sinks fdatasync each batch.
+pub fn open(target: &Target, kernel_tag: bool, sync: bool) -> io::Result<Box<dyn Sink>> {
+    Ok(match target {
+        Target::Stdout => Box::new(file::FileSink::stdout()),
+        Target::File(p) => Box::new(file::FileSink::open(p, sync)?),
+        Target::Syslog | Target::Udp(_) | Target::Tcp(_) => {
+            Box::new(syslog::SyslogSink::open(target.clone(), kernel_tag)?)
+        }
+    })
+}
+
+/// `fwlog read`'s simple output: `-` or a file, buffered, no retry machinery (a failed write
+/// there is reported and ends the command).
+pub fn open_plain_output(target: &str) -> Result<Box<dyn io::Write>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if target == "-" {
+        return Ok(Box::new(io::BufWriter::with_capacity(
+            1 << 16,
+            io::stdout().lock(),
+        )));
+    }
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(target)
+        .map_err(|e| format!("cannot open output {target}: {e}"))?;
+    Ok(Box::new(io::BufWriter::with_capacity(1 << 16, f)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_per_output_formats_parse() {
+        assert_eq!("-".parse::<Target>().unwrap(), Target::Stdout);
+        assert_eq!("syslog".parse::<Target>().unwrap(), Target::Syslog);
+        assert_eq!(
+            "udp://127.0.0.1:514".parse::<Target>().unwrap(),
+            Target::Udp("127.0.0.1:514".into())
+        );
+        assert_eq!(
+            "tcp://[::1]:514".parse::<Target>().unwrap(),
+            Target::Tcp("[::1]:514".into())
+        );
+        assert!("udp://nohost".parse::<Target>().is_err());
+        assert!("http://x:1".parse::<Target>().is_err());
+        let o: OutputSpec = "kernel=syslog".parse().unwrap();
+        assert_eq!(
+            (o.format, o.target),
+            (Some(FormatKind::Kernel), Target::Syslog)
+        );
+        let o: OutputSpec = "/var/log/a=b".parse().unwrap();
+        assert_eq!(
+            (o.format, o.target),
+            (None, Target::File("/var/log/a=b".into()))
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! Syslog sinks: the local socket (`syslog`), and remote servers (`udp://`, `tcp://`).
+//!
+//! The `syslog` crate carries the messages (it finds /dev/log, falls back from datagram to stream
+//! sockets, and speaks UDP and TCP); fwlog supplies its own RFC 3164 header because the crate's
+//! always says `TAG[PID]:`, and fail2ban, psad and logwatch match the kernel's bare `kernel:`.
+//! Each line of a batch is one message; fwlog-format blocks therefore arrive as one message per
+//! line, with the blank separator lines left out.
+
+use std::io::{self, Write};
+
+use syslog::{Facility, LogFormat, Logger, LoggerBackend, Severity};
+
+use super::{Sink, Target};
+
+#[derive(Clone)]
+struct Rfc3164 {
+    facility: Facility,
+    /// Remote servers get our host name in the header; the local daemon adds its own.
+    hostname: Option<String>,
+    tag: &'static str,
+    /// TCP streams need a frame delimiter (RFC 6587 non-transparent framing: LF).
+    newline: bool,
+}
+
+impl LogFormat<&str> for Rfc3164 {
+    fn format<W: Write>(&self, w: &mut W, severity: Severity, msg: &str) -> syslog::Result<()> {
+        let pri = self.facility as u8 | severity as u8;
+        let ts = chrono::Local::now().format("%b %e %H:%M:%S");
+        let nl = if self.newline { "\n" } else { "" };
+        let r = match &self.hostname {
+            Some(h) => write!(w, "<{pri}>{ts} {h} {}: {msg}{nl}", self.tag),
+            None => write!(w, "<{pri}>{ts} {}: {msg}{nl}", self.tag),
+        };
+        r.map_err(syslog::Error::Write)
+    }
+}
+
+pub struct SyslogSink {
+    target: Target,
+    format: Rfc3164,
+    logger: Option<Logger<LoggerBackend, Rfc3164>>,
+    /// Byte offset in the current batch of the next line to send.
+    done: usize,
+}
+
+fn to_io(e: syslog::Error) -> io::Error {
+    match e {
+        syslog::Error::Io(e) | syslog::Error::Write(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+impl SyslogSink {
+    pub fn open(target: Target, kernel_tag: bool) -> io::Result<SyslogSink> {
+        let remote = !matches!(target, Target::Syslog);
+        let format = Rfc3164 {
+            facility: Facility::LOG_DAEMON,
+            hostname: remote.then(crate::ifname::short_hostname),
+            tag: if kernel_tag { "kernel" } else { "fwlog" },
+            newline: matches!(target, Target::Tcp(_)),
+        };
+        let mut s = SyslogSink {
+            target,
+            format,
+            logger: None,
+            done: 0,
+        };
+        s.connect()?;
+        Ok(s)
+    }
+
+    fn connect(&mut self) -> io::Result<()> {
+        let f = self.format.clone();
+        let logger = match &self.target {
+            Target::Udp(addr) => {
+                let local = if addr.starts_with('[') {
+                    "[::]:0"
+                } else {
+                    "0.0.0.0:0"
+                };
+                syslog::udp(f, local, addr.as_str())
+            }
+            Target::Tcp(addr) => syslog::tcp(f, addr.as_str()),
+            _ => syslog::unix(f),
+        }
+        .map_err(|e| io::Error::other(format!("{}: {e}", self.describe())))?;
+        self.logger = Some(logger);
+        Ok(())
+    }
+}
+
+impl Sink for SyslogSink {
+    fn write_batch(&mut self, lines: &[u8]) -> io::Result<()> {
+        if self.logger.is_none() {
+            self.connect()?;
+        }
+        while self.done < lines.len() {
+            let rest = &lines[self.done..];
+            let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+            let line = &rest[..end];
+            if !line.is_empty() {
+                // Formatters emit ASCII only; from_utf8 failing would be a formatter bug, and
+                // sending a lossy copy beats dropping the line.
+                let text = String::from_utf8_lossy(line);
+                let logger = self
+                    .logger
+                    .as_mut()
+                    .ok_or_else(|| io::Error::other("not connected"))?;
+                if let Err(e) = logger.warning(text.as_ref()) {
+                    // Reconnect on the next try: the daemon may have restarted.
+                    self.logger = None;
+                    return Err(to_io(e));
+                }
+            }
+            self.done += (end + 1).min(rest.len());
+        }
+        self.done = 0;
+        Ok(())
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        self.logger = None;
+        self.connect()
+    }
+
+    fn describe(&self) -> String {
+        match &self.target {
+            Target::Syslog => "syslog".into(),
+            Target::Udp(a) => format!("udp://{a}"),
+            Target::Tcp(a) => format!("tcp://{a}"),
+            Target::Stdout => "-".into(),
+            Target::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_messages_carry_a_bare_kernel_tag_one_per_line() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let addr = server.local_addr().unwrap().to_string();
+        let mut s = SyslogSink::open(Target::Udp(addr), true).unwrap();
+        s.write_batch(b"IN= OUT=lo SRC=1.2.3.4 \n\nsecond\n")
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        let n = server.recv(&mut buf).unwrap();
+        let first = std::str::from_utf8(&buf[..n]).unwrap().to_string();
+        let n = server.recv(&mut buf).unwrap();
+        let second = std::str::from_utf8(&buf[..n]).unwrap().to_string();
+        assert!(first.starts_with("<28>"), "{first}"); // daemon.warning
+        assert!(
+            first.ends_with(" kernel: IN= OUT=lo SRC=1.2.3.4 "),
+            "{first}"
+        );
+        assert!(second.ends_with(" kernel: second"), "{second}");
+    }
+}
