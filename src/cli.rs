@@ -30,6 +30,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the packets of pcap or pcapng capture files (NFLOG, Ethernet, raw IP, Linux cooked)
     Read(ReadArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -238,5 +241,6 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => crate::daemon::run(&args),
         Command::Read(args) => crate::cmd::read::run(&args),
+        Command::Completions { shell } => crate::cmd::completions::run(shell),
     }
 }
