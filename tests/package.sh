@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# tests/package.sh: build the Debian package, lint it, install it, check what it installed and
+# that the installed service really logs, then purge it and check what purge left.
+#
+# Needs root on Debian 12 (installs and purges the package; installs build dependencies with
+# apt-get when missing). Not root: prints SKIP and exits 0. Exits non-zero on any failure.
+#
+# Invariants:
+# - The machine is left as found: a trap purges the package, deletes the nft table the test
+#   loads and the system user the package created (Debian keeps it on purge; the test does not).
+#   It refuses to start if fwlog is already installed or its paths exist.
+# - The repository is not written to: the tree is copied (tracked and untracked, not ignored
+#   files) to $WORK/src/fwlog-VERSION and built there; the .deb files land in $WORK/src.
+#   $WORK is ${CARGO_TARGET_DIR:-<repo>/target}/package; $WORK/cargo caches cargo's build.
+# - Man pages missing from the tree (man/fwlog.8, man/fwlog-spool.5) are replaced in the copy
+#   by placeholders, said loudly, so the build is checked with man pages present.
+# - Network traffic: one UDP datagram at a time to 127.0.0.1 (host loopback), logged by an nft
+#   rule in a table of the test's own; the daemon runs with --no-dns (no DNS query at all).
+#
+# Live checks of the service: with systemd as PID 1 through systemctl (the real unit with its
+# sandbox); otherwise the same checks with the daemon started as the unit would start it
+# (setpriv: user fwlog, only CAP_NET_ADMIN, no new privileges), said loudly.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+if [ "$(id -u)" -ne 0 ]; then
+	echo "SKIP tests/package.sh: needs root (builds, installs and purges the Debian package)"
+	exit 0
+fi
+if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+	echo "SKIP tests/package.sh: not a Debian system (no dpkg/apt-get)"
+	exit 0
+fi
+
+t0=$(date +%s)
+step() { echo "== $* ($(($(date +%s) - t0))s)"; }
+ok() { echo "   ok: $*"; }
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+WORK="${CARGO_TARGET_DIR:-$repo/target}/package"
+VERSION=$(dpkg-parsechangelog -l "$repo/debian/changelog" -S Version)
+UPSTREAM=${VERSION%-*}
+UNIT=/lib/systemd/system/fwlog.service
+GROUP=$((30000 + $$ % 1000)) # NFLOG group for the live checks: one no one else uses
+PORT=$((40000 + $$ % 1000))
+NFT_TABLE=fwlog_pkgtest
+# --no-dns: the test sends no DNS query anywhere. --format kernel: its lines carry the nft
+# prefix verbatim, which is what the checks count.
+TEST_OPTS="--group $GROUP --no-dns --format kernel --output /var/log/fwlog"
+DAEMON_PID=
+
+# ---------------------------------------------------------------- preconditions and cleanup
+step "preconditions"
+if dpkg-query -W -f='${db:Status-Status}' fwlog 2>/dev/null | grep -qv '^not-installed$'; then
+	fail "fwlog is already installed here: refusing (the test purges it at the end)"
+fi
+for p in /var/spool/fwlog /var/log/fwlog /etc/default/fwlog /usr/sbin/fwlog; do
+	[ ! -e "$p" ] || fail "$p exists already: refusing (purge would delete it)"
+done
+user_existed=no
+getent passwd fwlog >/dev/null && user_existed=yes
+group_existed=no
+getent group fwlog >/dev/null && group_existed=yes
+ok "fwlog not installed; user fwlog existed before: $user_existed"
+
+systemd_running=no
+[ -d /run/systemd/system ] && systemd_running=yes
+
+cleanup() {
+	local rc=$?
+	set +e
+	echo "== cleanup (exit status so far: $rc)"
+	if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+		kill -TERM "$DAEMON_PID"
+		wait "$DAEMON_PID" 2>/dev/null
+	fi
+	nft delete table inet "$NFT_TABLE" 2>/dev/null
+	if dpkg-query -W -f='${db:Status-Status}' fwlog 2>/dev/null | grep -qv '^not-installed$'; then
+		echo "   purging fwlog"
+		dpkg --purge fwlog >/dev/null
+	fi
+	[ "$systemd_running" = yes ] && systemctl reset-failed fwlog.service 2>/dev/null
+	if [ "$user_existed" = no ] && getent passwd fwlog >/dev/null; then
+		echo "   deleting the system user fwlog (created by this test's install)"
+		userdel fwlog
+	fi
+	if [ "$group_existed" = no ] && getent group fwlog >/dev/null; then
+		groupdel fwlog
+	fi
+	echo "== tests/package.sh: $([ "$rc" -eq 0 ] && echo PASS || echo FAIL) in $(($(date +%s) - t0))s"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- build dependencies
+step "build and test dependencies"
+need=()
+for p in build-essential debhelper dpkg-dev fakeroot lintian man-db adduser logrotate nftables \
+	util-linux systemd; do
+	dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || need+=("$p")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+	echo "   installing ${need[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The package is built with the machine's rustup toolchain, not Debian's.
+[ -d "${HOME:-/root}/.cargo/bin" ] && PATH="${HOME:-/root}/.cargo/bin:$PATH"
+command -v cargo >/dev/null || fail "cargo not found (install Rust with rustup: ~/.cargo/bin)"
+ok "$(cargo --version)"
+
+# ---------------------------------------------------------------- build
+step "build: dpkg-buildpackage -us -uc -b in a copy of the tree"
+src="$WORK/src/fwlog-$UPSTREAM"
+rm -rf "$WORK/src"
+mkdir -p "$src"
+(cd "$repo" && git ls-files -z -co --exclude-standard) |
+	(cd "$repo" && tar -cf - --null --no-recursion -T -) | tar -xf - -C "$src"
+mkdir -p "$src/man"
+for m in fwlog.8 fwlog-spool.5; do
+	if [ ! -e "$src/man/$m" ]; then
+		echo "   PLACEHOLDER: man/$m is not in the tree; a placeholder page stands in for it"
+		printf '.TH %s %s\n.SH NAME\n%s \\- placeholder written by tests/package.sh\n' \
+			"${m%.*}" "${m##*.}" "${m%.*}" >"$src/man/$m"
+	fi
+done
+tb=$(date +%s)
+if ! (cd "$src" && CARGO_TARGET_DIR="$WORK/cargo" dpkg-buildpackage -us -uc -b) \
+	>"$WORK/build.log" 2>&1; then
+	tail -40 "$WORK/build.log"
+	fail "dpkg-buildpackage failed (log: $WORK/build.log)"
+fi
+deb="$WORK/src/fwlog_${VERSION}_$(dpkg --print-architecture).deb"
+changes="$WORK/src/fwlog_${VERSION}_$(dpkg --print-architecture).changes"
+[ -f "$deb" ] || fail "no $deb"
+ok "built $(basename "$deb") in $(($(date +%s) - tb))s (log: $WORK/build.log)"
+
+contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
+for f in ./usr/sbin/fwlog ./lib/systemd/system/fwlog.service ./etc/logrotate.d/fwlog \
+	./etc/default/fwlog ./usr/share/man/man8/fwlog.8.gz ./usr/share/man/man5/fwlog-spool.5.gz \
+	./usr/share/bash-completion/completions/fwlog ./usr/share/zsh/vendor-completions/_fwlog \
+	./usr/share/fish/vendor_completions.d/fwlog.fish; do
+	grep -qx "$f" <<<"$contents" || fail "$f is not in the package"
+done
+ok "the package holds the binary, unit, logrotate, default file, man pages, completions"
+
+# ---------------------------------------------------------------- lintian
+step "lintian"
+# lintian warns when run as root; that line is not about the package.
+lint=$(lintian --info --display-level '>=info' "$changes" 2>&1 | grep -v 'running with root privileges') ||
+	true
+echo "$lint" | grep -E '^[EWI]:' | sed 's/^/   /' || true
+errors=$(grep -c '^E:' <<<"$lint" || true)
+warnings=$(grep -c '^W:' <<<"$lint" || true)
+[ "$errors" -eq 0 ] || fail "lintian: $errors error(s)"
+ok "lintian: 0 errors, $warnings warning(s)"
+
+# ---------------------------------------------------------------- install
+step "install: dpkg -i"
+dpkg -i "$deb" >/dev/null
+ok "installed"
+
+step "installed files"
+v=$(/usr/sbin/fwlog --version)
+[ "$v" = "fwlog $UPSTREAM" ] || fail "fwlog --version says '$v', want 'fwlog $UPSTREAM'"
+ok "fwlog --version: $v"
+for page in "8 fwlog" "5 fwlog-spool"; do
+	set -- $page
+	path=$(man -w "$1" "$2") || fail "man $1 $2: no page"
+	text=$(MANPAGER=cat MANWIDTH=80 man "$1" "$2" 2>/dev/null) || fail "man $1 $2 does not render"
+	grep -q "$2" <<<"$text" || fail "man $1 $2 renders without its name"
+	ok "man $1 $2: $path"
+done
+bash -n /usr/share/bash-completion/completions/fwlog || fail "bash completion has a syntax error"
+out=$(bash -c 'source /usr/share/bash-completion/completions/fwlog; complete -p fwlog')
+ok "bash completion loads: $out"
+[ -f "$UNIT" ] || fail "no $UNIT"
+[ -L /etc/systemd/system/multi-user.target.wants/fwlog.service ] || fail "fwlog.service not enabled"
+ok "unit $UNIT, enabled"
+conffiles=$(dpkg-query -W -f='${Conffiles}' fwlog)
+for c in /etc/default/fwlog /etc/logrotate.d/fwlog; do
+	grep -q "^ $c " <<<"$conffiles" || fail "$c is not a conffile"
+done
+ok "conffiles: /etc/default/fwlog /etc/logrotate.d/fwlog"
+logrotate --debug /etc/logrotate.d/fwlog >/dev/null 2>&1 || fail "logrotate rejects /etc/logrotate.d/fwlog"
+grep -q 'kill.*HUP.*fwlog.service' /etc/logrotate.d/fwlog || fail "logrotate does not send SIGHUP"
+ok "logrotate accepts /etc/logrotate.d/fwlog; its postrotate sends SIGHUP"
+
+step "system user, spool, log file"
+IFS=: read -r _ _ uid gid _ home shell < <(getent passwd fwlog) || fail "no user fwlog"
+[ "$uid" -lt 1000 ] || fail "fwlog uid $uid is not a system uid"
+[ "$(getent group "$gid" | cut -d: -f1)" = fwlog ] || fail "fwlog's primary group is not fwlog"
+[ "$shell" = /usr/sbin/nologin ] || fail "fwlog's shell is $shell, want /usr/sbin/nologin"
+[ ! -e "$home" ] || fail "fwlog's home $home exists"
+ok "user fwlog: uid $uid, group fwlog, shell $shell, home $home (absent)"
+want_stat() { # path "type mode owner group"
+	local got
+	got=$(stat -c '%F %a %U %G' "$1") || fail "$1 is missing"
+	[ "$got" = "$2" ] || fail "$1 is '$got', want '$2'"
+	ok "$1: $got"
+}
+want_stat /var/spool/fwlog "directory 700 fwlog fwlog"
+want_stat /var/log/fwlog "regular empty file 640 fwlog adm"
+
+step "unit: systemd-analyze verify and security"
+verify=$(systemd-analyze verify "$UNIT" 2>&1) || fail "systemd-analyze verify: $verify"
+if grep -q fwlog <<<"$verify"; then fail "systemd-analyze verify complains: $verify"; fi
+[ -z "$verify" ] || echo "   (verify, about other units: $verify)"
+ok "systemd-analyze verify $UNIT: clean"
+sec=$(systemd-analyze security --offline=true "$UNIT" 2>&1 | tail -1)
+score=$(sed -n 's/.*exposure level for fwlog.service: \([0-9.]*\).*/\1/p' <<<"$sec")
+[ -n "$score" ] || fail "no exposure score in: $sec"
+echo "   exposure: systemd-analyze security --offline=true $UNIT -> $score"
+awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure $score is above 2.0"
+ok "exposure $score <= 2.0"
+grep -qx 'RestartPreventExitStatus=64' "$UNIT" && grep -qx 'Restart=on-failure' "$UNIT" ||
+	fail "the unit must restart on failure but not on usage errors (64)"
+
+# ---------------------------------------------------------------- the service, live
+step "the service logs a packet (NFLOG group $GROUP, UDP to 127.0.0.1:$PORT)"
+modprobe nfnetlink_log 2>/dev/null || true
+nft -f - <<EOF
+table inet $NFT_TABLE {
+	chain out {
+		type filter hook output priority 0; policy accept;
+		ip daddr 127.0.0.1 udp dport $PORT log prefix "fwlog-pkgtest " group $GROUP
+	}
+}
+EOF
+ok "nft table inet $NFT_TABLE logs UDP to 127.0.0.1:$PORT to group $GROUP"
+# The admin's way: edit the conffile.
+sed -i "s|^FWLOG_OPTS=.*|FWLOG_OPTS=\"$TEST_OPTS\"|" \
+	/etc/default/fwlog
+
+if [ "$systemd_running" = yes ]; then
+	echo "   systemd is PID 1: driving the real unit with systemctl"
+	start() { systemctl restart fwlog.service; }
+	main_pid() { systemctl show -P MainPID fwlog.service; }
+	active() { systemctl is-active --quiet fwlog.service; }
+	hup() { systemctl reload fwlog.service; }
+	stop() { # sets STATUS
+		systemctl stop fwlog.service
+		STATUS=$(systemctl show -P ExecMainStatus fwlog.service)
+	}
+else
+	echo "   NOTE: systemd is not PID 1 here: the unit's sandbox is not exercised; the daemon runs"
+	echo "   as the unit runs it (user fwlog, only CAP_NET_ADMIN ambient, no new privileges)"
+	opts=$(sed -n 's/^FWLOG_OPTS="\(.*\)"$/\1/p' /etc/default/fwlog)
+	start() {
+		# shellcheck disable=SC2086 # FWLOG_OPTS is split on spaces, as systemd's $FWLOG_OPTS is
+		setpriv --reuid fwlog --regid fwlog --clear-groups --no-new-privs \
+			--inh-caps=-all,+net_admin --ambient-caps=-all,+net_admin \
+			--bounding-set=-all,+net_admin -- /usr/sbin/fwlog run $opts \
+			2>>"$WORK/daemon.stderr" &
+		DAEMON_PID=$!
+		sleep 1
+	}
+	main_pid() { echo "$DAEMON_PID"; }
+	active() { kill -0 "$DAEMON_PID" 2>/dev/null; }
+	hup() { kill -HUP "$DAEMON_PID"; }
+	stop() { # sets STATUS
+		STATUS=0
+		kill -TERM "$DAEMON_PID"
+		wait "$DAEMON_PID" || STATUS=$?
+		DAEMON_PID=
+	}
+	: >"$WORK/daemon.stderr"
+fi
+
+# Wait up to 10s for file $1 to hold $2 lines matching the test's prefix.
+wait_lines() {
+	local i n
+	for i in $(seq 100); do
+		n=$(grep -c 'fwlog-pkgtest' "$1" 2>/dev/null || true)
+		[ "$n" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	fail "$1 has ${n:-0} packet line(s) of the test after 10s, want $2"
+}
+send() { echo "fwlog package test" >"/dev/udp/127.0.0.1/$PORT"; }
+
+start
+active || fail "the daemon did not start"
+ok "running, main pid $(main_pid)"
+send
+wait_lines /var/log/fwlog 1
+ok "a packet became a line in /var/log/fwlog"
+
+step "logrotate, then SIGHUP: the next line goes to the new file"
+if [ "$systemd_running" = yes ]; then
+	logrotate --force /etc/logrotate.d/fwlog
+else
+	# logrotate's postrotate talks to systemd; without it, rotate and send the HUP here.
+	sed '/postrotate/,/endscript/d' /etc/logrotate.d/fwlog >"$WORK/logrotate.conf"
+	logrotate --force --state "$WORK/logrotate.state" "$WORK/logrotate.conf"
+	hup
+fi
+[ -f /var/log/fwlog.1 ] || fail "logrotate did not rotate /var/log/fwlog to /var/log/fwlog.1"
+want_stat /var/log/fwlog "regular empty file 640 fwlog adm"
+sleep 0.5
+send
+wait_lines /var/log/fwlog 1
+[ "$(grep -c fwlog-pkgtest /var/log/fwlog.1)" -eq 1 ] || fail "the new line went to fwlog.1"
+ok "after rotation and SIGHUP the daemon writes the new /var/log/fwlog"
+hup
+active || fail "the daemon died on SIGHUP (reload)"
+ok "reload (SIGHUP) keeps it running"
+
+step "SIGTERM stops it with status 0"
+stop
+[ "$STATUS" = 0 ] || fail "exit status after SIGTERM: $STATUS, want 0"
+ok "exit status 0"
+
+if [ "$systemd_running" = yes ]; then
+	step "Restart=: not on a usage error (64), yes on a runtime failure"
+	sed -i 's|^FWLOG_OPTS=.*|FWLOG_OPTS="--no-such-flag"|' /etc/default/fwlog
+	systemctl start fwlog.service || true
+	sleep 7 # longer than RestartSec=5s
+	[ "$(systemctl show -P ExecMainStatus fwlog.service)" = 64 ] || fail "bad flag: status not 64"
+	[ "$(systemctl show -P NRestarts fwlog.service)" = 0 ] || fail "restarted after a usage error"
+	ok "bad flag: status 64, not restarted"
+	systemctl reset-failed fwlog.service
+	sed -i "s|^FWLOG_OPTS=.*|FWLOG_OPTS=\"$TEST_OPTS\"|" \
+		/etc/default/fwlog
+	chown root:root /var/log/fwlog # the service user can no longer open its log
+	chmod 0600 /var/log/fwlog
+	systemctl start fwlog.service || true
+	sleep 7
+	n=$(systemctl show -P NRestarts fwlog.service)
+	[ "$n" -ge 1 ] || fail "not restarted after a runtime failure (log not writable)"
+	ok "log not writable: status $(systemctl show -P ExecMainStatus fwlog.service), restarted $n time(s)"
+	systemctl stop fwlog.service
+	systemctl reset-failed fwlog.service
+	chown fwlog:adm /var/log/fwlog
+	chmod 0640 /var/log/fwlog
+fi
+nft delete table inet "$NFT_TABLE"
+
+# ---------------------------------------------------------------- remove, purge
+step "remove: configuration and logs stay"
+dpkg --remove fwlog >/dev/null
+[ ! -e /usr/sbin/fwlog ] || fail "/usr/sbin/fwlog survived remove"
+[ ! -e "$UNIT" ] || fail "$UNIT survived remove"
+for p in /etc/default/fwlog /etc/logrotate.d/fwlog /var/log/fwlog /var/log/fwlog.1 /var/spool/fwlog; do
+	[ -e "$p" ] || fail "$p was deleted by remove (only purge may)"
+done
+ok "binary and unit gone; conffiles, logs and spool kept"
+
+step "purge: configuration, logs and spool go; the system user stays (Debian practice)"
+dpkg --purge fwlog >/dev/null
+for p in /etc/default/fwlog /etc/logrotate.d/fwlog /var/log/fwlog /var/log/fwlog.1 /var/spool/fwlog; do
+	[ ! -e "$p" ] || fail "$p survived purge"
+done
+ok "conffiles, /var/log/fwlog*, /var/spool/fwlog removed"
+if [ "$systemd_running" = yes ]; then
+	systemctl cat fwlog.service >/dev/null 2>&1 && fail "systemd still knows fwlog.service"
+fi
+[ ! -e /etc/systemd/system/multi-user.target.wants/fwlog.service ] || fail "enable link survived purge"
+ok "unit and its enable link gone"
+getent passwd fwlog >/dev/null || fail "purge deleted the user fwlog (files it owns may remain)"
+ok "user fwlog kept by purge (the cleanup below deletes it: the test created it)"
