@@ -17,12 +17,25 @@
 # - Network traffic: one UDP datagram at a time to 127.0.0.1 (host loopback), logged by an nft
 #   rule in a table of the test's own; the daemon runs with --no-dns (no DNS query at all).
 #
+# Usage: tests/package.sh [--deb FILE]
+#   --deb FILE  check an already built package: no build, no lintian (for example inside a
+#               systemd container, to drive the real unit where the build host has no systemd).
+#
 # Live checks of the service: with systemd as PID 1 through systemctl (the real unit with its
 # sandbox); otherwise the same checks with the daemon started as the unit would start it
 # (setpriv: user fwlog, only CAP_NET_ADMIN, no new privileges), said loudly.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
+prebuilt=
+case "${1:-}" in
+--deb) prebuilt=$(realpath "${2:?--deb needs a file}") ;;
+"") ;;
+*)
+	echo "usage: tests/package.sh [--deb FILE]" >&2
+	exit 64
+	;;
+esac
 if [ "$(id -u)" -ne 0 ]; then
 	echo "SKIP tests/package.sh: needs root (builds, installs and purges the Debian package)"
 	exit 0
@@ -41,12 +54,17 @@ fail() {
 }
 
 WORK="${CARGO_TARGET_DIR:-$repo/target}/package"
-VERSION=$(dpkg-parsechangelog -l "$repo/debian/changelog" -S Version)
+if [ -n "$prebuilt" ]; then
+	VERSION=$(dpkg-deb -f "$prebuilt" Version)
+else
+	VERSION=$(dpkg-parsechangelog -l "$repo/debian/changelog" -S Version)
+fi
 UPSTREAM=${VERSION%-*}
 UNIT=/lib/systemd/system/fwlog.service
 GROUP=$((30000 + $$ % 1000)) # NFLOG group for the live checks: one no one else uses
 PORT=$((40000 + $$ % 1000))
 NFT_TABLE=fwlog_pkgtest
+PREFIX="fwlog-pkgtest-$$" # nft log prefix: marks this run's lines in the log and the journal
 # --no-dns: the test sends no DNS query anywhere. --format kernel: its lines carry the nft
 # prefix verbatim, which is what the checks count.
 TEST_OPTS="--group $GROUP --no-dns --format kernel --output /var/log/fwlog"
@@ -99,8 +117,9 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- build dependencies
 step "build and test dependencies"
 need=()
-for p in build-essential debhelper dpkg-dev fakeroot lintian man-db adduser logrotate nftables \
-	util-linux systemd; do
+deps=(man-db adduser logrotate nftables util-linux systemd)
+[ -n "$prebuilt" ] || deps+=(build-essential debhelper dpkg-dev fakeroot lintian)
+for p in "${deps[@]}"; do
 	dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || need+=("$p")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -109,56 +128,62 @@ if [ "${#need[@]}" -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# The package is built with the machine's rustup toolchain, not Debian's.
-[ -d "${HOME:-/root}/.cargo/bin" ] && PATH="${HOME:-/root}/.cargo/bin:$PATH"
-command -v cargo >/dev/null || fail "cargo not found (install Rust with rustup: ~/.cargo/bin)"
-ok "$(cargo --version)"
+if [ -n "$prebuilt" ]; then
+	deb=$prebuilt
+	echo "   --deb $deb: no build, no lintian"
+else
+	# The package is built with the machine's rustup toolchain, not Debian's.
+	[ -d "${HOME:-/root}/.cargo/bin" ] && PATH="${HOME:-/root}/.cargo/bin:$PATH"
+	command -v cargo >/dev/null || fail "cargo not found (install Rust with rustup: ~/.cargo/bin)"
+	ok "$(cargo --version)"
 
-# ---------------------------------------------------------------- build
-step "build: dpkg-buildpackage -us -uc -b in a copy of the tree"
-src="$WORK/src/fwlog-$UPSTREAM"
-rm -rf "$WORK/src"
-mkdir -p "$src"
-(cd "$repo" && git ls-files -z -co --exclude-standard) |
-	(cd "$repo" && tar -cf - --null --no-recursion -T -) | tar -xf - -C "$src"
-mkdir -p "$src/man"
-for m in fwlog.8 fwlog-spool.5; do
-	if [ ! -e "$src/man/$m" ]; then
-		echo "   PLACEHOLDER: man/$m is not in the tree; a placeholder page stands in for it"
-		printf '.TH %s %s\n.SH NAME\n%s \\- placeholder written by tests/package.sh\n' \
-			"${m%.*}" "${m##*.}" "${m%.*}" >"$src/man/$m"
+	# ---------------------------------------------------------------- build
+	step "build: dpkg-buildpackage -us -uc -b in a copy of the tree"
+	src="$WORK/src/fwlog-$UPSTREAM"
+	rm -rf "$WORK/src"
+	mkdir -p "$src"
+	(cd "$repo" && git ls-files -z -co --exclude-standard) |
+		(cd "$repo" && tar -cf - --null --no-recursion -T -) | tar -xf - -C "$src"
+	mkdir -p "$src/man"
+	for m in fwlog.8 fwlog-spool.5; do
+		if [ ! -e "$src/man/$m" ]; then
+			echo "   PLACEHOLDER: man/$m is not in the tree; a placeholder page stands in for it"
+			printf '.TH %s %s\n.SH NAME\n%s \\- placeholder written by tests/package.sh\n' \
+				"${m%.*}" "${m##*.}" "${m%.*}" >"$src/man/$m"
+		fi
+	done
+	tb=$(date +%s)
+	if ! (cd "$src" && CARGO_TARGET_DIR="$WORK/cargo" dpkg-buildpackage -us -uc -b) \
+		>"$WORK/build.log" 2>&1; then
+		tail -40 "$WORK/build.log"
+		fail "dpkg-buildpackage failed (log: $WORK/build.log)"
 	fi
-done
-tb=$(date +%s)
-if ! (cd "$src" && CARGO_TARGET_DIR="$WORK/cargo" dpkg-buildpackage -us -uc -b) \
-	>"$WORK/build.log" 2>&1; then
-	tail -40 "$WORK/build.log"
-	fail "dpkg-buildpackage failed (log: $WORK/build.log)"
+	deb="$WORK/src/fwlog_${VERSION}_$(dpkg --print-architecture).deb"
+	changes="$WORK/src/fwlog_${VERSION}_$(dpkg --print-architecture).changes"
+	[ -f "$deb" ] || fail "no $deb"
+	ok "built $(basename "$deb") in $(($(date +%s) - tb))s (log: $WORK/build.log)"
+
+	contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
+	for f in ./usr/sbin/fwlog ./lib/systemd/system/fwlog.service ./etc/logrotate.d/fwlog \
+		./etc/default/fwlog ./usr/share/man/man8/fwlog.8.gz ./usr/share/man/man5/fwlog-spool.5.gz \
+		./usr/share/bash-completion/completions/fwlog ./usr/share/zsh/vendor-completions/_fwlog \
+		./usr/share/fish/vendor_completions.d/fwlog.fish; do
+		grep -qx "$f" <<<"$contents" || fail "$f is not in the package"
+	done
+	ok "the package holds the binary, unit, logrotate, default file, man pages, completions"
+
+	# ---------------------------------------------------------------- lintian
+	step "lintian"
+	# lintian warns when run as root; that line is not about the package.
+	lint=$(lintian --info --display-level '>=info' "$changes" 2>&1 | grep -v 'running with root privileges') ||
+		true
+	echo "$lint" | grep -E '^[EWI]:' | sed 's/^/   /' || true
+	errors=$(grep -c '^E:' <<<"$lint" || true)
+	warnings=$(grep -c '^W:' <<<"$lint" || true)
+	[ "$errors" -eq 0 ] || fail "lintian: $errors error(s)"
+	ok "lintian: 0 errors, $warnings warning(s)"
 fi
-deb="$WORK/src/fwlog_${VERSION}_$(dpkg --print-architecture).deb"
-changes="$WORK/src/fwlog_${VERSION}_$(dpkg --print-architecture).changes"
-[ -f "$deb" ] || fail "no $deb"
-ok "built $(basename "$deb") in $(($(date +%s) - tb))s (log: $WORK/build.log)"
-
-contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
-for f in ./usr/sbin/fwlog ./lib/systemd/system/fwlog.service ./etc/logrotate.d/fwlog \
-	./etc/default/fwlog ./usr/share/man/man8/fwlog.8.gz ./usr/share/man/man5/fwlog-spool.5.gz \
-	./usr/share/bash-completion/completions/fwlog ./usr/share/zsh/vendor-completions/_fwlog \
-	./usr/share/fish/vendor_completions.d/fwlog.fish; do
-	grep -qx "$f" <<<"$contents" || fail "$f is not in the package"
-done
-ok "the package holds the binary, unit, logrotate, default file, man pages, completions"
-
-# ---------------------------------------------------------------- lintian
-step "lintian"
-# lintian warns when run as root; that line is not about the package.
-lint=$(lintian --info --display-level '>=info' "$changes" 2>&1 | grep -v 'running with root privileges') ||
-	true
-echo "$lint" | grep -E '^[EWI]:' | sed 's/^/   /' || true
-errors=$(grep -c '^E:' <<<"$lint" || true)
-warnings=$(grep -c '^W:' <<<"$lint" || true)
-[ "$errors" -eq 0 ] || fail "lintian: $errors error(s)"
-ok "lintian: 0 errors, $warnings warning(s)"
+mkdir -p "$WORK"
 
 # ---------------------------------------------------------------- install
 step "install: dpkg -i"
@@ -228,21 +253,40 @@ nft -f - <<EOF
 table inet $NFT_TABLE {
 	chain out {
 		type filter hook output priority 0; policy accept;
-		ip daddr 127.0.0.1 udp dport $PORT log prefix "fwlog-pkgtest " group $GROUP
+		ip daddr 127.0.0.1 udp dport $PORT log prefix "$PREFIX " group $GROUP
 	}
 }
 EOF
 ok "nft table inet $NFT_TABLE logs UDP to 127.0.0.1:$PORT to group $GROUP"
-# The admin's way: edit the conffile.
-sed -i "s|^FWLOG_OPTS=.*|FWLOG_OPTS=\"$TEST_OPTS\"|" \
-	/etc/default/fwlog
+# The admin's way: edit the conffile. Under systemd the lines also go to syslog (/dev/log,
+# journald), which the sandbox must allow (PrivateDevices keeps /dev/log).
+opts=$TEST_OPTS
+[ "$systemd_running" = yes ] && opts="$opts --output syslog"
+sed -i "s|^FWLOG_OPTS=.*|FWLOG_OPTS=\"$opts\"|" /etc/default/fwlog
 
+# The daemon says "logging NFLOG group" once its socket is bound (Type=simple: systemctl
+# returns before that). Wait up to 10s for the line in the output of command "$@".
+wait_ready() {
+	local i
+	for i in $(seq 100); do
+		"$@" 2>/dev/null | grep -q 'logging NFLOG group' && return 0
+		sleep 0.1
+	done
+	"$@" 2>/dev/null | tail -5 >&2
+	fail "the daemon did not say it is logging within 10s"
+}
 if [ "$systemd_running" = yes ]; then
 	echo "   systemd is PID 1: driving the real unit with systemctl"
-	start() { systemctl restart fwlog.service; }
+	start() {
+		systemctl restart fwlog.service
+		inv=$(systemctl show -P InvocationID fwlog.service)
+		wait_ready journalctl -q -o cat -u fwlog.service "_SYSTEMD_INVOCATION_ID=$inv"
+	}
 	main_pid() { systemctl show -P MainPID fwlog.service; }
 	active() { systemctl is-active --quiet fwlog.service; }
 	hup() { systemctl reload fwlog.service; }
+	usr1() { systemctl kill --kill-whom=main --signal=USR1 fwlog.service; }
+	journal() { journalctl -q -o cat -u fwlog.service "_SYSTEMD_INVOCATION_ID=$inv"; }
 	stop() { # sets STATUS
 		systemctl stop fwlog.service
 		STATUS=$(systemctl show -P ExecMainStatus fwlog.service)
@@ -250,15 +294,16 @@ if [ "$systemd_running" = yes ]; then
 else
 	echo "   NOTE: systemd is not PID 1 here: the unit's sandbox is not exercised; the daemon runs"
 	echo "   as the unit runs it (user fwlog, only CAP_NET_ADMIN ambient, no new privileges)"
-	opts=$(sed -n 's/^FWLOG_OPTS="\(.*\)"$/\1/p' /etc/default/fwlog)
+	usr1() { kill -USR1 "$DAEMON_PID"; }
+	journal() { cat "$WORK/daemon.stderr"; }
 	start() {
 		# shellcheck disable=SC2086 # FWLOG_OPTS is split on spaces, as systemd's $FWLOG_OPTS is
 		setpriv --reuid fwlog --regid fwlog --clear-groups --no-new-privs \
 			--inh-caps=-all,+net_admin --ambient-caps=-all,+net_admin \
 			--bounding-set=-all,+net_admin -- /usr/sbin/fwlog run $opts \
-			2>>"$WORK/daemon.stderr" &
+			2>"$WORK/daemon.stderr" &
 		DAEMON_PID=$!
-		sleep 1
+		wait_ready cat "$WORK/daemon.stderr"
 	}
 	main_pid() { echo "$DAEMON_PID"; }
 	active() { kill -0 "$DAEMON_PID" 2>/dev/null; }
@@ -269,14 +314,13 @@ else
 		wait "$DAEMON_PID" || STATUS=$?
 		DAEMON_PID=
 	}
-	: >"$WORK/daemon.stderr"
 fi
 
 # Wait up to 10s for file $1 to hold $2 lines matching the test's prefix.
 wait_lines() {
 	local i n
 	for i in $(seq 100); do
-		n=$(grep -c 'fwlog-pkgtest' "$1" 2>/dev/null || true)
+		n=$(grep -c -- "$PREFIX" "$1" 2>/dev/null || true)
 		[ "$n" -ge "$2" ] && return 0
 		sleep 0.1
 	done
@@ -290,6 +334,22 @@ ok "running, main pid $(main_pid)"
 send
 wait_lines /var/log/fwlog 1
 ok "a packet became a line in /var/log/fwlog"
+if [ "$systemd_running" = yes ]; then
+	for i in $(seq 50); do
+		journalctl -q -o cat --since "-2min" | grep -q -- "$PREFIX" && break
+		sleep 0.1
+	done
+	journalctl -q -o cat --since "-2min" | grep -q -- "$PREFIX" ||
+		fail "--output syslog: the line did not reach the journal through /dev/log"
+	ok "--output syslog: the line reached syslog (/dev/log, journald) from inside the sandbox"
+fi
+usr1
+for i in $(seq 50); do
+	journal | grep -q 'received 1 ' && break
+	sleep 0.1
+done
+journal | grep -q 'received 1 ' || fail "SIGUSR1: no counters line (received 1 ...) on stderr"
+ok "SIGUSR1: counters on stderr: $(journal | grep 'received 1 ' | tail -1 | cut -c1-60)..."
 
 step "logrotate, then SIGHUP: the next line goes to the new file"
 if [ "$systemd_running" = yes ]; then
@@ -305,7 +365,7 @@ want_stat /var/log/fwlog "regular empty file 640 fwlog adm"
 sleep 0.5
 send
 wait_lines /var/log/fwlog 1
-[ "$(grep -c fwlog-pkgtest /var/log/fwlog.1)" -eq 1 ] || fail "the new line went to fwlog.1"
+[ "$(grep -c -- "$PREFIX" /var/log/fwlog.1)" -eq 1 ] || fail "the new line went to fwlog.1"
 ok "after rotation and SIGHUP the daemon writes the new /var/log/fwlog"
 hup
 active || fail "the daemon died on SIGHUP (reload)"
