@@ -195,7 +195,7 @@ v=$(/usr/sbin/fwlog --version)
 [ "$v" = "fwlog $UPSTREAM" ] || fail "fwlog --version says '$v', want 'fwlog $UPSTREAM'"
 ok "fwlog --version: $v"
 for page in "8 fwlog" "5 fwlog-spool"; do
-	set -- $page
+	set -- "${page% *}" "${page#* }"
 	path=$(man -w "$1" "$2") || fail "man $1 $2: no page"
 	text=$(MANPAGER=cat MANWIDTH=80 man "$1" "$2" 2>/dev/null) || fail "man $1 $2 does not render"
 	grep -q "$2" <<<"$text" || fail "man $1 $2 renders without its name"
@@ -243,8 +243,9 @@ score=$(sed -n 's/.*exposure level for fwlog.service: \([0-9.]*\).*/\1/p' <<<"$s
 echo "   exposure: systemd-analyze security --offline=true $UNIT -> $score"
 awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }' || fail "exposure $score is above 2.0"
 ok "exposure $score <= 2.0"
-grep -qx 'RestartPreventExitStatus=64' "$UNIT" && grep -qx 'Restart=on-failure' "$UNIT" ||
+if ! grep -qx 'RestartPreventExitStatus=64' "$UNIT" || ! grep -qx 'Restart=on-failure' "$UNIT"; then
 	fail "the unit must restart on failure but not on usage errors (64)"
+fi
 
 # ---------------------------------------------------------------- the service, live
 step "the service logs a packet (NFLOG group $GROUP, UDP to 127.0.0.1:$PORT)"
@@ -267,8 +268,7 @@ sed -i "s|^FWLOG_OPTS=.*|FWLOG_OPTS=\"$opts\"|" /etc/default/fwlog
 # The daemon says "logging NFLOG group" once its socket is bound (Type=simple: systemctl
 # returns before that). Wait up to 10s for the line in the output of command "$@".
 wait_ready() {
-	local i
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		"$@" 2>/dev/null | grep -q 'logging NFLOG group' && return 0
 		sleep 0.1
 	done
@@ -318,8 +318,8 @@ fi
 
 # Wait up to 10s for file $1 to hold $2 lines matching the test's prefix.
 wait_lines() {
-	local i n
-	for i in $(seq 100); do
+	local n
+	for _ in $(seq 100); do
 		n=$(grep -c -- "$PREFIX" "$1" 2>/dev/null || true)
 		[ "$n" -ge "$2" ] && return 0
 		sleep 0.1
@@ -335,7 +335,7 @@ send
 wait_lines /var/log/fwlog 1
 ok "a packet became a line in /var/log/fwlog"
 if [ "$systemd_running" = yes ]; then
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		journalctl -q -o cat --since "-2min" | grep -q -- "$PREFIX" && break
 		sleep 0.1
 	done
@@ -344,7 +344,7 @@ if [ "$systemd_running" = yes ]; then
 	ok "--output syslog: the line reached syslog (/dev/log, journald) from inside the sandbox"
 fi
 usr1
-for i in $(seq 50); do
+for _ in $(seq 50); do
 	journal | grep -q 'received 1 ' && break
 	sleep 0.1
 done
