@@ -14,8 +14,9 @@
 #   $WORK is ${CARGO_TARGET_DIR:-<repo>/target}/package; $WORK/cargo caches cargo's build.
 # - Man pages missing from the tree (man/fwlog.8, man/fwlog-spool.5) are replaced in the copy
 #   by placeholders, said loudly, so the build is checked with man pages present.
-# - Network traffic: one UDP datagram at a time to 127.0.0.1 (host loopback), logged by an nft
-#   rule in a table of the test's own; the daemon runs with --no-dns (no DNS query at all).
+# - Network traffic: UDP datagrams to 127.0.0.2 (loopback), logged by an nft rule in a table of
+#   the test's own; one to 192.0.2.1 (TEST-NET-1) that the same table logs and drops before it
+#   leaves; DNS queries only to the test's own nsd on 127.0.0.1 (no nsd: --no-dns).
 #
 # Usage: tests/package.sh [--deb FILE]
 #   --deb FILE  check an already built package: no build, no lintian (for example inside a
@@ -69,6 +70,8 @@ PREFIX="fwlog-pkgtest-$$" # nft log prefix: marks this run's lines in the log an
 # prefix verbatim, which is what the checks count.
 TEST_OPTS="--group $GROUP --no-dns --format kernel --output /var/log/fwlog"
 DAEMON_PID=
+DNSPORT=$((50000 + $$ % 1000)) # the test's own name server (nsd) on 127.0.0.1, when installed
+NSD_PID=
 
 # ---------------------------------------------------------------- preconditions and cleanup
 step "preconditions"
@@ -96,6 +99,10 @@ cleanup() {
 		wait "$DAEMON_PID" 2>/dev/null
 	fi
 	nft delete table inet "$NFT_TABLE" 2>/dev/null
+	if [ -n "$NSD_PID" ]; then
+		kill -TERM "$NSD_PID"
+		wait "$NSD_PID" 2>/dev/null
+	fi
 	if dpkg-query -W -f='${db:Status-Status}' fwlog 2>/dev/null | grep -qv '^not-installed$'; then
 		echo "   purging fwlog"
 		dpkg --purge fwlog >/dev/null
@@ -117,7 +124,7 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------- build dependencies
 step "build and test dependencies"
 need=()
-deps=(man-db adduser logrotate nftables util-linux systemd)
+deps=(man-db adduser logrotate nftables util-linux systemd iproute2)
 [ -n "$prebuilt" ] || deps+=(build-essential debhelper dpkg-dev fakeroot lintian)
 for p in "${deps[@]}"; do
 	dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || need+=("$p")
@@ -248,20 +255,56 @@ if ! grep -qx 'RestartPreventExitStatus=64' "$UNIT" || ! grep -qx 'Restart=on-fa
 fi
 
 # ---------------------------------------------------------------- the service, live
-step "the service logs a packet (NFLOG group $GROUP, UDP to 127.0.0.1:$PORT)"
+step "the service logs a packet (NFLOG group $GROUP, UDP to 127.0.0.2:$PORT)"
 modprobe nfnetlink_log 2>/dev/null || true
 nft -f - <<EOF
 table inet $NFT_TABLE {
 	chain out {
 		type filter hook output priority 0; policy accept;
-		ip daddr 127.0.0.1 udp dport $PORT log prefix "$PREFIX " group $GROUP
+		ip daddr 127.0.0.2 udp dport $PORT log prefix "$PREFIX " group $GROUP
+		ip daddr 192.0.2.1 udp dport $PORT log prefix "$PREFIX-dns " group $GROUP drop
 	}
 }
 EOF
-ok "nft table inet $NFT_TABLE logs UDP to 127.0.0.1:$PORT to group $GROUP"
+ok "nft table inet $NFT_TABLE logs UDP to 127.0.0.2:$PORT to group $GROUP"
+# Reverse DNS through the sandbox: the test's own nsd on 127.0.0.1:$DNSPORT is authoritative
+# for all of in-addr.arpa (192.0.2.1 -> pkgtest.fwlog.test, any other -> any.fwlog.test: the
+# source address of the packet to 192.0.2.1 depends on the machine), so every query the daemon
+# sends must get an answer: no timeouts, no errors.
+opts=$TEST_OPTS
+nsd_dir="$WORK/nsd"
+nsd_queries() { nsd-control -c "$nsd_dir/nsd.conf" stats_noreset 2>/dev/null | sed -n 's/^num.queries=//p'; }
+if command -v nsd >/dev/null && command -v nsd-control >/dev/null; then
+	rm -rf "$nsd_dir"
+	mkdir -p "$nsd_dir"
+	printf '%s\n' 'server:' "  ip-address: 127.0.0.1@$DNSPORT" '  username: ""' '  chroot: ""' \
+		"  zonesdir: \"$nsd_dir\"" '  database: ""' "  pidfile: \"$nsd_dir/nsd.pid\"" \
+		"  xfrdfile: \"$nsd_dir/xfrd.state\"" "  zonelistfile: \"$nsd_dir/zone.list\"" \
+		"  logfile: \"$nsd_dir/nsd.log\"" '  server-count: 1' 'remote-control:' \
+		'  control-enable: yes' "  control-interface: $nsd_dir/nsd.ctl" >"$nsd_dir/nsd.conf"
+	{
+		echo "\$ORIGIN in-addr.arpa."
+		echo "\$TTL 60"
+		echo "@ IN SOA ns.fwlog.test. admin.fwlog.test. 1 3600 600 86400 60"
+		echo "@ IN NS ns.fwlog.test."
+		echo "1.2.0.192 IN PTR pkgtest.fwlog.test."
+		echo "* IN PTR any.fwlog.test."
+	} >"$nsd_dir/in-addr.arpa.zone"
+	printf '%s\n' 'zone:' '  name: "in-addr.arpa"' '  zonefile: "in-addr.arpa.zone"' >>"$nsd_dir/nsd.conf"
+	nsd -d -c "$nsd_dir/nsd.conf" >/dev/null 2>&1 &
+	NSD_PID=$!
+	for _ in $(seq 100); do
+		[ -n "$(nsd_queries)" ] && break
+		sleep 0.1
+	done
+	[ -n "$(nsd_queries)" ] || fail "nsd did not start: $(tail -3 "$nsd_dir/nsd.log")"
+	opts=${opts/--no-dns/--dns-server 127.0.0.1:$DNSPORT}
+	ok "nsd on 127.0.0.1:$DNSPORT answers every IPv4 PTR"
+else
+	echo "   SKIP DNS check: nsd not installed (apt-get install nsd); the daemon runs with --no-dns"
+fi
 # The admin's way: edit the conffile. Under systemd the lines also go to syslog (/dev/log,
 # journald), which the sandbox must allow (PrivateDevices keeps /dev/log).
-opts=$TEST_OPTS
 [ "$systemd_running" = yes ] && opts="$opts --output syslog"
 sed -i "s|^FWLOG_OPTS=.*|FWLOG_OPTS=\"$opts\"|" /etc/default/fwlog
 
@@ -326,7 +369,7 @@ wait_lines() {
 	done
 	fail "$1 has ${n:-0} packet line(s) of the test after 10s, want $2"
 }
-send() { echo "fwlog package test" >"/dev/udp/127.0.0.1/$PORT"; }
+send() { echo "fwlog package test" >"/dev/udp/127.0.0.2/$PORT"; }
 
 start
 active || fail "the daemon did not start"
@@ -350,8 +393,30 @@ for _ in $(seq 50); do
 done
 journal | grep -q 'received 1 ' || fail "SIGUSR1: no counters line (received 1 ...) on stderr"
 ok "SIGUSR1: counters on stderr: $(journal | grep 'received 1 ' | tail -1 | cut -c1-60)..."
+if [ -z "$NSD_PID" ]; then
+	: # said above
+elif ! ip route get 192.0.2.1 >/dev/null 2>&1; then
+	echo "   SKIP DNS check: no route to 192.0.2.1 (the test needs one only to log and drop a packet)"
+else
+	# The nft rule logs this datagram and drops it before it leaves the machine.
+	echo "fwlog package test" 2>/dev/null >"/dev/udp/192.0.2.1/$PORT" || true
+	wait_lines /var/log/fwlog 2
+	for _ in $(seq 50); do
+		q=$(nsd_queries)
+		[ "${q:-0}" -ge 1 ] && break
+		sleep 0.1
+	done
+	q=$(nsd_queries)
+	[ "${q:-0}" -ge 1 ] || fail "reverse DNS: nsd received no query from the daemon"
+	usr1
+	sleep 0.5
+	c=$(journal | grep 'received 2 ' | tail -1)
+	grep -q 'timeouts=0 errors=0' <<<"$c" || fail "reverse DNS: the query failed: $c; nsd: $(nsd-control -c "$nsd_dir/nsd.conf" stats_noreset 2>&1 | grep -E 'rcode|num.type.(PTR|A|AAAA)=|num.queries' | grep -v '=0$' | tr '\n' ' ')"
+	ok "reverse DNS from inside the sandbox: nsd answered $q query(s), no timeouts or errors"
+fi
 
 step "logrotate, then SIGHUP: the next line goes to the new file"
+before=$(grep -c -- "$PREFIX" /var/log/fwlog)
 if [ "$systemd_running" = yes ]; then
 	logrotate --force /etc/logrotate.d/fwlog
 else
@@ -365,7 +430,7 @@ want_stat /var/log/fwlog "regular empty file 640 fwlog adm"
 sleep 0.5
 send
 wait_lines /var/log/fwlog 1
-[ "$(grep -c -- "$PREFIX" /var/log/fwlog.1)" -eq 1 ] || fail "the new line went to fwlog.1"
+[ "$(grep -c -- "$PREFIX" /var/log/fwlog.1)" -eq "$before" ] || fail "the new line went to fwlog.1"
 ok "after rotation and SIGHUP the daemon writes the new /var/log/fwlog"
 hup
 active || fail "the daemon died on SIGHUP (reload)"
