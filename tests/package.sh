@@ -15,7 +15,7 @@
 # - Man pages missing from the tree (man/fwlog.8, man/fwlog-spool.5) are replaced in the copy
 #   by placeholders, said loudly, so the build is checked with man pages present.
 # - Network traffic: UDP datagrams to 127.0.0.2 (loopback), logged by an nft rule in a table of
-#   the test's own; one to 192.0.2.1 (TEST-NET-1) that the same table logs and drops before it
+#   the test's own; one to 203.0.113.1 (TEST-NET-3) that the same table logs and drops before it
 #   leaves; DNS queries only to the test's own nsd on 127.0.0.1 (no nsd: --no-dns).
 #
 # Usage: tests/package.sh [--deb FILE]
@@ -149,8 +149,12 @@ else
 	src="$WORK/src/fwlog-$UPSTREAM"
 	rm -rf "$WORK/src"
 	mkdir -p "$src"
-	(cd "$repo" && git ls-files -z -co --exclude-standard) |
-		(cd "$repo" && tar -cf - --null --no-recursion -T -) | tar -xf - -C "$src"
+	if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
+		(cd "$repo" && git ls-files -z -co --exclude-standard) |
+			(cd "$repo" && tar -cf - --null --no-recursion -T -) | tar -xf - -C "$src"
+	else # an unpacked tarball: everything but build output
+		(cd "$repo" && tar -cf - --exclude=./target --exclude=./fuzz/target .) | tar -xf - -C "$src"
+	fi
 	mkdir -p "$src/man"
 	for m in fwlog.8 fwlog-spool.5; do
 		if [ ! -e "$src/man/$m" ]; then
@@ -262,14 +266,14 @@ table inet $NFT_TABLE {
 	chain out {
 		type filter hook output priority 0; policy accept;
 		ip daddr 127.0.0.2 udp dport $PORT log prefix "$PREFIX " group $GROUP
-		ip daddr 192.0.2.1 udp dport $PORT log prefix "$PREFIX-dns " group $GROUP drop
+		ip daddr 203.0.113.1 udp dport $PORT log prefix "$PREFIX-dns " group $GROUP drop
 	}
 }
 EOF
 ok "nft table inet $NFT_TABLE logs UDP to 127.0.0.2:$PORT to group $GROUP"
 # Reverse DNS through the sandbox: the test's own nsd on 127.0.0.1:$DNSPORT is authoritative
-# for all of in-addr.arpa (192.0.2.1 -> pkgtest.fwlog.test, any other -> any.fwlog.test: the
-# source address of the packet to 192.0.2.1 depends on the machine), so every query the daemon
+# for all of in-addr.arpa (203.0.113.1 -> pkgtest.fwlog.test, any other -> any.fwlog.test: the
+# source address of the packet to 203.0.113.1 depends on the machine), so every query the daemon
 # sends must get an answer: no timeouts, no errors.
 opts=$TEST_OPTS
 nsd_dir="$WORK/nsd"
@@ -287,7 +291,7 @@ if command -v nsd >/dev/null && command -v nsd-control >/dev/null; then
 		echo "\$TTL 60"
 		echo "@ IN SOA ns.fwlog.test. admin.fwlog.test. 1 3600 600 86400 60"
 		echo "@ IN NS ns.fwlog.test."
-		echo "1.2.0.192 IN PTR pkgtest.fwlog.test."
+		echo "1.113.0.203 IN PTR pkgtest.fwlog.test."
 		echo "* IN PTR any.fwlog.test."
 	} >"$nsd_dir/in-addr.arpa.zone"
 	printf '%s\n' 'zone:' '  name: "in-addr.arpa"' '  zonefile: "in-addr.arpa.zone"' >>"$nsd_dir/nsd.conf"
@@ -395,11 +399,11 @@ journal | grep -q 'received 1 ' || fail "SIGUSR1: no counters line (received 1 .
 ok "SIGUSR1: counters on stderr: $(journal | grep 'received 1 ' | tail -1 | cut -c1-60)..."
 if [ -z "$NSD_PID" ]; then
 	: # said above
-elif ! ip route get 192.0.2.1 >/dev/null 2>&1; then
-	echo "   SKIP DNS check: no route to 192.0.2.1 (the test needs one only to log and drop a packet)"
+elif ! ip route get 203.0.113.1 >/dev/null 2>&1; then
+	echo "   SKIP DNS check: no route to 203.0.113.1 (the test needs one only to log and drop a packet)"
 else
 	# The nft rule logs this datagram and drops it before it leaves the machine.
-	echo "fwlog package test" 2>/dev/null >"/dev/udp/192.0.2.1/$PORT" || true
+	echo "fwlog package test" 2>/dev/null >"/dev/udp/203.0.113.1/$PORT" || true
 	wait_lines /var/log/fwlog 2
 	for _ in $(seq 50); do
 		q=$(nsd_queries)
