@@ -145,6 +145,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = size, default_value = "64MiB")]
     pub segment_size: u64,
 
+    /// After binding NFLOG and opening the spool and outputs as root, run as this user with no
+    /// capabilities left (the spool directory and output files are given to the user)
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
     /// Packets held in memory between the spool and the outputs (the rest waits on disk)
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub window: usize,

@@ -15,4 +15,5 @@ pub mod ifname;
 pub mod nflog;
 pub mod packet;
 pub mod pcap;
+pub mod privdrop;
 pub mod sink;

@@ -362,3 +362,54 @@ fn startup_errors_are_one_line_with_distinct_exit_statuses() {
     one_line(&err);
     assert!(err.contains("CAP_NET_ADMIN"), "{err}");
 }
+
+#[test]
+fn user_flag_drops_to_nobody_with_no_capabilities_and_keeps_logging() {
+    require_root!();
+    let ns = NetNs::new("user");
+    rules(&ns, "  udp dport 9999 log prefix \"USR \" group 5\n");
+    let dir = tempfile::tempdir().unwrap();
+    // nobody must be able to reach the spool and the output below the test directory.
+    Command::new("chmod").arg("755").arg(dir.path()).status().unwrap();
+    let out = dir.path().join("out.json");
+    let spool = dir.path().join("spool");
+    let d = Daemon::start(
+        &ns,
+        dir.path(),
+        &[
+            "--group", "5", "--no-dns", "--user", "nobody",
+            // Small segments: new segment files get created (and old ones deleted) as nobody.
+            "--segment-size", "8KiB",
+            "--spool", spool.to_str().unwrap(),
+            "--output", &format!("json={}", out.display()),
+        ],
+    );
+    send_udp(&ns, 9999, 0..200);
+    wait_for("200 lines", Duration::from_secs(20), || lines(&out).len() >= 200);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_else(|| panic!("{k} in {status}"))[k.len()..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(field("Uid:"), vec!["65534"; 4], "runs as nobody");
+    for k in ["CapEff:", "CapPrm:", "CapAmb:"] {
+        assert_eq!(field(k), vec!["0000000000000000"], "{k}");
+    }
+    assert_eq!(field("NoNewPrivs:"), vec!["1"]);
+    // Files it creates are nobody's, and private.
+    for e in std::fs::read_dir(&spool).unwrap().flatten() {
+        use std::os::unix::fs::MetadataExt;
+        let m = e.metadata().unwrap();
+        if e.file_name().to_string_lossy().ends_with(".seg") {
+            assert_eq!(m.uid(), 65534, "{:?}", e.path());
+            assert_eq!(m.mode() & 0o077, 0, "segment {:?} is private", e.path());
+        }
+    }
+    assert_eq!(d.stop(), 0);
+    assert_eq!(packets(&json_lines(&out)).len(), 200);
+}
