@@ -24,7 +24,8 @@ pub fn lookup(name: &str) -> Result<User, String> {
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     let mut out: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: all pointers are valid for the sizes given; getpwnam_r fills pw and buf.
-    let rc = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    let rc =
+        unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
     if rc == 0 && !out.is_null() {
         return Ok(User {
             name: name.to_string(),
@@ -35,7 +36,11 @@ pub fn lookup(name: &str) -> Result<User, String> {
     if let Ok(uid) = name.parse::<u32>() {
         // SAFETY: as above.
         let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
-        let gid = if rc == 0 && !out.is_null() { pw.pw_gid } else { uid };
+        let gid = if rc == 0 && !out.is_null() {
+            pw.pw_gid
+        } else {
+            uid
+        };
         return Ok(User {
             name: name.to_string(),
             uid,
@@ -53,8 +58,7 @@ pub fn hand_over(path: &Path, user: &User) -> Result<(), String> {
     };
     chown(path)?;
     if path.is_dir() {
-        let entries = std::fs::read_dir(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
         for e in entries.flatten() {
             let p = e.path();
             chown(&p)?;
@@ -73,7 +77,13 @@ pub fn hand_over(path: &Path, user: &User) -> Result<(), String> {
 /// Become `user`: supplementary groups, gid, uid, in that order, then make sure no capability
 /// survived and none can be regained.
 pub fn become_user(user: &User) -> Result<(), String> {
-    let err = |what: &str| format!("cannot switch to user {}: {what}: {}", user.name, std::io::Error::last_os_error());
+    let err = |what: &str| {
+        format!(
+            "cannot switch to user {}: {what}: {}",
+            user.name,
+            std::io::Error::last_os_error()
+        )
+    };
     let gid = user.gid as libc::gid_t;
     // SAFETY: plain system calls on integers and a one-element array.
     unsafe {
@@ -100,7 +110,10 @@ pub fn become_user(user: &User) -> Result<(), String> {
             .map(|l| l[key.len()..].trim().to_string())
             .unwrap_or_default();
         if user.uid != 0 && u64::from_str_radix(&v, 16).unwrap_or(1) != 0 {
-            return Err(format!("capabilities left after switching to {}: {key} {v}", user.name));
+            return Err(format!(
+                "capabilities left after switching to {}: {key} {v}",
+                user.name
+            ));
         }
     }
     Ok(())

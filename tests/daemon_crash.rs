@@ -16,7 +16,10 @@ use support::netns::NetNs;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
 }
@@ -41,10 +44,16 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
     let out = dir.path().join("out.json");
     let spool = dir.path().join("spool");
     let args: Vec<String> = [
-        "--group", "5", "--no-dns", "--spool", spool.to_str().unwrap(),
+        "--group",
+        "5",
+        "--no-dns",
+        "--spool",
+        spool.to_str().unwrap(),
         // Small segments, so crashes also land during segment rollover.
-        "--segment-size", "64KiB",
-        "--output", &format!("json={}", out.display()),
+        "--segment-size",
+        "64KiB",
+        "--output",
+        &format!("json={}", out.display()),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -70,7 +79,11 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
         for round in 0..rounds {
             let d = Daemon::spawn(&ns, dir.path(), &argv);
             // A third of the kills land in start-up (before or while the spool opens).
-            let ms = if round % 3 == 0 { rng.next(30) } else { 50 + rng.next(400) };
+            let ms = if round % 3 == 0 {
+                rng.next(30)
+            } else {
+                50 + rng.next(400)
+            };
             std::thread::sleep(Duration::from_millis(ms));
             d.kill9();
         }
@@ -93,7 +106,10 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
 
     // Every spooled packet was printed and acknowledged: nothing is left in the spool.
     let ro = fwlog_spool::ReadOnlySpool::open(&spool).unwrap();
-    let left = ro.records().filter(|r| r.as_ref().is_ok_and(|r| !r.acked)).count();
+    let left = ro
+        .records()
+        .filter(|r| r.as_ref().is_ok_and(|r| !r.acked))
+        .count();
     assert_eq!(left, 0, "unacknowledged records left in the spool");
 
     let mut printed: BTreeMap<u64, Vec<bool>> = BTreeMap::new();
@@ -139,5 +155,8 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
         printed.len(),
         gaps.len()
     );
-    assert!(printed.len() as u64 > sent / 4, "most packets were received");
+    assert!(
+        printed.len() as u64 > sent / 4,
+        "most packets were received"
+    );
 }

@@ -370,22 +370,35 @@ fn user_flag_drops_to_nobody_with_no_capabilities_and_keeps_logging() {
     rules(&ns, "  udp dport 9999 log prefix \"USR \" group 5\n");
     let dir = tempfile::tempdir().unwrap();
     // nobody must be able to reach the spool and the output below the test directory.
-    Command::new("chmod").arg("755").arg(dir.path()).status().unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(dir.path())
+        .status()
+        .unwrap();
     let out = dir.path().join("out.json");
     let spool = dir.path().join("spool");
     let d = Daemon::start(
         &ns,
         dir.path(),
         &[
-            "--group", "5", "--no-dns", "--user", "nobody",
+            "--group",
+            "5",
+            "--no-dns",
+            "--user",
+            "nobody",
             // Small segments: new segment files get created (and old ones deleted) as nobody.
-            "--segment-size", "8KiB",
-            "--spool", spool.to_str().unwrap(),
-            "--output", &format!("json={}", out.display()),
+            "--segment-size",
+            "8KiB",
+            "--spool",
+            spool.to_str().unwrap(),
+            "--output",
+            &format!("json={}", out.display()),
         ],
     );
     send_udp(&ns, 9999, 0..200);
-    wait_for("200 lines", Duration::from_secs(20), || lines(&out).len() >= 200);
+    wait_for("200 lines", Duration::from_secs(20), || {
+        lines(&out).len() >= 200
+    });
     let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
     let field = |k: &str| {
         status

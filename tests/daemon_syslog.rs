@@ -60,17 +60,24 @@ fn rsyslog_on_loopback_receives_kernel_and_fwlog_lines() {
         &ns,
         dir.path(),
         &[
-            "--group", "5", "--no-dns",
-            "--spool", dir.path().join("spool").to_str().unwrap(),
-            "--output", "kernel=udp://127.0.0.1:5514",
-            "--output", "fwlog=tcp://127.0.0.1:5514",
+            "--group",
+            "5",
+            "--no-dns",
+            "--spool",
+            dir.path().join("spool").to_str().unwrap(),
+            "--output",
+            "kernel=udp://127.0.0.1:5514",
+            "--output",
+            "fwlog=tcp://127.0.0.1:5514",
         ],
     );
     send_udp(&ns, 9999, 0..20);
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for("20 kernel lines at rsyslog", Duration::from_secs(20), || {
-        text().matches(" kernel: RSYS IN= OUT=lo ").count() >= 20
-    });
+    wait_for(
+        "20 kernel lines at rsyslog",
+        Duration::from_secs(20),
+        || text().matches(" kernel: RSYS IN= OUT=lo ").count() >= 20,
+    );
     wait_for("fwlog blocks at rsyslog", Duration::from_secs(20), || {
         text().lines().filter(|l| l.contains(" fwlog: PKT")).count() >= 20
     });

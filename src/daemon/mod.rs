@@ -177,7 +177,6 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     };
 
-
     // --- run
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
