@@ -345,6 +345,85 @@ fn group_bound_elsewhere_gives_a_clear_error_and_drop_unbinds() {
 }
 
 #[test]
+fn drop_unbinds_even_while_another_fd_keeps_the_socket_alive() {
+    require_root!();
+    let ns = NetNs::new("capunbind");
+    let cfg = NflogConfig {
+        groups: vec![11],
+        ..Default::default()
+    };
+    let sock = open_in(&ns, &cfg);
+    // A second descriptor (a forked child, say) keeps the socket, and so its binding, alive;
+    // only the explicit UNBIND in Drop frees the group.
+    // SAFETY: dup of a descriptor we own; closed below.
+    let dup = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(&sock)) };
+    assert!(dup >= 0);
+    drop(sock);
+    let again = ns.enter(|| NflogSocket::open(&cfg));
+    // SAFETY: closing the descriptor dup'ed above.
+    unsafe { libc::close(dup) };
+    assert!(again.is_ok(), "group freed by Drop: {:?}", again.err());
+}
+
+#[test]
+fn records_arriving_while_later_groups_are_bound_are_kept() {
+    require_root!();
+    let ns = NetNs::new("capopen");
+    ns.nft(
+        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  \
+         udp dport 9999 log group 12\n }\n}\n",
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut opened = Vec::new();
+    std::thread::scope(|s| {
+        // Traffic flows for group 12 while the socket binds 12, then 13..=20, so records of
+        // group 12 reach the socket while open() is still waiting for acknowledgements.
+        s.spawn(|| {
+            ns.enter(|| {
+                let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+                let t = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && t.elapsed() < Duration::from_secs(5)
+                {
+                    tx.send_to(b"during open", "127.0.0.1:9999").expect("send");
+                }
+            })
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        for _ in 0..5 {
+            let sock = open_in(
+                &ns,
+                &NflogConfig {
+                    groups: (12..=20).collect(),
+                    // One record per datagram: delivered at once, not after the flush timeout.
+                    qthresh: 1,
+                    ..Default::default()
+                },
+            );
+            opened.push(sock);
+            opened.pop(); // drop: unbind, so the next round can bind again
+        }
+        let sock = open_in(
+            &ns,
+            &NflogConfig {
+                groups: (12..=20).collect(),
+                qthresh: 1,
+                ..Default::default()
+            },
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        opened.push(sock);
+    });
+    let mut sock = opened.pop().expect("socket");
+    let (recs, loss) = receive(&mut sock, usize::MAX);
+    assert!(loss.is_empty(), "{loss:?}");
+    assert!(!recs.is_empty());
+    let seqs: Vec<u32> = recs.iter().map(|r| parsed(r).seq.expect("seq")).collect();
+    assert_eq!(seqs, (0..seqs.len() as u32).collect::<Vec<_>>());
+}
+
+#[test]
 fn without_cap_net_admin_the_error_names_the_capability() {
     require_root!();
     let ns = NetNs::new("capnocap");
