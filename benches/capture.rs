@@ -170,6 +170,33 @@ fn one(ns: &NetNs, variant: Variant, packets: usize, size: usize) -> Run {
     run
 }
 
+/// Time from send() of a lone packet to its record coming out of recv_batch, median and max
+/// over `n` packets sent 20 ms apart (the flush timeout, not throughput, decides it).
+fn latency(ns: &NetNs, cfg: &NflogConfig, n: usize) -> (Duration, Duration) {
+    let mut sock = ns
+        .enter(|| NflogSocket::open(cfg))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tx = ns
+        .enter(|| UdpSocket::bind("127.0.0.1:0"))
+        .expect("bind sender");
+    let mut batch = RecordBatch::new();
+    let mut lat = Vec::with_capacity(n);
+    for _ in 0..n {
+        std::thread::sleep(Duration::from_millis(20));
+        let t = Instant::now();
+        tx.send_to(b"lone", "127.0.0.1:9999").expect("send");
+        let mut got = 0;
+        while got < GROUPS.len() && t.elapsed() < Duration::from_secs(3) {
+            got += sock
+                .recv_batch(&mut batch, Duration::from_millis(500))
+                .expect("recv_batch");
+        }
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    (lat[n / 2], lat[n - 1])
+}
+
 fn main() {
     if !support::is_root() {
         println!("SKIP capture bench: needs root (network namespace, nftables, NFLOG)");
@@ -227,6 +254,27 @@ fn main() {
             avg(Variant::Fwlog) / avg(Variant::Bare),
             avg(Variant::Fwlog),
             avg(Variant::Bare)
+        );
+    }
+
+    // Latency of a lone packet (all 4 groups' records), by flush timeout; qthresh 1 sends
+    // every record at once and is the floor.
+    for (what, timeout, qthresh) in [
+        ("default (timeout 1 cs, qthresh 256)", 1, 256),
+        ("timeout 2 cs, qthresh 256", 2, 256),
+        ("qthresh 1 (no batching)", 1, 1),
+    ] {
+        let cfg = NflogConfig {
+            groups: GROUPS.to_vec(),
+            flush_timeout_cs: timeout,
+            qthresh,
+            ..Default::default()
+        };
+        let (median, max) = latency(&ns, &cfg, 25);
+        println!(
+            "lone-packet latency, {what}: median {:.2} ms, max {:.2} ms",
+            median.as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3
         );
     }
 }

@@ -303,6 +303,43 @@ fn copy_range_cuts_the_payload() {
 }
 
 #[test]
+fn largest_loopback_packets_arrive_whole_up_to_the_kernel_cap() {
+    require_root!();
+    let ns = NetNs::new("capbig");
+    ns.nft(
+        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  \
+         udp dport 9999 log group 4\n }\n}\n",
+    );
+    let mut sock = open_in(
+        &ns,
+        &NflogConfig {
+            groups: vec![4],
+            ..Default::default()
+        },
+    );
+    // lo's MTU is 64 KiB, so these are single IP packets of up to 65535 bytes.
+    let sizes = [60_000usize, 65_000, 65_507, 1, 65_507, 30_000];
+    ns.enter(|| {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for (i, &n) in sizes.iter().enumerate() {
+            s.send_to(&vec![i as u8; n], "127.0.0.1:9999")
+                .expect("send");
+        }
+    });
+    let (recs, loss) = receive(&mut sock, sizes.len());
+    assert!(loss.is_empty(), "{loss:?}");
+    assert_eq!(recs.len(), sizes.len());
+    for (i, (rec, &n)) in recs.iter().zip(&sizes).enumerate() {
+        let p = parsed(rec);
+        // The kernel caps the copy so the payload attribute's 16-bit length cannot overflow.
+        let want = (28 + n).min(0xffff - 4);
+        assert_eq!(p.payload.len(), want, "packet {i}");
+        assert!(p.payload[28..].iter().all(|&b| b == i as u8));
+        assert_eq!(p.outdev.and_then(|d| d.name), Some(&b"lo"[..]));
+    }
+}
+
+#[test]
 fn group_bound_elsewhere_gives_a_clear_error_and_drop_unbinds() {
     require_root!();
     let ns = NetNs::new("capbusy");

@@ -534,3 +534,22 @@ impl Drop for NflogSocket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_and_errors_can_move_to_the_intake_thread() {
+        fn send<T: Send>() {}
+        send::<NflogSocket>();
+        send::<CaptureError>();
+        send::<RecordBatch>();
+    }
+
+    #[test]
+    fn open_rejects_bad_settings_before_touching_the_kernel() {
+        let e = NflogSocket::open(&NflogConfig::default()).expect_err("no groups");
+        assert!(matches!(e, CaptureError::InvalidConfig(_)), "{e}");
+    }
+}
