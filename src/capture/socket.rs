@@ -179,8 +179,8 @@ impl NflogSocket {
             setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, want)
                 .map_err(|e| CaptureError::io("setting SO_RCVBUF", e))?;
             warnings.push(format!(
-                "cannot force a {} byte receive buffer without CAP_NET_ADMIN; \
-                 SO_RCVBUF is capped by net.core.rmem_max",
+                "cannot force a {} byte receive buffer (SO_RCVBUFFORCE needs CAP_NET_ADMIN in \
+                 the initial user namespace); using SO_RCVBUF, capped by net.core.rmem_max",
                 cfg.rcvbuf
             ));
         }
@@ -189,8 +189,10 @@ impl NflogSocket {
         // The kernel reports double the request (bookkeeping overhead); less means capped.
         if rcvbuf < cfg.rcvbuf.saturating_mul(2) {
             warnings.push(format!(
-                "receive buffer is {rcvbuf} bytes, less than the {} requested",
-                cfg.rcvbuf.saturating_mul(2)
+                "receive buffer is {} bytes, not the {} requested: bursts may overflow it \
+                 (raise net.core.rmem_max)",
+                rcvbuf / 2,
+                cfg.rcvbuf
             ));
         }
 
@@ -293,6 +295,12 @@ impl NflogSocket {
                         self.intake.stats.enobufs += 1;
                         self.pending.push_loss(enobufs_event());
                     }
+                    libc::EAGAIN => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "no acknowledgement from the kernel within 5 s",
+                        ))
+                    }
                     _ => return Err(e),
                 }
             } else {
@@ -357,7 +365,7 @@ impl NflogSocket {
         timeout: Duration,
     ) -> Result<usize, CaptureError> {
         out.clear();
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() || !self.pending.loss.is_empty() {
             out.append(&mut self.pending);
             return Ok(out.len());
         }
