@@ -197,6 +197,39 @@ fn latency(ns: &NetNs, cfg: &NflogConfig, n: usize) -> (Duration, Duration) {
     (lat[n / 2], lat[n - 1])
 }
 
+/// How many records the default receive buffer holds while the reader is stalled (a slow
+/// spool commit, say): flood with nobody reading, then drain and count.
+fn stall_capacity(ns: &NetNs, packets: usize, size: usize) -> (u64, u64, usize) {
+    let cfg = NflogConfig {
+        groups: GROUPS.to_vec(),
+        ..Default::default()
+    };
+    let mut sock = ns
+        .enter(|| NflogSocket::open(&cfg))
+        .unwrap_or_else(|e| panic!("{e}"));
+    ns.enter(|| {
+        let sink = UdpSocket::bind("127.0.0.1:9999").expect("bind sink");
+        let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let data = vec![0x5au8; size];
+        for _ in 0..packets {
+            tx.send_to(&data, "127.0.0.1:9999").expect("send");
+        }
+        drop(sink);
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut batch = RecordBatch::new();
+    let mut got = 0u64;
+    while sock
+        .recv_batch(&mut batch, Duration::from_millis(300))
+        .expect("recv")
+        > 0
+        || !batch.loss_events().is_empty()
+    {
+        got += batch.len() as u64;
+    }
+    (got, sock.stats().enobufs, sock.rcvbuf())
+}
+
 fn main() {
     if !support::is_root() {
         println!("SKIP capture bench: needs root (network namespace, nftables, NFLOG)");
@@ -254,6 +287,16 @@ fn main() {
             avg(Variant::Fwlog) / avg(Variant::Bare),
             avg(Variant::Fwlog),
             avg(Variant::Bare)
+        );
+    }
+
+    for size in [64usize, 1000] {
+        let (held, enobufs, rcvbuf) = stall_capacity(&ns, 250_000, size);
+        println!(
+            "reader stalled, {size}-byte packets: default buffer (SO_RCVBUF reads {rcvbuf}) held \
+             {held} of {} records ({} bytes/record), enobufs {enobufs}",
+            250_000 * GROUPS.len(),
+            rcvbuf as u64 / held.max(1)
         );
     }
 
