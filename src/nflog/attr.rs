@@ -322,12 +322,14 @@ pub fn push_recv_time(buf: &mut Vec<u8>, sec: i64, nsec: u32) {
 }
 
 /// Append an interface-name attribute (`which` is the kernel's IFINDEX_* type), NUL-terminated.
+/// Names longer than the kernel's IFNAMSIZ (16 with the NUL) are cut: the kernel never makes them.
 pub fn push_ifname(buf: &mut Vec<u8>, which: u16, name: &[u8]) {
     let ty = fwlog::INDEV_NAME + (which - nfula::IFINDEX_INDEV);
-    let mut v = Vec::with_capacity(name.len() + 1);
-    v.extend_from_slice(cstr(name));
-    v.push(0);
-    push_attr(buf, ty, &v);
+    let name = cstr(name);
+    let name = &name[..name.len().min(15)];
+    let mut v = [0u8; 16];
+    v[..name.len()].copy_from_slice(name);
+    push_attr(buf, ty, &v[..name.len() + 1]);
 }
 
 #[cfg(test)]
