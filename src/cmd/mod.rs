@@ -1,6 +1,8 @@
 //! One file per subcommand: argument handling and wiring, no packet logic of their own.
 
+pub mod pipeline;
 pub mod read;
+pub mod replay;
 
 use crate::cli::FormatArgs;
 use crate::format::FormatOptions;

@@ -8,11 +8,7 @@
 //! fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until intake
 //! starts), `--user` (needs everything before it done as root), then DNS and the threads.
 
-mod counters;
 mod intake;
-mod loss;
-mod outputs;
-mod process;
 mod seqfile;
 
 use std::sync::atomic::AtomicBool;
@@ -27,7 +23,8 @@ use crate::cli::{DnsArgs, FsyncArg, RunArgs};
 use crate::exit;
 use crate::sink::{OutputSpec, Target};
 
-pub use counters::Counters;
+use crate::pipeline::counters::Counters;
+use crate::pipeline::{outputs, process};
 
 /// Print a one-line error and return `code`.
 fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
@@ -220,7 +217,7 @@ pub fn run(args: &RunArgs) -> i32 {
         args.spool.display()
     );
     let processor = process::Processor {
-        reader,
+        source: reader,
         outputs,
         resolver: resolver.clone(),
         dns_timeout: if args.dns.no_dns {
@@ -233,6 +230,7 @@ pub fn run(args: &RunArgs) -> i32 {
         data_wake: wake,
         stop: Arc::clone(&stop),
         stop_grace: Duration::from_secs(2),
+        retry_outputs: true,
     };
     let result = rt.block_on(processor.run());
     // Whatever ended the loop, stop intake and let it commit what it received.
