@@ -171,6 +171,12 @@ impl Resolver {
         }
     }
 
+    /// Put an answer in the cache as if a lookup had returned it, for `ttl` (not clamped).
+    /// For pre-seeding known names, tests and the memory benchmark; never sends a query.
+    pub fn remember(&self, ip: IpAddr, name: Option<SafeName>, ttl: std::time::Duration) {
+        self.inner.cache.insert(ip, name, ttl);
+    }
+
     /// Counters and gauges for the SIGUSR1 dump.
     pub fn stats(&self) -> DnsStats {
         let pending = self.inner.pending().len() as u64;
