@@ -330,3 +330,61 @@ fn no_server_is_a_clear_error() {
     assert!(e.starts_with("no DNS server configured"), "{e}");
     assert!(e.contains("--dns-server") && e.contains("--no-dns"), "{e}");
 }
+
+const TTL_ZONE: &str = "\
+$TTL 300
+@ IN SOA ns.example.test. host.example.test. 1 3600 600 86400 60
+@ IN NS ns.example.test.
+1 IN PTR long-ttl.example.test.
+8 1 IN PTR short-ttl.example.test.
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttls_are_honoured_within_bounds() {
+    let Some(nsd) = Nsd::start(&[("2.0.192.in-addr.arpa", TTL_ZONE)]) else {
+        return;
+    };
+    let mk = |min: u64, max: u64| {
+        let cfg = DnsConfig {
+            servers: vec![nsd.addr],
+            min_ttl: Duration::from_secs(min),
+            max_ttl: Duration::from_secs(max),
+            negative_ttl: Duration::from_secs(1),
+            ..DnsConfig::default()
+        };
+        Resolver::new(cfg, tokio::runtime::Handle::current()).expect("resolver")
+    };
+    // Bounds [0, 1 s]: the 300 s record is cut to 1 s, the 1 s record keeps 1 s, NXDOMAIN
+    // (SOA minimum 60 s) is cut to negative_ttl = 1 s.
+    let short = mk(0, 1);
+    // Bounds [5 s, 3600 s]: the 1 s record is kept 5 s.
+    let floor = mk(5, 3600);
+    for a in ["192.0.2.1", "192.0.2.8", "192.0.2.3"] {
+        short.resolve(ip(a), soon()).await;
+        floor.resolve(ip(a), soon()).await;
+        assert!(matches!(short.cached(ip(a)), Lookup::Hit(_)), "{a}");
+    }
+    assert_eq!(short.stats().nxdomain, 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for a in ["192.0.2.1", "192.0.2.8", "192.0.2.3"] {
+        assert_eq!(short.cached(ip(a)), Lookup::Miss, "{a} outlived max TTL");
+    }
+    match floor.cached(ip("192.0.2.8")) {
+        Lookup::Hit(Some(n)) => assert_eq!(n.as_str(), "short-ttl.example.test"),
+        other => panic!("min TTL not applied: {other:?}"),
+    }
+    // An expired entry is looked up again.
+    let before = nsd.queries();
+    assert!(short.resolve(ip("192.0.2.1"), soon()).await.is_some());
+    assert_eq!(nsd.queries() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_mapped_addresses_use_the_ipv4_zone() {
+    let Some(nsd) = start_nsd() else { return };
+    let r = resolver(nsd.addr, true);
+    assert_eq!(
+        name(&r, "::ffff:192.0.2.1").await.as_deref(),
+        Some("one.example.test")
+    );
+}
