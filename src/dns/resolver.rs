@@ -61,6 +61,13 @@ pub struct Resolver {
     inner: Arc<Inner>,
 }
 
+// The pipeline hands clones to tasks and threads; keep that a compile-time fact.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Resolver>();
+    send_sync::<SafeName>();
+};
+
 /// A started (or joined) lookup. Await it (no deadline) or call [`PendingLookup::wait_until`].
 pub struct PendingLookup {
     rx: Slot,
