@@ -388,3 +388,23 @@ async fn ipv4_mapped_addresses_use_the_ipv4_zone() {
         Some("one.example.test")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_after_the_answer_landed_needs_no_query() {
+    let hole = Responder::black_hole();
+    let cfg = DnsConfig {
+        servers: vec![hole.addr],
+        ..DnsConfig::default()
+    };
+    let r = Resolver::new(cfg, tokio::runtime::Handle::current()).expect("resolver");
+    let a = ip("192.0.2.44");
+    let n = fwlog::dns::SafeName::from_labels([&b"seeded"[..], b"example"]);
+    // The pipeline saw a miss, then the answer arrived before it called start().
+    assert_eq!(r.cached(a), Lookup::Miss);
+    r.remember(a, Some(n.clone()), Duration::from_secs(60));
+    let p = r.start(a).expect("not dropped");
+    assert_eq!(p.try_get(), Some(Some(n.clone())));
+    assert_eq!(p.await, Some(n));
+    assert_eq!(r.stats().queries, 0);
+    assert_eq!(hole.queries.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
