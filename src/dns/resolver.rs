@@ -61,6 +61,13 @@ pub struct Resolver {
     inner: Arc<Inner>,
 }
 
+// The pipeline hands clones to tasks and threads; keep that a compile-time fact.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Resolver>();
+    send_sync::<SafeName>();
+};
+
 /// A started (or joined) lookup. Await it (no deadline) or call [`PendingLookup::wait_until`].
 pub struct PendingLookup {
     rx: Slot,
@@ -169,6 +176,12 @@ impl Resolver {
             Lookup::Hit(answer) => answer,
             Lookup::Miss | Lookup::Pending => self.start(ip)?.wait_until(deadline).await,
         }
+    }
+
+    /// Put an answer in the cache as if a lookup had returned it, for `ttl` (not clamped).
+    /// For pre-seeding known names, tests and the memory benchmark; never sends a query.
+    pub fn remember(&self, ip: IpAddr, name: Option<SafeName>, ttl: std::time::Duration) {
+        self.inner.cache.insert(ip, name, ttl);
     }
 
     /// Counters and gauges for the SIGUSR1 dump.
