@@ -117,6 +117,19 @@ impl Resolver {
     }
 
     /// Non-blocking: what the cache knows about `ip`. Counts one lookup and a hit or a miss.
+    /// Like [`cached`](Self::cached) without counting: for a pipeline that checks again
+    /// whether a packet it already counted is ready to print.
+    pub fn peek(&self, ip: IpAddr) -> Lookup {
+        if let Some(answer) = self.inner.cache.get(&ip) {
+            return Lookup::Hit(answer);
+        }
+        if self.inner.pending().contains_key(&ip) {
+            Lookup::Pending
+        } else {
+            Lookup::Miss
+        }
+    }
+
     pub fn cached(&self, ip: IpAddr) -> Lookup {
         let s = &self.inner.stats;
         bump(&s.lookups);

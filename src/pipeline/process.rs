@@ -246,7 +246,7 @@ impl<S: Source> Processor<S> {
                         || head
                             .addrs
                             .iter()
-                            .all(|&ip| matches!(r.cached(ip), Lookup::Hit(_)))
+                            .all(|&ip| matches!(r.peek(ip), Lookup::Hit(_)))
                 }
             };
             if !ready {
@@ -264,7 +264,7 @@ impl<S: Source> Processor<S> {
                     Some(r) => e
                         .addrs
                         .iter()
-                        .filter_map(|&ip| match r.cached(ip) {
+                        .filter_map(|&ip| match r.peek(ip) {
                             Lookup::Hit(Some(n)) => Some((ip, n.to_string())),
                             _ => None,
                         })
