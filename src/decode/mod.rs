@@ -1,1 +1,283 @@
-//! Packet header decoding: IPv4, IPv6, TCP, UDP, ICMP, ... (issue 2).
+//! Packet header decoding: IPv4, IPv6 (extension headers), TCP, UDP, UDP-Lite, ICMP, ICMPv6,
+//! AH, ESP; anything else by protocol number.
+//!
+//! Invariants:
+//! - Decoding never panics and never fails: every read is bounds-checked, and a header that the
+//!   bytes do not hold completely is reported as [`Truncated`] (which layer, at which offset,
+//!   how many bytes were there and how many it needs) instead of its fields.
+//! - Decoding never allocates: every view borrows the payload; IPv6 extension headers are
+//!   re-walked on demand by [`Ipv6::ext_headers`], and an ICMP error's quoted packet is decoded
+//!   on demand by [`Icmp::inner`] / [`Icmpv6::inner`] (one level: the quoted packet's own ICMP
+//!   errors are not followed, as in the kernel).
+//! - The walk is the one the kernel's LOG target does (`net/netfilter/nf_log_syslog.c`), so the
+//!   kernel formatter can reproduce its line byte for byte from these views: a transport header
+//!   sits at `ihl * 4` even when `ihl` is bogus, a non-first fragment has no transport header,
+//!   an ICMP message shorter than its type requires is "short" (type and code only), the IPv6
+//!   extension chain stops at ESP and at an option header that follows a non-first fragment.
+//!   Offsets are relative to the slice given to the decoder; a quoted packet is decoded from a
+//!   suffix of the outer payload, so "bytes left" means the same thing the kernel's
+//!   `skb->len - offset` does.
+//! - A payload shorter than the IP header's length (the rule's copy range, a capture snaplen)
+//!   decodes as far as it goes and is reported as [`Partial`]; that is a property of the record,
+//!   not an error.
+//!
+//! Why hand-written field reads rather than etherparse's header slices: those slices validate
+//! (IHL >= 5, options complete, TCP data offset within the slice) and refuse headers the kernel
+//! still prints field by field; the exact fixed-layout reads here are a few lines each. The TCP
+//! options of a complete header are decoded with etherparse (see `format::tcpopt`).
+
+mod bytes;
+mod ipv4;
+mod ipv6;
+mod transport;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::IpAddr;
+
+use crate::packet::{family, Packet};
+
+pub use ipv4::Ipv4;
+pub use ipv6::{ExtHeader, ExtIter, FragmentHeader, Ipv6, Ipv6End};
+pub use transport::{Ah, Esp, Icmp, Icmpv6, Tcp, Transport, Udp};
+
+/// The layer a [`Truncated`] note is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    Ipv4,
+    Ipv4Options,
+    Ipv6,
+    /// An IPv6 extension header (its type number).
+    Ipv6Ext(u8),
+    Tcp,
+    TcpOptions,
+    Udp,
+    Icmp,
+    /// The part of an ICMP message its type requires beyond the 8-byte header (echo id,
+    /// the quoted IP header of an error, ...).
+    IcmpBody,
+    Icmpv6,
+    Ah,
+    Esp,
+}
+
+impl Layer {
+    /// Lowercase name used in the fwlog and json formats.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Ipv4 => "ip",
+            Layer::Ipv4Options => "ip-options",
+            Layer::Ipv6 => "ip6",
+            Layer::Ipv6Ext(44) => "ip6-fragment",
+            Layer::Ipv6Ext(51) => "ip6-ah",
+            Layer::Ipv6Ext(50) => "ip6-esp",
+            Layer::Ipv6Ext(0) => "ip6-hop-by-hop",
+            Layer::Ipv6Ext(43) => "ip6-routing",
+            Layer::Ipv6Ext(60) => "ip6-dest-options",
+            Layer::Ipv6Ext(_) => "ip6-ext",
+            Layer::Tcp => "tcp",
+            Layer::TcpOptions => "tcp-options",
+            Layer::Udp => "udp",
+            Layer::Icmp => "icmp",
+            Layer::IcmpBody => "icmp-body",
+            Layer::Icmpv6 => "icmp6",
+            Layer::Ah => "ah",
+            Layer::Esp => "esp",
+        }
+    }
+}
+
+/// A header the bytes do not hold completely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Truncated {
+    pub layer: Layer,
+    /// Where the header starts, relative to the decoded slice.
+    pub offset: usize,
+    /// Length of the decoded slice (so `end - offset` bytes were there, or none).
+    pub end: usize,
+    /// How many bytes the header needs.
+    pub need: usize,
+}
+
+impl Truncated {
+    /// Bytes present from `offset` on (0 when the header would start past the end).
+    pub fn have(&self) -> usize {
+        self.end.saturating_sub(self.offset)
+    }
+
+    /// What the kernel prints as `INCOMPLETE [n bytes]`: `skb->len - offset` in unsigned
+    /// 32-bit arithmetic, which wraps when a bogus header length points past the end.
+    pub fn kernel_remaining(&self) -> u32 {
+        (self.end as u32).wrapping_sub(self.offset as u32)
+    }
+}
+
+/// A record whose payload is shorter than the packet was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partial {
+    /// Bytes present (the payload length).
+    pub captured: u32,
+    /// The packet's length (IP header length field, or the capture's original length).
+    pub original: u32,
+}
+
+/// The network layer of a packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Net<'a> {
+    Ipv4(Ipv4<'a>),
+    Ipv6(Ipv6<'a>),
+    /// Fewer bytes than the fixed IP header (layer [`Layer::Ipv4`] or [`Layer::Ipv6`]).
+    Truncated(Truncated),
+    /// Neither the family nor the version nibble says IPv4 or IPv6.
+    NotIp {
+        version: u8,
+        len: usize,
+    },
+}
+
+/// A decoded packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decoded<'a> {
+    pub net: Net<'a>,
+    /// Set when the payload is shorter than the packet.
+    pub partial: Option<Partial>,
+    /// Bytes after the IP datagram's end (link-layer padding in a capture), not decoded.
+    pub trailing: usize,
+}
+
+/// Which IP version a record holds: the NFLOG family decides (as the kernel's logger does),
+/// then the link-layer protocol, then the version nibble (capture files).
+fn ip_version(p: &Packet<'_>) -> Option<u8> {
+    match p.family {
+        family::INET => return Some(4),
+        family::INET6 => return Some(6),
+        _ => {}
+    }
+    match p.hw_protocol {
+        Some(0x0800) => return Some(4),
+        Some(0x86dd) => return Some(6),
+        _ => {}
+    }
+    match p.payload.first().map(|b| b >> 4) {
+        Some(4) => Some(4),
+        Some(6) => Some(6),
+        _ => None,
+    }
+}
+
+/// Decode a record's payload. See the module docs for the guarantees.
+pub fn decode<'a>(p: &Packet<'a>) -> Decoded<'a> {
+    let b = p.payload;
+    let orig = p.orig_len.map(|o| o.max(b.len() as u32));
+    let mut partial_len: Option<u32> = None;
+    let mut trailing = 0;
+    let net = match ip_version(p) {
+        Some(4) => {
+            if b.len() < 20 {
+                Net::Truncated(Truncated {
+                    layer: Layer::Ipv4,
+                    offset: 0,
+                    end: b.len(),
+                    need: 20,
+                })
+            } else {
+                let total = u16::from_be_bytes([b[2], b[3]]) as usize;
+                let mut slice = b;
+                if total >= 20 && total < b.len() {
+                    // Link-layer padding: the kernel trims it before the hooks.
+                    trailing = b.len() - total;
+                    slice = &b[..total];
+                } else if total > b.len() {
+                    partial_len = Some(total as u32);
+                }
+                match Ipv4::decode(slice, false) {
+                    Ok(v4) => Net::Ipv4(v4),
+                    Err(t) => Net::Truncated(t),
+                }
+            }
+        }
+        Some(6) => {
+            if b.len() < 40 {
+                Net::Truncated(Truncated {
+                    layer: Layer::Ipv6,
+                    offset: 0,
+                    end: b.len(),
+                    need: 40,
+                })
+            } else {
+                let plen = u16::from_be_bytes([b[4], b[5]]) as usize;
+                let total = plen + 40;
+                let mut slice = b;
+                if plen != 0 && total < b.len() {
+                    trailing = b.len() - total;
+                    slice = &b[..total];
+                } else if plen != 0 && total > b.len() {
+                    partial_len = Some(total as u32);
+                }
+                match Ipv6::decode(slice, false) {
+                    Ok(v6) => Net::Ipv6(v6),
+                    Err(t) => Net::Truncated(t),
+                }
+            }
+        }
+        _ => Net::NotIp {
+            version: b.first().map(|x| x >> 4).unwrap_or(0),
+            len: b.len(),
+        },
+    };
+    let original = match (partial_len, orig) {
+        (Some(a), Some(o)) => Some(a.max(o)),
+        (Some(a), None) => Some(a),
+        (None, Some(o)) if o as usize > b.len() => Some(o),
+        _ => None,
+    };
+    let partial = original.map(|o| Partial {
+        captured: b.len() as u32,
+        original: o,
+    });
+    Decoded {
+        net,
+        partial,
+        trailing,
+    }
+}
+
+/// The addresses a formatter may print for this packet, in order of appearance, without
+/// repeats: source, destination, an ICMP redirect's gateway, and the source and destination of
+/// the packet an ICMP error quotes. The daemon resolves these names before formatting.
+pub fn addresses(p: &Packet<'_>) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::with_capacity(4);
+    let mut push = |a: IpAddr| {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    };
+    match decode(p).net {
+        Net::Ipv4(v4) => {
+            push(v4.src.into());
+            push(v4.dst.into());
+            if let Transport::Icmp(icmp) = &v4.transport {
+                if let Some(g) = icmp.gateway() {
+                    push(g.into());
+                }
+                if let Some(Ok(inner)) = icmp.inner() {
+                    push(inner.src.into());
+                    push(inner.dst.into());
+                }
+            }
+        }
+        Net::Ipv6(v6) => {
+            push(v6.src.into());
+            push(v6.dst.into());
+            if let Transport::Icmpv6(icmp) = &v6.transport {
+                if let Some(Ok(inner)) = icmp.inner() {
+                    push(inner.src.into());
+                    push(inner.dst.into());
+                }
+            }
+        }
+        Net::Truncated(_) | Net::NotIp { .. } => {}
+    }
+    out
+}

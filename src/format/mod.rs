@@ -1,1 +1,264 @@
-//! Output formats: fwlog, kernel, json (issue 2).
+//! Output formats: `fwlog` (the default, fwlog 0.8's block layout extended), `kernel` (the
+//! kernel LOG target's line, byte for byte) and `json` (one object per line).
+//!
+//! Invariants, for every format:
+//! - [`Formatter::packet`] appends the complete output for one packet, newline(s) included, to
+//!   the caller's buffer and allocates nothing else per packet (decoding borrows the payload;
+//!   numbers and addresses are written in place).
+//! - Untrusted bytes (prefix, interface names, resolved names, names from /etc files) pass the
+//!   allow-list escaper in [`escape`]: no control byte, DEL, ESC or stray newline can reach the
+//!   output, so a packet cannot forge a line. JSON additionally goes through serde_json.
+//! - Nothing here panics on any input; what cannot be decoded is marked in the output.
+//!
+//! The layouts are specified in man/fwlog.8, section FORMATS.
+
+pub mod escape;
+mod fwlog;
+mod json;
+mod kernel;
+pub mod names;
+mod tcpopt;
+mod time;
+mod write;
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use crate::decode;
+use crate::packet::{Packet, Timestamp};
+
+pub use names::NameTables;
+
+/// The output format (`--format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatKind {
+    /// fwlog 0.8's block per packet, extended to every protocol.
+    Fwlog,
+    /// The kernel LOG target's line, for fail2ban, psad, logwatch.
+    Kernel,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Optional parts of the kernel format, as nft's `log flags` name them.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogFlags {
+    /// `tcp sequence`: `SEQ= ACK=`.
+    pub tcp_sequence: bool,
+    /// `tcp options`: `OPT (...)` after the TCP header.
+    pub tcp_options: bool,
+    /// `ip options`: `OPT (...)` after the IP header (and IPv6 extension headers).
+    pub ip_options: bool,
+    /// `skuid`: `UID= GID=` of the local socket.
+    pub skuid: bool,
+    /// `ether`: `MACSRC= MACDST= MACPROTO=` instead of `MAC=` on Ethernet.
+    pub ether: bool,
+}
+
+impl LogFlags {
+    /// nft's `log flags all`.
+    pub const ALL: LogFlags = LogFlags {
+        tcp_sequence: true,
+        tcp_options: true,
+        ip_options: true,
+        skuid: true,
+        ether: true,
+    };
+}
+
+/// An unknown name in a `--log-flags` list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown log flag {0:?} (known: tcp-sequence, tcp-options, ip-options, skuid, ether, all)")]
+pub struct UnknownLogFlag(pub String);
+
+impl FromStr for LogFlags {
+    type Err = UnknownLogFlag;
+
+    /// A comma-separated list of `tcp-sequence`, `tcp-options`, `ip-options`, `skuid`, `ether`,
+    /// `all` (an empty string is no flags).
+    fn from_str(s: &str) -> Result<LogFlags, UnknownLogFlag> {
+        let mut f = LogFlags::default();
+        for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+            match item {
+                "tcp-sequence" => f.tcp_sequence = true,
+                "tcp-options" => f.tcp_options = true,
+                "ip-options" => f.ip_options = true,
+                "skuid" => f.skuid = true,
+                "ether" => f.ether = true,
+                "all" => f = LogFlags::ALL,
+                other => return Err(UnknownLogFlag(other.to_string())),
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Formatter settings.
+#[derive(Clone, Debug, Default)]
+pub struct FormatOptions {
+    /// Optional fields of the kernel format.
+    pub flags: LogFlags,
+    /// Kernel format: precede each line with `Mmm dd HH:MM:SS HOST kernel: ` like syslog.
+    pub syslog_framing: bool,
+    /// The host name for the syslog framing.
+    pub hostname: String,
+}
+
+/// Resolved names for addresses. Implementations return already-sanitised names; formatters
+/// escape them again anyway.
+pub trait Names {
+    fn name(&self, addr: IpAddr) -> Option<&str>;
+}
+
+/// No names known.
+pub struct NoNames;
+
+impl Names for NoNames {
+    fn name(&self, _addr: IpAddr) -> Option<&str> {
+        None
+    }
+}
+
+/// Why records were lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossCause {
+    /// A gap in NFLOG sequence numbers.
+    SeqGap,
+    /// The netlink socket overflowed (ENOBUFS): the count is a lower bound or unknown.
+    Enobufs,
+    /// The spool was full.
+    SpoolFull,
+    /// Records the kernel logged while fwlog was not running (seen as a sequence jump).
+    Restart,
+    /// Spool records that failed their checksum.
+    Corrupt,
+}
+
+impl LossCause {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossCause::SeqGap => "seq-gap",
+            LossCause::Enobufs => "enobufs",
+            LossCause::SpoolFull => "spool-full",
+            LossCause::Restart => "restart",
+            LossCause::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// A loss report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossEvent {
+    pub time: Timestamp,
+    pub group: Option<u16>,
+    pub count: u64,
+    /// First and last missing global sequence number, when known.
+    pub seq_global: Option<(u32, u32)>,
+    pub cause: LossCause,
+}
+
+/// Formats packets and loss reports in one format.
+#[derive(Clone, Debug)]
+pub struct Formatter {
+    kind: FormatKind,
+    opts: FormatOptions,
+    tables: NameTables,
+}
+
+impl Formatter {
+    /// A formatter; reads /etc/protocols and /etc/services once (built-in names otherwise).
+    pub fn new(kind: FormatKind, opts: FormatOptions) -> Formatter {
+        Self::with_tables(kind, opts, NameTables::load_system())
+    }
+
+    /// A formatter with the given name tables (tests use [`NameTables::builtin`] so output does
+    /// not depend on the machine's /etc).
+    pub fn with_tables(kind: FormatKind, opts: FormatOptions, tables: NameTables) -> Formatter {
+        Formatter { kind, opts, tables }
+    }
+
+    pub fn kind(&self) -> FormatKind {
+        self.kind
+    }
+
+    /// Append the complete output for one packet, newline(s) included.
+    pub fn packet(&self, p: &Packet<'_>, names: &dyn Names, out: &mut Vec<u8>) {
+        let d = decode::decode(p);
+        match self.kind {
+            FormatKind::Kernel => {
+                if self.opts.syslog_framing {
+                    self.framing(&p.timestamp, "kernel: ", out);
+                }
+                kernel::line(p, &d, self.opts.flags, out);
+                out.push(b'\n');
+            }
+            FormatKind::Fwlog => fwlog::block(&self.tables, p, &d, names, out),
+            FormatKind::Json => json::object(&self.tables, p, &d, names, out),
+        }
+    }
+
+    /// Append a loss report.
+    pub fn loss(&self, ev: &LossEvent, out: &mut Vec<u8>) {
+        match self.kind {
+            FormatKind::Kernel => {
+                if self.opts.syslog_framing {
+                    self.framing(&ev.time, "", out);
+                }
+                // Tagged `fwlog:` so parsers keyed on `kernel:` and `IN=` skip it.
+                write::s(out, "fwlog: LOST ");
+                write::dec(out, ev.count);
+                write::s(out, " log records, cause ");
+                write::s(out, ev.cause.name());
+                if let Some(g) = ev.group {
+                    write::s(out, ", group ");
+                    write::dec(out, g as u64);
+                }
+                if let Some((a, b)) = ev.seq_global {
+                    write::s(out, ", seq_global ");
+                    write::dec(out, a as u64);
+                    write::s(out, "-");
+                    write::dec(out, b as u64);
+                }
+                out.push(b'\n');
+            }
+            FormatKind::Fwlog => fwlog::loss(ev, out),
+            FormatKind::Json => json::loss(ev, out),
+        }
+    }
+
+    /// `Mmm dd HH:MM:SS HOST TAG` (TAG includes its trailing space when not empty).
+    fn framing(&self, t: &Timestamp, tag: &str, out: &mut Vec<u8>) {
+        time::syslog(out, t);
+        write::s(out, " ");
+        let host = if self.opts.hostname.is_empty() {
+            "localhost"
+        } else {
+            &self.opts.hostname
+        };
+        // A host name with a space would shift every syslog field: escape it too.
+        for &b in host.as_bytes() {
+            if b == b' ' {
+                out.extend_from_slice(b"\\x20");
+            } else {
+                escape::escape_into(out, &[b]);
+            }
+        }
+        write::s(out, " ");
+        write::s(out, tag);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_flags_parse() {
+        assert_eq!("".parse::<LogFlags>(), Ok(LogFlags::default()));
+        assert_eq!("all".parse::<LogFlags>(), Ok(LogFlags::ALL));
+        let f: LogFlags = "tcp-sequence, skuid".parse().expect("parse");
+        assert!(f.tcp_sequence && f.skuid && !f.ether && !f.ip_options && !f.tcp_options);
+        let e = "tcp-sequence,bogus".parse::<LogFlags>().unwrap_err();
+        assert!(e.to_string().contains("\"bogus\""), "{e}");
+    }
+}

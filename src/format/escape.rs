@@ -1,0 +1,98 @@
+//! The one escaper every untrusted byte string passes through (prefix, interface names, DNS
+//! names, names read from /etc files).
+//!
+//! Allow-list: printable ASCII 0x20..=0x7e except the backslash pass unchanged; every other
+//! byte (controls, newline, ESC, DEL, backslash, bytes >= 0x80) becomes `\xNN` (lowercase hex).
+//! This is exactly how the kernel's /dev/kmsg shows unprintable bytes, so a kernel-format line
+//! for a hostile prefix matches what `dmesg` shows, and no byte that a terminal or a line-based
+//! parser interprets can reach the output. The backslash is escaped so the escaping is
+//! reversible (and so `\x0a` in the input cannot pose as an escaped newline).
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// True for bytes that pass unchanged.
+#[inline]
+pub fn allowed(b: u8) -> bool {
+    (0x20..=0x7e).contains(&b) && b != b'\\'
+}
+
+/// Append `s` escaped. Returns how many bytes the escaping added (3 per escaped byte).
+#[inline]
+pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) -> usize {
+    let mut extra = 0;
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        if !allowed(b) {
+            out.extend_from_slice(&s[start..i]);
+            out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            extra += 3;
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&s[start..]);
+    extra
+}
+
+/// Like [`escape_into`], also escaping `"` (for values printed inside double quotes).
+pub fn escape_quoted_into(out: &mut Vec<u8>, s: &[u8]) {
+    for chunk in s.split_inclusive(|&b| b == b'"') {
+        match chunk.split_last() {
+            Some((&b'"', head)) => {
+                escape_into(out, head);
+                out.extend_from_slice(b"\\x22");
+            }
+            _ => {
+                escape_into(out, chunk);
+            }
+        }
+    }
+}
+
+/// Display adapter producing the escaped form (used to feed serde_json without allocating:
+/// serde_json's `collect_str` escapes what this writes, so the JSON value is the escaped text).
+pub struct Escaped<'a>(pub &'a [u8]);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        let mut start = 0;
+        for (i, &b) in s.iter().enumerate() {
+            if !allowed(b) {
+                // Safe: everything in s[start..i] is printable ASCII.
+                f.write_str(std::str::from_utf8(&s[start..i]).map_err(|_| std::fmt::Error)?)?;
+                let esc = [b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]];
+                f.write_str(std::str::from_utf8(&esc).map_err(|_| std::fmt::Error)?)?;
+                start = i + 1;
+            }
+        }
+        f.write_str(std::str::from_utf8(&s[start..]).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+impl serde::Serialize for Escaped<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_bytes_are_escaped_and_printables_kept() {
+        let mut v = Vec::new();
+        let extra = escape_into(&mut v, b"a b\n\x1b[31m\\\x7f\xff\"");
+        assert_eq!(v, b"a b\\x0a\\x1b[31m\\x5c\\x7f\\xff\"".to_vec());
+        assert_eq!(extra, 15);
+        let mut q = Vec::new();
+        escape_quoted_into(&mut q, b"x\"y\"");
+        assert_eq!(q, b"x\\x22y\\x22".to_vec());
+        assert_eq!(Escaped(b"\x00ok").to_string(), "\\x00ok");
+        for b in 0..=255u8 {
+            let mut o = Vec::new();
+            escape_into(&mut o, &[b]);
+            assert!(o.iter().all(|&c| allowed(c) || c == b'\\'));
+        }
+    }
+}

@@ -1,0 +1,529 @@
+//! `--format kernel`: the line the kernel's LOG target (`nf_log_syslog.c`) prints for the same
+//! packet, byte for byte.
+//!
+//! Layout (every item ends in a space; the line ends in one too):
+//! `PREFIX` `IN=dev OUT=dev ` [`PHYSIN=dev ` `PHYSOUT=dev `] [MAC part, only with an input
+//! device] IP part [`UID=u GID=g ` with skuid] [`MARK=0x%x ` when non-zero].
+//! The IP, transport, ICMP-quote and IPv6 extension parts follow `dump_ipv4_packet` and
+//! `dump_ipv6_packet` field for field, including where the kernel stops early (`TRUNCATED`,
+//! `INCOMPLETE [n bytes] `, `OPT (TRUNCATED)`) and its quirks (an AH non-first fragment prints
+//! nothing after the IP part; ESP prints `PROTO=ESP ` even then).
+//!
+//! Differences that cannot be avoided, documented in fwlog(8):
+//! - interface names unknown to the record print as `if<index>`;
+//! - VLAN tags (`VPROTO= VID=` with the ether flag) are not in the record and are not printed;
+//! - a partial record (copy range shorter than the packet) prints what the kernel would print
+//!   for a packet that short, since the rest is unknown;
+//! - untrusted bytes (prefix, interface names) are escaped as /dev/kmsg shows them (`\xNN`).
+//! - the kernel caps the text at 1017 bytes (its 1020-byte buffer minus the level marker and
+//!   NUL); the same cap is applied to the unescaped length.
+
+use crate::decode::{Decoded, Ipv4, Ipv6, Net, Transport};
+use crate::packet::{Iface, Packet};
+
+use super::escape::escape_into;
+use super::write::*;
+use super::LogFlags;
+
+/// Longest text the kernel's log buffer holds (S_SIZE 1020, minus NUL and `<SOH><level>`).
+const KERNEL_TEXT_MAX: usize = 1017;
+
+const ARPHRD_ETHER: u16 = 1;
+const ARPHRD_SIT: u16 = 776;
+
+/// Whether to keep going after a part (the kernel's early `return`s skip UID and MARK).
+enum Flow {
+    Go,
+    Stop,
+}
+
+fn iface(out: &mut Vec<u8>, i: Option<&Iface<'_>>) -> usize {
+    match i {
+        Some(Iface { name: Some(n), .. }) => escape_into(out, n),
+        Some(Iface { index, name: None }) => {
+            s(out, "if");
+            dec(out, *index as u64);
+            0
+        }
+        None => 0,
+    }
+}
+
+/// Append the kernel line for `p` (without syslog framing and without the newline).
+pub(crate) fn line(p: &Packet<'_>, d: &Decoded<'_>, flags: LogFlags, out: &mut Vec<u8>) {
+    let start = out.len();
+    let mut extra = 0;
+    if let Some(pre) = p.prefix {
+        extra += escape_into(out, pre);
+    }
+    s(out, "IN=");
+    extra += iface(out, p.indev.as_ref());
+    s(out, " OUT=");
+    extra += iface(out, p.outdev.as_ref());
+    s(out, " ");
+    if let Some(phys) = &p.physindev {
+        if p.indev.map(|i| i.index) != Some(phys.index) {
+            s(out, "PHYSIN=");
+            extra += iface(out, Some(phys));
+            s(out, " ");
+        }
+    }
+    if let Some(phys) = &p.physoutdev {
+        if p.outdev.map(|i| i.index) != Some(phys.index) {
+            s(out, "PHYSOUT=");
+            extra += iface(out, Some(phys));
+            s(out, " ");
+        }
+    }
+    if p.indev.is_some() {
+        mac(p, flags, out);
+    }
+    match &d.net {
+        Net::Ipv4(v4) => ipv4_part(p, v4, true, flags, out),
+        Net::Ipv6(v6) => ipv6_part(p, v6, true, flags, out),
+        Net::Truncated(_) => s(out, "TRUNCATED"),
+        Net::NotIp { .. } => {}
+    }
+    let raw_len = out.len() - start - extra;
+    if raw_len > KERNEL_TEXT_MAX {
+        out.truncate(start + KERNEL_TEXT_MAX + extra);
+    }
+}
+
+fn mac(p: &Packet<'_>, flags: LogFlags, out: &mut Vec<u8>) {
+    let h = p.hwheader.unwrap_or(&[]);
+    if flags.ether && p.hwtype == Some(ARPHRD_ETHER) {
+        if h.len() >= 14 {
+            s(out, "MACSRC=");
+            colon_hex(out, &h[6..12]);
+            s(out, " MACDST=");
+            colon_hex(out, &h[0..6]);
+            s(out, " MACPROTO=");
+            hex_pad(out, u16::from_be_bytes([h[12], h[13]]) as u64, 4, false);
+            s(out, " ");
+        }
+        return;
+    }
+    s(out, "MAC=");
+    colon_hex(out, h);
+    if p.hwtype == Some(ARPHRD_SIT) && h.len() >= 14 + 20 {
+        let ip = &h[14..];
+        s(out, " TUNNEL=");
+        ipv4(out, [ip[12], ip[13], ip[14], ip[15]].into());
+        s(out, "->");
+        ipv4(out, [ip[16], ip[17], ip[18], ip[19]].into());
+    }
+    s(out, " ");
+}
+
+fn incomplete(out: &mut Vec<u8>, n: u32) {
+    s(out, "INCOMPLETE [");
+    dec(out, n as u64);
+    s(out, " bytes] ");
+}
+
+fn ipv4_part(p: &Packet<'_>, v4: &Ipv4<'_>, outer: bool, flags: LogFlags, out: &mut Vec<u8>) {
+    s(out, "SRC=");
+    ipv4(out, v4.src);
+    s(out, " DST=");
+    ipv4(out, v4.dst);
+    s(out, " LEN=");
+    // iph_totlen(): a BIG TCP GSO packet has total length 0 and the skb's length instead.
+    let len = if outer && v4.total_len == 0 && v4.len > 0xffff {
+        v4.len as u64
+    } else {
+        v4.total_len as u64
+    };
+    dec(out, len);
+    s(out, " TOS=0x");
+    hex_pad(out, (v4.tos & 0x1e) as u64, 2, true);
+    s(out, " PREC=0x");
+    hex_pad(out, (v4.tos & 0xe0) as u64, 2, true);
+    s(out, " TTL=");
+    dec(out, v4.ttl as u64);
+    s(out, " ID=");
+    dec(out, v4.id as u64);
+    s(out, " ");
+    if v4.ce() {
+        s(out, "CE ");
+    }
+    if v4.df() {
+        s(out, "DF ");
+    }
+    if v4.mf() {
+        s(out, "MF ");
+    }
+    if v4.frag_offset() != 0 {
+        s(out, "FRAG:");
+        dec(out, v4.frag_offset() as u64);
+        s(out, " ");
+    }
+    if flags.ip_options && v4.ihl as usize * 4 > 20 {
+        match v4.options {
+            Ok(o) => {
+                s(out, "OPT (");
+                hex_bytes_upper(out, o);
+                s(out, ") ");
+            }
+            Err(_) => {
+                s(out, "TRUNCATED");
+                return;
+            }
+        }
+    }
+    let flow = match v4.protocol {
+        6 => tcp(&v4.transport, flags, out),
+        17 | 136 => udp(v4.protocol, &v4.transport, out),
+        1 => {
+            s(out, "PROTO=ICMP ");
+            if let Transport::Truncated(t) = &v4.transport {
+                incomplete(out, t.kernel_remaining());
+            } else if let Transport::Icmp(i) = &v4.transport {
+                s(out, "TYPE=");
+                dec(out, i.icmp_type as u64);
+                s(out, " CODE=");
+                dec(out, i.code as u64);
+                s(out, " ");
+                if let Some(t) = &i.short {
+                    incomplete(out, t.kernel_remaining());
+                } else {
+                    if let Some((id, seq)) = i.echo() {
+                        s(out, "ID=");
+                        dec(out, id as u64);
+                        s(out, " SEQ=");
+                        dec(out, seq as u64);
+                        s(out, " ");
+                    }
+                    if let Some(ptr) = i.parameter() {
+                        s(out, "PARAMETER=");
+                        dec(out, ptr as u64);
+                        s(out, " ");
+                    }
+                    if let Some(g) = i.gateway() {
+                        s(out, "GATEWAY=");
+                        ipv4(out, g);
+                        s(out, " ");
+                    }
+                    if let Some(inner) = i.inner() {
+                        s(out, "[");
+                        match inner {
+                            Ok(inner) => ipv4_part(p, &inner, false, flags, out),
+                            Err(_) => s(out, "TRUNCATED"),
+                        }
+                        s(out, "] ");
+                    }
+                    if let Some(mtu) = i.mtu() {
+                        s(out, "MTU=");
+                        dec(out, mtu as u64);
+                        s(out, " ");
+                    }
+                }
+            }
+            Flow::Go
+        }
+        51 => {
+            if !matches!(v4.transport, Transport::Fragment) {
+                s(out, "PROTO=AH ");
+                match &v4.transport {
+                    Transport::Ah(a) => spi(out, a.spi),
+                    Transport::Truncated(t) => incomplete(out, t.kernel_remaining()),
+                    _ => {}
+                }
+            }
+            Flow::Go
+        }
+        50 => {
+            s(out, "PROTO=ESP ");
+            match &v4.transport {
+                Transport::Esp(e) => spi(out, e.spi),
+                Transport::Truncated(t) => incomplete(out, t.kernel_remaining()),
+                _ => {}
+            }
+            Flow::Go
+        }
+        n => {
+            s(out, "PROTO=");
+            dec(out, n as u64);
+            s(out, " ");
+            Flow::Go
+        }
+    };
+    if let (Flow::Go, true) = (flow, outer) {
+        uid_mark(p, flags, out);
+    }
+}
+
+fn spi(out: &mut Vec<u8>, spi: u32) {
+    s(out, "SPI=0x");
+    hex(out, spi as u64);
+    s(out, " ");
+}
+
+fn uid_mark(p: &Packet<'_>, flags: LogFlags, out: &mut Vec<u8>) {
+    if flags.skuid {
+        if let Some(uid) = p.uid {
+            s(out, "UID=");
+            dec(out, uid as u64);
+            s(out, " GID=");
+            dec(out, p.gid.unwrap_or(0) as u64);
+            s(out, " ");
+        }
+    }
+    if p.mark != 0 {
+        s(out, "MARK=0x");
+        hex(out, p.mark as u64);
+        s(out, " ");
+    }
+}
+
+fn tcp(t: &Transport<'_>, flags: LogFlags, out: &mut Vec<u8>) -> Flow {
+    s(out, "PROTO=TCP ");
+    let th = match t {
+        Transport::Tcp(th) => th,
+        Transport::Truncated(tr) => {
+            incomplete(out, tr.kernel_remaining());
+            return Flow::Stop;
+        }
+        _ => return Flow::Go, // non-first fragment
+    };
+    s(out, "SPT=");
+    dec(out, th.src_port as u64);
+    s(out, " DPT=");
+    dec(out, th.dst_port as u64);
+    s(out, " ");
+    if flags.tcp_sequence {
+        s(out, "SEQ=");
+        dec(out, th.seq as u64);
+        s(out, " ACK=");
+        dec(out, th.ack as u64);
+        s(out, " ");
+    }
+    s(out, "WINDOW=");
+    dec(out, th.window as u64);
+    s(out, " RES=0x");
+    hex_pad(out, th.kernel_res() as u64, 2, false);
+    s(out, " ");
+    if th.ae() {
+        s(out, "AE ");
+    }
+    use crate::decode::Tcp as T;
+    for (bit, name) in [
+        (T::CWR, "CWR "),
+        (T::ECE, "ECE "),
+        (T::URG, "URG "),
+        (T::ACK, "ACK "),
+        (T::PSH, "PSH "),
+        (T::RST, "RST "),
+        (T::SYN, "SYN "),
+        (T::FIN, "FIN "),
+    ] {
+        if th.has(bit) {
+            s(out, name);
+        }
+    }
+    s(out, "URGP=");
+    dec(out, th.urgent as u64);
+    s(out, " ");
+    if flags.tcp_options && th.data_offset as usize * 4 > 20 {
+        match th.options {
+            Ok(o) => {
+                s(out, "OPT (");
+                hex_bytes_upper(out, o);
+                s(out, ") ");
+            }
+            Err(_) => {
+                s(out, "OPT (TRUNCATED)");
+                return Flow::Stop;
+            }
+        }
+    }
+    Flow::Go
+}
+
+fn udp(proto: u8, t: &Transport<'_>, out: &mut Vec<u8>) -> Flow {
+    s(
+        out,
+        if proto == 17 {
+            "PROTO=UDP "
+        } else {
+            "PROTO=UDPLITE "
+        },
+    );
+    match t {
+        Transport::Udp(u) => {
+            s(out, "SPT=");
+            dec(out, u.src_port as u64);
+            s(out, " DPT=");
+            dec(out, u.dst_port as u64);
+            s(out, " LEN=");
+            dec(out, u.length as u64);
+            s(out, " ");
+            Flow::Go
+        }
+        Transport::Truncated(tr) => {
+            incomplete(out, tr.kernel_remaining());
+            Flow::Stop
+        }
+        _ => Flow::Go,
+    }
+}
+
+fn ipv6_part(p: &Packet<'_>, v6: &Ipv6<'_>, outer: bool, flags: LogFlags, out: &mut Vec<u8>) {
+    s(out, "SRC=");
+    ipv6_full(out, v6.src);
+    s(out, " DST=");
+    ipv6_full(out, v6.dst);
+    s(out, " LEN=");
+    let len = if outer && v6.payload_len == 0 && v6.len() > 0xffff + 40 {
+        v6.len() as u64
+    } else {
+        v6.payload_len as u64 + 40
+    };
+    dec(out, len);
+    s(out, " TC=");
+    dec(out, v6.traffic_class as u64);
+    s(out, " HOPLIMIT=");
+    dec(out, v6.hop_limit as u64);
+    s(out, " FLOWLBL=");
+    dec(out, v6.flow_label as u64);
+    s(out, " ");
+    let opt = flags.ip_options;
+    for e in v6.ext_headers() {
+        if opt {
+            s(out, "OPT ( ");
+        }
+        match e.kind {
+            44 => {
+                s(out, "FRAG:");
+                match e.fragment {
+                    None => {
+                        s(out, "TRUNCATED ");
+                        return;
+                    }
+                    Some(f) => {
+                        dec(out, f.offset as u64);
+                        s(out, " ");
+                        if f.more {
+                            s(out, "INCOMPLETE ");
+                        }
+                        s(out, "ID:");
+                        hex_pad(out, f.id as u64, 8, false);
+                        s(out, " ");
+                    }
+                }
+            }
+            51 => {
+                if opt {
+                    s(out, "AH ");
+                    if e.after_fragment {
+                        s(out, ")");
+                        return;
+                    }
+                    match e.spi {
+                        None => {
+                            s(out, "INCOMPLETE [");
+                            dec(out, e.kernel_remaining as u64);
+                            s(out, " bytes] )");
+                            return;
+                        }
+                        Some(x) => spi(out, x),
+                    }
+                }
+            }
+            50 => {
+                if opt {
+                    s(out, "ESP ");
+                    if e.after_fragment {
+                        s(out, ")");
+                        return;
+                    }
+                    match e.spi {
+                        None => {
+                            s(out, "INCOMPLETE [");
+                            dec(out, e.kernel_remaining as u64);
+                            s(out, " bytes] )");
+                        }
+                        Some(x) => {
+                            s(out, "SPI=0x");
+                            hex(out, x as u64);
+                            s(out, " )");
+                        }
+                    }
+                }
+                return;
+            }
+            _ => {
+                // hop-by-hop, routing, destination options
+                if e.after_fragment {
+                    if opt {
+                        s(out, ")");
+                    }
+                    return;
+                }
+            }
+        }
+        if opt {
+            s(out, ") ");
+        }
+    }
+    if let crate::decode::Ipv6End::Truncated(_) = v6.end {
+        s(out, "TRUNCATED");
+        return;
+    }
+    let flow = match v6.protocol {
+        6 => tcp(&v6.transport, flags, out),
+        17 | 136 => udp(v6.protocol, &v6.transport, out),
+        58 => {
+            s(out, "PROTO=ICMPv6 ");
+            match &v6.transport {
+                Transport::Truncated(t) => {
+                    incomplete(out, t.kernel_remaining());
+                    Flow::Stop
+                }
+                Transport::Icmpv6(i) => {
+                    s(out, "TYPE=");
+                    dec(out, i.icmp_type as u64);
+                    s(out, " CODE=");
+                    dec(out, i.code as u64);
+                    s(out, " ");
+                    if let Some((id, seq)) = i.echo() {
+                        s(out, "ID=");
+                        dec(out, id as u64);
+                        s(out, " SEQ=");
+                        dec(out, seq as u64);
+                        s(out, " ");
+                    }
+                    if let Some(ptr) = i.pointer() {
+                        s(out, "POINTER=");
+                        hex_pad(out, ptr as u64, 8, false);
+                        s(out, " ");
+                    }
+                    if let Some(inner) = i.inner() {
+                        s(out, "[");
+                        match inner {
+                            Ok(inner) => ipv6_part(p, &inner, false, flags, out),
+                            Err(_) => s(out, "TRUNCATED"),
+                        }
+                        s(out, "] ");
+                    }
+                    if let Some(mtu) = i.mtu() {
+                        s(out, "MTU=");
+                        dec(out, mtu as u64);
+                        s(out, " ");
+                    }
+                    Flow::Go
+                }
+                _ => Flow::Go, // non-first fragment
+            }
+        }
+        n => {
+            s(out, "PROTO=");
+            dec(out, n as u64);
+            s(out, " ");
+            Flow::Go
+        }
+    };
+    if let (Flow::Go, true) = (flow, outer) {
+        uid_mark(p, flags, out);
+    }
+}

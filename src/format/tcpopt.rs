@@ -1,0 +1,1 @@
+//! TCP options (in progress).
