@@ -1,3 +1,177 @@
 //! fwlog's spool: a crash-safe, segmented, append-only FIFO of checksummed records.
 //!
-//! (Being built under issue 3; see `../shared/notes/spool.md` for the requirements.)
+//! Every packet fwlog receives is appended here before anything else happens to it, and removed
+//! only after its output line has been written. This documentation is the specification of the
+//! on-disk format; `man 5 fwlog-spool` says the same for operators.
+//!
+//! # Directory layout
+//!
+//! ```text
+//! <dir>/LOCK                        empty; flock(LOCK_EX) held by the one writable opener
+//! <dir>/ledger                      acknowledged position (two checksummed slots)
+//! <dir>/00000000000000000001.seg    segment: records with sequence numbers 1, 2, ...
+//! <dir>/00000000000000052117.seg    next segment: the 20 digits are its first sequence number
+//! <dir>/quarantine/                 files found unreadable at open, moved aside (never read again)
+//! ```
+//!
+//! Anything else in the directory is left alone and reported as foreign.
+//!
+//! # Segment file
+//!
+//! A 32-byte header, then records back to back, nothing else (no index, no footer):
+//!
+//! ```text
+//! header   0..8   magic "FWLSPOOL"
+//!          8      format version (1)
+//!          9..16  reserved, zero
+//!          16..24 first_seq   u64 LE, equal to the number in the file name
+//!          24..28 CRC32C of bytes 0..24, u32 LE
+//!          28..32 reserved, zero
+//! record   0..4   len        u32 LE, payload length (at most 16 MiB)
+//!          4..8   crc        CRC32C over bytes 0..4, 8..20 and the payload, u32 LE
+//!          8..16  seq        u64 LE
+//!          16     format version (1)
+//!          17     kind (0 = data; other values reserved)
+//!          18..20 reserved, zero
+//!          20..   payload (len bytes, opaque to the spool)
+//! ```
+//!
+//! # Ledger file
+//!
+//! Two 32-byte slots at offsets 0 and 512 (file size 1024):
+//!
+//! ```text
+//!          0..4   magic "FWLA"
+//!          4      format version (1)
+//!          5..8   reserved, zero
+//!          8..16  generation u64 LE (higher wins)
+//!          16..24 acked_seq  u64 LE: every record with seq <= acked_seq has been processed
+//!          24..28 CRC32C of bytes 0..24
+//!          28..32 reserved, zero
+//! ```
+//!
+//! Each acknowledgement overwrites the older slot and `fdatasync`s (one small write and one sync,
+//! no rename): a torn write can only damage the slot being written, so the previous position
+//! survives and the worst case is re-delivery (at-least-once). See [`ledger`](crate::LedgerStatus).
+//!
+//! # Invariants
+//!
+//! 1. Sequence numbers start at 1 and increase by one per record within a segment; segment `k+1`
+//!    starts after the last record of segment `k` (a jump means records were lost).
+//! 2. A record is valid only if its length is in range, its CRC matches, its version and kind are
+//!    known and its seq is the next expected one in its segment. Validation never trusts a length
+//!    before checking it against the remaining bytes, so bad data cannot cause huge allocations,
+//!    panics or loops.
+//! 3. Durability (see [`FsyncPolicy`]): under the default `EveryCommit`, a batch is written with one
+//!    `pwrite` and made durable with one `fdatasync` before [`Writer::commit`] returns its sequence
+//!    number and before the reader can see it. Creating a segment writes and syncs its header and
+//!    then `fsync`s the directory; deleting segments is followed by a directory `fsync`.
+//! 4. A segment is fully written and synced before its successor is created, under every policy.
+//!    Therefore only the last segment can end in a torn record after a crash, and recovery
+//!    truncates exactly that tail before anything is appended again.
+//! 5. There is no index: recovery derives everything from the segment files and the ledger.
+//! 6. New sequence numbers are always above the acknowledged position, so a record is never
+//!    skipped as "already done" because of a number reused after a crash.
+//! 7. Deleted = fully acknowledged and not the writer's segment. Acknowledged and deleted are kept
+//!    apart so that retention can later keep acknowledged segments.
+//!
+//! # Versioning
+//!
+//! Headers, records and ledger slots carry the format version. This build reads and writes
+//! version 1 only. A segment whose header has another version is quarantined by a writable open
+//! (and skipped by a read-only one) rather than misread; a future version that changes the record
+//! layout must bump the version and either read both or migrate at open.
+//!
+//! # Size cap (when full)
+//!
+//! [`Options::max_bytes`] bounds the total size of the segment files. An append that would exceed
+//! it fails with [`AppendError::Full`]; nothing is stored, the writer stays usable, and the record
+//! is counted in [`Stats::rejected_full_records`]/`rejected_full_bytes`. The oldest records are
+//! never dropped to make room: they are not printed yet. The daemon must keep running, count such
+//! packets as lost and report them; space returns as soon as acknowledgements delete segments.
+//!
+//! # Concurrency and use
+//!
+//! [`Spool::open`] returns a [`Writer`] for the intake thread and a [`Reader`] for the processing
+//! thread, plus an [`OpenReport`] of what recovery did. Group commit is driven by the caller:
+//! append a burst, then call [`Writer::commit_if_due`] (or [`Writer::commit`]) and block no longer
+//! than [`Writer::commit_deadline`]. The reader blocks in [`Reader::wait`] until the writer commits.
+//! A second writable open of the same directory (from any process) fails with [`Error::Locked`].
+//! [`ReadOnlySpool`] serves replay tools and changes nothing on disk.
+//!
+//! All I/O goes through the [`Fs`] trait ([`RealFs`] in production), so tests can run the spool on
+//! a simulated filesystem that keeps only synced data and crashes at arbitrary points.
+
+mod error;
+mod format;
+mod fs;
+mod ledger;
+mod options;
+mod reader;
+mod readonly;
+mod recovery;
+mod segment;
+mod shared;
+mod writer;
+
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+
+pub use error::{AppendError, Error, Result};
+pub use format::{FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+pub use fs::{DirEntry, Fs, FsFile, RealFs};
+pub use ledger::{LedgerStatus, LEDGER_FILE};
+pub use options::{FsyncPolicy, Options};
+pub use reader::{Reader, Record};
+pub use readonly::{ReadOnlySpool, Replay, ReplayRecord, ReplayStats};
+pub use recovery::{OpenReport, Quarantined, Truncation, LOCK_FILE, QUARANTINE_DIR};
+pub use shared::Stats;
+pub use writer::{Commit, Writer};
+
+use shared::{Shared, State};
+
+/// Entry point for the writable spool.
+pub struct Spool;
+
+impl Spool {
+    /// Opens (creating if needed) the spool in `dir` on the real filesystem, recovering from
+    /// whatever a crash left. Fails only on I/O errors, invalid options, or [`Error::Locked`].
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<(Writer, Reader, OpenReport)> {
+        Self::open_with_fs(Arc::new(RealFs), dir, opts)
+    }
+
+    /// Like [`open`](Self::open), through the given filesystem.
+    pub fn open_with_fs(
+        fs: Arc<dyn Fs>,
+        dir: impl AsRef<Path>,
+        opts: Options,
+    ) -> Result<(Writer, Reader, OpenReport)> {
+        opts.validate().map_err(Error::Options)?;
+        let dir = dir.as_ref().to_path_buf();
+        let rec = recovery::recover(fs.clone(), &dir, &opts)?;
+        let last = rec.next_seq - 1;
+        let shared = Arc::new(Shared {
+            fs,
+            dir,
+            state: Mutex::new(State {
+                committed: last,
+                durable: last,
+                acked: rec.acked,
+                segments: rec.segments,
+                writer_alive: true,
+            }),
+            cond: Condvar::new(),
+            counters: rec.counters,
+            _lock: rec.lock,
+        });
+        let reader = Reader::new(
+            shared.clone(),
+            rec.ledger,
+            rec.acked,
+            last,
+            opts.read_buffer_bytes,
+        );
+        let writer = Writer::new(shared, opts, rec.active, rec.next_seq);
+        Ok((writer, reader, rec.report))
+    }
+}

@@ -1,1 +1,46 @@
 //! Live NFLOG capture over netlink (issue 4).
+//!
+//! Intake does as little as possible: a dedicated *blocking* thread (std, not tokio) calls
+//! [`NflogSocket::recv_batch`] in a loop, appends the returned [`RecordBatch`] to the spool and
+//! commits. Decoding, DNS and printing run behind the spool.
+//!
+//! # What a spool record is
+//! For every NFLOG packet message the kernel sends, one *spool record* is produced:
+//!
+//! ```text
+//!   nfgenmsg (4 bytes) + the kernel's TLVs      copied verbatim (nlmsghdr dropped), padded to 4
+//!   fwlog RECV_TIME TLV                         local realtime clock when the batch was received
+//!   fwlog *_NAME TLV for each IFINDEX_* present interface name resolved at receive time
+//! ```
+//!
+//! which is exactly a LINKTYPE_NFLOG record that [`crate::nflog::attr::parse`] reads back. A name
+//! TLV is omitted when the index no longer resolves (the interface vanished before we looked):
+//! the record then carries the index only.
+//!
+//! # Invariants
+//! - Every packet message the kernel delivers becomes exactly one record, in kernel order; a
+//!   record is never dropped for being malformed (it is copied as is; the parser marks damage).
+//! - Losses are never silent: a per-group NFULA_SEQ gap, an ENOBUFS overrun, a truncated
+//!   datagram or a malformed datagram each yield a [`LossEvent`] positioned in the batch.
+//! - No per-packet heap allocation on the receive path: the batch buffers and the datagram
+//!   slots are reused between calls.
+//!
+//! # Files
+//! `config.rs` (settings + CONFIG wire messages), `socket.rs` (the netlink socket, recvmmsg),
+//! `record.rs` (kernel message -> spool record), `ifname.rs` (ifindex -> name cache),
+//! `loss.rs` (sequence tracking), `batch.rs` (the reusable output buffer), `error.rs`.
+
+mod batch;
+mod config;
+mod error;
+mod ifname;
+mod loss;
+mod record;
+mod socket;
+
+pub use batch::{RecordBatch, Records};
+pub use config::NflogConfig;
+pub use error::CaptureError;
+pub use ifname::IfNameCache;
+pub use loss::{LossCause, LossEvent, LossTracker};
+pub use socket::{CaptureStats, NflogSocket, MAX_DATAGRAM};

@@ -1,0 +1,67 @@
+//! Error types. Every I/O error carries the operation and the path; record-level errors carry the
+//! sequence number.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Errors from opening, writing, reading and acknowledging.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Another process (or another `Spool` in this process) has the spool open for writing.
+    #[error("spool {path} is in use by another process (lock file {lock} is held)")]
+    Locked { path: PathBuf, lock: PathBuf },
+    /// A record that the writer had committed could not be read back: the file changed under us.
+    #[error("{path}: record {seq} at offset {offset} is unreadable ({reason})")]
+    Corrupt {
+        path: PathBuf,
+        seq: u64,
+        offset: u64,
+        reason: String,
+    },
+    /// `ack` was asked to acknowledge records this reader has not delivered yet.
+    #[error("cannot acknowledge up to {upto}: only up to {delivered} has been delivered")]
+    AckBeyondDelivered { upto: u64, delivered: u64 },
+    /// An earlier write or sync failed, so what is on disk is unknown; the spool must be reopened
+    /// (which runs recovery) before it is written to again.
+    #[error("spool writer is unusable after an earlier I/O error ({0}); reopen the spool")]
+    Poisoned(String),
+    /// Invalid options.
+    #[error("invalid spool options: {0}")]
+    Options(String),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Errors from [`crate::Writer::append`]. `Full` and `TooLarge` reject only this record: the
+/// writer stays usable and the rejection is counted.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The spool is at its size cap (`Options::max_bytes`); the record was not stored.
+    #[error("spool full: {used} of {limit} bytes used, record needs {needed}")]
+    Full { used: u64, limit: u64, needed: u64 },
+    /// The record is larger than `Options::max_record_len`.
+    #[error("record of {len} bytes exceeds the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    /// I/O failure (the writer is poisoned afterwards if data may have been partly written).
+    #[error(transparent)]
+    Spool(#[from] Error),
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

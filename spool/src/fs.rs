@@ -1,0 +1,168 @@
+//! The small filesystem interface the spool does all its I/O through.
+//!
+//! [`RealFs`] maps each call onto one Linux system call (`pwrite`, `pread`, `fdatasync`,
+//! `ftruncate`, `fsync` of a directory, `flock`, ...). Tests substitute a simulated filesystem that
+//! keeps only what was synced and can "crash" between any two calls; the spool's correctness
+//! arguments are therefore stated only in terms of these calls:
+//!
+//! - data written with [`FsFile::write_at`] survives a power loss only after [`FsFile::sync_data`];
+//! - a created, removed or renamed directory entry survives only after [`Fs::sync_dir`] on its
+//!   parent directory;
+//! - a process crash (kill -9) loses nothing that a call has returned from.
+
+use std::any::Any;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+
+/// An open file.
+pub trait FsFile: Send + Sync {
+    /// Reads up to `buf.len()` bytes at `offset`; returns 0 at end of file.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `offset` (extending the file as needed).
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// `fdatasync`: makes the written data (and the size) durable.
+    fn sync_data(&self) -> io::Result<()>;
+    /// `ftruncate`.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Current size.
+    fn len(&self) -> io::Result<u64>;
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+}
+
+/// Directory-level operations.
+pub trait Fs: Send + Sync {
+    /// Opens an existing file read-only.
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// Opens an existing file read-write (never creates).
+    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// Creates a new file read-write; fails if it exists.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>>;
+    /// Creates a directory; `Ok(false)` if it already existed.
+    fn create_dir(&self, path: &Path) -> io::Result<bool>;
+    /// Lists a directory (without `.` and `..`).
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file (same filesystem).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the directory's entries durable (`fsync` on the directory).
+    fn sync_dir(&self, path: &Path) -> io::Result<()>;
+    /// Takes an exclusive, non-blocking lock on `path`, creating it if needed. The lock lasts as
+    /// long as the returned guard. `ErrorKind::WouldBlock` means someone else holds it.
+    fn lock_exclusive(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>>;
+}
+
+/// The real filesystem.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+struct RealFile(File);
+
+impl FsFile for RealFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        loop {
+            match self.0.read_at(buf, offset) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+        }
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+}
+
+impl Fs for RealFs {
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        Ok(Box::new(RealFile(
+            OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(path)?,
+        )))
+    }
+    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        Ok(Box::new(RealFile(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(path)?,
+        )))
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        Ok(Box::new(RealFile(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o640)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(path)?,
+        )))
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<bool> {
+        match std::fs::create_dir(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(path)? {
+            let e = e?;
+            let is_dir = e.file_type()?.is_dir();
+            // Names that are not UTF-8 cannot be ours; report them lossily as foreign.
+            out.push(DirEntry {
+                name: e.file_name().to_string_lossy().into_owned(),
+                is_dir,
+            });
+        }
+        Ok(out)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        File::open(path)?.sync_all()
+    }
+    fn lock_exclusive(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o640)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(path)?;
+        // SAFETY: flock on a valid, owned file descriptor; no memory is involved.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The lock is released when the file (the guard) is closed.
+        Ok(Box::new(f))
+    }
+}

@@ -1,0 +1,81 @@
+//! Tunables, with defaults suited to fwlog's intake (bursts of 100-1600 byte packets).
+
+use std::time::Duration;
+
+/// When the writer calls `fdatasync`. This decides what "durable" means in [`crate::Commit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// One `fdatasync` per commit (default). `Commit::durable == Commit::written`: every committed
+    /// record survives a power loss or kernel crash.
+    EveryCommit,
+    /// `fdatasync` on a commit only if at least this long has passed since the last one (and at
+    /// segment rollover and on drop). Committed records survive a process crash (kill -9)
+    /// immediately, a power loss only once `Commit::durable` has passed them: up to the interval's
+    /// worth of records can be lost to a power cut.
+    Interval(Duration),
+    /// Never `fdatasync` data on commit (only at segment rollover and on drop); the kernel writes
+    /// back dirty pages on its own schedule (`vm.dirty_expire_centisecs`, 30 s by default).
+    /// Committed records survive kill -9 but not a power loss. `Commit::durable` reports only what
+    /// was synced at a rollover.
+    Never,
+}
+
+/// Spool options. Construct with `Options::default()` and adjust fields.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A segment is closed and a new one started once it would grow beyond this (a single record
+    /// larger than this still gets a segment of its own). Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Size cap over all segment files. Appends that would exceed it fail with
+    /// `AppendError::Full` and are counted. Default 4 GiB.
+    pub max_bytes: u64,
+    /// Largest accepted payload. Default 1 MiB (the format's own limit is 16 MiB).
+    pub max_record_len: usize,
+    /// Group commit: a batch is due once it holds this many records. Default 256.
+    pub batch_max_records: usize,
+    /// Group commit: a batch is due once its oldest record has waited this long. Default 2 ms.
+    pub batch_max_delay: Duration,
+    /// Durability policy. Default `EveryCommit`.
+    pub fsync: FsyncPolicy,
+    /// Size of the reader's buffer (it grows only to fit a single larger record). Default 256 KiB.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_bytes: 64 * 1024 * 1024,
+            max_bytes: 4 * 1024 * 1024 * 1024,
+            max_record_len: 1024 * 1024,
+            batch_max_records: 256,
+            batch_max_delay: Duration::from_millis(2),
+            fsync: FsyncPolicy::EveryCommit,
+            read_buffer_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl Options {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.segment_bytes < 4096 {
+            return Err(format!("segment_bytes {} < 4096", self.segment_bytes));
+        }
+        if self.max_record_len == 0 || self.max_record_len > crate::format::MAX_PAYLOAD_LEN {
+            return Err(format!(
+                "max_record_len {} not in 1..={}",
+                self.max_record_len,
+                crate::format::MAX_PAYLOAD_LEN
+            ));
+        }
+        if self.batch_max_records == 0 {
+            return Err("batch_max_records is 0".into());
+        }
+        if self.max_bytes < self.segment_bytes {
+            return Err(format!(
+                "max_bytes {} < segment_bytes {}",
+                self.max_bytes, self.segment_bytes
+            ));
+        }
+        Ok(())
+    }
+}

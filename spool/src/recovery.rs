@@ -1,0 +1,451 @@
+//! Opening a spool directory: classification of its files, and (in writable mode) recovery.
+//!
+//! Recovery never trusts anything but the files themselves (there is no index that could run
+//! ahead of the data). In writable mode it:
+//!
+//! 1. creates the directory if needed and takes the `flock` on `LOCK` (a second opener fails
+//!    with [`Error::Locked`]);
+//! 2. reads (or durably creates) the ledger;
+//! 3. checks every segment header. A file with a valid header whose `first_seq` matches its name is
+//!    kept. A half-created segment (shorter than a header and a prefix of the header it should
+//!    have, or all zero bytes) is removed: it cannot hold a record. Anything else with a segment
+//!    name, and any `*.seg` file whose name does not parse, is renamed into `quarantine/` and
+//!    counted. Files with other names are left alone and listed as foreign;
+//! 4. deletes segments that are fully acknowledged (their successor starts at or below
+//!    `acked + 1`);
+//! 5. scans the last segment record by record and truncates it (`ftruncate` + `fdatasync`) after
+//!    the last whole valid record: that is the torn tail of the batch that was being written at
+//!    the crash. Truncating *before* the writer appends again is what keeps later appends from
+//!    being stranded behind unreadable bytes;
+//! 6. picks the next sequence number: one past the highest of (last record on disk, first_seq of
+//!    the last segment minus one, acknowledged position). The last term matters with the relaxed
+//!    fsync policies: the reader may have acknowledged records that a power cut then took away,
+//!    and new records must never reuse an acknowledged number (they would be skipped as done);
+//! 7. appends to the last segment if it continues exactly at that number and has room, otherwise
+//!    starts a new segment (header written and synced, directory synced).
+//!
+//! Only I/O errors (e.g. permission denied, disk gone) make opening fail, never file contents.
+//! Segments other than the last are checked record by record only when read; a bad record there is
+//! real corruption (every segment is fully synced before its successor is created), handled by the
+//! reader by skipping to the next segment and counting.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::{self, Invalid, SEGMENT_HEADER_LEN};
+use crate::fs::{Fs, FsFile};
+use crate::ledger::{Ledger, LedgerStatus};
+use crate::options::Options;
+use crate::segment::{Cursor, Step};
+use crate::shared::{segment_path, Counters, SegMeta};
+
+/// Lock file taken with `flock(LOCK_EX)` by the writable opener.
+pub const LOCK_FILE: &str = "LOCK";
+/// Subdirectory unreadable files are moved into.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// A file renamed into `quarantine/` at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub from: PathBuf,
+    pub to: PathBuf,
+    pub reason: String,
+}
+
+/// A segment cut back at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    pub path: PathBuf,
+    /// File size before and after.
+    pub from_len: u64,
+    pub to_len: u64,
+    /// Why the first removed byte was not a valid record.
+    pub reason: String,
+}
+
+/// What opening found and did. Everything here is also reflected in [`crate::Stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    pub ledger: LedgerStatus,
+    /// Acknowledged position read from the ledger.
+    pub acked_seq: u64,
+    /// Sequence number the next append gets.
+    pub next_seq: u64,
+    /// `next_seq - 1 - acked_seq`: records on disk that will be (re-)delivered, gaps included.
+    pub pending_records: u64,
+    /// Live segments after recovery.
+    pub segments: usize,
+    pub truncated: Vec<Truncation>,
+    /// Total bytes removed by truncation and by removing half-created segments.
+    pub bytes_truncated: u64,
+    /// Half-created segments (no record could be in them) that were removed.
+    pub removed_partial: Vec<PathBuf>,
+    pub quarantined: Vec<Quarantined>,
+    /// Fully acknowledged segments deleted at open (left over from a crash between ack and unlink).
+    pub deleted_acked: usize,
+    /// Entries that are not the spool's; left untouched.
+    pub foreign: Vec<String>,
+}
+
+/// Directory contents, classified by name only.
+pub(crate) struct Listing {
+    /// `first_seq` from the names, ascending.
+    pub segments: Vec<u64>,
+    /// `*.seg` files whose names do not parse.
+    pub bad_names: Vec<String>,
+    pub foreign: Vec<String>,
+}
+
+pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing> {
+    let entries = fs.read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    let mut segs = BTreeSet::new();
+    let mut bad_names = Vec::new();
+    let mut foreign = Vec::new();
+    for e in entries {
+        let name = e.name;
+        if e.is_dir {
+            if name != QUARANTINE_DIR {
+                foreign.push(name);
+            }
+        } else if name == LOCK_FILE || name == crate::ledger::LEDGER_FILE {
+            // ours
+        } else if let Some(seq) = format::parse_segment_file_name(&name) {
+            if seq == 0 {
+                bad_names.push(name);
+            } else {
+                segs.insert(seq);
+            }
+        } else if name.ends_with(".seg") {
+            bad_names.push(name);
+        } else {
+            foreign.push(name);
+        }
+    }
+    foreign.sort();
+    bad_names.sort();
+    Ok(Listing {
+        segments: segs.into_iter().collect(),
+        bad_names,
+        foreign,
+    })
+}
+
+/// Result of looking at a segment's header.
+pub(crate) enum HeaderCheck {
+    Good(Cursor),
+    /// Cannot contain a record (torn creation); safe to remove. Holds the file size.
+    Partial(u64),
+    Bad(String),
+}
+
+pub(crate) fn check_header(
+    fs: &dyn Fs,
+    path: &Path,
+    name_seq: u64,
+    chunk: usize,
+) -> io::Result<HeaderCheck> {
+    let why = match Cursor::open(fs, path, chunk)? {
+        Ok(c) if c.first_seq == name_seq => return Ok(HeaderCheck::Good(c)),
+        Ok(c) => format!(
+            "header says first sequence {}, file name says {name_seq}",
+            c.first_seq
+        ),
+        Err(why) => format!("segment header: {why}"),
+    };
+    // Distinguish a torn creation (nothing could have been stored) from damage.
+    let f = fs.open_read(path)?;
+    let len = f.len()?;
+    let expected = format::encode_segment_header(name_seq);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut off = 0u64;
+    let mut prefix_of_header = len < SEGMENT_HEADER_LEN as u64;
+    let mut all_zero = true;
+    loop {
+        let n = f.read_at(&mut buf, off)?;
+        if n == 0 {
+            break;
+        }
+        for (i, &b) in buf[..n].iter().enumerate() {
+            let at = off as usize + i;
+            if b != 0 {
+                all_zero = false;
+            }
+            if at >= SEGMENT_HEADER_LEN || expected[at] != b {
+                prefix_of_header = false;
+            }
+        }
+        if !all_zero && !prefix_of_header {
+            break;
+        }
+        off += n as u64;
+    }
+    Ok(if all_zero || prefix_of_header {
+        HeaderCheck::Partial(len)
+    } else {
+        HeaderCheck::Bad(why)
+    })
+}
+
+/// Everything the writer and reader start from.
+pub(crate) struct Recovered {
+    pub report: OpenReport,
+    pub lock: Box<dyn std::any::Any + Send + Sync>,
+    pub ledger: Ledger,
+    pub acked: u64,
+    pub next_seq: u64,
+    pub segments: VecDeque<SegMeta>,
+    /// The writer's segment: file, first_seq, valid length.
+    pub active: (Box<dyn FsFile>, u64, u64),
+    pub counters: Counters,
+}
+
+struct Quarantiner<'a> {
+    fs: &'a dyn Fs,
+    dir: PathBuf,
+    qdir: PathBuf,
+    existing: Option<BTreeSet<String>>,
+}
+
+impl Quarantiner<'_> {
+    fn move_aside(&mut self, name: &str, reason: String) -> Result<Quarantined> {
+        if self.existing.is_none() {
+            if self
+                .fs
+                .create_dir(&self.qdir)
+                .map_err(|e| Error::io("create directory", &self.qdir, e))?
+            {
+                self.fs
+                    .sync_dir(&self.dir)
+                    .map_err(|e| Error::io("fsync", &self.dir, e))?;
+            }
+            let names = self
+                .fs
+                .read_dir(&self.qdir)
+                .map_err(|e| Error::io("read directory", &self.qdir, e))?;
+            self.existing = Some(names.into_iter().map(|e| e.name).collect());
+        }
+        let existing = self.existing.get_or_insert_with(BTreeSet::new);
+        let mut target = name.to_string();
+        let mut n = 1;
+        while existing.contains(&target) {
+            target = format!("{name}.{n}");
+            n += 1;
+        }
+        existing.insert(target.clone());
+        let from = self.dir.join(name);
+        let to = self.qdir.join(&target);
+        self.fs
+            .rename(&from, &to)
+            .map_err(|e| Error::io("rename into quarantine", &from, e))?;
+        self.fs
+            .sync_dir(&self.qdir)
+            .map_err(|e| Error::io("fsync", &self.qdir, e))?;
+        Ok(Quarantined { from, to, reason })
+    }
+}
+
+/// Writable open: lock, ledger, recovery. See the module docs for the steps.
+pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Recovered> {
+    let fs: &dyn Fs = &*fs;
+    if fs
+        .create_dir(dir)
+        .map_err(|e| Error::io("create directory", dir, e))?
+    {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)
+                .map_err(|e| Error::io("fsync", parent, e))?;
+        }
+    }
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = match fs.lock_exclusive(&lock_path) {
+        Ok(g) => g,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            return Err(Error::Locked {
+                path: dir.to_path_buf(),
+                lock: lock_path,
+            })
+        }
+        Err(e) => return Err(Error::io("lock", &lock_path, e)),
+    };
+    let (ledger, acked, ledger_status) = Ledger::open(fs, dir)?;
+    let counters = Counters::default();
+    let listing = list(fs, dir)?;
+    let mut q = Quarantiner {
+        fs,
+        dir: dir.to_path_buf(),
+        qdir: dir.join(QUARANTINE_DIR),
+        existing: None,
+    };
+    let mut report = OpenReport {
+        ledger: ledger_status,
+        acked_seq: acked,
+        next_seq: 0,
+        pending_records: 0,
+        segments: 0,
+        truncated: Vec::new(),
+        bytes_truncated: 0,
+        removed_partial: Vec::new(),
+        quarantined: Vec::new(),
+        deleted_acked: 0,
+        foreign: listing.foreign.clone(),
+    };
+    let mut dir_dirty = false;
+    for name in &listing.bad_names {
+        report
+            .quarantined
+            .push(q.move_aside(name, "not a valid segment file name".into())?);
+        dir_dirty = true;
+    }
+
+    // Step 3: headers.
+    let mut segs: Vec<(SegMeta, Cursor)> = Vec::new();
+    for &seq in &listing.segments {
+        let path = segment_path(dir, seq);
+        let check = match check_header(fs, &path, seq, opts.read_buffer_bytes) {
+            Ok(c) => c,
+            // Vanished between listing and opening: nothing to recover.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        match check {
+            HeaderCheck::Good(c) => {
+                let len = c.file_len().map_err(|e| Error::io("stat", &path, e))?;
+                segs.push((
+                    SegMeta {
+                        first_seq: seq,
+                        bytes: len,
+                    },
+                    c,
+                ));
+            }
+            HeaderCheck::Partial(len) => {
+                fs.remove_file(&path)
+                    .map_err(|e| Error::io("remove", &path, e))?;
+                report.bytes_truncated += len;
+                report.removed_partial.push(path);
+                dir_dirty = true;
+            }
+            HeaderCheck::Bad(reason) => {
+                let name = format::segment_file_name(seq);
+                report.quarantined.push(q.move_aside(&name, reason)?);
+                dir_dirty = true;
+            }
+        }
+    }
+
+    // Step 5: the last segment's torn tail.
+    let mut last_seq = 0;
+    if let Some((meta, cur)) = segs.last_mut() {
+        let path = cur.path.clone();
+        let (valid_end, why) = loop {
+            match cur.next_step().map_err(|e| Error::io("read", &path, e))? {
+                Step::Record { .. } => {}
+                Step::End => break (cur.offset(), None),
+                Step::Bad { offset, why } => break (offset, Some(why)),
+            }
+        };
+        last_seq = cur.next_seq - 1;
+        let len = meta.bytes;
+        if valid_end < len {
+            let f = fs.open_rw(&path).map_err(|e| Error::io("open", &path, e))?;
+            f.set_len(valid_end)
+                .map_err(|e| Error::io("ftruncate", &path, e))?;
+            f.sync_data()
+                .map_err(|e| Error::io("fdatasync", &path, e))?;
+            report.bytes_truncated += len - valid_end;
+            report.truncated.push(Truncation {
+                path,
+                from_len: len,
+                to_len: valid_end,
+                reason: why.unwrap_or(Invalid::Short).to_string(),
+            });
+            meta.bytes = valid_end;
+        }
+    }
+
+    // Step 6.
+    let last_first = segs.last().map_or(0, |(m, _)| m.first_seq);
+    let next_seq = last_seq.max(acked).max(last_first.saturating_sub(1)) + 1;
+
+    // Step 7.
+    let reuse = segs.last().is_some_and(|(m, c)| {
+        c.next_seq == next_seq && m.bytes < opts.segment_bytes
+    });
+    let active = if reuse {
+        let (m, _) = segs.last().expect("checked by is_some_and");
+        let path = segment_path(dir, m.first_seq);
+        let f = fs.open_rw(&path).map_err(|e| Error::io("open", &path, e))?;
+        (f, m.first_seq, m.bytes)
+    } else {
+        let (f, bytes) = create_segment(fs, dir, next_seq)?;
+        dir_dirty = false; // create_segment synced the directory
+        (f, next_seq, bytes)
+    };
+    let mut segments: VecDeque<SegMeta> = segs.into_iter().map(|(m, _)| m).collect();
+    if !reuse {
+        segments.push_back(SegMeta {
+            first_seq: next_seq,
+            bytes: active.2,
+        });
+    }
+
+    // Step 4 (after 7 so that a segment made obsolete by a new one is collected too).
+    while segments.len() > 1 && segments[1].first_seq - 1 <= acked {
+        let m = segments.pop_front().expect("len > 1");
+        let path = segment_path(dir, m.first_seq);
+        match fs.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &path, e)),
+        }
+        report.deleted_acked += 1;
+        dir_dirty = true;
+    }
+    if dir_dirty {
+        fs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+    }
+
+    report.next_seq = next_seq;
+    report.pending_records = next_seq - 1 - acked;
+    report.segments = segments.len();
+    counters
+        .files_quarantined
+        .store(report.quarantined.len() as u64, Relaxed);
+    counters.bytes_truncated.store(report.bytes_truncated, Relaxed);
+    counters
+        .disk_bytes
+        .store(segments.iter().map(|m| m.bytes).sum(), Relaxed);
+    Ok(Recovered {
+        report,
+        lock,
+        ledger,
+        acked,
+        next_seq,
+        segments,
+        active,
+        counters,
+    })
+}
+
+/// Creates segment `first_seq` durably: header written and synced, then the directory synced.
+/// Returns the file and its length.
+pub(crate) fn create_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    first_seq: u64,
+) -> Result<(Box<dyn FsFile>, u64)> {
+    let path = segment_path(dir, first_seq);
+    let f = fs
+        .create_new(&path)
+        .map_err(|e| Error::io("create", &path, e))?;
+    f.write_at(&format::encode_segment_header(first_seq), 0)
+        .map_err(|e| Error::io("write", &path, e))?;
+    f.sync_data()
+        .map_err(|e| Error::io("fdatasync", &path, e))?;
+    fs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+    Ok((f, SEGMENT_HEADER_LEN as u64))
+}

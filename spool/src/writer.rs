@@ -1,0 +1,301 @@
+//! The writer: sequence numbers, group commit, segment rollover, the size cap.
+//!
+//! Invariants:
+//! - Records are encoded into one in-memory batch buffer; [`Writer::commit`] writes the whole batch
+//!   with a single `pwrite` at the end of the active segment and (policy permitting) one
+//!   `fdatasync`. Only then is the new committed position published to the reader.
+//! - Under [`FsyncPolicy::EveryCommit`] the reader is shown records only after they are synced.
+//! - Before a new segment is created, the old one is written out and `fdatasync`ed completely,
+//!   whatever the policy: a segment that has a successor is always whole on disk, so a torn tail
+//!   can only ever be in the last segment.
+//! - After any failed write or sync the writer is poisoned: the file may hold a partial batch, and
+//!   appending behind it would strand later records behind a gap. Reopening runs recovery, which
+//!   truncates the partial batch.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::{AppendError, Error, Result};
+use crate::format::{self, SEGMENT_HEADER_LEN};
+use crate::fs::FsFile;
+use crate::options::{FsyncPolicy, Options};
+use crate::recovery::create_segment;
+use crate::shared::{add, SegMeta, Shared, Stats};
+
+/// Result of a commit. Sequence numbers are 0 when nothing has been committed yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Commit {
+    /// Every record up to this sequence number has been handed to the kernel: it survives the
+    /// process being killed (kill -9), and the reader can see it.
+    pub written: u64,
+    /// Every record up to this sequence number has been `fdatasync`ed: it survives a power loss or
+    /// kernel crash. Equal to `written` under [`FsyncPolicy::EveryCommit`].
+    pub durable: u64,
+}
+
+/// The appending side. Owned by one thread (it is `Send`, not shared).
+pub struct Writer {
+    shared: Arc<Shared>,
+    opts: Options,
+    file: Box<dyn FsFile>,
+    seg_first: u64,
+    /// Bytes in the active segment file (header + committed records).
+    seg_len: u64,
+    batch: Vec<u8>,
+    batch_records: u64,
+    batch_started: Option<Instant>,
+    next_seq: u64,
+    written: u64,
+    durable: u64,
+    last_sync: Instant,
+    poisoned: Option<String>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        opts: Options,
+        active: (Box<dyn FsFile>, u64, u64),
+        next_seq: u64,
+    ) -> Writer {
+        let (file, seg_first, seg_len) = active;
+        Writer {
+            shared,
+            opts,
+            file,
+            seg_first,
+            seg_len,
+            batch: Vec::with_capacity(64 * 1024),
+            batch_records: 0,
+            batch_started: None,
+            next_seq,
+            written: next_seq - 1,
+            durable: next_seq - 1,
+            last_sync: Instant::now(),
+            poisoned: None,
+        }
+    }
+
+    /// Adds a record to the current batch and returns its sequence number. The record is not
+    /// durable until a later [`commit`](Self::commit) (or an implicit one at segment rollover)
+    /// says so. Fails with [`AppendError::Full`] when the size cap would be exceeded and with
+    /// [`AppendError::TooLarge`] above `max_record_len`; both are counted and leave the writer
+    /// usable.
+    pub fn append(&mut self, payload: &[u8]) -> std::result::Result<u64, AppendError> {
+        self.check_poisoned()?;
+        let c = &self.shared.counters;
+        if payload.len() > self.opts.max_record_len {
+            add(&c.rejected_too_large, 1);
+            return Err(AppendError::TooLarge {
+                len: payload.len(),
+                max: self.opts.max_record_len,
+            });
+        }
+        let rec = format::record_len(payload.len()) as u64;
+        let seg_used = self.seg_len + self.batch.len() as u64;
+        let rollover =
+            seg_used + rec > self.opts.segment_bytes && seg_used > SEGMENT_HEADER_LEN as u64;
+        let needed = rec + if rollover { SEGMENT_HEADER_LEN as u64 } else { 0 };
+        let used = c.disk_bytes.load(Relaxed) + self.batch.len() as u64;
+        if used + needed > self.opts.max_bytes {
+            add(&c.rejected_full_records, 1);
+            add(&c.rejected_full_bytes, payload.len() as u64);
+            return Err(AppendError::Full {
+                used,
+                limit: self.opts.max_bytes,
+                needed,
+            });
+        }
+        if rollover {
+            self.rollover()?;
+        }
+        let seq = self.next_seq;
+        format::encode_record(&mut self.batch, seq, payload);
+        self.next_seq += 1;
+        self.batch_records += 1;
+        if self.batch_started.is_none() {
+            self.batch_started = Some(Instant::now());
+        }
+        let c = &self.shared.counters;
+        add(&c.appended_records, 1);
+        add(&c.appended_bytes, payload.len() as u64);
+        Ok(seq)
+    }
+
+    /// Writes the current batch (one `pwrite`), syncs according to the [`FsyncPolicy`] (one
+    /// `fdatasync`), publishes the new position to the reader and wakes it. Cheap when the batch
+    /// is empty (it may still sync under `Interval` if earlier commits are unsynced).
+    pub fn commit(&mut self) -> Result<Commit> {
+        self.check_poisoned()?;
+        self.write_batch()?;
+        let sync = match self.opts.fsync {
+            FsyncPolicy::EveryCommit => self.durable < self.written,
+            FsyncPolicy::Interval(d) => {
+                self.durable < self.written && self.last_sync.elapsed() >= d
+            }
+            FsyncPolicy::Never => false,
+        };
+        if sync {
+            self.sync()?;
+        }
+        self.publish();
+        Ok(self.position())
+    }
+
+    /// True if the batch has reached `batch_max_records` or its time window has elapsed.
+    pub fn commit_due(&self) -> bool {
+        self.batch_records >= self.opts.batch_max_records as u64
+            || self
+                .commit_deadline()
+                .is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// When the current batch's time window ends (`None` if the batch is empty): the longest the
+    /// intake thread should block (e.g. in `poll`) before calling [`commit_if_due`](Self::commit_if_due).
+    pub fn commit_deadline(&self) -> Option<Instant> {
+        self.batch_started.map(|t| t + self.opts.batch_max_delay)
+    }
+
+    /// Commits if [`commit_due`](Self::commit_due); returns `None` otherwise.
+    pub fn commit_if_due(&mut self) -> Result<Option<Commit>> {
+        if self.commit_due() {
+            self.commit().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Records appended but not yet committed.
+    pub fn batch_len(&self) -> u64 {
+        self.batch_records
+    }
+
+    /// Positions as of the last commit.
+    pub fn position(&self) -> Commit {
+        Commit {
+            written: self.written,
+            durable: self.durable,
+        }
+    }
+
+    /// The sequence number the next append will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Commits, syncs regardless of policy, and closes the writer.
+    pub fn close(mut self) -> Result<Commit> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Result<Commit> {
+        self.check_poisoned()?;
+        self.write_batch()?;
+        if self.durable < self.written {
+            self.sync()?;
+        }
+        self.publish();
+        Ok(self.position())
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn poison(&mut self, e: Error) -> Error {
+        self.poisoned = Some(e.to_string());
+        e
+    }
+
+    fn write_batch(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_at(&self.batch, self.seg_len) {
+            let path = self.shared.segment_path(self.seg_first);
+            return Err(self.poison(Error::io("write", path, e)));
+        }
+        let n = self.batch.len() as u64;
+        self.seg_len += n;
+        let c = &self.shared.counters;
+        add(&c.disk_bytes, n);
+        add(&c.committed_records, self.batch_records);
+        add(
+            &c.committed_bytes,
+            n - self.batch_records * format::RECORD_HEADER_LEN as u64,
+        );
+        self.written = self.next_seq - 1;
+        self.batch.clear();
+        self.batch_records = 0;
+        self.batch_started = None;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        if let Err(e) = self.file.sync_data() {
+            let path = self.shared.segment_path(self.seg_first);
+            return Err(self.poison(Error::io("fdatasync", path, e)));
+        }
+        self.durable = self.written;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let mut st = self.shared.lock();
+        st.committed = self.written;
+        st.durable = self.durable;
+        if let Some(m) = st.segments.back_mut() {
+            if m.first_seq == self.seg_first {
+                m.bytes = self.seg_len;
+            }
+        }
+        drop(st);
+        self.shared.cond.notify_all();
+    }
+
+    /// Seals the active segment (written and synced in full) and starts the next one. This is an
+    /// implicit commit of the current batch.
+    fn rollover(&mut self) -> Result<()> {
+        self.write_batch()?;
+        if self.durable < self.written {
+            self.sync()?;
+        }
+        self.publish();
+        let (file, len) =
+            match create_segment(&*self.shared.fs, &self.shared.dir, self.next_seq) {
+                Ok(x) => x,
+                Err(e) => return Err(self.poison(e)),
+            };
+        self.file = file;
+        self.seg_first = self.next_seq;
+        self.seg_len = len;
+        add(&self.shared.counters.disk_bytes, len);
+        let mut st = self.shared.lock();
+        st.segments.push_back(SegMeta {
+            first_seq: self.seg_first,
+            bytes: len,
+        });
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.poisoned.is_none() {
+            // Best effort: the caller who wants to see the error uses `close`.
+            let _ = self.finish();
+        }
+        self.shared.lock().writer_alive = false;
+        self.shared.cond.notify_all();
+    }
+}

@@ -1,0 +1,309 @@
+//! Behaviour of the spool on the real filesystem: round trips, acknowledgement and deletion,
+//! reopening, locking, the size cap, waiting, and read-only replay.
+
+use std::time::{Duration, Instant};
+
+use fwlog_spool::{
+    AppendError, Error, FsyncPolicy, Options, ReadOnlySpool, Spool, LEDGER_FILE, LOCK_FILE,
+};
+
+fn small() -> Options {
+    Options {
+        segment_bytes: 4096,
+        ..Options::default()
+    }
+}
+
+fn payload(seq: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (seq as usize * 31 + i) as u8).collect()
+}
+
+fn drain(r: &mut fwlog_spool::Reader) -> Vec<fwlog_spool::Record> {
+    let mut v = Vec::new();
+    while let Some(rec) = r.next().expect("next") {
+        v.push(rec);
+    }
+    v
+}
+
+#[test]
+fn append_commit_read_ack_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("spool");
+    let (mut w, mut r, rep) = Spool::open(&dir, small()).unwrap();
+    assert_eq!(rep.next_seq, 1);
+    assert_eq!(rep.segments, 1);
+    for i in 1..=100u64 {
+        assert_eq!(w.append(&payload(i, 100 + i as usize)).unwrap(), i);
+        if i == 5 {
+            // Not visible before commit.
+            assert!(r.next().unwrap().is_none());
+        }
+    }
+    // Segment rollover committed all but the records in the last segment implicitly.
+    assert!(r.next().unwrap().is_some());
+    assert!(w.batch_len() > 0);
+    let c = w.commit().unwrap();
+    assert_eq!(c.written, 100);
+    assert_eq!(c.durable, 100);
+    let mut got = vec![fwlog_spool::Record { seq: 1, data: payload(1, 101), recovered: false }];
+    got.extend(drain(&mut r));
+    assert_eq!(got.len(), 100);
+    for (i, rec) in got.iter().enumerate() {
+        let seq = i as u64 + 1;
+        assert_eq!(rec.seq, seq);
+        assert_eq!(rec.data, payload(seq, 100 + seq as usize));
+        assert!(!rec.recovered);
+    }
+    // Small segments: many were created.
+    let segs_before = w.stats().segments;
+    assert!(segs_before > 3, "{segs_before}");
+    r.ack(60).unwrap();
+    let st = r.stats();
+    assert!(st.segments < segs_before);
+    assert_eq!(st.acked_seq, 60);
+    assert_eq!(st.pending_records, 40);
+    assert!(matches!(
+        r.ack(101),
+        Err(Error::AckBeyondDelivered { upto: 101, .. })
+    ));
+    drop((w, r));
+
+    let (mut w, mut r, rep) = Spool::open(&dir, small()).unwrap();
+    assert_eq!(rep.acked_seq, 60);
+    assert_eq!(rep.next_seq, 101);
+    assert_eq!(rep.bytes_truncated, 0);
+    assert!(rep.quarantined.is_empty());
+    let got = drain(&mut r);
+    assert_eq!(got.first().map(|r| r.seq), Some(61));
+    assert_eq!(got.len(), 40);
+    assert!(got.iter().all(|r| r.recovered));
+    assert_eq!(w.append(b"after reopen").unwrap(), 101);
+    w.commit().unwrap();
+    let rec = r.next().unwrap().unwrap();
+    assert_eq!((rec.seq, rec.recovered), (101, false));
+    r.ack(101).unwrap();
+    assert_eq!(r.stats().segments, 1);
+}
+
+#[test]
+fn second_open_is_locked_and_lock_released_on_drop() {
+    let d = tempfile::tempdir().unwrap();
+    let (w, r, _) = Spool::open(d.path(), Options::default()).unwrap();
+    match Spool::open(d.path(), Options::default()) {
+        Err(Error::Locked { lock, .. }) => assert_eq!(lock, d.path().join(LOCK_FILE)),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("second open succeeded"),
+    }
+    // The writer alone keeps the lock too.
+    drop(r);
+    assert!(Spool::open(d.path(), Options::default()).is_err());
+    drop(w);
+    Spool::open(d.path(), Options::default()).unwrap();
+}
+
+#[test]
+fn full_spool_rejects_counts_and_recovers_after_ack() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = Options {
+        segment_bytes: 4096,
+        max_bytes: 16 * 1024,
+        ..Options::default()
+    };
+    let (mut w, mut r, _) = Spool::open(d.path(), opts).unwrap();
+    let mut accepted = 0u64;
+    let mut rejected = 0u64;
+    for i in 0..200u64 {
+        match w.append(&payload(i, 300)) {
+            Ok(_) => accepted += 1,
+            Err(AppendError::Full { limit, .. }) => {
+                assert_eq!(limit, 16 * 1024);
+                rejected += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        w.commit().unwrap();
+    }
+    assert!(accepted > 0 && rejected > 0);
+    let st = w.stats();
+    assert_eq!(st.rejected_full_records, rejected);
+    assert_eq!(st.rejected_full_bytes, rejected * 300);
+    assert!(st.disk_bytes <= 16 * 1024, "{}", st.disk_bytes);
+    // Acknowledging everything frees space and appends succeed again.
+    let got = drain(&mut r);
+    assert_eq!(got.len() as u64, accepted);
+    r.ack(got.last().unwrap().seq).unwrap();
+    w.append(&payload(1, 300)).unwrap();
+    assert!(matches!(
+        w.append(&vec![0u8; 2 * 1024 * 1024]),
+        Err(AppendError::TooLarge { .. })
+    ));
+    assert_eq!(w.stats().rejected_too_large, 1);
+}
+
+#[test]
+fn reader_waits_for_writer_thread() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut w, mut r, _) = Spool::open(d.path(), small()).unwrap();
+    let t0 = Instant::now();
+    assert!(!r.wait(Duration::from_millis(30)));
+    assert!(t0.elapsed() >= Duration::from_millis(30));
+    let h = std::thread::spawn(move || {
+        for i in 1..=2000u64 {
+            w.append(&payload(i, 150)).unwrap();
+            if w.batch_len() >= 37 {
+                w.commit().unwrap();
+            }
+        }
+        w.close().unwrap();
+    });
+    let mut next = 1u64;
+    loop {
+        while let Some(rec) = r.next().unwrap() {
+            assert_eq!(rec.seq, next);
+            assert_eq!(rec.data, payload(next, 150));
+            next += 1;
+            if next % 100 == 0 {
+                r.ack(rec.seq).unwrap();
+            }
+        }
+        if !r.wait(Duration::from_secs(5)) {
+            break;
+        }
+    }
+    h.join().unwrap();
+    assert_eq!(next, 2001);
+}
+
+#[test]
+fn group_commit_deadline() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = Options {
+        batch_max_records: 3,
+        batch_max_delay: Duration::from_millis(20),
+        ..Options::default()
+    };
+    let (mut w, _r, _) = Spool::open(d.path(), opts).unwrap();
+    assert!(w.commit_deadline().is_none());
+    w.append(b"a").unwrap();
+    assert!(!w.commit_due());
+    assert!(w.commit_if_due().unwrap().is_none());
+    std::thread::sleep(Duration::from_millis(25));
+    assert!(w.commit_due());
+    assert_eq!(w.commit_if_due().unwrap().unwrap().durable, 1);
+    for _ in 0..3 {
+        w.append(b"b").unwrap();
+    }
+    assert!(w.commit_due());
+    assert_eq!(w.commit_if_due().unwrap().unwrap().written, 4);
+}
+
+#[test]
+fn relaxed_fsync_policies_report_durable_separately() {
+    let d = tempfile::tempdir().unwrap();
+    let opts = Options {
+        fsync: FsyncPolicy::Never,
+        ..Options::default()
+    };
+    let (mut w, mut r, _) = Spool::open(d.path(), opts).unwrap();
+    w.append(b"x").unwrap();
+    let c = w.commit().unwrap();
+    assert_eq!((c.written, c.durable), (1, 0));
+    // Visible to the reader once written.
+    assert_eq!(r.next().unwrap().unwrap().seq, 1);
+    assert_eq!(w.close().unwrap().durable, 1);
+
+    let d = tempfile::tempdir().unwrap();
+    let opts = Options {
+        fsync: FsyncPolicy::Interval(Duration::from_millis(30)),
+        ..Options::default()
+    };
+    let (mut w, _r, _) = Spool::open(d.path(), opts).unwrap();
+    std::thread::sleep(Duration::from_millis(35));
+    w.append(b"x").unwrap();
+    assert_eq!(w.commit().unwrap().durable, 1);
+    w.append(b"y").unwrap();
+    assert_eq!(w.commit().unwrap(), fwlog_spool::Commit { written: 2, durable: 1 });
+    std::thread::sleep(Duration::from_millis(35));
+    assert_eq!(w.commit().unwrap().durable, 2);
+}
+
+#[test]
+fn read_only_replay_sees_everything_and_changes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("s");
+    {
+        let (mut w, mut r, _) = Spool::open(&dir, small()).unwrap();
+        for i in 1..=50u64 {
+            w.append(&payload(i, 200)).unwrap();
+        }
+        w.commit().unwrap();
+        for _ in 0..20 {
+            r.next().unwrap();
+        }
+        r.ack(20).unwrap();
+        // A torn tail: half a record at the end of the last segment.
+        w.append(&payload(51, 200)).unwrap();
+        w.commit().unwrap();
+    }
+    let last = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max()
+        .unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    f.set_len(len - 50).unwrap();
+    std::fs::remove_file(dir.join(LOCK_FILE)).unwrap();
+    let before = snapshot(&dir);
+
+    let ro = ReadOnlySpool::open(&dir).unwrap();
+    assert_eq!(ro.acked(), 20);
+    let mut it = ro.records();
+    let recs: Vec<_> = it.by_ref().map(|r| r.unwrap()).collect();
+    // Segments wholly at or below 20 were deleted; the rest are all there, tail excluded.
+    assert_eq!(recs.last().unwrap().seq, 50);
+    assert!(recs.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    for rec in &recs {
+        assert_eq!(rec.data, payload(rec.seq, 200));
+        assert_eq!(rec.acked, rec.seq <= 20);
+    }
+    assert!(recs.iter().any(|r| r.acked) && recs.iter().any(|r| !r.acked));
+    assert!(it.stats().tail_bytes_ignored > 0);
+    assert_eq!(before, snapshot(&dir), "read-only open changed the directory");
+    assert!(!dir.join(LOCK_FILE).exists());
+    // It also works while a writer holds the spool.
+    let (_w, _r, rep) = Spool::open(&dir, small()).unwrap();
+    assert!(rep.bytes_truncated > 0);
+    let n = ReadOnlySpool::open(&dir).unwrap().records().count();
+    assert_eq!(n, recs.len());
+    assert!(dir.join(LEDGER_FILE).exists());
+}
+
+/// Names, sizes, contents and modification times of everything in `dir`, recursively.
+fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>, std::time::SystemTime)> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if m.is_dir() {
+            for (n, c, t) in snapshot(&e.path()) {
+                v.push((format!("{name}/{n}"), c, t));
+            }
+        } else {
+            v.push((name, std::fs::read(e.path()).unwrap(), m.modified().unwrap()));
+        }
+    }
+    v.push((".".into(), vec![], std::fs::metadata(dir).unwrap().modified().unwrap()));
+    v.sort();
+    v
+}
+
+#[test]
+fn read_only_open_of_missing_dir_fails_cleanly() {
+    let d = tempfile::tempdir().unwrap();
+    let e = ReadOnlySpool::open(d.path().join("nope")).err().unwrap();
+    assert!(e.to_string().contains("nope"), "{e}");
+}

@@ -1,0 +1,146 @@
+//! The output of one receive call: spool records stored back to back, plus loss events.
+//!
+//! Layout: `data` holds the records contiguously; record `i` is `data[ends[i-1]..ends[i]]`
+//! (`ends[-1]` = 0). Every record starts 4-byte aligned relative to `data` (each is padded to
+//! a multiple of 4), so a spool can write `data()` in one go and keep `ends()` as its index.
+//! The buffers are kept between calls: after the first few batches, receiving allocates
+//! nothing.
+
+use super::loss::LossEvent;
+
+#[derive(Debug, Default)]
+pub struct RecordBatch {
+    pub(crate) data: Vec<u8>,
+    pub(crate) ends: Vec<usize>,
+    /// (number of records in the batch before the loss, event).
+    pub(crate) loss: Vec<(usize, LossEvent)>,
+}
+
+impl RecordBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Pre-size for `bytes` of records and `records` records.
+    pub fn with_capacity(bytes: usize, records: usize) -> Self {
+        RecordBatch {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records),
+            loss: Vec::new(),
+        }
+    }
+
+    /// Forget the contents, keep the memory.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+        self.loss.clear();
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty() && self.loss.is_empty()
+    }
+
+    /// Record `i`: one NFLOG record (nfgenmsg + TLVs, fwlog's included).
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        Some(&self.data[start..end])
+    }
+
+    pub fn iter(&self) -> Records<'_> {
+        Records {
+            batch: self,
+            next: 0,
+        }
+    }
+
+    /// All records, back to back.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// End offset of each record in [`Self::data`].
+    pub fn ends(&self) -> &[usize] {
+        &self.ends
+    }
+
+    /// Losses noticed while receiving this batch, each with the number of records of this
+    /// batch that precede it (so the daemon can print the loss line in the right place).
+    pub fn loss_events(&self) -> &[(usize, LossEvent)] {
+        &self.loss
+    }
+
+    /// Move everything from `other` to the end of `self`, leaving `other` empty.
+    pub(crate) fn append(&mut self, other: &mut RecordBatch) {
+        let base = self.data.len();
+        let before = self.ends.len();
+        self.data.extend_from_slice(&other.data);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+        self.loss
+            .extend(other.loss.drain(..).map(|(i, e)| (i + before, e)));
+        other.clear();
+    }
+
+    pub(crate) fn push_loss(&mut self, e: LossEvent) {
+        self.loss.push((self.ends.len(), e));
+    }
+}
+
+/// Iterator over the records of a [`RecordBatch`].
+pub struct Records<'a> {
+    batch: &'a RecordBatch,
+    next: usize,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let r = self.batch.get(self.next)?;
+        self.next += 1;
+        Some(r)
+    }
+}
+
+impl<'a> IntoIterator for &'a RecordBatch {
+    type Item = &'a [u8];
+    type IntoIter = Records<'a>;
+    fn into_iter(self) -> Records<'a> {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::LossCause;
+
+    #[test]
+    fn append_rebases_offsets_and_loss_positions() {
+        let mut a = RecordBatch::new();
+        a.data.extend_from_slice(&[1, 1, 1, 1]);
+        a.ends.push(4);
+        let mut b = RecordBatch::new();
+        b.data.extend_from_slice(&[2; 8]);
+        b.ends.push(8);
+        b.push_loss(LossEvent {
+            cause: LossCause::Enobufs,
+            group: None,
+            count: None,
+            seq_global: None,
+        });
+        a.append(&mut b);
+        assert!(b.is_empty());
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            vec![&[1u8; 4][..], &[2u8; 8][..]]
+        );
+        assert_eq!(a.loss_events()[0].0, 2);
+    }
+}

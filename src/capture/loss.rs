@@ -1,0 +1,254 @@
+//! Loss accounting from NFLOG sequence numbers.
+//!
+//! With NFULNL_CFG_F_SEQ the kernel numbers each group's records 0, 1, 2, ... (NFULA_SEQ) when
+//! it *builds* them, before it knows whether the datagram will fit in the socket; a datagram
+//! dropped on overrun therefore leaves a gap, and the gap size is the exact number of records
+//! lost for that group. NFULA_SEQ_GLOBAL is one counter per network namespace shared by every
+//! instance with the SEQ_GLOBAL flag (other processes' groups too), so it locates a loss but
+//! only bounds its size; it also survives our restart (per-group numbers restart at 0 on every
+//! BIND), which is what [`LossTracker::seed`] compares against.
+//!
+//! Sequence numbers wrap at 2^32; a number more than 2^31 *behind* the expected one is taken
+//! as a reset (the group was rebound), not as a loss of four billion records.
+
+/// Why records were lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossCause {
+    /// A gap in a group's NFULA_SEQ: `count` records of that group never arrived.
+    SeqGap,
+    /// recv() reported ENOBUFS: the socket buffer overflowed. The count comes with the
+    /// following SeqGap events (the kernel drops whole datagrams until the queue is drained).
+    Enobufs,
+    /// The first NFULA_SEQ_GLOBAL after a restart is more than one past the seeded value:
+    /// records logged while the previous process was stopping or before this one bound.
+    /// `count` is an upper bound (other processes' groups share the global counter).
+    Restart,
+    /// A datagram was larger than the receive slot and was cut: its tail records are lost
+    /// (a following SeqGap counts them). Should not happen with [`super::MAX_DATAGRAM`] slots.
+    Truncated,
+    /// A datagram whose netlink headers do not add up (never seen from a real kernel).
+    Malformed,
+}
+
+/// One loss, as reported to the daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LossEvent {
+    pub cause: LossCause,
+    /// The group that lost records (SeqGap), `None` for socket-wide events.
+    pub group: Option<u16>,
+    /// How many records were lost, when known.
+    pub count: Option<u64>,
+    /// Inclusive range of NFULA_SEQ_GLOBAL numbers the lost records fall in, when known.
+    pub seq_global: Option<(u32, u32)>,
+}
+
+impl std::fmt::Display for LossEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.cause {
+            LossCause::SeqGap => "sequence gap",
+            LossCause::Enobufs => "socket receive buffer overflowed (ENOBUFS)",
+            LossCause::Restart => "records logged across a restart",
+            LossCause::Truncated => "datagram truncated",
+            LossCause::Malformed => "malformed datagram",
+        };
+        write!(f, "NFLOG loss: {what}")?;
+        if let Some(g) = self.group {
+            write!(f, ", group {g}")?;
+        }
+        match self.count {
+            Some(n) if self.cause == LossCause::Restart => write!(f, ", up to {n} records")?,
+            Some(n) => write!(f, ", {n} records")?,
+            None => {}
+        }
+        if let Some((a, b)) = self.seq_global {
+            write!(f, ", seq_global {a}..={b}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct GroupState {
+    group: u16,
+    next_seq: u32,
+    last_global: Option<u32>,
+}
+
+/// Tracks NFULA_SEQ per group and NFULA_SEQ_GLOBAL; see the module docs.
+#[derive(Clone, Debug, Default)]
+pub struct LossTracker {
+    groups: Vec<GroupState>,
+    last_global: Option<u32>,
+    seeded: Option<u32>,
+    lost: u64,
+}
+
+/// `a` is after `b` in wrapping order.
+fn after(a: u32, b: u32) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 1 << 31
+}
+
+impl LossTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Set the last NFULA_SEQ_GLOBAL known to be spooled (by a previous run). The first record
+    /// observed afterwards is compared with it (see [`LossCause::Restart`]).
+    pub fn seed(&mut self, last_seq_global: u32) {
+        self.seeded = Some(last_seq_global);
+        self.last_global = Some(last_seq_global);
+    }
+
+    /// The highest NFULA_SEQ_GLOBAL seen (or seeded): what the daemon stores to seed the next run.
+    pub fn last_seq_global(&self) -> Option<u32> {
+        self.last_global
+    }
+
+    /// Records counted lost by sequence gaps so far (SeqGap events only: exact).
+    pub fn lost_records(&self) -> u64 {
+        self.lost
+    }
+
+    /// Account for one record. `seq`/`seq_global` are `None` when the record lacks them (the
+    /// flags not yet applied, or a foreign source): such records are not tracked.
+    pub fn observe(
+        &mut self,
+        group: u16,
+        seq: Option<u32>,
+        seq_global: Option<u32>,
+    ) -> Option<LossEvent> {
+        let mut event = None;
+        if let (Some(seed), Some(g)) = (self.seeded.take(), seq_global) {
+            if after(g, seed) && g.wrapping_sub(seed) > 1 {
+                event = Some(LossEvent {
+                    cause: LossCause::Restart,
+                    group: None,
+                    count: Some(u64::from(g.wrapping_sub(seed) - 1)),
+                    seq_global: Some((seed.wrapping_add(1), g.wrapping_sub(1))),
+                });
+            }
+        }
+        if let Some(g) = seq_global {
+            if self.last_global.is_none_or(|l| after(g, l)) {
+                self.last_global = Some(g);
+            }
+        }
+        let Some(seq) = seq else {
+            return event;
+        };
+        let st = match self.groups.iter_mut().find(|s| s.group == group) {
+            Some(s) => s,
+            None => {
+                self.groups.push(GroupState {
+                    group,
+                    next_seq: seq.wrapping_add(1),
+                    last_global: seq_global,
+                });
+                return event;
+            }
+        };
+        let prev_global = st.last_global;
+        let expected = st.next_seq;
+        st.next_seq = seq.wrapping_add(1);
+        st.last_global = seq_global.or(prev_global);
+        if seq == expected || !after(seq, expected) {
+            // In order, or went backwards: the group was rebound and numbering restarted.
+            return event;
+        }
+        let count = u64::from(seq.wrapping_sub(expected));
+        self.lost += count;
+        let range = match (prev_global, seq_global) {
+            (Some(a), Some(b)) if after(b, a.wrapping_add(1)) => {
+                Some((a.wrapping_add(1), b.wrapping_sub(1)))
+            }
+            _ => None,
+        };
+        // A restart event and a gap cannot coincide: a gap needs an earlier record of the
+        // group, and the seed is consumed by the very first record.
+        Some(LossEvent {
+            cause: LossCause::SeqGap,
+            group: Some(group),
+            count: Some(count),
+            seq_global: range,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_records_lose_nothing() {
+        let mut t = LossTracker::new();
+        for i in 0..10 {
+            assert_eq!(t.observe(5, Some(i), Some(100 + i)), None);
+        }
+        assert_eq!(t.last_seq_global(), Some(109));
+        assert_eq!(t.lost_records(), 0);
+    }
+
+    #[test]
+    fn a_gap_counts_exactly_and_locates_the_global_range() {
+        let mut t = LossTracker::new();
+        t.observe(5, Some(0), Some(10));
+        t.observe(6, Some(0), Some(11));
+        let e = t.observe(5, Some(4), Some(20)).expect("gap");
+        assert_eq!(
+            e,
+            LossEvent {
+                cause: LossCause::SeqGap,
+                group: Some(5),
+                count: Some(3),
+                seq_global: Some((11, 19)),
+            }
+        );
+        assert_eq!(t.observe(6, Some(1), Some(21)), None);
+        assert_eq!(t.lost_records(), 3);
+        assert!(e
+            .to_string()
+            .contains("group 5, 3 records, seq_global 11..=19"));
+    }
+
+    #[test]
+    fn wraps_and_resets() {
+        let mut t = LossTracker::new();
+        t.observe(1, Some(u32::MAX - 1), None);
+        assert_eq!(t.observe(1, Some(u32::MAX), None), None);
+        assert_eq!(t.observe(1, Some(0), None), None);
+        let e = t.observe(1, Some(3), None).expect("gap across wrap");
+        assert_eq!((e.count, e.seq_global), (Some(2), None));
+        // Rebound: numbering restarts at 0, which is not a loss.
+        assert_eq!(t.observe(1, Some(0), None), None);
+        assert_eq!(t.observe(1, Some(1), None), None);
+    }
+
+    #[test]
+    fn seeded_restart_gap() {
+        let mut t = LossTracker::new();
+        t.seed(1000);
+        let e = t.observe(5, Some(0), Some(1004)).expect("restart gap");
+        assert_eq!(e.cause, LossCause::Restart);
+        assert_eq!((e.count, e.seq_global), (Some(3), Some((1001, 1003))));
+        assert_eq!(t.observe(5, Some(1), Some(1005)), None);
+
+        let mut t = LossTracker::new();
+        t.seed(1000);
+        assert_eq!(t.observe(5, Some(0), Some(1001)), None);
+        // A counter reset (reboot): no event.
+        let mut t = LossTracker::new();
+        t.seed(1000);
+        assert_eq!(t.observe(5, Some(0), Some(1)), None);
+    }
+
+    #[test]
+    fn records_without_numbers_are_ignored() {
+        let mut t = LossTracker::new();
+        assert_eq!(t.observe(5, None, None), None);
+        t.observe(5, Some(7), None);
+        assert_eq!(t.observe(5, None, None), None);
+        assert_eq!(t.observe(5, Some(8), None), None);
+    }
+}

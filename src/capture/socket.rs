@@ -1,0 +1,536 @@
+//! The NFLOG netlink socket: open + bind groups, receive batches, unbind on drop.
+//!
+//! Threading: [`NflogSocket`] is `Send` but not `Sync`; one dedicated blocking thread owns it
+//! and loops on [`NflogSocket::recv_batch`], whose timeout (SO_RCVTIMEO, set only when it
+//! changes) bounds how long a stop flag can go unnoticed. The fd is also exposed
+//! ([`AsRawFd`]) for callers that prefer poll(2); `recv_batch(.., Duration::ZERO)` then never
+//! blocks.
+//!
+//! Namespace: the socket (and its interface-name cache) belong to the network namespace of the
+//! thread that called [`NflogSocket::open`]; they stay there wherever they are used from.
+//!
+//! Receive path, per call: one `recvmmsg(MSG_WAITFORONE)` fetching up to `batch_datagrams`
+//! datagrams (each holding up to `qthresh` records), one realtime and one monotonic clock read,
+//! then per record: a TLV scan, a copy into the batch, fwlog's TLVs, a sequence check.
+//!
+//! Datagram size: the kernel allocates each datagram as an skb of `nlbufsiz` bytes, and the
+//! allocator rounds that up (131072 becomes 256 KiB of data room), filling it up to its real
+//! tailroom. Receive slots are therefore [`MAX_DATAGRAM`] bytes; a cut datagram is still
+//! detected (MSG_TRUNC) and reported as a loss.
+
+use super::batch::RecordBatch;
+use super::config::{bind_message, unbind_message, NflogConfig, MAX_SLOTS, MSG_PACKET};
+use super::error::{has_cap_net_admin, CaptureError};
+use super::ifname::IfNameCache;
+use super::loss::{LossCause, LossEvent, LossTracker};
+use super::record::{push_record, Stamp};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Size of one receive slot: the largest datagram the kernel can build (see module docs).
+pub const MAX_DATAGRAM: usize = 256 * 1024 + 4096;
+
+/// How long `open` waits for the kernel to acknowledge a BIND.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+const NLMSG_HDRLEN: usize = 16;
+
+/// Counters for the daemon's status output and the benchmark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CaptureStats {
+    pub datagrams: u64,
+    pub records: u64,
+    pub bytes: u64,
+    pub largest_datagram: usize,
+    pub enobufs: u64,
+    pub recv_calls: u64,
+}
+
+/// Everything the receive path mutates besides the slots (split out so a datagram borrowed
+/// from the slots can be processed while these are mutated).
+struct Intake {
+    names: IfNameCache,
+    tracker: LossTracker,
+    stats: CaptureStats,
+}
+
+#[derive(Debug)]
+pub struct NflogSocket {
+    fd: OwnedFd,
+    /// Groups bound so far (unbound on drop).
+    bound: Vec<u16>,
+    slots: Vec<u8>,
+    nslots: usize,
+    intake: Intake,
+    /// Records that arrived while `open` waited for acknowledgements.
+    pending: RecordBatch,
+    rcvtimeo: Option<Duration>,
+    rcvbuf: usize,
+    warnings: Vec<String>,
+    nl_seq: u32,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake")
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+fn setsockopt_int(fd: RawFd, level: i32, name: i32, v: i32) -> io::Result<()> {
+    // SAFETY: passes a pointer to a local c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: passes a pointer to a local c_int and its size.
+    let rc = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut i32).cast(), &mut len) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(v)
+    }
+}
+
+fn realtime() -> (i64, u32) {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+        Err(_) => (0, 0),
+    }
+}
+
+impl NflogSocket {
+    /// Open a netlink socket, size its buffer, and bind every group of `cfg` to it.
+    ///
+    /// Errors are one line each: [`CaptureError::NoPermission`] (no CAP_NET_ADMIN),
+    /// [`CaptureError::GroupBusy`] (another socket owns a group), [`CaptureError::Unsupported`]
+    /// (no nfnetlink / nfnetlink_log). Groups bound before a failure are unbound again.
+    pub fn open(cfg: &NflogConfig) -> Result<NflogSocket, CaptureError> {
+        cfg.validate()?;
+        let cap = has_cap_net_admin();
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_NETFILTER,
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match errno(&e) {
+                libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT => CaptureError::Unsupported {
+                    what: format!("netlink family NETLINK_NETFILTER: {e}"),
+                },
+                libc::EPERM | libc::EACCES => CaptureError::NoPermission {
+                    what: "opening the NFLOG netlink socket".into(),
+                },
+                _ => CaptureError::io("opening the NFLOG netlink socket", e),
+            });
+        }
+        // SAFETY: fd is a freshly created descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+
+        // SAFETY: sockaddr_nl is plain data; all-zero is valid (pid 0: the kernel picks one).
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: passes a pointer to a local sockaddr_nl and its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(CaptureError::io(
+                "binding the NFLOG netlink socket",
+                io::Error::last_os_error(),
+            ));
+        }
+
+        let mut warnings = Vec::new();
+        let want = cfg.rcvbuf as i32;
+        let raw = fd.as_raw_fd();
+        if let Err(e) = setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, want) {
+            if !matches!(errno(&e), libc::EPERM | libc::EACCES) {
+                return Err(CaptureError::io("setting SO_RCVBUFFORCE", e));
+            }
+            setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, want)
+                .map_err(|e| CaptureError::io("setting SO_RCVBUF", e))?;
+            warnings.push(format!(
+                "cannot force a {} byte receive buffer without CAP_NET_ADMIN; \
+                 SO_RCVBUF is capped by net.core.rmem_max",
+                cfg.rcvbuf
+            ));
+        }
+        let rcvbuf = getsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF)
+            .map_err(|e| CaptureError::io("reading SO_RCVBUF", e))? as usize;
+        // The kernel reports double the request (bookkeeping overhead); less means capped.
+        if rcvbuf < cfg.rcvbuf.saturating_mul(2) {
+            warnings.push(format!(
+                "receive buffer is {rcvbuf} bytes, less than the {} requested",
+                cfg.rcvbuf.saturating_mul(2)
+            ));
+        }
+
+        let names = IfNameCache::new()
+            .map_err(|e| CaptureError::io("opening the interface-name socket", e))?;
+        let mut sock = NflogSocket {
+            fd,
+            bound: Vec::with_capacity(cfg.groups.len()),
+            slots: vec![0u8; MAX_DATAGRAM * cfg.batch_datagrams],
+            nslots: cfg.batch_datagrams,
+            intake: Intake {
+                names,
+                tracker: LossTracker::new(),
+                stats: CaptureStats::default(),
+            },
+            pending: RecordBatch::new(),
+            rcvtimeo: None,
+            rcvbuf,
+            warnings,
+            nl_seq: 0,
+        };
+        for &group in &cfg.groups {
+            sock.bind_group(group, cfg, cap)?;
+        }
+        Ok(sock)
+    }
+
+    fn send(&self, msg: &[u8]) -> io::Result<()> {
+        // SAFETY: sockaddr_nl is plain data; all-zero addresses the kernel (pid 0).
+        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: msg and `to` are valid for the lengths given.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                msg.as_ptr().cast(),
+                msg.len(),
+                0,
+                (&to as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn bind_group(
+        &mut self,
+        group: u16,
+        cfg: &NflogConfig,
+        cap: Option<bool>,
+    ) -> Result<(), CaptureError> {
+        self.nl_seq = self.nl_seq.wrapping_add(1);
+        let seq = self.nl_seq;
+        let what = || format!("binding NFLOG group {group}");
+        self.send(&bind_message(seq, group, cfg))
+            .map_err(|e| CaptureError::io(what(), e))?;
+        let code = self
+            .wait_ack(seq)
+            .map_err(|e| CaptureError::io(format!("{}: waiting for the kernel", what()), e))?;
+        match code {
+            0 => {
+                self.bound.push(group);
+                Ok(())
+            }
+            libc::EPERM if cap == Some(false) => Err(CaptureError::NoPermission { what: what() }),
+            libc::EPERM if cap == Some(true) => Err(CaptureError::GroupBusy { group }),
+            // Capability set unreadable: say both.
+            libc::EPERM => Err(CaptureError::NoPermission {
+                what: format!("{} (or the group is bound by another process)", what()),
+            }),
+            // nfnetlink without the ULOG subsystem answers EINVAL; 524 is the kernel's ENOTSUPP.
+            libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT | 524 => {
+                Err(CaptureError::Unsupported {
+                    what: format!("{}: {}", what(), io::Error::from_raw_os_error(code)),
+                })
+            }
+            c => Err(CaptureError::io(what(), io::Error::from_raw_os_error(c))),
+        }
+    }
+
+    /// Read until the acknowledgement of request `seq` arrives; returns its errno (0 = ok).
+    /// Packets for groups bound earlier may arrive meanwhile: they are kept in `pending`.
+    fn wait_ack(&mut self, seq: u32) -> io::Result<i32> {
+        self.set_timeout(ACK_TIMEOUT)?;
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        loop {
+            let buf = &mut self.slots[..MAX_DATAGRAM];
+            // SAFETY: buf is valid for writes of buf.len() bytes.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match errno(&e) {
+                    libc::EINTR => {}
+                    libc::ENOBUFS => {
+                        self.intake.stats.enobufs += 1;
+                        self.pending.push_loss(enobufs_event());
+                    }
+                    _ => return Err(e),
+                }
+            } else {
+                let stamp = stamp_now();
+                let mut ack = None;
+                process_datagram(
+                    &self.slots[..n as usize],
+                    &stamp,
+                    &mut self.intake,
+                    &mut self.pending,
+                    &mut |s, code| {
+                        if s == seq {
+                            ack = Some(code)
+                        }
+                    },
+                );
+                if let Some(code) = ack {
+                    return Ok(code);
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no acknowledgement from the kernel",
+                ));
+            }
+        }
+    }
+
+    fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
+        if self.rcvtimeo == Some(t) {
+            return Ok(());
+        }
+        let tv = libc::timeval {
+            tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_usec: t.subsec_micros() as libc::suseconds_t,
+        };
+        // SAFETY: passes a pointer to a local timeval and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        self.rcvtimeo = Some(t);
+        Ok(())
+    }
+
+    /// Receive what is queued (waiting up to `timeout` for the first datagram; `ZERO` never
+    /// waits) into `out`, which is cleared first. Returns the number of records; 0 on timeout.
+    /// Losses noticed on the way are in `out.loss_events()` (an ENOBUFS is reported there, not
+    /// as an error, and receiving continues).
+    pub fn recv_batch(
+        &mut self,
+        out: &mut RecordBatch,
+        timeout: Duration,
+    ) -> Result<usize, CaptureError> {
+        out.clear();
+        if !self.pending.is_empty() {
+            out.append(&mut self.pending);
+            return Ok(out.len());
+        }
+        let mut flags = libc::MSG_WAITFORONE;
+        if timeout.is_zero() {
+            flags |= libc::MSG_DONTWAIT;
+        } else {
+            // SO_RCVTIMEO of 0 would mean "forever": a sub-microsecond timeout becomes 1 µs.
+            self.set_timeout(timeout.max(Duration::from_micros(1)))
+                .map_err(|e| CaptureError::io("setting SO_RCVTIMEO", e))?;
+        }
+        loop {
+            // The iovec/mmsghdr arrays hold raw pointers into `slots`, so they are built per call
+            // on the stack (cheap) rather than stored, which keeps the socket Send.
+            // SAFETY: both are plain C structs; all-zero is a valid value.
+            let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { std::mem::zeroed() };
+            let mut hdrs: [libc::mmsghdr; MAX_SLOTS] = unsafe { std::mem::zeroed() };
+            for (i, chunk) in self
+                .slots
+                .chunks_exact_mut(MAX_DATAGRAM)
+                .take(self.nslots)
+                .enumerate()
+            {
+                iov[i].iov_base = chunk.as_mut_ptr().cast();
+                iov[i].iov_len = chunk.len();
+                hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+                hdrs[i].msg_hdr.msg_iovlen = 1;
+            }
+            self.intake.stats.recv_calls += 1;
+            // SAFETY: hdrs[..nslots] point at iovecs covering disjoint slots we own, alive for
+            // the call; no timeout pointer (SO_RCVTIMEO bounds the wait instead).
+            let n = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    hdrs.as_mut_ptr(),
+                    self.nslots as libc::c_uint,
+                    flags,
+                    std::ptr::null_mut(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match errno(&e) {
+                    libc::EAGAIN | libc::EINTR => return Ok(out.len()),
+                    libc::ENOBUFS => {
+                        // Overrun: the kernel drops datagrams until we drain the queue. Report
+                        // it and keep reading what is queued, without blocking.
+                        self.intake.stats.enobufs += 1;
+                        out.push_loss(enobufs_event());
+                        flags |= libc::MSG_DONTWAIT;
+                        continue;
+                    }
+                    _ => return Err(CaptureError::io("receiving from the NFLOG socket", e)),
+                }
+            }
+            let stamp = stamp_now();
+            for (i, h) in hdrs.iter().take(n as usize).enumerate() {
+                let len = (h.msg_len as usize).min(MAX_DATAGRAM);
+                if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                    out.push_loss(LossEvent {
+                        cause: LossCause::Truncated,
+                        group: None,
+                        count: None,
+                        seq_global: None,
+                    });
+                }
+                let d = &self.slots[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len];
+                process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});
+            }
+            return Ok(out.len());
+        }
+    }
+
+    /// Seed the loss tracker with the last NFULA_SEQ_GLOBAL spooled by a previous run.
+    pub fn seed_seq_global(&mut self, last_seq_global: u32) {
+        self.intake.tracker.seed(last_seq_global);
+    }
+
+    pub fn tracker(&self) -> &LossTracker {
+        &self.intake.tracker
+    }
+
+    pub fn stats(&self) -> CaptureStats {
+        self.intake.stats
+    }
+
+    /// The receive buffer the kernel granted (SO_RCVBUF as read back: twice the request).
+    pub fn rcvbuf(&self) -> usize {
+        self.rcvbuf
+    }
+
+    /// Non-fatal problems met while opening (e.g. the receive buffer could not be forced).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    pub fn groups(&self) -> &[u16] {
+        &self.bound
+    }
+}
+
+fn enobufs_event() -> LossEvent {
+    LossEvent {
+        cause: LossCause::Enobufs,
+        group: None,
+        count: None,
+        seq_global: None,
+    }
+}
+
+fn stamp_now() -> Stamp {
+    let (sec, nsec) = realtime();
+    Stamp {
+        sec,
+        nsec,
+        now: Instant::now(),
+    }
+}
+
+/// Walk the netlink messages of one datagram: packets become records in `out`, error/ack
+/// messages go to `ack(seq, errno)`, anything else (NLMSG_DONE after a multi-part batch) is
+/// skipped.
+fn process_datagram(
+    d: &[u8],
+    stamp: &Stamp,
+    intake: &mut Intake,
+    out: &mut RecordBatch,
+    ack: &mut dyn FnMut(u32, i32),
+) {
+    intake.stats.datagrams += 1;
+    intake.stats.bytes += d.len() as u64;
+    intake.stats.largest_datagram = intake.stats.largest_datagram.max(d.len());
+    let mut off = 0;
+    while off + NLMSG_HDRLEN <= d.len() {
+        let h = &d[off..off + NLMSG_HDRLEN];
+        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let ty = u16::from_ne_bytes([h[4], h[5]]);
+        let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+        if len < NLMSG_HDRLEN || len > d.len() - off {
+            out.push_loss(LossEvent {
+                cause: LossCause::Malformed,
+                group: None,
+                count: None,
+                seq_global: None,
+            });
+            return;
+        }
+        let body = &d[off + NLMSG_HDRLEN..off + len];
+        if ty == MSG_PACKET {
+            intake.stats.records += 1;
+            push_record(out, body, stamp, &mut intake.names, &mut intake.tracker);
+        } else if ty == libc::NLMSG_ERROR as u16 && body.len() >= 4 {
+            let code = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
+            ack(seq, -code);
+        }
+        off += (len + 3) & !3;
+    }
+}
+
+impl AsRawFd for NflogSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for NflogSocket {
+    /// Unbind our groups so another process can bind them at once. (Closing the socket would
+    /// also release them, but only when the last reference to the socket goes away, which a
+    /// forked child holding the fd could delay.)
+    fn drop(&mut self) {
+        for &g in &self.bound {
+            self.nl_seq = self.nl_seq.wrapping_add(1);
+            let _ = self.send(&unbind_message(self.nl_seq, g));
+        }
+    }
+}

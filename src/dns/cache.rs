@@ -1,0 +1,92 @@
+//! The address-keyed answer cache in front of hickory.
+//!
+//! One entry per address: `Some(name)` for a positive answer, `None` for "no name" (NXDOMAIN,
+//! no PTR, or a recent failure). Each entry carries its expiry as whole seconds since the cache
+//! was created (a `u32`, so an entry is small: a million addresses must fit in well under 256 MiB).
+//! An expired entry is a miss; it is overwritten by the next answer or evicted by the bound.
+//!
+//! The bound is on the number of entries (`quick_cache`, CLOCK-Pro-like eviction); `get` takes
+//! no global lock, so the pipeline's synchronous fast path stays a hash lookup.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::SafeName;
+
+#[derive(Clone)]
+struct Entry {
+    name: Option<SafeName>,
+    /// Seconds since `AddrCache::epoch` after which the entry is no longer valid.
+    expires: u32,
+}
+
+pub(crate) struct AddrCache {
+    map: quick_cache::sync::Cache<IpAddr, Entry>,
+    epoch: Instant,
+}
+
+impl AddrCache {
+    pub(crate) fn new(entries: usize) -> AddrCache {
+        AddrCache {
+            map: quick_cache::sync::Cache::new(entries),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u32 {
+        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+
+    /// `Some(answer)` when a valid entry exists, `None` on a miss or an expired entry.
+    pub(crate) fn get(&self, ip: &IpAddr) -> Option<Option<SafeName>> {
+        let e = self.map.get(ip)?;
+        (e.expires > self.now()).then_some(e.name)
+    }
+
+    /// Remember `name` for `ttl` (rounded up to whole seconds, so a 1.5 s TTL lasts 2 s at most).
+    pub(crate) fn insert(&self, ip: IpAddr, name: Option<SafeName>, ttl: Duration) {
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let expires = u64::from(self.now())
+            .saturating_add(secs)
+            .min(u64::from(u32::MAX));
+        let expires = u32::try_from(expires).unwrap_or(u32::MAX);
+        self.map.insert(ip, Entry { name, expires });
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_and_negative_entries() {
+        let c = AddrCache::new(16);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        assert!(c.get(&a).is_none());
+        c.insert(
+            a,
+            Some(SafeName::from_labels([&b"x"[..]])),
+            Duration::from_secs(60),
+        );
+        c.insert(b, None, Duration::from_secs(60));
+        assert_eq!(c.get(&a).unwrap().unwrap().as_str(), "x");
+        assert_eq!(c.get(&b), Some(None));
+        // A zero TTL is never a hit.
+        c.insert(a, None, Duration::ZERO);
+        assert!(c.get(&a).is_none());
+    }
+
+    #[test]
+    fn bounded() {
+        let c = AddrCache::new(100);
+        for i in 0..10_000u32 {
+            c.insert(IpAddr::from(i.to_be_bytes()), None, Duration::from_secs(60));
+        }
+        assert!(c.len() <= 110, "{}", c.len());
+    }
+}

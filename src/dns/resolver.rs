@@ -1,0 +1,275 @@
+//! [`Resolver`]: cache, per-address deduplication, caps, deadlines.
+//!
+//! State, and the one ordering rule that keeps it consistent:
+//! - `cache`: answers by address (see `cache.rs`).
+//! - `pending`: address -> receiver of the lookup in progress. An address is in `pending` from
+//!   the moment its lookup is started until its answer is in the cache: the lookup task writes
+//!   the cache *first*, then removes itself from `pending` (under the lock), then publishes the
+//!   answer. `start` looks at `pending` and then the cache under the same lock, so it either
+//!   joins the running lookup or sees its answer; it never starts a second query for an address.
+//! - `slots`: a semaphore of `max_in_flight` permits; a lookup queues for one before it sends.
+//!   `pending.len() <= max_pending` is enforced in `start`: beyond it a miss is dropped (counted)
+//!   and the packet prints without the name.
+//!
+//! A lookup task runs to completion on the runtime whether or not anyone still waits for it,
+//! so an answer that comes after a packet's deadline still fills the cache for later packets.
+
+use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use hickory_resolver::TokioResolver;
+use tokio::runtime::Handle;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use super::cache::AddrCache;
+use super::query::{self, Outcome};
+use super::stats::{bump, Counters, DnsStats};
+use super::{DnsConfig, DnsConfigError, SafeName};
+
+/// The answer of the synchronous fast path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// In the cache: a name, or `None` when the address is known to have none (for now).
+    Hit(Option<SafeName>),
+    /// Not in the cache and nobody is looking it up: call [`Resolver::start`].
+    Miss,
+    /// Not in the cache, a lookup is running: [`Resolver::start`] joins it.
+    Pending,
+}
+
+/// What a lookup publishes: `None` until done, then the (possibly absent) name.
+type Slot = watch::Receiver<Option<Option<SafeName>>>;
+
+struct Inner {
+    hickory: TokioResolver,
+    cfg: DnsConfig,
+    cache: AddrCache,
+    pending: Mutex<HashMap<IpAddr, Slot>>,
+    slots: Arc<Semaphore>,
+    stats: Counters,
+    rt: Handle,
+}
+
+/// The reverse-DNS resolver. Cheap to clone (one `Arc`); all clones share cache and counters.
+#[derive(Clone)]
+pub struct Resolver {
+    inner: Arc<Inner>,
+}
+
+/// A started (or joined) lookup. Await it (no deadline) or call [`PendingLookup::wait_until`].
+pub struct PendingLookup {
+    rx: Slot,
+    inner: Arc<Inner>,
+}
+
+impl Inner {
+    fn pending(&self) -> MutexGuard<'_, HashMap<IpAddr, Slot>> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts and
+        // removes), so a poisoned lock is still usable.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Removes the address from `pending` however the lookup task ends (even by panic or runtime
+/// shutdown), so an address can never be stuck as "pending" forever.
+struct PendingGuard {
+    inner: Arc<Inner>,
+    ip: IpAddr,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.inner.pending().remove(&self.ip);
+    }
+}
+
+impl Resolver {
+    /// Build a resolver whose lookups run on `rt`. Fails with a one-line message when no name
+    /// server is configured or a value is out of range.
+    pub fn new(cfg: DnsConfig, rt: Handle) -> Result<Resolver, DnsConfigError> {
+        let hickory = {
+            let _enter = rt.enter();
+            cfg.build_hickory()?
+        };
+        Ok(Resolver {
+            inner: Arc::new(Inner {
+                hickory,
+                cache: AddrCache::new(cfg.cache_entries),
+                pending: Mutex::new(HashMap::new()),
+                slots: Arc::new(Semaphore::new(cfg.max_in_flight)),
+                stats: Counters::default(),
+                cfg,
+                rt,
+            }),
+        })
+    }
+
+    /// Non-blocking: what the cache knows about `ip`. Counts one lookup and a hit or a miss.
+    pub fn cached(&self, ip: IpAddr) -> Lookup {
+        let s = &self.inner.stats;
+        bump(&s.lookups);
+        if let Some(answer) = self.inner.cache.get(&ip) {
+            bump(&s.hits);
+            return Lookup::Hit(answer);
+        }
+        bump(&s.misses);
+        if self.inner.pending().contains_key(&ip) {
+            Lookup::Pending
+        } else {
+            Lookup::Miss
+        }
+    }
+
+    /// Start a lookup of `ip`, or join the one already running. `None` when the pending set is
+    /// full (counted as `dropped`): print the packet without this name. Does not count a lookup
+    /// (the caller's `cached()` did). Never blocks.
+    pub fn start(&self, ip: IpAddr) -> Option<PendingLookup> {
+        let inner = &self.inner;
+        let mut pending = inner.pending();
+        if let Some(rx) = pending.get(&ip) {
+            return Some(self.pending_lookup(rx.clone()));
+        }
+        // Answered between the caller's cached() and now: hand out the answer, no query.
+        if let Some(answer) = inner.cache.get(&ip) {
+            let (_tx, rx) = watch::channel(Some(answer));
+            return Some(self.pending_lookup(rx));
+        }
+        if pending.len() >= inner.cfg.max_pending {
+            bump(&inner.stats.dropped);
+            return None;
+        }
+        let (tx, rx) = watch::channel(None);
+        pending.insert(ip, rx.clone());
+        drop(pending);
+        bump(&inner.stats.queries);
+        let guard = PendingGuard {
+            inner: Arc::clone(inner),
+            ip,
+        };
+        inner.rt.spawn(run_lookup(guard, tx));
+        Some(self.pending_lookup(rx))
+    }
+
+    fn pending_lookup(&self, rx: Slot) -> PendingLookup {
+        PendingLookup {
+            rx,
+            inner: Arc::clone(&self.inner),
+        }
+    }
+
+    /// The whole path for one address: cache, else start/join a lookup and wait for it until
+    /// `deadline`. `None` when there is no name, it did not come in time, or it was dropped.
+    pub async fn resolve(&self, ip: IpAddr, deadline: Instant) -> Option<SafeName> {
+        match self.cached(ip) {
+            Lookup::Hit(answer) => answer,
+            Lookup::Miss | Lookup::Pending => self.start(ip)?.wait_until(deadline).await,
+        }
+    }
+
+    /// Counters and gauges for the SIGUSR1 dump.
+    pub fn stats(&self) -> DnsStats {
+        let pending = self.inner.pending().len() as u64;
+        self.inner
+            .stats
+            .snapshot(pending, self.inner.cache.len() as u64)
+    }
+
+    /// The configuration this resolver runs with.
+    pub fn config(&self) -> &DnsConfig {
+        &self.inner.cfg
+    }
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolver")
+            .field("servers", &self.inner.cfg.servers)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+async fn run_lookup(guard: PendingGuard, tx: watch::Sender<Option<Option<SafeName>>>) {
+    let inner = &guard.inner;
+    // The semaphore is never closed, so acquire only fails if it were; then run unthrottled
+    // rather than lose the lookup.
+    let _permit = Arc::clone(&inner.slots).acquire_owned().await.ok();
+    inner.stats.in_flight.fetch_add(1, Relaxed);
+    let outcome = query::reverse(&inner.hickory, guard.ip, inner.cfg.verify_names).await;
+    inner.stats.in_flight.fetch_sub(1, Relaxed);
+    let s = &inner.stats;
+    let answer = match &outcome {
+        Outcome::Name { name, .. } => {
+            bump(&s.names);
+            if name.is_unverified() {
+                bump(&s.unverified);
+            }
+            Some(name.clone())
+        }
+        Outcome::NxDomain { .. } => {
+            bump(&s.nxdomain);
+            None
+        }
+        Outcome::NoData { .. } => {
+            bump(&s.nodata);
+            None
+        }
+        Outcome::Timeout => {
+            bump(&s.timeouts);
+            None
+        }
+        Outcome::Error => {
+            bump(&s.errors);
+            None
+        }
+    };
+    if let Some(ttl) = query::cache_ttl(&outcome, &inner.cfg) {
+        inner.cache.insert(guard.ip, answer.clone(), ttl);
+    }
+    // Order matters (see module docs): cache, then leave `pending`, then publish.
+    drop(guard);
+    // No receiver left (every waiter gave up) is fine: the cache already has the answer.
+    let _ = tx.send(Some(answer));
+}
+
+impl PendingLookup {
+    /// Wait for the answer until `deadline`. On expiry returns `None` (counted as
+    /// `deadline_expired`); the lookup carries on and fills the cache for later packets.
+    pub async fn wait_until(self, deadline: Instant) -> Option<SafeName> {
+        let stats_owner = Arc::clone(&self.inner);
+        match tokio::time::timeout_at(deadline, self.into_future()).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                bump(&stats_owner.stats.deadline_expired);
+                None
+            }
+        }
+    }
+
+    /// The answer if the lookup has finished, without waiting.
+    pub fn try_get(&self) -> Option<Option<SafeName>> {
+        self.rx.borrow().clone()
+    }
+}
+
+impl IntoFuture for PendingLookup {
+    type Output = Option<SafeName>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Option<SafeName>> + Send>>;
+
+    /// Wait for the lookup with no deadline (it ends after query timeout x tries at worst).
+    fn into_future(self) -> Self::IntoFuture {
+        let mut rx = self.rx;
+        Box::pin(async move {
+            match rx.wait_for(Option::is_some).await {
+                Ok(v) => v.clone().flatten(),
+                // The task ended without publishing (runtime shut down): no name.
+                Err(_) => None,
+            }
+        })
+    }
+}
