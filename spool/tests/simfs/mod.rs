@@ -213,7 +213,11 @@ fn survive(synced: &[u8], data: &[u8], rng: &mut Xorshift) -> Vec<u8> {
             let split = rng.below(len as u64 + 1) as usize;
             (0..len)
                 .map(|i| {
-                    let (a, b) = if i < split { (data, synced) } else { (synced, data) };
+                    let (a, b) = if i < split {
+                        (data, synced)
+                    } else {
+                        (synced, data)
+                    };
                     if mode == 4 && i >= synced.len() {
                         0 // allocated but never written: zeros
                     } else {
@@ -285,7 +289,10 @@ impl FsFile for SimFile {
 }
 
 fn not_found(p: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{}: not found", p.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: not found", p.display()),
+    )
 }
 
 fn parent_is_dir(st: &State, p: &Path) -> io::Result<()> {
@@ -405,8 +412,10 @@ impl Fs for SimFs {
         let mut st = self.mutate()?;
         parent_is_dir(&st, path)?;
         if !st.cur.contains_key(path) {
-            st.cur
-                .insert(path.to_path_buf(), Entry::File(Arc::new(Mutex::new(Inode::default()))));
+            st.cur.insert(
+                path.to_path_buf(),
+                Entry::File(Arc::new(Mutex::new(Inode::default()))),
+            );
         }
         if !st.locks.insert(path.to_path_buf()) {
             return Err(io::Error::new(io::ErrorKind::WouldBlock, "locked"));
