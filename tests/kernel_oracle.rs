@@ -45,7 +45,7 @@ fn csum(data: &[u8]) -> u16 {
 /// IPv4 packet to/from 127.0.0.1 (the kernel fills total length and checksum for IP_HDRINCL).
 fn ip4(proto: u8, id: u16, tos: u8, frag: u16, opts: &[u8], payload: &[u8]) -> Vec<u8> {
     let hl = 20 + opts.len();
-    assert!(hl % 4 == 0);
+    assert!(hl.is_multiple_of(4));
     let mut v = vec![0x40 | (hl / 4) as u8, tos];
     v.extend_from_slice(&((hl + payload.len()) as u16).to_be_bytes());
     v.extend_from_slice(&id.to_be_bytes());
