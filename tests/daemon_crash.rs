@@ -117,12 +117,13 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
     for l in lines(&out) {
         let o: serde_json::Value =
             serde_json::from_str(&l).unwrap_or_else(|e| panic!("not a JSON line {l:?}: {e}"));
-        if o.get("event").is_some() {
-            if let Some(r) = o["seq_global"].as_array() {
-                gaps.push((r[0].as_u64().unwrap(), r[1].as_u64().unwrap()));
+        if o["event"] == "loss" {
+            if let (Some(a), Some(b)) = (o["seq_global"]["first"].as_u64(), o["seq_global"]["last"].as_u64()) {
+                gaps.push((a, b));
             }
             continue;
         }
+        assert_eq!(o["event"], "packet", "{l}");
         let g = o["seq_global"].as_u64().expect("seq_global");
         printed.entry(g).or_default().push(o["replayed"] == true);
     }

@@ -20,7 +20,7 @@ fn json_lines(path: &Path) -> Vec<serde_json::Value> {
 }
 
 fn packets(v: &[serde_json::Value]) -> Vec<&serde_json::Value> {
-    v.iter().filter(|o| o.get("event").is_none()).collect()
+    v.iter().filter(|o| o["event"] == "packet").collect()
 }
 
 /// Strip the syslog header "Mmm dd HH:MM:SS host kernel: " that file outputs carry.

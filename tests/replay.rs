@@ -69,7 +69,7 @@ fn replay_prints_every_pending_packet_and_changes_nothing() {
     let (code, out, err) = fwlog(&["replay", "--spool", sp, "--no-dns", "--format", "json", "--select", "pending"]);
     assert_eq!(code, 0, "{err}");
     let objs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let pk: Vec<_> = objs.iter().filter(|o| o.get("event").is_none()).collect();
+    let pk: Vec<_> = objs.iter().filter(|o| o["event"] == "packet").collect();
     assert_eq!(pk.len(), 50, "every pending packet");
     assert!(pk.iter().all(|o| o["replayed"] == true && o["prefix"] == "RPL "));
     let seqs: Vec<u64> = pk.iter().map(|o| o["seq"].as_u64().unwrap()).collect();

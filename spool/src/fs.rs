@@ -114,7 +114,7 @@ impl Fs for RealFs {
                 .read(true)
                 .write(true)
                 .create_new(true)
-                .mode(0o640)
+                .mode(0o600)
                 .custom_flags(libc::O_CLOEXEC)
                 .open(path)?,
         )))
@@ -154,7 +154,7 @@ impl Fs for RealFs {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o640)
+            .mode(0o600)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(path)?;
         // SAFETY: flock on a valid, owned file descriptor; no memory is involved.
