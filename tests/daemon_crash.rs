@@ -118,7 +118,10 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
         let o: serde_json::Value =
             serde_json::from_str(&l).unwrap_or_else(|e| panic!("not a JSON line {l:?}: {e}"));
         if o["event"] == "loss" {
-            if let (Some(a), Some(b)) = (o["seq_global"]["first"].as_u64(), o["seq_global"]["last"].as_u64()) {
+            if let (Some(a), Some(b)) = (
+                o["seq_global"]["first"].as_u64(),
+                o["seq_global"]["last"].as_u64(),
+            ) {
                 gaps.push((a, b));
             }
             continue;

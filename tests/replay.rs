@@ -16,14 +16,22 @@ fn hashes(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .flatten()
         .filter(|e| e.path().is_file())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
         .collect();
     v.sort();
     v
 }
 
 fn fwlog(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(support::fwlog_bin()).args(args).output().unwrap();
+    let out = Command::new(support::fwlog_bin())
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -45,7 +53,17 @@ fn spool_left_by_a_killed_daemon(ns: &NetNs, dir: &Path, n: u32) -> std::path::P
     let d = Daemon::start(
         ns,
         dir,
-        &["--group", "5", "--no-dns", "--format", "kernel", "--spool", spool.to_str().unwrap(), "--output", out.to_str().unwrap()],
+        &[
+            "--group",
+            "5",
+            "--no-dns",
+            "--format",
+            "kernel",
+            "--spool",
+            spool.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
     );
     send_udp(ns, 9999, 0..n);
     wait_for("the output failure", Duration::from_secs(20), || {
@@ -66,34 +84,73 @@ fn replay_prints_every_pending_packet_and_changes_nothing() {
     let sp = spool.to_str().unwrap();
     let before = hashes(&spool);
 
-    let (code, out, err) = fwlog(&["replay", "--spool", sp, "--no-dns", "--format", "json", "--select", "pending"]);
+    let (code, out, err) = fwlog(&[
+        "replay", "--spool", sp, "--no-dns", "--format", "json", "--select", "pending",
+    ]);
     assert_eq!(code, 0, "{err}");
-    let objs: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let objs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let pk: Vec<_> = objs.iter().filter(|o| o["event"] == "packet").collect();
     assert_eq!(pk.len(), 50, "every pending packet");
-    assert!(pk.iter().all(|o| o["replayed"] == true && o["prefix"] == "RPL "));
+    assert!(pk
+        .iter()
+        .all(|o| o["replayed"] == true && o["prefix"] == "RPL "));
     let seqs: Vec<u64> = pk.iter().map(|o| o["seq"].as_u64().unwrap()).collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
     assert_eq!(hashes(&spool), before, "replay changed the spool");
 
     // Kernel lines from replay, and from the exported pcap read back: the same.
-    let (code, kern, err) = fwlog(&["replay", "--spool", sp, "--no-dns", "--format", "kernel", "--no-syslog-header"]);
+    let (code, kern, err) = fwlog(&[
+        "replay",
+        "--spool",
+        sp,
+        "--no-dns",
+        "--format",
+        "kernel",
+        "--no-syslog-header",
+    ]);
     assert_eq!(code, 0, "{err}");
     let pcap = dir.path().join("export.pcap");
     let (code, _, err) = fwlog(&["replay", "--spool", sp, "--pcap", pcap.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
-    let (code, back, err) = fwlog(&["read", "--no-dns", "--format", "kernel", "--no-syslog-header", pcap.to_str().unwrap()]);
+    let (code, back, err) = fwlog(&[
+        "read",
+        "--no-dns",
+        "--format",
+        "kernel",
+        "--no-syslog-header",
+        pcap.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(back, kern, "replay --pcap -> read gives the lines replay gives");
+    assert_eq!(
+        back, kern,
+        "replay --pcap -> read gives the lines replay gives"
+    );
     assert_eq!(kern.lines().count(), 50);
     assert_eq!(hashes(&spool), before, "export changed the spool");
 
     // tcpdump reads the export: same packets, with the prefixes.
     support::require_tool("tcpdump");
-    let td = Command::new("tcpdump").args(["-nr"]).arg(&pcap).output().unwrap();
+    let td = Command::new("tcpdump")
+        .args(["-nr"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&td.stdout);
-    assert_eq!(text.lines().filter(|l| l.contains("127.0.0.1.9999: UDP")).count(), 50, "{text}");
-    let tv = Command::new("tcpdump").args(["-nvr"]).arg(&pcap).output().unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("127.0.0.1.9999: UDP"))
+            .count(),
+        50,
+        "{text}"
+    );
+    let tv = Command::new("tcpdump")
+        .args(["-nvr"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
     let _ = tv; // prefix printing needs tcpdump's NFLOG -e printer; the packets are checked above
 }
 
@@ -106,23 +163,60 @@ fn replay_works_on_a_read_only_bind_mount_and_beside_a_running_daemon() {
     let spool = spool_left_by_a_killed_daemon(&ns, dir.path(), 20);
     let ro = dir.path().join("ro");
     std::fs::create_dir(&ro).unwrap();
-    let mount = |args: &[&str]| assert!(Command::new("mount").args(args).status().unwrap().success(), "mount {args:?}");
+    let mount = |args: &[&str]| {
+        assert!(
+            Command::new("mount").args(args).status().unwrap().success(),
+            "mount {args:?}"
+        )
+    };
     mount(&["--bind", spool.to_str().unwrap(), ro.to_str().unwrap()]);
     mount(&["-o", "remount,bind,ro", ro.to_str().unwrap()]);
-    let (code, out, err) = fwlog(&["replay", "--spool", ro.to_str().unwrap(), "--no-dns", "--format", "kernel"]);
+    let (code, out, err) = fwlog(&[
+        "replay",
+        "--spool",
+        ro.to_str().unwrap(),
+        "--no-dns",
+        "--format",
+        "kernel",
+    ]);
     let _ = Command::new("umount").arg(&ro).status();
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out.lines().filter(|l| l.contains("kernel: RO ")).count(), 20, "{out}{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("kernel: RO ")).count(),
+        20,
+        "{out}{err}"
+    );
 
     // A daemon holds the spool (and its lock) now; replay still reads it.
     let out2 = dir.path().join("live.log");
     let d = Daemon::start(
         &ns,
         dir.path(),
-        &["--group", "5", "--no-dns", "--spool", spool.to_str().unwrap(), "--output", out2.to_str().unwrap(), "--format", "kernel"],
+        &[
+            "--group",
+            "5",
+            "--no-dns",
+            "--spool",
+            spool.to_str().unwrap(),
+            "--output",
+            out2.to_str().unwrap(),
+            "--format",
+            "kernel",
+        ],
     );
-    wait_for("the daemon to print the backlog", Duration::from_secs(20), || lines(&out2).len() >= 20);
-    let (code, out, err) = fwlog(&["replay", "--spool", spool.to_str().unwrap(), "--no-dns", "--format", "kernel"]);
+    wait_for(
+        "the daemon to print the backlog",
+        Duration::from_secs(20),
+        || lines(&out2).len() >= 20,
+    );
+    let (code, out, err) = fwlog(&[
+        "replay",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--no-dns",
+        "--format",
+        "kernel",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.lines().count() <= 20, "{out}");
     assert_eq!(d.stop(), 0);
