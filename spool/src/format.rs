@@ -251,13 +251,19 @@ mod tests {
         let mut buf = Vec::new();
         encode_record(&mut buf, 42, b"hello world");
         let d = decode_record(&buf, 42).expect("valid");
-        assert_eq!(&buf[d.payload_start..d.payload_start + d.payload_len], b"hello world");
+        assert_eq!(
+            &buf[d.payload_start..d.payload_start + d.payload_len],
+            b"hello world"
+        );
         assert_eq!(d.total_len(), buf.len());
         for i in 0..buf.len() {
             for bit in 0..8 {
                 let mut c = buf.clone();
                 c[i] ^= 1 << bit;
-                assert!(decode_record(&c, 42).is_err(), "flip at {i}/{bit} undetected");
+                assert!(
+                    decode_record(&c, 42).is_err(),
+                    "flip at {i}/{bit} undetected"
+                );
             }
         }
         assert_eq!(
@@ -267,7 +273,10 @@ mod tests {
                 found: 42
             })
         );
-        assert_eq!(decode_record(&buf[..buf.len() - 1], 42), Err(Invalid::Short));
+        assert_eq!(
+            decode_record(&buf[..buf.len() - 1], 42),
+            Err(Invalid::Short)
+        );
     }
 
     #[test]

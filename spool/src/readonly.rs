@@ -149,9 +149,7 @@ impl Replay<'_> {
                 // Half-created: holds nothing.
                 Ok(HeaderCheck::Partial(_)) => {}
                 Ok(HeaderCheck::Bad(_)) => self.stats.unreadable_segments += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    self.stats.vanished_segments += 1
-                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => self.stats.vanished_segments += 1,
                 Err(e) => return Err(Error::io("read", path, e)),
             }
         }

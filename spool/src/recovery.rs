@@ -101,7 +101,9 @@ pub(crate) struct Listing {
 }
 
 pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing> {
-    let entries = fs.read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    let entries = fs
+        .read_dir(dir)
+        .map_err(|e| Error::io("read directory", dir, e))?;
     let mut segs = BTreeSet::new();
     let mut bad_names = Vec::new();
     let mut foreign = Vec::new();
@@ -372,9 +374,9 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
     let next_seq = last_seq.max(acked).max(last_first.saturating_sub(1)) + 1;
 
     // Step 7.
-    let reuse = segs.last().is_some_and(|(m, c)| {
-        c.next_seq == next_seq && m.bytes < opts.segment_bytes
-    });
+    let reuse = segs
+        .last()
+        .is_some_and(|(m, c)| c.next_seq == next_seq && m.bytes < opts.segment_bytes);
     let active = if reuse {
         let (m, _) = segs.last().expect("checked by is_some_and");
         let path = segment_path(dir, m.first_seq);
@@ -415,7 +417,9 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
     counters
         .files_quarantined
         .store(report.quarantined.len() as u64, Relaxed);
-    counters.bytes_truncated.store(report.bytes_truncated, Relaxed);
+    counters
+        .bytes_truncated
+        .store(report.bytes_truncated, Relaxed);
     counters
         .disk_bytes
         .store(segments.iter().map(|m| m.bytes).sum(), Relaxed);

@@ -29,20 +29,22 @@ pub(crate) struct Cursor {
 
 /// What the cursor found next.
 pub(crate) enum Step<'a> {
-    Record { seq: u64, payload: &'a [u8] },
+    Record {
+        seq: u64,
+        payload: &'a [u8],
+    },
     /// Clean end: the file ends exactly after the last record.
     End,
     /// Not a whole valid record at `offset` (`Invalid::Short` at the end of the file = torn tail).
-    Bad { offset: u64, why: Invalid },
+    Bad {
+        offset: u64,
+        why: Invalid,
+    },
 }
 
 impl Cursor {
     /// Opens `path` and validates its header. The outer error is I/O, the inner a bad header.
-    pub fn open(
-        fs: &dyn Fs,
-        path: &Path,
-        chunk: usize,
-    ) -> io::Result<Result<Cursor, Invalid>> {
+    pub fn open(fs: &dyn Fs, path: &Path, chunk: usize) -> io::Result<Result<Cursor, Invalid>> {
         let file = fs.open_read(path)?;
         let mut c = Cursor {
             file,

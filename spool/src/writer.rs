@@ -96,7 +96,12 @@ impl Writer {
         let seg_used = self.seg_len + self.batch.len() as u64;
         let rollover =
             seg_used + rec > self.opts.segment_bytes && seg_used > SEGMENT_HEADER_LEN as u64;
-        let needed = rec + if rollover { SEGMENT_HEADER_LEN as u64 } else { 0 };
+        let needed = rec
+            + if rollover {
+                SEGMENT_HEADER_LEN as u64
+            } else {
+                0
+            };
         let used = c.disk_bytes.load(Relaxed) + self.batch.len() as u64;
         if used + needed > self.opts.max_bytes {
             add(&c.rejected_full_records, 1);
@@ -146,9 +151,7 @@ impl Writer {
     /// True if the batch has reached `batch_max_records` or its time window has elapsed.
     pub fn commit_due(&self) -> bool {
         self.batch_records >= self.opts.batch_max_records as u64
-            || self
-                .commit_deadline()
-                .is_some_and(|d| Instant::now() >= d)
+            || self.commit_deadline().is_some_and(|d| Instant::now() >= d)
     }
 
     /// When the current batch's time window ends (`None` if the batch is empty): the longest the
@@ -271,11 +274,10 @@ impl Writer {
             self.sync()?;
         }
         self.publish();
-        let (file, len) =
-            match create_segment(&*self.shared.fs, &self.shared.dir, self.next_seq) {
-                Ok(x) => x,
-                Err(e) => return Err(self.poison(e)),
-            };
+        let (file, len) = match create_segment(&*self.shared.fs, &self.shared.dir, self.next_seq) {
+            Ok(x) => x,
+            Err(e) => return Err(self.poison(e)),
+        };
         self.file = file;
         self.seg_first = self.next_seq;
         self.seg_len = len;

@@ -46,7 +46,11 @@ fn append_commit_read_ack_reopen() {
     let c = w.commit().unwrap();
     assert_eq!(c.written, 100);
     assert_eq!(c.durable, 100);
-    let mut got = vec![fwlog_spool::Record { seq: 1, data: payload(1, 101), recovered: false }];
+    let mut got = vec![fwlog_spool::Record {
+        seq: 1,
+        data: payload(1, 101),
+        recovered: false,
+    }];
     got.extend(drain(&mut r));
     assert_eq!(got.len(), 100);
     for (i, rec) in got.iter().enumerate() {
@@ -163,7 +167,7 @@ fn reader_waits_for_writer_thread() {
             assert_eq!(rec.seq, next);
             assert_eq!(rec.data, payload(next, 150));
             next += 1;
-            if next % 100 == 0 {
+            if next.is_multiple_of(100) {
                 r.ack(rec.seq).unwrap();
             }
         }
@@ -223,7 +227,13 @@ fn relaxed_fsync_policies_report_durable_separately() {
     w.append(b"x").unwrap();
     assert_eq!(w.commit().unwrap().durable, 1);
     w.append(b"y").unwrap();
-    assert_eq!(w.commit().unwrap(), fwlog_spool::Commit { written: 2, durable: 1 });
+    assert_eq!(
+        w.commit().unwrap(),
+        fwlog_spool::Commit {
+            written: 2,
+            durable: 1
+        }
+    );
     std::thread::sleep(Duration::from_millis(35));
     assert_eq!(w.commit().unwrap().durable, 2);
 }
@@ -271,7 +281,11 @@ fn read_only_replay_sees_everything_and_changes_nothing() {
     }
     assert!(recs.iter().any(|r| r.acked) && recs.iter().any(|r| !r.acked));
     assert!(it.stats().tail_bytes_ignored > 0);
-    assert_eq!(before, snapshot(&dir), "read-only open changed the directory");
+    assert_eq!(
+        before,
+        snapshot(&dir),
+        "read-only open changed the directory"
+    );
     assert!(!dir.join(LOCK_FILE).exists());
     // It also works while a writer holds the spool.
     let (_w, _r, rep) = Spool::open(&dir, small()).unwrap();
@@ -293,10 +307,18 @@ fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>, std::time::SystemTim
                 v.push((format!("{name}/{n}"), c, t));
             }
         } else {
-            v.push((name, std::fs::read(e.path()).unwrap(), m.modified().unwrap()));
+            v.push((
+                name,
+                std::fs::read(e.path()).unwrap(),
+                m.modified().unwrap(),
+            ));
         }
     }
-    v.push((".".into(), vec![], std::fs::metadata(dir).unwrap().modified().unwrap()));
+    v.push((
+        ".".into(),
+        vec![],
+        std::fs::metadata(dir).unwrap().modified().unwrap(),
+    ));
     v.sort();
     v
 }

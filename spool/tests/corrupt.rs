@@ -16,7 +16,9 @@ fn opts() -> Options {
 
 fn payload(seq: u64) -> Vec<u8> {
     let len = 50 + (seq as usize * 37) % 300;
-    (0..len).map(|i| (seq as usize * 131 + i * 7) as u8).collect()
+    (0..len)
+        .map(|i| (seq as usize * 131 + i * 7) as u8)
+        .collect()
 }
 
 /// A closed spool holding records 1..=n; returns its segment files in order.
@@ -86,12 +88,18 @@ fn flipped_byte_in_middle_segment_skips_rest_of_that_segment_only() {
     let first = first_seq(victim);
     let next_first = first_seq(&segs[2]);
     // The third record of the segment: header 32 bytes + two records.
-    let off = 32 + (first..first + 2).map(|s| 20 + payload(s).len() as u64).sum::<u64>() + 25;
+    let off = 32
+        + (first..first + 2)
+            .map(|s| 20 + payload(s).len() as u64)
+            .sum::<u64>()
+        + 25;
     flip(victim, off);
 
     let (ro, rs) = replay(d.path());
     assert_eq!(rs.corrupt_regions_skipped, 1);
-    let expect: Vec<u64> = (1..=200).filter(|&s| s < first + 2 || s >= next_first).collect();
+    let expect: Vec<u64> = (1..=200)
+        .filter(|&s| s < first + 2 || s >= next_first)
+        .collect();
     assert_eq!(ro, expect);
     assert_eq!(rs.records_lost_in_gaps, next_first - first - 2);
 
@@ -114,11 +122,21 @@ fn bad_header_is_quarantined_and_counted() {
     let (seqs, rep, st) = drain(d.path());
     assert_eq!(rep.quarantined.len(), 1);
     assert_eq!(rep.quarantined[0].from, victim);
-    assert!(rep.quarantined[0].reason.contains("magic"), "{:?}", rep.quarantined);
+    assert!(
+        rep.quarantined[0].reason.contains("magic"),
+        "{:?}",
+        rep.quarantined
+    );
     assert!(!victim.exists());
-    assert!(d.path().join(QUARANTINE_DIR).join(victim.file_name().unwrap()).exists());
+    assert!(d
+        .path()
+        .join(QUARANTINE_DIR)
+        .join(victim.file_name().unwrap())
+        .exists());
     assert_eq!(st.files_quarantined, 1);
-    let expect: Vec<u64> = (1..=200).filter(|&s| s < first || s >= next_first).collect();
+    let expect: Vec<u64> = (1..=200)
+        .filter(|&s| s < first || s >= next_first)
+        .collect();
     assert_eq!(seqs, expect);
     // Second open: nothing more to do.
     let (_, rep, _) = drain(d.path());
@@ -151,7 +169,10 @@ fn flipped_byte_in_last_segment_truncates_and_appends_continue_readably() {
     {
         let (mut w, mut r, rep) = Spool::open(d.path(), opts()).unwrap();
         assert_eq!(rep.truncated.len(), 1);
-        assert_eq!(rep.truncated[0].to_len, 32 + 20 + payload(first).len() as u64);
+        assert_eq!(
+            rep.truncated[0].to_len,
+            32 + 20 + payload(first).len() as u64
+        );
         assert_eq!(rep.bytes_truncated, len - rep.truncated[0].to_len);
         assert_eq!(rep.next_seq, first + 1);
         // New appends follow the cut directly: no gap.

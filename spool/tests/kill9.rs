@@ -211,7 +211,10 @@ fn verify(dir: &Path, durable: u64, acked: u64, writable: bool) -> (u64, u64) {
         assert_eq!(r.data, payload(r.seq), "payload of {}", r.seq);
         assert_eq!(r.acked, r.seq <= ledger);
         if r.seq >= must_from && next_required <= durable {
-            assert_eq!(r.seq, next_required, "durable record {next_required} missing");
+            assert_eq!(
+                r.seq, next_required,
+                "durable record {next_required} missing"
+            );
             next_required += 1;
         }
         prev = r.seq;
@@ -274,7 +277,10 @@ fn parent() {
         let t_child = t.elapsed();
         let (n, ledger) = verify(&dir, durable, acked, round % 2 == 1);
         if std::env::var_os("FWLOG_SPOOL_KILL9_VERBOSE").is_some() {
-            eprintln!("round {round}: child {t_child:?}, verify {:?}", t.elapsed() - t_child);
+            eprintln!(
+                "round {round}: child {t_child:?}, verify {:?}",
+                t.elapsed() - t_child
+            );
         }
         acked = acked.max(ledger);
         max_records = max_records.max(n);
@@ -293,7 +299,10 @@ fn main() {
         return;
     }
     // `cargo test -- <filter>` passes arguments; run unless a filter excludes "kill9".
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     if !args.is_empty() && !args.iter().any(|a| "kill9".contains(a.as_str())) {
         return;
     }

@@ -82,7 +82,12 @@ impl Model {
             .is_some_and(|v| v.iter().any(|p| p == data));
         prop_assert!(ok, "seq {seq}: payload never appended under that number");
         if let Some(p) = self.durable.get(&seq) {
-            prop_assert_eq!(p.as_slice(), data, "durable seq {} has another payload", seq);
+            prop_assert_eq!(
+                p.as_slice(),
+                data,
+                "durable seq {} has another payload",
+                seq
+            );
         }
         // Nothing durable may have been skipped.
         let lo = self.last_delivered.max(self.acked_tried) + 1;
@@ -183,8 +188,12 @@ fn run(ops: Vec<Op>, policy: FsyncPolicy, max_bytes: u64) -> Result<(), TestCase
             }
             Op::Commit => match cur.w.commit() {
                 Ok(c) => {
-                    let done: Vec<u64> =
-                        m.session.keys().copied().filter(|&s| s <= c.durable).collect();
+                    let done: Vec<u64> = m
+                        .session
+                        .keys()
+                        .copied()
+                        .filter(|&s| s <= c.durable)
+                        .collect();
                     for s in done {
                         let p = m.session.remove(&s).expect("listed");
                         if s > m.acked_tried {

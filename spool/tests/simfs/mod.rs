@@ -28,6 +28,8 @@ struct Inode {
     synced: Vec<u8>,
 }
 
+type InodeRef = Arc<Mutex<Inode>>;
+
 #[derive(Clone)]
 enum Entry {
     File(Arc<Mutex<Inode>>),
@@ -125,7 +127,7 @@ impl SimFs {
         names.retain(|k, _| k.parent().is_none_or(|p| dirs.contains(p)));
         // New inodes (old handles must not reach the new state); hard links do not exist, but a
         // file may be reachable under two names after a rename that half-survived: share it.
-        let mut fresh: Vec<(Arc<Mutex<Inode>>, Arc<Mutex<Inode>>)> = Vec::new();
+        let mut fresh: Vec<(InodeRef, InodeRef)> = Vec::new();
         for e in names.values_mut() {
             if let Entry::File(old) = e {
                 if let Some((_, n)) = fresh.iter().find(|(o, _)| Arc::ptr_eq(o, old)) {
@@ -213,7 +215,11 @@ fn survive(synced: &[u8], data: &[u8], rng: &mut Xorshift) -> Vec<u8> {
             let split = rng.below(len as u64 + 1) as usize;
             (0..len)
                 .map(|i| {
-                    let (a, b) = if i < split { (data, synced) } else { (synced, data) };
+                    let (a, b) = if i < split {
+                        (data, synced)
+                    } else {
+                        (synced, data)
+                    };
                     if mode == 4 && i >= synced.len() {
                         0 // allocated but never written: zeros
                     } else {
@@ -285,7 +291,10 @@ impl FsFile for SimFile {
 }
 
 fn not_found(p: &Path) -> io::Error {
-    io::Error::new(io::ErrorKind::NotFound, format!("{}: not found", p.display()))
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{}: not found", p.display()),
+    )
 }
 
 fn parent_is_dir(st: &State, p: &Path) -> io::Result<()> {
@@ -405,8 +414,10 @@ impl Fs for SimFs {
         let mut st = self.mutate()?;
         parent_is_dir(&st, path)?;
         if !st.cur.contains_key(path) {
-            st.cur
-                .insert(path.to_path_buf(), Entry::File(Arc::new(Mutex::new(Inode::default()))));
+            st.cur.insert(
+                path.to_path_buf(),
+                Entry::File(Arc::new(Mutex::new(Inode::default()))),
+            );
         }
         if !st.locks.insert(path.to_path_buf()) {
             return Err(io::Error::new(io::ErrorKind::WouldBlock, "locked"));
