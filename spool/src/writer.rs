@@ -148,16 +148,27 @@ impl Writer {
         Ok(self.position())
     }
 
-    /// True if the batch has reached `batch_max_records` or its time window has elapsed.
+    /// True if the batch has reached `batch_max_records`, its time window has elapsed, or (under
+    /// [`FsyncPolicy::Interval`]) committed records have waited a whole interval for their sync.
     pub fn commit_due(&self) -> bool {
         self.batch_records >= self.opts.batch_max_records as u64
             || self.commit_deadline().is_some_and(|d| Instant::now() >= d)
     }
 
-    /// When the current batch's time window ends (`None` if the batch is empty): the longest the
-    /// intake thread should block (e.g. in `poll`) before calling [`commit_if_due`](Self::commit_if_due).
+    /// When a commit becomes due by time (`None` if nothing is waiting): the end of the current
+    /// batch's time window, or under [`FsyncPolicy::Interval`] the time the pending sync is due.
+    /// The intake thread should block (e.g. in `poll`) no longer than this before calling
+    /// [`commit_if_due`](Self::commit_if_due).
     pub fn commit_deadline(&self) -> Option<Instant> {
-        self.batch_started.map(|t| t + self.opts.batch_max_delay)
+        let batch = self.batch_started.map(|t| t + self.opts.batch_max_delay);
+        let sync = match self.opts.fsync {
+            FsyncPolicy::Interval(d) if self.durable < self.written => Some(self.last_sync + d),
+            _ => None,
+        };
+        match (batch, sync) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Commits if [`commit_due`](Self::commit_due); returns `None` otherwise.
