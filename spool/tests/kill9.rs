@@ -6,7 +6,8 @@
 //! returned. The parent kills the child with SIGKILL at random moments (some within the first few
 //! milliseconds, i.e. during open and recovery), then checks, first read-only and then with a
 //! writable open (which recovers), that every record reported durable and not acknowledged is
-//! there with the right payload, in order, and that nothing acknowledged comes back.
+//! there with the right payload, in order, and that nothing acknowledged comes back. While a child
+//! holds the spool, the parent's own open attempt must fail with `Error::Locked`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -166,7 +167,14 @@ fn run_child(dir: &Path, when: When) -> Seen {
         When::AfterSpawn(d) => std::thread::sleep(d),
         When::AfterOpen(d) => {
             // If the child dies before opening, the channel closes and we go on to check.
-            let _ = rx.recv_timeout(Duration::from_secs(10));
+            if rx.recv_timeout(Duration::from_secs(10)).is_ok() {
+                // A second process must be refused while the child holds the spool.
+                match Spool::open(dir, options()) {
+                    Err(fwlog_spool::Error::Locked { .. }) => {}
+                    Err(e) => panic!("second opener got {e} instead of Locked"),
+                    Ok(_) => panic!("second process opened a spool that is in use"),
+                }
+            }
             std::thread::sleep(d);
         }
     }
