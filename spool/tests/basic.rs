@@ -385,3 +385,20 @@ fn read_only_mount() {
         .expect("writable open on a read-only mount");
     assert!(e.to_string().contains("mnt"), "{e}");
 }
+
+#[test]
+fn large_uncommitted_batch_is_spilled_but_stays_invisible_until_commit() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut w, mut r, _) = Spool::open(d.path(), Options::default()).unwrap();
+    for i in 1..=4000u64 {
+        w.append(&payload(i, 1400)).unwrap();
+    }
+    // More than 5 MB went to the file already, yet nothing is committed or visible.
+    assert!(w.stats().disk_bytes > 5_000_000);
+    assert_eq!(w.stats().committed_records, 0);
+    assert!(r.next().unwrap().is_none());
+    assert_eq!(w.commit().unwrap().durable, 4000);
+    let got = drain(&mut r);
+    assert_eq!(got.len(), 4000);
+    assert!(got.iter().all(|rec| rec.data == payload(rec.seq, 1400)));
+}
