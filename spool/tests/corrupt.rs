@@ -258,6 +258,11 @@ fn foreign_files_are_left_alone_and_bad_names_quarantined() {
     let (seqs, rep, _) = drain(d.path());
     assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
     assert_eq!(rep.foreign, ["notes.txt", "subdir"]);
+    let line = rep.to_string();
+    assert!(
+        line.contains("1 files quarantined") && line.contains("notes.txt"),
+        "{line}"
+    );
     assert_eq!(rep.quarantined.len(), 1);
     assert_eq!(fs::read(d.path().join("notes.txt")).unwrap(), b"hello");
     assert!(d.path().join("subdir").is_dir());
@@ -381,4 +386,14 @@ fn random_damage_never_breaks_open_or_reading() {
         drop((w, r));
         fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+#[test]
+fn zeroed_ledger_counts_as_missing() {
+    let d = tempfile::tempdir().unwrap();
+    build(d.path(), 10);
+    fs::write(d.path().join(LEDGER_FILE), vec![0u8; 1024]).unwrap();
+    let (seqs, rep, _) = drain(d.path());
+    assert_eq!(rep.ledger, LedgerStatus::Missing);
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
 }
