@@ -99,6 +99,31 @@
 //! A second writable open of the same directory (from any process) fails with [`Error::Locked`].
 //! [`ReadOnlySpool`] serves replay tools and changes nothing on disk.
 //!
+//! The lock is held until both the writer and the reader are dropped.
+//!
+//! ```
+//! use std::time::Duration;
+//! use fwlog_spool::{Options, Spool};
+//!
+//! let dir = std::env::temp_dir().join(format!("fwlog-spool-doc-{}", std::process::id()));
+//! let (mut writer, mut reader, report) = Spool::open(&dir, Options::default())?;
+//! assert_eq!(report.next_seq, 1);
+//!
+//! // Intake thread: append a burst, commit when due (or right away, as here).
+//! let seq = writer.append(b"packet bytes")?;
+//! let commit = writer.commit()?;
+//! assert!(commit.durable >= seq);
+//!
+//! // Processing thread: wait, read in order, acknowledge once the output is written.
+//! assert!(reader.wait(Duration::from_millis(100)));
+//! let rec = reader.next()?.expect("committed record");
+//! assert_eq!((rec.seq, rec.data.as_slice()), (seq, &b"packet bytes"[..]));
+//! reader.ack(rec.seq)?;
+//! drop((writer, reader));
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! All I/O goes through the [`Fs`] trait ([`RealFs`] in production), so tests can run the spool on
 //! a simulated filesystem that keeps only synced data and crashes at arbitrary points.
 
@@ -134,8 +159,9 @@ use shared::{Shared, State};
 pub struct Spool;
 
 impl Spool {
-    /// Opens (creating if needed) the spool in `dir` on the real filesystem, recovering from
-    /// whatever a crash left. Fails only on I/O errors, invalid options, or [`Error::Locked`].
+    /// Opens (creating `dir` itself if needed, not its parents) the spool in `dir` on the real
+    /// filesystem, recovering from whatever a crash left (see [`OpenReport`]). Fails only on I/O
+    /// errors, invalid options, or [`Error::Locked`], never because of file contents.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<(Writer, Reader, OpenReport)> {
         Self::open_with_fs(Arc::new(RealFs), dir, opts)
     }

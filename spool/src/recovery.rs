@@ -91,6 +91,49 @@ pub struct OpenReport {
     pub foreign: Vec<String>,
 }
 
+impl std::fmt::Display for OpenReport {
+    /// One line for the daemon's log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "spool opened: acked up to {}, {} pending, next seq {}, {} segments",
+            self.acked_seq, self.pending_records, self.next_seq, self.segments
+        )?;
+        match &self.ledger {
+            LedgerStatus::Loaded | LedgerStatus::Missing => {}
+            LedgerStatus::Unreadable(why) => {
+                write!(f, "; ledger unreadable ({why}): everything re-delivered")?
+            }
+        }
+        if self.bytes_truncated > 0 {
+            write!(
+                f,
+                "; {} bytes of torn tail cut ({} files, {} half-created removed)",
+                self.bytes_truncated,
+                self.truncated.len(),
+                self.removed_partial.len()
+            )?;
+        }
+        if !self.quarantined.is_empty() {
+            write!(f, "; {} files quarantined:", self.quarantined.len())?;
+            for q in &self.quarantined {
+                write!(f, " {} ({})", q.from.display(), q.reason)?;
+            }
+        }
+        if self.deleted_acked > 0 {
+            write!(f, "; {} acknowledged segments deleted", self.deleted_acked)?;
+        }
+        if !self.foreign.is_empty() {
+            write!(
+                f,
+                "; foreign entries left alone: {}",
+                self.foreign.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Directory contents, classified by name only.
 pub(crate) struct Listing {
     /// `first_seq` from the names, ascending.
