@@ -223,7 +223,7 @@ fn fwlog_udp_markers_and_hostile_bytes() {
     assert_eq!(
         out,
         "PKT (replayed): mark 42, hook 3 (output), received 2026-11-24 08:00:00.000001 (local clock), outdev eth\\x07, group 7, seq 9, uid 1000, gid 100, prefix \"DROP\\x0a\\x1b[2J\\x22x\\x5c\"\n\
-         IP(33): [], ttl 64, proto 17 (udp), from 10.0.0.1 (evil\\x0aPKT: forged\\x1b]0;t\\x07) to 192.0.2.53, id 1, tos 0x00\n\
+         IP(33): [], ttl 64, proto 17 (udp), from 10.0.0.1 (evil\\x0aPKT\\x3a\\x20forged\\x1b\\x5d0\\x3bt\\x07) to 192.0.2.53, id 1, tos 0x00\n\
          UDP: src port 40000, dst port 53 (domain), len 13\n\
          \n"
     );
@@ -277,7 +277,7 @@ fn json_fields_markers_and_hostile_bytes() {
     assert_eq!(v["partial"], serde_json::Value::Null);
     assert_eq!(v["truncated"], serde_json::json!([]));
     assert_eq!(v["ip"]["src"], "10.0.0.1");
-    assert_eq!(v["ip"]["src_name"], "evil\\x0aname\"");
+    assert_eq!(v["ip"]["src_name"], "evil\\x0aname\\x22");
     assert_eq!(v["ip"]["dst_name"], serde_json::Value::Null);
     assert_eq!(v["ip"]["protocol"], 17);
     assert_eq!(v["ip"]["protocol_name"], "udp");

@@ -174,7 +174,7 @@ fn addr(out: &mut Vec<u8>, a: IpAddr, names: &dyn Names) {
     }
     if let Some(n) = names.name(a) {
         s(out, " (");
-        escape_into(out, n.as_bytes());
+        super::escape::escape_name_into(out, n.as_bytes());
         s(out, ")");
     }
 }
@@ -374,7 +374,7 @@ fn port(out: &mut Vec<u8>, t: &NameTables, key: &str, p: u16, tcp: bool) {
     dec(out, p as u64);
     if let Some(n) = t.service(p, tcp) {
         s(out, " (");
-        escape_into(out, n.as_bytes());
+        super::escape::escape_name_into(out, n.as_bytes());
         s(out, ")");
     }
 }

@@ -151,7 +151,14 @@ fn addr(w: &mut W<'_>, k: &str, kname: &str, a: IpAddr, names: &dyn Names) {
         IpAddr::V6(a) => ipv6(o, a),
     });
     match names.name(a) {
-        Some(n) => w.bytes_str(kname, n.as_bytes()),
+        Some(n) => {
+            // The same text as the fwlog format shows (resolver escapes kept as they are),
+            // then JSON string escaping on top.
+            let mut text = Vec::with_capacity(n.len());
+            super::escape::escape_name_into(&mut text, n.as_bytes());
+            w.key(kname);
+            let _ = serde_json::to_writer(&mut *w.out, std::str::from_utf8(&text).unwrap_or(""));
+        }
         None => w.null(kname),
     }
 }
