@@ -194,6 +194,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = size, default_value = "4GiB")]
     pub spool_max: u64,
 
+    /// Keep up to SIZE of already printed packets in the spool for `fwlog replay`, oldest
+    /// deleted first; they give way to unprinted packets when the spool is full. Default 0:
+    /// delete once printed
+    #[arg(long, value_name = "SIZE", value_parser = size, default_value = "0")]
+    pub retain: u64,
+
     /// Size of one spool segment file
     #[arg(long, value_name = "SIZE", value_parser = size, default_value = "64MiB")]
     pub segment_size: u64,

@@ -190,13 +190,14 @@ impl Spool {
             counters: rec.counters,
             _lock: rec.lock,
         });
-        let reader = Reader::new(
+        let mut reader = Reader::new(
             shared.clone(),
             rec.ledger,
             rec.acked,
             last,
             opts.read_buffer_bytes,
         );
+        reader.retain_bytes = opts.retain_bytes;
         let writer = Writer::new(shared, opts, rec.active, rec.next_seq);
         Ok((writer, reader, rec.report))
     }

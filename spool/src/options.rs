@@ -39,6 +39,11 @@ pub struct Options {
     pub fsync: FsyncPolicy,
     /// Size of the reader's buffer (it grows only to fit a single larger record). Default 256 KiB.
     pub read_buffer_bytes: usize,
+    /// Retention: keep up to this many bytes of fully acknowledged segments for replay tools,
+    /// deleting the oldest first beyond it. 0 (default): delete segments once acknowledged.
+    /// Retained segments never cost new records their place: when the size cap is reached they
+    /// are deleted, oldest first, before an append is refused.
+    pub retain_bytes: u64,
 }
 
 impl Default for Options {
@@ -51,6 +56,7 @@ impl Default for Options {
             batch_max_delay: Duration::from_millis(2),
             fsync: FsyncPolicy::EveryCommit,
             read_buffer_bytes: 256 * 1024,
+            retain_bytes: 0,
         }
     }
 }

@@ -439,8 +439,17 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
     }
 
     // Step 4 (after 7 so that a segment made obsolete by a new one is collected too).
-    while segments.len() > 1 && segments[1].first_seq - 1 <= acked {
-        let m = segments.pop_front().expect("len > 1");
+    // Fully acknowledged segments beyond the retention go, oldest first.
+    let mut n_acked = 0;
+    let mut acked_bytes = 0u64;
+    while n_acked + 1 < segments.len() && segments[n_acked + 1].first_seq - 1 <= acked {
+        acked_bytes += segments[n_acked].bytes;
+        n_acked += 1;
+    }
+    while n_acked > 0 && acked_bytes > opts.retain_bytes {
+        let m = segments.pop_front().expect("n_acked > 0");
+        n_acked -= 1;
+        acked_bytes -= m.bytes;
         let path = segment_path(dir, m.first_seq);
         match fs.remove_file(&path) {
             Ok(()) => {}

@@ -108,7 +108,15 @@ impl Writer {
             } else {
                 0
             };
-        let used = c.disk_bytes.load(Relaxed) + self.batch.len() as u64;
+        let mut used = c.disk_bytes.load(Relaxed) + self.batch.len() as u64;
+        if used + needed > self.opts.max_bytes && self.opts.retain_bytes > 0 {
+            // Retained (already printed) segments give way to records not yet printed.
+            let over = used + needed - self.opts.max_bytes;
+            self.shared
+                .reclaim_acked(self.opts.retain_bytes, over)
+                .map_err(AppendError::from)?;
+            used = c.disk_bytes.load(Relaxed) + self.batch.len() as u64;
+        }
         if used + needed > self.opts.max_bytes {
             add(&c.rejected_full_records, 1);
             add(&c.rejected_full_bytes, payload.len() as u64);

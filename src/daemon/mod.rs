@@ -50,15 +50,18 @@ pub fn dns_config(args: &DnsArgs) -> Result<crate::dns::DnsConfig, String> {
 
 pub fn run(args: &RunArgs) -> i32 {
     // --- spool
-    let mut opts = SpoolOptions::default();
-    opts.segment_bytes = args.segment_size;
-    opts.max_bytes = args.spool_max;
-    opts.batch_max_records = args.batch_records;
-    opts.batch_max_delay = args.batch_delay;
-    opts.fsync = match args.fsync {
-        FsyncArg::Batch => FsyncPolicy::EveryCommit,
-        FsyncArg::Interval(d) => FsyncPolicy::Interval(d),
-        FsyncArg::Never => FsyncPolicy::Never,
+    let opts = SpoolOptions {
+        segment_bytes: args.segment_size,
+        max_bytes: args.spool_max,
+        batch_max_records: args.batch_records,
+        batch_max_delay: args.batch_delay,
+        fsync: match args.fsync {
+            FsyncArg::Batch => FsyncPolicy::EveryCommit,
+            FsyncArg::Interval(d) => FsyncPolicy::Interval(d),
+            FsyncArg::Never => FsyncPolicy::Never,
+        },
+        retain_bytes: args.retain,
+        ..SpoolOptions::default()
     };
     if let Err(e) = std::fs::create_dir_all(&args.spool) {
         return fail(
