@@ -506,3 +506,25 @@ fn loss_events_in_every_format() {
         "{\"event\":\"loss\",\"time\":\"2026-11-24T08:00:00.000000+00:00\",\"time_source\":\"local\",\"count\":0,\"cause\":\"enobufs\",\"group\":null,\"seq_global\":null}\n"
     );
 }
+
+#[test]
+fn kernel_lines_are_capped_like_the_kernels_buffer() {
+    // The kernel's log buffer holds 1017 bytes of text; longer lines are cut there. The cap
+    // counts raw bytes, so escaping (3 extra bytes per escaped byte) does not shorten the text.
+    let b = hostile_udp();
+    let long = vec![b'A'; 1200];
+    let mut p = hostile_packet(&b);
+    p.prefix = Some(&long);
+    let out = run(&fmt(FormatKind::Kernel), &p, &NoNames);
+    assert_eq!(out.len(), 1017 + 1);
+    assert!(out.ends_with("AAA\n"));
+    let mut esc = vec![0x1bu8; 10];
+    esc.extend_from_slice(&long);
+    p.prefix = Some(&esc);
+    let out = run(&fmt(FormatKind::Kernel), &p, &NoNames);
+    assert_eq!(out.len(), 1017 + 30 + 1);
+    assert!(out.starts_with("\\x1b\\x1b"));
+    // An ordinary line is far below the cap and untouched.
+    p.prefix = Some(b"short ");
+    assert!(run(&fmt(FormatKind::Kernel), &p, &NoNames).ends_with("MARK=0x2a \n"));
+}

@@ -517,20 +517,40 @@ fn veth_traffic(ns: &NetNs, peer: &NetNs, n: u8) {
 
 // ---------- the test ----------
 
+/// Interface names by index, read inside the namespace with if_indextoname(3) so the raw bytes
+/// (escape, DEL, backslash) come through unaltered.
 fn if_names(ns: &NetNs) -> HashMap<u32, Vec<u8>> {
-    let out = ns.ip(&["-o", "link", "show"]);
-    let mut m = HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let mut it = line.splitn(3, ": ");
-        let (Some(idx), Some(name)) = (it.next(), it.next()) else {
-            continue;
-        };
-        let name = name.split('@').next().unwrap_or(name);
-        if let Ok(i) = idx.trim().parse::<u32>() {
-            m.insert(i, name.as_bytes().to_vec());
+    ns.enter(|| {
+        let mut m = HashMap::new();
+        for i in 1..256u32 {
+            let mut buf = [0u8; libc::IF_NAMESIZE];
+            // SAFETY: buf holds IF_NAMESIZE bytes as if_indextoname requires.
+            let r = unsafe { libc::if_indextoname(i, buf.as_mut_ptr().cast()) };
+            if !r.is_null() {
+                let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+                m.insert(i, buf[..len].to_vec());
+            }
         }
-    }
-    m
+        m
+    })
+}
+
+/// Route between two peers through the test namespace: the forward hook, with both devices.
+fn forward_traffic(peer: &NetNs, far: &NetNs, n: u8) {
+    let far4: Ipv4Addr = format!("10.200.{}.2", n + 1).parse().expect("addr");
+    let far6: Ipv6Addr = format!("fd00:200:{}::2", n + 1).parse().expect("addr");
+    peer.enter(move || {
+        let u = UdpSocket::bind("0.0.0.0:0").expect("udp");
+        u.send_to(b"forwarded", (far4, 9999)).expect("send");
+        settle();
+        let u6 = UdpSocket::bind("[::]:0").expect("udp6");
+        u6.send_to(b"forwarded6", SocketAddr::from((far6, 9999)))
+            .expect("send6");
+        settle();
+        ping4(far4, 0x6161, 5);
+        std::thread::sleep(Duration::from_millis(50));
+    });
+    let _ = far;
 }
 
 #[test]
@@ -541,7 +561,64 @@ fn kernel_format_matches_the_kernels_own_log_lines() {
     let pid = std::process::id();
     let n = (pid % 150 + 50) as u8;
     let ns = NetNs::new("oracle");
-    let (peer, _dev) = ns.veth(n);
+    let (peer, dev) = ns.veth(n);
+    // An interface name with bytes the kernel prints raw and /dev/kmsg escapes: ESC, DEL,
+    // backslash, double quote. (Linux refuses only '/', ':' and white space in names.)
+    let weird = "w\x1b\\\"\x7f";
+    ns.ip(&["link", "set", &dev, "down"]);
+    ns.ip(&["link", "set", &dev, "name", weird]);
+    ns.ip(&["link", "set", weird, "up"]);
+    ns.ip(&[
+        "-6",
+        "addr",
+        "replace",
+        &format!("fd00:200:{n}::1/64"),
+        "dev",
+        weird,
+        "nodad",
+    ]);
+    // A second peer routed through this namespace exercises the forward hook.
+    let (far, _dev2) = ns.veth(n + 1);
+    let sysctl = |k: &str| {
+        let st = ns
+            .command("sysctl")
+            .args(["-qw", k])
+            .status()
+            .expect("run sysctl");
+        assert!(st.success(), "sysctl {k}");
+    };
+    sysctl("net.ipv4.ip_forward=1");
+    sysctl("net.ipv6.conf.all.forwarding=1");
+    peer.ip(&[
+        "route",
+        "add",
+        &format!("10.200.{}.0/24", n + 1),
+        "via",
+        &format!("10.200.{n}.1"),
+    ]);
+    peer.ip(&[
+        "-6",
+        "route",
+        "add",
+        &format!("fd00:200:{}::/64", n + 1),
+        "via",
+        &format!("fd00:200:{n}::1"),
+    ]);
+    far.ip(&[
+        "route",
+        "add",
+        &format!("10.200.{n}.0/24"),
+        "via",
+        &format!("10.200.{}.1", n + 1),
+    ]);
+    far.ip(&[
+        "-6",
+        "route",
+        "add",
+        &format!("fd00:200:{n}::/64"),
+        "via",
+        &format!("fd00:200:{}::1", n + 1),
+    ]);
     kmsg::enable_log_all_netns();
 
     let (gd, ga, gs) = (31u16, 32u16, 33u16);
@@ -584,12 +661,13 @@ fn kernel_format_matches_the_kernels_own_log_lines() {
     ns.nft(&format!(
         "table inet fwloracle {{\n{}{}}}\n",
         rules("input"),
-        rules("output")
+        rules("output") + &rules("forward")
     ));
 
     ns.enter(real_traffic_lo);
     ns.enter(crafted_traffic);
     veth_traffic(&ns, &peer, n);
+    forward_traffic(&peer, &far, n);
 
     std::thread::sleep(Duration::from_millis(300));
     ns.nft("delete table inet fwloracle\n");

@@ -532,3 +532,141 @@ fn every_truncation_length() {
         })
     ));
 }
+
+/// xorshift64*, fixed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Differential check against etherparse: for well-formed headers with random field values
+/// (where etherparse's validating slices accept them), every field read here equals
+/// etherparse's reading of the same bytes.
+#[test]
+fn fields_agree_with_etherparse_on_well_formed_headers() {
+    use etherparse::{Ipv4HeaderSlice, Ipv6HeaderSlice, TcpHeaderSlice, UdpHeaderSlice};
+    let mut rng = Rng(0x0dd_c0ffee);
+    let mut checked = 0;
+    for i in 0..5000 {
+        let v6 = i % 2 == 1;
+        let tcp_opts = 4 * (rng.next() % 11) as usize;
+        let l4 = if i % 3 == 0 {
+            let n = 8 + (rng.next() % 16) as usize;
+            let mut u = rng.bytes(n);
+            let len = u.len() as u16;
+            u[4..6].copy_from_slice(&len.to_be_bytes());
+            (17u8, u)
+        } else {
+            let n = 20 + tcp_opts + (rng.next() % 8) as usize;
+            let mut t = rng.bytes(n);
+            t[12] = (((20 + tcp_opts) / 4) as u8) << 4 | (t[12] & 0x0f);
+            (6u8, t)
+        };
+        let b = if v6 {
+            let mut h = rng.bytes(40);
+            h[0] = 0x60 | (h[0] & 0x0f);
+            h[4..6].copy_from_slice(&(l4.1.len() as u16).to_be_bytes());
+            h[6] = l4.0;
+            h.extend_from_slice(&l4.1);
+            h
+        } else {
+            let opts = 4 * (rng.next() % 11) as usize;
+            let mut h = rng.bytes(20 + opts);
+            h[0] = 0x40 | ((20 + opts) / 4) as u8;
+            let total = (h.len() + l4.1.len()) as u16;
+            h[2..4].copy_from_slice(&total.to_be_bytes());
+            // Offset 0: a first fragment (MF or not) still has its transport header.
+            h[6] &= 0xe0;
+            h[7] = 0;
+            h[9] = l4.0;
+            h.extend_from_slice(&l4.1);
+            h
+        };
+        let p = pkt(&b, if v6 { family::INET6 } else { family::INET });
+        let d = decode(&p);
+        assert_eq!(d.partial, None);
+        let (transport, l4_off) = match &d.net {
+            Net::Ipv4(v) => {
+                let e = Ipv4HeaderSlice::from_slice(&b).expect("etherparse accepts");
+                assert_eq!(v.src, e.source_addr());
+                assert_eq!(v.dst, e.destination_addr());
+                assert_eq!(v.total_len, e.total_len());
+                assert_eq!(v.tos, e.dcp().value() << 2 | e.ecn().value());
+                assert_eq!(v.ttl, e.ttl());
+                assert_eq!(v.id, e.identification());
+                assert_eq!((v.df(), v.mf()), (e.dont_fragment(), e.more_fragments()));
+                assert_eq!(v.frag_offset(), e.fragments_offset().value());
+                assert_eq!(v.protocol, e.protocol().0);
+                assert_eq!(v.checksum, e.header_checksum());
+                assert_eq!(v.options, Ok(e.options()));
+                (v.transport.clone(), v.l4_offset)
+            }
+            Net::Ipv6(v) => {
+                let e = Ipv6HeaderSlice::from_slice(&b).expect("etherparse accepts");
+                assert_eq!((v.src, v.dst), (e.source_addr(), e.destination_addr()));
+                assert_eq!(v.traffic_class, e.traffic_class());
+                assert_eq!(v.flow_label, e.flow_label().value());
+                assert_eq!(v.payload_len, e.payload_length());
+                assert_eq!(
+                    (v.next_header, v.hop_limit),
+                    (e.next_header().0, e.hop_limit())
+                );
+                (v.transport.clone(), v.l4_offset)
+            }
+            other => panic!("{other:?}"),
+        };
+        match transport {
+            Transport::Tcp(t) => {
+                let e = TcpHeaderSlice::from_slice(&b[l4_off..]).expect("etherparse accepts");
+                assert_eq!(
+                    (t.src_port, t.dst_port),
+                    (e.source_port(), e.destination_port())
+                );
+                assert_eq!(
+                    (t.seq, t.ack),
+                    (e.sequence_number(), e.acknowledgment_number())
+                );
+                assert_eq!(t.data_offset, e.data_offset());
+                assert_eq!(t.ae(), e.ns());
+                let flags = [
+                    (Tcp::FIN, e.fin()),
+                    (Tcp::SYN, e.syn()),
+                    (Tcp::RST, e.rst()),
+                    (Tcp::PSH, e.psh()),
+                    (Tcp::ACK, e.ack()),
+                    (Tcp::URG, e.urg()),
+                    (Tcp::ECE, e.ece()),
+                    (Tcp::CWR, e.cwr()),
+                ];
+                for (bit, theirs) in flags {
+                    assert_eq!(t.has(bit), theirs);
+                }
+                assert_eq!(
+                    (t.window, t.checksum, t.urgent),
+                    (e.window_size(), e.checksum(), e.urgent_pointer())
+                );
+                assert_eq!(t.options, Ok(e.options()));
+            }
+            Transport::Udp(u) => {
+                let e = UdpHeaderSlice::from_slice(&b[l4_off..]).expect("etherparse accepts");
+                assert_eq!(
+                    (u.src_port, u.dst_port),
+                    (e.source_port(), e.destination_port())
+                );
+                assert_eq!((u.length, u.checksum), (e.length(), e.checksum()));
+            }
+            other => panic!("{other:?}"),
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 5000);
+}

@@ -236,6 +236,10 @@ fn ipv4(
         s(out, ", frag offset ");
         dec(out, v4.frag_offset() as u64 * 8);
     }
+    if v4.version != 4 {
+        s(out, ", bad version ");
+        dec(out, v4.version as u64);
+    }
     if v4.bad_ihl() {
         s(out, ", bad header length ");
         dec(out, v4.ihl as u64 * 4);
@@ -310,6 +314,10 @@ fn ipv6(
     hex_pad(out, v6.traffic_class as u64, 2, false);
     s(out, ", flow 0x");
     hex_pad(out, v6.flow_label as u64, 5, false);
+    if v6.version != 6 {
+        s(out, ", bad version ");
+        dec(out, v6.version as u64);
+    }
     let mut first = true;
     for e in v6.ext_headers() {
         s(out, if first { ", ext [" } else { "," });
