@@ -382,7 +382,7 @@ fn port(out: &mut Vec<u8>, t: &NameTables, key: &str, p: u16, tcp: bool) {
     dec(out, p as u64);
     if let Some(n) = t.service(p, tcp) {
         s(out, " (");
-        super::escape::escape_name_into(out, n.as_bytes());
+        escape_into(out, n.as_bytes());
         s(out, ")");
     }
 }
