@@ -156,7 +156,10 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
     }
     // A crash can repeat at most the batch that was written but not yet acknowledged, and a
     // batch is at most the window (4096 records, the default).
-    assert!(dups <= rounds * 4096, "{dups} duplicates for {rounds} crashes");
+    assert!(
+        dups <= rounds * 4096,
+        "{dups} duplicates for {rounds} crashes"
+    );
     eprintln!(
         "crash test: sent {sent}, printed {} distinct, {dups} replayed duplicates, {} loss reports, {rounds} kills",
         printed.len(),
