@@ -14,6 +14,18 @@ use crate::pipeline::process::{Processor, BROKEN_PIPE};
 use crate::pipeline::source::{channel, Producer};
 use crate::sink::OutputSpec;
 
+/// The outputs given, or standard output when none is.
+pub fn outputs_or_stdout(given: &[OutputSpec]) -> Vec<OutputSpec> {
+    if given.is_empty() {
+        vec![OutputSpec {
+            format: None,
+            target: crate::sink::Target::Stdout,
+        }]
+    } else {
+        given.to_vec()
+    }
+}
+
 /// Print what `produce` hands over (on its own thread) to `specs`, resolving names unless
 /// `--no-dns`. Returns the exit status: the worse of the producer's and the pipeline's.
 pub fn run(

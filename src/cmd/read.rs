@@ -12,17 +12,9 @@ use crate::nflog::attr::encode_packet;
 use crate::packet::{Iface, Packet};
 use crate::pcap::{read_file, to_packet, ReadError};
 use crate::pipeline::source::Producer;
-use crate::sink::{OutputSpec, Target};
 
 pub fn run(args: &ReadArgs) -> i32 {
-    let specs = if args.outputs.is_empty() {
-        vec![OutputSpec {
-            format: None,
-            target: Target::Stdout,
-        }]
-    } else {
-        args.outputs.clone()
-    };
+    let specs = super::pipeline::outputs_or_stdout(&args.outputs);
     let files = args.files.clone();
     let ifnames = args.ifnames;
     super::pipeline::run(&specs, &args.fmt, &args.dns, move |p| {

@@ -12,7 +12,6 @@ use crate::exit;
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
 use crate::pcap::NflogPcapWriter;
 use crate::pipeline::loss::EPOCH;
-use crate::sink::{OutputSpec, Target};
 
 /// `--since` / `--until`: RFC 3339, "YYYY-MM-DD HH:MM[:SS]" in local time, or a duration
 /// meaning that long ago ("2h").
@@ -88,14 +87,7 @@ pub fn run(args: &ReplayArgs) -> i32 {
             return status;
         }
     }
-    let specs = if args.outputs.is_empty() {
-        vec![OutputSpec {
-            format: None,
-            target: Target::Stdout,
-        }]
-    } else {
-        args.outputs.clone()
-    };
+    let specs = super::pipeline::outputs_or_stdout(&args.outputs);
     let dir = args.spool.clone();
     super::pipeline::run(&specs, &args.fmt, &args.dns, move |mut out| {
         let mut status = exit::OK;
