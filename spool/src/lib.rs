@@ -52,7 +52,10 @@
 //!
 //! Each acknowledgement overwrites the older slot and `fdatasync`s (one small write and one sync,
 //! no rename): a torn write can only damage the slot being written, so the previous position
-//! survives and the worst case is re-delivery (at-least-once). See [`ledger`](crate::LedgerStatus).
+//! survives and the worst case is re-delivery (at-least-once); the state found at open is
+//! reported as [`LedgerStatus`]. Why a ledger file rather than ack records in the segments: the
+//! reader would otherwise write into files the writer owns, and a segment could not be deleted
+//! without care for the ack records inside it.
 //!
 //! # Invariants
 //!

@@ -270,7 +270,7 @@ fn run(ops: Vec<Op>, policy: FsyncPolicy, max_bytes: u64) -> Result<(), TestCase
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("FWLOG_SPOOL_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400), max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn crash_anywhere_every_commit(ops in proptest::collection::vec(op(), 1..120)) {
