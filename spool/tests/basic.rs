@@ -441,7 +441,7 @@ fn read_only_replay_next_to_a_live_spool() {
         let ro = ReadOnlySpool::open(&dir).unwrap();
         let mut it = ro.records();
         let mut prev = 0;
-        while let Some(rec) = it.next() {
+        for rec in it.by_ref() {
             let rec = rec.unwrap();
             assert!(rec.seq > prev);
             assert_eq!(rec.data, payload(rec.seq, 90 + (rec.seq % 200) as usize));
