@@ -297,7 +297,7 @@ fn parent() {
         };
         // A third of the rounds run the child without fdatasync: kill -9 must still lose nothing
         // it reported as written.
-        let nosync = (rng >> 20) % 3 == 0;
+        let nosync = (rng >> 20).is_multiple_of(3);
         nosync_rounds += usize::from(nosync);
         let s = run_child(&dir, when, nosync);
         if !s.opened {
