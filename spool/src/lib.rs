@@ -78,6 +78,30 @@
 //! 7. Deleted = fully acknowledged and not the writer's segment. Acknowledged and deleted are kept
 //!    apart so that retention can later keep acknowledged segments.
 //!
+//! # Recovery at open
+//!
+//! A writable open takes the lock, reads the ledger (creating it durably if missing), then:
+//! removes half-created segments (shorter than a header and a prefix of it, or all zeros: they
+//! cannot hold a record); moves segments with any other bad header, a header naming another first
+//! sequence number, or a malformed `*.seg` name into `quarantine/` (counted); deletes fully
+//! acknowledged segments; truncates the last segment after its last whole valid record (the torn
+//! tail) *before* anything is appended; and continues numbering one past the highest of the last
+//! record, the last segment's start minus one, and the acknowledged position. Only the last
+//! segment is scanned record by record at open (it is the only one a crash can tear, invariant 4),
+//! so opening costs one segment's read, not the backlog's. A bad record in an earlier segment is
+//! found by the reader, which skips the rest of that segment, counts it
+//! ([`Stats::corrupt_regions_skipped`], [`Stats::records_lost_in_gaps`]) and goes on. Contents
+//! never make opening or reading fail; I/O errors do, with the path in the error. What was done
+//! is returned as an [`OpenReport`] (its `Display` is a one-line summary for the log).
+//!
+//! # Reading, acknowledging, deleting
+//!
+//! The reader reads segment files itself, in order, through a bounded buffer (memory does not
+//! depend on the backlog), starting after the acknowledged position. [`Reader::ack`] persists the
+//! new position in the ledger (one write + one `fdatasync`) and only then deletes segments whose
+//! records are all acknowledged. After a crash, at most the records delivered but not yet
+//! acknowledged are delivered again, flagged [`Record::recovered`] (at-least-once).
+//!
 //! # Versioning
 //!
 //! Headers, records and ledger slots carry the format version. This build reads and writes
