@@ -330,16 +330,28 @@ fn main() {
         child(Path::new(&dir));
         return;
     }
-    // `cargo test -- <filter>` passes arguments; run unless a filter excludes "kill9".
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !args.is_empty() && !args.iter().any(|a| "kill9".contains(a.as_str())) {
+    // Behave like a libtest binary towards `cargo test` arguments: run unless a filter or a
+    // `--skip` excludes "kill9"; `--list` lists it.
+    let mut filters = Vec::new();
+    let mut skip = false;
+    let mut list = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--list" => list = true,
+            "--skip" => skip |= args.next().is_some_and(|v| "kill9".contains(v.as_str())),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" | "--shuffle-seed" => {
+                args.next();
+            }
+            _ if a.starts_with('-') => {}
+            _ => filters.push(a),
+        }
+    }
+    if list {
+        println!("kill9: test");
         return;
     }
-    if std::env::args().any(|a| a == "--list") {
-        println!("kill9: test");
+    if skip || (!filters.is_empty() && !filters.iter().any(|f| "kill9".contains(f.as_str()))) {
         return;
     }
     parent();

@@ -288,3 +288,31 @@ proptest! {
         run(ops, FsyncPolicy::EveryCommit, 12 * 1024)?;
     }
 }
+
+/// After a failed write the writer refuses further work (appending behind a partial batch would
+/// strand later records behind unreadable bytes); reopening recovers.
+#[test]
+fn failed_write_poisons_writer_until_reopen() {
+    let fs = SimFs::new();
+    let opts = options(FsyncPolicy::EveryCommit, 1 << 30);
+    let (mut w, r, _) = Spool::open_with_fs(Arc::new(fs.clone()), "/spool", opts.clone()).unwrap();
+    w.append(b"one").unwrap();
+    w.commit().unwrap();
+    w.append(b"two").unwrap();
+    fs.fail_after(0);
+    let e = w.commit().unwrap_err();
+    assert!(e.to_string().contains("simulated I/O failure"), "{e}");
+    fs.crash(7); // un-dead the filesystem; the old handles are now stale
+    assert!(matches!(w.commit(), Err(fwlog_spool::Error::Poisoned(_))));
+    assert!(matches!(
+        w.append(b"three"),
+        Err(AppendError::Spool(fwlog_spool::Error::Poisoned(_)))
+    ));
+    drop((w, r));
+    let (mut w, mut r, rep) = Spool::open_with_fs(Arc::new(fs.clone()), "/spool", opts).unwrap();
+    assert_eq!(rep.next_seq, 2);
+    assert_eq!(w.append(b"two again").unwrap(), 2);
+    w.commit().unwrap();
+    assert_eq!(r.next().unwrap().unwrap().data, b"one");
+    assert_eq!(r.next().unwrap().unwrap().data, b"two again");
+}
