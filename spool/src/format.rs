@@ -138,19 +138,20 @@ pub fn record_len(payload_len: usize) -> usize {
     RECORD_HEADER_LEN + payload_len
 }
 
-/// Appends the encoded record (header + payload) to `out`.
+/// Appends the encoded record (header + payload) to `out`. The checksum sits first so that it
+/// covers one contiguous range (bytes 4.. to the end of the payload): a single CRC call.
 pub fn encode_record(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
-    let len = payload.len() as u32;
+    let start = out.len();
     let mut h = [0u8; RECORD_HEADER_LEN];
-    h[0..4].copy_from_slice(&len.to_le_bytes());
+    h[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     h[8..16].copy_from_slice(&seq.to_le_bytes());
     h[16] = FORMAT_VERSION;
     h[17] = KIND_DATA;
-    // 18..20 reserved, zero
-    let c = crc(&[&h[0..4], &h[8..20], payload]);
-    h[4..8].copy_from_slice(&c.to_le_bytes());
+    // 18..20 reserved, zero; 0..4 filled in below
     out.extend_from_slice(&h);
     out.extend_from_slice(payload);
+    let c = crc32c::crc32c(&out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&c.to_le_bytes());
 }
 
 /// A record decoded in place: its sequence number and where its payload lies in the input.
@@ -175,7 +176,7 @@ pub fn peek_record_len(b: &[u8]) -> Result<usize, Invalid> {
     if b.len() < RECORD_HEADER_LEN {
         return Err(Invalid::Short);
     }
-    let len = u32_at(b, 0);
+    let len = u32_at(b, 4);
     if len as usize > MAX_PAYLOAD_LEN {
         return Err(Invalid::Length(len));
     }
@@ -188,8 +189,7 @@ pub fn decode_record(b: &[u8], expected: u64) -> Result<DecodedRecord, Invalid> 
     if b.len() < total {
         return Err(Invalid::Short);
     }
-    let payload = &b[RECORD_HEADER_LEN..total];
-    if crc(&[&b[0..4], &b[8..20], payload]) != u32_at(b, 4) {
+    if crc32c::crc32c(&b[4..total]) != u32_at(b, 0) {
         return Err(Invalid::Checksum);
     }
     if b[16] != FORMAT_VERSION {

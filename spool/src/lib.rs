@@ -27,8 +27,8 @@
 //!          16..24 first_seq   u64 LE, equal to the number in the file name
 //!          24..28 CRC32C of bytes 0..24, u32 LE
 //!          28..32 reserved, zero
-//! record   0..4   len        u32 LE, payload length (at most 16 MiB)
-//!          4..8   crc        CRC32C over bytes 0..4, 8..20 and the payload, u32 LE
+//! record   0..4   crc        CRC32C over bytes 4..20 and the payload (one range), u32 LE
+//!          4..8   len        u32 LE, payload length (at most 16 MiB)
 //!          8..16  seq        u64 LE
 //!          16     format version (1)
 //!          17     kind (0 = data; other values reserved)
