@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use fwlog_spool::{AppendError, FsyncPolicy, Options, Reader, Spool, Writer};
+use fwlog_spool::{AppendError, FsyncPolicy, Options, ReadOnlySpool, Reader, Spool, Writer};
 use proptest::prelude::*;
 use simfs::SimFs;
 
@@ -158,7 +158,53 @@ fn crash_and_open(
             Err(e) => return Err(e),
         }
     }
+    check_read_only(fs, m)?;
     open(fs, opts, m)
+}
+
+/// Replay of the crashed state, before any writable open repairs it: it changes nothing, never
+/// fails on contents, yields only real payloads in order, and includes every durable record above
+/// the acknowledged position it reads.
+fn check_read_only(fs: &SimFs, m: &Model) -> Result<(), TestCaseError> {
+    let before = fs.mutating_ops();
+    let ro = match ReadOnlySpool::open_with_fs(Arc::new(fs.clone()), "/spool") {
+        Ok(ro) => ro,
+        Err(e) => {
+            // Only acceptable if the directory itself did not survive: then nothing was durable.
+            let lo = m.acked_ok + 1;
+            prop_assert!(
+                m.durable.range(lo..).next().is_none(),
+                "read-only open failed with durable records outstanding: {}",
+                e
+            );
+            return Ok(());
+        }
+    };
+    let acked = ro.acked();
+    let mut prev = 0;
+    let mut seen = Vec::new();
+    for r in ro.records() {
+        let r = r.map_err(|e| TestCaseError::fail(format!("replay failed: {e}")))?;
+        prop_assert!(r.seq > prev);
+        let ok = m.appended.get(&r.seq).is_some_and(|v| v.contains(&r.data));
+        prop_assert!(ok, "replay: seq {} has a payload never appended", r.seq);
+        prop_assert_eq!(r.acked, r.seq <= acked);
+        prev = r.seq;
+        seen.push(r.seq);
+    }
+    for (&s, _) in m.durable.range(acked + 1..) {
+        prop_assert!(
+            seen.binary_search(&s).is_ok(),
+            "replay misses durable record {}",
+            s
+        );
+    }
+    prop_assert_eq!(
+        fs.mutating_ops(),
+        before,
+        "read-only replay modified the filesystem"
+    );
+    Ok(())
 }
 
 fn run(ops: Vec<Op>, policy: FsyncPolicy, max_bytes: u64) -> Result<(), TestCaseError> {
