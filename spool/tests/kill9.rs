@@ -21,7 +21,7 @@ use fwlog_spool::{FsyncPolicy, Options, ReadOnlySpool, Spool};
 const CHILD_ENV: &str = "FWLOG_SPOOL_KILL9_CHILD";
 /// Set (to anything) to make the child use `FsyncPolicy::Never`.
 const NOSYNC_ENV: &str = "FWLOG_SPOOL_KILL9_NOSYNC";
-const ROUNDS: usize = 120;
+const ROUNDS: usize = 200;
 /// At least this many rounds always run; beyond it, stop once the time budget is spent (slow
 /// disks: every round costs several fsyncs).
 const MIN_ROUNDS: usize = 100;
@@ -291,7 +291,7 @@ fn parent() {
         // A quarter of the kills land in the first few ms after spawning (start-up, open,
         // recovery), a quarter anywhere in the first 150 ms, half while appending after open.
         let when = match rng % 4 {
-            0 => When::AfterSpawn(Duration::from_micros((rng >> 8) % 4000)),
+            0 => When::AfterSpawn(Duration::from_micros((rng >> 8) % 8000)),
             1 => When::AfterSpawn(Duration::from_millis((rng >> 8) % 150)),
             _ => When::AfterOpen(Duration::from_millis((rng >> 8) % 80)),
         };
