@@ -21,6 +21,8 @@ use fwlog_spool::{FsyncPolicy, Options, ReadOnlySpool, Spool};
 const CHILD_ENV: &str = "FWLOG_SPOOL_KILL9_CHILD";
 /// Set (to anything) to make the child use `FsyncPolicy::Never`.
 const NOSYNC_ENV: &str = "FWLOG_SPOOL_KILL9_NOSYNC";
+/// Set to make the child's reader lag, so a backlog of many segments builds up.
+const SLOW_ENV: &str = "FWLOG_SPOOL_KILL9_SLOW_READER";
 const ROUNDS: usize = 200;
 /// At least this many rounds always run; beyond it, stop once the time budget is spent (slow
 /// disks: every round costs several fsyncs).
@@ -66,6 +68,7 @@ fn say(line: String) {
 
 fn child(dir: &Path) {
     let nosync = std::env::var_os(NOSYNC_ENV).is_some();
+    let slow = std::env::var_os(SLOW_ENV).is_some();
     let opts = Options {
         fsync: if nosync {
             FsyncPolicy::Never
@@ -112,6 +115,9 @@ fn child(dir: &Path) {
                 }
             }
         }
+        if slow {
+            std::thread::sleep(Duration::from_millis(30));
+        }
         r.wait(Duration::from_millis(50));
     });
     let mut n = w.next_seq();
@@ -152,11 +158,14 @@ enum When {
     AfterOpen(Duration),
 }
 
-fn run_child(dir: &Path, when: When, nosync: bool) -> Seen {
+fn run_child(dir: &Path, when: When, nosync: bool, slow: bool) -> Seen {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
     if nosync {
         cmd.env(NOSYNC_ENV, "1");
+    }
+    if slow {
+        cmd.env(SLOW_ENV, "1");
     }
     let mut c = cmd
         .env(CHILD_ENV, dir)
@@ -291,7 +300,7 @@ fn parent() {
         // A quarter of the kills land in the first few ms after spawning (start-up, open,
         // recovery), a quarter anywhere in the first 150 ms, half while appending after open.
         let when = match rng % 4 {
-            0 => When::AfterSpawn(Duration::from_micros((rng >> 8) % 8000)),
+            0 => When::AfterSpawn(Duration::from_micros((rng >> 8) % 3000)),
             1 => When::AfterSpawn(Duration::from_millis((rng >> 8) % 150)),
             _ => When::AfterOpen(Duration::from_millis((rng >> 8) % 80)),
         };
@@ -299,7 +308,9 @@ fn parent() {
         // it reported as written.
         let nosync = (rng >> 20).is_multiple_of(3);
         nosync_rounds += usize::from(nosync);
-        let s = run_child(&dir, when, nosync);
+        // A third of the rounds let the backlog grow (many segments to recover and read).
+        let slow = (rng >> 30).is_multiple_of(3);
+        let s = run_child(&dir, when, nosync, slow);
         if !s.opened {
             early_kills += 1;
         }
