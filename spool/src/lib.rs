@@ -14,7 +14,8 @@
 //! <dir>/quarantine/                 files found unreadable at open, moved aside (never read again)
 //! ```
 //!
-//! Anything else in the directory is left alone and reported as foreign.
+//! Anything else in the directory, and any entry that is not a regular file (symlink, FIFO, ...)
+//! whatever its name, is never opened: it is left alone and reported as foreign.
 //!
 //! # Segment file
 //!
