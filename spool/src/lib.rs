@@ -14,7 +14,8 @@
 //! <dir>/quarantine/                 files found unreadable at open, moved aside (never read again)
 //! ```
 //!
-//! Anything else in the directory is left alone and reported as foreign.
+//! Anything else in the directory, and any entry that is not a regular file (symlink, FIFO, ...)
+//! whatever its name, is never opened: it is left alone and reported as foreign.
 //!
 //! # Segment file
 //!
@@ -27,8 +28,8 @@
 //!          16..24 first_seq   u64 LE, equal to the number in the file name
 //!          24..28 CRC32C of bytes 0..24, u32 LE
 //!          28..32 reserved, zero
-//! record   0..4   len        u32 LE, payload length (at most 16 MiB)
-//!          4..8   crc        CRC32C over bytes 0..4, 8..20 and the payload, u32 LE
+//! record   0..4   crc        CRC32C over bytes 4..20 and the payload (one range), u32 LE
+//!          4..8   len        u32 LE, payload length (at most 16 MiB)
 //!          8..16  seq        u64 LE
 //!          16     format version (1)
 //!          17     kind (0 = data; other values reserved)
@@ -52,7 +53,10 @@
 //!
 //! Each acknowledgement overwrites the older slot and `fdatasync`s (one small write and one sync,
 //! no rename): a torn write can only damage the slot being written, so the previous position
-//! survives and the worst case is re-delivery (at-least-once). See [`ledger`](crate::LedgerStatus).
+//! survives and the worst case is re-delivery (at-least-once); the state found at open is
+//! reported as [`LedgerStatus`]. Why a ledger file rather than ack records in the segments: the
+//! reader would otherwise write into files the writer owns, and a segment could not be deleted
+//! without care for the ack records inside it.
 //!
 //! # Invariants
 //!
@@ -74,6 +78,30 @@
 //!    skipped as "already done" because of a number reused after a crash.
 //! 7. Deleted = fully acknowledged and not the writer's segment. Acknowledged and deleted are kept
 //!    apart so that retention can later keep acknowledged segments.
+//!
+//! # Recovery at open
+//!
+//! A writable open takes the lock, reads the ledger (creating it durably if missing), then:
+//! removes half-created segments (shorter than a header and a prefix of it, or all zeros: they
+//! cannot hold a record); moves segments with any other bad header, a header naming another first
+//! sequence number, or a malformed `*.seg` name into `quarantine/` (counted); deletes fully
+//! acknowledged segments; truncates the last segment after its last whole valid record (the torn
+//! tail) *before* anything is appended; and continues numbering one past the highest of the last
+//! record, the last segment's start minus one, and the acknowledged position. Only the last
+//! segment is scanned record by record at open (it is the only one a crash can tear, invariant 4),
+//! so opening costs one segment's read, not the backlog's. A bad record in an earlier segment is
+//! found by the reader, which skips the rest of that segment, counts it
+//! ([`Stats::corrupt_regions_skipped`], [`Stats::records_lost_in_gaps`]) and goes on. Contents
+//! never make opening or reading fail; I/O errors do, with the path in the error. What was done
+//! is returned as an [`OpenReport`] (its `Display` is a one-line summary for the log).
+//!
+//! # Reading, acknowledging, deleting
+//!
+//! The reader reads segment files itself, in order, through a bounded buffer (memory does not
+//! depend on the backlog), starting after the acknowledged position. [`Reader::ack`] persists the
+//! new position in the ledger (one write + one `fdatasync`) and only then deletes segments whose
+//! records are all acknowledged. After a crash, at most the records delivered but not yet
+//! acknowledged are delivered again, flagged [`Record::recovered`] (at-least-once).
 //!
 //! # Versioning
 //!

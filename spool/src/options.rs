@@ -37,7 +37,8 @@ pub struct Options {
     pub batch_max_delay: Duration,
     /// Durability policy. Default `EveryCommit`.
     pub fsync: FsyncPolicy,
-    /// Size of the reader's buffer (it grows only to fit a single larger record). Default 256 KiB.
+    /// Largest size of a reader's buffer: it starts at 16 KiB, doubles while reads fill it, and
+    /// exceeds this only to hold a single larger record. Default 256 KiB.
     pub read_buffer_bytes: usize,
     /// Retention: keep up to this many bytes of fully acknowledged segments for replay tools,
     /// deleting the oldest first beyond it. 0 (default): delete segments once acknowledged.

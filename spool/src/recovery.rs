@@ -156,6 +156,9 @@ pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing> {
             if name != QUARANTINE_DIR {
                 foreign.push(name);
             }
+        } else if !e.is_file {
+            // Symlinks, FIFOs, sockets, devices: never opened, whatever their name.
+            foreign.push(name);
         } else if name == LOCK_FILE || name == crate::ledger::LEDGER_FILE {
             // ours
         } else if let Some(seq) = format::parse_segment_file_name(&name) {

@@ -130,7 +130,7 @@ impl Writer {
             self.rollover()?;
         }
         let seq = self.next_seq;
-        format::encode_record(&mut self.batch, seq, payload);
+        format::encode_record_unsealed(&mut self.batch, seq, payload);
         self.next_seq += 1;
         self.batch_records += 1;
         self.batch_payload += payload.len() as u64;
@@ -255,6 +255,8 @@ impl Writer {
         if self.batch.is_empty() {
             return Ok(());
         }
+        // The buffer always starts at a record boundary and holds whole records.
+        format::seal_records(&mut self.batch);
         if let Err(e) = self.file.write_at(&self.batch, self.seg_len) {
             let path = self.shared.segment_path(self.seg_first);
             return Err(self.poison(Error::io("write", path, e)));

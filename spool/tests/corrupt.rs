@@ -397,3 +397,23 @@ fn zeroed_ledger_counts_as_missing() {
     assert_eq!(rep.ledger, LedgerStatus::Missing);
     assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
 }
+
+#[test]
+fn fifo_and_symlink_under_segment_names_are_not_opened() {
+    let d = tempfile::tempdir().unwrap();
+    build(d.path(), 20);
+    let fifo = d.path().join("00000000000000009999.seg");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    std::os::unix::fs::symlink("/etc/passwd", d.path().join("00000000000000009000.seg")).unwrap();
+    let ro = ReadOnlySpool::open(d.path()).unwrap();
+    assert_eq!(ro.records().count(), 20);
+    let (seqs, rep, _) = drain(d.path());
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    assert_eq!(
+        rep.foreign,
+        ["00000000000000009000.seg", "00000000000000009999.seg"]
+    );
+    assert_eq!(rep.next_seq, 21);
+}

@@ -1,7 +1,9 @@
 //! kill -9 test on the real filesystem (harness = false: this binary is both parent and child).
 //!
 //! The child opens the spool (tiny segments, so rollovers are constant), appends batches of
-//! deterministic payloads, commits, and prints `D <seq>` once `Commit::durable` covers `seq`; a
+//! deterministic payloads, commits, and prints `D <seq>` once `Commit::durable` covers `seq` (in
+//! the rounds run with `FsyncPolicy::Never`: once `Commit::written` does, which is what that
+//! policy promises to survive kill -9); a
 //! reader thread checks every record and acknowledges as it goes, printing `A <seq>` once an ack
 //! returned. The parent kills the child with SIGKILL at random moments (some within the first few
 //! milliseconds, i.e. during open and recovery), then checks, first read-only and then with a
@@ -14,10 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fwlog_spool::{Options, ReadOnlySpool, Spool};
+use fwlog_spool::{FsyncPolicy, Options, ReadOnlySpool, Spool};
 
 const CHILD_ENV: &str = "FWLOG_SPOOL_KILL9_CHILD";
-const ROUNDS: usize = 120;
+/// Set (to anything) to make the child use `FsyncPolicy::Never`.
+const NOSYNC_ENV: &str = "FWLOG_SPOOL_KILL9_NOSYNC";
+/// Set to make the child's reader lag, so a backlog of many segments builds up.
+const SLOW_ENV: &str = "FWLOG_SPOOL_KILL9_SLOW_READER";
+const ROUNDS: usize = 200;
 /// At least this many rounds always run; beyond it, stop once the time budget is spent (slow
 /// disks: every round costs several fsyncs).
 const MIN_ROUNDS: usize = 100;
@@ -61,7 +67,17 @@ fn say(line: String) {
 }
 
 fn child(dir: &Path) {
-    let (mut w, mut r, rep) = match Spool::open(dir, options()) {
+    let nosync = std::env::var_os(NOSYNC_ENV).is_some();
+    let slow = std::env::var_os(SLOW_ENV).is_some();
+    let opts = Options {
+        fsync: if nosync {
+            FsyncPolicy::Never
+        } else {
+            FsyncPolicy::EveryCommit
+        },
+        ..options()
+    };
+    let (mut w, mut r, rep) = match Spool::open(dir, opts) {
         Ok(x) => x,
         Err(e) => {
             say(format!("ERR open: {e}"));
@@ -99,6 +115,9 @@ fn child(dir: &Path) {
                 }
             }
         }
+        if slow {
+            std::thread::sleep(Duration::from_millis(30));
+        }
         r.wait(Duration::from_millis(50));
     });
     let mut n = w.next_seq();
@@ -113,7 +132,8 @@ fn child(dir: &Path) {
             n += 1;
         }
         match w.commit() {
-            Ok(c) => say(format!("D {}", c.durable)),
+            // Under `Never`, the documented promise for kill -9 is `written`; check exactly that.
+            Ok(c) => say(format!("D {}", if nosync { c.written } else { c.durable })),
             Err(e) => {
                 say(format!("ERR commit: {e}"));
                 std::process::exit(2);
@@ -138,9 +158,16 @@ enum When {
     AfterOpen(Duration),
 }
 
-fn run_child(dir: &Path, when: When) -> Seen {
+fn run_child(dir: &Path, when: When, nosync: bool, slow: bool) -> Seen {
     let exe = std::env::current_exe().expect("current_exe");
-    let mut c = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if nosync {
+        cmd.env(NOSYNC_ENV, "1");
+    }
+    if slow {
+        cmd.env(SLOW_ENV, "1");
+    }
+    let mut c = cmd
         .env(CHILD_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -262,6 +289,7 @@ fn parent() {
     let mut early_kills = 0;
     let mut max_records = 0;
     let mut rounds = 0;
+    let mut nosync_rounds = 0;
     for round in 0..ROUNDS {
         if round >= MIN_ROUNDS && t0.elapsed() > BUDGET {
             break;
@@ -272,11 +300,17 @@ fn parent() {
         // A quarter of the kills land in the first few ms after spawning (start-up, open,
         // recovery), a quarter anywhere in the first 150 ms, half while appending after open.
         let when = match rng % 4 {
-            0 => When::AfterSpawn(Duration::from_micros((rng >> 8) % 4000)),
+            0 => When::AfterSpawn(Duration::from_micros((rng >> 8) % 3000)),
             1 => When::AfterSpawn(Duration::from_millis((rng >> 8) % 150)),
             _ => When::AfterOpen(Duration::from_millis((rng >> 8) % 80)),
         };
-        let s = run_child(&dir, when);
+        // A third of the rounds run the child without fdatasync: kill -9 must still lose nothing
+        // it reported as written.
+        let nosync = (rng >> 20).is_multiple_of(3);
+        nosync_rounds += usize::from(nosync);
+        // A third of the rounds let the backlog grow (many segments to recover and read).
+        let slow = (rng >> 30).is_multiple_of(3);
+        let s = run_child(&dir, when, nosync, slow);
         if !s.opened {
             early_kills += 1;
         }
@@ -295,7 +329,8 @@ fn parent() {
     }
     let _ = std::fs::remove_dir_all(&base);
     println!(
-        "kill9: {rounds} kills ({early_kills} before open completed), durable up to {durable}, \
+        "kill9: {rounds} kills ({early_kills} before open completed, {nosync_rounds} with \
+         FsyncPolicy::Never), durable up to {durable}, \
          acked up to {acked}, max backlog {max_records} records, {:.1} s: ok",
         t0.elapsed().as_secs_f64()
     );
@@ -306,16 +341,28 @@ fn main() {
         child(Path::new(&dir));
         return;
     }
-    // `cargo test -- <filter>` passes arguments; run unless a filter excludes "kill9".
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if !args.is_empty() && !args.iter().any(|a| "kill9".contains(a.as_str())) {
+    // Behave like a libtest binary towards `cargo test` arguments: run unless a filter or a
+    // `--skip` excludes "kill9"; `--list` lists it.
+    let mut filters = Vec::new();
+    let mut skip = false;
+    let mut list = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--list" => list = true,
+            "--skip" => skip |= args.next().is_some_and(|v| "kill9".contains(v.as_str())),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" | "--shuffle-seed" => {
+                args.next();
+            }
+            _ if a.starts_with('-') => {}
+            _ => filters.push(a),
+        }
+    }
+    if list {
+        println!("kill9: test");
         return;
     }
-    if std::env::args().any(|a| a == "--list") {
-        println!("kill9: test");
+    if skip || (!filters.is_empty() && !filters.iter().any(|f| "kill9".contains(f.as_str()))) {
         return;
     }
     parent();

@@ -367,6 +367,7 @@ impl Fs for SimFs {
             .map(|(k, e)| DirEntry {
                 name: k.file_name().unwrap().to_string_lossy().into_owned(),
                 is_dir: matches!(e, Entry::Dir),
+                is_file: matches!(e, Entry::File(_)),
             })
             .collect())
     }
