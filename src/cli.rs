@@ -30,9 +30,62 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the packets of pcap or pcapng capture files (NFLOG, Ethernet, raw IP, Linux cooked)
     Read(ReadArgs),
+    /// Print (or export as pcap) what a spool holds, read-only: it changes nothing
+    Replay(ReplayArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
+}
+
+/// Which spooled packets `fwlog replay` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Select {
+    /// Not yet printed by the daemon (what it would print at its next start)
+    Pending,
+    /// Already printed (kept by --retain)
+    Printed,
+    /// Both
+    All,
+}
+
+fn time_arg(s: &str) -> Result<i64, String> {
+    crate::cmd::replay::parse_time(s)
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Spool directory to read (a copy from another machine works; nothing in it is changed)
+    #[arg(long, value_name = "DIR", default_value = "/var/spool/fwlog")]
+    pub spool: PathBuf,
+
+    #[command(flatten)]
+    pub fmt: FormatArgs,
+
+    /// Where to print, [FORMAT=]TARGET (repeatable), as for fwlog run. Default: - (stdout),
+    /// or nothing when --pcap is given
+    #[arg(short = 'o', long = "output", value_name = "[FORMAT=]TARGET")]
+    pub outputs: Vec<crate::sink::OutputSpec>,
+
+    #[command(flatten)]
+    pub dns: DnsArgs,
+
+    /// Only packets logged at or after TIME (RFC 3339, "YYYY-MM-DD HH:MM[:SS]" local, or a
+    /// duration ago such as 2h)
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
+    pub since: Option<i64>,
+
+    /// Only packets logged before TIME
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
+    pub until: Option<i64>,
+
+    /// Which packets: pending (not yet printed), printed, or all
+    #[arg(long, value_enum, default_value_t = Select::All)]
+    pub select: Select,
+
+    /// Write the selected packets to FILE as a pcap (LINKTYPE_NFLOG, with prefix, hook, mark,
+    /// interfaces, uid/gid and timestamps) for tcpdump and Wireshark
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -144,9 +197,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = size, default_value = "4GiB")]
     pub spool_max: u64,
 
+    /// Keep up to SIZE of already printed packets in the spool for `fwlog replay`, oldest
+    /// deleted first; they give way to unprinted packets when the spool is full. Default 0:
+    /// delete once printed
+    #[arg(long, value_name = "SIZE", value_parser = size, default_value = "0")]
+    pub retain: u64,
+
     /// Size of one spool segment file
     #[arg(long, value_name = "SIZE", value_parser = size, default_value = "64MiB")]
     pub segment_size: u64,
+
+    /// After binding NFLOG and opening the spool and outputs as root, run as this user with no
+    /// capabilities left (the spool directory and output files are given to the user)
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
 
     /// Packets held in memory between the spool and the outputs (the rest waits on disk)
     #[arg(long, value_name = "N", default_value_t = 4096)]
@@ -209,14 +273,12 @@ pub struct ReadArgs {
     #[command(flatten)]
     pub fmt: FormatArgs,
 
-    /// Where to write: a file (appended to, created 0640) or - for standard output
-    #[arg(short = 'o', long, value_name = "TARGET", default_value = "-")]
-    pub output: String,
+    /// Where to print, [FORMAT=]TARGET (repeatable), as for fwlog run. Default: - (stdout)
+    #[arg(short = 'o', long = "output", value_name = "[FORMAT=]TARGET")]
+    pub outputs: Vec<crate::sink::OutputSpec>,
 
-    /// Do not resolve addresses to names (fwlog read does no DNS yet; the flag is accepted so
-    /// scripts can say so explicitly)
-    #[arg(long)]
-    pub no_dns: bool,
+    #[command(flatten)]
+    pub dns: DnsArgs,
 
     /// Naming of interfaces that the capture records only by index (tcpdump's NFLOG captures;
     /// captures written by fwlog carry names)
@@ -241,6 +303,7 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => crate::daemon::run(&args),
         Command::Read(args) => crate::cmd::read::run(&args),
+        Command::Replay(args) => crate::cmd::replay::run(&args),
         Command::Completions { shell } => crate::cmd::completions::run(shell),
     }
 }

@@ -15,4 +15,6 @@ pub mod ifname;
 pub mod nflog;
 pub mod packet;
 pub mod pcap;
+pub mod pipeline;
+pub mod privdrop;
 pub mod sink;

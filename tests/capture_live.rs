@@ -271,7 +271,7 @@ fn receive_returns_on_timeout_so_a_stop_flag_is_seen() {
     // It waited (not a busy return) and came back (not blocked forever); bounds are loose.
     assert!(waited >= Duration::from_millis(90), "{waited:?}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");
-    assert!(batch.is_empty());
+    assert!(batch.is_empty() && batch.loss_events().is_empty());
 }
 
 #[test]
@@ -300,6 +300,43 @@ fn copy_range_cuts_the_payload() {
     assert_eq!(p.payload.len(), 24);
     // The IP header still tells the real length.
     assert_eq!(u16::from_be_bytes([p.payload[2], p.payload[3]]), 228);
+}
+
+#[test]
+fn largest_loopback_packets_arrive_whole_up_to_the_kernel_cap() {
+    require_root!();
+    let ns = NetNs::new("capbig");
+    ns.nft(
+        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  \
+         udp dport 9999 log group 4\n }\n}\n",
+    );
+    let mut sock = open_in(
+        &ns,
+        &NflogConfig {
+            groups: vec![4],
+            ..Default::default()
+        },
+    );
+    // lo's MTU is 64 KiB, so these are single IP packets of up to 65535 bytes.
+    let sizes = [60_000usize, 65_000, 65_507, 1, 65_507, 30_000];
+    ns.enter(|| {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for (i, &n) in sizes.iter().enumerate() {
+            s.send_to(&vec![i as u8; n], "127.0.0.1:9999")
+                .expect("send");
+        }
+    });
+    let (recs, loss) = receive(&mut sock, sizes.len());
+    assert!(loss.is_empty(), "{loss:?}");
+    assert_eq!(recs.len(), sizes.len());
+    for (i, (rec, &n)) in recs.iter().zip(&sizes).enumerate() {
+        let p = parsed(rec);
+        // The kernel caps the copy so the payload attribute's 16-bit length cannot overflow.
+        let want = (28 + n).min(0xffff - 4);
+        assert_eq!(p.payload.len(), want, "packet {i}");
+        assert!(p.payload[28..].iter().all(|&b| b == i as u8));
+        assert_eq!(p.outdev.and_then(|d| d.name), Some(&b"lo"[..]));
+    }
 }
 
 #[test]
@@ -342,6 +379,85 @@ fn group_bound_elsewhere_gives_a_clear_error_and_drop_unbinds() {
         })
     });
     assert!(again.is_ok(), "groups free after drop: {:?}", again.err());
+}
+
+#[test]
+fn drop_unbinds_even_while_another_fd_keeps_the_socket_alive() {
+    require_root!();
+    let ns = NetNs::new("capunbind");
+    let cfg = NflogConfig {
+        groups: vec![11],
+        ..Default::default()
+    };
+    let sock = open_in(&ns, &cfg);
+    // A second descriptor (a forked child, say) keeps the socket, and so its binding, alive;
+    // only the explicit UNBIND in Drop frees the group.
+    // SAFETY: dup of a descriptor we own; closed below.
+    let dup = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(&sock)) };
+    assert!(dup >= 0);
+    drop(sock);
+    let again = ns.enter(|| NflogSocket::open(&cfg));
+    // SAFETY: closing the descriptor dup'ed above.
+    unsafe { libc::close(dup) };
+    assert!(again.is_ok(), "group freed by Drop: {:?}", again.err());
+}
+
+#[test]
+fn records_arriving_while_later_groups_are_bound_are_kept() {
+    require_root!();
+    let ns = NetNs::new("capopen");
+    ns.nft(
+        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  \
+         udp dport 9999 log group 12\n }\n}\n",
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut opened = Vec::new();
+    std::thread::scope(|s| {
+        // Traffic flows for group 12 while the socket binds 12, then 13..=20, so records of
+        // group 12 reach the socket while open() is still waiting for acknowledgements.
+        s.spawn(|| {
+            ns.enter(|| {
+                let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+                let t = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && t.elapsed() < Duration::from_secs(5)
+                {
+                    tx.send_to(b"during open", "127.0.0.1:9999").expect("send");
+                }
+            })
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        for _ in 0..5 {
+            let sock = open_in(
+                &ns,
+                &NflogConfig {
+                    groups: (12..=20).collect(),
+                    // One record per datagram: delivered at once, not after the flush timeout.
+                    qthresh: 1,
+                    ..Default::default()
+                },
+            );
+            opened.push(sock);
+            opened.pop(); // drop: unbind, so the next round can bind again
+        }
+        let sock = open_in(
+            &ns,
+            &NflogConfig {
+                groups: (12..=20).collect(),
+                qthresh: 1,
+                ..Default::default()
+            },
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        opened.push(sock);
+    });
+    let mut sock = opened.pop().expect("socket");
+    let (recs, loss) = receive(&mut sock, usize::MAX);
+    assert!(loss.is_empty(), "{loss:?}");
+    assert!(!recs.is_empty());
+    let seqs: Vec<u32> = recs.iter().map(|r| parsed(r).seq.expect("seq")).collect();
+    assert_eq!(seqs, (0..seqs.len() as u32).collect::<Vec<_>>());
 }
 
 #[test]

@@ -229,7 +229,7 @@ async fn black_holed_server_costs_only_the_deadline() {
     assert_eq!(r.stats().queries, 1);
     // The lookup gives up after 2 tries x 300 ms and is counted as a timeout, then the address
     // is remembered as "no name" for error_ttl so later packets do not wait again.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let s = r.stats();
     assert_eq!((s.timeouts, s.pending, s.in_flight), (1, 0, 0), "{s}");
     assert_eq!(r.cached(ip("192.0.2.1")), Lookup::Hit(None));
@@ -259,7 +259,7 @@ async fn late_answers_fill_the_cache() {
         None
     );
     assert_eq!(r.cached(a), Lookup::Pending);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     match r.cached(a) {
         Lookup::Hit(Some(n)) => assert_eq!(n.as_str(), "late.example"),
         other => panic!("late answer not cached: {other:?}"),
@@ -329,4 +329,83 @@ fn no_server_is_a_clear_error() {
         .to_string();
     assert!(e.starts_with("no DNS server configured"), "{e}");
     assert!(e.contains("--dns-server") && e.contains("--no-dns"), "{e}");
+}
+
+const TTL_ZONE: &str = "\
+$TTL 300
+@ IN SOA ns.example.test. host.example.test. 1 3600 600 86400 60
+@ IN NS ns.example.test.
+1 IN PTR long-ttl.example.test.
+8 1 IN PTR short-ttl.example.test.
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttls_are_honoured_within_bounds() {
+    let Some(nsd) = Nsd::start(&[("2.0.192.in-addr.arpa", TTL_ZONE)]) else {
+        return;
+    };
+    let mk = |min: u64, max: u64| {
+        let cfg = DnsConfig {
+            servers: vec![nsd.addr],
+            min_ttl: Duration::from_secs(min),
+            max_ttl: Duration::from_secs(max),
+            negative_ttl: Duration::from_secs(2),
+            ..DnsConfig::default()
+        };
+        Resolver::new(cfg, tokio::runtime::Handle::current()).expect("resolver")
+    };
+    // Bounds [0, 2 s]: the 300 s record is cut to 2 s, the 1 s record keeps 1 s, NXDOMAIN
+    // (SOA minimum 60 s) is cut to negative_ttl = 2 s. Expiry has one-second granularity and
+    // errs short, so a 2 s entry is still there just after the answer and gone after 2 s.
+    let short = mk(0, 2);
+    // Bounds [5 s, 3600 s]: the 1 s record is kept 5 s.
+    let floor = mk(5, 3600);
+    for a in ["192.0.2.1", "192.0.2.8", "192.0.2.3"] {
+        short.resolve(ip(a), soon()).await;
+        floor.resolve(ip(a), soon()).await;
+        assert!(matches!(short.cached(ip(a)), Lookup::Hit(_)), "{a}");
+    }
+    assert_eq!(short.stats().nxdomain, 1);
+    tokio::time::sleep(Duration::from_millis(2050)).await;
+    for a in ["192.0.2.1", "192.0.2.8", "192.0.2.3"] {
+        assert_eq!(short.cached(ip(a)), Lookup::Miss, "{a} outlived max TTL");
+    }
+    match floor.cached(ip("192.0.2.8")) {
+        Lookup::Hit(Some(n)) => assert_eq!(n.as_str(), "short-ttl.example.test"),
+        other => panic!("min TTL not applied: {other:?}"),
+    }
+    // An expired entry is looked up again.
+    let before = nsd.queries();
+    assert!(short.resolve(ip("192.0.2.1"), soon()).await.is_some());
+    assert_eq!(nsd.queries() - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv4_mapped_addresses_use_the_ipv4_zone() {
+    let Some(nsd) = start_nsd() else { return };
+    let r = resolver(nsd.addr, true);
+    assert_eq!(
+        name(&r, "::ffff:192.0.2.1").await.as_deref(),
+        Some("one.example.test")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_after_the_answer_landed_needs_no_query() {
+    let hole = Responder::black_hole();
+    let cfg = DnsConfig {
+        servers: vec![hole.addr],
+        ..DnsConfig::default()
+    };
+    let r = Resolver::new(cfg, tokio::runtime::Handle::current()).expect("resolver");
+    let a = ip("192.0.2.44");
+    let n = fwlog::dns::SafeName::from_labels([&b"seeded"[..], b"example"]);
+    // The pipeline saw a miss, then the answer arrived before it called start().
+    assert_eq!(r.cached(a), Lookup::Miss);
+    r.remember(a, Some(n.clone()), Duration::from_secs(60));
+    let p = r.start(a).expect("not dropped");
+    assert_eq!(p.try_get(), Some(Some(n.clone())));
+    assert_eq!(p.await, Some(n));
+    assert_eq!(r.stats().queries, 0);
+    assert_eq!(hole.queries.load(std::sync::atomic::Ordering::Relaxed), 0);
 }

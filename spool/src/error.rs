@@ -30,7 +30,8 @@ pub enum Error {
     #[error("cannot acknowledge up to {upto}: only up to {delivered} has been delivered")]
     AckBeyondDelivered { upto: u64, delivered: u64 },
     /// An earlier write or sync failed, so what is on disk is unknown; the spool must be reopened
-    /// (which runs recovery) before it is written to again.
+    /// (which runs recovery) before it is written to again. Drop both the writer and the reader
+    /// first: together they hold the lock.
     #[error("spool writer is unusable after an earlier I/O error ({0}); reopen the spool")]
     Poisoned(String),
     /// Invalid options.

@@ -29,6 +29,10 @@ pub trait FsFile: Send + Sync {
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Current size.
     fn len(&self) -> io::Result<u64>;
+    /// True if the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
 }
 
 /// One entry of a directory listing.
@@ -36,6 +40,8 @@ pub trait FsFile: Send + Sync {
 pub struct DirEntry {
     pub name: String,
     pub is_dir: bool,
+    /// A regular file (not a symlink, FIFO, socket or device: those are never opened).
+    pub is_file: bool,
 }
 
 /// Directory-level operations.
@@ -59,6 +65,21 @@ pub trait Fs: Send + Sync {
     /// Takes an exclusive, non-blocking lock on `path`, creating it if needed. The lock lasts as
     /// long as the returned guard. `ErrorKind::WouldBlock` means someone else holds it.
     fn lock_exclusive(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>>;
+}
+
+/// O_NONBLOCK so that a FIFO planted under a spool name cannot make `open` hang (it has no
+/// effect on regular files); O_NOFOLLOW so that a symlink is not followed.
+const OPEN_FLAGS: i32 = libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+
+/// Only regular files are spool files.
+fn regular(f: File) -> io::Result<Box<dyn FsFile>> {
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    Ok(Box::new(RealFile(f)))
 }
 
 /// The real filesystem.
@@ -92,21 +113,21 @@ impl FsFile for RealFile {
 
 impl Fs for RealFs {
     fn open_read(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        Ok(Box::new(RealFile(
+        regular(
             OpenOptions::new()
                 .read(true)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .custom_flags(OPEN_FLAGS)
                 .open(path)?,
-        )))
+        )
     }
     fn open_rw(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        Ok(Box::new(RealFile(
+        regular(
             OpenOptions::new()
                 .read(true)
                 .write(true)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .custom_flags(OPEN_FLAGS)
                 .open(path)?,
-        )))
+        )
     }
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
         Ok(Box::new(RealFile(
@@ -114,7 +135,7 @@ impl Fs for RealFs {
                 .read(true)
                 .write(true)
                 .create_new(true)
-                .mode(0o640)
+                .mode(0o600)
                 .custom_flags(libc::O_CLOEXEC)
                 .open(path)?,
         )))
@@ -130,11 +151,12 @@ impl Fs for RealFs {
         let mut out = Vec::new();
         for e in std::fs::read_dir(path)? {
             let e = e?;
-            let is_dir = e.file_type()?.is_dir();
+            let t = e.file_type()?;
             // Names that are not UTF-8 cannot be ours; report them lossily as foreign.
             out.push(DirEntry {
                 name: e.file_name().to_string_lossy().into_owned(),
-                is_dir,
+                is_dir: t.is_dir(),
+                is_file: t.is_file(),
             });
         }
         Ok(out)
@@ -154,7 +176,7 @@ impl Fs for RealFs {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o640)
+            .mode(0o600)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(path)?;
         // SAFETY: flock on a valid, owned file descriptor; no memory is involved.

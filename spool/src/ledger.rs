@@ -45,6 +45,9 @@ pub(crate) fn read(fs: &dyn Fs, path: &Path) -> Result<(u64, u64, LedgerStatus)>
 fn read_slots(file: &dyn FsFile, path: &Path) -> Result<(u64, u64, LedgerStatus)> {
     let mut best: Option<(u64, u64)> = None;
     let mut why = String::new();
+    // A ledger whose creation was cut short by a crash holds only zeros (or nothing): no
+    // acknowledgement was ever made, which is "missing", not "unreadable".
+    let mut blank = true;
     for i in 0..2u64 {
         let mut b = [0u8; LEDGER_SLOT_LEN];
         let mut got = 0;
@@ -57,6 +60,7 @@ fn read_slots(file: &dyn FsFile, path: &Path) -> Result<(u64, u64, LedgerStatus)
             }
             got += n;
         }
+        blank &= b[..got].iter().all(|&x| x == 0);
         match format::decode_ledger_slot(&b[..got]) {
             Ok((g, a)) if best.is_none_or(|(bg, _)| g > bg) => best = Some((g, a)),
             Ok(_) => {}
@@ -65,6 +69,7 @@ fn read_slots(file: &dyn FsFile, path: &Path) -> Result<(u64, u64, LedgerStatus)
     }
     Ok(match best {
         Some((g, a)) => (g, a, LedgerStatus::Loaded),
+        None if blank => (0, 0, LedgerStatus::Missing),
         None => (0, 0, LedgerStatus::Unreadable(why)),
     })
 }

@@ -14,7 +14,8 @@
 //! <dir>/quarantine/                 files found unreadable at open, moved aside (never read again)
 //! ```
 //!
-//! Anything else in the directory is left alone and reported as foreign.
+//! Anything else in the directory, and any entry that is not a regular file (symlink, FIFO, ...)
+//! whatever its name, is never opened: it is left alone and reported as foreign.
 //!
 //! # Segment file
 //!
@@ -27,8 +28,8 @@
 //!          16..24 first_seq   u64 LE, equal to the number in the file name
 //!          24..28 CRC32C of bytes 0..24, u32 LE
 //!          28..32 reserved, zero
-//! record   0..4   len        u32 LE, payload length (at most 16 MiB)
-//!          4..8   crc        CRC32C over bytes 0..4, 8..20 and the payload, u32 LE
+//! record   0..4   crc        CRC32C over bytes 4..20 and the payload (one range), u32 LE
+//!          4..8   len        u32 LE, payload length (at most 16 MiB)
 //!          8..16  seq        u64 LE
 //!          16     format version (1)
 //!          17     kind (0 = data; other values reserved)
@@ -52,7 +53,10 @@
 //!
 //! Each acknowledgement overwrites the older slot and `fdatasync`s (one small write and one sync,
 //! no rename): a torn write can only damage the slot being written, so the previous position
-//! survives and the worst case is re-delivery (at-least-once). See [`ledger`](crate::LedgerStatus).
+//! survives and the worst case is re-delivery (at-least-once); the state found at open is
+//! reported as [`LedgerStatus`]. Why a ledger file rather than ack records in the segments: the
+//! reader would otherwise write into files the writer owns, and a segment could not be deleted
+//! without care for the ack records inside it.
 //!
 //! # Invariants
 //!
@@ -74,6 +78,30 @@
 //!    skipped as "already done" because of a number reused after a crash.
 //! 7. Deleted = fully acknowledged and not the writer's segment. Acknowledged and deleted are kept
 //!    apart so that retention can later keep acknowledged segments.
+//!
+//! # Recovery at open
+//!
+//! A writable open takes the lock, reads the ledger (creating it durably if missing), then:
+//! removes half-created segments (shorter than a header and a prefix of it, or all zeros: they
+//! cannot hold a record); moves segments with any other bad header, a header naming another first
+//! sequence number, or a malformed `*.seg` name into `quarantine/` (counted); deletes fully
+//! acknowledged segments; truncates the last segment after its last whole valid record (the torn
+//! tail) *before* anything is appended; and continues numbering one past the highest of the last
+//! record, the last segment's start minus one, and the acknowledged position. Only the last
+//! segment is scanned record by record at open (it is the only one a crash can tear, invariant 4),
+//! so opening costs one segment's read, not the backlog's. A bad record in an earlier segment is
+//! found by the reader, which skips the rest of that segment, counts it
+//! ([`Stats::corrupt_regions_skipped`], [`Stats::records_lost_in_gaps`]) and goes on. Contents
+//! never make opening or reading fail; I/O errors do, with the path in the error. What was done
+//! is returned as an [`OpenReport`] (its `Display` is a one-line summary for the log).
+//!
+//! # Reading, acknowledging, deleting
+//!
+//! The reader reads segment files itself, in order, through a bounded buffer (memory does not
+//! depend on the backlog), starting after the acknowledged position. [`Reader::ack`] persists the
+//! new position in the ledger (one write + one `fdatasync`) and only then deletes segments whose
+//! records are all acknowledged. After a crash, at most the records delivered but not yet
+//! acknowledged are delivered again, flagged [`Record::recovered`] (at-least-once).
 //!
 //! # Versioning
 //!
@@ -98,6 +126,31 @@
 //! than [`Writer::commit_deadline`]. The reader blocks in [`Reader::wait`] until the writer commits.
 //! A second writable open of the same directory (from any process) fails with [`Error::Locked`].
 //! [`ReadOnlySpool`] serves replay tools and changes nothing on disk.
+//!
+//! The lock is held until both the writer and the reader are dropped.
+//!
+//! ```
+//! use std::time::Duration;
+//! use fwlog_spool::{Options, Spool};
+//!
+//! let dir = std::env::temp_dir().join(format!("fwlog-spool-doc-{}", std::process::id()));
+//! let (mut writer, mut reader, report) = Spool::open(&dir, Options::default())?;
+//! assert_eq!(report.next_seq, 1);
+//!
+//! // Intake thread: append a burst, commit when due (or right away, as here).
+//! let seq = writer.append(b"packet bytes")?;
+//! let commit = writer.commit()?;
+//! assert!(commit.durable >= seq);
+//!
+//! // Processing thread: wait, read in order, acknowledge once the output is written.
+//! assert!(reader.wait(Duration::from_millis(100)));
+//! let rec = reader.next()?.expect("committed record");
+//! assert_eq!((rec.seq, rec.data.as_slice()), (seq, &b"packet bytes"[..]));
+//! reader.ack(rec.seq)?;
+//! drop((writer, reader));
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! All I/O goes through the [`Fs`] trait ([`RealFs`] in production), so tests can run the spool on
 //! a simulated filesystem that keeps only synced data and crashes at arbitrary points.
@@ -134,8 +187,9 @@ use shared::{Shared, State};
 pub struct Spool;
 
 impl Spool {
-    /// Opens (creating if needed) the spool in `dir` on the real filesystem, recovering from
-    /// whatever a crash left. Fails only on I/O errors, invalid options, or [`Error::Locked`].
+    /// Opens (creating `dir` itself if needed, not its parents) the spool in `dir` on the real
+    /// filesystem, recovering from whatever a crash left (see [`OpenReport`]). Fails only on I/O
+    /// errors, invalid options, or [`Error::Locked`], never because of file contents.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<(Writer, Reader, OpenReport)> {
         Self::open_with_fs(Arc::new(RealFs), dir, opts)
     }
@@ -164,13 +218,14 @@ impl Spool {
             counters: rec.counters,
             _lock: rec.lock,
         });
-        let reader = Reader::new(
+        let mut reader = Reader::new(
             shared.clone(),
             rec.ledger,
             rec.acked,
             last,
             opts.read_buffer_bytes,
         );
+        reader.retain_bytes = opts.retain_bytes;
         let writer = Writer::new(shared, opts, rec.active, rec.next_seq);
         Ok((writer, reader, rec.report))
     }

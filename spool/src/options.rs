@@ -37,8 +37,14 @@ pub struct Options {
     pub batch_max_delay: Duration,
     /// Durability policy. Default `EveryCommit`.
     pub fsync: FsyncPolicy,
-    /// Size of the reader's buffer (it grows only to fit a single larger record). Default 256 KiB.
+    /// Largest size of a reader's buffer: it starts at 16 KiB, doubles while reads fill it, and
+    /// exceeds this only to hold a single larger record. Default 256 KiB.
     pub read_buffer_bytes: usize,
+    /// Retention: keep up to this many bytes of fully acknowledged segments for replay tools,
+    /// deleting the oldest first beyond it. 0 (default): delete segments once acknowledged.
+    /// Retained segments never cost new records their place: when the size cap is reached they
+    /// are deleted, oldest first, before an append is refused.
+    pub retain_bytes: u64,
 }
 
 impl Default for Options {
@@ -51,6 +57,7 @@ impl Default for Options {
             batch_max_delay: Duration::from_millis(2),
             fsync: FsyncPolicy::EveryCommit,
             read_buffer_bytes: 256 * 1024,
+            retain_bytes: 0,
         }
     }
 }

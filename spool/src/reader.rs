@@ -9,7 +9,6 @@
 //! the ledger, then deletes segments whose every record is at or below it. Deletion is a separate
 //! step from acknowledgement so that a retention policy can later keep acknowledged segments.
 
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +38,8 @@ pub struct Reader {
     /// Records up to here existed at open.
     recovered_upto: u64,
     chunk: usize,
+    /// Bytes of acknowledged segments to keep (retention).
+    pub(crate) retain_bytes: u64,
 }
 
 impl Reader {
@@ -57,6 +58,7 @@ impl Reader {
             acked,
             recovered_upto,
             chunk,
+            retain_bytes: 0,
         }
     }
 
@@ -231,39 +233,10 @@ impl Reader {
         self.delete_acknowledged()
     }
 
-    /// Deletes every segment whose records are all acknowledged, except the writer's.
+    /// Deletes segments whose records are all acknowledged (never the writer's), keeping the
+    /// newest `retain_bytes` of them for replay tools.
     fn delete_acknowledged(&mut self) -> Result<()> {
-        let doomed: Vec<(u64, u64)> = {
-            let mut st = self.shared.lock();
-            let mut v = Vec::new();
-            while st.segments.len() > 1 && st.segments[1].first_seq - 1 <= self.acked {
-                let m = st.segments.pop_front().expect("len > 1");
-                v.push((m.first_seq, m.bytes));
-            }
-            v
-        };
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        let c = &self.shared.counters;
-        for (first, bytes) in &doomed {
-            let path = self.shared.segment_path(*first);
-            match self.shared.fs.remove_file(&path) {
-                Ok(()) => {}
-                // Already gone is what we wanted.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                // The segment is no longer tracked; recovery deletes it at the next open.
-                Err(e) => return Err(Error::io("remove", path, e)),
-            }
-            c.disk_bytes
-                .fetch_sub(*bytes, std::sync::atomic::Ordering::Relaxed);
-            add(&c.segments_deleted, 1);
-        }
-        let dir = &self.shared.dir;
-        self.shared
-            .fs
-            .sync_dir(dir)
-            .map_err(|e| Error::io("fsync", dir, e))
+        self.shared.reclaim_acked(self.retain_bytes, 0).map(|_| ())
     }
 
     /// Highest delivered sequence number.

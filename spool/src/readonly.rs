@@ -43,7 +43,7 @@ pub struct ReplayStats {
     pub corrupt_bytes_skipped: u64,
     /// Bytes after the last whole record of the last segment (torn or in-flight tail).
     pub tail_bytes_ignored: u64,
-    /// Sequence numbers missing between records.
+    /// Sequence numbers missing between records (not counting jumps over vanished segments).
     pub records_lost_in_gaps: u64,
 }
 
@@ -109,6 +109,7 @@ impl ReadOnlySpool {
             next_index: 0,
             cursor: None,
             last_seq: 0,
+            gap_expected: false,
             stats: ReplayStats::default(),
             failed: false,
         }
@@ -122,6 +123,8 @@ pub struct Replay<'a> {
     next_index: usize,
     cursor: Option<Cursor>,
     last_seq: u64,
+    /// The next jump in sequence numbers is explained (a segment vanished under us).
+    gap_expected: bool,
     stats: ReplayStats,
     failed: bool,
 }
@@ -149,7 +152,11 @@ impl Replay<'_> {
                 // Half-created: holds nothing.
                 Ok(HeaderCheck::Partial(_)) => {}
                 Ok(HeaderCheck::Bad(_)) => self.stats.unreadable_segments += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => self.stats.vanished_segments += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    // Deleted by a live daemon after acknowledgement: the jump is not a loss.
+                    self.stats.vanished_segments += 1;
+                    self.gap_expected = true;
+                }
                 Err(e) => return Err(Error::io("read", path, e)),
             }
         }
@@ -169,9 +176,10 @@ impl Replay<'_> {
                     if seq <= self.last_seq {
                         continue; // overlap with the previous segment: already yielded
                     }
-                    if self.last_seq != 0 && seq > self.last_seq + 1 {
+                    if self.last_seq != 0 && seq > self.last_seq + 1 && !self.gap_expected {
                         self.stats.records_lost_in_gaps += seq - self.last_seq - 1;
                     }
+                    self.gap_expected = false;
                     self.last_seq = seq;
                     self.stats.records += 1;
                     return Ok(Some(ReplayRecord {

@@ -91,6 +91,49 @@ pub struct OpenReport {
     pub foreign: Vec<String>,
 }
 
+impl std::fmt::Display for OpenReport {
+    /// One line for the daemon's log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "spool opened: acked up to {}, {} pending, next seq {}, {} segments",
+            self.acked_seq, self.pending_records, self.next_seq, self.segments
+        )?;
+        match &self.ledger {
+            LedgerStatus::Loaded | LedgerStatus::Missing => {}
+            LedgerStatus::Unreadable(why) => {
+                write!(f, "; ledger unreadable ({why}): everything re-delivered")?
+            }
+        }
+        if self.bytes_truncated > 0 {
+            write!(
+                f,
+                "; {} bytes of torn tail cut ({} files, {} half-created removed)",
+                self.bytes_truncated,
+                self.truncated.len(),
+                self.removed_partial.len()
+            )?;
+        }
+        if !self.quarantined.is_empty() {
+            write!(f, "; {} files quarantined:", self.quarantined.len())?;
+            for q in &self.quarantined {
+                write!(f, " {} ({})", q.from.display(), q.reason)?;
+            }
+        }
+        if self.deleted_acked > 0 {
+            write!(f, "; {} acknowledged segments deleted", self.deleted_acked)?;
+        }
+        if !self.foreign.is_empty() {
+            write!(
+                f,
+                "; foreign entries left alone: {}",
+                self.foreign.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Directory contents, classified by name only.
 pub(crate) struct Listing {
     /// `first_seq` from the names, ascending.
@@ -113,6 +156,9 @@ pub(crate) fn list(fs: &dyn Fs, dir: &Path) -> Result<Listing> {
             if name != QUARANTINE_DIR {
                 foreign.push(name);
             }
+        } else if !e.is_file {
+            // Symlinks, FIFOs, sockets, devices: never opened, whatever their name.
+            foreign.push(name);
         } else if name == LOCK_FILE || name == crate::ledger::LEDGER_FILE {
             // ours
         } else if let Some(seq) = format::parse_segment_file_name(&name) {
@@ -396,8 +442,17 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
     }
 
     // Step 4 (after 7 so that a segment made obsolete by a new one is collected too).
-    while segments.len() > 1 && segments[1].first_seq - 1 <= acked {
-        let m = segments.pop_front().expect("len > 1");
+    // Fully acknowledged segments beyond the retention go, oldest first.
+    let mut n_acked = 0;
+    let mut acked_bytes = 0u64;
+    while n_acked + 1 < segments.len() && segments[n_acked + 1].first_seq - 1 <= acked {
+        acked_bytes += segments[n_acked].bytes;
+        n_acked += 1;
+    }
+    while n_acked > 0 && acked_bytes > opts.retain_bytes {
+        let m = segments.pop_front().expect("n_acked > 0");
+        n_acked -= 1;
+        acked_bytes -= m.bytes;
         let path = segment_path(dir, m.first_seq);
         match fs.remove_file(&path) {
             Ok(()) => {}

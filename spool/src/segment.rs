@@ -25,7 +25,11 @@ pub(crate) struct Cursor {
     end: usize,
     pos: u64,
     chunk: usize,
+    /// Current buffer size goal, growing from `MIN_BUF` to `chunk`.
+    target: usize,
 }
+
+const MIN_BUF: usize = 16 * 1024;
 
 /// What the cursor found next.
 pub(crate) enum Step<'a> {
@@ -55,7 +59,8 @@ impl Cursor {
             start: 0,
             end: 0,
             pos: 0,
-            chunk: chunk.max(4096),
+            chunk: chunk.max(MIN_BUF),
+            target: MIN_BUF,
         };
         if !c.fill(SEGMENT_HEADER_LEN)? {
             return Ok(Err(Invalid::Short));
@@ -99,7 +104,9 @@ impl Cursor {
             self.end -= self.start;
             self.start = 0;
         }
-        let want = need.max(self.chunk);
+        // The buffer starts small (many segments are small, and a cursor is opened per segment)
+        // and doubles, up to `chunk`, each time a read fills it completely.
+        let want = need.max(self.target);
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         } else if self.buf.len() > self.chunk && want <= self.chunk && self.end <= self.chunk {
@@ -109,9 +116,13 @@ impl Cursor {
         }
         while self.end < need {
             let at = self.pos + self.end as u64;
+            let space = self.buf.len() - self.end;
             let n = self.file.read_at(&mut self.buf[self.end..], at)?;
             if n == 0 {
                 return Ok(false);
+            }
+            if n == space {
+                self.target = (self.target * 2).min(self.chunk);
             }
             self.end += n;
         }

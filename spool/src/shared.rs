@@ -74,6 +74,60 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Delete fully acknowledged segments (never the writer's), oldest first, until the
+    /// acknowledged segments that remain hold at most `keep` bytes and at least `need` bytes were
+    /// freed (or none is left). Returns the bytes freed. Callers are the reader after an
+    /// acknowledgement (`keep` = the retention, `need` = 0) and the writer when the size cap is
+    /// reached (`keep` = the retention, `need` = what the append lacks).
+    pub fn reclaim_acked(&self, keep: u64, need: u64) -> crate::error::Result<u64> {
+        let doomed: Vec<(u64, u64)> = {
+            let mut st = self.lock();
+            // Fully acknowledged: not the last (writer's) segment, and the next one starts at or
+            // below acked + 1.
+            let mut acked_bytes = 0u64;
+            let mut n = 0;
+            while n + 1 < st.segments.len() && st.segments[n + 1].first_seq - 1 <= st.acked {
+                acked_bytes += st.segments[n].bytes;
+                n += 1;
+            }
+            let mut v = Vec::new();
+            let mut freeing = 0u64;
+            while n > 0 && (acked_bytes > keep || freeing < need) {
+                let Some(m) = st.segments.pop_front() else {
+                    break;
+                };
+                acked_bytes -= m.bytes;
+                freeing += m.bytes;
+                n -= 1;
+                v.push((m.first_seq, m.bytes));
+            }
+            v
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let mut freed = 0;
+        for (first, bytes) in &doomed {
+            let path = self.segment_path(*first);
+            match self.fs.remove_file(&path) {
+                Ok(()) => {}
+                // Already gone is what we wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // The segment is no longer tracked; recovery deletes it at the next open.
+                Err(e) => return Err(crate::error::Error::io("remove", path, e)),
+            }
+            self.counters
+                .disk_bytes
+                .fetch_sub(*bytes, std::sync::atomic::Ordering::Relaxed);
+            add(&self.counters.segments_deleted, 1);
+            freed += bytes;
+        }
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| crate::error::Error::io("fsync", &self.dir, e))?;
+        Ok(freed)
+    }
+
     pub fn segment_path(&self, first_seq: u64) -> PathBuf {
         segment_path(&self.dir, first_seq)
     }

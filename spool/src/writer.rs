@@ -3,7 +3,8 @@
 //! Invariants:
 //! - Records are encoded into one in-memory batch buffer; [`Writer::commit`] writes the whole batch
 //!   with a single `pwrite` at the end of the active segment and (policy permitting) one
-//!   `fdatasync`. Only then is the new committed position published to the reader.
+//!   `fdatasync`. Only then is the new committed position published to the reader. (A batch over
+//!   1 MiB is written out early, still unpublished, to bound memory.)
 //! - Under [`FsyncPolicy::EveryCommit`] the reader is shown records only after they are synced.
 //! - Before a new segment is created, the old one is written out and `fdatasync`ed completely,
 //!   whatever the policy: a segment that has a successor is always whole on disk, so a torn tail
@@ -22,6 +23,9 @@ use crate::fs::FsFile;
 use crate::options::{FsyncPolicy, Options};
 use crate::recovery::create_segment;
 use crate::shared::{add, SegMeta, Shared, Stats};
+
+/// Buffered batch bytes beyond which `append` writes them out ahead of the commit.
+const SPILL_BYTES: usize = 1024 * 1024;
 
 /// Result of a commit. Sequence numbers are 0 when nothing has been committed yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +48,7 @@ pub struct Writer {
     seg_len: u64,
     batch: Vec<u8>,
     batch_records: u64,
+    batch_payload: u64,
     batch_started: Option<Instant>,
     next_seq: u64,
     written: u64,
@@ -68,6 +73,7 @@ impl Writer {
             seg_len,
             batch: Vec::with_capacity(64 * 1024),
             batch_records: 0,
+            batch_payload: 0,
             batch_started: None,
             next_seq,
             written: next_seq - 1,
@@ -102,7 +108,15 @@ impl Writer {
             } else {
                 0
             };
-        let used = c.disk_bytes.load(Relaxed) + self.batch.len() as u64;
+        let mut used = c.disk_bytes.load(Relaxed) + self.batch.len() as u64;
+        if used + needed > self.opts.max_bytes && self.opts.retain_bytes > 0 {
+            // Retained (already printed) segments give way to records not yet printed.
+            let over = used + needed - self.opts.max_bytes;
+            self.shared
+                .reclaim_acked(self.opts.retain_bytes, over)
+                .map_err(AppendError::from)?;
+            used = c.disk_bytes.load(Relaxed) + self.batch.len() as u64;
+        }
         if used + needed > self.opts.max_bytes {
             add(&c.rejected_full_records, 1);
             add(&c.rejected_full_bytes, payload.len() as u64);
@@ -116,9 +130,13 @@ impl Writer {
             self.rollover()?;
         }
         let seq = self.next_seq;
-        format::encode_record(&mut self.batch, seq, payload);
+        format::encode_record_unsealed(&mut self.batch, seq, payload);
         self.next_seq += 1;
         self.batch_records += 1;
+        self.batch_payload += payload.len() as u64;
+        if self.batch.len() >= SPILL_BYTES {
+            self.spill()?;
+        }
         if self.batch_started.is_none() {
             self.batch_started = Some(Instant::now());
         }
@@ -148,16 +166,27 @@ impl Writer {
         Ok(self.position())
     }
 
-    /// True if the batch has reached `batch_max_records` or its time window has elapsed.
+    /// True if the batch has reached `batch_max_records`, its time window has elapsed, or (under
+    /// [`FsyncPolicy::Interval`]) committed records have waited a whole interval for their sync.
     pub fn commit_due(&self) -> bool {
         self.batch_records >= self.opts.batch_max_records as u64
             || self.commit_deadline().is_some_and(|d| Instant::now() >= d)
     }
 
-    /// When the current batch's time window ends (`None` if the batch is empty): the longest the
-    /// intake thread should block (e.g. in `poll`) before calling [`commit_if_due`](Self::commit_if_due).
+    /// When a commit becomes due by time (`None` if nothing is waiting): the end of the current
+    /// batch's time window, or under [`FsyncPolicy::Interval`] the time the pending sync is due.
+    /// The intake thread should block (e.g. in `poll`) no longer than this before calling
+    /// [`commit_if_due`](Self::commit_if_due).
     pub fn commit_deadline(&self) -> Option<Instant> {
-        self.batch_started.map(|t| t + self.opts.batch_max_delay)
+        let batch = self.batch_started.map(|t| t + self.opts.batch_max_delay);
+        let sync = match self.opts.fsync {
+            FsyncPolicy::Interval(d) if self.durable < self.written => Some(self.last_sync + d),
+            _ => None,
+        };
+        match (batch, sync) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Commits if [`commit_due`](Self::commit_due); returns `None` otherwise.
@@ -219,26 +248,38 @@ impl Writer {
         e
     }
 
-    fn write_batch(&mut self) -> Result<()> {
+    /// Writes the buffered bytes to the segment without committing them (they are not published
+    /// to the reader and not reported until the commit). Keeps the buffer, and so the writer's
+    /// memory, bounded however long the caller waits to commit.
+    fn spill(&mut self) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
+        // The buffer always starts at a record boundary and holds whole records.
+        format::seal_records(&mut self.batch);
         if let Err(e) = self.file.write_at(&self.batch, self.seg_len) {
             let path = self.shared.segment_path(self.seg_first);
             return Err(self.poison(Error::io("write", path, e)));
         }
         let n = self.batch.len() as u64;
         self.seg_len += n;
-        let c = &self.shared.counters;
-        add(&c.disk_bytes, n);
-        add(&c.committed_records, self.batch_records);
-        add(
-            &c.committed_bytes,
-            n - self.batch_records * format::RECORD_HEADER_LEN as u64,
-        );
-        self.written = self.next_seq - 1;
+        add(&self.shared.counters.disk_bytes, n);
         self.batch.clear();
+        Ok(())
+    }
+
+    /// Writes out the whole batch and moves `written` past it.
+    fn write_batch(&mut self) -> Result<()> {
+        if self.batch_records == 0 {
+            return Ok(());
+        }
+        self.spill()?;
+        let c = &self.shared.counters;
+        add(&c.committed_records, self.batch_records);
+        add(&c.committed_bytes, self.batch_payload);
+        self.written = self.next_seq - 1;
         self.batch_records = 0;
+        self.batch_payload = 0;
         self.batch_started = None;
         Ok(())
     }

@@ -167,7 +167,7 @@ fn reader_waits_for_writer_thread() {
             assert_eq!(rec.seq, next);
             assert_eq!(rec.data, payload(next, 150));
             next += 1;
-            if next % 100 == 0 {
+            if next.is_multiple_of(100) {
                 r.ack(rec.seq).unwrap();
             }
         }
@@ -234,8 +234,12 @@ fn relaxed_fsync_policies_report_durable_separately() {
             durable: 1
         }
     );
+    // The pending sync makes a commit due even with nothing new appended.
+    assert!(w.commit_deadline().is_some());
     std::thread::sleep(Duration::from_millis(35));
-    assert_eq!(w.commit().unwrap().durable, 2);
+    assert!(w.commit_due());
+    assert_eq!(w.commit_if_due().unwrap().unwrap().durable, 2);
+    assert!(w.commit_deadline().is_none());
 }
 
 #[test]
@@ -328,4 +332,131 @@ fn read_only_open_of_missing_dir_fails_cleanly() {
     let d = tempfile::tempdir().unwrap();
     let e = ReadOnlySpool::open(d.path().join("nope")).err().unwrap();
     assert!(e.to_string().contains("nope"), "{e}");
+}
+
+/// A read-only bind mount of a spool: replay works, a writable open fails with a clear error.
+/// Needs root (mount); skipped otherwise.
+#[test]
+fn read_only_mount() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("SKIP read_only_mount: needs root to bind-mount read-only");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    let mnt = d.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    {
+        let (mut w, _r, _) = Spool::open(&src, small()).unwrap();
+        for i in 1..=30u64 {
+            w.append(&payload(i, 300)).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let ok = |args: &[&str]| {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let (s, m) = (src.to_str().unwrap(), mnt.to_str().unwrap());
+    if !ok(&["mount", "--bind", s, m]) {
+        println!("SKIP read_only_mount: bind mount failed (no mount privileges here)");
+        return;
+    }
+    struct Unmount<'a>(&'a str);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(m);
+    assert!(ok(&["mount", "-o", "remount,bind,ro", m]), "remount ro");
+    assert!(
+        std::fs::write(mnt.join("probe"), b"x").is_err(),
+        "mount is not read-only"
+    );
+    let ro = ReadOnlySpool::open(&mnt).unwrap();
+    let seqs: Vec<u64> = ro.records().map(|r| r.unwrap().seq).collect();
+    assert_eq!(seqs, (1..=30).collect::<Vec<_>>());
+    let e = Spool::open(&mnt, small())
+        .err()
+        .expect("writable open on a read-only mount");
+    assert!(e.to_string().contains("mnt"), "{e}");
+}
+
+#[test]
+fn large_uncommitted_batch_is_spilled_but_stays_invisible_until_commit() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut w, mut r, _) = Spool::open(d.path(), Options::default()).unwrap();
+    for i in 1..=4000u64 {
+        w.append(&payload(i, 1400)).unwrap();
+    }
+    // More than 5 MB went to the file already, yet nothing is committed or visible.
+    assert!(w.stats().disk_bytes > 5_000_000);
+    assert_eq!(w.stats().committed_records, 0);
+    assert!(r.next().unwrap().is_none());
+    assert_eq!(w.commit().unwrap().durable, 4000);
+    let got = drain(&mut r);
+    assert_eq!(got.len(), 4000);
+    assert!(got.iter().all(|rec| rec.data == payload(rec.seq, 1400)));
+}
+
+/// Replay next to a live writer and an acknowledging reader that deletes segments underneath it:
+/// never an error, always in order, always intact payloads.
+#[test]
+fn read_only_replay_next_to_a_live_spool() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().to_path_buf();
+    let (mut w, mut r, _) = Spool::open(&dir, small()).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_w = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let mut i = 1u64;
+        while !stop_w.load(std::sync::atomic::Ordering::Relaxed) {
+            for _ in 0..7 {
+                assert_eq!(w.append(&payload(i, 90 + (i % 200) as usize)).unwrap(), i);
+                i += 1;
+            }
+            w.commit().unwrap();
+        }
+        i - 1
+    });
+    let stop_r = stop.clone();
+    let reader = std::thread::spawn(move || {
+        while !stop_r.load(std::sync::atomic::Ordering::Relaxed) {
+            while let Some(rec) = r.next().unwrap() {
+                if rec.seq % 5 == 0 {
+                    r.ack(rec.seq).unwrap();
+                }
+            }
+            r.wait(Duration::from_millis(5));
+        }
+    });
+    let t0 = Instant::now();
+    let mut passes = 0;
+    let mut vanished = 0;
+    while t0.elapsed() < Duration::from_secs(2) {
+        let ro = ReadOnlySpool::open(&dir).unwrap();
+        let mut it = ro.records();
+        let mut prev = 0;
+        for rec in it.by_ref() {
+            let rec = rec.unwrap();
+            assert!(rec.seq > prev);
+            assert_eq!(rec.data, payload(rec.seq, 90 + (rec.seq % 200) as usize));
+            prev = rec.seq;
+        }
+        let st = it.stats();
+        assert_eq!(st.corrupt_regions_skipped, 0);
+        assert_eq!(st.unreadable_segments, 0);
+        assert_eq!(st.records_lost_in_gaps, 0);
+        vanished += st.vanished_segments;
+        passes += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let last = writer.join().unwrap();
+    reader.join().unwrap();
+    assert!(last > 100 && passes > 5, "last {last}, passes {passes}");
+    println!("{passes} replays next to {last} appends, {vanished} segments vanished mid-replay");
 }

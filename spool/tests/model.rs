@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use fwlog_spool::{AppendError, FsyncPolicy, Options, Reader, Spool, Writer};
+use fwlog_spool::{AppendError, FsyncPolicy, Options, ReadOnlySpool, Reader, Spool, Writer};
 use proptest::prelude::*;
 use simfs::SimFs;
 
@@ -158,7 +158,53 @@ fn crash_and_open(
             Err(e) => return Err(e),
         }
     }
+    check_read_only(fs, m)?;
     open(fs, opts, m)
+}
+
+/// Replay of the crashed state, before any writable open repairs it: it changes nothing, never
+/// fails on contents, yields only real payloads in order, and includes every durable record above
+/// the acknowledged position it reads.
+fn check_read_only(fs: &SimFs, m: &Model) -> Result<(), TestCaseError> {
+    let before = fs.mutating_ops();
+    let ro = match ReadOnlySpool::open_with_fs(Arc::new(fs.clone()), "/spool") {
+        Ok(ro) => ro,
+        Err(e) => {
+            // Only acceptable if the directory itself did not survive: then nothing was durable.
+            let lo = m.acked_ok + 1;
+            prop_assert!(
+                m.durable.range(lo..).next().is_none(),
+                "read-only open failed with durable records outstanding: {}",
+                e
+            );
+            return Ok(());
+        }
+    };
+    let acked = ro.acked();
+    let mut prev = 0;
+    let mut seen = Vec::new();
+    for r in ro.records() {
+        let r = r.map_err(|e| TestCaseError::fail(format!("replay failed: {e}")))?;
+        prop_assert!(r.seq > prev);
+        let ok = m.appended.get(&r.seq).is_some_and(|v| v.contains(&r.data));
+        prop_assert!(ok, "replay: seq {} has a payload never appended", r.seq);
+        prop_assert_eq!(r.acked, r.seq <= acked);
+        prev = r.seq;
+        seen.push(r.seq);
+    }
+    for (&s, _) in m.durable.range(acked + 1..) {
+        prop_assert!(
+            seen.binary_search(&s).is_ok(),
+            "replay misses durable record {}",
+            s
+        );
+    }
+    prop_assert_eq!(
+        fs.mutating_ops(),
+        before,
+        "read-only replay modified the filesystem"
+    );
+    Ok(())
 }
 
 fn run(ops: Vec<Op>, policy: FsyncPolicy, max_bytes: u64) -> Result<(), TestCaseError> {
@@ -270,7 +316,7 @@ fn run(ops: Vec<Op>, policy: FsyncPolicy, max_bytes: u64) -> Result<(), TestCase
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: std::env::var("FWLOG_SPOOL_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400), max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
     #[test]
     fn crash_anywhere_every_commit(ops in proptest::collection::vec(op(), 1..120)) {
@@ -287,4 +333,32 @@ proptest! {
     fn crash_anywhere_small_cap(ops in proptest::collection::vec(op(), 1..120)) {
         run(ops, FsyncPolicy::EveryCommit, 12 * 1024)?;
     }
+}
+
+/// After a failed write the writer refuses further work (appending behind a partial batch would
+/// strand later records behind unreadable bytes); reopening recovers.
+#[test]
+fn failed_write_poisons_writer_until_reopen() {
+    let fs = SimFs::new();
+    let opts = options(FsyncPolicy::EveryCommit, 1 << 30);
+    let (mut w, r, _) = Spool::open_with_fs(Arc::new(fs.clone()), "/spool", opts.clone()).unwrap();
+    w.append(b"one").unwrap();
+    w.commit().unwrap();
+    w.append(b"two").unwrap();
+    fs.fail_after(0);
+    let e = w.commit().unwrap_err();
+    assert!(e.to_string().contains("simulated I/O failure"), "{e}");
+    fs.crash(7); // un-dead the filesystem; the old handles are now stale
+    assert!(matches!(w.commit(), Err(fwlog_spool::Error::Poisoned(_))));
+    assert!(matches!(
+        w.append(b"three"),
+        Err(AppendError::Spool(fwlog_spool::Error::Poisoned(_)))
+    ));
+    drop((w, r));
+    let (mut w, mut r, rep) = Spool::open_with_fs(Arc::new(fs.clone()), "/spool", opts).unwrap();
+    assert_eq!(rep.next_seq, 2);
+    assert_eq!(w.append(b"two again").unwrap(), 2);
+    w.commit().unwrap();
+    assert_eq!(r.next().unwrap().unwrap().data, b"one");
+    assert_eq!(r.next().unwrap().unwrap().data, b"two again");
 }

@@ -42,8 +42,9 @@ impl RecordBatch {
         self.ends.len()
     }
 
+    /// No records (there may still be loss events: see [`Self::loss_events`]).
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty() && self.loss.is_empty()
+        self.ends.is_empty()
     }
 
     /// Record `i`: one NFLOG record (nfgenmsg + TLVs, fwlog's included).
@@ -136,7 +137,7 @@ mod tests {
             seq_global: None,
         });
         a.append(&mut b);
-        assert!(b.is_empty());
+        assert!(b.is_empty() && b.loss_events().is_empty());
         assert_eq!(
             a.iter().collect::<Vec<_>>(),
             vec![&[1u8; 4][..], &[2u8; 8][..]]

@@ -25,6 +25,36 @@
 //! - No per-packet heap allocation on the receive path: the batch buffers and the datagram
 //!   slots are reused between calls.
 //!
+//! # Using it (the daemon's intake thread)
+//! ```no_run
+//! use fwlog::capture::{NflogConfig, NflogSocket, RecordBatch};
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use std::time::Duration;
+//!
+//! fn intake(stop: &AtomicBool, last_spooled_seq_global: Option<u32>) -> anyhow::Result<()> {
+//!     let cfg = NflogConfig { groups: vec![5], ..Default::default() };
+//!     let mut sock = NflogSocket::open(&cfg)?; // one-line errors: capability, busy, no module
+//!     for w in sock.warnings() {
+//!         eprintln!("fwlog: warning: {w}");
+//!     }
+//!     if let Some(g) = last_spooled_seq_global {
+//!         sock.seed_seq_global(g);
+//!     }
+//!     let mut batch = RecordBatch::new();
+//!     while !stop.load(Ordering::Relaxed) {
+//!         sock.recv_batch(&mut batch, Duration::from_millis(200))?;
+//!         for (before, loss) in batch.loss_events() {
+//!             eprintln!("fwlog: {loss} (before record {before} of this batch)");
+//!         }
+//!         // spool.append(batch.data(), batch.ends()); spool.commit(); ...
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//! All records of one `recv_batch` call share one receive time (taken when `recvmmsg`
+//! returned: they were all queued by then). Records whose hook stamps them (input, forward,
+//! prerouting) also carry the kernel's own timestamp, which the parser prefers.
+//!
 //! # Files
 //! `config.rs` (settings + CONFIG wire messages), `socket.rs` (the netlink socket, recvmmsg),
 //! `record.rs` (kernel message -> spool record), `ifname.rs` (ifindex -> name cache),

@@ -1,7 +1,9 @@
 //! One file per subcommand: argument handling and wiring, no packet logic of their own.
 
 pub mod completions;
+pub mod pipeline;
 pub mod read;
+pub mod replay;
 
 use crate::cli::FormatArgs;
 use crate::format::FormatOptions;

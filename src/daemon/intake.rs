@@ -12,11 +12,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fwlog_spool::Writer;
 use tokio::sync::Notify;
 
-use super::counters::{bump, Counters};
-use super::loss::{self, Cause};
 use super::seqfile::SeqFile;
 use crate::capture::{LossCause, LossEvent, NflogSocket, RecordBatch};
 use crate::nflog::attr::LossRecord;
+use crate::pipeline::counters::{bump, Counters};
+use crate::pipeline::loss::{self, Cause};
 
 pub struct Intake {
     pub sock: NflogSocket,

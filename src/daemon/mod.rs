@@ -4,14 +4,11 @@
 //! nothing else; the processing loop ([`process`], on a single-threaded tokio runtime that also
 //! runs the DNS lookups) reads the spool back in order, waits for names, prints, and
 //! acknowledges. They share only the spool (whose reader sees what the writer committed), a
-//! wake-up, a stop flag and the counters. Start-up order makes sure a packet can never arrive
-//! before it has somewhere to go: spool, then outputs, then DNS, then the NFLOG socket.
+//! wake-up, a stop flag and the counters. Start-up order: the spool (its lock tells a second
+//! fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until intake
+//! starts), `--user` (needs everything before it done as root), then DNS and the threads.
 
-mod counters;
 mod intake;
-mod loss;
-mod outputs;
-mod process;
 mod seqfile;
 
 use std::sync::atomic::AtomicBool;
@@ -26,7 +23,8 @@ use crate::cli::{DnsArgs, FsyncArg, RunArgs};
 use crate::exit;
 use crate::sink::{OutputSpec, Target};
 
-pub use counters::Counters;
+use crate::pipeline::counters::Counters;
+use crate::pipeline::{outputs, process};
 
 /// Print a one-line error and return `code`.
 fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
@@ -52,15 +50,18 @@ pub fn dns_config(args: &DnsArgs) -> Result<crate::dns::DnsConfig, String> {
 
 pub fn run(args: &RunArgs) -> i32 {
     // --- spool
-    let mut opts = SpoolOptions::default();
-    opts.segment_bytes = args.segment_size;
-    opts.max_bytes = args.spool_max;
-    opts.batch_max_records = args.batch_records;
-    opts.batch_max_delay = args.batch_delay;
-    opts.fsync = match args.fsync {
-        FsyncArg::Batch => FsyncPolicy::EveryCommit,
-        FsyncArg::Interval(d) => FsyncPolicy::Interval(d),
-        FsyncArg::Never => FsyncPolicy::Never,
+    let opts = SpoolOptions {
+        segment_bytes: args.segment_size,
+        max_bytes: args.spool_max,
+        batch_max_records: args.batch_records,
+        batch_max_delay: args.batch_delay,
+        fsync: match args.fsync {
+            FsyncArg::Batch => FsyncPolicy::EveryCommit,
+            FsyncArg::Interval(d) => FsyncPolicy::Interval(d),
+            FsyncArg::Never => FsyncPolicy::Never,
+        },
+        retain_bytes: args.retain,
+        ..SpoolOptions::default()
     };
     if let Err(e) = std::fs::create_dir_all(&args.spool) {
         return fail(
@@ -110,27 +111,6 @@ pub fn run(args: &RunArgs) -> i32 {
         Err(e) => return fail(exit::OUTPUT, e),
     };
 
-    // --- runtime and DNS
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(exit::FAILURE, format!("cannot start the runtime: {e}")),
-    };
-    let resolver = if args.dns.no_dns {
-        None
-    } else {
-        let cfg = match dns_config(&args.dns) {
-            Ok(c) => c,
-            Err(e) => return fail(exit::USAGE, e),
-        };
-        match crate::dns::Resolver::new(cfg, rt.handle().clone()) {
-            Ok(r) => Some(r),
-            Err(e) => return fail(exit::USAGE, e),
-        }
-    };
-
     // --- capture
     let cfg = NflogConfig {
         groups: args.groups.clone(),
@@ -154,6 +134,48 @@ pub fn run(args: &RunArgs) -> i32 {
     if let Some(s) = previous {
         sock.seed_seq_global(s);
     }
+
+    // --- privileges: everything that needs root is done
+    if let Some(name) = &args.user {
+        let user = match crate::privdrop::lookup(name) {
+            Ok(u) => u,
+            Err(e) => return fail(exit::USAGE, e),
+        };
+        let mut owned = vec![args.spool.clone()];
+        owned.extend(specs.iter().filter_map(|s| match &s.target {
+            Target::File(p) => Some(p.clone()),
+            _ => None,
+        }));
+        for p in &owned {
+            if let Err(e) = crate::privdrop::hand_over(p, &user) {
+                return fail(exit::NO_PERM, e);
+            }
+        }
+        if let Err(e) = crate::privdrop::become_user(&user) {
+            return fail(exit::NO_PERM, e);
+        }
+    }
+
+    // --- runtime and DNS
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(exit::FAILURE, format!("cannot start the runtime: {e}")),
+    };
+    let resolver = if args.dns.no_dns {
+        None
+    } else {
+        let cfg = match dns_config(&args.dns) {
+            Ok(c) => c,
+            Err(e) => return fail(exit::USAGE, e),
+        };
+        match crate::dns::Resolver::new(cfg, rt.handle().clone()) {
+            Ok(r) => Some(r),
+            Err(e) => return fail(exit::USAGE, e),
+        }
+    };
 
     // --- run
     let counters = Arc::new(Counters::default());
@@ -198,7 +220,7 @@ pub fn run(args: &RunArgs) -> i32 {
         args.spool.display()
     );
     let processor = process::Processor {
-        reader,
+        source: reader,
         outputs,
         resolver: resolver.clone(),
         dns_timeout: if args.dns.no_dns {
@@ -211,6 +233,7 @@ pub fn run(args: &RunArgs) -> i32 {
         data_wake: wake,
         stop: Arc::clone(&stop),
         stop_grace: Duration::from_secs(2),
+        retry_outputs: true,
     };
     let result = rt.block_on(processor.run());
     // Whatever ended the loop, stop intake and let it commit what it received.

@@ -350,12 +350,10 @@ pub(crate) fn decode(
     nested: bool,
     v6: bool,
 ) -> Transport<'_> {
-    let known = match (protocol, v6) {
-        (6 | 17 | 136, _) => true,
-        (1 | 50 | 51, false) => true,
-        (58, true) => true,
-        _ => false,
-    };
+    let known = matches!(
+        (protocol, v6),
+        (6 | 17 | 136, _) | (1 | 50 | 51, false) | (58, true)
+    );
     if !known {
         return Transport::Other;
     }

@@ -4,6 +4,8 @@
 //! no PTR, or a recent failure). Each entry carries its expiry as whole seconds since the cache
 //! was created (a `u32`, so an entry is small: a million addresses must fit in well under 256 MiB).
 //! An expired entry is a miss; it is overwritten by the next answer or evicted by the bound.
+//! Expiry has one-second granularity and errs short: an entry lives more than `ttl - 1` s and
+//! never more than `ttl` s (rounded up to whole seconds), so a TTL is never overstayed.
 //!
 //! The bound is on the number of entries (`quick_cache`, CLOCK-Pro-like eviction); `get` takes
 //! no global lock, so the pipeline's synchronous fast path stays a hash lookup.

@@ -234,6 +234,43 @@ mod tests {
     }
 
     #[test]
+    fn out_of_range_values_are_refused() {
+        let base = DnsConfig {
+            servers: vec!["127.0.0.1:5300".parse().unwrap()],
+            ..DnsConfig::default()
+        };
+        assert!(base.validate().is_ok());
+        let cases = [
+            DnsConfig {
+                query_timeout: Duration::ZERO,
+                ..base.clone()
+            },
+            DnsConfig {
+                cache_entries: 0,
+                ..base.clone()
+            },
+            DnsConfig {
+                min_ttl: Duration::from_secs(10),
+                max_ttl: Duration::from_secs(5),
+                ..base.clone()
+            },
+            DnsConfig {
+                max_in_flight: 0,
+                ..base.clone()
+            },
+            DnsConfig {
+                max_in_flight: 10,
+                max_pending: 5,
+                ..base.clone()
+            },
+        ];
+        for c in cases {
+            let e = c.validate().unwrap_err().to_string();
+            assert!(!e.is_empty() && !e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
     fn explicit_servers_win() {
         let cfg = DnsConfig {
             servers: vec!["127.0.0.1:5300".parse().unwrap()],

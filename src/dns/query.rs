@@ -37,9 +37,10 @@ pub(crate) enum Outcome {
 }
 
 /// The reverse-lookup name of `ip` (`4.3.2.1.in-addr.arpa.` / nibbles `.ip6.arpa.`), absolute so
-/// no search domain is ever appended.
+/// no search domain is ever appended. An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) is looked
+/// up as the IPv4 address it carries, where its PTR lives.
 fn arpa_name(ip: IpAddr) -> Name {
-    let mut n = Name::from(ip);
+    let mut n = Name::from(ip.to_canonical());
     n.set_fqdn(true);
     n
 }
@@ -90,6 +91,7 @@ pub(crate) async fn reverse(hickory: &TokioResolver, ip: IpAddr, verify: bool) -
 async fn forward_confirms(hickory: &TokioResolver, name: &Name, ip: IpAddr) -> bool {
     let mut name = name.clone();
     name.set_fqdn(true);
+    let ip = ip.to_canonical();
     let rtype = match ip {
         IpAddr::V4(_) => RecordType::A,
         IpAddr::V6(_) => RecordType::AAAA,

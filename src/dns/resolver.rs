@@ -61,6 +61,13 @@ pub struct Resolver {
     inner: Arc<Inner>,
 }
 
+// The pipeline hands clones to tasks and threads; keep that a compile-time fact.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Resolver>();
+    send_sync::<SafeName>();
+};
+
 /// A started (or joined) lookup. Await it (no deadline) or call [`PendingLookup::wait_until`].
 pub struct PendingLookup {
     rx: Slot,
@@ -110,6 +117,19 @@ impl Resolver {
     }
 
     /// Non-blocking: what the cache knows about `ip`. Counts one lookup and a hit or a miss.
+    /// Like [`cached`](Self::cached) without counting: for a pipeline that checks again
+    /// whether a packet it already counted is ready to print.
+    pub fn peek(&self, ip: IpAddr) -> Lookup {
+        if let Some(answer) = self.inner.cache.get(&ip) {
+            return Lookup::Hit(answer);
+        }
+        if self.inner.pending().contains_key(&ip) {
+            Lookup::Pending
+        } else {
+            Lookup::Miss
+        }
+    }
+
     pub fn cached(&self, ip: IpAddr) -> Lookup {
         let s = &self.inner.stats;
         bump(&s.lookups);
@@ -169,6 +189,12 @@ impl Resolver {
             Lookup::Hit(answer) => answer,
             Lookup::Miss | Lookup::Pending => self.start(ip)?.wait_until(deadline).await,
         }
+    }
+
+    /// Put an answer in the cache as if a lookup had returned it, for `ttl` (not clamped).
+    /// For pre-seeding known names, tests and the memory benchmark; never sends a query.
+    pub fn remember(&self, ip: IpAddr, name: Option<SafeName>, ttl: std::time::Duration) {
+        self.inner.cache.insert(ip, name, ttl);
     }
 
     /// Counters and gauges for the SIGUSR1 dump.

@@ -152,6 +152,13 @@ impl fmt::Display for SafeName {
     }
 }
 
+impl AsRef<str> for SafeName {
+    /// The escaped text without marks, like [`SafeName::as_str`].
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
 impl fmt::Debug for SafeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The text is already safe; Debug shows exactly what Display prints.

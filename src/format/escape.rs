@@ -33,6 +33,27 @@ pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) -> usize {
     extra
 }
 
+/// Bytes a DNS name may carry as the resolver hands it over (`crate::dns::SafeName`'s text and
+/// marks): letters, digits, `-`, `.`, `_`, the backslash that starts its `\DDD` escapes, and the
+/// marks `~`, `?`, `(!ip)`. The resolver has escaped everything else already; escaping its
+/// backslashes again would only garble the name.
+#[inline]
+pub fn name_allowed(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._\\~?()!".contains(&b)
+}
+
+/// Append a resolved name: bytes outside [`name_allowed`] (which a name from the resolver never
+/// has) are still escaped as `\xNN`, so nothing else can reach the output.
+pub fn escape_name_into(out: &mut Vec<u8>, s: &[u8]) {
+    for &b in s {
+        if name_allowed(b) {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        }
+    }
+}
+
 /// Like [`escape_into`], also escaping `"` (for values printed inside double quotes).
 pub fn escape_quoted_into(out: &mut Vec<u8>, s: &[u8]) {
     for chunk in s.split_inclusive(|&b| b == b'"') {

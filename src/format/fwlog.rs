@@ -1,13 +1,636 @@
-//! fwlog format (in progress).
-use super::{LossEvent, NameTables, Names};
-use crate::decode::Decoded;
-use crate::packet::Packet;
+//! `--format fwlog`: fwlog 0.8's block per packet, extended in its style to every protocol.
+//!
+//! A block is one line per layer, each `TAG: key value, key value, ...`, and ends with an empty
+//! line. Numbers come first and their names follow in parentheses; addresses are followed by
+//! their resolved name in parentheses when one is known. fwlog 0.8's published IPv4/TCP block
+//! keeps its field names and order; new fields are appended after them:
+//!
+//! ```text
+//! PKT: mark 0, hook 1 (input), received 2003-11-10 12:46:29.352959, indev ppp0, group 0
+//! IP(41): [df], ttl 111, proto 6 (tcp), from 195.252.43.21 (h21.example) to 145.254.34.35, id 1, tos 0x00
+//! TCP: src port 3531, dst port 3220, seq 0x891a0627, flags [psh], winsz 63525, ack 0x363a3b9e
+//! ```
+//!
+//! Markers: `PKT (replayed):` for a record replayed from the spool, `(local clock)` /
+//! `(capture clock)` after the time when it is not the kernel's, `NOTE:` lines for damaged
+//! metadata, `[partial: N of M bytes]` at the end of the IP line for a record cut short by the
+//! copy range, `[truncated: LAYER N of M bytes]` where a header stops early. The packet an ICMP
+//! error quotes follows its ICMP line, each of its lines indented by two spaces.
+
+use std::net::IpAddr;
+
+use crate::decode::{Decoded, Ipv4, Ipv6, Ipv6End, Layer, Net, Partial, Transport, Truncated};
+use crate::packet::{hook, Iface, Packet, TimeSource};
+
+use super::escape::{escape_into, escape_quoted_into};
+use super::names::{icmp_code, icmp_type, icmpv6_code, icmpv6_type, NameTables};
+use super::write::*;
+use super::{tcpopt, time, LossEvent, Names};
+
+/// Append the block for one packet, ending with its empty line.
 pub(crate) fn block(
-    _t: &NameTables,
-    _p: &Packet<'_>,
-    _d: &Decoded<'_>,
-    _n: &dyn Names,
-    _out: &mut Vec<u8>,
+    t: &NameTables,
+    p: &Packet<'_>,
+    d: &Decoded<'_>,
+    names: &dyn Names,
+    out: &mut Vec<u8>,
 ) {
+    pkt_line(p, out);
+    if let Some(dmg) = &p.damage {
+        s(out, "NOTE: damaged metadata: ");
+        escape_into(out, dmg.as_bytes());
+        out.push(b'\n');
+    }
+    match &d.net {
+        Net::Ipv4(v4) => ipv4(t, v4, d.partial, d.trailing, names, "", out),
+        Net::Ipv6(v6) => ipv6(t, v6, d.partial, d.trailing, names, "", out),
+        Net::Truncated(tr) => {
+            s(
+                out,
+                if tr.layer == Layer::Ipv6 {
+                    "IP6: "
+                } else {
+                    "IP: "
+                },
+            );
+            truncated(out, tr);
+            partial(out, d.partial);
+            out.push(b'\n');
+        }
+        Net::NotIp { version, len } => {
+            s(out, "DATA: ");
+            dec(out, *len as u64);
+            s(out, " bytes, not IP (version nibble ");
+            dec(out, *version as u64);
+            s(out, ")");
+            partial(out, d.partial);
+            out.push(b'\n');
+        }
+    }
+    out.push(b'\n');
 }
-pub(crate) fn loss(_ev: &LossEvent, _out: &mut Vec<u8>) {}
+
+fn iface(out: &mut Vec<u8>, key: &str, i: &Option<Iface<'_>>) {
+    if let Some(i) = i {
+        s(out, ", ");
+        s(out, key);
+        s(out, " ");
+        match i.name {
+            Some(n) => {
+                escape_into(out, n);
+            }
+            None => {
+                s(out, "if");
+                dec(out, i.index as u64);
+            }
+        }
+    }
+}
+
+fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
+    s(
+        out,
+        if p.replayed {
+            "PKT (replayed): mark "
+        } else {
+            "PKT: mark "
+        },
+    );
+    dec(out, p.mark as u64);
+    if let Some(h) = p.hook {
+        s(out, ", hook ");
+        dec(out, h as u64);
+        if let Some(n) = hook::name(h) {
+            s(out, " (");
+            s(out, n);
+            s(out, ")");
+        }
+    }
+    s(out, ", received ");
+    time::fwlog(out, &p.timestamp);
+    match p.timestamp.source {
+        TimeSource::Kernel => {}
+        TimeSource::Local => s(out, " (local clock)"),
+        TimeSource::Capture => s(out, " (capture clock)"),
+    }
+    iface(out, "indev", &p.indev);
+    iface(out, "outdev", &p.outdev);
+    iface(out, "physindev", &p.physindev);
+    iface(out, "physoutdev", &p.physoutdev);
+    if let Some(mac) = p.hwaddr.filter(|m| !m.is_empty()) {
+        s(out, ", mac ");
+        colon_hex(out, mac);
+    }
+    s(out, ", group ");
+    dec(out, p.group as u64);
+    if let Some(x) = p.seq {
+        s(out, ", seq ");
+        dec(out, x as u64);
+    }
+    if let Some(x) = p.seq_global {
+        s(out, ", seq_global ");
+        dec(out, x as u64);
+    }
+    if let Some(u) = p.uid {
+        s(out, ", uid ");
+        dec(out, u as u64);
+    }
+    if let Some(g) = p.gid {
+        s(out, ", gid ");
+        dec(out, g as u64);
+    }
+    if let Some(pre) = p.prefix {
+        s(out, ", prefix \"");
+        escape_quoted_into(out, pre);
+        s(out, "\"");
+    }
+    out.push(b'\n');
+}
+
+fn truncated(out: &mut Vec<u8>, t: &Truncated) {
+    s(out, "[truncated: ");
+    s(out, t.layer.name());
+    s(out, " ");
+    dec(out, t.have() as u64);
+    s(out, " of ");
+    dec(out, t.need as u64);
+    s(out, " bytes]");
+}
+
+fn partial(out: &mut Vec<u8>, p: Option<Partial>) {
+    if let Some(p) = p {
+        s(out, " [partial: ");
+        dec(out, p.captured as u64);
+        s(out, " of ");
+        dec(out, p.original as u64);
+        s(out, " bytes]");
+    }
+}
+
+fn addr(out: &mut Vec<u8>, a: IpAddr, names: &dyn Names) {
+    match a {
+        IpAddr::V4(a) => ipv4_addr(out, a),
+        IpAddr::V6(a) => ipv6_addr(out, a),
+    }
+    if let Some(n) = names.name(a) {
+        s(out, " (");
+        super::escape::escape_name_into(out, n.as_bytes());
+        s(out, ")");
+    }
+}
+
+fn ipv4_addr(out: &mut Vec<u8>, a: std::net::Ipv4Addr) {
+    super::write::ipv4(out, a)
+}
+
+fn ipv6_addr(out: &mut Vec<u8>, a: std::net::Ipv6Addr) {
+    super::write::ipv6(out, a)
+}
+
+fn proto(out: &mut Vec<u8>, t: &NameTables, n: u8) {
+    s(out, "proto ");
+    dec(out, n as u64);
+    if let Some(name) = t.protocol(n) {
+        s(out, " (");
+        escape_into(out, name.as_bytes());
+        s(out, ")");
+    }
+}
+
+fn ipv4(
+    t: &NameTables,
+    v4: &Ipv4<'_>,
+    part: Option<Partial>,
+    trailing: usize,
+    names: &dyn Names,
+    indent: &str,
+    out: &mut Vec<u8>,
+) {
+    s(out, indent);
+    s(out, "IP(");
+    dec(out, v4.total_len as u64);
+    s(out, "): [");
+    let mut first = true;
+    for (on, name) in [(v4.ce(), "ce"), (v4.df(), "df"), (v4.mf(), "mf")] {
+        if on {
+            if !first {
+                s(out, ",");
+            }
+            first = false;
+            s(out, name);
+        }
+    }
+    s(out, "], ttl ");
+    dec(out, v4.ttl as u64);
+    s(out, ", ");
+    proto(out, t, v4.protocol);
+    s(out, ", from ");
+    addr(out, v4.src.into(), names);
+    s(out, " to ");
+    addr(out, v4.dst.into(), names);
+    s(out, ", id ");
+    dec(out, v4.id as u64);
+    s(out, ", tos 0x");
+    hex_pad(out, v4.tos as u64, 2, false);
+    if v4.frag_offset() != 0 {
+        s(out, ", frag offset ");
+        dec(out, v4.frag_offset() as u64 * 8);
+    }
+    if v4.version != 4 {
+        s(out, ", bad version ");
+        dec(out, v4.version as u64);
+    }
+    if v4.bad_ihl() {
+        s(out, ", bad header length ");
+        dec(out, v4.ihl as u64 * 4);
+    }
+    match &v4.options {
+        Ok(o) if !o.is_empty() => {
+            s(out, ", options ");
+            hex_bytes(out, o);
+        }
+        Ok(_) => {}
+        Err(tr) => {
+            s(out, ", options ");
+            truncated(out, tr);
+        }
+    }
+    if trailing > 0 {
+        s(out, ", trailer ");
+        dec(out, trailing as u64);
+        s(out, " bytes");
+    }
+    partial(out, part);
+    out.push(b'\n');
+    transport(t, &v4.transport, v4.protocol, names, indent, out);
+}
+
+fn ext_name(k: u8) -> &'static str {
+    match k {
+        0 => "hop-by-hop",
+        43 => "routing",
+        44 => "fragment",
+        50 => "esp",
+        51 => "ah",
+        60 => "dest-options",
+        _ => "ext",
+    }
+}
+
+fn ipv6(
+    t: &NameTables,
+    v6: &Ipv6<'_>,
+    part: Option<Partial>,
+    trailing: usize,
+    names: &dyn Names,
+    indent: &str,
+    out: &mut Vec<u8>,
+) {
+    s(out, indent);
+    s(out, "IP6(");
+    dec(out, v6.payload_len as u64 + 40);
+    s(out, "): [");
+    if v6.fragment.is_some_and(|f| f.more) {
+        s(out, "mf");
+    }
+    s(out, "], hlim ");
+    dec(out, v6.hop_limit as u64);
+    s(out, ", ");
+    let shown = match v6.end {
+        Ipv6End::Upper => v6.protocol,
+        Ipv6End::Esp => 50,
+        Ipv6End::AfterFragment(k) => k,
+        Ipv6End::Truncated(tr) | Ipv6End::FragmentTruncated(tr) => match tr.layer {
+            Layer::Ipv6Ext(k) => k,
+            _ => v6.protocol,
+        },
+    };
+    proto(out, t, shown);
+    s(out, ", from ");
+    addr(out, v6.src.into(), names);
+    s(out, " to ");
+    addr(out, v6.dst.into(), names);
+    s(out, ", tc 0x");
+    hex_pad(out, v6.traffic_class as u64, 2, false);
+    s(out, ", flow 0x");
+    hex_pad(out, v6.flow_label as u64, 5, false);
+    if v6.version != 6 {
+        s(out, ", bad version ");
+        dec(out, v6.version as u64);
+    }
+    let mut first = true;
+    for e in v6.ext_headers() {
+        s(out, if first { ", ext [" } else { "," });
+        first = false;
+        s(out, ext_name(e.kind));
+    }
+    if !first {
+        s(out, "]");
+    }
+    if let Some(f) = v6.fragment {
+        s(out, ", frag offset ");
+        dec(out, f.offset as u64);
+        s(out, ", frag id 0x");
+        hex_pad(out, f.id as u64, 8, false);
+    }
+    match v6.end {
+        Ipv6End::Truncated(tr) | Ipv6End::FragmentTruncated(tr) => {
+            s(out, ", ext ");
+            truncated(out, &tr);
+        }
+        Ipv6End::AfterFragment(_) => s(out, ", ext [after a non-first fragment: not decoded]"),
+        _ => {}
+    }
+    if trailing > 0 {
+        s(out, ", trailer ");
+        dec(out, trailing as u64);
+        s(out, " bytes");
+    }
+    partial(out, part);
+    out.push(b'\n');
+    match v6.end {
+        Ipv6End::Upper => transport(t, &v6.transport, v6.protocol, names, indent, out),
+        Ipv6End::Esp => {
+            // The ESP header itself: find it in the chain for its SPI.
+            if let Some(e) = v6.ext_headers().find(|e| e.kind == 50) {
+                s(out, indent);
+                s(out, "ESP: ");
+                match e.spi {
+                    Some(spi) => {
+                        s(out, "spi 0x");
+                        hex_pad(out, spi as u64, 8, false);
+                    }
+                    None => {
+                        let tr = Truncated {
+                            layer: Layer::Esp,
+                            offset: e.offset,
+                            end: v6.len(),
+                            need: 8,
+                        };
+                        truncated(out, &tr);
+                    }
+                }
+                out.push(b'\n');
+            }
+        }
+        _ => {}
+    }
+}
+
+fn port(out: &mut Vec<u8>, t: &NameTables, key: &str, p: u16, tcp: bool) {
+    s(out, key);
+    dec(out, p as u64);
+    if let Some(n) = t.service(p, tcp) {
+        s(out, " (");
+        escape_into(out, n.as_bytes());
+        s(out, ")");
+    }
+}
+
+fn tag(proto: u8) -> &'static str {
+    match proto {
+        6 => "TCP: ",
+        17 => "UDP: ",
+        136 => "UDPLITE: ",
+        1 => "ICMP: ",
+        58 => "ICMP6: ",
+        51 => "AH: ",
+        50 => "ESP: ",
+        _ => "DATA: ",
+    }
+}
+
+fn type_code(out: &mut Vec<u8>, t: u8, c: u8, tn: Option<&str>, cn: Option<&str>) {
+    s(out, "type ");
+    dec(out, t as u64);
+    if let Some(n) = tn {
+        s(out, " (");
+        s(out, n);
+        s(out, ")");
+    }
+    s(out, ", code ");
+    dec(out, c as u64);
+    if let Some(n) = cn {
+        s(out, " (");
+        s(out, n);
+        s(out, ")");
+    }
+}
+
+fn transport(
+    t: &NameTables,
+    tr: &Transport<'_>,
+    protocol: u8,
+    names: &dyn Names,
+    indent: &str,
+    out: &mut Vec<u8>,
+) {
+    match tr {
+        Transport::Other => return,
+        Transport::Fragment => {
+            s(out, indent);
+            s(out, tag(protocol));
+            s(out, "[non-first fragment: no header]");
+        }
+        Transport::Truncated(x) => {
+            s(out, indent);
+            s(out, tag(protocol));
+            truncated(out, x);
+        }
+        Transport::Tcp(th) => {
+            use crate::decode::Tcp as T;
+            s(out, indent);
+            port(out, t, "TCP: src port ", th.src_port, true);
+            port(out, t, ", dst port ", th.dst_port, true);
+            s(out, ", seq 0x");
+            hex_pad(out, th.seq as u64, 8, false);
+            s(out, ", flags [");
+            let mut first = true;
+            for (on, name) in [
+                (th.has(T::FIN), "fin"),
+                (th.has(T::SYN), "syn"),
+                (th.has(T::RST), "rst"),
+                (th.has(T::PSH), "psh"),
+                (th.has(T::ACK), "ack"),
+                (th.has(T::URG), "urg"),
+                (th.has(T::ECE), "ece"),
+                (th.has(T::CWR), "cwr"),
+                (th.ae(), "ae"),
+            ] {
+                if on {
+                    if !first {
+                        s(out, ",");
+                    }
+                    first = false;
+                    s(out, name);
+                }
+            }
+            s(out, "], winsz ");
+            dec(out, th.window as u64);
+            s(out, ", ack 0x");
+            hex_pad(out, th.ack as u64, 8, false);
+            if th.urgent != 0 || th.has(T::URG) {
+                s(out, ", urgp ");
+                dec(out, th.urgent as u64);
+            }
+            if th.reserved & 0x0e != 0 {
+                s(out, ", res 0x");
+                hex(out, (th.reserved & 0x0e) as u64);
+            }
+            if th.data_offset < 5 {
+                s(out, ", bad header length ");
+                dec(out, th.data_offset as u64 * 4);
+            }
+            match &th.options {
+                Ok(o) if !o.is_empty() => {
+                    s(out, ", options [");
+                    tcpopt::describe(out, o);
+                    s(out, "]");
+                }
+                Ok(_) => {}
+                Err(x) => {
+                    s(out, ", options ");
+                    truncated(out, x);
+                }
+            }
+        }
+        Transport::Udp(u) => {
+            s(out, indent);
+            s(out, if u.lite { "UDPLITE" } else { "UDP" });
+            port(out, t, ": src port ", u.src_port, false);
+            port(out, t, ", dst port ", u.dst_port, false);
+            s(out, if u.lite { ", coverage " } else { ", len " });
+            dec(out, u.length as u64);
+        }
+        Transport::Icmp(i) => {
+            s(out, indent);
+            s(out, "ICMP: ");
+            type_code(
+                out,
+                i.icmp_type,
+                i.code,
+                icmp_type(i.icmp_type),
+                icmp_code(i.icmp_type, i.code),
+            );
+            if let Some(x) = &i.short {
+                s(out, ", ");
+                truncated(out, x);
+            }
+            if let Some((id, seq)) = i.echo() {
+                s(out, ", id ");
+                dec(out, id as u64);
+                s(out, ", seq ");
+                dec(out, seq as u64);
+            }
+            if let Some(g) = i.gateway() {
+                s(out, ", gateway ");
+                addr(out, g.into(), names);
+            }
+            if let Some(ptr) = i.parameter() {
+                s(out, ", pointer ");
+                dec(out, ptr as u64);
+            }
+            if let Some(m) = i.mtu() {
+                s(out, ", mtu ");
+                dec(out, m as u64);
+            }
+            if let Some(inner) = i.inner() {
+                s(out, ", quoted packet:\n");
+                match inner {
+                    Ok(v4) => ipv4(t, &v4, None, 0, names, "  ", out),
+                    Err(x) => {
+                        s(out, "  IP: ");
+                        truncated(out, &x);
+                        out.push(b'\n');
+                    }
+                }
+                return;
+            }
+        }
+        Transport::Icmpv6(i) => {
+            s(out, indent);
+            s(out, "ICMP6: ");
+            type_code(
+                out,
+                i.icmp_type,
+                i.code,
+                icmpv6_type(i.icmp_type),
+                icmpv6_code(i.icmp_type, i.code),
+            );
+            if let Some((id, seq)) = i.echo() {
+                s(out, ", id ");
+                dec(out, id as u64);
+                s(out, ", seq ");
+                dec(out, seq as u64);
+            }
+            if let Some(ptr) = i.pointer() {
+                s(out, ", pointer ");
+                dec(out, ptr as u64);
+            }
+            if let Some(m) = i.mtu() {
+                s(out, ", mtu ");
+                dec(out, m as u64);
+            }
+            if let Some(inner) = i.inner() {
+                s(out, ", quoted packet:\n");
+                match inner {
+                    Ok(v6) => ipv6(t, &v6, None, 0, names, "  ", out),
+                    Err(x) => {
+                        s(out, "  IP6: ");
+                        truncated(out, &x);
+                        out.push(b'\n');
+                    }
+                }
+                return;
+            }
+        }
+        Transport::Ah(a) => {
+            s(out, indent);
+            s(out, "AH: spi 0x");
+            hex_pad(out, a.spi as u64, 8, false);
+            s(out, ", seq ");
+            dec(out, a.seq as u64);
+            s(out, ", next ");
+            dec(out, a.next_header as u64);
+            if let Some(n) = t.protocol(a.next_header) {
+                s(out, " (");
+                escape_into(out, n.as_bytes());
+                s(out, ")");
+            }
+        }
+        Transport::Esp(e) => {
+            s(out, indent);
+            s(out, "ESP: spi 0x");
+            hex_pad(out, e.spi as u64, 8, false);
+            s(out, ", seq ");
+            dec(out, e.seq as u64);
+        }
+    }
+    out.push(b'\n');
+}
+
+/// A loss report block.
+pub(crate) fn loss(ev: &LossEvent, out: &mut Vec<u8>) {
+    s(out, "LOSS: ");
+    dec(out, ev.count);
+    s(out, " records lost, cause ");
+    s(out, ev.cause.name());
+    if let Some(g) = ev.group {
+        s(out, ", group ");
+        dec(out, g as u64);
+    }
+    if let Some((a, b)) = ev.seq_global {
+        s(out, ", seq_global ");
+        dec(out, a as u64);
+        s(out, "-");
+        dec(out, b as u64);
+    }
+    s(out, ", detected ");
+    time::fwlog(out, &ev.time);
+    match ev.time.source {
+        TimeSource::Kernel => {}
+        TimeSource::Local => s(out, " (local clock)"),
+        TimeSource::Capture => s(out, " (capture clock)"),
+    }
+    s(out, "\n\n");
+}

@@ -1,13 +1,584 @@
-//! json format (in progress).
-use super::{LossEvent, NameTables, Names};
-use crate::decode::Decoded;
-use crate::packet::Packet;
-pub(crate) fn object(
-    _t: &NameTables,
-    _p: &Packet<'_>,
-    _d: &Decoded<'_>,
-    _n: &dyn Names,
-    _out: &mut Vec<u8>,
-) {
+//! `--format json`: one object per line. The schema (every key always present, `null` when the
+//! record has no value) is documented in fwlog(8), section FORMATS; keep the two in step.
+//!
+//! Strings from the packet or the network (prefix, interface names, resolved names, damage
+//! notes) are first passed through the allow-list escaper and then serialised by serde_json,
+//! so the JSON value is the same escaped text the other formats print (`\xNN` for a control
+//! byte), and the line is valid JSON whatever the input.
+
+use std::net::IpAddr;
+
+use crate::decode::{Decoded, Ipv4, Ipv6, Ipv6End, Net, Transport, Truncated};
+use crate::packet::{family, hook, Iface, Packet, TimeSource};
+
+use super::escape::Escaped;
+use super::names::{icmp_code, icmp_type, icmpv6_code, icmpv6_type, NameTables};
+use super::write::*;
+use super::{tcpopt, time, LossEvent, Names};
+
+/// Comma bookkeeping for one JSON object or array.
+struct W<'o> {
+    out: &'o mut Vec<u8>,
+    first: Vec<bool>,
 }
-pub(crate) fn loss(_ev: &LossEvent, _out: &mut Vec<u8>) {}
+
+impl<'o> W<'o> {
+    fn new(out: &'o mut Vec<u8>) -> Self {
+        W {
+            out,
+            first: Vec::new(),
+        }
+    }
+    fn sep(&mut self) {
+        if let Some(f) = self.first.last_mut() {
+            if !*f {
+                self.out.push(b',');
+            }
+            *f = false;
+        }
+    }
+    fn key(&mut self, k: &str) {
+        self.sep();
+        self.out.push(b'"');
+        s(self.out, k);
+        s(self.out, "\":");
+    }
+    fn open(&mut self, c: u8) {
+        self.out.push(c);
+        self.first.push(true);
+    }
+    fn close(&mut self, c: u8) {
+        self.out.push(c);
+        self.first.pop();
+    }
+    fn obj(&mut self, k: &str) {
+        self.key(k);
+        self.open(b'{');
+    }
+    fn arr(&mut self, k: &str) {
+        self.key(k);
+        self.open(b'[');
+    }
+    fn num(&mut self, k: &str, n: u64) {
+        self.key(k);
+        dec(self.out, n);
+    }
+    fn opt_num(&mut self, k: &str, n: Option<u64>) {
+        match n {
+            Some(n) => self.num(k, n),
+            None => self.null(k),
+        }
+    }
+    fn null(&mut self, k: &str) {
+        self.key(k);
+        s(self.out, "null");
+    }
+    fn bool(&mut self, k: &str, b: bool) {
+        self.key(k);
+        s(self.out, if b { "true" } else { "false" });
+    }
+    /// A plain ASCII string we produced ourselves (names, keywords, numbers as text).
+    fn str(&mut self, k: &str, v: &str) {
+        self.key(k);
+        self.raw_str(v.as_bytes());
+    }
+    fn opt_str(&mut self, k: &str, v: Option<&str>) {
+        match v {
+            Some(v) => self.str(k, v),
+            None => self.null(k),
+        }
+    }
+    /// Untrusted bytes: escaped, then serialised by serde_json.
+    fn raw_str(&mut self, v: &[u8]) {
+        // Writing to a Vec cannot fail; serde_json escapes what Escaped yields.
+        let _ = serde_json::to_writer(&mut *self.out, &Escaped(v));
+    }
+    fn bytes_str(&mut self, k: &str, v: &[u8]) {
+        self.key(k);
+        self.raw_str(v);
+    }
+    /// A string built by `f` into the output (addresses, hex), quoted.
+    fn with(&mut self, k: &str, f: impl FnOnce(&mut Vec<u8>)) {
+        self.key(k);
+        self.out.push(b'"');
+        f(self.out);
+        self.out.push(b'"');
+    }
+    fn item_with(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
+        self.sep();
+        self.out.push(b'"');
+        f(self.out);
+        self.out.push(b'"');
+    }
+}
+
+fn source_name(t: TimeSource) -> &'static str {
+    match t {
+        TimeSource::Kernel => "kernel",
+        TimeSource::Local => "local",
+        TimeSource::Capture => "capture",
+    }
+}
+
+fn iface(w: &mut W<'_>, k: &str, i: &Option<Iface<'_>>) {
+    match i {
+        None => w.null(k),
+        Some(i) => {
+            w.obj(k);
+            w.num("index", i.index as u64);
+            match i.name {
+                Some(n) => w.bytes_str("name", n),
+                None => w.null("name"),
+            }
+            w.close(b'}');
+        }
+    }
+}
+
+fn trunc(w: &mut W<'_>, t: &Truncated) {
+    w.sep();
+    w.open(b'{');
+    w.str("layer", t.layer.name());
+    w.num("offset", t.offset as u64);
+    w.num("have", t.have() as u64);
+    w.num("need", t.need as u64);
+    w.close(b'}');
+}
+
+fn addr(w: &mut W<'_>, k: &str, kname: &str, a: IpAddr, names: &dyn Names) {
+    w.with(k, |o| match a {
+        IpAddr::V4(a) => ipv4(o, a),
+        IpAddr::V6(a) => ipv6(o, a),
+    });
+    match names.name(a) {
+        Some(n) => {
+            // The same text as the fwlog format shows (resolver escapes kept as they are),
+            // then JSON string escaping on top.
+            let mut text = Vec::with_capacity(n.len());
+            super::escape::escape_name_into(&mut text, n.as_bytes());
+            w.key(kname);
+            let _ = serde_json::to_writer(&mut *w.out, std::str::from_utf8(&text).unwrap_or(""));
+        }
+        None => w.null(kname),
+    }
+}
+
+/// Append the object for one packet and its newline.
+pub(crate) fn object(
+    t: &NameTables,
+    p: &Packet<'_>,
+    d: &Decoded<'_>,
+    names: &dyn Names,
+    out: &mut Vec<u8>,
+) {
+    let mut w = W::new(out);
+    w.open(b'{');
+    w.str("event", "packet");
+    w.with("time", |o| time::rfc3339(o, &p.timestamp));
+    w.str("time_source", source_name(p.timestamp.source));
+    w.bool("replayed", p.replayed);
+    w.num("group", p.group as u64);
+    w.opt_num("seq", p.seq.map(u64::from));
+    w.opt_num("seq_global", p.seq_global.map(u64::from));
+    match p.prefix {
+        Some(x) => w.bytes_str("prefix", x),
+        None => w.null("prefix"),
+    }
+    w.opt_num("hook", p.hook.map(u64::from));
+    w.opt_str("hook_name", p.hook.and_then(hook::name));
+    w.num("mark", p.mark as u64);
+    iface(&mut w, "indev", &p.indev);
+    iface(&mut w, "outdev", &p.outdev);
+    iface(&mut w, "physindev", &p.physindev);
+    iface(&mut w, "physoutdev", &p.physoutdev);
+    w.opt_num("uid", p.uid.map(u64::from));
+    w.opt_num("gid", p.gid.map(u64::from));
+    match p.hwaddr {
+        Some(m) => w.with("mac", |o| colon_hex(o, m)),
+        None => w.null("mac"),
+    }
+    w.opt_num("hwtype", p.hwtype.map(u64::from));
+    match p.hwheader {
+        Some(h) => w.with("hwheader", |o| hex_bytes(o, h)),
+        None => w.null("hwheader"),
+    }
+    w.str(
+        "family",
+        match p.family {
+            family::INET => "ipv4",
+            family::INET6 => "ipv6",
+            family::BRIDGE => "bridge",
+            family::UNSPEC => "unspec",
+            _ => "other",
+        },
+    );
+    w.num("captured", p.payload.len() as u64);
+    match d.partial {
+        Some(pt) => {
+            w.obj("partial");
+            w.num("captured", pt.captured as u64);
+            w.num("original", pt.original as u64);
+            w.close(b'}');
+        }
+        None => w.null("partial"),
+    }
+    match &p.damage {
+        Some(x) => w.bytes_str("damage", x.as_bytes()),
+        None => w.null("damage"),
+    }
+    // Where decoding stopped early (every layer that did), outer packet.
+    w.arr("truncated");
+    match &d.net {
+        Net::Truncated(x) => trunc(&mut w, x),
+        Net::Ipv4(v4) => truncs_v4(&mut w, v4),
+        Net::Ipv6(v6) => truncs_v6(&mut w, v6),
+        Net::NotIp { .. } => {}
+    }
+    w.close(b']');
+    match &d.net {
+        Net::Ipv4(v4) => {
+            ip4(&mut w, t, v4, names);
+            transport(&mut w, t, &v4.transport, v4.protocol, names);
+        }
+        Net::Ipv6(v6) => {
+            ip6(&mut w, t, v6, names);
+            if let Ipv6End::Upper = v6.end {
+                transport(&mut w, t, &v6.transport, v6.protocol, names);
+            } else {
+                w.null("transport");
+            }
+        }
+        _ => {
+            w.null("ip");
+            w.null("transport");
+        }
+    }
+    w.close(b'}');
+    out.push(b'\n');
+}
+
+fn truncs_v4(w: &mut W<'_>, v4: &Ipv4<'_>) {
+    if let Err(x) = &v4.options {
+        trunc(w, x);
+    }
+    truncs_transport(w, &v4.transport);
+}
+
+fn truncs_v6(w: &mut W<'_>, v6: &Ipv6<'_>) {
+    match &v6.end {
+        Ipv6End::Truncated(x) | Ipv6End::FragmentTruncated(x) => trunc(w, x),
+        _ => truncs_transport(w, &v6.transport),
+    }
+}
+
+fn truncs_transport(w: &mut W<'_>, t: &Transport<'_>) {
+    match t {
+        Transport::Truncated(x) => trunc(w, x),
+        Transport::Tcp(th) => {
+            if let Err(x) = &th.options {
+                trunc(w, x);
+            }
+        }
+        Transport::Icmp(i) => {
+            if let Some(x) = &i.short {
+                trunc(w, x);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn proto(w: &mut W<'_>, t: &NameTables, n: u8) {
+    w.num("protocol", n as u64);
+    match t.protocol(n) {
+        Some(name) => w.bytes_str("protocol_name", name.as_bytes()),
+        None => w.null("protocol_name"),
+    }
+}
+
+fn ip4(w: &mut W<'_>, t: &NameTables, v4: &Ipv4<'_>, names: &dyn Names) {
+    w.obj("ip");
+    w.num("version", 4);
+    addr(w, "src", "src_name", v4.src.into(), names);
+    addr(w, "dst", "dst_name", v4.dst.into(), names);
+    w.num("len", v4.total_len as u64);
+    w.num("header_len", v4.ihl as u64 * 4);
+    w.num("tos", v4.tos as u64);
+    w.num("ttl", v4.ttl as u64);
+    w.num("id", v4.id as u64);
+    w.arr("flags");
+    for (on, name) in [(v4.ce(), "ce"), (v4.df(), "df"), (v4.mf(), "mf")] {
+        if on {
+            w.item_with(|o| s(o, name));
+        }
+    }
+    w.close(b']');
+    w.num("frag_offset", v4.frag_offset() as u64 * 8);
+    proto(w, t, v4.protocol);
+    match &v4.options {
+        Ok(o) if !o.is_empty() => w.with("options", |out| hex_bytes(out, o)),
+        _ => w.null("options"),
+    }
+    w.close(b'}');
+}
+
+fn ext_name(k: u8) -> &'static str {
+    match k {
+        0 => "hop-by-hop",
+        43 => "routing",
+        44 => "fragment",
+        50 => "esp",
+        51 => "ah",
+        60 => "dest-options",
+        _ => "ext",
+    }
+}
+
+fn ip6(w: &mut W<'_>, t: &NameTables, v6: &Ipv6<'_>, names: &dyn Names) {
+    w.obj("ip");
+    w.num("version", 6);
+    addr(w, "src", "src_name", v6.src.into(), names);
+    addr(w, "dst", "dst_name", v6.dst.into(), names);
+    w.num("len", v6.payload_len as u64 + 40);
+    w.num("traffic_class", v6.traffic_class as u64);
+    w.num("flow_label", v6.flow_label as u64);
+    w.num("hop_limit", v6.hop_limit as u64);
+    let shown = match v6.end {
+        Ipv6End::Upper => v6.protocol,
+        Ipv6End::Esp => 50,
+        Ipv6End::AfterFragment(k) => k,
+        Ipv6End::Truncated(x) | Ipv6End::FragmentTruncated(x) => match x.layer {
+            crate::decode::Layer::Ipv6Ext(k) => k,
+            _ => v6.protocol,
+        },
+    };
+    proto(w, t, shown);
+    w.arr("ext");
+    for e in v6.ext_headers() {
+        w.sep();
+        w.open(b'{');
+        w.str("type", ext_name(e.kind));
+        w.num("offset", e.offset as u64);
+        w.num("len", e.bytes.len() as u64);
+        if let Some(spi) = e.spi {
+            w.num("spi", spi as u64);
+        }
+        w.close(b'}');
+    }
+    w.close(b']');
+    match v6.fragment {
+        Some(f) => {
+            w.obj("fragment");
+            w.num("offset", f.offset as u64);
+            w.bool("more", f.more);
+            w.num("id", f.id as u64);
+            w.close(b'}');
+        }
+        None => w.null("fragment"),
+    }
+    w.bool(
+        "ext_stopped_after_fragment",
+        matches!(v6.end, Ipv6End::AfterFragment(_)),
+    );
+    w.close(b'}');
+}
+
+fn port(w: &mut W<'_>, t: &NameTables, k: &str, kn: &str, p: u16, tcp: bool) {
+    w.num(k, p as u64);
+    match t.service(p, tcp) {
+        Some(n) => w.bytes_str(kn, n.as_bytes()),
+        None => w.null(kn),
+    }
+}
+
+fn transport(w: &mut W<'_>, t: &NameTables, tr: &Transport<'_>, protocol: u8, names: &dyn Names) {
+    let pname = match protocol {
+        6 => "tcp",
+        17 => "udp",
+        136 => "udplite",
+        1 => "icmp",
+        58 => "icmp6",
+        51 => "ah",
+        50 => "esp",
+        _ => "other",
+    };
+    match tr {
+        Transport::Other => {
+            w.null("transport");
+        }
+        Transport::Fragment | Transport::Truncated(_) => {
+            w.obj("transport");
+            w.str("protocol", pname);
+            w.bool("non_first_fragment", matches!(tr, Transport::Fragment));
+            w.close(b'}');
+        }
+        Transport::Tcp(th) => {
+            use crate::decode::Tcp as T;
+            w.obj("transport");
+            w.str("protocol", "tcp");
+            port(w, t, "src_port", "src_service", th.src_port, true);
+            port(w, t, "dst_port", "dst_service", th.dst_port, true);
+            w.num("seq", th.seq as u64);
+            w.num("ack", th.ack as u64);
+            w.arr("flags");
+            for (on, name) in [
+                (th.has(T::FIN), "fin"),
+                (th.has(T::SYN), "syn"),
+                (th.has(T::RST), "rst"),
+                (th.has(T::PSH), "psh"),
+                (th.has(T::ACK), "ack"),
+                (th.has(T::URG), "urg"),
+                (th.has(T::ECE), "ece"),
+                (th.has(T::CWR), "cwr"),
+                (th.ae(), "ae"),
+            ] {
+                if on {
+                    w.item_with(|o| s(o, name));
+                }
+            }
+            w.close(b']');
+            w.num("window", th.window as u64);
+            w.num("urgent", th.urgent as u64);
+            w.num("reserved", (th.reserved & 0x0e) as u64 >> 1);
+            w.num("header_len", th.data_offset as u64 * 4);
+            match &th.options {
+                Ok(o) if !o.is_empty() => {
+                    w.with("options", |out| hex_bytes(out, o));
+                    w.with("options_text", |out| tcpopt::describe(out, o));
+                }
+                _ => {
+                    w.null("options");
+                    w.null("options_text");
+                }
+            }
+            w.close(b'}');
+        }
+        Transport::Udp(u) => {
+            w.obj("transport");
+            w.str("protocol", if u.lite { "udplite" } else { "udp" });
+            port(w, t, "src_port", "src_service", u.src_port, false);
+            port(w, t, "dst_port", "dst_service", u.dst_port, false);
+            w.num("length", u.length as u64);
+            w.close(b'}');
+        }
+        Transport::Icmp(i) => {
+            w.obj("transport");
+            w.str("protocol", "icmp");
+            w.num("type", i.icmp_type as u64);
+            w.opt_str("type_name", icmp_type(i.icmp_type));
+            w.num("code", i.code as u64);
+            w.opt_str("code_name", icmp_code(i.icmp_type, i.code));
+            let echo = i.echo();
+            w.opt_num("id", echo.map(|e| e.0 as u64));
+            w.opt_num("seq", echo.map(|e| e.1 as u64));
+            match i.gateway() {
+                Some(g) => addr(w, "gateway", "gateway_name", g.into(), names),
+                None => {
+                    w.null("gateway");
+                    w.null("gateway_name");
+                }
+            }
+            w.opt_num("mtu", i.mtu().map(u64::from));
+            w.opt_num("pointer", i.parameter().map(u64::from));
+            match i.inner() {
+                Some(Ok(v4)) => {
+                    w.obj("quoted");
+                    ip4(w, t, &v4, names);
+                    transport(w, t, &v4.transport, v4.protocol, names);
+                    w.arr("truncated");
+                    truncs_v4(w, &v4);
+                    w.close(b']');
+                    w.close(b'}');
+                }
+                Some(Err(x)) => {
+                    w.obj("quoted");
+                    w.null("ip");
+                    w.null("transport");
+                    w.arr("truncated");
+                    trunc(w, &x);
+                    w.close(b']');
+                    w.close(b'}');
+                }
+                None => w.null("quoted"),
+            }
+            w.close(b'}');
+        }
+        Transport::Icmpv6(i) => {
+            w.obj("transport");
+            w.str("protocol", "icmp6");
+            w.num("type", i.icmp_type as u64);
+            w.opt_str("type_name", icmpv6_type(i.icmp_type));
+            w.num("code", i.code as u64);
+            w.opt_str("code_name", icmpv6_code(i.icmp_type, i.code));
+            let echo = i.echo();
+            w.opt_num("id", echo.map(|e| e.0 as u64));
+            w.opt_num("seq", echo.map(|e| e.1 as u64));
+            w.opt_num("mtu", i.mtu().map(u64::from));
+            w.opt_num("pointer", i.pointer().map(u64::from));
+            match i.inner() {
+                Some(Ok(v6)) => {
+                    w.obj("quoted");
+                    ip6(w, t, &v6, names);
+                    if let Ipv6End::Upper = v6.end {
+                        transport(w, t, &v6.transport, v6.protocol, names);
+                    } else {
+                        w.null("transport");
+                    }
+                    w.arr("truncated");
+                    truncs_v6(w, &v6);
+                    w.close(b']');
+                    w.close(b'}');
+                }
+                Some(Err(x)) => {
+                    w.obj("quoted");
+                    w.null("ip");
+                    w.null("transport");
+                    w.arr("truncated");
+                    trunc(w, &x);
+                    w.close(b']');
+                    w.close(b'}');
+                }
+                None => w.null("quoted"),
+            }
+            w.close(b'}');
+        }
+        Transport::Ah(a) => {
+            w.obj("transport");
+            w.str("protocol", "ah");
+            w.num("spi", a.spi as u64);
+            w.num("seq", a.seq as u64);
+            w.num("next_header", a.next_header as u64);
+            w.close(b'}');
+        }
+        Transport::Esp(e) => {
+            w.obj("transport");
+            w.str("protocol", "esp");
+            w.num("spi", e.spi as u64);
+            w.num("seq", e.seq as u64);
+            w.close(b'}');
+        }
+    }
+}
+
+/// A loss report object.
+pub(crate) fn loss(ev: &LossEvent, out: &mut Vec<u8>) {
+    let mut w = W::new(out);
+    w.open(b'{');
+    w.str("event", "loss");
+    w.with("time", |o| time::rfc3339(o, &ev.time));
+    w.str("time_source", source_name(ev.time.source));
+    w.num("count", ev.count);
+    w.str("cause", ev.cause.name());
+    w.opt_num("group", ev.group.map(u64::from));
+    match ev.seq_global {
+        Some((a, b)) => {
+            w.obj("seq_global");
+            w.num("first", a as u64);
+            w.num("last", b as u64);
+            w.close(b'}');
+        }
+        None => w.null("seq_global"),
+    }
+    w.close(b'}');
+    out.push(b'\n');
+}

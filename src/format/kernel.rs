@@ -84,10 +84,22 @@ pub(crate) fn line(p: &Packet<'_>, d: &Decoded<'_>, flags: LogFlags, out: &mut V
         Net::Truncated(_) => s(out, "TRUNCATED"),
         Net::NotIp { .. } => {}
     }
-    let raw_len = out.len() - start - extra;
-    if raw_len > KERNEL_TEXT_MAX {
-        out.truncate(start + KERNEL_TEXT_MAX + extra);
+    if out.len() - start - extra > KERNEL_TEXT_MAX {
+        cap(out, start);
     }
+}
+
+/// Cut the line at 1017 raw bytes. Every backslash in the output starts a 4-byte `\xNN`
+/// escape standing for one raw byte (a raw backslash is itself escaped), so raw length is
+/// counted by stepping over escapes, and the cut never splits one.
+fn cap(out: &mut Vec<u8>, start: usize) {
+    let mut i = start;
+    let mut raw = 0;
+    while i < out.len() && raw < KERNEL_TEXT_MAX {
+        i += if out[i] == b'\\' { 4 } else { 1 };
+        raw += 1;
+    }
+    out.truncate(i.min(out.len()));
 }
 
 fn mac(p: &Packet<'_>, flags: LogFlags, out: &mut Vec<u8>) {

@@ -38,6 +38,13 @@ pub mod fwlog {
     pub const OUTDEV_NAME: u16 = 0x3F03;
     pub const PHYSINDEV_NAME: u16 = 0x3F04;
     pub const PHYSOUTDEV_NAME: u16 = 0x3F05;
+    /// A capture file's record time (be64 seconds, be32 nanoseconds), for records that
+    /// `fwlog read` re-encodes from pcaps without NFLOG timestamps.
+    pub const CAPTURE_TIME: u16 = 0x3F06;
+    /// The packet's length on the wire when the source knew it (be32).
+    pub const ORIG_LEN: u16 = 0x3F07;
+    /// A note on damaged metadata from the source (text).
+    pub const DAMAGE: u16 = 0x3F08;
     /// A loss report instead of a packet (see [`super::LossRecord`]): be64 count (u64::MAX when
     /// unknown), u8 cause, u8 has_range, 2 bytes zero, be32 first and be32 last seq_global.
     pub const LOSS: u16 = 0x3F10;
@@ -173,6 +180,8 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
     let mut index: [Option<u32>; 4] = [None; 4];
     let mut kernel_ts: Option<Timestamp> = None;
     let mut recv_ts: Option<Timestamp> = None;
+    let mut capture_ts: Option<Timestamp> = None;
+    let mut carried_damage: Option<&[u8]> = None;
     let mut hwlen: Option<u16> = None;
 
     let mut off = NFGENMSG_LEN;
@@ -251,6 +260,19 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
                 });
                 true
             }
+            fwlog::CAPTURE_TIME if v.len() >= 12 => {
+                capture_ts = Some(Timestamp {
+                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
+                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
+                    source: TimeSource::Capture,
+                });
+                true
+            }
+            fwlog::ORIG_LEN => be32(v).map(|x| p.orig_len = Some(x)).is_some(),
+            fwlog::DAMAGE => {
+                carried_damage = Some(v);
+                true
+            }
             fwlog::INDEV_NAME..=fwlog::PHYSOUTDEV_NAME => {
                 names[(ty - fwlog::INDEV_NAME) as usize] = Some(cstr(v));
                 true
@@ -295,8 +317,99 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
             });
         }
     }
-    p.timestamp = kernel_ts.or(recv_ts).unwrap_or(fallback);
+    p.timestamp = kernel_ts.or(recv_ts).or(capture_ts).unwrap_or(fallback);
+    if let (None, Some(d)) = (&p.damage, carried_damage) {
+        p.damage = Some(String::from_utf8_lossy(d).into_owned());
+    }
     p
+}
+
+/// Encode any packet as an NFLOG record (nfgenmsg + TLVs), so that packets from capture files
+/// go through the same pipeline as spooled ones. [`parse`] gives the same packet back.
+pub fn encode_packet(p: &Packet<'_>, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[p.family, 0]);
+    out.extend_from_slice(&p.group.to_be_bytes());
+    if p.hook.is_some() || p.hw_protocol.is_some() {
+        let hw = p.hw_protocol.unwrap_or(0).to_be_bytes();
+        push_attr(
+            out,
+            nfula::PACKET_HDR,
+            &[hw[0], hw[1], p.hook.unwrap_or(0), 0],
+        );
+    }
+    if p.mark != 0 {
+        push_attr(out, nfula::MARK, &p.mark.to_be_bytes());
+    }
+    let t = p.timestamp;
+    match t.source {
+        TimeSource::Kernel => {
+            let mut v = [0u8; 16];
+            v[..8].copy_from_slice(&(t.sec.max(0) as u64).to_be_bytes());
+            v[8..].copy_from_slice(&u64::from(t.nsec / 1000).to_be_bytes());
+            push_attr(out, nfula::TIMESTAMP, &v);
+        }
+        TimeSource::Local => push_recv_time(out, t.sec, t.nsec),
+        TimeSource::Capture => {
+            let mut v = [0u8; 12];
+            v[..8].copy_from_slice(&(t.sec.max(0) as u64).to_be_bytes());
+            v[8..].copy_from_slice(&t.nsec.to_be_bytes());
+            push_attr(out, fwlog::CAPTURE_TIME, &v);
+        }
+    }
+    let ifaces = [
+        (nfula::IFINDEX_INDEV, p.indev),
+        (nfula::IFINDEX_OUTDEV, p.outdev),
+        (nfula::IFINDEX_PHYSINDEV, p.physindev),
+        (nfula::IFINDEX_PHYSOUTDEV, p.physoutdev),
+    ];
+    for (ty, i) in ifaces {
+        if let Some(i) = i {
+            push_attr(out, ty, &i.index.to_be_bytes());
+            if let Some(n) = i.name {
+                push_ifname(out, ty, n);
+            }
+        }
+    }
+    if let Some(a) = p.hwaddr {
+        let a = &a[..a.len().min(8)];
+        let mut v = [0u8; 12];
+        v[..2].copy_from_slice(&(a.len() as u16).to_be_bytes());
+        v[4..4 + a.len()].copy_from_slice(a);
+        push_attr(out, nfula::HWADDR, &v);
+    }
+    if let Some(t) = p.hwtype {
+        push_attr(out, nfula::HWTYPE, &t.to_be_bytes());
+    }
+    if let Some(h) = p.hwheader {
+        push_attr(
+            out,
+            nfula::HWLEN,
+            &(h.len().min(u16::MAX as usize) as u16).to_be_bytes(),
+        );
+        push_attr(out, nfula::HWHEADER, h);
+    }
+    let nums = [
+        (nfula::UID, p.uid),
+        (nfula::GID, p.gid),
+        (nfula::SEQ, p.seq),
+        (nfula::SEQ_GLOBAL, p.seq_global),
+        (fwlog::ORIG_LEN, p.orig_len),
+    ];
+    for (ty, v) in nums {
+        if let Some(v) = v {
+            push_attr(out, ty, &v.to_be_bytes());
+        }
+    }
+    if let Some(pre) = p.prefix {
+        let mut v = Vec::with_capacity(pre.len() + 1);
+        v.extend_from_slice(pre);
+        v.push(0);
+        push_attr(out, nfula::PREFIX, &v);
+    }
+    if let Some(d) = &p.damage {
+        push_attr(out, fwlog::DAMAGE, d.as_bytes());
+    }
+    push_attr(out, nfula::PAYLOAD, p.payload);
 }
 
 /// Append one attribute (host-order header, value, padding to 4 bytes).
@@ -322,12 +435,14 @@ pub fn push_recv_time(buf: &mut Vec<u8>, sec: i64, nsec: u32) {
 }
 
 /// Append an interface-name attribute (`which` is the kernel's IFINDEX_* type), NUL-terminated.
+/// Names longer than the kernel's IFNAMSIZ (16 with the NUL) are cut: the kernel never makes them.
 pub fn push_ifname(buf: &mut Vec<u8>, which: u16, name: &[u8]) {
     let ty = fwlog::INDEV_NAME + (which - nfula::IFINDEX_INDEV);
-    let mut v = Vec::with_capacity(name.len() + 1);
-    v.extend_from_slice(cstr(name));
-    v.push(0);
-    push_attr(buf, ty, &v);
+    let name = cstr(name);
+    let name = &name[..name.len().min(15)];
+    let mut v = [0u8; 16];
+    v[..name.len()].copy_from_slice(name);
+    push_attr(buf, ty, &v[..name.len() + 1]);
 }
 
 #[cfg(test)]
@@ -452,6 +567,34 @@ mod tests {
         assert_eq!(LossRecord::decode(&record()), None);
         let p = parse(&b, TlvOrder::NATIVE, ts());
         assert_eq!((p.family, p.payload.len()), (0, 0));
+    }
+
+    #[test]
+    fn encode_packet_round_trips_every_field() {
+        let rec = record();
+        let mut p = parse(&rec, TlvOrder::NATIVE, ts());
+        p.hwaddr = Some(&[1, 2, 3, 4, 5, 6]);
+        p.hwtype = Some(1);
+        p.hwheader = Some(&[9; 14]);
+        p.uid = Some(1000);
+        p.gid = Some(100);
+        p.seq_global = Some(77);
+        p.orig_len = Some(1500);
+        p.outdev = Some(Iface {
+            index: 9,
+            name: None,
+        });
+        p.damage = Some("note".into());
+        for source in [TimeSource::Kernel, TimeSource::Local, TimeSource::Capture] {
+            p.timestamp = Timestamp {
+                sec: 1_700_000_000,
+                nsec: 123_456_000,
+                source,
+            };
+            let mut b = Vec::new();
+            encode_packet(&p, &mut b);
+            assert_eq!(parse(&b, TlvOrder::NATIVE, ts()), p, "{source:?}");
+        }
     }
 
     #[test]

@@ -334,3 +334,65 @@ pub fn assert_safe_text(text: &str) {
         }
     }
 }
+
+fn l(s: &[u8]) -> Vec<u8> {
+    s.to_vec()
+}
+
+/// Case number (last octet of 192.0.2.N) -> the PTR name served, as raw labels.
+pub fn hostile_cases() -> Vec<Vec<Vec<u8>>> {
+    let all_low: Vec<u8> = (0u8..=127).collect();
+    let all_high: Vec<u8> = (128u8..=255).collect();
+    vec![
+        vec![
+            l(b"evil\nDec 1 00:00:00 host sshd: Accepted"),
+            l(b"example"),
+        ],
+        vec![l(b"cr\rhere"), l(b"example")],
+        vec![l(b"\x1b[31mred\x1b]0;title\x07"), l(b"example")],
+        vec![l(b"nul\0byte"), l(b"example")],
+        vec![l(b"has spaces in it"), l(b"example")],
+        vec![l(b"paren(s)"), l(b"x"), l(b"example")],
+        vec![l(b"caf\xc3\xa9\xff\xfe"), l(b"example")],
+        // Punycode labels: hickory's to_utf8() would decode these; we never do.
+        vec![l(b"xn--a\nfake-gva"), l(b"example")],
+        vec![l(b"xn--a\x1bfake-gva"), l(b"xn--ls8h"), l(b"example")],
+        vec![l(b"1"), l(b"2"), l(b"3"), l(b"4")],
+        vec![
+            l(b"10"),
+            l(b"0"),
+            l(b"0"),
+            l(b"1"),
+            l(b"evil"),
+            l(b"example"),
+        ],
+        vec![l(b"back\\slash\\010"), l(b"example")],
+        vec![l(b"dot.inside"), l(b"example")],
+        vec![l(b"tab\tdel\x7f"), l(b"example")],
+        vec![l(b"quote\"'`$;|&<>"), l(b"example")],
+        vec![
+            all_low[..43].to_vec(),
+            all_low[43..86].to_vec(),
+            all_low[86..].to_vec(),
+        ],
+        vec![
+            all_high[..63].to_vec(),
+            all_high[63..126].to_vec(),
+            all_high[126..].to_vec(),
+        ],
+        // Valid on the wire (< 255 bytes) but far over the cap once escaped.
+        vec![
+            vec![0x1b; 63],
+            vec![b'\n'; 63],
+            vec![0xff; 63],
+            vec![b' '; 60],
+        ],
+        // 253 plain characters: the longest name that needs no escaping fits exactly.
+        vec![
+            vec![b'a'; 63],
+            vec![b'b'; 63],
+            vec![b'c'; 63],
+            vec![b'd'; 61],
+        ],
+    ]
+}

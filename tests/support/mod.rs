@@ -4,6 +4,7 @@
 //! so tests run in parallel without seeing each other's packets, and nothing leaves the machine.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod kmsg;
 pub mod netns;
 

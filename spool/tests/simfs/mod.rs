@@ -28,6 +28,8 @@ struct Inode {
     synced: Vec<u8>,
 }
 
+type InodeRef = Arc<Mutex<Inode>>;
+
 #[derive(Clone)]
 enum Entry {
     File(Arc<Mutex<Inode>>),
@@ -125,7 +127,7 @@ impl SimFs {
         names.retain(|k, _| k.parent().is_none_or(|p| dirs.contains(p)));
         // New inodes (old handles must not reach the new state); hard links do not exist, but a
         // file may be reachable under two names after a rename that half-survived: share it.
-        let mut fresh: Vec<(Arc<Mutex<Inode>>, Arc<Mutex<Inode>>)> = Vec::new();
+        let mut fresh: Vec<(InodeRef, InodeRef)> = Vec::new();
         for e in names.values_mut() {
             if let Entry::File(old) = e {
                 if let Some((_, n)) = fresh.iter().find(|(o, _)| Arc::ptr_eq(o, old)) {
@@ -365,6 +367,7 @@ impl Fs for SimFs {
             .map(|(k, e)| DirEntry {
                 name: k.file_name().unwrap().to_string_lossy().into_owned(),
                 is_dir: matches!(e, Entry::Dir),
+                is_file: matches!(e, Entry::File(_)),
             })
             .collect())
     }

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fwlog_spool::Reader;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
@@ -26,6 +25,7 @@ use tokio::time::{sleep_until, Instant};
 use super::counters::{bump, Counters};
 use super::loss;
 use super::outputs::Outputs;
+use super::source::Source;
 use crate::dns::{Lookup, Resolver};
 use crate::format::Names;
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
@@ -52,8 +52,8 @@ impl Names for PacketNames {
     }
 }
 
-pub struct Processor {
-    pub reader: Reader,
+pub struct Processor<S: Source> {
+    pub source: S,
     pub outputs: Outputs,
     pub resolver: Option<Resolver>,
     pub dns_timeout: Duration,
@@ -65,11 +65,32 @@ pub struct Processor {
     pub stop: Arc<AtomicBool>,
     /// How long shutdown may take to print what is ready.
     pub stop_grace: Duration,
+    /// Keep retrying a failed output (the daemon) rather than failing (read, replay).
+    pub retry_outputs: bool,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-impl Processor {
+/// An output failed where retrying is not wanted. A closed pipe (`fwlog read | head`) is the
+/// reader's choice, not an error: it ends the run quietly.
+struct OutputFailed {
+    target: String,
+    error: std::io::Error,
+}
+
+/// The message for a closed pipe; callers treat it as success.
+pub const BROKEN_PIPE: &str = "output closed";
+
+impl OutputFailed {
+    fn into_message(self) -> String {
+        if self.error.kind() == std::io::ErrorKind::BrokenPipe {
+            return BROKEN_PIPE.into();
+        }
+        format!("cannot write to {}: {}", self.target, self.error)
+    }
+}
+
+impl<S: Source> Processor<S> {
     pub async fn run(mut self) -> Result<(), String> {
         let sig =
             |k: SignalKind| signal(k).map_err(|e| format!("cannot install signal handler: {e}"));
@@ -109,6 +130,13 @@ impl Processor {
                     }
                     Err((what, e)) => {
                         bump(&self.counters.output_errors, 1);
+                        if !self.retry_outputs {
+                            return Err(OutputFailed {
+                                target: what,
+                                error: e,
+                            }
+                            .into_message());
+                        }
                         if failing.is_none() {
                             eprintln!("fwlog: cannot write to {what}: {e}; nothing is acknowledged, packets stay in the spool, retrying");
                         }
@@ -120,10 +148,11 @@ impl Processor {
             }
             if failing.is_none() {
                 if let Some(seq) = last_printed.take() {
-                    self.reader
-                        .ack(seq)
-                        .map_err(|e| format!("spool acknowledgement: {e}"))?;
+                    self.source.ack(seq)?;
                 }
+            }
+            if self.source.finished() && window.is_empty() && self.outputs.pending_bytes() == 0 {
+                break;
             }
             if let Some(t) = stop_at {
                 let idle = window.is_empty() && self.outputs.pending_bytes() == 0;
@@ -150,7 +179,7 @@ impl Processor {
                 _ = hup.recv() => self.outputs.reopen(),
                 _ = usr1.recv() => {
                     let dns = self.resolver.as_ref().map(|r| r.stats().to_string());
-                    eprintln!("{}", self.counters.line(self.reader.stats().pending_records, dns));
+                    eprintln!("{}", self.counters.line(self.source.pending(), dns));
                 }
                 _ = term.recv() => self.begin_stop(&mut stop_at),
                 _ = int.recv() => self.begin_stop(&mut stop_at),
@@ -170,10 +199,8 @@ impl Processor {
     /// start name lookups for their addresses.
     fn fill(&mut self, window: &mut VecDeque<Entry>, dns_wake: &Arc<Notify>) -> Result<(), String> {
         while window.len() < self.window_cap {
-            let rec = match self.reader.next() {
-                Ok(Some(r)) => r,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(format!("reading the spool: {e}")),
+            let Some(rec) = self.source.next()? else {
+                return Ok(());
             };
             let now = Instant::now();
             let mut addrs = Vec::new();
@@ -199,7 +226,7 @@ impl Processor {
             window.push_back(Entry {
                 seq: rec.seq,
                 data: rec.data,
-                replayed: rec.recovered,
+                replayed: rec.replayed,
                 deadline: now + self.dns_timeout,
                 addrs,
             });
@@ -219,7 +246,7 @@ impl Processor {
                         || head
                             .addrs
                             .iter()
-                            .all(|&ip| matches!(r.cached(ip), Lookup::Hit(_)))
+                            .all(|&ip| matches!(r.peek(ip), Lookup::Hit(_)))
                 }
             };
             if !ready {
@@ -237,7 +264,7 @@ impl Processor {
                     Some(r) => e
                         .addrs
                         .iter()
-                        .filter_map(|&ip| match r.cached(ip) {
+                        .filter_map(|&ip| match r.peek(ip) {
                             Lookup::Hit(Some(n)) => Some((ip, n.to_string())),
                             _ => None,
                         })

@@ -1,0 +1,165 @@
+//! `fwlog replay`: print (or export as pcap) what a spool holds, without changing it.
+//!
+//! The spool is opened read-only: no lock, no truncation, no quarantine, no acknowledgement, so
+//! it works on a copy taken off a dead machine, on a read-only mount, and beside a daemon that
+//! is using the same directory.
+
+use chrono::{Local, NaiveDateTime, TimeZone};
+use fwlog_spool::ReadOnlySpool;
+
+use crate::cli::{ReplayArgs, Select};
+use crate::exit;
+use crate::nflog::attr::{self, LossRecord, TlvOrder};
+use crate::pcap::NflogPcapWriter;
+use crate::pipeline::loss::EPOCH;
+
+/// `--since` / `--until`: RFC 3339, "YYYY-MM-DD HH:MM[:SS]" in local time, or a duration
+/// meaning that long ago ("2h").
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
+        if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
+            return Local
+                .from_local_datetime(&n)
+                .earliest()
+                .map(|t| t.timestamp())
+                .ok_or_else(|| format!("{s}: no such local time"));
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let n = d.and_hms_opt(0, 0, 0).ok_or("bad date")?;
+        return Local
+            .from_local_datetime(&n)
+            .earliest()
+            .map(|t| t.timestamp())
+            .ok_or_else(|| format!("{s}: no such local time"));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(Local::now().timestamp() - d.as_secs() as i64);
+    }
+    Err(format!(
+        "{s}: not a time (use 2026-11-24T08:00:00Z, \"2026-11-24 08:00\", or 2h for two hours ago)"
+    ))
+}
+
+struct Filter {
+    select: Select,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+impl Filter {
+    fn keeps(&self, acked: bool, data: &[u8]) -> bool {
+        let state_ok = match self.select {
+            Select::All => true,
+            Select::Pending => !acked,
+            Select::Printed => acked,
+        };
+        if !state_ok {
+            return false;
+        }
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        let t = attr::parse(data, TlvOrder::NATIVE, EPOCH).timestamp.sec;
+        self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t < u)
+    }
+}
+
+pub fn run(args: &ReplayArgs) -> i32 {
+    let filter = Filter {
+        select: args.select,
+        since: args.since,
+        until: args.until,
+    };
+    let spool = match ReadOnlySpool::open(&args.spool) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fwlog: spool {}: {e}", args.spool.display());
+            return exit::SPOOL;
+        }
+    };
+    if let Some(path) = &args.pcap {
+        let status = export_pcap(&spool, &filter, path);
+        if args.outputs.is_empty() {
+            return status;
+        }
+    }
+    let specs = super::pipeline::outputs_or_stdout(&args.outputs);
+    let dir = args.spool.clone();
+    super::pipeline::run(&specs, &args.fmt, &args.dns, move |mut out| {
+        let mut status = exit::OK;
+        let mut records = spool.records();
+        for r in &mut records {
+            match r {
+                Ok(rec) => {
+                    if filter.keeps(rec.acked, &rec.data) && !out.send(rec.data, true) {
+                        return status;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("fwlog: spool {}: {e}", dir.display());
+                    status = exit::DATA;
+                    break;
+                }
+            }
+        }
+        report(records.stats());
+        status
+    })
+}
+
+fn report(st: &fwlog_spool::ReplayStats) {
+    if st.corrupt_regions_skipped > 0 || st.unreadable_segments > 0 || st.records_lost_in_gaps > 0 {
+        eprintln!(
+            "fwlog: spool damage skipped: {} corrupt regions ({} bytes), {} unreadable segments, {} records missing",
+            st.corrupt_regions_skipped, st.corrupt_bytes_skipped, st.unreadable_segments, st.records_lost_in_gaps
+        );
+    }
+}
+
+fn export_pcap(spool: &ReadOnlySpool, filter: &Filter, path: &std::path::Path) -> i32 {
+    let file = match std::fs::File::create(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("fwlog: {}: {e}", path.display());
+            return exit::OUTPUT;
+        }
+    };
+    let mut w = match NflogPcapWriter::new(std::io::BufWriter::new(file)) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("fwlog: {}: {e}", path.display());
+            return exit::OUTPUT;
+        }
+    };
+    let mut status = exit::OK;
+    let mut records = spool.records();
+    for r in &mut records {
+        let rec = match r {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("fwlog: reading the spool: {e}");
+                status = exit::DATA;
+                break;
+            }
+        };
+        // Loss reports are not packets: a pcap has no place for them.
+        if LossRecord::decode(&rec.data).is_some() || !filter.keeps(rec.acked, &rec.data) {
+            continue;
+        }
+        let t = attr::parse(&rec.data, TlvOrder::NATIVE, EPOCH).timestamp;
+        if let Err(e) = w.write(t.sec, t.nsec / 1000, &rec.data) {
+            eprintln!("fwlog: {}: {e}", path.display());
+            return exit::OUTPUT;
+        }
+    }
+    report(records.stats());
+    if let Err(e) = std::io::Write::flush(&mut w.into_inner()) {
+        eprintln!("fwlog: {}: {e}", path.display());
+        return exit::OUTPUT;
+    }
+    status
+}

@@ -1,0 +1,12 @@
+//! The pipeline after the source: resolve -> format -> outputs -> acknowledge.
+//!
+//! `fwlog run` feeds it from the spool as intake commits; `fwlog read` from capture files and
+//! `fwlog replay` from a spool opened read-only, both through a producer thread and a bounded
+//! channel ([`source::ChannelSource`]). Every source hands over NFLOG-shaped records (the spool
+//! record format), so one path decodes, resolves, formats and writes them all.
+
+pub mod counters;
+pub mod loss;
+pub mod outputs;
+pub mod process;
+pub mod source;

@@ -1,0 +1,133 @@
+//! Where the pipeline's records come from.
+
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+/// One record: an NFLOG-shaped message (see `crate::nflog`), in source order.
+pub struct SourceRecord {
+    pub seq: u64,
+    pub data: Vec<u8>,
+    /// Possibly printed before (spool replay at start-up, or `fwlog replay`).
+    pub replayed: bool,
+}
+
+pub trait Source {
+    /// The next record if one is ready now.
+    fn next(&mut self) -> Result<Option<SourceRecord>, String>;
+    /// Every record up to `seq` has been written to every output.
+    fn ack(&mut self, seq: u64) -> Result<(), String>;
+    /// No record will ever come again (a file read to its end).
+    fn finished(&self) -> bool;
+    /// Records not yet acknowledged, for the counters.
+    fn pending(&self) -> u64;
+}
+
+/// The live spool: records appear as intake commits them; never finished.
+impl Source for fwlog_spool::Reader {
+    fn next(&mut self) -> Result<Option<SourceRecord>, String> {
+        match fwlog_spool::Reader::next(self) {
+            Ok(Some(r)) => Ok(Some(SourceRecord {
+                seq: r.seq,
+                data: r.data,
+                replayed: r.recovered,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => Err(format!("reading the spool: {e}")),
+        }
+    }
+
+    fn ack(&mut self, seq: u64) -> Result<(), String> {
+        fwlog_spool::Reader::ack(self, seq).map_err(|e| format!("spool acknowledgement: {e}"))
+    }
+
+    fn finished(&self) -> bool {
+        false
+    }
+
+    fn pending(&self) -> u64 {
+        self.stats().pending_records
+    }
+}
+
+/// Records made by a producer thread (reading files), passed through a bounded channel so that
+/// memory stays bounded however large the input.
+pub struct ChannelSource {
+    rx: Receiver<SourceRecord>,
+    done: bool,
+    pending: u64,
+}
+
+/// The producer's end: `send` blocks while the pipeline is behind.
+pub struct Producer {
+    tx: SyncSender<SourceRecord>,
+    wake: Arc<Notify>,
+    seq: u64,
+}
+
+impl Producer {
+    /// Hand one record over; false when the pipeline has gone (stop producing).
+    pub fn send(&mut self, data: Vec<u8>, replayed: bool) -> bool {
+        self.seq += 1;
+        let ok = self
+            .tx
+            .send(SourceRecord {
+                seq: self.seq,
+                data,
+                replayed,
+            })
+            .is_ok();
+        self.wake.notify_one();
+        ok
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        // Wake the pipeline so it sees the channel close.
+        self.wake.notify_one();
+    }
+}
+
+/// A source and its producer end; `wake` is the pipeline's data wake-up.
+pub fn channel(capacity: usize, wake: Arc<Notify>) -> (ChannelSource, Producer) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+    (
+        ChannelSource {
+            rx,
+            done: false,
+            pending: 0,
+        },
+        Producer { tx, wake, seq: 0 },
+    )
+}
+
+impl Source for ChannelSource {
+    fn next(&mut self) -> Result<Option<SourceRecord>, String> {
+        match self.rx.try_recv() {
+            Ok(r) => {
+                self.pending += 1;
+                Ok(Some(r))
+            }
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+
+    fn ack(&mut self, _seq: u64) -> Result<(), String> {
+        self.pending = 0;
+        Ok(())
+    }
+
+    fn finished(&self) -> bool {
+        self.done
+    }
+
+    fn pending(&self) -> u64 {
+        self.pending
+    }
+}

@@ -1,0 +1,115 @@
+//! A `fwlog run` process inside a test namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use super::netns::NetNs;
+
+pub struct Daemon {
+    pub child: Child,
+    pub stderr: PathBuf,
+}
+
+/// Wait until `f` is true, polling; panics with `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Daemon {
+    /// Start `fwlog run ARGS` in `ns`, stderr to `dir/stderr.N`, and wait until it listens.
+    pub fn start(ns: &NetNs, dir: &Path, args: &[&str]) -> Daemon {
+        let d = Daemon::spawn(ns, dir, args);
+        let path = d.stderr.clone();
+        wait_for("fwlog to start", Duration::from_secs(20), || {
+            std::fs::read_to_string(&path)
+                .map(|s| s.contains("fwlog: logging NFLOG group"))
+                .unwrap_or(false)
+        });
+        d
+    }
+
+    /// Start without waiting (for tests of start-up failures and kill -9 during start-up).
+    pub fn spawn(ns: &NetNs, dir: &Path, args: &[&str]) -> Daemon {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stderr = dir.join(format!("stderr.{n}"));
+        let err = std::fs::File::create(&stderr).expect("stderr file");
+        let child = ns
+            .command(super::fwlog_bin())
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("spawn fwlog run");
+        Daemon { child, stderr }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // `ip netns exec` execs fwlog, so the child's pid is fwlog's.
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn stop(mut self) -> i32 {
+        self.signal(libc::SIGTERM);
+        self.wait(Duration::from_secs(20))
+    }
+
+    pub fn kill9(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("fwlog did not exit; stderr:\n{}", self.stderr_text());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Send `n` UDP datagrams to 127.0.0.1:`port` from inside `ns`, payload "pkt-<i>".
+pub fn send_udp(ns: &NetNs, port: u16, range: std::ops::Range<u32>) {
+    ns.enter(|| {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for i in range {
+            s.send_to(format!("pkt-{i}").as_bytes(), ("127.0.0.1", port))
+                .expect("send");
+        }
+    });
+}
+
+/// Lines of a file (empty if it does not exist yet).
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
