@@ -66,9 +66,9 @@ GROUP=$((30000 + $$ % 1000)) # NFLOG group for the live checks: one no one else 
 PORT=$((40000 + $$ % 1000))
 NFT_TABLE=fwlog_pkgtest
 PREFIX="fwlog-pkgtest-$$" # nft log prefix: marks this run's lines in the log and the journal
-# --no-dns: the test sends no DNS query anywhere. --format kernel: its lines carry the nft
-# prefix verbatim, which is what the checks count.
-TEST_OPTS="--group $GROUP --no-dns --format kernel --output /var/log/fwlog"
+# The default format (fwlog blocks): its PKT line carries the nft prefix, which the checks count.
+# --no-dns unless the test's own nsd runs (below).
+TEST_OPTS="--group $GROUP --no-dns --output /var/log/fwlog"
 DAEMON_PID=
 DNSPORT=$((50000 + $$ % 1000)) # the test's own name server (nsd) on 127.0.0.1, when installed
 NSD_PID=
@@ -416,7 +416,10 @@ else
 	sleep 0.5
 	c=$(journal | grep 'received 2 ' | tail -1)
 	grep -q 'timeouts=0 errors=0' <<<"$c" || fail "reverse DNS: the query failed: $c; nsd: $(nsd-control -c "$nsd_dir/nsd.conf" stats_noreset 2>&1 | grep -E 'rcode|num.type.(PTR|A|AAAA)=|num.queries' | grep -v '=0$' | tr '\n' ' ')"
+	grep -q 'pkgtest\.fwlog\.test' /var/log/fwlog ||
+		fail "reverse DNS: the name of 203.0.113.1 is not in /var/log/fwlog"
 	ok "reverse DNS from inside the sandbox: nsd answered $q query(s), no timeouts or errors"
+	ok "the log names 203.0.113.1: $(grep -o '[^ ]*pkgtest\.fwlog\.test[^ ]*' /var/log/fwlog | head -1)"
 fi
 
 step "logrotate, then SIGHUP: the next line goes to the new file"
