@@ -418,7 +418,7 @@ else
 	grep -q 'timeouts=0 errors=0' <<<"$c" || fail "reverse DNS: the query failed: $c; nsd: $(nsd-control -c "$nsd_dir/nsd.conf" stats_noreset 2>&1 | grep -E 'rcode|num.type.(PTR|A|AAAA)=|num.queries' | grep -v '=0$' | tr '\n' ' ')"
 	grep -q 'pkgtest\.fwlog\.test' /var/log/fwlog ||
 		fail "reverse DNS: the name of 203.0.113.1 is not in /var/log/fwlog"
-	ok "reverse DNS from inside the sandbox: nsd answered $q query(s), no timeouts or errors"
+	ok "reverse DNS: nsd answered $q query(s), no timeouts or errors"
 	ok "the log names 203.0.113.1: $(grep -o '[^ ]*pkgtest\.fwlog\.test[^ ]*' /var/log/fwlog | head -1)"
 fi
 
