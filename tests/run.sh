@@ -41,6 +41,10 @@ else
   echo "tests/run.sh: not root: tests that need network namespaces will print SKIP" >&2
 fi
 
+# fwlog's default paths: tests must never touch them (each test uses its own directories).
+defaults_existed=0
+if [ -e /var/spool/fwlog ] || [ -e /var/log/fwlog ]; then defaults_existed=1; fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
@@ -52,4 +56,20 @@ cargo test --workspace 2>&1 | tee "$log"
 # cargo test's exit status already fails the script on any failed test; say so plainly too.
 passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+
+if [ "$(id -u)" -eq 0 ]; then
+  if [ "$defaults_existed" -eq 0 ] && { [ -e /var/spool/fwlog ] || [ -e /var/log/fwlog ]; }; then
+    echo "tests/run.sh: a test wrote to /var/spool/fwlog or /var/log/fwlog (fwlog's real defaults)" >&2
+    exit 1
+  fi
+  if [ "$defaults_existed" -eq 1 ]; then
+    echo "SKIP package test: /var/spool/fwlog or /var/log/fwlog already exist (is fwlog installed?); tests/package.sh would not touch them"
+  else
+    echo "== Debian package: build, lintian, install, run, purge (tests/package.sh)"
+    bash tests/package.sh
+    passed=$((passed + 1))
+  fi
+else
+  echo "SKIP package test: needs root (it installs and purges the .deb)"
+fi
 echo "tests/run.sh: $passed passed, $failed failed"
