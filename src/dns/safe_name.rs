@@ -41,6 +41,28 @@ const F_TRUNCATED: u8 = 4;
 pub struct SafeName {
     text: Arc<str>,
     flags: u8,
+    /// `text` with its marks, made once per answer so printing a packet allocates nothing
+    /// (the same allocation as `text` when there is no mark).
+    shown: Arc<str>,
+}
+
+/// The printed form: the name, then its marks.
+fn with_marks(text: &Arc<str>, flags: u8) -> Arc<str> {
+    if flags == 0 {
+        return Arc::clone(text);
+    }
+    let mut s = String::with_capacity(text.len() + 7);
+    s.push_str(text);
+    if flags & F_TRUNCATED != 0 {
+        s.push('~');
+    }
+    if flags & F_UNVERIFIED != 0 {
+        s.push('?');
+    }
+    if flags & F_IP_LOOKALIKE != 0 {
+        s.push_str("(!ip)");
+    }
+    Arc::from(s)
 }
 
 /// True for the bytes that pass unescaped inside a label.
@@ -97,8 +119,10 @@ impl SafeName {
         if looks_like_ip(&text) {
             flags |= F_IP_LOOKALIKE;
         }
+        let text: Arc<str> = Arc::from(text);
         SafeName {
-            text: Arc::from(text),
+            shown: with_marks(&text, flags),
+            text,
             flags,
         }
     }
@@ -132,23 +156,19 @@ impl SafeName {
     /// The same name marked as failing forward confirmation.
     pub fn into_unverified(mut self) -> SafeName {
         self.flags |= F_UNVERIFIED;
+        self.shown = with_marks(&self.text, self.flags);
         self
+    }
+
+    /// What `Display` prints: the name and its marks, without allocating.
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 }
 
 impl fmt::Display for SafeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)?;
-        if self.is_truncated() {
-            f.write_str("~")?;
-        }
-        if self.is_unverified() {
-            f.write_str("?")?;
-        }
-        if self.is_ip_lookalike() {
-            f.write_str("(!ip)")?;
-        }
-        Ok(())
+        f.write_str(&self.shown)
     }
 }
 

@@ -26,7 +26,7 @@ use super::counters::{bump, Counters};
 use super::loss;
 use super::outputs::Outputs;
 use super::source::Source;
-use crate::dns::{Lookup, Resolver};
+use crate::dns::{Lookup, Resolver, SafeName};
 use crate::format::Names;
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
 
@@ -36,19 +36,21 @@ struct Entry {
     data: Vec<u8>,
     replayed: bool,
     deadline: Instant,
-    /// Addresses whose names the packet prints (empty for loss reports).
-    addrs: Vec<IpAddr>,
+    /// Names known when the record entered the window (cache hits).
+    names: Vec<(IpAddr, SafeName)>,
+    /// Addresses still being looked up; the record waits for them until its deadline.
+    waiting: Vec<IpAddr>,
 }
 
-/// Names of one packet, taken from the resolver's cache when it prints.
-struct PacketNames(Vec<(IpAddr, String)>);
+/// Names of one packet, borrowed from its entry when it prints.
+struct PacketNames<'a>(&'a [(IpAddr, SafeName)]);
 
-impl Names for PacketNames {
+impl Names for PacketNames<'_> {
     fn name(&self, addr: IpAddr) -> Option<&str> {
         self.0
             .iter()
             .find(|(a, _)| *a == addr)
-            .map(|(_, n)| n.as_str())
+            .map(|(_, n)| n.shown())
     }
 }
 
@@ -113,11 +115,18 @@ impl<S: Source> Processor<S> {
             }
             let now = Instant::now();
             let retry_due = retry_at.is_none_or(|t| now >= t);
+            // When the window was full, the source may hold more: once draining makes room, go
+            // round again at once instead of waiting for a wake-up (a backlog or a replay would
+            // otherwise move one window per tick).
+            let mut more = false;
             if failing.is_none() {
+                let mut full = false;
                 if stop_at.is_none() {
                     self.fill(&mut window, &dns_wake)?;
+                    full = window.len() >= self.window_cap;
                 }
                 last_printed = self.drain(&mut window).or(last_printed);
+                more = full && window.len() < self.window_cap;
             }
             if self.outputs.pending_bytes() > 0 && retry_due {
                 match self.outputs.write() {
@@ -167,6 +176,7 @@ impl<S: Source> Processor<S> {
                 retry_at,
                 stop_at,
                 Some(Instant::now() + Duration::from_millis(250)),
+                more.then(Instant::now),
             ]
             .into_iter()
             .flatten()
@@ -203,14 +213,18 @@ impl<S: Source> Processor<S> {
                 return Ok(());
             };
             let now = Instant::now();
-            let mut addrs = Vec::new();
-            if LossRecord::decode(&rec.data).is_none() {
+            let mut names = Vec::new();
+            let mut waiting = Vec::new();
+            if let (Some(r), None) = (&self.resolver, LossRecord::decode(&rec.data)) {
                 let p = attr::parse(&rec.data, TlvOrder::NATIVE, loss::EPOCH);
-                addrs = crate::decode::addresses(&p);
-                addrs.dedup();
-                if let Some(r) = &self.resolver {
-                    for &ip in &addrs {
-                        if r.cached(ip) == Lookup::Miss {
+                for ip in crate::decode::addresses(&p) {
+                    match r.cached(ip) {
+                        Lookup::Hit(Some(n)) => names.push((ip, n)),
+                        Lookup::Hit(None) => {}
+                        Lookup::Pending => waiting.push(ip),
+                        Lookup::Miss => {
+                            // Only the packet that starts a lookup waits on it for a wake-up;
+                            // packets behind it in the window wait behind it anyway.
                             if let Some(pending) = r.start(ip) {
                                 let wake = Arc::clone(dns_wake);
                                 let deadline = now + self.dns_timeout;
@@ -218,6 +232,7 @@ impl<S: Source> Processor<S> {
                                     let _ = pending.wait_until(deadline).await;
                                     wake.notify_one();
                                 });
+                                waiting.push(ip);
                             }
                         }
                     }
@@ -228,7 +243,8 @@ impl<S: Source> Processor<S> {
                 data: rec.data,
                 replayed: rec.replayed,
                 deadline: now + self.dns_timeout,
-                addrs,
+                names,
+                waiting,
             });
         }
         Ok(())
@@ -244,7 +260,7 @@ impl<S: Source> Processor<S> {
                 Some(r) => {
                     now >= head.deadline
                         || head
-                            .addrs
+                            .waiting
                             .iter()
                             .all(|&ip| matches!(r.peek(ip), Lookup::Hit(_)))
                 }
@@ -252,25 +268,23 @@ impl<S: Source> Processor<S> {
             if !ready {
                 break;
             }
-            let Some(e) = window.pop_front() else { break };
+            let Some(mut e) = window.pop_front() else {
+                break;
+            };
             if let Some(l) = LossRecord::decode(&e.data) {
                 let t = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH).timestamp;
                 self.outputs.loss(&loss::event(&l, t));
             } else {
+                if let Some(r) = &self.resolver {
+                    for &ip in &e.waiting {
+                        if let Lookup::Hit(Some(n)) = r.peek(ip) {
+                            e.names.push((ip, n));
+                        }
+                    }
+                }
                 let mut p = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
                 p.replayed = e.replayed;
-                let names = PacketNames(match &self.resolver {
-                    None => Vec::new(),
-                    Some(r) => e
-                        .addrs
-                        .iter()
-                        .filter_map(|&ip| match r.peek(ip) {
-                            Lookup::Hit(Some(n)) => Some((ip, n.to_string())),
-                            _ => None,
-                        })
-                        .collect(),
-                });
-                self.outputs.packet(&p, &names);
+                self.outputs.packet(&p, &PacketNames(&e.names));
                 bump(&self.counters.printed, 1);
                 if e.replayed {
                     bump(&self.counters.replayed, 1);
