@@ -16,11 +16,53 @@ pub struct FileSink {
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o640)
-        .open(path)
+        .open(path)?;
+    let cut = trim_partial_line(&f)?;
+    if cut > 0 {
+        eprintln!(
+            "fwlog: {}: removed a partial last line ({cut} bytes) left by a crash during a write; its packets are printed again",
+            path.display()
+        );
+    }
+    Ok(f)
+}
+
+/// A crash (kill -9 interrupts a large write between pages) can leave the file ending in part of
+/// a line. fwlog is its only writer and acknowledges nothing before a whole batch is written, so
+/// those packets will be printed again: cut the fragment back to the last newline, so the next
+/// line does not run into it. Returns the bytes removed.
+fn trim_partial_line(f: &File) -> io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut last = [0u8; 1];
+    f.read_exact_at(&mut last, len - 1)?;
+    if last[0] == b'\n' {
+        return Ok(0);
+    }
+    // Look back for the last newline, a chunk at a time; a line is short, so this is brief.
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            f.set_len(keep)?;
+            return Ok(len - keep);
+        }
+        end = start;
+    }
+    f.set_len(0)?;
+    Ok(len)
 }
 
 impl FileSink {
@@ -101,6 +143,20 @@ mod tests {
         let old = std::fs::read_to_string(dir.path().join("log.1")).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
         assert_eq!((old.as_str(), new.as_str()), ("one\ntwo\n", "three\n"));
+    }
+
+    #[test]
+    fn a_partial_last_line_from_a_crash_is_cut_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, b"one\ntwo\n{\"half\":").unwrap();
+        let mut s = FileSink::open(&path, false).unwrap();
+        s.write_batch(b"three\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
+        // Whole lines are left alone; a file of one fragment is emptied.
+        std::fs::write(&path, b"no newline at all").unwrap();
+        drop(FileSink::open(&path, false).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 
     #[test]
