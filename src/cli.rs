@@ -241,7 +241,8 @@ pub struct RunArgs {
 
     /// With --queue: when fwlog cannot keep up (kernel queue or socket full, spool full), let
     /// packets through unlogged (counted and reported as loss) instead of dropping them
-    #[arg(long, requires = "queue")]
+    // (conflicts_with too: clap excuses a missing `requires` that conflicts with a given flag)
+    #[arg(long, requires = "queue", conflicts_with = "groups")]
     pub fail_open: bool,
 }
 

@@ -4,7 +4,8 @@
 //! Verdict rule (see [`crate::queue`] for the why):
 //! - record appended and its commit returned: ACCEPT;
 //! - spool refused the record (full, too large): DROP, or ACCEPT with `--fail-open` (counted,
-//!   reported on stderr, and spooled as a `spool-full` loss record once there is room);
+//!   reported on stderr, and spooled as a `spool-full` loss record right after the next packet
+//!   that fits);
 //! - the commit failed: DROP every packet of the batch (ACCEPT with `--fail-open`, counted),
 //!   then stop: the spool writer is poisoned and only a restart (recovery) can repair it.
 //!
@@ -109,15 +110,18 @@ impl QueueIntake {
                 if gap > 0 {
                     self.on_gap(first, p.packet_id, gap, &mut t, &mut rec);
                 }
-                if t.full_pending > 0 {
-                    self.report_full(&mut t, &mut rec);
-                }
                 rec.clear();
                 encode_record(&p, (sec, nsec), &mut names, mono, &mut rec);
                 match self.writer.append(&rec) {
                     Ok(_) => {
                         bump(&self.counters.spooled, 1);
                         held.push(m);
+                        // Report what passed unlogged once a packet fits again (reporting as
+                        // soon as the small loss record fits would alternate full/room for
+                        // every packet).
+                        if t.full_pending > 0 {
+                            self.report_full(&mut t, &mut rec);
+                        }
                     }
                     Err(e) => {
                         if t.full_pending == 0 && self.fail_open {

@@ -1,0 +1,277 @@
+//! NFQUEUE audit mode against the real kernel: in a namespace of its own, each test routes
+//! locally sent UDP to port 9999 through `iptables -j NFQUEUE --queue-num N`, runs
+//! `fwlog run --queue N`, and checks from a listener's point of view that packets pass only
+//! while fwlog runs (or with --queue-bypass / --fail-open when it cannot), and that every
+//! payload the listener receives is in fwlog's JSON output.
+
+mod queue_support;
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use queue_support::{logged, queue_rule, send_and_wait, settle, start, Listener, Sender};
+use support::netns::NetNs;
+
+const SHORT: Duration = Duration::from_millis(400);
+const LONG: Duration = Duration::from_secs(20);
+
+fn args<'a>(q: &'a str, spool: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["--queue", q, "--no-dns", "--spool", spool, "--output", out];
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn packets_pass_only_while_fwlog_runs_and_every_delivered_one_is_logged() {
+    require_root!();
+    let ns = NetNs::new("qaudit");
+    queue_rule(&ns, 3, false);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let out = dir.path().join("out.json");
+    let out_arg = format!("json={}", out.display());
+    let l = Listener::new(&ns);
+    let s = Sender::new(&ns);
+
+    // No program on the queue and no --queue-bypass: the kernel drops.
+    send_and_wait(&s, &l, 0..20, SHORT);
+    assert_eq!(
+        l.count(),
+        0,
+        "packets passed while nothing listened on the queue"
+    );
+
+    let a = args(
+        "3",
+        spool.to_str().unwrap(),
+        &out_arg,
+        &["--copy-range", "128"],
+    );
+    let d = start(&ns, dir.path(), &a);
+    send_and_wait(&s, &l, 20..620, LONG);
+    assert_eq!(l.count(), 600, "every packet passes while fwlog runs");
+    let log = settle(&out, 600);
+    for k in l.keys() {
+        assert!(
+            log.packets.contains_key(&k),
+            "delivered packet {k:?} is not in the log"
+        );
+    }
+    assert_eq!(log.packets.len(), 600);
+    // The packet ids run from 1 without a gap and in order, and nothing was lost.
+    assert_eq!(log.ids, (1..=600).collect::<Vec<u64>>());
+    assert!(log.losses.is_empty(), "{:?}", log.losses);
+    assert_eq!(d.stop(), 0);
+
+    // Stopped: packets are dropped again, none logged.
+    send_and_wait(&s, &l, 620..640, SHORT);
+    assert_eq!(l.count(), 600, "packets passed after fwlog stopped");
+}
+
+#[test]
+fn queue_bypass_lets_packets_through_while_fwlog_is_not_running() {
+    require_root!();
+    let ns = NetNs::new("qbypass");
+    queue_rule(&ns, 4, true);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let out = dir.path().join("out.json");
+    let out_arg = format!("json={}", out.display());
+    let l = Listener::new(&ns);
+    let s = Sender::new(&ns);
+
+    send_and_wait(&s, &l, 0..20, LONG);
+    assert_eq!(
+        l.count(),
+        20,
+        "--queue-bypass passes packets when nobody listens"
+    );
+    let before = l.keys();
+
+    let d = start(
+        &ns,
+        dir.path(),
+        &args("4", spool.to_str().unwrap(), &out_arg, &[]),
+    );
+    send_and_wait(&s, &l, 20..220, LONG);
+    assert_eq!(l.count(), 220);
+    let log = settle(&out, 200);
+    assert_eq!(
+        log.packets.len(),
+        200,
+        "exactly the packets sent while fwlog ran"
+    );
+    for k in l.keys().difference(&before) {
+        assert!(
+            log.packets.contains_key(k),
+            "{k:?} passed while fwlog ran but is not logged"
+        );
+    }
+    assert_eq!(d.stop(), 0);
+    send_and_wait(&s, &l, 220..240, LONG);
+    assert_eq!(l.count(), 240);
+    assert_eq!(
+        logged(&out).packets.len(),
+        200,
+        "nothing logged after the stop"
+    );
+}
+
+/// A tiny spool (two 4 KiB segments) and a burst of ~1 KB packets: the spool refuses records.
+const TINY: [&str; 4] = ["--segment-size", "4KiB", "--spool-max", "8KiB"];
+/// Packets 57600.. have payloads of 908+ bytes (see queue_support's key scheme).
+const BIG: u32 = 57_600;
+
+/// The number just before the last occurrence of `before` (the exit tally line).
+fn stderr_number(text: &str, before: &str) -> u64 {
+    let at = text
+        .rfind(before)
+        .unwrap_or_else(|| panic!("{before:?} not in stderr:\n{text}"));
+    let head = text[..at].trim_end();
+    let digits: String = head
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .chars()
+        .rev()
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no number before {before:?} in:\n{text}"))
+}
+
+#[test]
+fn a_full_spool_drops_packets_without_fail_open() {
+    require_root!();
+    let ns = NetNs::new("qfull");
+    queue_rule(&ns, 5, false);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let out = dir.path().join("out.json");
+    let out_arg = format!("json={}", out.display());
+    let l = Listener::new(&ns);
+    let s = Sender::new(&ns);
+    let d = start(
+        &ns,
+        dir.path(),
+        &args("5", spool.to_str().unwrap(), &out_arg, &TINY),
+    );
+    send_and_wait(&s, &l, BIG..BIG + 1000, Duration::from_secs(3));
+    let got = l.count() as u64;
+    let log = settle(&out, got as usize);
+    for k in l.keys() {
+        assert!(
+            log.packets.contains_key(&k),
+            "delivered packet {k:?} is not in the log"
+        );
+    }
+    let err = {
+        let st = d.stderr.clone();
+        assert_eq!(d.stop(), 0);
+        std::fs::read_to_string(st).unwrap()
+    };
+    let dropped = stderr_number(&err, " (spool refused)");
+    assert!(dropped > 0, "the burst never filled the spool:\n{err}");
+    assert_eq!(
+        got + dropped,
+        1000,
+        "every packet passed or was dropped:\n{err}"
+    );
+    assert!(err.contains("cannot spool packets"), "{err}");
+    assert_eq!(stderr_number(&err, " (--fail-open)"), 0);
+}
+
+#[test]
+fn fail_open_lets_packets_through_and_reports_them_as_lost() {
+    require_root!();
+    let ns = NetNs::new("qfailopen");
+    queue_rule(&ns, 6, false);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let out = dir.path().join("out.json");
+    let out_arg = format!("json={}", out.display());
+    let l = Listener::new(&ns);
+    let s = Sender::new(&ns);
+    let mut extra = TINY.to_vec();
+    extra.push("--fail-open");
+    let d = start(
+        &ns,
+        dir.path(),
+        &args("6", spool.to_str().unwrap(), &out_arg, &extra),
+    );
+    send_and_wait(&s, &l, BIG..BIG + 1000, LONG);
+    assert_eq!(l.count(), 1000, "with --fail-open every packet passes");
+    // A loss report is spooled when the spool takes records again, before the next packet:
+    // trickle small packets until every packet of the burst is accounted for.
+    let burst: Vec<_> = s
+        .keys(BIG + 1000)
+        .into_iter()
+        .filter(|&(_, n)| n >= BIG)
+        .map(|(k, _)| k)
+        .collect();
+    let mut i = 0;
+    let lost = loop {
+        let log = logged(&out);
+        let logged_burst = burst.iter().filter(|k| log.packets.contains_key(k)).count() as u64;
+        let lost: u64 = log
+            .losses
+            .iter()
+            .filter(|(c, _)| c == "spool-full")
+            .map(|&(_, n)| n)
+            .sum();
+        if lost > 0 && logged_burst + lost == 1000 {
+            break lost;
+        }
+        assert!(
+            i < 100,
+            "burst: {logged_burst} logged + {lost} in spool-full loss lines != 1000 (or no loss); stderr:\n{}",
+            d.stderr_text()
+        );
+        send_and_wait(&s, &l, i..i + 1, SHORT);
+        i += 1;
+    };
+    let err = {
+        let st = d.stderr.clone();
+        assert_eq!(d.stop(), 0);
+        std::fs::read_to_string(st).unwrap()
+    };
+    assert_eq!(stderr_number(&err, " (--fail-open)"), lost, "{err}");
+    assert_eq!(stderr_number(&err, " (spool refused)"), 0, "{err}");
+}
+
+#[test]
+fn exactly_one_of_group_and_queue() {
+    // A wrongly accepted command line would start a daemon: never wait for it for long.
+    let run = |args: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(support::fwlog_bin())
+            .arg("run")
+            .args(args)
+            .args(["--spool", dir.path().to_str().unwrap(), "--output", "-"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run fwlog");
+        for _ in 0..250 {
+            if child.try_wait().expect("try_wait").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait_with_output().expect("wait fwlog")
+    };
+    for (a, why) in [
+        (&["--queue", "1", "--group", "2"][..], "cannot be used with"),
+        (&[][..], "required"),
+        (&["--group", "2", "--fail-open"][..], "cannot be used with"),
+        (&["--fail-open"][..], "required"),
+    ] {
+        let o = run(a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "fwlog run {a:?} was accepted");
+        assert!(err.contains(why), "fwlog run {a:?}: {err}");
+    }
+}
