@@ -111,9 +111,10 @@ fn kill_9_never_lets_an_unlogged_packet_through() {
     let (sent, delivered, log) = sent;
     let replayed_twice = log.packets.values().filter(|&&n| n > 1).count();
     eprintln!(
-        "sent {sent}, delivered {}, logged {} distinct ({replayed_twice} printed twice across a crash), loss lines {:?}",
+        "sent {sent}, delivered {}, logged {} distinct ({replayed_twice} printed twice across a crash, {} torn lines), loss lines {:?}",
         delivered.len(),
         log.packets.len(),
+        log.torn,
         log.losses
     );
     assert!(

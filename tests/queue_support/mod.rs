@@ -195,13 +195,28 @@ pub struct Logged {
     pub losses: Vec<(String, u64)>,
     /// Queue packet ids (the `seq` field) in output order.
     pub ids: Vec<u64>,
+    /// Lines cut short by a kill -9 during an output write (see `logged`).
+    pub torn: usize,
 }
 
 pub fn logged(out: &Path) -> Logged {
     let mut l = Logged::default();
     for line in crate::support::daemon::lines(out) {
-        let o: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON {line:?}: {e}"));
+        let o: serde_json::Value = match serde_json::from_str(&line) {
+            Ok(o) => o,
+            Err(e) => {
+                // kill -9 in the middle of an output write leaves a torn line, and the next
+                // run appends to it. The torn packet was not acknowledged, so it is printed
+                // again (replayed) later: only the complete line glued behind it counts.
+                let at = line.rfind("{\"event\":").filter(|&i| i > 0);
+                let Some(at) = at else {
+                    panic!("not JSON {line:?}: {e}")
+                };
+                l.torn += 1;
+                serde_json::from_str(&line[at..])
+                    .unwrap_or_else(|e| panic!("not JSON after a torn line {line:?}: {e}"))
+            }
+        };
         if o["event"] == "loss" {
             l.losses.push((
                 o["cause"].as_str().unwrap_or("?").to_string(),
