@@ -275,3 +275,67 @@ fn exactly_one_of_group_and_queue() {
         assert!(err.contains(why), "fwlog run {a:?}: {err}");
     }
 }
+
+#[test]
+fn socket_overflow_under_fail_open_is_counted_exactly() {
+    require_root!();
+    let ns = NetNs::new("qoverflow");
+    queue_rule(&ns, 8, false);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let out = dir.path().join("out.json");
+    let out_arg = format!("json={}", out.display());
+    let l = Listener::new(&ns);
+    let s = Sender::new(&ns);
+    // A receive buffer of a few dozen packets: a burst overflows it; with --fail-open the
+    // kernel lets the packets that do not fit through, and their ids are never seen.
+    let extra = ["--rcvbuf", "16KiB", "--fail-open"];
+    let d = start(
+        &ns,
+        dir.path(),
+        &args("8", spool.to_str().unwrap(), &out_arg, &extra),
+    );
+    let n = 5000;
+    send_and_wait(&s, &l, 0..n, LONG);
+    assert_eq!(
+        l.count(),
+        n as usize,
+        "with --fail-open every packet passes"
+    );
+    // A gap shows when the next packet is read: a trickle after the burst reveals any loss
+    // at its very end.
+    let trickle = 5;
+    for i in n..n + trickle {
+        send_and_wait(&s, &l, i..i + 1, LONG);
+    }
+    let n = n + trickle;
+    let log = settle(&out, 1);
+    let gaps: u64 = log
+        .losses
+        .iter()
+        .filter(|(c, _)| c == "seq-gap")
+        .map(|&(_, k)| k)
+        .sum();
+    assert!(gaps > 0, "the burst never overflowed the socket");
+    assert!(
+        log.losses.iter().any(|(c, _)| c == "enobufs"),
+        "no enobufs line: {:?}",
+        log.losses
+    );
+    assert_eq!(
+        log.packets.len() as u64 + gaps,
+        u64::from(n),
+        "every packet is either logged or counted in a seq-gap line"
+    );
+    // The ids that were logged plus the gaps are exactly 1..=n.
+    assert_eq!(
+        log.ids.last().copied().unwrap_or(0),
+        log.ids.len() as u64 + gaps
+    );
+    let err = {
+        let st = d.stderr.clone();
+        assert_eq!(d.stop(), 0);
+        std::fs::read_to_string(st).unwrap()
+    };
+    assert_eq!(stderr_number(&err, " (socket overflow)"), gaps, "{err}");
+}

@@ -45,7 +45,8 @@
 //! # What loss can be seen
 //! - *Netlink socket overflow*: the kernel has already numbered the packet, so the packet ids
 //!   show a gap. Without `--fail-open` those packets were dropped; with it they passed
-//!   unlogged. Either way the gap is spooled as a loss record (cause `seq-gap`, group = queue).
+//!   unlogged. Either way the gap is spooled as a loss record (cause `seq-gap`, group = queue)
+//!   when the next packet is read: loss at the very end of a burst shows with the next packet.
 //!   ENOBUFS reporting is switched on, so each episode is also one `enobufs` loss record.
 //! - *Kernel queue full* (more than the queue's maximum length waiting for verdicts): the
 //!   kernel does not number the packet, so userspace cannot see it. fwlog sets the maximum
