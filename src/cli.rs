@@ -235,8 +235,9 @@ pub struct RunArgs {
 
     // --- nfqueue (issue 6): NFQUEUE audit mode, src/queue/ and src/daemon/queue_intake.rs
     /// Audit mode: take packets from NFQUEUE queue N (iptables `-j NFQUEUE --queue-num N`)
-    /// instead of NFLOG groups; each packet is let through only once its record is on disk
-    #[arg(long, value_name = "N")]
+    /// instead of NFLOG groups; each packet is let through only once its record is on disk.
+    /// Not with --user: the kernel wants CAP_NET_ADMIN for every verdict
+    #[arg(long, value_name = "N", conflicts_with = "user")]
     pub queue: Option<u16>,
 
     /// With --queue: when fwlog cannot keep up (kernel queue or socket full, spool full), let

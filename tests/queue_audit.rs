@@ -268,6 +268,10 @@ fn exactly_one_of_group_and_queue() {
         (&[][..], "required"),
         (&["--group", "2", "--fail-open"][..], "cannot be used with"),
         (&["--fail-open"][..], "required"),
+        (
+            &["--queue", "1", "--user", "nobody"][..],
+            "cannot be used with",
+        ),
     ] {
         let o = run(a);
         let err = String::from_utf8_lossy(&o.stderr);

@@ -42,6 +42,11 @@
 //! | orig_len      | NFQA_CAP_LEN when the packet was cut by the copy range                 |
 //! | timestamp     | the kernel's NFQA_TIMESTAMP (input hooks), else fwlog's receive time   |
 //!
+//! # No `--user`
+//! nfnetlink checks CAP_NET_ADMIN of the *sending task* on every message, verdicts included
+//! (measured: after dropping privileges the first verdict fails with EPERM and the packet stays
+//! queued). So `--queue` conflicts with `--user`; fwlog keeps its privileges in this mode.
+//!
 //! # What loss can be seen
 //! - *Netlink socket overflow*: the kernel has already numbered the packet, so the packet ids
 //!   show a gap. Without `--fail-open` those packets were dropped; with it they passed
