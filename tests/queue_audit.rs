@@ -343,3 +343,85 @@ fn socket_overflow_under_fail_open_is_counted_exactly() {
     };
     assert_eq!(stderr_number(&err, " (socket overflow)"), gaps, "{err}");
 }
+
+#[test]
+fn packets_from_another_namespace_carry_input_interface_kernel_time_and_family() {
+    require_root!();
+    let ns = NetNs::new("qveth");
+    let (peer, dev) = ns.veth(41);
+    queue_support::iptables(&ns, "-A INPUT -p udp --dport 9999 -j NFQUEUE --queue-num 9");
+    let out6 = ns
+        .command("ip6tables")
+        .args("-A INPUT -p udp --dport 9999 -j NFQUEUE --queue-num 9".split_whitespace())
+        .output()
+        .expect("ip6tables");
+    assert!(
+        out6.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out6.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let out = dir.path().join("out.json");
+    let out_arg = format!("json={}", out.display());
+    let d = start(
+        &ns,
+        dir.path(),
+        &args("9", spool.to_str().unwrap(), &out_arg, &[]),
+    );
+
+    let (r4, r6) = ns.enter(|| {
+        let r4 = std::net::UdpSocket::bind("10.200.41.1:9999").expect("bind v4");
+        let r6 = std::net::UdpSocket::bind("[fd00:200:41::1]:9999").expect("bind v6");
+        (r4, r6)
+    });
+    for r in [&r4, &r6] {
+        r.set_read_timeout(Some(LONG)).unwrap();
+    }
+    peer.enter(|| {
+        let s4 = std::net::UdpSocket::bind("10.200.41.2:0").expect("bind");
+        let s6 = std::net::UdpSocket::bind("[fd00:200:41::2]:0").expect("bind");
+        s4.send_to(b"over-v4", "10.200.41.1:9999").expect("send v4");
+        s6.send_to(b"over-v6", "[fd00:200:41::1]:9999")
+            .expect("send v6");
+    });
+    let mut buf = [0u8; 64];
+    let n = r4.recv(&mut buf).expect("the IPv4 packet passes");
+    assert_eq!(&buf[..n], b"over-v4");
+    let n = r6.recv(&mut buf).expect("the IPv6 packet passes");
+    assert_eq!(&buf[..n], b"over-v6");
+
+    // Neighbour discovery and the like are not queued (udp dport 9999 only): two lines.
+    let mut lines = Vec::new();
+    support::daemon::wait_for("two logged packets", LONG, || {
+        lines = support::daemon::lines(&out);
+        lines.len() >= 2
+    });
+    assert_eq!(d.stop(), 0);
+    let objs: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let mut families: Vec<&str> = objs.iter().map(|o| o["family"].as_str().unwrap()).collect();
+    families.sort();
+    assert_eq!(families, ["ipv4", "ipv6"]);
+    for o in &objs {
+        assert_eq!(o["hook_name"], "input", "{o}");
+        assert_eq!(
+            o["group"], 9,
+            "the group field carries the queue number: {o}"
+        );
+        assert_eq!(o["indev"]["name"], dev.as_str(), "{o}");
+        // NFQUEUE sends the kernel's time only when the packet was stamped (some socket on
+        // the machine asked for timestamps), else fwlog's receive time: either is labelled.
+        assert!(
+            o["time_source"] == "kernel" || o["time_source"] == "local",
+            "{o}"
+        );
+        assert_eq!(o["transport"]["dst_port"], 9999, "{o}");
+        assert!(
+            o["mac"].is_string(),
+            "the source hardware address is kept: {o}"
+        );
+    }
+}

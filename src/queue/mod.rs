@@ -40,7 +40,7 @@
 //! | hook, hw_protocol, mark, uid, gid, hwaddr, payload | as the kernel sent them (NFQA_*)  |
 //! | in/out/physin/physoutdev | indexes, plus the names resolved at receive time (as capture does) |
 //! | orig_len      | NFQA_CAP_LEN when the packet was cut by the copy range                 |
-//! | timestamp     | the kernel's NFQA_TIMESTAMP (input hooks), else fwlog's receive time   |
+//! | timestamp     | the kernel's NFQA_TIMESTAMP, else fwlog's receive time (unlike NFLOG, NFQUEUE sends a time only for packets the kernel stamped, i.e. received ones while some socket on the machine asked for timestamps) |
 //!
 //! # No `--user`
 //! nfnetlink checks CAP_NET_ADMIN of the *sending task* on every message, verdicts included

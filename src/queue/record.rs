@@ -25,7 +25,8 @@ pub struct QueuedPacket<'a> {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub hwaddr: Option<&'a [u8]>,
-    /// NFQA_TIMESTAMP: only packets the kernel received (input hooks) carry one.
+    /// NFQA_TIMESTAMP: only packets the kernel stamped on receipt carry one (and it stamps
+    /// them only while some socket has asked for timestamps).
     pub kernel_time: Option<SystemTime>,
     /// From the network header on, cut to the copy range.
     pub payload: &'a [u8],
