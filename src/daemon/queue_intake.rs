@@ -26,6 +26,9 @@ use crate::queue::{
     encode_record, IdTracker, Message, QueueConfig, QueueError, QueueSocket, QueuedPacket, Verdict,
 };
 
+/// How long the queue must be idle before intake looks for loss at the end of a burst.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// What `fwlog run --queue` prints once it is ready (tests wait for it).
 pub const READY: &str = "fwlog: auditing NFQUEUE queue";
 
@@ -84,9 +87,13 @@ impl QueueIntake {
         let mut batch: Vec<Message> = Vec::with_capacity(self.batch_max);
         let mut held: Vec<Message> = Vec::with_capacity(self.batch_max);
         let mut rec = Vec::with_capacity(2048);
+        // Idle check for loss at the end of a burst (see queue/ids.rs): the kernel's id counter
+        // read while idle, then settled once the socket is drained.
+        let mut idle_since = Instant::now();
+        let mut issued: Option<u32> = None;
         let result = loop {
             let stopping = self.stop.load(Ordering::Relaxed);
-            let wait = if stopping {
+            let wait = if stopping || issued.is_some() {
                 Duration::ZERO
             } else {
                 Duration::from_millis(100)
@@ -140,6 +147,23 @@ impl QueueIntake {
                         }
                     }
                 }
+            }
+            if got.count < self.batch_max {
+                // The socket is drained: every id the kernel had issued before the reading
+                // has been read, or was lost.
+                if let Some(n) = issued.take() {
+                    let first = ids.last().is_none();
+                    let gap = ids.settle(n);
+                    if gap > 0 {
+                        self.on_gap(first, n.wrapping_add(1), gap, &mut t, &mut rec);
+                    }
+                }
+            }
+            if got.count > 0 {
+                idle_since = Instant::now();
+            } else if !stopping && idle_since.elapsed() >= IDLE_CHECK {
+                idle_since = Instant::now();
+                issued = crate::queue::issued_ids(q);
             }
             if let Err(e) = self.writer.commit() {
                 // Not on disk: these packets must not pass (unless the admin chose to).

@@ -51,7 +51,8 @@
 //! - *Netlink socket overflow*: the kernel has already numbered the packet, so the packet ids
 //!   show a gap. Without `--fail-open` those packets were dropped; with it they passed
 //!   unlogged. Either way the gap is spooled as a loss record (cause `seq-gap`, group = queue)
-//!   when the next packet is read: loss at the very end of a burst shows with the next packet.
+//!   when the next packet is read, or, for loss at the very end of a burst, within about a
+//!   second of the queue going idle (the kernel's id counter in /proc, see `ids.rs`).
 //!   ENOBUFS reporting is switched on, so each episode is also one `enobufs` loss record.
 //! - *Kernel queue full* (more than the queue's maximum length waiting for verdicts): the
 //!   kernel does not number the packet, so userspace cannot see it. fwlog sets the maximum
@@ -94,7 +95,7 @@ pub mod record;
 mod socket;
 
 pub use error::QueueError;
-pub use ids::IdTracker;
+pub use ids::{issued_ids, IdTracker};
 pub use nfq::{Message, Verdict};
 pub use record::{encode_record, QueuedPacket};
 pub use socket::{QueueConfig, QueueSocket, RecvOutcome, DEFAULT_MAX_LEN};
