@@ -2,8 +2,8 @@
 //!
 //! Two threads: the intake thread ([`intake`]) receives from NFLOG and appends to the spool,
 //! nothing else (with `--queue`, [`queue_intake`] receives from NFQUEUE and gives each packet
-//! its verdict after the commit); the processing loop ([`process`], on a single-threaded tokio runtime that also
-//! runs the DNS lookups) reads the spool back in order, waits for names, prints, and
+//! its verdict after the commit); the processing loop ([`process`], on a single-threaded
+//! tokio runtime that also runs the DNS lookups) reads the spool back in order, waits for names, prints, and
 //! acknowledges. They share only the spool (whose reader sees what the writer committed), a
 //! wake-up, a stop flag and the counters. Start-up order: the spool (its lock tells a second
 //! fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until intake
