@@ -162,7 +162,13 @@ pub struct DnsArgs {
 pub struct RunArgs {
     /// NFLOG group to receive (repeatable): the N of nft `log group N` or iptables
     /// `-j NFLOG --nflog-group N`
-    #[arg(short = 'g', long = "group", value_name = "N", required = true)]
+    #[arg(
+        short = 'g',
+        long = "group",
+        value_name = "N",
+        required_unless_present = "queue",
+        conflicts_with = "queue"
+    )]
     pub groups: Vec<u16>,
 
     /// Spool directory: every packet is written here before anything else
@@ -235,6 +241,19 @@ pub struct RunArgs {
     /// Longest a packet waits in the kernel's queue (rounded to 10ms; kernel default 1s)
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10ms")]
     pub flush_timeout: Duration,
+
+    // --- nfqueue (issue 6): NFQUEUE audit mode, src/queue/ and src/daemon/queue_intake.rs
+    /// Audit mode: take packets from NFQUEUE queue N (iptables `-j NFQUEUE --queue-num N`)
+    /// instead of NFLOG groups; each packet is let through only once its record is on disk.
+    /// Not with --user: the kernel wants CAP_NET_ADMIN for every verdict
+    #[arg(long, value_name = "N", conflicts_with = "user")]
+    pub queue: Option<u16>,
+
+    /// With --queue: when fwlog cannot keep up (kernel queue or socket full, spool full), let
+    /// packets through unlogged (counted and reported as loss) instead of dropping them
+    // (conflicts_with too: clap excuses a missing `requires` that conflicts with a given flag)
+    #[arg(long, requires = "queue", conflicts_with = "groups")]
+    pub fail_open: bool,
 }
 
 /// How lines are written: shared by every subcommand that prints packets.

@@ -17,4 +17,5 @@ pub mod packet;
 pub mod pcap;
 pub mod pipeline;
 pub mod privdrop;
+pub mod queue;
 pub mod sink;

@@ -1,14 +1,16 @@
 //! `fwlog run`: the daemon. capture -> spool -> resolve -> format -> sink -> acknowledge.
 //!
 //! Two threads: the intake thread ([`intake`]) receives from NFLOG and appends to the spool,
-//! nothing else; the processing loop ([`process`], on a single-threaded tokio runtime that also
-//! runs the DNS lookups) reads the spool back in order, waits for names, prints, and
+//! nothing else (with `--queue`, [`queue_intake`] receives from NFQUEUE and gives each packet
+//! its verdict after the commit); the processing loop ([`process`], on a single-threaded
+//! tokio runtime that also runs the DNS lookups) reads the spool back in order, waits for names, prints, and
 //! acknowledges. They share only the spool (whose reader sees what the writer committed), a
 //! wake-up, a stop flag and the counters. Start-up order: the spool (its lock tells a second
 //! fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until intake
 //! starts), `--user` (needs everything before it done as root), then DNS and the threads.
 
 mod intake;
+pub mod queue_intake;
 mod seqfile;
 
 use std::sync::atomic::AtomicBool;
@@ -111,28 +113,25 @@ pub fn run(args: &RunArgs) -> i32 {
         Err(e) => return fail(exit::OUTPUT, e),
     };
 
-    // --- capture
-    let cfg = NflogConfig {
-        groups: args.groups.clone(),
-        copy_range: args.copy_range,
-        rcvbuf: args.rcvbuf.min(usize::MAX as u64) as usize,
-        nlbufsiz: args.nlbufsiz,
-        qthresh: args.qthresh,
-        flush_timeout_cs: (args.flush_timeout.as_millis() / 10).clamp(1, u32::MAX as u128) as u32,
-        ..NflogConfig::default()
-    };
-    let mut sock = match NflogSocket::open(&cfg) {
-        Ok(s) => s,
-        Err(e @ CaptureError::NoPermission { .. }) => return fail(exit::NO_PERM, e),
-        Err(e @ CaptureError::InvalidConfig(_)) => return fail(exit::USAGE, e),
-        Err(e) => return fail(exit::FAILURE, e),
-    };
-    for w in sock.warnings() {
-        eprintln!("fwlog: {w}");
-    }
-    let (seq_file, previous) = seqfile::SeqFile::open(&args.spool);
-    if let Some(s) = previous {
-        sock.seed_seq_global(s);
+    // --- capture: NFLOG, or NFQUEUE audit mode with --queue (see queue_intake)
+    let (mut nflog, mut queue) = (None, None);
+    match args.queue {
+        None => match open_nflog(args) {
+            Ok(x) => nflog = Some(x),
+            Err(code) => return code,
+        },
+        Some(n) => match queue_intake::open(args, n) {
+            Ok(q) => {
+                for w in q.warnings() {
+                    eprintln!("fwlog: {w}");
+                }
+                queue = Some(q);
+            }
+            Err(e @ crate::queue::QueueError::NoPermission { .. }) => {
+                return fail(exit::NO_PERM, e)
+            }
+            Err(e) => return fail(exit::FAILURE, e),
+        },
     }
 
     // --- privileges: everything that needs root is done
@@ -181,19 +180,39 @@ pub fn run(args: &RunArgs) -> i32 {
     let counters = Arc::new(Counters::default());
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
-    let intake = intake::Intake {
-        sock,
-        writer,
-        stop: Arc::clone(&stop),
-        wake: Arc::clone(&wake),
-        counters: Arc::clone(&counters),
-        seq_file,
+    type IntakeFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
+    let intake: IntakeFn = match (nflog, queue) {
+        (Some((sock, seq_file)), _) => {
+            let intake = intake::Intake {
+                sock,
+                writer,
+                stop: Arc::clone(&stop),
+                wake: Arc::clone(&wake),
+                counters: Arc::clone(&counters),
+                seq_file,
+            };
+            Box::new(move || intake.run())
+        }
+        (None, Some(sock)) => {
+            let intake = queue_intake::QueueIntake {
+                sock,
+                writer,
+                stop: Arc::clone(&stop),
+                wake: Arc::clone(&wake),
+                counters: Arc::clone(&counters),
+                fail_open: args.fail_open,
+                batch_max: args.batch_records.max(1),
+            };
+            Box::new(move || intake.run())
+        }
+        (None, None) => return fail(exit::FAILURE, "no packet source"),
     };
+    let (intake_stop, intake_wake) = (Arc::clone(&stop), Arc::clone(&wake));
     let intake = match std::thread::Builder::new()
         .name("fwlog-intake".into())
         .spawn(move || {
-            let (stop, wake) = (Arc::clone(&intake.stop), Arc::clone(&intake.wake));
-            let r = intake.run();
+            let (stop, wake) = (intake_stop, intake_wake);
+            let r = intake();
             if r.is_err() {
                 // Tell the processing loop to finish what it has and exit.
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -209,16 +228,24 @@ pub fn run(args: &RunArgs) -> i32 {
             )
         }
     };
-    eprintln!(
-        "fwlog: logging NFLOG group{} {} (spool {})",
-        if args.groups.len() > 1 { "s" } else { "" },
-        args.groups
-            .iter()
-            .map(|g| g.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        args.spool.display()
-    );
+    if let Some(n) = args.queue {
+        eprintln!(
+            "{} {n} (spool {})",
+            queue_intake::READY,
+            args.spool.display()
+        );
+    } else {
+        eprintln!(
+            "fwlog: logging NFLOG group{} {} (spool {})",
+            if args.groups.len() > 1 { "s" } else { "" },
+            args.groups
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            args.spool.display()
+        );
+    }
     let processor = process::Processor {
         source: reader,
         outputs,
@@ -249,4 +276,31 @@ pub fn run(args: &RunArgs) -> i32 {
         (Ok(()), Ok(())) => exit::OK,
         (Err(e), _) | (_, Err(e)) => fail(exit::FAILURE, e),
     }
+}
+
+/// Open the NFLOG socket for `--group` and seed its sequence tracking from the last run.
+fn open_nflog(args: &RunArgs) -> Result<(NflogSocket, seqfile::SeqFile), i32> {
+    let cfg = NflogConfig {
+        groups: args.groups.clone(),
+        copy_range: args.copy_range,
+        rcvbuf: args.rcvbuf.min(usize::MAX as u64) as usize,
+        nlbufsiz: args.nlbufsiz,
+        qthresh: args.qthresh,
+        flush_timeout_cs: (args.flush_timeout.as_millis() / 10).clamp(1, u32::MAX as u128) as u32,
+        ..NflogConfig::default()
+    };
+    let mut sock = match NflogSocket::open(&cfg) {
+        Ok(s) => s,
+        Err(e @ CaptureError::NoPermission { .. }) => return Err(fail(exit::NO_PERM, e)),
+        Err(e @ CaptureError::InvalidConfig(_)) => return Err(fail(exit::USAGE, e)),
+        Err(e) => return Err(fail(exit::FAILURE, e)),
+    };
+    for w in sock.warnings() {
+        eprintln!("fwlog: {w}");
+    }
+    let (seq_file, previous) = seqfile::SeqFile::open(&args.spool);
+    if let Some(s) = previous {
+        sock.seed_seq_global(s);
+    }
+    Ok((sock, seq_file))
 }
