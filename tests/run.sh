@@ -37,6 +37,7 @@ if [ "$(id -u)" -eq 0 ]; then
   # The kernel prints LOG lines from non-initial namespaces only with this set (test oracle).
   modprobe nf_log_syslog 2>/dev/null || true
   modprobe nfnetlink_log 2>/dev/null || true
+  modprobe nfnetlink_queue 2>/dev/null || true
 else
   echo "tests/run.sh: not root: tests that need network namespaces will print SKIP" >&2
 fi
