@@ -517,6 +517,7 @@ def sweep(rates, repeats, seconds):
         log(f"ulogd2 not measured: {why}")
     else:
         kinds.append(Ulogd)
+    kinds = [k for k in kinds if k.name in ARGS.receivers.split(",")]
     results = []
     for rep in range(repeats):
         for rate in rates:
@@ -528,7 +529,8 @@ def sweep(rates, repeats, seconds):
                 results.append(r)
                 log(f"  rep {rep} {r['receiver']:<6} asked {rate or 'max':>7} sent "
                     f"{r['rate_sent']:>7}/s  logged {r['records_logged']:>8} received "
-                    f"{r['received']:>8} lost {r['lost']:>7}  cpu {r['cpu_us_per_record']:>6.2f} "
+                    f"{r['received']:>8} lost {r['lost']:>7} (seq-gap {r.get('lost-seq-gap', '-')}, "
+                    f"enobufs {r.get('enobufs-events', '-')})  cpu {r['cpu_us_per_record']:>6.2f} "
                     f"us/rec  hwm {r['vmhwm_kib'] / 1024:6.1f} MiB")
     return results
 
@@ -729,6 +731,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="about 3 minutes instead of 15")
     ap.add_argument("--only", default="sweep,latency,flood,replay")
     ap.add_argument("--json", help="write all results here")
+    ap.add_argument("--receivers", default="bare,fwlog,ulogd2",
+                    help="which receivers the rate sweep measures")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--max-rate-guess", type=int, default=150000,
                     help="packets/s used to size the unpaced step")
@@ -761,6 +765,7 @@ def main():
             res["replay"] = replay(300000 if q else 1000000)
         summarize(res)
     finally:
+        res["loadavg_at_end"] = open("/proc/loadavg").read().split()[:3]
         cleanup()
         if ARGS.json:
             with open(ARGS.json, "w") as f:
