@@ -14,9 +14,9 @@
 //!   qthresh 256, 128 KiB datagrams, 10 ms flush, SEQ flags) and then only `recv()`s and walks
 //!   netlink headers, counting packet messages and per-group NFULA_SEQ gaps. SIGUSR1 prints
 //!   the counters to stderr, SIGTERM prints them and exits.
-//! - `tail FILE COUNT TIMEOUT_S`: follows a JSON-lines file as fwlog writes it (polling every
-//!   200 µs) from its current end, timestamps each line when it appears, and prints latency percentiles of
-//!   (appearance time - the line's kernel `"time"`), both realtime clocks.
+//! - `tail FILE COUNT TIMEOUT_S`: follows a JSON-lines file as fwlog writes it, from its current
+//!   end (polling every 200 µs), timestamps each line when it appears, and prints percentiles of
+//!   (appearance time - the line's kernel `"time"`), both on the realtime clock.
 
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -167,10 +167,10 @@ fn send(args: &[String]) {
                     let n = batch.min((my_total - sent) as usize);
                     for (k, b) in bufs.iter_mut().take(n).enumerate() {
                         let i = (sent + k as u64) * threads + t;
-                        let src = Ipv4Addr::from(base.wrapping_add(
-                            (i.wrapping_mul(STRIDE) % count) as u32,
-                        ));
-                        craft(b, src, dst, i, tcp_every > 0 && i % tcp_every == 0);
+                        let src = Ipv4Addr::from(
+                            base.wrapping_add((i.wrapping_mul(STRIDE) % count) as u32),
+                        );
+                        craft(b, src, dst, i, tcp_every > 0 && i.is_multiple_of(tcp_every));
                     }
                     iov.clear();
                     hdrs.clear();
@@ -313,12 +313,8 @@ fn recv(args: &[String]) {
                         break;
                     }
                     if aty == NFULA_SEQ && alen >= 8 {
-                        let s = u32::from_be_bytes([
-                            msg[a + 4],
-                            msg[a + 5],
-                            msg[a + 6],
-                            msg[a + 7],
-                        ]);
+                        let s =
+                            u32::from_be_bytes([msg[a + 4], msg[a + 5], msg[a + 6], msg[a + 7]]);
                         if let Some(prev) = last_seq.insert(group, s) {
                             gaps += u64::from(s.wrapping_sub(prev).wrapping_sub(1));
                         }
