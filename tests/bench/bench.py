@@ -56,6 +56,7 @@ DST = "10.200.1.1"
 WARM_BASE, WARM_COUNT = "10.201.0.0", 256  # sources with PTR records (rate, latency)
 FLOOD_BASE, FLOOD_COUNT = "10.64.0.0", 1 << 20  # 10.64.0.0/12: 1,048,576 distinct sources
 DNS_PORT, HOLE_PORT = 5353, 5354
+GROUPS = [5, 6]  # every packet is logged to each of these (--groups N: 5 .. 5+N-1)
 
 
 def log(msg):
@@ -162,15 +163,10 @@ def setup_net():
     run(["ip", "-n", NS_SND, "addr", "add", "10.200.1.2/24", "dev", "fwbs"])
     run(["ip", "-n", NS_LOG, "link", "set", "fwbl", "up"])
     run(["ip", "-n", NS_SND, "link", "set", "fwbs", "up"])
-    rules = f"""table ip fwbench {{
- chain pre {{
-  type filter hook prerouting priority -300;
-  ip daddr {DST} ip protocol {{ tcp, udp }} counter log prefix "FWB5 " group 5
-  ip daddr {DST} ip protocol {{ tcp, udp }} counter log prefix "FWB6 " group 6
-  ip daddr {DST} ip protocol {{ tcp, udp }} drop
- }}
-}}
-"""
+    logs = "".join(f'  ip daddr {DST} ip protocol {{ tcp, udp }} counter log prefix "FWB{g} " '
+                   f"group {g}\n" for g in GROUPS)
+    rules = (f"table ip fwbench {{\n chain pre {{\n  type filter hook prerouting priority -300;\n"
+             f"{logs}  ip daddr {DST} ip protocol {{ tcp, udp }} drop\n }}\n}}\n")
     run(in_ns(NS_LOG, "nft", "-f", "-"), input=rules)
 
 
@@ -357,7 +353,7 @@ class Bare(Receiver):
     marker = "bare: received"
 
     def start(self):
-        self.proc = spawn(in_ns(NS_LOG, ARGS.benchtool, "recv", "5", "6"), self.err)
+        self.proc = spawn(in_ns(NS_LOG, ARGS.benchtool, "recv", *map(str, GROUPS)), self.err)
         self.wait_line("receiving NFLOG")
 
     def received(self):
@@ -372,8 +368,9 @@ class Fwlog(Receiver):
     def start(self, extra=(), output=None, dns=True, spool=None, dns_port=DNS_PORT):
         self.out = output or os.path.join(self.dir, "out.log")
         self.spool = spool or os.path.join(self.dir, "spool")
-        cmd = [ARGS.fwlog, "run", "-g", "5", "-g", "6", "--spool", self.spool,
-               "--output", self.out]
+        cmd = [ARGS.fwlog, "run", "--spool", self.spool, "--output", self.out]
+        for g in GROUPS:
+            cmd += ["-g", str(g)]
         cmd += ["--dns-server", f"127.0.0.1:{dns_port}"] if dns else ["--no-dns"]
         cmd += list(extra)
         self.proc = spawn(in_ns(NS_LOG, *cmd), self.err)
@@ -400,6 +397,16 @@ class FwlogNoSync(Fwlog):
         super().start(extra=["--fsync", "never"])
 
 
+class FwlogNiceProc(Fwlog):
+    """fwlog with its processing thread (the main thread) at nice 19, the intake thread at 0:
+    does loss under CPU saturation come from intake losing the CPU to processing?"""
+    name = "fwlog-niceproc"
+
+    def start(self):
+        super().start()
+        os.setpriority(os.PRIO_PROCESS, self.proc.pid, 19)  # the main thread's TID only
+
+
 class Ulogd(Receiver):
     name = "ulogd2"
     PLUG = "/usr/lib/x86_64-linux-gnu/ulogd"
@@ -412,10 +419,10 @@ class Ulogd(Receiver):
         text = "[global]\n"
         text += f"logfile=\"{self.dir}/ulogd.log\"\nloglevel=3\n"
         text += "".join(f"plugin=\"{self.PLUG}/ulogd_{p}.so\"\n" for p in plugins)
-        for g in (5, 6):
+        for g in GROUPS:
             text += (f"stack=log{g}:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,"
                      f"print1:PRINTPKT,emu1:LOGEMU\n")
-        for g in (5, 6):
+        for g in GROUPS:
             # The same kernel-side settings fwlog uses (64 MiB buffer, 128 KiB datagrams,
             # qthresh 256, 10 ms flush), so the comparison is of the user-space work.
             text += (f"\n[log{g}]\ngroup={g}\nnetlink_socket_buffer_size=67108864\n"
@@ -431,14 +438,15 @@ class Ulogd(Receiver):
             if self.proc.poll() is not None:
                 raise RuntimeError("ulogd exited: " + open(self.err).read()
                                    + open(os.path.join(self.dir, "ulogd.log")).read())
-            if self.bound_groups() >= 2:
+            if self.bound_groups() >= len(GROUPS):
                 return
             time.sleep(0.05)
-        raise RuntimeError("ulogd did not bind NFLOG groups 5 and 6")
+        raise RuntimeError(f"ulogd did not bind NFLOG groups {GROUPS}")
 
     def bound_groups(self):
         r = run(in_ns(NS_LOG, "cat", "/proc/net/netfilter/nfnetlink_log"), check=False)
-        return sum(1 for l in r.stdout.splitlines() if l.split()[:1] in (["5"], ["6"]))
+        mine = {str(g) for g in GROUPS}
+        return sum(1 for l in r.stdout.splitlines() if l.split()[:1] and l.split()[0] in mine)
 
     def lines(self):
         try:
@@ -538,7 +546,8 @@ def sweep(rates, repeats, seconds):
         log(f"ulogd2 not measured: {why}")
     else:
         kinds.append(Ulogd)
-    variants = {"fwlog-nodns": FwlogNoDns, "fwlog-nosync": FwlogNoSync}
+    variants = {"fwlog-nodns": FwlogNoDns, "fwlog-nosync": FwlogNoSync,
+                "fwlog-niceproc": FwlogNiceProc}
     known = {k.name: k for k in kinds} | variants
     kinds = [known[n] for n in ARGS.receivers.split(",") if n in known]
     results = []
@@ -563,9 +572,10 @@ def latency(rate, seconds):
     out = os.path.join(rx.dir, "out.json")
     rx.start(extra=["--format", "json"], output=out)
     send(2000, WARM_COUNT)
-    wait_settled(rx, 2 * WARM_COUNT, 30)
+    wait_settled(rx, len(GROUPS) * WARM_COUNT, 30)
     count = int(rate * seconds)
-    tail = subprocess.Popen([ARGS.benchtool, "tail", out, str(2 * count), str(seconds + 30)],
+    tail = subprocess.Popen([ARGS.benchtool, "tail", out, str(len(GROUPS) * count),
+                             str(seconds + 30)],
                             stdout=subprocess.PIPE, text=True)
     CHILDREN.append(tail)
     time.sleep(0.3)
@@ -651,7 +661,7 @@ def replay(records):
     # Phase 1: spool `records` records that cannot be printed (the output is /dev/full).
     rx.start(output="/dev/full", dns=False, spool=spool)
     k0 = logged_records()
-    send(0, records // 2)
+    send(0, records // len(GROUPS))
     expected = logged_records() - k0
     wait_settled_spooled(rx, expected)
     c = rx.counters()
@@ -719,7 +729,8 @@ def summarize(res):
             "trials": len(rs), "trials_with_loss": len(lossy),
         }
     res["summary"] = summary
-    log("\n== summary (rates are packets/s; each packet is logged to 2 groups = 2 records)")
+    n = res.get("groups", 2)
+    log(f"\n== summary (rates are packets/s; each packet is logged to {n} groups = {n} records)")
     for name, s in summary.items():
         log(f"  {name:<6} {s['trials_with_loss']}/{s['trials']} trials lost records "
             f"({s['lost_total']} of {s['records_total']}); zero loss up to "
@@ -772,6 +783,9 @@ def main():
                     help="which receivers the rate sweep measures, in order (also: "
                     "fwlog-nodns, fwlog-nosync, to split fwlog's CPU cost)")
     ap.add_argument("--rates", help="comma list of packets/s for the sweep (0 = max)")
+    ap.add_argument("--groups", type=int, default=2,
+                    help="NFLOG groups each packet is logged to (default 2; more records per "
+                    "packet lets the sender outrun a receiver on a small machine)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--max-rate-guess", type=int, default=150000,
                     help="packets/s used to size the unpaced step")
@@ -780,10 +794,11 @@ def main():
         print("SKIP bench: needs root (network namespaces, nftables, NFLOG, raw sockets)")
         return 0
     TMP = tempfile.mkdtemp(prefix="fwlog-bench.", dir="/var/tmp")
+    GROUPS[:] = list(range(5, 5 + max(1, ARGS.groups)))
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, lambda *_: sys.exit(130))
     res = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-           "quick": ARGS.quick, "machine": machine()}
+           "quick": ARGS.quick, "machine": machine(), "groups": len(GROUPS)}
     q = ARGS.quick
     only = ARGS.only.split(",")
     try:
