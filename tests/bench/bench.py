@@ -539,7 +539,7 @@ def trial(kind, rate, count):
 # ------------------------------------------------------------------ scenarios
 
 
-def sweep(rates, repeats, seconds):
+def sweep(rates, repeats, seconds, results):
     kinds = [Bare, Fwlog]
     why = ulogd_ok()
     if why:
@@ -550,7 +550,6 @@ def sweep(rates, repeats, seconds):
                 "fwlog-niceproc": FwlogNiceProc}
     known = {k.name: k for k in kinds} | variants
     kinds = [known[n] for n in ARGS.receivers.split(",") if n in known]
-    results = []
     for rep in range(repeats):
         for rate in rates:
             count = int((rate or ARGS.max_rate_guess) * seconds)
@@ -809,7 +808,8 @@ def main():
             if ARGS.rates:
                 rates = [int(x) for x in ARGS.rates.split(",")]
             log(f"== rate sweep: rates {rates} (0 = as fast as the sender can)")
-            res["sweep"] = sweep(rates, 1 if q else 3, 2.0 if q else 4.0)
+            res["sweep"] = []  # filled trial by trial: an interrupted run keeps what it measured
+            sweep(rates, 1 if q else 3, 2.0 if q else 4.0, res["sweep"])
         if "latency" in only:
             log("== latency at 10k packets/s, warm cache, JSON output")
             res["latency"] = latency(10000, 8 if q else 30)
