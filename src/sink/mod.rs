@@ -116,25 +116,6 @@ pub fn open(target: &Target, kernel_tag: bool, sync: bool) -> io::Result<Box<dyn
     })
 }
 
-/// `fwlog read`'s simple output: `-` or a file, buffered, no retry machinery (a failed write
-/// there is reported and ends the command).
-pub fn open_plain_output(target: &str) -> Result<Box<dyn io::Write>, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if target == "-" {
-        return Ok(Box::new(io::BufWriter::with_capacity(
-            1 << 16,
-            io::stdout().lock(),
-        )));
-    }
-    let f = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(target)
-        .map_err(|e| format!("cannot open output {target}: {e}"))?;
-    Ok(Box::new(io::BufWriter::with_capacity(1 << 16, f)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
