@@ -226,11 +226,13 @@ impl<S: Source> Processor<S> {
     /// Read committed records into the window until it is full or the reader caught up, and
     /// start name lookups for their addresses.
     fn fill(&mut self, window: &mut VecDeque<Entry>, dns_wake: &Arc<Notify>) -> Result<(), String> {
+        // One clock read per fill, not per record: records read together enter the window
+        // together and share a deadline.
+        let now = Instant::now();
         while window.len() < self.window_cap {
             let Some(rec) = self.source.next()? else {
                 return Ok(());
             };
-            let now = Instant::now();
             let mut names = Vec::new();
             let mut waiting = Vec::new();
             if let (Some(r), None) = (&self.resolver, LossRecord::decode(&rec.data)) {
