@@ -363,7 +363,10 @@ fn parse_vlan(v: &[u8], order: TlvOrder) -> Result<Vlan, String> {
     while off < v.len() {
         let rest = &v[off..];
         if rest.len() < 4 {
-            return Err(format!("has {} stray bytes at nested offset {off}", rest.len()));
+            return Err(format!(
+                "has {} stray bytes at nested offset {off}",
+                rest.len()
+            ));
         }
         let len = order.u16([rest[0], rest[1]]) as usize;
         let ty = order.u16([rest[2], rest[3]]) & NLA_TYPE_MASK;
@@ -704,7 +707,10 @@ mod tests {
         let p = parse(&b, TlvOrder::NATIVE, ts());
         assert_eq!(p.damage, None);
         let v = p.vlan.expect("vlan");
-        assert_eq!((v.proto, v.tci, v.id(), v.pcp(), v.dei()), (0x8100, 0x600a, 10, 3, false));
+        assert_eq!(
+            (v.proto, v.tci, v.id(), v.pcp(), v.dei()),
+            (0x8100, 0x600a, 10, 3, false)
+        );
         assert_eq!(p.l2header, Some(&[0xff; 14][..]));
         assert_eq!(p.payload, &[0, 1, 8, 0, 6, 4, 0, 1]);
         // push_vlan writes the kernel's bytes.
