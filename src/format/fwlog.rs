@@ -11,6 +11,10 @@
 //! TCP: src port 3531, dst port 3220, seq 0x891a0627, flags [psh], winsz 63525, ack 0x363a3b9e
 //! ```
 //!
+//! Bridge and netdev records add `, vlan ID (pcp N[, dei], proto 0xTPID)` to the PKT line
+//! when the kernel held a VLAN tag out of band; ARP and RARP get an `ARP:` line in place of the
+//! IP line (`opcode 1 (request), htype 1, ptype 0x0800, sender MAC IP, target MAC IP`).
+//!
 //! Markers: `PKT (replayed):` for a record replayed from the spool, `(local clock)` /
 //! `(capture clock)` after the time when it is not the kernel's, `NOTE:` lines for damaged
 //! metadata, `[partial: N of M bytes]` at the end of the IP line for a record cut short by the

@@ -1,22 +1,46 @@
 //! `--format kernel`: the line the kernel's LOG target (`nf_log_syslog.c`) prints for the same
 //! packet, byte for byte.
 //!
-//! Layout (every item ends in a space; the line ends in one too):
-//! `PREFIX` `IN=dev OUT=dev ` [`PHYSIN=dev ` `PHYSOUT=dev `] [MAC part, only with an input
-//! device] IP part [`UID=u GID=g ` with skuid] [`MARK=0x%x ` when non-zero].
-//! The IP, transport, ICMP-quote and IPv6 extension parts follow `dump_ipv4_packet` and
-//! `dump_ipv6_packet` field for field, including where the kernel stops early (`TRUNCATED`,
-//! `INCOMPLETE [n bytes] `, `OPT (TRUNCATED)`) and its quirks (an AH non-first fragment prints
-//! nothing after the IP part; ESP prints `PROTO=ESP ` even then).
+//! Layout (every item ends in a space; the line ends in one too, except ARP lines):
+//! `PREFIX` `IN=dev OUT=dev ` [`PHYSIN=dev ` `PHYSOUT=dev `] [MAC part] network part
+//! [`UID=u GID=g ` with skuid] [`MARK=0x%x ` when non-zero].
 //!
-//! Differences that cannot be avoided, documented in fwlog(8):
+//! Which dumper runs is the kernel's choice (see `crate::decode`): inet rules dump IP;
+//! bridge and netdev rules switch on the link-layer protocol (`nf_log_netdev_packet`): IPv4,
+//! IPv6, ARP/RARP, or an unknown packet (the MAC part alone, printed even without an input
+//! device); arp rules always dump ARP.
+//! - MAC part (`dump_mac_header`), only with an input device for IP: `MAC=` and the header
+//!   bytes, or with the ether flag on Ethernet `MACSRC= MACDST= [VPROTO=%04x VID=%u ]
+//!   MACPROTO=` (`nf_log_dump_vlan`: the tag only there, and `VID=` is the whole TCI, priority
+//!   bits included, as `skb_vlan_tag_get` returns it).
+//! - ARP (`dump_arp_packet`): no `MAC=` ever; with the ether flag the same decoded Ethernet
+//!   part (input device or not), then `ARP HTYPE=%d PTYPE=0x%04x OPCODE=%d` and, for
+//!   Ethernet/IPv4 only, ` MACSRC= IPSRC= MACDST= IPDST=` or ` INCOMPLETE [n bytes]`; no
+//!   trailing space, no UID, no MARK. A header under 8 bytes is `TRUNCATED` alone.
+//! - Bridge family: NFLOG names the bridge as INDEV/OUTDEV and the port as PHYS*; the kernel
+//!   prints the port as `IN=`/`OUT=` (the hook's devices) and no PHYS* (br_netfilter's
+//!   physical device is that same port).
+//! - The IP, transport, ICMP-quote and IPv6 extension parts follow `dump_ipv4_packet` and
+//!   `dump_ipv6_packet` field for field, including where the kernel stops early (`TRUNCATED`,
+//!   `INCOMPLETE [n bytes] `, `OPT (TRUNCATED)`) and its quirks (an AH non-first fragment
+//!   prints nothing after the IP part; ESP prints `PROTO=ESP ` even then).
+//!
+//! Where the record holds less than the kernel knew (documented in fwlog(8)):
 //! - interface names unknown to the record print as `if<index>`;
-//! - VLAN tags (`VPROTO= VID=` with the ether flag) are not in the record and are not printed;
+//! - the Ethernet header comes from NFULA_HWHEADER (input device) or NFULA_L2HDR (bridge and
+//!   netdev); `skb->dev`'s type is NFULA_HWTYPE when there was an input device, and is assumed
+//!   Ethernet otherwise (always true for bridge ports);
+//! - NFLOG reports the owner of any socket, the kernel only of one in the logging namespace:
+//!   `UID=` is left out for bridge/netdev frames that arrived on a device, which come from
+//!   outside the namespace's own stack;
 //! - a partial record (copy range shorter than the packet) prints what the kernel would print
 //!   for a packet that short, since the rest is unknown;
 //! - untrusted bytes (prefix, interface names) are escaped as /dev/kmsg shows them (`\xNN`).
 //! - the kernel caps the text at 1017 bytes (its 1020-byte buffer minus the level marker and
 //!   NUL); the same cap is applied to the unescaped length.
+//!
+//! tests/kernel_oracle.rs (inet) and tests/kernel_oracle_bridge.rs (bridge, VLAN, ARP) compare
+//! these lines with the running kernel's own.
 
 use crate::decode::{Arp, Decoded, Ipv4, Ipv6, Layer, Net, Transport};
 use crate::packet::{family, Iface, Packet};
