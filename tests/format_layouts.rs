@@ -780,3 +780,87 @@ fn unknown_ethertype_on_a_bridge() {
         run(&fmt(FormatKind::Fwlog), &p, &NoNames).contains("\nDATA: 18 bytes, ethertype 0x88b5\n")
     );
 }
+
+#[test]
+fn netdev_egress_and_arp_output_payloads_start_at_the_mac_header() {
+    utc();
+    // At a netdev egress hook NFLOG copies from the MAC header (NFULA_L2HDR says how long it
+    // is). The kernel's IPv4 dump then runs at a non-zero offset and so prints neither the
+    // packet an ICMP error quotes nor UID and MARK.
+    let inner = hostile_udp();
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&inner);
+    let ip = ip4(1, 7, 0, 64, [192, 0, 2, 53], [10, 0, 0, 1], &icmp);
+    let mut frame = vec![2, 0, 0, 0, 0, 0xa, 2, 0, 0, 0, 0, 0xc, 0x08, 0x00];
+    frame.extend_from_slice(&ip);
+    let mut p = bridge_packet(&frame);
+    p.family = family::NETDEV;
+    p.hook = Some(1);
+    p.hw_protocol = Some(0x0800);
+    (p.indev, p.physindev, p.hwheader, p.hwtype, p.vlan) = (None, None, None, None, None);
+    p.outdev = Some(Iface {
+        index: 4,
+        name: Some(b"vb1"),
+    });
+    p.l2header = Some(&frame[..14]);
+    p.mark = 0x2a;
+    p.uid = Some(0);
+    p.gid = Some(0);
+    let all = Formatter::with_tables(
+        FormatKind::Kernel,
+        FormatOptions {
+            flags: LogFlags::ALL,
+            ..FormatOptions::default()
+        },
+        NameTables::builtin(),
+    );
+    assert_eq!(
+        run(&all, &p, &NoNames),
+        "IN= OUT=vb1 SRC=192.0.2.53 DST=10.0.0.1 LEN=61 TOS=0x00 PREC=0x00 TTL=64 ID=7 PROTO=ICMP TYPE=3 CODE=3 \n"
+    );
+    // The other formats decode the packet from its network header as well.
+    assert!(run(&fmt(FormatKind::Fwlog), &p, &NoNames)
+        .contains("\nIP(61): [], ttl 64, proto 1 (icmp), from 192.0.2.53 to 10.0.0.1,"));
+    // The same packet at the ingress hook (payload at the network header) prints them.
+    let mut q = bridge_packet(&ip);
+    q.family = family::NETDEV;
+    q.hw_protocol = Some(0x0800);
+    q.vlan = None;
+    q.mark = 0x2a;
+    let k = run(&all, &q, &NoNames);
+    assert!(
+        k.contains(" [SRC=10.0.0.1 DST=192.0.2.53 ") && k.ends_with("MARK=0x2a \n"),
+        "{k}"
+    );
+
+    // arp family, output hook: arp_create pushed the Ethernet header, and no L2HDR says so.
+    let mut arp_frame = vec![0xff; 6];
+    arp_frame.extend_from_slice(&[2, 0, 0, 0, 0, 0xa, 0x08, 0x06]);
+    arp_frame.extend_from_slice(&tagged_arp());
+    let mut r = bridge_packet(&arp_frame);
+    r.family = family::ARP;
+    r.hook = Some(1);
+    (
+        r.indev,
+        r.physindev,
+        r.hwheader,
+        r.hwtype,
+        r.l2header,
+        r.vlan,
+    ) = (None, None, None, None, None, None);
+    r.outdev = Some(Iface {
+        index: 3,
+        name: Some(b"br0"),
+    });
+    assert_eq!(
+        run(&all, &r, &NoNames),
+        "IN= OUT=br0 ARP HTYPE=1 PTYPE=0x0800 OPCODE=1 MACSRC=02:00:00:00:00:0a IPSRC=10.77.0.1 MACDST=00:00:00:00:00:00 IPDST=10.77.0.2\n"
+    );
+    // ARP cut short at egress: INCOMPLETE counts from skb->data, the MAC header included.
+    let mut s = bridge_packet(&arp_frame[..34]);
+    s.family = family::NETDEV;
+    s.hook = Some(1);
+    (s.indev, s.physindev, s.hwheader, s.hwtype) = (None, None, None, None);
+    s.l2header = Some(&arp_frame[..14]);
+    assert!(run(&fmt(FormatKind::Kernel), &s, &NoNames).ends_with(" INCOMPLETE [26 bytes]\n"));
+}

@@ -7,7 +7,17 @@
 //! flag set: `log prefix P group N` (NFLOG, received by a `fwlog run` daemon writing
 //! `--format kernel`) and `log prefix P` (the kernel's own LOG line, read from /dev/kmsg).
 //! Two flag sets: the defaults, and `flags all` against `--log-flags all`. Every line fwlog
-//! printed must equal the kernel's line for the same frame, byte for byte.
+//! printed must equal the kernel's line for the same frame, byte for byte. The same rules sit
+//! in a `table netdev` (ingress on both ports, egress on one: there NFLOG's payload starts at
+//! the MAC header and the kernel's IPv4 dump, seeing a non-zero network offset, prints no MARK
+//! and no UID) and a `table arp` (ARP to and from the bridge's own address; at the output hook
+//! the payload starts with the Ethernet header too).
+//!
+//! The egress chain is on the port towards the peer whose frames carry no socket of its own
+//! (kernel-made replies): a frame written by a packet socket in another namespace keeps that
+//! socket through veth and the bridge, NFLOG reports its owner, and the kernel's line does not
+//! (it shows same-namespace sockets only); at an egress hook nothing in the record tells such a
+//! frame from the namespace's own traffic. fwlog(8) documents this difference.
 //!
 //! Traffic: frames written raw from the peers (AF_PACKET) with 802.1Q tags (priority and DEI
 //! bits set, so `VID=` shows the kernel prints the whole TCI), an 802.1ad tag, a double tag,
@@ -461,24 +471,34 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
 
     let mut k = kmsg::Kmsg::open_at_end();
     // Priority -300: before br_netfilter's own hooks, so every frame is logged as it came.
-    let chain = |hook: &str| {
+    let chain = |name: &str, hook: &str| {
         format!(
-            "  chain {hook} {{\n   type filter hook {hook} priority -300; policy accept;\n   log prefix \"{pd}\" group {gd}\n   log prefix \"{pd}\"\n   log prefix \"{pa}\" group {ga}\n   log prefix \"{pa}\" flags all\n  }}\n"
+            "  chain {name} {{\n   type filter hook {hook} priority -300; policy accept;\n   log prefix \"{pd}\" group {gd}\n   log prefix \"{pd}\"\n   log prefix \"{pa}\" group {ga}\n   log prefix \"{pa}\" flags all\n  }}\n"
         )
     };
     b.nft(&format!(
         "table bridge fwlvlan {{\n{}{}{}{}}}\n",
-        chain("prerouting"),
-        chain("input"),
-        chain("forward"),
-        chain("output")
+        chain("prerouting", "prerouting"),
+        chain("input", "input"),
+        chain("forward", "forward"),
+        chain("output", "output")
+    ));
+    // The netdev family on the ports (ingress: the frame as it arrived; egress: as it
+    // leaves) and the arp family (ARP to and from the bridge's own address).
+    b.nft(&format!(
+        "table netdev fwlvlan {{\n{}{}{}}}\ntable arp fwlvlan {{\n{}{}}}\n",
+        chain("in1", "ingress device \"vb1\""),
+        chain("in2", "ingress device \"vb2\""),
+        chain("out1", "egress device \"vb1\""),
+        chain("input", "input"),
+        chain("output", "output")
     ));
 
     crafted(&a, &c);
     real(&a);
 
     std::thread::sleep(Duration::from_millis(300));
-    b.nft("delete table bridge fwlvlan\n");
+    b.nft("delete table bridge fwlvlan\ndelete table netdev fwlvlan\ndelete table arp fwlvlan\n");
     let kernel = k.collect(&format!("B{pid}"), usize::MAX, Duration::from_secs(3));
     let kern_d: Vec<String> = kernel
         .iter()
@@ -505,7 +525,10 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
 
     // The coverage the test promises, seen in the kernel's own lines.
     let has = |v: &[String], pat: &[&str]| v.iter().any(|l| pat.iter().all(|p| l.contains(p)));
-    let want: [(&str, &[String], &[&str]); 12] = [
+    let want: [(&str, &[String], &[&str]); 15] = [
+        ("tagged ARP at netdev egress", &kern_a, &["IN= OUT=vb1 MACSRC=02:00:00:00:00:0c MACDST=02:00:00:00:00:0a VPROTO=8100 VID=10 MACPROTO=0806 ARP HTYPE=1 PTYPE=0x0800 OPCODE=2 MACSRC="]),
+        ("arp family input", &kern_a, &["IN=br0 OUT= MACSRC=02:00:00:00:00:0a MACDST=ff:ff:ff:ff:ff:ff MACPROTO=0806 ARP HTYPE=1"]),
+        ("arp family output", &kern_a, &["IN= OUT=br0 ARP HTYPE=1 PTYPE=0x0800 OPCODE=2 MACSRC="]),
         (
             "tagged ARP request",
             &kern_a,

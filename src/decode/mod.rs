@@ -193,17 +193,55 @@ fn kind(p: &Packet<'_>) -> Kind {
         Some(_) if matches!(p.family, family::BRIDGE | family::NETDEV) => return Kind::Other,
         _ => {}
     }
-    match p.payload.first().map(|b| b >> 4) {
+    match network_payload(p).first().map(|b| b >> 4) {
         Some(4) => Kind::Ipv4,
         Some(6) => Kind::Ipv6,
         _ => Kind::Other,
     }
 }
 
+/// NF_NETDEV_EGRESS and NF_ARP_OUT: hooks where the packet already has its link-layer header.
+const NETDEV_EGRESS: u8 = 1;
+const ARP_OUT: u8 = 1;
+
+/// The payload from the network header on.
+///
+/// NFLOG copies from `skb->data`, which is the network header everywhere except where the
+/// link-layer header is already built: the netdev egress hook (`dev_queue_xmit` has reset the
+/// MAC header to `skb->data`, so NFULA_L2HDR is exactly the part to skip) and the arp
+/// family's output hook (`arp_create` pushed the device header; the record has no L2HDR there,
+/// so an Ethernet header, 14 bytes whose ethertype is ARP or RARP, is recognised and
+/// skipped). The kernel's LOG target reads from `skb_network_offset` in both cases.
+pub fn network_payload<'a>(p: &Packet<'a>) -> &'a [u8] {
+    let b = p.payload;
+    match (p.family, p.hook) {
+        (family::NETDEV, Some(NETDEV_EGRESS)) => {
+            let skip = p.l2header.map_or(0, <[u8]>::len);
+            b.get(skip..).unwrap_or(&[])
+        }
+        (family::ARP, Some(ARP_OUT))
+            if p.indev.is_none() && matches!(b.get(12..14), Some([0x08, 0x06] | [0x80, 0x35])) =>
+        {
+            &b[14..]
+        }
+        _ => b,
+    }
+}
+
+/// Bytes before the network header in the payload (the kernel's `skb_network_offset`): 0
+/// except at the hooks [`network_payload`] describes.
+pub fn network_offset(p: &Packet<'_>) -> usize {
+    p.payload.len() - network_payload(p).len()
+}
+
 /// Decode a record's payload. See the module docs for the guarantees.
 pub fn decode<'a>(p: &Packet<'a>) -> Decoded<'a> {
-    let b = p.payload;
-    let orig = p.orig_len.map(|o| o.max(b.len() as u32));
+    let b = network_payload(p);
+    // orig_len counts from the start of the payload; the link-layer part is not the packet's.
+    let skipped = (p.payload.len() - b.len()) as u32;
+    let orig = p
+        .orig_len
+        .map(|o| o.saturating_sub(skipped).max(b.len() as u32));
     let mut partial_len: Option<u32> = None;
     let mut trailing = 0;
     let net = match kind(p) {

@@ -42,7 +42,7 @@
 //! tests/kernel_oracle.rs (inet) and tests/kernel_oracle_bridge.rs (bridge, VLAN, ARP) compare
 //! these lines with the running kernel's own.
 
-use crate::decode::{Arp, Decoded, Ipv4, Ipv6, Layer, Net, Transport};
+use crate::decode::{self, Arp, Decoded, Ipv4, Ipv6, Layer, Net, Transport};
 use crate::packet::{family, Iface, Packet};
 
 use super::escape::escape_into;
@@ -126,7 +126,13 @@ pub(crate) fn line(p: &Packet<'_>, d: &Decoded<'_>, flags: LogFlags, out: &mut V
                 mac(p, flags, out);
             }
             match net {
-                Net::Ipv4(v4) => ipv4_part(p, v4, true, flags, out),
+                Net::Ipv4(v4) => {
+                    // dump_ipv4_packet takes `iphoff == 0` to mean "the outer packet": where
+                    // the network header is not at skb->data (netdev egress), the kernel prints
+                    // neither an ICMP error's quoted packet nor UID and MARK.
+                    let top = decode::network_offset(p) == 0;
+                    ipv4_part(p, v4, true, top, flags, out)
+                }
                 Net::Ipv6(v6) => ipv6_part(p, v6, true, flags, out),
                 Net::Truncated(_) => s(out, "TRUNCATED"),
                 Net::NotIp { .. } | Net::Arp(_) => {}
@@ -219,9 +225,10 @@ fn arp_part(p: &Packet<'_>, a: &Arp<'_>, flags: LogFlags, out: &mut Vec<u8>) {
             ipv4(out, ip4(x.target_proto));
         }
         Err(_) => {
-            // skb->len - sizeof(struct arphdr), as %zu: the 8-byte header is there.
+            // skb->len - sizeof(struct arphdr), as %zu: the 8-byte header is there. skb->len
+            // counts from skb->data, so a link-layer header before the ARP one counts too.
             s(out, " INCOMPLETE [");
-            dec(out, a.len.saturating_sub(8) as u64);
+            dec(out, p.payload.len().saturating_sub(8) as u64);
             s(out, " bytes]");
         }
     }
@@ -282,7 +289,16 @@ fn incomplete(out: &mut Vec<u8>, n: u32) {
     s(out, " bytes] ");
 }
 
-fn ipv4_part(p: &Packet<'_>, v4: &Ipv4<'_>, outer: bool, flags: LogFlags, out: &mut Vec<u8>) {
+/// `outer`: the packet itself, not the one an ICMP error quotes. `top`: the kernel's
+/// `!iphoff` (outer, and the network header at the start of the skb's data).
+fn ipv4_part(
+    p: &Packet<'_>,
+    v4: &Ipv4<'_>,
+    outer: bool,
+    top: bool,
+    flags: LogFlags,
+    out: &mut Vec<u8>,
+) {
     s(out, "SRC=");
     ipv4(out, v4.src);
     s(out, " DST=");
@@ -364,10 +380,10 @@ fn ipv4_part(p: &Packet<'_>, v4: &Ipv4<'_>, outer: bool, flags: LogFlags, out: &
                         ipv4(out, g);
                         s(out, " ");
                     }
-                    if let Some(inner) = i.inner() {
+                    if let Some(inner) = i.inner().filter(|_| top) {
                         s(out, "[");
                         match inner {
-                            Ok(inner) => ipv4_part(p, &inner, false, flags, out),
+                            Ok(inner) => ipv4_part(p, &inner, false, false, flags, out),
                             Err(_) => s(out, "TRUNCATED"),
                         }
                         s(out, "] ");
@@ -408,7 +424,7 @@ fn ipv4_part(p: &Packet<'_>, v4: &Ipv4<'_>, outer: bool, flags: LogFlags, out: &
             Flow::Go
         }
     };
-    if let (Flow::Go, true) = (flow, outer) {
+    if let (Flow::Go, true) = (flow, top) {
         uid_mark(p, flags, out);
     }
 }
