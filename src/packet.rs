@@ -59,6 +59,24 @@ pub mod hook {
             _ => return None,
         })
     }
+
+    /// The hook's name in the family the record came from: the netdev family numbers its
+    /// hooks ingress 0, egress 1; the arp family input 0, output 1, forward 2; the bridge
+    /// family has brouting 5; everything else uses the inet numbering of [`name`].
+    pub fn name_in(family: u8, h: u8) -> Option<&'static str> {
+        use super::family;
+        match (family, h) {
+            (family::NETDEV, 0) => Some("ingress"),
+            (family::NETDEV, 1) => Some("egress"),
+            (family::NETDEV, _) => None,
+            (family::ARP, 0) => Some("input"),
+            (family::ARP, 1) => Some("output"),
+            (family::ARP, 2) => Some("forward"),
+            (family::ARP, _) => None,
+            (family::BRIDGE, 5) => Some("brouting"),
+            _ => name(h),
+        }
+    }
 }
 
 /// Address families as they appear in `nfgenmsg.nfgen_family`.

@@ -819,8 +819,9 @@ fn netdev_egress_and_arp_output_payloads_start_at_the_mac_header() {
         "IN= OUT=vb1 SRC=192.0.2.53 DST=10.0.0.1 LEN=61 TOS=0x00 PREC=0x00 TTL=64 ID=7 PROTO=ICMP TYPE=3 CODE=3 \n"
     );
     // The other formats decode the packet from its network header as well.
-    assert!(run(&fmt(FormatKind::Fwlog), &p, &NoNames)
-        .contains("\nIP(61): [], ttl 64, proto 1 (icmp), from 192.0.2.53 to 10.0.0.1,"));
+    let fw = run(&fmt(FormatKind::Fwlog), &p, &NoNames);
+    assert!(fw.starts_with("PKT: mark 42, hook 1 (egress), "), "{fw}");
+    assert!(fw.contains("\nIP(61): [], ttl 64, proto 1 (icmp), from 192.0.2.53 to 10.0.0.1,"));
     // The same packet at the ingress hook (payload at the network header) prints them.
     let mut q = bridge_packet(&ip);
     q.family = family::NETDEV;
@@ -852,6 +853,12 @@ fn netdev_egress_and_arp_output_payloads_start_at_the_mac_header() {
         index: 3,
         name: Some(b"br0"),
     });
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&fmt(FormatKind::Json), &r, &NoNames)).expect("json");
+    assert_eq!(
+        (v["family"].as_str(), v["hook_name"].as_str()),
+        (Some("arp"), Some("output"))
+    );
     assert_eq!(
         run(&all, &r, &NoNames),
         "IN= OUT=br0 ARP HTYPE=1 PTYPE=0x0800 OPCODE=1 MACSRC=02:00:00:00:00:0a IPSRC=10.77.0.1 MACDST=00:00:00:00:00:00 IPDST=10.77.0.2\n"

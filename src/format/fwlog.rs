@@ -115,7 +115,7 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
     if let Some(h) = p.hook {
         s(out, ", hook ");
         dec(out, h as u64);
-        if let Some(n) = hook::name(h) {
+        if let Some(n) = hook::name_in(p.family, h) {
             s(out, " (");
             s(out, n);
             s(out, ")");

@@ -187,7 +187,7 @@ pub(crate) fn object(
         None => w.null("prefix"),
     }
     w.opt_num("hook", p.hook.map(u64::from));
-    w.opt_str("hook_name", p.hook.and_then(hook::name));
+    w.opt_str("hook_name", p.hook.and_then(|h| hook::name_in(p.family, h)));
     w.num("mark", p.mark as u64);
     iface(&mut w, "indev", &p.indev);
     iface(&mut w, "outdev", &p.outdev);
