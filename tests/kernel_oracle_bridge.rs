@@ -19,6 +19,9 @@
 //! (it shows same-namespace sockets only); at an egress hook nothing in the record tells such a
 //! frame from the namespace's own traffic. fwlog(8) documents this difference.
 //!
+//! A third NFLOG copy of the `flags all` rule goes to tcpdump; `fwlog read` of that pcap
+//! (LINKTYPE_NFLOG, the same TLVs) must print the same lines.
+//!
 //! Traffic: frames written raw from the peers (AF_PACKET) with 802.1Q tags (priority and DEI
 //! bits set, so `VID=` shows the kernel prints the whole TCI), an 802.1ad tag, a double tag,
 //! tagged ARP request and reply, ARP with non-Ethernet hardware, ARP cut short, RARP, tagged
@@ -468,12 +471,38 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
     };
     let dd = daemon(gd, "", "d");
     let da = daemon(ga, "all", "a");
+    // A third NFLOG copy of the `flags all` rule, recorded by tcpdump (LINKTYPE_NFLOG): `fwlog
+    // read` must get the VLAN tag and the L2 header from the pcap's TLVs and print the same.
+    let gp = 43u16;
+    let pcap = path("nflog.pcap");
+    let mut dump = b
+        .command("tcpdump")
+        .args(["-n", "-U", "-i", &format!("nflog:{gp}"), "-w", &pcap])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn tcpdump");
+    let mut err = std::io::BufReader::new(dump.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).expect("tcpdump stderr");
+        assert!(n > 0, "tcpdump exited before listening");
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut rest);
+        rest
+    });
 
     let mut k = kmsg::Kmsg::open_at_end();
     // Priority -300: before br_netfilter's own hooks, so every frame is logged as it came.
     let chain = |name: &str, hook: &str| {
         format!(
-            "  chain {name} {{\n   type filter hook {hook} priority -300; policy accept;\n   log prefix \"{pd}\" group {gd}\n   log prefix \"{pd}\"\n   log prefix \"{pa}\" group {ga}\n   log prefix \"{pa}\" flags all\n  }}\n"
+            "  chain {name} {{\n   type filter hook {hook} priority -300; policy accept;\n   log prefix \"{pd}\" group {gd}\n   log prefix \"{pd}\"\n   log prefix \"{pa}\" group {ga}\n   log prefix \"{pa}\" flags all\n   log prefix \"{pa}\" group {gp}\n  }}\n"
         )
     };
     b.nft(&format!(
@@ -522,6 +551,41 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
     assert_eq!(da.stop(), 0);
     let ours_d = lines(&dir.path().join("kernel-d.log"));
     let ours_a = lines(&dir.path().join("kernel-a.log"));
+    // NFLOG flushes tcpdump's last batch after its 1 s timeout.
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling the tcpdump child this test started.
+    unsafe { libc::kill(dump.id() as i32, libc::SIGINT) };
+    let st = dump.wait().expect("wait tcpdump");
+    let tcpdump_err = drain.join().unwrap_or_default();
+    assert!(
+        st.success() || st.code().is_none(),
+        "tcpdump: {st:?} {tcpdump_err}"
+    );
+    let read = b
+        .command(support::fwlog_bin())
+        .args([
+            "read",
+            "--format",
+            "kernel",
+            "--log-flags",
+            "all",
+            "--no-syslog-header",
+            "--no-dns",
+            "--ifnames",
+            "host",
+            &pcap,
+        ])
+        .output()
+        .expect("run fwlog read");
+    assert!(
+        read.status.success(),
+        "fwlog read: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let ours_read: Vec<String> = String::from_utf8_lossy(&read.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
 
     // The coverage the test promises, seen in the kernel's own lines.
     let has = |v: &[String], pat: &[&str]| v.iter().any(|l| pat.iter().all(|p| l.contains(p)));
@@ -621,6 +685,7 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
 
     let (fd, rd) = compare("default", &ours_d, &kern_d);
     let (fa, ra) = compare("flags all", &ours_a, &kern_a);
+    let (fr, rr) = compare("fwlog read of the NFLOG pcap", &ours_read, &kern_a);
     if let Ok(p) = std::env::var("FWLOG_ORACLE_DUMP") {
         let mut all = String::new();
         for (o, t) in ours_a.iter().zip(&kern_a).chain(ours_d.iter().zip(&kern_d)) {
@@ -634,6 +699,6 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
         kern_a.len()
     );
     assert!(kern_d.len() > 30, "too few kernel lines: {}", kern_d.len());
-    assert_eq!(fd + fa, 0, "kernel-format mismatches:\n{rd}{ra}");
+    assert_eq!(fd + fa + fr, 0, "kernel-format mismatches:\n{rd}{ra}{rr}");
     assert!(missing.is_empty(), "{missing}");
 }
