@@ -85,6 +85,16 @@ impl Intake {
             {
                 self.after_commit();
             }
+            // Retention by age (a no-op without --retain-for); polls wake it at least every
+            // 100 ms, so idle hours still expire.
+            if self
+                .writer
+                .tick()
+                .map_err(|e| format!("spool upkeep: {e}"))?
+                .is_some()
+            {
+                self.after_commit();
+            }
             if stopping && n == 0 {
                 break;
             }

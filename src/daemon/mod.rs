@@ -62,7 +62,9 @@ pub fn run(args: &RunArgs) -> i32 {
             FsyncArg::Interval(d) => FsyncPolicy::Interval(d),
             FsyncArg::Never => FsyncPolicy::Never,
         },
-        retain_bytes: args.retain,
+        // 0 means "not by size"; with neither limit, printed packets are deleted.
+        retain_bytes: (args.retain > 0).then_some(args.retain),
+        retain_age: args.retain_for.filter(|d| !d.is_zero()),
         ..SpoolOptions::default()
     };
     if let Err(e) = std::fs::create_dir_all(&args.spool) {

@@ -186,6 +186,11 @@ impl QueueIntake {
                 self.verdict(m, Verdict::Accept)?;
             }
             t.accepted += n;
+            // Retention by age (a no-op without --retain-for), once every packet of the batch has
+            // its verdict: the batch is committed, so this only seals and deletes segments.
+            if let Err(e) = self.writer.tick() {
+                break Err(format!("spool upkeep: {e}"));
+            }
             if stopping && got.count == 0 {
                 break Ok(());
             }
