@@ -257,6 +257,10 @@ ok "exposure $score <= 2.0"
 if ! grep -qx 'RestartPreventExitStatus=64' "$UNIT" || ! grep -qx 'Restart=on-failure' "$UNIT"; then
 	fail "the unit must restart on failure but not on usage errors (64)"
 fi
+if ! grep -qx 'Type=notify' "$UNIT" || ! grep -qx 'NotifyAccess=main' "$UNIT"; then
+	fail "the unit must be Type=notify with NotifyAccess=main (fwlog sends READY=1 once logging)"
+fi
+ok "Type=notify, NotifyAccess=main, $(grep '^WatchdogSec=' "$UNIT" || echo 'no watchdog')"
 
 # ---------------------------------------------------------------- the service, live
 step "the service logs a packet (NFLOG group $GROUP, UDP to 127.0.0.2:$PORT)"
@@ -312,8 +316,8 @@ fi
 [ "$systemd_running" = yes ] && opts="$opts --output syslog"
 sed -i "s|^FWLOG_OPTS=.*|FWLOG_OPTS=\"$opts\"|" /etc/default/fwlog
 
-# The daemon says "logging NFLOG group" once its socket is bound (Type=simple: systemctl
-# returns before that). Wait up to 10s for the line in the output of command "$@".
+# The daemon says "logging NFLOG group" once its socket is bound. Without systemd nothing waits
+# for READY=1, so wait up to 10s for the line in the output of command "$@".
 wait_ready() {
 	for _ in $(seq 100); do
 		"$@" 2>/dev/null | grep -q 'logging NFLOG group' && return 0
@@ -325,9 +329,13 @@ wait_ready() {
 if [ "$systemd_running" = yes ]; then
 	echo "   systemd is PID 1: driving the real unit with systemctl"
 	start() {
+		# Type=notify: systemctl returns once fwlog sent READY=1, i.e. once its group is bound.
+		# No waiting for the log line: the packet sent right after must be logged (the promise
+		# units ordered After=fwlog.service rely on).
 		systemctl restart fwlog.service
 		inv=$(systemctl show -P InvocationID fwlog.service)
-		wait_ready journalctl -q -o cat -u fwlog.service "_SYSTEMD_INVOCATION_ID=$inv"
+		[ "$(systemctl show -P SubState fwlog.service)" = running ] ||
+			fail "fwlog.service is $(systemctl show -P SubState fwlog.service) after start, want running"
 	}
 	main_pid() { systemctl show -P MainPID fwlog.service; }
 	active() { systemctl is-active --quiet fwlog.service; }
