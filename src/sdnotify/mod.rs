@@ -9,11 +9,12 @@
 //! Invariants:
 //! - Without `NOTIFY_SOCKET` nothing is sent and nothing else changes.
 //! - The socket is connected once, by [`Notifier::from_env`], which `fwlog run` calls first,
-//!   while it is still root. Linux checks write permission on a socket path when connecting,
-//!   not on each send, so the connected socket keeps working after `--user` even where the
-//!   unprivileged user could not reach the path (systemd's own socket is world-writable; a
-//!   test's or another manager's need not be). Should a send find the receiver gone
-//!   (`ECONNREFUSED`: the manager made a new socket), it connects by name again, once per send.
+//!   before `--user` switches to the unprivileged user. Linux checks write permission on a
+//!   socket path when connecting, not on each send, so the connected socket keeps working after
+//!   the switch even where that user could not reach the path (systemd's own socket is
+//!   world-writable; a test's or another manager's need not be). Should a send find the
+//!   receiver gone (`ECONNREFUSED`: the manager made a new socket), it connects by name again
+//!   and keeps the new connection.
 //! - `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` are removed from the environment once
 //!   read, so no child process inherits them.
 //! - A failed send is reported on stderr once (the first failure) and is never fatal: a missing
@@ -92,21 +93,16 @@ impl Notifier {
         let n = Notifier {
             sock: Mutex::new(None),
             watchdog,
-            addr: None,
+            addr: Some(addr),
             reported: AtomicBool::new(false),
         };
-        let sock = match open(&addr) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                n.report(&addr, &e);
-                None
+        if let Some(a) = &n.addr {
+            match open(a) {
+                Ok(s) => *n.sock.lock().unwrap_or_else(|p| p.into_inner()) = Some(s),
+                Err(e) => n.report(a, &e),
             }
-        };
-        Notifier {
-            addr: Some(addr),
-            sock: Mutex::new(sock),
-            ..n
         }
+        n
     }
 
     /// True when fwlog was started by a service manager that listens.
