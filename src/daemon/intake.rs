@@ -65,6 +65,7 @@ impl Intake {
                 .recv_batch(&mut batch, timeout)
                 .map_err(|e| format!("receiving from NFLOG: {e}"))?;
             bump(&self.counters.received, n as u64);
+            bump(&self.counters.intake_rounds, 1);
             let losses = batch.loss_events();
             let mut li = 0;
             for (i, rec) in batch.iter().enumerate() {
