@@ -42,7 +42,7 @@ pub enum Command {
 pub enum Select {
     /// Not yet printed by the daemon (what it would print at its next start)
     Pending,
-    /// Already printed (kept by --retain)
+    /// Already printed (kept by --retain or --retain-for)
     Printed,
     /// Both
     All,
@@ -205,9 +205,16 @@ pub struct RunArgs {
 
     /// Keep up to SIZE of already printed packets in the spool for `fwlog replay`, oldest
     /// deleted first; they give way to unprinted packets when the spool is full. Default 0:
-    /// delete once printed
+    /// delete once printed (unless --retain-for is given)
     #[arg(long, value_name = "SIZE", value_parser = size, default_value = "0")]
     pub retain: u64,
+
+    /// Keep already printed packets in the spool for `fwlog replay` for DURATION after they
+    /// were received (e.g. 24h), then delete them (by whole segment: within DURATION/8). With
+    /// --retain too, either limit deletes. They give way to unprinted packets when the spool is
+    /// full. Default: not by age
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub retain_for: Option<Duration>,
 
     /// Size of one spool segment file
     #[arg(long, value_name = "SIZE", value_parser = size, default_value = "64MiB")]

@@ -18,4 +18,5 @@ pub mod pcap;
 pub mod pipeline;
 pub mod privdrop;
 pub mod queue;
+pub mod sdnotify;
 pub mod sink;

@@ -24,7 +24,9 @@
 #
 # Live checks of the service: with systemd as PID 1 through systemctl (the real unit with its
 # sandbox); otherwise the same checks with the daemon started as the unit would start it
-# (setpriv: user fwlog, only CAP_NET_ADMIN, no new privileges), said loudly.
+# (setpriv: user fwlog, only CAP_NET_ADMIN, no new privileges), said loudly; the unit is
+# Type=notify, so there the test plays systemd's notify socket (python3) and starts sending once
+# READY=1 arrived, as units ordered After=fwlog.service would.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -72,6 +74,8 @@ TEST_OPTS="--group $GROUP --no-dns --output /var/log/fwlog"
 DAEMON_PID=
 DNSPORT=$((50000 + $$ % 1000)) # the test's own name server (nsd) on 127.0.0.1, when installed
 NSD_PID=
+NOTIFY_PID= # without systemd: the test's stand-in for its notify socket (python3), when installed
+NOTIFY_DIR=
 
 # ---------------------------------------------------------------- preconditions and cleanup
 step "preconditions"
@@ -103,6 +107,11 @@ cleanup() {
 		kill -TERM "$NSD_PID"
 		wait "$NSD_PID" 2>/dev/null
 	fi
+	if [ -n "$NOTIFY_PID" ]; then
+		kill -TERM "$NOTIFY_PID"
+		wait "$NOTIFY_PID" 2>/dev/null
+	fi
+	[ -z "$NOTIFY_DIR" ] || rm -rf "$NOTIFY_DIR"
 	if dpkg-query -W -f='${db:Status-Status}' fwlog 2>/dev/null | grep -qv '^not-installed$'; then
 		echo "   purging fwlog"
 		dpkg --purge fwlog >/dev/null
@@ -257,6 +266,10 @@ ok "exposure $score <= 2.0"
 if ! grep -qx 'RestartPreventExitStatus=64' "$UNIT" || ! grep -qx 'Restart=on-failure' "$UNIT"; then
 	fail "the unit must restart on failure but not on usage errors (64)"
 fi
+if ! grep -qx 'Type=notify' "$UNIT" || ! grep -qx 'NotifyAccess=main' "$UNIT"; then
+	fail "the unit must be Type=notify with NotifyAccess=main (fwlog sends READY=1 once logging)"
+fi
+ok "Type=notify, NotifyAccess=main, $(grep '^WatchdogSec=' "$UNIT" || echo 'no watchdog')"
 
 # ---------------------------------------------------------------- the service, live
 step "the service logs a packet (NFLOG group $GROUP, UDP to 127.0.0.2:$PORT)"
@@ -312,22 +325,27 @@ fi
 [ "$systemd_running" = yes ] && opts="$opts --output syslog"
 sed -i "s|^FWLOG_OPTS=.*|FWLOG_OPTS=\"$opts\"|" /etc/default/fwlog
 
-# The daemon says "logging NFLOG group" once its socket is bound (Type=simple: systemctl
-# returns before that). Wait up to 10s for the line in the output of command "$@".
+# Wait up to 10s for a line matching $1 in the output of command "$2"...
 wait_ready() {
+	local pattern=$1
+	shift
 	for _ in $(seq 100); do
-		"$@" 2>/dev/null | grep -q 'logging NFLOG group' && return 0
+		"$@" 2>/dev/null | grep -q -- "$pattern" && return 0
 		sleep 0.1
 	done
 	"$@" 2>/dev/null | tail -5 >&2
-	fail "the daemon did not say it is logging within 10s"
+	fail "the daemon did not say '$pattern' within 10s"
 }
 if [ "$systemd_running" = yes ]; then
 	echo "   systemd is PID 1: driving the real unit with systemctl"
 	start() {
+		# Type=notify: systemctl returns once fwlog sent READY=1, i.e. once its group is bound.
+		# No waiting for the log line: the packet sent right after must be logged (the promise
+		# units ordered After=fwlog.service rely on).
 		systemctl restart fwlog.service
 		inv=$(systemctl show -P InvocationID fwlog.service)
-		wait_ready journalctl -q -o cat -u fwlog.service "_SYSTEMD_INVOCATION_ID=$inv"
+		[ "$(systemctl show -P SubState fwlog.service)" = running ] ||
+			fail "fwlog.service is $(systemctl show -P SubState fwlog.service) after start, want running"
 	}
 	main_pid() { systemctl show -P MainPID fwlog.service; }
 	active() { systemctl is-active --quiet fwlog.service; }
@@ -343,14 +361,47 @@ else
 	echo "   as the unit runs it (user fwlog, only CAP_NET_ADMIN ambient, no new privileges)"
 	usr1() { kill -USR1 "$DAEMON_PID"; }
 	journal() { cat "$WORK/daemon.stderr"; }
+	# Type=notify without systemd: the test binds the notify socket itself (python3; one line per
+	# datagram in notify.log), world-writable like systemd's, and waits for READY=1 as systemctl
+	# would; the watchdog is on (a ping every 0.5 s). Without python3: the log line, said loudly.
+	notify_env=()
+	if command -v python3 >/dev/null; then
+		NOTIFY_DIR=$(mktemp -d /tmp/fwlog-pkgtest-notify.XXXXXX)
+		chmod 755 "$NOTIFY_DIR"
+		python3 -u -c '
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o777)
+while True:
+    print(s.recv(4096).decode(errors="replace").replace("\n", " "))
+' "$NOTIFY_DIR/notify" >"$NOTIFY_DIR/notify.log" 2>&1 &
+		NOTIFY_PID=$!
+		for _ in $(seq 50); do
+			[ -S "$NOTIFY_DIR/notify" ] && break
+			sleep 0.1
+		done
+		[ -S "$NOTIFY_DIR/notify" ] || fail "the stand-in notify socket did not appear"
+		notify_env=(NOTIFY_SOCKET="$NOTIFY_DIR/notify" WATCHDOG_USEC=1000000)
+		ok "notify socket $NOTIFY_DIR/notify (the test's, world-writable like systemd's)"
+	else
+		echo "   SKIP notify checks: no python3 to play systemd's notify socket; waiting for the log line"
+	fi
+	notify_log() { cat "$NOTIFY_DIR/notify.log"; }
 	start() {
 		# shellcheck disable=SC2086 # FWLOG_OPTS is split on spaces, as systemd's $FWLOG_OPTS is
-		setpriv --reuid fwlog --regid fwlog --clear-groups --no-new-privs \
+		env "${notify_env[@]}" setpriv --reuid fwlog --regid fwlog --clear-groups --no-new-privs \
 			--inh-caps=-all,+net_admin --ambient-caps=-all,+net_admin \
 			--bounding-set=-all,+net_admin -- /usr/sbin/fwlog run $opts \
 			2>"$WORK/daemon.stderr" &
 		DAEMON_PID=$!
-		wait_ready cat "$WORK/daemon.stderr"
+		if [ -n "$NOTIFY_PID" ]; then
+			# No waiting for the log line: the packet sent right after READY=1 must be logged.
+			wait_ready 'READY=1' notify_log
+			ok "READY=1 through NOTIFY_SOCKET: $(grep -m1 'READY=1' "$NOTIFY_DIR/notify.log")"
+		else
+			wait_ready 'logging NFLOG group' cat "$WORK/daemon.stderr"
+		fi
 	}
 	main_pid() { echo "$DAEMON_PID"; }
 	active() { kill -0 "$DAEMON_PID" 2>/dev/null; }
@@ -360,6 +411,14 @@ else
 		kill -TERM "$DAEMON_PID"
 		wait "$DAEMON_PID" || STATUS=$?
 		DAEMON_PID=
+		if [ -n "$NOTIFY_PID" ]; then
+			sleep 0.2 # the stand-in writes what it received
+			for m in RELOADING=1 STOPPING=1 WATCHDOG=1; do
+				grep -q "$m" "$NOTIFY_DIR/notify.log" ||
+					fail "no $m through NOTIFY_SOCKET: $(tr '\n' '|' <"$NOTIFY_DIR/notify.log")"
+			done
+			ok "RELOADING=1 (SIGHUP), STOPPING=1 (SIGTERM), WATCHDOG=1 $(grep -c WATCHDOG=1 "$NOTIFY_DIR/notify.log") times"
+		fi
 	}
 fi
 

@@ -9,6 +9,10 @@
 //! - a created, removed or renamed directory entry survives only after [`Fs::sync_dir`] on its
 //!   parent directory;
 //! - a process crash (kill -9) loses nothing that a call has returned from.
+//!
+//! The trait also supplies the wall clock ([`Fs::now`]) and file modification times
+//! ([`Fs::modified`]): retention by age compares the two, and a simulated filesystem must be able
+//! to move time forward without a test having to sleep.
 
 use std::any::Any;
 use std::fs::{File, OpenOptions};
@@ -16,6 +20,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
+use std::time::SystemTime;
 
 /// An open file.
 pub trait FsFile: Send + Sync {
@@ -65,6 +70,13 @@ pub trait Fs: Send + Sync {
     /// Takes an exclusive, non-blocking lock on `path`, creating it if needed. The lock lasts as
     /// long as the returned guard. `ErrorKind::WouldBlock` means someone else holds it.
     fn lock_exclusive(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>>;
+    /// Last modification time of a file (`st_mtime`, without following a symlink): when its last
+    /// byte was written.
+    fn modified(&self, path: &Path) -> io::Result<SystemTime>;
+    /// The wall clock, in the same terms as [`modified`](Self::modified).
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
 }
 
 /// O_NONBLOCK so that a FIFO planted under a spool name cannot make `open` hang (it has no
@@ -186,5 +198,8 @@ impl Fs for RealFs {
         }
         // The lock is released when the file (the guard) is closed.
         Ok(Box::new(f))
+    }
+    fn modified(&self, path: &Path) -> io::Result<SystemTime> {
+        std::fs::symlink_metadata(path)?.modified()
     }
 }

@@ -76,8 +76,9 @@
 //! 5. There is no index: recovery derives everything from the segment files and the ledger.
 //! 6. New sequence numbers are always above the acknowledged position, so a record is never
 //!    skipped as "already done" because of a number reused after a crash.
-//! 7. Deleted = fully acknowledged and not the writer's segment. Acknowledged and deleted are kept
-//!    apart so that retention can later keep acknowledged segments.
+//! 7. Deleted = fully acknowledged, not the writer's segment, and not kept by retention.
+//!    Acknowledged and deleted are kept apart so that retention can keep acknowledged segments
+//!    (see below); an unacknowledged record is never deleted, however old or whatever the cap.
 //!
 //! # Recovery at open
 //!
@@ -117,6 +118,25 @@
 //! is counted in [`Stats::rejected_full_records`]/`rejected_full_bytes`. The oldest records are
 //! never dropped to make room: they are not printed yet. The daemon must keep running, count such
 //! packets as lost and report them; space returns as soon as acknowledgements delete segments.
+//!
+//! # Retention
+//!
+//! Acknowledged segments may be kept for replay tools, by size ([`Options::retain_bytes`]) and/or
+//! by age ([`Options::retain_age`]); one rule, applied after every acknowledgement, at every
+//! [`Writer::tick`] and at open, deletes the oldest fully acknowledged segment while either limit
+//! is exceeded. Retained segments are deleted before an append is refused for lack of room.
+//!
+//! Age needs no new on-disk field: a segment's age is the time its newest record was written,
+//! which is the file's mtime (the last `pwrite` before the segment was sealed; Kafka's
+//! time-based retention worked the same way before it had per-record timestamps). The spool keeps
+//! it in memory while running and reads it back with `stat` at open, before truncating a torn
+//! tail (which would reset it). Because deletion is per segment and the writer's segment is never
+//! deleted, [`Writer::tick`] seals the active segment once its oldest record is `retain_age / 8`
+//! old; and under retention by age, recovery does not reuse a last segment that holds records
+//! (its oldest record's time is unknown). A record therefore stays between `retain_age` and about
+//! `9/8 retain_age` plus a tick after it was written, once acknowledged. A clock set back makes
+//! segments look younger (kept longer, never an unacknowledged one deleted); a clock set forward
+//! deletes acknowledged ones early.
 //!
 //! # Concurrency and use
 //!
@@ -216,16 +236,16 @@ impl Spool {
             }),
             cond: Condvar::new(),
             counters: rec.counters,
+            retention: opts.retention(),
             _lock: rec.lock,
         });
-        let mut reader = Reader::new(
+        let reader = Reader::new(
             shared.clone(),
             rec.ledger,
             rec.acked,
             last,
             opts.read_buffer_bytes,
         );
-        reader.retain_bytes = opts.retain_bytes;
         let writer = Writer::new(shared, opts, rec.active, rec.next_seq);
         Ok((writer, reader, rec.report))
     }

@@ -40,11 +40,20 @@ pub struct Options {
     /// Largest size of a reader's buffer: it starts at 16 KiB, doubles while reads fill it, and
     /// exceeds this only to hold a single larger record. Default 256 KiB.
     pub read_buffer_bytes: usize,
-    /// Retention: keep up to this many bytes of fully acknowledged segments for replay tools,
-    /// deleting the oldest first beyond it. 0 (default): delete segments once acknowledged.
+    /// Retention by size: keep up to this many bytes of fully acknowledged segments for replay
+    /// tools, deleting the oldest first beyond it. `None` (default): no size limit if
+    /// `retain_age` is set, otherwise nothing is kept (segments go once acknowledged).
+    pub retain_bytes: Option<u64>,
+    /// Retention by age: keep a fully acknowledged segment until its newest record is older than
+    /// this (by the segment file's modification time), then delete it. With both limits set, a
+    /// segment goes as soon as either says so. The writer also starts a new segment once the
+    /// active one's oldest record is `retain_age / 8` old (see [`crate::Writer::tick`]), so a
+    /// record outlives its acknowledgement by at most `retain_age * 9/8` plus a tick. `None`
+    /// (default): no age limit.
+    ///
     /// Retained segments never cost new records their place: when the size cap is reached they
     /// are deleted, oldest first, before an append is refused.
-    pub retain_bytes: u64,
+    pub retain_age: Option<Duration>,
 }
 
 impl Default for Options {
@@ -57,7 +66,8 @@ impl Default for Options {
             batch_max_delay: Duration::from_millis(2),
             fsync: FsyncPolicy::EveryCommit,
             read_buffer_bytes: 256 * 1024,
-            retain_bytes: 0,
+            retain_bytes: None,
+            retain_age: None,
         }
     }
 }
@@ -83,6 +93,50 @@ impl Options {
                 self.max_bytes, self.segment_bytes
             ));
         }
+        if self.retain_age == Some(Duration::ZERO) {
+            return Err("retain_age is 0 (use None to keep nothing)".into());
+        }
         Ok(())
+    }
+
+    /// What is kept of acknowledged segments.
+    pub(crate) fn retention(&self) -> Retention {
+        Retention {
+            bytes: match (self.retain_bytes, self.retain_age) {
+                (Some(b), _) => b,
+                (None, Some(_)) => u64::MAX,
+                (None, None) => 0,
+            },
+            age: self.retain_age,
+        }
+    }
+}
+
+/// The retention limits in the form the deletion code uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Retention {
+    /// Bytes of acknowledged segments to keep at most (0: none, `u64::MAX`: no size limit).
+    pub bytes: u64,
+    /// Age beyond which an acknowledged segment goes.
+    pub age: Option<Duration>,
+}
+
+impl Retention {
+    /// True if acknowledged segments are kept at all.
+    pub fn keeps(&self) -> bool {
+        self.bytes > 0 || self.age.is_some()
+    }
+
+    /// How often time-based upkeep should run ([`crate::Writer::tick`]): often enough that a
+    /// segment is deleted within a sixteenth of the age limit (at most a second) of expiring.
+    pub fn tick_every(&self) -> Option<Duration> {
+        self.age
+            .map(|a| (a / 16).clamp(Duration::from_millis(10), Duration::from_secs(1)))
+    }
+
+    /// How long the writer keeps writing into one segment before starting the next, so that
+    /// deletion by age (which is per segment) stays within an eighth of the limit.
+    pub fn roll_after(&self) -> Option<Duration> {
+        self.age.map(|a| (a / 8).max(Duration::from_millis(1)))
     }
 }

@@ -38,8 +38,6 @@ pub struct Reader {
     /// Records up to here existed at open.
     recovered_upto: u64,
     chunk: usize,
-    /// Bytes of acknowledged segments to keep (retention).
-    pub(crate) retain_bytes: u64,
 }
 
 impl Reader {
@@ -58,7 +56,6 @@ impl Reader {
             acked,
             recovered_upto,
             chunk,
-            retain_bytes: 0,
         }
     }
 
@@ -233,10 +230,10 @@ impl Reader {
         self.delete_acknowledged()
     }
 
-    /// Deletes segments whose records are all acknowledged (never the writer's), keeping the
-    /// newest `retain_bytes` of them for replay tools.
+    /// Deletes segments whose records are all acknowledged (never the writer's), keeping what
+    /// the retention options say to keep for replay tools.
     fn delete_acknowledged(&mut self) -> Result<()> {
-        self.shared.reclaim_acked(self.retain_bytes, 0).map(|_| ())
+        self.shared.reclaim_acked(0).map(|_| ())
     }
 
     /// Highest delivered sequence number.

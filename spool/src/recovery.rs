@@ -12,7 +12,8 @@
 //!    name, and any `*.seg` file whose name does not parse, is renamed into `quarantine/` and
 //!    counted. Files with other names are left alone and listed as foreign;
 //! 4. deletes segments that are fully acknowledged (their successor starts at or below
-//!    `acked + 1`);
+//!    `acked + 1`), except what the retention options keep (by size, and by age measured from
+//!    each file's mtime, read here before step 5 can change it);
 //! 5. scans the last segment record by record and truncates it (`ftruncate` + `fdatasync`) after
 //!    the last whole valid record: that is the torn tail of the batch that was being written at
 //!    the crash. Truncating *before* the writer appends again is what keeps later appends from
@@ -21,7 +22,8 @@
 //!    the last segment minus one, acknowledged position). The last term matters with the relaxed
 //!    fsync policies: the reader may have acknowledged records that a power cut then took away,
 //!    and new records must never reuse an acknowledged number (they would be skipped as done);
-//! 7. appends to the last segment if it continues exactly at that number and has room, otherwise
+//! 7. appends to the last segment if it continues exactly at that number and has room (and, under
+//!    retention by age, holds no record yet: the age of its oldest record is unknown), otherwise
 //!    starts a new segment (header written and synced, directory synced).
 //!
 //! Only I/O errors (e.g. permission denied, disk gone) make opening fail, never file contents.
@@ -41,7 +43,7 @@ use crate::fs::{Fs, FsFile};
 use crate::ledger::{Ledger, LedgerStatus};
 use crate::options::Options;
 use crate::segment::{Cursor, Step};
-use crate::shared::{segment_path, Counters, SegMeta};
+use crate::shared::{doomed, segment_path, Counters, SegMeta};
 
 /// Lock file taken with `flock(LOCK_EX)` by the writable opener.
 pub const LOCK_FILE: &str = "LOCK";
@@ -362,10 +364,15 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
         match check {
             HeaderCheck::Good(c) => {
                 let len = c.file_len().map_err(|e| Error::io("stat", &path, e))?;
+                // Read before step 5 may truncate the file (which would make it look new).
+                let newest = fs
+                    .modified(&path)
+                    .map_err(|e| Error::io("stat", &path, e))?;
                 segs.push((
                     SegMeta {
                         first_seq: seq,
                         bytes: len,
+                        newest,
                     },
                     c,
                 ));
@@ -420,9 +427,13 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
     let next_seq = last_seq.max(acked).max(last_first.saturating_sub(1)) + 1;
 
     // Step 7.
-    let reuse = segs
-        .last()
-        .is_some_and(|(m, c)| c.next_seq == next_seq && m.bytes < opts.segment_bytes);
+    // With retention by age the writer must know when the active segment's oldest record was
+    // written, which a file's times do not tell: a segment with records is then never reused.
+    let reuse = segs.last().is_some_and(|(m, c)| {
+        c.next_seq == next_seq
+            && m.bytes < opts.segment_bytes
+            && (opts.retain_age.is_none() || m.bytes <= SEGMENT_HEADER_LEN as u64)
+    });
     let active = if reuse {
         let (m, _) = segs.last().expect("checked by is_some_and");
         let path = segment_path(dir, m.first_seq);
@@ -438,21 +449,14 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
         segments.push_back(SegMeta {
             first_seq: next_seq,
             bytes: active.2,
+            newest: fs.now(),
         });
     }
 
     // Step 4 (after 7 so that a segment made obsolete by a new one is collected too).
     // Fully acknowledged segments beyond the retention go, oldest first.
-    let mut n_acked = 0;
-    let mut acked_bytes = 0u64;
-    while n_acked + 1 < segments.len() && segments[n_acked + 1].first_seq - 1 <= acked {
-        acked_bytes += segments[n_acked].bytes;
-        n_acked += 1;
-    }
-    while n_acked > 0 && acked_bytes > opts.retain_bytes {
-        let m = segments.pop_front().expect("n_acked > 0");
-        n_acked -= 1;
-        acked_bytes -= m.bytes;
+    let k = doomed(&segments, acked, opts.retention(), fs.now(), 0);
+    for m in segments.drain(..k) {
         let path = segment_path(dir, m.first_seq);
         match fs.remove_file(&path) {
             Ok(()) => {}

@@ -8,8 +8,10 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use crate::fs::Fs;
+use crate::options::Retention;
 
 /// One live segment file, in sequence order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +19,44 @@ pub(crate) struct SegMeta {
     pub first_seq: u64,
     /// Bytes in the file as far as the writer knows (header + committed records).
     pub bytes: u64,
+    /// When its newest record was written (the file's mtime for segments found at open): what
+    /// retention by age measures.
+    pub newest: SystemTime,
+}
+
+/// How many of the oldest `segments` to delete: fully acknowledged ones only (never the last,
+/// the writer's), oldest first, while the acknowledged ones left hold more than `ret.bytes`, or
+/// fewer than `need` bytes have been freed, or the oldest is older than `ret.age` at `now`.
+/// Shared by recovery at open and by [`Shared::reclaim_acked`] so that both apply one rule.
+pub(crate) fn doomed(
+    segments: &VecDeque<SegMeta>,
+    acked: u64,
+    ret: Retention,
+    now: SystemTime,
+    need: u64,
+) -> usize {
+    // Fully acknowledged: not the last (writer's) segment, and the next one starts at or below
+    // acked + 1.
+    let mut acked_bytes = 0u64;
+    let mut n = 0;
+    while n + 1 < segments.len() && segments[n + 1].first_seq - 1 <= acked {
+        acked_bytes += segments[n].bytes;
+        n += 1;
+    }
+    let expired = |m: &SegMeta| {
+        // A modification time in the future (the clock was set back) counts as age 0: the
+        // segment is kept until the clock passes it, or the size limits take it.
+        ret.age
+            .is_some_and(|a| now.duration_since(m.newest).unwrap_or(Duration::ZERO) > a)
+    };
+    let mut k = 0;
+    let mut freeing = 0u64;
+    while k < n && (acked_bytes > ret.bytes || freeing < need || expired(&segments[k])) {
+        acked_bytes -= segments[k].bytes;
+        freeing += segments[k].bytes;
+        k += 1;
+    }
+    k
 }
 
 #[derive(Debug)]
@@ -63,6 +103,8 @@ pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub cond: Condvar,
     pub counters: Counters,
+    /// What to keep of acknowledged segments.
+    pub retention: Retention,
     /// Held for the lifetime of the writer and reader: the flock on `LOCK`.
     pub _lock: Box<dyn Any + Send + Sync>,
 }
@@ -74,34 +116,20 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Delete fully acknowledged segments (never the writer's), oldest first, until the
-    /// acknowledged segments that remain hold at most `keep` bytes and at least `need` bytes were
-    /// freed (or none is left). Returns the bytes freed. Callers are the reader after an
-    /// acknowledgement (`keep` = the retention, `need` = 0) and the writer when the size cap is
-    /// reached (`keep` = the retention, `need` = what the append lacks).
-    pub fn reclaim_acked(&self, keep: u64, need: u64) -> crate::error::Result<u64> {
+    /// Deletes fully acknowledged segments (never the writer's), oldest first, as the retention
+    /// demands (see [`doomed`]), freeing at least `need` bytes if it can. Returns the bytes freed.
+    /// Callers: the reader after an acknowledgement and the writer's [`tick`](crate::Writer::tick)
+    /// (`need` = 0), and the writer when the size cap is reached (`need` = what the append
+    /// lacks).
+    pub fn reclaim_acked(&self, need: u64) -> crate::error::Result<u64> {
+        let now = self.fs.now();
         let doomed: Vec<(u64, u64)> = {
             let mut st = self.lock();
-            // Fully acknowledged: not the last (writer's) segment, and the next one starts at or
-            // below acked + 1.
-            let mut acked_bytes = 0u64;
-            let mut n = 0;
-            while n + 1 < st.segments.len() && st.segments[n + 1].first_seq - 1 <= st.acked {
-                acked_bytes += st.segments[n].bytes;
-                n += 1;
-            }
-            let mut v = Vec::new();
-            let mut freeing = 0u64;
-            while n > 0 && (acked_bytes > keep || freeing < need) {
-                let Some(m) = st.segments.pop_front() else {
-                    break;
-                };
-                acked_bytes -= m.bytes;
-                freeing += m.bytes;
-                n -= 1;
-                v.push((m.first_seq, m.bytes));
-            }
-            v
+            let k = doomed(&st.segments, st.acked, self.retention, now, need);
+            st.segments
+                .drain(..k)
+                .map(|m| (m.first_seq, m.bytes))
+                .collect()
         };
         if doomed.is_empty() {
             return Ok(0);
@@ -201,4 +229,83 @@ pub struct Stats {
     pub committed_seq: u64,
     pub durable_seq: u64,
     pub acked_seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segs(newest: &[u64]) -> VecDeque<SegMeta> {
+        // Segments of 10 records and 1000 bytes each; `newest` in seconds since the epoch.
+        newest
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| SegMeta {
+                first_seq: 1 + 10 * i as u64,
+                bytes: 1000,
+                newest: SystemTime::UNIX_EPOCH + Duration::from_secs(t),
+            })
+            .collect()
+    }
+
+    fn at(t: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(t)
+    }
+
+    const NONE: Retention = Retention {
+        bytes: 0,
+        age: None,
+    };
+
+    #[test]
+    fn without_retention_every_acknowledged_segment_goes_but_never_the_writers() {
+        let s = segs(&[1, 2, 3]);
+        assert_eq!(doomed(&s, 0, NONE, at(9), 0), 0);
+        assert_eq!(doomed(&s, 9, NONE, at(9), 0), 0, "segment 1 ends at 10");
+        assert_eq!(doomed(&s, 10, NONE, at(9), 0), 1);
+        assert_eq!(doomed(&s, 30, NONE, at(9), 0), 2, "the writer's stays");
+    }
+
+    #[test]
+    fn by_age_the_oldest_expired_go_and_a_future_time_counts_as_new() {
+        let ret = Retention {
+            bytes: u64::MAX,
+            age: Some(Duration::from_secs(100)),
+        };
+        let s = segs(&[10, 50, 60]);
+        assert_eq!(doomed(&s, 30, ret, at(110), 0), 0, "exactly 100 s: kept");
+        assert_eq!(doomed(&s, 30, ret, at(111), 0), 1);
+        assert_eq!(doomed(&s, 30, ret, at(1000), 0), 2);
+        assert_eq!(
+            doomed(&s, 15, ret, at(1000), 0),
+            1,
+            "only acknowledged ones"
+        );
+        // The clock was set back below the segments' times: they are kept.
+        assert_eq!(doomed(&s, 30, ret, at(5), 0), 0);
+        // Oldest first: an expired segment behind a young one waits for it.
+        let s = segs(&[500, 10, 600]);
+        assert_eq!(doomed(&s, 30, ret, at(300), 0), 0);
+    }
+
+    #[test]
+    fn by_size_and_need() {
+        let ret = Retention {
+            bytes: 1000,
+            age: None,
+        };
+        let s = segs(&[1, 2, 3, 4]);
+        assert_eq!(
+            doomed(&s, 40, ret, at(9), 0),
+            2,
+            "three acknowledged, keep one"
+        );
+        assert_eq!(
+            doomed(&s, 40, ret, at(9), 1500),
+            2,
+            "the size limit already frees 2000"
+        );
+        assert_eq!(doomed(&s, 40, ret, at(9), 2500), 3, "need frees more");
+        assert_eq!(doomed(&s, 40, ret, at(9), 10_000), 3, "never the writer's");
+    }
 }

@@ -15,7 +15,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::error::{AppendError, Error, Result};
 use crate::format::{self, SEGMENT_HEADER_LEN};
@@ -55,6 +55,10 @@ pub struct Writer {
     durable: u64,
     last_sync: Instant,
     poisoned: Option<String>,
+    /// When the active segment's first record was written (`None` while it holds none).
+    seg_first_write: Option<SystemTime>,
+    /// Last time [`tick`](Self::tick) did its work (by [`crate::Fs::now`]).
+    last_tick: SystemTime,
 }
 
 impl Writer {
@@ -80,6 +84,10 @@ impl Writer {
             durable: next_seq - 1,
             last_sync: Instant::now(),
             poisoned: None,
+            // Recovery reuses a segment that holds records only without retention by age, which
+            // is the only user of this.
+            seg_first_write: None,
+            last_tick: SystemTime::UNIX_EPOCH,
         }
     }
 
@@ -109,12 +117,10 @@ impl Writer {
                 0
             };
         let mut used = c.disk_bytes.load(Relaxed) + self.batch.len() as u64;
-        if used + needed > self.opts.max_bytes && self.opts.retain_bytes > 0 {
+        if used + needed > self.opts.max_bytes && self.shared.retention.keeps() {
             // Retained (already printed) segments give way to records not yet printed.
             let over = used + needed - self.opts.max_bytes;
-            self.shared
-                .reclaim_acked(self.opts.retain_bytes, over)
-                .map_err(AppendError::from)?;
+            self.shared.reclaim_acked(over).map_err(AppendError::from)?;
             used = c.disk_bytes.load(Relaxed) + self.batch.len() as u64;
         }
         if used + needed > self.opts.max_bytes {
@@ -198,6 +204,55 @@ impl Writer {
         }
     }
 
+    /// Time-based upkeep for retention by age ([`Options::retain_age`]); a no-op without it.
+    /// Call it from the thread that owns the writer about every [`tick_every`](Self::tick_every)
+    /// (more often is harmless: it does its work at most that often), including while no
+    /// records arrive, since that is when old records would otherwise outstay the limit:
+    ///
+    /// - once the active segment's oldest record is `retain_age / 8` old, seals it and starts a
+    ///   new one (an implicit commit of the current batch), because deletion is per segment and
+    ///   the writer's segment is never deleted;
+    /// - deletes acknowledged segments whose newest record is older than `retain_age`.
+    ///
+    /// Returns the commit if sealing committed records, so the caller can treat it like the
+    /// result of [`commit`](Self::commit) (e.g. wake its reader).
+    pub fn tick(&mut self) -> Result<Option<Commit>> {
+        let ret = self.shared.retention;
+        let (Some(every), Some(roll_after)) = (ret.tick_every(), ret.roll_after()) else {
+            return Ok(None);
+        };
+        // The filesystem's clock, not `Instant`, so that a simulated clock drives this too. A
+        // clock set back just makes the tick run now.
+        let now = self.shared.fs.now();
+        if now
+            .duration_since(self.last_tick)
+            .is_ok_and(|since| since < every)
+        {
+            return Ok(None);
+        }
+        self.last_tick = now;
+        self.check_poisoned()?;
+        let mut committed = None;
+        let old = self.seg_first_write.is_some_and(|t| {
+            now.duration_since(t).unwrap_or(std::time::Duration::ZERO) >= roll_after
+        });
+        if old {
+            let before = self.written;
+            self.rollover()?;
+            if self.written > before {
+                committed = Some(self.position());
+            }
+        }
+        self.shared.reclaim_acked(0)?;
+        Ok(committed)
+    }
+
+    /// How often [`tick`](Self::tick) wants to run (`None` without retention by age): a
+    /// sixteenth of `retain_age`, between 10 ms and 1 s.
+    pub fn tick_every(&self) -> Option<std::time::Duration> {
+        self.shared.retention.tick_every()
+    }
+
     /// Records appended but not yet committed.
     pub fn batch_len(&self) -> u64 {
         self.batch_records
@@ -255,6 +310,9 @@ impl Writer {
         if self.batch.is_empty() {
             return Ok(());
         }
+        if self.seg_first_write.is_none() {
+            self.seg_first_write = Some(self.shared.fs.now());
+        }
         // The buffer always starts at a record boundary and holds whole records.
         format::seal_records(&mut self.batch);
         if let Err(e) = self.file.write_at(&self.batch, self.seg_len) {
@@ -295,12 +353,16 @@ impl Writer {
     }
 
     fn publish(&self) {
+        // Read outside the lock; used only if the segment grew (publish also runs for empty
+        // commits, which must not make a segment look newer than its newest record).
+        let now = self.shared.fs.now();
         let mut st = self.shared.lock();
         st.committed = self.written;
         st.durable = self.durable;
         if let Some(m) = st.segments.back_mut() {
-            if m.first_seq == self.seg_first {
+            if m.first_seq == self.seg_first && m.bytes != self.seg_len {
                 m.bytes = self.seg_len;
+                m.newest = now;
             }
         }
         drop(st);
@@ -322,11 +384,14 @@ impl Writer {
         self.file = file;
         self.seg_first = self.next_seq;
         self.seg_len = len;
+        self.seg_first_write = None;
         add(&self.shared.counters.disk_bytes, len);
+        let newest = self.shared.fs.now();
         let mut st = self.shared.lock();
         st.segments.push_back(SegMeta {
             first_seq: self.seg_first,
             bytes: len,
+            newest,
         });
         Ok(())
     }

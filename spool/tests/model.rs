@@ -33,6 +33,10 @@ enum Op {
     FailAfter(u64),
     /// Power loss; the following open is itself interrupted after n calls if `Some(n)`.
     Crash(u64, Option<u64>),
+    /// The simulated clock moves on this many seconds (retention by age).
+    Advance(u64),
+    /// `Writer::tick`: seal an old active segment, delete expired acknowledged ones.
+    Tick,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -44,6 +48,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..30).prop_map(Op::FailAfter),
         1 => (any::<u64>(), proptest::option::weighted(0.3, 0u64..25))
             .prop_map(|(s, f)| Op::Crash(s, f)),
+        1 => (0u64..90).prop_map(Op::Advance),
+        2 => Just(Op::Tick),
     ]
 }
 
@@ -111,6 +117,23 @@ fn options(policy: FsyncPolicy, max_bytes: u64) -> Options {
         fsync: policy,
         read_buffer_bytes: 4096,
         ..Options::default()
+    }
+}
+
+/// Every commit by `w` (explicit, or implied by `tick` sealing a segment) moves the session's
+/// records it covers into `durable`.
+fn committed(m: &mut Model, durable: u64) {
+    let done: Vec<u64> = m
+        .session
+        .keys()
+        .copied()
+        .filter(|&s| s <= durable)
+        .collect();
+    for s in done {
+        let p = m.session.remove(&s).expect("listed");
+        if s > m.acked_tried {
+            m.durable.insert(s, p);
+        }
     }
 }
 
@@ -208,8 +231,11 @@ fn check_read_only(fs: &SimFs, m: &Model) -> Result<(), TestCaseError> {
 }
 
 fn run(ops: Vec<Op>, policy: FsyncPolicy, max_bytes: u64) -> Result<(), TestCaseError> {
+    run_with(ops, options(policy, max_bytes))
+}
+
+fn run_with(ops: Vec<Op>, opts: Options) -> Result<(), TestCaseError> {
     let fs = SimFs::new();
-    let opts = options(policy, max_bytes);
     let mut m = Model::default();
     let mut o = Some(open(&fs, &opts, &mut m)?);
     for op in ops {
@@ -234,18 +260,7 @@ fn run(ops: Vec<Op>, policy: FsyncPolicy, max_bytes: u64) -> Result<(), TestCase
             }
             Op::Commit => match cur.w.commit() {
                 Ok(c) => {
-                    let done: Vec<u64> = m
-                        .session
-                        .keys()
-                        .copied()
-                        .filter(|&s| s <= c.durable)
-                        .collect();
-                    for s in done {
-                        let p = m.session.remove(&s).expect("listed");
-                        if s > m.acked_tried {
-                            m.durable.insert(s, p);
-                        }
-                    }
+                    committed(&mut m, c.durable);
                     false
                 }
                 Err(e) => {
@@ -286,6 +301,22 @@ fn run(ops: Vec<Op>, policy: FsyncPolicy, max_bytes: u64) -> Result<(), TestCase
                 fs.fail_after(n);
                 false
             }
+            Op::Advance(secs) => {
+                fs.advance(std::time::Duration::from_secs(secs));
+                false
+            }
+            Op::Tick => match cur.w.tick() {
+                Ok(c) => {
+                    if let Some(c) = c {
+                        committed(&mut m, c.durable);
+                    }
+                    false
+                }
+                Err(e) => {
+                    prop_assert!(fs.is_dead(), "tick failed: {e}");
+                    true
+                }
+            },
             Op::Crash(seed, fail_open) => {
                 // Power goes out now: nothing the spool would do on drop happens.
                 fs.fail_after(0);
@@ -332,6 +363,25 @@ proptest! {
     #[test]
     fn crash_anywhere_small_cap(ops in proptest::collection::vec(op(), 1..120)) {
         run(ops, FsyncPolicy::EveryCommit, 12 * 1024)?;
+    }
+
+    /// Retention (by age and size, with a cap small enough that retained segments must give way)
+    /// deletes only acknowledged records, whatever the clock and the crashes do.
+    #[test]
+    fn crash_anywhere_with_retention(ops in proptest::collection::vec(op(), 1..120)) {
+        run_with(ops, Options {
+            retain_age: Some(std::time::Duration::from_secs(120)),
+            retain_bytes: Some(8 * 1024),
+            ..options(FsyncPolicy::EveryCommit, 16 * 1024)
+        })?;
+    }
+
+    #[test]
+    fn crash_anywhere_with_retention_by_age_only(ops in proptest::collection::vec(op(), 1..120)) {
+        run_with(ops, Options {
+            retain_age: Some(std::time::Duration::from_secs(60)),
+            ..options(FsyncPolicy::Never, 1 << 30)
+        })?;
     }
 }
 

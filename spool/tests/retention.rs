@@ -7,7 +7,7 @@ use fwlog_spool::{AppendError, Options, ReadOnlySpool, Spool};
 fn opts(retain: u64, max: u64) -> Options {
     Options {
         segment_bytes: 4096,
-        retain_bytes: retain,
+        retain_bytes: (retain > 0).then_some(retain),
         max_bytes: max,
         ..Options::default()
     }

@@ -102,6 +102,7 @@ pub fn run(
         stop: Arc::new(AtomicBool::new(false)),
         stop_grace: Duration::from_millis(200),
         retry_outputs: false,
+        service: None,
     };
     let result = rt.block_on(processor.run());
     // The pipeline is gone: the producer's next send fails and it returns.

@@ -65,6 +65,7 @@ impl Intake {
                 .recv_batch(&mut batch, timeout)
                 .map_err(|e| format!("receiving from NFLOG: {e}"))?;
             bump(&self.counters.received, n as u64);
+            bump(&self.counters.intake_rounds, 1);
             let losses = batch.loss_events();
             let mut li = 0;
             for (i, rec) in batch.iter().enumerate() {
@@ -81,6 +82,16 @@ impl Intake {
                 .writer
                 .commit_if_due()
                 .map_err(|e| format!("spool commit: {e}"))?
+                .is_some()
+            {
+                self.after_commit();
+            }
+            // Retention by age (a no-op without --retain-for); polls wake it at least every
+            // 100 ms, so idle hours still expire.
+            if self
+                .writer
+                .tick()
+                .map_err(|e| format!("spool upkeep: {e}"))?
                 .is_some()
             {
                 self.after_commit();

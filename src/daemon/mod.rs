@@ -5,9 +5,12 @@
 //! its verdict after the commit); the processing loop ([`process`], on a single-threaded
 //! tokio runtime that also runs the DNS lookups) reads the spool back in order, waits for names, prints, and
 //! acknowledges. They share only the spool (whose reader sees what the writer committed), a
-//! wake-up, a stop flag and the counters. Start-up order: the spool (its lock tells a second
-//! fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until intake
-//! starts), `--user` (needs everything before it done as root), then DNS and the threads.
+//! wake-up, a stop flag and the counters. Start-up order: the service manager's notify socket
+//! (`NOTIFY_SOCKET`, connected while root: see [`crate::sdnotify`]), the spool (its lock tells a
+//! second fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until
+//! intake starts), `--user` (needs everything before it done as root), then DNS and the
+//! threads; `READY=1` goes out once the processing loop has its signal handlers, the point from
+//! which a packet the kernel logs is sure to be spooled.
 
 mod intake;
 pub mod queue_intake;
@@ -51,6 +54,11 @@ pub fn dns_config(args: &DnsArgs) -> Result<crate::dns::DnsConfig, String> {
 }
 
 pub fn run(args: &RunArgs) -> i32 {
+    // --- service manager (Type=notify): first, while root and before any other thread exists
+    // SAFETY: from_env changes the environment; no other thread exists yet (the runtime and
+    // intake start below, and nothing before `run` starts one).
+    let notifier = unsafe { crate::sdnotify::Notifier::from_env() };
+
     // --- spool
     let opts = SpoolOptions {
         segment_bytes: args.segment_size,
@@ -62,7 +70,9 @@ pub fn run(args: &RunArgs) -> i32 {
             FsyncArg::Interval(d) => FsyncPolicy::Interval(d),
             FsyncArg::Never => FsyncPolicy::Never,
         },
-        retain_bytes: args.retain,
+        // 0 means "not by size"; with neither limit, printed packets are deleted.
+        retain_bytes: (args.retain > 0).then_some(args.retain),
+        retain_age: args.retain_for.filter(|d| !d.is_zero()),
         ..SpoolOptions::default()
     };
     if let Err(e) = std::fs::create_dir_all(&args.spool) {
@@ -228,24 +238,29 @@ pub fn run(args: &RunArgs) -> i32 {
             )
         }
     };
-    if let Some(n) = args.queue {
+    let label = if let Some(n) = args.queue {
         eprintln!(
             "{} {n} (spool {})",
             queue_intake::READY,
             args.spool.display()
         );
+        format!("NFQUEUE queue {n}")
     } else {
-        eprintln!(
-            "fwlog: logging NFLOG group{} {} (spool {})",
+        let label = format!(
+            "NFLOG group{} {}",
             if args.groups.len() > 1 { "s" } else { "" },
             args.groups
                 .iter()
                 .map(|g| g.to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            args.spool.display()
         );
-    }
+        eprintln!("fwlog: logging {label} (spool {})", args.spool.display());
+        label
+    };
+    let service = notifier
+        .enabled()
+        .then(|| crate::sdnotify::service::Service::new(notifier, label, Arc::clone(&counters)));
     let processor = process::Processor {
         source: reader,
         outputs,
@@ -261,6 +276,7 @@ pub fn run(args: &RunArgs) -> i32 {
         stop: Arc::clone(&stop),
         stop_grace: Duration::from_secs(2),
         retry_outputs: true,
+        service,
     };
     let result = rt.block_on(processor.run());
     // Whatever ended the loop, stop intake and let it commit what it received.

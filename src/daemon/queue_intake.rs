@@ -103,6 +103,7 @@ impl QueueIntake {
                 Err(e) => break Err(format!("receiving from NFQUEUE queue {q}: {e}")),
             };
             bump(&self.counters.received, got.count as u64);
+            bump(&self.counters.intake_rounds, 1);
             if got.enobufs {
                 bump(&self.counters.enobufs, 1);
                 eprintln!("fwlog: queue {q}: the netlink socket overflowed (ENOBUFS)");
@@ -186,6 +187,11 @@ impl QueueIntake {
                 self.verdict(m, Verdict::Accept)?;
             }
             t.accepted += n;
+            // Retention by age (a no-op without --retain-for), once every packet of the batch has
+            // its verdict: the batch is committed, so this only seals and deletes segments.
+            if let Err(e) = self.writer.tick() {
+                break Err(format!("spool upkeep: {e}"));
+            }
             if stopping && got.count == 0 {
                 break Ok(());
             }

@@ -23,6 +23,9 @@ pub struct Counters {
     pub enobufs: AtomicU64,
     /// Failed output writes (each retried until it succeeds).
     pub output_errors: AtomicU64,
+    /// Times round the intake loop, which goes round at least every 100 ms, idle or busy: the
+    /// watchdog's evidence that intake is not stuck (see `sdnotify::service`). Not printed.
+    pub intake_rounds: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64, n: u64) {

@@ -69,6 +69,9 @@ pub struct Processor<S: Source> {
     pub stop_grace: Duration,
     /// Keep retrying a failed output (the daemon) rather than failing (read, replay).
     pub retry_outputs: bool,
+    /// The service manager to tell about readiness, reloads, stopping and liveness (`fwlog
+    /// run` started by systemd); `None` for read and replay.
+    pub service: Option<crate::sdnotify::service::Service>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -108,6 +111,10 @@ impl<S: Source> Processor<S> {
         let mut usr1 = sig(SignalKind::user_defined1())?;
         let mut term = sig(SignalKind::terminate())?;
         let mut int = sig(SignalKind::interrupt())?;
+        // Ready only now: a SIGTERM that follows READY=1 must find its handler.
+        if let Some(s) = &mut self.service {
+            s.ready();
+        }
         let dns_wake = Arc::new(Notify::new());
         let mut window: VecDeque<Entry> = VecDeque::with_capacity(self.window_cap.min(1 << 16));
         let mut last_printed: Option<u64> = None;
@@ -123,6 +130,13 @@ impl<S: Source> Processor<S> {
                 self.begin_stop(&mut stop_at);
             }
             let now = Instant::now();
+            // Watchdog and status: only reached when the loop goes round (see sdnotify::service).
+            let source = &self.source;
+            let service_at = self
+                .service
+                .as_mut()
+                .and_then(|s| s.tick(now.into_std(), || source.pending()))
+                .map(Instant::from_std);
             let retry_due = retry_at.is_none_or(|t| now >= t);
             // When the window was full, the source may hold more: once draining makes room, go
             // round again at once instead of waiting for a wake-up (a backlog or a replay would
@@ -192,6 +206,7 @@ impl<S: Source> Processor<S> {
                 head,
                 retry_at,
                 stop_at,
+                service_at,
                 Some(Instant::now() + Duration::from_millis(250)),
                 more.then(Instant::now),
                 (self.outputs.pending_bytes() > 0).then_some(last_write + WRITE_INTERVAL),
@@ -204,7 +219,15 @@ impl<S: Source> Processor<S> {
                 _ = self.data_wake.notified() => {}
                 _ = dns_wake.notified() => {}
                 _ = sleep_until(wake_at) => {}
-                _ = hup.recv() => self.outputs.reopen(),
+                _ = hup.recv() => {
+                    if let Some(s) = &self.service {
+                        s.reloading();
+                    }
+                    self.outputs.reopen();
+                    if let Some(s) = &self.service {
+                        s.reloaded();
+                    }
+                }
                 _ = usr1.recv() => {
                     let dns = self.resolver.as_ref().map(|r| r.stats().to_string());
                     eprintln!("{}", self.counters.line(self.source.pending(), dns));
@@ -218,6 +241,9 @@ impl<S: Source> Processor<S> {
 
     fn begin_stop(&mut self, stop_at: &mut Option<Instant>) {
         if stop_at.is_none() {
+            if let Some(s) = &mut self.service {
+                s.stopping();
+            }
             self.stop.store(true, Ordering::Relaxed);
             *stop_at = Some(Instant::now() + self.stop_grace);
         }

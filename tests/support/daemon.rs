@@ -35,6 +35,16 @@ impl Daemon {
 
     /// Start without waiting (for tests of start-up failures and kill -9 during start-up).
     pub fn spawn(ns: &NetNs, dir: &Path, args: &[&str]) -> Daemon {
+        Daemon::spawn_env(ns, dir, args, &[])
+    }
+
+    /// [`Daemon::spawn`] with extra environment variables (`ip netns exec` passes them on).
+    pub fn spawn_env(
+        ns: &NetNs,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Daemon {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let stderr = dir.join(format!("stderr.{n}"));
@@ -43,6 +53,7 @@ impl Daemon {
             .command(super::fwlog_bin())
             .arg("run")
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)

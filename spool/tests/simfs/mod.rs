@@ -11,6 +11,9 @@
 //!   not have happened; every file keeps its synced bytes, and of the unsynced ones a random mix
 //!   (prefix of the new data, zero-filled tail, half-old/half-new overwrite, or nothing).
 //!   Afterwards all old handles and locks are dead.
+//! - A clock that moves only when the test says so (`advance`); writes stamp the file's mtime with
+//!   it, so retention by age can be tested without sleeping. A crash keeps the mtimes (a real
+//!   filesystem journals the mtime with the size change that `fdatasync` makes durable).
 
 #![allow(dead_code)]
 
@@ -19,13 +22,29 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use fwlog_spool::{DirEntry, Fs, FsFile};
 
-#[derive(Default)]
 struct Inode {
     data: Vec<u8>,
     synced: Vec<u8>,
+    mtime: SystemTime,
+}
+
+impl Default for Inode {
+    fn default() -> Self {
+        Inode {
+            data: Vec::new(),
+            synced: Vec::new(),
+            mtime: start(),
+        }
+    }
+}
+
+/// The simulated clock starts here (2026-01-01T00:00:00Z).
+pub fn start() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600)
 }
 
 type InodeRef = Arc<Mutex<Inode>>;
@@ -45,6 +64,8 @@ struct State {
     fail_after: Option<u64>,
     dead: bool,
     ops: u64,
+    /// Time elapsed on the simulated clock since `start()`.
+    elapsed: Duration,
 }
 
 #[derive(Clone, Default)]
@@ -87,6 +108,11 @@ impl SimFs {
     /// The `n`-th mutating operation from now (0 = the next one) fails, and everything after it.
     pub fn fail_after(&self, n: u64) {
         self.0.lock().unwrap().fail_after = Some(n);
+    }
+
+    /// Moves the simulated clock forward.
+    pub fn advance(&self, d: Duration) {
+        self.0.lock().unwrap().elapsed += d;
     }
 
     pub fn is_dead(&self) -> bool {
@@ -134,13 +160,14 @@ impl SimFs {
                     *e = Entry::File(n.clone());
                     continue;
                 }
-                let content = {
+                let (content, mtime) = {
                     let ino = old.lock().unwrap();
-                    survive(&ino.synced, &ino.data, &mut rng)
+                    (survive(&ino.synced, &ino.data, &mut rng), ino.mtime)
                 };
                 let n = Arc::new(Mutex::new(Inode {
                     data: content.clone(),
                     synced: content,
+                    mtime,
                 }));
                 fresh.push((old.clone(), n.clone()));
                 *e = Entry::File(n);
@@ -268,6 +295,7 @@ impl FsFile for SimFile {
             ino.data.resize(end, 0);
         }
         ino.data[offset as usize..end].copy_from_slice(buf);
+        ino.mtime = start() + st.elapsed;
         Ok(())
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -280,7 +308,9 @@ impl FsFile for SimFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         let st = self.fs.mutate()?;
         self.check(&st)?;
-        self.ino.lock().unwrap().data.resize(len as usize, 0);
+        let mut ino = self.ino.lock().unwrap();
+        ino.data.resize(len as usize, 0);
+        ino.mtime = start() + st.elapsed;
         Ok(())
     }
     fn len(&self) -> io::Result<u64> {
@@ -337,7 +367,10 @@ impl Fs for SimFs {
         if st.cur.contains_key(path) {
             return Err(io::Error::new(io::ErrorKind::AlreadyExists, "exists"));
         }
-        let ino = Arc::new(Mutex::new(Inode::default()));
+        let ino = Arc::new(Mutex::new(Inode {
+            mtime: start() + st.elapsed,
+            ..Inode::default()
+        }));
         st.cur.insert(path.to_path_buf(), Entry::File(ino.clone()));
         Ok(self.handle(&st, ino))
     }
@@ -428,5 +461,16 @@ impl Fs for SimFs {
             path: path.to_path_buf(),
             generation: st.generation,
         }))
+    }
+    fn modified(&self, path: &Path) -> io::Result<SystemTime> {
+        let st = self.look()?;
+        match st.cur.get(path) {
+            Some(Entry::File(i)) => Ok(i.lock().unwrap().mtime),
+            Some(Entry::Dir) => Ok(start() + st.elapsed),
+            None => Err(not_found(path)),
+        }
+    }
+    fn now(&self) -> SystemTime {
+        start() + self.0.lock().unwrap().elapsed
     }
 }
