@@ -361,11 +361,24 @@ fn crafted(a: &NetNs, c: &NetNs) {
 
 /// Real untagged traffic from the peers' IP stacks: through the bridge, and to the bridge's
 /// own address (input and output hooks).
-fn real(a: &NetNs) {
+fn real(a: &NetNs, b: &NetNs) {
     a.enter(|| {
         ping4(Ipv4Addr::new(10, 78, 0, 2), 0x7171, 1);
         ping4(Ipv4Addr::new(10, 78, 0, 3), 0x7272, 2);
         ping6("fd00:78::2".parse().expect("a"), 0x7373, 3);
+    });
+    // From a socket of the bridge's own namespace: its owner is shown at the bridge output
+    // hook and, for IPv6, at the netdev egress hook (IPv4 there: the kernel's non-zero
+    // network offset hides UID).
+    b.enter(|| {
+        let u = std::net::UdpSocket::bind("10.78.0.3:0").expect("udp4");
+        u.send_to(b"from the bridge", "10.78.0.1:9999")
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(100));
+        let u6 = std::net::UdpSocket::bind("[fd00:78::3]:0").expect("udp6");
+        u6.send_to(b"from the bridge", "[fd00:78::1]:9999")
+            .expect("send6");
+        std::thread::sleep(Duration::from_millis(150));
     });
 }
 
@@ -434,6 +447,7 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
     // Forward at once: no STP listening/learning delay.
     b.ip(&["link", "set", "br0", "type", "bridge", "forward_delay", "0"]);
     b.ip(&["addr", "add", "10.78.0.3/24", "dev", "br0"]);
+    b.ip(&["-6", "addr", "add", "fd00:78::3/64", "dev", "br0", "nodad"]);
     b.ip(&["link", "set", "br0", "up"]);
     a.ip(&["addr", "add", "10.78.0.1/24", "dev", "va"]);
     c.ip(&["addr", "add", "10.78.0.2/24", "dev", "vc"]);
@@ -524,7 +538,7 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
     ));
 
     crafted(&a, &c);
-    real(&a);
+    real(&a, &b);
 
     std::thread::sleep(Duration::from_millis(300));
     b.nft("delete table bridge fwlvlan\ndelete table netdev fwlvlan\ndelete table arp fwlvlan\n");
@@ -589,7 +603,9 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
 
     // The coverage the test promises, seen in the kernel's own lines.
     let has = |v: &[String], pat: &[&str]| v.iter().any(|l| pat.iter().all(|p| l.contains(p)));
-    let want: [(&str, &[String], &[&str]); 15] = [
+    let want: [(&str, &[String], &[&str]); 17] = [
+        ("a local socket's owner at the bridge output hook", &kern_a, &["IN= OUT=vb1 SRC=10.78.0.3 DST=10.78.0.1 ", "DPT=9999 LEN=23 UID=0 GID=0 "]),
+        ("a local socket's owner at netdev egress (IPv6)", &kern_a, &["IN= OUT=vb1 SRC=fd00:0078:0000:0000:0000:0000:0000:0003 ", "DPT=9999 LEN=23 UID=0 GID=0 "]),
         ("tagged ARP at netdev egress", &kern_a, &["IN= OUT=vb1 MACSRC=02:00:00:00:00:0c MACDST=02:00:00:00:00:0a VPROTO=8100 VID=10 MACPROTO=0806 ARP HTYPE=1 PTYPE=0x0800 OPCODE=2 MACSRC="]),
         ("arp family input", &kern_a, &["IN=br0 OUT= MACSRC=02:00:00:00:00:0a MACDST=ff:ff:ff:ff:ff:ff MACPROTO=0806 ARP HTYPE=1"]),
         ("arp family output", &kern_a, &["IN= OUT=br0 ARP HTYPE=1 PTYPE=0x0800 OPCODE=2 MACSRC="]),
