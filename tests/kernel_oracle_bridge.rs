@@ -422,6 +422,7 @@ fn compare(what: &str, ours: &[String], theirs: &[String]) -> (usize, String) {
 fn bridge_vlan_and_arp_lines_match_the_kernels() {
     require_root!();
     support::require_tool("nft");
+    support::require_tool("tcpdump");
     let b = NetNs::new("brvlan");
     if !b
         .command("ip")
