@@ -59,20 +59,70 @@ pub mod hook {
             _ => return None,
         })
     }
+
+    /// The hook's name in the family the record came from: the netdev family numbers its
+    /// hooks ingress 0, egress 1; the arp family input 0, output 1, forward 2; the bridge
+    /// family has brouting 5; everything else uses the inet numbering of [`name`].
+    pub fn name_in(family: u8, h: u8) -> Option<&'static str> {
+        use super::family;
+        match (family, h) {
+            (family::NETDEV, 0) => Some("ingress"),
+            (family::NETDEV, 1) => Some("egress"),
+            (family::NETDEV, _) => None,
+            (family::ARP, 0) => Some("input"),
+            (family::ARP, 1) => Some("output"),
+            (family::ARP, 2) => Some("forward"),
+            (family::ARP, _) => None,
+            (family::BRIDGE, 5) => Some("brouting"),
+            _ => name(h),
+        }
+    }
 }
 
 /// Address families as they appear in `nfgenmsg.nfgen_family`.
 pub mod family {
     pub const UNSPEC: u8 = 0;
     pub const INET: u8 = 2;
+    /// NFPROTO_ARP: nft `table arp` (arptables).
+    pub const ARP: u8 = 3;
+    /// NFPROTO_NETDEV: nft `table netdev` (ingress/egress of one device).
+    pub const NETDEV: u8 = 5;
     pub const BRIDGE: u8 = 7;
     pub const INET6: u8 = 10;
+}
+
+/// An 802.1Q/802.1ad tag the kernel held out of band (`skb->vlan_tci`), from the nested
+/// NFULA_VLAN attribute. The kernel sends it for the bridge and netdev families only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vlan {
+    /// The tag protocol (TPID): 0x8100 (802.1Q) or 0x88a8 (802.1ad).
+    pub proto: u16,
+    /// The whole tag control information: priority (3 bits), DEI (1 bit), VLAN id (12 bits).
+    pub tci: u16,
+}
+
+impl Vlan {
+    /// The VLAN id (low 12 bits of the TCI).
+    pub fn id(self) -> u16 {
+        self.tci & 0x0fff
+    }
+
+    /// The priority code point (top 3 bits).
+    pub fn pcp(self) -> u8 {
+        (self.tci >> 13) as u8
+    }
+
+    /// The drop eligible indicator (bit 12).
+    pub fn dei(self) -> bool {
+        self.tci & 0x1000 != 0
+    }
 }
 
 /// One logged packet with its kernel metadata. See the module docs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet<'a> {
     /// `nfgenmsg.nfgen_family`: [`family::INET`], [`family::INET6`], [`family::BRIDGE`], ...
+    /// (for `table inet` rules the kernel reports INET or INET6 per packet).
     /// For capture files without NFLOG metadata it is derived from the IP version nibble.
     pub family: u8,
     /// The NFLOG group (`nfgenmsg.res_id`); 0 for capture files without NFLOG metadata.
@@ -93,7 +143,13 @@ pub struct Packet<'a> {
     /// NFULA_HWTYPE: ARPHRD_* of the input device (1 Ethernet, 772 loopback, ...).
     pub hwtype: Option<u16>,
     /// NFULA_HWHEADER: the link-layer header bytes (what the kernel prints as `MAC=`).
+    /// The kernel sends it only when there is an input device.
     pub hwheader: Option<&'a [u8]>,
+    /// NFULA_L2HDR: the whole link-layer header from the MAC header to the network header
+    /// (bridge and netdev families only, with or without an input device).
+    pub l2header: Option<&'a [u8]>,
+    /// NFULA_VLAN: the out-of-band VLAN tag (bridge and netdev families only).
+    pub vlan: Option<Vlan>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     /// NFULA_SEQ: per-group sequence number (with NFULNL_CFG_F_SEQ).
@@ -132,6 +188,8 @@ impl<'a> Packet<'a> {
             hwaddr: None,
             hwtype: None,
             hwheader: None,
+            l2header: None,
+            vlan: None,
             uid: None,
             gid: None,
             seq: None,

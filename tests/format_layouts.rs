@@ -9,7 +9,7 @@ use fwlog::format::{
     FormatKind, FormatOptions, Formatter, LogFlags, LossCause, LossEvent, NameTables, Names,
     NoNames,
 };
-use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp};
+use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp, Vlan};
 
 struct Map(HashMap<IpAddr, String>);
 
@@ -527,4 +527,347 @@ fn kernel_lines_are_capped_like_the_kernels_buffer() {
     // An ordinary line is far below the cap and untouched.
     p.prefix = Some(b"short ");
     assert!(run(&fmt(FormatKind::Kernel), &p, &NoNames).ends_with("MARK=0x2a \n"));
+}
+
+/// A tagged ARP request as a bridge's prerouting hook logs it: NFLOG names the bridge as
+/// INDEV and the port as PHYSINDEV, and carries the tag (VID 10, priority 3) out of band.
+fn tagged_arp() -> Vec<u8> {
+    let mut v = vec![0, 1, 0x08, 0x00, 6, 4, 0, 1];
+    v.extend_from_slice(&[2, 0, 0, 0, 0, 0xa, 10, 77, 0, 1]);
+    v.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 77, 0, 2]);
+    v
+}
+
+const ETH_BCAST_FROM_A: [u8; 14] = [
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 0xa, 0x08, 0x06,
+];
+
+fn bridge_packet(b: &[u8]) -> Packet<'_> {
+    let mut p = Packet::new(
+        b,
+        Timestamp {
+            sec: 1_795_507_200,
+            nsec: 0,
+            source: TimeSource::Kernel,
+        },
+    );
+    p.family = family::BRIDGE;
+    p.hook = Some(0);
+    p.hw_protocol = Some(0x0806);
+    p.indev = Some(Iface {
+        index: 3,
+        name: Some(b"br0"),
+    });
+    p.physindev = Some(Iface {
+        index: 4,
+        name: Some(b"vb1"),
+    });
+    p.hwaddr = Some(&ETH_BCAST_FROM_A[6..12]);
+    p.hwtype = Some(1);
+    p.hwheader = Some(&ETH_BCAST_FROM_A);
+    p.l2header = Some(&ETH_BCAST_FROM_A);
+    p.vlan = Some(Vlan {
+        proto: 0x8100,
+        tci: 0x600a,
+    });
+    p
+}
+
+fn ether() -> Formatter {
+    Formatter::with_tables(
+        FormatKind::Kernel,
+        FormatOptions {
+            flags: "ether".parse().expect("flag"),
+            ..FormatOptions::default()
+        },
+        NameTables::builtin(),
+    )
+}
+
+#[test]
+fn tagged_arp_in_every_format() {
+    utc();
+    let b = tagged_arp();
+    let p = bridge_packet(&b);
+    let n = names(&[("10.77.0.1", "a.example")]);
+    assert_eq!(
+        run(&fmt(FormatKind::Fwlog), &p, &n),
+        "PKT: mark 0, hook 0 (prerouting), received 2026-11-24 08:00:00.000000, indev br0, physindev vb1, mac 02:00:00:00:00:0a, vlan 10 (pcp 3, proto 0x8100), group 0\n\
+         ARP: opcode 1 (request), htype 1, ptype 0x0800, sender 02:00:00:00:00:0a 10.77.0.1 (a.example), target 00:00:00:00:00:00 10.77.0.2\n\
+         \n"
+    );
+    // The kernel names the port, prints no MAC= for ARP, and the tag only with `ether`,
+    // as the whole TCI (priority 3, VID 10: 0x600a = 24586). No trailing space after ARP.
+    let addrs = "ARP HTYPE=1 PTYPE=0x0800 OPCODE=1 MACSRC=02:00:00:00:00:0a IPSRC=10.77.0.1 MACDST=00:00:00:00:00:00 IPDST=10.77.0.2\n";
+    assert_eq!(
+        run(&fmt(FormatKind::Kernel), &p, &n),
+        format!("IN=vb1 OUT= {addrs}")
+    );
+    assert_eq!(
+        run(&ether(), &p, &n),
+        format!("IN=vb1 OUT= MACSRC=02:00:00:00:00:0a MACDST=ff:ff:ff:ff:ff:ff VPROTO=8100 VID=24586 MACPROTO=0806 {addrs}")
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&fmt(FormatKind::Json), &p, &n)).expect("json");
+    assert_eq!(v["family"], "bridge");
+    assert_eq!(
+        v["vlan"],
+        serde_json::json!({"id": 10, "pcp": 3, "dei": false, "proto": 0x8100, "tci": 0x600a})
+    );
+    assert_eq!(v["l2header"], "ffffffffffff02000000000a0806");
+    assert_eq!(
+        v["arp"],
+        serde_json::json!({
+            "htype": 1, "ptype": 0x0800, "hlen": 6, "plen": 4, "opcode": 1,
+            "opcode_name": "request",
+            "sender_hw": "02:00:00:00:00:0a", "sender_proto": "10.77.0.1", "sender_name": "a.example",
+            "target_hw": "00:00:00:00:00:00", "target_proto": "10.77.0.2", "target_name": null,
+        })
+    );
+    assert_eq!(
+        (v["ip"].clone(), v["transport"].clone()),
+        (serde_json::Value::Null, serde_json::Value::Null)
+    );
+    assert_eq!(v["truncated"], serde_json::json!([]));
+}
+
+#[test]
+fn short_and_foreign_arp() {
+    utc();
+    let b = tagged_arp();
+    // Addresses cut short: INCOMPLETE counts the bytes after the 8-byte header.
+    let p = bridge_packet(&b[..20]);
+    assert!(
+        run(&fmt(FormatKind::Kernel), &p, &NoNames).ends_with("OPCODE=1 INCOMPLETE [12 bytes]\n")
+    );
+    assert!(run(&fmt(FormatKind::Fwlog), &p, &NoNames).contains(
+        "\nARP: opcode 1 (request), htype 1, ptype 0x0800, addresses [truncated: arp-addresses 12 of 20 bytes]\n"
+    ));
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&fmt(FormatKind::Json), &p, &NoNames)).expect("json");
+    assert_eq!(
+        v["truncated"],
+        serde_json::json!([{"layer": "arp-addresses", "offset": 8, "have": 12, "need": 20}])
+    );
+    assert_eq!(v["arp"]["sender_hw"], serde_json::Value::Null);
+    // Header cut short: TRUNCATED, and not even the Ethernet part with `ether`.
+    let p = bridge_packet(&b[..5]);
+    assert_eq!(run(&ether(), &p, &NoNames), "IN=vb1 OUT= TRUNCATED\n");
+    assert!(run(&fmt(FormatKind::Fwlog), &p, &NoNames)
+        .contains("\nARP: [truncated: arp 5 of 8 bytes]\n"));
+    // Non-Ethernet hardware: the header fields only.
+    let mut ieee = b.clone();
+    ieee[1] = 6;
+    let p = bridge_packet(&ieee);
+    assert_eq!(
+        run(&fmt(FormatKind::Kernel), &p, &NoNames),
+        "IN=vb1 OUT= ARP HTYPE=6 PTYPE=0x0800 OPCODE=1\n"
+    );
+    // A protocol other than IPv4: addresses in hex.
+    let mut v6 = vec![0, 1, 0x86, 0xdd, 6, 2, 0, 2];
+    v6.extend_from_slice(&[1, 2, 3, 4, 5, 6, 0xfe, 0x80, 7, 8, 9, 10, 11, 12, 0, 1]);
+    let p = bridge_packet(&v6);
+    assert!(run(&fmt(FormatKind::Fwlog), &p, &NoNames).contains(
+        "ARP: opcode 2 (reply), htype 1, ptype 0x86dd, sender 01:02:03:04:05:06 fe:80, target 07:08:09:0a:0b:0c 00:01\n"
+    ));
+}
+
+#[test]
+fn arp_at_a_bridge_output_hook_uses_the_l2_header() {
+    utc();
+    // Sent by the bridge itself: no input device, so no HWHEADER; NFULA_L2HDR holds the
+    // Ethernet header and the port is PHYSOUTDEV. A local socket's owner is shown.
+    let b = tagged_arp();
+    let mut p = bridge_packet(&b);
+    p.hook = Some(3);
+    (p.indev, p.physindev, p.hwheader, p.hwtype, p.vlan) = (None, None, None, None, None);
+    p.outdev = Some(Iface {
+        index: 3,
+        name: Some(b"br0"),
+    });
+    p.physoutdev = Some(Iface {
+        index: 5,
+        name: Some(b"vb2"),
+    });
+    assert!(run(&ether(), &p, &NoNames).starts_with(
+        "IN= OUT=vb2 MACSRC=02:00:00:00:00:0a MACDST=ff:ff:ff:ff:ff:ff MACPROTO=0806 ARP HTYPE=1 "
+    ));
+    assert!(run(&fmt(FormatKind::Kernel), &p, &NoNames).starts_with("IN= OUT=vb2 ARP HTYPE=1 "));
+}
+
+#[test]
+fn vlan_tags_on_ip_in_every_format() {
+    utc();
+    let b = hostile_udp();
+    let mut p = bridge_packet(&b);
+    p.hw_protocol = Some(0x0800);
+    let mut hdr = ETH_BCAST_FROM_A;
+    hdr[13] = 0x00;
+    p.hwheader = Some(&hdr);
+    p.l2header = Some(&hdr);
+    // 802.1ad, priority 1, DEI set, VID 100.
+    p.vlan = Some(Vlan {
+        proto: 0x88a8,
+        tci: 0x3064,
+    });
+    p.uid = Some(0);
+    p.gid = Some(0);
+    assert!(run(&fmt(FormatKind::Fwlog), &p, &NoNames)
+        .contains(", vlan 100 (pcp 1, dei, proto 0x88a8), group 0, uid 0, gid 0\n"));
+    let k = run(&ether(), &p, &NoNames);
+    assert!(
+        k.starts_with("IN=vb1 OUT= MACSRC=02:00:00:00:00:0a MACDST=ff:ff:ff:ff:ff:ff VPROTO=88a8 VID=12388 MACPROTO=0800 SRC=10.0.0.1 "),
+        "{k}"
+    );
+    // Without `ether` the kernel never prints the tag.
+    let k = run(&fmt(FormatKind::Kernel), &p, &NoNames);
+    assert!(
+        k.starts_with("IN=vb1 OUT= MAC=ff:ff:ff:ff:ff:ff:02:00:00:00:00:0a:08:00 SRC="),
+        "{k}"
+    );
+    // A frame a port received: its socket is not this namespace's, so no UID (the kernel's
+    // line shows only same-namespace sockets).
+    let all = Formatter::with_tables(
+        FormatKind::Kernel,
+        FormatOptions {
+            flags: LogFlags::ALL,
+            ..FormatOptions::default()
+        },
+        NameTables::builtin(),
+    );
+    assert!(!run(&all, &p, &NoNames).contains("UID="));
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&fmt(FormatKind::Json), &p, &NoNames)).expect("json");
+    assert_eq!(
+        v["vlan"],
+        serde_json::json!({"id": 100, "pcp": 1, "dei": true, "proto": 0x88a8, "tci": 0x3064})
+    );
+    assert_eq!(v["arp"], serde_json::Value::Null);
+    // Untagged: null, and nothing in the other formats.
+    p.vlan = None;
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&fmt(FormatKind::Json), &p, &NoNames)).expect("json");
+    assert_eq!(v["vlan"], serde_json::Value::Null);
+    assert!(!run(&fmt(FormatKind::Fwlog), &p, &NoNames).contains("vlan"));
+    assert!(!run(&ether(), &p, &NoNames).contains("VPROTO"));
+}
+
+#[test]
+fn unknown_ethertype_on_a_bridge() {
+    utc();
+    let b = b"local experimental".to_vec();
+    let mut p = bridge_packet(&b);
+    p.hw_protocol = Some(0x88b5);
+    p.hook = Some(3);
+    (p.indev, p.physindev, p.hwheader, p.hwtype) = (None, None, None, None);
+    p.physoutdev = Some(Iface {
+        index: 5,
+        name: Some(b"vb2"),
+    });
+    let mut l2 = ETH_BCAST_FROM_A;
+    l2[12..].copy_from_slice(&[0x88, 0xb5]);
+    p.l2header = Some(&l2);
+    // The kernel's unknown-packet dump prints the MAC part even without an input device.
+    assert_eq!(
+        run(&fmt(FormatKind::Kernel), &p, &NoNames),
+        "IN= OUT=vb2 MAC=ff:ff:ff:ff:ff:ff:02:00:00:00:00:0a:88:b5 \n"
+    );
+    assert_eq!(
+        run(&ether(), &p, &NoNames),
+        "IN= OUT=vb2 MACSRC=02:00:00:00:00:0a MACDST=ff:ff:ff:ff:ff:ff VPROTO=8100 VID=24586 MACPROTO=88b5 \n"
+    );
+    assert!(
+        run(&fmt(FormatKind::Fwlog), &p, &NoNames).contains("\nDATA: 18 bytes, ethertype 0x88b5\n")
+    );
+}
+
+#[test]
+fn netdev_egress_and_arp_output_payloads_start_at_the_mac_header() {
+    utc();
+    // At a netdev egress hook NFLOG copies from the MAC header (NFULA_L2HDR says how long it
+    // is). The kernel's IPv4 dump then runs at a non-zero offset and so prints neither the
+    // packet an ICMP error quotes nor UID and MARK.
+    let inner = hostile_udp();
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&inner);
+    let ip = ip4(1, 7, 0, 64, [192, 0, 2, 53], [10, 0, 0, 1], &icmp);
+    let mut frame = vec![2, 0, 0, 0, 0, 0xa, 2, 0, 0, 0, 0, 0xc, 0x08, 0x00];
+    frame.extend_from_slice(&ip);
+    let mut p = bridge_packet(&frame);
+    p.family = family::NETDEV;
+    p.hook = Some(1);
+    p.hw_protocol = Some(0x0800);
+    (p.indev, p.physindev, p.hwheader, p.hwtype, p.vlan) = (None, None, None, None, None);
+    p.outdev = Some(Iface {
+        index: 4,
+        name: Some(b"vb1"),
+    });
+    p.l2header = Some(&frame[..14]);
+    p.mark = 0x2a;
+    p.uid = Some(0);
+    p.gid = Some(0);
+    let all = Formatter::with_tables(
+        FormatKind::Kernel,
+        FormatOptions {
+            flags: LogFlags::ALL,
+            ..FormatOptions::default()
+        },
+        NameTables::builtin(),
+    );
+    assert_eq!(
+        run(&all, &p, &NoNames),
+        "IN= OUT=vb1 SRC=192.0.2.53 DST=10.0.0.1 LEN=61 TOS=0x00 PREC=0x00 TTL=64 ID=7 PROTO=ICMP TYPE=3 CODE=3 \n"
+    );
+    // The other formats decode the packet from its network header as well.
+    let fw = run(&fmt(FormatKind::Fwlog), &p, &NoNames);
+    assert!(fw.starts_with("PKT: mark 42, hook 1 (egress), "), "{fw}");
+    assert!(fw.contains("\nIP(61): [], ttl 64, proto 1 (icmp), from 192.0.2.53 to 10.0.0.1,"));
+    // The same packet at the ingress hook (payload at the network header) prints them.
+    let mut q = bridge_packet(&ip);
+    q.family = family::NETDEV;
+    q.hw_protocol = Some(0x0800);
+    q.vlan = None;
+    q.mark = 0x2a;
+    let k = run(&all, &q, &NoNames);
+    assert!(
+        k.contains(" [SRC=10.0.0.1 DST=192.0.2.53 ") && k.ends_with("MARK=0x2a \n"),
+        "{k}"
+    );
+
+    // arp family, output hook: arp_create pushed the Ethernet header, and no L2HDR says so.
+    let mut arp_frame = vec![0xff; 6];
+    arp_frame.extend_from_slice(&[2, 0, 0, 0, 0, 0xa, 0x08, 0x06]);
+    arp_frame.extend_from_slice(&tagged_arp());
+    let mut r = bridge_packet(&arp_frame);
+    r.family = family::ARP;
+    r.hook = Some(1);
+    (
+        r.indev,
+        r.physindev,
+        r.hwheader,
+        r.hwtype,
+        r.l2header,
+        r.vlan,
+    ) = (None, None, None, None, None, None);
+    r.outdev = Some(Iface {
+        index: 3,
+        name: Some(b"br0"),
+    });
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&fmt(FormatKind::Json), &r, &NoNames)).expect("json");
+    assert_eq!(
+        (v["family"].as_str(), v["hook_name"].as_str()),
+        (Some("arp"), Some("output"))
+    );
+    assert_eq!(
+        run(&all, &r, &NoNames),
+        "IN= OUT=br0 ARP HTYPE=1 PTYPE=0x0800 OPCODE=1 MACSRC=02:00:00:00:00:0a IPSRC=10.77.0.1 MACDST=00:00:00:00:00:00 IPDST=10.77.0.2\n"
+    );
+    // ARP cut short at egress: INCOMPLETE counts from skb->data, the MAC header included.
+    let mut s = bridge_packet(&arp_frame[..34]);
+    s.family = family::NETDEV;
+    s.hook = Some(1);
+    (s.indev, s.physindev, s.hwheader, s.hwtype) = (None, None, None, None);
+    s.l2header = Some(&arp_frame[..14]);
+    assert!(run(&fmt(FormatKind::Kernel), &s, &NoNames).ends_with(" INCOMPLETE [26 bytes]\n"));
 }

@@ -5,7 +5,7 @@
 
 use fwlog::format::{FormatKind, FormatOptions, Formatter, LogFlags, NoNames};
 use fwlog::nflog::attr::{parse, TlvOrder};
-use fwlog::packet::{family, Packet, TimeSource, Timestamp};
+use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp, Vlan};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 
@@ -47,14 +47,50 @@ fn check(p: &Packet<'_>) {
 fuzz_target!(|data: &[u8]| {
     let ts = Timestamp { sec: 1_700_000_000, nsec: 1, source: TimeSource::Kernel };
     let Some((&sel, rest)) = data.split_first() else { return };
-    // Bare payloads of either family, and whole NFLOG records (hostile metadata too).
-    match sel % 3 {
+    // Bare payloads of either family, whole NFLOG records (hostile metadata too), and
+    // link-layer families: bridge/netdev with an ethertype, VLAN tag and L2 header taken from
+    // the input, the arp family, netdev egress and arp output (payload from the MAC header).
+    match sel % 7 {
         0 | 1 => {
             let mut p = Packet::new(rest, ts);
-            p.family = if sel % 3 == 0 { family::INET } else { family::INET6 };
+            p.family = if sel % 7 == 0 { family::INET } else { family::INET6 };
             p.prefix = Some(b"fz ");
             check(&p);
         }
-        _ => check(&parse(rest, TlvOrder::NATIVE, ts)),
+        2 => check(&parse(rest, TlvOrder::NATIVE, ts)),
+        _ => {
+            let Some((head, payload)) = rest.split_first_chunk::<6>() else { return };
+            let mut p = Packet::new(payload, ts);
+            p.family = match sel % 7 {
+                3 => family::BRIDGE,
+                4 => family::ARP,
+                _ => family::NETDEV,
+            };
+            p.hook = Some(head[0] % 6);
+            p.hw_protocol = Some(match head[1] % 4 {
+                0 => 0x0806,
+                1 => 0x0800,
+                2 => 0x86dd,
+                _ => u16::from_be_bytes([head[2], head[3]]),
+            });
+            if head[4] & 1 != 0 {
+                p.vlan = Some(Vlan { proto: 0x8100, tci: u16::from_be_bytes([head[2], head[3]]) });
+            }
+            let l2 = (head[5] as usize % 24).min(payload.len());
+            if head[4] & 2 != 0 {
+                p.l2header = Some(&payload[..l2]);
+            }
+            if head[4] & 4 != 0 {
+                p.hwheader = Some(&payload[..l2]);
+                p.hwtype = Some(if head[4] & 8 != 0 { 1 } else { 776 });
+                p.indev = Some(Iface { index: 2, name: Some(b"vb1") });
+            }
+            if head[4] & 16 != 0 {
+                p.physindev = Some(Iface { index: 3, name: None });
+            }
+            p.uid = (head[4] & 32 != 0).then_some(0);
+            p.mark = u32::from(head[4] & 64);
+            check(&p);
+        }
     }
 });

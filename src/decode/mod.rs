@@ -1,5 +1,6 @@
 //! Packet header decoding: IPv4, IPv6 (extension headers), TCP, UDP, UDP-Lite, ICMP, ICMPv6,
-//! AH, ESP; anything else by protocol number.
+//! AH, ESP; anything else by protocol number; ARP and RARP for the bridge, netdev and arp
+//! families.
 //!
 //! Invariants:
 //! - Decoding never panics and never fails: every read is bounds-checked, and a header that the
@@ -17,6 +18,10 @@
 //!   Offsets are relative to the slice given to the decoder; a quoted packet is decoded from a
 //!   suffix of the outer payload, so "bytes left" means the same thing the kernel's
 //!   `skb->len - offset` does.
+//! - What the payload is follows the kernel's LOG target too: the family for `inet` and `arp`
+//!   rules, the link-layer protocol (`skb->protocol`, NFULA_PACKET_HDR) for bridge and netdev
+//!   rules (IPv4, IPv6, ARP/RARP, anything else is [`Net::NotIp`]), and the IP version nibble
+//!   only for records that carry neither (capture files without NFLOG metadata).
 //! - A payload shorter than the IP header's length (the rule's copy range, a capture snaplen)
 //!   decodes as far as it goes and is reported as [`Partial`]; that is a property of the record,
 //!   not an error.
@@ -26,6 +31,7 @@
 //! still prints field by field; the exact fixed-layout reads here are a few lines each. The TCP
 //! options of a complete header are decoded with etherparse (see `format::tcpopt`).
 
+mod arp;
 mod bytes;
 mod ipv4;
 mod ipv6;
@@ -38,6 +44,7 @@ use std::net::IpAddr;
 
 use crate::packet::{family, Packet};
 
+pub use arp::{opcode_name as arp_opcode_name, Arp, ArpAddrs};
 pub use ipv4::Ipv4;
 pub use ipv6::{ExtHeader, ExtIter, FragmentHeader, Ipv6, Ipv6End};
 pub use transport::{Ah, Esp, Icmp, Icmpv6, Tcp, Transport, Udp};
@@ -60,6 +67,10 @@ pub enum Layer {
     Icmpv6,
     Ah,
     Esp,
+    /// The fixed 8-byte ARP header.
+    Arp,
+    /// The four addresses after the ARP header (as long as its length fields say).
+    ArpAddresses,
 }
 
 impl Layer {
@@ -84,6 +95,8 @@ impl Layer {
             Layer::Icmpv6 => "icmp6",
             Layer::Ah => "ah",
             Layer::Esp => "esp",
+            Layer::Arp => "arp",
+            Layer::ArpAddresses => "arp-addresses",
         }
     }
 }
@@ -127,9 +140,12 @@ pub struct Partial {
 pub enum Net<'a> {
     Ipv4(Ipv4<'a>),
     Ipv6(Ipv6<'a>),
-    /// Fewer bytes than the fixed IP header (layer [`Layer::Ipv4`] or [`Layer::Ipv6`]).
+    /// ARP or RARP (bridge, netdev and arp families).
+    Arp(Arp<'a>),
+    /// Fewer bytes than the fixed header (layer [`Layer::Ipv4`], [`Layer::Ipv6`] or
+    /// [`Layer::Arp`]).
     Truncated(Truncated),
-    /// Neither the family nor the version nibble says IPv4 or IPv6.
+    /// Neither IP nor ARP: another link-layer protocol, or a version nibble that says nothing.
     NotIp {
         version: u8,
         len: usize,
@@ -146,34 +162,90 @@ pub struct Decoded<'a> {
     pub trailing: usize,
 }
 
-/// Which IP version a record holds: the NFLOG family decides (as the kernel's logger does),
-/// then the link-layer protocol, then the version nibble (capture files).
-fn ip_version(p: &Packet<'_>) -> Option<u8> {
+/// What a record's payload holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ipv4,
+    Ipv6,
+    Arp,
+    Other,
+}
+
+/// ETH_P_ARP and ETH_P_RARP: the kernel's LOG target dumps both as ARP.
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_RARP: u16 = 0x8035;
+
+/// The kernel's choice of dumper (see the module docs): the NFLOG family decides, then the
+/// link-layer protocol, then the version nibble (capture files).
+fn kind(p: &Packet<'_>) -> Kind {
     match p.family {
-        family::INET => return Some(4),
-        family::INET6 => return Some(6),
+        family::INET => return Kind::Ipv4,
+        family::INET6 => return Kind::Ipv6,
+        family::ARP => return Kind::Arp,
         _ => {}
     }
     match p.hw_protocol {
-        Some(0x0800) => return Some(4),
-        Some(0x86dd) => return Some(6),
+        Some(0x0800) => return Kind::Ipv4,
+        Some(0x86dd) => return Kind::Ipv6,
+        Some(ETH_P_ARP | ETH_P_RARP) => return Kind::Arp,
+        // The bridge and netdev loggers switch on skb->protocol alone: anything else is
+        // printed as an unknown packet, whatever its first byte looks like.
+        Some(_) if matches!(p.family, family::BRIDGE | family::NETDEV) => return Kind::Other,
         _ => {}
     }
-    match p.payload.first().map(|b| b >> 4) {
-        Some(4) => Some(4),
-        Some(6) => Some(6),
-        _ => None,
+    match network_payload(p).first().map(|b| b >> 4) {
+        Some(4) => Kind::Ipv4,
+        Some(6) => Kind::Ipv6,
+        _ => Kind::Other,
     }
+}
+
+/// NF_NETDEV_EGRESS and NF_ARP_OUT: hooks where the packet already has its link-layer header.
+const NETDEV_EGRESS: u8 = 1;
+const ARP_OUT: u8 = 1;
+
+/// The payload from the network header on.
+///
+/// NFLOG copies from `skb->data`, which is the network header everywhere except where the
+/// link-layer header is already built: the netdev egress hook (`dev_queue_xmit` has reset the
+/// MAC header to `skb->data`, so NFULA_L2HDR is exactly the part to skip) and the arp
+/// family's output hook (`arp_create` pushed the device header; the record has no L2HDR there,
+/// so an Ethernet header, 14 bytes whose ethertype is ARP or RARP, is recognised and
+/// skipped). The kernel's LOG target reads from `skb_network_offset` in both cases.
+pub fn network_payload<'a>(p: &Packet<'a>) -> &'a [u8] {
+    let b = p.payload;
+    match (p.family, p.hook) {
+        (family::NETDEV, Some(NETDEV_EGRESS)) => {
+            let skip = p.l2header.map_or(0, <[u8]>::len);
+            b.get(skip..).unwrap_or(&[])
+        }
+        (family::ARP, Some(ARP_OUT))
+            if p.indev.is_none() && matches!(b.get(12..14), Some([0x08, 0x06] | [0x80, 0x35])) =>
+        {
+            &b[14..]
+        }
+        _ => b,
+    }
+}
+
+/// Bytes before the network header in the payload (the kernel's `skb_network_offset`): 0
+/// except at the hooks [`network_payload`] describes.
+pub fn network_offset(p: &Packet<'_>) -> usize {
+    p.payload.len() - network_payload(p).len()
 }
 
 /// Decode a record's payload. See the module docs for the guarantees.
 pub fn decode<'a>(p: &Packet<'a>) -> Decoded<'a> {
-    let b = p.payload;
-    let orig = p.orig_len.map(|o| o.max(b.len() as u32));
+    let b = network_payload(p);
+    // orig_len counts from the start of the payload; the link-layer part is not the packet's.
+    let skipped = (p.payload.len() - b.len()) as u32;
+    let orig = p
+        .orig_len
+        .map(|o| o.saturating_sub(skipped).max(b.len() as u32));
     let mut partial_len: Option<u32> = None;
     let mut trailing = 0;
-    let net = match ip_version(p) {
-        Some(4) => {
+    let net = match kind(p) {
+        Kind::Ipv4 => {
             if b.len() < 20 {
                 Net::Truncated(Truncated {
                     layer: Layer::Ipv4,
@@ -197,7 +269,7 @@ pub fn decode<'a>(p: &Packet<'a>) -> Decoded<'a> {
                 }
             }
         }
-        Some(6) => {
+        Kind::Ipv6 => {
             if b.len() < 40 {
                 Net::Truncated(Truncated {
                     layer: Layer::Ipv6,
@@ -221,7 +293,13 @@ pub fn decode<'a>(p: &Packet<'a>) -> Decoded<'a> {
                 }
             }
         }
-        _ => Net::NotIp {
+        // No length field covers the whole message, so only a capture's orig_len can
+        // make an ARP record partial.
+        Kind::Arp => match Arp::decode(b) {
+            Ok(a) => Net::Arp(a),
+            Err(t) => Net::Truncated(t),
+        },
+        Kind::Other => Net::NotIp {
             version: b.first().map(|x| x >> 4).unwrap_or(0),
             len: b.len(),
         },
@@ -245,7 +323,7 @@ pub fn decode<'a>(p: &Packet<'a>) -> Decoded<'a> {
 
 /// The addresses a formatter may print for this packet, in order of appearance, without
 /// repeats: source, destination, an ICMP redirect's gateway, and the source and destination of
-/// the packet an ICMP error quotes. The daemon resolves these names before formatting.
+/// the packet an ICMP error quotes; for ARP the sender and target IPv4 addresses. The daemon resolves these names before formatting.
 pub fn addresses(p: &Packet<'_>) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = Vec::with_capacity(4);
     let mut push = |a: IpAddr| {
@@ -275,6 +353,12 @@ pub fn addresses(p: &Packet<'_>) -> Vec<IpAddr> {
                     push(inner.src.into());
                     push(inner.dst.into());
                 }
+            }
+        }
+        Net::Arp(a) => {
+            if let Some((s, t)) = a.ipv4() {
+                push(s.into());
+                push(t.into());
             }
         }
         Net::Truncated(_) | Net::NotIp { .. } => {}

@@ -11,6 +11,10 @@
 //! TCP: src port 3531, dst port 3220, seq 0x891a0627, flags [psh], winsz 63525, ack 0x363a3b9e
 //! ```
 //!
+//! Bridge and netdev records add `, vlan ID (pcp N[, dei], proto 0xTPID)` to the PKT line
+//! when the kernel held a VLAN tag out of band; ARP and RARP get an `ARP:` line in place of the
+//! IP line (`opcode 1 (request), htype 1, ptype 0x0800, sender MAC IP, target MAC IP`).
+//!
 //! Markers: `PKT (replayed):` for a record replayed from the spool, `(local clock)` /
 //! `(capture clock)` after the time when it is not the kernel's, `NOTE:` lines for damaged
 //! metadata, `[partial: N of M bytes]` at the end of the IP line for a record cut short by the
@@ -19,8 +23,10 @@
 
 use std::net::IpAddr;
 
-use crate::decode::{Decoded, Ipv4, Ipv6, Ipv6End, Layer, Net, Partial, Transport, Truncated};
-use crate::packet::{hook, Iface, Packet, TimeSource};
+use crate::decode::{
+    arp_opcode_name, Arp, Decoded, Ipv4, Ipv6, Ipv6End, Layer, Net, Partial, Transport, Truncated,
+};
+use crate::packet::{family, hook, Iface, Packet, TimeSource};
 
 use super::escape::{escape_into, escape_quoted_into};
 use super::names::{icmp_code, icmp_type, icmpv6_code, icmpv6_type, NameTables};
@@ -44,13 +50,14 @@ pub(crate) fn block(
     match &d.net {
         Net::Ipv4(v4) => ipv4(t, v4, d.partial, d.trailing, names, "", out),
         Net::Ipv6(v6) => ipv6(t, v6, d.partial, d.trailing, names, "", out),
+        Net::Arp(a) => arp(a, d.partial, names, out),
         Net::Truncated(tr) => {
             s(
                 out,
-                if tr.layer == Layer::Ipv6 {
-                    "IP6: "
-                } else {
-                    "IP: "
+                match tr.layer {
+                    Layer::Ipv6 => "IP6: ",
+                    Layer::Arp => "ARP: ",
+                    _ => "IP: ",
                 },
             );
             truncated(out, tr);
@@ -60,9 +67,17 @@ pub(crate) fn block(
         Net::NotIp { version, len } => {
             s(out, "DATA: ");
             dec(out, *len as u64);
-            s(out, " bytes, not IP (version nibble ");
-            dec(out, *version as u64);
-            s(out, ")");
+            match p.hw_protocol {
+                Some(ethertype) if matches!(p.family, family::BRIDGE | family::NETDEV) => {
+                    s(out, " bytes, ethertype 0x");
+                    hex_pad(out, ethertype as u64, 4, false);
+                }
+                _ => {
+                    s(out, " bytes, not IP (version nibble ");
+                    dec(out, *version as u64);
+                    s(out, ")");
+                }
+            }
             partial(out, d.partial);
             out.push(b'\n');
         }
@@ -100,7 +115,7 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
     if let Some(h) = p.hook {
         s(out, ", hook ");
         dec(out, h as u64);
-        if let Some(n) = hook::name(h) {
+        if let Some(n) = hook::name_in(p.family, h) {
             s(out, " (");
             s(out, n);
             s(out, ")");
@@ -120,6 +135,18 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
     if let Some(mac) = p.hwaddr.filter(|m| !m.is_empty()) {
         s(out, ", mac ");
         colon_hex(out, mac);
+    }
+    if let Some(v) = p.vlan {
+        s(out, ", vlan ");
+        dec(out, v.id() as u64);
+        s(out, " (pcp ");
+        dec(out, v.pcp() as u64);
+        if v.dei() {
+            s(out, ", dei");
+        }
+        s(out, ", proto 0x");
+        hex_pad(out, v.proto as u64, 4, false);
+        s(out, ")");
     }
     s(out, ", group ");
     dec(out, p.group as u64);
@@ -144,6 +171,44 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
         escape_quoted_into(out, pre);
         s(out, "\"");
     }
+    out.push(b'\n');
+}
+
+/// `ARP: opcode 1 (request), htype 1, ptype 0x0800, sender MAC IP (name), target MAC IP`.
+/// Protocol addresses other than IPv4 are printed as colon-separated hex, like hardware ones.
+fn arp(a: &Arp<'_>, part: Option<Partial>, names: &dyn Names, out: &mut Vec<u8>) {
+    s(out, "ARP: opcode ");
+    dec(out, a.opcode as u64);
+    if let Some(n) = arp_opcode_name(a.opcode) {
+        s(out, " (");
+        s(out, n);
+        s(out, ")");
+    }
+    s(out, ", htype ");
+    dec(out, a.htype as u64);
+    s(out, ", ptype 0x");
+    hex_pad(out, a.ptype as u64, 4, false);
+    match (a.addrs, a.ipv4()) {
+        (Ok(x), ips) => {
+            for (what, hw, proto, ip) in [
+                (", sender ", x.sender_hw, x.sender_proto, ips.map(|i| i.0)),
+                (", target ", x.target_hw, x.target_proto, ips.map(|i| i.1)),
+            ] {
+                s(out, what);
+                colon_hex(out, hw);
+                s(out, " ");
+                match ip {
+                    Some(ip) => addr(out, ip.into(), names),
+                    None => colon_hex(out, proto),
+                }
+            }
+        }
+        (Err(tr), _) => {
+            s(out, ", addresses ");
+            truncated(out, &tr);
+        }
+    }
+    partial(out, part);
     out.push(b'\n');
 }
 

@@ -8,7 +8,9 @@
 
 use std::net::IpAddr;
 
-use crate::decode::{Decoded, Ipv4, Ipv6, Ipv6End, Net, Transport, Truncated};
+use crate::decode::{
+    arp_opcode_name, Arp, Decoded, Ipv4, Ipv6, Ipv6End, Net, Transport, Truncated,
+};
 use crate::packet::{family, hook, Iface, Packet, TimeSource};
 
 use super::escape::Escaped;
@@ -185,7 +187,7 @@ pub(crate) fn object(
         None => w.null("prefix"),
     }
     w.opt_num("hook", p.hook.map(u64::from));
-    w.opt_str("hook_name", p.hook.and_then(hook::name));
+    w.opt_str("hook_name", p.hook.and_then(|h| hook::name_in(p.family, h)));
     w.num("mark", p.mark as u64);
     iface(&mut w, "indev", &p.indev);
     iface(&mut w, "outdev", &p.outdev);
@@ -202,11 +204,29 @@ pub(crate) fn object(
         Some(h) => w.with("hwheader", |o| hex_bytes(o, h)),
         None => w.null("hwheader"),
     }
+    match p.l2header {
+        Some(h) => w.with("l2header", |o| hex_bytes(o, h)),
+        None => w.null("l2header"),
+    }
+    match p.vlan {
+        Some(v) => {
+            w.obj("vlan");
+            w.num("id", v.id() as u64);
+            w.num("pcp", v.pcp() as u64);
+            w.bool("dei", v.dei());
+            w.num("proto", v.proto as u64);
+            w.num("tci", v.tci as u64);
+            w.close(b'}');
+        }
+        None => w.null("vlan"),
+    }
     w.str(
         "family",
         match p.family {
             family::INET => "ipv4",
             family::INET6 => "ipv6",
+            family::ARP => "arp",
+            family::NETDEV => "netdev",
             family::BRIDGE => "bridge",
             family::UNSPEC => "unspec",
             _ => "other",
@@ -232,6 +252,11 @@ pub(crate) fn object(
         Net::Truncated(x) => trunc(&mut w, x),
         Net::Ipv4(v4) => truncs_v4(&mut w, v4),
         Net::Ipv6(v6) => truncs_v6(&mut w, v6),
+        Net::Arp(a) => {
+            if let Err(x) = &a.addrs {
+                trunc(&mut w, x);
+            }
+        }
         Net::NotIp { .. } => {}
     }
     w.close(b']');
@@ -253,8 +278,66 @@ pub(crate) fn object(
             w.null("transport");
         }
     }
+    match &d.net {
+        Net::Arp(a) => arp(&mut w, a, names),
+        _ => w.null("arp"),
+    }
     w.close(b'}');
     out.push(b'\n');
+}
+
+/// The `arp` object: header fields, and the addresses (null when cut short). Protocol
+/// addresses are dotted IPv4 with their names when the protocol is IPv4, else hex.
+fn arp(w: &mut W<'_>, a: &Arp<'_>, names: &dyn Names) {
+    w.obj("arp");
+    w.num("htype", a.htype as u64);
+    w.num("ptype", a.ptype as u64);
+    w.num("hlen", a.hlen as u64);
+    w.num("plen", a.plen as u64);
+    w.num("opcode", a.opcode as u64);
+    w.opt_str("opcode_name", arp_opcode_name(a.opcode));
+    let ips = a.ipv4();
+    match a.addrs {
+        Ok(x) => {
+            // Keys spelled out: no allocation per packet.
+            for (k, hw, proto, ip) in [
+                (
+                    ["sender_hw", "sender_proto", "sender_name"],
+                    x.sender_hw,
+                    x.sender_proto,
+                    ips.map(|i| i.0),
+                ),
+                (
+                    ["target_hw", "target_proto", "target_name"],
+                    x.target_hw,
+                    x.target_proto,
+                    ips.map(|i| i.1),
+                ),
+            ] {
+                w.with(k[0], |o| colon_hex(o, hw));
+                match ip {
+                    Some(ip) => addr(w, k[1], k[2], ip.into(), names),
+                    None => {
+                        w.with(k[1], |o| colon_hex(o, proto));
+                        w.null(k[2]);
+                    }
+                }
+            }
+        }
+        Err(_) => {
+            for k in [
+                "sender_hw",
+                "sender_proto",
+                "sender_name",
+                "target_hw",
+                "target_proto",
+                "target_name",
+            ] {
+                w.null(k);
+            }
+        }
+    }
+    w.close(b'}');
 }
 
 fn truncs_v4(w: &mut W<'_>, v4: &Ipv4<'_>) {

@@ -1,25 +1,49 @@
 //! `--format kernel`: the line the kernel's LOG target (`nf_log_syslog.c`) prints for the same
 //! packet, byte for byte.
 //!
-//! Layout (every item ends in a space; the line ends in one too):
-//! `PREFIX` `IN=dev OUT=dev ` [`PHYSIN=dev ` `PHYSOUT=dev `] [MAC part, only with an input
-//! device] IP part [`UID=u GID=g ` with skuid] [`MARK=0x%x ` when non-zero].
-//! The IP, transport, ICMP-quote and IPv6 extension parts follow `dump_ipv4_packet` and
-//! `dump_ipv6_packet` field for field, including where the kernel stops early (`TRUNCATED`,
-//! `INCOMPLETE [n bytes] `, `OPT (TRUNCATED)`) and its quirks (an AH non-first fragment prints
-//! nothing after the IP part; ESP prints `PROTO=ESP ` even then).
+//! Layout (every item ends in a space; the line ends in one too, except ARP lines):
+//! `PREFIX` `IN=dev OUT=dev ` [`PHYSIN=dev ` `PHYSOUT=dev `] [MAC part] network part
+//! [`UID=u GID=g ` with skuid] [`MARK=0x%x ` when non-zero].
 //!
-//! Differences that cannot be avoided, documented in fwlog(8):
+//! Which dumper runs is the kernel's choice (see `crate::decode`): inet rules dump IP;
+//! bridge and netdev rules switch on the link-layer protocol (`nf_log_netdev_packet`): IPv4,
+//! IPv6, ARP/RARP, or an unknown packet (the MAC part alone, printed even without an input
+//! device); arp rules always dump ARP.
+//! - MAC part (`dump_mac_header`), only with an input device for IP: `MAC=` and the header
+//!   bytes, or with the ether flag on Ethernet `MACSRC= MACDST= [VPROTO=%04x VID=%u ]
+//!   MACPROTO=` (`nf_log_dump_vlan`: the tag only there, and `VID=` is the whole TCI, priority
+//!   bits included, as `skb_vlan_tag_get` returns it).
+//! - ARP (`dump_arp_packet`): no `MAC=` ever; with the ether flag the same decoded Ethernet
+//!   part (input device or not), then `ARP HTYPE=%d PTYPE=0x%04x OPCODE=%d` and, for
+//!   Ethernet/IPv4 only, ` MACSRC= IPSRC= MACDST= IPDST=` or ` INCOMPLETE [n bytes]`; no
+//!   trailing space, no UID, no MARK. A header under 8 bytes is `TRUNCATED` alone.
+//! - Bridge family: NFLOG names the bridge as INDEV/OUTDEV and the port as PHYS*; the kernel
+//!   prints the port as `IN=`/`OUT=` (the hook's devices) and no PHYS* (br_netfilter's
+//!   physical device is that same port).
+//! - The IP, transport, ICMP-quote and IPv6 extension parts follow `dump_ipv4_packet` and
+//!   `dump_ipv6_packet` field for field, including where the kernel stops early (`TRUNCATED`,
+//!   `INCOMPLETE [n bytes] `, `OPT (TRUNCATED)`) and its quirks (an AH non-first fragment
+//!   prints nothing after the IP part; ESP prints `PROTO=ESP ` even then).
+//!
+//! Where the record holds less than the kernel knew (documented in fwlog(8)):
 //! - interface names unknown to the record print as `if<index>`;
-//! - VLAN tags (`VPROTO= VID=` with the ether flag) are not in the record and are not printed;
+//! - the Ethernet header comes from NFULA_HWHEADER (input device) or NFULA_L2HDR (bridge and
+//!   netdev); `skb->dev`'s type is NFULA_HWTYPE when there was an input device, and is assumed
+//!   Ethernet otherwise (always true for bridge ports);
+//! - NFLOG reports the owner of any socket, the kernel only of one in the logging namespace:
+//!   `UID=` is left out for bridge/netdev frames that arrived on a device, which come from
+//!   outside the namespace's own stack;
 //! - a partial record (copy range shorter than the packet) prints what the kernel would print
 //!   for a packet that short, since the rest is unknown;
 //! - untrusted bytes (prefix, interface names) are escaped as /dev/kmsg shows them (`\xNN`).
 //! - the kernel caps the text at 1017 bytes (its 1020-byte buffer minus the level marker and
 //!   NUL); the same cap is applied to the unescaped length.
+//!
+//! tests/kernel_oracle.rs (inet) and tests/kernel_oracle_bridge.rs (bridge, VLAN, ARP) compare
+//! these lines with the running kernel's own.
 
-use crate::decode::{Decoded, Ipv4, Ipv6, Net, Transport};
-use crate::packet::{Iface, Packet};
+use crate::decode::{self, Arp, Decoded, Ipv4, Ipv6, Layer, Net, Transport};
+use crate::packet::{family, Iface, Packet};
 
 use super::escape::escape_into;
 use super::write::*;
@@ -56,36 +80,165 @@ pub(crate) fn line(p: &Packet<'_>, d: &Decoded<'_>, flags: LogFlags, out: &mut V
     if let Some(pre) = p.prefix {
         extra += escape_into(out, pre);
     }
+    // NFLOG reports a bridge-family packet's port as PHYSINDEV/PHYSOUTDEV and the bridge as
+    // INDEV/OUTDEV; the kernel's line names the port (the hook's `in`/`out`) and nothing else,
+    // since br_netfilter's physical device is that same port.
+    let bridge = p.family == family::BRIDGE;
+    let (indev, outdev) = if bridge {
+        (p.physindev.or(p.indev), p.physoutdev.or(p.outdev))
+    } else {
+        (p.indev, p.outdev)
+    };
     s(out, "IN=");
-    extra += iface(out, p.indev.as_ref());
+    extra += iface(out, indev.as_ref());
     s(out, " OUT=");
-    extra += iface(out, p.outdev.as_ref());
+    extra += iface(out, outdev.as_ref());
     s(out, " ");
-    if let Some(phys) = &p.physindev {
-        if p.indev.map(|i| i.index) != Some(phys.index) {
-            s(out, "PHYSIN=");
-            extra += iface(out, Some(phys));
-            s(out, " ");
+    if !bridge {
+        if let Some(phys) = &p.physindev {
+            if p.indev.map(|i| i.index) != Some(phys.index) {
+                s(out, "PHYSIN=");
+                extra += iface(out, Some(phys));
+                s(out, " ");
+            }
         }
-    }
-    if let Some(phys) = &p.physoutdev {
-        if p.outdev.map(|i| i.index) != Some(phys.index) {
-            s(out, "PHYSOUT=");
-            extra += iface(out, Some(phys));
-            s(out, " ");
+        if let Some(phys) = &p.physoutdev {
+            if p.outdev.map(|i| i.index) != Some(phys.index) {
+                s(out, "PHYSOUT=");
+                extra += iface(out, Some(phys));
+                s(out, " ");
+            }
         }
-    }
-    if p.indev.is_some() {
-        mac(p, flags, out);
     }
     match &d.net {
-        Net::Ipv4(v4) => ipv4_part(p, v4, true, flags, out),
-        Net::Ipv6(v6) => ipv6_part(p, v6, true, flags, out),
-        Net::Truncated(_) => s(out, "TRUNCATED"),
-        Net::NotIp { .. } => {}
+        // nf_log_arp_packet: no MAC= part at all, only the decoded Ethernet header with the
+        // ether flag, whether or not there is an input device.
+        Net::Arp(a) => arp_part(p, a, flags, out),
+        // dump_arp_packet stops before its Ethernet part when the ARP header is short.
+        Net::Truncated(t) if matches!(t.layer, Layer::Arp) => s(out, "TRUNCATED"),
+        // nf_log_unknown_packet (bridge and netdev families): the MAC part even without an
+        // input device, and nothing after it.
+        Net::NotIp { .. } if matches!(p.family, family::BRIDGE | family::NETDEV) => {
+            mac(p, flags, out);
+        }
+        net => {
+            if indev.is_some() {
+                mac(p, flags, out);
+            }
+            match net {
+                Net::Ipv4(v4) => {
+                    // dump_ipv4_packet takes `iphoff == 0` to mean "the outer packet": where
+                    // the network header is not at skb->data (netdev egress), the kernel prints
+                    // neither an ICMP error's quoted packet nor UID and MARK.
+                    let top = decode::network_offset(p) == 0;
+                    ipv4_part(p, v4, true, top, flags, out)
+                }
+                Net::Ipv6(v6) => ipv6_part(p, v6, true, flags, out),
+                Net::Truncated(_) => s(out, "TRUNCATED"),
+                Net::NotIp { .. } | Net::Arp(_) => {}
+            }
+        }
     }
     if out.len() - start - extra > KERNEL_TEXT_MAX {
         cap(out, start);
+    }
+}
+
+/// The link-layer header as the kernel's `eth_hdr(skb)` sees it: NFULA_HWHEADER when there
+/// was an input device, else NFULA_L2HDR (bridge and netdev families).
+fn link_header<'a>(p: &Packet<'a>) -> Option<&'a [u8]> {
+    p.hwheader.or(p.l2header)
+}
+
+/// Whether `skb->dev` is Ethernet. NFULA_HWTYPE says so when there was an input device;
+/// without one, bridge ports are Ethernet by construction (the bridge refuses anything else)
+/// and a netdev-family device is assumed to be.
+fn dev_is_ether(p: &Packet<'_>) -> bool {
+    match p.hwtype {
+        Some(t) => t == ARPHRD_ETHER,
+        None => p.l2header.is_some(),
+    }
+}
+
+/// `MACSRC= MACDST= [VPROTO= VID=] MACPROTO=`, the kernel's decoded Ethernet header. `VID=`
+/// is the whole TCI (`skb_vlan_tag_get`), priority bits included, as the kernel prints it.
+fn ether_header(p: &Packet<'_>, h: &[u8], out: &mut Vec<u8>) {
+    s(out, "MACSRC=");
+    colon_hex(out, &h[6..12]);
+    s(out, " MACDST=");
+    colon_hex(out, &h[0..6]);
+    s(out, " ");
+    if let Some(v) = p.vlan {
+        s(out, "VPROTO=");
+        hex_pad(out, v.proto as u64, 4, false);
+        s(out, " VID=");
+        dec(out, v.tci as u64);
+        s(out, " ");
+    }
+    s(out, "MACPROTO=");
+    hex_pad(out, u16::from_be_bytes([h[12], h[13]]) as u64, 4, false);
+    s(out, " ");
+}
+
+/// dump_arp_packet's Ethernet part: only with the ether flag, on an Ethernet device whose MAC
+/// header is at least 14 bytes long.
+fn arp_ether(p: &Packet<'_>, flags: LogFlags, out: &mut Vec<u8>) {
+    if !flags.ether || !dev_is_ether(p) {
+        return;
+    }
+    if let Some(h) = ether_mac_header(p) {
+        ether_header(p, h, out);
+    }
+}
+
+/// The Ethernet header, when the kernel's `skb_mac_header_len(skb) >= ETH_HLEN` test passes:
+/// NFULA_L2HDR is exactly `skb_mac_header_len` bytes; without it (inet and arp families)
+/// HWHEADER's length stands in, which is the device's header length.
+fn ether_mac_header<'a>(p: &Packet<'a>) -> Option<&'a [u8]> {
+    let mac_len = p.l2header.or(p.hwheader).map_or(0, <[u8]>::len);
+    link_header(p).filter(|h| mac_len >= 14 && h.len() >= 14)
+}
+
+/// `ARP HTYPE=%d PTYPE=0x%04x OPCODE=%d`, then for Ethernet/IPv4 the addresses or
+/// `INCOMPLETE [n bytes]`. The kernel ends this line without a trailing space and prints no
+/// UID or MARK for ARP.
+fn arp_part(p: &Packet<'_>, a: &Arp<'_>, flags: LogFlags, out: &mut Vec<u8>) {
+    arp_ether(p, flags, out);
+    s(out, "ARP HTYPE=");
+    dec(out, a.htype as u64);
+    s(out, " PTYPE=0x");
+    hex_pad(out, a.ptype as u64, 4, false);
+    s(out, " OPCODE=");
+    dec(out, a.opcode as u64);
+    if !a.is_ether_ipv4() {
+        return;
+    }
+    match a.addrs {
+        Ok(x) => {
+            s(out, " MACSRC=");
+            colon_hex(out, x.sender_hw);
+            s(out, " IPSRC=");
+            ipv4(out, ip4(x.sender_proto));
+            s(out, " MACDST=");
+            colon_hex(out, x.target_hw);
+            s(out, " IPDST=");
+            ipv4(out, ip4(x.target_proto));
+        }
+        Err(_) => {
+            // skb->len - sizeof(struct arphdr), as %zu: the 8-byte header is there. skb->len
+            // counts from skb->data, so a link-layer header before the ARP one counts too.
+            s(out, " INCOMPLETE [");
+            dec(out, p.payload.len().saturating_sub(8) as u64);
+            s(out, " bytes]");
+        }
+    }
+}
+
+/// Four bytes as an address (the caller has checked the length is 4).
+fn ip4(b: &[u8]) -> std::net::Ipv4Addr {
+    match b {
+        [a, b, c, d] => std::net::Ipv4Addr::new(*a, *b, *c, *d),
+        _ => std::net::Ipv4Addr::UNSPECIFIED,
     }
 }
 
@@ -102,20 +255,22 @@ fn cap(out: &mut Vec<u8>, start: usize) {
     out.truncate(i.min(out.len()));
 }
 
+/// dump_mac_header: with the ether flag on an Ethernet device the decoded header (nothing at
+/// all when the MAC header is shorter than 14 bytes), else `MAC=` and the header bytes.
 fn mac(p: &Packet<'_>, flags: LogFlags, out: &mut Vec<u8>) {
-    let h = p.hwheader.unwrap_or(&[]);
-    if flags.ether && p.hwtype == Some(ARPHRD_ETHER) {
-        if h.len() >= 14 {
-            s(out, "MACSRC=");
-            colon_hex(out, &h[6..12]);
-            s(out, " MACDST=");
-            colon_hex(out, &h[0..6]);
-            s(out, " MACPROTO=");
-            hex_pad(out, u16::from_be_bytes([h[12], h[13]]) as u64, 4, false);
-            s(out, " ");
+    let h = link_header(p).unwrap_or(&[]);
+    if flags.ether && dev_is_ether(p) {
+        if let Some(h) = ether_mac_header(p) {
+            ether_header(p, h, out);
         }
         return;
     }
+    // The kernel prints dev->hard_header_len bytes: HWHEADER is exactly that; L2HDR (no input
+    // device) may hold VLAN tags beyond it, so it is cut to an Ethernet header.
+    let h = match p.hwheader {
+        Some(x) => x,
+        None => &h[..h.len().min(14)],
+    };
     s(out, "MAC=");
     colon_hex(out, h);
     if p.hwtype == Some(ARPHRD_SIT) && h.len() >= 14 + 20 {
@@ -134,7 +289,16 @@ fn incomplete(out: &mut Vec<u8>, n: u32) {
     s(out, " bytes] ");
 }
 
-fn ipv4_part(p: &Packet<'_>, v4: &Ipv4<'_>, outer: bool, flags: LogFlags, out: &mut Vec<u8>) {
+/// `outer`: the packet itself, not the one an ICMP error quotes. `top`: the kernel's
+/// `!iphoff` (outer, and the network header at the start of the skb's data).
+fn ipv4_part(
+    p: &Packet<'_>,
+    v4: &Ipv4<'_>,
+    outer: bool,
+    top: bool,
+    flags: LogFlags,
+    out: &mut Vec<u8>,
+) {
     s(out, "SRC=");
     ipv4(out, v4.src);
     s(out, " DST=");
@@ -216,10 +380,10 @@ fn ipv4_part(p: &Packet<'_>, v4: &Ipv4<'_>, outer: bool, flags: LogFlags, out: &
                         ipv4(out, g);
                         s(out, " ");
                     }
-                    if let Some(inner) = i.inner() {
+                    if let Some(inner) = i.inner().filter(|_| top) {
                         s(out, "[");
                         match inner {
-                            Ok(inner) => ipv4_part(p, &inner, false, flags, out),
+                            Ok(inner) => ipv4_part(p, &inner, false, false, flags, out),
                             Err(_) => s(out, "TRUNCATED"),
                         }
                         s(out, "] ");
@@ -260,7 +424,7 @@ fn ipv4_part(p: &Packet<'_>, v4: &Ipv4<'_>, outer: bool, flags: LogFlags, out: &
             Flow::Go
         }
     };
-    if let (Flow::Go, true) = (flow, outer) {
+    if let (Flow::Go, true) = (flow, top) {
         uid_mark(p, flags, out);
     }
 }
@@ -271,8 +435,18 @@ fn spi(out: &mut Vec<u8>, spi: u32) {
     s(out, " ");
 }
 
+/// Whether the record's socket owner may belong to another network namespace. The kernel's
+/// line shows `UID= GID=` only for a socket in the logging namespace; NFLOG reports the owner
+/// of any socket. A frame that a bridge port (or a netdev ingress hook) received came from
+/// outside the namespace's own stack (a veth peer, a NIC), so its socket, if any, is not one
+/// of this namespace's: leave UID out there.
+fn socket_may_be_foreign(p: &Packet<'_>) -> bool {
+    matches!(p.family, family::BRIDGE | family::NETDEV)
+        && (p.indev.is_some() || p.physindev.is_some())
+}
+
 fn uid_mark(p: &Packet<'_>, flags: LogFlags, out: &mut Vec<u8>) {
-    if flags.skuid {
+    if flags.skuid && !socket_may_be_foreign(p) {
         if let Some(uid) = p.uid {
             s(out, "UID=");
             dec(out, uid as u64);

@@ -6,7 +6,7 @@
 //! could be read and a `damage` note saying where reading stopped (a marked partial record,
 //! never a lost one).
 
-use crate::packet::{Iface, Packet, TimeSource, Timestamp};
+use crate::packet::{Iface, Packet, TimeSource, Timestamp, Vlan};
 
 /// Kernel attribute types (`include/uapi/linux/netfilter/nfnetlink_log.h`).
 pub mod nfula {
@@ -27,7 +27,22 @@ pub mod nfula {
     pub const HWTYPE: u16 = 15;
     pub const HWHEADER: u16 = 16;
     pub const HWLEN: u16 = 17;
+    pub const CT: u16 = 18;
+    pub const CT_INFO: u16 = 19;
+    /// Nested: [`vlan::TCI`] and [`vlan::PROTO`] (bridge and netdev families only).
+    pub const VLAN: u16 = 20;
+    /// The link-layer header from the MAC header to the network header (bridge, netdev).
+    pub const L2HDR: u16 = 21;
+
+    /// Attributes nested in [`VLAN`] (`enum nfulnl_vlan_attr`), both be16.
+    pub mod vlan {
+        pub const PROTO: u16 = 1;
+        pub const TCI: u16 = 2;
+    }
 }
+
+/// `nlattr` flag the kernel sets on a nested attribute's type (`nla_nest_start`).
+pub const NLA_F_NESTED: u16 = 0x8000;
 
 /// fwlog's own attribute types, added to a record at receive time.
 pub mod fwlog {
@@ -252,6 +267,22 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
                 p.hwheader = Some(v);
                 true
             }
+            nfula::L2HDR => {
+                p.l2header = Some(v);
+                true
+            }
+            nfula::VLAN => match parse_vlan(v, order) {
+                Ok(vl) => {
+                    p.vlan = Some(vl);
+                    true
+                }
+                Err(why) => {
+                    if p.damage.is_none() {
+                        p.damage = Some(format!("attribute VLAN (type {ty}) {why}"));
+                    }
+                    true
+                }
+            },
             fwlog::RECV_TIME if v.len() >= 12 => {
                 recv_ts = Some(Timestamp {
                     sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
@@ -281,7 +312,7 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
             nfula::TIMESTAMP => false,
             nfula::HWADDR => false,
             fwlog::RECV_TIME => false,
-            // CT, CT_INFO, VLAN, L2HDR and anything newer: not used, skipped.
+            // CT, CT_INFO and anything newer: not used, skipped.
             _ => true,
         };
         if !ok && p.damage.is_none() {
@@ -322,6 +353,42 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
         p.damage = Some(String::from_utf8_lossy(d).into_owned());
     }
     p
+}
+
+/// The nested NFULA_VLAN attribute: TCI and PROTO, each a be16 TLV (the kernel writes both;
+/// a tag is kept only when both are there, since the TCI means nothing without its TPID).
+fn parse_vlan(v: &[u8], order: TlvOrder) -> Result<Vlan, String> {
+    let (mut tci, mut proto) = (None, None);
+    let mut off = 0;
+    while off < v.len() {
+        let rest = &v[off..];
+        if rest.len() < 4 {
+            return Err(format!(
+                "has {} stray bytes at nested offset {off}",
+                rest.len()
+            ));
+        }
+        let len = order.u16([rest[0], rest[1]]) as usize;
+        let ty = order.u16([rest[2], rest[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > rest.len() {
+            return Err(format!(
+                "nests type {ty} claiming {len} bytes, {} remain",
+                rest.len()
+            ));
+        }
+        let x = &rest[4..len];
+        match ty {
+            nfula::vlan::TCI => tci = Some(be16(x).ok_or("has a short TCI")?),
+            nfula::vlan::PROTO => proto = Some(be16(x).ok_or("has a short PROTO")?),
+            _ => {}
+        }
+        off += (len + 3) & !3;
+    }
+    match (tci, proto) {
+        (Some(tci), Some(proto)) => Ok(Vlan { proto, tci }),
+        (None, _) => Err("lacks its TCI".into()),
+        (_, None) => Err("lacks its PROTO".into()),
+    }
 }
 
 /// Encode any packet as an NFLOG record (nfgenmsg + TLVs), so that packets from capture files
@@ -388,6 +455,12 @@ pub fn encode_packet(p: &Packet<'_>, out: &mut Vec<u8>) {
         );
         push_attr(out, nfula::HWHEADER, h);
     }
+    if let Some(v) = p.vlan {
+        push_vlan(out, v);
+    }
+    if let Some(h) = p.l2header {
+        push_attr(out, nfula::L2HDR, h);
+    }
     let nums = [
         (nfula::UID, p.uid),
         (nfula::GID, p.gid),
@@ -424,6 +497,15 @@ pub fn push_attr(buf: &mut Vec<u8>, ty: u16, value: &[u8]) {
     buf.extend_from_slice(value);
     let pad = (4 - (value.len() % 4)) % 4;
     buf.extend_from_slice(&[0u8; 3][..pad]);
+}
+
+/// Append a nested NFULA_VLAN attribute exactly as the kernel builds it (`nfulnl_put_bridge`):
+/// NLA_F_NESTED set, TCI first, then PROTO, both be16 padded to 4 bytes.
+pub fn push_vlan(buf: &mut Vec<u8>, v: Vlan) {
+    let mut inner = Vec::with_capacity(16);
+    push_attr(&mut inner, nfula::vlan::TCI, &v.tci.to_be_bytes());
+    push_attr(&mut inner, nfula::vlan::PROTO, &v.proto.to_be_bytes());
+    push_attr(buf, nfula::VLAN | NLA_F_NESTED, &inner);
 }
 
 /// Append fwlog's receive-time attribute.
@@ -580,6 +662,11 @@ mod tests {
         p.gid = Some(100);
         p.seq_global = Some(77);
         p.orig_len = Some(1500);
+        p.vlan = Some(Vlan {
+            proto: 0x8100,
+            tci: 0x600a,
+        });
+        p.l2header = Some(&[7; 14]);
         p.outdev = Some(Iface {
             index: 9,
             name: None,
@@ -595,6 +682,96 @@ mod tests {
             encode_packet(&p, &mut b);
             assert_eq!(parse(&b, TlvOrder::NATIVE, ts()), p, "{source:?}");
         }
+    }
+
+    /// A bridge-family record as the kernel builds it: NFULA_VLAN nested (flag 0x8000), TCI
+    /// before PROTO, then NFULA_L2HDR.
+    fn bridge_record() -> Vec<u8> {
+        let mut b = vec![7, 0, 0, 9]; // AF_BRIDGE, group 9
+        push_attr(&mut b, nfula::PACKET_HDR, &[0x08, 0x06, 0, 0]);
+        let mut nest = Vec::new();
+        push_attr(&mut nest, nfula::vlan::TCI, &0x600au16.to_be_bytes());
+        push_attr(&mut nest, nfula::vlan::PROTO, &0x8100u16.to_be_bytes());
+        push_attr(&mut b, nfula::VLAN | NLA_F_NESTED, &nest);
+        push_attr(&mut b, nfula::L2HDR, &[0xff; 14]);
+        push_attr(&mut b, nfula::PAYLOAD, &[0, 1, 8, 0, 6, 4, 0, 1]);
+        b
+    }
+
+    #[test]
+    fn nested_vlan_attribute_is_read() {
+        let b = bridge_record();
+        // Byte layout of the nest: 4-byte header (len 20, type 20|NESTED), two 8-byte TLVs.
+        let nest_at = 4 + 8;
+        assert_eq!(&b[nest_at..nest_at + 4], &[20, 0, 20, 0x80]);
+        let p = parse(&b, TlvOrder::NATIVE, ts());
+        assert_eq!(p.damage, None);
+        let v = p.vlan.expect("vlan");
+        assert_eq!(
+            (v.proto, v.tci, v.id(), v.pcp(), v.dei()),
+            (0x8100, 0x600a, 10, 3, false)
+        );
+        assert_eq!(p.l2header, Some(&[0xff; 14][..]));
+        assert_eq!(p.payload, &[0, 1, 8, 0, 6, 4, 0, 1]);
+        // push_vlan writes the kernel's bytes.
+        let mut mine = Vec::new();
+        push_vlan(&mut mine, v);
+        assert_eq!(&mine[..], &b[nest_at..nest_at + 20]);
+    }
+
+    #[test]
+    fn damaged_vlan_nests_are_marked_and_the_rest_is_kept() {
+        let cases: [(&[u8], &str); 4] = [
+            (&[], "lacks its TCI"),
+            (&[6, 0, 2, 0, 0x12, 0x34, 0, 0], "lacks its PROTO"),
+            (&[6, 0, 2, 0, 0x12], "claiming 6 bytes, 5 remain"),
+            (&[5, 0, 2, 0, 0x12, 0, 0, 0], "has a short TCI"),
+        ];
+        for (nest, why) in cases {
+            let mut b = vec![7, 0, 0, 9];
+            push_attr(&mut b, nfula::VLAN | NLA_F_NESTED, nest);
+            push_attr(&mut b, nfula::MARK, &5u32.to_be_bytes());
+            let p = parse(&b, TlvOrder::NATIVE, ts());
+            assert_eq!(p.vlan, None);
+            assert_eq!(p.mark, 5, "attributes after the nest are still read");
+            let d = p.damage.expect("damage");
+            assert!(d.contains(why) && d.contains("VLAN"), "{d}");
+        }
+    }
+
+    #[test]
+    fn every_truncation_of_a_bridge_record_parses() {
+        let b = bridge_record();
+        for n in 0..=b.len() {
+            let p = parse(&b[..n], TlvOrder::NATIVE, ts());
+            assert!(p.payload.len() <= 8 && p.l2header.map_or(0, <[u8]>::len) <= 14);
+        }
+    }
+
+    #[test]
+    fn big_endian_vlan_nest() {
+        let mut b = vec![7, 0, 0, 1];
+        let attr = |ty: u16, v: &[u8]| {
+            let mut a = ((4 + v.len()) as u16).to_be_bytes().to_vec();
+            a.extend_from_slice(&ty.to_be_bytes());
+            a.extend_from_slice(v);
+            a.resize((a.len() + 3) & !3, 0);
+            a
+        };
+        let mut nest = attr(nfula::vlan::TCI, &5u16.to_be_bytes());
+        nest.extend(attr(nfula::vlan::PROTO, &0x88a8u16.to_be_bytes()));
+        b.extend(attr(nfula::VLAN | NLA_F_NESTED, &nest));
+        let p = parse(&b, TlvOrder::Big, ts());
+        assert_eq!(
+            (p.vlan, p.damage),
+            (
+                Some(Vlan {
+                    proto: 0x88a8,
+                    tci: 5
+                }),
+                None
+            )
+        );
     }
 
     #[test]
