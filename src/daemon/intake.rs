@@ -66,6 +66,9 @@ impl Intake {
                 .map_err(|e| format!("receiving from NFLOG: {e}"))?;
             bump(&self.counters.received, n as u64);
             bump(&self.counters.intake_rounds, 1);
+            if !self.seq_file.has_value() {
+                self.seed_first_run(&batch);
+            }
             let losses = batch.loss_events();
             let mut li = 0;
             for (i, rec) in batch.iter().enumerate() {
@@ -105,6 +108,21 @@ impl Intake {
             .map_err(|e| format!("spool commit at exit: {e}"))?;
         self.after_commit();
         Ok(())
+    }
+
+    /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,
+    /// that everything before the first packet received was not ours. Without this, a run killed
+    /// after a segment rollover had made some packets durable (an implicit commit, which does not
+    /// update the file) but before its first explicit commit left no value at all, and the next
+    /// run could not report the packets the kernel had handed the dead one.
+    fn seed_first_run(&mut self, batch: &RecordBatch) {
+        let first = batch.iter().find_map(|rec| {
+            crate::nflog::attr::parse(rec, crate::nflog::attr::TlvOrder::NATIVE, loss::EPOCH)
+                .seq_global
+        });
+        if let Some(g) = first {
+            self.seq_file.store(g.wrapping_sub(1));
+        }
     }
 
     fn after_commit(&mut self) {

@@ -4,7 +4,12 @@
 //!
 //! Written after every commit with one small pwrite and no fsync: it survives kill -9 (the page
 //! cache does); after a power cut it may be a little behind, which can only over-report a
-//! restart gap, never hide one. The spool lists it as a foreign file and leaves it alone.
+//! restart gap, never hide one. It is never ahead of the spool: the value stored after a commit
+//! is the highest number received, all of which that commit wrote. (A segment rollover commits
+//! too, without updating the file: that leaves it behind, which is safe.) On a spool's first
+//! run it is written before anything is spooled, as one less than the first number received,
+//! so that a run killed before its first commit still leaves a value to compare with. The
+//! spool lists it as a foreign file and leaves it alone.
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
@@ -44,6 +49,11 @@ impl SeqFile {
             },
             previous,
         )
+    }
+
+    /// True once a value was read at open or stored since.
+    pub fn has_value(&self) -> bool {
+        self.last.is_some()
     }
 
     pub fn store(&mut self, v: u32) {
