@@ -126,10 +126,19 @@ impl Shared {
         let doomed: Vec<(u64, u64)> = {
             let mut st = self.lock();
             let k = doomed(&st.segments, st.acked, self.retention, now, need);
-            st.segments
+            let v: Vec<(u64, u64)> = st
+                .segments
                 .drain(..k)
                 .map(|m| (m.first_seq, m.bytes))
-                .collect()
+                .collect();
+            // Count the space as free while still holding the lock: a concurrent caller (the
+            // writer needing room while the reader reclaims after an ack) finds nothing left to
+            // delete and must then see the bytes already gone, not refuse its append as full.
+            let bytes: u64 = v.iter().map(|&(_, b)| b).sum();
+            self.counters
+                .disk_bytes
+                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+            v
         };
         if doomed.is_empty() {
             return Ok(0);
@@ -144,9 +153,6 @@ impl Shared {
                 // The segment is no longer tracked; recovery deletes it at the next open.
                 Err(e) => return Err(crate::error::Error::io("remove", path, e)),
             }
-            self.counters
-                .disk_bytes
-                .fetch_sub(*bytes, std::sync::atomic::Ordering::Relaxed);
             add(&self.counters.segments_deleted, 1);
             freed += bytes;
         }

@@ -233,6 +233,11 @@ impl Writer {
         self.last_tick = now;
         self.check_poisoned()?;
         let mut committed = None;
+        // A first-write time in the future means the clock was set back: restart the window
+        // from now, so records written after the change still go within 9/8 of the limit.
+        if self.seg_first_write.is_some_and(|t| t > now) {
+            self.seg_first_write = Some(now);
+        }
         let old = self.seg_first_write.is_some_and(|t| {
             now.duration_since(t).unwrap_or(std::time::Duration::ZERO) >= roll_after
         });

@@ -233,3 +233,28 @@ fn the_writer_seals_its_segment_only_after_an_eighth_of_the_limit() {
     w.tick().unwrap();
     assert_eq!(segments(&fs), 2);
 }
+
+/// After the wall clock is set back, records written *after* the change (with correct times)
+/// share the writer's segment, whose first-write time is then in the future. Unless the writer
+/// restarts its window, the segment is not sealed until the clock passes that time again, and
+/// they outstay 9/8 of the limit by the size of the jump (here an hour instead of ~90 s).
+#[test]
+fn a_clock_set_back_does_not_delay_sealing_by_the_jump() {
+    let fs = SimFs::new();
+    fs.advance(Duration::from_secs(3600));
+    let (mut w, mut r) = open(&fs, opts(Some(AGE), None));
+    append(&mut w, 3, "before");
+    fs.rewind(Duration::from_secs(3600)); // clock set back an hour
+    append(&mut w, 3, "after");
+    read_and_ack_all(&mut r);
+    for _ in 0..20 {
+        fs.advance(Duration::from_secs(10));
+        w.tick().unwrap();
+    }
+    // 200 s after the "after" records were written (> 9/8 * 80 s + ticks): they should be gone.
+    assert!(
+        replay(&fs).is_empty(),
+        "still kept 200 s later: {:?}",
+        replay(&fs)
+    );
+}

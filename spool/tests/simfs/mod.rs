@@ -115,6 +115,12 @@ impl SimFs {
         self.0.lock().unwrap().elapsed += d;
     }
 
+    /// Moves the simulated clock back (a wall clock set back by NTP or an admin).
+    pub fn rewind(&self, d: Duration) {
+        let mut st = self.0.lock().unwrap();
+        st.elapsed = st.elapsed.saturating_sub(d);
+    }
+
     pub fn is_dead(&self) -> bool {
         self.0.lock().unwrap().dead
     }
