@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fwlog_spool::Writer;
+use fwlog_spool::{Commit, Writer};
 use tokio::sync::Notify;
 
 use super::seqfile::SeqFile;
@@ -81,32 +81,31 @@ impl Intake {
             for (_, ev) in &losses[li..] {
                 self.spool_loss(ev, &mut scratch);
             }
-            if self
+            if let Some(c) = self
                 .writer
                 .commit_if_due()
                 .map_err(|e| format!("spool commit: {e}"))?
-                .is_some()
             {
-                self.after_commit();
+                self.after_commit(c, &full);
             }
             // Retention by age (a no-op without --retain-for); polls wake it at least every
             // 100 ms, so idle hours still expire.
-            if self
+            if let Some(c) = self
                 .writer
                 .tick()
                 .map_err(|e| format!("spool upkeep: {e}"))?
-                .is_some()
             {
-                self.after_commit();
+                self.after_commit(c, &full);
             }
             if stopping && n == 0 {
                 break;
             }
         }
-        self.writer
+        let c = self
+            .writer
             .commit()
             .map_err(|e| format!("spool commit at exit: {e}"))?;
-        self.after_commit();
+        self.after_commit(c, &full);
         Ok(())
     }
 
@@ -125,11 +124,20 @@ impl Intake {
         }
     }
 
-    fn after_commit(&mut self) {
+    /// After any commit (explicit, or by `tick` sealing a segment; both write everything
+    /// appended so far): wake the processing loop, and tell the seq file how far the kernel's
+    /// numbers are accounted for once this commit is durable.
+    fn after_commit(&mut self, c: Commit, full: &FullLoss) {
         self.wake.notify_one();
-        if let Some(s) = self.sock.tracker().last_seq_global() {
-            self.seq_file.store(s);
-        }
+        // Everything received is spooled, except packets the spool refused while full: their
+        // report is spooled only once a later packet fits, so stop before the first of them; if
+        // this run never reports them, the next one does, as a restart gap.
+        let upto = if full.count > 0 {
+            full.first.map(|f| f.wrapping_sub(1))
+        } else {
+            self.sock.tracker().last_seq_global()
+        };
+        self.seq_file.committed(c, upto);
     }
 
     fn append(&mut self, rec: &[u8], full: &mut FullLoss, scratch: &mut Vec<u8>) {
