@@ -212,7 +212,7 @@ pub struct RunArgs {
     /// Keep already printed packets in the spool for `fwlog replay` for DURATION after they
     /// were received (e.g. 24h), then delete them (by whole segment: within DURATION/8). With
     /// --retain too, either limit deletes. They give way to unprinted packets when the spool is
-    /// full. Default: not by age
+    /// full. Default (or 0): not by age
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub retain_for: Option<Duration>,
 

@@ -134,7 +134,8 @@
 //! deleted, [`Writer::tick`] seals the active segment once its oldest record is `retain_age / 8`
 //! old; and under retention by age, recovery does not reuse a last segment that holds records
 //! (its oldest record's time is unknown). A record therefore stays between `retain_age` and about
-//! `9/8 retain_age` plus a tick after it was written, once acknowledged. A clock set back makes
+//! `9/8 retain_age` plus two ticks (one to seal, one to delete) after it was written, once
+//! acknowledged. A clock set back makes
 //! segments look younger (kept longer, never an unacknowledged one deleted); a clock set forward
 //! deletes acknowledged ones early.
 //!

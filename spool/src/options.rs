@@ -48,7 +48,8 @@ pub struct Options {
     /// this (by the segment file's modification time), then delete it. With both limits set, a
     /// segment goes as soon as either says so. The writer also starts a new segment once the
     /// active one's oldest record is `retain_age / 8` old (see [`crate::Writer::tick`]), so a
-    /// record outlives its acknowledgement by at most `retain_age * 9/8` plus a tick. `None`
+    /// record is deleted at most `retain_age * 9/8` plus two ticks after it was written (if it was
+    /// acknowledged by then). `None`
     /// (default): no age limit.
     ///
     /// Retained segments never cost new records their place: when the size cap is reached they
