@@ -87,3 +87,68 @@ fn rsyslog_on_loopback_receives_kernel_and_fwlog_lines() {
         assert!(l.contains("PROTO=UDP") && l.contains("DPT=9999"), "{l}");
     }
 }
+
+/// A `tcp://` collector that vanishes behind a firewall dropping SYNs: fwlog's reconnect gives up
+/// after 5 s, reports it and retries, instead of blocking its printing loop for the kernel's
+/// SYN retries (about two minutes), and it still stops promptly on SIGTERM.
+#[test]
+fn a_tcp_output_behind_a_dropping_firewall_times_out_and_is_retried() {
+    require_root!();
+    let ns = NetNs::new("tcpdrop");
+    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 log prefix \"DROP \" group 5\n }\n}\n");
+    let listener = ns.enter(|| std::net::TcpListener::bind("127.0.0.1:5514").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        &ns,
+        dir.path(),
+        &[
+            "--group",
+            "5",
+            "--no-dns",
+            "--spool",
+            dir.path().join("spool").to_str().unwrap(),
+            "--output",
+            "tcp://127.0.0.1:5514",
+        ],
+    );
+    let (conn, _) = listener.accept().unwrap();
+    // The collector goes away; new connections are silently dropped from now on.
+    ns.nft("table inet f {\n chain i {\n  type filter hook input priority 0;\n  tcp dport 5514 tcp flags syn drop\n }\n}\n");
+    drop(conn);
+    drop(listener);
+    // The write fails (the connection is gone) and the reconnects begin. Each is cut off after
+    // 5 s, so the printing loop comes round to answer SIGUSR1 and counts another output error;
+    // a blocking connect would hold it for the kernel's SYN retries (about two minutes).
+    send_udp(&ns, 9999, 0..1);
+    wait_for("the write to fail", Duration::from_secs(20), || {
+        d.stderr_text().contains("cannot write to tcp://")
+    });
+    let errors = |text: &str| -> Vec<u64> {
+        text.lines()
+            .filter_map(|l| l.split("output-errors ").nth(1))
+            .filter_map(|v| v.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    let end = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let seen = errors(&d.stderr_text());
+        if seen.len() >= 2 && seen.last() > seen.first() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "the printing loop did not come round while reconnecting; fwlog said:\n{}",
+            d.stderr_text()
+        );
+        d.signal(libc::SIGUSR1);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(d.stop(), 0);
+    // A reconnect may be under way: at most its 5 s limit, plus the stop itself.
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "stop took {:?}",
+        t.elapsed()
+    );
+}

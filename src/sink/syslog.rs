@@ -80,13 +80,43 @@ impl SyslogSink {
                 };
                 syslog::udp(f, local, addr.as_str())
             }
-            Target::Tcp(addr) => syslog::tcp(f, addr.as_str()),
+            Target::Tcp(addr) => tcp_connect(addr).map(|stream| Logger {
+                formatter: f,
+                backend: LoggerBackend::Tcp(std::io::BufWriter::new(stream)),
+            }),
             _ => syslog::unix(f),
         }
         .map_err(|e| io::Error::other(format!("{}: {e}", self.describe())))?;
         self.logger = Some(logger);
         Ok(())
     }
+}
+
+/// Longest a `tcp://` output may take to connect to one address, or to accept a write: the
+/// sink runs on the processing loop, and a collector behind a firewall that drops packets would
+/// otherwise hold it for minutes (the kernel's SYN retries), so the loop could not go round.
+/// Past it the write fails, is reported, and is retried with back-off; packets wait in the spool.
+const TCP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects to each address `addr` resolves to in turn, each within [`TCP_TIMEOUT`], and sets
+/// the same limit on writes. (The syslog crate's `tcp` has neither.) Name resolution itself uses
+/// the system resolver and is not bounded here.
+fn tcp_connect(addr: &str) -> syslog::Result<std::net::TcpStream> {
+    use std::net::ToSocketAddrs;
+    let mut last = None;
+    for a in addr.to_socket_addrs().map_err(syslog::Error::Io)? {
+        match std::net::TcpStream::connect_timeout(&a, TCP_TIMEOUT) {
+            Ok(s) => {
+                s.set_write_timeout(Some(TCP_TIMEOUT))
+                    .map_err(syslog::Error::Io)?;
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(syslog::Error::Io(last.unwrap_or_else(|| {
+        io::Error::new(io::ErrorKind::NotFound, "no address")
+    })))
 }
 
 impl Sink for SyslogSink {
