@@ -7,7 +7,7 @@
 //! after `READY=1` is in the output: the guarantee units ordered `After=fwlog.service` rely on.
 //! SIGHUP gives `RELOADING=1` then `READY=1`, SIGTERM `STOPPING=1`. With `--user nobody` the
 //! notifications still arrive through a socket nobody may not reach. With `WATCHDOG_USEC`
-//! pings come at half the interval, stop while the output is stuck, and resume after.
+//! pings come at a quarter of the interval, stop while the output is stuck, and resume after.
 //! Without `NOTIFY_SOCKET` the other daemon tests run as before.
 
 mod support;
@@ -277,7 +277,7 @@ fn watchdog_pings_stop_while_the_output_is_stuck_and_resume() {
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
         .unwrap();
-    let d = Daemon::spawn_env(
+    let mut d = Daemon::spawn_env(
         &ns,
         dir.path(),
         &[
@@ -293,7 +293,7 @@ fn watchdog_pings_stop_while_the_output_is_stuck_and_resume() {
         ],
         &[
             ("NOTIFY_SOCKET", m.path.as_os_str()),
-            ("WATCHDOG_USEC", "400000".as_ref()), // a ping every 200 ms
+            ("WATCHDOG_USEC", "800000".as_ref()), // a ping every 200 ms (a quarter)
         ],
     );
     m.wait("READY=1", Duration::from_secs(20));
@@ -326,7 +326,10 @@ fn watchdog_pings_stop_while_the_output_is_stuck_and_resume() {
             }
         }
     }
-    assert!(d.child.id() > 0 && d.stderr_text().contains("logging NFLOG group 5"));
+    assert!(
+        d.child.try_wait().unwrap().is_none() && d.stderr_text().contains("logging NFLOG group 5"),
+        "fwlog is still running while its output is stuck"
+    );
 
     // Unstuck: read the FIFO from now on; pings come back, and every packet is there once.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

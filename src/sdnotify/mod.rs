@@ -79,7 +79,9 @@ impl Notifier {
     pub unsafe fn from_env() -> Notifier {
         let addr = std::env::var_os("NOTIFY_SOCKET");
         // SAFETY: the caller guarantees no other thread exists (see above).
-        let watchdog = unsafe { sd_notify::watchdog_enabled_and_unset_env() };
+        let watchdog = unsafe { sd_notify::watchdog_enabled_and_unset_env() }
+            // libsystemd treats 0 as invalid; pinging every 0 ms would spin the loop.
+            .filter(|d| !d.is_zero());
         std::env::remove_var("NOTIFY_SOCKET");
         match addr {
             Some(a) => Notifier::connect(a, watchdog),

@@ -10,13 +10,14 @@
 //!   SIGHUP reopens the outputs, `READY=1` after.
 //! - `STOPPING=1` when shutdown begins (SIGTERM, SIGINT, or intake failing).
 //! - `STATUS=` with the counters, at most every [`STATUS_EVERY`] and only when they moved.
-//! - `WATCHDOG=1` every half `WATCHDOG_USEC`, from the processing loop (so only while it goes
-//!   round), and only if intake went round its own loop since the previous ping (it does at
-//!   least every 100 ms, idle or busy). The pings stop, and the manager restarts fwlog, when
-//!   either thread is stuck: the processing loop in a write that does not return (a hung
-//!   output), intake in a spool commit that does not return. An output that fails and is being
-//!   retried is not stuck: the loop goes round, has reported it, and the packets wait in the
-//!   spool; a restart would not help it.
+//! - `WATCHDOG=1` every quarter of `WATCHDOG_USEC` (so a stall is caught only after three
+//!   quarters of it, not half), from the processing loop (so only while it goes round), and
+//!   only if intake went round its own loop since the previous ping (it does at least every
+//!   100 ms, idle or busy). The pings stop, and the manager restarts fwlog, when either thread
+//!   is stuck that long: a deadlock, a spool commit that does not return, or an output call that
+//!   blocks (a `tcp://` connect or write is limited to 5 s, but name resolution and a stalled
+//!   journal are not). A restart unbinds the capture for seconds, losing what the kernel logs
+//!   meanwhile, so the packaged unit leaves the watchdog off; fwlog(8) says how to enable it.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -57,7 +58,7 @@ impl Service {
     pub fn new(notifier: Notifier, label: String, counters: Arc<Counters>) -> Service {
         let now = Instant::now();
         let watchdog = notifier.watchdog_timeout().map(|t| Watchdog {
-            every: (t / 2).max(Duration::from_millis(1)),
+            every: (t / 4).max(Duration::from_millis(1)),
             next: now,
             intake_rounds: 0,
             stall_reported: false,
@@ -226,8 +227,8 @@ mod tests {
     }
 
     #[test]
-    fn watchdog_pings_at_half_the_timeout_only_while_intake_goes_round() {
-        let (_d, rx, mut s) = setup(Some(Duration::from_secs(2)));
+    fn watchdog_pings_at_a_quarter_of_the_timeout_only_while_intake_goes_round() {
+        let (_d, rx, mut s) = setup(Some(Duration::from_secs(4)));
         s.ready();
         drain(&rx);
         let t0 = Instant::now();
