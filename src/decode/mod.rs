@@ -210,7 +210,7 @@ const ARP_OUT: u8 = 1;
 /// link-layer header is already built: the netdev egress hook (`dev_queue_xmit` has reset the
 /// MAC header to `skb->data`, so NFULA_L2HDR is exactly the part to skip) and the arp
 /// family's output hook (`arp_create` pushed the device header; the record has no L2HDR there,
-/// so an Ethernet header, 14 bytes whose ethertype is ARP or RARP, is recognised and
+/// so an Ethernet header whose ethertype, after any VLAN tags, is ARP or RARP is recognised and
 /// skipped). The kernel's LOG target reads from `skb_network_offset` in both cases.
 pub fn network_payload<'a>(p: &Packet<'a>) -> &'a [u8] {
     let b = p.payload;
@@ -219,12 +219,26 @@ pub fn network_payload<'a>(p: &Packet<'a>) -> &'a [u8] {
             let skip = p.l2header.map_or(0, <[u8]>::len);
             b.get(skip..).unwrap_or(&[])
         }
-        (family::ARP, Some(ARP_OUT))
-            if p.indev.is_none() && matches!(b.get(12..14), Some([0x08, 0x06] | [0x80, 0x35])) =>
-        {
-            &b[14..]
-        }
+        (family::ARP, Some(ARP_OUT)) if p.indev.is_none() => match arp_link_header_len(b) {
+            Some(n) => &b[n..],
+            None => b,
+        },
         _ => b,
+    }
+}
+
+/// Length of the Ethernet header `arp_create` pushed in front of an ARP packet: 14 bytes, or
+/// 18, 22, ... when VLAN tags (802.1Q 0x8100, 802.1ad 0x88a8) sit in it, as a VLAN device
+/// created with `reorder_hdr off` builds. `None` unless the ethertype after the tags is ARP or
+/// RARP (then the payload is taken to start at the network header).
+fn arp_link_header_len(b: &[u8]) -> Option<usize> {
+    let mut at = 12;
+    loop {
+        match b.get(at..at + 2)? {
+            [0x81, 0x00] | [0x88, 0xa8] => at += 4,
+            [0x08, 0x06] | [0x80, 0x35] => return Some(at + 2),
+            _ => return None,
+        }
     }
 }
 
