@@ -18,8 +18,10 @@
 //!   Ethernet/IPv4 only, ` MACSRC= IPSRC= MACDST= IPDST=` or ` INCOMPLETE [n bytes]`; no
 //!   trailing space, no UID, no MARK. A header under 8 bytes is `TRUNCATED` alone.
 //! - Bridge family: NFLOG names the bridge as INDEV/OUTDEV and the port as PHYS*; the kernel
-//!   prints the port as `IN=`/`OUT=` (the hook's devices) and no PHYS* (br_netfilter's
-//!   physical device is that same port).
+//!   prints the port as `IN=`/`OUT=` (the hook's devices) and usually no PHYS*
+//!   (br_netfilter's physical device is that same port). Not exact: with br_netfilter loaded the
+//!   kernel prints `PHYSIN=` for a forwarded frame at postrouting, and NFLOG does not report the
+//!   input port there, so that line lacks it (documented in fwlog(8)).
 //! - The IP, transport, ICMP-quote and IPv6 extension parts follow `dump_ipv4_packet` and
 //!   `dump_ipv6_packet` field for field, including where the kernel stops early (`TRUNCATED`,
 //!   `INCOMPLETE [n bytes] `, `OPT (TRUNCATED)`) and its quirks (an AH non-first fragment
@@ -81,8 +83,8 @@ pub(crate) fn line(p: &Packet<'_>, d: &Decoded<'_>, flags: LogFlags, out: &mut V
         extra += escape_into(out, pre);
     }
     // NFLOG reports a bridge-family packet's port as PHYSINDEV/PHYSOUTDEV and the bridge as
-    // INDEV/OUTDEV; the kernel's line names the port (the hook's `in`/`out`) and nothing else,
-    // since br_netfilter's physical device is that same port.
+    // INDEV/OUTDEV; the kernel's line names the port (the hook's `in`/`out`) and, except for
+    // br_netfilter's PHYSIN at postrouting (not in the record), nothing else.
     let bridge = p.family == family::BRIDGE;
     let (indev, outdev) = if bridge {
         (p.physindev.or(p.indev), p.physoutdev.or(p.outdev))
