@@ -426,3 +426,61 @@ fn user_flag_drops_to_nobody_with_no_capabilities_and_keeps_logging() {
     assert_eq!(d.stop(), 0);
     assert_eq!(packets(&json_lines(&out)).len(), 200);
 }
+
+/// SIGHUP and SIGUSR1 during start-up (logrotate or `systemctl reload` right after a start)
+/// must not kill fwlog: their default action would, until its handlers are installed.
+#[test]
+fn sighup_and_sigusr1_during_start_up_are_harmless() {
+    require_root!();
+    let ns = NetNs::new("hupstart");
+    rules(&ns, "  udp dport 9999 log prefix \"HUPSTART \" group 5\n");
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let out = dir.path().join("out.log");
+    let mut d = Daemon::spawn(
+        &ns,
+        dir.path(),
+        &[
+            "--group",
+            "5",
+            "--no-dns",
+            "--spool",
+            spool.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    // From the moment the spool is open (fwlog's own code is running) until it says it logs,
+    // signal it as fast as possible.
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !spool.join("LOCK").exists() {
+        assert!(std::time::Instant::now() < end, "no spool lock after 20 s");
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let mut sent = 0;
+    while !d.stderr_text().contains("fwlog: logging NFLOG group") {
+        assert!(
+            d.child.try_wait().unwrap().is_none(),
+            "fwlog died after {sent} signals during start-up: {}",
+            d.stderr_text()
+        );
+        d.signal(if sent % 2 == 0 {
+            libc::SIGHUP
+        } else {
+            libc::SIGUSR1
+        });
+        sent += 1;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    d.signal(libc::SIGHUP);
+    send_udp(&ns, 9999, 0..3);
+    wait_for("3 packets", Duration::from_secs(20), || {
+        lines(&out)
+            .iter()
+            .filter(|l| l.contains("HUPSTART"))
+            .count()
+            >= 3
+    });
+    assert_eq!(d.stop(), 0);
+    eprintln!("{sent} signals during start-up");
+}

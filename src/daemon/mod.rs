@@ -58,6 +58,15 @@ pub fn run(args: &RunArgs) -> i32 {
     // SAFETY: from_env changes the environment; no other thread exists yet (the runtime and
     // intake start below, and nothing before `run` starts one).
     let notifier = unsafe { crate::sdnotify::Notifier::from_env() };
+    // SIGHUP (logrotate's postrotate, `systemctl reload`) and SIGUSR1 ask for something, and
+    // their default action ends the process: until the processing loop installs its handlers,
+    // ignore them, so one that arrives during start-up does not kill fwlog. (Installing a
+    // handler later replaces this disposition.)
+    // SAFETY: signal(2) with SIG_IGN has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGUSR1, libc::SIG_IGN);
+    }
 
     // --- spool
     let opts = SpoolOptions {
