@@ -179,7 +179,11 @@ impl<S: Source> Processor<S> {
                             eprintln!("fwlog: cannot write to {what}: {e}; nothing is acknowledged, packets stay in the spool, retrying");
                         }
                         failing = Some(what);
-                        retry_at = Some(now + backoff);
+                        // From the end of the attempt, not from `now`: an attempt can take as
+                        // long as the back-off (a 5 s TCP connect limit), and counting from its
+                        // start would retry at once, again and again, and the loop would not get
+                        // to its signals (SIGTERM waited for seconds).
+                        retry_at = Some(Instant::now() + backoff);
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
@@ -196,7 +200,9 @@ impl<S: Source> Processor<S> {
             }
             if let Some(t) = stop_at {
                 let idle = window.is_empty() && self.outputs.pending_bytes() == 0;
-                if idle || Instant::now() >= t {
+                // A failing output is not retried while stopping: a retry can take seconds (a
+                // 5 s TCP connect limit), and what it would print stays in the spool anyway.
+                if idle || failing.is_some() || Instant::now() >= t {
                     break;
                 }
             }
