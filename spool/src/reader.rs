@@ -233,7 +233,7 @@ impl Reader {
     /// Deletes segments whose records are all acknowledged (never the writer's), keeping what
     /// the retention options say to keep for replay tools.
     fn delete_acknowledged(&mut self) -> Result<()> {
-        self.shared.reclaim_acked(0).map(|_| ())
+        self.shared.reclaim_acked(0)
     }
 
     /// Highest delivered sequence number.

@@ -117,35 +117,30 @@ impl Shared {
     }
 
     /// Deletes fully acknowledged segments (never the writer's), oldest first, as the retention
-    /// demands (see [`doomed`]), freeing at least `need` bytes if it can. Returns the bytes freed.
+    /// demands (see [`doomed`]), freeing at least `need` bytes if it can.
     /// Callers: the reader after an acknowledgement and the writer's [`tick`](crate::Writer::tick)
     /// (`need` = 0), and the writer when the size cap is reached (`need` = what the append
     /// lacks).
-    pub fn reclaim_acked(&self, need: u64) -> crate::error::Result<u64> {
+    pub fn reclaim_acked(&self, need: u64) -> crate::error::Result<()> {
         let now = self.fs.now();
-        let doomed: Vec<(u64, u64)> = {
+        let doomed: Vec<u64> = {
             let mut st = self.lock();
             let k = doomed(&st.segments, st.acked, self.retention, now, need);
-            let v: Vec<(u64, u64)> = st
-                .segments
-                .drain(..k)
-                .map(|m| (m.first_seq, m.bytes))
-                .collect();
+            let gone: Vec<SegMeta> = st.segments.drain(..k).collect();
             // Count the space as free while still holding the lock: a concurrent caller (the
             // writer needing room while the reader reclaims after an ack) finds nothing left to
             // delete and must then see the bytes already gone, not refuse its append as full.
-            let bytes: u64 = v.iter().map(|&(_, b)| b).sum();
-            self.counters
-                .disk_bytes
-                .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
-            v
+            self.counters.disk_bytes.fetch_sub(
+                gone.iter().map(|m| m.bytes).sum(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            gone.iter().map(|m| m.first_seq).collect()
         };
         if doomed.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
-        let mut freed = 0;
-        for (first, bytes) in &doomed {
-            let path = self.segment_path(*first);
+        for first in doomed {
+            let path = self.segment_path(first);
             match self.fs.remove_file(&path) {
                 Ok(()) => {}
                 // Already gone is what we wanted.
@@ -154,12 +149,10 @@ impl Shared {
                 Err(e) => return Err(crate::error::Error::io("remove", path, e)),
             }
             add(&self.counters.segments_deleted, 1);
-            freed += bytes;
         }
         self.fs
             .sync_dir(&self.dir)
-            .map_err(|e| crate::error::Error::io("fsync", &self.dir, e))?;
-        Ok(freed)
+            .map_err(|e| crate::error::Error::io("fsync", &self.dir, e))
     }
 
     pub fn segment_path(&self, first_seq: u64) -> PathBuf {

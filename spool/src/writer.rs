@@ -205,9 +205,10 @@ impl Writer {
     }
 
     /// Time-based upkeep for retention by age ([`Options::retain_age`]); a no-op without it.
-    /// Call it from the thread that owns the writer about every [`tick_every`](Self::tick_every)
-    /// (more often is harmless: it does its work at most that often), including while no
-    /// records arrive, since that is when old records would otherwise outstay the limit:
+    /// Call it from the thread that owns the writer at least every few hundred milliseconds
+    /// (more often is harmless: it does its work at most every sixteenth of `retain_age`, between
+    /// 10 ms and 1 s), including while no records arrive, since that is when old records would
+    /// otherwise outstay the limit:
     ///
     /// - once the active segment's oldest record is `retain_age / 8` old, seals it and starts a
     ///   new one (an implicit commit of the current batch), because deletion is per segment and
@@ -232,7 +233,6 @@ impl Writer {
         }
         self.last_tick = now;
         self.check_poisoned()?;
-        let mut committed = None;
         // A first-write time in the future means the clock was set back: restart the window
         // from now, so records written after the change still go within 9/8 of the limit.
         if self.seg_first_write.is_some_and(|t| t > now) {
@@ -241,21 +241,12 @@ impl Writer {
         let old = self.seg_first_write.is_some_and(|t| {
             now.duration_since(t).unwrap_or(std::time::Duration::ZERO) >= roll_after
         });
+        let before = self.written;
         if old {
-            let before = self.written;
             self.rollover()?;
-            if self.written > before {
-                committed = Some(self.position());
-            }
         }
         self.shared.reclaim_acked(0)?;
-        Ok(committed)
-    }
-
-    /// How often [`tick`](Self::tick) wants to run (`None` without retention by age): a
-    /// sixteenth of `retain_age`, between 10 ms and 1 s.
-    pub fn tick_every(&self) -> Option<std::time::Duration> {
-        self.shared.retention.tick_every()
+        Ok((self.written > before).then(|| self.position()))
     }
 
     /// Records appended but not yet committed.
