@@ -212,6 +212,38 @@ fn arp(a: &Arp<'_>, part: Option<Partial>, names: &dyn Names, out: &mut Vec<u8>)
     out.push(b'\n');
 }
 
+/// `, id N, seq N` of an ICMP or ICMPv6 echo.
+fn echo(out: &mut Vec<u8>, echo: Option<(u16, u16)>) {
+    if let Some((id, seq)) = echo {
+        s(out, ", id ");
+        dec(out, id as u64);
+        s(out, ", seq ");
+        dec(out, seq as u64);
+    }
+}
+
+/// `, pointer N` and `, mtu N` of an ICMP or ICMPv6 error, where present.
+fn pointer_mtu(out: &mut Vec<u8>, pointer: Option<impl Into<u64>>, mtu: Option<impl Into<u64>>) {
+    if let Some(p) = pointer {
+        s(out, ", pointer ");
+        dec(out, p.into());
+    }
+    if let Some(m) = mtu {
+        s(out, ", mtu ");
+        dec(out, m.into());
+    }
+}
+
+/// The line for an ICMP error's quoted packet that cannot be read at all (`label` is `IP` or
+/// `IP6`).
+fn quoted_unreadable(out: &mut Vec<u8>, label: &str, x: &Truncated) {
+    s(out, "  ");
+    s(out, label);
+    s(out, ": ");
+    truncated(out, x);
+    out.push(b'\n');
+}
+
 fn truncated(out: &mut Vec<u8>, t: &Truncated) {
     s(out, "[truncated: ");
     s(out, t.layer.name());
@@ -581,33 +613,17 @@ fn transport(
                 s(out, ", ");
                 truncated(out, x);
             }
-            if let Some((id, seq)) = i.echo() {
-                s(out, ", id ");
-                dec(out, id as u64);
-                s(out, ", seq ");
-                dec(out, seq as u64);
-            }
+            echo(out, i.echo());
             if let Some(g) = i.gateway() {
                 s(out, ", gateway ");
                 addr(out, g.into(), names);
             }
-            if let Some(ptr) = i.parameter() {
-                s(out, ", pointer ");
-                dec(out, ptr as u64);
-            }
-            if let Some(m) = i.mtu() {
-                s(out, ", mtu ");
-                dec(out, m as u64);
-            }
+            pointer_mtu(out, i.parameter(), i.mtu());
             if let Some(inner) = i.inner() {
                 s(out, ", quoted packet:\n");
                 match inner {
                     Ok(v4) => ipv4(t, &v4, None, 0, names, "  ", out),
-                    Err(x) => {
-                        s(out, "  IP: ");
-                        truncated(out, &x);
-                        out.push(b'\n');
-                    }
+                    Err(x) => quoted_unreadable(out, "IP", &x),
                 }
                 return;
             }
@@ -622,29 +638,13 @@ fn transport(
                 icmpv6_type(i.icmp_type),
                 icmpv6_code(i.icmp_type, i.code),
             );
-            if let Some((id, seq)) = i.echo() {
-                s(out, ", id ");
-                dec(out, id as u64);
-                s(out, ", seq ");
-                dec(out, seq as u64);
-            }
-            if let Some(ptr) = i.pointer() {
-                s(out, ", pointer ");
-                dec(out, ptr as u64);
-            }
-            if let Some(m) = i.mtu() {
-                s(out, ", mtu ");
-                dec(out, m as u64);
-            }
+            echo(out, i.echo());
+            pointer_mtu(out, i.pointer(), i.mtu());
             if let Some(inner) = i.inner() {
                 s(out, ", quoted packet:\n");
                 match inner {
                     Ok(v6) => ipv6(t, &v6, None, 0, names, "  ", out),
-                    Err(x) => {
-                        s(out, "  IP6: ");
-                        truncated(out, &x);
-                        out.push(b'\n');
-                    }
+                    Err(x) => quoted_unreadable(out, "IP6", &x),
                 }
                 return;
             }

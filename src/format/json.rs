@@ -137,6 +137,36 @@ fn iface(w: &mut W<'_>, k: &str, i: &Option<Iface<'_>>) {
     }
 }
 
+/// An ICMP or ICMPv6 transport object's opening: protocol, type and code (with names), and the
+/// echo id and sequence.
+fn icmp_head(
+    w: &mut W<'_>,
+    protocol: &str,
+    (ty, type_name): (u8, Option<&str>),
+    (code, code_name): (u8, Option<&str>),
+    echo: Option<(u16, u16)>,
+) {
+    w.obj("transport");
+    w.str("protocol", protocol);
+    w.num("type", ty as u64);
+    w.opt_str("type_name", type_name);
+    w.num("code", code as u64);
+    w.opt_str("code_name", code_name);
+    w.opt_num("id", echo.map(|e| e.0 as u64));
+    w.opt_num("seq", echo.map(|e| e.1 as u64));
+}
+
+/// The `quoted` object of an ICMP error whose quoted packet cannot be read at all.
+fn quoted_unreadable(w: &mut W<'_>, x: &Truncated) {
+    w.obj("quoted");
+    w.null("ip");
+    w.null("transport");
+    w.arr("truncated");
+    trunc(w, x);
+    w.close(b']');
+    w.close(b'}');
+}
+
 fn trunc(w: &mut W<'_>, t: &Truncated) {
     w.sep();
     w.open(b'{');
@@ -545,15 +575,13 @@ fn transport(w: &mut W<'_>, t: &NameTables, tr: &Transport<'_>, protocol: u8, na
             w.close(b'}');
         }
         Transport::Icmp(i) => {
-            w.obj("transport");
-            w.str("protocol", "icmp");
-            w.num("type", i.icmp_type as u64);
-            w.opt_str("type_name", icmp_type(i.icmp_type));
-            w.num("code", i.code as u64);
-            w.opt_str("code_name", icmp_code(i.icmp_type, i.code));
-            let echo = i.echo();
-            w.opt_num("id", echo.map(|e| e.0 as u64));
-            w.opt_num("seq", echo.map(|e| e.1 as u64));
+            icmp_head(
+                w,
+                "icmp",
+                (i.icmp_type, icmp_type(i.icmp_type)),
+                (i.code, icmp_code(i.icmp_type, i.code)),
+                i.echo(),
+            );
             match i.gateway() {
                 Some(g) => addr(w, "gateway", "gateway_name", g.into(), names),
                 None => {
@@ -573,29 +601,19 @@ fn transport(w: &mut W<'_>, t: &NameTables, tr: &Transport<'_>, protocol: u8, na
                     w.close(b']');
                     w.close(b'}');
                 }
-                Some(Err(x)) => {
-                    w.obj("quoted");
-                    w.null("ip");
-                    w.null("transport");
-                    w.arr("truncated");
-                    trunc(w, &x);
-                    w.close(b']');
-                    w.close(b'}');
-                }
+                Some(Err(x)) => quoted_unreadable(w, &x),
                 None => w.null("quoted"),
             }
             w.close(b'}');
         }
         Transport::Icmpv6(i) => {
-            w.obj("transport");
-            w.str("protocol", "icmp6");
-            w.num("type", i.icmp_type as u64);
-            w.opt_str("type_name", icmpv6_type(i.icmp_type));
-            w.num("code", i.code as u64);
-            w.opt_str("code_name", icmpv6_code(i.icmp_type, i.code));
-            let echo = i.echo();
-            w.opt_num("id", echo.map(|e| e.0 as u64));
-            w.opt_num("seq", echo.map(|e| e.1 as u64));
+            icmp_head(
+                w,
+                "icmp6",
+                (i.icmp_type, icmpv6_type(i.icmp_type)),
+                (i.code, icmpv6_code(i.icmp_type, i.code)),
+                i.echo(),
+            );
             w.opt_num("mtu", i.mtu().map(u64::from));
             w.opt_num("pointer", i.pointer().map(u64::from));
             match i.inner() {
@@ -612,15 +630,7 @@ fn transport(w: &mut W<'_>, t: &NameTables, tr: &Transport<'_>, protocol: u8, na
                     w.close(b']');
                     w.close(b'}');
                 }
-                Some(Err(x)) => {
-                    w.obj("quoted");
-                    w.null("ip");
-                    w.null("transport");
-                    w.arr("truncated");
-                    trunc(w, &x);
-                    w.close(b']');
-                    w.close(b'}');
-                }
+                Some(Err(x)) => quoted_unreadable(w, &x),
                 None => w.null("quoted"),
             }
             w.close(b'}');
