@@ -6,19 +6,12 @@
 
 use std::io;
 
-use crate::format::{FormatOptions, Formatter, LossEvent, Names};
-use crate::packet::Packet;
-use crate::sink::{self, OutputSpec, Sink};
-
-struct Output {
-    sink: Box<dyn Sink>,
-    formatter: Formatter,
-    /// Formatted lines not yet written.
-    buf: Vec<u8>,
-}
+use crate::format::{FormatOptions, Formatter, LossEvent};
+use crate::sink::text::TextSink;
+use crate::sink::{self, OutputSpec, PacketSink, PacketView};
 
 pub struct Outputs {
-    outs: Vec<Output>,
+    outs: Vec<Box<dyn PacketSink>>,
 }
 
 impl Outputs {
@@ -40,41 +33,35 @@ impl Outputs {
             let kernel_tag = kind == crate::format::FormatKind::Kernel;
             let sink = sink::open(&spec.target, kernel_tag, sync_files)
                 .map_err(|e| format!("cannot open output: {e}"))?;
-            outs.push(Output {
-                sink,
-                formatter: Formatter::new(kind, o),
-                buf: Vec::with_capacity(1 << 16),
-            });
+            outs.push(Box::new(TextSink::new(sink, Formatter::new(kind, o))) as Box<dyn PacketSink>);
         }
         Ok(Outputs { outs })
     }
 
-    pub fn packet(&mut self, p: &Packet<'_>, names: &dyn Names) {
+    pub fn packet(&mut self, p: &PacketView<'_>) {
         for o in &mut self.outs {
-            o.formatter.packet(p, names, &mut o.buf);
+            o.packet(p);
         }
     }
 
-    pub fn loss(&mut self, ev: &LossEvent) {
+    pub fn loss(&mut self, ev: &LossEvent, seq: u64) {
         for o in &mut self.outs {
-            o.formatter.loss(ev, &mut o.buf);
+            o.loss(ev, seq);
         }
     }
 
     pub fn pending_bytes(&self) -> usize {
-        self.outs.iter().map(|o| o.buf.len()).sum()
+        self.outs.iter().map(|o| o.pending()).sum()
     }
 
-    /// Write every output's batch. On error, says which output failed.
+    /// Commit every output's batch. On error, says which output failed; the outputs before it
+    /// have committed and hold nothing, so a retry commits only the failed ones.
     pub fn write(&mut self) -> Result<(), (String, io::Error)> {
         for o in &mut self.outs {
-            if o.buf.is_empty() {
+            if o.pending() == 0 {
                 continue;
             }
-            o.sink
-                .write_batch(&o.buf)
-                .map_err(|e| (o.sink.describe(), e))?;
-            o.buf.clear();
+            o.commit().map_err(|e| (o.describe(), e))?;
         }
         Ok(())
     }
@@ -83,8 +70,8 @@ impl Outputs {
     /// old handle kept, so lines keep flowing to the renamed file rather than nowhere.
     pub fn reopen(&mut self) {
         for o in &mut self.outs {
-            if let Err(e) = o.sink.reopen() {
-                eprintln!("fwlog: SIGHUP: cannot reopen {}: {e}", o.sink.describe());
+            if let Err(e) = o.reopen() {
+                eprintln!("fwlog: SIGHUP: cannot reopen {}: {e}", o.describe());
             }
         }
     }

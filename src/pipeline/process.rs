@@ -325,7 +325,7 @@ impl<S: Source> Processor<S> {
             };
             if let Some(l) = LossRecord::decode(&e.data) {
                 let t = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH).timestamp;
-                self.outputs.loss(&loss::event(&l, t));
+                self.outputs.loss(&loss::event(&l, t), e.seq);
             } else {
                 if let Some(r) = &self.resolver {
                     for &ip in &e.waiting {
@@ -336,7 +336,12 @@ impl<S: Source> Processor<S> {
                 }
                 let mut p = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
                 p.replayed = e.replayed;
-                self.outputs.packet(&p, &PacketNames(&e.names));
+                self.outputs.packet(&crate::sink::PacketView {
+                    seq: e.seq,
+                    record: &e.data,
+                    packet: &p,
+                    names: &PacketNames(&e.names),
+                });
                 bump(&self.counters.printed, 1);
                 if e.replayed {
                     bump(&self.counters.replayed, 1);

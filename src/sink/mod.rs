@@ -1,6 +1,20 @@
-//! Output targets ("sinks") and how a batch of lines reaches them.
+//! Output targets ("sinks"): what every output receives, and how a batch reaches its target.
 //!
-//! Invariants (the daemon acknowledges spool records on the strength of these):
+//! Two layers:
+//! - [`PacketSink`] is what the processing loop talks to: it is handed each packet once,
+//!   decoded, with its names and its spool record, and each loss event, then asked to `commit`
+//!   the batch. Text outputs ([`text::TextSink`]) format into a buffer; outputs that store
+//!   records (databases, pcap files) implement the same trait beside them. The spool is
+//!   acknowledged only after every output's `commit` returned `Ok`.
+//! - [`Sink`] is the byte target behind a text output: a file, stdout, syslog.
+//!
+//! `PacketSink` contract:
+//! - `commit` returning `Ok` means everything handed over since the last `Ok` is durable at the
+//!   target (as durable as the output's fsync policy makes it).
+//! - After an `Err`, the loop hands over nothing new and calls `commit` again (with back-off);
+//!   the output resumes where it stopped, so nothing is lost or written twice.
+//!
+//! Byte [`Sink`] invariants (the daemon acknowledges spool records on the strength of these):
 //! - `write_batch` returning `Ok` means every byte of the batch reached the target: for a file,
 //!   written with O_APPEND (and `fdatasync`ed when the sink syncs); for syslog, every message sent.
 //! - After an `Err`, the caller passes the *same* batch again; the sink remembers how far it got
@@ -10,11 +24,40 @@
 
 pub mod file;
 pub mod syslog;
+pub mod text;
 
 use std::io;
 use std::str::FromStr;
 
-use crate::format::FormatKind;
+use crate::format::{FormatKind, LossEvent, Names};
+use crate::packet::Packet;
+
+/// One packet as every output sees it: once, after its names are known.
+pub struct PacketView<'a> {
+    /// The spool sequence number of the record (unique and increasing within one spool).
+    pub seq: u64,
+    /// The spool record itself: the NFLOG message plus fwlog's TLVs (what a LINKTYPE_NFLOG
+    /// pcap stores).
+    pub record: &'a [u8],
+    pub packet: &'a Packet<'a>,
+    pub names: &'a dyn Names,
+}
+
+/// An output as the processing loop sees it. See the module docs for the contract.
+pub trait PacketSink: Send {
+    /// Take one packet into the current batch.
+    fn packet(&mut self, p: &PacketView<'_>);
+    /// Take one loss event (`seq` is the spool sequence number of the loss record).
+    fn loss(&mut self, ev: &LossEvent, seq: u64);
+    /// How much is waiting for `commit` (bytes or an estimate of them); 0 when nothing is.
+    fn pending(&self) -> usize;
+    /// Make the batch durable at the target; on `Err`, keep it to be committed again.
+    fn commit(&mut self) -> io::Result<()>;
+    /// Open the target again (SIGHUP).
+    fn reopen(&mut self) -> io::Result<()>;
+    /// For messages: the target as the user wrote it.
+    fn describe(&self) -> String;
+}
 
 /// Where an output goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
