@@ -196,9 +196,11 @@ pub use format::{FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEA
 pub use fs::{DirEntry, Fs, FsFile, RealFs};
 pub use ledger::{LedgerStatus, LEDGER_FILE};
 pub use options::{FsyncPolicy, Options};
-pub use reader::{Reader, Record};
-pub use readonly::{ReadOnlySpool, Replay, ReplayRecord, ReplayStats};
-pub use recovery::{OpenReport, Quarantined, Truncation, LOCK_FILE, QUARANTINE_DIR};
+pub use reader::{Item, Lost, Reader, Record};
+pub use readonly::{ReadOnlySpool, Replay, ReplayItem, ReplayRecord, ReplayStats};
+pub use recovery::{
+    escape as escape_name, OpenReport, Quarantined, Truncation, LOCK_FILE, QUARANTINE_DIR,
+};
 pub use shared::Stats;
 pub use writer::{Commit, Writer};
 

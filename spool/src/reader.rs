@@ -27,11 +27,35 @@ pub struct Record {
     pub recovered: bool,
 }
 
+/// A range of sequence numbers that will never be delivered: their records were found damaged
+/// or missing on disk. Both ends inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl Lost {
+    /// How many sequence numbers the range covers.
+    pub fn count(&self) -> u64 {
+        self.last - self.first + 1
+    }
+}
+
+/// What [`Reader::next_item`] delivers: a record, or a range found lost just before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Record(Record),
+    Lost(Lost),
+}
+
 /// The consuming side. Owned by one thread (it is `Send`).
 pub struct Reader {
     shared: Arc<Shared>,
     ledger: Ledger,
     cursor: Option<Cursor>,
+    /// A record read while reporting the gap before it, delivered by the next call.
+    stashed: Option<Record>,
     /// Last sequence number delivered (or acknowledged at open).
     delivered: u64,
     acked: u64,
@@ -52,6 +76,7 @@ impl Reader {
             shared,
             ledger,
             cursor: None,
+            stashed: None,
             delivered: acked,
             acked,
             recovered_upto,
@@ -61,10 +86,34 @@ impl Reader {
 
     /// The next committed record in sequence order, or `None` if the reader has caught up with
     /// the writer. Sequence numbers increase strictly; a jump means records were lost to
-    /// corruption (counted in `Stats::records_lost_in_gaps`).
+    /// corruption (counted in `Stats::records_lost_in_gaps`). Use [`next_item`](Self::next_item)
+    /// to be told each lost range in line.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Record>> {
-        let committed = self.shared.lock().committed;
+        loop {
+            match self.next_item()? {
+                Some(Item::Record(r)) => return Ok(Some(r)),
+                Some(Item::Lost(_)) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next committed record, or the next range of sequence numbers found missing or
+    /// unreadable (in order, before the record that follows it), or `None` if the reader has
+    /// caught up with the writer. Acknowledging a lost range's `last` is allowed.
+    pub fn next_item(&mut self) -> Result<Option<Item>> {
+        if let Some(r) = self.stashed.take() {
+            self.delivered = r.seq;
+            return Ok(Some(Item::Record(r)));
+        }
+        let (committed, committed_len) = {
+            let st = self.shared.lock();
+            (
+                st.committed,
+                st.segments.back().map(|m| (m.first_seq, m.bytes)),
+            )
+        };
         if self.delivered >= committed {
             return Ok(None);
         }
@@ -102,10 +151,11 @@ impl Reader {
                         recovered: seq <= self.recovered_upto,
                     };
                     if seq > want {
-                        add(&self.shared.counters.records_lost_in_gaps, seq - want);
+                        self.stashed = Some(rec);
+                        return Ok(Some(self.lost(want, seq - 1)));
                     }
                     self.delivered = seq;
-                    return Ok(Some(rec));
+                    return Ok(Some(Item::Record(rec)));
                 }
                 Step::End => (cur.offset(), None),
                 Step::Bad { offset, why } => (offset, Some(why)),
@@ -125,29 +175,42 @@ impl Reader {
                     .find(|m| m.first_seq > cur_first)
                     .map(|m| m.first_seq)
             };
-            match (next_first, why) {
-                (Some(n), why) => {
-                    if why.is_some() {
-                        // Real corruption: this segment was complete before its successor existed.
-                        let c = &self.shared.counters;
-                        let len = cur.file_len().unwrap_or(offset);
-                        add(&c.corrupt_regions_skipped, 1);
-                        add(&c.corrupt_bytes_skipped, len.saturating_sub(offset));
-                    }
-                    self.open_segment(n, want)?;
+            if why.is_some() {
+                // Real damage: a segment with a successor was complete before the successor
+                // existed, and the writer's segment is read only up to what was committed.
+                // Resynchronise on the next valid record inside this segment.
+                let (max_seq, limit) = match (next_first, committed_len) {
+                    (Some(n), _) => (n - 1, cur.file_len().unwrap_or(offset)),
+                    (None, Some((f, bytes))) if f == cur_first => (committed, bytes),
+                    (None, _) => (committed, cur.file_len().unwrap_or(offset)),
+                };
+                let found = cur
+                    .resync(max_seq, limit)
+                    .map_err(|e| Error::io("read", &path, e))?;
+                let c = &self.shared.counters;
+                add(&c.corrupt_regions_skipped, 1);
+                add(
+                    &c.corrupt_bytes_skipped,
+                    cur.offset().saturating_sub(offset),
+                );
+                if found.is_some() {
+                    continue;
                 }
-                (None, _) if cur.next_seq > committed => {
+                if next_first.is_none() && cur.offset() >= limit {
+                    // The writer's segment holds nothing valid after the damage up to what was
+                    // committed: the next record appended starts at `limit`.
+                    cur.next_seq = committed + 1;
+                }
+            }
+            match next_first {
+                Some(n) => self.open_segment(n, want)?,
+                None if cur.next_seq > committed => {
                     // Everything committed in the writer's segment has been read, yet numbers
-                    // below `committed` were never delivered: they are missing from disk (lost to
-                    // corruption or, under a relaxed fsync policy, to a power cut). Skip them.
-                    add(
-                        &self.shared.counters.records_lost_in_gaps,
-                        committed - self.delivered,
-                    );
-                    self.delivered = committed;
-                    return Ok(None);
+                    // up to `committed` were never delivered: they are missing from disk (lost to
+                    // corruption or, under a relaxed fsync policy, to a power cut).
+                    return Ok(Some(self.lost(want, committed)));
                 }
-                (None, why) => {
+                None => {
                     return Err(Error::Corrupt {
                         path,
                         seq: want,
@@ -160,6 +223,13 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// Reports `first..=last` as lost and counts it.
+    fn lost(&mut self, first: u64, last: u64) -> Item {
+        add(&self.shared.counters.records_lost_in_gaps, last - first + 1);
+        self.delivered = last;
+        Item::Lost(Lost { first, last })
     }
 
     fn open_segment(&mut self, first: u64, want: u64) -> Result<()> {

@@ -6,9 +6,10 @@
 //! next to a daemon that is writing the original. What it sees is a snapshot of the segment list at
 //! open: segments the daemon deletes afterwards are skipped (counted in
 //! [`ReplayStats::vanished_segments`]), segments it creates afterwards are not visited. A torn or
-//! still-being-written tail of the last segment is simply the end. A bad record elsewhere ends that
-//! segment's records (counted) and iteration continues with the next segment; a segment with a bad
-//! header is skipped (counted).
+//! still-being-written tail of the last segment is simply the end. After a bad record anywhere else
+//! the iteration resynchronises on the next valid record (see `segment`), counting the damage; a
+//! segment with a bad header is skipped (counted). [`Replay::next_item`] also yields every range
+//! of sequence numbers found missing, in line, like the live reader.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,14 @@ pub struct ReplayRecord {
     pub data: Vec<u8>,
     /// At or below the ledger's acknowledged position ("printed").
     pub acked: bool,
+}
+
+/// What [`Replay::next_item`] yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayItem {
+    Record(ReplayRecord),
+    /// Sequence numbers missing or unreadable just before the next record.
+    Lost(crate::Lost),
 }
 
 /// Counters of a replay iteration.
@@ -108,6 +117,7 @@ impl ReadOnlySpool {
             spool: self,
             next_index: 0,
             cursor: None,
+            stashed: None,
             last_seq: 0,
             gap_expected: false,
             stats: ReplayStats::default(),
@@ -122,6 +132,8 @@ pub struct Replay<'a> {
     spool: &'a ReadOnlySpool,
     next_index: usize,
     cursor: Option<Cursor>,
+    /// A record read while reporting the gap before it.
+    stashed: Option<ReplayRecord>,
     last_seq: u64,
     /// The next jump in sequence numbers is explained (a segment vanished under us).
     gap_expected: bool,
@@ -146,12 +158,22 @@ impl Replay<'_> {
             let path = segment_path(&self.spool.dir, seq);
             match recovery::check_header(&*self.spool.fs, &path, seq, self.spool.chunk) {
                 Ok(HeaderCheck::Good(c)) => {
+                    // Numbering starts at the first segment's first record: a jump from there
+                    // is a loss too.
+                    if self.last_seq == 0 {
+                        self.last_seq = seq - 1;
+                    }
                     self.cursor = Some(c);
                     return Ok(true);
                 }
                 // Half-created: holds nothing.
                 Ok(HeaderCheck::Partial(_)) => {}
-                Ok(HeaderCheck::Bad(_)) => self.stats.unreadable_segments += 1,
+                Ok(HeaderCheck::Bad(_)) => {
+                    self.stats.unreadable_segments += 1;
+                    if self.last_seq == 0 {
+                        self.last_seq = seq - 1;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // Deleted by a live daemon after acknowledgement: the jump is not a loss.
                     self.stats.vanished_segments += 1;
@@ -163,12 +185,30 @@ impl Replay<'_> {
         Ok(false)
     }
 
-    fn next_record(&mut self) -> Result<Option<ReplayRecord>> {
+    /// The next record or lost range; `None` at the end. Errors are I/O errors only.
+    pub fn next_item(&mut self) -> Option<Result<ReplayItem>> {
+        if self.failed {
+            return None;
+        }
+        if let Some(r) = self.stashed.take() {
+            return Some(Ok(ReplayItem::Record(r)));
+        }
+        match self.next_record() {
+            Ok(r) => r.map(Ok),
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn next_record(&mut self) -> Result<Option<ReplayItem>> {
         loop {
             if self.cursor.is_none() && !self.advance()? {
                 return Ok(None);
             }
             let last = self.is_last();
+            let next_first = self.spool.segments.get(self.next_index).copied();
             let cur = self.cursor.as_mut().expect("advance set it");
             let path = cur.path.clone();
             match cur.next_step().map_err(|e| Error::io("read", &path, e))? {
@@ -176,29 +216,43 @@ impl Replay<'_> {
                     if seq <= self.last_seq {
                         continue; // overlap with the previous segment: already yielded
                     }
-                    if self.last_seq != 0 && seq > self.last_seq + 1 && !self.gap_expected {
-                        self.stats.records_lost_in_gaps += seq - self.last_seq - 1;
-                    }
-                    self.gap_expected = false;
-                    self.last_seq = seq;
-                    self.stats.records += 1;
-                    return Ok(Some(ReplayRecord {
+                    let rec = ReplayRecord {
                         seq,
                         data: payload.to_vec(),
                         acked: seq <= self.spool.acked,
-                    }));
+                    };
+                    self.stats.records += 1;
+                    let gap = seq > self.last_seq + 1 && !self.gap_expected;
+                    let from = self.last_seq + 1;
+                    self.gap_expected = false;
+                    self.last_seq = seq;
+                    if gap {
+                        self.stats.records_lost_in_gaps += seq - from;
+                        self.stashed = Some(rec);
+                        return Ok(Some(ReplayItem::Lost(crate::Lost {
+                            first: from,
+                            last: seq - 1,
+                        })));
+                    }
+                    return Ok(Some(ReplayItem::Record(rec)));
                 }
                 Step::End => self.cursor = None,
                 Step::Bad { offset, .. } => {
                     let len = cur.file_len().unwrap_or(offset);
-                    let rest = len.saturating_sub(offset);
-                    if last {
-                        self.stats.tail_bytes_ignored += rest;
+                    let max_seq = next_first.map_or(crate::format::MAX_SEQ, |n| n - 1);
+                    let found = cur
+                        .resync(max_seq, len)
+                        .map_err(|e| Error::io("read", &path, e))?;
+                    if last && found.is_none() {
+                        // A torn tail, or the daemon still writing it.
+                        self.stats.tail_bytes_ignored += len.saturating_sub(offset);
                     } else {
                         self.stats.corrupt_regions_skipped += 1;
-                        self.stats.corrupt_bytes_skipped += rest;
+                        self.stats.corrupt_bytes_skipped += cur.offset().saturating_sub(offset);
                     }
-                    self.cursor = None;
+                    if found.is_none() {
+                        self.cursor = None;
+                    }
                 }
             }
         }
@@ -208,15 +262,13 @@ impl Replay<'_> {
 impl Iterator for Replay<'_> {
     type Item = Result<ReplayRecord>;
 
+    /// Records only: lost ranges are skipped (they are still counted in the stats).
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        match self.next_record() {
-            Ok(r) => r.map(Ok),
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
+        loop {
+            match self.next_item()? {
+                Ok(ReplayItem::Record(r)) => return Some(Ok(r)),
+                Ok(ReplayItem::Lost(_)) => {}
+                Err(e) => return Some(Err(e)),
             }
         }
     }

@@ -38,7 +38,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::{self, Invalid, SEGMENT_HEADER_LEN};
+use crate::format::{self, Invalid, MAX_SEQ, SEGMENT_HEADER_LEN};
 use crate::fs::{Fs, FsFile};
 use crate::ledger::{Ledger, LedgerStatus};
 use crate::options::Options;
@@ -91,6 +91,12 @@ pub struct OpenReport {
     pub deleted_acked: usize,
     /// Entries that are not the spool's; left untouched.
     pub foreign: Vec<String>,
+    /// Segments kept although they hold damaged records followed by valid ones (the reader
+    /// reports the sequence numbers the damage took as lost).
+    pub damaged: Vec<PathBuf>,
+    /// The ledger named an acknowledged position beyond anything ever written (this value); it
+    /// was clamped to `acked_seq`.
+    pub ledger_clamped: Option<u64>,
 }
 
 impl std::fmt::Display for OpenReport {
@@ -119,21 +125,51 @@ impl std::fmt::Display for OpenReport {
         if !self.quarantined.is_empty() {
             write!(f, "; {} files quarantined:", self.quarantined.len())?;
             for q in &self.quarantined {
-                write!(f, " {} ({})", q.from.display(), q.reason)?;
+                let name = q.from.file_name().unwrap_or_default().to_string_lossy();
+                write!(f, " {} ({})", escape(&name), q.reason)?;
             }
+        }
+        if !self.damaged.is_empty() {
+            write!(f, "; damaged records inside")?;
+            for p in &self.damaged {
+                let name = p.file_name().unwrap_or_default().to_string_lossy();
+                write!(f, " {}", escape(&name))?;
+            }
+            write!(f, " (skipped when read, reported as lost)")?;
+        }
+        if let Some(v) = self.ledger_clamped {
+            write!(
+                f,
+                "; ledger position {v} is impossible, used {}",
+                self.acked_seq
+            )?;
         }
         if self.deleted_acked > 0 {
             write!(f, "; {} acknowledged segments deleted", self.deleted_acked)?;
         }
         if !self.foreign.is_empty() {
-            write!(
-                f,
-                "; foreign entries left alone: {}",
-                self.foreign.join(", ")
-            )?;
+            write!(f, "; foreign entries left alone:")?;
+            for (i, name) in self.foreign.iter().enumerate() {
+                let sep = if i == 0 { " " } else { ", " };
+                write!(f, "{sep}{}", escape(name))?;
+            }
         }
         Ok(())
     }
+}
+
+/// A file name made safe for a log line: control characters, backslashes and non-ASCII
+/// bytes shown as `\xNN` (a planted name must not forge or colour a line).
+pub fn escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_graphic() && b != b'\\' || b == b' ' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// Directory contents, classified by name only.
@@ -206,38 +242,33 @@ pub(crate) fn check_header(
         ),
         Err(why) => format!("segment header: {why}"),
     };
-    // Distinguish a torn creation (nothing could have been stored) from damage.
+    // Distinguish a torn creation (nothing could have been stored) from damage. Creation writes
+    // and syncs the header before any record, so a torn one is at most a header long: only the
+    // header's worth of bytes is read, whatever the file's size (a huge sparse file of zeros
+    // must not be read to the end, and is damage, not a torn creation).
     let f = fs.open_read(path)?;
     let len = f.len()?;
-    let expected = format::encode_segment_header(name_seq);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut off = 0u64;
-    let mut prefix_of_header = len < SEGMENT_HEADER_LEN as u64;
-    let mut all_zero = true;
-    loop {
-        let n = f.read_at(&mut buf, off)?;
+    if len > SEGMENT_HEADER_LEN as u64 {
+        return Ok(HeaderCheck::Bad(why));
+    }
+    let mut buf = [0u8; SEGMENT_HEADER_LEN];
+    let mut got = 0;
+    while got < len as usize {
+        let n = f.read_at(&mut buf[got..len as usize], got as u64)?;
         if n == 0 {
             break;
         }
-        for (i, &b) in buf[..n].iter().enumerate() {
-            let at = off as usize + i;
-            if b != 0 {
-                all_zero = false;
-            }
-            if at >= SEGMENT_HEADER_LEN || expected[at] != b {
-                prefix_of_header = false;
-            }
-        }
-        if !all_zero && !prefix_of_header {
-            break;
-        }
-        off += n as u64;
+        got += n;
     }
-    Ok(if all_zero || prefix_of_header {
-        HeaderCheck::Partial(len)
-    } else {
-        HeaderCheck::Bad(why)
-    })
+    let expected = format::encode_segment_header(name_seq);
+    let seen = &buf[..got];
+    Ok(
+        if seen.iter().all(|&b| b == 0) || seen == &expected[..got] {
+            HeaderCheck::Partial(len)
+        } else {
+            HeaderCheck::Bad(why)
+        },
+    )
 }
 
 /// Everything the writer and reader start from.
@@ -321,7 +352,7 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
         }
         Err(e) => return Err(Error::io("lock", &lock_path, e)),
     };
-    let (ledger, acked, ledger_status) = Ledger::open(fs, dir)?;
+    let (ledger, mut acked, ledger_status) = Ledger::open(fs, dir)?;
     let counters = Counters::default();
     let listing = list(fs, dir)?;
     let mut q = Quarantiner {
@@ -342,6 +373,8 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
         quarantined: Vec::new(),
         deleted_acked: 0,
         foreign: listing.foreign.clone(),
+        damaged: Vec::new(),
+        ledger_clamped: None,
     };
     let mut dir_dirty = false;
     for name in &listing.bad_names {
@@ -392,17 +425,28 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
         }
     }
 
-    // Step 5: the last segment's torn tail.
+    // Step 5: the last segment's torn tail. Damage with valid records after it is not a tail:
+    // it stays (the reader reports the records it hit as lost) and only what follows the last
+    // valid record is cut.
     let mut last_seq = 0;
     if let Some((meta, cur)) = segs.last_mut() {
         let path = cur.path.clone();
-        let (valid_end, why) = loop {
-            match cur.next_step().map_err(|e| Error::io("read", &path, e))? {
-                Step::Record { .. } => {}
-                Step::End => break (cur.offset(), None),
-                Step::Bad { offset, why } => break (offset, Some(why)),
+        let io = |e| Error::io("read", &path, e);
+        let mut valid_end = cur.offset();
+        let mut why = None;
+        loop {
+            match cur.next_step().map_err(io)? {
+                Step::Record { .. } => valid_end = cur.offset(),
+                Step::End => break,
+                Step::Bad { why: w, .. } => {
+                    why = Some(w);
+                    if cur.resync(MAX_SEQ, meta.bytes).map_err(io)?.is_none() {
+                        break;
+                    }
+                    report.damaged.push(path.clone());
+                }
             }
-        };
+        }
         last_seq = cur.next_seq - 1;
         let len = meta.bytes;
         if valid_end < len {
@@ -424,6 +468,13 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
 
     // Step 6.
     let last_first = segs.last().map_or(0, |(m, _)| m.first_seq);
+    if acked > MAX_SEQ {
+        // Not a position any spool reached: damage or a planted ledger. Taking it would wrap
+        // the numbering; the data on disk is what is known.
+        report.ledger_clamped = Some(acked);
+        acked = last_seq.max(last_first.saturating_sub(1));
+        report.acked_seq = acked;
+    }
     let next_seq = last_seq.max(acked).max(last_first.saturating_sub(1)) + 1;
 
     // Step 7.
