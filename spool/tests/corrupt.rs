@@ -167,7 +167,7 @@ fn flipped_byte_in_last_segment_is_not_a_torn_tail() {
         let (mut w, mut r, rep) = Spool::open(d.path(), opts()).unwrap();
         assert!(rep.truncated.is_empty(), "{rep:?}");
         assert_eq!(rep.bytes_truncated, 0);
-        assert_eq!(rep.damaged, [last.clone()]);
+        assert_eq!(rep.damaged, std::slice::from_ref(last));
         assert_eq!(rep.next_seq, 101);
         assert_eq!(w.append(&payload(101)).unwrap(), 101);
         w.commit().unwrap();
