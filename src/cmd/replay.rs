@@ -5,7 +5,7 @@
 //! is using the same directory.
 
 use chrono::{Local, NaiveDateTime, TimeZone};
-use fwlog_spool::ReadOnlySpool;
+use fwlog_spool::{ReadOnlySpool, ReplayItem};
 
 use crate::cli::{ReplayArgs, Select};
 use crate::exit;
@@ -51,13 +51,16 @@ struct Filter {
 }
 
 impl Filter {
-    fn keeps(&self, acked: bool, data: &[u8]) -> bool {
-        let state_ok = match self.select {
+    fn keeps_state(&self, acked: bool) -> bool {
+        match self.select {
             Select::All => true,
             Select::Pending => !acked,
             Select::Printed => acked,
-        };
-        if !state_ok {
+        }
+    }
+
+    fn keeps(&self, acked: bool, data: &[u8]) -> bool {
+        if !self.keeps_state(acked) {
             return false;
         }
         if self.since.is_none() && self.until.is_none() {
@@ -92,10 +95,18 @@ pub fn run(args: &ReplayArgs) -> i32 {
     super::pipeline::run(&specs, &args.fmt, &args.dns, move |mut out| {
         let mut status = exit::OK;
         let mut records = spool.records();
-        for r in &mut records {
+        while let Some(r) = records.next_item() {
             match r {
-                Ok(rec) => {
+                Ok(ReplayItem::Record(rec)) => {
                     if filter.keeps(rec.acked, &rec.data) && !out.send(rec.data, true) {
+                        return status;
+                    }
+                }
+                // Damage is reported whatever the time window: when the lost records were
+                // logged is unknown.
+                Ok(ReplayItem::Lost(l)) => {
+                    let data = crate::pipeline::loss::spool_damage(l.first, l.last);
+                    if filter.keeps_state(l.last <= spool.acked()) && !out.send(data, false) {
                         return status;
                     }
                 }

@@ -150,6 +150,7 @@ impl Intake {
                 cause: Cause::SpoolFull as u8,
                 count: Some(full.count),
                 seq_global: full.first.zip(full.last),
+                spool_seq: None,
             }
             .encode(sec, nsec, scratch);
             if self.writer.append(scratch).is_ok() {
@@ -208,6 +209,7 @@ impl Intake {
             cause: cause as u8,
             count: ev.count,
             seq_global: ev.seq_global,
+            spool_seq: None,
         }
         .encode(sec, nsec, scratch);
         // When the spool is full this report cannot be spooled either; it is still on stderr

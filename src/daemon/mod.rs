@@ -100,14 +100,14 @@ pub fn run(args: &RunArgs) -> i32 {
             )
         }
     };
-    for q in &report.quarantined {
-        eprintln!("fwlog: spool: moved an unreadable file aside: {q:?}");
-    }
-    if report.bytes_truncated > 0 {
-        eprintln!(
-            "fwlog: spool: cut {} bytes of torn records left by a crash",
-            report.bytes_truncated
-        );
+    // Damage, planted entries, torn tails: one line, names escaped (the report's Display).
+    if report.bytes_truncated > 0
+        || !report.quarantined.is_empty()
+        || !report.damaged.is_empty()
+        || !report.foreign.is_empty()
+        || report.ledger_clamped.is_some()
+    {
+        eprintln!("fwlog: {report}");
     }
     if report.pending_records > 0 {
         eprintln!(

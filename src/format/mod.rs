@@ -154,6 +154,8 @@ pub struct LossEvent {
     pub count: u64,
     /// First and last missing global sequence number, when known.
     pub seq_global: Option<(u32, u32)>,
+    /// First and last spool sequence number of records the spool found damaged or missing.
+    pub spool_seq: Option<(u64, u64)>,
     pub cause: LossCause,
 }
 
@@ -218,6 +220,12 @@ impl Formatter {
                     write::dec(out, a as u64);
                     write::s(out, "-");
                     write::dec(out, b as u64);
+                }
+                if let Some((a, b)) = ev.spool_seq {
+                    write::s(out, ", spool_seq ");
+                    write::dec(out, a);
+                    write::s(out, "-");
+                    write::dec(out, b);
                 }
                 out.push(b'\n');
             }

@@ -61,7 +61,9 @@ pub mod fwlog {
     /// A note on damaged metadata from the source (text).
     pub const DAMAGE: u16 = 0x3F08;
     /// A loss report instead of a packet (see [`super::LossRecord`]): be64 count (u64::MAX when
-    /// unknown), u8 cause, u8 has_range, 2 bytes zero, be32 first and be32 last seq_global.
+    /// unknown), u8 cause, u8 flags (1 group, 2 seq_global range, 4 spool range), 2 bytes zero,
+    /// be32 first and be32 last seq_global; with flag 4, then be64 first and be64 last spool
+    /// sequence number (older records are 20 bytes and have no spool range).
     pub const LOSS: u16 = 0x3F10;
 }
 
@@ -76,6 +78,8 @@ pub struct LossRecord {
     pub cause: u8,
     pub count: Option<u64>,
     pub seq_global: Option<(u32, u32)>,
+    /// Spool sequence numbers of records found damaged or missing in the spool itself.
+    pub spool_seq: Option<(u64, u64)>,
 }
 
 impl LossRecord {
@@ -85,14 +89,24 @@ impl LossRecord {
         out.extend_from_slice(&[crate::packet::family::UNSPEC, 0]);
         out.extend_from_slice(&g.to_be_bytes());
         push_recv_time(out, sec, nsec);
-        let mut v = [0u8; 20];
+        let mut v = [0u8; 36];
         v[..8].copy_from_slice(&self.count.unwrap_or(u64::MAX).to_be_bytes());
         v[8] = self.cause;
-        v[9] = u8::from(self.group.is_some()) | (u8::from(self.seq_global.is_some()) << 1);
+        v[9] = u8::from(self.group.is_some())
+            | (u8::from(self.seq_global.is_some()) << 1)
+            | (u8::from(self.spool_seq.is_some()) << 2);
         let (a, b) = self.seq_global.unwrap_or((0, 0));
         v[12..16].copy_from_slice(&a.to_be_bytes());
         v[16..20].copy_from_slice(&b.to_be_bytes());
-        push_attr(out, fwlog::LOSS, &v);
+        let n = match self.spool_seq {
+            Some((a, b)) => {
+                v[20..28].copy_from_slice(&a.to_be_bytes());
+                v[28..36].copy_from_slice(&b.to_be_bytes());
+                36
+            }
+            None => 20,
+        };
+        push_attr(out, fwlog::LOSS, &v[..n]);
     }
 
     /// Decode a spool record that is a loss report; `None` for a packet (or a damaged record,
@@ -119,6 +133,8 @@ impl LossRecord {
                     count: (count != u64::MAX).then_some(count),
                     seq_global: (flags & 2 != 0)
                         .then(|| (be32(&v[12..]).unwrap_or(0), be32(&v[16..]).unwrap_or(0))),
+                    spool_seq: (flags & 4 != 0 && v.len() >= 36)
+                        .then(|| (be64(&v[20..]).unwrap_or(0), be64(&v[28..]).unwrap_or(0))),
                 });
             }
             off += (len + 3) & !3;
@@ -633,6 +649,7 @@ mod tests {
             cause: 2,
             count: Some(69_960),
             seq_global: Some((10, 70_000)),
+            spool_seq: None,
         };
         let mut b = Vec::new();
         l.encode(1_700_000_000, 1, &mut b);
@@ -642,6 +659,7 @@ mod tests {
             cause: 1,
             count: None,
             seq_global: None,
+            spool_seq: Some((7, u64::MAX - 1)),
         };
         b.clear();
         unknown.encode(0, 0, &mut b);

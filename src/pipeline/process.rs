@@ -4,7 +4,9 @@
 //! - Lines come out in spool order, which is arrival order. The packet at the head of the
 //!   window waits for its names at most until its deadline (`--dns-timeout` after it entered the
 //!   window), then prints with what is known; packets behind it wait for it.
-//! - Memory is bounded by the window (`--window` records): when it is full, nothing more is read
+//! - Memory is bounded by the window (`--window` records, and [`WINDOW_BYTES`] of record data,
+//!   whichever is reached first: records may be up to 16 MiB each): when it is full, nothing
+//!   more is read
 //!   from the spool; the backlog stays on disk however large it grows.
 //! - A record is acknowledged only after every output wrote its line. While an output fails,
 //!   the formatted batch is kept and retried with backoff, nothing new is printed, and intake
@@ -76,6 +78,11 @@ pub struct Processor<S: Source> {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The window also stops taking records once it holds this much record data: `--window`
+/// counts records, and a spool record may be 16 MiB (a crafted spool of such records would
+/// otherwise hold gigabytes in memory).
+pub const WINDOW_BYTES: usize = 64 << 20;
+
 /// Outputs are written (and synced, and the spool acknowledged) at most this often while little
 /// is pending: every write costs an fdatasync of the output and one of the spool's ledger, and
 /// under load a cycle per intake commit (every 2 ms) spent most of fwlog's CPU in the kernel.
@@ -117,6 +124,8 @@ impl<S: Source> Processor<S> {
         }
         let dns_wake = Arc::new(Notify::new());
         let mut window: VecDeque<Entry> = VecDeque::with_capacity(self.window_cap.min(1 << 16));
+        // Bytes of record data in the window.
+        let mut window_bytes = 0usize;
         let mut last_printed: Option<u64> = None;
         let mut retry_at: Option<Instant> = None;
         let mut last_write = Instant::now();
@@ -145,11 +154,11 @@ impl<S: Source> Processor<S> {
             if failing.is_none() {
                 let mut full = false;
                 if stop_at.is_none() {
-                    self.fill(&mut window, &dns_wake)?;
-                    full = window.len() >= self.window_cap;
+                    self.fill(&mut window, &mut window_bytes, &dns_wake)?;
+                    full = window.len() >= self.window_cap || window_bytes >= WINDOW_BYTES;
                 }
-                last_printed = self.drain(&mut window).or(last_printed);
-                more = full && window.len() < self.window_cap;
+                last_printed = self.drain(&mut window, &mut window_bytes).or(last_printed);
+                more = full && window.len() < self.window_cap && window_bytes < WINDOW_BYTES;
             }
             let pending = self.outputs.pending_bytes();
             let write_due = pending >= WRITE_BYTES
@@ -257,11 +266,16 @@ impl<S: Source> Processor<S> {
 
     /// Read committed records into the window until it is full or the reader caught up, and
     /// start name lookups for their addresses.
-    fn fill(&mut self, window: &mut VecDeque<Entry>, dns_wake: &Arc<Notify>) -> Result<(), String> {
+    fn fill(
+        &mut self,
+        window: &mut VecDeque<Entry>,
+        bytes: &mut usize,
+        dns_wake: &Arc<Notify>,
+    ) -> Result<(), String> {
         // One clock read per fill, not per record: records read together enter the window
         // together and share a deadline.
         let now = Instant::now();
-        while window.len() < self.window_cap {
+        while window.len() < self.window_cap && *bytes < WINDOW_BYTES {
             let Some(rec) = self.source.next()? else {
                 return Ok(());
             };
@@ -290,6 +304,7 @@ impl<S: Source> Processor<S> {
                     }
                 }
             }
+            *bytes += rec.data.len();
             window.push_back(Entry {
                 seq: rec.seq,
                 data: rec.data,
@@ -303,7 +318,7 @@ impl<S: Source> Processor<S> {
     }
 
     /// Format every ready record at the head of the window. Returns the last seq formatted.
-    fn drain(&mut self, window: &mut VecDeque<Entry>) -> Option<u64> {
+    fn drain(&mut self, window: &mut VecDeque<Entry>, bytes: &mut usize) -> Option<u64> {
         let mut last = None;
         let now = Instant::now();
         while let Some(head) = window.front() {
@@ -323,7 +338,12 @@ impl<S: Source> Processor<S> {
             let Some(mut e) = window.pop_front() else {
                 break;
             };
+            *bytes -= e.data.len();
             if let Some(l) = LossRecord::decode(&e.data) {
+                if l.spool_seq.is_some() {
+                    // Found by the spool as it read: intake never counted these.
+                    bump(&self.counters.lost_other, l.count.unwrap_or(0));
+                }
                 let t = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH).timestamp;
                 self.outputs.loss(&loss::event(&l, t), e.seq);
             } else {
