@@ -236,6 +236,7 @@ impl Spool {
                 acked: rec.acked,
                 segments: rec.segments,
                 writer_alive: true,
+                rewinds: 0,
             }),
             cond: Condvar::new(),
             counters: rec.counters,

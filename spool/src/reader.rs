@@ -56,6 +56,8 @@ pub struct Reader {
     cursor: Option<Cursor>,
     /// A record read while reporting the gap before it, delivered by the next call.
     stashed: Option<Record>,
+    /// The writer's rewind count when last looked at (see `State::rewinds`).
+    rewinds_seen: u64,
     /// Last sequence number delivered (or acknowledged at open).
     delivered: u64,
     acked: u64,
@@ -77,6 +79,7 @@ impl Reader {
             ledger,
             cursor: None,
             stashed: None,
+            rewinds_seen: 0,
             delivered: acked,
             acked,
             recovered_upto,
@@ -107,13 +110,18 @@ impl Reader {
             self.delivered = r.seq;
             return Ok(Some(Item::Record(r)));
         }
-        let (committed, committed_len) = {
+        let (committed, committed_len, rewinds) = {
             let st = self.shared.lock();
-            (
-                st.committed,
-                st.segments.back().map(|m| (m.first_seq, m.bytes)),
-            )
+            let last = st.segments.back().map(|m| (m.first_seq, m.bytes));
+            (st.committed, last, st.rewinds)
         };
+        if rewinds != self.rewinds_seen {
+            // The writer cut back bytes this cursor may have buffered, and reuses their numbers.
+            self.rewinds_seen = rewinds;
+            if let Some(c) = &mut self.cursor {
+                c.discard_buffer();
+            }
+        }
         if self.delivered >= committed {
             return Ok(None);
         }
