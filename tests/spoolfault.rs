@@ -300,3 +300,148 @@ fn huge_records_do_not_fill_memory_beyond_the_window_bytes() {
     // at once would be 384 MiB.
     assert!(peak < 250 * 1024, "peak {} MiB", peak / 1024);
 }
+
+/// A tmpfs of `size` mounted on `dir` for the test's lifetime.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs");
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem of `path` with one file until it is full.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = vec![0xAAu8; 4096];
+    while f.write_all(&block).is_ok() {}
+    while f.write_all(&block[..1]).is_ok() {}
+}
+
+/// `name N` from the exit counters line.
+fn counter(stderr: &str, name: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains(" spooled "))
+        .unwrap_or_else(|| panic!("counters line in {stderr}"));
+    let at = line.find(&format!(" {name} ")).expect(name) + name.len() + 2;
+    line[at..].split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_full_spool_filesystem_counts_packets_as_lost_and_recovers() {
+    require_root!();
+    support::require_tool("mount");
+    let ns = NetNs::new("spoolfull");
+    ns.nft(RULES);
+    let dir = tempfile::tempdir().unwrap();
+    let _fs = Tmpfs::mount(&dir.path().join("fs"), "1m");
+    let spool = dir.path().join("fs/spool");
+    let out = dir.path().join("out.json");
+    let json = format!("json={}", out.display());
+    let d = Daemon::start(
+        &ns,
+        dir.path(),
+        &[
+            "--group",
+            "5",
+            "--no-dns",
+            "--segment-size",
+            "64KiB",
+            "--spool",
+            spool.to_str().unwrap(),
+            "--output",
+            &json,
+        ],
+    );
+    send_udp(&ns, 9999, 0..100);
+    wait_for("the first packets", Duration::from_secs(20), || {
+        lines(&out).len() >= 100
+    });
+    let filler = dir.path().join("fs/filler");
+    fill(&filler);
+    send_udp(&ns, 9999, 100..400);
+    wait_for("the refusals", Duration::from_secs(20), || {
+        d.stderr_text().contains("full")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(&filler).unwrap();
+    send_udp(&ns, 9999, 400..600);
+    let mut printed = 0;
+    let mut lost = 0;
+    wait_for(
+        "every packet printed or reported",
+        Duration::from_secs(30),
+        || {
+            // A line being written may be read half: count whole ones.
+            let objs: Vec<serde_json::Value> = lines(&out)
+                .iter()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            printed = objs.iter().filter(|o| o["event"] == "packet").count() as u64;
+            lost = objs
+                .iter()
+                .filter(|o| o["event"] == "loss" && o["cause"] == "spool-full")
+                .map(|o| o["count"].as_u64().unwrap())
+                .sum();
+            printed + lost >= 600
+        },
+    );
+    let err = d.stderr_text();
+    let mut d = d;
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait(Duration::from_secs(20)), 0, "{err}");
+    let err = d.stderr_text();
+    assert_eq!(logged(&ns), 600);
+    assert_eq!(printed + lost, 600, "{err}");
+    assert!(lost > 0 && printed >= 300, "printed {printed} lost {lost}");
+    assert_eq!(
+        counter(&err, "spooled"),
+        printed,
+        "spooled = what reached the disk: {err}"
+    );
+    assert_eq!(counter(&err, "spool-full"), lost, "{err}");
+    assert!(err.contains("room again"), "{err}");
+    // The next start reports nothing: every packet was accounted for.
+    let d = Daemon::start(
+        &ns,
+        dir.path(),
+        &[
+            "--group",
+            "5",
+            "--no-dns",
+            "--spool",
+            spool.to_str().unwrap(),
+            "--output",
+            &json,
+        ],
+    );
+    send_udp(&ns, 9999, 600..610);
+    wait_for("the new packets", Duration::from_secs(20), || {
+        lines(&out).len() as u64 >= printed + 10
+    });
+    let err2 = d.stderr_text();
+    assert_eq!(d.stop(), 0);
+    assert!(!err2.contains("restart"), "no restart loss: {err2}");
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fwlog_spool::{Commit, Writer};
+use fwlog_spool::{AppendError, Commit, Error as SpoolError, Writer};
 use tokio::sync::Notify;
 
 use super::seqfile::SeqFile;
@@ -29,11 +29,48 @@ pub struct Intake {
 }
 
 /// Records refused because the spool was full, not yet reported in the stream.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct FullLoss {
     count: u64,
     first: Option<u32>,
     last: Option<u32>,
+}
+
+impl FullLoss {
+    fn add(&mut self, seq_global: Option<u32>) {
+        self.count += 1;
+        self.first = self.first.or(seq_global);
+        self.last = seq_global.or(self.last);
+    }
+
+    /// `self` followed by the later `next`.
+    fn then(self, next: FullLoss) -> FullLoss {
+        FullLoss {
+            count: self.count + next.count,
+            first: self.first.or(next.first),
+            last: next.last.or(self.last),
+        }
+    }
+}
+
+/// A record appended since the last commit. A commit refused because the filesystem is full
+/// drops them all (the spool names their sequence numbers): packets then count as lost like
+/// those the size cap refuses, and a dropped spool-full report is owed again.
+enum Appended {
+    Packet(Option<u32>),
+    FullReport(FullLoss),
+    Other,
+}
+
+/// Spool-full bookkeeping (the `--spool-max` cap and a full filesystem behave alike).
+#[derive(Default)]
+struct Refusals {
+    /// Refused and not yet reported in the stream.
+    full: FullLoss,
+    /// Appended since the last commit, by spool sequence number.
+    appended: Vec<(u64, Appended)>,
+    /// A refusal was announced on stderr and the room-again line is still owed.
+    announced: bool,
 }
 
 fn now() -> (i64, u32) {
@@ -47,7 +84,7 @@ impl Intake {
     /// Run until `stop` is set; then commit what was received and return.
     pub fn run(mut self) -> Result<(), String> {
         let mut batch = RecordBatch::with_capacity(1 << 20, 8192);
-        let mut full = FullLoss::default();
+        let mut full = Refusals::default();
         let mut scratch = Vec::with_capacity(256);
         loop {
             let stopping = self.stop.load(Ordering::Relaxed);
@@ -73,40 +110,97 @@ impl Intake {
             let mut li = 0;
             for (i, rec) in batch.iter().enumerate() {
                 while li < losses.len() && losses[li].0 <= i {
-                    self.spool_loss(&losses[li].1, &mut scratch);
+                    self.spool_loss(&losses[li].1, &mut full, &mut scratch);
                     li += 1;
                 }
                 self.append(rec, &mut full, &mut scratch);
             }
             for (_, ev) in &losses[li..] {
-                self.spool_loss(ev, &mut scratch);
+                self.spool_loss(ev, &mut full, &mut scratch);
             }
-            if let Some(c) = self
-                .writer
-                .commit_if_due()
-                .map_err(|e| format!("spool commit: {e}"))?
-            {
-                self.after_commit(c, &full);
-            }
+            let r = self.writer.commit_if_due();
+            self.committed(r, &mut full, "spool commit")?;
             // Retention by age (a no-op without --retain-for); polls wake it at least every
             // 100 ms, so idle hours still expire.
-            if let Some(c) = self
-                .writer
-                .tick()
-                .map_err(|e| format!("spool upkeep: {e}"))?
-            {
-                self.after_commit(c, &full);
-            }
+            let r = self.writer.tick();
+            self.committed(r, &mut full, "spool upkeep")?;
             if stopping && n == 0 {
                 break;
             }
         }
-        let c = self
-            .writer
-            .commit()
-            .map_err(|e| format!("spool commit at exit: {e}"))?;
-        self.after_commit(c, &full);
-        Ok(())
+        let r = self.writer.commit().map(Some);
+        self.committed(r, &mut full, "spool commit at exit")
+    }
+
+    /// The outcome of a commit (explicit, or by `tick`). A full filesystem is not an error:
+    /// the records it dropped are accounted for, and intake goes on.
+    fn committed(
+        &mut self,
+        r: Result<Option<Commit>, SpoolError>,
+        full: &mut Refusals,
+        what: &str,
+    ) -> Result<(), String> {
+        match r {
+            Ok(Some(c)) => {
+                self.room_again(full);
+                self.after_commit(c, &full.full);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(SpoolError::NoSpace { dropped, .. }) => {
+                self.dropped(dropped, full);
+                Ok(())
+            }
+            Err(e) => Err(format!("{what}: {e}")),
+        }
+    }
+
+    /// Everything appended so far is committed: say so once if packets had been refused and
+    /// their report is now in the spool.
+    fn room_again(&mut self, full: &mut Refusals) {
+        let reported: u64 = full
+            .appended
+            .iter()
+            .map(|(_, a)| match a {
+                Appended::FullReport(f) => f.count,
+                _ => 0,
+            })
+            .sum();
+        full.appended.clear();
+        if full.announced && reported > 0 && full.full.count == 0 {
+            eprintln!(
+                "fwlog: spool has room again; {reported} packets were lost while it was full"
+            );
+            full.announced = false;
+        }
+    }
+
+    /// The spool dropped `range` (uncommitted records) for lack of room.
+    fn dropped(&mut self, range: Option<(u64, u64)>, full: &mut Refusals) {
+        let Some((a, b)) = range else { return };
+        let mut lost = FullLoss::default();
+        let mut packets = 0;
+        for (seq, what) in full.appended.drain(..) {
+            if seq < a || seq > b {
+                continue;
+            }
+            match what {
+                Appended::Packet(sg) => {
+                    lost.add(sg);
+                    packets += 1;
+                }
+                Appended::FullReport(f) => lost = lost.then(f),
+                // Kernel loss reports: already on stderr and in the counters.
+                Appended::Other => {}
+            }
+        }
+        self.counters.spooled.fetch_sub(packets, Ordering::Relaxed);
+        bump(&self.counters.lost_spool_full, packets);
+        full.full = lost.then(full.full);
+        if !full.announced && full.full.count > 0 {
+            eprintln!("fwlog: the spool's filesystem is full; counting packets as lost until there is room");
+            full.announced = true;
+        }
     }
 
     /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,
@@ -140,48 +234,55 @@ impl Intake {
         self.seq_file.committed(c, upto);
     }
 
-    fn append(&mut self, rec: &[u8], full: &mut FullLoss, scratch: &mut Vec<u8>) {
-        if full.count > 0 {
+    fn append(&mut self, rec: &[u8], full: &mut Refusals, scratch: &mut Vec<u8>) {
+        if full.full.count > 0 {
             // Space may be back: report what was dropped first, in order.
             let (sec, nsec) = now();
             scratch.clear();
+            let f = full.full;
             LossRecord {
                 group: None,
                 cause: Cause::SpoolFull as u8,
-                count: Some(full.count),
-                seq_global: full.first.zip(full.last),
+                count: Some(f.count),
+                seq_global: f.first.zip(f.last),
                 spool_seq: None,
             }
             .encode(sec, nsec, scratch);
-            if self.writer.append(scratch).is_ok() {
-                eprintln!(
-                    "fwlog: spool has room again; {} packets were lost while it was full",
-                    full.count
-                );
-                *full = FullLoss::default();
+            match self.writer.append(scratch) {
+                Ok(seq) => {
+                    full.appended.push((seq, Appended::FullReport(f)));
+                    full.full = FullLoss::default();
+                }
+                Err(AppendError::Spool(SpoolError::NoSpace { dropped, .. })) => {
+                    self.dropped(dropped, full)
+                }
+                Err(_) => {}
             }
         }
+        let sg = || {
+            crate::nflog::attr::parse(rec, crate::nflog::attr::TlvOrder::NATIVE, loss::EPOCH)
+                .seq_global
+        };
         match self.writer.append(rec) {
-            Ok(_) => bump(&self.counters.spooled, 1),
+            Ok(seq) => {
+                bump(&self.counters.spooled, 1);
+                full.appended.push((seq, Appended::Packet(sg())));
+            }
             Err(e) => {
-                bump(&self.counters.lost_spool_full, 1);
-                if full.count == 0 {
-                    eprintln!("fwlog: cannot spool packets ({e}); counting them as lost until there is room");
+                if let AppendError::Spool(SpoolError::NoSpace { dropped, .. }) = &e {
+                    self.dropped(*dropped, full);
                 }
-                full.count += 1;
-                let sg = crate::nflog::attr::parse(
-                    rec,
-                    crate::nflog::attr::TlvOrder::NATIVE,
-                    loss::EPOCH,
-                )
-                .seq_global;
-                full.first = full.first.or(sg);
-                full.last = sg.or(full.last);
+                bump(&self.counters.lost_spool_full, 1);
+                if !full.announced {
+                    eprintln!("fwlog: cannot spool packets ({e}); counting them as lost until there is room");
+                    full.announced = true;
+                }
+                full.full.add(sg());
             }
         }
     }
 
-    fn spool_loss(&mut self, ev: &LossEvent, scratch: &mut Vec<u8>) {
+    fn spool_loss(&mut self, ev: &LossEvent, full: &mut Refusals, scratch: &mut Vec<u8>) {
         eprintln!("fwlog: {ev}");
         let n = ev.count.unwrap_or(0);
         let cause = match ev.cause {
@@ -214,6 +315,8 @@ impl Intake {
         .encode(sec, nsec, scratch);
         // When the spool is full this report cannot be spooled either; it is still on stderr
         // and in the counters.
-        let _ = self.writer.append(scratch);
+        if let Ok(seq) = self.writer.append(scratch) {
+            full.appended.push((seq, Appended::Other));
+        }
     }
 }

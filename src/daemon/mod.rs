@@ -101,13 +101,16 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     };
     // Damage, planted entries, torn tails: one line, names escaped (the report's Display).
-    if report.bytes_truncated > 0
-        || !report.quarantined.is_empty()
-        || !report.damaged.is_empty()
-        || !report.foreign.is_empty()
-        || report.ledger_clamped.is_some()
+    // The daemon's own file beside the spool is not foreign to it.
+    let mut shown = report.clone();
+    shown.foreign.retain(|n| n != seqfile::NAME);
+    if shown.bytes_truncated > 0
+        || !shown.quarantined.is_empty()
+        || !shown.damaged.is_empty()
+        || !shown.foreign.is_empty()
+        || shown.ledger_clamped.is_some()
     {
-        eprintln!("fwlog: {report}");
+        eprintln!("fwlog: {shown}");
     }
     if report.pending_records > 0 {
         eprintln!(
