@@ -143,7 +143,10 @@ impl Reader {
                 let Some(first) = first else {
                     return Ok(None);
                 };
-                self.open_segment(first, want)?;
+                if let Some(lost) = self.open_segment(first, want)? {
+                    return Ok(Some(lost));
+                }
+                continue;
             }
             let cur = self.cursor.as_mut().expect("opened above");
             let path = cur.path.clone();
@@ -211,7 +214,11 @@ impl Reader {
                 }
             }
             match next_first {
-                Some(n) => self.open_segment(n, want)?,
+                Some(n) => {
+                    if let Some(lost) = self.open_segment(n, want)? {
+                        return Ok(Some(lost));
+                    }
+                }
                 None if cur.next_seq > committed => {
                     // Everything committed in the writer's segment has been read, yet numbers
                     // up to `committed` were never delivered: they are missing from disk (lost to
@@ -240,26 +247,39 @@ impl Reader {
         Item::Lost(Lost { first, last })
     }
 
-    fn open_segment(&mut self, first: u64, want: u64) -> Result<()> {
+    /// Opens segment `first` for reading `want`. A segment whose header went bad after the
+    /// spool was opened holds nothing readable: if a later segment exists, everything up to it is
+    /// reported lost (and the next call goes on there); the writer's own segment is an error.
+    fn open_segment(&mut self, first: u64, want: u64) -> Result<Option<Item>> {
+        self.cursor = None;
         let path = self.shared.segment_path(first);
-        match Cursor::open(&*self.shared.fs, &path, self.chunk) {
+        let reason = match Cursor::open(&*self.shared.fs, &path, self.chunk) {
             Ok(Ok(c)) if c.first_seq == first => {
                 self.cursor = Some(c);
-                Ok(())
+                return Ok(None);
             }
-            Ok(Ok(c)) => Err(Error::Corrupt {
+            Ok(Ok(c)) => format!("header says first sequence {}", c.first_seq),
+            Ok(Err(why)) => format!("segment header: {why}"),
+            Err(e) => return Err(Error::io("open", path, e)),
+        };
+        let next = {
+            let st = self.shared.lock();
+            st.segments
+                .iter()
+                .find(|m| m.first_seq > first)
+                .map(|m| m.first_seq)
+        };
+        match next {
+            Some(n) if n > want => {
+                add(&self.shared.counters.corrupt_regions_skipped, 1);
+                Ok(Some(self.lost(want, n - 1)))
+            }
+            _ => Err(Error::Corrupt {
                 path,
                 seq: want,
                 offset: 0,
-                reason: format!("header says first sequence {}", c.first_seq),
+                reason,
             }),
-            Ok(Err(why)) => Err(Error::Corrupt {
-                path,
-                seq: want,
-                offset: 0,
-                reason: format!("segment header: {why}"),
-            }),
-            Err(e) => Err(Error::io("open", path, e)),
         }
     }
 

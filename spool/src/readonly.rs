@@ -118,6 +118,7 @@ impl ReadOnlySpool {
             next_index: 0,
             cursor: None,
             stashed: None,
+            started: false,
             last_seq: 0,
             gap_expected: false,
             stats: ReplayStats::default(),
@@ -134,6 +135,7 @@ pub struct Replay<'a> {
     cursor: Option<Cursor>,
     /// A record read while reporting the gap before it.
     stashed: Option<ReplayRecord>,
+    started: bool,
     last_seq: u64,
     /// The next jump in sequence numbers is explained (a segment vanished under us).
     gap_expected: bool,
@@ -151,6 +153,30 @@ impl Replay<'_> {
         self.next_index >= self.spool.segments.len()
     }
 
+    /// Numbering starts at the first segment looked at (readable or not), or right after the
+    /// acknowledged position if that is lower (a segment above it may have been quarantined):
+    /// a jump from there is a loss too.
+    fn start_at(&mut self, first_seq: u64) {
+        if !self.started {
+            self.started = true;
+            self.last_seq = first_seq.min(self.spool.acked.saturating_add(1)) - 1;
+        }
+    }
+
+    /// At the end of a segment that has a successor starting at `next_first`: the numbers
+    /// in between are lost (reported here, since the successor may hold no record to show the
+    /// jump).
+    fn lost_before(&mut self, next_first: Option<u64>) -> Option<ReplayItem> {
+        let n = next_first?;
+        let first = self.last_seq + 1;
+        if n <= first {
+            return None;
+        }
+        self.last_seq = n - 1;
+        self.stats.records_lost_in_gaps += n - first;
+        Some(ReplayItem::Lost(crate::Lost { first, last: n - 1 }))
+    }
+
     /// Opens the next segment in the listing; `Ok(false)` when there are none left.
     fn advance(&mut self) -> Result<bool> {
         while let Some(&seq) = self.spool.segments.get(self.next_index) {
@@ -158,11 +184,7 @@ impl Replay<'_> {
             let path = segment_path(&self.spool.dir, seq);
             match recovery::check_header(&*self.spool.fs, &path, seq, self.spool.chunk) {
                 Ok(HeaderCheck::Good(c)) => {
-                    // Numbering starts at the first segment's first record: a jump from there
-                    // is a loss too.
-                    if self.last_seq == 0 {
-                        self.last_seq = seq - 1;
-                    }
+                    self.start_at(seq);
                     self.cursor = Some(c);
                     return Ok(true);
                 }
@@ -170,9 +192,7 @@ impl Replay<'_> {
                 Ok(HeaderCheck::Partial(_)) => {}
                 Ok(HeaderCheck::Bad(_)) => {
                     self.stats.unreadable_segments += 1;
-                    if self.last_seq == 0 {
-                        self.last_seq = seq - 1;
-                    }
+                    self.start_at(seq);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // Deleted by a live daemon after acknowledgement: the jump is not a loss.
@@ -236,7 +256,12 @@ impl Replay<'_> {
                     }
                     return Ok(Some(ReplayItem::Record(rec)));
                 }
-                Step::End => self.cursor = None,
+                Step::End => {
+                    self.cursor = None;
+                    if let Some(l) = self.lost_before(next_first) {
+                        return Ok(Some(l));
+                    }
+                }
                 Step::Bad { offset, .. } => {
                     let len = cur.file_len().unwrap_or(offset);
                     let max_seq = next_first.map_or(crate::format::MAX_SEQ, |n| n - 1);
@@ -252,6 +277,9 @@ impl Replay<'_> {
                     }
                     if found.is_none() {
                         self.cursor = None;
+                        if let Some(l) = self.lost_before(next_first) {
+                            return Ok(Some(l));
+                        }
                     }
                 }
             }

@@ -7,16 +7,17 @@
 //!    with [`Error::Locked`]);
 //! 2. reads (or durably creates) the ledger;
 //! 3. checks every segment header. A file with a valid header whose `first_seq` matches its name is
-//!    kept. A half-created segment (shorter than a header and a prefix of the header it should
-//!    have, or all zero bytes) is removed: it cannot hold a record. Anything else with a segment
+//!    kept. A half-created segment (at most a header long and a prefix of the header it should
+//!    have, or zero bytes) is removed: it cannot hold a record. Anything else with a segment
 //!    name, and any `*.seg` file whose name does not parse, is renamed into `quarantine/` and
 //!    counted. Files with other names are left alone and listed as foreign;
 //! 4. deletes segments that are fully acknowledged (their successor starts at or below
 //!    `acked + 1`), except what the retention options keep (by size, and by age measured from
 //!    each file's mtime, read here before step 5 can change it);
-//! 5. scans the last segment record by record and truncates it (`ftruncate` + `fdatasync`) after
-//!    the last whole valid record: that is the torn tail of the batch that was being written at
-//!    the crash. Truncating *before* the writer appends again is what keeps later appends from
+//! 5. scans the last segment record by record, resynchronising over damage (see `segment`), and
+//!    truncates it (`ftruncate` + `fdatasync`) after the last whole valid record when no valid
+//!    record follows: that is the torn tail of the batch that was being written at the crash.
+//!    Damage with valid records after it is kept (listed in [`OpenReport::damaged`]). Truncating *before* the writer appends again is what keeps later appends from
 //!    being stranded behind unreadable bytes;
 //! 6. picks the next sequence number: one past the highest of (last record on disk, first_seq of
 //!    the last segment minus one, acknowledged position). The last term matters with the relaxed
@@ -29,7 +30,7 @@
 //! Only I/O errors (e.g. permission denied, disk gone) make opening fail, never file contents.
 //! Segments other than the last are checked record by record only when read; a bad record there is
 //! real corruption (every segment is fully synced before its successor is created), handled by the
-//! reader by skipping to the next segment and counting.
+//! reader by resynchronising and reporting the lost range.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io;

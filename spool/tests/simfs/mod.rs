@@ -195,6 +195,22 @@ impl SimFs {
         st.dead = false;
     }
 
+    /// Damages a file on the medium: byte `offset` is xored with `mask` in what reads see and in
+    /// what survives a crash (bit rot, a bad sector), without counting as an operation.
+    pub fn corrupt(&self, path: &Path, offset: u64, mask: u8) {
+        let st = self.0.lock().unwrap();
+        if let Some(Entry::File(i)) = st.cur.get(path) {
+            let mut ino = i.lock().unwrap();
+            let at = offset as usize;
+            if let Some(b) = ino.data.get_mut(at) {
+                *b ^= mask;
+            }
+            if let Some(b) = ino.synced.get_mut(at) {
+                *b ^= mask;
+            }
+        }
+    }
+
     /// Reads a whole file (for tests that corrupt things by hand).
     pub fn read(&self, path: &Path) -> Option<Vec<u8>> {
         let st = self.0.lock().unwrap();
