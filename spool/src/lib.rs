@@ -90,7 +90,8 @@
 //! its last whole valid record *before* anything is appended, but only the torn tail: bytes after
 //! which no valid record follows (damage followed by valid records stays, see below); and
 //! continues numbering one past the highest of the last record, the last segment's start minus
-//! one, and the acknowledged position. Sequence numbers above [`MAX_SEQ`] (2^62) are impossible:
+//! one, the acknowledged position and, if the last segment itself was quarantined, the last valid
+//! record found in it (or its first number), so that the reader reports its records as a gap. Sequence numbers above [`MAX_SEQ`] (2^62) are impossible:
 //! such a ledger position is clamped to the data on disk ([`OpenReport::ledger_clamped`]), such a
 //! name or header is quarantined. Only the last segment is scanned record by record at open (it
 //! is the only one a crash can tear, invariant 4), so opening costs one segment's read, not the

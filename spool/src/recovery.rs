@@ -272,6 +272,32 @@ pub(crate) fn check_header(
     )
 }
 
+/// The highest sequence number of a valid record in the first `limit` bytes of a segment whose
+/// header is unreadable, reading it as if the header said `first_seq`.
+fn highest_record(
+    fs: &dyn Fs,
+    path: &Path,
+    first_seq: u64,
+    chunk: usize,
+    limit: u64,
+) -> io::Result<Option<u64>> {
+    let mut cur = Cursor::open_headless(fs, path, chunk, first_seq)?;
+    let limit = limit.min(cur.file_len()?);
+    let mut highest = None;
+    while cur.offset() < limit {
+        match cur.next_step()? {
+            Step::Record { seq, .. } => highest = Some(seq),
+            Step::End => break,
+            Step::Bad { .. } => {
+                if cur.resync(MAX_SEQ, limit)?.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(highest)
+}
+
 /// Everything the writer and reader start from.
 pub(crate) struct Recovered {
     pub report: OpenReport,
@@ -386,6 +412,7 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
     }
 
     // Step 3: headers.
+    let mut quarantined_last = None;
     let mut segs: Vec<(SegMeta, Cursor)> = Vec::new();
     for &seq in &listing.segments {
         let path = segment_path(dir, seq);
@@ -419,6 +446,15 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
                 dir_dirty = true;
             }
             HeaderCheck::Bad(reason) => {
+                if listing.segments.last() == Some(&seq) {
+                    // No successor tells where its records ended: look for the last valid one
+                    // (bounded: a real segment is not much larger than the segment size), so
+                    // that new numbers start above them and the reader reports the gap.
+                    let limit = opts.segment_bytes + format::MAX_PAYLOAD_LEN as u64 + 64;
+                    let highest = highest_record(fs, &path, seq, opts.read_buffer_bytes, limit)
+                        .map_err(|e| Error::io("read", &path, e))?;
+                    quarantined_last = Some(highest.unwrap_or(seq));
+                }
                 let name = format::segment_file_name(seq);
                 report.quarantined.push(q.move_aside(&name, reason)?);
                 dir_dirty = true;
@@ -476,7 +512,11 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
         acked = last_seq.max(last_first.saturating_sub(1));
         report.acked_seq = acked;
     }
-    let next_seq = last_seq.max(acked).max(last_first.saturating_sub(1)) + 1;
+    let next_seq = last_seq
+        .max(acked)
+        .max(last_first.saturating_sub(1))
+        .max(quarantined_last.unwrap_or(0))
+        + 1;
 
     // Step 7.
     // With retention by age the writer must know when the active segment's oldest record was

@@ -83,6 +83,28 @@ impl Cursor {
         }
     }
 
+    /// Opens `path` without looking at its header, as if it said `first_seq` (for salvaging
+    /// what can be known of a segment whose header is damaged).
+    pub fn open_headless(
+        fs: &dyn Fs,
+        path: &Path,
+        chunk: usize,
+        first_seq: u64,
+    ) -> io::Result<Cursor> {
+        Ok(Cursor {
+            file: fs.open_read(path)?,
+            path: path.to_path_buf(),
+            first_seq,
+            next_seq: first_seq,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            pos: SEGMENT_HEADER_LEN as u64,
+            chunk: chunk.max(MIN_BUF),
+            target: MIN_BUF,
+        })
+    }
+
     /// File offset of the next unread record.
     pub fn offset(&self) -> u64 {
         self.pos

@@ -227,3 +227,56 @@ fn flipped_bytes_anywhere_leave_every_record_delivered_or_reported() {
         }
     }
 }
+
+#[test]
+fn damaged_header_of_the_last_segment_still_reports_its_records() {
+    let d = tempfile::tempdir().unwrap();
+    let segs = build(d.path(), 100);
+    let last = segs.last().unwrap();
+    let first = first_seq(last);
+    assert!(first < 100);
+    let mut b = fs::read(last).unwrap();
+    b[2] ^= 0x04; // magic
+    fs::write(last, &b).unwrap();
+    let (mut w, mut r, rep) = Spool::open(d.path(), opts()).unwrap();
+    assert_eq!(rep.quarantined.len(), 1, "{rep}");
+    assert_eq!(
+        rep.next_seq, 101,
+        "new numbers start above the quarantined records"
+    );
+    assert_eq!(w.append(&payload(101)).unwrap(), 101);
+    w.commit().unwrap();
+    let (mut got, mut lost) = (Vec::new(), Vec::new());
+    while let Some(it) = r.next_item().unwrap() {
+        match it {
+            Item::Record(rec) => got.push(rec.seq),
+            Item::Lost(l) => lost.push((l.first, l.last)),
+        }
+    }
+    assert_eq!(lost, [(first, 100)]);
+    covered(101, &got, &lost);
+}
+
+#[test]
+fn huge_all_zero_last_segment_is_quarantined_quickly_and_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let segs = build(d.path(), 100);
+    let last = segs.last().unwrap();
+    let first = first_seq(last);
+    fs::File::create(last).unwrap().set_len(20 << 30).unwrap();
+    let t = Instant::now();
+    let (mut w, mut r, rep) = Spool::open(d.path(), opts()).unwrap();
+    assert!(t.elapsed().as_secs() < 5, "open took {:?}", t.elapsed());
+    assert_eq!(rep.quarantined.len(), 1, "{rep}");
+    // Nothing in it tells how many records it held: at least its first number is reported.
+    assert_eq!(rep.next_seq, first + 1);
+    w.append(b"new").unwrap();
+    w.commit().unwrap();
+    let mut lost = Vec::new();
+    while let Some(it) = r.next_item().unwrap() {
+        if let Item::Lost(l) = it {
+            lost.push((l.first, l.last));
+        }
+    }
+    assert_eq!(lost, [(first, first)]);
+}
