@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod cli;
 pub mod cmd;
+pub mod counters;
 pub mod daemon;
 pub mod decode;
 pub mod dns;

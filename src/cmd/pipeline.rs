@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::cli::{DnsArgs, FormatArgs};
+use crate::counters::Counters;
 use crate::exit;
-use crate::pipeline::counters::Counters;
 use crate::pipeline::outputs::Outputs;
 use crate::pipeline::process::{Processor, BROKEN_PIPE};
 use crate::pipeline::source::{channel, Producer};

@@ -10,8 +10,10 @@ use fwlog_spool::ReadOnlySpool;
 use crate::cli::{ReplayArgs, Select};
 use crate::exit;
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
+use crate::packet::Timestamp;
 use crate::pcap::NflogPcapWriter;
-use crate::pipeline::loss::EPOCH;
+
+const EPOCH: Timestamp = Timestamp::EPOCH;
 
 /// `--since` / `--until`: RFC 3339, "YYYY-MM-DD HH:MM[:SS]" in local time, or a duration
 /// meaning that long ago ("2h").

@@ -28,7 +28,7 @@ use crate::cli::{DnsArgs, FsyncArg, RunArgs};
 use crate::exit;
 use crate::sink::{OutputSpec, Target};
 
-use crate::pipeline::counters::Counters;
+use crate::counters::Counters;
 use crate::pipeline::{outputs, process};
 
 /// Print a one-line error and return `code`.

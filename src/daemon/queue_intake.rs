@@ -19,9 +19,9 @@ use fwlog_spool::Writer;
 use tokio::sync::Notify;
 
 use crate::capture::IfNameCache;
+use crate::counters::{bump, Counters};
 use crate::nflog::attr::LossRecord;
-use crate::pipeline::counters::{bump, Counters};
-use crate::pipeline::loss::Cause;
+use crate::nflog::loss::Cause;
 use crate::queue::{
     encode_record, IdTracker, Message, QueueConfig, QueueError, QueueSocket, QueuedPacket, Verdict,
 };

@@ -119,32 +119,8 @@ impl Names for NoNames {
     }
 }
 
-/// Why records were lost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LossCause {
-    /// A gap in NFLOG sequence numbers.
-    SeqGap,
-    /// The netlink socket overflowed (ENOBUFS): the count is a lower bound or unknown.
-    Enobufs,
-    /// The spool was full.
-    SpoolFull,
-    /// Records the kernel logged while fwlog was not running (seen as a sequence jump).
-    Restart,
-    /// Spool records that failed their checksum.
-    Corrupt,
-}
-
-impl LossCause {
-    pub fn name(self) -> &'static str {
-        match self {
-            LossCause::SeqGap => "seq-gap",
-            LossCause::Enobufs => "enobufs",
-            LossCause::SpoolFull => "spool-full",
-            LossCause::Restart => "restart",
-            LossCause::Corrupt => "corrupt",
-        }
-    }
-}
+/// Why records were lost: the spool's cause byte, see [`crate::nflog::loss::Cause`].
+pub use crate::nflog::loss::Cause as LossCause;
 
 /// A loss report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

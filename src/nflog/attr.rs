@@ -65,70 +65,10 @@ pub mod fwlog {
     pub const LOSS: u16 = 0x3F10;
 }
 
-/// A loss report as the spool stores it, so that it reaches the output in order with the
-/// packets around it and survives a crash like they do. On disk it is an NFLOG-shaped record
-/// with family 0 (AF_UNSPEC, never a packet), the group, fwlog's receive time and a LOSS
-/// attribute; pcap export skips it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LossRecord {
-    pub group: Option<u16>,
-    /// Cause code: see `crate::daemon::loss` for the numbering.
-    pub cause: u8,
-    pub count: Option<u64>,
-    pub seq_global: Option<(u32, u32)>,
-}
-
-impl LossRecord {
-    /// Encode as a spool record.
-    pub fn encode(&self, sec: i64, nsec: u32, out: &mut Vec<u8>) {
-        let g = self.group.unwrap_or(0);
-        out.extend_from_slice(&[crate::packet::family::UNSPEC, 0]);
-        out.extend_from_slice(&g.to_be_bytes());
-        push_recv_time(out, sec, nsec);
-        let mut v = [0u8; 20];
-        v[..8].copy_from_slice(&self.count.unwrap_or(u64::MAX).to_be_bytes());
-        v[8] = self.cause;
-        v[9] = u8::from(self.group.is_some()) | (u8::from(self.seq_global.is_some()) << 1);
-        let (a, b) = self.seq_global.unwrap_or((0, 0));
-        v[12..16].copy_from_slice(&a.to_be_bytes());
-        v[16..20].copy_from_slice(&b.to_be_bytes());
-        push_attr(out, fwlog::LOSS, &v);
-    }
-
-    /// Decode a spool record that is a loss report; `None` for a packet (or a damaged record,
-    /// which then goes through [`parse`] and is printed as a marked partial packet).
-    pub fn decode(msg: &[u8]) -> Option<LossRecord> {
-        if msg.len() < NFGENMSG_LEN || msg[0] != crate::packet::family::UNSPEC {
-            return None;
-        }
-        let group = u16::from_be_bytes([msg[2], msg[3]]);
-        let mut off = NFGENMSG_LEN;
-        while off + 4 <= msg.len() {
-            let len = u16::from_ne_bytes([msg[off], msg[off + 1]]) as usize;
-            let ty = u16::from_ne_bytes([msg[off + 2], msg[off + 3]]) & NLA_TYPE_MASK;
-            if len < 4 || off + len > msg.len() {
-                return None;
-            }
-            let v = &msg[off + 4..off + len];
-            if ty == fwlog::LOSS && v.len() >= 20 {
-                let count = be64(v)?;
-                let flags = v[9];
-                return Some(LossRecord {
-                    group: (flags & 1 != 0).then_some(group),
-                    cause: v[8],
-                    count: (count != u64::MAX).then_some(count),
-                    seq_global: (flags & 2 != 0)
-                        .then(|| (be32(&v[12..]).unwrap_or(0), be32(&v[16..]).unwrap_or(0))),
-                });
-            }
-            off += (len + 3) & !3;
-        }
-        None
-    }
-}
+pub use super::loss::LossRecord;
 
 /// `nlattr` type bits that are flags, not part of the type.
-const NLA_TYPE_MASK: u16 = 0x3FFF;
+pub(super) const NLA_TYPE_MASK: u16 = 0x3FFF;
 /// Size of `nfgenmsg`.
 pub const NFGENMSG_LEN: usize = 4;
 
@@ -155,7 +95,7 @@ impl TlvOrder {
     }
 }
 
-fn be32(v: &[u8]) -> Option<u32> {
+pub(super) fn be32(v: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
 }
 
@@ -163,7 +103,7 @@ fn be16(v: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes(v.get(..2)?.try_into().ok()?))
 }
 
-fn be64(v: &[u8]) -> Option<u64> {
+pub(super) fn be64(v: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
 }
 

@@ -22,10 +22,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
-use super::counters::{bump, Counters};
 use super::loss;
 use super::outputs::Outputs;
 use super::source::Source;
+use crate::counters::{bump, Counters};
 use crate::dns::{Lookup, Resolver, SafeName};
 use crate::format::Names;
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
