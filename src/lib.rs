@@ -3,9 +3,11 @@
 //! The data flow is capture -> spool -> resolve -> format -> sink -> acknowledge; see
 //! `ARCHITECTURE.md` at the repository root for the map of where each piece lives and why.
 
+pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod cmd;
+pub mod config;
 pub mod counters;
 pub mod daemon;
 pub mod decode;
@@ -21,3 +23,4 @@ pub mod privdrop;
 pub mod queue;
 pub mod sdnotify;
 pub mod sink;
+pub mod timearg;

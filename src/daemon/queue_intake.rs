@@ -22,9 +22,7 @@ use crate::capture::IfNameCache;
 use crate::counters::{bump, Counters};
 use crate::nflog::attr::LossRecord;
 use crate::nflog::loss::Cause;
-use crate::queue::{
-    encode_record, IdTracker, Message, QueueConfig, QueueError, QueueSocket, QueuedPacket, Verdict,
-};
+use crate::queue::{encode_record, IdTracker, Message, QueueSocket, QueuedPacket, Verdict};
 
 /// How long the queue must be idle before intake looks for loss at the end of a burst.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -42,18 +40,6 @@ pub struct QueueIntake {
     pub fail_open: bool,
     /// Most packets per commit (`--batch-records`).
     pub batch_max: usize,
-}
-
-/// Open the queue for `fwlog run --queue N`.
-pub fn open(args: &crate::cli::RunArgs, queue: u16) -> Result<QueueSocket, QueueError> {
-    let cfg = QueueConfig {
-        queue,
-        copy_range: u16::try_from(args.copy_range).unwrap_or(u16::MAX),
-        fail_open: args.fail_open,
-        rcvbuf: usize::try_from(args.rcvbuf).unwrap_or(usize::MAX),
-        ..QueueConfig::default()
-    };
-    QueueSocket::open(&cfg)
 }
 
 /// Per-run tallies beyond the shared counters, printed at exit.

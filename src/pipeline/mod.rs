@@ -5,6 +5,7 @@
 //! channel ([`source::ChannelSource`]). Every source hands over NFLOG-shaped records (the spool
 //! record format), so one path decodes, resolves, formats and writes them all.
 
+pub mod build;
 pub mod loss;
 pub mod outputs;
 pub mod process;
