@@ -22,5 +22,6 @@ pub mod pipeline;
 pub mod privdrop;
 pub mod queue;
 pub mod sdnotify;
+pub mod signals;
 pub mod sink;
 pub mod timearg;

@@ -6,13 +6,13 @@ use crate::config::{DnsSettings, FormatConfig, LoopConfig, OutputsConfig};
 use crate::exit;
 use crate::pipeline::build::{BuildError, DnsStart, Engine, Shared};
 use crate::pipeline::outputs::Outputs;
-use crate::pipeline::process::BROKEN_PIPE;
+use crate::pipeline::process::ProcessError;
 use crate::pipeline::source::{channel, Producer};
 
 /// The exit status for a pipeline that could not be built.
 pub fn build_status(e: &BuildError) -> i32 {
     match e {
-        BuildError::Runtime(_) => exit::FAILURE,
+        BuildError::Runtime(_) | BuildError::Signals(_) => exit::FAILURE,
         BuildError::Dns(_) => exit::USAGE,
     }
 }
@@ -39,6 +39,13 @@ pub fn run(
             return build_status(&e);
         }
     };
+    let control = match engine.signals() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fwlog: {e}");
+            return build_status(&e);
+        }
+    };
     let shared = Shared::default();
     let (source, producer) = channel(1024, Arc::clone(&shared.wake));
     let producer = match std::thread::Builder::new()
@@ -51,20 +58,20 @@ pub fn run(
             return exit::FAILURE;
         }
     };
-    let processor = engine.processor(source, outputs, dns, LoopConfig::batch(), &shared, None);
+    let processor = engine.processor(source, outputs, LoopConfig::batch(), &shared, control, None);
     let result = engine.rt.block_on(processor.run());
     // The pipeline is gone: the producer's next send fails and it returns.
     let produced = producer.join().unwrap_or(exit::FAILURE);
     let piped = match result {
         Ok(()) => exit::OK,
-        Err(e) if e == BROKEN_PIPE => return exit::OK,
-        Err(e) => {
+        Err(ProcessError::OutputClosed) => return exit::OK,
+        Err(e @ ProcessError::Output { .. }) => {
             eprintln!("fwlog: {e}");
-            if e.starts_with("cannot write") {
-                exit::OUTPUT
-            } else {
-                exit::FAILURE
-            }
+            exit::OUTPUT
+        }
+        Err(e @ ProcessError::Source(_)) => {
+            eprintln!("fwlog: {e}");
+            exit::FAILURE
         }
     };
     produced.max(piped)

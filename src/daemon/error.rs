@@ -7,6 +7,7 @@ use fwlog_spool::Error as SpoolError;
 use crate::capture::CaptureError;
 use crate::exit;
 use crate::pipeline::build::BuildError;
+use crate::pipeline::process::ProcessError;
 use crate::queue::QueueError;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +38,9 @@ pub enum DaemonError {
     Build(#[from] BuildError),
     #[error("cannot start the intake thread: {0}")]
     Thread(#[source] std::io::Error),
-    /// The intake thread or the processing loop ended with an error.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// The intake thread ended with an error.
     #[error("{0}")]
     Run(String),
 }
@@ -60,7 +63,9 @@ impl DaemonError {
             DaemonError::Capture(_)
             | DaemonError::Queue(_)
             | DaemonError::Build(BuildError::Runtime(_))
+            | DaemonError::Build(BuildError::Signals(_))
             | DaemonError::Thread(_)
+            | DaemonError::Process(_)
             | DaemonError::Run(_) => exit::FAILURE,
         }
     }

@@ -61,6 +61,7 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     drop_privileges(cfg)?;
     let engine = Engine::start(&cfg.dns, DnsStart::Required)?;
     let shared = Shared::default();
+    let control = engine.signals()?;
     let intake = spawn_intake(capture, writer, &shared, cfg)?;
     let label = announce(cfg);
     let service = notifier.enabled().then(|| {
@@ -70,7 +71,7 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
             std::sync::Arc::clone(&shared.counters),
         )
     });
-    let processor = engine.processor(reader, outputs, &cfg.dns, cfg.processing, &shared, service);
+    let processor = engine.processor(reader, outputs, cfg.processing, &shared, control, service);
     let result = engine.rt.block_on(processor.run());
     // Whatever ended the loop, stop intake and let it commit what it received.
     shared.stop.store(true, Ordering::Relaxed);
@@ -83,7 +84,8 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
             .counters
             .line(0, engine.resolver.as_ref().map(|r| r.stats().to_string()))
     );
-    result.and(intake_result).map_err(DaemonError::Run)
+    result?;
+    intake_result.map_err(DaemonError::Run)
 }
 
 /// SIGHUP (logrotate's postrotate, `systemctl reload`) and SIGUSR1 ask for something, and

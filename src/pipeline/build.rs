@@ -7,17 +7,20 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::runtime::Runtime;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
 
 use super::outputs::Outputs;
-use super::process::Processor;
+use super::process::{Control, Processor};
 use super::source::Source;
 use crate::config::{DnsSettings, LoopConfig};
 use crate::counters::Counters;
 use crate::dns::{DnsConfigError, Resolver};
 use crate::sdnotify::service::Service;
+use crate::signals::Signals;
 
 /// Why the pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +30,8 @@ pub enum BuildError {
     /// The resolver's configuration is unusable (no name server, a bad address).
     #[error(transparent)]
     Dns(#[from] DnsConfigError),
+    #[error("cannot install signal handler: {0}")]
+    Signals(#[source] std::io::Error),
 }
 
 /// What the intake side and the processing loop share.
@@ -43,6 +48,8 @@ pub struct Shared {
 pub struct Engine {
     pub rt: Runtime,
     pub resolver: Option<Resolver>,
+    /// How long a packet waits for its names: `--dns-timeout`, or zero without a resolver.
+    pub dns_timeout: Duration,
 }
 
 /// How a resolver that cannot start is treated.
@@ -75,32 +82,45 @@ impl Engine {
                 }
             }
         };
-        Ok(Engine { rt, resolver })
+        let dns_timeout = if resolver.is_some() {
+            dns.packet_timeout
+        } else {
+            Duration::ZERO
+        };
+        Ok(Engine {
+            rt,
+            resolver,
+            dns_timeout,
+        })
     }
 
-    /// The processing loop over `source`, writing to `outputs`.
+    /// Install the signal handlers (see [`crate::signals`]) and return the requests they
+    /// become, for [`Engine::processor`].
+    pub fn signals(&self) -> Result<UnboundedReceiver<Control>, BuildError> {
+        let _in_runtime = self.rt.enter();
+        Ok(Signals::install().map_err(BuildError::Signals)?.forward())
+    }
+
+    /// The processing loop over `source`, writing to `outputs`, taking requests from `control`.
     pub fn processor<S: Source>(
         &self,
         source: S,
         outputs: Outputs,
-        dns: &DnsSettings,
         bounds: LoopConfig,
         shared: &Shared,
+        control: UnboundedReceiver<Control>,
         service: Option<Service>,
     ) -> Processor<S> {
         Processor {
             source,
             outputs,
             resolver: self.resolver.clone(),
-            dns_timeout: if self.resolver.is_some() {
-                dns.packet_timeout
-            } else {
-                std::time::Duration::ZERO
-            },
+            dns_timeout: self.dns_timeout,
             window_cap: bounds.window.max(1),
             counters: Arc::clone(&shared.counters),
             data_wake: Arc::clone(&shared.wake),
             stop: Arc::clone(&shared.stop),
+            control,
             stop_grace: bounds.stop_grace,
             retry_outputs: bounds.retry_outputs,
             service,
