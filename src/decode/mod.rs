@@ -34,7 +34,7 @@
 mod arp;
 mod bytes;
 mod ipv4;
-mod ipv6;
+pub mod ipv6;
 mod transport;
 
 #[cfg(test)]

@@ -73,6 +73,23 @@ impl Tcp<'_> {
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
+    /// The names of the flags that are set, in header order, AE (accurate ECN) last.
+    pub fn flag_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            (Self::FIN, "fin"),
+            (Self::SYN, "syn"),
+            (Self::RST, "rst"),
+            (Self::PSH, "psh"),
+            (Self::ACK, "ack"),
+            (Self::URG, "urg"),
+            (Self::ECE, "ece"),
+            (Self::CWR, "cwr"),
+        ]
+        .into_iter()
+        .filter(|&(f, _)| self.has(f))
+        .map(|(_, n)| n)
+        .chain(self.ae().then_some("ae"))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

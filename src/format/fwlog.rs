@@ -362,18 +362,6 @@ fn ipv4(
     transport(t, &v4.transport, v4.protocol, names, indent, out);
 }
 
-fn ext_name(k: u8) -> &'static str {
-    match k {
-        0 => "hop-by-hop",
-        43 => "routing",
-        44 => "fragment",
-        50 => "esp",
-        51 => "ah",
-        60 => "dest-options",
-        _ => "ext",
-    }
-}
-
 fn ipv6(
     t: &NameTables,
     v6: &Ipv6<'_>,
@@ -419,7 +407,7 @@ fn ipv6(
     for e in v6.ext_headers() {
         s(out, if first { ", ext [" } else { "," });
         first = false;
-        s(out, ext_name(e.kind));
+        s(out, crate::decode::ipv6::ext_name(e.kind));
     }
     if !first {
         s(out, "]");
@@ -543,24 +531,12 @@ fn transport(
             hex_pad(out, th.seq as u64, 8, false);
             s(out, ", flags [");
             let mut first = true;
-            for (on, name) in [
-                (th.has(T::FIN), "fin"),
-                (th.has(T::SYN), "syn"),
-                (th.has(T::RST), "rst"),
-                (th.has(T::PSH), "psh"),
-                (th.has(T::ACK), "ack"),
-                (th.has(T::URG), "urg"),
-                (th.has(T::ECE), "ece"),
-                (th.has(T::CWR), "cwr"),
-                (th.ae(), "ae"),
-            ] {
-                if on {
-                    if !first {
-                        s(out, ",");
-                    }
-                    first = false;
-                    s(out, name);
+            for name in th.flag_names() {
+                if !first {
+                    s(out, ",");
                 }
+                first = false;
+                s(out, name);
             }
             s(out, "], winsz ");
             dec(out, th.window as u64);

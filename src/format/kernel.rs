@@ -44,7 +44,7 @@
 //! tests/kernel_oracle.rs (inet) and tests/kernel_oracle_bridge.rs (bridge, VLAN, ARP) compare
 //! these lines with the running kernel's own.
 
-use crate::decode::{self, Arp, Decoded, Ipv4, Ipv6, Layer, Net, Transport};
+use crate::decode::{self, ipv6, Arp, Decoded, Ipv4, Ipv6, Layer, Net, Transport};
 use crate::packet::{family, Iface, Packet};
 
 use super::escape::escape_into;
@@ -581,7 +581,7 @@ fn ipv6_part(p: &Packet<'_>, v6: &Ipv6<'_>, outer: bool, flags: LogFlags, out: &
             s(out, "OPT ( ");
         }
         match e.kind {
-            44 => {
+            ipv6::FRAGMENT => {
                 s(out, "FRAG:");
                 match e.fragment {
                     None => {
@@ -600,9 +600,10 @@ fn ipv6_part(p: &Packet<'_>, v6: &Ipv6<'_>, outer: bool, flags: LogFlags, out: &
                     }
                 }
             }
-            51 => {
+            ipv6::AH | ipv6::ESP => {
+                let esp = e.kind == ipv6::ESP;
                 if opt {
-                    s(out, "AH ");
+                    s(out, if esp { "ESP " } else { "AH " });
                     if e.after_fragment {
                         s(out, ")");
                         return;
@@ -614,31 +615,18 @@ fn ipv6_part(p: &Packet<'_>, v6: &Ipv6<'_>, outer: bool, flags: LogFlags, out: &
                             s(out, " bytes] )");
                             return;
                         }
-                        Some(x) => spi(out, x),
-                    }
-                }
-            }
-            50 => {
-                if opt {
-                    s(out, "ESP ");
-                    if e.after_fragment {
-                        s(out, ")");
-                        return;
-                    }
-                    match e.spi {
-                        None => {
-                            s(out, "INCOMPLETE [");
-                            dec(out, e.kernel_remaining as u64);
-                            s(out, " bytes] )");
-                        }
-                        Some(x) => {
+                        Some(x) if esp => {
                             s(out, "SPI=0x");
                             hex(out, x as u64);
                             s(out, " )");
                         }
+                        Some(x) => spi(out, x),
                     }
                 }
-                return;
+                // Nothing after ESP is readable: the rest is encrypted.
+                if esp {
+                    return;
+                }
             }
             _ => {
                 // hop-by-hop, routing, destination options
