@@ -39,6 +39,8 @@ mod transport;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_arp;
 
 use std::net::IpAddr;
 

@@ -51,6 +51,9 @@ use super::escape::escape_into;
 use super::write::*;
 use super::LogFlags;
 
+#[path = "kernel_ext.rs"]
+mod ext;
+
 /// Longest text the kernel's log buffer holds (S_SIZE 1020, minus NUL and `<SOH><level>`).
 const KERNEL_TEXT_MAX: usize = 1017;
 
@@ -575,72 +578,8 @@ fn ipv6_part(p: &Packet<'_>, v6: &Ipv6<'_>, outer: bool, flags: LogFlags, out: &
     s(out, " FLOWLBL=");
     dec(out, v6.flow_label as u64);
     s(out, " ");
-    let opt = flags.ip_options;
-    for e in v6.ext_headers() {
-        if opt {
-            s(out, "OPT ( ");
-        }
-        match e.kind {
-            ipv6::FRAGMENT => {
-                s(out, "FRAG:");
-                match e.fragment {
-                    None => {
-                        s(out, "TRUNCATED ");
-                        return;
-                    }
-                    Some(f) => {
-                        dec(out, f.offset as u64);
-                        s(out, " ");
-                        if f.more {
-                            s(out, "INCOMPLETE ");
-                        }
-                        s(out, "ID:");
-                        hex_pad(out, f.id as u64, 8, false);
-                        s(out, " ");
-                    }
-                }
-            }
-            ipv6::AH | ipv6::ESP => {
-                let esp = e.kind == ipv6::ESP;
-                if opt {
-                    s(out, if esp { "ESP " } else { "AH " });
-                    if e.after_fragment {
-                        s(out, ")");
-                        return;
-                    }
-                    match e.spi {
-                        None => {
-                            s(out, "INCOMPLETE [");
-                            dec(out, e.kernel_remaining as u64);
-                            s(out, " bytes] )");
-                            return;
-                        }
-                        Some(x) if esp => {
-                            s(out, "SPI=0x");
-                            hex(out, x as u64);
-                            s(out, " )");
-                        }
-                        Some(x) => spi(out, x),
-                    }
-                }
-                // Nothing after ESP is readable: the rest is encrypted.
-                if esp {
-                    return;
-                }
-            }
-            _ => {
-                // hop-by-hop, routing, destination options
-                if e.after_fragment {
-                    if opt {
-                        s(out, ")");
-                    }
-                    return;
-                }
-            }
-        }
-        if opt {
-            s(out, ") ");
-        }
+    if let Flow::Stop = ext::ext_headers(v6, flags.ip_options, out) {
+        return;
     }
     if let crate::decode::Ipv6End::Truncated(_) = v6.end {
         s(out, "TRUNCATED");
