@@ -9,7 +9,7 @@
 //! (`NOTIFY_SOCKET`, connected while root: see [`crate::sdnotify`]), the spool (its lock tells a
 //! second fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until
 //! intake starts), `--user` (needs everything before it done as root), then DNS and the
-//! threads; `READY=1` goes out once the processing loop has its signal handlers, the point from
+//! threads; `READY=1` goes out once the signal handlers ([`crate::signals`]) are installed and the processing loop runs, the point from
 //! which a packet the kernel logs is sure to be spooled.
 
 mod error;
@@ -89,7 +89,7 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
 }
 
 /// SIGHUP (logrotate's postrotate, `systemctl reload`) and SIGUSR1 ask for something, and
-/// their default action ends the process: until the processing loop installs its handlers,
+/// their default action ends the process: until [`crate::signals`] installs its handlers,
 /// ignore them, so one that arrives during start-up does not kill fwlog. (Installing a handler
 /// later replaces this disposition.)
 fn ignore_requests_until_ready() {
