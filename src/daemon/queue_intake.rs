@@ -117,22 +117,7 @@ impl QueueIntake {
                             self.report_full(&mut t, &mut rec);
                         }
                     }
-                    Err(e) => {
-                        if t.full_pending == 0 && self.fail_open {
-                            eprintln!("fwlog: queue {q}: cannot spool packets ({e}); letting them through unlogged (--fail-open) until there is room");
-                        } else if t.dropped == 0 && !self.fail_open {
-                            eprintln!("fwlog: queue {q}: cannot spool packets ({e}); dropping them until there is room");
-                        }
-                        if self.fail_open {
-                            bump(&self.counters.lost_spool_full, 1);
-                            t.unlogged += 1;
-                            t.full_pending += 1;
-                            self.verdict(m, Verdict::Accept)?;
-                        } else {
-                            t.dropped += 1;
-                            self.verdict(m, Verdict::Drop)?;
-                        }
-                    }
+                    Err(e) => self.refused(m, &e, &mut t)?,
                 }
             }
             if got.count < self.batch_max {
@@ -187,6 +172,34 @@ impl QueueIntake {
             t.accepted, t.dropped, t.unlogged, t.id_gaps
         );
         result
+    }
+
+    /// The spool refused a packet (full): drop it, or with `--fail-open` let it through
+    /// unlogged and count it for the next loss report. Says so once per episode.
+    fn refused(
+        &mut self,
+        m: Message,
+        e: &fwlog_spool::AppendError,
+        t: &mut Tally,
+    ) -> Result<(), String> {
+        let q = self.sock.queue_num();
+        if t.full_pending == 0 && self.fail_open {
+            eprintln!("fwlog: queue {q}: cannot spool packets ({e}); letting them through unlogged (--fail-open) until there is room");
+        } else if t.dropped == 0 && !self.fail_open {
+            eprintln!(
+                "fwlog: queue {q}: cannot spool packets ({e}); dropping them until there is room"
+            );
+        }
+        if self.fail_open {
+            bump(&self.counters.lost_spool_full, 1);
+            t.unlogged += 1;
+            t.full_pending += 1;
+            self.verdict(m, Verdict::Accept)?;
+        } else {
+            t.dropped += 1;
+            self.verdict(m, Verdict::Drop)?;
+        }
+        Ok(())
     }
 
     fn verdict(&mut self, m: Message, v: Verdict) -> Result<(), String> {

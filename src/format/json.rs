@@ -492,6 +492,36 @@ fn port(w: &mut W<'_>, t: &NameTables, k: &str, kn: &str, p: u16, tcp: bool) {
     }
 }
 
+/// The TCP transport object.
+fn tcp(w: &mut W<'_>, t: &NameTables, th: &crate::decode::Tcp<'_>) {
+    w.obj("transport");
+    w.str("protocol", "tcp");
+    port(w, t, "src_port", "src_service", th.src_port, true);
+    port(w, t, "dst_port", "dst_service", th.dst_port, true);
+    w.num("seq", th.seq as u64);
+    w.num("ack", th.ack as u64);
+    w.arr("flags");
+    for name in th.flag_names() {
+        w.item_with(|o| s(o, name));
+    }
+    w.close(b']');
+    w.num("window", th.window as u64);
+    w.num("urgent", th.urgent as u64);
+    w.num("reserved", (th.reserved & 0x0e) as u64 >> 1);
+    w.num("header_len", th.data_offset as u64 * 4);
+    match &th.options {
+        Ok(o) if !o.is_empty() => {
+            w.with("options", |out| hex_bytes(out, o));
+            w.with("options_text", |out| tcpopt::describe(out, o));
+        }
+        _ => {
+            w.null("options");
+            w.null("options_text");
+        }
+    }
+    w.close(b'}');
+}
+
 fn transport(w: &mut W<'_>, t: &NameTables, tr: &Transport<'_>, protocol: u8, names: &dyn Names) {
     let pname = match protocol {
         6 => "tcp",
@@ -513,34 +543,7 @@ fn transport(w: &mut W<'_>, t: &NameTables, tr: &Transport<'_>, protocol: u8, na
             w.bool("non_first_fragment", matches!(tr, Transport::Fragment));
             w.close(b'}');
         }
-        Transport::Tcp(th) => {
-            w.obj("transport");
-            w.str("protocol", "tcp");
-            port(w, t, "src_port", "src_service", th.src_port, true);
-            port(w, t, "dst_port", "dst_service", th.dst_port, true);
-            w.num("seq", th.seq as u64);
-            w.num("ack", th.ack as u64);
-            w.arr("flags");
-            for name in th.flag_names() {
-                w.item_with(|o| s(o, name));
-            }
-            w.close(b']');
-            w.num("window", th.window as u64);
-            w.num("urgent", th.urgent as u64);
-            w.num("reserved", (th.reserved & 0x0e) as u64 >> 1);
-            w.num("header_len", th.data_offset as u64 * 4);
-            match &th.options {
-                Ok(o) if !o.is_empty() => {
-                    w.with("options", |out| hex_bytes(out, o));
-                    w.with("options_text", |out| tcpopt::describe(out, o));
-                }
-                _ => {
-                    w.null("options");
-                    w.null("options_text");
-                }
-            }
-            w.close(b'}');
-        }
+        Transport::Tcp(th) => tcp(w, t, th),
         Transport::Udp(u) => {
             w.obj("transport");
             w.str("protocol", if u.lite { "udplite" } else { "udp" });

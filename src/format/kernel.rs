@@ -356,50 +356,7 @@ fn ipv4_part(
         6 => tcp(&v4.transport, flags, out),
         17 | 136 => udp(v4.protocol, &v4.transport, out),
         1 => {
-            s(out, "PROTO=ICMP ");
-            if let Transport::Truncated(t) = &v4.transport {
-                incomplete(out, t.kernel_remaining());
-            } else if let Transport::Icmp(i) = &v4.transport {
-                s(out, "TYPE=");
-                dec(out, i.icmp_type as u64);
-                s(out, " CODE=");
-                dec(out, i.code as u64);
-                s(out, " ");
-                if let Some(t) = &i.short {
-                    incomplete(out, t.kernel_remaining());
-                } else {
-                    if let Some((id, seq)) = i.echo() {
-                        s(out, "ID=");
-                        dec(out, id as u64);
-                        s(out, " SEQ=");
-                        dec(out, seq as u64);
-                        s(out, " ");
-                    }
-                    if let Some(ptr) = i.parameter() {
-                        s(out, "PARAMETER=");
-                        dec(out, ptr as u64);
-                        s(out, " ");
-                    }
-                    if let Some(g) = i.gateway() {
-                        s(out, "GATEWAY=");
-                        ipv4(out, g);
-                        s(out, " ");
-                    }
-                    if let Some(inner) = i.inner().filter(|_| top) {
-                        s(out, "[");
-                        match inner {
-                            Ok(inner) => ipv4_part(p, &inner, false, false, flags, out),
-                            Err(_) => s(out, "TRUNCATED"),
-                        }
-                        s(out, "] ");
-                    }
-                    if let Some(mtu) = i.mtu() {
-                        s(out, "MTU=");
-                        dec(out, mtu as u64);
-                        s(out, " ");
-                    }
-                }
-            }
+            icmp4(p, v4, top, flags, out);
             Flow::Go
         }
         51 => {
@@ -431,6 +388,54 @@ fn ipv4_part(
     };
     if let (Flow::Go, true) = (flow, top) {
         uid_mark(p, flags, out);
+    }
+}
+
+/// `PROTO=ICMP` and its fields; with `top`, the quoted packet of an error in brackets.
+fn icmp4(p: &Packet<'_>, v4: &Ipv4<'_>, top: bool, flags: LogFlags, out: &mut Vec<u8>) {
+    s(out, "PROTO=ICMP ");
+    if let Transport::Truncated(t) = &v4.transport {
+        incomplete(out, t.kernel_remaining());
+    } else if let Transport::Icmp(i) = &v4.transport {
+        s(out, "TYPE=");
+        dec(out, i.icmp_type as u64);
+        s(out, " CODE=");
+        dec(out, i.code as u64);
+        s(out, " ");
+        if let Some(t) = &i.short {
+            incomplete(out, t.kernel_remaining());
+        } else {
+            if let Some((id, seq)) = i.echo() {
+                s(out, "ID=");
+                dec(out, id as u64);
+                s(out, " SEQ=");
+                dec(out, seq as u64);
+                s(out, " ");
+            }
+            if let Some(ptr) = i.parameter() {
+                s(out, "PARAMETER=");
+                dec(out, ptr as u64);
+                s(out, " ");
+            }
+            if let Some(g) = i.gateway() {
+                s(out, "GATEWAY=");
+                ipv4(out, g);
+                s(out, " ");
+            }
+            if let Some(inner) = i.inner().filter(|_| top) {
+                s(out, "[");
+                match inner {
+                    Ok(inner) => ipv4_part(p, &inner, false, false, flags, out),
+                    Err(_) => s(out, "TRUNCATED"),
+                }
+                s(out, "] ");
+            }
+            if let Some(mtu) = i.mtu() {
+                s(out, "MTU=");
+                dec(out, mtu as u64);
+                s(out, " ");
+            }
+        }
     }
 }
 
