@@ -115,6 +115,151 @@ fn cstr(v: &[u8]) -> &[u8] {
     }
 }
 
+/// What the walk collects before it can fill in the packet: interface indexes and names (in
+/// either order), the candidate timestamps, fwlog's damage note, NFULA_HWLEN.
+#[derive(Default)]
+struct Walk<'a> {
+    names: [Option<&'a [u8]>; 4],
+    index: [Option<u32>; 4],
+    kernel_ts: Option<Timestamp>,
+    recv_ts: Option<Timestamp>,
+    capture_ts: Option<Timestamp>,
+    carried_damage: Option<&'a [u8]>,
+    hwlen: Option<u16>,
+}
+
+impl<'a> Walk<'a> {
+    /// Take attribute `ty` with value `v`; false when its value is too short to read.
+    fn attribute(&mut self, p: &mut Packet<'a>, ty: u16, v: &'a [u8], order: TlvOrder) -> bool {
+        match ty {
+            nfula::PACKET_HDR if v.len() >= 4 => {
+                p.hw_protocol = be16(v);
+                p.hook = Some(v[2]);
+                true
+            }
+            nfula::MARK => be32(v).map(|m| p.mark = m).is_some(),
+            nfula::TIMESTAMP if v.len() >= 16 => {
+                // struct nfulnl_msg_packet_timestamp { be64 sec; be64 usec; }
+                let sec = be64(v).unwrap_or(0);
+                let usec = be64(&v[8..]).unwrap_or(0);
+                self.kernel_ts = Some(Timestamp {
+                    sec: i64::try_from(sec).unwrap_or(i64::MAX),
+                    nsec: (usec.min(999_999) as u32) * 1000,
+                    source: TimeSource::Kernel,
+                });
+                true
+            }
+            nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV => {
+                let i = (ty - nfula::IFINDEX_INDEV) as usize;
+                be32(v).map(|x| self.index[i] = Some(x)).is_some()
+            }
+            nfula::HWADDR if v.len() >= 4 => {
+                // struct nfulnl_msg_packet_hw { be16 hw_addrlen; u16 pad; u8 hw_addr[8]; }
+                let n = be16(v).unwrap_or(0) as usize;
+                let addr = &v[4..];
+                p.hwaddr = Some(&addr[..n.min(addr.len())]);
+                true
+            }
+            nfula::PAYLOAD => {
+                p.payload = v;
+                true
+            }
+            nfula::PREFIX => {
+                p.prefix = Some(cstr(v));
+                true
+            }
+            nfula::UID => be32(v).map(|x| p.uid = Some(x)).is_some(),
+            nfula::GID => be32(v).map(|x| p.gid = Some(x)).is_some(),
+            nfula::SEQ => be32(v).map(|x| p.seq = Some(x)).is_some(),
+            nfula::SEQ_GLOBAL => be32(v).map(|x| p.seq_global = Some(x)).is_some(),
+            nfula::HWTYPE => be16(v).map(|x| p.hwtype = Some(x)).is_some(),
+            nfula::HWLEN => be16(v).map(|x| self.hwlen = Some(x)).is_some(),
+            nfula::HWHEADER => {
+                p.hwheader = Some(v);
+                true
+            }
+            nfula::L2HDR => {
+                p.l2header = Some(v);
+                true
+            }
+            nfula::VLAN => match parse_vlan(v, order) {
+                Ok(vl) => {
+                    p.vlan = Some(vl);
+                    true
+                }
+                Err(why) => {
+                    if p.damage.is_none() {
+                        p.damage = Some(format!("attribute VLAN (type {ty}) {why}"));
+                    }
+                    true
+                }
+            },
+            fwlog::RECV_TIME if v.len() >= 12 => {
+                self.recv_ts = Some(Timestamp {
+                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
+                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
+                    source: TimeSource::Local,
+                });
+                true
+            }
+            fwlog::CAPTURE_TIME if v.len() >= 12 => {
+                self.capture_ts = Some(Timestamp {
+                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
+                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
+                    source: TimeSource::Capture,
+                });
+                true
+            }
+            fwlog::ORIG_LEN => be32(v).map(|x| p.orig_len = Some(x)).is_some(),
+            fwlog::DAMAGE => {
+                self.carried_damage = Some(v);
+                true
+            }
+            fwlog::INDEV_NAME..=fwlog::PHYSOUTDEV_NAME => {
+                self.names[(ty - fwlog::INDEV_NAME) as usize] = Some(cstr(v));
+                true
+            }
+            nfula::PACKET_HDR => false,
+            nfula::TIMESTAMP => false,
+            nfula::HWADDR => false,
+            fwlog::RECV_TIME => false,
+            // CT, CT_INFO and anything newer: not used, skipped.
+            _ => true,
+        }
+    }
+
+    /// Fill in what needed every attribute: interfaces, the timestamp, the damage note.
+    fn finish(self, p: &mut Packet<'a>, fallback: Timestamp) {
+        // NFULA_HWLEN bounds the header the kernel copied (HWHEADER is already exactly that long,
+        // but keep the two consistent if a record disagrees).
+        if let (Some(h), Some(n)) = (p.hwheader, self.hwlen) {
+            p.hwheader = Some(&h[..(n as usize).min(h.len())]);
+        }
+        let ifaces = [
+            &mut p.indev,
+            &mut p.outdev,
+            &mut p.physindev,
+            &mut p.physoutdev,
+        ];
+        for (i, slot) in ifaces.into_iter().enumerate() {
+            if let Some(idx) = self.index[i] {
+                *slot = Some(Iface {
+                    index: idx,
+                    name: self.names[i],
+                });
+            }
+        }
+        p.timestamp = self
+            .kernel_ts
+            .or(self.recv_ts)
+            .or(self.capture_ts)
+            .unwrap_or(fallback);
+        if let (None, Some(d)) = (&p.damage, self.carried_damage) {
+            p.damage = Some(String::from_utf8_lossy(d).into_owned());
+        }
+    }
+}
+
 /// Walk the TLVs of one NFLOG record: `nfgenmsg` + attributes.
 ///
 /// `fallback` is the timestamp to use when the record carries neither the kernel's timestamp nor
@@ -131,13 +276,7 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
     p.family = msg[0];
     p.group = u16::from_be_bytes([msg[2], msg[3]]);
 
-    let mut names: [Option<&[u8]>; 4] = [None; 4];
-    let mut index: [Option<u32>; 4] = [None; 4];
-    let mut kernel_ts: Option<Timestamp> = None;
-    let mut recv_ts: Option<Timestamp> = None;
-    let mut capture_ts: Option<Timestamp> = None;
-    let mut carried_damage: Option<&[u8]> = None;
-    let mut hwlen: Option<u16> = None;
+    let mut w = Walk::default();
 
     let mut off = NFGENMSG_LEN;
     while off < msg.len() {
@@ -160,101 +299,7 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
         }
         let v = &rest[4..len];
         let bad = |what: &str| format!("attribute {what} (type {ty}) has {} bytes", v.len());
-        let ok = match ty {
-            nfula::PACKET_HDR if v.len() >= 4 => {
-                p.hw_protocol = be16(v);
-                p.hook = Some(v[2]);
-                true
-            }
-            nfula::MARK => be32(v).map(|m| p.mark = m).is_some(),
-            nfula::TIMESTAMP if v.len() >= 16 => {
-                // struct nfulnl_msg_packet_timestamp { be64 sec; be64 usec; }
-                let sec = be64(v).unwrap_or(0);
-                let usec = be64(&v[8..]).unwrap_or(0);
-                kernel_ts = Some(Timestamp {
-                    sec: i64::try_from(sec).unwrap_or(i64::MAX),
-                    nsec: (usec.min(999_999) as u32) * 1000,
-                    source: TimeSource::Kernel,
-                });
-                true
-            }
-            nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV => {
-                let i = (ty - nfula::IFINDEX_INDEV) as usize;
-                be32(v).map(|x| index[i] = Some(x)).is_some()
-            }
-            nfula::HWADDR if v.len() >= 4 => {
-                // struct nfulnl_msg_packet_hw { be16 hw_addrlen; u16 pad; u8 hw_addr[8]; }
-                let n = be16(v).unwrap_or(0) as usize;
-                let addr = &v[4..];
-                p.hwaddr = Some(&addr[..n.min(addr.len())]);
-                true
-            }
-            nfula::PAYLOAD => {
-                p.payload = v;
-                true
-            }
-            nfula::PREFIX => {
-                p.prefix = Some(cstr(v));
-                true
-            }
-            nfula::UID => be32(v).map(|x| p.uid = Some(x)).is_some(),
-            nfula::GID => be32(v).map(|x| p.gid = Some(x)).is_some(),
-            nfula::SEQ => be32(v).map(|x| p.seq = Some(x)).is_some(),
-            nfula::SEQ_GLOBAL => be32(v).map(|x| p.seq_global = Some(x)).is_some(),
-            nfula::HWTYPE => be16(v).map(|x| p.hwtype = Some(x)).is_some(),
-            nfula::HWLEN => be16(v).map(|x| hwlen = Some(x)).is_some(),
-            nfula::HWHEADER => {
-                p.hwheader = Some(v);
-                true
-            }
-            nfula::L2HDR => {
-                p.l2header = Some(v);
-                true
-            }
-            nfula::VLAN => match parse_vlan(v, order) {
-                Ok(vl) => {
-                    p.vlan = Some(vl);
-                    true
-                }
-                Err(why) => {
-                    if p.damage.is_none() {
-                        p.damage = Some(format!("attribute VLAN (type {ty}) {why}"));
-                    }
-                    true
-                }
-            },
-            fwlog::RECV_TIME if v.len() >= 12 => {
-                recv_ts = Some(Timestamp {
-                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
-                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
-                    source: TimeSource::Local,
-                });
-                true
-            }
-            fwlog::CAPTURE_TIME if v.len() >= 12 => {
-                capture_ts = Some(Timestamp {
-                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
-                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
-                    source: TimeSource::Capture,
-                });
-                true
-            }
-            fwlog::ORIG_LEN => be32(v).map(|x| p.orig_len = Some(x)).is_some(),
-            fwlog::DAMAGE => {
-                carried_damage = Some(v);
-                true
-            }
-            fwlog::INDEV_NAME..=fwlog::PHYSOUTDEV_NAME => {
-                names[(ty - fwlog::INDEV_NAME) as usize] = Some(cstr(v));
-                true
-            }
-            nfula::PACKET_HDR => false,
-            nfula::TIMESTAMP => false,
-            nfula::HWADDR => false,
-            fwlog::RECV_TIME => false,
-            // CT, CT_INFO and anything newer: not used, skipped.
-            _ => true,
-        };
+        let ok = w.attribute(&mut p, ty, v, order);
         if !ok && p.damage.is_none() {
             let what = match ty {
                 nfula::PACKET_HDR => "PACKET_HDR",
@@ -269,29 +314,7 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
         off += (len + 3) & !3;
     }
 
-    // NFULA_HWLEN bounds the header the kernel copied (HWHEADER is already exactly that long,
-    // but keep the two consistent if a record disagrees).
-    if let (Some(h), Some(n)) = (p.hwheader, hwlen) {
-        p.hwheader = Some(&h[..(n as usize).min(h.len())]);
-    }
-    let ifaces = [
-        &mut p.indev,
-        &mut p.outdev,
-        &mut p.physindev,
-        &mut p.physoutdev,
-    ];
-    for (i, slot) in ifaces.into_iter().enumerate() {
-        if let Some(idx) = index[i] {
-            *slot = Some(Iface {
-                index: idx,
-                name: names[i],
-            });
-        }
-    }
-    p.timestamp = kernel_ts.or(recv_ts).or(capture_ts).unwrap_or(fallback);
-    if let (None, Some(d)) = (&p.damage, carried_damage) {
-        p.damage = Some(String::from_utf8_lossy(d).into_owned());
-    }
+    w.finish(&mut p, fallback);
     p
 }
 
