@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::dns::{DnsConfig, DEFAULT_PACKET_TIMEOUT};
 
-use crate::format::{FormatKind, LogFlags};
+use crate::format::LogFlags;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -273,12 +273,23 @@ pub struct RunArgs {
     pub fail_open: bool,
 }
 
+/// `--format` (the library's `FormatKind`, named for clap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// fwlog 0.8's block per packet, extended to every protocol.
+    Fwlog,
+    /// The kernel LOG target's line, for fail2ban, psad, logwatch.
+    Kernel,
+    /// One JSON object per line.
+    Json,
+}
+
 /// How lines are written: shared by every subcommand that prints packets.
 #[derive(Args, Debug, Clone)]
 pub struct FormatArgs {
     /// Output format: fwlog blocks, the kernel's LOG line, or one JSON object per line
-    #[arg(short = 'f', long, value_enum, default_value_t = FormatKind::Fwlog)]
-    pub format: FormatKind,
+    #[arg(short = 'f', long, value_enum, default_value_t = FormatArg::Fwlog)]
+    pub format: FormatArg,
 
     /// Optional kernel-format fields, as nft's `log flags`: a comma list of tcp-sequence,
     /// tcp-options, ip-options, skuid, ether, or all

@@ -11,7 +11,16 @@
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
-use crate::pipeline::process::Control;
+/// A request to the processing loop (`pipeline::process`), from the signals or a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Reopen every output (SIGHUP: logrotate, `systemctl reload`).
+    Reopen,
+    /// Print the counters to stderr (SIGUSR1).
+    Counters,
+    /// Finish what is ready and return (SIGTERM, SIGINT).
+    Stop,
+}
 
 /// Installed handlers, not yet forwarding.
 pub struct Signals {

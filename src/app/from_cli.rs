@@ -10,7 +10,7 @@ use crate::config::{
     ReplayConfig, RunConfig, Select, SpoolConfig,
 };
 use crate::dns::{DnsConfig, DnsConfigError};
-use crate::format::FormatOptions;
+use crate::format::{FormatKind, FormatOptions};
 use crate::queue::QueueConfig;
 use crate::sink::Target;
 
@@ -41,7 +41,11 @@ pub fn dns_settings(args: &DnsArgs) -> Result<DnsSettings, ConfigError> {
 
 pub fn format_config(args: &FormatArgs) -> FormatConfig {
     FormatConfig {
-        kind: args.format,
+        kind: match args.format {
+            cli::FormatArg::Fwlog => FormatKind::Fwlog,
+            cli::FormatArg::Kernel => FormatKind::Kernel,
+            cli::FormatArg::Json => FormatKind::Json,
+        },
         options: FormatOptions {
             flags: args.log_flags,
             syslog_framing: !args.no_syslog_header,

@@ -30,7 +30,7 @@ use crate::packet::{Packet, Timestamp};
 pub use names::NameTables;
 
 /// The output format (`--format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FormatKind {
     /// fwlog 0.8's block per packet, extended to every protocol.
     Fwlog,

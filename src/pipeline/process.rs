@@ -54,16 +54,7 @@ impl Names for PacketNames<'_> {
     }
 }
 
-/// A request to the processing loop, from whoever owns the signals (see [`crate::signals`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
-    /// Reopen every output (SIGHUP: logrotate, `systemctl reload`).
-    Reopen,
-    /// Print the counters to stderr (SIGUSR1).
-    Counters,
-    /// Finish what is ready and return (SIGTERM, SIGINT).
-    Stop,
-}
+pub use crate::signals::Control;
 
 /// Why the processing loop ended with an error.
 #[derive(Debug, thiserror::Error)]
