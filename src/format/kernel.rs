@@ -647,3 +647,23 @@ fn ipv6_part(p: &Packet<'_>, v6: &Ipv6<'_>, outer: bool, flags: LogFlags, out: &
         uid_mark(p, flags, out);
     }
 }
+
+/// A loss report line (after the caller's syslog framing).
+pub(crate) fn loss(ev: &super::LossEvent, out: &mut Vec<u8>) {
+    // Tagged `fwlog:` so parsers keyed on `kernel:` and `IN=` skip it.
+    s(out, "fwlog: LOST ");
+    dec(out, ev.count);
+    s(out, " log records, cause ");
+    s(out, ev.cause.name());
+    if let Some(g) = ev.group {
+        s(out, ", group ");
+        dec(out, g as u64);
+    }
+    if let Some((a, b)) = ev.seq_global {
+        s(out, ", seq_global ");
+        dec(out, a as u64);
+        s(out, "-");
+        dec(out, b as u64);
+    }
+    out.push(b'\n');
+}

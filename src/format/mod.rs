@@ -180,22 +180,7 @@ impl Formatter {
                 if self.opts.syslog_framing {
                     self.framing(&ev.time, "", out);
                 }
-                // Tagged `fwlog:` so parsers keyed on `kernel:` and `IN=` skip it.
-                write::s(out, "fwlog: LOST ");
-                write::dec(out, ev.count);
-                write::s(out, " log records, cause ");
-                write::s(out, ev.cause.name());
-                if let Some(g) = ev.group {
-                    write::s(out, ", group ");
-                    write::dec(out, g as u64);
-                }
-                if let Some((a, b)) = ev.seq_global {
-                    write::s(out, ", seq_global ");
-                    write::dec(out, a as u64);
-                    write::s(out, "-");
-                    write::dec(out, b as u64);
-                }
-                out.push(b'\n');
+                kernel::loss(ev, out);
             }
             FormatKind::Fwlog => fwlog::loss(ev, out),
             FormatKind::Json => json::loss(ev, out),
