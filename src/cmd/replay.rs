@@ -4,7 +4,7 @@
 //! it works on a copy taken off a dead machine, on a read-only mount, and beside a daemon that
 //! is using the same directory.
 
-use fwlog_spool::ReadOnlySpool;
+use fwlog_spool::{LedgerStatus, ReadOnlySpool};
 
 use crate::config::{ReplayConfig, Select};
 use crate::exit;
@@ -53,6 +53,15 @@ pub fn run(args: &ReplayConfig) -> i32 {
             return exit::SPOOL;
         }
     };
+    // A spool always has a ledger or a segment; a directory with neither is the wrong one, and
+    // replaying "nothing" from it would look like an empty spool.
+    if spool.segments().is_empty() && matches!(spool.ledger_status(), LedgerStatus::Missing) {
+        eprintln!(
+            "fwlog: {} holds no spool (no ledger, no segment file): is it the --spool directory of fwlog run?",
+            args.spool.display()
+        );
+        return exit::NO_INPUT;
+    }
     if let Some(path) = &args.pcap {
         let status = export_pcap(&spool, &filter, path);
         if args.outputs.specs.is_empty() {

@@ -12,6 +12,8 @@ use crate::queue::QueueError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
+    #[error("spool directory {}: it exists and is not a directory", .0.display())]
+    SpoolNotDir(PathBuf),
     #[error("spool directory {}: {source}", path.display())]
     SpoolDir {
         path: PathBuf,
@@ -50,6 +52,7 @@ impl DaemonError {
     pub fn exit_code(&self) -> i32 {
         match self {
             DaemonError::SpoolDir { .. }
+            | DaemonError::SpoolNotDir(_)
             | DaemonError::SpoolLocked(_)
             | DaemonError::Spool { .. } => exit::SPOOL,
             DaemonError::Outputs(_) => exit::OUTPUT,

@@ -6,7 +6,8 @@
 //! tokio runtime that also runs the DNS lookups) reads the spool back in order, waits for names, prints, and
 //! acknowledges. They share only the spool (whose reader sees what the writer committed), a
 //! wake-up, a stop flag and the counters. Start-up order: the service manager's notify socket
-//! (`NOTIFY_SOCKET`, connected while root: see [`crate::sdnotify`]), the spool (its lock tells a
+//! (`NOTIFY_SOCKET`, connected while root: see [`crate::sdnotify`]), the checks that change
+//! nothing ([`preflight`]: a usage error leaves no file behind), the spool (its lock tells a
 //! second fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until
 //! intake starts), `--user` (needs everything before it done as root), then DNS and the
 //! threads; `READY=1` goes out once the signal handlers ([`crate::signals`]) are installed and the processing loop runs, the point from
@@ -14,6 +15,7 @@
 
 mod error;
 mod intake;
+mod preflight;
 pub mod queue_intake;
 mod seqfile;
 
@@ -49,6 +51,7 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     // intake start below, and nothing before `run` starts one).
     let notifier = unsafe { Notifier::from_env() };
     ignore_requests_until_ready();
+    preflight::check(cfg)?;
     let (writer, reader) = open_spool(&cfg.spool)?;
     let outputs = Outputs::open(
         &cfg.outputs.specs,
