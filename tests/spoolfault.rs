@@ -338,15 +338,20 @@ fn fill(path: &Path) {
     while f.write_all(&block[..1]).is_ok() {}
 }
 
-/// `name N` from the exit counters line.
+/// `name=N` from the exit counters line.
 fn counter(stderr: &str, name: &str) -> u64 {
     let line = stderr
         .lines()
         .rev()
-        .find(|l| l.contains(" spooled "))
+        .find(|l| l.contains(" spooled="))
         .unwrap_or_else(|| panic!("counters line in {stderr}"));
-    let at = line.find(&format!(" {name} ")).expect(name) + name.len() + 2;
-    line[at..].split(' ').next().unwrap().parse().unwrap()
+    let at = line.find(&format!(" {name}=")).expect(name) + name.len() + 2;
+    line[at..]
+        .split([' ', ';'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -421,7 +426,7 @@ fn a_full_spool_filesystem_counts_packets_as_lost_and_recovers() {
         printed,
         "spooled = what reached the disk: {err}"
     );
-    assert_eq!(counter(&err, "spool-full"), lost, "{err}");
+    assert_eq!(counter(&err, "lost-spool-full"), lost, "{err}");
     assert!(err.contains("room again"), "{err}");
     // The next start reports nothing: every packet was accounted for.
     let d = Daemon::start(
