@@ -186,32 +186,8 @@ impl Reader {
                     .find(|m| m.first_seq > cur_first)
                     .map(|m| m.first_seq)
             };
-            if why.is_some() {
-                // Real damage: a segment with a successor was complete before the successor
-                // existed, and the writer's segment is read only up to what was committed.
-                // Resynchronise on the next valid record inside this segment.
-                let (max_seq, limit) = match (next_first, committed_len) {
-                    (Some(n), _) => (n - 1, cur.file_len().unwrap_or(offset)),
-                    (None, Some((f, bytes))) if f == cur_first => (committed, bytes),
-                    (None, _) => (committed, cur.file_len().unwrap_or(offset)),
-                };
-                let found = cur
-                    .resync(max_seq, limit)
-                    .map_err(|e| Error::io("read", &path, e))?;
-                let c = &self.shared.counters;
-                add(&c.corrupt_regions_skipped, 1);
-                add(
-                    &c.corrupt_bytes_skipped,
-                    cur.offset().saturating_sub(offset),
-                );
-                if found.is_some() {
-                    continue;
-                }
-                if next_first.is_none() && cur.offset() >= limit {
-                    // The writer's segment holds nothing valid after the damage up to what was
-                    // committed: the next record appended starts at `limit`.
-                    cur.next_seq = committed + 1;
-                }
+            if why.is_some() && self.resync(offset, next_first, committed, committed_len)? {
+                continue;
             }
             match next_first {
                 Some(n) => {
@@ -219,7 +195,7 @@ impl Reader {
                         return Ok(Some(lost));
                     }
                 }
-                None if cur.next_seq > committed => {
+                None if self.cursor.as_ref().is_some_and(|c| c.next_seq > committed) => {
                     // Everything committed in the writer's segment has been read, yet numbers
                     // up to `committed` were never delivered: they are missing from disk (lost to
                     // corruption or, under a relaxed fsync policy, to a power cut).
@@ -238,6 +214,40 @@ impl Reader {
                 }
             }
         }
+    }
+
+    /// After damage at `offset` of the current segment: resynchronise on the next valid record
+    /// inside it (true: the cursor stands on it). A segment with a successor was complete before
+    /// the successor existed; the writer's segment is read only up to what was committed
+    /// (`committed_len`: the last segment's first sequence number and committed bytes).
+    fn resync(
+        &mut self,
+        offset: u64,
+        next_first: Option<u64>,
+        committed: u64,
+        committed_len: Option<(u64, u64)>,
+    ) -> Result<bool> {
+        let cur = self.cursor.as_mut().expect("reading a segment");
+        let (max_seq, limit) = match (next_first, committed_len) {
+            (Some(n), _) => (n - 1, cur.file_len().unwrap_or(offset)),
+            (None, Some((f, bytes))) if f == cur.first_seq => (committed, bytes),
+            (None, _) => (committed, cur.file_len().unwrap_or(offset)),
+        };
+        let found = cur
+            .resync(max_seq, limit)
+            .map_err(|e| Error::io("read", &cur.path, e))?;
+        let c = &self.shared.counters;
+        add(&c.corrupt_regions_skipped, 1);
+        add(
+            &c.corrupt_bytes_skipped,
+            cur.offset().saturating_sub(offset),
+        );
+        if found.is_none() && next_first.is_none() && cur.offset() >= limit {
+            // The writer's segment holds nothing valid after the damage up to what was
+            // committed: the next record appended starts at `limit`.
+            cur.next_seq = committed + 1;
+        }
+        Ok(found.is_some())
     }
 
     /// Reports `first..=last` as lost and counts it.

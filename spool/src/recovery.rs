@@ -272,6 +272,168 @@ pub(crate) fn check_header(
     )
 }
 
+/// Step 3 of recovery: segments whose names or headers are bad are quarantined, half-created
+/// ones removed; the good ones come back in order with a cursor past their header.
+struct Headers {
+    segs: Vec<(SegMeta, Cursor)>,
+    /// The last segment was quarantined: the highest sequence number it may have held.
+    quarantined_last: Option<u64>,
+    /// The directory changed and needs a sync.
+    dir_dirty: bool,
+}
+
+fn check_headers(
+    fs: &dyn Fs,
+    dir: &Path,
+    opts: &Options,
+    listing: &Listing,
+    q: &mut Quarantiner<'_>,
+    report: &mut OpenReport,
+) -> Result<Headers> {
+    let mut dir_dirty = false;
+    for name in &listing.bad_names {
+        report
+            .quarantined
+            .push(q.move_aside(name, "not a valid segment file name".into())?);
+        dir_dirty = true;
+    }
+
+    let mut quarantined_last = None;
+    let mut segs: Vec<(SegMeta, Cursor)> = Vec::new();
+    for &seq in &listing.segments {
+        let path = segment_path(dir, seq);
+        let check = match check_header(fs, &path, seq, opts.read_buffer_bytes) {
+            Ok(c) => c,
+            // Vanished between listing and opening: nothing to recover.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        match check {
+            HeaderCheck::Good(c) => {
+                let len = c.file_len().map_err(|e| Error::io("stat", &path, e))?;
+                // Read before step 5 may truncate the file (which would make it look new).
+                let newest = fs
+                    .modified(&path)
+                    .map_err(|e| Error::io("stat", &path, e))?;
+                segs.push((
+                    SegMeta {
+                        first_seq: seq,
+                        bytes: len,
+                        newest,
+                    },
+                    c,
+                ));
+            }
+            HeaderCheck::Partial(len) => {
+                fs.remove_file(&path)
+                    .map_err(|e| Error::io("remove", &path, e))?;
+                report.bytes_truncated += len;
+                report.removed_partial.push(path);
+                dir_dirty = true;
+            }
+            HeaderCheck::Bad(reason) => {
+                if listing.segments.last() == Some(&seq) {
+                    // No successor tells where its records ended: look for the last valid one
+                    // (bounded: a real segment is not much larger than the segment size), so
+                    // that new numbers start above them and the reader reports the gap.
+                    let limit = opts.segment_bytes + format::MAX_PAYLOAD_LEN as u64 + 64;
+                    let highest = highest_record(fs, &path, seq, opts.read_buffer_bytes, limit)
+                        .map_err(|e| Error::io("read", &path, e))?;
+                    quarantined_last = Some(highest.unwrap_or(seq));
+                }
+                let name = format::segment_file_name(seq);
+                report.quarantined.push(q.move_aside(&name, reason)?);
+                dir_dirty = true;
+            }
+        }
+    }
+    Ok(Headers {
+        segs,
+        quarantined_last,
+        dir_dirty,
+    })
+}
+
+/// The counters a freshly opened spool starts from.
+fn counters_after_open(report: &OpenReport, segments: &VecDeque<SegMeta>) -> Counters {
+    let c = Counters::default();
+    c.files_quarantined
+        .store(report.quarantined.len() as u64, Relaxed);
+    c.bytes_truncated.store(report.bytes_truncated, Relaxed);
+    c.disk_bytes
+        .store(segments.iter().map(|m| m.bytes).sum(), Relaxed);
+    c
+}
+
+/// Step 4 of recovery: deletes the fully acknowledged segments the retention does not keep,
+/// oldest first. Returns how many.
+fn delete_acked(
+    fs: &dyn Fs,
+    dir: &Path,
+    segments: &mut VecDeque<SegMeta>,
+    acked: u64,
+    opts: &Options,
+) -> Result<usize> {
+    let k = doomed(segments, acked, opts.retention(), fs.now(), 0);
+    for m in segments.drain(..k) {
+        let path = segment_path(dir, m.first_seq);
+        match fs.remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", &path, e)),
+        }
+    }
+    Ok(k)
+}
+
+/// Scans the last segment and cuts what follows its last valid record, if no valid record
+/// follows it (the torn tail). Damage with valid records after it is not a tail: it stays (the
+/// reader reports the records it hit as lost). Returns the last record's sequence number (or
+/// `first_seq - 1`).
+fn cut_torn_tail(
+    fs: &dyn Fs,
+    meta: &mut SegMeta,
+    cur: &mut Cursor,
+    report: &mut OpenReport,
+) -> Result<u64> {
+    let path = cur.path.clone();
+    let io = |e| Error::io("read", &path, e);
+    let mut valid_end = cur.offset();
+    let mut why = None;
+    loop {
+        match cur.next_step().map_err(io)? {
+            Step::Record { .. } => valid_end = cur.offset(),
+            Step::End => break,
+            Step::Bad { why: w, .. } => {
+                why = Some(w);
+                if cur.resync(MAX_SEQ, meta.bytes).map_err(io)?.is_none() {
+                    break;
+                }
+                if report.damaged.last() != Some(&path) {
+                    report.damaged.push(path.clone());
+                }
+            }
+        }
+    }
+    let len = meta.bytes;
+    if valid_end < len {
+        let f = fs.open_rw(&path).map_err(|e| Error::io("open", &path, e))?;
+        f.set_len(valid_end)
+            .map_err(|e| Error::io("ftruncate", &path, e))?;
+        f.sync_data()
+            .map_err(|e| Error::io("fdatasync", &path, e))?;
+        report.bytes_truncated += len - valid_end;
+        report.truncated.push(Truncation {
+            path,
+            from_len: len,
+            to_len: valid_end,
+            reason: why.unwrap_or(Invalid::Short).to_string(),
+        });
+        meta.bytes = valid_end;
+    }
+    Ok(cur.next_seq - 1)
+}
+
 /// The highest sequence number of a valid record in the first `limit` bytes of a segment whose
 /// header is unreadable, reading it as if the header said `first_seq`.
 fn highest_record(
@@ -356,9 +518,8 @@ impl Quarantiner<'_> {
     }
 }
 
-/// Writable open: lock, ledger, recovery. See the module docs for the steps.
-pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Recovered> {
-    let fs: &dyn Fs = &*fs;
+/// Creates the spool directory (not its parents) if needed, durably.
+fn create_spool_dir(fs: &dyn Fs, dir: &Path) -> Result<()> {
     if fs
         .create_dir(dir)
         .map_err(|e| Error::io("create directory", dir, e))?
@@ -368,6 +529,13 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
                 .map_err(|e| Error::io("fsync", parent, e))?;
         }
     }
+    Ok(())
+}
+
+/// Writable open: lock, ledger, recovery. See the module docs for the steps.
+pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Recovered> {
+    let fs: &dyn Fs = &*fs;
+    create_spool_dir(fs, dir)?;
     let lock_path = dir.join(LOCK_FILE);
     let lock = match fs.lock_exclusive(&lock_path) {
         Ok(g) => g,
@@ -380,7 +548,6 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
         Err(e) => return Err(Error::io("lock", &lock_path, e)),
     };
     let (ledger, mut acked, ledger_status) = Ledger::open(fs, dir)?;
-    let counters = Counters::default();
     let listing = list(fs, dir)?;
     let mut q = Quarantiner {
         fs,
@@ -403,105 +570,18 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
         damaged: Vec::new(),
         ledger_clamped: None,
     };
-    let mut dir_dirty = false;
-    for name in &listing.bad_names {
-        report
-            .quarantined
-            .push(q.move_aside(name, "not a valid segment file name".into())?);
-        dir_dirty = true;
-    }
+    // Step 3: names and headers.
+    let Headers {
+        mut segs,
+        quarantined_last,
+        mut dir_dirty,
+    } = check_headers(fs, dir, opts, &listing, &mut q, &mut report)?;
 
-    // Step 3: headers.
-    let mut quarantined_last = None;
-    let mut segs: Vec<(SegMeta, Cursor)> = Vec::new();
-    for &seq in &listing.segments {
-        let path = segment_path(dir, seq);
-        let check = match check_header(fs, &path, seq, opts.read_buffer_bytes) {
-            Ok(c) => c,
-            // Vanished between listing and opening: nothing to recover.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io("read", &path, e)),
-        };
-        match check {
-            HeaderCheck::Good(c) => {
-                let len = c.file_len().map_err(|e| Error::io("stat", &path, e))?;
-                // Read before step 5 may truncate the file (which would make it look new).
-                let newest = fs
-                    .modified(&path)
-                    .map_err(|e| Error::io("stat", &path, e))?;
-                segs.push((
-                    SegMeta {
-                        first_seq: seq,
-                        bytes: len,
-                        newest,
-                    },
-                    c,
-                ));
-            }
-            HeaderCheck::Partial(len) => {
-                fs.remove_file(&path)
-                    .map_err(|e| Error::io("remove", &path, e))?;
-                report.bytes_truncated += len;
-                report.removed_partial.push(path);
-                dir_dirty = true;
-            }
-            HeaderCheck::Bad(reason) => {
-                if listing.segments.last() == Some(&seq) {
-                    // No successor tells where its records ended: look for the last valid one
-                    // (bounded: a real segment is not much larger than the segment size), so
-                    // that new numbers start above them and the reader reports the gap.
-                    let limit = opts.segment_bytes + format::MAX_PAYLOAD_LEN as u64 + 64;
-                    let highest = highest_record(fs, &path, seq, opts.read_buffer_bytes, limit)
-                        .map_err(|e| Error::io("read", &path, e))?;
-                    quarantined_last = Some(highest.unwrap_or(seq));
-                }
-                let name = format::segment_file_name(seq);
-                report.quarantined.push(q.move_aside(&name, reason)?);
-                dir_dirty = true;
-            }
-        }
-    }
-
-    // Step 5: the last segment's torn tail. Damage with valid records after it is not a tail:
-    // it stays (the reader reports the records it hit as lost) and only what follows the last
-    // valid record is cut.
-    let mut last_seq = 0;
-    if let Some((meta, cur)) = segs.last_mut() {
-        let path = cur.path.clone();
-        let io = |e| Error::io("read", &path, e);
-        let mut valid_end = cur.offset();
-        let mut why = None;
-        loop {
-            match cur.next_step().map_err(io)? {
-                Step::Record { .. } => valid_end = cur.offset(),
-                Step::End => break,
-                Step::Bad { why: w, .. } => {
-                    why = Some(w);
-                    if cur.resync(MAX_SEQ, meta.bytes).map_err(io)?.is_none() {
-                        break;
-                    }
-                    report.damaged.push(path.clone());
-                }
-            }
-        }
-        last_seq = cur.next_seq - 1;
-        let len = meta.bytes;
-        if valid_end < len {
-            let f = fs.open_rw(&path).map_err(|e| Error::io("open", &path, e))?;
-            f.set_len(valid_end)
-                .map_err(|e| Error::io("ftruncate", &path, e))?;
-            f.sync_data()
-                .map_err(|e| Error::io("fdatasync", &path, e))?;
-            report.bytes_truncated += len - valid_end;
-            report.truncated.push(Truncation {
-                path,
-                from_len: len,
-                to_len: valid_end,
-                reason: why.unwrap_or(Invalid::Short).to_string(),
-            });
-            meta.bytes = valid_end;
-        }
-    }
+    // Step 5: the last segment's torn tail.
+    let last_seq = match segs.last_mut() {
+        Some((meta, cur)) => cut_torn_tail(fs, meta, cur, &mut report)?,
+        None => 0,
+    };
 
     // Step 6.
     let last_first = segs.last().map_or(0, |(m, _)| m.first_seq);
@@ -547,33 +627,15 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
 
     // Step 4 (after 7 so that a segment made obsolete by a new one is collected too).
     // Fully acknowledged segments beyond the retention go, oldest first.
-    let k = doomed(&segments, acked, opts.retention(), fs.now(), 0);
-    for m in segments.drain(..k) {
-        let path = segment_path(dir, m.first_seq);
-        match fs.remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", &path, e)),
-        }
-        report.deleted_acked += 1;
-        dir_dirty = true;
-    }
-    if dir_dirty {
+    report.deleted_acked = delete_acked(fs, dir, &mut segments, acked, opts)?;
+    if dir_dirty || report.deleted_acked > 0 {
         fs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
     }
 
     report.next_seq = next_seq;
     report.pending_records = next_seq - 1 - acked;
     report.segments = segments.len();
-    counters
-        .files_quarantined
-        .store(report.quarantined.len() as u64, Relaxed);
-    counters
-        .bytes_truncated
-        .store(report.bytes_truncated, Relaxed);
-    counters
-        .disk_bytes
-        .store(segments.iter().map(|m| m.bytes).sum(), Relaxed);
+    let counters = counters_after_open(&report, &segments);
     Ok(Recovered {
         report,
         lock,

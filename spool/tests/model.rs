@@ -272,6 +272,29 @@ fn check_read_only(fs: &SimFs, m: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Bit rot in a sealed segment: one with at least two successors, so that no crash can make it
+/// the last (where damage to the final record is indistinguishable from a torn tail). The
+/// process goes on: returns false ("did not fail").
+fn rot(fs: &SimFs, seed: u64, m: &mut Model) -> bool {
+    let mut segs: Vec<_> = fs
+        .list()
+        .into_iter()
+        .filter(|p| {
+            p.parent() == Some(Path::new("/spool")) && p.extension().is_some_and(|e| e == "seg")
+        })
+        .collect();
+    segs.sort();
+    if segs.len() > 2 {
+        let victim = &segs[(seed % (segs.len() as u64 - 2)) as usize];
+        let len = fs.read(victim).map_or(0, |d| d.len() as u64);
+        if len > 0 {
+            fs.corrupt(victim, (seed >> 8) % len, 1 << ((seed >> 40) % 8));
+            m.corrupted = true;
+        }
+    }
+    false
+}
+
 fn run(ops: Vec<Op>, policy: FsyncPolicy, max_bytes: u64) -> Result<(), TestCaseError> {
     run_with(ops, options(policy, max_bytes))
 }
@@ -360,26 +383,7 @@ fn run_with(ops: Vec<Op>, opts: Options) -> Result<(), TestCaseError> {
                     true
                 }
             },
-            Op::Corrupt(seed) => {
-                let mut segs: Vec<_> = fs
-                    .list()
-                    .into_iter()
-                    .filter(|p| {
-                        p.parent() == Some(Path::new("/spool"))
-                            && p.extension().is_some_and(|e| e == "seg")
-                    })
-                    .collect();
-                segs.sort();
-                if segs.len() > 2 {
-                    let victim = &segs[(seed % (segs.len() as u64 - 2)) as usize];
-                    let len = fs.read(victim).map_or(0, |d| d.len() as u64);
-                    if len > 0 {
-                        fs.corrupt(victim, (seed >> 8) % len, 1 << ((seed >> 40) % 8));
-                        m.corrupted = true;
-                    }
-                }
-                false
-            }
+            Op::Corrupt(seed) => rot(&fs, seed, &mut m),
             Op::Crash(seed, fail_open) => {
                 // Power goes out now: nothing the spool would do on drop happens.
                 fs.fail_after(0);
