@@ -77,6 +77,12 @@ impl ReadOnlySpool {
     pub fn open_with_fs(fs: Arc<dyn Fs>, dir: impl AsRef<Path>) -> Result<ReadOnlySpool> {
         let dir = dir.as_ref().to_path_buf();
         let (_, acked, ledger) = ledger::read(&*fs, &dir.join(ledger::LEDGER_FILE))?;
+        // A position no spool reaches is damage: nothing is taken as printed.
+        let acked = if acked > crate::format::MAX_SEQ {
+            0
+        } else {
+            acked
+        };
         let listing = recovery::list(&*fs, &dir)?;
         let mut foreign = listing.foreign;
         foreign.extend(listing.bad_names);

@@ -176,6 +176,10 @@ fn impossible_ledger_position_is_clamped_and_numbering_does_not_wrap() {
         (rep.ledger_clamped, rep.acked_seq, rep.next_seq),
         (None, 31, 32)
     );
+    drop((_w, _r));
+    // Read-only, the impossible position counts as none: nothing is taken as printed.
+    fs::write(d.path().join(LEDGER_FILE), &ledger).unwrap();
+    assert_eq!(ReadOnlySpool::open(d.path()).unwrap().acked(), 0);
 }
 
 #[test]
