@@ -450,3 +450,79 @@ fn a_full_spool_filesystem_counts_packets_as_lost_and_recovers() {
     assert_eq!(d.stop(), 0);
     assert!(!err2.contains("restart"), "no restart loss: {err2}");
 }
+
+/// CRC32C (Castagnoli), bitwise: the test writes a ledger by hand.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// A ledger slot (magic, version, generation, acknowledged position, CRC32C).
+fn ledger_slot(generation: u64, acked: u64) -> [u8; 32] {
+    let mut slot = [0u8; 32];
+    slot[0..4].copy_from_slice(b"FWLA");
+    slot[4] = 1;
+    slot[8..16].copy_from_slice(&generation.to_le_bytes());
+    slot[16..24].copy_from_slice(&acked.to_le_bytes());
+    let c = crc32c(&slot[0..24]);
+    slot[24..28].copy_from_slice(&c.to_le_bytes());
+    slot
+}
+
+#[test]
+fn an_impossible_ledger_position_does_not_swallow_new_packets() {
+    require_root!();
+    let ns = NetNs::new("spoolledger");
+    ns.nft(RULES);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let out = dir.path().join("out.log");
+    let args = [
+        "--group",
+        "5",
+        "--no-dns",
+        "--format",
+        "kernel",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let d = Daemon::start(&ns, dir.path(), &args);
+    send_udp(&ns, 9999, 0..5);
+    wait_for("the first packets", Duration::from_secs(20), || {
+        lines(&out).len() >= 5
+    });
+    assert_eq!(d.stop(), 0);
+    let mut ledger = vec![0u8; 1024];
+    ledger[0..32].copy_from_slice(&ledger_slot(1000, u64::MAX));
+    ledger[512..544].copy_from_slice(&ledger_slot(1001, u64::MAX));
+    std::fs::write(spool.join("ledger"), &ledger).unwrap();
+    let d = Daemon::start(&ns, dir.path(), &args);
+    send_udp(&ns, 9999, 5..10);
+    wait_for("the new packets", Duration::from_secs(20), || {
+        lines(&out).len() >= 10
+    });
+    let err = d.stderr_text();
+    assert_eq!(d.stop(), 0);
+    assert!(err.contains("impossible"), "{err}");
+    assert_eq!(lines(&out).len() as u64, logged(&ns));
+    // And the next start finds a sane ledger: nothing printed twice.
+    let d = Daemon::start(&ns, dir.path(), &args);
+    send_udp(&ns, 9999, 10..11);
+    wait_for("one more", Duration::from_secs(20), || {
+        lines(&out).len() >= 11
+    });
+    assert_eq!(d.stop(), 0);
+    assert_eq!(lines(&out).len(), 11);
+}
