@@ -5,6 +5,10 @@
 //! the writer has published as committed, which under [`crate::FsyncPolicy::EveryCommit`] means
 //! synced.
 //!
+//! Sequence numbers that cannot be delivered (damaged records, quarantined or missing segments)
+//! are handed over in line as [`Lost`] ranges by [`Reader::next_item`] (see the crate docs,
+//! "Damage"); [`Reader::next`] skips them.
+//!
 //! Acknowledgement (`ack(n)`: "everything up to n is done") first makes the new position durable in
 //! the ledger, then deletes segments whose every record is at or below it. Deletion is a separate
 //! step from acknowledgement so that a retention policy can later keep acknowledged segments.
@@ -155,6 +159,13 @@ impl Reader {
                 Step::Record { seq, payload } => {
                     if seq < want {
                         continue; // already acknowledged or delivered
+                    }
+                    if seq > committed {
+                        // Written but not committed yet (it may still be taken back): what was
+                        // committed before it is missing. Start over from the segment holding
+                        // the next number when more is committed.
+                        self.cursor = None;
+                        return Ok(Some(self.lost(want, committed)));
                     }
                     let rec = Record {
                         seq,

@@ -76,6 +76,10 @@ impl ReadOnlySpool {
     /// Opens `dir` through `fs`.
     pub fn open_with_fs(fs: Arc<dyn Fs>, dir: impl AsRef<Path>) -> Result<ReadOnlySpool> {
         let dir = dir.as_ref().to_path_buf();
+        // The listing first: a live daemon persists an acknowledgement before it deletes the
+        // segments it covers, so the position read after the listing covers every segment
+        // missing from it (numbering then starts right after it, see `Replay::start_at`).
+        let listing = recovery::list(&*fs, &dir)?;
         let (_, acked, ledger) = ledger::read(&*fs, &dir.join(ledger::LEDGER_FILE))?;
         // A position no spool reaches is damage: nothing is taken as printed.
         let acked = if acked > crate::format::MAX_SEQ {
@@ -83,7 +87,6 @@ impl ReadOnlySpool {
         } else {
             acked
         };
-        let listing = recovery::list(&*fs, &dir)?;
         let mut foreign = listing.foreign;
         foreign.extend(listing.bad_names);
         Ok(ReadOnlySpool {
