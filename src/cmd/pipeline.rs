@@ -32,9 +32,10 @@ pub fn run(
     specs: &[OutputSpec],
     fmt: &FormatArgs,
     dns: &DnsArgs,
+    db: Option<&crate::sink::sql::SqlConfig>,
     produce: impl FnOnce(Producer) -> i32 + Send + 'static,
 ) -> i32 {
-    let outputs = match Outputs::open(specs, fmt.format, &super::format_options(fmt), false) {
+    let outputs = match Outputs::open(specs, fmt.format, &super::format_options(fmt), false, db) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("fwlog: {e}");

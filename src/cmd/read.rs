@@ -17,7 +17,15 @@ pub fn run(args: &ReadArgs) -> i32 {
     let specs = super::pipeline::outputs_or_stdout(&args.outputs);
     let files = args.files.clone();
     let ifnames = args.ifnames;
-    super::pipeline::run(&specs, &args.fmt, &args.dns, move |p| {
+    // A capture file has no spool: each read is a stream of its own.
+    let db = match super::sql_config(&args.db, &specs, false, crate::sink::sql::StreamId::random) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("fwlog: {e}");
+            return exit::OUTPUT;
+        }
+    };
+    super::pipeline::run(&specs, &args.fmt, &args.dns, db.as_ref(), move |p| {
         produce(&files, ifnames, p)
     })
 }

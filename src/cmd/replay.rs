@@ -88,14 +88,26 @@ pub fn run(args: &ReplayArgs) -> i32 {
         }
     }
     let specs = super::pipeline::outputs_or_stdout(&args.outputs);
+    // The spool's own stream id, read-only: replayed rows keep their keys, and a database that
+    // has them already ignores them.
+    let db = match super::sql_config(&args.db, &specs, false, || {
+        crate::sink::sql::stream::read(&args.spool)
+    }) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("fwlog: {e}");
+            return exit::OUTPUT;
+        }
+    };
     let dir = args.spool.clone();
-    super::pipeline::run(&specs, &args.fmt, &args.dns, move |mut out| {
+    super::pipeline::run(&specs, &args.fmt, &args.dns, db.as_ref(), move |mut out| {
         let mut status = exit::OK;
         let mut records = spool.records();
         for r in &mut records {
             match r {
                 Ok(rec) => {
-                    if filter.keeps(rec.acked, &rec.data) && !out.send(rec.data, true) {
+                    if filter.keeps(rec.acked, &rec.data) && !out.send_seq(rec.seq, rec.data, true)
+                    {
                         return status;
                     }
                 }

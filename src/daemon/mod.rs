@@ -127,7 +127,20 @@ pub fn run(args: &RunArgs) -> i32 {
     };
     let fmt_opts = crate::cmd::format_options(&args.fmt);
     let sync_outputs = args.fsync != FsyncArg::Never;
-    let outputs = match outputs::Outputs::open(&specs, args.fmt.format, &fmt_opts, sync_outputs) {
+    // Database outputs: the spool's stream id, created now (under the spool's lock) if new.
+    let db = match crate::cmd::sql_config(&args.db, &specs, sync_outputs, || {
+        crate::sink::sql::stream::open_or_create(&args.spool)
+    }) {
+        Ok(d) => d,
+        Err(e) => return fail(exit::SPOOL, e),
+    };
+    let outputs = match outputs::Outputs::open(
+        &specs,
+        args.fmt.format,
+        &fmt_opts,
+        sync_outputs,
+        db.as_ref(),
+    ) {
         Ok(o) => o,
         Err(e) => return fail(exit::OUTPUT, e),
     };
@@ -160,9 +173,10 @@ pub fn run(args: &RunArgs) -> i32 {
             Err(e) => return fail(exit::USAGE, e),
         };
         let mut owned = vec![args.spool.clone()];
-        owned.extend(specs.iter().filter_map(|s| match &s.target {
-            Target::File(p) => Some(p.clone()),
-            _ => None,
+        owned.extend(specs.iter().flat_map(|s| match &s.target {
+            Target::File(p) => vec![p.clone()],
+            Target::Sqlite(p) => crate::sink::sql::sqlite::SqliteSink::files(p),
+            _ => vec![],
         }));
         for p in &owned {
             if let Err(e) = crate::privdrop::hand_over(p, &user) {

@@ -7,8 +7,10 @@
 use std::io;
 
 use crate::format::{FormatOptions, Formatter, LossEvent};
+use crate::sink::sql::sqlite::SqliteSink;
+use crate::sink::sql::SqlConfig;
 use crate::sink::text::TextSink;
-use crate::sink::{self, OutputSpec, PacketSink, PacketView};
+use crate::sink::{self, OutputSpec, PacketSink, PacketView, Target};
 
 pub struct Outputs {
     outs: Vec<Box<dyn PacketSink>>,
@@ -16,15 +18,24 @@ pub struct Outputs {
 
 impl Outputs {
     /// Open every output. `default_kind` applies where the spec names no format; syslog
-    /// targets get no syslog header from the formatter (the sink frames them).
+    /// targets get no syslog header from the formatter (the sink frames them). `db` is what
+    /// database outputs need (None when there are none).
     pub fn open(
         specs: &[OutputSpec],
         default_kind: crate::format::FormatKind,
         opts: &FormatOptions,
         sync_files: bool,
+        db: Option<&SqlConfig>,
     ) -> Result<Outputs, String> {
         let mut outs = Vec::with_capacity(specs.len());
         for spec in specs {
+            if let Target::Sqlite(path) = &spec.target {
+                let cfg = db.ok_or("database outputs are not available here")?;
+                let s =
+                    SqliteSink::open(path, cfg).map_err(|e| format!("cannot open output: {e}"))?;
+                outs.push(Box::new(s) as Box<dyn PacketSink>);
+                continue;
+            }
             let kind = spec.format.unwrap_or(default_kind);
             let mut o = opts.clone();
             if spec.target.is_syslog() {
