@@ -588,3 +588,38 @@ fn kill_9_during_a_flood_every_seq_global_is_one_row_or_a_loss() {
     );
     assert!(rows.len() as u64 > total / 4, "most packets were stored");
 }
+
+#[test]
+fn db_retain_deletes_rows_older_than_the_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fw.db");
+    let target = format!("sqlite:{}", db.display());
+    // Packets from November 2023: ten thousand days keep them, one hour does not.
+    let pcap = dir.path().join("old.pcap");
+    hostile_pcap(&pcap, 50, b"OLD ");
+    let file = pcap.to_str().unwrap();
+    let (code, _, err) = fwlog(&[
+        "read",
+        "--no-dns",
+        "--db-retain",
+        "10000d",
+        "-o",
+        &target,
+        file,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(count(&db, "SELECT count(*) FROM packets"), 50);
+    let (code, _, err) = fwlog(&["read", "--no-dns", "--db-retain", "1h", "-o", &target, file]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(count(&db, "SELECT count(*) FROM packets"), 0);
+    let (code, _, err) = fwlog(&[
+        "read",
+        "--no-dns",
+        "--db-retain",
+        "soon",
+        "-o",
+        &target,
+        file,
+    ]);
+    assert_eq!(code, 64, "{err}");
+}
