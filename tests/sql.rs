@@ -2,7 +2,6 @@
 //! with the `sqlite3` shell and with a second connection; exactly once across kill -9; hostile
 //! bytes; a newer schema; a refused row; a locked database.
 
-mod dns_support;
 mod support;
 
 use std::path::Path;
@@ -160,7 +159,7 @@ fn hostile_pcap(path: &Path, n: usize, prefix: &[u8]) {
 
 #[test]
 fn hostile_prefixes_and_names_are_stored_escaped_never_an_encoding_error() {
-    use dns_support::{hostile_cases, Reply, Responder};
+    use support::dns::{hostile_cases, Reply, Responder};
     let n = hostile_cases().len();
     let resp = Responder::start(Duration::ZERO, |q| {
         let i: usize = std::str::from_utf8(&q.labels[0])

@@ -6,26 +6,19 @@
 
 use std::collections::HashMap;
 
-use crate::cli::{IfNames, ReadArgs};
+use crate::config::{IfNames, ReadConfig};
 use crate::exit;
 use crate::nflog::attr::encode_packet;
 use crate::packet::{Iface, Packet};
 use crate::pcap::{read_file, to_packet, ReadError};
 use crate::pipeline::source::Producer;
 
-pub fn run(args: &ReadArgs) -> i32 {
-    let specs = super::pipeline::outputs_or_stdout(&args.outputs);
-    let files = args.files.clone();
-    let ifnames = args.ifnames;
+pub fn run(cfg: &ReadConfig) -> i32 {
+    let files = cfg.files.clone();
+    let ifnames = cfg.ifnames;
     // A capture file has no spool: each read is a stream of its own.
-    let db = match super::sql_config(&args.db, &specs, false, crate::sink::sql::StreamId::random) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("fwlog: {e}");
-            return exit::OUTPUT;
-        }
-    };
-    super::pipeline::run(&specs, &args.fmt, &args.dns, db.as_ref(), move |p| {
+    let stream = crate::sink::sql::StreamId::random;
+    super::pipeline::run(&cfg.outputs, &cfg.format, &cfg.dns, stream, move |p| {
         produce(&files, ifnames, p)
     })
 }

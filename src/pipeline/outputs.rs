@@ -6,11 +6,35 @@
 
 use std::io;
 
+use crate::config::OutputsConfig;
 use crate::format::{FormatOptions, Formatter, LossEvent};
 use crate::sink::sql::sqlite::SqliteSink;
-use crate::sink::sql::SqlConfig;
+use crate::sink::sql::stream::StreamError;
+use crate::sink::sql::{SqlConfig, StreamId};
 use crate::sink::text::TextSink;
 use crate::sink::{self, OutputSpec, PacketSink, PacketView, Target};
+
+/// What database outputs need, when `cfg` has one (None otherwise, so nothing is created for
+/// a run without one). `stream` gives the stream id: the spool's, or a new random one.
+pub fn sql_config(
+    cfg: &OutputsConfig,
+    stream: impl FnOnce() -> Result<StreamId, StreamError>,
+) -> Result<Option<SqlConfig>, String> {
+    if cfg.databases().next().is_none() {
+        return Ok(None);
+    }
+    Ok(Some(SqlConfig {
+        host: cfg
+            .db
+            .host_name
+            .clone()
+            .unwrap_or_else(crate::sink::sql::system_host_name),
+        stream: stream().map_err(|e| e.to_string())?,
+        payload: cfg.db.payload,
+        retain: cfg.db.retain,
+        sync: cfg.sync_files,
+    }))
+}
 
 pub struct Outputs {
     outs: Vec<Box<dyn PacketSink>>,
@@ -47,6 +71,11 @@ impl Outputs {
             outs.push(Box::new(TextSink::new(sink, Formatter::new(kind, o))) as Box<dyn PacketSink>);
         }
         Ok(Outputs { outs })
+    }
+
+    /// Outputs that are already open (a test's sinks, or sinks opened elsewhere).
+    pub fn from_sinks(outs: Vec<Box<dyn PacketSink>>) -> Outputs {
+        Outputs { outs }
     }
 
     pub fn packet(&mut self, p: &PacketView<'_>) {

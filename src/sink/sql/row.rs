@@ -24,10 +24,10 @@
 
 use std::net::IpAddr;
 
-use super::super::PacketView;
 use crate::decode::{self, Net, Transport};
 use crate::format::{escape, LossEvent};
 use crate::packet::{Iface, TimeSource};
+use crate::sink::PacketView;
 
 /// A packet row. See the module docs for each column.
 #[derive(Clone, Debug, PartialEq)]
