@@ -622,3 +622,71 @@ fn db_retain_deletes_rows_older_than_the_duration() {
     ]);
     assert_eq!(code, 64, "{err}");
 }
+
+/// Unmounts on drop (also when the test fails).
+struct Mount(std::path::PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_keeps_the_packets_spooled_until_there_is_room() {
+    require_root!();
+    let ns = NetNs::new("sqlfull");
+    rule(&ns, "FULL");
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let _mount = Mount(small.clone());
+    let db = small.join("fw.db");
+    let spool = dir.path().join("spool");
+    let target = format!("sqlite:{}", db.display());
+    let args = [
+        "--group",
+        "5",
+        "--no-dns",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--output",
+        &target,
+    ];
+    let d = Daemon::start(&ns, dir.path(), &args);
+    send_udp(&ns, 9999, 0..200);
+    wait_for("the first rows", Duration::from_secs(30), || {
+        stored(&db) >= 200
+    });
+    // Fill the file system to the last byte.
+    let filler = small.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let _ = f.write_all(&[0]);
+    }
+    send_udp(&ns, 9999, 200..5200);
+    wait_for(
+        "the full disk to be reported",
+        Duration::from_secs(30),
+        || d.stderr_text().contains("database or disk is full"),
+    );
+    assert!(stored(&db) < 5200);
+    std::fs::remove_file(&filler).unwrap();
+    wait_for("the backlog stored", Duration::from_secs(60), || {
+        stored(&db) >= 5200
+    });
+    let err = d.stderr_text();
+    assert!(err.contains("works again"), "{err}");
+    assert_eq!(d.stop(), 0);
+    assert_eq!(stored(&db), nft_counter(&ns));
+    assert_eq!(count(&db, "SELECT coalesce(sum(count), 0) FROM losses"), 0);
+    assert_no_duplicates(&db);
+}
