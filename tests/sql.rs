@@ -80,6 +80,9 @@ fn a_capture_file_goes_into_sqlite_and_the_sqlite3_shell_reads_it() {
         js.len().to_string()
     );
     assert_eq!(sqlite3(&db, "PRAGMA journal_mode"), "wal");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "packet logs are not world-readable");
     assert_eq!(sqlite3(&db, "SELECT version FROM schema_version"), "1");
     assert_eq!(
         sqlite3(

@@ -25,6 +25,7 @@
 //!   chunk per commit while there are more, in their own transactions after the batch's.
 
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,25 @@ impl SqliteSink {
             target: what.clone(),
             message: e.to_string(),
         };
+        // Packet logs are not for every local user: create the file 0640 (as the file outputs
+        // are) before SQLite would create it 0644; SQLite gives its -wal and -shm files the
+        // database's mode.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(SqlError::Db {
+                    target: what,
+                    message: e.to_string(),
+                })
+            }
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
