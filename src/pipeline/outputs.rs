@@ -8,6 +8,7 @@ use std::io;
 
 use crate::config::OutputsConfig;
 use crate::format::{FormatOptions, Formatter, LossEvent};
+use crate::sink::sql::pg::PgSink;
 use crate::sink::sql::sqlite::SqliteSink;
 use crate::sink::sql::stream::StreamError;
 use crate::sink::sql::{SqlConfig, StreamId};
@@ -20,7 +21,7 @@ pub fn sql_config(
     cfg: &OutputsConfig,
     stream: impl FnOnce() -> Result<StreamId, StreamError>,
 ) -> Result<Option<SqlConfig>, String> {
-    if cfg.databases().next().is_none() {
+    if !cfg.specs.iter().any(|s| s.target.is_database()) {
         return Ok(None);
     }
     Ok(Some(SqlConfig {
@@ -57,6 +58,12 @@ impl Outputs {
                 let cfg = db.ok_or("database outputs are not available here")?;
                 let s =
                     SqliteSink::open(path, cfg).map_err(|e| format!("cannot open output: {e}"))?;
+                outs.push(Box::new(s) as Box<dyn PacketSink>);
+                continue;
+            }
+            if let Target::Postgres(url) = &spec.target {
+                let cfg = db.ok_or("database outputs are not available here")?;
+                let s = PgSink::open(url, cfg).map_err(|e| format!("cannot open output: {e}"))?;
                 outs.push(Box::new(s) as Box<dyn PacketSink>);
                 continue;
             }

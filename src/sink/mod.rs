@@ -75,6 +75,8 @@ pub enum Target {
     Tcp(String),
     /// `sqlite:PATH`: an SQLite database, one row per packet (see [`sql`]).
     Sqlite(std::path::PathBuf),
+    /// `postgresql://...` or `postgres://...`: a PostgreSQL server (the URL as given).
+    Postgres(String),
 }
 
 impl FromStr for Target {
@@ -98,14 +100,12 @@ impl FromStr for Target {
                 "" => return Err("sqlite: expected sqlite:PATH".into()),
                 p => Target::Sqlite(p.into()),
             },
-            _ if ["postgresql://", "postgres://", "mysql://"]
-                .iter()
-                .any(|p| s.starts_with(p)) =>
-            {
-                return Err(format!(
-                    "{}: this fwlog has no PostgreSQL or MySQL output yet (use sqlite:PATH)",
-                    s.split_once("://").map_or(s, |x| x.0)
-                ))
+            _ if s.starts_with("postgresql://") || s.starts_with("postgres://") => {
+                sql::pg::check_url(s)?;
+                Target::Postgres(s.to_string())
+            }
+            _ if s.starts_with("mysql://") => {
+                return Err("mysql: this fwlog has no MySQL/MariaDB output yet".into())
             }
             _ if s.contains("://") => {
                 return Err(format!("{s}: unknown scheme (use udp:// or tcp://)"))
@@ -155,7 +155,7 @@ impl Target {
 
     /// Database targets store rows, not formatted lines.
     pub fn is_database(&self) -> bool {
-        matches!(self, Target::Sqlite(_))
+        matches!(self, Target::Sqlite(_) | Target::Postgres(_))
     }
 }
 
@@ -178,7 +178,7 @@ pub fn open(target: &Target, kernel_tag: bool, sync: bool) -> io::Result<Box<dyn
         Target::Syslog | Target::Udp(_) | Target::Tcp(_) => {
             Box::new(syslog::SyslogSink::open(target.clone(), kernel_tag)?)
         }
-        Target::Sqlite(_) => {
+        Target::Sqlite(_) | Target::Postgres(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a database is not a byte sink",
@@ -210,8 +210,15 @@ mod tests {
             Target::Sqlite("/var/lib/fwlog/db".into())
         );
         assert!("sqlite:".parse::<Target>().is_err());
-        let e = "postgresql://u@h/db".parse::<Target>().unwrap_err();
-        assert!(e.contains("no PostgreSQL"), "{e}");
+        assert_eq!(
+            "postgres://u@h/db".parse::<Target>().unwrap(),
+            Target::Postgres("postgres://u@h/db".into())
+        );
+        for bad in ["bogus", "require", "verify-full"] {
+            let e = format!("postgresql://u:pw@h/db?sslmode={bad}").parse::<Target>();
+            assert!(e.as_ref().is_err_and(|e| !e.contains("pw")), "{e:?}");
+        }
+        assert!("mysql://u@h/db".parse::<Target>().is_err());
         let o: OutputSpec = "kernel=syslog".parse().unwrap();
         assert_eq!(
             (o.format, o.target),

@@ -166,6 +166,7 @@ impl Sink for SyslogSink {
             Target::Stdout => "-".into(),
             Target::File(p) => p.display().to_string(),
             Target::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Target::Postgres(_) => "postgresql".into(),
         }
     }
 }

@@ -13,6 +13,7 @@
 //!
 //! Engines: SQLite ([`sqlite`]). The schema is in fwlog-sql(5).
 
+pub mod pg;
 pub mod row;
 pub mod sqlite;
 mod sqlite_schema;
