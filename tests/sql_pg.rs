@@ -311,3 +311,110 @@ fn a_wrong_password_is_one_clear_line_and_the_packets_stay_spooled() {
     assert_eq!(pending, 300, "the packets stay in the spool");
     assert_eq!(pg.query("SELECT to_regclass('packets') IS NULL"), "t");
 }
+
+impl Pg {
+    /// Stop the server the hard way (a crash) and start it again.
+    fn crash_and_restart(&self) {
+        let _ = as_postgres(
+            &self.ns,
+            &[
+                &format!("{BIN}/pg_ctl"),
+                "-D",
+                self.data.to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+        );
+        self.start();
+    }
+}
+
+#[test]
+fn kill_9_and_a_server_crash_during_a_flood_every_seq_global_is_one_row_or_a_loss() {
+    require_root!();
+    let ns = NetNs::new("pgcrash");
+    rule(&ns);
+    let pg = Pg::init(&ns, 55434);
+    pg.start();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let url = pg.url(PASSWORD);
+    let argv = [
+        "--group",
+        "5",
+        "--no-dns",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--segment-size",
+        "64KiB",
+        "--output",
+        &url,
+    ];
+    let seed = std::process::id() as u64;
+    eprintln!("pg crash test: seed {seed}");
+    let mut rng = support::rng::Lcg(seed);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            ns.enter(|| {
+                let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for _ in 0..20 {
+                        let _ = sock.send_to(format!("pkt-{n}").as_bytes(), "127.0.0.1:9999");
+                        n += 1;
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            })
+        });
+        for round in 0..10 {
+            let d = Daemon::spawn(&ns, dir.path(), &argv);
+            if round == 5 {
+                std::thread::sleep(Duration::from_millis(300));
+                pg.crash_and_restart();
+            }
+            std::thread::sleep(Duration::from_millis(100 + rng.next(500)));
+            d.kill9();
+        }
+        let d = Daemon::start(&ns, dir.path(), &argv);
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sender.join().unwrap();
+        let mut last = 0;
+        wait_for("the rows to settle", Duration::from_secs(90), || {
+            std::thread::sleep(Duration::from_millis(700));
+            let n = stored(&pg);
+            let settled = n == last && n > 0;
+            last = n;
+            settled
+        });
+        assert_eq!(d.stop(), 0);
+    });
+    assert_eq!(
+        pg.count("SELECT count(*) FROM packets"),
+        pg.count("SELECT count(DISTINCT seq_global) FROM packets"),
+        "a packet stored twice"
+    );
+    let missing = pg.count(
+        "SELECT count(*) FROM generate_series((SELECT min(seq_global) FROM packets), \
+         (SELECT max(seq_global) FROM packets)) g \
+         WHERE NOT EXISTS (SELECT 1 FROM packets WHERE seq_global = g) \
+         AND NOT EXISTS (SELECT 1 FROM losses WHERE g BETWEEN seq_global_first AND seq_global_last)",
+    );
+    assert_eq!(missing, 0, "seq_global values neither a row nor in losses");
+    let left = fwlog_spool::ReadOnlySpool::open(&spool)
+        .unwrap()
+        .records()
+        .filter(|r| r.as_ref().is_ok_and(|r| !r.acked))
+        .count();
+    assert_eq!(left, 0, "unacknowledged records left in the spool");
+    eprintln!(
+        "pg crash test: nft counted {}, {} rows, {} lost in {} loss rows",
+        nft_counter(&ns),
+        pg.count("SELECT count(*) FROM packets"),
+        pg.count("SELECT coalesce(sum(count), 0) FROM losses"),
+        pg.count("SELECT count(*) FROM losses")
+    );
+}
