@@ -418,3 +418,63 @@ fn kill_9_and_a_server_crash_during_a_flood_every_seq_global_is_one_row_or_a_los
         pg.count("SELECT count(*) FROM losses")
     );
 }
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample.pcap");
+
+/// `fwlog read SAMPLE -o URL` inside the server's namespace.
+fn read_into(ns: &NetNs, url: &str) -> (i32, String) {
+    let o = ns
+        .command(support::fwlog_bin())
+        .args(["read", "--no-dns", "-o", url, SAMPLE])
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_role_that_may_only_insert_and_select_writes_into_a_schema_its_owner_made() {
+    require_root!();
+    let ns = NetNs::new("pgrole");
+    let pg = Pg::init(&ns, 55435);
+    pg.start();
+    // The owner's first use creates the schema.
+    let (code, err) = read_into(&ns, &pg.url(PASSWORD));
+    assert_eq!(code, 0, "{err}");
+    let n = pg.count("SELECT count(*) FROM packets");
+    assert!(n > 0);
+    pg.query("CREATE ROLE writer LOGIN PASSWORD 'w-pass'");
+    pg.query("GRANT SELECT ON schema_version TO writer");
+    pg.query("GRANT INSERT, SELECT ON packets, losses TO writer");
+    pg.query("CREATE ROLE reader LOGIN PASSWORD 'r-pass'");
+    pg.query("GRANT SELECT ON schema_version, packets, losses TO reader");
+    let as_role =
+        |user: &str, pw: &str| format!("postgresql://{user}:{pw}@127.0.0.1:{}/postgres", pg.port);
+    let (code, err) = read_into(&ns, &as_role("writer", "w-pass"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(pg.count("SELECT count(*) FROM packets"), 2 * n);
+    // Without INSERT: one clear line naming the refusal; nothing written.
+    let (code, err) = read_into(&ns, &as_role("reader", "r-pass"));
+    assert_eq!(code, 73, "{err}");
+    assert!(err.contains("permission denied for table packets"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(pg.count("SELECT count(*) FROM packets"), 2 * n);
+    // --db-retain is SQLite's only, said before anything is written.
+    let o = ns
+        .command(support::fwlog_bin())
+        .args([
+            "read",
+            "--no-dns",
+            "--db-retain",
+            "30d",
+            "-o",
+            &pg.url(PASSWORD),
+            SAMPLE,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(73));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--db-retain is not supported"));
+}

@@ -151,6 +151,13 @@ pub fn check_url(url: &str) -> Result<(), String> {
 impl PgSink {
     /// Start the worker; the server is contacted at the first commit.
     pub fn open(url: &str, cfg: &SqlConfig) -> Result<PgSink, SqlError> {
+        if cfg.retain.is_some() {
+            return Err(SqlError::Db {
+                target: "postgresql".into(),
+                message: "--db-retain is not supported for PostgreSQL yet (it is for SQLite)"
+                    .into(),
+            });
+        }
         let mut pg = Config::from_str(url).map_err(|e| SqlError::Db {
             target: "postgresql".into(),
             message: e.to_string(),
