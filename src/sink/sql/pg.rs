@@ -3,8 +3,10 @@
 //!
 //! Invariants:
 //! - One transaction per `commit`: the batch's packet rows go in with `COPY ... FROM STDIN
-//!   (FORMAT binary)` into a session-local staging table, then `INSERT INTO packets SELECT ...
-//!   ON CONFLICT DO NOTHING` on the unique key (host, stream, seq); loss rows with
+//!   (FORMAT binary)` straight into `packets` inside a savepoint; if a key is already there,
+//!   the savepoint is rolled back and the rows go through a session-local staging table and
+//!   `INSERT INTO packets SELECT ... ON CONFLICT DO NOTHING` on the unique key (host, stream,
+//!   seq) instead; loss rows with
 //!   `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT. `commit` returns `Ok` only after the
 //!   server's COMMIT did, so a replayed or retried batch adds nothing.
 //! - The database work runs on a thread of its own (with its own single-threaded runtime): the
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -351,62 +354,36 @@ impl Worker {
         let stream = self.stream.clone();
         let c = self.connect().await?;
         let tx = c.transaction().await.map_err(msg)?;
-        let sink = tx
-            .copy_in(&format!(
-                "COPY fwlog_stage ({COLUMNS}) FROM STDIN (FORMAT binary)"
-            ))
+        // Fast path: COPY straight into the table. A key already there (a batch replayed
+        // after a crash, or retried after a lost answer) fails it as a whole; then the batch
+        // goes through the staging table and ON CONFLICT DO NOTHING, in the same transaction.
+        tx.batch_execute("SAVEPOINT fwlog_fast")
             .await
             .map_err(msg)?;
-        let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES));
-        for item in batch {
-            let Item::Packet(r) = item else { continue };
-            let small = |v: Option<u8>| v.map(i16::from);
-            let src: Option<IpAddr> = r.src;
-            let dst: Option<IpAddr> = r.dst;
-            let vals: [&(dyn ToSql + Sync); 30] = [
-                &ts(r.time),
-                &r.time_source,
-                &host,
-                &stream,
-                &(r.seq as i64),
-                &r.seq_global.map(i64::from),
-                &i32::from(r.nflog_group),
-                &i16::from(r.family),
-                &r.prefix,
-                &small(r.hook),
-                &i64::from(r.mark),
-                &r.in_if,
-                &r.out_if,
-                &src,
-                &dst,
-                &r.src_name,
-                &r.dst_name,
-                &small(r.proto),
-                &r.sport.map(i32::from),
-                &r.dport.map(i32::from),
-                &small(r.tcp_flags),
-                &small(r.icmp_type),
-                &small(r.icmp_code),
-                &r.length.map(|l| l as i32),
-                &small(r.ttl),
-                &r.uid.map(i64::from),
-                &r.gid.map(i64::from),
-                &r.replayed,
-                &r.partial,
-                &r.payload,
-            ];
-            w.as_mut().write(&vals).await.map_err(msg)?;
+        match copy_rows(&tx, "packets", batch, &host, &stream).await {
+            Ok(()) => tx
+                .batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                .await
+                .map_err(msg)?,
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
+                    .await
+                    .map_err(msg)?;
+                copy_rows(&tx, "fwlog_stage", batch, &host, &stream)
+                    .await
+                    .map_err(msg)?;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO packets ({COLUMNS}) SELECT {COLUMNS} FROM fwlog_stage \
+                         ON CONFLICT DO NOTHING"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(msg)?;
+            }
+            Err(e) => return Err(msg(e)),
         }
-        w.as_mut().finish().await.map_err(msg)?;
-        tx.execute(
-            &format!(
-                "INSERT INTO packets ({COLUMNS}) SELECT {COLUMNS} FROM fwlog_stage \
-                 ON CONFLICT DO NOTHING"
-            ),
-            &[],
-        )
-        .await
-        .map_err(msg)?;
         let ins = tx
             .prepare(
                 "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason,
@@ -436,6 +413,63 @@ impl Worker {
         }
         tx.commit().await.map_err(msg)
     }
+}
+
+/// COPY the batch's packet rows into `table` (binary format).
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    batch: &[Item],
+    host: &str,
+    stream: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {table} ({COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES));
+    for item in batch {
+        let Item::Packet(r) = item else { continue };
+        let small = |v: Option<u8>| v.map(i16::from);
+        let src: Option<IpAddr> = r.src;
+        let dst: Option<IpAddr> = r.dst;
+        let vals: [&(dyn ToSql + Sync); 30] = [
+            &ts(r.time),
+            &r.time_source,
+            &host,
+            &stream,
+            &(r.seq as i64),
+            &r.seq_global.map(i64::from),
+            &i32::from(r.nflog_group),
+            &i16::from(r.family),
+            &r.prefix,
+            &small(r.hook),
+            &i64::from(r.mark),
+            &r.in_if,
+            &r.out_if,
+            &src,
+            &dst,
+            &r.src_name,
+            &r.dst_name,
+            &small(r.proto),
+            &r.sport.map(i32::from),
+            &r.dport.map(i32::from),
+            &small(r.tcp_flags),
+            &small(r.icmp_type),
+            &small(r.icmp_code),
+            &r.length.map(|l| l as i32),
+            &small(r.ttl),
+            &r.uid.map(i64::from),
+            &r.gid.map(i64::from),
+            &r.replayed,
+            &r.partial,
+            &r.payload,
+        ];
+        w.as_mut().write(&vals).await?;
+    }
+    w.as_mut().finish().await?;
+    Ok(())
 }
 
 /// The server's own message (tokio-postgres's Display says only "db error").
