@@ -72,6 +72,10 @@ pub(crate) fn push_record(
 ) {
     let s = scan(msg);
     if let Some(group) = s.group {
+        if tracker.is_replay(group, s.seq) {
+            // Spooled by the previous run on this socket, which died before consuming it.
+            return;
+        }
         if let Some(e) = tracker.observe(group, s.seq, s.seq_global) {
             out.push_loss(e);
         }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fwlog_spool::{Commit, Writer};
 use tokio::sync::Notify;
 
+use super::positions::Positions;
 use super::seqfile::SeqFile;
 use crate::capture::{LossCause, LossEvent, NflogSocket, RecordBatch};
 use crate::nflog::attr::LossRecord;
@@ -26,6 +27,8 @@ pub struct Intake {
     pub wake: Arc<Notify>,
     pub counters: Arc<Counters>,
     pub seq_file: SeqFile,
+    /// With the socket kept in the fd store (hold mode): where spooling stopped, per group.
+    pub held: Option<Positions>,
 }
 
 /// Records refused because the spool was full, not yet reported in the stream.
@@ -81,6 +84,7 @@ impl Intake {
             for (_, ev) in &losses[li..] {
                 self.spool_loss(ev, &mut scratch);
             }
+            self.release(n > 0 || !losses.is_empty(), &full)?;
             if let Some(c) = self
                 .writer
                 .commit_if_due()
@@ -107,6 +111,27 @@ impl Intake {
             .map_err(|e| format!("spool commit at exit: {e}"))?;
         self.after_commit(c, &full);
         Ok(())
+    }
+
+    /// Hold mode (socket kept in the fd store): write the records out, say how far each group
+    /// is spooled, and only then take the datagram off the socket (see `fdkeep`).
+    fn release(&mut self, appended: bool, full: &FullLoss) -> Result<(), String> {
+        let Some(p) = &mut self.held else {
+            return Ok(());
+        };
+        if appended {
+            self.writer
+                .write_out()
+                .map_err(|e| format!("spool write: {e}"))?;
+            // Packets the spool refused are not spooled: leave the positions behind them, so a
+            // kill before their report makes the next run see them again, not skip them.
+            if full.count == 0 {
+                p.store(self.sock.tracker().group_positions());
+            }
+        }
+        self.sock
+            .release()
+            .map_err(|e| format!("receiving from NFLOG: {e}"))
     }
 
     /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,

@@ -12,7 +12,9 @@
 //! threads; `READY=1` goes out once the processing loop has its signal handlers, the point from
 //! which a packet the kernel logs is sure to be spooled.
 
+mod fdkeep;
 mod intake;
+mod positions;
 pub mod queue_intake;
 mod seqfile;
 
@@ -55,9 +57,15 @@ pub fn dns_config(args: &DnsArgs) -> Result<crate::dns::DnsConfig, String> {
 
 pub fn run(args: &RunArgs) -> i32 {
     // --- service manager (Type=notify): first, while root and before any other thread exists
-    // SAFETY: from_env changes the environment; no other thread exists yet (the runtime and
-    // intake start below, and nothing before `run` starts one).
+    // SAFETY: both change the environment; no other thread exists yet (the runtime and intake
+    // start below, and nothing before `run` starts one), and no fd was opened yet that could
+    // have taken the number of a passed one.
+    let mut handed = unsafe { crate::sdnotify::fdstore::take_from_env() };
+    // SAFETY: as above.
     let notifier = unsafe { crate::sdnotify::Notifier::from_env() };
+    for w in &handed.warnings {
+        eprintln!("fwlog: {w}");
+    }
     // SIGHUP (logrotate's postrotate, `systemctl reload`) and SIGUSR1 ask for something, and
     // their default action ends the process: until the processing loop installs its handlers,
     // ignore them, so one that arrives during start-up does not kill fwlog. (Installing a
@@ -135,11 +143,14 @@ pub fn run(args: &RunArgs) -> i32 {
     // --- capture: NFLOG, or NFQUEUE audit mode with --queue (see queue_intake)
     let (mut nflog, mut queue) = (None, None);
     match args.queue {
-        None => match open_nflog(args) {
+        None => match open_nflog(args, &mut handed, &notifier) {
             Ok(x) => nflog = Some(x),
             Err(code) => return code,
         },
-        Some(n) => match queue_intake::open(args, n) {
+        Some(n) => match queue_intake::open(args, n).inspect(|_| {
+            // The queue socket is not kept in the fd store: any stored socket goes.
+            fdkeep::remove_unwanted(&notifier, &handed)
+        }) {
             Ok(q) => {
                 for w in q.warnings() {
                     eprintln!("fwlog: {w}");
@@ -201,7 +212,7 @@ pub fn run(args: &RunArgs) -> i32 {
     let wake = Arc::new(Notify::new());
     type IntakeFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
     let intake: IntakeFn = match (nflog, queue) {
-        (Some((sock, seq_file)), _) => {
+        (Some((sock, seq_file, held)), _) => {
             let intake = intake::Intake {
                 sock,
                 writer,
@@ -209,6 +220,7 @@ pub fn run(args: &RunArgs) -> i32 {
                 wake: Arc::clone(&wake),
                 counters: Arc::clone(&counters),
                 seq_file,
+                held,
             };
             Box::new(move || intake.run())
         }
@@ -303,8 +315,13 @@ pub fn run(args: &RunArgs) -> i32 {
     }
 }
 
-/// Open the NFLOG socket for `--group` and seed its sequence tracking from the last run.
-fn open_nflog(args: &RunArgs) -> Result<(NflogSocket, seqfile::SeqFile), i32> {
+/// Open the NFLOG socket for `--group` (or take it back from the fd store, and store it
+/// there), and seed its sequence tracking from the last run.
+fn open_nflog(
+    args: &RunArgs,
+    handed: &mut crate::sdnotify::fdstore::Handed,
+    notifier: &crate::sdnotify::Notifier,
+) -> Result<(NflogSocket, seqfile::SeqFile, Option<positions::Positions>), i32> {
     let cfg = NflogConfig {
         groups: args.groups.clone(),
         copy_range: args.copy_range,
@@ -314,7 +331,7 @@ fn open_nflog(args: &RunArgs) -> Result<(NflogSocket, seqfile::SeqFile), i32> {
         flush_timeout_cs: (args.flush_timeout.as_millis() / 10).clamp(1, u32::MAX as u128) as u32,
         ..NflogConfig::default()
     };
-    let mut sock = match NflogSocket::open(&cfg) {
+    let (mut sock, stored_as) = match fdkeep::nflog_socket(&cfg, handed, &args.spool) {
         Ok(s) => s,
         Err(e @ CaptureError::NoPermission { .. }) => return Err(fail(exit::NO_PERM, e)),
         Err(e @ CaptureError::InvalidConfig(_)) => return Err(fail(exit::USAGE, e)),
@@ -327,5 +344,6 @@ fn open_nflog(args: &RunArgs) -> Result<(NflogSocket, seqfile::SeqFile), i32> {
     if let Some(s) = previous {
         sock.seed_seq_global(s);
     }
-    Ok((sock, seq_file))
+    let held = fdkeep::store_nflog(notifier, &mut sock, stored_as, handed, &args.spool);
+    Ok((sock, seq_file, held))
 }

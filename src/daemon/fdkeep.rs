@@ -1,0 +1,108 @@
+//! `fwlog run` and the service manager's fd store: take the capture socket back at start,
+//! store it once bound (protocol and checks in [`crate::sdnotify::fdstore`]).
+//!
+//! A stored NFLOG socket keeps receiving while no fwlog runs, so it is read in hold mode
+//! ([`NflogSocket::hold_until_released`]): a datagram leaves the socket only once its records
+//! are written to the spool and `fwlog.nflog_positions` ([`super::positions`]) says so. A run
+//! killed at any moment thus leaves each record either in the spool (and skipped when the next
+//! run sees it again) or still in the socket. The groups stay bound when fwlog exits: the store
+//! holds the socket, and closes it (releasing the groups) when the unit stops for good.
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use super::positions::{self, Positions};
+use crate::capture::{CaptureError, NflogConfig, NflogSocket};
+use crate::sdnotify::fdstore::{self, Handed};
+use crate::sdnotify::Notifier;
+
+/// Take the stored NFLOG socket back (adding and dropping groups as `cfg` says), or open a new
+/// one. Returns the socket and, when taken back, the name it was stored under.
+pub fn nflog_socket(
+    cfg: &NflogConfig,
+    handed: &mut Handed,
+    spool: &Path,
+) -> Result<(NflogSocket, Option<String>), CaptureError> {
+    let Some((fd, name, claimed)) = handed.nflog.take() else {
+        return NflogSocket::open(cfg).map(|s| (s, None));
+    };
+    let pos = fdstore::socket_inode(fd.as_raw_fd())
+        .map(|ino| positions::read(spool, ino))
+        .unwrap_or_default();
+    let (sock, changes) = NflogSocket::adopt(fd, &claimed, &pos, cfg)?;
+    eprintln!(
+        "fwlog: took the NFLOG socket back from the service manager's fd store ({})",
+        if pos.is_empty() {
+            "no positions of its last run: restart gaps are estimated"
+        } else {
+            "continuing where its last run stopped"
+        }
+    );
+    for c in changes {
+        eprintln!("fwlog: {c}");
+    }
+    Ok((sock, Some(name)))
+}
+
+/// Under a service manager, store `sock` (replacing what `old_name` named, and removing the
+/// stored fds fwlog does not use) and switch it to hold mode. Returns the positions file to
+/// keep up to date, or `None` when nothing was stored (no manager, or it failed: one line).
+pub fn store_nflog(
+    notifier: &Notifier,
+    sock: &mut NflogSocket,
+    old_name: Option<String>,
+    handed: &Handed,
+    spool: &Path,
+) -> Option<Positions> {
+    if !notifier.enabled() {
+        return None;
+    }
+    remove_unwanted(notifier, handed);
+    let name = fdstore::nflog_name(sock.groups());
+    if let Some(old) = old_name.filter(|o| *o != name) {
+        remove(notifier, &old);
+    }
+    if let Err(e) = notifier.send_fd(&fdstore::store_message(&name), Some(sock.as_raw_fd())) {
+        eprintln!(
+            "fwlog: cannot keep the NFLOG socket in the service manager's fd store ({e}): a restart loses what it holds"
+        );
+        return None;
+    }
+    let ino = fdstore::socket_inode(sock.as_raw_fd())?;
+    sock.keep_groups_on_close();
+    match Positions::open(spool, ino) {
+        Ok(p) => {
+            sock.hold_until_released();
+            Some(p)
+        }
+        Err(e) => {
+            eprintln!(
+                "fwlog: {}: {e} (a kill may print the packets of one datagram twice)",
+                spool.join(positions::NAME).display()
+            );
+            None
+        }
+    }
+}
+
+/// Remove every stored fd fwlog does not use (with `--queue`, a stored NFLOG socket too).
+pub fn remove_unwanted(notifier: &Notifier, handed: &Handed) {
+    if !notifier.enabled() {
+        return;
+    }
+    for n in &handed.unwanted {
+        remove(notifier, n);
+    }
+    if let Some((_, n, _)) = &handed.nflog {
+        remove(notifier, n);
+    }
+    if let Some((_, n, _)) = &handed.queue {
+        remove(notifier, n);
+    }
+}
+
+fn remove(notifier: &Notifier, name: &str) {
+    if let Err(e) = notifier.send_fd(&fdstore::remove_message(name), None) {
+        eprintln!("fwlog: cannot remove {name} from the service manager's fd store: {e}");
+    }
+}
