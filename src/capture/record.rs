@@ -54,6 +54,13 @@ pub(crate) fn scan(msg: &[u8]) -> Scan {
     s
 }
 
+/// The group and NFULA_SEQ of a spool record or kernel message, when it has both (loss
+/// records have no SEQ).
+pub fn scan_group_seq(msg: &[u8]) -> Option<(u16, u32)> {
+    let s = scan(msg);
+    s.group.zip(s.seq)
+}
+
 /// Receive-time context shared by every record of one receive call.
 pub(crate) struct Stamp {
     pub sec: i64,

@@ -72,6 +72,9 @@ impl Intake {
             if !self.seq_file.has_value() {
                 self.seed_first_run(&batch);
             }
+            if n > 0 {
+                self.intend(&batch);
+            }
             let losses = batch.loss_events();
             let mut li = 0;
             for (i, rec) in batch.iter().enumerate() {
@@ -113,6 +116,27 @@ impl Intake {
         Ok(())
     }
 
+    /// Hold mode: before appending `batch`, mark each of its groups unsure from its first
+    /// number in it (see `positions`), the others where they are.
+    fn intend(&mut self, batch: &RecordBatch) {
+        let Some(p) = &mut self.held else { return };
+        let mut firsts: Vec<(u16, u32)> = Vec::new();
+        for rec in batch.iter() {
+            if let Some((g, s)) = crate::capture::scan_group_seq(rec) {
+                if !firsts.iter().any(|f| f.0 == g) {
+                    firsts.push((g, s));
+                }
+            }
+        }
+        let tracked = self.sock.tracker().group_positions();
+        let mut entries: Vec<_> = tracked
+            .filter(|(g, _)| !firsts.iter().any(|f| f.0 == *g))
+            .map(|(g, s)| (g, s, false))
+            .collect();
+        entries.extend(firsts.iter().map(|&(g, s)| (g, s, true)));
+        p.store(entries.into_iter());
+    }
+
     /// Hold mode (socket kept in the fd store): write the records out, say how far each group
     /// is spooled, and only then take the datagram off the socket (see `fdkeep`).
     fn release(&mut self, appended: bool, full: &FullLoss) -> Result<(), String> {
@@ -126,7 +150,12 @@ impl Intake {
             // Packets the spool refused are not spooled: leave the positions behind them, so a
             // kill before their report makes the next run see them again, not skip them.
             if full.count == 0 {
-                p.store(self.sock.tracker().group_positions());
+                p.store(
+                    self.sock
+                        .tracker()
+                        .group_positions()
+                        .map(|(g, s)| (g, s, false)),
+                );
             }
         }
         self.sock
