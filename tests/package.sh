@@ -270,6 +270,12 @@ if ! grep -qx 'Type=notify' "$UNIT" || ! grep -qx 'NotifyAccess=main' "$UNIT"; t
 	fail "the unit must be Type=notify with NotifyAccess=main (fwlog sends READY=1 once logging)"
 fi
 ok "Type=notify, NotifyAccess=main, $(grep '^WatchdogSec=' "$UNIT" || echo 'no watchdog')"
+# The NFLOG socket survives restarts in systemd's fd store (tests/fdstore.rs plays systemd's
+# part; here only the unit's setting is checked, the live check below has no kill -9 case).
+if ! grep -Eqx 'FileDescriptorStoreMax=[1-9][0-9]*' "$UNIT"; then
+	fail "the unit must set FileDescriptorStoreMax= (fwlog keeps its NFLOG socket there across restarts)"
+fi
+ok "$(grep '^FileDescriptorStoreMax=' "$UNIT")"
 
 # ---------------------------------------------------------------- the service, live
 step "the service logs a packet (NFLOG group $GROUP, UDP to 127.0.0.2:$PORT)"
