@@ -329,3 +329,69 @@ fn bad_passed_fds_are_ignored_with_one_warning_each() {
     assert_eq!(n.get(&5), Some(&10));
     assert!(losses.is_empty(), "{losses:#?}");
 }
+
+#[test]
+fn an_overflow_while_down_is_reported_as_an_exact_gap() {
+    require_root!();
+    let ns = NetNs::new("fdoverflow");
+    rule(&ns, &[(9005, 5)]);
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manager::bind(dir.path());
+    let out = dir.path().join("out.json");
+    let spool = dir.path().join("spool");
+    let json = format!("json={}", out.display());
+    // A small buffer, so 5000 packets overflow it.
+    let args = [
+        "--group",
+        "5",
+        "--no-dns",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--output",
+        &json,
+        "--rcvbuf",
+        "256KiB",
+    ];
+    let d = m.spawn(&ns, dir.path(), &args);
+    wait_ready(&d);
+    send_udp(&ns, 9005, 0..10);
+    wait_for("10 lines", Duration::from_secs(20), || {
+        lines(&out).len() >= 10
+    });
+    assert_eq!(d.stop(), 0);
+    send_udp(&ns, 9005, 10..5010);
+    let d = m.spawn(&ns, dir.path(), &args);
+    wait_ready(&d);
+    std::thread::sleep(Duration::from_millis(500));
+    send_udp(&ns, 9005, 5010..5011);
+    let mut last = 0;
+    wait_for("the output to settle", Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let n = lines(&out).len();
+        let same = n == last && n > 11;
+        last = n;
+        same
+    });
+    assert_eq!(d.stop(), 0);
+    let (printed, losses) = read_output(&out);
+    let gap: u64 = losses
+        .iter()
+        .filter(|l| l.contains("\"cause\":\"seq-gap\""))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        losses.iter().any(|l| l.contains("\"cause\":\"enobufs\"")),
+        "the overflow is reported at once: {losses:#?}"
+    );
+    let counted = rule_count(&ns, 9005);
+    assert!(gap > 0, "the buffer overflowed: {losses:#?}");
+    assert_eq!(
+        printed.len() as u64 + gap,
+        counted,
+        "printed + the exact gap = what the rule counted"
+    );
+}
