@@ -269,7 +269,12 @@ fi
 if ! grep -qx 'Type=notify' "$UNIT" || ! grep -qx 'NotifyAccess=main' "$UNIT"; then
 	fail "the unit must be Type=notify with NotifyAccess=main (fwlog sends READY=1 once logging)"
 fi
-ok "Type=notify, NotifyAccess=main, $(grep '^WatchdogSec=' "$UNIT" || echo 'no watchdog')"
+# README and fwlog(8) say the packaged unit sets no watchdog (a blocked output would restart
+# fwlog and lose what the kernel logs meanwhile); the unit must agree.
+if grep -q '^WatchdogSec=' "$UNIT"; then
+	fail "the unit sets WatchdogSec=, which README and fwlog(8) say it does not"
+fi
+ok "Type=notify, NotifyAccess=main, no watchdog"
 # The NFLOG socket survives restarts in systemd's fd store (tests/fdstore.rs plays systemd's
 # part; here only the unit's setting is checked, the live check below has no kill -9 case).
 if ! grep -Eqx 'FileDescriptorStoreMax=[1-9][0-9]*' "$UNIT"; then
