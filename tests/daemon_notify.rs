@@ -173,7 +173,10 @@ fn ready_once_logging_then_reload_and_stopping() {
     );
     // The capture socket goes to the fd store right after binding, before READY=1.
     assert_eq!(
-        m.seen.iter().filter(|s| !s.starts_with("FDSTORE=1\n")).count(),
+        m.seen
+            .iter()
+            .filter(|s| !s.starts_with("FDSTORE=1\n"))
+            .count(),
         1,
         "READY=1 is the first message besides the fd store's: {:?}",
         m.seen
