@@ -13,6 +13,7 @@ use std::path::Path;
 
 use super::positions::{self, Positions};
 use crate::capture::{CaptureError, NflogConfig, NflogSocket};
+use crate::queue::{QueueConfig, QueueError, QueueSocket};
 use crate::sdnotify::fdstore::{self, Handed};
 use crate::sdnotify::Notifier;
 
@@ -86,6 +87,48 @@ pub fn store_nflog(
             None
         }
     }
+}
+
+/// `--queue`: take the stored socket of this queue back, or open a new one; under a service
+/// manager, store it. Returns the socket and whether it was taken back. While a socket is bound
+/// (or stored) the kernel holds the queue's packets for it, `--queue-bypass` or not: packets
+/// queued while fwlog restarts wait for the next process instead of passing unlogged.
+pub fn queue_socket(
+    cfg: &QueueConfig,
+    handed: &mut Handed,
+    notifier: &Notifier,
+) -> Result<(QueueSocket, bool), QueueError> {
+    let (sock, adopted) = match handed.queue.take() {
+        Some((fd, name, n)) if n == cfg.queue => match QueueSocket::adopt(fd, cfg) {
+            Ok(s) => {
+                eprintln!(
+                    "fwlog: took the NFQUEUE socket back from the service manager's fd store"
+                );
+                (s, true)
+            }
+            Err(e) => {
+                // Let the manager close it, so the next start can bind the queue afresh.
+                remove(notifier, &name);
+                return Err(e);
+            }
+        },
+        Some((fd, name, _)) => {
+            drop(fd);
+            handed.unwanted.push(name);
+            (QueueSocket::open(cfg)?, false)
+        }
+        None => (QueueSocket::open(cfg)?, false),
+    };
+    if notifier.enabled() {
+        remove_unwanted(notifier, handed);
+        let name = fdstore::queue_name(cfg.queue);
+        if let Err(e) = notifier.send_fd(&fdstore::store_message(&name), Some(sock.raw_fd())) {
+            eprintln!(
+                "fwlog: cannot keep the NFQUEUE socket in the service manager's fd store ({e}): packets queued during a restart are dropped or bypass"
+            );
+        }
+    }
+    Ok((sock, adopted))
 }
 
 /// Remove every stored fd fwlog does not use (with `--queue`, a stored NFLOG socket too).

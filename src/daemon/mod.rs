@@ -147,21 +147,20 @@ pub fn run(args: &RunArgs) -> i32 {
             Ok(x) => nflog = Some(x),
             Err(code) => return code,
         },
-        Some(n) => match queue_intake::open(args, n).inspect(|_| {
-            // The queue socket is not kept in the fd store: any stored socket goes.
-            fdkeep::remove_unwanted(&notifier, &handed)
-        }) {
-            Ok(q) => {
-                for w in q.warnings() {
-                    eprintln!("fwlog: {w}");
+        Some(n) => {
+            match fdkeep::queue_socket(&queue_intake::config(args, n), &mut handed, &notifier) {
+                Ok(q) => {
+                    for w in q.0.warnings() {
+                        eprintln!("fwlog: {w}");
+                    }
+                    queue = Some(q);
                 }
-                queue = Some(q);
+                Err(e @ crate::queue::QueueError::NoPermission { .. }) => {
+                    return fail(exit::NO_PERM, e)
+                }
+                Err(e) => return fail(exit::FAILURE, e),
             }
-            Err(e @ crate::queue::QueueError::NoPermission { .. }) => {
-                return fail(exit::NO_PERM, e)
-            }
-            Err(e) => return fail(exit::FAILURE, e),
-        },
+        }
     }
 
     // --- privileges: everything that needs root is done
@@ -224,9 +223,10 @@ pub fn run(args: &RunArgs) -> i32 {
             };
             Box::new(move || intake.run())
         }
-        (None, Some(sock)) => {
+        (None, Some((sock, adopted))) => {
             let intake = queue_intake::QueueIntake {
                 sock,
+                adopted,
                 writer,
                 stop: Arc::clone(&stop),
                 wake: Arc::clone(&wake),

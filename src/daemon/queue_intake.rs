@@ -23,7 +23,7 @@ use crate::nflog::attr::LossRecord;
 use crate::pipeline::counters::{bump, Counters};
 use crate::pipeline::loss::Cause;
 use crate::queue::{
-    encode_record, IdTracker, Message, QueueConfig, QueueError, QueueSocket, QueuedPacket, Verdict,
+    encode_record, IdTracker, Message, QueueConfig, QueueSocket, QueuedPacket, Verdict,
 };
 
 /// How long the queue must be idle before intake looks for loss at the end of a burst.
@@ -42,18 +42,20 @@ pub struct QueueIntake {
     pub fail_open: bool,
     /// Most packets per commit (`--batch-records`).
     pub batch_max: usize,
+    /// The socket was taken back from the fd store: ids before the first one read belong to
+    /// the previous process.
+    pub adopted: bool,
 }
 
-/// Open the queue for `fwlog run --queue N`.
-pub fn open(args: &crate::cli::RunArgs, queue: u16) -> Result<QueueSocket, QueueError> {
-    let cfg = QueueConfig {
+/// The queue settings of `fwlog run --queue N`.
+pub fn config(args: &crate::cli::RunArgs, queue: u16) -> QueueConfig {
+    QueueConfig {
         queue,
         copy_range: u16::try_from(args.copy_range).unwrap_or(u16::MAX),
         fail_open: args.fail_open,
         rcvbuf: usize::try_from(args.rcvbuf).unwrap_or(usize::MAX),
         ..QueueConfig::default()
-    };
-    QueueSocket::open(&cfg)
+    }
 }
 
 /// Per-run tallies beyond the shared counters, printed at exit.
@@ -213,6 +215,17 @@ impl QueueIntake {
     /// Packet ids were skipped before `id`.
     fn on_gap(&mut self, first: bool, id: u32, gap: u64, t: &mut Tally, rec: &mut Vec<u8>) {
         let q = self.sock.queue_num();
+        if first && self.adopted {
+            // The previous process read these ids; those it gave no verdict (it died first)
+            // are still queued and would wait for one as long as the socket lives: drop them.
+            // (A dropped one may be in the log already: the log is a superset of what passed.)
+            if let Err(e) = self.sock.drop_upto(id.wrapping_sub(1)) {
+                eprintln!(
+                    "fwlog: queue {q}: cannot drop the packets the previous fwlog left without a verdict: {e}"
+                );
+            }
+            return;
+        }
         if first {
             // nfq discards packet messages that arrive while it waits for the acknowledgement
             // of a set-up message: those packets are still queued. Drop them now rather than
