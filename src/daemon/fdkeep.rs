@@ -7,6 +7,10 @@
 //! killed at any moment thus leaves each record either in the spool (and skipped when the next
 //! run sees it again) or still in the socket. The groups stay bound when fwlog exits: the store
 //! holds the socket, and closes it (releasing the groups) when the unit stops for good.
+//!
+//! With `--queue` the queue's socket is stored the same way: it keeps the queue bound while no
+//! fwlog runs, so the kernel holds the packets for the next process (which drops those the dead
+//! one had read without a verdict; see `queue_intake`).
 
 use std::os::fd::AsRawFd;
 use std::path::Path;
