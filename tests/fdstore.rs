@@ -239,6 +239,8 @@ fn bad_passed_fds_are_ignored_with_one_warning_each() {
         let w = warnings(&d);
         assert_eq!(w.len(), 1, "{w:#?}");
         assert!(w[0].contains(want), "{}", w[0]);
+        // The "logging" line comes before the SIGTERM handler is installed: give it time.
+        std::thread::sleep(Duration::from_millis(300));
         assert_eq!(d.stop(), 0);
     }
 

@@ -173,3 +173,48 @@ fn kill_9_with_the_queue_socket_stored_lets_nothing_pass_unlogged() {
         delivered.len()
     );
 }
+
+#[test]
+fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
+    require_root!();
+    let ns = NetNs::new("fdswitch");
+    queue_rule(&ns, 7, false);
+    fdstore_support::rule(&ns, &[(9005, 5)]);
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manager::bind(dir.path());
+    let spool = dir.path().join("spool");
+    let nflog = [
+        "--group",
+        "5",
+        "--no-dns",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--output",
+        "/dev/null",
+    ];
+    let d = m.spawn(&ns, dir.path(), &nflog);
+    fdstore_support::wait_ready(&d);
+    // The "logging" line comes before the SIGTERM handler is installed: give it time.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(d.stop(), 0);
+    assert_eq!(m.names(), ["fwlog-nflog-5"]);
+    assert_eq!(
+        fdstore_support::bound_groups(&ns),
+        [5],
+        "kept bound in the store"
+    );
+
+    let owned = args(&spool, "/dev/null");
+    let argv: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let d = m.spawn(&ns, dir.path(), &argv);
+    wait_queue_ready(&d);
+    wait_for(
+        "the store to hold the queue socket only",
+        Duration::from_secs(5),
+        || m.names() == ["fwlog-nfqueue-7"],
+    );
+    wait_for("group 5 released", Duration::from_secs(5), || {
+        fdstore_support::bound_groups(&ns).is_empty()
+    });
+    assert_eq!(d.stop(), 0);
+}

@@ -85,6 +85,8 @@ pub struct LossTracker {
     last_global: Option<u32>,
     seeded: Option<u32>,
     lost: u64,
+    /// Some group was seeded exactly ([`LossTracker::seed_group`]).
+    exact: bool,
 }
 
 /// `a` is after `b` in wrapping order.
@@ -101,8 +103,9 @@ impl LossTracker {
     /// Set the last NFULA_SEQ_GLOBAL known to be spooled (by a previous run). The first record
     /// observed afterwards is compared with it (see [`LossCause::Restart`]).
     pub fn seed(&mut self, last_seq_global: u32) {
-        // Groups continued exactly ([`LossTracker::seed_group`]) need no estimate.
-        if !self.groups.iter().any(|s| s.replays_possible) {
+        // Groups continued exactly ([`LossTracker::seed_group`]) need no estimate, whether or not
+        // records were observed since.
+        if !self.exact {
             self.seeded = Some(last_seq_global);
         }
         self.last_global = Some(last_seq_global);
@@ -115,6 +118,7 @@ impl LossTracker {
     /// read). Per-group numbers make the global restart estimate unnecessary, so it is dropped.
     pub fn seed_group(&mut self, group: u16, next_seq: u32) {
         self.seeded = None;
+        self.exact = true;
         self.groups.retain(|s| s.group != group);
         self.groups.push(GroupState {
             group,
@@ -296,6 +300,12 @@ mod tests {
         assert!(!t.is_replay(5, None));
         // No global restart estimate: the first record continues group 5 exactly.
         assert_eq!(t.observe(5, Some(10), Some(900)), None);
+        t.seed(500);
+        assert_eq!(
+            t.observe(5, Some(11), Some(999)),
+            None,
+            "not even seeded later"
+        );
         assert!(
             !t.is_replay(5, Some(9)),
             "replays end with the first new record"

@@ -59,13 +59,13 @@ pub fn store_nflog(
     notifier: &Notifier,
     sock: &mut NflogSocket,
     old_name: Option<String>,
-    handed: &Handed,
+    handed: &mut Handed,
     spool: &Path,
 ) -> Option<Positions> {
+    remove_unwanted(notifier, handed);
     if !notifier.enabled() {
         return None;
     }
-    remove_unwanted(notifier, handed);
     let name = fdstore::nflog_name(sock.groups());
     if let Some(old) = old_name.filter(|o| *o != name) {
         remove(notifier, &old);
@@ -123,8 +123,8 @@ pub fn queue_socket(
         }
         None => (QueueSocket::open(cfg)?, false),
     };
+    remove_unwanted(notifier, handed);
     if notifier.enabled() {
-        remove_unwanted(notifier, handed);
         let name = fdstore::queue_name(cfg.queue);
         if let Err(e) = notifier.send_fd(&fdstore::store_message(&name), Some(sock.raw_fd())) {
             eprintln!(
@@ -135,19 +135,16 @@ pub fn queue_socket(
     Ok((sock, adopted))
 }
 
-/// Remove every stored fd fwlog does not use (with `--queue`, a stored NFLOG socket too).
-pub fn remove_unwanted(notifier: &Notifier, handed: &Handed) {
-    if !notifier.enabled() {
-        return;
-    }
-    for n in &handed.unwanted {
-        remove(notifier, n);
-    }
-    if let Some((_, n, _)) = &handed.nflog {
-        remove(notifier, n);
-    }
-    if let Some((_, n, _)) = &handed.queue {
-        remove(notifier, n);
+/// Close every passed fd fwlog does not use (with `--queue`, a stored NFLOG socket too, and the
+/// other way round), releasing what it had bound, and remove them from the store.
+pub fn remove_unwanted(notifier: &Notifier, handed: &mut Handed) {
+    let mut names = std::mem::take(&mut handed.unwanted);
+    names.extend(handed.nflog.take().map(|(_, n, _)| n));
+    names.extend(handed.queue.take().map(|(_, n, _)| n));
+    if notifier.enabled() {
+        for n in &names {
+            remove(notifier, n);
+        }
     }
 }
 
