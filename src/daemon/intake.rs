@@ -113,6 +113,11 @@ impl Intake {
             .commit()
             .map_err(|e| format!("spool commit at exit: {e}"))?;
         self.after_commit(c, &full);
+        // Keep the socket, and so its groups, until the process exits (the kernel closes it
+        // then): what the rules log during the rest of the shutdown lands in its buffer with a
+        // sequence number, which the next run counts as a restart gap. Closed now, the groups
+        // would be unbound, and the kernel would drop those packets without numbering them.
+        std::mem::forget(self.sock);
         Ok(())
     }
 
