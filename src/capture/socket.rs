@@ -26,9 +26,7 @@
 //! 520k records of 64-byte packets or 118k of 1000-byte packets.
 
 use super::batch::RecordBatch;
-use super::config::{
-    bind_message, reconfigure_message, unbind_message, NflogConfig, MAX_SLOTS, MSG_PACKET,
-};
+use super::config::{bind_message, unbind_message, NflogConfig, MAX_SLOTS, MSG_PACKET};
 use super::error::{has_cap_net_admin, CaptureError};
 use super::ifname::IfNameCache;
 use super::loss::{LossCause, LossEvent, LossTracker};
@@ -57,33 +55,33 @@ pub struct CaptureStats {
 
 /// Everything the receive path mutates besides the slots (split out so a datagram borrowed
 /// from the slots can be processed while these are mutated).
-struct Intake {
+pub(super) struct Intake {
     names: IfNameCache,
-    tracker: LossTracker,
-    stats: CaptureStats,
+    pub(super) tracker: LossTracker,
+    pub(super) stats: CaptureStats,
 }
 
 #[derive(Debug)]
 pub struct NflogSocket {
-    fd: OwnedFd,
+    pub(super) fd: OwnedFd,
     /// Groups bound so far (unbound on drop).
-    bound: Vec<u16>,
-    slots: Vec<u8>,
+    pub(super) bound: Vec<u16>,
+    pub(super) slots: Vec<u8>,
     nslots: usize,
-    intake: Intake,
+    pub(super) intake: Intake,
     /// Records that arrived while `open` waited for acknowledgements.
-    pending: RecordBatch,
+    pub(super) pending: RecordBatch,
     rcvtimeo: Option<Duration>,
     rcvbuf: usize,
     warnings: Vec<String>,
-    nl_seq: u32,
+    pub(super) nl_seq: u32,
     /// Hold mode ([`NflogSocket::hold_until_released`]): receive by peeking, one datagram at a
     /// time, and take it off the queue only in [`NflogSocket::release`].
-    hold: bool,
+    pub(super) hold: bool,
     /// A datagram was peeked and not yet released.
-    held: bool,
+    pub(super) held: bool,
     /// Leave the groups bound when dropped (the socket lives on in the service manager).
-    keep_groups: bool,
+    pub(super) keep_groups: bool,
 }
 
 impl std::fmt::Debug for Intake {
@@ -94,7 +92,7 @@ impl std::fmt::Debug for Intake {
     }
 }
 
-fn errno(e: &io::Error) -> i32 {
+pub(super) fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
@@ -191,55 +189,8 @@ impl NflogSocket {
         Ok(sock)
     }
 
-    /// Take back a bound NFLOG socket a previous run kept in the service manager's fd store
-    /// (the caller checked it is an `AF_NETLINK`/`NETLINK_NETFILTER` socket). The groups it
-    /// has are read from the kernel (`/proc/net/netfilter/nfnetlink_log`, by this socket's port
-    /// id; `claimed` stands in when that is unreadable); groups `cfg` adds are bound, groups it
-    /// dropped are unbound, groups kept get `cfg`'s settings again. `positions` (group, next
-    /// NFULA_SEQ) are where the previous run stopped spooling: set before anything is read, so
-    /// records it spooled but had not consumed are skipped and an overflow while no process
-    /// read is an exact gap. Returns the socket and one line per group change.
-    pub fn adopt(
-        fd: OwnedFd,
-        claimed: &[u16],
-        positions: &[(u16, u32)],
-        cfg: &NflogConfig,
-    ) -> Result<(NflogSocket, Vec<String>), CaptureError> {
-        cfg.validate()?;
-        let cap = has_cap_net_admin();
-        let had = match bound_groups(fd.as_raw_fd()) {
-            Ok(g) => g,
-            Err(_) => claimed.to_vec(),
-        };
-        let mut sock = NflogSocket::with_fd(fd, cfg)?;
-        for &(g, next) in positions {
-            if had.contains(&g) {
-                sock.intake.tracker.seed_group(g, next);
-            }
-        }
-        let mut changes = Vec::new();
-        for &g in had.iter().filter(|g| !cfg.groups.contains(g)) {
-            sock.nl_seq = sock.nl_seq.wrapping_add(1);
-            sock.send(&unbind_message(sock.nl_seq, g, false))
-                .map_err(|e| CaptureError::io(format!("unbinding NFLOG group {g}"), e))?;
-            changes.push(format!("NFLOG group {g} is no longer logged (unbound)"));
-        }
-        for &g in &cfg.groups {
-            if had.contains(&g) {
-                sock.nl_seq = sock.nl_seq.wrapping_add(1);
-                sock.send(&reconfigure_message(sock.nl_seq, g, cfg))
-                    .map_err(|e| CaptureError::io(format!("configuring NFLOG group {g}"), e))?;
-                sock.bound.push(g);
-            } else {
-                sock.bind_group(g, cfg, cap)?;
-                changes.push(format!("NFLOG group {g} is new: bound"));
-            }
-        }
-        Ok((sock, changes))
-    }
-
     /// Size the receive buffer of the bound socket `fd` and wrap it (no group bound yet).
-    fn with_fd(fd: OwnedFd, cfg: &NflogConfig) -> Result<NflogSocket, CaptureError> {
+    pub(super) fn with_fd(fd: OwnedFd, cfg: &NflogConfig) -> Result<NflogSocket, CaptureError> {
         let mut warnings = Vec::new();
         let want = cfg.rcvbuf as i32;
         let raw = fd.as_raw_fd();
@@ -290,53 +241,7 @@ impl NflogSocket {
         })
     }
 
-    /// Receive in hold mode from now on: each [`recv_batch`](Self::recv_batch) peeks at one
-    /// datagram and leaves it queued until [`release`](Self::release). A process killed in
-    /// between leaves it to the next one that takes the socket over, so nothing it received
-    /// but had not yet written out is lost. Costs one more system call per datagram.
-    pub fn hold_until_released(&mut self) {
-        self.hold = true;
-    }
-
-    /// Take the datagram the last `recv_batch` peeked at off the queue (hold mode; otherwise a
-    /// no-op). Call it once its records are written out.
-    pub fn release(&mut self) -> Result<(), CaptureError> {
-        while self.held {
-            // A zero-length read dequeues the next datagram whole (its bytes are discarded).
-            // SAFETY: a zero-length read writes nothing; a null buffer is allowed.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if n >= 0 {
-                self.held = false;
-                break;
-            }
-            let e = io::Error::last_os_error();
-            match errno(&e) {
-                libc::EINTR => {}
-                // The overflow is reported first, then the datagram is still at the head.
-                libc::ENOBUFS => {
-                    self.intake.stats.enobufs += 1;
-                    self.pending.push_loss(enobufs_event());
-                }
-                _ => return Err(CaptureError::io("releasing a received NFLOG datagram", e)),
-            }
-        }
-        Ok(())
-    }
-
-    /// Leave the groups bound when this socket is dropped: it lives on in the service
-    /// manager's fd store, which hands it to the next run.
-    pub fn keep_groups_on_close(&mut self) {
-        self.keep_groups = true;
-    }
-
-    fn send(&self, msg: &[u8]) -> io::Result<()> {
+    pub(super) fn send(&self, msg: &[u8]) -> io::Result<()> {
         // SAFETY: sockaddr_nl is plain data; all-zero addresses the kernel (pid 0).
         let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -358,7 +263,7 @@ impl NflogSocket {
         }
     }
 
-    fn bind_group(
+    pub(super) fn bind_group(
         &mut self,
         group: u16,
         cfg: &NflogConfig,
@@ -446,7 +351,7 @@ impl NflogSocket {
         }
     }
 
-    fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
+    pub(super) fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
         if self.rcvtimeo == Some(t) {
             return Ok(());
         }
@@ -558,66 +463,6 @@ impl NflogSocket {
         }
     }
 
-    /// Hold mode's receive: peek at the head datagram (see [`Self::hold_until_released`]).
-    fn recv_held(
-        &mut self,
-        out: &mut RecordBatch,
-        timeout: Duration,
-    ) -> Result<usize, CaptureError> {
-        if self.held {
-            // The caller did not release the last one: reading it again would duplicate it.
-            return Ok(0);
-        }
-        // MSG_TRUNC: return the datagram's real length, so a cut one is noticed.
-        let mut flags = libc::MSG_PEEK | libc::MSG_TRUNC;
-        if timeout.is_zero() {
-            flags |= libc::MSG_DONTWAIT;
-        } else {
-            self.set_timeout(timeout.max(Duration::from_micros(1)))
-                .map_err(|e| CaptureError::io("setting SO_RCVTIMEO", e))?;
-        }
-        loop {
-            let buf = &mut self.slots[..MAX_DATAGRAM];
-            self.intake.stats.recv_calls += 1;
-            // SAFETY: buf is valid for writes of buf.len() bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    flags,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match errno(&e) {
-                    libc::EAGAIN | libc::EINTR => return Ok(out.len()),
-                    libc::ENOBUFS => {
-                        self.intake.stats.enobufs += 1;
-                        out.push_loss(enobufs_event());
-                        flags |= libc::MSG_DONTWAIT;
-                        continue;
-                    }
-                    _ => return Err(CaptureError::io("receiving from the NFLOG socket", e)),
-                }
-            }
-            let stamp = stamp_now();
-            let len = n as usize;
-            if len > MAX_DATAGRAM {
-                out.push_loss(LossEvent {
-                    cause: LossCause::Truncated,
-                    group: None,
-                    count: None,
-                    seq_global: None,
-                });
-            }
-            let d = &self.slots[..len.min(MAX_DATAGRAM)];
-            process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});
-            self.held = true;
-            return Ok(out.len());
-        }
-    }
-
     /// Seed the loss tracker with the last NFULA_SEQ_GLOBAL spooled by a previous run.
     pub fn seed_seq_global(&mut self, last_seq_global: u32) {
         self.intake.tracker.seed(last_seq_global);
@@ -646,34 +491,7 @@ impl NflogSocket {
     }
 }
 
-/// The NFLOG groups bound by the netlink socket `fd`, from the kernel's list of instances in
-/// the caller's network namespace (`group portid ...` per line).
-fn bound_groups(fd: RawFd) -> io::Result<Vec<u16>> {
-    // SAFETY: sockaddr_nl is plain data; getsockname fills at most `len` bytes of it.
-    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
-    // SAFETY: addr and len are valid for writes.
-    let rc =
-        unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_nl).cast(), &mut len) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let list = std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_log")?;
-    Ok(parse_instances(&list, addr.nl_pid))
-}
-
-fn parse_instances(list: &str, portid: u32) -> Vec<u16> {
-    list.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let group = f.next()?.parse::<u16>().ok()?;
-            let pid = f.next()?.parse::<u32>().ok()?;
-            (pid == portid).then_some(group)
-        })
-        .collect()
-}
-
-fn enobufs_event() -> LossEvent {
+pub(super) fn enobufs_event() -> LossEvent {
     LossEvent {
         cause: LossCause::Enobufs,
         group: None,
@@ -682,7 +500,7 @@ fn enobufs_event() -> LossEvent {
     }
 }
 
-fn stamp_now() -> Stamp {
+pub(super) fn stamp_now() -> Stamp {
     let (sec, nsec) = realtime();
     Stamp {
         sec,
@@ -694,7 +512,7 @@ fn stamp_now() -> Stamp {
 /// Walk the netlink messages of one datagram: packets become records in `out`, error/ack
 /// messages go to `ack(seq, errno)`, anything else (NLMSG_DONE after a multi-part batch) is
 /// skipped.
-fn process_datagram(
+pub(super) fn process_datagram(
     d: &[u8],
     stamp: &Stamp,
     intake: &mut Intake,
@@ -762,13 +580,6 @@ mod tests {
         send::<NflogSocket>();
         send::<CaptureError>();
         send::<RecordBatch>();
-    }
-
-    #[test]
-    fn instances_are_matched_by_port_id() {
-        let list = "    7  25115     0 2 65531    100  1\n   12  25115     0 2 65535      1  1\n    9    400     0 2 65535      1  1\ngarbage\n";
-        assert_eq!(parse_instances(list, 25115), vec![7, 12]);
-        assert_eq!(parse_instances(list, 1), Vec::<u16>::new());
     }
 
     #[test]
