@@ -103,7 +103,8 @@ fn kill_flood(groups: &[u16], rounds: usize, segment: &str) {
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::Relaxed);
         let sent = sender.join().unwrap();
-        settle(&out);
+        std::thread::sleep(Duration::from_millis(300));
+        drain(&d, Duration::from_secs(180));
         assert_eq!(d.stop(), 0);
         sent
     });

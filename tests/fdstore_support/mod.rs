@@ -289,6 +289,31 @@ pub fn settle(out: &Path) {
     });
 }
 
+/// Wait until `d` has printed everything its spool holds: its SIGUSR1 counters say `pending 0`
+/// twice in a row. (Waiting for the output to stop growing is not enough on a loaded machine:
+/// an output's fdatasync can stall longer than any quiet period one would wait for.)
+pub fn drain(d: &Daemon, timeout: Duration) {
+    let end = std::time::Instant::now() + timeout;
+    let mut zero = 0;
+    while zero < 2 {
+        d.signal(libc::SIGUSR1);
+        std::thread::sleep(Duration::from_millis(300));
+        let text = d.stderr_text();
+        let pending = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("fwlog: received"))
+            .and_then(|l| l.split(" pending ").nth(1))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok());
+        zero = if pending == Some(0) { zero + 1 } else { 0 };
+        assert!(
+            std::time::Instant::now() < end,
+            "fwlog did not print its backlog within {timeout:?}; last counters: {pending:?}"
+        );
+    }
+}
+
 pub struct Lcg(pub u64);
 impl Lcg {
     pub fn next(&mut self, below: u64) -> u64 {
