@@ -1,16 +1,16 @@
 //! `fwlog run` keeping its NFLOG socket in the service manager's fd store, against the real
-//! kernel in namespaces the tests create. The test plays systemd (see `fdstore_support`).
+//! kernel in namespaces the tests create. The test plays systemd (see `support::fdstore`).
 
-mod fdstore_support;
 mod support;
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fdstore_support::*;
 use support::daemon::{lines, send_udp, wait_for};
+use support::fdstore::*;
 use support::netns::NetNs;
+use support::rng::Lcg;
 
 #[test]
 fn kill_9_during_a_flood_under_a_played_systemd_loses_nothing() {

@@ -12,24 +12,22 @@
 //! - the socket buffer's capacity across a restart: packets sent while no fwlog runs, and how
 //!   many the next run reads from the kept socket, at 64 and 1500 bytes per packet.
 
-mod fdstore_support;
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fdstore_support::*;
 use support::daemon::Daemon;
+use support::fdstore::*;
 use support::netns::NetNs;
 
+/// The value of `key` in a counters line (`key=value` words).
 fn counter(line: &str, key: &str) -> u64 {
-    let mut w = line.split_whitespace();
-    while let Some(x) = w.next() {
-        if x == key {
-            return w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-        }
-    }
-    0
+    line.split_whitespace()
+        .filter_map(|w| w.trim_end_matches(';').split_once('='))
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// SIGTERM and wait, keeping the daemon (and its stderr) around.
@@ -266,11 +264,11 @@ fn socket_buffer_capacity_across_a_restart() {
         eprintln!(
             "MEASURE {size}-byte packets sent while fwlog was down: {counted} (rule counter); the next run read {read} from the kept socket in {took:?} (start-up included, polled every 20 ms), reported {} ENOBUFS event(s) at once and, with the next packet, a sequence gap of {} (exact: {} expected)",
             counter(&c, "enobufs-events"),
-            counter(&c, "seq-gap"),
+            counter(&c, "lost-seq-gap"),
             counted - read
         );
         assert_eq!(
-            counter(&c, "seq-gap"),
+            counter(&c, "lost-seq-gap"),
             counted - read,
             "the overflow is counted exactly"
         );

@@ -1,18 +1,16 @@
 //! `fwlog run --queue` keeping its queue socket in the service manager's fd store (played by
-//! the test, see `fdstore_support`): packets queued while fwlog restarts wait in the kernel's
+//! the test, see `support::fdstore`): packets queued while fwlog restarts wait in the kernel's
 //! queue for the next process, even under a `--queue-bypass` rule, and none passes unlogged.
 
-mod fdstore_support;
-mod queue_support;
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use fdstore_support::Manager;
-use queue_support::{queue_rule, send_and_wait, settle, Listener, Sender, READY};
 use support::daemon::{wait_for, Daemon};
+use support::fdstore::Manager;
 use support::netns::NetNs;
+use support::queue::{queue_rule, send_and_wait, settle, Listener, Sender, READY};
 
 fn wait_queue_ready(d: &Daemon) {
     let end = Instant::now() + Duration::from_secs(20);
@@ -179,7 +177,7 @@ fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
     require_root!();
     let ns = NetNs::new("fdswitch");
     queue_rule(&ns, 7, false);
-    fdstore_support::rule(&ns, &[(9005, 5)]);
+    support::fdstore::rule(&ns, &[(9005, 5)]);
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
     let spool = dir.path().join("spool");
@@ -193,13 +191,13 @@ fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
         "/dev/null",
     ];
     let d = m.spawn(&ns, dir.path(), &nflog);
-    fdstore_support::wait_ready(&d);
+    support::fdstore::wait_ready(&d);
     // The "logging" line comes before the SIGTERM handler is installed: give it time.
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(d.stop(), 0);
     assert_eq!(m.names(), ["fwlog-nflog-5"]);
     assert_eq!(
-        fdstore_support::bound_groups(&ns),
+        support::fdstore::bound_groups(&ns),
         [5],
         "kept bound in the store"
     );
@@ -214,7 +212,7 @@ fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
         || m.names() == ["fwlog-nfqueue-7"],
     );
     wait_for("group 5 released", Duration::from_secs(5), || {
-        fdstore_support::bound_groups(&ns).is_empty()
+        support::fdstore::bound_groups(&ns).is_empty()
     });
     assert_eq!(d.stop(), 0);
 }

@@ -462,11 +462,11 @@ if [ "$systemd_running" = yes ]; then
 fi
 usr1
 for _ in $(seq 50); do
-	journal | grep -q 'received 1 ' && break
+	journal | grep -q 'received=1 ' && break
 	sleep 0.1
 done
-journal | grep -q 'received 1 ' || fail "SIGUSR1: no counters line (received 1 ...) on stderr"
-ok "SIGUSR1: counters on stderr: $(journal | grep 'received 1 ' | tail -1 | cut -c1-60)..."
+journal | grep -q 'received=1 ' || fail "SIGUSR1: no counters line (received=1 ...) on stderr"
+ok "SIGUSR1: counters on stderr: $(journal | grep 'received=1 ' | tail -1 | cut -c1-60)..."
 if [ -z "$NSD_PID" ]; then
 	: # said above
 elif ! ip route get 203.0.113.1 >/dev/null 2>&1; then
@@ -484,7 +484,7 @@ else
 	[ "${q:-0}" -ge 1 ] || fail "reverse DNS: nsd received no query from the daemon"
 	usr1
 	sleep 0.5
-	c=$(journal | grep 'received 2 ' | tail -1)
+	c=$(journal | grep 'received=2 ' | tail -1)
 	grep -q 'timeouts=0 errors=0' <<<"$c" || fail "reverse DNS: the query failed: $c; nsd: $(nsd-control -c "$nsd_dir/nsd.conf" stats_noreset 2>&1 | grep -E 'rcode|num.type.(PTR|A|AAAA)=|num.queries' | grep -v '=0$' | tr '\n' ' ')"
 	grep -q 'pkgtest\.fwlog\.test' /var/log/fwlog ||
 		fail "reverse DNS: the name of 203.0.113.1 is not in /var/log/fwlog"

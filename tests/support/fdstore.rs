@@ -4,7 +4,6 @@
 //! `LISTEN_PID` set to the new process's own pid (a shell exports `$$`, then execs `ip netns
 //! exec`, which execs fwlog: one pid throughout). Plus the nft rule, its counter, and readers of
 //! the JSON output.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -16,9 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support;
-use crate::support::daemon::{lines, wait_for, Daemon};
-use crate::support::netns::NetNs;
+use super::daemon::{lines, wait_for, Daemon};
+use super::netns::NetNs;
 
 /// The fd store and what the service manager was told.
 #[derive(Default)]
@@ -193,7 +191,7 @@ pub fn spawn_with(
     };
     let mut cmd = std::process::Command::new("sh");
     cmd.args(["-c", &script, "sh", "ip", "netns", "exec", &ns.name])
-        .arg(support::fwlog_bin())
+        .arg(super::fwlog_bin())
         .arg("run")
         .args(args)
         .env("NOTIFY_SOCKET", notify)
@@ -289,7 +287,7 @@ pub fn settle(out: &Path) {
     });
 }
 
-/// Wait until `d` has printed everything its spool holds: its SIGUSR1 counters say `pending 0`
+/// Wait until `d` has printed everything its spool holds: its SIGUSR1 counters say `pending=0`
 /// twice in a row. (Waiting for the output to stop growing is not enough on a loaded machine:
 /// an output's fdatasync can stall longer than any quiet period one would wait for.)
 pub fn drain(d: &Daemon, timeout: Duration) {
@@ -303,25 +301,16 @@ pub fn drain(d: &Daemon, timeout: Duration) {
             .lines()
             .rev()
             .find(|l| l.starts_with("fwlog: received"))
-            .and_then(|l| l.split(" pending ").nth(1))
-            .and_then(|r| r.split_whitespace().next())
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("pending="))
+            })
             .and_then(|n| n.parse::<u64>().ok());
         zero = if pending == Some(0) { zero + 1 } else { 0 };
         assert!(
             std::time::Instant::now() < end,
             "fwlog did not print its backlog within {timeout:?}; last counters: {pending:?}"
         );
-    }
-}
-
-pub struct Lcg(pub u64);
-impl Lcg {
-    pub fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
     }
 }
 
@@ -390,7 +379,7 @@ pub fn spawn_env_fds(ns: &NetNs, dir: &Path, args: &[&str], notify: &Path, count
             "exec",
             &ns.name,
         ])
-        .arg(support::fwlog_bin())
+        .arg(super::fwlog_bin())
         .arg("run")
         .args(args)
         .env("NOTIFY_SOCKET", notify)
