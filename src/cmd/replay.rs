@@ -72,34 +72,47 @@ pub fn run(args: &ReplayConfig) -> i32 {
         }
     }
     let dir = args.spool.clone();
-    super::pipeline::run(&args.outputs, &args.format, &args.dns, move |mut out| {
-        let mut status = exit::OK;
-        let mut records = spool.records();
-        while let Some(r) = records.next_item() {
-            match r {
-                Ok(ReplayItem::Record(rec)) => {
-                    if filter.keeps(rec.acked, &rec.data) && !out.send(rec.data, true) {
-                        return status;
+    // The spool's own stream id, read-only: replayed rows keep their keys, and a database that
+    // has them already ignores them.
+    let stream = || crate::sink::sql::stream::read(&args.spool);
+    super::pipeline::run(
+        &args.outputs,
+        &args.format,
+        &args.dns,
+        stream,
+        move |mut out| {
+            let mut status = exit::OK;
+            let mut records = spool.records();
+            while let Some(r) = records.next_item() {
+                match r {
+                    Ok(ReplayItem::Record(rec)) => {
+                        if filter.keeps(rec.acked, &rec.data)
+                            && !out.send_seq(rec.seq, rec.data, true)
+                        {
+                            return status;
+                        }
                     }
-                }
-                // Damage is reported whatever the time window: when the lost records were
-                // logged is unknown.
-                Ok(ReplayItem::Lost(l)) => {
-                    let data = crate::pipeline::loss::spool_damage(l.first, l.last);
-                    if filter.keeps_state(l.last <= spool.acked()) && !out.send(data, false) {
-                        return status;
+                    // Damage is reported whatever the time window: when the lost records were
+                    // logged is unknown. Keyed by its last number, like the daemon does.
+                    Ok(ReplayItem::Lost(l)) => {
+                        let data = crate::pipeline::loss::spool_damage(l.first, l.last);
+                        if filter.keeps_state(l.last <= spool.acked())
+                            && !out.send_seq(l.last, data, false)
+                        {
+                            return status;
+                        }
                     }
-                }
-                Err(e) => {
-                    eprintln!("fwlog: spool {}: {e}", dir.display());
-                    status = exit::DATA;
-                    break;
+                    Err(e) => {
+                        eprintln!("fwlog: spool {}: {e}", dir.display());
+                        status = exit::DATA;
+                        break;
+                    }
                 }
             }
-        }
-        report(records.stats());
-        status
-    })
+            report(records.stats());
+            status
+        },
+    )
 }
 
 fn report(st: &fwlog_spool::ReplayStats) {
