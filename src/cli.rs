@@ -278,6 +278,21 @@ pub struct FormatArgs {
     /// With --format kernel, leave out the syslog header "Mmm dd HH:MM:SS HOST kernel: "
     #[arg(long)]
     pub no_syslog_header: bool,
+
+    /// GeoIP database (mmdb, City or Country: GeoLite2, DB-IP Lite, IPinfo Lite): country,
+    /// city and location of public addresses in fwlog and JSON output; reread on SIGHUP
+    #[arg(long, value_name = "PATH")]
+    pub geoip: Option<PathBuf>,
+
+    /// ASN database (mmdb): autonomous system number and organisation of public addresses;
+    /// reread on SIGHUP
+    #[arg(long, value_name = "PATH")]
+    pub asn: Option<PathBuf>,
+
+    /// With --geoip/--asn, leave the " [CC ASn]" tag out of the fwlog format (JSON keeps its
+    /// geo fields)
+    #[arg(long)]
+    pub no_geo_tag: bool,
 }
 
 /// How to name an interface that a capture knows only by its index.

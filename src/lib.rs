@@ -11,6 +11,7 @@ pub mod decode;
 pub mod dns;
 pub mod exit;
 pub mod format;
+pub mod geo;
 pub mod ifname;
 pub mod nflog;
 pub mod packet;

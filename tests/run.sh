@@ -18,6 +18,8 @@ for d in "${deps[@]}"; do
   set -- $d
   command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] || missing+=("$2")
 done
+# Perl modules: the GeoIP tests write their mmdb files with MaxMind's own writer.
+perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || missing+=("libmaxmind-db-writer-perl")
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "tests/run.sh: installing ${missing[*]}"

@@ -14,5 +14,15 @@ pub fn format_options(args: &FormatArgs) -> FormatOptions {
         flags: args.log_flags,
         syslog_framing: !args.no_syslog_header,
         hostname: crate::ifname::short_hostname(),
+        geo: !geo_config(args).is_empty(),
+        no_geo_tag: args.no_geo_tag,
+    }
+}
+
+/// The GeoIP/ASN databases the command line names.
+pub fn geo_config(args: &FormatArgs) -> crate::geo::GeoConfig {
+    crate::geo::GeoConfig {
+        geoip: args.geoip.clone(),
+        asn: args.asn.clone(),
     }
 }

@@ -34,6 +34,13 @@ pub fn run(
     dns: &DnsArgs,
     produce: impl FnOnce(Producer) -> i32 + Send + 'static,
 ) -> i32 {
+    let geo = match crate::geo::Geo::open(&super::geo_config(fmt)) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("fwlog: {e}");
+            return exit::NO_INPUT;
+        }
+    };
     let outputs = match Outputs::open(specs, fmt.format, &super::format_options(fmt), false) {
         Ok(o) => o,
         Err(e) => {
@@ -96,6 +103,7 @@ pub fn run(
             Duration::ZERO
         },
         resolver,
+        geo,
         window_cap: 4096,
         counters: Arc::new(Counters::default()),
         data_wake: wake,

@@ -68,6 +68,12 @@ pub fn run(args: &RunArgs) -> i32 {
         libc::signal(libc::SIGUSR1, libc::SIG_IGN);
     }
 
+    // --- GeoIP/ASN databases: a bad one stops the start before anything is created
+    let geo = match crate::geo::Geo::open(&crate::cmd::geo_config(&args.fmt)) {
+        Ok(g) => g,
+        Err(e) => return fail(exit::NO_INPUT, e),
+    };
+
     // --- spool
     let opts = SpoolOptions {
         segment_bytes: args.segment_size,
@@ -274,6 +280,7 @@ pub fn run(args: &RunArgs) -> i32 {
         source: reader,
         outputs,
         resolver: resolver.clone(),
+        geo,
         dns_timeout: if args.dns.no_dns {
             Duration::ZERO
         } else {

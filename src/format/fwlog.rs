@@ -274,6 +274,9 @@ fn addr(out: &mut Vec<u8>, a: IpAddr, names: &dyn Names) {
         super::escape::escape_name_into(out, n.as_bytes());
         s(out, ")");
     }
+    if let Some(g) = names.geo(a) {
+        super::geo::tag(out, g);
+    }
 }
 
 fn ipv4_addr(out: &mut Vec<u8>, a: std::net::Ipv4Addr) {

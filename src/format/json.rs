@@ -22,6 +22,8 @@ use super::{tcpopt, time, LossEvent, Names};
 struct W<'o> {
     out: &'o mut Vec<u8>,
     first: Vec<bool>,
+    /// Write the GeoIP/ASN keys in `ip` objects.
+    geo: bool,
 }
 
 impl<'o> W<'o> {
@@ -29,6 +31,7 @@ impl<'o> W<'o> {
         W {
             out,
             first: Vec::new(),
+            geo: false,
         }
     }
     fn sep(&mut self) {
@@ -105,6 +108,11 @@ impl<'o> W<'o> {
         self.out.push(b'"');
         f(self.out);
         self.out.push(b'"');
+    }
+    /// A value `f` writes whole (an object or `null`).
+    fn raw(&mut self, k: &str, f: impl FnOnce(&mut Vec<u8>)) {
+        self.key(k);
+        f(self.out);
     }
     fn item_with(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
         self.sep();
@@ -195,15 +203,29 @@ fn addr(w: &mut W<'_>, k: &str, kname: &str, a: IpAddr, names: &dyn Names) {
     }
 }
 
+/// `src_geo`, `dst_geo`, `src_as`, `dst_as` when databases are configured (see `geo`).
+fn geo_keys(w: &mut W<'_>, src: IpAddr, dst: IpAddr, names: &dyn Names) {
+    if !w.geo {
+        return;
+    }
+    let (sg, dg) = (names.geo(src), names.geo(dst));
+    w.raw("src_geo", |o| super::geo::json_place(o, sg));
+    w.raw("dst_geo", |o| super::geo::json_place(o, dg));
+    w.raw("src_as", |o| super::geo::json_as(o, sg));
+    w.raw("dst_as", |o| super::geo::json_as(o, dg));
+}
+
 /// Append the object for one packet and its newline.
 pub(crate) fn object(
     t: &NameTables,
     p: &Packet<'_>,
     d: &Decoded<'_>,
     names: &dyn Names,
+    geo: bool,
     out: &mut Vec<u8>,
 ) {
     let mut w = W::new(out);
+    w.geo = geo;
     w.open(b'{');
     w.str("event", "packet");
     w.with("time", |o| time::rfc3339(o, &p.timestamp));
@@ -414,6 +436,7 @@ fn ip4(w: &mut W<'_>, t: &NameTables, v4: &Ipv4<'_>, names: &dyn Names) {
     w.num("version", 4);
     addr(w, "src", "src_name", v4.src.into(), names);
     addr(w, "dst", "dst_name", v4.dst.into(), names);
+    geo_keys(w, v4.src.into(), v4.dst.into(), names);
     w.num("len", v4.total_len as u64);
     w.num("header_len", v4.ihl as u64 * 4);
     w.num("tos", v4.tos as u64);
@@ -452,6 +475,7 @@ fn ip6(w: &mut W<'_>, t: &NameTables, v6: &Ipv6<'_>, names: &dyn Names) {
     w.num("version", 6);
     addr(w, "src", "src_name", v6.src.into(), names);
     addr(w, "dst", "dst_name", v6.dst.into(), names);
+    geo_keys(w, v6.src.into(), v6.dst.into(), names);
     w.num("len", v6.payload_len as u64 + 40);
     w.num("traffic_class", v6.traffic_class as u64);
     w.num("flow_label", v6.flow_label as u64);
