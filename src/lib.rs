@@ -19,5 +19,6 @@ pub mod pcap;
 pub mod pipeline;
 pub mod privdrop;
 pub mod queue;
+pub mod report;
 pub mod sdnotify;
 pub mod sink;

@@ -447,6 +447,34 @@ fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(plain, kernel_text);
 
+    // `fwlog report` over the spool (read-only, printed packets retained) and over the JSON
+    // output counts every logged packet, the source enriched at report time.
+    let (code, rep, err) = fwlog(&[
+        "report",
+        "--json",
+        "--geoip",
+        city.to_str().unwrap(),
+        &format!("spool:{s}"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rep: serde_json::Value = serde_json::from_str(&rep).unwrap();
+    assert_eq!(rep["packets"].as_u64(), Some(logged));
+    assert_eq!(rep["sources"][0]["source"], "81.2.69.160");
+    assert_eq!(rep["sources"][0]["country"], "FR");
+    let (code, rep, err) = fwlog(&["report", "--json", js.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let rep: serde_json::Value = serde_json::from_str(&rep).unwrap();
+    assert_eq!(rep["packets"].as_u64(), Some(logged));
+    let countries: Vec<&str> = rep["countries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["country"].as_str())
+        .collect();
+    for cc in ["GB", "FR", "DE"] {
+        assert!(countries.contains(&cc), "{countries:?}");
+    }
+
     // replay and read take the databases too; --no-geo-tag takes the tag out again.
     let c = city.to_str().unwrap();
     let (code, out, err) = fwlog(&["replay", "--spool", s, "--no-dns", "--geoip", c]);

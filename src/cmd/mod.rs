@@ -4,6 +4,7 @@ pub mod completions;
 pub mod pipeline;
 pub mod read;
 pub mod replay;
+pub mod report;
 
 use crate::cli::FormatArgs;
 use crate::format::FormatOptions;

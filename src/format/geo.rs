@@ -19,8 +19,9 @@ use super::Names;
 use crate::dns::SafeName;
 use crate::geo::GeoInfo;
 
-/// The fwlog tag for `info`, with its leading space.
-pub(crate) fn tag(out: &mut Vec<u8>, info: &GeoInfo) {
+/// The fwlog tag for `info`, with its leading space (nothing for `None`).
+pub(crate) fn tag(out: &mut Vec<u8>, info: Option<&GeoInfo>) {
+    let Some(info) = info else { return };
     let cc = info.country_code.as_ref();
     if cc.is_none() && info.asn.is_none() {
         return;
@@ -58,6 +59,18 @@ fn json_f64(out: &mut Vec<u8>, v: Option<f64>) {
         }
         _ => s(out, "null"),
     }
+}
+
+/// The four values after the caller's `"src_geo":` key: `src_geo`'s value, then
+/// `,"dst_geo":...,"src_as":...,"dst_as":...`.
+pub(crate) fn json_keys(out: &mut Vec<u8>, src: Option<&GeoInfo>, dst: Option<&GeoInfo>) {
+    json_place(out, src);
+    s(out, ",\"dst_geo\":");
+    json_place(out, dst);
+    s(out, ",\"src_as\":");
+    json_as(out, src);
+    s(out, ",\"dst_as\":");
+    json_as(out, dst);
 }
 
 /// The value of `src_geo`/`dst_geo`.
@@ -128,14 +141,14 @@ mod tests {
 
     #[test]
     fn tag_shows_what_is_known() {
-        assert_eq!(text(|o| tag(o, &info())), " [DE AS3320]");
+        assert_eq!(text(|o| tag(o, Some(&info()))), " [DE AS3320]");
         let mut g = info();
         g.asn = None;
-        assert_eq!(text(|o| tag(o, &g)), " [DE]");
+        assert_eq!(text(|o| tag(o, Some(&g))), " [DE]");
         g.country_code = None;
-        assert_eq!(text(|o| tag(o, &g)), "");
+        assert_eq!(text(|o| tag(o, Some(&g))), "");
         g.asn = Some(7);
-        assert_eq!(text(|o| tag(o, &g)), " [AS7]");
+        assert_eq!(text(|o| tag(o, Some(&g))), " [AS7]");
     }
 
     #[test]

@@ -109,11 +109,6 @@ impl<'o> W<'o> {
         f(self.out);
         self.out.push(b'"');
     }
-    /// A value `f` writes whole (an object or `null`).
-    fn raw(&mut self, k: &str, f: impl FnOnce(&mut Vec<u8>)) {
-        self.key(k);
-        f(self.out);
-    }
     fn item_with(&mut self, f: impl FnOnce(&mut Vec<u8>)) {
         self.sep();
         self.out.push(b'"');
@@ -205,14 +200,10 @@ fn addr(w: &mut W<'_>, k: &str, kname: &str, a: IpAddr, names: &dyn Names) {
 
 /// `src_geo`, `dst_geo`, `src_as`, `dst_as` when databases are configured (see `geo`).
 fn geo_keys(w: &mut W<'_>, src: IpAddr, dst: IpAddr, names: &dyn Names) {
-    if !w.geo {
-        return;
+    if w.geo {
+        w.key("src_geo");
+        super::geo::json_keys(w.out, names.geo(src), names.geo(dst));
     }
-    let (sg, dg) = (names.geo(src), names.geo(dst));
-    w.raw("src_geo", |o| super::geo::json_place(o, sg));
-    w.raw("dst_geo", |o| super::geo::json_place(o, dg));
-    w.raw("src_as", |o| super::geo::json_as(o, sg));
-    w.raw("dst_as", |o| super::geo::json_as(o, dg));
 }
 
 /// Append the object for one packet and its newline.

@@ -48,7 +48,8 @@ fn city_record(cc: &str, country: &str, city: &str, lat: f64, lon: f64) -> serde
 }
 
 /// A City database: 81.2.69.0/24 GB London (or `first` instead), 89.160.20.0/24 SE
-/// Linköping, 2a02:ec0::/32 DE Berlin, 2001:218::/32 JP Tokyo.
+/// Linköping, 2a02:ec0::/32 DE Berlin, 2001:218::/32 JP Tokyo, 216.160.83.0/24 US Milton,
+/// 175.16.199.0/24 CN Changchun.
 pub fn city_db(dir: &Path, name: &str, first: Option<(&str, &str, &str)>) -> PathBuf {
     let (cc, country, city) = first.unwrap_or(("GB", "United Kingdom", "London"));
     let spec = serde_json::json!({
@@ -59,12 +60,14 @@ pub fn city_db(dir: &Path, name: &str, first: Option<(&str, &str, &str)>) -> Pat
             {"net": "89.160.20.0/24", "data": city_record("SE", "Sweden", "Linköping", 58.4167, 15.6167)},
             {"net": "2a02:ec0::/32", "data": city_record("DE", "Germany", "Berlin", 52.52, 13.405)},
             {"net": "2001:218::/32", "data": city_record("JP", "Japan", "Tokyo", 35.6895, 139.6917)},
+            {"net": "216.160.83.0/24", "data": city_record("US", "United States", "Milton", 47.2513, -122.3149)},
+            {"net": "175.16.199.0/24", "data": city_record("CN", "China", "Changchun", 43.88, 125.3228)},
         ]
     });
     mkmmdb(dir, name, &spec)
 }
 
-/// An ASN database for the same networks.
+/// An ASN database for the same networks (none for 175.16.199.0/24).
 pub fn asn_db(dir: &Path, name: &str) -> PathBuf {
     let rec = |n: u32, org: &str| serde_json::json!({"autonomous_system_number": n, "autonomous_system_organization": org});
     let spec = serde_json::json!({
@@ -75,6 +78,7 @@ pub fn asn_db(dir: &Path, name: &str) -> PathBuf {
             {"net": "89.160.20.0/24", "data": rec(29518, "Bredband2 AB")},
             {"net": "2a02:ec0::/32", "data": rec(3320, "Deutsche Telekom AG")},
             {"net": "2001:218::/32", "data": rec(2914, "NTT America, Inc.")},
+            {"net": "216.160.83.0/24", "data": rec(209, "CenturyLink")},
         ]
     });
     mkmmdb(dir, name, &spec)
