@@ -135,6 +135,11 @@ pub struct ReportArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Write the report as one self-contained HTML page (world map, timeline, tables) to FILE
+    /// instead of printing it
+    #[arg(long, value_name = "FILE", conflicts_with = "json")]
+    pub html: Option<PathBuf>,
+
     /// GeoIP database (mmdb) for sources stored without geo fields
     #[arg(long, value_name = "PATH")]
     pub geoip: Option<PathBuf>,

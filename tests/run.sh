@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # command -> Debian package
 deps=(
   "nft nftables" "iptables iptables" "tcpdump tcpdump" "ip iproute2" "nsd nsd"
-  "rsyslogd rsyslog" "mandoc mandoc" "ulogd ulogd2" "tshark tshark" "setpriv util-linux"
+  "rsyslogd rsyslog" "mandoc mandoc" "ulogd ulogd2" "tshark tshark" "setpriv util-linux" "chromium chromium"
 )
 missing=()
 for d in "${deps[@]}"; do

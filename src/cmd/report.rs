@@ -47,6 +47,16 @@ pub fn run(args: &ReportArgs) -> i32 {
             };
         }
     };
+    if let Some(path) = &args.html {
+        let page = crate::report::html::render_html(&agg, &stats, cfg.top);
+        return match write_new(path, page.as_bytes()) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("fwlog: {}: {e}", path.display());
+                exit::OUTPUT
+            }
+        };
+    }
     let text = if cfg.json {
         let mut t = crate::report::text::render_json(&agg, &stats, cfg.top).to_string();
         t.push('\n');
@@ -63,4 +73,19 @@ pub fn run(args: &ReportArgs) -> i32 {
             exit::OUTPUT
         }
     }
+}
+
+/// Write `data` to `path`, replacing a regular file but never following a symbolic link there
+/// (a report run as root must not write through a link another user planted).
+fn write_new(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
 }

@@ -13,7 +13,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use super::escape::escape_name_into;
+use super::escape::{escape_name_into, name_allowed};
 use super::write::{dec, s};
 use super::Names;
 use crate::dns::SafeName;
@@ -41,14 +41,31 @@ pub(crate) fn tag(out: &mut Vec<u8>, info: Option<&GeoInfo>) {
 }
 
 fn json_str(out: &mut Vec<u8>, v: Option<&SafeName>) {
-    match v {
-        Some(v) => {
-            let mut text = Vec::with_capacity(v.shown().len());
-            escape_name_into(&mut text, v.shown().as_bytes());
-            let _ = serde_json::to_writer(&mut *out, std::str::from_utf8(&text).unwrap_or(""));
+    let Some(v) = v else {
+        s(out, "null");
+        return;
+    };
+    // The same text as escape_name_into gives, JSON-quoted in place (no allocation): its bytes
+    // are printable ASCII without `"`, so only the backslash needs JSON's escape.
+    out.push(b'"');
+    for &b in v.shown().as_bytes() {
+        if b == b'\\' {
+            s(out, "\\\\");
+        } else if name_allowed(b) {
+            out.push(b);
+        } else {
+            let mut esc = Vec::with_capacity(4);
+            escape_name_into(&mut esc, &[b]);
+            for e in esc {
+                if e == b'\\' {
+                    s(out, "\\\\");
+                } else {
+                    out.push(e);
+                }
+            }
         }
-        None => s(out, "null"),
     }
+    out.push(b'"');
 }
 
 fn json_f64(out: &mut Vec<u8>, v: Option<f64>) {

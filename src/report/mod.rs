@@ -17,6 +17,7 @@
 //! - With `--geoip`/`--asn`, sources stored without geo fields are enriched ([`crate::geo`]).
 
 pub mod agg;
+pub mod html;
 pub mod source;
 pub mod text;
 

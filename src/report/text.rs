@@ -28,7 +28,7 @@ pub fn clean(s: &str) -> String {
     out
 }
 
-fn time(t: i64) -> String {
+pub(crate) fn time(t: i64) -> String {
     match Local.timestamp_opt(t, 0).single() {
         Some(d) => d.format("%Y-%m-%d %H:%M:%S").to_string(),
         None => t.to_string(),
@@ -62,20 +62,35 @@ fn as_text(s: &SourceInfo) -> String {
     }
 }
 
+/// One table of the report: what the terminal and the HTML page both show.
+pub struct Table {
+    pub title: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+fn table(out: &mut Vec<Table>, title: &str, header: &[&str], rows: Vec<Vec<String>>) {
+    out.push(Table {
+        title: title.to_string(),
+        header: header.iter().map(|h| h.to_string()).collect(),
+        rows,
+    });
+}
+
 /// Rows under a header, columns padded; the first column is right-aligned (a count).
-fn table(out: &mut String, title: &str, header: &[&str], rows: Vec<Vec<String>>) {
-    let _ = writeln!(out, "\n{title}");
-    if rows.is_empty() {
+fn write_table(out: &mut String, t: &Table) {
+    let _ = writeln!(out, "\n{}", t.title);
+    if t.rows.is_empty() {
         out.push_str("  (none)\n");
         return;
     }
-    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in &rows {
+    let mut w: Vec<usize> = t.header.iter().map(|h| h.len()).collect();
+    for r in &t.rows {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.len());
         }
     }
-    let line = |out: &mut String, cells: &[&str]| {
+    let line = |out: &mut String, cells: &[String]| {
         let mut l = String::from(" ");
         for (i, c) in cells.iter().enumerate() {
             if i == 0 {
@@ -87,10 +102,9 @@ fn table(out: &mut String, title: &str, header: &[&str], rows: Vec<Vec<String>>)
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(out, header);
-    for r in &rows {
-        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
-        line(out, &cells);
+    line(out, &t.header);
+    for r in &t.rows {
+        line(out, r);
     }
 }
 
@@ -125,9 +139,9 @@ fn approx_note(a: &Aggregate) -> Option<String> {
     })
 }
 
-/// The terminal report.
-pub fn render_text(a: &Aggregate, st: &ReadStats, top: usize) -> String {
-    let t = NameTables::builtin();
+/// The report's opening lines: totals, loss, the time span, what was skipped, whether counts
+/// are approximate (no trailing newline).
+pub fn summary(a: &Aggregate, st: &ReadStats) -> String {
     let mut out = String::new();
     let span = match (a.first, a.last) {
         (Some(f), Some(l)) => format!(", {} to {}", time(f), time(l)),
@@ -148,6 +162,25 @@ pub fn render_text(a: &Aggregate, st: &ReadStats, top: usize) -> String {
     if let Some(n) = approx_note(a) {
         let _ = writeln!(out, "note: {n}");
     }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+/// The terminal report.
+pub fn render_text(a: &Aggregate, st: &ReadStats, top: usize) -> String {
+    let mut out = summary(a, st);
+    out.push('\n');
+    for t in tables(a, top) {
+        write_table(&mut out, &t);
+    }
+    out
+}
+
+/// The report's tables, in order: per prefix, top sources, top ports, top countries, per hour,
+/// scans.
+pub fn tables(a: &Aggregate, top: usize) -> Vec<Table> {
+    let t = NameTables::builtin();
+    let mut out = Vec::new();
     table(
         &mut out,
         "Per prefix",
@@ -205,7 +238,7 @@ pub fn render_text(a: &Aggregate, st: &ReadStats, top: usize) -> String {
     out
 }
 
-fn sources_table(out: &mut String, a: &Aggregate, top: usize) {
+fn sources_table(out: &mut Vec<Table>, a: &Aggregate, top: usize) {
     table(
         out,
         "Top sources",
@@ -236,7 +269,7 @@ fn sources_table(out: &mut String, a: &Aggregate, top: usize) {
     );
 }
 
-fn scans_table(out: &mut String, a: &Aggregate, top: usize) {
+fn scans_table(out: &mut Vec<Table>, a: &Aggregate, top: usize) {
     table(
         out,
         &format!(
