@@ -73,6 +73,9 @@ pub fn run(args: &RunArgs) -> i32 {
         Ok(g) => g,
         Err(e) => return fail(exit::NO_INPUT, e),
     };
+    if let Some(g) = &geo {
+        eprintln!("fwlog: geo databases: {}", g.describe());
+    }
 
     // --- spool
     let opts = SpoolOptions {
