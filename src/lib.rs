@@ -3,9 +3,12 @@
 //! The data flow is capture -> spool -> resolve -> format -> sink -> acknowledge; see
 //! `ARCHITECTURE.md` at the repository root for the map of where each piece lives and why.
 
+pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod cmd;
+pub mod config;
+pub mod counters;
 pub mod daemon;
 pub mod decode;
 pub mod dns;
@@ -21,4 +24,6 @@ pub mod privdrop;
 pub mod queue;
 pub mod report;
 pub mod sdnotify;
+pub mod signals;
 pub mod sink;
+pub mod timearg;

@@ -1,41 +1,12 @@
-//! `fwlog report`: flags to [`crate::report::ReportConfig`], then print.
+//! `fwlog report`: collect, then print the text or JSON, or write the HTML page.
 
 use std::io::Write;
 
-use crate::cli::ReportArgs;
 use crate::exit;
-use crate::report::{Filter, ReportConfig, ReportError, Source, SourceError};
+use crate::report::{ReportConfig, ReportError, SourceError};
 
-pub fn run(args: &ReportArgs) -> i32 {
-    let mut sources = Vec::with_capacity(args.sources.len());
-    for s in &args.sources {
-        match s.parse::<Source>() {
-            Ok(src) => sources.push(src),
-            Err(e) => {
-                eprintln!("fwlog: {e}");
-                return exit::USAGE;
-            }
-        }
-    }
-    let cfg = ReportConfig {
-        sources,
-        filter: Filter {
-            since: args.since,
-            until: args.until,
-            prefix: args.prefix.clone(),
-            host: args.host,
-            group: args.group,
-            src_net: args.src,
-            dport: args.dport,
-        },
-        top: args.top.max(1),
-        geo: crate::geo::GeoConfig {
-            geoip: args.geoip.clone(),
-            asn: args.asn.clone(),
-        },
-        json: args.json,
-    };
-    let (agg, stats) = match crate::report::collect(&cfg) {
+pub fn run(cfg: &ReportConfig) -> i32 {
+    let (agg, stats) = match crate::report::collect(cfg) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("fwlog: {e}");
@@ -47,7 +18,7 @@ pub fn run(args: &ReportArgs) -> i32 {
             };
         }
     };
-    if let Some(path) = &args.html {
+    if let Some(path) = &cfg.html {
         let page = crate::report::html::render_html(&agg, &stats, cfg.top);
         return match write_new(path, page.as_bytes()) {
             Ok(()) => exit::OK,

@@ -146,9 +146,7 @@ impl Geo {
             .into_iter()
             .flatten()
             .map(|d| {
-                let mut v = Vec::new();
-                crate::format::escape::escape_into(&mut v, d.database_type().as_bytes());
-                String::from_utf8_lossy(&v).into_owned()
+                info::safe_text(Some(d.database_type())).map_or_else(String::new, |n| n.to_string())
             })
             .collect::<Vec<_>>()
             .join(", ")

@@ -146,6 +146,8 @@ pub struct ReportConfig {
     pub top: usize,
     pub geo: crate::geo::GeoConfig,
     pub json: bool,
+    /// `--html FILE`: write the page there instead of printing.
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// Why a report could not be made.
