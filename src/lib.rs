@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmd;
 pub mod daemon;
 pub mod decode;
+pub mod dirfd;
 pub mod dns;
 pub mod exit;
 pub mod format;

@@ -84,13 +84,37 @@ pub fn run(args: &RunArgs) -> i32 {
         retain_age: args.retain_for.filter(|d| !d.is_zero()),
         ..SpoolOptions::default()
     };
+    // --user is looked up first: nothing is created for an account that does not exist.
+    let user = match args
+        .user
+        .as_deref()
+        .map(crate::privdrop::lookup)
+        .transpose()
+    {
+        Ok(u) => u,
+        Err(e) => return fail(exit::USAGE, e),
+    };
+    let fs_user = user.as_ref().map(|u| (u.uid, u.gid));
     if let Err(e) = std::fs::create_dir_all(&args.spool) {
         return fail(
             exit::SPOOL,
             format!("spool directory {}: {e}", args.spool.display()),
         );
     }
-    let (writer, reader, report) = match Spool::open(&args.spool, opts) {
+    // The directory is checked (a real directory, owner, mode) before anything in it is read
+    // or changed; with --user, everything in it is then done with that user's filesystem
+    // rights, so what it planted there can never make root act on a file it could not touch.
+    let spool_dir = match crate::dirfd::check_spool_dir(&args.spool, fs_user) {
+        Ok(fd) => fd,
+        Err(e) => return fail(exit::SPOOL, format!("spool directory {e}")),
+    };
+    if let Some(u) = &user {
+        if let Err(e) = crate::privdrop::hand_over_dir(&spool_dir, &args.spool, u) {
+            return fail(exit::NO_PERM, e);
+        }
+    }
+    let opened = crate::dirfd::as_fs_user(fs_user, || Spool::open(&args.spool, opts));
+    let (writer, reader, report) = match opened {
         Ok(x) => x,
         Err(e @ SpoolError::Locked { .. }) => return fail(exit::SPOOL, e),
         Err(e) => {
@@ -135,7 +159,7 @@ pub fn run(args: &RunArgs) -> i32 {
     // --- capture: NFLOG, or NFQUEUE audit mode with --queue (see queue_intake)
     let (mut nflog, mut queue) = (None, None);
     match args.queue {
-        None => match open_nflog(args) {
+        None => match open_nflog(args, &spool_dir, fs_user) {
             Ok(x) => nflog = Some(x),
             Err(code) => return code,
         },
@@ -154,22 +178,15 @@ pub fn run(args: &RunArgs) -> i32 {
     }
 
     // --- privileges: everything that needs root is done
-    if let Some(name) = &args.user {
-        let user = match crate::privdrop::lookup(name) {
-            Ok(u) => u,
-            Err(e) => return fail(exit::USAGE, e),
-        };
-        let mut owned = vec![args.spool.clone()];
-        owned.extend(specs.iter().filter_map(|s| match &s.target {
-            Target::File(p) => Some(p.clone()),
-            _ => None,
-        }));
-        for p in &owned {
-            if let Err(e) = crate::privdrop::hand_over(p, &user) {
-                return fail(exit::NO_PERM, e);
+    if let Some(user) = &user {
+        for spec in &specs {
+            if let Target::File(p) = &spec.target {
+                if let Err(e) = crate::privdrop::hand_over_file(p, user) {
+                    return fail(exit::NO_PERM, e);
+                }
             }
         }
-        if let Err(e) = crate::privdrop::become_user(&user) {
+        if let Err(e) = crate::privdrop::become_user(user) {
             return fail(exit::NO_PERM, e);
         }
     }
@@ -304,7 +321,11 @@ pub fn run(args: &RunArgs) -> i32 {
 }
 
 /// Open the NFLOG socket for `--group` and seed its sequence tracking from the last run.
-fn open_nflog(args: &RunArgs) -> Result<(NflogSocket, seqfile::SeqFile), i32> {
+fn open_nflog(
+    args: &RunArgs,
+    spool_dir: &std::os::fd::OwnedFd,
+    fs_user: Option<(u32, u32)>,
+) -> Result<(NflogSocket, seqfile::SeqFile), i32> {
     let cfg = NflogConfig {
         groups: args.groups.clone(),
         copy_range: args.copy_range,
@@ -323,7 +344,8 @@ fn open_nflog(args: &RunArgs) -> Result<(NflogSocket, seqfile::SeqFile), i32> {
     for w in sock.warnings() {
         eprintln!("fwlog: {w}");
     }
-    let (seq_file, previous) = seqfile::SeqFile::open(&args.spool);
+    let (seq_file, previous) =
+        crate::dirfd::as_fs_user(fs_user, || seqfile::SeqFile::open(spool_dir, &args.spool));
     if let Some(s) = previous {
         sock.seed_seq_global(s);
     }
