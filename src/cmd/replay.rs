@@ -6,6 +6,7 @@
 
 use chrono::{Local, NaiveDateTime, TimeZone};
 use fwlog_spool::ReadOnlySpool;
+use std::os::unix::fs::OpenOptionsExt;
 
 use crate::cli::{ReplayArgs, Select};
 use crate::exit;
@@ -121,7 +122,14 @@ fn report(st: &fwlog_spool::ReplayStats) {
 }
 
 fn export_pcap(spool: &ReadOnlySpool, filter: &Filter, path: &std::path::Path) -> i32 {
-    let file = match std::fs::File::create(path) {
+    // Packet payloads: private like the spool and the logs, whatever the umask.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o640)
+        .open(path);
+    let file = match file {
         Ok(f) => f,
         Err(e) => {
             eprintln!("fwlog: {}: {e}", path.display());

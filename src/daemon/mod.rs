@@ -312,7 +312,12 @@ pub fn run(args: &RunArgs) -> i32 {
         .unwrap_or_else(|_| Err("the intake thread panicked".into()));
     eprintln!(
         "{}",
-        counters.line(0, resolver.as_ref().map(|r| r.stats().to_string()))
+        counters.line(
+            counters
+                .pending_at_exit
+                .load(std::sync::atomic::Ordering::Relaxed),
+            resolver.as_ref().map(|r| r.stats().to_string())
+        )
     );
     match (result, intake_result) {
         (Ok(()), Ok(())) => exit::OK,

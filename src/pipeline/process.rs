@@ -75,6 +75,17 @@ pub struct Processor<S: Source> {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// An output that cannot take more yet (a pipe whose reader is slow) is tried again this soon.
+const STALL_RETRY: Duration = Duration::from_millis(20);
+/// ... and reported on stderr once it has been stalled this long.
+const STALL_NOTICE: Duration = Duration::from_secs(5);
+
+/// Packets handed to the outputs but not yet written by all of them.
+#[derive(Default)]
+struct Unwritten {
+    printed: u64,
+    replayed: u64,
+}
 
 /// Outputs are written (and synced, and the spool acknowledged) at most this often while little
 /// is pending: every write costs an fdatasync of the output and one of the spool's ledger, and
@@ -123,6 +134,11 @@ impl<S: Source> Processor<S> {
         let mut backoff = Duration::from_millis(100);
         let mut failing: Option<String> = None;
         let mut stop_at: Option<Instant> = None;
+        // Whether the current output failure was reported on stderr (once per episode).
+        let mut announced = false;
+        let mut stalled_since: Option<Instant> = None;
+        // Packets formatted but not yet written by every output: counted as printed only then.
+        let mut unwritten = Unwritten::default();
 
         loop {
             if stop_at.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -148,7 +164,7 @@ impl<S: Source> Processor<S> {
                     self.fill(&mut window, &dns_wake)?;
                     full = window.len() >= self.window_cap;
                 }
-                last_printed = self.drain(&mut window).or(last_printed);
+                last_printed = self.drain(&mut window, &mut unwritten).or(last_printed);
                 more = full && window.len() < self.window_cap;
             }
             let pending = self.outputs.pending_bytes();
@@ -160,11 +176,28 @@ impl<S: Source> Processor<S> {
                 last_write = now;
                 match self.outputs.write() {
                     Ok(()) => {
-                        if let Some(what) = failing.take() {
+                        bump(&self.counters.printed, unwritten.printed);
+                        bump(&self.counters.replayed, unwritten.replayed);
+                        unwritten = Unwritten::default();
+                        if let Some(what) = failing.take().filter(|_| announced) {
                             eprintln!("fwlog: output {what} works again; catching up");
                         }
+                        announced = false;
+                        stalled_since = None;
                         retry_at = None;
                         backoff = Duration::from_millis(100);
+                    }
+                    Err((what, e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // A pipe or device whose reader is not reading: not an error, but
+                        // nothing new is taken until it drains. Retried soon, said once when
+                        // it lasts.
+                        let since = *stalled_since.get_or_insert(now);
+                        if !announced && now >= since + STALL_NOTICE {
+                            eprintln!("fwlog: output {what} has not been read for {} s; nothing is acknowledged, packets stay in the spool, waiting", STALL_NOTICE.as_secs());
+                            announced = true;
+                        }
+                        failing = Some(what);
+                        retry_at = Some(Instant::now() + STALL_RETRY);
                     }
                     Err((what, e)) => {
                         bump(&self.counters.output_errors, 1);
@@ -175,9 +208,11 @@ impl<S: Source> Processor<S> {
                             }
                             .into_message());
                         }
-                        if failing.is_none() {
+                        if !announced {
                             eprintln!("fwlog: cannot write to {what}: {e}; nothing is acknowledged, packets stay in the spool, retrying");
+                            announced = true;
                         }
+                        stalled_since = None;
                         failing = Some(what);
                         // From the end of the attempt, not from `now`: an attempt can take as
                         // long as the back-off (a 5 s TCP connect limit), and counting from its
@@ -215,7 +250,10 @@ impl<S: Source> Processor<S> {
                 service_at,
                 Some(Instant::now() + Duration::from_millis(250)),
                 more.then(Instant::now),
-                (self.outputs.pending_bytes() > 0).then_some(last_write + WRITE_INTERVAL),
+                // While an output fails, only its retry time wakes the loop: the write
+                // interval is long past and would make it spin.
+                (failing.is_none() && self.outputs.pending_bytes() > 0)
+                    .then_some(last_write + WRITE_INTERVAL),
             ]
             .into_iter()
             .flatten()
@@ -242,6 +280,9 @@ impl<S: Source> Processor<S> {
                 _ = int.recv() => self.begin_stop(&mut stop_at),
             }
         }
+        self.counters
+            .pending_at_exit
+            .store(self.source.pending(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -303,7 +344,7 @@ impl<S: Source> Processor<S> {
     }
 
     /// Format every ready record at the head of the window. Returns the last seq formatted.
-    fn drain(&mut self, window: &mut VecDeque<Entry>) -> Option<u64> {
+    fn drain(&mut self, window: &mut VecDeque<Entry>, unwritten: &mut Unwritten) -> Option<u64> {
         let mut last = None;
         let now = Instant::now();
         while let Some(head) = window.front() {
@@ -342,10 +383,8 @@ impl<S: Source> Processor<S> {
                     packet: &p,
                     names: &PacketNames(&e.names),
                 });
-                bump(&self.counters.printed, 1);
-                if e.replayed {
-                    bump(&self.counters.replayed, 1);
-                }
+                unwritten.printed += 1;
+                unwritten.replayed += u64::from(e.replayed);
             }
             last = Some(e.seq);
         }

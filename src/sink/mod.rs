@@ -24,6 +24,7 @@
 
 pub mod file;
 pub mod syslog;
+pub mod tail;
 pub mod text;
 
 use std::io;

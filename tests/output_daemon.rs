@@ -1,0 +1,203 @@
+//! `fwlog run` with outputs that cannot take what it writes: a FIFO with no reader (signals
+//! still work), a FIFO with a reader (no fdatasync, everything acknowledged), /dev/full (the
+//! back-off sleeps; "printed" and "pending" tell the truth), and `replay --pcap` files that
+//! stay private whatever the umask.
+
+mod support;
+
+use std::ffi::CString;
+use std::io::BufRead;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::daemon::{lines, send_udp, wait_for, Daemon};
+use support::netns::NetNs;
+
+fn rules(ns: &NetNs) {
+    ns.nft(
+        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"OUT \" group 5\n }\n}\n",
+    );
+}
+
+fn mkfifo(p: &Path) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+fn args<'a>(spool: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "--group",
+        "5",
+        "--no-dns",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]
+}
+
+/// The numbers of the exit line's "KEY N" fields.
+fn field(err: &str, key: &str) -> u64 {
+    let line = err
+        .lines()
+        .rfind(|l| l.contains(" printed "))
+        .unwrap_or_else(|| panic!("no counters line in {err}"));
+    let mut it = line.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == key {
+            return it.next().unwrap().parse().unwrap();
+        }
+    }
+    panic!("{key} not in {line}");
+}
+
+/// CPU time (user + system) the process has used so far.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are 11 and 12 after the state field.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+#[test]
+fn a_fifo_output_with_no_reader_leaves_signals_working() {
+    require_root!();
+    let ns = NetNs::new("fifo0");
+    rules(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, fifo) = (dir.path().join("spool"), dir.path().join("out.fifo"));
+    mkfifo(&fifo);
+    let d = Daemon::start(&ns, dir.path(), &args(&spool, &fifo));
+    // Far more than a pipe holds.
+    send_udp(&ns, 9999, 0..2000);
+    std::thread::sleep(Duration::from_secs(1));
+    d.signal(libc::SIGHUP);
+    d.signal(libc::SIGUSR1);
+    let path = d.stderr.clone();
+    wait_for("the SIGUSR1 counters line", Duration::from_secs(5), || {
+        std::fs::read_to_string(&path).is_ok_and(|s| s.contains(" pending "))
+    });
+    let t = Instant::now();
+    let err = d.stderr_text();
+    assert_eq!(d.stop(), 0, "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "SIGTERM took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_fifo_output_with_a_reader_is_not_synced_and_everything_is_acknowledged() {
+    require_root!();
+    let ns = NetNs::new("fifo1");
+    rules(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, fifo) = (dir.path().join("spool"), dir.path().join("out.fifo"));
+    mkfifo(&fifo);
+    let reader_path = fifo.clone();
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let got2 = std::sync::Arc::clone(&got);
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&reader_path).unwrap();
+        for l in std::io::BufReader::new(f).lines() {
+            if l.is_ok_and(|l| l.contains("OUT ")) {
+                got2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let d = Daemon::start(&ns, dir.path(), &args(&spool, &fifo));
+    send_udp(&ns, 9999, 0..50);
+    wait_for("50 lines through the FIFO", Duration::from_secs(20), || {
+        got.load(std::sync::atomic::Ordering::Relaxed) >= 50
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let path = d.stderr.clone();
+    let err = d.stderr_text();
+    assert_eq!(d.stop(), 0, "{err}");
+    let err = std::fs::read_to_string(&path).unwrap();
+    assert!(!err.contains("cannot write"), "{err}");
+    assert_eq!(field(&err, "printed"), 50, "{err}");
+    assert_eq!(field(&err, "pending"), 0, "{err}");
+    // The next start finds nothing left to print again.
+    let out = dir.path().join("out.log");
+    let d = Daemon::start(&ns, dir.path(), &args(&spool, &out));
+    let err = d.stderr_text();
+    assert_eq!(d.stop(), 0);
+    assert!(!err.contains("from before"), "{err}");
+}
+
+#[test]
+fn a_full_output_backs_off_without_spinning_and_counts_nothing_as_printed() {
+    require_root!();
+    let ns = NetNs::new("full");
+    rules(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let d = Daemon::start(&ns, dir.path(), &args(&spool, Path::new("/dev/full")));
+    send_udp(&ns, 9999, 0..50);
+    let path = d.stderr.clone();
+    wait_for("the write error", Duration::from_secs(10), || {
+        std::fs::read_to_string(&path).is_ok_and(|s| s.contains("cannot write to /dev/full"))
+    });
+    let pid = d.child.id();
+    let before = (cpu(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu(pid) - before.0;
+    let wall = before.1.elapsed();
+    eprintln!("CPU used while the output failed: {used:?} in {wall:?}");
+    assert!(
+        used < wall / 10,
+        "fwlog used {used:?} of CPU in {wall:?} while its output failed"
+    );
+    let err = d.stderr_text();
+    assert_eq!(d.stop(), 0, "{err}");
+    let err = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(field(&err, "printed"), 0, "{err}");
+    assert_eq!(field(&err, "pending"), 50, "{err}");
+    assert_eq!(
+        err.matches("cannot write to /dev/full").count(),
+        1,
+        "said once: {err}"
+    );
+}
+
+#[test]
+fn replay_pcap_files_are_private_whatever_the_umask() {
+    require_root!();
+    let ns = NetNs::new("pcapmode");
+    rules(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, out) = (dir.path().join("spool"), dir.path().join("out.log"));
+    let mut a = args(&spool, &out);
+    a.extend(["--retain", "1MiB"]);
+    let d = Daemon::start(&ns, dir.path(), &a);
+    send_udp(&ns, 9999, 0..5);
+    wait_for("5 lines", Duration::from_secs(20), || {
+        lines(&out).len() >= 5
+    });
+    assert_eq!(d.stop(), 0);
+    let pcap = dir.path().join("x.pcap");
+    // SAFETY: umask has no memory-safety preconditions; the child inherits it.
+    let old = unsafe { libc::umask(0o022) };
+    let st = std::process::Command::new(support::fwlog_bin())
+        .args(["replay", "--spool"])
+        .arg(&spool)
+        .arg("--pcap")
+        .arg(&pcap)
+        .status()
+        .unwrap();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    assert!(st.success());
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&pcap).unwrap();
+    assert!(m.len() > 24, "holds packets");
+    assert_eq!(m.mode() & 0o037, 0, "mode {:o}", m.mode() & 0o777);
+}
