@@ -201,3 +201,101 @@ fn replay_pcap_files_are_private_whatever_the_umask() {
     assert!(m.len() > 24, "holds packets");
     assert_eq!(m.mode() & 0o037, 0, "mode {:o}", m.mode() & 0o777);
 }
+
+/// The rule's packet counter (`counter` in the ruleset): what the kernel logged.
+fn nft_packets(ns: &NetNs) -> u64 {
+    let out = ns
+        .command("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let i = text.find("packets ").expect("a counter") + "packets ".len();
+    text[i..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_spool_max_storm_is_reported_once_a_second_with_its_count() {
+    require_root!();
+    let ns = NetNs::new("storm");
+    rules(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, out) = (dir.path().join("spool"), dir.path().join("out.json"));
+    let json = format!("json={}", out.display());
+    let mut a = args(&spool, Path::new(""));
+    a.truncate(a.len() - 2);
+    a.extend([
+        "--segment-size",
+        "4KiB",
+        "--spool-max",
+        "8KiB",
+        "--output",
+        &json,
+    ]);
+    let d = Daemon::start(&ns, dir.path(), &a);
+    let t = Instant::now();
+    // About 3 s of traffic faster than a tiny spool and a synced output take it.
+    for k in 0..30 {
+        send_udp(&ns, 9999, k * 200..(k + 1) * 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let secs = t.elapsed().as_secs() + 1;
+    std::thread::sleep(Duration::from_millis(500));
+    let path = d.stderr.clone();
+    assert_eq!(d.stop(), 0);
+    let err = std::fs::read_to_string(&path).unwrap();
+    // A report spooled as the daemon stopped is printed by the next start.
+    let pending = field(&err, "pending");
+    let n = lines(&out).len();
+    let d = Daemon::start(&ns, dir.path(), &a);
+    let path2 = d.stderr.clone();
+    let waited = std::panic::catch_unwind(|| {
+        wait_for("what was pending", Duration::from_secs(10), || {
+            lines(&out).len() as u64 >= n as u64 + pending
+        })
+    });
+    assert_eq!(d.stop(), 0);
+    assert!(
+        waited.is_ok(),
+        "pending {pending}, printed {}:\n{err}\n{}",
+        lines(&out).len() - n,
+        std::fs::read_to_string(&path2).unwrap()
+    );
+    let logged = nft_packets(&ns);
+    let (mut printed, mut lost, mut reports) = (0u64, 0u64, 0u64);
+    for l in lines(&out) {
+        let o: serde_json::Value = serde_json::from_str(&l).unwrap();
+        if o["event"] == "loss" {
+            assert_eq!(o["cause"], "spool-full", "{l}");
+            lost += o["count"].as_u64().unwrap();
+            reports += 1;
+        } else {
+            printed += 1;
+        }
+    }
+    let noise = err
+        .lines()
+        .filter(|l| l.contains("cannot spool") || l.contains("room again"))
+        .count() as u64;
+    eprintln!("{lost} lost in {reports} loss lines, {noise} stderr lines, {secs} s");
+    assert!(lost > 0, "the spool really refused packets");
+    assert_eq!(
+        printed + lost,
+        logged,
+        "every packet printed or counted lost"
+    );
+    assert!(reports <= secs + 1, "{reports} loss lines in {secs} s");
+    let noise = err
+        .lines()
+        .filter(|l| l.contains("cannot spool") || l.contains("room again"))
+        .count() as u64;
+    assert!(
+        noise <= 2 * (secs + 1),
+        "{noise} stderr lines in {secs} s:\n{err}"
+    );
+}

@@ -241,3 +241,30 @@ fn a_spool_directory_that_is_a_link_or_writable_by_others_is_refused() {
     s.assert_root_files_untouched();
     assert!(!s.rootonly.join("LOCK").exists());
 }
+
+#[test]
+fn a_quarantined_file_is_one_plain_escaped_sentence() {
+    require_root!();
+    let ns = NetNs::new("qmsg");
+    rules(&ns);
+    let s = Setup::new();
+    let hostile = s.spool.join("bad\x1b[2J\nfwlog: forged.seg");
+    std::fs::write(&hostile, b"not a segment").unwrap();
+    as_nobodys(&hostile);
+    let err = s.run_and_log(&ns);
+    let line = err
+        .lines()
+        .find(|l| l.contains("aside"))
+        .unwrap_or_else(|| panic!("no quarantine line: {err:?}"));
+    assert!(line.contains("moved unreadable"), "{line}");
+    assert!(line.contains(r"bad\x1b[2J\x0afwlog: forged.seg"), "{line}");
+    assert!(
+        !err.contains('\x1b') && !err.contains("Quarantined {"),
+        "{err:?}"
+    );
+    assert!(
+        !err.lines().any(|l| l.starts_with("fwlog: forged")),
+        "{err:?}"
+    );
+    assert!(s.spool.join("quarantine").is_dir());
+}

@@ -29,12 +29,21 @@ pub struct Intake {
 }
 
 /// Records refused because the spool was full, not yet reported in the stream.
+///
+/// A storm (`--spool-max` reached while the processing loop frees a record at a time) must not
+/// become a loss record and two stderr lines per packet: an episode is reported at most once per
+/// [`FULL_REPORT_EVERY`], with its count. Packets that fit meanwhile are spooled as usual; the
+/// report's sequence range then spans the first to the last refused packet.
 #[derive(Default)]
 struct FullLoss {
     count: u64,
     first: Option<u32>,
     last: Option<u32>,
+    /// When the previous episode was reported (rate limit).
+    reported_at: Option<Instant>,
 }
+
+const FULL_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 fn now() -> (i64, u32) {
     let d = SystemTime::now()
@@ -101,11 +110,20 @@ impl Intake {
                 break;
             }
         }
+        if full.count > 0 {
+            self.report_full(&mut full, &mut scratch);
+        }
         let c = self
             .writer
             .commit()
             .map_err(|e| format!("spool commit at exit: {e}"))?;
         self.after_commit(c, &full);
+        // Intake commits after the processing loop has ended: what the exit line calls pending
+        // is what the spool holds now.
+        self.counters.pending_at_exit.store(
+            self.writer.stats().pending_records,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(())
     }
 
@@ -140,31 +158,42 @@ impl Intake {
         self.seq_file.committed(c, upto);
     }
 
+    /// Spool the report of the packets refused while the spool was full, if there is room.
+    fn report_full(&mut self, full: &mut FullLoss, scratch: &mut Vec<u8>) {
+        let (sec, nsec) = now();
+        scratch.clear();
+        LossRecord {
+            group: None,
+            cause: Cause::SpoolFull as u8,
+            count: Some(full.count),
+            seq_global: full.first.zip(full.last),
+        }
+        .encode(sec, nsec, scratch);
+        if self.writer.append(scratch).is_ok() {
+            eprintln!(
+                "fwlog: spool has room again; {} packets were lost while it was full",
+                full.count
+            );
+            *full = FullLoss {
+                reported_at: Some(Instant::now()),
+                ..FullLoss::default()
+            };
+        }
+    }
+
     fn append(&mut self, rec: &[u8], full: &mut FullLoss, scratch: &mut Vec<u8>) {
-        if full.count > 0 {
-            // Space may be back: report what was dropped first, in order.
-            let (sec, nsec) = now();
-            scratch.clear();
-            LossRecord {
-                group: None,
-                cause: Cause::SpoolFull as u8,
-                count: Some(full.count),
-                seq_global: full.first.zip(full.last),
-            }
-            .encode(sec, nsec, scratch);
-            if self.writer.append(scratch).is_ok() {
-                eprintln!(
-                    "fwlog: spool has room again; {} packets were lost while it was full",
-                    full.count
-                );
-                *full = FullLoss::default();
-            }
+        let due = full
+            .reported_at
+            .is_none_or(|t| t.elapsed() >= FULL_REPORT_EVERY);
+        if full.count > 0 && due {
+            // Space may be back: report what was dropped first.
+            self.report_full(full, scratch);
         }
         match self.writer.append(rec) {
             Ok(_) => bump(&self.counters.spooled, 1),
             Err(e) => {
                 bump(&self.counters.lost_spool_full, 1);
-                if full.count == 0 {
+                if full.count == 0 && due {
                     eprintln!("fwlog: cannot spool packets ({e}); counting them as lost until there is room");
                 }
                 full.count += 1;

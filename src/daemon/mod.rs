@@ -125,7 +125,12 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     };
     for q in &report.quarantined {
-        eprintln!("fwlog: spool: moved an unreadable file aside: {q:?}");
+        eprintln!(
+            "fwlog: spool: moved unreadable {} aside to {}: {}",
+            crate::format::escape::path(&q.from),
+            crate::format::escape::path(&q.to),
+            q.reason
+        );
     }
     if report.bytes_truncated > 0 {
         eprintln!(
