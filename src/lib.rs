@@ -21,3 +21,4 @@ pub mod privdrop;
 pub mod queue;
 pub mod sdnotify;
 pub mod sink;
+pub mod stderr;

@@ -299,3 +299,56 @@ fn a_spool_max_storm_is_reported_once_a_second_with_its_count() {
         "{noise} stderr lines in {secs} s:\n{err}"
     );
 }
+
+#[test]
+fn a_stderr_nobody_reads_blocks_neither_printing_nor_sigterm() {
+    require_root!();
+    let ns = NetNs::new("stall");
+    rules(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, out) = (dir.path().join("spool"), dir.path().join("out.log"));
+    let mut child = ns
+        .command(support::fwlog_bin())
+        .arg("run")
+        .args(args(&spool, &out))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read up to the start-up line, then never again.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut l = String::new();
+    while !l.contains("fwlog: logging") {
+        l.clear();
+        assert!(err.read_line(&mut l).unwrap() > 0, "fwlog ended early");
+    }
+    // Far more than a pipe holds: each SIGUSR1 prints a counters line.
+    for _ in 0..1500 {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) };
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    send_udp(&ns, 9999, 0..20);
+    wait_for(
+        "20 lines despite the stalled stderr",
+        Duration::from_secs(10),
+        || lines(&out).len() >= 20,
+    );
+    let t = Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("SIGTERM ignored with a stalled stderr");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(status.code(), Some(0));
+    drop(err);
+}

@@ -170,7 +170,7 @@ impl Intake {
         }
         .encode(sec, nsec, scratch);
         if self.writer.append(scratch).is_ok() {
-            eprintln!(
+            crate::say!(
                 "fwlog: spool has room again; {} packets were lost while it was full",
                 full.count
             );
@@ -194,7 +194,7 @@ impl Intake {
             Err(e) => {
                 bump(&self.counters.lost_spool_full, 1);
                 if full.count == 0 && due {
-                    eprintln!("fwlog: cannot spool packets ({e}); counting them as lost until there is room");
+                    crate::say!("fwlog: cannot spool packets ({e}); counting them as lost until there is room");
                 }
                 full.count += 1;
                 let sg = crate::nflog::attr::parse(
@@ -210,7 +210,7 @@ impl Intake {
     }
 
     fn spool_loss(&mut self, ev: &LossEvent, scratch: &mut Vec<u8>) {
-        eprintln!("fwlog: {ev}");
+        crate::say!("fwlog: {ev}");
         let n = ev.count.unwrap_or(0);
         let cause = match ev.cause {
             LossCause::SeqGap => {

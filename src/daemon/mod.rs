@@ -33,9 +33,13 @@ use crate::pipeline::{outputs, process};
 
 /// Print a one-line error and return `code`.
 fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
-    eprintln!("fwlog: {msg}");
+    crate::say!("fwlog: {msg}");
+    crate::stderr::flush(STDERR_FLUSH);
     code
 }
+
+/// How long exit waits for a stderr nobody reads (see [`crate::stderr`]).
+const STDERR_FLUSH: Duration = Duration::from_secs(1);
 
 /// The resolver configuration the flags ask for.
 pub fn dns_config(args: &DnsArgs) -> Result<crate::dns::DnsConfig, String> {
@@ -196,6 +200,16 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     }
 
+    // From here on, messages go through a thread of their own: a stderr nobody reads must not
+    // stop the processing loop (created only now: a thread made before --user would keep
+    // root's capabilities).
+    if let Err(e) = crate::stderr::start() {
+        return fail(
+            exit::FAILURE,
+            format!("cannot start the stderr thread: {e}"),
+        );
+    }
+
     // --- runtime and DNS
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -270,7 +284,7 @@ pub fn run(args: &RunArgs) -> i32 {
         }
     };
     let label = if let Some(n) = args.queue {
-        eprintln!(
+        crate::say!(
             "{} {n} (spool {})",
             queue_intake::READY,
             args.spool.display()
@@ -286,7 +300,7 @@ pub fn run(args: &RunArgs) -> i32 {
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        eprintln!("fwlog: logging {label} (spool {})", args.spool.display());
+        crate::say!("fwlog: logging {label} (spool {})", args.spool.display());
         label
     };
     let service = notifier
@@ -315,7 +329,7 @@ pub fn run(args: &RunArgs) -> i32 {
     let intake_result = intake
         .join()
         .unwrap_or_else(|_| Err("the intake thread panicked".into()));
-    eprintln!(
+    crate::say!(
         "{}",
         counters.line(
             counters
@@ -324,6 +338,7 @@ pub fn run(args: &RunArgs) -> i32 {
             resolver.as_ref().map(|r| r.stats().to_string())
         )
     );
+    crate::stderr::flush(STDERR_FLUSH);
     match (result, intake_result) {
         (Ok(()), Ok(())) => exit::OK,
         (Err(e), _) | (_, Err(e)) => fail(exit::FAILURE, e),

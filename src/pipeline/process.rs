@@ -180,7 +180,7 @@ impl<S: Source> Processor<S> {
                         bump(&self.counters.replayed, unwritten.replayed);
                         unwritten = Unwritten::default();
                         if let Some(what) = failing.take().filter(|_| announced) {
-                            eprintln!("fwlog: output {what} works again; catching up");
+                            crate::say!("fwlog: output {what} works again; catching up");
                         }
                         announced = false;
                         stalled_since = None;
@@ -193,7 +193,7 @@ impl<S: Source> Processor<S> {
                         // it lasts.
                         let since = *stalled_since.get_or_insert(now);
                         if !announced && now >= since + STALL_NOTICE {
-                            eprintln!("fwlog: output {what} has not been read for {} s; nothing is acknowledged, packets stay in the spool, waiting", STALL_NOTICE.as_secs());
+                            crate::say!("fwlog: output {what} has not been read for {} s; nothing is acknowledged, packets stay in the spool, waiting", STALL_NOTICE.as_secs());
                             announced = true;
                         }
                         failing = Some(what);
@@ -209,7 +209,7 @@ impl<S: Source> Processor<S> {
                             .into_message());
                         }
                         if !announced {
-                            eprintln!("fwlog: cannot write to {what}: {e}; nothing is acknowledged, packets stay in the spool, retrying");
+                            crate::say!("fwlog: cannot write to {what}: {e}; nothing is acknowledged, packets stay in the spool, retrying");
                             announced = true;
                         }
                         stalled_since = None;
@@ -274,7 +274,7 @@ impl<S: Source> Processor<S> {
                 }
                 _ = usr1.recv() => {
                     let dns = self.resolver.as_ref().map(|r| r.stats().to_string());
-                    eprintln!("{}", self.counters.line(self.source.pending(), dns));
+                    crate::say!("{}", self.counters.line(self.source.pending(), dns));
                 }
                 _ = term.recv() => self.begin_stop(&mut stop_at),
                 _ = int.recv() => self.begin_stop(&mut stop_at),

@@ -59,11 +59,11 @@ fn open_output(path: &Path) -> io::Result<Opened> {
     if !stream {
         match tail::settle(&file, path)? {
             Settled::Clean => {}
-            Settled::Cut(n) => eprintln!(
+            Settled::Cut(n) => crate::say!(
                 "fwlog: {}: removed a partial last line ({n} bytes) fwlog left at a crash during a write; its packets are printed again",
                 path.display()
             ),
-            Settled::Terminated => eprintln!(
+            Settled::Terminated => crate::say!(
                 "fwlog: {}: does not end in a newline and fwlog did not leave that tail; kept it and added a newline",
                 path.display()
             ),
@@ -112,7 +112,7 @@ impl FileSink {
         let first_try = last.is_none();
         match self.try_reopen() {
             Ok(()) if !first_try => {
-                eprintln!("fwlog: {}: reopened", self.describe());
+                crate::say!("fwlog: {}: reopened", self.describe());
             }
             Ok(()) => {}
             Err(_) => self.reopen_wanted = Some(Some(Instant::now())),
@@ -224,7 +224,7 @@ mod tests {
         s.write_batch(b"three\n").unwrap();
         drop(s);
         if tail::recorded_start(&File::open(&path).unwrap()).is_none() {
-            eprintln!("SKIP: no user xattrs on this filesystem");
+            crate::say!("SKIP: no user xattrs on this filesystem");
             return;
         }
         // A crash in the middle of the next batch: its start was recorded before it began.
