@@ -7,7 +7,8 @@
 //! after `READY=1` is in the output: the guarantee units ordered `After=fwlog.service` rely on.
 //! SIGHUP gives `RELOADING=1` then `READY=1`, SIGTERM `STOPPING=1`. With `--user nobody` the
 //! notifications still arrive through a socket nobody may not reach. With `WATCHDOG_USEC`
-//! pings come at a quarter of the interval, and go on while a FIFO output is not read (the loop is not stuck).
+//! pings come at a quarter of the interval, and go on while a FIFO output is not read (the
+//! loop is not stuck).
 //! Without `NOTIFY_SOCKET` the other daemon tests run as before.
 
 mod support;
