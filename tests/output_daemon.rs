@@ -352,3 +352,84 @@ fn a_stderr_nobody_reads_blocks_neither_printing_nor_sigterm() {
     assert_eq!(status.code(), Some(0));
     drop(err);
 }
+
+/// A small tmpfs the test mounts (and unmounts on drop).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs");
+        Tmpfs(at.to_path_buf())
+    }
+    fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount tmpfs");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn sighup_while_the_output_is_full_keeps_each_batch_in_one_file() {
+    require_root!();
+    let ns = NetNs::new("hupfull");
+    rules(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let small = Tmpfs::mount(&dir.path().join("small"), "16k");
+    let out = dir.path().join("small/out.json");
+    let spool = dir.path().join("spool");
+    let json = format!("json={}", out.display());
+    let mut a = args(&spool, Path::new(""));
+    a.truncate(a.len() - 2);
+    a.extend(["--output", &json]);
+    let d = Daemon::start(&ns, dir.path(), &a);
+    send_udp(&ns, 9999, 0..300);
+    let path = d.stderr.clone();
+    wait_for("the write failure", Duration::from_secs(20), || {
+        std::fs::read_to_string(&path).is_ok_and(|s| s.contains("cannot write to"))
+    });
+    // logrotate while the output is failing: rename, then SIGHUP.
+    let rotated = dir.path().join("small/out.json.1");
+    std::fs::rename(&out, &rotated).unwrap();
+    d.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    small.resize("4m");
+    wait_for("all 300 packets", Duration::from_secs(30), || {
+        lines(&out).len() + lines(&rotated).len() >= 300
+    });
+    assert_eq!(d.stop(), 0);
+    let mut seqs = Vec::new();
+    for f in [&rotated, &out] {
+        for l in lines(f) {
+            let o: serde_json::Value = serde_json::from_str(&l).unwrap_or_else(|e| {
+                panic!("{}: a line split across files? {l:?}: {e}", f.display())
+            });
+            seqs.push(o["seq"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(seqs.len(), 300, "every packet exactly once");
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "in order");
+    assert!(
+        !lines(&out).is_empty(),
+        "the new file took the later batches"
+    );
+}
