@@ -303,6 +303,9 @@ pub fn run(args: &RunArgs) -> i32 {
         crate::say!("fwlog: logging {label} (spool {})", args.spool.display());
         label
     };
+    // Tests and scripts take this line as "bound and logging": it is out before READY=1 (for a
+    // stalled stderr, after at most STDERR_FLUSH).
+    crate::stderr::flush(STDERR_FLUSH);
     let service = notifier
         .enabled()
         .then(|| crate::sdnotify::service::Service::new(notifier, label, Arc::clone(&counters)));
