@@ -433,3 +433,50 @@ fn sighup_while_the_output_is_full_keeps_each_batch_in_one_file() {
         "the new file took the later batches"
     );
 }
+
+#[test]
+fn a_failed_sighup_reopen_is_retried() {
+    require_root!();
+    let ns = NetNs::new("reopen");
+    rules(&ns);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let (spool, out) = (dir.path().join("spool"), logs.join("out.log"));
+    let json = format!("json={}", out.display());
+    let mut a = args(&spool, Path::new(""));
+    a.truncate(a.len() - 2);
+    a.extend(["--output", &json]);
+    let d = Daemon::start(&ns, dir.path(), &a);
+    send_udp(&ns, 9999, 0..5);
+    wait_for("5 lines", Duration::from_secs(20), || {
+        lines(&out).len() >= 5
+    });
+    // The directory is gone when SIGHUP comes: the reopen fails, the old file keeps the lines.
+    let moved = dir.path().join("logs.old");
+    std::fs::rename(&logs, &moved).unwrap();
+    d.signal(libc::SIGHUP);
+    let path = d.stderr.clone();
+    wait_for("the failed reopen", Duration::from_secs(10), || {
+        std::fs::read_to_string(&path).is_ok_and(|s| s.contains("cannot reopen"))
+    });
+    send_udp(&ns, 9999, 5..10);
+    let old = moved.join("out.log");
+    wait_for(
+        "5 more lines in the old file",
+        Duration::from_secs(20),
+        || lines(&old).len() >= 10,
+    );
+    // Back: the next batch after a second goes to a new file, without another SIGHUP.
+    std::fs::create_dir(&logs).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    send_udp(&ns, 9999, 10..15);
+    wait_for("the retried reopen", Duration::from_secs(20), || {
+        lines(&out).len() >= 5
+    });
+    assert_eq!(d.stop(), 0);
+    assert_eq!(lines(&old).len(), 10);
+    assert_eq!(lines(&out).len(), 5);
+    let err = std::fs::read_to_string(&path).unwrap();
+    assert!(err.contains("reopened"), "{err}");
+}
