@@ -25,7 +25,7 @@ pub enum DirError {
     Link(PathBuf),
     #[error("{}: not a directory", .0.display())]
     NotDir(PathBuf),
-    #[error("{}: owned by uid {uid}; expected root or the --user account", .path.display())]
+    #[error("{}: owned by uid {uid}, not by root, fwlog's user or the --user account (run with --user for that account)", .path.display())]
     Owner { path: PathBuf, uid: u32 },
     #[error("{}: writable by other users (mode {mode:04o}); use chmod o-w,g-w", .path.display())]
     Mode { path: PathBuf, mode: u32 },
