@@ -51,7 +51,10 @@ fn to_io(e: syslog::Error) -> io::Error {
         syslog::Error::Io(e) | syslog::Error::Write(e) if e.kind() == io::ErrorKind::WouldBlock => {
             io::Error::new(
                 io::ErrorKind::TimedOut,
-                "the server accepted nothing for 5 s",
+                format!(
+                    "the server accepted nothing for {} s",
+                    TCP_TIMEOUT.as_secs()
+                ),
             )
         }
         syslog::Error::Io(e) | syslog::Error::Write(e) => e,
