@@ -268,3 +268,33 @@ fn a_quarantined_file_is_one_plain_escaped_sentence() {
     );
     assert!(s.spool.join("quarantine").is_dir());
 }
+
+#[test]
+fn root_does_not_write_through_a_link_planted_in_an_output_directory() {
+    require_root!();
+    let s = Setup::new();
+    // An output directory the unprivileged user owns, with links it planted.
+    let logs = s.dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    as_nobodys(&logs);
+    symlink(&s.rootonly.join("victim"), &logs.join("soft.log"));
+    std::fs::hard_link(s.rootonly.join("secret"), logs.join("hard.log")).unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample.pcap");
+    for (name, want) in [("soft.log", "symbolic link"), ("hard.log", "hard link")] {
+        let out = std::process::Command::new(support::fwlog_bin())
+            .args(["read", "--no-dns", "-o"])
+            .arg(logs.join(name))
+            .arg(&sample)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(73), "{name}: {err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert_eq!(
+        std::fs::read(s.rootonly.join("secret")).unwrap(),
+        b"s3cret\n"
+    );
+    s.assert_root_files_untouched();
+}

@@ -45,17 +45,51 @@ struct Opened {
     stream: bool,
 }
 
+/// True when root must not trust the name `path` in its directory: another user can write the
+/// directory, so the name may be a link or a hard link that user planted.
+fn planted_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return false;
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::metadata(parent).is_ok_and(|m| m.uid() != 0 || m.mode() & 0o022 != 0)
+}
+
 fn open_output(path: &Path) -> io::Result<Opened> {
+    let untrusted = planted_by_others(path);
+    // O_NONBLOCK: an open of a FIFO never waits for a reader (with O_RDWR it would not anyway)
+    // and its writes never block; no effect on regular files. O_NOFOLLOW where another user
+    // could have planted a link for root to write through.
+    let nofollow = if untrusted { libc::O_NOFOLLOW } else { 0 };
     let file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .mode(0o640)
-        // O_NONBLOCK: an open of a FIFO never waits for a reader (with O_RDWR it would not
-        // anyway) and its writes never block; no effect on regular files.
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(path)?;
-    let stream = !file.metadata()?.file_type().is_file();
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC | nofollow)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if untrusted => io::Error::new(
+                e.kind(),
+                "a symbolic link in a directory other users can write; root does not follow it",
+            ),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        if untrusted && meta.file_type().is_file() && meta.nlink() > 1 {
+            return Err(io::Error::other(
+                "has more than one hard link in a directory other users can write; root does not write to it",
+            ));
+        }
+    }
+    let stream = !meta.file_type().is_file();
     if !stream {
         match tail::settle(&file, path)? {
             Settled::Clean => {}
