@@ -159,6 +159,22 @@ pub fn check_spool_dir(path: &Path, user: Option<(u32, u32)>) -> Result<OwnedFd,
     Ok(fd)
 }
 
+/// True when root must not trust the name `path` in its directory: another user can write the
+/// directory (it is not root's, or it is group or world writable), so the name may be a link or
+/// a hard link that user planted. Always false when not running as root.
+pub fn planted_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return false;
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::metadata(parent).is_ok_and(|m| m.uid() != 0 || m.mode() & 0o022 != 0)
+}
+
 /// Names in an open directory (without `.` and `..`), read through the fd.
 pub fn names(dir: &OwnedFd) -> io::Result<Vec<CString>> {
     // fdopendir takes ownership of the fd it is given: hand it a duplicate.

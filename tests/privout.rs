@@ -292,6 +292,17 @@ fn root_does_not_write_through_a_link_planted_in_an_output_directory() {
         assert!(err.contains(want), "{name}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
     }
+    // replay --pcap truncates its file: not through a planted link either.
+    let out = std::process::Command::new(support::fwlog_bin())
+        .args(["replay", "--spool"])
+        .arg(&s.spool)
+        .arg("--pcap")
+        .arg(logs.join("soft.log"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(73), "{err}");
+    assert!(err.contains("symbolic link"), "{err}");
     assert_eq!(
         std::fs::read(s.rootonly.join("secret")).unwrap(),
         b"s3cret\n"

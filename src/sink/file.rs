@@ -45,23 +45,8 @@ struct Opened {
     stream: bool,
 }
 
-/// True when root must not trust the name `path` in its directory: another user can write the
-/// directory, so the name may be a link or a hard link that user planted.
-fn planted_by_others(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return false;
-    }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::metadata(parent).is_ok_and(|m| m.uid() != 0 || m.mode() & 0o022 != 0)
-}
-
 fn open_output(path: &Path) -> io::Result<Opened> {
-    let untrusted = planted_by_others(path);
+    let untrusted = crate::dirfd::planted_by_others(path);
     // O_NONBLOCK: an open of a FIFO never waits for a reader (with O_RDWR it would not anyway)
     // and its writes never block; no effect on regular files. O_NOFOLLOW where another user
     // could have planted a link for root to write through.
