@@ -3,9 +3,12 @@
 //! The data flow is capture -> spool -> resolve -> format -> sink -> acknowledge; see
 //! `ARCHITECTURE.md` at the repository root for the map of where each piece lives and why.
 
+pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod cmd;
+pub mod config;
+pub mod counters;
 pub mod daemon;
 pub mod decode;
 pub mod dirfd;
@@ -20,5 +23,7 @@ pub mod pipeline;
 pub mod privdrop;
 pub mod queue;
 pub mod sdnotify;
+pub mod signals;
 pub mod sink;
 pub mod stderr;
+pub mod timearg;

@@ -38,19 +38,19 @@ fn args<'a>(spool: &'a Path, out: &'a Path) -> Vec<&'a str> {
     ]
 }
 
-/// The numbers of the exit line's "KEY N" fields.
+/// A number of the last counters line (`KEY=N` words).
 fn field(err: &str, key: &str) -> u64 {
     let line = err
         .lines()
-        .rfind(|l| l.contains(" printed "))
+        .rfind(|l| l.contains(" printed="))
         .unwrap_or_else(|| panic!("no counters line in {err}"));
-    let mut it = line.split_whitespace();
-    while let Some(w) = it.next() {
-        if w == key {
-            return it.next().unwrap().parse().unwrap();
-        }
-    }
-    panic!("{key} not in {line}");
+    let want = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(want.as_str()))
+        .unwrap_or_else(|| panic!("{key} not in {line}"))
+        .trim_end_matches(';')
+        .parse()
+        .unwrap()
 }
 
 /// CPU time (user + system) the process has used so far.
@@ -81,7 +81,7 @@ fn a_fifo_output_with_no_reader_leaves_signals_working() {
     d.signal(libc::SIGUSR1);
     let path = d.stderr.clone();
     wait_for("the SIGUSR1 counters line", Duration::from_secs(5), || {
-        std::fs::read_to_string(&path).is_ok_and(|s| s.contains(" pending "))
+        std::fs::read_to_string(&path).is_ok_and(|s| s.contains(" pending="))
     });
     let t = Instant::now();
     let err = d.stderr_text();

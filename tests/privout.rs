@@ -293,9 +293,11 @@ fn root_does_not_write_through_a_link_planted_in_an_output_directory() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
     // replay --pcap truncates its file: not through a planted link either.
+    let rspool = s.dir.path().join("rspool");
+    drop(fwlog_spool::Spool::open(&rspool, fwlog_spool::Options::default()).unwrap());
     let out = std::process::Command::new(support::fwlog_bin())
         .args(["replay", "--spool"])
-        .arg(&s.spool)
+        .arg(&rspool)
         .arg("--pcap")
         .arg(logs.join("soft.log"))
         .output()

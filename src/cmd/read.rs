@@ -8,22 +8,21 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::cli::{IfNames, ReadArgs};
+use crate::config::{IfNames, ReadConfig};
 use crate::exit;
 use crate::nflog::attr::encode_packet;
 use crate::packet::{Iface, Packet};
 use crate::pcap::{read_file, to_packet, ReadError};
 use crate::pipeline::source::Producer;
 
-pub fn run(args: &ReadArgs) -> i32 {
-    let specs = super::pipeline::outputs_or_stdout(&args.outputs);
-    if let Some(e) = output_is_input(&specs, &args.files) {
+pub fn run(cfg: &ReadConfig) -> i32 {
+    if let Some(e) = output_is_input(&cfg.outputs.specs, &cfg.files) {
         eprintln!("fwlog: {e}");
         return exit::USAGE;
     }
-    let files = args.files.clone();
-    let ifnames = args.ifnames;
-    super::pipeline::run(&specs, &args.fmt, &args.dns, move |p| {
+    let files = cfg.files.clone();
+    let ifnames = cfg.ifnames;
+    super::pipeline::run(&cfg.outputs, &cfg.format, &cfg.dns, move |p| {
         produce(&files, ifnames, p)
     })
 }

@@ -6,126 +6,153 @@
 //! tokio runtime that also runs the DNS lookups) reads the spool back in order, waits for names, prints, and
 //! acknowledges. They share only the spool (whose reader sees what the writer committed), a
 //! wake-up, a stop flag and the counters. Start-up order: the service manager's notify socket
-//! (`NOTIFY_SOCKET`, connected while root: see [`crate::sdnotify`]), the spool (its lock tells a
+//! (`NOTIFY_SOCKET`, connected while root: see [`crate::sdnotify`]), the checks that change
+//! nothing ([`preflight`]: a usage error leaves no file behind), the spool (its lock tells a
 //! second fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until
 //! intake starts), `--user` (needs everything before it done as root), then DNS and the
-//! threads; `READY=1` goes out once the processing loop has its signal handlers, the point from
+//! threads; `READY=1` goes out once the signal handlers ([`crate::signals`]) are installed and the processing loop runs, the point from
 //! which a packet the kernel logs is sure to be spooled.
 
+mod error;
 mod intake;
+mod preflight;
 pub mod queue_intake;
 mod seqfile;
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-use std::time::Duration;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
 
-use fwlog_spool::{Error as SpoolError, FsyncPolicy, Options as SpoolOptions, Spool};
-use tokio::sync::Notify;
+use fwlog_spool::{Error as SpoolError, Reader, Spool, Writer};
 
-use crate::capture::{CaptureError, NflogConfig, NflogSocket};
-use crate::cli::{DnsArgs, FsyncArg, RunArgs};
+use crate::capture::NflogSocket;
+use crate::config::{CaptureConfig, RunConfig, SpoolConfig};
 use crate::exit;
-use crate::sink::{OutputSpec, Target};
+use crate::pipeline::build::{DnsStart, Engine, Shared};
+use crate::pipeline::outputs::Outputs;
+use crate::queue::QueueSocket;
+use crate::sdnotify::Notifier;
 
-use crate::pipeline::counters::Counters;
-use crate::pipeline::{outputs, process};
+pub use error::DaemonError;
 
-/// Print a one-line error and return `code`.
-fn fail(code: i32, msg: impl std::fmt::Display) -> i32 {
-    crate::say!("fwlog: {msg}");
-    crate::stderr::flush(STDERR_FLUSH);
-    code
+/// Run the daemon; returns the process exit status.
+pub fn run(cfg: &RunConfig) -> i32 {
+    match run_daemon(cfg) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            crate::say!("fwlog: {e}");
+            crate::stderr::flush(STDERR_FLUSH);
+            e.exit_code()
+        }
+    }
 }
 
 /// How long exit waits for a stderr nobody reads (see [`crate::stderr`]).
-const STDERR_FLUSH: Duration = Duration::from_secs(1);
+const STDERR_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The resolver configuration the flags ask for.
-pub fn dns_config(args: &DnsArgs) -> Result<crate::dns::DnsConfig, String> {
-    let mut cfg = crate::dns::DnsConfig::default();
-    for s in &args.dns_servers {
-        cfg.servers
-            .push(crate::dns::parse_server(s).map_err(|e| e.to_string())?);
-    }
-    cfg.query_timeout = args.dns_query_timeout;
-    cfg.attempts = args.dns_attempts;
-    cfg.cache_entries = args.dns_cache_size;
-    cfg.min_ttl = args.dns_min_ttl;
-    cfg.max_ttl = args.dns_max_ttl;
-    cfg.verify_names = args.verify_names;
-    Ok(cfg)
-}
-
-pub fn run(args: &RunArgs) -> i32 {
-    // --- service manager (Type=notify): first, while root and before any other thread exists
+fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
+    // Service manager (Type=notify): first, while root and before any other thread exists.
     // SAFETY: from_env changes the environment; no other thread exists yet (the runtime and
     // intake start below, and nothing before `run` starts one).
-    let notifier = unsafe { crate::sdnotify::Notifier::from_env() };
-    // SIGHUP (logrotate's postrotate, `systemctl reload`) and SIGUSR1 ask for something, and
-    // their default action ends the process: until the processing loop installs its handlers,
-    // ignore them, so one that arrives during start-up does not kill fwlog. (Installing a
-    // handler later replaces this disposition.)
+    let notifier = unsafe { Notifier::from_env() };
+    ignore_requests_until_ready();
+    preflight::check(cfg)?;
+    // --user is looked up first: nothing is created for an account that does not exist.
+    let user = cfg
+        .user
+        .as_deref()
+        .map(crate::privdrop::lookup)
+        .transpose()
+        .map_err(DaemonError::User)?;
+    let (writer, reader, spool_dir) = open_spool(&cfg.spool, user.as_ref())?;
+    let outputs = Outputs::open(
+        &cfg.outputs.specs,
+        cfg.format.kind,
+        &cfg.format.options,
+        cfg.outputs.sync_files,
+    )
+    .map_err(DaemonError::Outputs)?;
+    let capture = open_capture(cfg, &spool_dir, user.as_ref())?;
+    drop_privileges(cfg, user.as_ref())?;
+    // From here on, messages go through a thread of their own: a stderr nobody reads must not
+    // stop the processing loop (created only now: a thread made before --user would keep
+    // root's capabilities).
+    crate::stderr::start().map_err(DaemonError::StderrThread)?;
+    let engine = Engine::start(&cfg.dns, DnsStart::Required)?;
+    let shared = Shared::default();
+    let control = engine.signals()?;
+    let intake = spawn_intake(capture, writer, &shared, cfg)?;
+    let label = announce(cfg);
+    // Tests and scripts take that line as "bound and logging": it is out before READY=1 (for a
+    // stalled stderr, after at most STDERR_FLUSH).
+    crate::stderr::flush(STDERR_FLUSH);
+    let service = notifier.enabled().then(|| {
+        crate::sdnotify::service::Service::new(
+            notifier,
+            label,
+            std::sync::Arc::clone(&shared.counters),
+        )
+    });
+    let processor = engine.processor(reader, outputs, cfg.processing, &shared, control, service);
+    let result = engine.rt.block_on(processor.run());
+    // Whatever ended the loop, stop intake and let it commit what it received.
+    shared.stop.store(true, Ordering::Relaxed);
+    let intake_result = intake
+        .join()
+        .unwrap_or_else(|_| Err("the intake thread panicked".into()));
+    // Read after intake's last commit: what the next start prints.
+    let pending = shared.counters.pending_at_exit.load(Ordering::Relaxed);
+    crate::say!(
+        "{}",
+        shared.counters.line(
+            pending,
+            engine.resolver.as_ref().map(|r| r.stats().to_string())
+        )
+    );
+    crate::stderr::flush(STDERR_FLUSH);
+    result?;
+    intake_result.map_err(DaemonError::Run)
+}
+
+/// SIGHUP (logrotate's postrotate, `systemctl reload`) and SIGUSR1 ask for something, and
+/// their default action ends the process: until [`crate::signals`] installs its handlers,
+/// ignore them, so one that arrives during start-up does not kill fwlog. (Installing a handler
+/// later replaces this disposition.)
+fn ignore_requests_until_ready() {
     // SAFETY: signal(2) with SIG_IGN has no memory-safety preconditions.
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGUSR1, libc::SIG_IGN);
     }
+}
 
-    // --- spool
-    let opts = SpoolOptions {
-        segment_bytes: args.segment_size,
-        max_bytes: args.spool_max,
-        batch_max_records: args.batch_records,
-        batch_max_delay: args.batch_delay,
-        fsync: match args.fsync {
-            FsyncArg::Batch => FsyncPolicy::EveryCommit,
-            FsyncArg::Interval(d) => FsyncPolicy::Interval(d),
-            FsyncArg::Never => FsyncPolicy::Never,
-        },
-        // 0 means "not by size"; with neither limit, printed packets are deleted.
-        retain_bytes: (args.retain > 0).then_some(args.retain),
-        retain_age: args.retain_for.filter(|d| !d.is_zero()),
-        ..SpoolOptions::default()
-    };
-    // --user is looked up first: nothing is created for an account that does not exist.
-    let user = match args
-        .user
-        .as_deref()
-        .map(crate::privdrop::lookup)
-        .transpose()
-    {
-        Ok(u) => u,
-        Err(e) => return fail(exit::USAGE, e),
-    };
-    let fs_user = user.as_ref().map(|u| (u.uid, u.gid));
-    if let Err(e) = std::fs::create_dir_all(&args.spool) {
-        return fail(
-            exit::SPOOL,
-            format!("spool directory {}: {e}", args.spool.display()),
-        );
+/// Open (and recover) the spool, saying what recovery found; also returns the spool directory's
+/// fd. The directory is checked (a real directory, owner, mode) before anything in it is read
+/// or changed; with `--user`, it is handed over and everything in it is then done with that
+/// user's filesystem rights, so what the user planted there can never make root act on a file
+/// it could not touch (see [`crate::dirfd`]).
+fn open_spool(
+    cfg: &SpoolConfig,
+    user: Option<&crate::privdrop::User>,
+) -> Result<(Writer, Reader, OwnedFd), DaemonError> {
+    std::fs::create_dir_all(&cfg.dir).map_err(|source| DaemonError::SpoolDir {
+        path: cfg.dir.clone(),
+        source,
+    })?;
+    let fs_user = user.map(|u| (u.uid, u.gid));
+    let dir = crate::dirfd::check_spool_dir(&cfg.dir, fs_user)?;
+    if let Some(u) = user {
+        crate::privdrop::hand_over_dir(&dir, &cfg.dir, u).map_err(DaemonError::Privileges)?;
     }
-    // The directory is checked (a real directory, owner, mode) before anything in it is read
-    // or changed; with --user, everything in it is then done with that user's filesystem
-    // rights, so what it planted there can never make root act on a file it could not touch.
-    let spool_dir = match crate::dirfd::check_spool_dir(&args.spool, fs_user) {
-        Ok(fd) => fd,
-        Err(e) => return fail(exit::SPOOL, format!("spool directory {e}")),
-    };
-    if let Some(u) = &user {
-        if let Err(e) = crate::privdrop::hand_over_dir(&spool_dir, &args.spool, u) {
-            return fail(exit::NO_PERM, e);
-        }
-    }
-    let opened = crate::dirfd::as_fs_user(fs_user, || Spool::open(&args.spool, opts));
+    let opened = crate::dirfd::as_fs_user(fs_user, || Spool::open(&cfg.dir, cfg.options.clone()));
     let (writer, reader, report) = match opened {
         Ok(x) => x,
-        Err(e @ SpoolError::Locked { .. }) => return fail(exit::SPOOL, e),
-        Err(e) => {
-            return fail(
-                exit::SPOOL,
-                format!("spool {} is unusable: {e}", args.spool.display()),
-            )
+        Err(e @ SpoolError::Locked { .. }) => return Err(DaemonError::SpoolLocked(e)),
+        Err(source) => {
+            return Err(DaemonError::Spool {
+                path: cfg.dir.clone(),
+                source,
+            })
         }
     };
     for q in &report.quarantined {
@@ -148,234 +175,135 @@ pub fn run(args: &RunArgs) -> i32 {
             report.pending_records
         );
     }
+    Ok((writer, reader, dir))
+}
 
-    // --- outputs
-    let specs: Vec<OutputSpec> = if args.outputs.is_empty() {
-        vec![OutputSpec {
-            format: None,
-            target: Target::File("/var/log/fwlog".into()),
-        }]
-    } else {
-        args.outputs.clone()
-    };
-    let fmt_opts = crate::cmd::format_options(&args.fmt);
-    let sync_outputs = args.fsync != FsyncArg::Never;
-    let outputs = match outputs::Outputs::open(&specs, args.fmt.format, &fmt_opts, sync_outputs) {
-        Ok(o) => o,
-        Err(e) => return fail(exit::OUTPUT, e),
-    };
+/// The packet source, open and bound.
+enum Capture {
+    Nflog(Box<NflogSocket>, seqfile::SeqFile),
+    Queue(QueueSocket),
+}
 
-    // --- capture: NFLOG, or NFQUEUE audit mode with --queue (see queue_intake)
-    let (mut nflog, mut queue) = (None, None);
-    match args.queue {
-        None => match open_nflog(args, &spool_dir, fs_user) {
-            Ok(x) => nflog = Some(x),
-            Err(code) => return code,
-        },
-        Some(n) => match queue_intake::open(args, n) {
-            Ok(q) => {
-                for w in q.warnings() {
-                    eprintln!("fwlog: {w}");
-                }
-                queue = Some(q);
+/// NFLOG, or NFQUEUE audit mode with `--queue` (see [`queue_intake`]).
+fn open_capture(
+    cfg: &RunConfig,
+    spool_dir: &OwnedFd,
+    user: Option<&crate::privdrop::User>,
+) -> Result<Capture, DaemonError> {
+    match &cfg.capture {
+        CaptureConfig::Nflog(nflog) => {
+            let mut sock = NflogSocket::open(nflog)?;
+            for w in sock.warnings() {
+                eprintln!("fwlog: {w}");
             }
-            Err(e @ crate::queue::QueueError::NoPermission { .. }) => {
-                return fail(exit::NO_PERM, e)
+            // Seed sequence tracking from the last run, so packets logged meanwhile count.
+            // In the spool directory: with the --user account's filesystem rights.
+            let (seq_file, previous) =
+                crate::dirfd::as_fs_user(user.map(|u| (u.uid, u.gid)), || {
+                    seqfile::SeqFile::open(spool_dir, &cfg.spool.dir)
+                });
+            if let Some(s) = previous {
+                sock.seed_seq_global(s);
             }
-            Err(e) => return fail(exit::FAILURE, e),
-        },
-    }
-
-    // --- privileges: everything that needs root is done
-    if let Some(user) = &user {
-        for spec in &specs {
-            if let Target::File(p) = &spec.target {
-                if let Err(e) = crate::privdrop::hand_over_file(p, user) {
-                    return fail(exit::NO_PERM, e);
-                }
-            }
+            Ok(Capture::Nflog(Box::new(sock), seq_file))
         }
-        if let Err(e) = crate::privdrop::become_user(user) {
-            return fail(exit::NO_PERM, e);
+        CaptureConfig::Queue(queue) => {
+            let q = QueueSocket::open(queue)?;
+            for w in q.warnings() {
+                eprintln!("fwlog: {w}");
+            }
+            Ok(Capture::Queue(q))
         }
     }
+}
 
-    // From here on, messages go through a thread of their own: a stderr nobody reads must not
-    // stop the processing loop (created only now: a thread made before --user would keep
-    // root's capabilities).
-    if let Err(e) = crate::stderr::start() {
-        return fail(
-            exit::FAILURE,
-            format!("cannot start the stderr thread: {e}"),
-        );
+/// `--user`: everything that needs root is done; give the output files to the user (the spool
+/// was handed over before it was opened) and become it.
+fn drop_privileges(
+    cfg: &RunConfig,
+    user: Option<&crate::privdrop::User>,
+) -> Result<(), DaemonError> {
+    let Some(user) = user else {
+        return Ok(());
+    };
+    for p in cfg.outputs.files() {
+        crate::privdrop::hand_over_file(p, user).map_err(DaemonError::Privileges)?;
     }
+    crate::privdrop::become_user(user).map_err(DaemonError::Privileges)
+}
 
-    // --- runtime and DNS
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(exit::FAILURE, format!("cannot start the runtime: {e}")),
-    };
-    let resolver = if args.dns.no_dns {
-        None
-    } else {
-        let cfg = match dns_config(&args.dns) {
-            Ok(c) => c,
-            Err(e) => return fail(exit::USAGE, e),
-        };
-        match crate::dns::Resolver::new(cfg, rt.handle().clone()) {
-            Ok(r) => Some(r),
-            Err(e) => return fail(exit::USAGE, e),
-        }
-    };
+type IntakeResult = Result<(), String>;
 
-    // --- run
-    let counters = Arc::new(Counters::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let wake = Arc::new(Notify::new());
-    type IntakeFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
-    let intake: IntakeFn = match (nflog, queue) {
-        (Some((sock, seq_file)), _) => {
+/// Start the intake thread; when it fails it tells the processing loop to finish and exit.
+fn spawn_intake(
+    capture: Capture,
+    writer: Writer,
+    shared: &Shared,
+    cfg: &RunConfig,
+) -> Result<JoinHandle<IntakeResult>, DaemonError> {
+    let intake: Box<dyn FnOnce() -> IntakeResult + Send> = match capture {
+        Capture::Nflog(sock, seq_file) => {
             let intake = intake::Intake {
-                sock,
+                sock: *sock,
                 writer,
-                stop: Arc::clone(&stop),
-                wake: Arc::clone(&wake),
-                counters: Arc::clone(&counters),
+                stop: shared.stop.clone(),
+                wake: shared.wake.clone(),
+                counters: shared.counters.clone(),
                 seq_file,
             };
             Box::new(move || intake.run())
         }
-        (None, Some(sock)) => {
+        Capture::Queue(sock) => {
+            let fail_open = match &cfg.capture {
+                CaptureConfig::Queue(q) => q.fail_open,
+                CaptureConfig::Nflog(_) => false,
+            };
             let intake = queue_intake::QueueIntake {
                 sock,
                 writer,
-                stop: Arc::clone(&stop),
-                wake: Arc::clone(&wake),
-                counters: Arc::clone(&counters),
-                fail_open: args.fail_open,
-                batch_max: args.batch_records.max(1),
+                stop: shared.stop.clone(),
+                wake: shared.wake.clone(),
+                counters: shared.counters.clone(),
+                fail_open,
+                batch_max: cfg.batch_records.max(1),
             };
             Box::new(move || intake.run())
         }
-        (None, None) => return fail(exit::FAILURE, "no packet source"),
     };
-    let (intake_stop, intake_wake) = (Arc::clone(&stop), Arc::clone(&wake));
-    let intake = match std::thread::Builder::new()
+    let (stop, wake) = (shared.stop.clone(), shared.wake.clone());
+    std::thread::Builder::new()
         .name("fwlog-intake".into())
         .spawn(move || {
-            let (stop, wake) = (intake_stop, intake_wake);
             let r = intake();
             if r.is_err() {
-                // Tell the processing loop to finish what it has and exit.
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
                 wake.notify_one();
             }
             r
-        }) {
-        Ok(h) => h,
-        Err(e) => {
-            return fail(
-                exit::FAILURE,
-                format!("cannot start the intake thread: {e}"),
-            )
-        }
-    };
-    let label = if let Some(n) = args.queue {
-        crate::say!(
-            "{} {n} (spool {})",
-            queue_intake::READY,
-            args.spool.display()
-        );
-        format!("NFQUEUE queue {n}")
-    } else {
-        let label = format!(
-            "NFLOG group{} {}",
-            if args.groups.len() > 1 { "s" } else { "" },
-            args.groups
-                .iter()
-                .map(|g| g.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
-        crate::say!("fwlog: logging {label} (spool {})", args.spool.display());
-        label
-    };
-    // Tests and scripts take this line as "bound and logging": it is out before READY=1 (for a
-    // stalled stderr, after at most STDERR_FLUSH).
-    crate::stderr::flush(STDERR_FLUSH);
-    let service = notifier
-        .enabled()
-        .then(|| crate::sdnotify::service::Service::new(notifier, label, Arc::clone(&counters)));
-    let processor = process::Processor {
-        source: reader,
-        outputs,
-        resolver: resolver.clone(),
-        dns_timeout: if args.dns.no_dns {
-            Duration::ZERO
-        } else {
-            args.dns.dns_timeout
-        },
-        window_cap: args.window.max(1),
-        counters: Arc::clone(&counters),
-        data_wake: wake,
-        stop: Arc::clone(&stop),
-        stop_grace: Duration::from_secs(2),
-        retry_outputs: true,
-        service,
-    };
-    let result = rt.block_on(processor.run());
-    // Whatever ended the loop, stop intake and let it commit what it received.
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let intake_result = intake
-        .join()
-        .unwrap_or_else(|_| Err("the intake thread panicked".into()));
-    crate::say!(
-        "{}",
-        counters.line(
-            counters
-                .pending_at_exit
-                .load(std::sync::atomic::Ordering::Relaxed),
-            resolver.as_ref().map(|r| r.stats().to_string())
-        )
-    );
-    crate::stderr::flush(STDERR_FLUSH);
-    match (result, intake_result) {
-        (Ok(()), Ok(())) => exit::OK,
-        (Err(e), _) | (_, Err(e)) => fail(exit::FAILURE, e),
-    }
+        })
+        .map_err(DaemonError::Thread)
 }
 
-/// Open the NFLOG socket for `--group` and seed its sequence tracking from the last run.
-fn open_nflog(
-    args: &RunArgs,
-    spool_dir: &std::os::fd::OwnedFd,
-    fs_user: Option<(u32, u32)>,
-) -> Result<(NflogSocket, seqfile::SeqFile), i32> {
-    let cfg = NflogConfig {
-        groups: args.groups.clone(),
-        copy_range: args.copy_range,
-        rcvbuf: args.rcvbuf.min(usize::MAX as u64) as usize,
-        nlbufsiz: args.nlbufsiz,
-        qthresh: args.qthresh,
-        flush_timeout_cs: (args.flush_timeout.as_millis() / 10).clamp(1, u32::MAX as u128) as u32,
-        ..NflogConfig::default()
-    };
-    let mut sock = match NflogSocket::open(&cfg) {
-        Ok(s) => s,
-        Err(e @ CaptureError::NoPermission { .. }) => return Err(fail(exit::NO_PERM, e)),
-        Err(e @ CaptureError::InvalidConfig(_)) => return Err(fail(exit::USAGE, e)),
-        Err(e) => return Err(fail(exit::FAILURE, e)),
-    };
-    for w in sock.warnings() {
-        eprintln!("fwlog: {w}");
+/// Say on stderr what is being logged; returns the label for the service manager's STATUS.
+fn announce(cfg: &RunConfig) -> String {
+    let spool = cfg.spool.dir.display();
+    match &cfg.capture {
+        CaptureConfig::Queue(q) => {
+            crate::say!("{} {} (spool {spool})", queue_intake::READY, q.queue);
+            format!("NFQUEUE queue {}", q.queue)
+        }
+        CaptureConfig::Nflog(n) => {
+            let label = format!(
+                "NFLOG group{} {}",
+                if n.groups.len() > 1 { "s" } else { "" },
+                n.groups
+                    .iter()
+                    .map(|g| g.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            crate::say!("fwlog: logging {label} (spool {spool})");
+            label
+        }
     }
-    let (seq_file, previous) =
-        crate::dirfd::as_fs_user(fs_user, || seqfile::SeqFile::open(spool_dir, &args.spool));
-    if let Some(s) = previous {
-        sock.seed_seq_global(s);
-    }
-    Ok((sock, seq_file))
 }

@@ -38,6 +38,11 @@ impl Outputs {
         Ok(Outputs { outs })
     }
 
+    /// Outputs that are already open (a test's sinks, or sinks opened elsewhere).
+    pub fn from_sinks(outs: Vec<Box<dyn PacketSink>>) -> Outputs {
+        Outputs { outs }
+    }
+
     pub fn packet(&mut self, p: &PacketView<'_>) {
         for o in &mut self.outs {
             o.packet(p);
