@@ -5,16 +5,19 @@
 //! its verdict after the commit); the processing loop ([`process`], on a single-threaded
 //! tokio runtime that also runs the DNS lookups) reads the spool back in order, waits for names, prints, and
 //! acknowledges. They share only the spool (whose reader sees what the writer committed), a
-//! wake-up, a stop flag and the counters. Start-up order: the service manager's notify socket
-//! (`NOTIFY_SOCKET`, connected while root: see [`crate::sdnotify`]), the checks that change
+//! wake-up, a stop flag and the counters. Start-up order: the descriptors the service manager
+//! passed from its fd store (`LISTEN_FDS`, claimed before anything opens an fd: see [`fdkeep`]),
+//! its notify socket (`NOTIFY_SOCKET`, connected while root: see [`crate::sdnotify`]), the checks that change
 //! nothing ([`preflight`]: a usage error leaves no file behind), the spool (its lock tells a
-//! second fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until
-//! intake starts), `--user` (needs everything before it done as root), then DNS and the
+//! second fwlog to go away), the outputs, the NFLOG socket (taken back from the fd store or
+//! opened, then stored there; packets wait in its buffer until intake starts), `--user` (needs everything before it done as root), then DNS and the
 //! threads; `READY=1` goes out once the signal handlers ([`crate::signals`]) are installed and the processing loop runs, the point from
 //! which a packet the kernel logs is sure to be spooled.
 
 mod error;
+mod fdkeep;
 mod intake;
+mod positions;
 mod preflight;
 pub mod queue_intake;
 mod seqfile;
@@ -31,6 +34,7 @@ use crate::exit;
 use crate::pipeline::build::{DnsStart, Engine, Shared};
 use crate::pipeline::outputs::Outputs;
 use crate::queue::QueueSocket;
+use crate::sdnotify::fdstore::Handed;
 use crate::sdnotify::Notifier;
 
 pub use error::DaemonError;
@@ -51,10 +55,17 @@ pub fn run(cfg: &RunConfig) -> i32 {
 const STDERR_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
-    // Service manager (Type=notify): first, while root and before any other thread exists.
-    // SAFETY: from_env changes the environment; no other thread exists yet (the runtime and
-    // intake start below, and nothing before `run` starts one).
+    // Service manager (Type=notify, fd store): first, while root and before any other thread
+    // exists.
+    // SAFETY: both change the environment; no other thread exists yet (the runtime and intake
+    // start below, and nothing before `run` starts one), and no fd was opened yet that could
+    // have taken the number of a passed one.
+    let mut handed = unsafe { crate::sdnotify::fdstore::take_from_env() };
+    // SAFETY: as above.
     let notifier = unsafe { Notifier::from_env() };
+    for w in &handed.warnings {
+        eprintln!("fwlog: {w}");
+    }
     ignore_requests_until_ready();
     preflight::check(cfg)?;
     // --user is looked up first: nothing is created for an account that does not exist.
@@ -72,7 +83,7 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
         cfg.outputs.sync_files,
     )
     .map_err(DaemonError::Outputs)?;
-    let capture = open_capture(cfg, &spool_dir, user.as_ref())?;
+    let capture = open_capture(cfg, &mut handed, &notifier, &spool_dir, user.as_ref())?;
     drop_privileges(cfg, user.as_ref())?;
     // From here on, messages go through a thread of their own: a stderr nobody reads must not
     // stop the processing loop (created only now: a thread made before --user would keep
@@ -180,39 +191,56 @@ fn open_spool(
 
 /// The packet source, open and bound.
 enum Capture {
-    Nflog(Box<NflogSocket>, seqfile::SeqFile),
-    Queue(QueueSocket),
+    /// The socket, `fwlog.seq_global`, and `fwlog.nflog_positions` when the socket is kept in
+    /// the fd store.
+    Nflog(
+        Box<NflogSocket>,
+        seqfile::SeqFile,
+        Option<positions::Positions>,
+    ),
+    /// The socket, and whether it was taken back from the fd store.
+    Queue(QueueSocket, bool),
 }
 
-/// NFLOG, or NFQUEUE audit mode with `--queue` (see [`queue_intake`]).
+/// NFLOG, or NFQUEUE audit mode with `--queue` (see [`queue_intake`]); taken back from the
+/// service manager's fd store when it holds one, and stored there (see [`fdkeep`]). What it
+/// reads and writes in the spool directory, it does with the --user account's filesystem rights.
 fn open_capture(
     cfg: &RunConfig,
+    handed: &mut Handed,
+    notifier: &Notifier,
     spool_dir: &OwnedFd,
     user: Option<&crate::privdrop::User>,
 ) -> Result<Capture, DaemonError> {
     match &cfg.capture {
         CaptureConfig::Nflog(nflog) => {
-            let mut sock = NflogSocket::open(nflog)?;
+            let fs_user = user.map(|u| (u.uid, u.gid));
+            // setfsuid drops only the filesystem capabilities: binding NFLOG still works.
+            let (mut sock, stored_as) = crate::dirfd::as_fs_user(fs_user, || {
+                fdkeep::nflog_socket(nflog, handed, &cfg.spool.dir)
+            })?;
             for w in sock.warnings() {
                 eprintln!("fwlog: {w}");
             }
             // Seed sequence tracking from the last run, so packets logged meanwhile count.
             // In the spool directory: with the --user account's filesystem rights.
-            let (seq_file, previous) =
-                crate::dirfd::as_fs_user(user.map(|u| (u.uid, u.gid)), || {
-                    seqfile::SeqFile::open(spool_dir, &cfg.spool.dir)
-                });
+            let (seq_file, previous) = crate::dirfd::as_fs_user(fs_user, || {
+                seqfile::SeqFile::open(spool_dir, &cfg.spool.dir)
+            });
             if let Some(s) = previous {
                 sock.seed_seq_global(s);
             }
-            Ok(Capture::Nflog(Box::new(sock), seq_file))
+            let held = crate::dirfd::as_fs_user(fs_user, || {
+                fdkeep::store_nflog(notifier, &mut sock, stored_as, handed, &cfg.spool.dir)
+            });
+            Ok(Capture::Nflog(Box::new(sock), seq_file, held))
         }
         CaptureConfig::Queue(queue) => {
-            let q = QueueSocket::open(queue)?;
+            let (q, adopted) = fdkeep::queue_socket(queue, handed, notifier)?;
             for w in q.warnings() {
                 eprintln!("fwlog: {w}");
             }
-            Ok(Capture::Queue(q))
+            Ok(Capture::Queue(q, adopted))
         }
     }
 }
@@ -242,7 +270,7 @@ fn spawn_intake(
     cfg: &RunConfig,
 ) -> Result<JoinHandle<IntakeResult>, DaemonError> {
     let intake: Box<dyn FnOnce() -> IntakeResult + Send> = match capture {
-        Capture::Nflog(sock, seq_file) => {
+        Capture::Nflog(sock, seq_file, held) => {
             let intake = intake::Intake {
                 sock: *sock,
                 writer,
@@ -250,10 +278,11 @@ fn spawn_intake(
                 wake: shared.wake.clone(),
                 counters: shared.counters.clone(),
                 seq_file,
+                held,
             };
             Box::new(move || intake.run())
         }
-        Capture::Queue(sock) => {
+        Capture::Queue(sock, adopted) => {
             let fail_open = match &cfg.capture {
                 CaptureConfig::Queue(q) => q.fail_open,
                 CaptureConfig::Nflog(_) => false,
@@ -266,6 +295,7 @@ fn spawn_intake(
                 counters: shared.counters.clone(),
                 fail_open,
                 batch_max: cfg.batch_records.max(1),
+                adopted,
             };
             Box::new(move || intake.run())
         }
