@@ -185,7 +185,7 @@ else
 
 	contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
 	for f in ./usr/sbin/fwlog ./lib/systemd/system/fwlog.service ./etc/logrotate.d/fwlog \
-		./etc/default/fwlog ./usr/share/man/man8/fwlog.8.gz ./usr/share/man/man5/fwlog-spool.5.gz \
+		./etc/default/fwlog ./usr/share/man/man8/fwlog.8.gz ./usr/share/man/man5/fwlog-spool.5.gz ./usr/share/man/man5/fwlog-sql.5.gz \
 		./usr/share/bash-completion/completions/fwlog ./usr/share/zsh/vendor-completions/_fwlog \
 		./usr/share/fish/vendor_completions.d/fwlog.fish; do
 		grep -qx "$f" <<<"$contents" || fail "$f is not in the package"

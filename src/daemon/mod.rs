@@ -32,7 +32,7 @@ use crate::capture::NflogSocket;
 use crate::config::{CaptureConfig, RunConfig, SpoolConfig};
 use crate::exit;
 use crate::pipeline::build::{DnsStart, Engine, Shared};
-use crate::pipeline::outputs::Outputs;
+use crate::pipeline::outputs::{sql_config, Outputs};
 use crate::queue::QueueSocket;
 use crate::sdnotify::fdstore::Handed;
 use crate::sdnotify::Notifier;
@@ -76,11 +76,20 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
         .transpose()
         .map_err(DaemonError::User)?;
     let (writer, reader, spool_dir) = open_spool(&cfg.spool, user.as_ref())?;
+    // Database outputs: the spool's stream id, created now (under the spool's lock) if new, in
+    // the spool directory: with the --user account's filesystem rights.
+    let db = crate::dirfd::as_fs_user(user.as_ref().map(|u| (u.uid, u.gid)), || {
+        sql_config(&cfg.outputs, || {
+            crate::sink::sql::stream::open_or_create(&cfg.spool.dir)
+        })
+    })
+    .map_err(DaemonError::Outputs)?;
     let outputs = Outputs::open(
         &cfg.outputs.specs,
         cfg.format.kind,
         &cfg.format.options,
         cfg.outputs.sync_files,
+        db.as_ref(),
     )
     .map_err(DaemonError::Outputs)?;
     let capture = open_capture(cfg, &mut handed, &notifier, &spool_dir, user.as_ref())?;
@@ -254,8 +263,13 @@ fn drop_privileges(
     let Some(user) = user else {
         return Ok(());
     };
-    for p in cfg.outputs.files() {
-        crate::privdrop::hand_over_file(p, user).map_err(DaemonError::Privileges)?;
+    // Output files and SQLite database files (their journals too), never through a link.
+    let databases = cfg
+        .outputs
+        .databases()
+        .flat_map(|p| crate::sink::sql::sqlite::SqliteSink::files(p));
+    for p in cfg.outputs.files().cloned().chain(databases) {
+        crate::privdrop::hand_over_file(&p, user).map_err(DaemonError::Privileges)?;
     }
     crate::privdrop::become_user(user).map_err(DaemonError::Privileges)
 }

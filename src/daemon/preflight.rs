@@ -25,7 +25,7 @@ pub fn check(cfg: &RunConfig) -> Result<(), DaemonError> {
     spool_dir(&cfg.spool.dir)?;
     for spec in &cfg.outputs.specs {
         match &spec.target {
-            Target::File(p) => output_file(p)?,
+            Target::File(p) | Target::Sqlite(p) => output_file(p)?,
             Target::Syslog => crate::sink::syslog::check_local_syslog()
                 .map_err(|e| DaemonError::Outputs(format!("cannot open output: syslog: {e}")))?,
             _ => {}

@@ -23,6 +23,7 @@
 //!   lines after it in the new one, none in both.
 
 pub mod file;
+pub mod sql;
 pub mod syslog;
 pub mod tail;
 pub mod text;
@@ -73,6 +74,10 @@ pub enum Target {
     Udp(String),
     /// `tcp://HOST:PORT`: a remote syslog server (RFC 3164 over TCP, newline-framed).
     Tcp(String),
+    /// `sqlite:PATH`: an SQLite database, one row per packet (see [`sql`]).
+    Sqlite(std::path::PathBuf),
+    /// `postgresql://...` or `postgres://...`: a PostgreSQL server (the URL as given).
+    Postgres(String),
 }
 
 impl FromStr for Target {
@@ -92,6 +97,17 @@ impl FromStr for Target {
             "syslog" => Target::Syslog,
             _ if s.starts_with("udp://") => Target::Udp(remote(&s[6..], "udp")?),
             _ if s.starts_with("tcp://") => Target::Tcp(remote(&s[6..], "tcp")?),
+            _ if s.starts_with("sqlite:") => match &s[7..] {
+                "" => return Err("sqlite: expected sqlite:PATH".into()),
+                p => Target::Sqlite(p.into()),
+            },
+            _ if s.starts_with("postgresql://") || s.starts_with("postgres://") => {
+                sql::pg::check_url(s)?;
+                Target::Postgres(s.to_string())
+            }
+            _ if s.starts_with("mysql://") => {
+                return Err("mysql: this fwlog has no MySQL/MariaDB output yet".into())
+            }
             _ if s.contains("://") => {
                 return Err(format!("{s}: unknown scheme (use udp:// or tcp://)"))
             }
@@ -118,10 +134,11 @@ impl FromStr for OutputSpec {
                 _ => None,
             };
             if format.is_some() {
-                return Ok(OutputSpec {
-                    format,
-                    target: rest.parse()?,
-                });
+                let target: Target = rest.parse()?;
+                if target.is_database() {
+                    return Err(format!("{s}: a database output takes no format"));
+                }
+                return Ok(OutputSpec { format, target });
             }
         }
         Ok(OutputSpec {
@@ -135,6 +152,11 @@ impl Target {
     /// Syslog targets frame messages themselves: the formatter must not add a syslog header.
     pub fn is_syslog(&self) -> bool {
         matches!(self, Target::Syslog | Target::Udp(_) | Target::Tcp(_))
+    }
+
+    /// Database targets store rows, not formatted lines.
+    pub fn is_database(&self) -> bool {
+        matches!(self, Target::Sqlite(_) | Target::Postgres(_))
     }
 }
 
@@ -157,6 +179,12 @@ pub fn open(target: &Target, kernel_tag: bool, sync: bool) -> io::Result<Box<dyn
         Target::Syslog | Target::Udp(_) | Target::Tcp(_) => {
             Box::new(syslog::SyslogSink::open(target.clone(), kernel_tag)?)
         }
+        Target::Sqlite(_) | Target::Postgres(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a database is not a byte sink",
+            ))
+        }
     })
 }
 
@@ -178,6 +206,20 @@ mod tests {
         );
         assert!("udp://nohost".parse::<Target>().is_err());
         assert!("http://x:1".parse::<Target>().is_err());
+        assert_eq!(
+            "sqlite:/var/lib/fwlog/db".parse::<Target>().unwrap(),
+            Target::Sqlite("/var/lib/fwlog/db".into())
+        );
+        assert!("sqlite:".parse::<Target>().is_err());
+        assert_eq!(
+            "postgres://u@h/db".parse::<Target>().unwrap(),
+            Target::Postgres("postgres://u@h/db".into())
+        );
+        for bad in ["bogus", "require", "verify-full"] {
+            let e = format!("postgresql://u:pw@h/db?sslmode={bad}").parse::<Target>();
+            assert!(e.as_ref().is_err_and(|e| !e.contains("pw")), "{e:?}");
+        }
+        assert!("mysql://u@h/db".parse::<Target>().is_err());
         let o: OutputSpec = "kernel=syslog".parse().unwrap();
         assert_eq!(
             (o.format, o.target),

@@ -177,6 +177,8 @@ impl Sink for SyslogSink {
             Target::Tcp(a) => format!("tcp://{a}"),
             Target::Stdout => "-".into(),
             Target::File(p) => p.display().to_string(),
+            Target::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Target::Postgres(_) => "postgresql".into(),
         }
     }
 }
