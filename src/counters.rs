@@ -10,7 +10,7 @@ pub struct Counters {
     pub received: AtomicU64,
     /// Packets appended to the spool.
     pub spooled: AtomicU64,
-    /// Packets printed to every output.
+    /// Packets written by every output (counted once the write succeeded).
     pub printed: AtomicU64,
     /// Printed packets that came from the spool at start-up (possibly printed before a crash).
     pub replayed: AtomicU64,
@@ -23,6 +23,8 @@ pub struct Counters {
     pub enobufs: AtomicU64,
     /// Failed output writes (each retried until it succeeds).
     pub output_errors: AtomicU64,
+    /// The spool's unacknowledged records when the processing loop ended (the exit line).
+    pub pending_at_exit: AtomicU64,
     /// Times round the intake loop, which goes round at least every 100 ms, idle or busy: the
     /// watchdog's evidence that intake is not stuck (see `sdnotify::service`). Not printed.
     pub intake_rounds: AtomicU64,

@@ -4,11 +4,16 @@
 //! Order matters. The NFLOG socket needs CAP_NET_ADMIN to bind and SO_RCVBUFFORCE needs it to
 //! size the buffer, so both happen first; the open file descriptors stay usable after the
 //! switch. What fwlog will create later (spool segments, the output file after logrotate's
-//! rename) must be creatable by NAME, so the spool directory and files are handed to NAME first.
+//! rename) must be creatable by NAME, so the spool directory and files are handed to NAME first
+//! (without acting on anything NAME could have planted there: see [`hand_over_dir`]).
 //! The switch happens before any other thread exists: capabilities are per thread.
 
 use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use crate::dirfd;
 
 #[derive(Clone, Debug)]
 pub struct User {
@@ -50,26 +55,52 @@ pub fn lookup(name: &str) -> Result<User, String> {
     Err(format!("--user {name}: no such user"))
 }
 
-/// Give `path` (and, for a directory, what is directly inside it and one level below) to `user`.
-pub fn hand_over(path: &Path, user: &User) -> Result<(), String> {
-    let chown = |p: &Path| {
-        std::os::unix::fs::lchown(p, Some(user.uid), Some(user.gid))
+/// Give the spool directory (open as `dir`, already checked by
+/// [`crate::dirfd::check_spool_dir`]), what is directly inside it and one level below, to
+/// `user`. The directory belongs to `user` from the previous run, so every name in it may have
+/// been planted: only real directories and regular files with a single link are handed over,
+/// each through its own `O_NOFOLLOW` fd (see [`crate::dirfd`]); symlinks, FIFOs, devices and
+/// hard-linked files are left as they are.
+pub fn hand_over_dir(dir: &OwnedFd, path: &Path, user: &User) -> Result<(), String> {
+    hand_over_level(dir, path, user, 1)
+}
+
+fn hand_over_level(dir: &OwnedFd, path: &Path, user: &User, depth: u32) -> Result<(), String> {
+    let give = |fd: &OwnedFd, p: &Path| {
+        dirfd::fchown(fd, user.uid, user.gid)
             .map_err(|e| format!("cannot give {} to user {}: {e}", p.display(), user.name))
     };
-    chown(path)?;
-    if path.is_dir() {
-        let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for e in entries.flatten() {
-            let p = e.path();
-            chown(&p)?;
-            if p.is_dir() {
-                if let Ok(inner) = std::fs::read_dir(&p) {
-                    for f in inner.flatten() {
-                        chown(&f.path())?;
-                    }
-                }
-            }
+    give(dir, path)?;
+    let names = dirfd::names(dir).map_err(|e| format!("{}: {e}", path.display()))?;
+    for name in names {
+        let rel = Path::new(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        let p = path.join(rel);
+        // O_RDONLY never blocks on a FIFO with O_NONBLOCK; ELOOP is a symlink: left alone.
+        let fd = match dirfd::open_at(Some(dir), rel, libc::O_RDONLY, 0) {
+            Ok(fd) => fd,
+            Err(_) => continue,
+        };
+        let st = dirfd::fstat(&fd).map_err(|e| format!("{}: {e}", p.display()))?;
+        match dirfd::kind(&st) {
+            dirfd::Kind::File => give(&fd, &p)?,
+            dirfd::Kind::Dir if depth > 0 => hand_over_level(&fd, &p, user, depth - 1)?,
+            _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Give an output file to `user` so that it can reopen it after SIGHUP. Only a regular file with
+/// one link, reached without following a symlink, is handed over; anything else (a FIFO,
+/// /dev/null, a link) is left alone.
+pub fn hand_over_file(path: &Path, user: &User) -> Result<(), String> {
+    let Ok(fd) = dirfd::open_at(None, path, libc::O_RDONLY, 0) else {
+        return Ok(());
+    };
+    let st = dirfd::fstat(&fd).map_err(|e| format!("{}: {e}", path.display()))?;
+    if dirfd::kind(&st) == dirfd::Kind::File {
+        dirfd::fchown(&fd, user.uid, user.gid)
+            .map_err(|e| format!("cannot give {} to user {}: {e}", path.display(), user.name))?;
     }
     Ok(())
 }

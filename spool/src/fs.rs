@@ -94,6 +94,25 @@ fn regular(f: File) -> io::Result<Box<dyn FsFile>> {
     Ok(Box::new(RealFile(f)))
 }
 
+/// The directory holding `path`, opened with O_NOFOLLOW, and the last component of `path`.
+fn parent_fd(path: &Path) -> io::Result<(File, std::ffi::CString)> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(parent)?;
+    let name = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL byte in a file name"))?;
+    Ok((dir, name))
+}
+
 /// The real filesystem.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
@@ -155,7 +174,18 @@ impl Fs for RealFs {
     fn create_dir(&self, path: &Path) -> io::Result<bool> {
         match std::fs::create_dir(path) {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(false),
+            // A symlink under the name (planted by whoever can write the spool) is not a
+            // directory: it is an error, never followed.
+            Err(e)
+                if e.kind() == io::ErrorKind::AlreadyExists
+                    && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) =>
+            {
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists and is not a directory (a symbolic link is not followed)",
+            )),
             Err(e) => Err(e),
         }
     }
@@ -177,7 +207,23 @@ impl Fs for RealFs {
         std::fs::remove_file(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        std::fs::rename(from, to)
+        // Relative to the parent directories opened without following a symlink at their last
+        // component, so a link planted as `quarantine` cannot redirect the move.
+        let (fd_from, n_from) = parent_fd(from)?;
+        let (fd_to, n_to) = parent_fd(to)?;
+        // SAFETY: valid fds and NUL-terminated names for the duration of the call.
+        let r = unsafe {
+            libc::renameat(
+                fd_from.as_raw_fd(),
+                n_from.as_ptr(),
+                fd_to.as_raw_fd(),
+                n_to.as_ptr(),
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()

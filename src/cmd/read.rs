@@ -5,6 +5,8 @@
 //! and writes exactly as `fwlog run` does.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use crate::config::{IfNames, ReadConfig};
 use crate::exit;
@@ -14,6 +16,10 @@ use crate::pcap::{read_file, to_packet, ReadError};
 use crate::pipeline::source::Producer;
 
 pub fn run(cfg: &ReadConfig) -> i32 {
+    if let Some(e) = output_is_input(&cfg.outputs.specs, &cfg.files) {
+        eprintln!("fwlog: {e}");
+        return exit::USAGE;
+    }
     let files = cfg.files.clone();
     let ifnames = cfg.ifnames;
     // A capture file has no spool: each read is a stream of its own.
@@ -23,11 +29,35 @@ pub fn run(cfg: &ReadConfig) -> i32 {
     })
 }
 
+/// An output that is one of the input files (the same file, by any name) would be appended to
+/// while it is read: refused before anything is opened.
+fn output_is_input(
+    specs: &[crate::sink::OutputSpec],
+    files: &[std::path::PathBuf],
+) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    for spec in specs {
+        let crate::sink::Target::File(out) = &spec.target else {
+            continue;
+        };
+        let Some(o) = id(out) else { continue };
+        if let Some(f) = files.iter().find(|f| id(f) == Some(o)) {
+            return Some(format!(
+                "{}: is also the input {}; refusing to write to a file being read",
+                out.display(),
+                f.display()
+            ));
+        }
+    }
+    None
+}
+
 fn produce(files: &[std::path::PathBuf], ifnames: IfNames, mut out: Producer) -> i32 {
     let mut host = HostIfNames::default();
     let mut status = exit::OK;
     for path in files {
-        let file = match std::fs::File::open(path) {
+        let file = match open_input(path, out.gone()) {
             Ok(f) => f,
             Err(e) => {
                 eprintln!("fwlog: {}: {e}", path.display());
@@ -62,6 +92,71 @@ fn produce(files: &[std::path::PathBuf], ifnames: IfNames, mut out: Producer) ->
         }
     }
     status
+}
+
+/// Open a capture to read. O_NONBLOCK makes the open of a FIFO return at once even with no
+/// writer yet (a blocked open would ignore SIGTERM); reads then wait for data in [`Input`].
+fn open_input(path: &std::path::Path, gone: Arc<AtomicBool>) -> std::io::Result<Input> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let t = file.metadata()?.file_type();
+    if t.is_dir() {
+        return Err(std::io::Error::other("is a directory, not a capture file"));
+    }
+    Ok(Input {
+        file,
+        seen_data: false,
+        gone,
+    })
+}
+
+/// A capture being read; for a FIFO, reads wait for a writer in short polls so that the
+/// thread notices when the pipeline has gone (SIGTERM) instead of blocking forever.
+struct Input {
+    file: std::fs::File,
+    /// Data was read: a later end of file is the writer closing, not "no writer yet".
+    seen_data: bool,
+    /// The pipeline has ended (see [`Producer::gone`]).
+    gone: Arc<AtomicBool>,
+}
+
+impl std::io::Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match (&self.file).read(buf) {
+                Ok(0) if !self.seen_data && is_fifo(&self.file) => {}
+                Ok(n) => {
+                    self.seen_data |= n > 0;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if self.gone.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("interrupted by a signal"));
+            }
+            let mut pfd = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&self.file),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe { libc::poll(&mut pfd, 1, 100) };
+            if pfd.revents & libc::POLLHUP != 0 && !self.seen_data {
+                // No writer has opened it yet: POLLHUP is immediate; wait instead of spinning.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn is_fifo(f: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    f.metadata().is_ok_and(|m| m.file_type().is_fifo())
 }
 
 /// Interface names looked up on this host, for captures that carry only indexes.

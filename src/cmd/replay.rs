@@ -4,6 +4,8 @@
 //! it works on a copy taken off a dead machine, on a read-only mount, and beside a daemon that
 //! is using the same directory.
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use fwlog_spool::{LedgerStatus, ReadOnlySpool, ReplayItem};
 
 use crate::config::{ReplayConfig, Select};
@@ -125,7 +127,39 @@ fn report(st: &fwlog_spool::ReplayStats) {
 }
 
 fn export_pcap(spool: &ReadOnlySpool, filter: &Filter, path: &std::path::Path) -> i32 {
-    let file = match std::fs::File::create(path) {
+    // Packet payloads: private like the spool and the logs, whatever the umask. Root does not
+    // follow a link (nor truncate a hard-linked file) another user could have planted.
+    let untrusted = crate::dirfd::planted_by_others(path);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(!untrusted)
+        .mode(0o640)
+        .custom_flags(if untrusted { libc::O_NOFOLLOW } else { 0 })
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if untrusted => std::io::Error::new(
+                e.kind(),
+                "a symbolic link in a directory other users can write; root does not follow it",
+            ),
+            _ => e,
+        })
+        .and_then(|f| {
+            use std::os::unix::fs::MetadataExt;
+            if untrusted {
+                let m = f.metadata()?;
+                if m.is_file() && m.nlink() > 1 {
+                    return Err(std::io::Error::other(
+                        "has more than one hard link in a directory other users can write; root does not write to it",
+                    ));
+                }
+                if m.is_file() {
+                    f.set_len(0)?;
+                }
+            }
+            Ok(f)
+        });
+    let file = match file {
         Ok(f) => f,
         Err(e) => {
             eprintln!("fwlog: {}: {e}", path.display());

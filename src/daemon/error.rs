@@ -43,6 +43,11 @@ pub enum DaemonError {
     Build(#[from] BuildError),
     #[error("cannot start the intake thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error("cannot start the stderr thread: {0}")]
+    StderrThread(#[source] std::io::Error),
+    /// The spool directory is a link, someone else's, or writable by others.
+    #[error("spool directory {0}")]
+    UnsafeSpoolDir(#[from] crate::dirfd::DirError),
     #[error(transparent)]
     Process(#[from] ProcessError),
     /// The intake thread ended with an error.
@@ -56,6 +61,7 @@ impl DaemonError {
         match self {
             DaemonError::SpoolDir { .. }
             | DaemonError::SpoolNotDir(_)
+            | DaemonError::UnsafeSpoolDir(_)
             | DaemonError::SpoolLocked(_)
             | DaemonError::Spool { .. } => exit::SPOOL,
             DaemonError::Outputs(_) => exit::OUTPUT,
@@ -72,6 +78,7 @@ impl DaemonError {
             | DaemonError::Build(BuildError::Runtime(_))
             | DaemonError::Build(BuildError::Signals(_))
             | DaemonError::Thread(_)
+            | DaemonError::StderrThread(_)
             | DaemonError::Process(_)
             | DaemonError::Run(_) => exit::FAILURE,
         }

@@ -66,8 +66,15 @@ enum Appended {
 }
 
 /// Spool-full bookkeeping (the `--spool-max` cap and a full filesystem behave alike).
+///
+/// A storm (the cap reached while the processing loop frees a record at a time) must not become
+/// a loss record and two stderr lines per packet: refusals are reported in the stream at most
+/// once per [`FULL_REPORT_EVERY`], with their count. Packets that fit meanwhile are spooled as
+/// usual; a report's sequence range then spans the first to the last refused packet.
 #[derive(Default)]
 struct Refusals {
+    /// When the previous report was spooled (rate limit).
+    reported_at: Option<Instant>,
     /// Refused and not yet reported in the stream.
     full: FullLoss,
     /// Appended since the last commit, by spool sequence number.
@@ -75,6 +82,8 @@ struct Refusals {
     /// A refusal was announced on stderr and the room-again line is still owed.
     announced: bool,
 }
+
+const FULL_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 fn now() -> (i64, u32) {
     let d = SystemTime::now()
@@ -135,8 +144,17 @@ impl Intake {
                 break;
             }
         }
+        // Packets refused just before the stop are reported now, not left to the next start.
+        if full.full.count > 0 {
+            self.report_full(&mut full, &mut scratch);
+        }
         let r = self.writer.commit().map(Some);
         self.committed(r, &mut full, "spool commit at exit")?;
+        // Intake commits after the processing loop has ended: what the exit line calls pending
+        // is what the spool holds now.
+        self.counters
+            .pending_at_exit
+            .store(self.writer.stats().pending_records, Ordering::Relaxed);
         // Keep the socket, and so its groups, until the process exits (the kernel closes it
         // then): what the rules log during the rest of the shutdown lands in its buffer with a
         // sequence number, which the next run counts as a restart gap. Closed now, the groups
@@ -181,7 +199,7 @@ impl Intake {
             .sum();
         full.appended.clear();
         if full.announced && reported > 0 && full.full.count == 0 {
-            eprintln!(
+            crate::say!(
                 "fwlog: spool has room again; {reported} packets were lost while it was full"
             );
             full.announced = false;
@@ -211,7 +229,7 @@ impl Intake {
         bump(&self.counters.lost_spool_full, packets);
         full.full = lost.then(full.full);
         if !full.announced && full.full.count > 0 {
-            eprintln!("fwlog: the spool's filesystem is full; counting packets as lost until there is room");
+            crate::say!("fwlog: the spool's filesystem is full; counting packets as lost until there is room");
             full.announced = true;
         }
     }
@@ -303,30 +321,39 @@ impl Intake {
         self.seq_file.committed(c, upto);
     }
 
+    /// Spool the report of the packets refused while the spool was full, if there is room.
+    fn report_full(&mut self, full: &mut Refusals, scratch: &mut Vec<u8>) {
+        let (sec, nsec) = now();
+        scratch.clear();
+        let f = full.full;
+        LossRecord {
+            group: None,
+            cause: Cause::SpoolFull as u8,
+            count: Some(f.count),
+            seq_global: f.first.zip(f.last),
+            spool_seq: None,
+        }
+        .encode(sec, nsec, scratch);
+        match self.writer.append(scratch) {
+            Ok(seq) => {
+                full.appended.push((seq, Appended::FullReport(f)));
+                full.full = FullLoss::default();
+                full.reported_at = Some(Instant::now());
+            }
+            Err(AppendError::Spool(SpoolError::NoSpace { dropped, .. })) => {
+                self.dropped(dropped, full)
+            }
+            Err(_) => {}
+        }
+    }
+
     fn append(&mut self, rec: &[u8], full: &mut Refusals, scratch: &mut Vec<u8>) {
-        if full.full.count > 0 {
+        let due = full
+            .reported_at
+            .is_none_or(|t| t.elapsed() >= FULL_REPORT_EVERY);
+        if full.full.count > 0 && due {
             // Space may be back: report what was dropped first, in order.
-            let (sec, nsec) = now();
-            scratch.clear();
-            let f = full.full;
-            LossRecord {
-                group: None,
-                cause: Cause::SpoolFull as u8,
-                count: Some(f.count),
-                seq_global: f.first.zip(f.last),
-                spool_seq: None,
-            }
-            .encode(sec, nsec, scratch);
-            match self.writer.append(scratch) {
-                Ok(seq) => {
-                    full.appended.push((seq, Appended::FullReport(f)));
-                    full.full = FullLoss::default();
-                }
-                Err(AppendError::Spool(SpoolError::NoSpace { dropped, .. })) => {
-                    self.dropped(dropped, full)
-                }
-                Err(_) => {}
-            }
+            self.report_full(full, scratch);
         }
         let sg = || {
             crate::nflog::attr::parse(
@@ -347,7 +374,7 @@ impl Intake {
                 }
                 bump(&self.counters.lost_spool_full, 1);
                 if !full.announced {
-                    eprintln!("fwlog: cannot spool packets ({e}); counting them as lost until there is room");
+                    crate::say!("fwlog: cannot spool packets ({e}); counting them as lost until there is room");
                     full.announced = true;
                 }
                 full.full.add(sg());
@@ -356,7 +383,7 @@ impl Intake {
     }
 
     fn spool_loss(&mut self, ev: &LossEvent, full: &mut Refusals, scratch: &mut Vec<u8>) {
-        eprintln!("fwlog: {ev}");
+        crate::say!("fwlog: {ev}");
         let n = ev.count.unwrap_or(0);
         let cause = match ev.cause {
             LossCause::SeqGap => {

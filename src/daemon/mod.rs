@@ -22,6 +22,7 @@ mod preflight;
 pub mod queue_intake;
 mod seqfile;
 
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
@@ -43,11 +44,15 @@ pub fn run(cfg: &RunConfig) -> i32 {
     match run_daemon(cfg) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("fwlog: {e}");
+            crate::say!("fwlog: {e}");
+            crate::stderr::flush(STDERR_FLUSH);
             e.exit_code()
         }
     }
 }
+
+/// How long exit waits for a stderr nobody reads (see [`crate::stderr`]).
+const STDERR_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     // Service manager (Type=notify, fd store): first, while root and before any other thread
@@ -68,10 +73,20 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     if let Some(g) = &geo {
         eprintln!("fwlog: geo databases: {}", g.describe());
     }
-    let (writer, reader) = open_spool(&cfg.spool)?;
-    // Database outputs: the spool's stream id, created now (under the spool's lock) if new.
-    let db = sql_config(&cfg.outputs, || {
-        crate::sink::sql::stream::open_or_create(&cfg.spool.dir)
+    // --user is looked up first: nothing is created for an account that does not exist.
+    let user = cfg
+        .user
+        .as_deref()
+        .map(crate::privdrop::lookup)
+        .transpose()
+        .map_err(DaemonError::User)?;
+    let (writer, reader, spool_dir) = open_spool(&cfg.spool, user.as_ref())?;
+    // Database outputs: the spool's stream id, created now (under the spool's lock) if new, in
+    // the spool directory: with the --user account's filesystem rights.
+    let db = crate::dirfd::as_fs_user(user.as_ref().map(|u| (u.uid, u.gid)), || {
+        sql_config(&cfg.outputs, || {
+            crate::sink::sql::stream::open_or_create(&cfg.spool.dir)
+        })
     })
     .map_err(DaemonError::Outputs)?;
     let outputs = Outputs::open(
@@ -82,13 +97,20 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
         db.as_ref(),
     )
     .map_err(DaemonError::Outputs)?;
-    let capture = open_capture(cfg, &mut handed, &notifier)?;
-    drop_privileges(cfg)?;
+    let capture = open_capture(cfg, &mut handed, &notifier, &spool_dir, user.as_ref())?;
+    drop_privileges(cfg, user.as_ref())?;
+    // From here on, messages go through a thread of their own: a stderr nobody reads must not
+    // stop the processing loop (created only now: a thread made before --user would keep
+    // root's capabilities).
+    crate::stderr::start().map_err(DaemonError::StderrThread)?;
     let engine = Engine::start(&cfg.dns, DnsStart::Required)?;
     let shared = Shared::default();
     let control = engine.signals()?;
     let intake = spawn_intake(capture, writer, &shared, cfg)?;
     let label = announce(cfg);
+    // Tests and scripts take that line as "bound and logging": it is out before READY=1 (for a
+    // stalled stderr, after at most STDERR_FLUSH).
+    crate::stderr::flush(STDERR_FLUSH);
     let service = notifier.enabled().then(|| {
         crate::sdnotify::service::Service::new(
             notifier,
@@ -105,12 +127,16 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     let intake_result = intake
         .join()
         .unwrap_or_else(|_| Err("the intake thread panicked".into()));
-    eprintln!(
+    // Read after intake's last commit: what the next start prints.
+    let pending = shared.counters.pending_at_exit.load(Ordering::Relaxed);
+    crate::say!(
         "{}",
-        shared
-            .counters
-            .line(0, engine.resolver.as_ref().map(|r| r.stats().to_string()))
+        shared.counters.line(
+            pending,
+            engine.resolver.as_ref().map(|r| r.stats().to_string())
+        )
     );
+    crate::stderr::flush(STDERR_FLUSH);
     result?;
     intake_result.map_err(DaemonError::Run)
 }
@@ -127,13 +153,26 @@ fn ignore_requests_until_ready() {
     }
 }
 
-/// Open (and recover) the spool, saying what recovery found.
-fn open_spool(cfg: &SpoolConfig) -> Result<(Writer, Reader), DaemonError> {
+/// Open (and recover) the spool, saying what recovery found; also returns the spool directory's
+/// fd. The directory is checked (a real directory, owner, mode) before anything in it is read
+/// or changed; with `--user`, it is handed over and everything in it is then done with that
+/// user's filesystem rights, so what the user planted there can never make root act on a file
+/// it could not touch (see [`crate::dirfd`]).
+fn open_spool(
+    cfg: &SpoolConfig,
+    user: Option<&crate::privdrop::User>,
+) -> Result<(Writer, Reader, OwnedFd), DaemonError> {
     std::fs::create_dir_all(&cfg.dir).map_err(|source| DaemonError::SpoolDir {
         path: cfg.dir.clone(),
         source,
     })?;
-    let (writer, reader, report) = match Spool::open(&cfg.dir, cfg.options.clone()) {
+    let fs_user = user.map(|u| (u.uid, u.gid));
+    let dir = crate::dirfd::check_spool_dir(&cfg.dir, fs_user)?;
+    if let Some(u) = user {
+        crate::privdrop::hand_over_dir(&dir, &cfg.dir, u).map_err(DaemonError::Privileges)?;
+    }
+    let opened = crate::dirfd::as_fs_user(fs_user, || Spool::open(&cfg.dir, cfg.options.clone()));
+    let (writer, reader, report) = match opened {
         Ok(x) => x,
         Err(e @ SpoolError::Locked { .. }) => return Err(DaemonError::SpoolLocked(e)),
         Err(source) => {
@@ -161,7 +200,7 @@ fn open_spool(cfg: &SpoolConfig) -> Result<(Writer, Reader), DaemonError> {
             report.pending_records
         );
     }
-    Ok((writer, reader))
+    Ok((writer, reader, dir))
 }
 
 /// The packet source, open and bound.
@@ -178,24 +217,36 @@ enum Capture {
 }
 
 /// NFLOG, or NFQUEUE audit mode with `--queue` (see [`queue_intake`]); taken back from the
-/// service manager's fd store when it holds one, and stored there (see [`fdkeep`]).
+/// service manager's fd store when it holds one, and stored there (see [`fdkeep`]). What it
+/// reads and writes in the spool directory, it does with the --user account's filesystem rights.
 fn open_capture(
     cfg: &RunConfig,
     handed: &mut Handed,
     notifier: &Notifier,
+    spool_dir: &OwnedFd,
+    user: Option<&crate::privdrop::User>,
 ) -> Result<Capture, DaemonError> {
     match &cfg.capture {
         CaptureConfig::Nflog(nflog) => {
-            let (mut sock, stored_as) = fdkeep::nflog_socket(nflog, handed, &cfg.spool.dir)?;
+            let fs_user = user.map(|u| (u.uid, u.gid));
+            // setfsuid drops only the filesystem capabilities: binding NFLOG still works.
+            let (mut sock, stored_as) = crate::dirfd::as_fs_user(fs_user, || {
+                fdkeep::nflog_socket(nflog, handed, &cfg.spool.dir)
+            })?;
             for w in sock.warnings() {
                 eprintln!("fwlog: {w}");
             }
             // Seed sequence tracking from the last run, so packets logged meanwhile count.
-            let (seq_file, previous) = seqfile::SeqFile::open(&cfg.spool.dir);
+            // In the spool directory: with the --user account's filesystem rights.
+            let (seq_file, previous) = crate::dirfd::as_fs_user(fs_user, || {
+                seqfile::SeqFile::open(spool_dir, &cfg.spool.dir)
+            });
             if let Some(s) = previous {
                 sock.seed_seq_global(s);
             }
-            let held = fdkeep::store_nflog(notifier, &mut sock, stored_as, handed, &cfg.spool.dir);
+            let held = crate::dirfd::as_fs_user(fs_user, || {
+                fdkeep::store_nflog(notifier, &mut sock, stored_as, handed, &cfg.spool.dir)
+            });
             Ok(Capture::Nflog(Box::new(sock), seq_file, held))
         }
         CaptureConfig::Queue(queue) => {
@@ -208,25 +259,24 @@ fn open_capture(
     }
 }
 
-/// `--user`: everything that needs root is done; give the spool and output files to the user
-/// and become it.
-fn drop_privileges(cfg: &RunConfig) -> Result<(), DaemonError> {
-    let Some(name) = &cfg.user else {
+/// `--user`: everything that needs root is done; give the output files to the user (the spool
+/// was handed over before it was opened) and become it.
+fn drop_privileges(
+    cfg: &RunConfig,
+    user: Option<&crate::privdrop::User>,
+) -> Result<(), DaemonError> {
+    let Some(user) = user else {
         return Ok(());
     };
-    let user = crate::privdrop::lookup(name).map_err(DaemonError::User)?;
+    // Output files and SQLite database files (their journals too), never through a link.
     let databases = cfg
         .outputs
         .databases()
         .flat_map(|p| crate::sink::sql::sqlite::SqliteSink::files(p));
-    for p in std::iter::once(&cfg.spool.dir)
-        .chain(cfg.outputs.files())
-        .cloned()
-        .chain(databases)
-    {
-        crate::privdrop::hand_over(&p, &user).map_err(DaemonError::Privileges)?;
+    for p in cfg.outputs.files().cloned().chain(databases) {
+        crate::privdrop::hand_over_file(&p, user).map_err(DaemonError::Privileges)?;
     }
-    crate::privdrop::become_user(&user).map_err(DaemonError::Privileges)
+    crate::privdrop::become_user(user).map_err(DaemonError::Privileges)
 }
 
 type IntakeResult = Result<(), String>;
@@ -288,7 +338,7 @@ fn announce(cfg: &RunConfig) -> String {
     let spool = cfg.spool.dir.display();
     match &cfg.capture {
         CaptureConfig::Queue(q) => {
-            eprintln!("{} {} (spool {spool})", queue_intake::READY, q.queue);
+            crate::say!("{} {} (spool {spool})", queue_intake::READY, q.queue);
             format!("NFQUEUE queue {}", q.queue)
         }
         CaptureConfig::Nflog(n) => {
@@ -301,7 +351,7 @@ fn announce(cfg: &RunConfig) -> String {
                     .collect::<Vec<_>>()
                     .join(", "),
             );
-            eprintln!("fwlog: logging {label} (spool {spool})");
+            crate::say!("fwlog: logging {label} (spool {spool})");
             label
         }
     }

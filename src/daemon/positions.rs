@@ -43,9 +43,21 @@ pub type Entry = (u16, u32, bool);
 
 /// The entries the file holds for the socket with inode `inode`, if it is that socket's.
 pub fn read(spool: &Path, inode: u64) -> Vec<Entry> {
-    let Ok(text) = std::fs::read_to_string(spool.join(NAME)) else {
+    // The spool directory may belong to the --user account: a link or FIFO planted under the
+    // name is neither followed nor blocked on.
+    let Ok(fd) = crate::dirfd::open_at(None, &spool.join(NAME), libc::O_RDONLY, 0) else {
         return Vec::new();
     };
+    let Ok(st) = crate::dirfd::fstat(&fd) else {
+        return Vec::new();
+    };
+    if crate::dirfd::kind(&st) != crate::dirfd::Kind::File {
+        return Vec::new();
+    }
+    let mut text = String::new();
+    if std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).is_err() {
+        return Vec::new();
+    }
     parse(&text, inode).unwrap_or_default()
 }
 
@@ -122,13 +134,20 @@ fn tail_next(ro: &fwlog_spool::ReadOnlySpool, group: u16, from: u32, max_bytes: 
 impl Positions {
     /// Open (creating, never following a symlink) the file for the socket `inode`.
     pub fn open(spool: &Path, inode: u64) -> std::io::Result<Positions> {
+        // O_NONBLOCK: a FIFO planted under the name does not block the open.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(spool.join(NAME))?;
+        let st = crate::dirfd::fstat(&file)?;
+        if crate::dirfd::kind(&st) != crate::dirfd::Kind::File {
+            return Err(std::io::Error::other(
+                "is not a regular file with a single link; not used",
+            ));
+        }
         Ok(Positions {
             file,
             inode,
@@ -171,6 +190,23 @@ impl Positions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_planted_fifo_or_link_is_neither_read_nor_blocked_on() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = std::ffi::CString::new(d.path().join(NAME).as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
+        assert!(read(d.path(), 1).is_empty());
+        assert!(Positions::open(d.path(), 1).is_err());
+        std::fs::remove_file(d.path().join(NAME)).unwrap();
+        let target = d.path().join("target");
+        std::fs::write(&target, "socket 1\n00005 0000000007 0\nend\n").unwrap();
+        std::os::unix::fs::symlink(&target, d.path().join(NAME)).unwrap();
+        assert!(read(d.path(), 1).is_empty(), "not read through a link");
+        assert!(Positions::open(d.path(), 1).is_err());
+    }
 
     #[test]
     fn round_trip_only_for_the_same_socket() {

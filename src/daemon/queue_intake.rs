@@ -95,7 +95,7 @@ impl QueueIntake {
             bump(&self.counters.intake_rounds, 1);
             if got.enobufs {
                 bump(&self.counters.enobufs, 1);
-                eprintln!("fwlog: queue {q}: the netlink socket overflowed (ENOBUFS)");
+                crate::say!("fwlog: queue {q}: the netlink socket overflowed (ENOBUFS)");
                 self.spool_loss(Cause::Enobufs, None, &mut rec);
             }
             let (sec, nsec) = now();
@@ -170,7 +170,7 @@ impl QueueIntake {
                 break Ok(());
             }
         };
-        eprintln!(
+        crate::say!(
             "fwlog: queue {q}: accepted {} after spooling, dropped {} (spool refused), passed unlogged {} (--fail-open), never read {} (socket overflow)",
             t.accepted, t.dropped, t.unlogged, t.id_gaps
         );
@@ -187,9 +187,9 @@ impl QueueIntake {
     ) -> Result<(), String> {
         let q = self.sock.queue_num();
         if t.full_pending == 0 && self.fail_open {
-            eprintln!("fwlog: queue {q}: cannot spool packets ({e}); letting them through unlogged (--fail-open) until there is room");
+            crate::say!("fwlog: queue {q}: cannot spool packets ({e}); letting them through unlogged (--fail-open) until there is room");
         } else if t.dropped == 0 && !self.fail_open {
-            eprintln!(
+            crate::say!(
                 "fwlog: queue {q}: cannot spool packets ({e}); dropping them until there is room"
             );
         }
@@ -232,7 +232,7 @@ impl QueueIntake {
             // hold them until exit. (Ids lost to an overflow instead are not queued; the batch
             // verdict does not touch them.)
             let dropped = self.sock.drop_upto(id.wrapping_sub(1));
-            eprintln!(
+            crate::say!(
                 "fwlog: queue {q}: {gap} packets arrived during start-up before fwlog could read them; {}",
                 match dropped {
                     Ok(()) => "they were dropped".to_string(),
@@ -243,7 +243,7 @@ impl QueueIntake {
         }
         t.id_gaps += gap;
         bump(&self.counters.lost_seq_gap, gap);
-        eprintln!(
+        crate::say!(
             "fwlog: queue {q}: {gap} packets before packet id {id} were never read (socket overflow): {}",
             if self.fail_open {
                 "they passed unlogged (--fail-open)"
@@ -257,7 +257,7 @@ impl QueueIntake {
     /// Spool the report of packets let through while the spool was full, if it has room now.
     fn report_full(&mut self, t: &mut Tally, rec: &mut Vec<u8>) {
         if self.spool_loss(Cause::SpoolFull, Some(t.full_pending), rec) {
-            eprintln!(
+            crate::say!(
                 "fwlog: queue {}: spool has room again; {} packets passed unlogged while it was full",
                 self.sock.queue_num(),
                 t.full_pending

@@ -19,7 +19,8 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use fwlog_spool::Commit;
@@ -39,25 +40,28 @@ pub struct SeqFile {
 }
 
 impl SeqFile {
-    /// Open (creating) the file; returns it and the value a previous run left, if any.
-    pub fn open(spool: &Path) -> (SeqFile, Option<u32>) {
-        let path = spool.join(NAME);
-        let previous = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
+    /// Open (creating) the file in the spool directory `dir` (at `spool`, for messages);
+    /// returns it and the value a previous run left, if any. The directory may belong to the
+    /// `--user` account: a symlink, FIFO or hard link planted under this name is not used (a
+    /// one-line warning says so, and restart gaps go unreported), never followed or blocked on.
+    pub fn open(dir: &OwnedFd, spool: &Path) -> (SeqFile, Option<u32>) {
+        let file = crate::dirfd::open_private_file(dir, NAME, 0o600)
             .map_err(|e| {
                 eprintln!(
                     "fwlog: {}: {e} (restart gaps will not be reported)",
-                    path.display()
+                    spool.join(NAME).display()
                 )
             })
             .ok();
+        let previous = file.as_ref().and_then(|f| {
+            let mut buf = [0u8; 32];
+            let n = f.read_at(&mut buf, 0).ok()?;
+            std::str::from_utf8(&buf[..n])
+                .ok()?
+                .trim()
+                .parse::<u32>()
+                .ok()
+        });
         (
             SeqFile {
                 file,
@@ -120,6 +124,11 @@ mod tests {
             .and_then(|s| s.trim().parse().ok())
     }
 
+    fn open(dir: &Path) -> (SeqFile, Option<u32>) {
+        let fd = crate::dirfd::open_dir(None, dir).unwrap();
+        SeqFile::open(&fd, dir)
+    }
+
     fn c(written: u64, durable: u64) -> Commit {
         Commit { written, durable }
     }
@@ -127,7 +136,7 @@ mod tests {
     #[test]
     fn written_only_once_the_commit_is_durable() {
         let d = tempfile::tempdir().unwrap();
-        let (mut f, prev) = SeqFile::open(d.path());
+        let (mut f, prev) = open(d.path());
         assert_eq!(prev, None);
         assert!(!f.has_value());
         // --fsync interval/never: written up to 10, durable up to 0.
@@ -143,14 +152,14 @@ mod tests {
         // Nothing new accounted for (e.g. packets refused while full): stays.
         f.committed(c(30, 30), None);
         assert_eq!(read(d.path()), Some(300));
-        let (_, prev) = SeqFile::open(d.path());
+        let (_, prev) = open(d.path());
         assert_eq!(prev, Some(300));
     }
 
     #[test]
     fn a_long_wait_for_durability_keeps_memory_bounded() {
         let d = tempfile::tempdir().unwrap();
-        let (mut f, _) = SeqFile::open(d.path());
+        let (mut f, _) = open(d.path());
         for i in 1..=10_000u64 {
             f.committed(c(i, 0), Some(i as u32));
         }

@@ -33,6 +33,15 @@ pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) -> usize {
     extra
 }
 
+/// A path for a message on stderr, escaped like every untrusted byte string: a file name
+/// planted with a newline or ESC cannot forge a line or drive the terminal.
+pub fn path(p: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::new();
+    escape_into(&mut out, p.as_os_str().as_bytes());
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Bytes a DNS name may carry as the resolver hands it over (`crate::dns::SafeName`'s text and
 /// marks): letters, digits, `-`, `.`, `_`, the backslash that starts its `\DDD` escapes, and the
 /// marks `~`, `?`, `(!ip)`. The resolver has escaped everything else already; escaping its

@@ -261,10 +261,17 @@ pub fn read_file<R: Read + Send>(
             Err(PcapError::ReadError) => {
                 return Err(ReadError::Io(std::io::Error::other("read failed")))
             }
-            Err(e) => {
+            // The parser's own messages carry the raw input bytes: say what is wrong in words.
+            Err(PcapError::HeaderNotRecognized) => {
                 return Err(ReadError::Corrupt {
                     records: st.records,
-                    reason: e.to_string(),
+                    reason: "a block of an unknown type or byte order".into(),
+                })
+            }
+            Err(_) => {
+                return Err(ReadError::Corrupt {
+                    records: st.records,
+                    reason: "a block is malformed".into(),
                 })
             }
         }

@@ -118,7 +118,7 @@ impl Outputs {
     pub fn reopen(&mut self) {
         for o in &mut self.outs {
             if let Err(e) = o.reopen() {
-                eprintln!("fwlog: SIGHUP: cannot reopen {}: {e}", o.describe());
+                crate::say!("fwlog: SIGHUP: cannot reopen {}: {e}", o.describe());
             }
         }
     }

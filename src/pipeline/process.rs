@@ -108,6 +108,17 @@ pub struct Processor<S: Source> {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// An output that cannot take more yet (a pipe whose reader is slow) is tried again this soon.
+const STALL_RETRY: Duration = Duration::from_millis(20);
+/// ... and reported on stderr once it has been stalled this long.
+const STALL_NOTICE: Duration = Duration::from_secs(5);
+
+/// Packets handed to the outputs but not yet written by all of them.
+#[derive(Default)]
+struct Unwritten {
+    printed: u64,
+    replayed: u64,
+}
 
 /// The window also stops taking records once it holds this much record data: `--window`
 /// counts records, and a spool record may be 16 MiB (a crafted spool of such records would
@@ -138,6 +149,12 @@ struct LoopState {
     /// Set once stopping: the latest time to return.
     stop_at: Option<Instant>,
     dns_wake: Arc<Notify>,
+    /// Whether the current output failure was said on stderr (once per episode).
+    announced: bool,
+    /// Since when an output has not taken more (a FIFO nobody reads).
+    stalled_since: Option<Instant>,
+    /// Packets formatted but not yet written by every output: counted as printed only then.
+    unwritten: Unwritten,
 }
 
 impl<S: Source> Processor<S> {
@@ -157,6 +174,9 @@ impl<S: Source> Processor<S> {
             failing: None,
             stop_at: None,
             dns_wake: Arc::new(Notify::new()),
+            announced: false,
+            stalled_since: None,
+            unwritten: Unwritten::default(),
         };
         loop {
             if st.stop_at.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -182,7 +202,7 @@ impl<S: Source> Processor<S> {
                     full = st.window.len() >= self.window_cap || st.window_bytes >= WINDOW_BYTES;
                 }
                 st.last_printed = self
-                    .drain(&mut st.window, &mut st.window_bytes)
+                    .drain(&mut st.window, &mut st.window_bytes, &mut st.unwritten)
                     .or(st.last_printed);
                 more = full && st.window.len() < self.window_cap && st.window_bytes < WINDOW_BYTES;
             }
@@ -205,6 +225,9 @@ impl<S: Source> Processor<S> {
                 Some(c) = self.control.recv() => self.control(c, &mut st.stop_at),
             }
         }
+        self.counters
+            .pending_at_exit
+            .store(self.source.pending(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -236,11 +259,27 @@ impl<S: Source> Processor<S> {
         st.last_write = now;
         match self.outputs.write() {
             Ok(()) => {
-                if let Some(what) = st.failing.take() {
-                    eprintln!("fwlog: output {what} works again; catching up");
+                let done = std::mem::take(&mut st.unwritten);
+                bump(&self.counters.printed, done.printed);
+                bump(&self.counters.replayed, done.replayed);
+                if let Some(what) = st.failing.take().filter(|_| st.announced) {
+                    crate::say!("fwlog: output {what} works again; catching up");
                 }
+                st.announced = false;
+                st.stalled_since = None;
                 st.retry_at = None;
                 st.backoff = FIRST_BACKOFF;
+            }
+            Err((what, e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // A pipe or device whose reader is not reading: not an error, but nothing new
+                // is taken until it drains. Retried soon, said once when it lasts.
+                let since = *st.stalled_since.get_or_insert(now);
+                if !st.announced && now >= since + STALL_NOTICE {
+                    crate::say!("fwlog: output {what} has not been read for {} s; nothing is acknowledged, packets stay in the spool, waiting", STALL_NOTICE.as_secs());
+                    st.announced = true;
+                }
+                st.failing = Some(what);
+                st.retry_at = Some(Instant::now() + STALL_RETRY);
             }
             Err((what, e)) => {
                 bump(&self.counters.output_errors, 1);
@@ -253,9 +292,11 @@ impl<S: Source> Processor<S> {
                         source: e,
                     });
                 }
-                if st.failing.is_none() {
-                    eprintln!("fwlog: cannot write to {what}: {e}; nothing is acknowledged, packets stay in the spool, retrying");
+                if !st.announced {
+                    crate::say!("fwlog: cannot write to {what}: {e}; nothing is acknowledged, packets stay in the spool, retrying");
+                    st.announced = true;
                 }
+                st.stalled_since = None;
                 st.failing = Some(what);
                 // From the end of the attempt, not from `now`: an attempt can take as long as
                 // the back-off (a 5 s TCP connect limit), and counting from its start would
@@ -310,7 +351,7 @@ impl<S: Source> Processor<S> {
             }
             Control::Counters => {
                 let dns = self.resolver.as_ref().map(|r| r.stats().to_string());
-                eprintln!("{}", self.counters.line(self.source.pending(), dns));
+                crate::say!("{}", self.counters.line(self.source.pending(), dns));
             }
             Control::Stop => self.begin_stop(stop_at),
         }
@@ -388,7 +429,12 @@ impl<S: Source> Processor<S> {
     }
 
     /// Format every ready record at the head of the window. Returns the last seq formatted.
-    fn drain(&mut self, window: &mut VecDeque<Entry>, bytes: &mut usize) -> Option<u64> {
+    fn drain(
+        &mut self,
+        window: &mut VecDeque<Entry>,
+        bytes: &mut usize,
+        unwritten: &mut Unwritten,
+    ) -> Option<u64> {
         let mut last = None;
         let now = Instant::now();
         while let Some(head) = window.front() {
@@ -432,10 +478,8 @@ impl<S: Source> Processor<S> {
                     packet: &p,
                     names: &PacketNames(&e.names, &e.geo),
                 });
-                bump(&self.counters.printed, 1);
-                if e.replayed {
-                    bump(&self.counters.replayed, 1);
-                }
+                unwritten.printed += 1;
+                unwritten.replayed += u64::from(e.replayed);
             }
             last = Some(e.seq);
         }

@@ -1,5 +1,6 @@
 //! Where the pipeline's records come from.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 
@@ -72,6 +73,14 @@ pub struct ChannelSource {
     rx: Receiver<SourceRecord>,
     done: bool,
     pending: u64,
+    /// Set when this end is dropped (the pipeline ended, e.g. on SIGTERM).
+    gone: Arc<AtomicBool>,
+}
+
+impl Drop for ChannelSource {
+    fn drop(&mut self) {
+        self.gone.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The producer's end: `send` blocks while the pipeline is behind.
@@ -79,9 +88,16 @@ pub struct Producer {
     tx: SyncSender<SourceRecord>,
     wake: Arc<Notify>,
     seq: u64,
+    gone: Arc<AtomicBool>,
 }
 
 impl Producer {
+    /// True once the pipeline has ended: a producer waiting for input (a FIFO with no writer)
+    /// polls this and gives up.
+    pub fn gone(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.gone)
+    }
+
     /// Hand one record over; false when the pipeline has gone (stop producing).
     pub fn send(&mut self, data: Vec<u8>, replayed: bool) -> bool {
         self.send_seq(self.seq + 1, data, replayed)
@@ -114,13 +130,20 @@ impl Drop for Producer {
 /// A source and its producer end; `wake` is the pipeline's data wake-up.
 pub fn channel(capacity: usize, wake: Arc<Notify>) -> (ChannelSource, Producer) {
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+    let gone = Arc::new(AtomicBool::new(false));
     (
         ChannelSource {
             rx,
             done: false,
             pending: 0,
+            gone: Arc::clone(&gone),
         },
-        Producer { tx, wake, seq: 0 },
+        Producer {
+            tx,
+            wake,
+            seq: 0,
+            gone,
+        },
     )
 }
 

@@ -1,79 +1,109 @@
 //! File and stdout sinks: O_APPEND writes, resumable after a failure, optionally fdatasync'd.
+//!
+//! What an output path may be:
+//! - a regular file (created 0640 if missing): appended to, `fdatasync`ed per batch when the
+//!   sink syncs; at open, only a torn tail fwlog itself left is cut (see [`super::tail`]);
+//! - a FIFO, socket or character device (`/dev/null`, a terminal): an unsyncable stream. It is
+//!   never synced (fdatasync fails there) or cut, and it is written non-blocking, so a reader
+//!   that stops reading makes the write return [`io::ErrorKind::WouldBlock`] (the caller waits
+//!   and retries) instead of blocking the processing loop and its signals.
+//!
+//! SIGHUP ([`Sink::reopen`]) never splits a batch: while part of a batch is written and the
+//! rest is not, the reopen waits until the batch is whole in the old file. A reopen that fails
+//! keeps the old file and is tried again, at most once a second, before later batches.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use super::tail::{self, Settled};
 use super::Sink;
+
+/// A failed reopen is tried again at most this often.
+const REOPEN_RETRY: Duration = Duration::from_secs(1);
 
 pub struct FileSink {
     path: Option<PathBuf>,
     file: Option<File>,
+    /// Not a regular file: never synced, cut or marked.
+    stream: bool,
     sync: bool,
     /// Bytes of the current batch already written (resumption point after an error).
     done: usize,
+    /// SIGHUP asked for a reopen not done yet (a batch was half written, or the open failed),
+    /// and when it was last tried.
+    reopen_wanted: Option<Option<Instant>>,
+    /// The batch start recorded on the file (see [`tail`]); `None` where it cannot be recorded.
+    marked: Option<u64>,
+    can_mark: bool,
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new()
+struct Opened {
+    file: File,
+    stream: bool,
+}
+
+fn open_output(path: &Path) -> io::Result<Opened> {
+    let untrusted = crate::dirfd::planted_by_others(path);
+    // O_NONBLOCK: an open of a FIFO never waits for a reader (with O_RDWR it would not anyway)
+    // and its writes never block; no effect on regular files. O_NOFOLLOW where another user
+    // could have planted a link for root to write through.
+    let nofollow = if untrusted { libc::O_NOFOLLOW } else { 0 };
+    let file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .mode(0o640)
-        .open(path)?;
-    let cut = trim_partial_line(&f)?;
-    if cut > 0 {
-        eprintln!(
-            "fwlog: {}: removed a partial last line ({cut} bytes) left by a crash during a write; its packets are printed again",
-            path.display()
-        );
-    }
-    Ok(f)
-}
-
-/// A crash (kill -9 interrupts a large write between pages) can leave the file ending in part of
-/// a line. fwlog is its only writer and acknowledges nothing before a whole batch is written, so
-/// those packets will be printed again: cut the fragment back to the last newline, so the next
-/// line does not run into it. Returns the bytes removed.
-fn trim_partial_line(f: &File) -> io::Result<u64> {
-    use std::os::unix::fs::FileExt;
-    let len = f.metadata()?.len();
-    if len == 0 {
-        return Ok(0);
-    }
-    let mut last = [0u8; 1];
-    f.read_exact_at(&mut last, len - 1)?;
-    if last[0] == b'\n' {
-        return Ok(0);
-    }
-    // Look back for the last newline, a chunk at a time; a line is short, so this is brief.
-    let mut end = len;
-    let mut buf = vec![0u8; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let chunk = &mut buf[..(end - start) as usize];
-        f.read_exact_at(chunk, start)?;
-        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
-            let keep = start + i as u64 + 1;
-            f.set_len(keep)?;
-            return Ok(len - keep);
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC | nofollow)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) if untrusted => io::Error::new(
+                e.kind(),
+                "a symbolic link in a directory other users can write; root does not follow it",
+            ),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        if untrusted && meta.file_type().is_file() && meta.nlink() > 1 {
+            return Err(io::Error::other(
+                "has more than one hard link in a directory other users can write; root does not write to it",
+            ));
         }
-        end = start;
     }
-    f.set_len(0)?;
-    Ok(len)
+    let stream = !meta.file_type().is_file();
+    if !stream {
+        match tail::settle(&file, path)? {
+            Settled::Clean => {}
+            Settled::Cut(n) => crate::say!(
+                "fwlog: {}: removed a partial last line ({n} bytes) fwlog left at a crash during a write; its packets are printed again",
+                path.display()
+            ),
+            Settled::Terminated => crate::say!(
+                "fwlog: {}: does not end in a newline and fwlog did not leave that tail; kept it and added a newline",
+                path.display()
+            ),
+        }
+    }
+    Ok(Opened { file, stream })
 }
 
 impl FileSink {
     pub fn open(path: &Path, sync: bool) -> io::Result<FileSink> {
-        let file = open_append(path)
+        let o = open_output(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         Ok(FileSink {
             path: Some(path.to_path_buf()),
-            file: Some(file),
+            file: Some(o.file),
+            stream: o.stream,
             sync,
             done: 0,
+            reopen_wanted: None,
+            marked: None,
+            can_mark: true,
         })
     }
 
@@ -81,14 +111,66 @@ impl FileSink {
         FileSink {
             path: None,
             file: None,
+            stream: true,
             sync: false,
             done: 0,
+            reopen_wanted: None,
+            marked: None,
+            can_mark: false,
         }
+    }
+
+    /// Between batches: do a reopen SIGHUP asked for, if it is due.
+    fn reopen_if_wanted(&mut self) {
+        let Some(last) = self.reopen_wanted else {
+            return;
+        };
+        if self.done > 0 || last.is_some_and(|t| t.elapsed() < REOPEN_RETRY) {
+            return;
+        }
+        let first_try = last.is_none();
+        match self.try_reopen() {
+            Ok(()) if !first_try => {
+                crate::say!("fwlog: {}: reopened", self.describe());
+            }
+            Ok(()) => {}
+            Err(_) => self.reopen_wanted = Some(Some(Instant::now())),
+        }
+    }
+
+    fn try_reopen(&mut self) -> io::Result<()> {
+        if let Some(p) = &self.path {
+            let o = open_output(p)?;
+            self.file = Some(o.file);
+            self.stream = o.stream;
+            self.marked = None;
+            self.can_mark = true;
+        }
+        self.reopen_wanted = None;
+        Ok(())
+    }
+
+    /// Record where this batch starts, so that a crash in it leaves a tail fwlog may cut.
+    fn mark_batch_start(&mut self) -> io::Result<()> {
+        let Some(f) = &self.file else {
+            return Ok(());
+        };
+        if self.stream || !self.can_mark || self.done > 0 {
+            return Ok(());
+        }
+        let at = f.metadata()?.len();
+        if self.marked != Some(at) {
+            self.can_mark = tail::record_start(f, at);
+            self.marked = Some(at);
+        }
+        Ok(())
     }
 }
 
 impl Sink for FileSink {
     fn write_batch(&mut self, lines: &[u8]) -> io::Result<()> {
+        self.reopen_if_wanted();
+        self.mark_batch_start()?;
         while self.done < lines.len() {
             let rest = &lines[self.done..];
             let n = match &mut self.file {
@@ -103,19 +185,26 @@ impl Sink for FileSink {
             }
         }
         match &mut self.file {
-            Some(f) if self.sync => f.sync_data()?,
+            Some(f) if self.sync && !self.stream => f.sync_data()?,
             Some(_) => {}
             None => io::stdout().lock().flush()?,
         }
         self.done = 0;
+        self.reopen_if_wanted();
         Ok(())
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        if let Some(p) = &self.path {
-            self.file = Some(open_append(p)?);
+        self.reopen_wanted = Some(None);
+        if self.done > 0 {
+            // Half a batch is in the old file: the rest goes there too, then the reopen.
+            return Ok(());
         }
-        Ok(())
+        let r = self.try_reopen();
+        if r.is_err() {
+            self.reopen_wanted = Some(Some(Instant::now()));
+        }
+        r
     }
 
     fn describe(&self) -> String {
@@ -146,17 +235,64 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_last_line_from_a_crash_is_cut_on_open() {
+    fn a_torn_batch_fwlog_left_is_cut_on_open_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("log");
-        std::fs::write(&path, b"one\ntwo\n{\"half\":").unwrap();
         let mut s = FileSink::open(&path, false).unwrap();
+        s.write_batch(b"one\ntwo\n").unwrap();
         s.write_batch(b"three\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
-        // Whole lines are left alone; a file of one fragment is emptied.
-        std::fs::write(&path, b"no newline at all").unwrap();
-        drop(FileSink::open(&path, false).unwrap());
-        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        drop(s);
+        if tail::recorded_start(&File::open(&path).unwrap()).is_none() {
+            crate::say!("SKIP: no user xattrs on this filesystem");
+            return;
+        }
+        // A crash in the middle of the next batch: its start was recorded before it began.
+        let f = OpenOptions::new().append(true).open(&path).unwrap();
+        tail::record_start(&f, 14);
+        (&f).write_all(b"fou").unwrap();
+        let mut s = FileSink::open(&path, false).unwrap();
+        s.write_batch(b"four\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "one\ntwo\nthree\nfour\n"
+        );
+    }
+
+    #[test]
+    fn a_half_written_batch_is_finished_in_the_old_file_before_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut s = FileSink::open(&path, false).unwrap();
+        s.write_batch(b"one\n").unwrap();
+        // As if a write had failed half way through the next batch.
+        s.done = 2;
+        std::fs::write(&path, b"one\ntw").unwrap();
+        std::fs::rename(&path, dir.path().join("log.1")).unwrap();
+        s.reopen().unwrap();
+        s.write_batch(b"two\n").unwrap();
+        s.write_batch(b"three\n").unwrap();
+        let old = std::fs::read_to_string(dir.path().join("log.1")).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!((old.as_str(), new.as_str()), ("one\ntwo\n", "three\n"));
+    }
+
+    #[test]
+    fn a_failed_reopen_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("log");
+        let mut s = FileSink::open(&path, false).unwrap();
+        std::fs::rename(&sub, dir.path().join("gone")).unwrap();
+        assert!(s.reopen().is_err(), "the directory is gone");
+        s.write_batch(b"one\n").unwrap();
+        std::fs::create_dir(&sub).unwrap();
+        std::thread::sleep(REOPEN_RETRY);
+        // The retry comes before the batch: it goes whole to the new file.
+        s.write_batch(b"two\n").unwrap();
+        let old = std::fs::read_to_string(dir.path().join("gone/log")).unwrap();
+        assert_eq!(old, "one\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
     }
 
     #[test]

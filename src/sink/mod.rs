@@ -25,6 +25,7 @@
 pub mod file;
 pub mod sql;
 pub mod syslog;
+pub mod tail;
 pub mod text;
 
 use std::io;

@@ -45,6 +45,18 @@ pub struct SyslogSink {
 
 fn to_io(e: syslog::Error) -> io::Error {
     match e {
+        // A write past TCP_TIMEOUT fails with EAGAIN: to the processing loop that means "a
+        // stream not read yet" (retried at once, quietly); a collector that stalls for seconds
+        // is a failure to report and back off from.
+        syslog::Error::Io(e) | syslog::Error::Write(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the server accepted nothing for {} s",
+                    TCP_TIMEOUT.as_secs()
+                ),
+            )
+        }
         syslog::Error::Io(e) | syslog::Error::Write(e) => e,
         other => io::Error::other(other.to_string()),
     }
