@@ -176,7 +176,7 @@ pub struct RunArgs {
     pub spool: PathBuf,
 
     /// Where to print, [FORMAT=]TARGET (repeatable): a file, - (stdout), syslog, udp://HOST:PORT
-    /// or tcp://HOST:PORT; FORMAT= (fwlog, kernel, json) overrides --format for that output.
+    /// or tcp://HOST:PORT; FORMAT= (fwlog, kernel, json, ecs) overrides --format for that output.
     /// Default: /var/log/fwlog
     #[arg(short = 'o', long = "output", value_name = "[FORMAT=]TARGET")]
     pub outputs: Vec<crate::sink::OutputSpec>,
@@ -266,7 +266,8 @@ pub struct RunArgs {
 /// How lines are written: shared by every subcommand that prints packets.
 #[derive(Args, Debug, Clone)]
 pub struct FormatArgs {
-    /// Output format: fwlog blocks, the kernel's LOG line, or one JSON object per line
+    /// Output format: fwlog blocks, the kernel's LOG line, one JSON object per line, or JSON
+    /// in the Elastic Common Schema (ECS 8.11)
     #[arg(short = 'f', long, value_enum, default_value_t = FormatKind::Fwlog)]
     pub format: FormatKind,
 

@@ -114,6 +114,7 @@ impl FromStr for OutputSpec {
                 "fwlog" => Some(FormatKind::Fwlog),
                 "kernel" => Some(FormatKind::Kernel),
                 "json" => Some(FormatKind::Json),
+                "ecs" => Some(FormatKind::Ecs),
                 _ => None,
             };
             if format.is_some() {
