@@ -177,6 +177,8 @@ pub struct RunArgs {
 
     /// Where to print, [FORMAT=]TARGET (repeatable): a file, - (stdout), syslog, udp://HOST:PORT
     /// or tcp://HOST:PORT; FORMAT= (fwlog, kernel, json, ecs) overrides --format for that output.
+    /// pcap:PATH or pcap-raw:PATH keep the packets themselves in a capture file, rotated with
+    /// ?max-size=100MiB&max-age=1h&keep=24.
     /// Default: /var/log/fwlog
     #[arg(short = 'o', long = "output", value_name = "[FORMAT=]TARGET")]
     pub outputs: Vec<crate::sink::OutputSpec>,

@@ -162,6 +162,7 @@ pub fn run(args: &RunArgs) -> i32 {
         let mut owned = vec![args.spool.clone()];
         owned.extend(specs.iter().filter_map(|s| match &s.target {
             Target::File(p) => Some(p.clone()),
+            Target::Pcap(s) if !s.rotates() => Some(s.path.clone()),
             _ => None,
         }));
         for p in &owned {

@@ -25,6 +25,12 @@ impl Outputs {
     ) -> Result<Outputs, String> {
         let mut outs = Vec::with_capacity(specs.len());
         for spec in specs {
+            if let sink::Target::Pcap(p) = &spec.target {
+                let o = sink::pcap::PcapSink::open(p, sync_files)
+                    .map_err(|e| format!("cannot open output: {e}"))?;
+                outs.push(Box::new(o) as Box<dyn PacketSink>);
+                continue;
+            }
             let kind = spec.format.unwrap_or(default_kind);
             let mut o = opts.clone();
             if spec.target.is_syslog() {

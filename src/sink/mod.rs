@@ -23,6 +23,7 @@
 //!   lines after it in the new one, none in both.
 
 pub mod file;
+pub mod pcap;
 pub mod syslog;
 pub mod text;
 
@@ -72,6 +73,8 @@ pub enum Target {
     Udp(String),
     /// `tcp://HOST:PORT`: a remote syslog server (RFC 3164 over TCP, newline-framed).
     Tcp(String),
+    /// `pcap:PATH` or `pcap-raw:PATH`: a capture file of the packets themselves.
+    Pcap(pcap::PcapSpec),
 }
 
 impl FromStr for Target {
@@ -91,6 +94,12 @@ impl FromStr for Target {
             "syslog" => Target::Syslog,
             _ if s.starts_with("udp://") => Target::Udp(remote(&s[6..], "udp")?),
             _ if s.starts_with("tcp://") => Target::Tcp(remote(&s[6..], "tcp")?),
+            _ if s.starts_with("pcap:") => {
+                Target::Pcap(pcap::PcapSpec::parse(pcap::PcapLink::Nflog, &s[5..])?)
+            }
+            _ if s.starts_with("pcap-raw:") => {
+                Target::Pcap(pcap::PcapSpec::parse(pcap::PcapLink::Raw, &s[9..])?)
+            }
             _ if s.contains("://") => {
                 return Err(format!("{s}: unknown scheme (use udp:// or tcp://)"))
             }
@@ -118,10 +127,11 @@ impl FromStr for OutputSpec {
                 _ => None,
             };
             if format.is_some() {
-                return Ok(OutputSpec {
-                    format,
-                    target: rest.parse()?,
-                });
+                let target: Target = rest.parse()?;
+                if let Target::Pcap(p) = &target {
+                    return Err(format!("{f}={}: a pcap output has no text format", p.text));
+                }
+                return Ok(OutputSpec { format, target });
             }
         }
         Ok(OutputSpec {
@@ -157,6 +167,12 @@ pub fn open(target: &Target, kernel_tag: bool, sync: bool) -> io::Result<Box<dyn
         Target::Syslog | Target::Udp(_) | Target::Tcp(_) => {
             Box::new(syslog::SyslogSink::open(target.clone(), kernel_tag)?)
         }
+        Target::Pcap(p) => {
+            return Err(io::Error::other(format!(
+                "{}: a pcap output takes packets, not lines",
+                p.text
+            )))
+        }
     })
 }
 
@@ -178,6 +194,12 @@ mod tests {
         );
         assert!("udp://nohost".parse::<Target>().is_err());
         assert!("http://x:1".parse::<Target>().is_err());
+        let o: OutputSpec = "pcap:/var/log/fw.pcap?max-size=1MiB&keep=3"
+            .parse()
+            .unwrap();
+        assert!(matches!(o.target, Target::Pcap(ref p) if p.keep == Some(3)));
+        assert!("json=pcap:/x.pcap".parse::<OutputSpec>().is_err());
+        assert!("pcap-raw:/x.pcap?keep=1".parse::<Target>().is_err());
         let o: OutputSpec = "kernel=syslog".parse().unwrap();
         assert_eq!(
             (o.format, o.target),
