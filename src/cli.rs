@@ -263,6 +263,11 @@ pub struct RunArgs {
     // (conflicts_with too: clap excuses a missing `requires` that conflicts with a given flag)
     #[arg(long, requires = "queue", conflicts_with = "groups")]
     pub fail_open: bool,
+
+    /// Serve the counters in the Prometheus text format at http://ADDR:PORT/metrics (e.g.
+    /// 127.0.0.1:9641). Off by default
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// How lines are written: shared by every subcommand that prints packets.

@@ -12,6 +12,7 @@ pub mod dns;
 pub mod exit;
 pub mod format;
 pub mod ifname;
+pub mod metrics;
 pub mod nflog;
 pub mod packet;
 pub mod pcap;

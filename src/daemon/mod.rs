@@ -198,6 +198,17 @@ pub fn run(args: &RunArgs) -> i32 {
 
     // --- run
     let counters = Arc::new(Counters::default());
+    if let Some(addr) = args.metrics {
+        let src = crate::metrics::MetricsSource {
+            counters: Arc::clone(&counters),
+            resolver: resolver.clone(),
+            spool_max: args.spool_max,
+        };
+        match crate::metrics::server::spawn(addr, src) {
+            Ok(a) => eprintln!("fwlog: metrics at http://{a}/metrics"),
+            Err(e) => return fail(exit::USAGE, e),
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
     type IntakeFn = Box<dyn FnOnce() -> Result<(), String> + Send>;
