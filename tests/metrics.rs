@@ -124,6 +124,17 @@ fn scrape_matches_sigusr1_and_only_metrics_is_served() {
         );
     }
     assert_eq!(m["fwlog_packets_printed_total"], 100.0);
+    let json_out = out.display().to_string();
+    let key = |name: &str| format!("{name}{{output=\"{json_out}\"}}");
+    let bytes = std::fs::metadata(&out).unwrap().len() as f64;
+    assert_eq!(m[&key("fwlog_output_written_bytes_total")], bytes, "{body}");
+    assert_eq!(m[&key("fwlog_output_write_errors_total")], 0.0);
+    assert_eq!(m[&key("fwlog_output_retrying")], 0.0);
+    assert!(m["fwlog_spool_disk_bytes"] > 0.0);
+    assert_eq!(
+        m["fwlog_spool_free_bytes"],
+        m["fwlog_spool_max_bytes"] - m["fwlog_spool_disk_bytes"]
+    );
     assert!(m["fwlog_last_ack_age_seconds"] < 30.0);
     assert!(body.ends_with("# EOF\n"), "{body}");
 

@@ -196,7 +196,7 @@ pub use format::{FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEA
 pub use fs::{DirEntry, Fs, FsFile, RealFs};
 pub use ledger::{LedgerStatus, LEDGER_FILE};
 pub use options::{FsyncPolicy, Options};
-pub use reader::{Reader, Record};
+pub use reader::{Reader, Record, StatsHandle};
 pub use readonly::{ReadOnlySpool, Replay, ReplayRecord, ReplayStats};
 pub use recovery::{OpenReport, Quarantined, Truncation, LOCK_FILE, QUARANTINE_DIR};
 pub use shared::Stats;

@@ -203,6 +203,8 @@ pub fn run(args: &RunArgs) -> i32 {
             counters: Arc::clone(&counters),
             resolver: resolver.clone(),
             spool_max: args.spool_max,
+            spool: reader.stats_handle(),
+            outputs: outputs.stats(),
         };
         match crate::metrics::server::spawn(addr, src) {
             Ok(a) => eprintln!("fwlog: metrics at http://{a}/metrics"),

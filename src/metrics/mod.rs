@@ -25,6 +25,7 @@ use prometheus_client::registry::Registry;
 
 use crate::dns::{DnsStats, Resolver};
 use crate::pipeline::counters::Counters;
+use crate::pipeline::outputs::OutputStats;
 
 /// What a scrape reads.
 #[derive(Clone)]
@@ -33,6 +34,10 @@ pub struct MetricsSource {
     pub resolver: Option<Resolver>,
     /// `--spool-max`, for the free-space gauge's limit.
     pub spool_max: u64,
+    /// The live spool's own counters (backlog, bytes on disk).
+    pub spool: fwlog_spool::StatsHandle,
+    /// Every output's counters.
+    pub outputs: Vec<Arc<OutputStats>>,
 }
 
 type Labels = Vec<(String, String)>;
@@ -110,6 +115,44 @@ fn dns(reg: &mut Registry, d: &DnsStats) {
     );
 }
 
+fn outputs(reg: &mut Registry, outs: &[Arc<OutputStats>]) {
+    let written = Family::<Labels, Counter>::default();
+    let errors = Family::<Labels, Counter>::default();
+    let retrying = Family::<Labels, Gauge>::default();
+    for o in outs {
+        // The target as the user wrote it, through the escaper every output uses (the
+        // encoder itself escapes only `\`, `"` and newline).
+        let mut name = Vec::with_capacity(o.name.len());
+        crate::format::escape::escape_into(&mut name, o.name.as_bytes());
+        let l = vec![(
+            "output".to_string(),
+            String::from_utf8_lossy(&name).into_owned(),
+        )];
+        written
+            .get_or_create(&l)
+            .inc_by(o.written_bytes.load(Relaxed));
+        errors.get_or_create(&l).inc_by(o.errors.load(Relaxed));
+        retrying
+            .get_or_create(&l)
+            .set(o.retrying.load(Relaxed) as i64);
+    }
+    reg.register(
+        "fwlog_output_written_bytes",
+        "Bytes written to each output",
+        written,
+    );
+    reg.register(
+        "fwlog_output_write_errors",
+        "Failed writes per output (each retried)",
+        errors,
+    );
+    reg.register(
+        "fwlog_output_retrying",
+        "1 while the output's last write failed and is being retried",
+        retrying,
+    );
+}
+
 /// The text exposition of one snapshot.
 pub fn render(src: &MetricsSource) -> String {
     let c = &src.counters;
@@ -162,11 +205,18 @@ pub fn render(src: &MetricsSource) -> String {
         "Failed output writes (each retried until it succeeds)",
         g(&c.output_errors),
     );
+    let s = src.spool.stats();
     gauge(
         &mut reg,
         "fwlog_spool_backlog_records",
         "Spool records not yet written to every output and acknowledged",
-        as_i64(c.backlog()),
+        as_i64(s.pending_records),
+    );
+    gauge(
+        &mut reg,
+        "fwlog_spool_disk_bytes",
+        "Bytes in the spool's segment files",
+        as_i64(s.disk_bytes),
     );
     gauge(
         &mut reg,
@@ -174,6 +224,19 @@ pub fn render(src: &MetricsSource) -> String {
         "The spool's size limit (--spool-max)",
         as_i64(src.spool_max),
     );
+    gauge(
+        &mut reg,
+        "fwlog_spool_free_bytes",
+        "Room left in the spool before --spool-max refuses packets",
+        as_i64(src.spool_max.saturating_sub(s.disk_bytes)),
+    );
+    gauge(
+        &mut reg,
+        "fwlog_spool_segments",
+        "Segment files in the spool",
+        as_i64(s.segments),
+    );
+    outputs(&mut reg, &src.outputs);
     let last = g(&c.last_ack_unix_ms);
     if last > 0 {
         let now = SystemTime::now()

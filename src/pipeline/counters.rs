@@ -26,11 +26,6 @@ pub struct Counters {
     /// Times round the intake loop, which goes round at least every 100 ms, idle or busy: the
     /// watchdog's evidence that intake is not stuck (see `sdnotify::service`). Not printed.
     pub intake_rounds: AtomicU64,
-    /// Spool records not yet acknowledged, as the processing loop last saw them (for
-    /// `--metrics`, which cannot ask the spool reader itself).
-    pub spool_pending: AtomicU64,
-    /// `spooled` at that moment: what intake added since is unacknowledged too.
-    pub spooled_at_ack: AtomicU64,
     /// When the processing loop last acknowledged records: milliseconds since the Unix epoch,
     /// 0 before the first acknowledgement.
     pub last_ack_unix_ms: AtomicU64,
@@ -41,27 +36,13 @@ pub fn bump(c: &AtomicU64, n: u64) {
 }
 
 impl Counters {
-    /// Note an acknowledgement, and the backlog left after it.
-    pub fn acked(&self, pending: u64) {
+    /// Note that the processing loop acknowledged records just now (for `--metrics`).
+    pub fn acked(&self) {
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         self.last_ack_unix_ms.store(ms, Relaxed);
-        self.spooled_at_ack
-            .store(self.spooled.load(Relaxed), Relaxed);
-        self.spool_pending.store(pending, Relaxed);
-    }
-
-    /// Unacknowledged spool records now: the backlog at the last acknowledgement plus what
-    /// intake spooled since (exact at an acknowledgement, current between them even while an
-    /// output fails and nothing is acknowledged).
-    pub fn backlog(&self) -> u64 {
-        let since = self
-            .spooled
-            .load(Relaxed)
-            .saturating_sub(self.spooled_at_ack.load(Relaxed));
-        self.spool_pending.load(Relaxed) + since
     }
 
     /// One line: what SIGUSR1 prints. `pending` is the spool's unacknowledged count; `dns` the

@@ -5,6 +5,8 @@
 //! outputs that succeeded are not written twice.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use crate::format::{FormatOptions, Formatter, LossEvent};
 use crate::sink::text::TextSink;
@@ -12,6 +14,20 @@ use crate::sink::{self, OutputSpec, PacketSink, PacketView};
 
 pub struct Outputs {
     outs: Vec<Box<dyn PacketSink>>,
+    stats: Vec<Arc<OutputStats>>,
+}
+
+/// One output's counters, readable from other threads (`--metrics`).
+#[derive(Debug, Default)]
+pub struct OutputStats {
+    /// The target as the user wrote it.
+    pub name: String,
+    /// Bytes committed (formatted text, or framed pcap records).
+    pub written_bytes: AtomicU64,
+    /// Failed commits.
+    pub errors: AtomicU64,
+    /// True while the last commit failed and is being retried.
+    pub retrying: AtomicBool,
 }
 
 impl Outputs {
@@ -41,7 +57,16 @@ impl Outputs {
                 .map_err(|e| format!("cannot open output: {e}"))?;
             outs.push(Box::new(TextSink::new(sink, Formatter::new(kind, o))) as Box<dyn PacketSink>);
         }
-        Ok(Outputs { outs })
+        let stats = outs
+            .iter()
+            .map(|o| {
+                Arc::new(OutputStats {
+                    name: o.describe(),
+                    ..OutputStats::default()
+                })
+            })
+            .collect();
+        Ok(Outputs { outs, stats })
     }
 
     pub fn packet(&mut self, p: &PacketView<'_>) {
@@ -63,13 +88,25 @@ impl Outputs {
     /// Commit every output's batch. On error, says which output failed; the outputs before it
     /// have committed and hold nothing, so a retry commits only the failed ones.
     pub fn write(&mut self) -> Result<(), (String, io::Error)> {
-        for o in &mut self.outs {
-            if o.pending() == 0 {
+        for (o, st) in self.outs.iter_mut().zip(&self.stats) {
+            let n = o.pending();
+            if n == 0 {
                 continue;
             }
-            o.commit().map_err(|e| (o.describe(), e))?;
+            if let Err(e) = o.commit() {
+                st.errors.fetch_add(1, Relaxed);
+                st.retrying.store(true, Relaxed);
+                return Err((o.describe(), e));
+            }
+            st.written_bytes.fetch_add(n as u64, Relaxed);
+            st.retrying.store(false, Relaxed);
         }
         Ok(())
+    }
+
+    /// Every output's counters, in the order of the specs.
+    pub fn stats(&self) -> Vec<Arc<OutputStats>> {
+        self.stats.clone()
     }
 
     /// SIGHUP: reopen every output (files renamed by logrotate). Errors are reported and the

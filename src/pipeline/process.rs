@@ -193,7 +193,7 @@ impl<S: Source> Processor<S> {
             if failing.is_none() && self.outputs.pending_bytes() == 0 {
                 if let Some(seq) = last_printed.take() {
                     self.source.ack(seq)?;
-                    self.counters.acked(self.source.pending());
+                    self.counters.acked();
                 }
             }
             if self.source.finished() && window.is_empty() && self.outputs.pending_bytes() == 0 {
