@@ -2,6 +2,7 @@
 //! only /metrics is served (404, 405); hostile clients (1,000 idle connections, a 1 MB request
 //! line, a client that never reads) neither stop the endpoint nor stall logging.
 
+mod queue_support;
 mod support;
 
 use std::collections::HashMap;
@@ -57,10 +58,13 @@ fn usr1(stderr: &str) -> HashMap<String, u64> {
 }
 
 fn start(ns: &NetNs, dir: &std::path::Path) -> (Daemon, std::path::PathBuf) {
+    start_with(ns, dir, &["--group", "5"])
+}
+
+fn start_with(ns: &NetNs, dir: &std::path::Path, source: &[&str]) -> (Daemon, std::path::PathBuf) {
     let out = dir.join("out.json");
-    let args = [
-        "--group".to_string(),
-        "5".into(),
+    let mut args: Vec<String> = source.iter().map(|s| s.to_string()).collect();
+    args.extend([
         "--no-dns".into(),
         "--spool".into(),
         dir.join("spool").display().to_string(),
@@ -68,9 +72,14 @@ fn start(ns: &NetNs, dir: &std::path::Path) -> (Daemon, std::path::PathBuf) {
         format!("json={}", out.display()),
         "--metrics".into(),
         ADDR.into(),
-    ];
+    ]);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    (Daemon::start(ns, dir, &argv), out)
+    let d = if source[0] == "--queue" {
+        queue_support::start(ns, dir, &argv)
+    } else {
+        Daemon::start(ns, dir, &argv)
+    };
+    (d, out)
 }
 
 fn packets(out: &std::path::Path) -> usize {
@@ -203,5 +212,24 @@ fn hostile_clients_neither_stop_the_endpoint_nor_stall_logging() {
     );
     let m = samples(&curl(&ns, &[], "/metrics").1);
     assert_eq!(m["fwlog_packets_printed_total"], 500.0);
+    assert_eq!(d.stop(), 0);
+}
+
+#[test]
+fn nfqueue_verdicts_are_counted() {
+    require_root!();
+    support::require_tool("curl");
+    let ns = NetNs::new("metricsq");
+    queue_support::queue_rule(&ns, 3, false);
+    let dir = tempfile::tempdir().unwrap();
+    let (d, out) = start_with(&ns, dir.path(), &["--queue", "3"]);
+    send_udp(&ns, queue_support::PORT, 0..50);
+    wait_for("50 packets printed", Duration::from_secs(20), || {
+        packets(&out) == 50
+    });
+    let m = samples(&curl(&ns, &[], "/metrics").1);
+    assert_eq!(m["fwlog_nfqueue_verdicts_total{verdict=\"accept\"}"], 50.0);
+    assert_eq!(m["fwlog_nfqueue_verdicts_total{verdict=\"drop\"}"], 0.0);
+    assert_eq!(m["fwlog_packets_received_total"], 50.0);
     assert_eq!(d.stop(), 0);
 }

@@ -205,6 +205,7 @@ pub fn run(args: &RunArgs) -> i32 {
             spool_max: args.spool_max,
             spool: reader.stats_handle(),
             outputs: outputs.stats(),
+            queue: args.queue.is_some(),
         };
         match crate::metrics::server::spawn(addr, src) {
             Ok(a) => eprintln!("fwlog: metrics at http://{a}/metrics"),

@@ -38,6 +38,8 @@ pub struct MetricsSource {
     pub spool: fwlog_spool::StatsHandle,
     /// Every output's counters.
     pub outputs: Vec<Arc<OutputStats>>,
+    /// NFQUEUE audit mode (`--queue`): report the verdicts.
+    pub queue: bool,
 }
 
 type Labels = Vec<(String, String)>;
@@ -237,6 +239,23 @@ pub fn render(src: &MetricsSource) -> String {
         as_i64(s.segments),
     );
     outputs(&mut reg, &src.outputs);
+    if src.queue {
+        let verdicts = Family::<Labels, Counter>::default();
+        for (v, n) in [
+            ("accept", &c.queue_accepted),
+            ("drop", &c.queue_dropped),
+            ("accept-unlogged", &c.queue_unlogged),
+        ] {
+            verdicts
+                .get_or_create(&vec![("verdict".into(), v.into())])
+                .inc_by(g(n));
+        }
+        reg.register(
+            "fwlog_nfqueue_verdicts",
+            "NFQUEUE verdicts: accept once spooled, drop when the spool refused, accept-unlogged with --fail-open",
+            verdicts,
+        );
+    }
     let last = g(&c.last_ack_unix_ms);
     if last > 0 {
         let now = SystemTime::now()

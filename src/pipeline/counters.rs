@@ -26,6 +26,11 @@ pub struct Counters {
     /// Times round the intake loop, which goes round at least every 100 ms, idle or busy: the
     /// watchdog's evidence that intake is not stuck (see `sdnotify::service`). Not printed.
     pub intake_rounds: AtomicU64,
+    /// NFQUEUE verdicts: accepted once spooled, dropped (spool refused), accepted unlogged
+    /// (`--fail-open`). For `--metrics`; the queue intake prints them at exit.
+    pub queue_accepted: AtomicU64,
+    pub queue_dropped: AtomicU64,
+    pub queue_unlogged: AtomicU64,
     /// When the processing loop last acknowledged records: milliseconds since the Unix epoch,
     /// 0 before the first acknowledgement.
     pub last_ack_unix_ms: AtomicU64,
