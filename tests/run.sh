@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 deps=(
   "nft nftables" "iptables iptables" "tcpdump tcpdump" "ip iproute2" "nsd nsd"
   "rsyslogd rsyslog" "mandoc mandoc" "ulogd ulogd2" "tshark tshark" "setpriv util-linux"
+  "curl curl"
 )
 missing=()
 for d in "${deps[@]}"; do
