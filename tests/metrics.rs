@@ -133,6 +133,7 @@ fn scrape_matches_sigusr1_and_only_metrics_is_served() {
         );
     }
     assert_eq!(m["fwlog_packets_printed_total"], 100.0);
+    assert_eq!(m["fwlog_group_packets_printed_total{group=\"5\"}"], 100.0);
     let json_out = out.display().to_string();
     let key = |name: &str| format!("{name}{{output=\"{json_out}\"}}");
     let bytes = std::fs::metadata(&out).unwrap().len() as f64;

@@ -198,8 +198,14 @@ pub fn run(args: &RunArgs) -> i32 {
 
     // --- run
     let counters = Arc::new(Counters::default());
+    let mut outputs = outputs;
     if let Some(addr) = args.metrics {
+        let groups = crate::metrics::groups::GroupTable::default();
+        outputs.push(Box::new(crate::metrics::groups::GroupSink::new(
+            groups.clone(),
+        )));
         let src = crate::metrics::MetricsSource {
+            groups,
             counters: Arc::clone(&counters),
             resolver: resolver.clone(),
             spool_max: args.spool_max,

@@ -11,6 +11,7 @@
 //!   nothing (see [`server`] for the limits).
 //! - Metric names are stable (documented in fwlog(8)); counters end in `_total`.
 
+pub mod groups;
 pub mod server;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -40,6 +41,8 @@ pub struct MetricsSource {
     pub outputs: Vec<Arc<OutputStats>>,
     /// NFQUEUE audit mode (`--queue`): report the verdicts.
     pub queue: bool,
+    /// Printed and lost per group (filled by a [`groups::GroupSink`] among the outputs).
+    pub groups: groups::GroupTable,
 }
 
 type Labels = Vec<(String, String)>;
@@ -155,6 +158,38 @@ fn outputs(reg: &mut Registry, outs: &[Arc<OutputStats>]) {
     );
 }
 
+fn groups(reg: &mut Registry, table: &groups::GroupTable) {
+    let printed = Family::<Labels, Counter>::default();
+    let lost = Family::<Labels, Counter>::default();
+    // A poisoned lock means the sink panicked mid-merge; show what is there.
+    let t = table.lock().unwrap_or_else(|e| e.into_inner());
+    for (g, c) in t.iter() {
+        let group = g.map(|g| g.to_string()).unwrap_or_default();
+        if g.is_some() {
+            printed
+                .get_or_create(&vec![("group".into(), group.clone())])
+                .inc_by(c.printed);
+        }
+        for (reason, n) in &c.lost {
+            lost.get_or_create(&vec![
+                ("group".into(), group.clone()),
+                ("reason".into(), (*reason).into()),
+            ])
+            .inc_by(*n);
+        }
+    }
+    reg.register(
+        "fwlog_group_packets_printed",
+        "Packets written to every output, per NFLOG group",
+        printed,
+    );
+    reg.register(
+        "fwlog_group_packets_lost",
+        "Records lost per NFLOG group (empty: the loss report names none) and reason, from the loss reports printed",
+        lost,
+    );
+}
+
 /// The text exposition of one snapshot.
 pub fn render(src: &MetricsSource) -> String {
     let c = &src.counters;
@@ -239,6 +274,7 @@ pub fn render(src: &MetricsSource) -> String {
         as_i64(s.segments),
     );
     outputs(&mut reg, &src.outputs);
+    groups(&mut reg, &src.groups);
     if src.queue {
         let verdicts = Family::<Labels, Counter>::default();
         for (v, n) in [

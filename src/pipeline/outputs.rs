@@ -88,20 +88,31 @@ impl Outputs {
     /// Commit every output's batch. On error, says which output failed; the outputs before it
     /// have committed and hold nothing, so a retry commits only the failed ones.
     pub fn write(&mut self) -> Result<(), (String, io::Error)> {
-        for (o, st) in self.outs.iter_mut().zip(&self.stats) {
+        for (i, o) in self.outs.iter_mut().enumerate() {
             let n = o.pending();
             if n == 0 {
                 continue;
             }
+            // Outputs added with `push` (not the user's) keep no counters.
+            let st = self.stats.get(i);
             if let Err(e) = o.commit() {
-                st.errors.fetch_add(1, Relaxed);
-                st.retrying.store(true, Relaxed);
+                if let Some(st) = st {
+                    st.errors.fetch_add(1, Relaxed);
+                    st.retrying.store(true, Relaxed);
+                }
                 return Err((o.describe(), e));
             }
-            st.written_bytes.fetch_add(n as u64, Relaxed);
-            st.retrying.store(false, Relaxed);
+            if let Some(st) = st {
+                st.written_bytes.fetch_add(n as u64, Relaxed);
+                st.retrying.store(false, Relaxed);
+            }
         }
         Ok(())
+    }
+
+    /// Add an output after the user's (committed after them, so it sees only what they wrote).
+    pub fn push(&mut self, o: Box<dyn PacketSink>) {
+        self.outs.push(o);
     }
 
     /// Every output's counters, in the order of the specs.
