@@ -344,6 +344,41 @@ mod tests {
     }
 
     #[test]
+    fn sighup_after_a_rename_starts_the_path_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fw.pcap");
+        let spec = PcapSpec::parse(PcapLink::Nflog, path.to_str().unwrap()).unwrap();
+        let mut s = PcapSink::open(&spec, true).unwrap();
+        feed(&mut s, 2);
+        s.commit().unwrap();
+        std::fs::rename(&path, dir.path().join("fw.pcap.1")).unwrap();
+        feed(&mut s, 1); // still the renamed file, as logrotate expects
+        s.commit().unwrap();
+        s.reopen().unwrap();
+        feed(&mut s, 4);
+        s.commit().unwrap();
+        let old = std::fs::read(dir.path().join("fw.pcap.1")).unwrap();
+        let new = std::fs::read(&path).unwrap();
+        assert_eq!((old.len(), new.len()), (24 + 3 * 116, 24 + 4 * 116));
+        assert_eq!(&new[..24], &file_header(LINKTYPE_NFLOG));
+        // With rotation, SIGHUP starts a new file.
+        let pat = dir.path().join("r.pcap");
+        let spec =
+            PcapSpec::parse(PcapLink::Nflog, &format!("{}?max-age=1h", pat.display())).unwrap();
+        let mut s = PcapSink::open(&spec, false).unwrap();
+        feed(&mut s, 1);
+        s.commit().unwrap();
+        s.reopen().unwrap();
+        feed(&mut s, 1);
+        s.commit().unwrap();
+        let files = file::rotated_files(&pat).unwrap();
+        assert_eq!(files.len(), 2);
+        for f in files {
+            assert_eq!(std::fs::metadata(f).unwrap().len(), 24 + 116);
+        }
+    }
+
+    #[test]
     fn raw_records_start_at_the_ip_header() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("raw.pcap");
