@@ -289,3 +289,72 @@ fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
         distinct.len()
     );
 }
+
+/// A full disk in the middle of a batch: the commit fails, the file is cut back to its last
+/// whole record (tcpdump still reads it), and once there is room the same batch is written
+/// again, every record exactly once.
+#[test]
+fn a_full_disk_is_undone_to_whole_records_and_resumed() {
+    use fwlog::format::NoNames;
+    use fwlog::packet::{family, Packet, TimeSource, Timestamp};
+    use fwlog::sink::pcap::{PcapLink, PcapSink, PcapSpec};
+    use fwlog::sink::{PacketSink, PacketView};
+
+    require_root!();
+    support::require_tool("tcpdump");
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; 8192]).unwrap();
+
+    let path = mnt.join("fw.pcap");
+    let spec = PcapSpec::parse(PcapLink::Raw, path.to_str().unwrap()).unwrap();
+    let mut s = PcapSink::open(&spec, true).unwrap();
+    let mut ip = vec![0x45u8, 0, 0, 100];
+    ip.resize(100, 0);
+    for i in 0..100u32 {
+        let mut p = Packet::new(
+            &ip,
+            Timestamp {
+                sec: 1_800_000_000 + i as i64,
+                nsec: 0,
+                source: TimeSource::Kernel,
+            },
+        );
+        p.family = family::INET;
+        s.packet(&PacketView {
+            seq: i as u64,
+            record: &[],
+            packet: &p,
+            names: &NoNames,
+        });
+    }
+    let e = s.commit().expect_err("the disk is full");
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    assert_eq!((len - 24) % 116, 0, "cut back to whole records: {len}");
+    assert!(len < 24 + 100 * 116);
+    tcpdump_count(&path);
+
+    std::fs::remove_file(&filler).unwrap();
+    s.commit().expect("room again");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len() as usize,
+        24 + 100 * 116
+    );
+    assert_eq!(tcpdump_count(&path), 100);
+}
