@@ -315,6 +315,18 @@ fn related_ip_and_iana_number() {
     assert_eq!(v["source"]["mac"], "02-00-00-00-00-0A");
     assert!(v["network"].get("iana_number").is_none());
 
+    // A TCP header cut short: the IP header still names the protocol; no ports.
+    let b = ip4(
+        6,
+        [192, 0, 2, 7],
+        [198, 51, 100, 1],
+        &tcp_syn(40000, 22)[..10],
+    );
+    let l = line(FormatKind::Ecs, &inet(&b, family::INET, 1), &names(&[]));
+    let v: Value = serde_json::from_str(&l).expect("json");
+    assert_eq!(v["network"]["iana_number"], "6");
+    assert!(v["source"].get("port").is_none());
+
     let v = by_name("loss");
     assert_eq!(v["event"]["kind"], "pipeline_error");
     assert_eq!(v["fwlog"]["count"], 17);

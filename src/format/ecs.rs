@@ -9,7 +9,8 @@
 //! - `fwlog` holds the complete `--format json` object of the same record, so nothing fwlog
 //!   knows is lost in the mapping and the `fwlog.*` schema is the one documented for JSON.
 //! - `network.iana_number` is the upper-layer protocol number as a string (after IPv6
-//!   extension headers); `network.transport` its lowercase IANA keyword (`ipv6-icmp` for 58).
+//!   extension headers, as far as they could be read); `network.transport` its lowercase IANA
+//!   keyword (`ipv6-icmp` for 58).
 //! - `related.ip` lists every address in the record once, in order of appearance: source,
 //!   destination, an ICMP redirect's gateway, the addresses of the packet an ICMP error quotes.
 //! - MAC addresses are written as ECS wants them: uppercase, hyphen-separated.
@@ -205,9 +206,8 @@ fn flow<'a>(p: &Packet<'a>, d: &Decoded<'a>) -> Flow<'a> {
             f.net_type = Some("ipv4");
             f.relate(v4.src.into());
             f.relate(v4.dst.into());
-            if !matches!(v4.transport, Transport::Truncated(_)) {
-                f.proto = Some(v4.protocol);
-            }
+            // The IP header names the protocol even when its header is cut short.
+            f.proto = Some(v4.protocol);
             f.ports = ports(&v4.transport);
             icmp_related(&mut f, &v4.transport);
         }
@@ -218,9 +218,7 @@ fn flow<'a>(p: &Packet<'a>, d: &Decoded<'a>) -> Flow<'a> {
             f.relate(v6.src.into());
             f.relate(v6.dst.into());
             f.proto = match v6.end {
-                Ipv6End::Upper if !matches!(v6.transport, Transport::Truncated(_)) => {
-                    Some(v6.protocol)
-                }
+                Ipv6End::Upper => Some(v6.protocol),
                 Ipv6End::Esp => Some(50),
                 Ipv6End::AfterFragment(k) => Some(k),
                 _ => None,
