@@ -275,7 +275,7 @@ fn recv(args: &[String]) {
     let (mut records, mut enobufs, mut gaps) = (0u64, 0u64, 0u64);
     let mut last_seq: std::collections::HashMap<u16, u32> = Default::default();
     let report = |records: u64, enobufs: u64, gaps: u64| {
-        eprintln!("bare: received {records} lost-seq-gap {gaps} enobufs-events {enobufs}");
+        eprintln!("bare: received={records} lost-seq-gap={gaps} enobufs-events={enobufs}");
     };
     loop {
         if USR1.swap(false, Ordering::Relaxed) {

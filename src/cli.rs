@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::exit;
-use crate::format::{FormatKind, LogFlags};
+use crate::dns::{DnsConfig, DEFAULT_PACKET_TIMEOUT};
+
+use crate::format::LogFlags;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,7 +50,7 @@ pub enum Select {
 }
 
 fn time_arg(s: &str) -> Result<i64, String> {
-    crate::cmd::replay::parse_time(s)
+    crate::timearg::parse_time(s)
 }
 
 #[derive(Args, Debug)]
@@ -92,6 +93,11 @@ fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s}: {e} (examples: 2s, 500ms, 1m)"))
 }
 
+/// A duration whose default `--help` shows from the library's own default value.
+fn shown_duration(s: &str) -> Result<humantime::Duration, String> {
+    duration(s).map(Into::into)
+}
+
 fn size(s: &str) -> Result<u64, String> {
     parse_size::parse_size(s).map_err(|e| format!("{s}: {e} (examples: 64MiB, 4G, 1500)"))
 }
@@ -129,28 +135,32 @@ pub struct DnsArgs {
     pub dns_servers: Vec<String>,
 
     /// Longest a packet waits for its names before it prints with what is known
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "2s")]
-    pub dns_timeout: Duration,
+    #[arg(long, value_name = "DURATION", value_parser = shown_duration,
+          default_value_t = DEFAULT_PACKET_TIMEOUT.into())]
+    pub dns_timeout: humantime::Duration,
 
     /// How long one try of one DNS query waits
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "500ms")]
-    pub dns_query_timeout: Duration,
+    #[arg(long, value_name = "DURATION", value_parser = shown_duration,
+          default_value_t = DnsConfig::default().query_timeout.into())]
+    pub dns_query_timeout: humantime::Duration,
 
     /// Retries of a DNS query after the first try
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = DnsConfig::default().attempts)]
     pub dns_attempts: usize,
 
     /// Addresses kept in the name cache (answers and known non-answers)
-    #[arg(long, value_name = "N", default_value_t = 65536)]
+    #[arg(long, value_name = "N", default_value_t = DnsConfig::default().cache_entries)]
     pub dns_cache_size: usize,
 
     /// Shortest time an answer stays cached, whatever its TTL
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "60s")]
-    pub dns_min_ttl: Duration,
+    #[arg(long, value_name = "DURATION", value_parser = shown_duration,
+          default_value_t = DnsConfig::default().min_ttl.into())]
+    pub dns_min_ttl: humantime::Duration,
 
     /// Longest time an answer stays cached, whatever its TTL
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "1h")]
-    pub dns_max_ttl: Duration,
+    #[arg(long, value_name = "DURATION", value_parser = shown_duration,
+          default_value_t = DnsConfig::default().max_ttl.into())]
+    pub dns_max_ttl: humantime::Duration,
 
     /// Forward-confirm names: a name whose A/AAAA records lack the address is marked with `?`
     #[arg(long)]
@@ -251,7 +261,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10ms")]
     pub flush_timeout: Duration,
 
-    // --- nfqueue (issue 6): NFQUEUE audit mode, src/queue/ and src/daemon/queue_intake.rs
+    // NFQUEUE audit mode: src/queue/ and src/daemon/queue_intake.rs
     /// Audit mode: take packets from NFQUEUE queue N (iptables `-j NFQUEUE --queue-num N`)
     /// instead of NFLOG groups; each packet is let through only once its record is on disk.
     /// Not with --user: the kernel wants CAP_NET_ADMIN for every verdict
@@ -270,13 +280,26 @@ pub struct RunArgs {
     pub metrics: Option<std::net::SocketAddr>,
 }
 
+/// `--format` (the library's `FormatKind`, named for clap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// fwlog 0.8's block per packet, extended to every protocol.
+    Fwlog,
+    /// The kernel LOG target's line, for fail2ban, psad, logwatch.
+    Kernel,
+    /// One JSON object per line.
+    Json,
+    /// One JSON object per line in the Elastic Common Schema (fwlog's JSON under `fwlog`).
+    Ecs,
+}
+
 /// How lines are written: shared by every subcommand that prints packets.
 #[derive(Args, Debug, Clone)]
 pub struct FormatArgs {
     /// Output format: fwlog blocks, the kernel's LOG line, one JSON object per line, or JSON
     /// in the Elastic Common Schema (ECS 8.11)
-    #[arg(short = 'f', long, value_enum, default_value_t = FormatKind::Fwlog)]
-    pub format: FormatKind,
+    #[arg(short = 'f', long, value_enum, default_value_t = FormatArg::Fwlog)]
+    pub format: FormatArg,
 
     /// Optional kernel-format fields, as nft's `log flags`: a comma list of tcp-sequence,
     /// tcp-options, ip-options, skuid, ether, or all
@@ -318,26 +341,4 @@ pub struct ReadArgs {
     /// captures written by fwlog carry names)
     #[arg(long, value_enum, default_value_t = IfNames::Index)]
     pub ifnames: IfNames,
-}
-
-/// Parse the command line and run; returns the process exit status.
-pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-            let _ = e.print();
-            return code;
-        }
-    };
-    match cli.command {
-        Command::Run(args) => crate::daemon::run(&args),
-        Command::Read(args) => crate::cmd::read::run(&args),
-        Command::Replay(args) => crate::cmd::replay::run(&args),
-        Command::Completions { shell } => crate::cmd::completions::run(shell),
-    }
 }

@@ -3,9 +3,12 @@
 //! The data flow is capture -> spool -> resolve -> format -> sink -> acknowledge; see
 //! `ARCHITECTURE.md` at the repository root for the map of where each piece lives and why.
 
+pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod cmd;
+pub mod config;
+pub mod counters;
 pub mod daemon;
 pub mod decode;
 pub mod dns;
@@ -20,4 +23,6 @@ pub mod pipeline;
 pub mod privdrop;
 pub mod queue;
 pub mod sdnotify;
+pub mod signals;
 pub mod sink;
+pub mod timearg;

@@ -1,3 +1,3 @@
 fn main() {
-    std::process::exit(fwlog::cli::main());
+    std::process::exit(fwlog::app::main());
 }

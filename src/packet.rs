@@ -29,6 +29,15 @@ pub struct Timestamp {
     pub source: TimeSource,
 }
 
+impl Timestamp {
+    /// Placeholder time for parsing records whose own time is not needed.
+    pub const EPOCH: Timestamp = Timestamp {
+        sec: 0,
+        nsec: 0,
+        source: TimeSource::Local,
+    };
+}
+
 /// A network interface as the kernel named it when the packet was logged.
 ///
 /// NFLOG gives only the index; fwlog resolves it to a name at receive time (interfaces come and

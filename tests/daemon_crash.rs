@@ -12,17 +12,7 @@ use std::time::Duration;
 use support::daemon::{lines, send_udp, wait_for, Daemon};
 use support::netns::NetNs;
 
-/// A small deterministic generator, seeded per run and printed, so a failure can be replayed.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
+use support::rng::Lcg;
 
 #[test]
 fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {

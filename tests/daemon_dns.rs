@@ -2,14 +2,13 @@
 //! namespace: names in the fwlog and JSON output, one query for many packets from one address,
 //! and a black-holed server that delays packets by at most --dns-timeout.
 
-mod dns_support;
 mod support;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use dns_support::{Question, Reply, Responder};
 use support::daemon::{lines, wait_for, Daemon};
+use support::dns::{Question, Reply, Responder};
 use support::netns::NetNs;
 
 fn lo_answer(q: &Question) -> Reply {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::daemon::{lines, send_udp, wait_for, Daemon};
+use support::daemon::{lines, send_udp, wait_for, Daemon, RunArgs};
 use support::kmsg::{self, Kmsg};
 use support::netns::NetNs;
 
@@ -48,26 +48,13 @@ fn every_packet_once_in_order_in_every_format_for_two_groups() {
     kmsg::enable_log_all_netns();
     let mut k = Kmsg::open_at_end();
     let dir = tempfile::tempdir().unwrap();
-    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--group",
-            "6",
-            "--spool",
-            &p("spool"),
-            "--no-dns",
-            "--output",
-            &format!("kernel={}", p("k.log")),
-            "--output",
-            &format!("json={}", p("j.log")),
-            "--output",
-            &format!("fwlog={}", p("f.log")),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .group(6)
+        .output(Some("kernel"), "k.log")
+        .output(Some("json"), "j.log")
+        .output(Some("fwlog"), "f.log")
+        .start(&ns);
     for i in 0..100 {
         send_udp(&ns, 9999, i..i + 1);
         send_udp(&ns, 9998, i..i + 1);

@@ -125,7 +125,7 @@ fn a_tcp_output_behind_a_dropping_firewall_times_out_and_is_retried() {
     });
     let errors = |text: &str| -> Vec<u64> {
         text.lines()
-            .filter_map(|l| l.split("output-errors ").nth(1))
+            .filter_map(|l| l.split("output-errors=").nth(1))
             .filter_map(|v| v.split_whitespace().next()?.parse().ok())
             .collect()
     };

@@ -3,13 +3,13 @@
 //! marked when it looks like an address, and (when not cut) decodes back to exactly the bytes
 //! sent, so nothing is silently lost either.
 
-mod dns_support;
+mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use dns_support::{assert_safe_text, hostile_cases, unescape_labels, Question, Reply, Responder};
 use fwlog::dns::{DnsConfig, Resolver, MAX_NAME_LEN};
+use support::dns::{assert_safe_text, hostile_cases, unescape_labels, Question, Reply, Responder};
 
 fn l(s: &[u8]) -> Vec<u8> {
     s.to_vec()

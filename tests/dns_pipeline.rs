@@ -2,15 +2,15 @@
 //! output holds a control byte or a forged line, and every packet's block stays intact.
 //! The only name server is a hand-made responder on 127.0.0.1 that this test starts.
 
-mod dns_support;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use dns_support::{hostile_cases, Question, Reply, Responder};
 use fwlog::nflog::attr::encode_packet;
 use fwlog::packet::{family, Packet, TimeSource, Timestamp};
 use fwlog::pcap::NflogPcapWriter;
+use support::dns::{hostile_cases, Question, Reply, Responder};
 
 /// An IPv4/UDP packet from `src` to 192.0.2.250 (which has no name).
 fn udp4(src: [u8; 4]) -> Vec<u8> {

@@ -4,13 +4,13 @@
 //! itself), plus a black-holed server and a slow one for deadlines and late answers.
 //! Skips with a message when nsd is not installed.
 
-mod dns_support;
+mod support;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use dns_support::{Nsd, Question, Reply, Responder};
 use fwlog::dns::{DnsConfig, Lookup, Resolver};
+use support::dns::{Nsd, Question, Reply, Responder};
 use tokio::time::Instant;
 
 const V4_ZONE: &str = "\

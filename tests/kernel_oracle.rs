@@ -26,21 +26,7 @@ use support::{kmsg, netns::NetNs};
 
 // ---------- packet crafting ----------
 
-fn csum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        sum += w as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+use support::packets::csum;
 
 /// IPv4 packet to/from 127.0.0.1 (the kernel fills total length and checksum for IP_HDRINCL).
 fn ip4(proto: u8, id: u16, tos: u8, frag: u16, opts: &[u8], payload: &[u8]) -> Vec<u8> {

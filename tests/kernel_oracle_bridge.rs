@@ -50,21 +50,7 @@ const IP_C: [u8; 4] = [10, 77, 0, 2];
 
 // ---------- frame crafting ----------
 
-fn csum(data: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for c in data.chunks(2) {
-        let w = if c.len() == 2 {
-            u16::from_be_bytes([c[0], c[1]])
-        } else {
-            u16::from_be_bytes([c[0], 0])
-        };
-        sum += w as u32;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+use support::packets::csum;
 
 /// Ethernet frame with the given tags (TPID, TCI), outermost first.
 fn eth(dst: [u8; 6], src: [u8; 6], tags: &[(u16, u16)], ethertype: u16, body: &[u8]) -> Vec<u8> {

@@ -40,21 +40,19 @@ fn samples(text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
-/// The numbers of the last SIGUSR1 line, by word (`received 12 spooled 12 ...`).
+/// The numbers of the last SIGUSR1 line, by key (`received=12 spooled=12 ...`).
 fn usr1(stderr: &str) -> HashMap<String, u64> {
     let line = stderr
         .lines()
         .rev()
-        .find(|l| l.starts_with("fwlog: received "))
+        .find(|l| l.starts_with("fwlog: received="))
         .expect("a SIGUSR1 line");
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let mut m = HashMap::new();
-    for w in words.windows(2) {
-        if let Ok(n) = w[1].trim_end_matches(';').parse() {
-            m.insert(w[0].to_string(), n);
-        }
-    }
-    m
+    line.split_whitespace()
+        .filter_map(|w| {
+            let (k, v) = w.trim_end_matches(';').split_once('=')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
 }
 
 fn start(ns: &NetNs, dir: &std::path::Path) -> (Daemon, std::path::PathBuf) {
@@ -105,7 +103,7 @@ fn scrape_matches_sigusr1_and_only_metrics_is_served() {
     std::thread::sleep(Duration::from_millis(500));
     d.signal(libc::SIGUSR1);
     wait_for("the SIGUSR1 line", Duration::from_secs(10), || {
-        d.stderr_text().contains("fwlog: received ")
+        d.stderr_text().contains("fwlog: received=")
     });
     let (code, body) = curl(&ns, &[], "/metrics");
     assert_eq!(code, 200, "{body}");
@@ -117,11 +115,17 @@ fn scrape_matches_sigusr1_and_only_metrics_is_served() {
         ("fwlog_packets_printed_total", "printed"),
         ("fwlog_packets_replayed_total", "replayed"),
         ("fwlog_spool_backlog_records", "pending"),
-        ("fwlog_packets_lost_total{reason=\"seq-gap\"}", "seq-gap"),
-        ("fwlog_packets_lost_total{reason=\"restart\"}", "restart"),
+        (
+            "fwlog_packets_lost_total{reason=\"seq-gap\"}",
+            "lost-seq-gap",
+        ),
+        (
+            "fwlog_packets_lost_total{reason=\"restart\"}",
+            "lost-restart",
+        ),
         (
             "fwlog_packets_lost_total{reason=\"spool-full\"}",
-            "spool-full",
+            "lost-spool-full",
         ),
         ("fwlog_enobufs_events_total", "enobufs-events"),
         ("fwlog_output_errors_total", "output-errors"),

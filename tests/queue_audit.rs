@@ -4,14 +4,13 @@
 //! while fwlog runs (or with --queue-bypass / --fail-open when it cannot), and that every
 //! payload the listener receives is in fwlog's JSON output.
 
-mod queue_support;
 mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
-use queue_support::{logged, queue_rule, send_and_wait, settle, start, Listener, Sender};
 use support::netns::NetNs;
+use support::queue::{logged, queue_rule, send_and_wait, settle, start, Listener, Sender};
 
 const SHORT: Duration = Duration::from_millis(400);
 const LONG: Duration = Duration::from_secs(20);
@@ -349,7 +348,7 @@ fn packets_from_another_namespace_carry_input_interface_kernel_time_and_family()
     require_root!();
     let ns = NetNs::new("qveth");
     let (peer, dev) = ns.veth(41);
-    queue_support::iptables(&ns, "-A INPUT -p udp --dport 9999 -j NFQUEUE --queue-num 9");
+    support::queue::iptables(&ns, "-A INPUT -p udp --dport 9999 -j NFQUEUE --queue-num 9");
     let out6 = ns
         .command("ip6tables")
         .args("-A INPUT -p udp --dport 9999 -j NFQUEUE --queue-num 9".split_whitespace())

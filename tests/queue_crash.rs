@@ -4,27 +4,16 @@
 //! ACCEPT only after its record is committed, and the kernel drops whatever a dead fwlog had
 //! not yet accepted.
 
-mod queue_support;
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use queue_support::{queue_rule, settle, start, Listener, Sender};
 use support::daemon::{wait_for, Daemon};
 use support::netns::NetNs;
+use support::queue::{queue_rule, settle, start, Listener, Sender};
 
-/// A small deterministic generator, seeded per run and printed, so a failure can be replayed.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
-}
+use support::rng::Lcg;
 
 /// Keys are unique below this many packets (see queue_support).
 const MAX_PACKETS: u32 = 64_000;

@@ -14,21 +14,71 @@ deps=(
   "rsyslogd rsyslog" "mandoc mandoc" "ulogd ulogd2" "tshark tshark" "setpriv util-linux"
   "curl curl"
 )
+
+# --dry-run: say what would be installed and which services would be kept from starting and
+# disabled, change nothing, run no test. --assume-missing PKG (repeatable) treats PKG as not
+# installed, so the service policy can be checked on a machine that has everything.
+dry_run=0
+assume_missing=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) dry_run=1 ;;
+    --assume-missing) shift; assume_missing+=("${1:?--assume-missing needs a package}") ;;
+    *) echo "tests/run.sh: unknown argument $1 (use --dry-run [--assume-missing PKG])" >&2; exit 64 ;;
+  esac
+  shift
+done
+
 missing=()
 for d in "${deps[@]}"; do
   set -- $d
-  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] || missing+=("$2")
+  forced=0
+  for a in "${assume_missing[@]}"; do [ "$a" = "$2" ] && forced=1; done
+  if [ "$forced" -eq 1 ] || ! { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }; then
+    case " ${missing[*]} " in *" $2 "*) ;; *) missing+=("$2") ;; esac
+  fi
 done
+
+# Services that packages install and start by default. The tests start their own instances on
+# loopback; a packaged daemon must not run beside them. Only services of packages this script
+# installs are touched: what was installed before is the machine owner's and stays as it was.
+declare -A services_of=(
+  [nsd]="nsd" [rsyslog]="rsyslog" [ulogd2]="ulogd2" [postgresql]="postgresql"
+  [mariadb-server]="mariadb"
+)
+ours=()
+for p in "${missing[@]}"; do
+  [ -n "${services_of[$p]:-}" ] && ours+=(${services_of[$p]})
+done
+
+if [ "$dry_run" -eq 1 ]; then
+  echo "tests/run.sh --dry-run: would install: ${missing[*]:-nothing}"
+  echo "tests/run.sh --dry-run: would keep from starting and disable: ${ours[*]:-no service}"
+  echo "tests/run.sh --dry-run: leaves alone: every service of a package installed before"
+  exit 0
+fi
+
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
     echo "tests/run.sh: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # policy-rc.d answering 101 keeps maintainer scripts from starting the services they install
+    # (invoke-rc.d and deb-systemd-invoke both ask it); an existing one is left in place.
+    policy=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\n# tests/run.sh: no service starts while it installs packages\nexit 101\n' >"$policy"
+      chmod 755 "$policy"
+      own_policy=1
+      trap '[ "$own_policy" -eq 1 ] && rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    # The packaged daemons must not run on their own: tests start their own instances.
-    for s in nsd rsyslog ulogd2; do
-      systemctl disable --now "$s" >/dev/null 2>&1 || true
-      pkill -x "${s%2}" >/dev/null 2>&1 || true
+    if [ "$own_policy" -eq 1 ]; then rm -f "$policy"; own_policy=0; fi
+    # Installed by this script, so not in use by anyone: never started above, and not at boot.
+    for s in "${ours[@]}"; do
+      echo "tests/run.sh: $s was installed by this script: disabling it (tests start their own)"
+      systemctl disable --now "$s" >/dev/null 2>&1 || service "$s" stop >/dev/null 2>&1 || true
     done
   else
     echo "tests/run.sh: not root (or no apt-get): ${missing[*]} missing; kernel tests will skip" >&2

@@ -1,4 +1,4 @@
-//! Live NFLOG capture over netlink (issue 4).
+//! Live NFLOG capture over netlink.
 //!
 //! Intake does as little as possible: a dedicated *blocking* thread (std, not tokio) calls
 //! [`NflogSocket::recv_batch`] in a loop, appends the returned [`RecordBatch`] to the spool and

@@ -1,18 +1,5 @@
 //! One file per subcommand: argument handling and wiring, no packet logic of their own.
 
-pub mod completions;
 pub mod pipeline;
 pub mod read;
 pub mod replay;
-
-use crate::cli::FormatArgs;
-use crate::format::FormatOptions;
-
-/// The formatter options that the command line selects.
-pub fn format_options(args: &FormatArgs) -> FormatOptions {
-    FormatOptions {
-        flags: args.log_flags,
-        syslog_framing: !args.no_syslog_header,
-        hostname: crate::ifname::short_hostname(),
-    }
-}

@@ -1,82 +1,53 @@
 //! Running the pipeline over a producer thread: shared by `fwlog read` and `fwlog replay`.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::Notify;
-
-use crate::cli::{DnsArgs, FormatArgs};
+use crate::config::{DnsSettings, FormatConfig, LoopConfig, OutputsConfig};
 use crate::exit;
-use crate::pipeline::counters::Counters;
+use crate::pipeline::build::{BuildError, DnsStart, Engine, Shared};
 use crate::pipeline::outputs::Outputs;
-use crate::pipeline::process::{Processor, BROKEN_PIPE};
+use crate::pipeline::process::ProcessError;
 use crate::pipeline::source::{channel, Producer};
-use crate::sink::OutputSpec;
 
-/// The outputs given, or standard output when none is.
-pub fn outputs_or_stdout(given: &[OutputSpec]) -> Vec<OutputSpec> {
-    if given.is_empty() {
-        vec![OutputSpec {
-            format: None,
-            target: crate::sink::Target::Stdout,
-        }]
-    } else {
-        given.to_vec()
+/// The exit status for a pipeline that could not be built.
+pub fn build_status(e: &BuildError) -> i32 {
+    match e {
+        BuildError::Runtime(_) | BuildError::Signals(_) => exit::FAILURE,
+        BuildError::Dns(_) => exit::USAGE,
     }
 }
 
-/// Print what `produce` hands over (on its own thread) to `specs`, resolving names unless
+/// Print what `produce` hands over (on its own thread) to `outputs`, resolving names unless
 /// `--no-dns`. Returns the exit status: the worse of the producer's and the pipeline's.
 pub fn run(
-    specs: &[OutputSpec],
-    fmt: &FormatArgs,
-    dns: &DnsArgs,
+    outputs: &OutputsConfig,
+    fmt: &FormatConfig,
+    dns: &DnsSettings,
     produce: impl FnOnce(Producer) -> i32 + Send + 'static,
 ) -> i32 {
-    let outputs = match Outputs::open(specs, fmt.format, &super::format_options(fmt), false) {
+    let outputs = match Outputs::open(&outputs.specs, fmt.kind, &fmt.options, outputs.sync_files) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("fwlog: {e}");
             return exit::OUTPUT;
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    let engine = match Engine::start(dns, DnsStart::BestEffort) {
+        Ok(e) => e,
         Err(e) => {
-            eprintln!("fwlog: cannot start the runtime: {e}");
-            return exit::FAILURE;
+            eprintln!("fwlog: {e}");
+            return build_status(&e);
         }
     };
-    let resolver = if dns.no_dns {
-        None
-    } else {
-        let cfg = match crate::daemon::dns_config(dns) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("fwlog: {e}");
-                return exit::USAGE;
-            }
-        };
-        let explicit = !cfg.servers.is_empty();
-        match crate::dns::Resolver::new(cfg, rt.handle().clone()) {
-            Ok(r) => Some(r),
-            // Reading a file should not fail for want of DNS: say so and print numbers.
-            Err(e) if !explicit => {
-                eprintln!("fwlog: {e}; printing addresses without names");
-                None
-            }
-            Err(e) => {
-                eprintln!("fwlog: {e}");
-                return exit::USAGE;
-            }
+    let control = match engine.signals() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fwlog: {e}");
+            return build_status(&e);
         }
     };
-    let wake = Arc::new(Notify::new());
-    let (source, producer) = channel(1024, Arc::clone(&wake));
+    let shared = Shared::default();
+    let (source, producer) = channel(1024, Arc::clone(&shared.wake));
     let producer = match std::thread::Builder::new()
         .name("fwlog-reader".into())
         .spawn(move || produce(producer))
@@ -87,36 +58,20 @@ pub fn run(
             return exit::FAILURE;
         }
     };
-    let processor = Processor {
-        source,
-        outputs,
-        dns_timeout: if resolver.is_some() {
-            dns.dns_timeout
-        } else {
-            Duration::ZERO
-        },
-        resolver,
-        window_cap: 4096,
-        counters: Arc::new(Counters::default()),
-        data_wake: wake,
-        stop: Arc::new(AtomicBool::new(false)),
-        stop_grace: Duration::from_millis(200),
-        retry_outputs: false,
-        service: None,
-    };
-    let result = rt.block_on(processor.run());
+    let processor = engine.processor(source, outputs, LoopConfig::batch(), &shared, control, None);
+    let result = engine.rt.block_on(processor.run());
     // The pipeline is gone: the producer's next send fails and it returns.
     let produced = producer.join().unwrap_or(exit::FAILURE);
     let piped = match result {
         Ok(()) => exit::OK,
-        Err(e) if e == BROKEN_PIPE => return exit::OK,
-        Err(e) => {
+        Err(ProcessError::OutputClosed) => return exit::OK,
+        Err(e @ ProcessError::Output { .. }) => {
             eprintln!("fwlog: {e}");
-            if e.starts_with("cannot write") {
-                exit::OUTPUT
-            } else {
-                exit::FAILURE
-            }
+            exit::OUTPUT
+        }
+        Err(e @ ProcessError::Source(_)) => {
+            eprintln!("fwlog: {e}");
+            exit::FAILURE
         }
     };
     produced.max(piped)

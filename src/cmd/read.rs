@@ -6,18 +6,17 @@
 
 use std::collections::HashMap;
 
-use crate::cli::{IfNames, ReadArgs};
+use crate::config::{IfNames, ReadConfig};
 use crate::exit;
 use crate::nflog::attr::encode_packet;
 use crate::packet::{Iface, Packet};
 use crate::pcap::{read_file, to_packet, ReadError};
 use crate::pipeline::source::Producer;
 
-pub fn run(args: &ReadArgs) -> i32 {
-    let specs = super::pipeline::outputs_or_stdout(&args.outputs);
-    let files = args.files.clone();
-    let ifnames = args.ifnames;
-    super::pipeline::run(&specs, &args.fmt, &args.dns, move |p| {
+pub fn run(cfg: &ReadConfig) -> i32 {
+    let files = cfg.files.clone();
+    let ifnames = cfg.ifnames;
+    super::pipeline::run(&cfg.outputs, &cfg.format, &cfg.dns, move |p| {
         produce(&files, ifnames, p)
     })
 }

@@ -4,45 +4,17 @@
 //! it works on a copy taken off a dead machine, on a read-only mount, and beside a daemon that
 //! is using the same directory.
 
-use chrono::{Local, NaiveDateTime, TimeZone};
-use fwlog_spool::ReadOnlySpool;
+use fwlog_spool::{LedgerStatus, ReadOnlySpool};
 
-use crate::cli::{ReplayArgs, Select};
+use crate::config::{ReplayConfig, Select};
 use crate::exit;
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
+use crate::packet::Timestamp;
 use crate::pcap::NflogPcapWriter;
-use crate::pipeline::loss::EPOCH;
 
-/// `--since` / `--until`: RFC 3339, "YYYY-MM-DD HH:MM[:SS]" in local time, or a duration
-/// meaning that long ago ("2h").
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp());
-    }
-    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
-        if let Ok(n) = NaiveDateTime::parse_from_str(s, f) {
-            return Local
-                .from_local_datetime(&n)
-                .earliest()
-                .map(|t| t.timestamp())
-                .ok_or_else(|| format!("{s}: no such local time"));
-        }
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        let n = d.and_hms_opt(0, 0, 0).ok_or("bad date")?;
-        return Local
-            .from_local_datetime(&n)
-            .earliest()
-            .map(|t| t.timestamp())
-            .ok_or_else(|| format!("{s}: no such local time"));
-    }
-    if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(Local::now().timestamp() - d.as_secs() as i64);
-    }
-    Err(format!(
-        "{s}: not a time (use 2026-11-24T08:00:00Z, \"2026-11-24 08:00\", or 2h for two hours ago)"
-    ))
-}
+const EPOCH: Timestamp = Timestamp::EPOCH;
+
+pub use crate::timearg::parse_time;
 
 struct Filter {
     select: Select,
@@ -68,7 +40,7 @@ impl Filter {
     }
 }
 
-pub fn run(args: &ReplayArgs) -> i32 {
+pub fn run(args: &ReplayConfig) -> i32 {
     let filter = Filter {
         select: args.select,
         since: args.since,
@@ -81,15 +53,23 @@ pub fn run(args: &ReplayArgs) -> i32 {
             return exit::SPOOL;
         }
     };
+    // A spool always has a ledger or a segment; a directory with neither is the wrong one, and
+    // replaying "nothing" from it would look like an empty spool.
+    if spool.segments().is_empty() && matches!(spool.ledger_status(), LedgerStatus::Missing) {
+        eprintln!(
+            "fwlog: {} holds no spool (no ledger, no segment file): is it the --spool directory of fwlog run?",
+            args.spool.display()
+        );
+        return exit::NO_INPUT;
+    }
     if let Some(path) = &args.pcap {
         let status = export_pcap(&spool, &filter, path);
-        if args.outputs.is_empty() {
+        if args.outputs.specs.is_empty() {
             return status;
         }
     }
-    let specs = super::pipeline::outputs_or_stdout(&args.outputs);
     let dir = args.spool.clone();
-    super::pipeline::run(&specs, &args.fmt, &args.dns, move |mut out| {
+    super::pipeline::run(&args.outputs, &args.format, &args.dns, move |mut out| {
         let mut status = exit::OK;
         let mut records = spool.records();
         for r in &mut records {

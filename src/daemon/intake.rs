@@ -14,9 +14,9 @@ use tokio::sync::Notify;
 
 use super::seqfile::SeqFile;
 use crate::capture::{LossCause, LossEvent, NflogSocket, RecordBatch};
+use crate::counters::{bump, Counters};
 use crate::nflog::attr::LossRecord;
-use crate::pipeline::counters::{bump, Counters};
-use crate::pipeline::loss::{self, Cause};
+use crate::nflog::loss::Cause;
 
 pub struct Intake {
     pub sock: NflogSocket,
@@ -116,8 +116,12 @@ impl Intake {
     /// run could not report the packets the kernel had handed the dead one.
     fn seed_first_run(&mut self, batch: &RecordBatch) {
         let first = batch.iter().find_map(|rec| {
-            crate::nflog::attr::parse(rec, crate::nflog::attr::TlvOrder::NATIVE, loss::EPOCH)
-                .seq_global
+            crate::nflog::attr::parse(
+                rec,
+                crate::nflog::attr::TlvOrder::NATIVE,
+                crate::packet::Timestamp::EPOCH,
+            )
+            .seq_global
         });
         if let Some(g) = first {
             self.seq_file.store(g.wrapping_sub(1));
@@ -171,7 +175,7 @@ impl Intake {
                 let sg = crate::nflog::attr::parse(
                     rec,
                     crate::nflog::attr::TlvOrder::NATIVE,
-                    loss::EPOCH,
+                    crate::packet::Timestamp::EPOCH,
                 )
                 .seq_global;
                 full.first = full.first.or(sg);

@@ -19,12 +19,10 @@ use fwlog_spool::Writer;
 use tokio::sync::Notify;
 
 use crate::capture::IfNameCache;
+use crate::counters::{bump, Counters};
 use crate::nflog::attr::LossRecord;
-use crate::pipeline::counters::{bump, Counters};
-use crate::pipeline::loss::Cause;
-use crate::queue::{
-    encode_record, IdTracker, Message, QueueConfig, QueueError, QueueSocket, QueuedPacket, Verdict,
-};
+use crate::nflog::loss::Cause;
+use crate::queue::{encode_record, IdTracker, Message, QueueSocket, QueuedPacket, Verdict};
 
 /// How long the queue must be idle before intake looks for loss at the end of a burst.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -42,18 +40,6 @@ pub struct QueueIntake {
     pub fail_open: bool,
     /// Most packets per commit (`--batch-records`).
     pub batch_max: usize,
-}
-
-/// Open the queue for `fwlog run --queue N`.
-pub fn open(args: &crate::cli::RunArgs, queue: u16) -> Result<QueueSocket, QueueError> {
-    let cfg = QueueConfig {
-        queue,
-        copy_range: u16::try_from(args.copy_range).unwrap_or(u16::MAX),
-        fail_open: args.fail_open,
-        rcvbuf: usize::try_from(args.rcvbuf).unwrap_or(usize::MAX),
-        ..QueueConfig::default()
-    };
-    QueueSocket::open(&cfg)
 }
 
 /// Per-run tallies beyond the shared counters, printed at exit.
@@ -131,24 +117,7 @@ impl QueueIntake {
                             self.report_full(&mut t, &mut rec);
                         }
                     }
-                    Err(e) => {
-                        if t.full_pending == 0 && self.fail_open {
-                            eprintln!("fwlog: queue {q}: cannot spool packets ({e}); letting them through unlogged (--fail-open) until there is room");
-                        } else if t.dropped == 0 && !self.fail_open {
-                            eprintln!("fwlog: queue {q}: cannot spool packets ({e}); dropping them until there is room");
-                        }
-                        if self.fail_open {
-                            bump(&self.counters.lost_spool_full, 1);
-                            t.unlogged += 1;
-                            bump(&self.counters.queue_unlogged, 1);
-                            t.full_pending += 1;
-                            self.verdict(m, Verdict::Accept)?;
-                        } else {
-                            t.dropped += 1;
-                            bump(&self.counters.queue_dropped, 1);
-                            self.verdict(m, Verdict::Drop)?;
-                        }
-                    }
+                    Err(e) => self.refused(m, &e, &mut t)?,
                 }
             }
             if got.count < self.batch_max {
@@ -206,6 +175,36 @@ impl QueueIntake {
             t.accepted, t.dropped, t.unlogged, t.id_gaps
         );
         result
+    }
+
+    /// The spool refused a packet (full): drop it, or with `--fail-open` let it through
+    /// unlogged and count it for the next loss report. Says so once per episode.
+    fn refused(
+        &mut self,
+        m: Message,
+        e: &fwlog_spool::AppendError,
+        t: &mut Tally,
+    ) -> Result<(), String> {
+        let q = self.sock.queue_num();
+        if t.full_pending == 0 && self.fail_open {
+            eprintln!("fwlog: queue {q}: cannot spool packets ({e}); letting them through unlogged (--fail-open) until there is room");
+        } else if t.dropped == 0 && !self.fail_open {
+            eprintln!(
+                "fwlog: queue {q}: cannot spool packets ({e}); dropping them until there is room"
+            );
+        }
+        if self.fail_open {
+            bump(&self.counters.lost_spool_full, 1);
+            t.unlogged += 1;
+            bump(&self.counters.queue_unlogged, 1);
+            t.full_pending += 1;
+            self.verdict(m, Verdict::Accept)?;
+        } else {
+            t.dropped += 1;
+            bump(&self.counters.queue_dropped, 1);
+            self.verdict(m, Verdict::Drop)?;
+        }
+        Ok(())
     }
 
     fn verdict(&mut self, m: Message, v: Verdict) -> Result<(), String> {

@@ -27,6 +27,19 @@ pub const AH: u8 = 51;
 pub const NO_NEXT: u8 = 59;
 pub const DEST_OPTS: u8 = 60;
 
+/// The name formats print for an extension header kind.
+pub fn ext_name(kind: u8) -> &'static str {
+    match kind {
+        HOP_BY_HOP => "hop-by-hop",
+        ROUTING => "routing",
+        FRAGMENT => "fragment",
+        ESP => "esp",
+        AH => "ah",
+        DEST_OPTS => "dest-options",
+        _ => "ext",
+    }
+}
+
 /// The kernel's `nf_ip6_ext_hdr()` set, minus "no next header" which ends the walk.
 fn is_ext(h: u8) -> bool {
     matches!(h, HOP_BY_HOP | ROUTING | FRAGMENT | ESP | AH | DEST_OPTS)

@@ -34,11 +34,13 @@
 mod arp;
 mod bytes;
 mod ipv4;
-mod ipv6;
+pub mod ipv6;
 mod transport;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_arp;
 
 use std::net::IpAddr;
 

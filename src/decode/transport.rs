@@ -73,6 +73,23 @@ impl Tcp<'_> {
     pub fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
+    /// The names of the flags that are set, in header order, AE (accurate ECN) last.
+    pub fn flag_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        [
+            (Self::FIN, "fin"),
+            (Self::SYN, "syn"),
+            (Self::RST, "rst"),
+            (Self::PSH, "psh"),
+            (Self::ACK, "ack"),
+            (Self::URG, "urg"),
+            (Self::ECE, "ece"),
+            (Self::CWR, "cwr"),
+        ]
+        .into_iter()
+        .filter(|&(f, _)| self.has(f))
+        .map(|(_, n)| n)
+        .chain(self.ae().then_some("ae"))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,19 +299,31 @@ fn udp_at(b: &[u8], off: usize, lite: bool) -> Transport<'_> {
     }
 }
 
-fn icmp_at(b: &[u8], off: usize, nested: bool) -> Transport<'_> {
-    let (Some(t), Some(code), Some(checksum), Some(rest)) = (
+/// The 8 bytes ICMP and ICMPv6 share: type, code, checksum and the rest-of-header word; or
+/// the truncation of `layer` when they are not all there.
+type IcmpHeader = (u8, u8, u16, [u8; 4]);
+
+fn icmp_header(b: &[u8], off: usize, layer: Layer) -> Result<IcmpHeader, Transport<'_>> {
+    match (
         u8_at(b, off),
         u8_at(b, off + 1),
         be16(b, off + 2),
         word(b, off + 4),
-    ) else {
-        return Transport::Truncated(Truncated {
-            layer: Layer::Icmp,
+    ) {
+        (Some(t), Some(code), Some(checksum), Some(rest)) => Ok((t, code, checksum, rest)),
+        _ => Err(Transport::Truncated(Truncated {
+            layer,
             offset: off,
             end: b.len(),
             need: 8,
-        });
+        })),
+    }
+}
+
+fn icmp_at(b: &[u8], off: usize, nested: bool) -> Transport<'_> {
+    let (t, code, checksum, rest) = match icmp_header(b, off, Layer::Icmp) {
+        Ok(h) => h,
+        Err(e) => return e,
     };
     let need = icmp_required_len(t);
     let have = b.len() - off; // off + 8 <= len here
@@ -316,18 +345,9 @@ fn icmp_at(b: &[u8], off: usize, nested: bool) -> Transport<'_> {
 }
 
 fn icmpv6_at(b: &[u8], off: usize, nested: bool) -> Transport<'_> {
-    let (Some(t), Some(code), Some(checksum), Some(rest)) = (
-        u8_at(b, off),
-        u8_at(b, off + 1),
-        be16(b, off + 2),
-        word(b, off + 4),
-    ) else {
-        return Transport::Truncated(Truncated {
-            layer: Layer::Icmpv6,
-            offset: off,
-            end: b.len(),
-            need: 8,
-        });
+    let (t, code, checksum, rest) = match icmp_header(b, off, Layer::Icmpv6) {
+        Ok(h) => h,
+        Err(e) => return e,
     };
     let quoted = (!nested && matches!(t, 1..=4)).then(|| &b[off + 8..]);
     Transport::Icmpv6(Icmpv6 {

@@ -1,4 +1,4 @@
-//! Asynchronous, cached, bounded reverse DNS (issue 5).
+//! Asynchronous, cached, bounded reverse DNS.
 //!
 //! The kernel logs numbers; names are why fwlog exists, and also its main attack surface: a PTR
 //! record is written by whoever owns the address, so for a logged attacker by the attacker.

@@ -88,7 +88,7 @@ impl fmt::Display for DnsStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "dns: lookups={} hits={} misses={} queries={} names={} nxdomain={} nodata={} \
+            "lookups={} hits={} misses={} queries={} names={} nxdomain={} nodata={} \
              timeouts={} errors={} deadline_expired={} dropped={} unverified={} in_flight={} \
              pending={} cached={}",
             self.lookups,

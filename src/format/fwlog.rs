@@ -362,18 +362,6 @@ fn ipv4(
     transport(t, &v4.transport, v4.protocol, names, indent, out);
 }
 
-fn ext_name(k: u8) -> &'static str {
-    match k {
-        0 => "hop-by-hop",
-        43 => "routing",
-        44 => "fragment",
-        50 => "esp",
-        51 => "ah",
-        60 => "dest-options",
-        _ => "ext",
-    }
-}
-
 fn ipv6(
     t: &NameTables,
     v6: &Ipv6<'_>,
@@ -419,7 +407,7 @@ fn ipv6(
     for e in v6.ext_headers() {
         s(out, if first { ", ext [" } else { "," });
         first = false;
-        s(out, ext_name(e.kind));
+        s(out, crate::decode::ipv6::ext_name(e.kind));
     }
     if !first {
         s(out, "]");
@@ -535,61 +523,8 @@ fn transport(
             truncated(out, x);
         }
         Transport::Tcp(th) => {
-            use crate::decode::Tcp as T;
             s(out, indent);
-            port(out, t, "TCP: src port ", th.src_port, true);
-            port(out, t, ", dst port ", th.dst_port, true);
-            s(out, ", seq 0x");
-            hex_pad(out, th.seq as u64, 8, false);
-            s(out, ", flags [");
-            let mut first = true;
-            for (on, name) in [
-                (th.has(T::FIN), "fin"),
-                (th.has(T::SYN), "syn"),
-                (th.has(T::RST), "rst"),
-                (th.has(T::PSH), "psh"),
-                (th.has(T::ACK), "ack"),
-                (th.has(T::URG), "urg"),
-                (th.has(T::ECE), "ece"),
-                (th.has(T::CWR), "cwr"),
-                (th.ae(), "ae"),
-            ] {
-                if on {
-                    if !first {
-                        s(out, ",");
-                    }
-                    first = false;
-                    s(out, name);
-                }
-            }
-            s(out, "], winsz ");
-            dec(out, th.window as u64);
-            s(out, ", ack 0x");
-            hex_pad(out, th.ack as u64, 8, false);
-            if th.urgent != 0 || th.has(T::URG) {
-                s(out, ", urgp ");
-                dec(out, th.urgent as u64);
-            }
-            if th.reserved & 0x0e != 0 {
-                s(out, ", res 0x");
-                hex(out, (th.reserved & 0x0e) as u64);
-            }
-            if th.data_offset < 5 {
-                s(out, ", bad header length ");
-                dec(out, th.data_offset as u64 * 4);
-            }
-            match &th.options {
-                Ok(o) if !o.is_empty() => {
-                    s(out, ", options [");
-                    tcpopt::describe(out, o);
-                    s(out, "]");
-                }
-                Ok(_) => {}
-                Err(x) => {
-                    s(out, ", options ");
-                    truncated(out, x);
-                }
-            }
+            tcp(t, th, out);
         }
         Transport::Udp(u) => {
             s(out, indent);
@@ -672,6 +607,52 @@ fn transport(
         }
     }
     out.push(b'\n');
+}
+
+/// The TCP line: ports, sequence, flags, window, ack, and what is odd about the header.
+fn tcp(t: &NameTables, th: &crate::decode::Tcp<'_>, out: &mut Vec<u8>) {
+    use crate::decode::Tcp as T;
+    port(out, t, "TCP: src port ", th.src_port, true);
+    port(out, t, ", dst port ", th.dst_port, true);
+    s(out, ", seq 0x");
+    hex_pad(out, th.seq as u64, 8, false);
+    s(out, ", flags [");
+    let mut first = true;
+    for name in th.flag_names() {
+        if !first {
+            s(out, ",");
+        }
+        first = false;
+        s(out, name);
+    }
+    s(out, "], winsz ");
+    dec(out, th.window as u64);
+    s(out, ", ack 0x");
+    hex_pad(out, th.ack as u64, 8, false);
+    if th.urgent != 0 || th.has(T::URG) {
+        s(out, ", urgp ");
+        dec(out, th.urgent as u64);
+    }
+    if th.reserved & 0x0e != 0 {
+        s(out, ", res 0x");
+        hex(out, (th.reserved & 0x0e) as u64);
+    }
+    if th.data_offset < 5 {
+        s(out, ", bad header length ");
+        dec(out, th.data_offset as u64 * 4);
+    }
+    match &th.options {
+        Ok(o) if !o.is_empty() => {
+            s(out, ", options [");
+            tcpopt::describe(out, o);
+            s(out, "]");
+        }
+        Ok(_) => {}
+        Err(x) => {
+            s(out, ", options ");
+            truncated(out, x);
+        }
+    }
 }
 
 /// A loss report block.

@@ -435,18 +435,6 @@ fn ip4(w: &mut W<'_>, t: &NameTables, v4: &Ipv4<'_>, names: &dyn Names) {
     w.close(b'}');
 }
 
-fn ext_name(k: u8) -> &'static str {
-    match k {
-        0 => "hop-by-hop",
-        43 => "routing",
-        44 => "fragment",
-        50 => "esp",
-        51 => "ah",
-        60 => "dest-options",
-        _ => "ext",
-    }
-}
-
 fn ip6(w: &mut W<'_>, t: &NameTables, v6: &Ipv6<'_>, names: &dyn Names) {
     w.obj("ip");
     w.num("version", 6);
@@ -470,7 +458,7 @@ fn ip6(w: &mut W<'_>, t: &NameTables, v6: &Ipv6<'_>, names: &dyn Names) {
     for e in v6.ext_headers() {
         w.sep();
         w.open(b'{');
-        w.str("type", ext_name(e.kind));
+        w.str("type", crate::decode::ipv6::ext_name(e.kind));
         w.num("offset", e.offset as u64);
         w.num("len", e.bytes.len() as u64);
         if let Some(spi) = e.spi {
@@ -504,6 +492,36 @@ fn port(w: &mut W<'_>, t: &NameTables, k: &str, kn: &str, p: u16, tcp: bool) {
     }
 }
 
+/// The TCP transport object.
+fn tcp(w: &mut W<'_>, t: &NameTables, th: &crate::decode::Tcp<'_>) {
+    w.obj("transport");
+    w.str("protocol", "tcp");
+    port(w, t, "src_port", "src_service", th.src_port, true);
+    port(w, t, "dst_port", "dst_service", th.dst_port, true);
+    w.num("seq", th.seq as u64);
+    w.num("ack", th.ack as u64);
+    w.arr("flags");
+    for name in th.flag_names() {
+        w.item_with(|o| s(o, name));
+    }
+    w.close(b']');
+    w.num("window", th.window as u64);
+    w.num("urgent", th.urgent as u64);
+    w.num("reserved", (th.reserved & 0x0e) as u64 >> 1);
+    w.num("header_len", th.data_offset as u64 * 4);
+    match &th.options {
+        Ok(o) if !o.is_empty() => {
+            w.with("options", |out| hex_bytes(out, o));
+            w.with("options_text", |out| tcpopt::describe(out, o));
+        }
+        _ => {
+            w.null("options");
+            w.null("options_text");
+        }
+    }
+    w.close(b'}');
+}
+
 fn transport(w: &mut W<'_>, t: &NameTables, tr: &Transport<'_>, protocol: u8, names: &dyn Names) {
     let pname = match protocol {
         6 => "tcp",
@@ -525,47 +543,7 @@ fn transport(w: &mut W<'_>, t: &NameTables, tr: &Transport<'_>, protocol: u8, na
             w.bool("non_first_fragment", matches!(tr, Transport::Fragment));
             w.close(b'}');
         }
-        Transport::Tcp(th) => {
-            use crate::decode::Tcp as T;
-            w.obj("transport");
-            w.str("protocol", "tcp");
-            port(w, t, "src_port", "src_service", th.src_port, true);
-            port(w, t, "dst_port", "dst_service", th.dst_port, true);
-            w.num("seq", th.seq as u64);
-            w.num("ack", th.ack as u64);
-            w.arr("flags");
-            for (on, name) in [
-                (th.has(T::FIN), "fin"),
-                (th.has(T::SYN), "syn"),
-                (th.has(T::RST), "rst"),
-                (th.has(T::PSH), "psh"),
-                (th.has(T::ACK), "ack"),
-                (th.has(T::URG), "urg"),
-                (th.has(T::ECE), "ece"),
-                (th.has(T::CWR), "cwr"),
-                (th.ae(), "ae"),
-            ] {
-                if on {
-                    w.item_with(|o| s(o, name));
-                }
-            }
-            w.close(b']');
-            w.num("window", th.window as u64);
-            w.num("urgent", th.urgent as u64);
-            w.num("reserved", (th.reserved & 0x0e) as u64 >> 1);
-            w.num("header_len", th.data_offset as u64 * 4);
-            match &th.options {
-                Ok(o) if !o.is_empty() => {
-                    w.with("options", |out| hex_bytes(out, o));
-                    w.with("options_text", |out| tcpopt::describe(out, o));
-                }
-                _ => {
-                    w.null("options");
-                    w.null("options_text");
-                }
-            }
-            w.close(b'}');
-        }
+        Transport::Tcp(th) => tcp(w, t, th),
         Transport::Udp(u) => {
             w.obj("transport");
             w.str("protocol", if u.lite { "udplite" } else { "udp" });

@@ -44,12 +44,15 @@
 //! tests/kernel_oracle.rs (inet) and tests/kernel_oracle_bridge.rs (bridge, VLAN, ARP) compare
 //! these lines with the running kernel's own.
 
-use crate::decode::{self, Arp, Decoded, Ipv4, Ipv6, Layer, Net, Transport};
+use crate::decode::{self, ipv6, Arp, Decoded, Ipv4, Ipv6, Layer, Net, Transport};
 use crate::packet::{family, Iface, Packet};
 
 use super::escape::escape_into;
 use super::write::*;
 use super::LogFlags;
+
+#[path = "kernel_ext.rs"]
+mod ext;
 
 /// Longest text the kernel's log buffer holds (S_SIZE 1020, minus NUL and `<SOH><level>`).
 const KERNEL_TEXT_MAX: usize = 1017;
@@ -353,50 +356,7 @@ fn ipv4_part(
         6 => tcp(&v4.transport, flags, out),
         17 | 136 => udp(v4.protocol, &v4.transport, out),
         1 => {
-            s(out, "PROTO=ICMP ");
-            if let Transport::Truncated(t) = &v4.transport {
-                incomplete(out, t.kernel_remaining());
-            } else if let Transport::Icmp(i) = &v4.transport {
-                s(out, "TYPE=");
-                dec(out, i.icmp_type as u64);
-                s(out, " CODE=");
-                dec(out, i.code as u64);
-                s(out, " ");
-                if let Some(t) = &i.short {
-                    incomplete(out, t.kernel_remaining());
-                } else {
-                    if let Some((id, seq)) = i.echo() {
-                        s(out, "ID=");
-                        dec(out, id as u64);
-                        s(out, " SEQ=");
-                        dec(out, seq as u64);
-                        s(out, " ");
-                    }
-                    if let Some(ptr) = i.parameter() {
-                        s(out, "PARAMETER=");
-                        dec(out, ptr as u64);
-                        s(out, " ");
-                    }
-                    if let Some(g) = i.gateway() {
-                        s(out, "GATEWAY=");
-                        ipv4(out, g);
-                        s(out, " ");
-                    }
-                    if let Some(inner) = i.inner().filter(|_| top) {
-                        s(out, "[");
-                        match inner {
-                            Ok(inner) => ipv4_part(p, &inner, false, false, flags, out),
-                            Err(_) => s(out, "TRUNCATED"),
-                        }
-                        s(out, "] ");
-                    }
-                    if let Some(mtu) = i.mtu() {
-                        s(out, "MTU=");
-                        dec(out, mtu as u64);
-                        s(out, " ");
-                    }
-                }
-            }
+            icmp4(p, v4, top, flags, out);
             Flow::Go
         }
         51 => {
@@ -428,6 +388,54 @@ fn ipv4_part(
     };
     if let (Flow::Go, true) = (flow, top) {
         uid_mark(p, flags, out);
+    }
+}
+
+/// `PROTO=ICMP` and its fields; with `top`, the quoted packet of an error in brackets.
+fn icmp4(p: &Packet<'_>, v4: &Ipv4<'_>, top: bool, flags: LogFlags, out: &mut Vec<u8>) {
+    s(out, "PROTO=ICMP ");
+    if let Transport::Truncated(t) = &v4.transport {
+        incomplete(out, t.kernel_remaining());
+    } else if let Transport::Icmp(i) = &v4.transport {
+        s(out, "TYPE=");
+        dec(out, i.icmp_type as u64);
+        s(out, " CODE=");
+        dec(out, i.code as u64);
+        s(out, " ");
+        if let Some(t) = &i.short {
+            incomplete(out, t.kernel_remaining());
+        } else {
+            if let Some((id, seq)) = i.echo() {
+                s(out, "ID=");
+                dec(out, id as u64);
+                s(out, " SEQ=");
+                dec(out, seq as u64);
+                s(out, " ");
+            }
+            if let Some(ptr) = i.parameter() {
+                s(out, "PARAMETER=");
+                dec(out, ptr as u64);
+                s(out, " ");
+            }
+            if let Some(g) = i.gateway() {
+                s(out, "GATEWAY=");
+                ipv4(out, g);
+                s(out, " ");
+            }
+            if let Some(inner) = i.inner().filter(|_| top) {
+                s(out, "[");
+                match inner {
+                    Ok(inner) => ipv4_part(p, &inner, false, false, flags, out),
+                    Err(_) => s(out, "TRUNCATED"),
+                }
+                s(out, "] ");
+            }
+            if let Some(mtu) = i.mtu() {
+                s(out, "MTU=");
+                dec(out, mtu as u64);
+                s(out, " ");
+            }
+        }
     }
 }
 
@@ -575,84 +583,8 @@ fn ipv6_part(p: &Packet<'_>, v6: &Ipv6<'_>, outer: bool, flags: LogFlags, out: &
     s(out, " FLOWLBL=");
     dec(out, v6.flow_label as u64);
     s(out, " ");
-    let opt = flags.ip_options;
-    for e in v6.ext_headers() {
-        if opt {
-            s(out, "OPT ( ");
-        }
-        match e.kind {
-            44 => {
-                s(out, "FRAG:");
-                match e.fragment {
-                    None => {
-                        s(out, "TRUNCATED ");
-                        return;
-                    }
-                    Some(f) => {
-                        dec(out, f.offset as u64);
-                        s(out, " ");
-                        if f.more {
-                            s(out, "INCOMPLETE ");
-                        }
-                        s(out, "ID:");
-                        hex_pad(out, f.id as u64, 8, false);
-                        s(out, " ");
-                    }
-                }
-            }
-            51 => {
-                if opt {
-                    s(out, "AH ");
-                    if e.after_fragment {
-                        s(out, ")");
-                        return;
-                    }
-                    match e.spi {
-                        None => {
-                            s(out, "INCOMPLETE [");
-                            dec(out, e.kernel_remaining as u64);
-                            s(out, " bytes] )");
-                            return;
-                        }
-                        Some(x) => spi(out, x),
-                    }
-                }
-            }
-            50 => {
-                if opt {
-                    s(out, "ESP ");
-                    if e.after_fragment {
-                        s(out, ")");
-                        return;
-                    }
-                    match e.spi {
-                        None => {
-                            s(out, "INCOMPLETE [");
-                            dec(out, e.kernel_remaining as u64);
-                            s(out, " bytes] )");
-                        }
-                        Some(x) => {
-                            s(out, "SPI=0x");
-                            hex(out, x as u64);
-                            s(out, " )");
-                        }
-                    }
-                }
-                return;
-            }
-            _ => {
-                // hop-by-hop, routing, destination options
-                if e.after_fragment {
-                    if opt {
-                        s(out, ")");
-                    }
-                    return;
-                }
-            }
-        }
-        if opt {
-            s(out, ") ");
-        }
+    if let Flow::Stop = ext::ext_headers(v6, flags.ip_options, out) {
+        return;
     }
     if let crate::decode::Ipv6End::Truncated(_) = v6.end {
         s(out, "TRUNCATED");
@@ -714,4 +646,24 @@ fn ipv6_part(p: &Packet<'_>, v6: &Ipv6<'_>, outer: bool, flags: LogFlags, out: &
     if let (Flow::Go, true) = (flow, outer) {
         uid_mark(p, flags, out);
     }
+}
+
+/// A loss report line (after the caller's syslog framing).
+pub(crate) fn loss(ev: &super::LossEvent, out: &mut Vec<u8>) {
+    // Tagged `fwlog:` so parsers keyed on `kernel:` and `IN=` skip it.
+    s(out, "fwlog: LOST ");
+    dec(out, ev.count);
+    s(out, " log records, cause ");
+    s(out, ev.cause.name());
+    if let Some(g) = ev.group {
+        s(out, ", group ");
+        dec(out, g as u64);
+    }
+    if let Some((a, b)) = ev.seq_global {
+        s(out, ", seq_global ");
+        dec(out, a as u64);
+        s(out, "-");
+        dec(out, b as u64);
+    }
+    out.push(b'\n');
 }

@@ -32,7 +32,7 @@ use crate::packet::{Packet, Timestamp};
 pub use names::NameTables;
 
 /// The output format (`--format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FormatKind {
     /// fwlog 0.8's block per packet, extended to every protocol.
     Fwlog,
@@ -123,32 +123,8 @@ impl Names for NoNames {
     }
 }
 
-/// Why records were lost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LossCause {
-    /// A gap in NFLOG sequence numbers.
-    SeqGap,
-    /// The netlink socket overflowed (ENOBUFS): the count is a lower bound or unknown.
-    Enobufs,
-    /// The spool was full.
-    SpoolFull,
-    /// Records the kernel logged while fwlog was not running (seen as a sequence jump).
-    Restart,
-    /// Spool records that failed their checksum.
-    Corrupt,
-}
-
-impl LossCause {
-    pub fn name(self) -> &'static str {
-        match self {
-            LossCause::SeqGap => "seq-gap",
-            LossCause::Enobufs => "enobufs",
-            LossCause::SpoolFull => "spool-full",
-            LossCause::Restart => "restart",
-            LossCause::Corrupt => "corrupt",
-        }
-    }
-}
+/// Why records were lost: the spool's cause byte, see [`crate::nflog::loss::Cause`].
+pub use crate::nflog::loss::Cause as LossCause;
 
 /// A loss report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,22 +185,7 @@ impl Formatter {
                 if self.opts.syslog_framing {
                     self.framing(&ev.time, "", out);
                 }
-                // Tagged `fwlog:` so parsers keyed on `kernel:` and `IN=` skip it.
-                write::s(out, "fwlog: LOST ");
-                write::dec(out, ev.count);
-                write::s(out, " log records, cause ");
-                write::s(out, ev.cause.name());
-                if let Some(g) = ev.group {
-                    write::s(out, ", group ");
-                    write::dec(out, g as u64);
-                }
-                if let Some((a, b)) = ev.seq_global {
-                    write::s(out, ", seq_global ");
-                    write::dec(out, a as u64);
-                    write::s(out, "-");
-                    write::dec(out, b as u64);
-                }
-                out.push(b'\n');
+                kernel::loss(ev, out);
             }
             FormatKind::Fwlog => fwlog::loss(ev, out),
             FormatKind::Json => json::loss(ev, out),

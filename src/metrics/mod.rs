@@ -24,8 +24,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::counters::Counters;
 use crate::dns::{DnsStats, Resolver};
-use crate::pipeline::counters::Counters;
 use crate::pipeline::outputs::OutputStats;
 
 /// What a scrape reads.
@@ -190,6 +190,59 @@ fn groups(reg: &mut Registry, table: &groups::GroupTable) {
     );
 }
 
+fn spool(reg: &mut Registry, src: &MetricsSource) {
+    let s = src.spool.stats();
+    gauge(
+        reg,
+        "fwlog_spool_backlog_records",
+        "Spool records not yet written to every output and acknowledged",
+        as_i64(s.pending_records),
+    );
+    gauge(
+        reg,
+        "fwlog_spool_disk_bytes",
+        "Bytes in the spool's segment files",
+        as_i64(s.disk_bytes),
+    );
+    gauge(
+        reg,
+        "fwlog_spool_max_bytes",
+        "The spool's size limit (--spool-max)",
+        as_i64(src.spool_max),
+    );
+    gauge(
+        reg,
+        "fwlog_spool_free_bytes",
+        "Room left in the spool before --spool-max refuses packets",
+        as_i64(src.spool_max.saturating_sub(s.disk_bytes)),
+    );
+    gauge(
+        reg,
+        "fwlog_spool_segments",
+        "Segment files in the spool",
+        as_i64(s.segments),
+    );
+}
+
+fn verdicts(reg: &mut Registry, c: &Counters) {
+    let g = |a: &AtomicU64| a.load(Relaxed);
+    let verdicts = Family::<Labels, Counter>::default();
+    for (v, n) in [
+        ("accept", &c.queue_accepted),
+        ("drop", &c.queue_dropped),
+        ("accept-unlogged", &c.queue_unlogged),
+    ] {
+        verdicts
+            .get_or_create(&vec![("verdict".into(), v.into())])
+            .inc_by(g(n));
+    }
+    reg.register(
+        "fwlog_nfqueue_verdicts",
+        "NFQUEUE verdicts: accept once spooled, drop when the spool refused, accept-unlogged with --fail-open",
+        verdicts,
+    );
+}
+
 /// The text exposition of one snapshot.
 pub fn render(src: &MetricsSource) -> String {
     let c = &src.counters;
@@ -242,55 +295,11 @@ pub fn render(src: &MetricsSource) -> String {
         "Failed output writes (each retried until it succeeds)",
         g(&c.output_errors),
     );
-    let s = src.spool.stats();
-    gauge(
-        &mut reg,
-        "fwlog_spool_backlog_records",
-        "Spool records not yet written to every output and acknowledged",
-        as_i64(s.pending_records),
-    );
-    gauge(
-        &mut reg,
-        "fwlog_spool_disk_bytes",
-        "Bytes in the spool's segment files",
-        as_i64(s.disk_bytes),
-    );
-    gauge(
-        &mut reg,
-        "fwlog_spool_max_bytes",
-        "The spool's size limit (--spool-max)",
-        as_i64(src.spool_max),
-    );
-    gauge(
-        &mut reg,
-        "fwlog_spool_free_bytes",
-        "Room left in the spool before --spool-max refuses packets",
-        as_i64(src.spool_max.saturating_sub(s.disk_bytes)),
-    );
-    gauge(
-        &mut reg,
-        "fwlog_spool_segments",
-        "Segment files in the spool",
-        as_i64(s.segments),
-    );
+    spool(&mut reg, src);
     outputs(&mut reg, &src.outputs);
     groups(&mut reg, &src.groups);
     if src.queue {
-        let verdicts = Family::<Labels, Counter>::default();
-        for (v, n) in [
-            ("accept", &c.queue_accepted),
-            ("drop", &c.queue_dropped),
-            ("accept-unlogged", &c.queue_unlogged),
-        ] {
-            verdicts
-                .get_or_create(&vec![("verdict".into(), v.into())])
-                .inc_by(g(n));
-        }
-        reg.register(
-            "fwlog_nfqueue_verdicts",
-            "NFQUEUE verdicts: accept once spooled, drop when the spool refused, accept-unlogged with --fail-open",
-            verdicts,
-        );
+        verdicts(&mut reg, c);
     }
     let last = g(&c.last_ack_unix_ms);
     if last > 0 {

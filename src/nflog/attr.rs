@@ -65,70 +65,10 @@ pub mod fwlog {
     pub const LOSS: u16 = 0x3F10;
 }
 
-/// A loss report as the spool stores it, so that it reaches the output in order with the
-/// packets around it and survives a crash like they do. On disk it is an NFLOG-shaped record
-/// with family 0 (AF_UNSPEC, never a packet), the group, fwlog's receive time and a LOSS
-/// attribute; pcap export skips it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LossRecord {
-    pub group: Option<u16>,
-    /// Cause code: see `crate::daemon::loss` for the numbering.
-    pub cause: u8,
-    pub count: Option<u64>,
-    pub seq_global: Option<(u32, u32)>,
-}
-
-impl LossRecord {
-    /// Encode as a spool record.
-    pub fn encode(&self, sec: i64, nsec: u32, out: &mut Vec<u8>) {
-        let g = self.group.unwrap_or(0);
-        out.extend_from_slice(&[crate::packet::family::UNSPEC, 0]);
-        out.extend_from_slice(&g.to_be_bytes());
-        push_recv_time(out, sec, nsec);
-        let mut v = [0u8; 20];
-        v[..8].copy_from_slice(&self.count.unwrap_or(u64::MAX).to_be_bytes());
-        v[8] = self.cause;
-        v[9] = u8::from(self.group.is_some()) | (u8::from(self.seq_global.is_some()) << 1);
-        let (a, b) = self.seq_global.unwrap_or((0, 0));
-        v[12..16].copy_from_slice(&a.to_be_bytes());
-        v[16..20].copy_from_slice(&b.to_be_bytes());
-        push_attr(out, fwlog::LOSS, &v);
-    }
-
-    /// Decode a spool record that is a loss report; `None` for a packet (or a damaged record,
-    /// which then goes through [`parse`] and is printed as a marked partial packet).
-    pub fn decode(msg: &[u8]) -> Option<LossRecord> {
-        if msg.len() < NFGENMSG_LEN || msg[0] != crate::packet::family::UNSPEC {
-            return None;
-        }
-        let group = u16::from_be_bytes([msg[2], msg[3]]);
-        let mut off = NFGENMSG_LEN;
-        while off + 4 <= msg.len() {
-            let len = u16::from_ne_bytes([msg[off], msg[off + 1]]) as usize;
-            let ty = u16::from_ne_bytes([msg[off + 2], msg[off + 3]]) & NLA_TYPE_MASK;
-            if len < 4 || off + len > msg.len() {
-                return None;
-            }
-            let v = &msg[off + 4..off + len];
-            if ty == fwlog::LOSS && v.len() >= 20 {
-                let count = be64(v)?;
-                let flags = v[9];
-                return Some(LossRecord {
-                    group: (flags & 1 != 0).then_some(group),
-                    cause: v[8],
-                    count: (count != u64::MAX).then_some(count),
-                    seq_global: (flags & 2 != 0)
-                        .then(|| (be32(&v[12..]).unwrap_or(0), be32(&v[16..]).unwrap_or(0))),
-                });
-            }
-            off += (len + 3) & !3;
-        }
-        None
-    }
-}
+pub use super::loss::LossRecord;
 
 /// `nlattr` type bits that are flags, not part of the type.
-const NLA_TYPE_MASK: u16 = 0x3FFF;
+pub(super) const NLA_TYPE_MASK: u16 = 0x3FFF;
 /// Size of `nfgenmsg`.
 pub const NFGENMSG_LEN: usize = 4;
 
@@ -155,7 +95,7 @@ impl TlvOrder {
     }
 }
 
-fn be32(v: &[u8]) -> Option<u32> {
+pub(super) fn be32(v: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
 }
 
@@ -163,7 +103,7 @@ fn be16(v: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes(v.get(..2)?.try_into().ok()?))
 }
 
-fn be64(v: &[u8]) -> Option<u64> {
+pub(super) fn be64(v: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
 }
 
@@ -172,6 +112,151 @@ fn cstr(v: &[u8]) -> &[u8] {
     match v.iter().position(|&b| b == 0) {
         Some(n) => &v[..n],
         None => v,
+    }
+}
+
+/// What the walk collects before it can fill in the packet: interface indexes and names (in
+/// either order), the candidate timestamps, fwlog's damage note, NFULA_HWLEN.
+#[derive(Default)]
+struct Walk<'a> {
+    names: [Option<&'a [u8]>; 4],
+    index: [Option<u32>; 4],
+    kernel_ts: Option<Timestamp>,
+    recv_ts: Option<Timestamp>,
+    capture_ts: Option<Timestamp>,
+    carried_damage: Option<&'a [u8]>,
+    hwlen: Option<u16>,
+}
+
+impl<'a> Walk<'a> {
+    /// Take attribute `ty` with value `v`; false when its value is too short to read.
+    fn attribute(&mut self, p: &mut Packet<'a>, ty: u16, v: &'a [u8], order: TlvOrder) -> bool {
+        match ty {
+            nfula::PACKET_HDR if v.len() >= 4 => {
+                p.hw_protocol = be16(v);
+                p.hook = Some(v[2]);
+                true
+            }
+            nfula::MARK => be32(v).map(|m| p.mark = m).is_some(),
+            nfula::TIMESTAMP if v.len() >= 16 => {
+                // struct nfulnl_msg_packet_timestamp { be64 sec; be64 usec; }
+                let sec = be64(v).unwrap_or(0);
+                let usec = be64(&v[8..]).unwrap_or(0);
+                self.kernel_ts = Some(Timestamp {
+                    sec: i64::try_from(sec).unwrap_or(i64::MAX),
+                    nsec: (usec.min(999_999) as u32) * 1000,
+                    source: TimeSource::Kernel,
+                });
+                true
+            }
+            nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV => {
+                let i = (ty - nfula::IFINDEX_INDEV) as usize;
+                be32(v).map(|x| self.index[i] = Some(x)).is_some()
+            }
+            nfula::HWADDR if v.len() >= 4 => {
+                // struct nfulnl_msg_packet_hw { be16 hw_addrlen; u16 pad; u8 hw_addr[8]; }
+                let n = be16(v).unwrap_or(0) as usize;
+                let addr = &v[4..];
+                p.hwaddr = Some(&addr[..n.min(addr.len())]);
+                true
+            }
+            nfula::PAYLOAD => {
+                p.payload = v;
+                true
+            }
+            nfula::PREFIX => {
+                p.prefix = Some(cstr(v));
+                true
+            }
+            nfula::UID => be32(v).map(|x| p.uid = Some(x)).is_some(),
+            nfula::GID => be32(v).map(|x| p.gid = Some(x)).is_some(),
+            nfula::SEQ => be32(v).map(|x| p.seq = Some(x)).is_some(),
+            nfula::SEQ_GLOBAL => be32(v).map(|x| p.seq_global = Some(x)).is_some(),
+            nfula::HWTYPE => be16(v).map(|x| p.hwtype = Some(x)).is_some(),
+            nfula::HWLEN => be16(v).map(|x| self.hwlen = Some(x)).is_some(),
+            nfula::HWHEADER => {
+                p.hwheader = Some(v);
+                true
+            }
+            nfula::L2HDR => {
+                p.l2header = Some(v);
+                true
+            }
+            nfula::VLAN => match parse_vlan(v, order) {
+                Ok(vl) => {
+                    p.vlan = Some(vl);
+                    true
+                }
+                Err(why) => {
+                    if p.damage.is_none() {
+                        p.damage = Some(format!("attribute VLAN (type {ty}) {why}"));
+                    }
+                    true
+                }
+            },
+            fwlog::RECV_TIME if v.len() >= 12 => {
+                self.recv_ts = Some(Timestamp {
+                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
+                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
+                    source: TimeSource::Local,
+                });
+                true
+            }
+            fwlog::CAPTURE_TIME if v.len() >= 12 => {
+                self.capture_ts = Some(Timestamp {
+                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
+                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
+                    source: TimeSource::Capture,
+                });
+                true
+            }
+            fwlog::ORIG_LEN => be32(v).map(|x| p.orig_len = Some(x)).is_some(),
+            fwlog::DAMAGE => {
+                self.carried_damage = Some(v);
+                true
+            }
+            fwlog::INDEV_NAME..=fwlog::PHYSOUTDEV_NAME => {
+                self.names[(ty - fwlog::INDEV_NAME) as usize] = Some(cstr(v));
+                true
+            }
+            nfula::PACKET_HDR => false,
+            nfula::TIMESTAMP => false,
+            nfula::HWADDR => false,
+            fwlog::RECV_TIME => false,
+            // CT, CT_INFO and anything newer: not used, skipped.
+            _ => true,
+        }
+    }
+
+    /// Fill in what needed every attribute: interfaces, the timestamp, the damage note.
+    fn finish(self, p: &mut Packet<'a>, fallback: Timestamp) {
+        // NFULA_HWLEN bounds the header the kernel copied (HWHEADER is already exactly that long,
+        // but keep the two consistent if a record disagrees).
+        if let (Some(h), Some(n)) = (p.hwheader, self.hwlen) {
+            p.hwheader = Some(&h[..(n as usize).min(h.len())]);
+        }
+        let ifaces = [
+            &mut p.indev,
+            &mut p.outdev,
+            &mut p.physindev,
+            &mut p.physoutdev,
+        ];
+        for (i, slot) in ifaces.into_iter().enumerate() {
+            if let Some(idx) = self.index[i] {
+                *slot = Some(Iface {
+                    index: idx,
+                    name: self.names[i],
+                });
+            }
+        }
+        p.timestamp = self
+            .kernel_ts
+            .or(self.recv_ts)
+            .or(self.capture_ts)
+            .unwrap_or(fallback);
+        if let (None, Some(d)) = (&p.damage, self.carried_damage) {
+            p.damage = Some(String::from_utf8_lossy(d).into_owned());
+        }
     }
 }
 
@@ -191,13 +276,7 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
     p.family = msg[0];
     p.group = u16::from_be_bytes([msg[2], msg[3]]);
 
-    let mut names: [Option<&[u8]>; 4] = [None; 4];
-    let mut index: [Option<u32>; 4] = [None; 4];
-    let mut kernel_ts: Option<Timestamp> = None;
-    let mut recv_ts: Option<Timestamp> = None;
-    let mut capture_ts: Option<Timestamp> = None;
-    let mut carried_damage: Option<&[u8]> = None;
-    let mut hwlen: Option<u16> = None;
+    let mut w = Walk::default();
 
     let mut off = NFGENMSG_LEN;
     while off < msg.len() {
@@ -220,101 +299,7 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
         }
         let v = &rest[4..len];
         let bad = |what: &str| format!("attribute {what} (type {ty}) has {} bytes", v.len());
-        let ok = match ty {
-            nfula::PACKET_HDR if v.len() >= 4 => {
-                p.hw_protocol = be16(v);
-                p.hook = Some(v[2]);
-                true
-            }
-            nfula::MARK => be32(v).map(|m| p.mark = m).is_some(),
-            nfula::TIMESTAMP if v.len() >= 16 => {
-                // struct nfulnl_msg_packet_timestamp { be64 sec; be64 usec; }
-                let sec = be64(v).unwrap_or(0);
-                let usec = be64(&v[8..]).unwrap_or(0);
-                kernel_ts = Some(Timestamp {
-                    sec: i64::try_from(sec).unwrap_or(i64::MAX),
-                    nsec: (usec.min(999_999) as u32) * 1000,
-                    source: TimeSource::Kernel,
-                });
-                true
-            }
-            nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV => {
-                let i = (ty - nfula::IFINDEX_INDEV) as usize;
-                be32(v).map(|x| index[i] = Some(x)).is_some()
-            }
-            nfula::HWADDR if v.len() >= 4 => {
-                // struct nfulnl_msg_packet_hw { be16 hw_addrlen; u16 pad; u8 hw_addr[8]; }
-                let n = be16(v).unwrap_or(0) as usize;
-                let addr = &v[4..];
-                p.hwaddr = Some(&addr[..n.min(addr.len())]);
-                true
-            }
-            nfula::PAYLOAD => {
-                p.payload = v;
-                true
-            }
-            nfula::PREFIX => {
-                p.prefix = Some(cstr(v));
-                true
-            }
-            nfula::UID => be32(v).map(|x| p.uid = Some(x)).is_some(),
-            nfula::GID => be32(v).map(|x| p.gid = Some(x)).is_some(),
-            nfula::SEQ => be32(v).map(|x| p.seq = Some(x)).is_some(),
-            nfula::SEQ_GLOBAL => be32(v).map(|x| p.seq_global = Some(x)).is_some(),
-            nfula::HWTYPE => be16(v).map(|x| p.hwtype = Some(x)).is_some(),
-            nfula::HWLEN => be16(v).map(|x| hwlen = Some(x)).is_some(),
-            nfula::HWHEADER => {
-                p.hwheader = Some(v);
-                true
-            }
-            nfula::L2HDR => {
-                p.l2header = Some(v);
-                true
-            }
-            nfula::VLAN => match parse_vlan(v, order) {
-                Ok(vl) => {
-                    p.vlan = Some(vl);
-                    true
-                }
-                Err(why) => {
-                    if p.damage.is_none() {
-                        p.damage = Some(format!("attribute VLAN (type {ty}) {why}"));
-                    }
-                    true
-                }
-            },
-            fwlog::RECV_TIME if v.len() >= 12 => {
-                recv_ts = Some(Timestamp {
-                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
-                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
-                    source: TimeSource::Local,
-                });
-                true
-            }
-            fwlog::CAPTURE_TIME if v.len() >= 12 => {
-                capture_ts = Some(Timestamp {
-                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
-                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
-                    source: TimeSource::Capture,
-                });
-                true
-            }
-            fwlog::ORIG_LEN => be32(v).map(|x| p.orig_len = Some(x)).is_some(),
-            fwlog::DAMAGE => {
-                carried_damage = Some(v);
-                true
-            }
-            fwlog::INDEV_NAME..=fwlog::PHYSOUTDEV_NAME => {
-                names[(ty - fwlog::INDEV_NAME) as usize] = Some(cstr(v));
-                true
-            }
-            nfula::PACKET_HDR => false,
-            nfula::TIMESTAMP => false,
-            nfula::HWADDR => false,
-            fwlog::RECV_TIME => false,
-            // CT, CT_INFO and anything newer: not used, skipped.
-            _ => true,
-        };
+        let ok = w.attribute(&mut p, ty, v, order);
         if !ok && p.damage.is_none() {
             let what = match ty {
                 nfula::PACKET_HDR => "PACKET_HDR",
@@ -329,29 +314,7 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
         off += (len + 3) & !3;
     }
 
-    // NFULA_HWLEN bounds the header the kernel copied (HWHEADER is already exactly that long,
-    // but keep the two consistent if a record disagrees).
-    if let (Some(h), Some(n)) = (p.hwheader, hwlen) {
-        p.hwheader = Some(&h[..(n as usize).min(h.len())]);
-    }
-    let ifaces = [
-        &mut p.indev,
-        &mut p.outdev,
-        &mut p.physindev,
-        &mut p.physoutdev,
-    ];
-    for (i, slot) in ifaces.into_iter().enumerate() {
-        if let Some(idx) = index[i] {
-            *slot = Some(Iface {
-                index: idx,
-                name: names[i],
-            });
-        }
-    }
-    p.timestamp = kernel_ts.or(recv_ts).or(capture_ts).unwrap_or(fallback);
-    if let (None, Some(d)) = (&p.damage, carried_damage) {
-        p.damage = Some(String::from_utf8_lossy(d).into_owned());
-    }
+    w.finish(&mut p, fallback);
     p
 }
 
@@ -528,259 +491,5 @@ pub fn push_ifname(buf: &mut Vec<u8>, which: u16, name: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ts() -> Timestamp {
-        Timestamp {
-            sec: 7,
-            nsec: 0,
-            source: TimeSource::Capture,
-        }
-    }
-
-    fn record() -> Vec<u8> {
-        let mut b = vec![2, 0, 0, 5]; // AF_INET, v0, group 5
-        push_attr(&mut b, nfula::PACKET_HDR, &[0x08, 0x00, 1, 0]);
-        push_attr(&mut b, nfula::MARK, &0x2au32.to_be_bytes());
-        push_attr(&mut b, nfula::IFINDEX_INDEV, &3u32.to_be_bytes());
-        push_attr(&mut b, nfula::PREFIX, b"DROP \0");
-        push_attr(&mut b, nfula::SEQ, &9u32.to_be_bytes());
-        push_attr(&mut b, nfula::PAYLOAD, &[0x45, 0, 0, 20]);
-        push_ifname(&mut b, nfula::IFINDEX_INDEV, b"eth0");
-        push_recv_time(&mut b, 1_700_000_000, 5);
-        b
-    }
-
-    #[test]
-    fn round_trip_of_every_written_field() {
-        let b = record();
-        let p = parse(&b, TlvOrder::NATIVE, ts());
-        assert_eq!(p.damage, None);
-        assert_eq!(
-            (p.family, p.group, p.hook, p.hw_protocol),
-            (2, 5, Some(1), Some(0x0800))
-        );
-        assert_eq!(p.mark, 0x2a);
-        assert_eq!(p.prefix, Some(&b"DROP "[..]));
-        assert_eq!(p.seq, Some(9));
-        assert_eq!(p.payload, &[0x45, 0, 0, 20]);
-        assert_eq!(
-            p.indev,
-            Some(Iface {
-                index: 3,
-                name: Some(b"eth0")
-            })
-        );
-        assert_eq!(p.timestamp.source, TimeSource::Local);
-        assert_eq!((p.timestamp.sec, p.timestamp.nsec), (1_700_000_000, 5));
-    }
-
-    #[test]
-    fn kernel_timestamp_wins_over_receive_time() {
-        let mut b = record();
-        let mut t = [0u8; 16];
-        t[..8].copy_from_slice(&100u64.to_be_bytes());
-        t[8..].copy_from_slice(&250u64.to_be_bytes());
-        push_attr(&mut b, nfula::TIMESTAMP, &t);
-        let p = parse(&b, TlvOrder::NATIVE, ts());
-        assert_eq!(
-            p.timestamp,
-            Timestamp {
-                sec: 100,
-                nsec: 250_000,
-                source: TimeSource::Kernel
-            }
-        );
-    }
-
-    #[test]
-    fn overlong_attribute_marks_damage_and_keeps_what_came_before() {
-        // zeek's nflog-bad-tlv-len: PACKET_HDR claiming 256 bytes with 8 left.
-        let mut b = vec![2, 0, 0, 0];
-        push_attr(&mut b, nfula::MARK, &1u32.to_be_bytes());
-        b.extend_from_slice(&256u16.to_ne_bytes());
-        b.extend_from_slice(&1u16.to_ne_bytes());
-        b.extend_from_slice(&[0, 0, 0, 0]);
-        let p = parse(&b, TlvOrder::NATIVE, ts());
-        assert_eq!(p.mark, 1);
-        let d = p.damage.expect("damage is reported");
-        assert!(d.contains("claims 256 bytes, 8 remain"), "{d}");
-    }
-
-    #[test]
-    fn short_and_empty_records_never_panic() {
-        for n in 0..12 {
-            let b = record();
-            let _ = parse(&b[..n], TlvOrder::NATIVE, ts());
-        }
-        assert!(parse(&[], TlvOrder::NATIVE, ts()).damage.is_some());
-    }
-
-    #[test]
-    fn every_truncation_of_a_record_parses() {
-        let b = record();
-        for n in 0..=b.len() {
-            let p = parse(&b[..n], TlvOrder::NATIVE, ts());
-            assert!(p.payload.len() <= 4);
-        }
-    }
-
-    #[test]
-    fn loss_records_round_trip_and_are_not_packets() {
-        let l = LossRecord {
-            group: Some(5),
-            cause: 2,
-            count: Some(69_960),
-            seq_global: Some((10, 70_000)),
-        };
-        let mut b = Vec::new();
-        l.encode(1_700_000_000, 1, &mut b);
-        assert_eq!(LossRecord::decode(&b), Some(l));
-        let unknown = LossRecord {
-            group: None,
-            cause: 1,
-            count: None,
-            seq_global: None,
-        };
-        b.clear();
-        unknown.encode(0, 0, &mut b);
-        assert_eq!(LossRecord::decode(&b), Some(unknown));
-        assert_eq!(LossRecord::decode(&record()), None);
-        let p = parse(&b, TlvOrder::NATIVE, ts());
-        assert_eq!((p.family, p.payload.len()), (0, 0));
-    }
-
-    #[test]
-    fn encode_packet_round_trips_every_field() {
-        let rec = record();
-        let mut p = parse(&rec, TlvOrder::NATIVE, ts());
-        p.hwaddr = Some(&[1, 2, 3, 4, 5, 6]);
-        p.hwtype = Some(1);
-        p.hwheader = Some(&[9; 14]);
-        p.uid = Some(1000);
-        p.gid = Some(100);
-        p.seq_global = Some(77);
-        p.orig_len = Some(1500);
-        p.vlan = Some(Vlan {
-            proto: 0x8100,
-            tci: 0x600a,
-        });
-        p.l2header = Some(&[7; 14]);
-        p.outdev = Some(Iface {
-            index: 9,
-            name: None,
-        });
-        p.damage = Some("note".into());
-        for source in [TimeSource::Kernel, TimeSource::Local, TimeSource::Capture] {
-            p.timestamp = Timestamp {
-                sec: 1_700_000_000,
-                nsec: 123_456_000,
-                source,
-            };
-            let mut b = Vec::new();
-            encode_packet(&p, &mut b);
-            assert_eq!(parse(&b, TlvOrder::NATIVE, ts()), p, "{source:?}");
-        }
-    }
-
-    /// A bridge-family record as the kernel builds it: NFULA_VLAN nested (flag 0x8000), TCI
-    /// before PROTO, then NFULA_L2HDR.
-    fn bridge_record() -> Vec<u8> {
-        let mut b = vec![7, 0, 0, 9]; // AF_BRIDGE, group 9
-        push_attr(&mut b, nfula::PACKET_HDR, &[0x08, 0x06, 0, 0]);
-        let mut nest = Vec::new();
-        push_attr(&mut nest, nfula::vlan::TCI, &0x600au16.to_be_bytes());
-        push_attr(&mut nest, nfula::vlan::PROTO, &0x8100u16.to_be_bytes());
-        push_attr(&mut b, nfula::VLAN | NLA_F_NESTED, &nest);
-        push_attr(&mut b, nfula::L2HDR, &[0xff; 14]);
-        push_attr(&mut b, nfula::PAYLOAD, &[0, 1, 8, 0, 6, 4, 0, 1]);
-        b
-    }
-
-    #[test]
-    fn nested_vlan_attribute_is_read() {
-        let b = bridge_record();
-        // Byte layout of the nest: 4-byte header (len 20, type 20|NESTED), two 8-byte TLVs.
-        let nest_at = 4 + 8;
-        assert_eq!(&b[nest_at..nest_at + 4], &[20, 0, 20, 0x80]);
-        let p = parse(&b, TlvOrder::NATIVE, ts());
-        assert_eq!(p.damage, None);
-        let v = p.vlan.expect("vlan");
-        assert_eq!(
-            (v.proto, v.tci, v.id(), v.pcp(), v.dei()),
-            (0x8100, 0x600a, 10, 3, false)
-        );
-        assert_eq!(p.l2header, Some(&[0xff; 14][..]));
-        assert_eq!(p.payload, &[0, 1, 8, 0, 6, 4, 0, 1]);
-        // push_vlan writes the kernel's bytes.
-        let mut mine = Vec::new();
-        push_vlan(&mut mine, v);
-        assert_eq!(&mine[..], &b[nest_at..nest_at + 20]);
-    }
-
-    #[test]
-    fn damaged_vlan_nests_are_marked_and_the_rest_is_kept() {
-        let cases: [(&[u8], &str); 4] = [
-            (&[], "lacks its TCI"),
-            (&[6, 0, 2, 0, 0x12, 0x34, 0, 0], "lacks its PROTO"),
-            (&[6, 0, 2, 0, 0x12], "claiming 6 bytes, 5 remain"),
-            (&[5, 0, 2, 0, 0x12, 0, 0, 0], "has a short TCI"),
-        ];
-        for (nest, why) in cases {
-            let mut b = vec![7, 0, 0, 9];
-            push_attr(&mut b, nfula::VLAN | NLA_F_NESTED, nest);
-            push_attr(&mut b, nfula::MARK, &5u32.to_be_bytes());
-            let p = parse(&b, TlvOrder::NATIVE, ts());
-            assert_eq!(p.vlan, None);
-            assert_eq!(p.mark, 5, "attributes after the nest are still read");
-            let d = p.damage.expect("damage");
-            assert!(d.contains(why) && d.contains("VLAN"), "{d}");
-        }
-    }
-
-    #[test]
-    fn every_truncation_of_a_bridge_record_parses() {
-        let b = bridge_record();
-        for n in 0..=b.len() {
-            let p = parse(&b[..n], TlvOrder::NATIVE, ts());
-            assert!(p.payload.len() <= 8 && p.l2header.map_or(0, <[u8]>::len) <= 14);
-        }
-    }
-
-    #[test]
-    fn big_endian_vlan_nest() {
-        let mut b = vec![7, 0, 0, 1];
-        let attr = |ty: u16, v: &[u8]| {
-            let mut a = ((4 + v.len()) as u16).to_be_bytes().to_vec();
-            a.extend_from_slice(&ty.to_be_bytes());
-            a.extend_from_slice(v);
-            a.resize((a.len() + 3) & !3, 0);
-            a
-        };
-        let mut nest = attr(nfula::vlan::TCI, &5u16.to_be_bytes());
-        nest.extend(attr(nfula::vlan::PROTO, &0x88a8u16.to_be_bytes()));
-        b.extend(attr(nfula::VLAN | NLA_F_NESTED, &nest));
-        let p = parse(&b, TlvOrder::Big, ts());
-        assert_eq!(
-            (p.vlan, p.damage),
-            (
-                Some(Vlan {
-                    proto: 0x88a8,
-                    tci: 5
-                }),
-                None
-            )
-        );
-    }
-
-    #[test]
-    fn big_endian_tlv_headers() {
-        let mut b = vec![10, 0, 0, 1];
-        b.extend_from_slice(&8u16.to_be_bytes());
-        b.extend_from_slice(&nfula::MARK.to_be_bytes());
-        b.extend_from_slice(&7u32.to_be_bytes());
-        let p = parse(&b, TlvOrder::Big, ts());
-        assert_eq!((p.family, p.group, p.mark, p.damage), (10, 1, 7, None));
-    }
-}
+#[path = "attr_tests.rs"]
+mod tests;

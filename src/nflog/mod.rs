@@ -12,3 +12,4 @@
 //! types, so a spool record is still a valid LINKTYPE_NFLOG record.
 
 pub mod attr;
+pub mod loss;

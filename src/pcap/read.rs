@@ -78,6 +78,122 @@ struct Iface {
     offset: i64,
 }
 
+/// What the blocks read so far say about the ones to come.
+#[derive(Default)]
+struct State {
+    /// Legacy pcap: link type, byte order, timestamp units per second.
+    legacy: Option<(LinkType, bool, u64)>,
+    /// pcapng, per section: the interfaces described so far, and the byte order.
+    ifaces: Vec<Iface>,
+    ng_big_endian: bool,
+    records: u64,
+}
+
+impl State {
+    /// Take one block; returns what `f` returned for a packet (true for any other block).
+    fn block(
+        &mut self,
+        block: PcapBlockOwned<'_>,
+        f: &mut impl FnMut(&Record<'_>) -> bool,
+    ) -> Result<bool, ReadError> {
+        let st = self;
+        match block {
+            PcapBlockOwned::LegacyHeader(h) => {
+                if h.version_major != 2 || h.version_minor > 4 {
+                    return Err(ReadError::Version(h.version_major, h.version_minor));
+                }
+                let lt = link_type(h.network.0 as u32)?;
+                let res = if h.is_nanosecond_precision() {
+                    1_000_000_000
+                } else {
+                    1_000_000
+                };
+                st.legacy = Some((lt, h.is_bigendian(), res));
+            }
+            PcapBlockOwned::Legacy(b) => {
+                let Some((link, big_endian, res)) = st.legacy else {
+                    return Err(ReadError::NotACapture);
+                };
+                let nsec = if res == 1_000_000 {
+                    b.ts_usec.min(999_999) * 1000
+                } else {
+                    b.ts_usec.min(999_999_999)
+                };
+                let rec = Record {
+                    link,
+                    timestamp: Timestamp {
+                        sec: b.ts_sec as i64,
+                        nsec,
+                        source: TimeSource::Capture,
+                    },
+                    data: b.data,
+                    orig_len: b.origlen,
+                    big_endian,
+                };
+                st.records += 1;
+                return Ok(f(&rec));
+            }
+            PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
+                if shb.major_version != 1 {
+                    return Err(ReadError::Version(shb.major_version, shb.minor_version));
+                }
+                st.ng_big_endian = shb.big_endian();
+                st.ifaces.clear();
+            }
+            PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                st.ifaces.push(Iface {
+                    link: link_type(idb.linktype.0 as u32)?,
+                    resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
+                    offset: idb.ts_offset(),
+                });
+            }
+            PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                let iface = st
+                    .ifaces
+                    .get(epb.if_id as usize)
+                    .ok_or(ReadError::UnknownInterface(epb.if_id))?;
+                let units = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
+                let sec = (units / iface.resolution) as i64 + iface.offset;
+                let frac = units % iface.resolution;
+                let nsec = (frac as u128 * 1_000_000_000 / iface.resolution as u128) as u32;
+                let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
+                let rec = Record {
+                    link: iface.link,
+                    timestamp: Timestamp {
+                        sec,
+                        nsec,
+                        source: TimeSource::Capture,
+                    },
+                    data,
+                    orig_len: epb.origlen,
+                    big_endian: st.ng_big_endian,
+                };
+                st.records += 1;
+                return Ok(f(&rec));
+            }
+            PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                let iface = st.ifaces.first().ok_or(ReadError::UnknownInterface(0))?;
+                let rec = Record {
+                    link: iface.link,
+                    timestamp: Timestamp {
+                        sec: 0,
+                        nsec: 0,
+                        source: TimeSource::Capture,
+                    },
+                    data: spb.data,
+                    orig_len: spb.origlen,
+                    big_endian: st.ng_big_endian,
+                };
+                st.records += 1;
+                return Ok(f(&rec));
+            }
+            // Statistics, name resolution, custom blocks...: nothing to print.
+            PcapBlockOwned::NG(_) => {}
+        }
+        Ok(true)
+    }
+}
+
 /// Read every record of a pcap or pcapng stream, calling `f` for each. `f` returns `false` to
 /// stop early (the read then ends with [`ReadError::Stopped`]).
 pub fn read_file<R: Read + Send>(
@@ -91,118 +207,25 @@ pub fn read_file<R: Read + Send>(
         }
         Err(_) => return Err(ReadError::NotACapture),
     };
-    let mut summary = Summary::default();
-    // Legacy pcap state.
-    let mut legacy: Option<(LinkType, bool, u64)> = None;
-    // pcapng state: per section, the interfaces described so far and the byte order.
-    let mut ifaces: Vec<Iface> = Vec::new();
-    let mut ng_big_endian = false;
+    let mut st = State::default();
     let mut capacity = 1usize << 16;
     let mut stalled = 0u32;
 
     loop {
         match reader.next() {
             Ok((offset, block)) => {
-                let mut keep_going = true;
-                match block {
-                    PcapBlockOwned::LegacyHeader(h) => {
-                        if h.version_major != 2 || h.version_minor > 4 {
-                            return Err(ReadError::Version(h.version_major, h.version_minor));
-                        }
-                        let lt = link_type(h.network.0 as u32)?;
-                        let res = if h.is_nanosecond_precision() {
-                            1_000_000_000
-                        } else {
-                            1_000_000
-                        };
-                        legacy = Some((lt, h.is_bigendian(), res));
-                    }
-                    PcapBlockOwned::Legacy(b) => {
-                        let Some((link, big_endian, res)) = legacy else {
-                            return Err(ReadError::NotACapture);
-                        };
-                        let nsec = if res == 1_000_000 {
-                            b.ts_usec.min(999_999) * 1000
-                        } else {
-                            b.ts_usec.min(999_999_999)
-                        };
-                        let rec = Record {
-                            link,
-                            timestamp: Timestamp {
-                                sec: b.ts_sec as i64,
-                                nsec,
-                                source: TimeSource::Capture,
-                            },
-                            data: b.data,
-                            orig_len: b.origlen,
-                            big_endian,
-                        };
-                        summary.records += 1;
-                        keep_going = f(&rec);
-                    }
-                    PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
-                        if shb.major_version != 1 {
-                            return Err(ReadError::Version(shb.major_version, shb.minor_version));
-                        }
-                        ng_big_endian = shb.big_endian();
-                        ifaces.clear();
-                    }
-                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                        ifaces.push(Iface {
-                            link: link_type(idb.linktype.0 as u32)?,
-                            resolution: idb.ts_resolution().unwrap_or(1_000_000).max(1),
-                            offset: idb.ts_offset(),
-                        });
-                    }
-                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        let iface = ifaces
-                            .get(epb.if_id as usize)
-                            .ok_or(ReadError::UnknownInterface(epb.if_id))?;
-                        let units = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
-                        let sec = (units / iface.resolution) as i64 + iface.offset;
-                        let frac = units % iface.resolution;
-                        let nsec = (frac as u128 * 1_000_000_000 / iface.resolution as u128) as u32;
-                        let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
-                        let rec = Record {
-                            link: iface.link,
-                            timestamp: Timestamp {
-                                sec,
-                                nsec,
-                                source: TimeSource::Capture,
-                            },
-                            data,
-                            orig_len: epb.origlen,
-                            big_endian: ng_big_endian,
-                        };
-                        summary.records += 1;
-                        keep_going = f(&rec);
-                    }
-                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
-                        let iface = ifaces.first().ok_or(ReadError::UnknownInterface(0))?;
-                        let rec = Record {
-                            link: iface.link,
-                            timestamp: Timestamp {
-                                sec: 0,
-                                nsec: 0,
-                                source: TimeSource::Capture,
-                            },
-                            data: spb.data,
-                            orig_len: spb.origlen,
-                            big_endian: ng_big_endian,
-                        };
-                        summary.records += 1;
-                        keep_going = f(&rec);
-                    }
-                    // Statistics, name resolution, custom blocks...: nothing to print.
-                    PcapBlockOwned::NG(_) => {}
-                }
+                let keep_going = st.block(block, &mut f)?;
                 reader.consume(offset);
                 if !keep_going {
                     return Err(ReadError::Stopped);
                 }
             }
-            Err(PcapError::Eof) => return Ok(summary),
-            Err(PcapError::UnexpectedEof) => return Err(ReadError::Truncated(summary.records)),
+            Err(PcapError::Eof) => {
+                return Ok(Summary {
+                    records: st.records,
+                })
+            }
+            Err(PcapError::UnexpectedEof) => return Err(ReadError::Truncated(st.records)),
             Err(PcapError::Incomplete(_)) => {
                 // After a refill, next() tells a clean end (Eof) from a cut record
                 // (UnexpectedEof). A refill that adds nothing to a reader that is not
@@ -215,7 +238,7 @@ pub fn read_file<R: Read + Send>(
                     stalled += 1;
                     if stalled > 2 {
                         return Err(ReadError::Corrupt {
-                            records: summary.records,
+                            records: st.records,
                             reason: "a block cannot be parsed".into(),
                         });
                     }
@@ -226,7 +249,7 @@ pub fn read_file<R: Read + Send>(
             Err(PcapError::BufferTooSmall) => {
                 if capacity >= MAX_RECORD || !reader.grow(capacity * 4) {
                     return Err(ReadError::Corrupt {
-                        records: summary.records,
+                        records: st.records,
                         reason: format!("a record claims more than {} MiB", MAX_RECORD >> 20),
                     });
                 }
@@ -240,7 +263,7 @@ pub fn read_file<R: Read + Send>(
             }
             Err(e) => {
                 return Err(ReadError::Corrupt {
-                    records: summary.records,
+                    records: st.records,
                     reason: e.to_string(),
                 })
             }

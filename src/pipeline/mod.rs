@@ -5,8 +5,11 @@
 //! channel ([`source::ChannelSource`]). Every source hands over NFLOG-shaped records (the spool
 //! record format), so one path decodes, resolves, formats and writes them all.
 
-pub mod counters;
+pub mod build;
 pub mod loss;
 pub mod outputs;
 pub mod process;
 pub mod source;
+
+/// The counters moved out of the pipeline (intake updates them too); this path stays for callers.
+pub use crate::counters;

@@ -57,6 +57,11 @@ impl Outputs {
                 .map_err(|e| format!("cannot open output: {e}"))?;
             outs.push(Box::new(TextSink::new(sink, Formatter::new(kind, o))) as Box<dyn PacketSink>);
         }
+        Ok(Outputs::from_sinks(outs))
+    }
+
+    /// Outputs that are already open (a test's sinks, or sinks opened elsewhere).
+    pub fn from_sinks(outs: Vec<Box<dyn PacketSink>>) -> Outputs {
         let stats = outs
             .iter()
             .map(|o| {
@@ -66,7 +71,7 @@ impl Outputs {
                 })
             })
             .collect();
-        Ok(Outputs { outs, stats })
+        Outputs { outs, stats }
     }
 
     pub fn packet(&mut self, p: &PacketView<'_>) {

@@ -18,14 +18,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
-use super::counters::{bump, Counters};
 use super::loss;
 use super::outputs::Outputs;
-use super::source::Source;
+use super::source::{Source, SourceError};
+use crate::counters::{bump, Counters};
 use crate::dns::{Lookup, Resolver, SafeName};
 use crate::format::Names;
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
@@ -54,6 +54,24 @@ impl Names for PacketNames<'_> {
     }
 }
 
+pub use crate::signals::Control;
+
+/// Why the processing loop ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// An output's reader went away (`fwlog read | head`): the reader's choice, not a failure.
+    #[error("output closed")]
+    OutputClosed,
+    /// An output failed where retrying is not wanted (read, replay).
+    #[error("cannot write to {target}: {source}")]
+    Output {
+        target: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Source(#[from] SourceError),
+}
+
 pub struct Processor<S: Source> {
     pub source: S,
     pub outputs: Outputs,
@@ -63,8 +81,11 @@ pub struct Processor<S: Source> {
     pub counters: Arc<Counters>,
     /// Poked by intake after each commit.
     pub data_wake: Arc<Notify>,
-    /// Set on SIGTERM/SIGINT: intake stops; this loop finishes what is ready and returns.
+    /// Set when stopping: intake stops; this loop finishes what is ready and returns. Intake
+    /// sets it too when it ends with an error.
     pub stop: Arc<AtomicBool>,
+    /// Requests (reopen, counters, stop); a closed channel just means no more requests.
+    pub control: UnboundedReceiver<Control>,
     /// How long shutdown may take to print what is ready.
     pub stop_grace: Duration,
     /// Keep retrying a failed output (the daemon) rather than failing (read, replay).
@@ -75,6 +96,7 @@ pub struct Processor<S: Source> {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Outputs are written (and synced, and the spool acknowledged) at most this often while little
 /// is pending: every write costs an fdatasync of the output and one of the spool's ledger, and
@@ -84,50 +106,43 @@ const WRITE_INTERVAL: Duration = Duration::from_millis(10);
 /// ... unless this much is waiting.
 const WRITE_BYTES: usize = 256 * 1024;
 
-/// An output failed where retrying is not wanted. A closed pipe (`fwlog read | head`) is the
-/// reader's choice, not an error: it ends the run quietly.
-struct OutputFailed {
-    target: String,
-    error: std::io::Error,
-}
-
-/// The message for a closed pipe; callers treat it as success.
-pub const BROKEN_PIPE: &str = "output closed";
-
-impl OutputFailed {
-    fn into_message(self) -> String {
-        if self.error.kind() == std::io::ErrorKind::BrokenPipe {
-            return BROKEN_PIPE.into();
-        }
-        format!("cannot write to {}: {}", self.target, self.error)
-    }
+/// The loop's state between rounds.
+struct LoopState {
+    window: VecDeque<Entry>,
+    /// The last record formatted and not yet acknowledged.
+    last_printed: Option<u64>,
+    /// When a failed output may be tried again.
+    retry_at: Option<Instant>,
+    last_write: Instant,
+    backoff: Duration,
+    /// The output that is failing, while one is.
+    failing: Option<String>,
+    /// Set once stopping: the latest time to return.
+    stop_at: Option<Instant>,
+    dns_wake: Arc<Notify>,
 }
 
 impl<S: Source> Processor<S> {
-    pub async fn run(mut self) -> Result<(), String> {
-        let sig =
-            |k: SignalKind| signal(k).map_err(|e| format!("cannot install signal handler: {e}"));
-        let mut hup = sig(SignalKind::hangup())?;
-        let mut usr1 = sig(SignalKind::user_defined1())?;
-        let mut term = sig(SignalKind::terminate())?;
-        let mut int = sig(SignalKind::interrupt())?;
-        // Ready only now: a SIGTERM that follows READY=1 must find its handler.
+    pub async fn run(mut self) -> Result<(), ProcessError> {
+        // Ready only now: the signals' owner installed its handlers before the loop started,
+        // so a SIGTERM that follows READY=1 finds them.
         if let Some(s) = &mut self.service {
             s.ready();
         }
-        let dns_wake = Arc::new(Notify::new());
-        let mut window: VecDeque<Entry> = VecDeque::with_capacity(self.window_cap.min(1 << 16));
-        let mut last_printed: Option<u64> = None;
-        let mut retry_at: Option<Instant> = None;
-        let mut last_write = Instant::now();
-        let mut backoff = Duration::from_millis(100);
-        let mut failing: Option<String> = None;
-        let mut stop_at: Option<Instant> = None;
-
+        let mut st = LoopState {
+            window: VecDeque::with_capacity(self.window_cap.min(1 << 16)),
+            last_printed: None,
+            retry_at: None,
+            last_write: Instant::now(),
+            backoff: FIRST_BACKOFF,
+            failing: None,
+            stop_at: None,
+            dns_wake: Arc::new(Notify::new()),
+        };
         loop {
-            if stop_at.is_none() && self.stop.load(Ordering::Relaxed) {
+            if st.stop_at.is_none() && self.stop.load(Ordering::Relaxed) {
                 // Intake ended (an error it has reported): finish like on SIGTERM.
-                self.begin_stop(&mut stop_at);
+                self.begin_stop(&mut st.stop_at);
             }
             let now = Instant::now();
             // Watchdog and status: only reached when the loop goes round (see sdnotify::service).
@@ -137,113 +152,143 @@ impl<S: Source> Processor<S> {
                 .as_mut()
                 .and_then(|s| s.tick(now.into_std(), || source.pending()))
                 .map(Instant::from_std);
-            let retry_due = retry_at.is_none_or(|t| now >= t);
             // When the window was full, the source may hold more: once draining makes room, go
             // round again at once instead of waiting for a wake-up (a backlog or a replay would
             // otherwise move one window per tick).
             let mut more = false;
-            if failing.is_none() {
+            if st.failing.is_none() {
                 let mut full = false;
-                if stop_at.is_none() {
-                    self.fill(&mut window, &dns_wake)?;
-                    full = window.len() >= self.window_cap;
+                if st.stop_at.is_none() {
+                    self.fill(&mut st.window, &st.dns_wake)?;
+                    full = st.window.len() >= self.window_cap;
                 }
-                last_printed = self.drain(&mut window).or(last_printed);
-                more = full && window.len() < self.window_cap;
+                st.last_printed = self.drain(&mut st.window).or(st.last_printed);
+                more = full && st.window.len() < self.window_cap;
             }
-            let pending = self.outputs.pending_bytes();
-            let write_due = pending >= WRITE_BYTES
-                || now >= last_write + WRITE_INTERVAL
-                || stop_at.is_some()
-                || self.source.finished();
-            if pending > 0 && retry_due && write_due {
-                last_write = now;
-                match self.outputs.write() {
-                    Ok(()) => {
-                        if let Some(what) = failing.take() {
-                            eprintln!("fwlog: output {what} works again; catching up");
-                        }
-                        retry_at = None;
-                        backoff = Duration::from_millis(100);
-                    }
-                    Err((what, e)) => {
-                        bump(&self.counters.output_errors, 1);
-                        if !self.retry_outputs {
-                            return Err(OutputFailed {
-                                target: what,
-                                error: e,
-                            }
-                            .into_message());
-                        }
-                        if failing.is_none() {
-                            eprintln!("fwlog: cannot write to {what}: {e}; nothing is acknowledged, packets stay in the spool, retrying");
-                        }
-                        failing = Some(what);
-                        // From the end of the attempt, not from `now`: an attempt can take as
-                        // long as the back-off (a 5 s TCP connect limit), and counting from its
-                        // start would retry at once, again and again, and the loop would not get
-                        // to its signals (SIGTERM waited for seconds).
-                        retry_at = Some(Instant::now() + backoff);
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    }
-                }
-            }
+            self.write_if_due(&mut st, now)?;
             // Acknowledge only what every output has written: formatted lines may wait in the
             // buffers for the next write (WRITE_INTERVAL), and a crash must replay them.
-            if failing.is_none() && self.outputs.pending_bytes() == 0 {
-                if let Some(seq) = last_printed.take() {
+            if st.failing.is_none() && self.outputs.pending_bytes() == 0 {
+                if let Some(seq) = st.last_printed.take() {
                     self.source.ack(seq)?;
                     self.counters.acked();
                 }
             }
-            if self.source.finished() && window.is_empty() && self.outputs.pending_bytes() == 0 {
+            if self.finished(&st) {
                 break;
             }
-            if let Some(t) = stop_at {
-                let idle = window.is_empty() && self.outputs.pending_bytes() == 0;
-                // A failing output is not retried while stopping: a retry can take seconds (a
-                // 5 s TCP connect limit), and what it would print stays in the spool anyway.
-                if idle || failing.is_some() || Instant::now() >= t {
-                    break;
-                }
-            }
-
-            let head = window.front().map(|e| e.deadline);
-            let wake_at = [
-                head,
-                retry_at,
-                stop_at,
-                service_at,
-                Some(Instant::now() + Duration::from_millis(250)),
-                more.then(Instant::now),
-                (self.outputs.pending_bytes() > 0).then_some(last_write + WRITE_INTERVAL),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(Instant::now);
+            let wake_at = self.next_wake(&st, service_at, more);
             tokio::select! {
                 _ = self.data_wake.notified() => {}
-                _ = dns_wake.notified() => {}
+                _ = st.dns_wake.notified() => {}
                 _ = sleep_until(wake_at) => {}
-                _ = hup.recv() => {
-                    if let Some(s) = &self.service {
-                        s.reloading();
-                    }
-                    self.outputs.reopen();
-                    if let Some(s) = &self.service {
-                        s.reloaded();
-                    }
-                }
-                _ = usr1.recv() => {
-                    let dns = self.resolver.as_ref().map(|r| r.stats().to_string());
-                    eprintln!("{}", self.counters.line(self.source.pending(), dns));
-                }
-                _ = term.recv() => self.begin_stop(&mut stop_at),
-                _ = int.recv() => self.begin_stop(&mut stop_at),
+                Some(c) = self.control.recv() => self.control(c, &mut st.stop_at),
             }
         }
         Ok(())
+    }
+
+    /// Whether the loop is done: the source ended and everything is written, or it is
+    /// stopping and has nothing left (or no more time, or a failing output).
+    fn finished(&self, st: &LoopState) -> bool {
+        let idle = st.window.is_empty() && self.outputs.pending_bytes() == 0;
+        if self.source.finished() && idle {
+            return true;
+        }
+        // A failing output is not retried while stopping: a retry can take seconds (a 5 s
+        // TCP connect limit), and what it would print stays in the spool anyway.
+        st.stop_at
+            .is_some_and(|t| idle || st.failing.is_some() || Instant::now() >= t)
+    }
+
+    /// Commit the outputs' batches when enough is waiting or it has waited long enough, and
+    /// no failed output is waiting out its back-off.
+    fn write_if_due(&mut self, st: &mut LoopState, now: Instant) -> Result<(), ProcessError> {
+        let pending = self.outputs.pending_bytes();
+        let retry_due = st.retry_at.is_none_or(|t| now >= t);
+        let write_due = pending >= WRITE_BYTES
+            || now >= st.last_write + WRITE_INTERVAL
+            || st.stop_at.is_some()
+            || self.source.finished();
+        if pending == 0 || !retry_due || !write_due {
+            return Ok(());
+        }
+        st.last_write = now;
+        match self.outputs.write() {
+            Ok(()) => {
+                if let Some(what) = st.failing.take() {
+                    eprintln!("fwlog: output {what} works again; catching up");
+                }
+                st.retry_at = None;
+                st.backoff = FIRST_BACKOFF;
+            }
+            Err((what, e)) => {
+                bump(&self.counters.output_errors, 1);
+                if !self.retry_outputs {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        return Err(ProcessError::OutputClosed);
+                    }
+                    return Err(ProcessError::Output {
+                        target: what,
+                        source: e,
+                    });
+                }
+                if st.failing.is_none() {
+                    eprintln!("fwlog: cannot write to {what}: {e}; nothing is acknowledged, packets stay in the spool, retrying");
+                }
+                st.failing = Some(what);
+                // From the end of the attempt, not from `now`: an attempt can take as long as
+                // the back-off (a 5 s TCP connect limit), and counting from its start would
+                // retry at once, again and again, and the loop would not get to its requests
+                // (SIGTERM waited for seconds).
+                st.retry_at = Some(Instant::now() + st.backoff);
+                st.backoff = (st.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+        Ok(())
+    }
+
+    /// The next time the loop has something to do unless woken earlier.
+    fn next_wake(&self, st: &LoopState, service_at: Option<Instant>, more: bool) -> Instant {
+        let head = st.window.front().map(|e| e.deadline);
+        // A batch waits for the write interval, and a failed one for its retry too: waking at
+        // the interval alone would spin until the retry (the whole back-off, at full CPU).
+        let write_at = (self.outputs.pending_bytes() > 0).then(|| {
+            let due = st.last_write + WRITE_INTERVAL;
+            st.retry_at.map_or(due, |r| r.max(due))
+        });
+        [
+            head,
+            st.retry_at,
+            st.stop_at,
+            service_at,
+            Some(Instant::now() + Duration::from_millis(250)),
+            more.then(Instant::now),
+            write_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(Instant::now)
+    }
+
+    fn control(&mut self, c: Control, stop_at: &mut Option<Instant>) {
+        match c {
+            Control::Reopen => {
+                if let Some(s) = &self.service {
+                    s.reloading();
+                }
+                self.outputs.reopen();
+                if let Some(s) = &self.service {
+                    s.reloaded();
+                }
+            }
+            Control::Counters => {
+                let dns = self.resolver.as_ref().map(|r| r.stats().to_string());
+                eprintln!("{}", self.counters.line(self.source.pending(), dns));
+            }
+            Control::Stop => self.begin_stop(stop_at),
+        }
     }
 
     fn begin_stop(&mut self, stop_at: &mut Option<Instant>) {
@@ -258,7 +303,11 @@ impl<S: Source> Processor<S> {
 
     /// Read committed records into the window until it is full or the reader caught up, and
     /// start name lookups for their addresses.
-    fn fill(&mut self, window: &mut VecDeque<Entry>, dns_wake: &Arc<Notify>) -> Result<(), String> {
+    fn fill(
+        &mut self,
+        window: &mut VecDeque<Entry>,
+        dns_wake: &Arc<Notify>,
+    ) -> Result<(), ProcessError> {
         // One clock read per fill, not per record: records read together enter the window
         // together and share a deadline.
         let now = Instant::now();
@@ -353,3 +402,7 @@ impl<S: Source> Processor<S> {
         last
     }
 }
+
+#[cfg(test)]
+#[path = "process_model.rs"]
+mod model;

@@ -13,11 +13,20 @@ pub struct SourceRecord {
     pub replayed: bool,
 }
 
+/// A source that cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("reading the spool: {0}")]
+    Read(#[source] fwlog_spool::Error),
+    #[error("spool acknowledgement: {0}")]
+    Ack(#[source] fwlog_spool::Error),
+}
+
 pub trait Source {
     /// The next record if one is ready now.
-    fn next(&mut self) -> Result<Option<SourceRecord>, String>;
+    fn next(&mut self) -> Result<Option<SourceRecord>, SourceError>;
     /// Every record up to `seq` has been written to every output.
-    fn ack(&mut self, seq: u64) -> Result<(), String>;
+    fn ack(&mut self, seq: u64) -> Result<(), SourceError>;
     /// No record will ever come again (a file read to its end).
     fn finished(&self) -> bool;
     /// Records not yet acknowledged, for the counters.
@@ -26,7 +35,7 @@ pub trait Source {
 
 /// The live spool: records appear as intake commits them; never finished.
 impl Source for fwlog_spool::Reader {
-    fn next(&mut self) -> Result<Option<SourceRecord>, String> {
+    fn next(&mut self) -> Result<Option<SourceRecord>, SourceError> {
         match fwlog_spool::Reader::next(self) {
             Ok(Some(r)) => Ok(Some(SourceRecord {
                 seq: r.seq,
@@ -34,12 +43,12 @@ impl Source for fwlog_spool::Reader {
                 replayed: r.recovered,
             })),
             Ok(None) => Ok(None),
-            Err(e) => Err(format!("reading the spool: {e}")),
+            Err(e) => Err(SourceError::Read(e)),
         }
     }
 
-    fn ack(&mut self, seq: u64) -> Result<(), String> {
-        fwlog_spool::Reader::ack(self, seq).map_err(|e| format!("spool acknowledgement: {e}"))
+    fn ack(&mut self, seq: u64) -> Result<(), SourceError> {
+        fwlog_spool::Reader::ack(self, seq).map_err(SourceError::Ack)
     }
 
     fn finished(&self) -> bool {
@@ -104,7 +113,7 @@ pub fn channel(capacity: usize, wake: Arc<Notify>) -> (ChannelSource, Producer) 
 }
 
 impl Source for ChannelSource {
-    fn next(&mut self) -> Result<Option<SourceRecord>, String> {
+    fn next(&mut self) -> Result<Option<SourceRecord>, SourceError> {
         match self.rx.try_recv() {
             Ok(r) => {
                 self.pending += 1;
@@ -118,7 +127,7 @@ impl Source for ChannelSource {
         }
     }
 
-    fn ack(&mut self, _seq: u64) -> Result<(), String> {
+    fn ack(&mut self, _seq: u64) -> Result<(), SourceError> {
         self.pending = 0;
         Ok(())
     }

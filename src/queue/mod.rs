@@ -1,4 +1,4 @@
-//! NFQUEUE audit mode (issue 6): `fwlog run --queue N [--fail-open]`.
+//! NFQUEUE audit mode: `fwlog run --queue N [--fail-open]`.
 //!
 //! In NFLOG mode the kernel sends fwlog a *copy* of each packet and lets the packet go on at
 //! once; if fwlog is dead, slow or out of disk, packets pass unlogged. In NFQUEUE mode the kernel

@@ -137,7 +137,8 @@ pub fn encode_record(
 mod tests {
     use super::*;
     use crate::nflog::attr::{parse, LossRecord, TlvOrder};
-    use crate::pipeline::loss::EPOCH;
+    use crate::packet::Timestamp;
+    const EPOCH: Timestamp = Timestamp::EPOCH;
     use std::time::Duration;
 
     fn udp4() -> Vec<u8> {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Notifier, NotifyState};
-use crate::pipeline::counters::Counters;
+use crate::counters::Counters;
 
 /// `STATUS=` updates come at most this often.
 pub const STATUS_EVERY: Duration = Duration::from_secs(5);

@@ -84,9 +84,14 @@ impl SyslogSink {
                 formatter: f,
                 backend: LoggerBackend::Tcp(std::io::BufWriter::new(stream)),
             }),
-            _ => syslog::unix(f),
+            _ => syslog::unix(f).map_err(|_| syslog::Error::Io(local_syslog_missing())),
         }
-        .map_err(|e| io::Error::other(format!("{}: {e}", self.describe())))?;
+        .map_err(|e| match e {
+            syslog::Error::Io(io) => {
+                io::Error::new(io.kind(), format!("{}: {io}", self.describe()))
+            }
+            e => io::Error::other(format!("{}: {e}", self.describe())),
+        })?;
         self.logger = Some(logger);
         Ok(())
     }
@@ -162,6 +167,28 @@ impl Sink for SyslogSink {
             Target::File(p) => p.display().to_string(),
             Target::Pcap(s) => s.text.clone(),
         }
+    }
+}
+
+/// Whether a syslog daemon takes messages on /dev/log: checked before `fwlog run` creates
+/// anything, so `--output syslog` on a machine without one fails at once and leaves no spool.
+pub fn check_local_syslog() -> io::Result<()> {
+    std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect("/dev/log"))
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("no syslog daemon listens on /dev/log ({e})"),
+            )
+        })
+}
+
+/// Why the local syslog cannot be reached, in words: the syslog crate tries /dev/log and
+/// /var/run/syslog and reports only its own wrapper of the last error.
+fn local_syslog_missing() -> io::Error {
+    match check_local_syslog() {
+        Ok(()) => io::Error::other("the syslog socket /dev/log refused the connection"),
+        Err(e) => e,
     }
 }
 

@@ -337,20 +337,18 @@ class Receiver:
 
 
 def parse_counters(line):
+    """fwlog's SIGUSR1 line and the bare receiver's: `key=value` words (first one wins)."""
     c = {}
-    words = line.replace(";", " ").split()
-    for i in range(len(words) - 1):
-        if re.fullmatch(r"\d+", words[i + 1]):
-            key = words[i]
-            if words[i - 1] == "lost" or key in ("restart", "spool-full", "other"):
-                key = "lost-" + key if not key.startswith("lost") else key
-            c.setdefault(key, int(words[i + 1]))
+    for word in line.replace(";", " ").split():
+        key, eq, value = word.partition("=")
+        if eq and re.fullmatch(r"\d+", value):
+            c.setdefault(key, int(value))
     return c
 
 
 class Bare(Receiver):
     name = "bare"
-    marker = "bare: received"
+    marker = "bare: received="
 
     def start(self):
         self.proc = spawn(in_ns(NS_LOG, ARGS.benchtool, "recv", *map(str, GROUPS)), self.err)
@@ -363,7 +361,7 @@ class Bare(Receiver):
 
 class Fwlog(Receiver):
     name = "fwlog"
-    marker = "fwlog: received"
+    marker = "fwlog: received="
 
     def start(self, extra=(), output=None, dns=True, spool=None, dns_port=DNS_PORT):
         self.out = output or os.path.join(self.dir, "out.log")

@@ -124,3 +124,56 @@ pub fn lines(path: &Path) -> Vec<String> {
         .map(|s| s.lines().map(str::to_string).collect())
         .unwrap_or_default()
 }
+
+/// A `fwlog run` command line for a test, built from what the test cares about: the spool in
+/// its temp dir and `--no-dns` are there from the start; groups, outputs and flags are added.
+pub struct RunArgs {
+    dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl RunArgs {
+    /// `--spool DIR/spool --no-dns`.
+    pub fn new(dir: &Path) -> RunArgs {
+        let spool = dir.join("spool").to_string_lossy().into_owned();
+        RunArgs {
+            dir: dir.to_path_buf(),
+            args: vec!["--spool".into(), spool, "--no-dns".into()],
+        }
+    }
+
+    /// `--group N`.
+    pub fn group(self, n: u16) -> RunArgs {
+        self.arg("--group").arg(n.to_string())
+    }
+
+    /// `--output [FORMAT=]DIR/FILE`.
+    pub fn output(self, format: Option<&str>, file: &str) -> RunArgs {
+        let path = self.path(file).to_string_lossy().into_owned();
+        let spec = match format {
+            Some(f) => format!("{f}={path}"),
+            None => path,
+        };
+        self.arg("--output").arg(spec)
+    }
+
+    /// Any other argument, as is.
+    pub fn arg(mut self, a: impl Into<String>) -> RunArgs {
+        self.args.push(a.into());
+        self
+    }
+
+    /// `name` inside the test's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn args(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+
+    /// [`Daemon::start`] with these arguments.
+    pub fn start(&self, ns: &NetNs) -> Daemon {
+        Daemon::start(ns, &self.dir, &self.args())
+    }
+}

@@ -1,12 +1,17 @@
-//! Test support shared by the integration tests: network namespaces, the kernel log, tools.
+//! Test support shared by the integration tests: network namespaces, the kernel log, tools,
+//! the daemon, DNS servers (`dns`), NFQUEUE rules and traffic (`queue`).
 //!
 //! Every test that touches the kernel creates its own namespace (unique name, removed on drop),
 //! so tests run in parallel without seeing each other's packets, and nothing leaves the machine.
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod dns;
 pub mod kmsg;
 pub mod netns;
+pub mod packets;
+pub mod queue;
+pub mod rng;
 
 /// True when running as root (the kernel tests need CAP_NET_ADMIN and CAP_SYS_ADMIN).
 pub fn is_root() -> bool {

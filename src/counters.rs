@@ -55,7 +55,7 @@ impl Counters {
     pub fn line(&self, pending: u64, dns: Option<String>) -> String {
         let g = |c: &AtomicU64| c.load(Relaxed);
         let mut s = format!(
-            "fwlog: received {} spooled {} printed {} replayed {} pending {} lost seq-gap {} restart {} spool-full {} other {} enobufs-events {} output-errors {}",
+            "fwlog: received={} spooled={} printed={} replayed={} pending={} lost-seq-gap={} lost-restart={} lost-spool-full={} lost-other={} enobufs-events={} output-errors={}",
             g(&self.received),
             g(&self.spooled),
             g(&self.printed),
@@ -72,5 +72,30 @@ impl Counters {
             let _ = write!(s, "; dns {d}");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counters_line_is_key_value_words_throughout() {
+        let c = Counters::default();
+        bump(&c.received, 3);
+        let line = c.line(2, Some("lookups=8 hits=6".into()));
+        let body = line.strip_prefix("fwlog: ").expect("prefix");
+        let (own, dns) = body.split_once("; dns ").expect("dns part");
+        for w in own.split(' ').chain(dns.split(' ')) {
+            let (k, v) = w
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{w:?} in {line}"));
+            assert!(!k.is_empty() && v.parse::<u64>().is_ok(), "{w:?} in {line}");
+        }
+        assert!(
+            own.starts_with("received=3 ") && own.contains(" pending=2 "),
+            "{line}"
+        );
+        assert!(!dns.contains("dns"), "the word dns once: {line}");
     }
 }

@@ -1,0 +1,156 @@
+//! Command line -> configuration: the one place that turns clap's structs into
+//! [`crate::config`] values. Defaults that are not clap's own come from the library types.
+
+use fwlog_spool::{FsyncPolicy, Options as SpoolOptions};
+
+use crate::capture::NflogConfig;
+use crate::cli::{self, DnsArgs, FormatArgs, FsyncArg, ReadArgs, ReplayArgs, RunArgs};
+use crate::config::{
+    CaptureConfig, DnsSettings, FormatConfig, IfNames, LoopConfig, OutputsConfig, ReadConfig,
+    ReplayConfig, RunConfig, Select, SpoolConfig,
+};
+use crate::dns::{DnsConfig, DnsConfigError};
+use crate::format::{FormatKind, FormatOptions};
+use crate::queue::QueueConfig;
+use crate::sink::Target;
+
+/// A command line that parsed but does not make a configuration.
+pub type ConfigError = DnsConfigError;
+
+pub fn dns_settings(args: &DnsArgs) -> Result<DnsSettings, ConfigError> {
+    let resolver = if args.no_dns {
+        None
+    } else {
+        let mut cfg = DnsConfig::default();
+        for s in &args.dns_servers {
+            cfg.servers.push(crate::dns::parse_server(s)?);
+        }
+        cfg.query_timeout = args.dns_query_timeout.into();
+        cfg.attempts = args.dns_attempts;
+        cfg.cache_entries = args.dns_cache_size;
+        cfg.min_ttl = args.dns_min_ttl.into();
+        cfg.max_ttl = args.dns_max_ttl.into();
+        cfg.verify_names = args.verify_names;
+        Some(cfg)
+    };
+    Ok(DnsSettings {
+        resolver,
+        packet_timeout: args.dns_timeout.into(),
+    })
+}
+
+pub fn format_config(args: &FormatArgs) -> FormatConfig {
+    FormatConfig {
+        kind: match args.format {
+            cli::FormatArg::Fwlog => FormatKind::Fwlog,
+            cli::FormatArg::Kernel => FormatKind::Kernel,
+            cli::FormatArg::Json => FormatKind::Json,
+            cli::FormatArg::Ecs => FormatKind::Ecs,
+        },
+        options: FormatOptions {
+            flags: args.log_flags,
+            syslog_framing: !args.no_syslog_header,
+            hostname: crate::ifname::short_hostname(),
+        },
+    }
+}
+
+fn spool_options(args: &RunArgs) -> SpoolOptions {
+    SpoolOptions {
+        segment_bytes: args.segment_size,
+        max_bytes: args.spool_max,
+        batch_max_records: args.batch_records,
+        batch_max_delay: args.batch_delay,
+        fsync: match args.fsync {
+            FsyncArg::Batch => FsyncPolicy::EveryCommit,
+            FsyncArg::Interval(d) => FsyncPolicy::Interval(d),
+            FsyncArg::Never => FsyncPolicy::Never,
+        },
+        // 0 means "not by size"; with neither limit, printed packets are deleted.
+        retain_bytes: (args.retain > 0).then_some(args.retain),
+        retain_age: args.retain_for.filter(|d| !d.is_zero()),
+        ..SpoolOptions::default()
+    }
+}
+
+fn capture_config(args: &RunArgs) -> CaptureConfig {
+    match args.queue {
+        Some(queue) => CaptureConfig::Queue(QueueConfig {
+            queue,
+            copy_range: u16::try_from(args.copy_range).unwrap_or(u16::MAX),
+            fail_open: args.fail_open,
+            rcvbuf: usize::try_from(args.rcvbuf).unwrap_or(usize::MAX),
+            ..QueueConfig::default()
+        }),
+        None => CaptureConfig::Nflog(NflogConfig {
+            groups: args.groups.clone(),
+            copy_range: args.copy_range,
+            rcvbuf: args.rcvbuf.min(usize::MAX as u64) as usize,
+            nlbufsiz: args.nlbufsiz,
+            qthresh: args.qthresh,
+            flush_timeout_cs: (args.flush_timeout.as_millis() / 10).clamp(1, u32::MAX as u128)
+                as u32,
+            ..NflogConfig::default()
+        }),
+    }
+}
+
+pub fn run_config(args: &RunArgs) -> Result<RunConfig, ConfigError> {
+    Ok(RunConfig {
+        spool: SpoolConfig {
+            dir: args.spool.clone(),
+            options: spool_options(args),
+        },
+        capture: capture_config(args),
+        batch_records: args.batch_records,
+        outputs: OutputsConfig::or_default(
+            &args.outputs,
+            Target::File("/var/log/fwlog".into()),
+            args.fsync != FsyncArg::Never,
+        ),
+        format: format_config(&args.fmt),
+        dns: dns_settings(&args.dns)?,
+        user: args.user.clone(),
+        processing: LoopConfig::daemon(args.window),
+        metrics: args.metrics,
+    })
+}
+
+pub fn read_config(args: &ReadArgs) -> Result<ReadConfig, ConfigError> {
+    Ok(ReadConfig {
+        files: args.files.clone(),
+        ifnames: match args.ifnames {
+            cli::IfNames::Index => IfNames::Index,
+            cli::IfNames::Host => IfNames::Host,
+        },
+        outputs: OutputsConfig::or_default(&args.outputs, Target::Stdout, false),
+        format: format_config(&args.fmt),
+        dns: dns_settings(&args.dns)?,
+    })
+}
+
+pub fn replay_config(args: &ReplayArgs) -> Result<ReplayConfig, ConfigError> {
+    // With --pcap and no -o, the pcap is the only output.
+    let outputs = if args.pcap.is_some() && args.outputs.is_empty() {
+        OutputsConfig {
+            specs: Vec::new(),
+            sync_files: false,
+        }
+    } else {
+        OutputsConfig::or_default(&args.outputs, Target::Stdout, false)
+    };
+    Ok(ReplayConfig {
+        spool: args.spool.clone(),
+        select: match args.select {
+            cli::Select::Pending => Select::Pending,
+            cli::Select::Printed => Select::Printed,
+            cli::Select::All => Select::All,
+        },
+        since: args.since,
+        until: args.until,
+        pcap: args.pcap.clone(),
+        outputs,
+        format: format_config(&args.fmt),
+        dns: dns_settings(&args.dns)?,
+    })
+}

@@ -1,0 +1,256 @@
+//! The TLV walker and writer against hand-built and damaged messages.
+
+use super::*;
+
+fn ts() -> Timestamp {
+    Timestamp {
+        sec: 7,
+        nsec: 0,
+        source: TimeSource::Capture,
+    }
+}
+
+fn record() -> Vec<u8> {
+    let mut b = vec![2, 0, 0, 5]; // AF_INET, v0, group 5
+    push_attr(&mut b, nfula::PACKET_HDR, &[0x08, 0x00, 1, 0]);
+    push_attr(&mut b, nfula::MARK, &0x2au32.to_be_bytes());
+    push_attr(&mut b, nfula::IFINDEX_INDEV, &3u32.to_be_bytes());
+    push_attr(&mut b, nfula::PREFIX, b"DROP \0");
+    push_attr(&mut b, nfula::SEQ, &9u32.to_be_bytes());
+    push_attr(&mut b, nfula::PAYLOAD, &[0x45, 0, 0, 20]);
+    push_ifname(&mut b, nfula::IFINDEX_INDEV, b"eth0");
+    push_recv_time(&mut b, 1_700_000_000, 5);
+    b
+}
+
+#[test]
+fn round_trip_of_every_written_field() {
+    let b = record();
+    let p = parse(&b, TlvOrder::NATIVE, ts());
+    assert_eq!(p.damage, None);
+    assert_eq!(
+        (p.family, p.group, p.hook, p.hw_protocol),
+        (2, 5, Some(1), Some(0x0800))
+    );
+    assert_eq!(p.mark, 0x2a);
+    assert_eq!(p.prefix, Some(&b"DROP "[..]));
+    assert_eq!(p.seq, Some(9));
+    assert_eq!(p.payload, &[0x45, 0, 0, 20]);
+    assert_eq!(
+        p.indev,
+        Some(Iface {
+            index: 3,
+            name: Some(b"eth0")
+        })
+    );
+    assert_eq!(p.timestamp.source, TimeSource::Local);
+    assert_eq!((p.timestamp.sec, p.timestamp.nsec), (1_700_000_000, 5));
+}
+
+#[test]
+fn kernel_timestamp_wins_over_receive_time() {
+    let mut b = record();
+    let mut t = [0u8; 16];
+    t[..8].copy_from_slice(&100u64.to_be_bytes());
+    t[8..].copy_from_slice(&250u64.to_be_bytes());
+    push_attr(&mut b, nfula::TIMESTAMP, &t);
+    let p = parse(&b, TlvOrder::NATIVE, ts());
+    assert_eq!(
+        p.timestamp,
+        Timestamp {
+            sec: 100,
+            nsec: 250_000,
+            source: TimeSource::Kernel
+        }
+    );
+}
+
+#[test]
+fn overlong_attribute_marks_damage_and_keeps_what_came_before() {
+    // zeek's nflog-bad-tlv-len: PACKET_HDR claiming 256 bytes with 8 left.
+    let mut b = vec![2, 0, 0, 0];
+    push_attr(&mut b, nfula::MARK, &1u32.to_be_bytes());
+    b.extend_from_slice(&256u16.to_ne_bytes());
+    b.extend_from_slice(&1u16.to_ne_bytes());
+    b.extend_from_slice(&[0, 0, 0, 0]);
+    let p = parse(&b, TlvOrder::NATIVE, ts());
+    assert_eq!(p.mark, 1);
+    let d = p.damage.expect("damage is reported");
+    assert!(d.contains("claims 256 bytes, 8 remain"), "{d}");
+}
+
+#[test]
+fn short_and_empty_records_never_panic() {
+    for n in 0..12 {
+        let b = record();
+        let _ = parse(&b[..n], TlvOrder::NATIVE, ts());
+    }
+    assert!(parse(&[], TlvOrder::NATIVE, ts()).damage.is_some());
+}
+
+#[test]
+fn every_truncation_of_a_record_parses() {
+    let b = record();
+    for n in 0..=b.len() {
+        let p = parse(&b[..n], TlvOrder::NATIVE, ts());
+        assert!(p.payload.len() <= 4);
+    }
+}
+
+#[test]
+fn loss_records_round_trip_and_are_not_packets() {
+    let l = LossRecord {
+        group: Some(5),
+        cause: 2,
+        count: Some(69_960),
+        seq_global: Some((10, 70_000)),
+    };
+    let mut b = Vec::new();
+    l.encode(1_700_000_000, 1, &mut b);
+    assert_eq!(LossRecord::decode(&b), Some(l));
+    let unknown = LossRecord {
+        group: None,
+        cause: 1,
+        count: None,
+        seq_global: None,
+    };
+    b.clear();
+    unknown.encode(0, 0, &mut b);
+    assert_eq!(LossRecord::decode(&b), Some(unknown));
+    assert_eq!(LossRecord::decode(&record()), None);
+    let p = parse(&b, TlvOrder::NATIVE, ts());
+    assert_eq!((p.family, p.payload.len()), (0, 0));
+}
+
+#[test]
+fn encode_packet_round_trips_every_field() {
+    let rec = record();
+    let mut p = parse(&rec, TlvOrder::NATIVE, ts());
+    p.hwaddr = Some(&[1, 2, 3, 4, 5, 6]);
+    p.hwtype = Some(1);
+    p.hwheader = Some(&[9; 14]);
+    p.uid = Some(1000);
+    p.gid = Some(100);
+    p.seq_global = Some(77);
+    p.orig_len = Some(1500);
+    p.vlan = Some(Vlan {
+        proto: 0x8100,
+        tci: 0x600a,
+    });
+    p.l2header = Some(&[7; 14]);
+    p.outdev = Some(Iface {
+        index: 9,
+        name: None,
+    });
+    p.damage = Some("note".into());
+    for source in [TimeSource::Kernel, TimeSource::Local, TimeSource::Capture] {
+        p.timestamp = Timestamp {
+            sec: 1_700_000_000,
+            nsec: 123_456_000,
+            source,
+        };
+        let mut b = Vec::new();
+        encode_packet(&p, &mut b);
+        assert_eq!(parse(&b, TlvOrder::NATIVE, ts()), p, "{source:?}");
+    }
+}
+
+/// A bridge-family record as the kernel builds it: NFULA_VLAN nested (flag 0x8000), TCI
+/// before PROTO, then NFULA_L2HDR.
+fn bridge_record() -> Vec<u8> {
+    let mut b = vec![7, 0, 0, 9]; // AF_BRIDGE, group 9
+    push_attr(&mut b, nfula::PACKET_HDR, &[0x08, 0x06, 0, 0]);
+    let mut nest = Vec::new();
+    push_attr(&mut nest, nfula::vlan::TCI, &0x600au16.to_be_bytes());
+    push_attr(&mut nest, nfula::vlan::PROTO, &0x8100u16.to_be_bytes());
+    push_attr(&mut b, nfula::VLAN | NLA_F_NESTED, &nest);
+    push_attr(&mut b, nfula::L2HDR, &[0xff; 14]);
+    push_attr(&mut b, nfula::PAYLOAD, &[0, 1, 8, 0, 6, 4, 0, 1]);
+    b
+}
+
+#[test]
+fn nested_vlan_attribute_is_read() {
+    let b = bridge_record();
+    // Byte layout of the nest: 4-byte header (len 20, type 20|NESTED), two 8-byte TLVs.
+    let nest_at = 4 + 8;
+    assert_eq!(&b[nest_at..nest_at + 4], &[20, 0, 20, 0x80]);
+    let p = parse(&b, TlvOrder::NATIVE, ts());
+    assert_eq!(p.damage, None);
+    let v = p.vlan.expect("vlan");
+    assert_eq!(
+        (v.proto, v.tci, v.id(), v.pcp(), v.dei()),
+        (0x8100, 0x600a, 10, 3, false)
+    );
+    assert_eq!(p.l2header, Some(&[0xff; 14][..]));
+    assert_eq!(p.payload, &[0, 1, 8, 0, 6, 4, 0, 1]);
+    // push_vlan writes the kernel's bytes.
+    let mut mine = Vec::new();
+    push_vlan(&mut mine, v);
+    assert_eq!(&mine[..], &b[nest_at..nest_at + 20]);
+}
+
+#[test]
+fn damaged_vlan_nests_are_marked_and_the_rest_is_kept() {
+    let cases: [(&[u8], &str); 4] = [
+        (&[], "lacks its TCI"),
+        (&[6, 0, 2, 0, 0x12, 0x34, 0, 0], "lacks its PROTO"),
+        (&[6, 0, 2, 0, 0x12], "claiming 6 bytes, 5 remain"),
+        (&[5, 0, 2, 0, 0x12, 0, 0, 0], "has a short TCI"),
+    ];
+    for (nest, why) in cases {
+        let mut b = vec![7, 0, 0, 9];
+        push_attr(&mut b, nfula::VLAN | NLA_F_NESTED, nest);
+        push_attr(&mut b, nfula::MARK, &5u32.to_be_bytes());
+        let p = parse(&b, TlvOrder::NATIVE, ts());
+        assert_eq!(p.vlan, None);
+        assert_eq!(p.mark, 5, "attributes after the nest are still read");
+        let d = p.damage.expect("damage");
+        assert!(d.contains(why) && d.contains("VLAN"), "{d}");
+    }
+}
+
+#[test]
+fn every_truncation_of_a_bridge_record_parses() {
+    let b = bridge_record();
+    for n in 0..=b.len() {
+        let p = parse(&b[..n], TlvOrder::NATIVE, ts());
+        assert!(p.payload.len() <= 8 && p.l2header.map_or(0, <[u8]>::len) <= 14);
+    }
+}
+
+#[test]
+fn big_endian_vlan_nest() {
+    let mut b = vec![7, 0, 0, 1];
+    let attr = |ty: u16, v: &[u8]| {
+        let mut a = ((4 + v.len()) as u16).to_be_bytes().to_vec();
+        a.extend_from_slice(&ty.to_be_bytes());
+        a.extend_from_slice(v);
+        a.resize((a.len() + 3) & !3, 0);
+        a
+    };
+    let mut nest = attr(nfula::vlan::TCI, &5u16.to_be_bytes());
+    nest.extend(attr(nfula::vlan::PROTO, &0x88a8u16.to_be_bytes()));
+    b.extend(attr(nfula::VLAN | NLA_F_NESTED, &nest));
+    let p = parse(&b, TlvOrder::Big, ts());
+    assert_eq!(
+        (p.vlan, p.damage),
+        (
+            Some(Vlan {
+                proto: 0x88a8,
+                tci: 5
+            }),
+            None
+        )
+    );
+}
+
+#[test]
+fn big_endian_tlv_headers() {
+    let mut b = vec![10, 0, 0, 1];
+    b.extend_from_slice(&8u16.to_be_bytes());
+    b.extend_from_slice(&nfula::MARK.to_be_bytes());
+    b.extend_from_slice(&7u32.to_be_bytes());
+    let p = parse(&b, TlvOrder::Big, ts());
+    assert_eq!((p.family, p.group, p.mark, p.damage), (10, 1, 7, None));
+}

@@ -1,0 +1,151 @@
+//! Loss records: how a loss report is stored in the spool, and the one list of loss causes.
+//!
+//! The cause byte is on disk, so [`Cause`] values are never renumbered; the same enum names the
+//! cause when it prints (`format::LossCause` is this type).
+
+use super::attr::{be32, be64, fwlog, push_attr, push_recv_time, NFGENMSG_LEN, NLA_TYPE_MASK};
+
+/// Why records were lost. The discriminant is the cause byte of a spooled loss record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Cause {
+    /// A gap in NFLOG sequence numbers (or NFQUEUE packet ids).
+    SeqGap = 0,
+    /// The netlink socket overflowed (ENOBUFS): the count is a lower bound or unknown.
+    Enobufs = 1,
+    /// Records the kernel logged while fwlog was not running (seen as a sequence jump).
+    Restart = 2,
+    /// The spool was full.
+    SpoolFull = 3,
+    /// Spool records that failed their checksum, or records that could not be read.
+    Corrupt = 4,
+}
+
+/// A cause byte that no [`Cause`] has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown loss cause {0}")]
+pub struct UnknownCause(pub u8);
+
+impl TryFrom<u8> for Cause {
+    type Error = UnknownCause;
+
+    fn try_from(b: u8) -> Result<Cause, UnknownCause> {
+        Ok(match b {
+            0 => Cause::SeqGap,
+            1 => Cause::Enobufs,
+            2 => Cause::Restart,
+            3 => Cause::SpoolFull,
+            4 => Cause::Corrupt,
+            _ => return Err(UnknownCause(b)),
+        })
+    }
+}
+
+impl Cause {
+    /// The name outputs print.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::SeqGap => "seq-gap",
+            Cause::Enobufs => "enobufs",
+            Cause::SpoolFull => "spool-full",
+            Cause::Restart => "restart",
+            Cause::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// A loss report as the spool stores it, so that it reaches the output in order with the
+/// packets around it and survives a crash like they do. On disk it is an NFLOG-shaped record
+/// with family 0 (AF_UNSPEC, never a packet), the group, fwlog's receive time and a LOSS
+/// attribute; pcap export skips it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossRecord {
+    pub group: Option<u16>,
+    /// Cause code: a [`Cause`] as its byte (kept raw: an unknown byte from a newer fwlog
+    /// still decodes, and prints as corrupt).
+    pub cause: u8,
+    pub count: Option<u64>,
+    pub seq_global: Option<(u32, u32)>,
+}
+
+impl LossRecord {
+    /// Encode as a spool record.
+    pub fn encode(&self, sec: i64, nsec: u32, out: &mut Vec<u8>) {
+        let g = self.group.unwrap_or(0);
+        out.extend_from_slice(&[crate::packet::family::UNSPEC, 0]);
+        out.extend_from_slice(&g.to_be_bytes());
+        push_recv_time(out, sec, nsec);
+        let mut v = [0u8; 20];
+        v[..8].copy_from_slice(&self.count.unwrap_or(u64::MAX).to_be_bytes());
+        v[8] = self.cause;
+        v[9] = u8::from(self.group.is_some()) | (u8::from(self.seq_global.is_some()) << 1);
+        let (a, b) = self.seq_global.unwrap_or((0, 0));
+        v[12..16].copy_from_slice(&a.to_be_bytes());
+        v[16..20].copy_from_slice(&b.to_be_bytes());
+        push_attr(out, fwlog::LOSS, &v);
+    }
+
+    /// Decode a spool record that is a loss report; `None` for a packet (or a damaged record,
+    /// which then goes through [`super::attr::parse`] and is printed as a marked partial packet).
+    pub fn decode(msg: &[u8]) -> Option<LossRecord> {
+        if msg.len() < NFGENMSG_LEN || msg[0] != crate::packet::family::UNSPEC {
+            return None;
+        }
+        let group = u16::from_be_bytes([msg[2], msg[3]]);
+        let mut off = NFGENMSG_LEN;
+        while off + 4 <= msg.len() {
+            let len = u16::from_ne_bytes([msg[off], msg[off + 1]]) as usize;
+            let ty = u16::from_ne_bytes([msg[off + 2], msg[off + 3]]) & NLA_TYPE_MASK;
+            if len < 4 || off + len > msg.len() {
+                return None;
+            }
+            let v = &msg[off + 4..off + len];
+            if ty == fwlog::LOSS && v.len() >= 20 {
+                let count = be64(v)?;
+                let flags = v[9];
+                return Some(LossRecord {
+                    group: (flags & 1 != 0).then_some(group),
+                    cause: v[8],
+                    count: (count != u64::MAX).then_some(count),
+                    seq_global: (flags & 2 != 0)
+                        .then(|| (be32(&v[12..]).unwrap_or(0), be32(&v[16..]).unwrap_or(0))),
+                });
+            }
+            off += (len + 3) & !3;
+        }
+        None
+    }
+}
+
+impl LossRecord {
+    /// The cause as a [`Cause`]; a byte no cause has reads as [`Cause::Corrupt`].
+    pub fn cause(&self) -> Cause {
+        Cause::try_from(self.cause).unwrap_or(Cause::Corrupt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cause_bytes_round_trip_and_unknown_is_an_error() {
+        for c in [
+            Cause::SeqGap,
+            Cause::Enobufs,
+            Cause::Restart,
+            Cause::SpoolFull,
+            Cause::Corrupt,
+        ] {
+            assert_eq!(Cause::try_from(c as u8), Ok(c));
+        }
+        assert_eq!(Cause::try_from(5), Err(UnknownCause(5)));
+        let r = LossRecord {
+            group: None,
+            cause: 200,
+            count: None,
+            seq_global: None,
+        };
+        assert_eq!(r.cause(), Cause::Corrupt);
+    }
+}

@@ -1,0 +1,256 @@
+//! A model test of the processing loop: a fake source and a sink that fails on demand, under
+//! paused tokio time (back-offs and write intervals pass instantly and deterministically).
+//!
+//! What it holds the loop to: records reach the outputs once each, in source order; no more
+//! than the window is taken from the source ahead of the outputs; a record is acknowledged only
+//! after every output committed it; a failed commit is retried with nothing new handed over and
+//! nothing written twice; requests on the control channel are obeyed.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::Notify;
+
+use super::*;
+use crate::format::LossEvent;
+use crate::pipeline::source::{Source, SourceError, SourceRecord};
+use crate::sink::{PacketSink, PacketView};
+
+/// Everything both fakes see, to check the loop against.
+#[derive(Default)]
+struct Model {
+    /// Records the source still holds.
+    queued: VecDeque<u64>,
+    /// The source will get no more records once `queued` is empty.
+    closed: bool,
+    /// Taken from the source and not yet handed to the sink; and its maximum.
+    ahead: usize,
+    max_ahead: usize,
+    /// Handed to the sink, not yet committed.
+    batch: Vec<u64>,
+    /// Committed, in order (a duplicate would show here).
+    committed: Vec<u64>,
+    acks: Vec<u64>,
+    /// The next `fail` commits fail with `fail_kind`.
+    fail: usize,
+    fail_kind: Option<io::ErrorKind>,
+    failures: usize,
+    /// A packet was handed over while a failed batch was held.
+    handed_while_failing: bool,
+    failing: bool,
+    reopened: usize,
+}
+
+type Shared = Arc<Mutex<Model>>;
+
+struct FakeSource(Shared);
+
+/// A record as the spool would hold it: family INET, group 1, no attributes.
+fn record() -> Vec<u8> {
+    vec![crate::packet::family::INET, 0, 0, 1]
+}
+
+impl Source for FakeSource {
+    fn next(&mut self) -> Result<Option<SourceRecord>, SourceError> {
+        let mut m = self.0.lock().unwrap();
+        let Some(seq) = m.queued.pop_front() else {
+            return Ok(None);
+        };
+        m.ahead += 1;
+        m.max_ahead = m.max_ahead.max(m.ahead);
+        Ok(Some(SourceRecord {
+            seq,
+            data: record(),
+            replayed: false,
+        }))
+    }
+
+    fn ack(&mut self, seq: u64) -> Result<(), SourceError> {
+        let mut m = self.0.lock().unwrap();
+        assert!(
+            m.committed.last().is_some_and(|&c| c >= seq),
+            "acknowledged {seq} before it was committed (committed {:?})",
+            m.committed.last()
+        );
+        assert!(
+            m.batch.iter().all(|&b| b > seq),
+            "acknowledged {seq} while it waits in a batch"
+        );
+        m.acks.push(seq);
+        Ok(())
+    }
+
+    fn finished(&self) -> bool {
+        let m = self.0.lock().unwrap();
+        m.closed && m.queued.is_empty()
+    }
+
+    fn pending(&self) -> u64 {
+        0
+    }
+}
+
+struct FakeSink(Shared);
+
+impl PacketSink for FakeSink {
+    fn packet(&mut self, p: &PacketView<'_>) {
+        let mut m = self.0.lock().unwrap();
+        m.handed_while_failing |= m.failing;
+        m.ahead -= 1;
+        m.batch.push(p.seq);
+    }
+
+    fn loss(&mut self, _ev: &LossEvent, seq: u64) {
+        let mut m = self.0.lock().unwrap();
+        m.ahead -= 1;
+        m.batch.push(seq);
+    }
+
+    fn pending(&self) -> usize {
+        self.0.lock().unwrap().batch.len() * 100
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        let mut m = self.0.lock().unwrap();
+        if m.fail > 0 {
+            m.fail -= 1;
+            m.failures += 1;
+            m.failing = true;
+            return Err(io::Error::from(m.fail_kind.unwrap_or(io::ErrorKind::Other)));
+        }
+        m.failing = false;
+        let batch = std::mem::take(&mut m.batch);
+        m.committed.extend(batch);
+        Ok(())
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        self.0.lock().unwrap().reopened += 1;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "fake".into()
+    }
+}
+
+/// A loop over `n` records (closed: it ends when they are written), and its control sender.
+fn processor(
+    n: u64,
+    window: usize,
+    retry: bool,
+) -> (
+    Processor<FakeSource>,
+    Shared,
+    tokio::sync::mpsc::UnboundedSender<Control>,
+) {
+    let model: Shared = Arc::new(Mutex::new(Model {
+        queued: (1..=n).collect(),
+        closed: true,
+        ..Model::default()
+    }));
+    let (tx, rx) = unbounded_channel();
+    let p = Processor {
+        source: FakeSource(model.clone()),
+        outputs: Outputs::from_sinks(vec![Box::new(FakeSink(model.clone()))]),
+        resolver: None,
+        dns_timeout: Duration::ZERO,
+        window_cap: window,
+        counters: Arc::new(Counters::default()),
+        data_wake: Arc::new(Notify::new()),
+        stop: Arc::new(AtomicBool::new(false)),
+        control: rx,
+        stop_grace: Duration::from_secs(2),
+        retry_outputs: retry,
+        service: None,
+    };
+    (p, model, tx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_record_once_in_order_within_the_window_acknowledged_after_commit() {
+    let (p, model, _tx) = processor(1000, 16, true);
+    p.run().await.unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.committed, (1..=1000).collect::<Vec<_>>());
+    assert!(
+        m.max_ahead <= 16,
+        "took {} records ahead of the outputs",
+        m.max_ahead
+    );
+    assert_eq!(m.acks.last(), Some(&1000));
+    assert!(
+        m.acks.windows(2).all(|w| w[0] < w[1]),
+        "acks go back: {:?}",
+        m.acks
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_output_is_retried_without_duplicates_and_nothing_new_meanwhile() {
+    let (p, model, _tx) = processor(300, 8, true);
+    {
+        let mut m = model.lock().unwrap();
+        m.fail = 5;
+    }
+    let counters = Arc::clone(&p.counters);
+    let start = tokio::time::Instant::now();
+    p.run().await.unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.failures, 5);
+    assert_eq!(
+        counters
+            .output_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
+    assert_eq!(m.committed, (1..=300).collect::<Vec<_>>());
+    assert!(
+        !m.handed_while_failing,
+        "a packet was handed over while a batch was failing"
+    );
+    // Back-off 100+200+400+800+1600 ms passed (in paused time), no more than a little beyond.
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(3100), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_retry_an_output_error_ends_the_loop_and_a_closed_pipe_is_its_own_error() {
+    let (p, model, _tx) = processor(50, 8, false);
+    model.lock().unwrap().fail = 1;
+    let e = p.run().await.unwrap_err();
+    assert!(matches!(e, ProcessError::Output { .. }), "{e}");
+    assert!(model.lock().unwrap().acks.is_empty());
+
+    let (p, model, _tx) = processor(50, 8, false);
+    {
+        let mut m = model.lock().unwrap();
+        m.fail = 1;
+        m.fail_kind = Some(io::ErrorKind::BrokenPipe);
+    }
+    assert!(matches!(p.run().await, Err(ProcessError::OutputClosed)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn control_requests_reopen_and_stop_an_endless_source() {
+    let (p, model, tx) = processor(20, 8, true);
+    model.lock().unwrap().closed = false;
+    let stop = Arc::clone(&p.stop);
+    let run = tokio::spawn(p.run());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tx.send(Control::Reopen).unwrap();
+    tx.send(Control::Counters).unwrap();
+    tx.send(Control::Stop).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(3), run).await;
+    assert!(matches!(ended, Ok(Ok(Ok(())))), "the loop did not stop");
+    assert!(stop.load(std::sync::atomic::Ordering::Relaxed));
+    let m = model.lock().unwrap();
+    assert_eq!(m.reopened, 1);
+    assert_eq!(m.committed, (1..=20).collect::<Vec<_>>());
+    assert_eq!(m.acks.last(), Some(&20));
+}
