@@ -272,6 +272,7 @@ fn related_ip_and_iana_number() {
     assert_eq!(v["network"]["iana_number"], "6");
     assert_eq!(v["network"]["transport"], "tcp");
     assert_eq!(v["source"]["domain"], "client.example");
+    assert_eq!(v["related"]["hosts"], serde_json::json!(["client.example"]));
     assert_eq!(v["destination"]["port"], 22);
     assert_eq!(v["network"]["direction"], "ingress");
 

@@ -12,7 +12,8 @@
 //!   extension headers, as far as they could be read); `network.transport` its lowercase IANA
 //!   keyword (`ipv6-icmp` for 58).
 //! - `related.ip` lists every address in the record once, in order of appearance: source,
-//!   destination, an ICMP redirect's gateway, the addresses of the packet an ICMP error quotes.
+//!   destination, an ICMP redirect's gateway, the addresses of the packet an ICMP error quotes;
+//!   `related.hosts` the names known for them, once each.
 //! - MAC addresses are written as ECS wants them: uppercase, hyphen-separated.
 //! - Untrusted bytes (prefix, interface names, resolved names) pass the same escaper as the
 //!   other formats and then serde_json, so no control byte reaches the line.
@@ -310,6 +311,34 @@ fn endpoint(
     w.close(b'}');
 }
 
+/// `related.hosts`: the resolved names of the related addresses, once each, in their order.
+fn related_hosts(w: &mut W<'_>, f: &Flow<'_>, names: &dyn Names) {
+    let mut seen: [Option<&str>; 5] = [None; 5];
+    let mut n = 0;
+    for a in f.related.iter().flatten() {
+        if let Some(name) = names.name(*a) {
+            if !seen[..n].contains(&Some(name)) {
+                seen[n] = Some(name);
+                n += 1;
+            }
+        }
+    }
+    if n == 0 {
+        return;
+    }
+    w.key("hosts");
+    w.out.push(b'[');
+    for (i, name) in seen[..n].iter().flatten().enumerate() {
+        if i > 0 {
+            w.out.push(b',');
+        }
+        let mut text = Vec::with_capacity(name.len());
+        escape_name_into(&mut text, name.as_bytes());
+        json_str(w.out, &text);
+    }
+    w.out.push(b']');
+}
+
 /// `@timestamp`, `ecs`, and the `event` object, left open for the caller's own event fields.
 fn head(w: &mut W<'_>, t: &super::Timestamp, kind: &str, action: &str) {
     w.key("@timestamp");
@@ -434,6 +463,7 @@ pub(crate) fn object(
             quoted_ip(w.out, *a);
         }
         w.out.push(b']');
+        related_hosts(&mut w, &f, names);
         w.close(b'}');
     }
     w.key("fwlog");
