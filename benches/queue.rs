@@ -103,6 +103,7 @@ fn run(ns: &NetNs, mode: Mode, n: u64, window: u64) -> (Duration, Vec<Duration>)
                         wake: Arc::new(tokio::sync::Notify::new()),
                         counters: Arc::new(Counters::default()),
                         fail_open: false,
+                        adopted: false,
                         batch_max: 256,
                     };
                     ready.store(true, Ordering::Release);

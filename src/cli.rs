@@ -70,6 +70,9 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub dns: DnsArgs,
 
+    #[command(flatten)]
+    pub db: DbArgs,
+
     /// Only packets logged at or after TIME (RFC 3339, "YYYY-MM-DD HH:MM[:SS]" local, or a
     /// duration ago such as 2h)
     #[arg(long, value_name = "TIME", value_parser = time_arg)]
@@ -100,6 +103,26 @@ fn shown_duration(s: &str) -> Result<humantime::Duration, String> {
 
 fn size(s: &str) -> Result<u64, String> {
     parse_size::parse_size(s).map_err(|e| format!("{s}: {e} (examples: 64MiB, 4G, 1500)"))
+}
+
+fn host_name(s: &str) -> Result<String, String> {
+    crate::sink::sql::check_host_name(s).map_err(|e| e.to_string())
+}
+
+/// Flags of the database outputs (`--output sqlite:PATH`; see fwlog-sql(5)).
+#[derive(Args, Debug, Clone, Default)]
+pub struct DbArgs {
+    /// The host column of database rows. Default: this machine's host name
+    #[arg(long, value_name = "NAME", value_parser = host_name)]
+    pub host_name: Option<String>,
+
+    /// Store each packet's bytes (from the network header on) in database rows
+    #[arg(long)]
+    pub db_payload: bool,
+
+    /// Delete database rows older than DURATION (30d, 12h), a chunk at a time. Default: keep
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub db_retain: Option<Duration>,
 }
 
 /// `--fsync`: when the spool calls fdatasync.
@@ -185,10 +208,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", default_value = "/var/spool/fwlog")]
     pub spool: PathBuf,
 
-    /// Where to print, [FORMAT=]TARGET (repeatable): a file, - (stdout), syslog, udp://HOST:PORT
-    /// or tcp://HOST:PORT; FORMAT= (fwlog, kernel, json, ecs) overrides --format for that output.
-    /// pcap:PATH or pcap-raw:PATH keep the packets themselves in a capture file, rotated with
-    /// ?max-size=100MiB&max-age=1h&keep=24.
+    /// Where to print, [FORMAT=]TARGET (repeatable): a file, - (stdout), syslog, udp://HOST:PORT,
+    /// tcp://HOST:PORT, or sqlite:PATH (a row per packet); FORMAT= (fwlog, kernel, json, ecs)
+    /// overrides --format for that output. pcap:PATH or pcap-raw:PATH keep the packets
+    /// themselves in a capture file, rotated with ?max-size=100MiB&max-age=1h&keep=24.
     /// Default: /var/log/fwlog
     #[arg(short = 'o', long = "output", value_name = "[FORMAT=]TARGET")]
     pub outputs: Vec<crate::sink::OutputSpec>,
@@ -198,6 +221,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub dns: DnsArgs,
+
+    #[command(flatten)]
+    pub db: DbArgs,
 
     /// When the spool syncs to disk: batch (every group commit), never, or an interval (100ms)
     #[arg(long, value_name = "POLICY", value_parser = fsync_arg, default_value = "batch")]
@@ -336,6 +362,9 @@ pub struct ReadArgs {
 
     #[command(flatten)]
     pub dns: DnsArgs,
+
+    #[command(flatten)]
+    pub db: DbArgs,
 
     /// Naming of interfaces that the capture records only by index (tcpdump's NFLOG captures;
     /// captures written by fwlog carry names)

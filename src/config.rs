@@ -43,6 +43,17 @@ pub struct FormatConfig {
     pub options: FormatOptions,
 }
 
+/// What database outputs store besides the packet (`--host-name`, `--db-payload`,
+/// `--db-retain`; see fwlog-sql(5)).
+#[derive(Clone, Debug, Default)]
+pub struct DbOptions {
+    /// The `host` column; `None`: this machine's host name.
+    pub host_name: Option<String>,
+    pub payload: bool,
+    /// Delete rows older than this.
+    pub retain: Option<Duration>,
+}
+
 /// Where lines go.
 #[derive(Clone, Debug)]
 pub struct OutputsConfig {
@@ -50,6 +61,7 @@ pub struct OutputsConfig {
     pub specs: Vec<OutputSpec>,
     /// fdatasync output files with every batch (off with `--fsync never`, and for read/replay).
     pub sync_files: bool,
+    pub db: DbOptions,
 }
 
 impl OutputsConfig {
@@ -63,7 +75,19 @@ impl OutputsConfig {
         } else {
             given.to_vec()
         };
-        OutputsConfig { specs, sync_files }
+        OutputsConfig {
+            specs,
+            sync_files,
+            db: DbOptions::default(),
+        }
+    }
+
+    /// The database files (SQLite), which `--user` is given too.
+    pub fn databases(&self) -> impl Iterator<Item = &PathBuf> {
+        self.specs.iter().filter_map(|s| match &s.target {
+            Target::Sqlite(p) => Some(p),
+            _ => None,
+        })
     }
 
     /// The output files, which `--user` is given (a rotating pcap output's files are made

@@ -47,7 +47,7 @@ fn man_pages_are_lint_clean() {
     if Command::new("mandoc").arg("-V").output().is_err() {
         panic!("mandoc is not installed: run tests/run.sh, which installs it");
     }
-    for name in ["fwlog.8", "fwlog-spool.5"] {
+    for name in ["fwlog.8", "fwlog-spool.5", "fwlog-sql.5"] {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("man").join(name);
         let out = Command::new("mandoc")
             .args(["-Tlint", "-W", "warning"])

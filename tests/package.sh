@@ -185,7 +185,7 @@ else
 
 	contents=$(dpkg-deb -c "$deb" | awk '{print $6}')
 	for f in ./usr/sbin/fwlog ./lib/systemd/system/fwlog.service ./etc/logrotate.d/fwlog \
-		./etc/default/fwlog ./usr/share/man/man8/fwlog.8.gz ./usr/share/man/man5/fwlog-spool.5.gz \
+		./etc/default/fwlog ./usr/share/man/man8/fwlog.8.gz ./usr/share/man/man5/fwlog-spool.5.gz ./usr/share/man/man5/fwlog-sql.5.gz \
 		./usr/share/bash-completion/completions/fwlog ./usr/share/zsh/vendor-completions/_fwlog \
 		./usr/share/fish/vendor_completions.d/fwlog.fish; do
 		grep -qx "$f" <<<"$contents" || fail "$f is not in the package"
@@ -275,6 +275,12 @@ if grep -q '^WatchdogSec=' "$UNIT"; then
 	fail "the unit sets WatchdogSec=, which README and fwlog(8) say it does not"
 fi
 ok "Type=notify, NotifyAccess=main, no watchdog"
+# The NFLOG socket survives restarts in systemd's fd store (tests/fdstore.rs plays systemd's
+# part; here only the unit's setting is checked, the live check below has no kill -9 case).
+if ! grep -Eqx 'FileDescriptorStoreMax=[1-9][0-9]*' "$UNIT"; then
+	fail "the unit must set FileDescriptorStoreMax= (fwlog keeps its NFLOG socket there across restarts)"
+fi
+ok "$(grep '^FileDescriptorStoreMax=' "$UNIT")"
 
 # ---------------------------------------------------------------- the service, live
 step "the service logs a packet (NFLOG group $GROUP, UDP to 127.0.0.2:$PORT)"

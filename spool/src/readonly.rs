@@ -104,9 +104,15 @@ impl ReadOnlySpool {
 
     /// Iterates all records, acknowledged or not, in sequence order.
     pub fn records(&self) -> Replay<'_> {
+        self.records_from(0)
+    }
+
+    /// Iterates the records from the segment at `index` of [`segments`](Self::segments) on:
+    /// for a reader that wants only the newest records (the tail), without reading them all.
+    pub fn records_from(&self, index: usize) -> Replay<'_> {
         Replay {
             spool: self,
-            next_index: 0,
+            next_index: index,
             cursor: None,
             last_seq: 0,
             gap_expected: false,

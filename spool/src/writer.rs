@@ -249,6 +249,16 @@ impl Writer {
         Ok((self.written > before).then(|| self.position()))
     }
 
+    /// Writes the records appended so far to the segment file now, without committing them:
+    /// no sync, not published to the reader, not counted as written. They then survive the
+    /// process being killed (the page cache holds them, and recovery finds them) but not a
+    /// power cut; the next [`commit`](Self::commit) makes them durable as usual. For a caller
+    /// that must not consume its input before the records are out of its own memory.
+    pub fn write_out(&mut self) -> Result<()> {
+        self.check_poisoned()?;
+        self.spill()
+    }
+
     /// Records appended but not yet committed.
     pub fn batch_len(&self) -> u64 {
         self.batch_records

@@ -6,8 +6,8 @@ use fwlog_spool::{FsyncPolicy, Options as SpoolOptions};
 use crate::capture::NflogConfig;
 use crate::cli::{self, DnsArgs, FormatArgs, FsyncArg, ReadArgs, ReplayArgs, RunArgs};
 use crate::config::{
-    CaptureConfig, DnsSettings, FormatConfig, IfNames, LoopConfig, OutputsConfig, ReadConfig,
-    ReplayConfig, RunConfig, Select, SpoolConfig,
+    CaptureConfig, DbOptions, DnsSettings, FormatConfig, IfNames, LoopConfig, OutputsConfig,
+    ReadConfig, ReplayConfig, RunConfig, Select, SpoolConfig,
 };
 use crate::dns::{DnsConfig, DnsConfigError};
 use crate::format::{FormatKind, FormatOptions};
@@ -103,11 +103,14 @@ pub fn run_config(args: &RunArgs) -> Result<RunConfig, ConfigError> {
         },
         capture: capture_config(args),
         batch_records: args.batch_records,
-        outputs: OutputsConfig::or_default(
-            &args.outputs,
-            Target::File("/var/log/fwlog".into()),
-            args.fsync != FsyncArg::Never,
-        ),
+        outputs: OutputsConfig {
+            db: db_options(&args.db),
+            ..OutputsConfig::or_default(
+                &args.outputs,
+                Target::File("/var/log/fwlog".into()),
+                args.fsync != FsyncArg::Never,
+            )
+        },
         format: format_config(&args.fmt),
         dns: dns_settings(&args.dns)?,
         user: args.user.clone(),
@@ -123,10 +126,21 @@ pub fn read_config(args: &ReadArgs) -> Result<ReadConfig, ConfigError> {
             cli::IfNames::Index => IfNames::Index,
             cli::IfNames::Host => IfNames::Host,
         },
-        outputs: OutputsConfig::or_default(&args.outputs, Target::Stdout, false),
+        outputs: OutputsConfig {
+            db: db_options(&args.db),
+            ..OutputsConfig::or_default(&args.outputs, Target::Stdout, false)
+        },
         format: format_config(&args.fmt),
         dns: dns_settings(&args.dns)?,
     })
+}
+
+fn db_options(args: &cli::DbArgs) -> DbOptions {
+    DbOptions {
+        host_name: args.host_name.clone(),
+        payload: args.db_payload,
+        retain: args.db_retain.filter(|d| !d.is_zero()),
+    }
 }
 
 pub fn replay_config(args: &ReplayArgs) -> Result<ReplayConfig, ConfigError> {
@@ -135,9 +149,13 @@ pub fn replay_config(args: &ReplayArgs) -> Result<ReplayConfig, ConfigError> {
         OutputsConfig {
             specs: Vec::new(),
             sync_files: false,
+            db: DbOptions::default(),
         }
     } else {
-        OutputsConfig::or_default(&args.outputs, Target::Stdout, false)
+        OutputsConfig {
+            db: db_options(&args.db),
+            ..OutputsConfig::or_default(&args.outputs, Target::Stdout, false)
+        }
     };
     Ok(ReplayConfig {
         spool: args.spool.clone(),

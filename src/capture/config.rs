@@ -152,20 +152,32 @@ fn message(seq: u32, group: u16, ack: bool, attrs: impl FnOnce(&mut Vec<u8>)) ->
 pub(crate) fn bind_message(seq: u32, group: u16, cfg: &NflogConfig) -> Vec<u8> {
     message(seq, group, true, |m| {
         push_attr(m, CFG_CMD, &[CMD_BIND]);
-        let mut mode = [0u8; 6];
-        mode[..4].copy_from_slice(&cfg.copy_range.to_be_bytes());
-        mode[4] = COPY_PACKET;
-        push_attr(m, CFG_MODE, &mode);
-        push_attr(m, CFG_NLBUFSIZ, &cfg.nlbufsiz.to_be_bytes());
-        push_attr(m, CFG_TIMEOUT, &cfg.flush_timeout_cs.to_be_bytes());
-        push_attr(m, CFG_QTHRESH, &cfg.qthresh.to_be_bytes());
-        push_attr(m, CFG_FLAGS, &(F_SEQ | F_SEQ_GLOBAL).to_be_bytes());
+        push_settings(m, cfg);
     })
 }
 
-/// UNBIND `group` (no acknowledgement: sent from Drop, where nobody would read it).
-pub(crate) fn unbind_message(seq: u32, group: u16) -> Vec<u8> {
-    message(seq, group, false, |m| push_attr(m, CFG_CMD, &[CMD_UNBIND]))
+/// Apply every setting of `cfg` to `group`, already bound by this socket, without binding it
+/// (a second BIND fails with EBUSY). No acknowledgement: it would queue behind every packet
+/// already buffered, and waiting for it would pull them all into memory.
+pub(crate) fn reconfigure_message(seq: u32, group: u16, cfg: &NflogConfig) -> Vec<u8> {
+    message(seq, group, false, |m| push_settings(m, cfg))
+}
+
+fn push_settings(m: &mut Vec<u8>, cfg: &NflogConfig) {
+    let mut mode = [0u8; 6];
+    mode[..4].copy_from_slice(&cfg.copy_range.to_be_bytes());
+    mode[4] = COPY_PACKET;
+    push_attr(m, CFG_MODE, &mode);
+    push_attr(m, CFG_NLBUFSIZ, &cfg.nlbufsiz.to_be_bytes());
+    push_attr(m, CFG_TIMEOUT, &cfg.flush_timeout_cs.to_be_bytes());
+    push_attr(m, CFG_QTHRESH, &cfg.qthresh.to_be_bytes());
+    push_attr(m, CFG_FLAGS, &(F_SEQ | F_SEQ_GLOBAL).to_be_bytes());
+}
+
+/// UNBIND `group`; `ack` asks for an acknowledgement (not from Drop, where nobody would read
+/// it).
+pub(crate) fn unbind_message(seq: u32, group: u16, ack: bool) -> Vec<u8> {
+    message(seq, group, ack, |m| push_attr(m, CFG_CMD, &[CMD_UNBIND]))
 }
 
 #[cfg(test)]

@@ -72,6 +72,10 @@ struct GroupState {
     group: u16,
     next_seq: u32,
     last_global: Option<u32>,
+    /// Seeded from a previous run on the same socket ([`LossTracker::seed_group`]): records
+    /// numbered before `next_seq` were spooled by that run and are replays, until the first
+    /// record at or after it arrives.
+    replays_possible: bool,
 }
 
 /// Tracks NFULA_SEQ per group and NFULA_SEQ_GLOBAL; see the module docs.
@@ -81,6 +85,8 @@ pub struct LossTracker {
     last_global: Option<u32>,
     seeded: Option<u32>,
     lost: u64,
+    /// Some group was seeded exactly ([`LossTracker::seed_group`]).
+    exact: bool,
 }
 
 /// `a` is after `b` in wrapping order.
@@ -97,8 +103,45 @@ impl LossTracker {
     /// Set the last NFULA_SEQ_GLOBAL known to be spooled (by a previous run). The first record
     /// observed afterwards is compared with it (see [`LossCause::Restart`]).
     pub fn seed(&mut self, last_seq_global: u32) {
-        self.seeded = Some(last_seq_global);
+        // Groups continued exactly ([`LossTracker::seed_group`]) need no estimate, whether or not
+        // records were observed since.
+        if !self.exact {
+            self.seeded = Some(last_seq_global);
+        }
         self.last_global = Some(last_seq_global);
+    }
+
+    /// Continue a group's numbering on a socket a previous run received from (kept in the
+    /// service manager's fd store): that run spooled every record of `group` numbered before
+    /// `next_seq`. Records before it still queued are replays ([`LossTracker::is_replay`]), a
+    /// record after it is an exact [`LossCause::SeqGap`] (the buffer overflowed while no process
+    /// read). Per-group numbers make the global restart estimate unnecessary, so it is dropped.
+    pub fn seed_group(&mut self, group: u16, next_seq: u32) {
+        self.seeded = None;
+        self.exact = true;
+        self.groups.retain(|s| s.group != group);
+        self.groups.push(GroupState {
+            group,
+            next_seq,
+            last_global: None,
+            replays_possible: true,
+        });
+    }
+
+    /// True when the record (`group`, `seq`) was spooled already by the run that seeded the
+    /// group ([`LossTracker::seed_group`]): the caller skips it.
+    pub fn is_replay(&self, group: u16, seq: Option<u32>) -> bool {
+        let Some(seq) = seq else { return false };
+        self.groups
+            .iter()
+            .find(|s| s.group == group)
+            .is_some_and(|s| s.replays_possible && after(s.next_seq, seq))
+    }
+
+    /// Each tracked group with the NFULA_SEQ it expects next: what a run that keeps its socket
+    /// in the fd store records for the next one.
+    pub fn group_positions(&self) -> impl Iterator<Item = (u16, u32)> + '_ {
+        self.groups.iter().map(|s| (s.group, s.next_seq))
     }
 
     /// The highest NFULA_SEQ_GLOBAL seen (or seeded): what the daemon stores to seed the next run.
@@ -145,10 +188,12 @@ impl LossTracker {
                     group,
                     next_seq: seq.wrapping_add(1),
                     last_global: seq_global,
+                    replays_possible: false,
                 });
                 return event;
             }
         };
+        st.replays_possible = false;
         let prev_global = st.last_global;
         let expected = st.next_seq;
         st.next_seq = seq.wrapping_add(1);
@@ -241,6 +286,36 @@ mod tests {
         let mut t = LossTracker::new();
         t.seed(1000);
         assert_eq!(t.observe(5, Some(0), Some(1)), None);
+    }
+
+    #[test]
+    fn a_seeded_group_skips_replays_and_counts_an_overflow_exactly() {
+        let mut t = LossTracker::new();
+        t.seed(500);
+        t.seed_group(5, 10);
+        assert!(t.is_replay(5, Some(8)));
+        assert!(t.is_replay(5, Some(9)));
+        assert!(!t.is_replay(5, Some(10)));
+        assert!(!t.is_replay(6, Some(1)), "other groups are not seeded");
+        assert!(!t.is_replay(5, None));
+        // No global restart estimate: the first record continues group 5 exactly.
+        assert_eq!(t.observe(5, Some(10), Some(900)), None);
+        t.seed(500);
+        assert_eq!(
+            t.observe(5, Some(11), Some(999)),
+            None,
+            "not even seeded later"
+        );
+        assert!(
+            !t.is_replay(5, Some(9)),
+            "replays end with the first new record"
+        );
+        let mut t = LossTracker::new();
+        t.seed_group(5, u32::MAX);
+        assert!(t.is_replay(5, Some(u32::MAX - 1)));
+        let e = t.observe(5, Some(3), Some(77)).expect("gap across wrap");
+        assert_eq!((e.cause, e.count), (LossCause::SeqGap, Some(4)));
+        assert_eq!(t.group_positions().collect::<Vec<_>>(), vec![(5, 4)]);
     }
 
     #[test]

@@ -58,11 +58,13 @@
 //! # Files
 //! `config.rs` (settings + CONFIG wire messages), `socket.rs` (the netlink socket, recvmmsg),
 //! `record.rs` (kernel message -> spool record), `ifname.rs` (ifindex -> name cache),
-//! `loss.rs` (sequence tracking), `batch.rs` (the reusable output buffer), `error.rs`.
+//! `loss.rs` (sequence tracking), `batch.rs` (the reusable output buffer), `error.rs`,
+//! `hold.rs` (taking a socket back from the service manager's fd store; hold mode).
 
 mod batch;
 mod config;
 mod error;
+mod hold;
 mod ifname;
 mod loss;
 mod record;
@@ -73,4 +75,5 @@ pub use config::NflogConfig;
 pub use error::CaptureError;
 pub use ifname::IfNameCache;
 pub use loss::{LossCause, LossEvent, LossTracker};
+pub use record::scan_group_seq;
 pub use socket::{CaptureStats, NflogSocket, MAX_DATAGRAM};

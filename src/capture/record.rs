@@ -54,6 +54,13 @@ pub(crate) fn scan(msg: &[u8]) -> Scan {
     s
 }
 
+/// The group and NFULA_SEQ of a spool record or kernel message, when it has both (loss
+/// records have no SEQ).
+pub fn scan_group_seq(msg: &[u8]) -> Option<(u16, u32)> {
+    let s = scan(msg);
+    s.group.zip(s.seq)
+}
+
 /// Receive-time context shared by every record of one receive call.
 pub(crate) struct Stamp {
     pub sec: i64,
@@ -72,6 +79,10 @@ pub(crate) fn push_record(
 ) {
     let s = scan(msg);
     if let Some(group) = s.group {
+        if tracker.is_replay(group, s.seq) {
+            // Spooled by the previous run on this socket, which died before consuming it.
+            return;
+        }
         if let Some(e) = tracker.observe(group, s.seq, s.seq_global) {
             out.push_loss(e);
         }

@@ -55,26 +55,33 @@ pub struct CaptureStats {
 
 /// Everything the receive path mutates besides the slots (split out so a datagram borrowed
 /// from the slots can be processed while these are mutated).
-struct Intake {
+pub(super) struct Intake {
     names: IfNameCache,
-    tracker: LossTracker,
-    stats: CaptureStats,
+    pub(super) tracker: LossTracker,
+    pub(super) stats: CaptureStats,
 }
 
 #[derive(Debug)]
 pub struct NflogSocket {
-    fd: OwnedFd,
+    pub(super) fd: OwnedFd,
     /// Groups bound so far (unbound on drop).
-    bound: Vec<u16>,
-    slots: Vec<u8>,
+    pub(super) bound: Vec<u16>,
+    pub(super) slots: Vec<u8>,
     nslots: usize,
-    intake: Intake,
+    pub(super) intake: Intake,
     /// Records that arrived while `open` waited for acknowledgements.
-    pending: RecordBatch,
+    pub(super) pending: RecordBatch,
     rcvtimeo: Option<Duration>,
     rcvbuf: usize,
     warnings: Vec<String>,
-    nl_seq: u32,
+    pub(super) nl_seq: u32,
+    /// Hold mode ([`NflogSocket::hold_until_released`]): receive by peeking, one datagram at a
+    /// time, and take it off the queue only in [`NflogSocket::release`].
+    pub(super) hold: bool,
+    /// A datagram was peeked and not yet released.
+    pub(super) held: bool,
+    /// Leave the groups bound when dropped (the socket lives on in the service manager).
+    pub(super) keep_groups: bool,
 }
 
 impl std::fmt::Debug for Intake {
@@ -85,7 +92,7 @@ impl std::fmt::Debug for Intake {
     }
 }
 
-fn errno(e: &io::Error) -> i32 {
+pub(super) fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
@@ -175,7 +182,15 @@ impl NflogSocket {
                 io::Error::last_os_error(),
             ));
         }
+        let mut sock = NflogSocket::with_fd(fd, cfg)?;
+        for &group in &cfg.groups {
+            sock.bind_group(group, cfg, cap)?;
+        }
+        Ok(sock)
+    }
 
+    /// Size the receive buffer of the bound socket `fd` and wrap it (no group bound yet).
+    pub(super) fn with_fd(fd: OwnedFd, cfg: &NflogConfig) -> Result<NflogSocket, CaptureError> {
         let mut warnings = Vec::new();
         let want = cfg.rcvbuf as i32;
         let raw = fd.as_raw_fd();
@@ -205,7 +220,7 @@ impl NflogSocket {
 
         let names = IfNameCache::new()
             .map_err(|e| CaptureError::io("opening the interface-name socket", e))?;
-        let mut sock = NflogSocket {
+        Ok(NflogSocket {
             fd,
             bound: Vec::with_capacity(cfg.groups.len()),
             slots: vec![0u8; MAX_DATAGRAM * cfg.batch_datagrams],
@@ -220,14 +235,13 @@ impl NflogSocket {
             rcvbuf,
             warnings,
             nl_seq: 0,
-        };
-        for &group in &cfg.groups {
-            sock.bind_group(group, cfg, cap)?;
-        }
-        Ok(sock)
+            hold: false,
+            held: false,
+            keep_groups: false,
+        })
     }
 
-    fn send(&self, msg: &[u8]) -> io::Result<()> {
+    pub(super) fn send(&self, msg: &[u8]) -> io::Result<()> {
         // SAFETY: sockaddr_nl is plain data; all-zero addresses the kernel (pid 0).
         let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -249,7 +263,7 @@ impl NflogSocket {
         }
     }
 
-    fn bind_group(
+    pub(super) fn bind_group(
         &mut self,
         group: u16,
         cfg: &NflogConfig,
@@ -337,7 +351,7 @@ impl NflogSocket {
         }
     }
 
-    fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
+    pub(super) fn set_timeout(&mut self, t: Duration) -> io::Result<()> {
         if self.rcvtimeo == Some(t) {
             return Ok(());
         }
@@ -375,6 +389,9 @@ impl NflogSocket {
         if !self.pending.is_empty() || !self.pending.loss.is_empty() {
             out.append(&mut self.pending);
             return Ok(out.len());
+        }
+        if self.hold {
+            return self.recv_held(out, timeout);
         }
         let mut flags = libc::MSG_WAITFORONE;
         if timeout.is_zero() {
@@ -474,7 +491,7 @@ impl NflogSocket {
     }
 }
 
-fn enobufs_event() -> LossEvent {
+pub(super) fn enobufs_event() -> LossEvent {
     LossEvent {
         cause: LossCause::Enobufs,
         group: None,
@@ -483,7 +500,7 @@ fn enobufs_event() -> LossEvent {
     }
 }
 
-fn stamp_now() -> Stamp {
+pub(super) fn stamp_now() -> Stamp {
     let (sec, nsec) = realtime();
     Stamp {
         sec,
@@ -495,7 +512,7 @@ fn stamp_now() -> Stamp {
 /// Walk the netlink messages of one datagram: packets become records in `out`, error/ack
 /// messages go to `ack(seq, errno)`, anything else (NLMSG_DONE after a multi-part batch) is
 /// skipped.
-fn process_datagram(
+pub(super) fn process_datagram(
     d: &[u8],
     stamp: &Stamp,
     intake: &mut Intake,
@@ -543,9 +560,12 @@ impl Drop for NflogSocket {
     /// also release them, but only when the last reference to the socket goes away, which a
     /// forked child holding the fd could delay.)
     fn drop(&mut self) {
+        if self.keep_groups {
+            return;
+        }
         for &g in &self.bound {
             self.nl_seq = self.nl_seq.wrapping_add(1);
-            let _ = self.send(&unbind_message(self.nl_seq, g));
+            let _ = self.send(&unbind_message(self.nl_seq, g, false));
         }
     }
 }

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use crate::config::{DnsSettings, FormatConfig, LoopConfig, OutputsConfig};
 use crate::exit;
 use crate::pipeline::build::{BuildError, DnsStart, Engine, Shared};
-use crate::pipeline::outputs::Outputs;
+use crate::pipeline::outputs::{sql_config, Outputs};
 use crate::pipeline::process::ProcessError;
 use crate::pipeline::source::{channel, Producer};
+use crate::sink::sql::stream::StreamError;
+use crate::sink::sql::StreamId;
 
 /// The exit status for a pipeline that could not be built.
 pub fn build_status(e: &BuildError) -> i32 {
@@ -23,9 +25,23 @@ pub fn run(
     outputs: &OutputsConfig,
     fmt: &FormatConfig,
     dns: &DnsSettings,
+    stream: impl FnOnce() -> Result<StreamId, StreamError>,
     produce: impl FnOnce(Producer) -> i32 + Send + 'static,
 ) -> i32 {
-    let outputs = match Outputs::open(&outputs.specs, fmt.kind, &fmt.options, outputs.sync_files) {
+    let db = match sql_config(outputs, stream) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("fwlog: {e}");
+            return exit::OUTPUT;
+        }
+    };
+    let outputs = match Outputs::open(
+        &outputs.specs,
+        fmt.kind,
+        &fmt.options,
+        outputs.sync_files,
+        db.as_ref(),
+    ) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("fwlog: {e}");

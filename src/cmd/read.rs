@@ -16,7 +16,9 @@ use crate::pipeline::source::Producer;
 pub fn run(cfg: &ReadConfig) -> i32 {
     let files = cfg.files.clone();
     let ifnames = cfg.ifnames;
-    super::pipeline::run(&cfg.outputs, &cfg.format, &cfg.dns, move |p| {
+    // A capture file has no spool: each read is a stream of its own.
+    let stream = crate::sink::sql::StreamId::random;
+    super::pipeline::run(&cfg.outputs, &cfg.format, &cfg.dns, stream, move |p| {
         produce(&files, ifnames, p)
     })
 }

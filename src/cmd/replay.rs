@@ -69,26 +69,37 @@ pub fn run(args: &ReplayConfig) -> i32 {
         }
     }
     let dir = args.spool.clone();
-    super::pipeline::run(&args.outputs, &args.format, &args.dns, move |mut out| {
-        let mut status = exit::OK;
-        let mut records = spool.records();
-        for r in &mut records {
-            match r {
-                Ok(rec) => {
-                    if filter.keeps(rec.acked, &rec.data) && !out.send(rec.data, true) {
-                        return status;
+    // The spool's own stream id, read-only: replayed rows keep their keys, and a database that
+    // has them already ignores them.
+    let stream = || crate::sink::sql::stream::read(&args.spool);
+    super::pipeline::run(
+        &args.outputs,
+        &args.format,
+        &args.dns,
+        stream,
+        move |mut out| {
+            let mut status = exit::OK;
+            let mut records = spool.records();
+            for r in &mut records {
+                match r {
+                    Ok(rec) => {
+                        if filter.keeps(rec.acked, &rec.data)
+                            && !out.send_seq(rec.seq, rec.data, true)
+                        {
+                            return status;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("fwlog: spool {}: {e}", dir.display());
+                        status = exit::DATA;
+                        break;
                     }
                 }
-                Err(e) => {
-                    eprintln!("fwlog: spool {}: {e}", dir.display());
-                    status = exit::DATA;
-                    break;
-                }
             }
-        }
-        report(records.stats());
-        status
-    })
+            report(records.stats());
+            status
+        },
+    )
 }
 
 fn report(st: &fwlog_spool::ReplayStats) {

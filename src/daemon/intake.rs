@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use fwlog_spool::{Commit, Writer};
 use tokio::sync::Notify;
 
+use super::positions::Positions;
 use super::seqfile::SeqFile;
 use crate::capture::{LossCause, LossEvent, NflogSocket, RecordBatch};
 use crate::counters::{bump, Counters};
@@ -26,6 +27,8 @@ pub struct Intake {
     pub wake: Arc<Notify>,
     pub counters: Arc<Counters>,
     pub seq_file: SeqFile,
+    /// With the socket kept in the fd store (hold mode): where spooling stopped, per group.
+    pub held: Option<Positions>,
 }
 
 /// Records refused because the spool was full, not yet reported in the stream.
@@ -69,6 +72,9 @@ impl Intake {
             if !self.seq_file.has_value() {
                 self.seed_first_run(&batch);
             }
+            if n > 0 {
+                self.intend(&batch);
+            }
             let losses = batch.loss_events();
             let mut li = 0;
             for (i, rec) in batch.iter().enumerate() {
@@ -81,6 +87,7 @@ impl Intake {
             for (_, ev) in &losses[li..] {
                 self.spool_loss(ev, &mut scratch);
             }
+            self.release(n > 0 || !losses.is_empty(), &full)?;
             if let Some(c) = self
                 .writer
                 .commit_if_due()
@@ -106,7 +113,59 @@ impl Intake {
             .commit()
             .map_err(|e| format!("spool commit at exit: {e}"))?;
         self.after_commit(c, &full);
+        // Keep the socket, and so its groups, until the process exits (the kernel closes it
+        // then): what the rules log during the rest of the shutdown lands in its buffer with a
+        // sequence number, which the next run counts as a restart gap. Closed now, the groups
+        // would be unbound, and the kernel would drop those packets without numbering them.
+        std::mem::forget(self.sock);
         Ok(())
+    }
+
+    /// Hold mode: before appending `batch`, mark each of its groups unsure from its first
+    /// number in it (see `positions`), the others where they are.
+    fn intend(&mut self, batch: &RecordBatch) {
+        let Some(p) = &mut self.held else { return };
+        let mut firsts: Vec<(u16, u32)> = Vec::new();
+        for rec in batch.iter() {
+            if let Some((g, s)) = crate::capture::scan_group_seq(rec) {
+                if !firsts.iter().any(|f| f.0 == g) {
+                    firsts.push((g, s));
+                }
+            }
+        }
+        let tracked = self.sock.tracker().group_positions();
+        let mut entries: Vec<_> = tracked
+            .filter(|(g, _)| !firsts.iter().any(|f| f.0 == *g))
+            .map(|(g, s)| (g, s, false))
+            .collect();
+        entries.extend(firsts.iter().map(|&(g, s)| (g, s, true)));
+        p.store(entries.into_iter());
+    }
+
+    /// Hold mode (socket kept in the fd store): write the records out, say how far each group
+    /// is spooled, and only then take the datagram off the socket (see `fdkeep`).
+    fn release(&mut self, appended: bool, full: &FullLoss) -> Result<(), String> {
+        let Some(p) = &mut self.held else {
+            return Ok(());
+        };
+        if appended {
+            self.writer
+                .write_out()
+                .map_err(|e| format!("spool write: {e}"))?;
+            // Packets the spool refused are not spooled: leave the positions behind them, so a
+            // kill before their report makes the next run see them again, not skip them.
+            if full.count == 0 {
+                p.store(
+                    self.sock
+                        .tracker()
+                        .group_positions()
+                        .map(|(g, s)| (g, s, false)),
+                );
+            }
+        }
+        self.sock
+            .release()
+            .map_err(|e| format!("receiving from NFLOG: {e}"))
     }
 
     /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,

@@ -5,16 +5,19 @@
 //! its verdict after the commit); the processing loop ([`process`], on a single-threaded
 //! tokio runtime that also runs the DNS lookups) reads the spool back in order, waits for names, prints, and
 //! acknowledges. They share only the spool (whose reader sees what the writer committed), a
-//! wake-up, a stop flag and the counters. Start-up order: the service manager's notify socket
-//! (`NOTIFY_SOCKET`, connected while root: see [`crate::sdnotify`]), the checks that change
+//! wake-up, a stop flag and the counters. Start-up order: the descriptors the service manager
+//! passed from its fd store (`LISTEN_FDS`, claimed before anything opens an fd: see [`fdkeep`]),
+//! its notify socket (`NOTIFY_SOCKET`, connected while root: see [`crate::sdnotify`]), the checks that change
 //! nothing ([`preflight`]: a usage error leaves no file behind), the spool (its lock tells a
-//! second fwlog to go away), the outputs, the NFLOG socket (packets wait in its buffer until
-//! intake starts), `--user` (needs everything before it done as root), then DNS and the
+//! second fwlog to go away), the outputs, the NFLOG socket (taken back from the fd store or
+//! opened, then stored there; packets wait in its buffer until intake starts), `--user` (needs everything before it done as root), then DNS and the
 //! threads; `READY=1` goes out once the signal handlers ([`crate::signals`]) are installed and the processing loop runs, the point from
 //! which a packet the kernel logs is sure to be spooled.
 
 mod error;
+mod fdkeep;
 mod intake;
+mod positions;
 mod preflight;
 pub mod queue_intake;
 mod seqfile;
@@ -28,8 +31,9 @@ use crate::capture::NflogSocket;
 use crate::config::{CaptureConfig, RunConfig, SpoolConfig};
 use crate::exit;
 use crate::pipeline::build::{DnsStart, Engine, Shared};
-use crate::pipeline::outputs::Outputs;
+use crate::pipeline::outputs::{sql_config, Outputs};
 use crate::queue::QueueSocket;
+use crate::sdnotify::fdstore::Handed;
 use crate::sdnotify::Notifier;
 
 pub use error::DaemonError;
@@ -46,21 +50,34 @@ pub fn run(cfg: &RunConfig) -> i32 {
 }
 
 fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
-    // Service manager (Type=notify): first, while root and before any other thread exists.
-    // SAFETY: from_env changes the environment; no other thread exists yet (the runtime and
-    // intake start below, and nothing before `run` starts one).
+    // Service manager (Type=notify, fd store): first, while root and before any other thread
+    // exists.
+    // SAFETY: both change the environment; no other thread exists yet (the runtime and intake
+    // start below, and nothing before `run` starts one), and no fd was opened yet that could
+    // have taken the number of a passed one.
+    let mut handed = unsafe { crate::sdnotify::fdstore::take_from_env() };
+    // SAFETY: as above.
     let notifier = unsafe { Notifier::from_env() };
+    for w in &handed.warnings {
+        eprintln!("fwlog: {w}");
+    }
     ignore_requests_until_ready();
     preflight::check(cfg)?;
     let (writer, reader) = open_spool(&cfg.spool)?;
+    // Database outputs: the spool's stream id, created now (under the spool's lock) if new.
+    let db = sql_config(&cfg.outputs, || {
+        crate::sink::sql::stream::open_or_create(&cfg.spool.dir)
+    })
+    .map_err(DaemonError::Outputs)?;
     let mut outputs = Outputs::open(
         &cfg.outputs.specs,
         cfg.format.kind,
         &cfg.format.options,
         cfg.outputs.sync_files,
+        db.as_ref(),
     )
     .map_err(DaemonError::Outputs)?;
-    let capture = open_capture(cfg)?;
+    let capture = open_capture(cfg, &mut handed, &notifier)?;
     drop_privileges(cfg)?;
     let engine = Engine::start(&cfg.dns, DnsStart::Required)?;
     let shared = Shared::default();
@@ -140,15 +157,27 @@ fn open_spool(cfg: &SpoolConfig) -> Result<(Writer, Reader), DaemonError> {
 
 /// The packet source, open and bound.
 enum Capture {
-    Nflog(Box<NflogSocket>, seqfile::SeqFile),
-    Queue(QueueSocket),
+    /// The socket, `fwlog.seq_global`, and `fwlog.nflog_positions` when the socket is kept in
+    /// the fd store.
+    Nflog(
+        Box<NflogSocket>,
+        seqfile::SeqFile,
+        Option<positions::Positions>,
+    ),
+    /// The socket, and whether it was taken back from the fd store.
+    Queue(QueueSocket, bool),
 }
 
-/// NFLOG, or NFQUEUE audit mode with `--queue` (see [`queue_intake`]).
-fn open_capture(cfg: &RunConfig) -> Result<Capture, DaemonError> {
+/// NFLOG, or NFQUEUE audit mode with `--queue` (see [`queue_intake`]); taken back from the
+/// service manager's fd store when it holds one, and stored there (see [`fdkeep`]).
+fn open_capture(
+    cfg: &RunConfig,
+    handed: &mut Handed,
+    notifier: &Notifier,
+) -> Result<Capture, DaemonError> {
     match &cfg.capture {
         CaptureConfig::Nflog(nflog) => {
-            let mut sock = NflogSocket::open(nflog)?;
+            let (mut sock, stored_as) = fdkeep::nflog_socket(nflog, handed, &cfg.spool.dir)?;
             for w in sock.warnings() {
                 eprintln!("fwlog: {w}");
             }
@@ -157,14 +186,15 @@ fn open_capture(cfg: &RunConfig) -> Result<Capture, DaemonError> {
             if let Some(s) = previous {
                 sock.seed_seq_global(s);
             }
-            Ok(Capture::Nflog(Box::new(sock), seq_file))
+            let held = fdkeep::store_nflog(notifier, &mut sock, stored_as, handed, &cfg.spool.dir);
+            Ok(Capture::Nflog(Box::new(sock), seq_file, held))
         }
         CaptureConfig::Queue(queue) => {
-            let q = QueueSocket::open(queue)?;
+            let (q, adopted) = fdkeep::queue_socket(queue, handed, notifier)?;
             for w in q.warnings() {
                 eprintln!("fwlog: {w}");
             }
-            Ok(Capture::Queue(q))
+            Ok(Capture::Queue(q, adopted))
         }
     }
 }
@@ -205,8 +235,16 @@ fn drop_privileges(cfg: &RunConfig) -> Result<(), DaemonError> {
         return Ok(());
     };
     let user = crate::privdrop::lookup(name).map_err(DaemonError::User)?;
-    for p in std::iter::once(&cfg.spool.dir).chain(cfg.outputs.files()) {
-        crate::privdrop::hand_over(p, &user).map_err(DaemonError::Privileges)?;
+    let databases = cfg
+        .outputs
+        .databases()
+        .flat_map(|p| crate::sink::sql::sqlite::SqliteSink::files(p));
+    for p in std::iter::once(&cfg.spool.dir)
+        .chain(cfg.outputs.files())
+        .cloned()
+        .chain(databases)
+    {
+        crate::privdrop::hand_over(&p, &user).map_err(DaemonError::Privileges)?;
     }
     crate::privdrop::become_user(&user).map_err(DaemonError::Privileges)
 }
@@ -221,7 +259,7 @@ fn spawn_intake(
     cfg: &RunConfig,
 ) -> Result<JoinHandle<IntakeResult>, DaemonError> {
     let intake: Box<dyn FnOnce() -> IntakeResult + Send> = match capture {
-        Capture::Nflog(sock, seq_file) => {
+        Capture::Nflog(sock, seq_file, held) => {
             let intake = intake::Intake {
                 sock: *sock,
                 writer,
@@ -229,10 +267,11 @@ fn spawn_intake(
                 wake: shared.wake.clone(),
                 counters: shared.counters.clone(),
                 seq_file,
+                held,
             };
             Box::new(move || intake.run())
         }
-        Capture::Queue(sock) => {
+        Capture::Queue(sock, adopted) => {
             let fail_open = match &cfg.capture {
                 CaptureConfig::Queue(q) => q.fail_open,
                 CaptureConfig::Nflog(_) => false,
@@ -245,6 +284,7 @@ fn spawn_intake(
                 counters: shared.counters.clone(),
                 fail_open,
                 batch_max: cfg.batch_records.max(1),
+                adopted,
             };
             Box::new(move || intake.run())
         }

@@ -25,7 +25,7 @@ pub fn check(cfg: &RunConfig) -> Result<(), DaemonError> {
     spool_dir(&cfg.spool.dir)?;
     for spec in &cfg.outputs.specs {
         match &spec.target {
-            Target::File(p) => output_file(p)?,
+            Target::File(p) | Target::Sqlite(p) => output_file(p)?,
             // The file, or with rotation the pattern: either way its directory must exist.
             Target::Pcap(p) => output_file(&p.path)?,
             Target::Syslog => crate::sink::syslog::check_local_syslog()

@@ -40,6 +40,9 @@ pub struct QueueIntake {
     pub fail_open: bool,
     /// Most packets per commit (`--batch-records`).
     pub batch_max: usize,
+    /// The socket was taken back from the fd store: ids before the first one read belong to
+    /// the previous process.
+    pub adopted: bool,
 }
 
 /// Per-run tallies beyond the shared counters, printed at exit.
@@ -217,6 +220,17 @@ impl QueueIntake {
     /// Packet ids were skipped before `id`.
     fn on_gap(&mut self, first: bool, id: u32, gap: u64, t: &mut Tally, rec: &mut Vec<u8>) {
         let q = self.sock.queue_num();
+        if first && self.adopted {
+            // The previous process read these ids; those it gave no verdict (it died first)
+            // are still queued and would wait for one as long as the socket lives: drop them.
+            // (A dropped one may be in the log already: the log is a superset of what passed.)
+            if let Err(e) = self.sock.drop_upto(id.wrapping_sub(1)) {
+                eprintln!(
+                    "fwlog: queue {q}: cannot drop the packets the previous fwlog left without a verdict: {e}"
+                );
+            }
+            return;
+        }
         if first {
             // nfq discards packet messages that arrive while it waits for the acknowledgement
             // of a set-up message: those packets are still queued. Drop them now rather than

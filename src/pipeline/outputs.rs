@@ -8,9 +8,36 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::config::OutputsConfig;
 use crate::format::{FormatOptions, Formatter, LossEvent};
+use crate::sink::sql::pg::PgSink;
+use crate::sink::sql::sqlite::SqliteSink;
+use crate::sink::sql::stream::StreamError;
+use crate::sink::sql::{SqlConfig, StreamId};
 use crate::sink::text::TextSink;
-use crate::sink::{self, OutputSpec, PacketSink, PacketView};
+use crate::sink::{self, OutputSpec, PacketSink, PacketView, Target};
+
+/// What database outputs need, when `cfg` has one (None otherwise, so nothing is created for
+/// a run without one). `stream` gives the stream id: the spool's, or a new random one.
+pub fn sql_config(
+    cfg: &OutputsConfig,
+    stream: impl FnOnce() -> Result<StreamId, StreamError>,
+) -> Result<Option<SqlConfig>, String> {
+    if !cfg.specs.iter().any(|s| s.target.is_database()) {
+        return Ok(None);
+    }
+    Ok(Some(SqlConfig {
+        host: cfg
+            .db
+            .host_name
+            .clone()
+            .unwrap_or_else(crate::sink::sql::system_host_name),
+        stream: stream().map_err(|e| e.to_string())?,
+        payload: cfg.db.payload,
+        retain: cfg.db.retain,
+        sync: cfg.sync_files,
+    }))
+}
 
 pub struct Outputs {
     outs: Vec<Box<dyn PacketSink>>,
@@ -32,19 +59,34 @@ pub struct OutputStats {
 
 impl Outputs {
     /// Open every output. `default_kind` applies where the spec names no format; syslog
-    /// targets get no syslog header from the formatter (the sink frames them).
+    /// targets get no syslog header from the formatter (the sink frames them). `db` is what
+    /// database outputs need (None when there are none).
     pub fn open(
         specs: &[OutputSpec],
         default_kind: crate::format::FormatKind,
         opts: &FormatOptions,
         sync_files: bool,
+        db: Option<&SqlConfig>,
     ) -> Result<Outputs, String> {
         let mut outs = Vec::with_capacity(specs.len());
         for spec in specs {
-            if let sink::Target::Pcap(p) = &spec.target {
+            if let Target::Pcap(p) = &spec.target {
                 let o = sink::pcap::PcapSink::open(p, sync_files)
                     .map_err(|e| format!("cannot open output: {e}"))?;
                 outs.push(Box::new(o) as Box<dyn PacketSink>);
+                continue;
+            }
+            if let Target::Sqlite(path) = &spec.target {
+                let cfg = db.ok_or("database outputs are not available here")?;
+                let s =
+                    SqliteSink::open(path, cfg).map_err(|e| format!("cannot open output: {e}"))?;
+                outs.push(Box::new(s) as Box<dyn PacketSink>);
+                continue;
+            }
+            if let Target::Postgres(url) = &spec.target {
+                let cfg = db.ok_or("database outputs are not available here")?;
+                let s = PgSink::open(url, cfg).map_err(|e| format!("cannot open output: {e}"))?;
+                outs.push(Box::new(s) as Box<dyn PacketSink>);
                 continue;
             }
             let kind = spec.format.unwrap_or(default_kind);

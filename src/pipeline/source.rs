@@ -78,7 +78,13 @@ pub struct Producer {
 impl Producer {
     /// Hand one record over; false when the pipeline has gone (stop producing).
     pub fn send(&mut self, data: Vec<u8>, replayed: bool) -> bool {
-        self.seq += 1;
+        self.send_seq(self.seq + 1, data, replayed)
+    }
+
+    /// Hand over a record that has its own sequence number (a spool's, in `fwlog replay`, so
+    /// database rows keep the key the daemon gave them).
+    pub fn send_seq(&mut self, seq: u64, data: Vec<u8>, replayed: bool) -> bool {
+        self.seq = seq;
         let ok = self
             .tx
             .send(SourceRecord {

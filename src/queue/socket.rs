@@ -136,6 +136,87 @@ fn netfilter_sockets() -> io::Result<BTreeSet<RawFd>> {
     Ok(set)
 }
 
+/// The queues bound by the netlink socket `fd`, from the kernel's list in the caller's network
+/// namespace (`queue portid ...` per line).
+fn bound_queues(fd: RawFd) -> io::Result<Vec<u16>> {
+    // SAFETY: sockaddr_nl is plain data; getsockname fills at most `len` bytes of it.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: addr and len are valid for writes.
+    if unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_nl).cast(), &mut len) } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let text = std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_queue")?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let q = f.next()?.parse::<u16>().ok()?;
+            (f.next()?.parse::<u32>().ok()? == addr.nl_pid).then_some(q)
+        })
+        .collect())
+}
+
+/// NFQNL_MSG_CONFIG for `cfg.queue` with its settings (copy range, length, fail-open, uid/gid)
+/// and no acknowledgement requested. Written by hand: `nfq` always waits for the answer.
+fn config_message(cfg: &QueueConfig) -> Vec<u8> {
+    const NFNL_SUBSYS_QUEUE: u16 = 3;
+    const NFQNL_MSG_CONFIG: u16 = 2;
+    const NFQA_CFG_PARAMS: u16 = 2;
+    const NFQA_CFG_QUEUE_MAXLEN: u16 = 3;
+    const NFQA_CFG_MASK: u16 = 4;
+    const NFQA_CFG_FLAGS: u16 = 5;
+    const NFQNL_COPY_PACKET: u8 = 2;
+    const F_FAIL_OPEN: u32 = 1;
+    const F_UID_GID: u32 = 8;
+    let mut m = Vec::with_capacity(64);
+    m.extend_from_slice(&0u32.to_ne_bytes());
+    m.extend_from_slice(&(NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_CONFIG).to_ne_bytes());
+    m.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    m.extend_from_slice(&[0u8; 8]); // seq, portid
+    m.extend_from_slice(&[libc::AF_UNSPEC as u8, 0]);
+    m.extend_from_slice(&cfg.queue.to_be_bytes());
+    let mut params = [0u8; 5];
+    params[..4].copy_from_slice(&u32::from(cfg.copy_range).to_be_bytes());
+    params[4] = NFQNL_COPY_PACKET;
+    crate::nflog::attr::push_attr(&mut m, NFQA_CFG_PARAMS, &params);
+    crate::nflog::attr::push_attr(&mut m, NFQA_CFG_QUEUE_MAXLEN, &cfg.max_len.to_be_bytes());
+    let flags = F_UID_GID | if cfg.fail_open { F_FAIL_OPEN } else { 0 };
+    crate::nflog::attr::push_attr(&mut m, NFQA_CFG_FLAGS, &flags.to_be_bytes());
+    crate::nflog::attr::push_attr(
+        &mut m,
+        NFQA_CFG_MASK,
+        &(F_FAIL_OPEN | F_UID_GID).to_be_bytes(),
+    );
+    let len = m.len() as u32;
+    m[..4].copy_from_slice(&len.to_ne_bytes());
+    m
+}
+
+/// Send one netlink message to the kernel on `fd`.
+fn send_raw(fd: RawFd, m: &mut [u8]) -> io::Result<()> {
+    // SAFETY: an all-zero sockaddr_nl is valid (the kernel as destination).
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: m and addr are valid for the lengths given.
+    let rc = unsafe {
+        libc::sendto(
+            fd,
+            m.as_ptr().cast(),
+            m.len(),
+            0,
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
@@ -145,6 +226,51 @@ impl QueueSocket {
     /// namespace. From the BIND on, packets that hit an `NFQUEUE --queue-num N` rule wait for
     /// this socket's verdicts.
     pub fn open(cfg: &QueueConfig) -> Result<QueueSocket, QueueError> {
+        let mut sock = QueueSocket::open_unbound(cfg)?;
+        sock.bind(cfg)?;
+        Ok(sock)
+    }
+
+    /// Take back a queue socket a previous run kept in the service manager's fd store (the
+    /// caller checked it is a netfilter netlink socket). When it still has queue `cfg.queue`
+    /// (the kernel's list says so, by port id), packets the kernel queued meanwhile are read
+    /// from it and the settings are sent again without waiting for an answer (waiting would
+    /// make `nfq` read, and discard, the queued packets); otherwise the queue is bound anew.
+    pub fn adopt(
+        stored: std::os::fd::OwnedFd,
+        cfg: &QueueConfig,
+    ) -> Result<QueueSocket, QueueError> {
+        use std::os::fd::AsRawFd;
+        let mut sock = QueueSocket::open_unbound(cfg)?;
+        // `nfq` keeps its descriptor private and cannot take one: put the stored socket under
+        // the number it uses (its own socket, never bound, closes).
+        // SAFETY: dup3 on two descriptors this process owns; `sock.fd` stays owned by `nfq`.
+        if unsafe { libc::dup3(stored.as_raw_fd(), sock.fd, libc::O_CLOEXEC) } < 0 {
+            return Err(QueueError::io(
+                "taking back the stored NFQUEUE socket",
+                io::Error::last_os_error(),
+            ));
+        }
+        drop(stored);
+        // Unreadable list: trust the store's name, which said this queue.
+        let bound = bound_queues(sock.fd).unwrap_or_else(|_| vec![cfg.queue]);
+        if !bound.contains(&cfg.queue) {
+            sock.bind(cfg)?;
+            return Ok(sock);
+        }
+        let mut seq_msg = config_message(cfg);
+        if let Err(e) = send_raw(sock.fd, &mut seq_msg) {
+            return Err(QueueError::io(
+                format!("configuring queue {}", cfg.queue),
+                e,
+            ));
+        }
+        sock.socket_options(cfg)?;
+        Ok(sock)
+    }
+
+    /// The `nfq` queue on a fresh socket, no queue bound yet.
+    fn open_unbound(cfg: &QueueConfig) -> Result<QueueSocket, QueueError> {
         let before = netfilter_sockets().map_err(|e| QueueError::io("listing /proc/self/fd", e))?;
         let queue = nfq::Queue::open()
             .map_err(|e| QueueError::io("opening the NFQUEUE netlink socket", e))?;
@@ -159,13 +285,17 @@ impl QueueSocket {
                     io::Error::from(io::ErrorKind::Other),
                 )),
             };
-        let n = cfg.queue;
-        let mut sock = QueueSocket {
+        Ok(QueueSocket {
             queue,
             fd,
-            num: n,
+            num: cfg.queue,
             warnings: Vec::new(),
-        };
+        })
+    }
+
+    fn bind(&mut self, cfg: &QueueConfig) -> Result<(), QueueError> {
+        let n = cfg.queue;
+        let sock = self;
         match sock.queue.bind(n) {
             Ok(()) => {}
             Err(e) if errno(&e) == libc::EPERM => {
@@ -179,8 +309,7 @@ impl QueueSocket {
             }
             Err(e) => return Err(QueueError::io(format!("binding NFQUEUE queue {n}"), e)),
         }
-        sock.configure(cfg)?;
-        Ok(sock)
+        sock.configure(cfg)
     }
 
     fn configure(&mut self, cfg: &QueueConfig) -> Result<(), QueueError> {
@@ -197,6 +326,13 @@ impl QueueSocket {
                 "queue {n}: the kernel does not send socket uid/gid ({e}); records will lack them"
             ));
         }
+        self.socket_options(cfg)
+    }
+
+    /// What lives on the socket, not in the kernel's queue instance: set on every socket.
+    fn socket_options(&mut self, cfg: &QueueConfig) -> Result<(), QueueError> {
+        let n = cfg.queue;
+        let q = &mut self.queue;
         // Overflow must be reported, not hidden (nfq turns ENOBUFS off by default).
         q.set_recv_enobufs(true)
             .map_err(|e| QueueError::io("enabling ENOBUFS reports", e))?;
@@ -222,6 +358,11 @@ impl QueueSocket {
             ));
         }
         Ok(())
+    }
+
+    /// The socket's descriptor (owned by `nfq`; valid while this lives), for the fd store.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd
     }
 
     /// The queue number.
@@ -268,6 +409,10 @@ impl QueueSocket {
                 Err(e) => match errno(&e) {
                     libc::EAGAIN => break,
                     libc::EINTR => continue,
+                    // The kernel's answer to a verdict that found no such packet waiting: the
+                    // batch DROP after taking a socket back, when nothing was left without a
+                    // verdict. Nothing to do.
+                    libc::ENOENT => continue,
                     libc::ENOBUFS => r.enobufs = true,
                     // A message longer than nfq's buffer: that packet is lost to us (its id
                     // becomes a gap); keep reading the others.

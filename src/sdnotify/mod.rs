@@ -27,10 +27,12 @@
 //!
 //! [`service`] holds the policy: what the daemon says when (ready, reload, stop, watchdog).
 
+pub mod fdstore;
 pub mod service;
 
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,6 +151,33 @@ impl Notifier {
         }
     }
 
+    /// Send `msg` with `fd` attached (`SCM_RIGHTS`), for the fd store ([`fdstore`]); `None`
+    /// sends the text alone. Unlike [`Notifier::send`] the caller learns the outcome: a socket
+    /// that did not reach the store must not be treated as kept.
+    pub fn send_fd(&self, msg: &str, fd: Option<RawFd>) -> io::Result<()> {
+        let Some(addr) = &self.addr else {
+            return Err(io::Error::from_raw_os_error(libc::ENOTCONN));
+        };
+        let mut sock = self.sock.lock().unwrap_or_else(|p| p.into_inner());
+        if sock.is_none() {
+            *sock = Some(open(addr)?);
+        }
+        let Some(s) = sock.as_ref() else {
+            return Err(io::Error::from_raw_os_error(libc::ENOTCONN));
+        };
+        let r = sendmsg_fd(s.as_raw_fd(), msg.as_bytes(), fd);
+        if matches!(
+            r.as_ref().map_err(io::Error::raw_os_error),
+            Err(Some(libc::ECONNREFUSED))
+        ) {
+            let s = open(addr)?;
+            let r = sendmsg_fd(s.as_raw_fd(), msg.as_bytes(), fd);
+            *sock = Some(s);
+            return r;
+        }
+        r
+    }
+
     fn report(&self, addr: &OsStr, e: &io::Error) {
         if !self.reported.swap(true, Ordering::Relaxed) {
             eprintln!(
@@ -169,6 +198,44 @@ fn message(states: &[NotifyState]) -> String {
         msg.push('\n');
     }
     msg
+}
+
+/// One datagram of `msg` on the connected socket `sock`, with `fd` as `SCM_RIGHTS` if given.
+fn sendmsg_fd(sock: RawFd, msg: &[u8], fd: Option<RawFd>) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: msg.as_ptr() as *mut libc::c_void,
+        iov_len: msg.len(),
+    };
+    // Room for one cmsghdr carrying one int, aligned as cmsghdr requires.
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is valid (no name, no control yet).
+    let mut mh: libc::msghdr = unsafe { std::mem::zeroed() };
+    mh.msg_iov = &mut iov;
+    mh.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        // SAFETY: CMSG_SPACE/CMSG_LEN are pure size computations.
+        let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+        mh.msg_control = cbuf.as_mut_ptr().cast();
+        mh.msg_controllen = space;
+        // SAFETY: msg_control points at `space` <= 64 writable bytes, enough for one header;
+        // CMSG_FIRSTHDR returns a pointer inside it, CMSG_DATA one past its header.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&mh);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+        }
+    }
+    // SAFETY: mh points at live iov/control buffers for the duration of the call.
+    let n = unsafe { libc::sendmsg(sock, &mh, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != msg.len() {
+        return Err(io::Error::other(format!("sent {n} of {} bytes", msg.len())));
+    }
+    Ok(())
 }
 
 /// A datagram socket connected to `addr`: `/path`, or `@name` (abstract namespace).

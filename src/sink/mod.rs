@@ -24,6 +24,7 @@
 
 pub mod file;
 pub mod pcap;
+pub mod sql;
 pub mod syslog;
 pub mod text;
 
@@ -75,6 +76,10 @@ pub enum Target {
     Tcp(String),
     /// `pcap:PATH` or `pcap-raw:PATH`: a capture file of the packets themselves.
     Pcap(pcap::PcapSpec),
+    /// `sqlite:PATH`: an SQLite database, one row per packet (see [`sql`]).
+    Sqlite(std::path::PathBuf),
+    /// `postgresql://...` or `postgres://...`: a PostgreSQL server (the URL as given).
+    Postgres(String),
 }
 
 impl FromStr for Target {
@@ -99,6 +104,17 @@ impl FromStr for Target {
             }
             _ if s.starts_with("pcap-raw:") => {
                 Target::Pcap(pcap::PcapSpec::parse(pcap::PcapLink::Raw, &s[9..])?)
+            }
+            _ if s.starts_with("sqlite:") => match &s[7..] {
+                "" => return Err("sqlite: expected sqlite:PATH".into()),
+                p => Target::Sqlite(p.into()),
+            },
+            _ if s.starts_with("postgresql://") || s.starts_with("postgres://") => {
+                sql::pg::check_url(s)?;
+                Target::Postgres(s.to_string())
+            }
+            _ if s.starts_with("mysql://") => {
+                return Err("mysql: this fwlog has no MySQL/MariaDB output yet".into())
             }
             _ if s.contains("://") => {
                 return Err(format!("{s}: unknown scheme (use udp:// or tcp://)"))
@@ -131,6 +147,9 @@ impl FromStr for OutputSpec {
                 if let Target::Pcap(p) = &target {
                     return Err(format!("{f}={}: a pcap output has no text format", p.text));
                 }
+                if target.is_database() {
+                    return Err(format!("{s}: a database output takes no format"));
+                }
                 return Ok(OutputSpec { format, target });
             }
         }
@@ -145,6 +164,11 @@ impl Target {
     /// Syslog targets frame messages themselves: the formatter must not add a syslog header.
     pub fn is_syslog(&self) -> bool {
         matches!(self, Target::Syslog | Target::Udp(_) | Target::Tcp(_))
+    }
+
+    /// Database targets store rows, not formatted lines.
+    pub fn is_database(&self) -> bool {
+        matches!(self, Target::Sqlite(_) | Target::Postgres(_))
     }
 }
 
@@ -173,6 +197,12 @@ pub fn open(target: &Target, kernel_tag: bool, sync: bool) -> io::Result<Box<dyn
                 p.text
             )))
         }
+        Target::Sqlite(_) | Target::Postgres(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a database is not a byte sink",
+            ))
+        }
     })
 }
 
@@ -200,6 +230,20 @@ mod tests {
         assert!(matches!(o.target, Target::Pcap(ref p) if p.keep == Some(3)));
         assert!("json=pcap:/x.pcap".parse::<OutputSpec>().is_err());
         assert!("pcap-raw:/x.pcap?keep=1".parse::<Target>().is_err());
+        assert_eq!(
+            "sqlite:/var/lib/fwlog/db".parse::<Target>().unwrap(),
+            Target::Sqlite("/var/lib/fwlog/db".into())
+        );
+        assert!("sqlite:".parse::<Target>().is_err());
+        assert_eq!(
+            "postgres://u@h/db".parse::<Target>().unwrap(),
+            Target::Postgres("postgres://u@h/db".into())
+        );
+        for bad in ["bogus", "require", "verify-full"] {
+            let e = format!("postgresql://u:pw@h/db?sslmode={bad}").parse::<Target>();
+            assert!(e.as_ref().is_err_and(|e| !e.contains("pw")), "{e:?}");
+        }
+        assert!("mysql://u@h/db".parse::<Target>().is_err());
         let o: OutputSpec = "kernel=syslog".parse().unwrap();
         assert_eq!(
             (o.format, o.target),

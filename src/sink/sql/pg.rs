@@ -1,0 +1,481 @@
+//! `--output postgresql://USER@HOST[:PORT]/DB` (also `postgres://`): every packet as a row in
+//! PostgreSQL, the central store for many hosts (tokio-postgres).
+//!
+//! Invariants:
+//! - One transaction per `commit`: the batch's packet rows go in with `COPY ... FROM STDIN
+//!   (FORMAT binary)` straight into `packets` inside a savepoint; if a key is already there,
+//!   the savepoint is rolled back and the rows go through a session-local staging table and
+//!   `INSERT INTO packets SELECT ... ON CONFLICT DO NOTHING` on the unique key (host, stream,
+//!   seq) instead; loss rows with
+//!   `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT. `commit` returns `Ok` only after the
+//!   server's COMMIT did, so a replayed or retried batch adds nothing.
+//! - The database work runs on a thread of its own (with its own single-threaded runtime): the
+//!   processing loop waits for a commit at most [`COMMIT_WAIT`]; if the server has not answered
+//!   by then, `commit` fails (the loop retries with back-off, intake keeps spooling) and the next
+//!   call waits for the same batch's answer, so a batch is never sent twice at once. The worker
+//!   gives a batch at most [`BATCH_TIMEOUT`] and drops the connection after any error.
+//! - The server is not contacted at start: an unreachable server, a wrong password or missing
+//!   privileges make `commit` fail with the server's one-line message; packets stay spooled.
+//! - Password: in the URL, or `PGPASSWORD` when the URL has none. Messages show the URL
+//!   without it.
+//! - Schema: created on first use under an advisory lock (many hosts may start at once);
+//!   `schema_version` newer than [`VERSION`] is an error at every attempt, never a write.
+
+use std::io;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::row::{LossRow, Row};
+use super::{SqlConfig, SqlError};
+use crate::format::LossEvent;
+use crate::sink::{PacketSink, PacketView};
+
+/// The schema version this fwlog writes.
+pub const VERSION: i32 = 1;
+/// Longest the processing loop waits for one commit attempt.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
+/// Longest the worker gives one batch (connecting included) before dropping the connection.
+pub const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+const SCHEMA: &str = "
+CREATE TABLE schema_version (version integer NOT NULL);
+CREATE TABLE packets (
+    time timestamptz NOT NULL, time_source text NOT NULL, host text NOT NULL,
+    stream text NOT NULL, seq bigint NOT NULL, seq_global bigint, nflog_group integer NOT NULL,
+    family smallint NOT NULL, prefix text, hook smallint, mark bigint NOT NULL, in_if text,
+    out_if text, src inet, dst inet, src_name text, dst_name text, proto smallint,
+    sport integer, dport integer, tcp_flags smallint, icmp_type smallint, icmp_code smallint,
+    length integer, ttl smallint, uid bigint, gid bigint, replayed boolean NOT NULL,
+    partial boolean NOT NULL, payload bytea,
+    PRIMARY KEY (host, stream, seq));
+CREATE INDEX packets_time ON packets (time);
+CREATE INDEX packets_src_time ON packets (src, time);
+CREATE INDEX packets_dport_time ON packets (dport, time);
+CREATE TABLE losses (
+    time timestamptz NOT NULL, host text NOT NULL, stream text NOT NULL, seq bigint NOT NULL,
+    nflog_group integer, count bigint NOT NULL, reason text NOT NULL,
+    seq_global_first bigint, seq_global_last bigint,
+    PRIMARY KEY (host, stream, seq));
+INSERT INTO schema_version VALUES (1);";
+
+const COLUMNS: &str = "time, time_source, host, stream, seq, seq_global, nflog_group, family, \
+    prefix, hook, mark, in_if, out_if, src, dst, src_name, dst_name, proto, sport, dport, \
+    tcp_flags, icmp_type, icmp_code, length, ttl, uid, gid, replayed, partial, payload";
+
+const TYPES: [Type; 30] = [
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT4,
+    Type::INT2,
+    Type::TEXT,
+    Type::INT2,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INET,
+    Type::INET,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT2,
+    Type::INT4,
+    Type::INT4,
+    Type::INT2,
+    Type::INT2,
+    Type::INT2,
+    Type::INT4,
+    Type::INT2,
+    Type::INT8,
+    Type::INT8,
+    Type::BOOL,
+    Type::BOOL,
+    Type::BYTEA,
+];
+
+enum Item {
+    Packet(Box<Row>),
+    Loss(LossRow),
+}
+
+type Batch = Arc<Vec<Item>>;
+
+pub struct PgSink {
+    shown: String,
+    payload: bool,
+    batch: Vec<Item>,
+    /// The batch sent to the worker and not yet answered.
+    sent: Option<Batch>,
+    jobs: Sender<Batch>,
+    answers: Receiver<Result<(), String>>,
+}
+
+/// The URL as messages show it: no password.
+fn shown(cfg: &Config) -> String {
+    let host = cfg
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_default();
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgresql://{}@{host}:{port}/{}",
+        cfg.get_user().unwrap_or(""),
+        cfg.get_dbname().unwrap_or("")
+    )
+}
+
+/// Check a `postgresql://` URL (for the command line).
+pub fn check_url(url: &str) -> Result<(), String> {
+    let after_at = url.split('@').next_back().unwrap_or(url);
+    let c = Config::from_str(url).map_err(|e| format!("{after_at}: {e}"))?;
+    // No TLS connector is built in yet: asking for TLS must fail here, not at the first batch.
+    if c.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(format!(
+            "{after_at}: sslmode=require: TLS to PostgreSQL is not supported by this fwlog yet"
+        ));
+    }
+    Ok(())
+}
+
+impl PgSink {
+    /// Start the worker; the server is contacted at the first commit.
+    pub fn open(url: &str, cfg: &SqlConfig) -> Result<PgSink, SqlError> {
+        if cfg.retain.is_some() {
+            return Err(SqlError::Db {
+                target: "postgresql".into(),
+                message: "--db-retain is not supported for PostgreSQL yet (it is for SQLite)"
+                    .into(),
+            });
+        }
+        let mut pg = Config::from_str(url).map_err(|e| SqlError::Db {
+            target: "postgresql".into(),
+            message: e.to_string(),
+        })?;
+        if pg.get_password().is_none() {
+            if let Ok(p) = std::env::var("PGPASSWORD") {
+                pg.password(p);
+            }
+        }
+        pg.connect_timeout(Duration::from_secs(5));
+        pg.keepalives_idle(Duration::from_secs(10));
+        let shown = shown(&pg);
+        let (jobs, job_rx) = mpsc::channel::<Batch>();
+        let (answer_tx, answers) = mpsc::channel();
+        let worker = Worker {
+            pg,
+            host: cfg.host.clone(),
+            stream: cfg.stream.hex(),
+            client: None,
+        };
+        std::thread::Builder::new()
+            .name("fwlog-pg".into())
+            .spawn(move || worker.run(job_rx, answer_tx))
+            .map_err(|e| SqlError::Db {
+                target: shown.clone(),
+                message: format!("cannot start its thread: {e}"),
+            })?;
+        Ok(PgSink {
+            shown,
+            payload: cfg.payload,
+            batch: Vec::new(),
+            sent: None,
+            jobs,
+            answers,
+        })
+    }
+}
+
+impl PacketSink for PgSink {
+    fn packet(&mut self, p: &PacketView<'_>) {
+        self.batch
+            .push(Item::Packet(Box::new(Row::new(p, self.payload))));
+    }
+
+    fn loss(&mut self, ev: &LossEvent, seq: u64) {
+        self.batch.push(Item::Loss(LossRow::new(ev, seq)));
+    }
+
+    fn pending(&self) -> usize {
+        self.batch.len() * 128
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        if self.sent.is_none() {
+            if self.batch.is_empty() {
+                return Ok(());
+            }
+            let b: Batch = Arc::new(std::mem::take(&mut self.batch));
+            self.jobs
+                .send(Arc::clone(&b))
+                .map_err(|_| io::Error::other("the database thread is gone"))?;
+            self.sent = Some(b);
+        }
+        match self.answers.recv_timeout(COMMIT_WAIT) {
+            Ok(Ok(())) => {
+                self.sent = None;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                // Keep the batch: the next commit sends it again.
+                if let Some(b) = self.sent.take() {
+                    if let Ok(v) = Arc::try_unwrap(b) {
+                        self.batch = v;
+                    }
+                }
+                Err(io::Error::other(e))
+            }
+            Err(RecvTimeoutError::Timeout) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the server has not answered yet",
+            )),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(io::Error::other("the database thread is gone"))
+            }
+        }
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+}
+
+struct Worker {
+    pg: Config,
+    host: String,
+    stream: String,
+    client: Option<Client>,
+}
+
+fn ts(t: (i64, u32)) -> SystemTime {
+    if t.0 >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::new(t.0 as u64, t.1)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_secs(t.0.unsigned_abs())
+    }
+}
+
+impl Worker {
+    fn run(mut self, jobs: Receiver<Batch>, answers: Sender<Result<(), String>>) {
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = answers.send(Err(format!("cannot start a runtime: {e}")));
+                return;
+            }
+        };
+        while let Ok(batch) = jobs.recv() {
+            let r = rt.block_on(async {
+                match tokio::time::timeout(BATCH_TIMEOUT, self.store(&batch)).await {
+                    Ok(r) => r,
+                    Err(_) => Err("no answer from the server".to_string()),
+                }
+            });
+            if r.is_err() {
+                self.client = None;
+            }
+            drop(batch);
+            if answers.send(r).is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn connect(&mut self) -> Result<&mut Client, String> {
+        if self.client.is_none() {
+            let (client, conn) = self.pg.connect(NoTls).await.map_err(msg)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            self.client = Some(client);
+            self.schema().await?;
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| "not connected".to_string())
+    }
+
+    async fn schema(&mut self) -> Result<(), String> {
+        let c = self.client.as_mut().ok_or("not connected")?;
+        let tx = c.transaction().await.map_err(msg)?;
+        tx.batch_execute("SELECT pg_advisory_xact_lock(7402251)")
+            .await
+            .map_err(msg)?;
+        let has: Option<String> = tx
+            .query_one("SELECT to_regclass('schema_version')::text", &[])
+            .await
+            .map_err(msg)?
+            .get(0);
+        if has.is_none() {
+            tx.batch_execute(SCHEMA).await.map_err(msg)?;
+        } else {
+            let v: Option<i32> = tx
+                .query_one("SELECT max(version) FROM schema_version", &[])
+                .await
+                .map_err(msg)?
+                .get(0);
+            let v = v.unwrap_or(0);
+            if v > VERSION {
+                return Err(format!(
+                    "schema version {v} is newer than this fwlog knows ({VERSION}); refusing to write (upgrade fwlog)"
+                ));
+            }
+        }
+        tx.batch_execute(
+            "CREATE TEMP TABLE IF NOT EXISTS fwlog_stage (LIKE packets) ON COMMIT DELETE ROWS",
+        )
+        .await
+        .map_err(msg)?;
+        tx.commit().await.map_err(msg)
+    }
+
+    async fn store(&mut self, batch: &[Item]) -> Result<(), String> {
+        let host = self.host.clone();
+        let stream = self.stream.clone();
+        let c = self.connect().await?;
+        let tx = c.transaction().await.map_err(msg)?;
+        // Fast path: COPY straight into the table. A key already there (a batch replayed
+        // after a crash, or retried after a lost answer) fails it as a whole; then the batch
+        // goes through the staging table and ON CONFLICT DO NOTHING, in the same transaction.
+        tx.batch_execute("SAVEPOINT fwlog_fast")
+            .await
+            .map_err(msg)?;
+        match copy_rows(&tx, "packets", batch, &host, &stream).await {
+            Ok(()) => tx
+                .batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                .await
+                .map_err(msg)?,
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
+                    .await
+                    .map_err(msg)?;
+                copy_rows(&tx, "fwlog_stage", batch, &host, &stream)
+                    .await
+                    .map_err(msg)?;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO packets ({COLUMNS}) SELECT {COLUMNS} FROM fwlog_stage \
+                         ON CONFLICT DO NOTHING"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(msg)?;
+            }
+            Err(e) => return Err(msg(e)),
+        }
+        let ins = tx
+            .prepare(
+                "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason,
+                 seq_global_first, seq_global_last) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(msg)?;
+        for item in batch {
+            let Item::Loss(l) = item else { continue };
+            tx.execute(
+                &ins,
+                &[
+                    &ts(l.time),
+                    &host,
+                    &stream,
+                    &(l.seq as i64),
+                    &l.nflog_group.map(i32::from),
+                    &(l.count as i64),
+                    &l.reason,
+                    &l.seq_global.map(|g| i64::from(g.0)),
+                    &l.seq_global.map(|g| i64::from(g.1)),
+                ],
+            )
+            .await
+            .map_err(msg)?;
+        }
+        tx.commit().await.map_err(msg)
+    }
+}
+
+/// COPY the batch's packet rows into `table` (binary format).
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    batch: &[Item],
+    host: &str,
+    stream: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {table} ({COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES));
+    for item in batch {
+        let Item::Packet(r) = item else { continue };
+        let small = |v: Option<u8>| v.map(i16::from);
+        let src: Option<IpAddr> = r.src;
+        let dst: Option<IpAddr> = r.dst;
+        let vals: [&(dyn ToSql + Sync); 30] = [
+            &ts(r.time),
+            &r.time_source,
+            &host,
+            &stream,
+            &(r.seq as i64),
+            &r.seq_global.map(i64::from),
+            &i32::from(r.nflog_group),
+            &i16::from(r.family),
+            &r.prefix,
+            &small(r.hook),
+            &i64::from(r.mark),
+            &r.in_if,
+            &r.out_if,
+            &src,
+            &dst,
+            &r.src_name,
+            &r.dst_name,
+            &small(r.proto),
+            &r.sport.map(i32::from),
+            &r.dport.map(i32::from),
+            &small(r.tcp_flags),
+            &small(r.icmp_type),
+            &small(r.icmp_code),
+            &r.length.map(|l| l as i32),
+            &small(r.ttl),
+            &r.uid.map(i64::from),
+            &r.gid.map(i64::from),
+            &r.replayed,
+            &r.partial,
+            &r.payload,
+        ];
+        w.as_mut().write(&vals).await?;
+    }
+    w.as_mut().finish().await?;
+    Ok(())
+}
+
+/// The server's own message (tokio-postgres's Display says only "db error").
+fn msg(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => d.message().to_string(),
+        None => e.to_string(),
+    }
+}

@@ -1,0 +1,322 @@
+//! `--output sqlite:PATH`: every packet as a row in an SQLite database (rusqlite, SQLite
+//! compiled in).
+//!
+//! Invariants:
+//! - One IMMEDIATE transaction per `commit`: the batch's packet rows and loss rows in spool
+//!   order, then COMMIT. `commit` returns `Ok` only after SQLite's COMMIT did, so the spool is
+//!   acknowledged only for rows the database holds.
+//! - Idempotent: rows are keyed by (host, stream, seq) and inserted with `INSERT OR IGNORE`, so
+//!   a batch committed but not acknowledged (a crash in between) is ignored when it is replayed,
+//!   and a retried batch never doubles a row.
+//! - WAL mode: readers (the `sqlite3` shell, reports) never block fwlog and fwlog never blocks
+//!   them. `synchronous=FULL` when outputs are synced (`--fsync batch` or an interval), so a
+//!   committed batch survives a power cut; `NORMAL` with `--fsync never` (survives a crash of
+//!   fwlog, not of the machine).
+//! - A writer holding the database's lock (another program's long write transaction) makes
+//!   fwlog wait at most [`BUSY_TIMEOUT`] per attempt; then `commit` fails, the processing loop
+//!   retries with back-off, and intake keeps spooling meanwhile. The wait is bounded so that the
+//!   loop, which runs this on its own thread, gets back to its signals.
+//! - A row the database refuses (a constraint or trigger of the site's own) is not retried
+//!   forever: it becomes a `losses` row with reason `refused: MESSAGE`, it is counted, and the
+//!   batch goes on. Any other error (locked, disk full, I/O) fails the whole batch, which is
+//!   retried as a whole.
+//! - The database file is opened with SQLITE_OPEN_NOFOLLOW: a symlink planted at PATH is refused.
+//! - `--db-retain`: rows older than the duration are deleted in chunks of [`RETAIN_CHUNK`], one
+//!   chunk per commit while there are more, in their own transactions after the batch's.
+
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use super::row::{addr16, LossRow, Row};
+use super::{sqlite_schema, SqlConfig, SqlError};
+use crate::format::LossEvent;
+use crate::sink::{PacketSink, PacketView};
+
+/// Longest wait for another writer's lock per attempt.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(1);
+/// At start-up the schema check may wait longer for a lock before giving up.
+const OPEN_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rows deleted per retention transaction.
+pub const RETAIN_CHUNK: usize = 5000;
+/// How often retention looks for old rows once it found none.
+const RETAIN_EVERY: Duration = Duration::from_secs(60);
+
+const INSERT_PACKET: &str = "INSERT OR IGNORE INTO packets (time, time_source, host, stream, seq,
+    seq_global, nflog_group, family, prefix, hook, mark, in_if, out_if, src, dst, src_name,
+    dst_name, proto, sport, dport, tcp_flags, icmp_type, icmp_code, length, ttl, uid, gid,
+    replayed, partial, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+    ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
+const INSERT_LOSS: &str = "INSERT OR IGNORE INTO losses (time, host, stream, seq, nflog_group,
+    count, reason, seq_global_first, seq_global_last) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// What the batch holds, in spool order.
+enum Item {
+    Packet(Box<Row>),
+    Loss(LossRow),
+    /// A packet row the database refused (and why), now to be stored as a loss.
+    Refused(LossRow, String),
+}
+
+pub struct SqliteSink {
+    conn: Connection,
+    path: PathBuf,
+    host: String,
+    stream: String,
+    payload: bool,
+    retain: Option<Duration>,
+    next_retain: Instant,
+    batch: Vec<Item>,
+    /// Rows refused by the database since start (each stored as a loss).
+    pub refused: u64,
+}
+
+fn refused(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch | ErrorCode::TooBig)
+    )
+}
+
+fn io_err(e: rusqlite::Error) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl SqliteSink {
+    /// Open (creating) the database and make sure its schema is this fwlog's.
+    pub fn open(path: &Path, cfg: &SqlConfig) -> Result<SqliteSink, SqlError> {
+        let what = format!("sqlite:{}", path.display());
+        let db = |e: rusqlite::Error| SqlError::Db {
+            target: what.clone(),
+            message: e.to_string(),
+        };
+        // Packet logs are not for every local user: create the file 0640 (as the file outputs
+        // are) before SQLite would create it 0644; SQLite gives its -wal and -shm files the
+        // database's mode.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(SqlError::Db {
+                    target: what,
+                    message: e.to_string(),
+                })
+            }
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let mut conn = Connection::open_with_flags(path, flags).map_err(db)?;
+        conn.busy_timeout(OPEN_BUSY_TIMEOUT).map_err(db)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(db)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(SqlError::Db {
+                target: what,
+                message: format!("cannot switch to WAL mode (journal_mode is {mode})"),
+            });
+        }
+        let sync = if cfg.sync { "FULL" } else { "NORMAL" };
+        conn.pragma_update(None, "synchronous", sync).map_err(db)?;
+        sqlite_schema::ensure(&mut conn, &what)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+        Ok(SqliteSink {
+            conn,
+            path: path.to_path_buf(),
+            host: cfg.host.clone(),
+            stream: cfg.stream.hex(),
+            payload: cfg.payload,
+            retain: cfg.retain,
+            next_retain: Instant::now(),
+            batch: Vec::new(),
+            refused: 0,
+        })
+    }
+
+    /// The database and the files SQLite keeps beside it, those that exist (handed to
+    /// `--user` with it; an open WAL database has both).
+    pub fn files(path: &Path) -> Vec<PathBuf> {
+        let mut v = vec![path.to_path_buf()];
+        for suffix in ["-wal", "-shm"] {
+            let mut s = path.as_os_str().to_owned();
+            s.push(suffix);
+            v.push(PathBuf::from(s));
+        }
+        v.retain(|p| p.symlink_metadata().is_ok());
+        v
+    }
+
+    /// Insert the batch in one transaction. Refused packet rows are turned into loss items
+    /// (so a retry stores them as losses) and reported after the commit.
+    fn insert_batch(&mut self) -> Result<Vec<(u64, String)>, rusqlite::Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut refusals = Vec::new();
+        {
+            let mut ins = tx.prepare_cached(INSERT_PACKET)?;
+            let mut loss = tx.prepare_cached(INSERT_LOSS)?;
+            for item in &mut self.batch {
+                let l = match item {
+                    Item::Packet(r) => {
+                        let src = r.src.map(addr16);
+                        let dst = r.dst.map(addr16);
+                        let res = ins.execute(params![
+                            r.time_f64(),
+                            r.time_source,
+                            self.host,
+                            self.stream,
+                            r.seq as i64,
+                            r.seq_global,
+                            r.nflog_group,
+                            r.family,
+                            r.prefix,
+                            r.hook,
+                            r.mark,
+                            r.in_if,
+                            r.out_if,
+                            src.as_ref().map(|a| &a[..]),
+                            dst.as_ref().map(|a| &a[..]),
+                            r.src_name,
+                            r.dst_name,
+                            r.proto,
+                            r.sport,
+                            r.dport,
+                            r.tcp_flags,
+                            r.icmp_type,
+                            r.icmp_code,
+                            r.length,
+                            r.ttl,
+                            r.uid,
+                            r.gid,
+                            r.replayed,
+                            r.partial,
+                            r.payload.as_deref(),
+                        ]);
+                        match res {
+                            Ok(_) => continue,
+                            Err(e) if refused(&e) => {
+                                let msg = e.to_string();
+                                refusals.push((r.seq, msg.clone()));
+                                let l = LossRow {
+                                    seq: r.seq,
+                                    time: r.time,
+                                    nflog_group: Some(r.nflog_group),
+                                    count: 1,
+                                    reason: "refused",
+                                    seq_global: r.seq_global.map(|g| (g, g)),
+                                };
+                                *item = Item::Refused(l.clone(), msg.clone());
+                                (l, Some(msg))
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Item::Loss(l) => (l.clone(), None),
+                    Item::Refused(l, m) => (l.clone(), Some(m.clone())),
+                };
+                let (l, why) = l;
+                let reason = match why {
+                    Some(m) => format!("refused: {}", super::row::escaped(m.as_bytes())),
+                    None => l.reason.to_string(),
+                };
+                loss.execute(params![
+                    l.time_f64(),
+                    self.host,
+                    self.stream,
+                    l.seq as i64,
+                    l.nflog_group,
+                    l.count as i64,
+                    reason,
+                    l.seq_global.map(|g| g.0),
+                    l.seq_global.map(|g| g.1),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(refusals)
+    }
+
+    /// Delete one chunk of rows older than `--db-retain`, if it is time to look.
+    fn retain(&mut self) {
+        let Some(keep) = self.retain else { return };
+        if Instant::now() < self.next_retain {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let cutoff = now.saturating_sub(keep).as_secs_f64();
+        let mut more = false;
+        for table in ["packets", "losses"] {
+            let sql = format!(
+                "DELETE FROM {table} WHERE rowid IN \
+                 (SELECT rowid FROM {table} WHERE time < ?1 LIMIT {RETAIN_CHUNK})"
+            );
+            match self.conn.execute(&sql, [cutoff]) {
+                Ok(n) => more |= n == RETAIN_CHUNK,
+                Err(e) => eprintln!("fwlog: {}: --db-retain: {e}", self.describe()),
+            }
+        }
+        self.next_retain = if more {
+            Instant::now()
+        } else {
+            Instant::now() + RETAIN_EVERY
+        };
+    }
+}
+
+impl PacketSink for SqliteSink {
+    fn packet(&mut self, p: &PacketView<'_>) {
+        self.batch
+            .push(Item::Packet(Box::new(Row::new(p, self.payload))));
+    }
+
+    fn loss(&mut self, ev: &LossEvent, seq: u64) {
+        self.batch.push(Item::Loss(LossRow::new(ev, seq)));
+    }
+
+    fn pending(&self) -> usize {
+        // An estimate in bytes, as the loop's batching thresholds count them.
+        self.batch.len() * 128
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let refusals = self.insert_batch().map_err(io_err)?;
+        self.batch.clear();
+        if let Some((seq, msg)) = refusals.first() {
+            self.refused += refusals.len() as u64;
+            eprintln!(
+                "fwlog: {}: the database refused {} row(s) (first: spool record {seq}: {}); stored in losses as refused",
+                self.describe(),
+                refusals.len(),
+                super::row::escaped(msg.as_bytes()),
+            );
+        }
+        self.retain();
+        Ok(())
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        // Nothing to reopen: a database is not rotated by renaming it.
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+}
