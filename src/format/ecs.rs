@@ -395,6 +395,7 @@ pub(crate) fn object(
     p: &Packet<'_>,
     d: &Decoded<'_>,
     names: &dyn Names,
+    geo: bool,
     out: &mut Vec<u8>,
 ) {
     let f = flow(p, d);
@@ -467,7 +468,7 @@ pub(crate) fn object(
         w.close(b'}');
     }
     w.key("fwlog");
-    json::object(t, p, d, names, w.out);
+    json::object(t, p, d, names, geo, w.out);
     // json::object ends its line; this object goes on.
     w.out.pop();
     w.close(b'}');
