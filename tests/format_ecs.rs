@@ -179,6 +179,7 @@ fn cases() -> Vec<(&'static str, String)> {
         group: Some(5),
         count: 17,
         seq_global: Some((42, 58)),
+        spool_seq: None,
         cause: LossCause::SeqGap,
     };
     let mut out = Vec::new();

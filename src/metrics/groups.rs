@@ -116,6 +116,7 @@ mod tests {
                 group: Some(6),
                 count: 4,
                 seq_global: None,
+                spool_seq: None,
                 cause: LossCause::SeqGap,
             },
             2,
