@@ -270,8 +270,10 @@ pub struct RunArgs {
     pub spool: PathBuf,
 
     /// Where to print, [FORMAT=]TARGET (repeatable): a file, - (stdout), syslog, udp://HOST:PORT,
-    /// tcp://HOST:PORT, or sqlite:PATH (a row per packet); FORMAT= (fwlog, kernel, json)
-    /// overrides --format for that output. Default: /var/log/fwlog
+    /// tcp://HOST:PORT, or sqlite:PATH (a row per packet); FORMAT= (fwlog, kernel, json, ecs)
+    /// overrides --format for that output. pcap:PATH or pcap-raw:PATH keep the packets
+    /// themselves in a capture file, rotated with ?max-size=100MiB&max-age=1h&keep=24.
+    /// Default: /var/log/fwlog
     #[arg(short = 'o', long = "output", value_name = "[FORMAT=]TARGET")]
     pub outputs: Vec<crate::sink::OutputSpec>,
 
@@ -358,6 +360,11 @@ pub struct RunArgs {
     // (conflicts_with too: clap excuses a missing `requires` that conflicts with a given flag)
     #[arg(long, requires = "queue", conflicts_with = "groups")]
     pub fail_open: bool,
+
+    /// Serve the counters in the Prometheus text format at http://ADDR:PORT/metrics (e.g.
+    /// 127.0.0.1:9641). Off by default
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `--format` (the library's `FormatKind`, named for clap).
@@ -369,12 +376,15 @@ pub enum FormatArg {
     Kernel,
     /// One JSON object per line.
     Json,
+    /// One JSON object per line in the Elastic Common Schema (fwlog's JSON under `fwlog`).
+    Ecs,
 }
 
 /// How lines are written: shared by every subcommand that prints packets.
 #[derive(Args, Debug, Clone)]
 pub struct FormatArgs {
-    /// Output format: fwlog blocks, the kernel's LOG line, or one JSON object per line
+    /// Output format: fwlog blocks, the kernel's LOG line, one JSON object per line, or JSON
+    /// in the Elastic Common Schema (ECS 8.11)
     #[arg(short = 'f', long, value_enum, default_value_t = FormatArg::Fwlog)]
     pub format: FormatArg,
 

@@ -92,10 +92,12 @@ impl OutputsConfig {
         })
     }
 
-    /// The output files, which `--user` is given.
+    /// The output files, which `--user` is given (a rotating pcap output's files are made
+    /// as it goes: its directory must be writable by the user instead).
     pub fn files(&self) -> impl Iterator<Item = &PathBuf> {
         self.specs.iter().filter_map(|s| match &s.target {
             Target::File(p) => Some(p),
+            Target::Pcap(p) if !p.rotates() => Some(&p.path),
             _ => None,
         })
     }
@@ -161,6 +163,8 @@ pub struct RunConfig {
     /// `--user`: who to become once everything that needs root is open.
     pub user: Option<String>,
     pub processing: LoopConfig,
+    /// `--metrics`: serve the counters for Prometheus here.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// How to name an interface that a capture knows only by its index.

@@ -28,6 +28,14 @@ pub struct Counters {
     /// Times round the intake loop, which goes round at least every 100 ms, idle or busy: the
     /// watchdog's evidence that intake is not stuck (see `sdnotify::service`). Not printed.
     pub intake_rounds: AtomicU64,
+    /// NFQUEUE verdicts: accepted once spooled, dropped (spool refused), accepted unlogged
+    /// (`--fail-open`). For `--metrics`; the queue intake prints them at exit.
+    pub queue_accepted: AtomicU64,
+    pub queue_dropped: AtomicU64,
+    pub queue_unlogged: AtomicU64,
+    /// When the processing loop last acknowledged records: milliseconds since the Unix epoch,
+    /// 0 before the first acknowledgement.
+    pub last_ack_unix_ms: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64, n: u64) {
@@ -35,6 +43,15 @@ pub fn bump(c: &AtomicU64, n: u64) {
 }
 
 impl Counters {
+    /// Note that the processing loop acknowledged records just now (for `--metrics`).
+    pub fn acked(&self) {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.last_ack_unix_ms.store(ms, Relaxed);
+    }
+
     /// One line: what SIGUSR1 prints. `pending` is the spool's unacknowledged count; `dns` the
     /// resolver's own line when DNS is on.
     pub fn line(&self, pending: u64, dns: Option<String>) -> String {

@@ -17,6 +17,7 @@ pub mod exit;
 pub mod format;
 pub mod geo;
 pub mod ifname;
+pub mod metrics;
 pub mod nflog;
 pub mod packet;
 pub mod pcap;

@@ -27,7 +27,12 @@ impl Names for Hostile {
 
 fn formatters() -> Vec<Formatter> {
     let mut v = Vec::new();
-    for kind in [FormatKind::Fwlog, FormatKind::Kernel, FormatKind::Json] {
+    for kind in [
+        FormatKind::Fwlog,
+        FormatKind::Kernel,
+        FormatKind::Json,
+        FormatKind::Ecs,
+    ] {
         for (flags, framing) in [(LogFlags::default(), false), (LogFlags::ALL, true)] {
             v.push(Formatter::with_tables(
                 kind,
@@ -71,6 +76,15 @@ fn check(fs: &[Formatter], p: &Packet<'_>, what: &str) {
                 let v: serde_json::Value = serde_json::from_str(&text)
                     .unwrap_or_else(|e| panic!("{what}: invalid JSON ({e}): {text}"));
                 assert_eq!(v["event"], "packet", "{what}: {text}");
+            }
+            FormatKind::Ecs => {
+                assert!(
+                    text.ends_with('\n') && text.matches('\n').count() == 1,
+                    "{what}: {text}"
+                );
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("{what}: invalid JSON ({e}): {text}"));
+                assert_eq!(v["fwlog"]["event"], "packet", "{what}: {text}");
             }
             FormatKind::Fwlog => {
                 assert!(

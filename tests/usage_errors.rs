@@ -49,6 +49,15 @@ fn usage_errors_create_no_file() {
             "directory missing-dir",
         ),
         (&["--no-dns", "--output", "."], 73, "is a directory"),
+        (
+            &[
+                "--no-dns",
+                "--output",
+                "pcap:missing-dir/x.pcap?max-size=1MiB",
+            ],
+            73,
+            "directory missing-dir",
+        ),
     ];
     for (extra, code, says) in cases {
         let dir = tempfile::tempdir().unwrap();

@@ -369,4 +369,20 @@ impl Reader {
     pub fn stats(&self) -> Stats {
         self.shared.stats()
     }
+
+    /// A handle that reads the same counters from another thread (a metrics endpoint), while
+    /// the reader itself stays with the processing loop.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(Arc::clone(&self.shared))
+    }
+}
+
+/// See [`Reader::stats_handle`].
+#[derive(Clone)]
+pub struct StatsHandle(Arc<Shared>);
+
+impl StatsHandle {
+    pub fn stats(&self) -> Stats {
+        self.0.stats()
+    }
 }

@@ -49,6 +49,7 @@ pub fn format_config(args: &FormatArgs) -> FormatConfig {
             cli::FormatArg::Fwlog => FormatKind::Fwlog,
             cli::FormatArg::Kernel => FormatKind::Kernel,
             cli::FormatArg::Json => FormatKind::Json,
+            cli::FormatArg::Ecs => FormatKind::Ecs,
         },
         options: FormatOptions {
             flags: args.log_flags,
@@ -121,6 +122,7 @@ pub fn run_config(args: &RunArgs) -> Result<RunConfig, ConfigError> {
         dns: dns_settings(&args.dns)?,
         user: args.user.clone(),
         processing: LoopConfig::daemon(args.window),
+        metrics: args.metrics,
     })
 }
 

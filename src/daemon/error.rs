@@ -48,6 +48,9 @@ pub enum DaemonError {
     /// The spool directory is a link, someone else's, or writable by others.
     #[error("spool directory {0}")]
     UnsafeSpoolDir(#[from] crate::dirfd::DirError),
+    /// `--metrics`: the address cannot be bound (or the endpoint's thread not started).
+    #[error("{0}")]
+    Metrics(#[source] std::io::Error),
     #[error(transparent)]
     Process(#[from] ProcessError),
     /// The intake thread ended with an error.
@@ -79,6 +82,7 @@ impl DaemonError {
             | DaemonError::Build(BuildError::Signals(_))
             | DaemonError::Thread(_)
             | DaemonError::StderrThread(_)
+            | DaemonError::Metrics(_)
             | DaemonError::Process(_)
             | DaemonError::Run(_) => exit::FAILURE,
         }

@@ -89,7 +89,7 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
         })
     })
     .map_err(DaemonError::Outputs)?;
-    let outputs = Outputs::open(
+    let mut outputs = Outputs::open(
         &cfg.outputs.specs,
         cfg.format.kind,
         &cfg.format.options,
@@ -105,6 +105,7 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     crate::stderr::start().map_err(DaemonError::StderrThread)?;
     let engine = Engine::start(&cfg.dns, DnsStart::Required)?;
     let shared = Shared::default();
+    start_metrics(cfg, &engine, &shared, &reader, &mut outputs)?;
     let control = engine.signals()?;
     let intake = spawn_intake(capture, writer, &shared, cfg)?;
     let label = announce(cfg);
@@ -257,6 +258,35 @@ fn open_capture(
             Ok(Capture::Queue(q, adopted))
         }
     }
+}
+
+/// `--metrics`: the endpoint on a thread of its own (started after `--user`, like every
+/// thread), and the output that counts packets per group for it.
+fn start_metrics(
+    cfg: &RunConfig,
+    engine: &Engine,
+    shared: &Shared,
+    reader: &Reader,
+    outputs: &mut Outputs,
+) -> Result<(), DaemonError> {
+    use crate::metrics::groups::{GroupSink, GroupTable};
+    let Some(addr) = cfg.metrics else {
+        return Ok(());
+    };
+    let groups = GroupTable::default();
+    outputs.push(Box::new(GroupSink::new(groups.clone())));
+    let src = crate::metrics::MetricsSource {
+        counters: shared.counters.clone(),
+        resolver: engine.resolver.clone(),
+        spool_max: cfg.spool.options.max_bytes,
+        spool: reader.stats_handle(),
+        outputs: outputs.stats(),
+        queue: matches!(cfg.capture, CaptureConfig::Queue(_)),
+        groups,
+    };
+    let bound = crate::metrics::server::spawn(addr, src).map_err(DaemonError::Metrics)?;
+    eprintln!("fwlog: metrics at http://{bound}/metrics");
+    Ok(())
 }
 
 /// `--user`: everything that needs root is done; give the output files to the user (the spool

@@ -26,6 +26,8 @@ pub fn check(cfg: &RunConfig) -> Result<(), DaemonError> {
     for spec in &cfg.outputs.specs {
         match &spec.target {
             Target::File(p) | Target::Sqlite(p) => output_file(p)?,
+            // The file, or with rotation the pattern: either way its directory must exist.
+            Target::Pcap(p) => output_file(&p.path)?,
             Target::Syslog => crate::sink::syslog::check_local_syslog()
                 .map_err(|e| DaemonError::Outputs(format!("cannot open output: syslog: {e}")))?,
             _ => {}

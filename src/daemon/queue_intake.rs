@@ -144,10 +144,12 @@ impl QueueIntake {
                 // Not on disk: these packets must not pass (unless the admin chose to).
                 let v = if self.fail_open {
                     t.unlogged += held.len() as u64;
+                    bump(&self.counters.queue_unlogged, held.len() as u64);
                     bump(&self.counters.lost_other, held.len() as u64);
                     Verdict::Accept
                 } else {
                     t.dropped += held.len() as u64;
+                    bump(&self.counters.queue_dropped, held.len() as u64);
                     Verdict::Drop
                 };
                 for m in held.drain(..) {
@@ -161,6 +163,7 @@ impl QueueIntake {
                 self.verdict(m, Verdict::Accept)?;
             }
             t.accepted += n;
+            bump(&self.counters.queue_accepted, n);
             // Retention by age (a no-op without --retain-for), once every packet of the batch has
             // its verdict: the batch is committed, so this only seals and deletes segments.
             if let Err(e) = self.writer.tick() {
@@ -196,10 +199,12 @@ impl QueueIntake {
         if self.fail_open {
             bump(&self.counters.lost_spool_full, 1);
             t.unlogged += 1;
+            bump(&self.counters.queue_unlogged, 1);
             t.full_pending += 1;
             self.verdict(m, Verdict::Accept)?;
         } else {
             t.dropped += 1;
+            bump(&self.counters.queue_dropped, 1);
             self.verdict(m, Verdict::Drop)?;
         }
         Ok(())

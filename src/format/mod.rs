@@ -1,5 +1,6 @@
 //! Output formats: `fwlog` (the default, fwlog 0.8's block layout extended), `kernel` (the
-//! kernel LOG target's line, byte for byte) and `json` (one object per line).
+//! kernel LOG target's line, byte for byte), `json` (one object per line) and `ecs` (the JSON
+//! mapped onto the Elastic Common Schema).
 //!
 //! Invariants, for every format:
 //! - [`Formatter::packet`] appends the complete output for one packet, newline(s) included, to
@@ -12,6 +13,7 @@
 //!
 //! The layouts are specified in man/fwlog.8, section FORMATS.
 
+pub mod ecs;
 pub mod escape;
 mod fwlog;
 mod geo;
@@ -39,6 +41,8 @@ pub enum FormatKind {
     Kernel,
     /// One JSON object per line.
     Json,
+    /// One JSON object per line in the Elastic Common Schema (fwlog's JSON under `fwlog`).
+    Ecs,
 }
 
 /// Optional parts of the kernel format, as nft's `log flags` name them.
@@ -186,6 +190,15 @@ impl Formatter {
             }
             FormatKind::Fwlog => fwlog::block(&self.tables, p, &d, names, out),
             FormatKind::Json => json::object(&self.tables, p, &d, names, self.opts.geo, out),
+            FormatKind::Ecs => ecs::object(
+                &self.tables,
+                &self.opts.hostname,
+                p,
+                &d,
+                names,
+                self.opts.geo,
+                out,
+            ),
         }
     }
 
@@ -200,6 +213,7 @@ impl Formatter {
             }
             FormatKind::Fwlog => fwlog::loss(ev, out),
             FormatKind::Json => json::loss(ev, out),
+            FormatKind::Ecs => ecs::loss(&self.opts.hostname, ev, out),
         }
     }
 

@@ -11,34 +11,49 @@ pub struct NflogPcapWriter<W: Write> {
     out: W,
 }
 
-const SNAPLEN: u32 = 262_144;
+/// The snap length every pcap fwlog writes declares (and the most a record carries).
+pub const SNAPLEN: u32 = 262_144;
+/// LINKTYPE_NFLOG: records are NFLOG messages.
+pub const LINKTYPE_NFLOG: u32 = 239;
+/// LINKTYPE_RAW: records start at the IPv4 or IPv6 header.
+pub const LINKTYPE_RAW: u32 = 101;
+
+/// The 24-byte file header fwlog writes: classic pcap, little-endian, microseconds.
+pub fn file_header(linktype: u32) -> [u8; 24] {
+    let mut h = [0u8; 24];
+    h[0..4].copy_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    h[4..6].copy_from_slice(&2u16.to_le_bytes());
+    h[6..8].copy_from_slice(&4u16.to_le_bytes());
+    // thiszone and sigfigs stay 0.
+    h[16..20].copy_from_slice(&SNAPLEN.to_le_bytes());
+    h[20..24].copy_from_slice(&linktype.to_le_bytes());
+    h
+}
+
+/// Append one record (header and the first [`SNAPLEN`] bytes of `data`) to `out`; `orig_len`
+/// is the packet's length before any cut (at least `data.len()`).
+pub fn push_record(out: &mut Vec<u8>, sec: i64, usec: u32, data: &[u8], orig_len: usize) {
+    let len = data.len().min(SNAPLEN as usize);
+    out.extend_from_slice(&(sec.clamp(0, u32::MAX as i64) as u32).to_le_bytes());
+    out.extend_from_slice(&usec.min(999_999).to_le_bytes());
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(&(orig_len.max(data.len()).min(u32::MAX as usize) as u32).to_le_bytes());
+    out.extend_from_slice(&data[..len]);
+}
 
 impl<W: Write> NflogPcapWriter<W> {
     /// Write the file header.
     pub fn new(mut out: W) -> io::Result<Self> {
-        let mut h = Vec::with_capacity(24);
-        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&4u16.to_le_bytes());
-        h.extend_from_slice(&0i32.to_le_bytes());
-        h.extend_from_slice(&0u32.to_le_bytes());
-        h.extend_from_slice(&SNAPLEN.to_le_bytes());
-        h.extend_from_slice(&239u32.to_le_bytes());
-        out.write_all(&h)?;
+        out.write_all(&file_header(LINKTYPE_NFLOG))?;
         Ok(NflogPcapWriter { out })
     }
 
     /// Append one record. `nflog` is nfgenmsg + TLVs; its TLV headers must be little-endian
     /// (as written by this machine), which matches the file's byte order.
     pub fn write(&mut self, sec: i64, usec: u32, nflog: &[u8]) -> io::Result<()> {
-        let len = nflog.len().min(SNAPLEN as usize);
-        let mut h = [0u8; 16];
-        h[0..4].copy_from_slice(&(sec.clamp(0, u32::MAX as i64) as u32).to_le_bytes());
-        h[4..8].copy_from_slice(&usec.min(999_999).to_le_bytes());
-        h[8..12].copy_from_slice(&(len as u32).to_le_bytes());
-        h[12..16].copy_from_slice(&(nflog.len() as u32).to_le_bytes());
-        self.out.write_all(&h)?;
-        self.out.write_all(&nflog[..len])
+        let mut rec = Vec::with_capacity(16 + nflog.len());
+        push_record(&mut rec, sec, usec, nflog, nflog.len());
+        self.out.write_all(&rec)
     }
 
     pub fn into_inner(self) -> W {

@@ -5,6 +5,8 @@
 //! outputs that succeeded are not written twice.
 
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use crate::config::OutputsConfig;
 use crate::format::{FormatOptions, Formatter, LossEvent};
@@ -39,6 +41,20 @@ pub fn sql_config(
 
 pub struct Outputs {
     outs: Vec<Box<dyn PacketSink>>,
+    stats: Vec<Arc<OutputStats>>,
+}
+
+/// One output's counters, readable from other threads (`--metrics`).
+#[derive(Debug, Default)]
+pub struct OutputStats {
+    /// The target as the user wrote it.
+    pub name: String,
+    /// Bytes committed (formatted text, or framed pcap records).
+    pub written_bytes: AtomicU64,
+    /// Failed commits.
+    pub errors: AtomicU64,
+    /// True while the last commit failed and is being retried.
+    pub retrying: AtomicBool,
 }
 
 impl Outputs {
@@ -54,6 +70,12 @@ impl Outputs {
     ) -> Result<Outputs, String> {
         let mut outs = Vec::with_capacity(specs.len());
         for spec in specs {
+            if let Target::Pcap(p) = &spec.target {
+                let o = sink::pcap::PcapSink::open(p, sync_files)
+                    .map_err(|e| format!("cannot open output: {e}"))?;
+                outs.push(Box::new(o) as Box<dyn PacketSink>);
+                continue;
+            }
             if let Target::Sqlite(path) = &spec.target {
                 let cfg = db.ok_or("database outputs are not available here")?;
                 let s =
@@ -77,12 +99,21 @@ impl Outputs {
                 .map_err(|e| format!("cannot open output: {e}"))?;
             outs.push(Box::new(TextSink::new(sink, Formatter::new(kind, o))) as Box<dyn PacketSink>);
         }
-        Ok(Outputs { outs })
+        Ok(Outputs::from_sinks(outs))
     }
 
     /// Outputs that are already open (a test's sinks, or sinks opened elsewhere).
     pub fn from_sinks(outs: Vec<Box<dyn PacketSink>>) -> Outputs {
-        Outputs { outs }
+        let stats = outs
+            .iter()
+            .map(|o| {
+                Arc::new(OutputStats {
+                    name: o.describe(),
+                    ..OutputStats::default()
+                })
+            })
+            .collect();
+        Outputs { outs, stats }
     }
 
     pub fn packet(&mut self, p: &PacketView<'_>) {
@@ -104,13 +135,36 @@ impl Outputs {
     /// Commit every output's batch. On error, says which output failed; the outputs before it
     /// have committed and hold nothing, so a retry commits only the failed ones.
     pub fn write(&mut self) -> Result<(), (String, io::Error)> {
-        for o in &mut self.outs {
-            if o.pending() == 0 {
+        for (i, o) in self.outs.iter_mut().enumerate() {
+            let n = o.pending();
+            if n == 0 {
                 continue;
             }
-            o.commit().map_err(|e| (o.describe(), e))?;
+            // Outputs added with `push` (not the user's) keep no counters.
+            let st = self.stats.get(i);
+            if let Err(e) = o.commit() {
+                if let Some(st) = st {
+                    st.errors.fetch_add(1, Relaxed);
+                    st.retrying.store(true, Relaxed);
+                }
+                return Err((o.describe(), e));
+            }
+            if let Some(st) = st {
+                st.written_bytes.fetch_add(n as u64, Relaxed);
+                st.retrying.store(false, Relaxed);
+            }
         }
         Ok(())
+    }
+
+    /// Add an output after the user's (committed after them, so it sees only what they wrote).
+    pub fn push(&mut self, o: Box<dyn PacketSink>) {
+        self.outs.push(o);
+    }
+
+    /// Every output's counters, in the order of the specs.
+    pub fn stats(&self) -> Vec<Arc<OutputStats>> {
+        self.stats.clone()
     }
 
     /// SIGHUP: reopen every output (files renamed by logrotate). Errors are reported and the

@@ -212,6 +212,7 @@ impl<S: Source> Processor<S> {
             if st.failing.is_none() && self.outputs.pending_bytes() == 0 {
                 if let Some(seq) = st.last_printed.take() {
                     self.source.ack(seq)?;
+                    self.counters.acked();
                 }
             }
             if self.finished(&st) {

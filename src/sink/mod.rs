@@ -23,6 +23,7 @@
 //!   lines after it in the new one, none in both.
 
 pub mod file;
+pub mod pcap;
 pub mod sql;
 pub mod syslog;
 pub mod tail;
@@ -74,6 +75,8 @@ pub enum Target {
     Udp(String),
     /// `tcp://HOST:PORT`: a remote syslog server (RFC 3164 over TCP, newline-framed).
     Tcp(String),
+    /// `pcap:PATH` or `pcap-raw:PATH`: a capture file of the packets themselves.
+    Pcap(pcap::PcapSpec),
     /// `sqlite:PATH`: an SQLite database, one row per packet (see [`sql`]).
     Sqlite(std::path::PathBuf),
     /// `postgresql://...` or `postgres://...`: a PostgreSQL server (the URL as given).
@@ -97,6 +100,12 @@ impl FromStr for Target {
             "syslog" => Target::Syslog,
             _ if s.starts_with("udp://") => Target::Udp(remote(&s[6..], "udp")?),
             _ if s.starts_with("tcp://") => Target::Tcp(remote(&s[6..], "tcp")?),
+            _ if s.starts_with("pcap:") => {
+                Target::Pcap(pcap::PcapSpec::parse(pcap::PcapLink::Nflog, &s[5..])?)
+            }
+            _ if s.starts_with("pcap-raw:") => {
+                Target::Pcap(pcap::PcapSpec::parse(pcap::PcapLink::Raw, &s[9..])?)
+            }
             _ if s.starts_with("sqlite:") => match &s[7..] {
                 "" => return Err("sqlite: expected sqlite:PATH".into()),
                 p => Target::Sqlite(p.into()),
@@ -131,10 +140,14 @@ impl FromStr for OutputSpec {
                 "fwlog" => Some(FormatKind::Fwlog),
                 "kernel" => Some(FormatKind::Kernel),
                 "json" => Some(FormatKind::Json),
+                "ecs" => Some(FormatKind::Ecs),
                 _ => None,
             };
             if format.is_some() {
                 let target: Target = rest.parse()?;
+                if let Target::Pcap(p) = &target {
+                    return Err(format!("{f}={}: a pcap output has no text format", p.text));
+                }
                 if target.is_database() {
                     return Err(format!("{s}: a database output takes no format"));
                 }
@@ -179,6 +192,12 @@ pub fn open(target: &Target, kernel_tag: bool, sync: bool) -> io::Result<Box<dyn
         Target::Syslog | Target::Udp(_) | Target::Tcp(_) => {
             Box::new(syslog::SyslogSink::open(target.clone(), kernel_tag)?)
         }
+        Target::Pcap(p) => {
+            return Err(io::Error::other(format!(
+                "{}: a pcap output takes packets, not lines",
+                p.text
+            )))
+        }
         Target::Sqlite(_) | Target::Postgres(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -206,6 +225,12 @@ mod tests {
         );
         assert!("udp://nohost".parse::<Target>().is_err());
         assert!("http://x:1".parse::<Target>().is_err());
+        let o: OutputSpec = "pcap:/var/log/fw.pcap?max-size=1MiB&keep=3"
+            .parse()
+            .unwrap();
+        assert!(matches!(o.target, Target::Pcap(ref p) if p.keep == Some(3)));
+        assert!("json=pcap:/x.pcap".parse::<OutputSpec>().is_err());
+        assert!("pcap-raw:/x.pcap?keep=1".parse::<Target>().is_err());
         assert_eq!(
             "sqlite:/var/lib/fwlog/db".parse::<Target>().unwrap(),
             Target::Sqlite("/var/lib/fwlog/db".into())

@@ -177,6 +177,7 @@ impl Sink for SyslogSink {
             Target::Tcp(a) => format!("tcp://{a}"),
             Target::Stdout => "-".into(),
             Target::File(p) => p.display().to_string(),
+            Target::Pcap(s) => s.text.clone(),
             Target::Sqlite(p) => format!("sqlite:{}", p.display()),
             Target::Postgres(_) => "postgresql".into(),
         }

@@ -395,6 +395,31 @@ class FwlogNoSync(Fwlog):
         super().start(extra=["--fsync", "never"])
 
 
+class FwlogMetrics(Fwlog):
+    """fwlog with --metrics on and nobody scraping: the baseline for fwlog-scraped."""
+    name = "fwlog-metrics"
+    ADDR = "127.0.0.1:9641"
+
+    def start(self):
+        super().start(extra=["--metrics", self.ADDR])
+
+
+class FwlogScraped(FwlogMetrics):
+    """fwlog with --metrics and a Prometheus-like scraper at 1 scrape/s: what scraping costs
+    per record (compare cpu_us_per_record with fwlog-metrics in the same run)."""
+    name = "fwlog-scraped"
+
+    def start(self):
+        super().start()
+        loop = (f"while :; do curl -s -o /dev/null http://{self.ADDR}/metrics; "
+                "sleep 1; done")
+        self.scraper = spawn(in_ns(NS_LOG, "sh", "-c", loop))
+
+    def stop(self):
+        stop(self.scraper, signal.SIGKILL)
+        super().stop()
+
+
 class FwlogNiceProc(Fwlog):
     """fwlog with its processing thread (the main thread) at nice 19, the intake thread at 0:
     does loss under CPU saturation come from intake losing the CPU to processing?"""
@@ -545,7 +570,8 @@ def sweep(rates, repeats, seconds, results):
     else:
         kinds.append(Ulogd)
     variants = {"fwlog-nodns": FwlogNoDns, "fwlog-nosync": FwlogNoSync,
-                "fwlog-niceproc": FwlogNiceProc}
+                "fwlog-niceproc": FwlogNiceProc, "fwlog-metrics": FwlogMetrics,
+                "fwlog-scraped": FwlogScraped}
     known = {k.name: k for k in kinds} | variants
     kinds = [known[n] for n in ARGS.receivers.split(",") if n in known]
     for rep in range(repeats):
@@ -778,7 +804,8 @@ def main():
     ap.add_argument("--json", help="write all results here")
     ap.add_argument("--receivers", default="bare,fwlog,ulogd2",
                     help="which receivers the rate sweep measures, in order (also: "
-                    "fwlog-nodns, fwlog-nosync, to split fwlog's CPU cost)")
+                    "fwlog-nodns, fwlog-nosync, to split fwlog's CPU cost; fwlog-metrics, "
+                    "fwlog-scraped: --metrics without and with a scrape per second)")
     ap.add_argument("--rates", help="comma list of packets/s for the sweep (0 = max)")
     ap.add_argument("--groups", type=int, default=2,
                     help="NFLOG groups each packet is logged to (default 2; more records per "
