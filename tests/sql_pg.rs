@@ -478,3 +478,46 @@ fn a_role_that_may_only_insert_and_select_writes_into_a_schema_its_owner_made() 
     assert_eq!(o.status.code(), Some(73));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--db-retain is not supported"));
 }
+
+#[test]
+fn a_row_a_site_check_or_trigger_refuses_becomes_a_loss_and_the_rest_is_stored() {
+    require_root!();
+    let ns = NetNs::new("pgrefuse");
+    let pg = Pg::init(&ns, 55436);
+    pg.start();
+    let url = pg.url(PASSWORD);
+    let (code, err) = read_into(&ns, &url);
+    assert_eq!(code, 0, "{err}");
+    let n = pg.count("SELECT count(*) FROM packets");
+    assert!(n > 5, "the sample has packets");
+    // A site's trigger refuses spool record 3, a site's CHECK refuses record 5 (NOT VALID: the
+    // rows already there are not checked).
+    pg.query(
+        "CREATE FUNCTION no_seq3() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.seq = 3 THEN RAISE EXCEPTION 'site rule: seq 3 not wanted'; END IF; \
+         RETURN NEW; END $$",
+    );
+    pg.query(
+        "CREATE TRIGGER no_seq3 BEFORE INSERT ON packets FOR EACH ROW EXECUTE FUNCTION no_seq3()",
+    );
+    pg.query("ALTER TABLE packets ADD CONSTRAINT no_seq5 CHECK (seq <> 5) NOT VALID");
+    let (code, err) = read_into(&ns, &url);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("refused 2 row(s)"), "{err}");
+    assert!(err.contains("site rule: seq 3 not wanted"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(pg.count("SELECT count(*) FROM packets"), 2 * n - 2);
+    assert_eq!(
+        pg.query("SELECT string_agg(seq || '|' || count || '|' || reason, E'\\n' ORDER BY seq) FROM losses"),
+        "3|1|refused: site rule: seq 3 not wanted\n\
+         5|1|refused: new row for relation \"packets\" violates check constraint \"no_seq5\""
+    );
+    // A failure that is not one row's (the role may not insert) still fails the batch, so
+    // nothing is acknowledged and nothing becomes a loss.
+    pg.query("CREATE ROLE reader LOGIN PASSWORD 'r-pass'");
+    pg.query("GRANT SELECT ON schema_version, packets, losses TO reader");
+    let reader = format!("postgresql://reader:r-pass@127.0.0.1:{}/postgres", pg.port);
+    let (code, err) = read_into(&ns, &reader);
+    assert_eq!(code, 73, "{err}");
+    assert_eq!(pg.count("SELECT count(*) FROM losses"), 2);
+}

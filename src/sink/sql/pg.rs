@@ -6,9 +6,15 @@
 //!   (FORMAT binary)` straight into `packets` inside a savepoint; if a key is already there,
 //!   the savepoint is rolled back and the rows go through a session-local staging table and
 //!   `INSERT INTO packets SELECT ... ON CONFLICT DO NOTHING` on the unique key (host, stream,
-//!   seq) instead; loss rows with
-//!   `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT. `commit` returns `Ok` only after the
-//!   server's COMMIT did, so a replayed or retried batch adds nothing.
+//!   seq) instead; loss rows with `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT. `commit`
+//!   returns `Ok` only after the server's COMMIT did, so a replayed or retried batch adds
+//!   nothing.
+//! - A row the server refuses (a site's CHECK constraint or trigger: see
+//!   [`pg_rows::refused`](super::pg_rows::refused)) never stalls logging: the batch's rows go
+//!   in one by one, each in a savepoint, in the same transaction; each refused row becomes a
+//!   `losses` row with reason `refused: MESSAGE`, is counted and reported, and the rest is
+//!   committed. Any other error (connection, permission, disk full) fails the batch as a
+//!   whole: nothing is acknowledged, the loop retries with back-off.
 //! - The database work runs on a thread of its own (with its own single-threaded runtime): the
 //!   processing loop waits for a commit at most [`COMMIT_WAIT`]; if the server has not answered
 //!   by then, `commit` fails (the loop retries with back-off, intake keeps spooling) and the next
@@ -22,18 +28,16 @@
 //!   `schema_version` newer than [`VERSION`] is an error at every attempt, never a write.
 
 use std::io;
-use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::row::{LossRow, Row};
+use super::pg_rows::{copy_rows, insert_each, refused, server_message, ts, COLUMNS};
+use super::row::{escaped, LossRow, Row};
 use super::{SqlConfig, SqlError};
 use crate::format::LossEvent;
 use crate::sink::{PacketSink, PacketView};
@@ -66,43 +70,6 @@ CREATE TABLE losses (
     PRIMARY KEY (host, stream, seq));
 INSERT INTO schema_version VALUES (1);";
 
-const COLUMNS: &str = "time, time_source, host, stream, seq, seq_global, nflog_group, family, \
-    prefix, hook, mark, in_if, out_if, src, dst, src_name, dst_name, proto, sport, dport, \
-    tcp_flags, icmp_type, icmp_code, length, ttl, uid, gid, replayed, partial, payload";
-
-const TYPES: [Type; 30] = [
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT4,
-    Type::INT2,
-    Type::TEXT,
-    Type::INT2,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INET,
-    Type::INET,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT2,
-    Type::INT4,
-    Type::INT4,
-    Type::INT2,
-    Type::INT2,
-    Type::INT2,
-    Type::INT4,
-    Type::INT2,
-    Type::INT8,
-    Type::INT8,
-    Type::BOOL,
-    Type::BOOL,
-    Type::BYTEA,
-];
-
 enum Item {
     Packet(Box<Row>),
     Loss(LossRow),
@@ -117,8 +84,14 @@ pub struct PgSink {
     /// The batch sent to the worker and not yet answered.
     sent: Option<Batch>,
     jobs: Sender<Batch>,
-    answers: Receiver<Result<(), String>>,
+    answers: Receiver<Answer>,
+    /// Rows refused by the server since start (each stored as a loss).
+    pub refused: u64,
 }
+
+/// The worker's answer for a batch: the rows the server refused (stored as losses), or why the
+/// batch as a whole was not stored.
+type Answer = Result<Vec<(u64, String)>, String>;
 
 /// The URL as messages show it: no password.
 fn shown(cfg: &Config) -> String {
@@ -195,6 +168,7 @@ impl PgSink {
             sent: None,
             jobs,
             answers,
+            refused: 0,
         })
     }
 }
@@ -225,8 +199,17 @@ impl PacketSink for PgSink {
             self.sent = Some(b);
         }
         match self.answers.recv_timeout(COMMIT_WAIT) {
-            Ok(Ok(())) => {
+            Ok(Ok(refusals)) => {
                 self.sent = None;
+                if let Some((seq, m)) = refusals.first() {
+                    self.refused += refusals.len() as u64;
+                    eprintln!(
+                        "fwlog: {}: the database refused {} row(s) (first: spool record {seq}: {}); stored in losses as refused",
+                        self.shown,
+                        refusals.len(),
+                        escaped(m.as_bytes()),
+                    );
+                }
                 Ok(())
             }
             Ok(Err(e)) => {
@@ -264,16 +247,8 @@ struct Worker {
     client: Option<Client>,
 }
 
-fn ts(t: (i64, u32)) -> SystemTime {
-    if t.0 >= 0 {
-        SystemTime::UNIX_EPOCH + Duration::new(t.0 as u64, t.1)
-    } else {
-        SystemTime::UNIX_EPOCH - Duration::from_secs(t.0.unsigned_abs())
-    }
-}
-
 impl Worker {
-    fn run(mut self, jobs: Receiver<Batch>, answers: Sender<Result<(), String>>) {
+    fn run(mut self, jobs: Receiver<Batch>, answers: Sender<Answer>) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -349,41 +324,12 @@ impl Worker {
         tx.commit().await.map_err(msg)
     }
 
-    async fn store(&mut self, batch: &[Item]) -> Result<(), String> {
+    async fn store(&mut self, batch: &[Item]) -> Answer {
         let host = self.host.clone();
         let stream = self.stream.clone();
         let c = self.connect().await?;
         let tx = c.transaction().await.map_err(msg)?;
-        // Fast path: COPY straight into the table. A key already there (a batch replayed
-        // after a crash, or retried after a lost answer) fails it as a whole; then the batch
-        // goes through the staging table and ON CONFLICT DO NOTHING, in the same transaction.
-        tx.batch_execute("SAVEPOINT fwlog_fast")
-            .await
-            .map_err(msg)?;
-        match copy_rows(&tx, "packets", batch, &host, &stream).await {
-            Ok(()) => tx
-                .batch_execute("RELEASE SAVEPOINT fwlog_fast")
-                .await
-                .map_err(msg)?,
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
-                    .await
-                    .map_err(msg)?;
-                copy_rows(&tx, "fwlog_stage", batch, &host, &stream)
-                    .await
-                    .map_err(msg)?;
-                tx.execute(
-                    &format!(
-                        "INSERT INTO packets ({COLUMNS}) SELECT {COLUMNS} FROM fwlog_stage \
-                         ON CONFLICT DO NOTHING"
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(msg)?;
-            }
-            Err(e) => return Err(msg(e)),
-        }
+        let refusals = store_packets(&tx, batch, &host, &stream).await?;
         let ins = tx
             .prepare(
                 "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason,
@@ -392,8 +338,21 @@ impl Worker {
             )
             .await
             .map_err(msg)?;
+        let mut refused_at = refusals.iter().peekable();
         for item in batch {
-            let Item::Loss(l) = item else { continue };
+            let (l, reason) = match item {
+                Item::Loss(l) => (l.clone(), l.reason.to_string()),
+                Item::Packet(r) => match refused_at.peek() {
+                    Some((seq, m)) if *seq == r.seq => {
+                        refused_at.next();
+                        (
+                            refused_row(r),
+                            format!("refused: {}", escaped(m.as_bytes())),
+                        )
+                    }
+                    _ => continue,
+                },
+            };
             tx.execute(
                 &ins,
                 &[
@@ -403,7 +362,7 @@ impl Worker {
                     &(l.seq as i64),
                     &l.nflog_group.map(i32::from),
                     &(l.count as i64),
-                    &l.reason,
+                    &reason,
                     &l.seq_global.map(|g| i64::from(g.0)),
                     &l.seq_global.map(|g| i64::from(g.1)),
                 ],
@@ -411,71 +370,90 @@ impl Worker {
             .await
             .map_err(msg)?;
         }
-        tx.commit().await.map_err(msg)
+        tx.commit().await.map_err(msg)?;
+        Ok(refusals)
     }
 }
 
-/// COPY the batch's packet rows into `table` (binary format).
-async fn copy_rows(
+/// The loss row that stands for a packet row the server refused.
+fn refused_row(r: &Row) -> LossRow {
+    LossRow {
+        seq: r.seq,
+        time: r.time,
+        nflog_group: Some(r.nflog_group),
+        count: 1,
+        reason: "refused",
+        seq_global: r.seq_global.map(|g| (g, g)),
+    }
+}
+
+/// Store the batch's packet rows in `tx`; return the rows the server refused (in spool order).
+///
+/// Fast path: COPY straight into the table inside a savepoint. A key already there (a batch
+/// replayed after a crash, or retried after a lost answer) fails it as a whole; then the batch
+/// goes through the staging table and `ON CONFLICT DO NOTHING`. A row refused by the server
+/// (a site's CHECK or trigger) fails either as a whole too; then the rows go in one by one,
+/// each in a savepoint, to find which.
+async fn store_packets(
     tx: &tokio_postgres::Transaction<'_>,
-    table: &str,
     batch: &[Item],
     host: &str,
     stream: &str,
-) -> Result<(), tokio_postgres::Error> {
-    let sink = tx
-        .copy_in(&format!(
-            "COPY {table} ({COLUMNS}) FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
-    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES));
-    for item in batch {
-        let Item::Packet(r) = item else { continue };
-        let small = |v: Option<u8>| v.map(i16::from);
-        let src: Option<IpAddr> = r.src;
-        let dst: Option<IpAddr> = r.dst;
-        let vals: [&(dyn ToSql + Sync); 30] = [
-            &ts(r.time),
-            &r.time_source,
-            &host,
-            &stream,
-            &(r.seq as i64),
-            &r.seq_global.map(i64::from),
-            &i32::from(r.nflog_group),
-            &i16::from(r.family),
-            &r.prefix,
-            &small(r.hook),
-            &i64::from(r.mark),
-            &r.in_if,
-            &r.out_if,
-            &src,
-            &dst,
-            &r.src_name,
-            &r.dst_name,
-            &small(r.proto),
-            &r.sport.map(i32::from),
-            &r.dport.map(i32::from),
-            &small(r.tcp_flags),
-            &small(r.icmp_type),
-            &small(r.icmp_code),
-            &r.length.map(|l| l as i32),
-            &small(r.ttl),
-            &r.uid.map(i64::from),
-            &r.gid.map(i64::from),
-            &r.replayed,
-            &r.partial,
-            &r.payload,
-        ];
-        w.as_mut().write(&vals).await?;
+) -> Answer {
+    let rows = || {
+        batch.iter().filter_map(|i| match i {
+            Item::Packet(r) => Some(&**r),
+            Item::Loss(_) => None,
+        })
+    };
+    tx.batch_execute("SAVEPOINT fwlog_fast")
+        .await
+        .map_err(msg)?;
+    let mut e = match copy_rows(tx, "packets", rows(), host, stream).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                .await
+                .map_err(msg)?;
+            return Ok(Vec::new());
+        }
+        Err(e) => e,
+    };
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
+            .await
+            .map_err(msg)?;
+        copy_rows(tx, "fwlog_stage", rows(), host, stream)
+            .await
+            .map_err(msg)?;
+        let staged = tx
+            .execute(
+                &format!(
+                    "INSERT INTO packets ({COLUMNS}) SELECT {COLUMNS} FROM fwlog_stage \
+                     ON CONFLICT DO NOTHING"
+                ),
+                &[],
+            )
+            .await;
+        e = match staged {
+            Ok(_) => {
+                tx.batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                    .await
+                    .map_err(msg)?;
+                return Ok(Vec::new());
+            }
+            Err(e) => e,
+        };
     }
-    w.as_mut().finish().await?;
-    Ok(())
+    if !refused(&e) {
+        return Err(msg(e));
+    }
+    tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
+        .await
+        .map_err(msg)?;
+    insert_each(tx, rows(), host, stream).await.map_err(msg)
 }
 
-/// The server's own message (tokio-postgres's Display says only "db error").
+/// The server's own message.
 fn msg(e: tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => d.message().to_string(),
-        None => e.to_string(),
-    }
+    server_message(&e)
 }
