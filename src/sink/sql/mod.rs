@@ -14,6 +14,7 @@
 //! Engines: SQLite ([`sqlite`]). The schema is in fwlog-sql(5).
 
 pub mod pg;
+mod pg_parts;
 mod pg_rows;
 pub mod row;
 pub mod sqlite;

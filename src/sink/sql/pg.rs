@@ -25,7 +25,10 @@
 //! - Password: in the URL, or `PGPASSWORD` when the URL has none. Messages show the URL
 //!   without it.
 //! - Schema: created on first use under an advisory lock (many hosts may start at once);
-//!   `schema_version` newer than [`VERSION`] is an error at every attempt, never a write.
+//!   `schema_version` newer than [`VERSION`] is an error at every attempt, never a write; so
+//!   is version 1 (an unpartitioned `packets`), whose migration SQL is in fwlog-sql(5).
+//! - `packets` is partitioned by UTC day ([`pg_parts`](super::pg_parts)): the partitions a
+//!   batch needs are made before its transaction; `--db-retain` drops whole old ones.
 
 use std::io;
 use std::str::FromStr;
@@ -36,6 +39,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
+use super::pg_parts::{self, Parts};
 use super::pg_rows::{copy_rows, insert_each, refused, server_message, ts, COLUMNS};
 use super::row::{escaped, LossRow, Row};
 use super::{SqlConfig, SqlError};
@@ -43,7 +47,7 @@ use crate::format::LossEvent;
 use crate::sink::{PacketSink, PacketView};
 
 /// The schema version this fwlog writes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 /// Longest the processing loop waits for one commit attempt.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
 /// Longest the worker gives one batch (connecting included) before dropping the connection.
@@ -59,7 +63,7 @@ CREATE TABLE packets (
     sport integer, dport integer, tcp_flags smallint, icmp_type smallint, icmp_code smallint,
     length integer, ttl smallint, uid bigint, gid bigint, replayed boolean NOT NULL,
     partial boolean NOT NULL, payload bytea,
-    PRIMARY KEY (host, stream, seq));
+    PRIMARY KEY (host, stream, seq, time)) PARTITION BY RANGE (time);
 CREATE INDEX packets_time ON packets (time);
 CREATE INDEX packets_src_time ON packets (src, time);
 CREATE INDEX packets_dport_time ON packets (dport, time);
@@ -68,7 +72,7 @@ CREATE TABLE losses (
     nflog_group integer, count bigint NOT NULL, reason text NOT NULL,
     seq_global_first bigint, seq_global_last bigint,
     PRIMARY KEY (host, stream, seq));
-INSERT INTO schema_version VALUES (1);";
+INSERT INTO schema_version VALUES (2);";
 
 enum Item {
     Packet(Box<Row>),
@@ -127,13 +131,6 @@ pub fn check_url(url: &str) -> Result<(), String> {
 impl PgSink {
     /// Start the worker; the server is contacted at the first commit.
     pub fn open(url: &str, cfg: &SqlConfig) -> Result<PgSink, SqlError> {
-        if cfg.retain.is_some() {
-            return Err(SqlError::Db {
-                target: "postgresql".into(),
-                message: "--db-retain is not supported for PostgreSQL yet (it is for SQLite)"
-                    .into(),
-            });
-        }
         let mut pg = Config::from_str(url).map_err(|e| SqlError::Db {
             target: "postgresql".into(),
             message: e.to_string(),
@@ -153,6 +150,8 @@ impl PgSink {
             host: cfg.host.clone(),
             stream: cfg.stream.hex(),
             client: None,
+            parts: Parts::new(cfg.retain),
+            shown: shown.clone(),
         };
         std::thread::Builder::new()
             .name("fwlog-pg".into())
@@ -245,6 +244,8 @@ struct Worker {
     host: String,
     stream: String,
     client: Option<Client>,
+    parts: Parts,
+    shown: String,
 }
 
 impl Worker {
@@ -283,6 +284,7 @@ impl Worker {
                 let _ = conn.await;
             });
             self.client = Some(client);
+            self.parts.forget();
             self.schema().await?;
         }
         self.client
@@ -315,6 +317,11 @@ impl Worker {
                     "schema version {v} is newer than this fwlog knows ({VERSION}); refusing to write (upgrade fwlog)"
                 ));
             }
+            if v < VERSION {
+                return Err(format!(
+                    "schema version {v}: its packets table is not partitioned by day; refusing to write (migrate it with the SQL in fwlog-sql(5), MIGRATING FROM VERSION 1)"
+                ));
+            }
         }
         tx.batch_execute(
             "CREATE TEMP TABLE IF NOT EXISTS fwlog_stage (LIKE packets) ON COMMIT DELETE ROWS",
@@ -327,7 +334,13 @@ impl Worker {
     async fn store(&mut self, batch: &[Item]) -> Answer {
         let host = self.host.clone();
         let stream = self.stream.clone();
-        let c = self.connect().await?;
+        self.connect().await?;
+        let c = self.client.as_mut().ok_or("not connected")?;
+        let days = batch.iter().filter_map(|i| match i {
+            Item::Packet(r) => Some(pg_parts::day(r.time.0)),
+            Item::Loss(_) => None,
+        });
+        self.parts.ensure(c, days).await.map_err(msg)?;
         let tx = c.transaction().await.map_err(msg)?;
         let refusals = store_packets(&tx, batch, &host, &stream).await?;
         let ins = tx
@@ -371,6 +384,13 @@ impl Worker {
             .map_err(msg)?;
         }
         tx.commit().await.map_err(msg)?;
+        if let Some(e) = self.parts.retain(c).await {
+            eprintln!(
+                "fwlog: {}: --db-retain: {}",
+                self.shown,
+                escaped(e.as_bytes())
+            );
+        }
         Ok(refusals)
     }
 }
@@ -444,7 +464,7 @@ async fn store_packets(
             Err(e) => e,
         };
     }
-    if !refused(&e) {
+    if !refused(&e) || pg_parts::no_partition(&e) {
         return Err(msg(e));
     }
     tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
