@@ -33,6 +33,9 @@ pub enum Command {
     Read(ReadArgs),
     /// Print (or export as pcap) what a spool holds, read-only: it changes nothing
     Replay(ReplayArgs),
+    /// Summarise what was logged: totals and loss, prefixes, top sources (with names, country
+    /// and AS), ports, countries, a per-hour histogram, scans
+    Report(ReportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
@@ -90,6 +93,64 @@ pub struct ReplayArgs {
     /// interfaces, uid/gid and timestamps) for tcpdump and Wireshark
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Where the packets are: spool:DIR (read-only, printed and retained packets alike), or a
+    /// file of fwlog's JSON lines (- for standard input). SQL sources come with the SQL outputs
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<String>,
+
+    /// Only packets logged at or after TIME (RFC 3339, "YYYY-MM-DD HH:MM[:SS]" local, or a
+    /// duration ago such as 24h)
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
+    pub since: Option<i64>,
+
+    /// Only packets logged before TIME
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
+    pub until: Option<i64>,
+
+    /// Only packets with this log prefix (trailing spaces ignored)
+    #[arg(long, value_name = "TEXT")]
+    pub prefix: Option<String>,
+
+    /// Only packets from or to this address
+    #[arg(long, value_name = "ADDR")]
+    pub host: Option<std::net::IpAddr>,
+
+    /// Only packets of this NFLOG group
+    #[arg(long, value_name = "N")]
+    pub group: Option<u16>,
+
+    /// Only packets from this network (ADDR or ADDR/LEN)
+    #[arg(long, value_name = "NET")]
+    pub src: Option<String>,
+
+    /// Only packets to this destination port
+    #[arg(long, value_name = "N")]
+    pub dport: Option<u16>,
+
+    /// Rows per table
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+
+    /// Print the report as one JSON object
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write the report as one self-contained HTML page (world map, timeline, tables) to FILE
+    /// instead of printing it
+    #[arg(long, value_name = "FILE", conflicts_with = "json")]
+    pub html: Option<PathBuf>,
+
+    /// GeoIP database (mmdb) for sources stored without geo fields
+    #[arg(long, value_name = "PATH")]
+    pub geoip: Option<PathBuf>,
+
+    /// ASN database (mmdb) for sources stored without AS fields
+    #[arg(long, value_name = "PATH")]
+    pub asn: Option<PathBuf>,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -326,6 +387,21 @@ pub struct FormatArgs {
     /// With --format kernel, leave out the syslog header "Mmm dd HH:MM:SS HOST kernel: "
     #[arg(long)]
     pub no_syslog_header: bool,
+
+    /// GeoIP database (mmdb, City or Country: GeoLite2, DB-IP Lite, IPinfo Lite): country,
+    /// city and location of public addresses in fwlog and JSON output; reread on SIGHUP
+    #[arg(long, value_name = "PATH")]
+    pub geoip: Option<PathBuf>,
+
+    /// ASN database (mmdb): autonomous system number and organisation of public addresses;
+    /// reread on SIGHUP
+    #[arg(long, value_name = "PATH")]
+    pub asn: Option<PathBuf>,
+
+    /// With --geoip/--asn, leave the " [CC ASn]" tag out of the fwlog format (JSON keeps its
+    /// geo fields)
+    #[arg(long)]
+    pub no_geo_tag: bool,
 }
 
 /// How to name an interface that a capture knows only by its index.

@@ -41,6 +41,8 @@ pub struct FormatConfig {
     /// `--format`: the default for outputs that name none.
     pub kind: FormatKind,
     pub options: FormatOptions,
+    /// `--geoip`, `--asn`: the databases (`options.geo` says whether any is given).
+    pub geo: crate::geo::GeoConfig,
 }
 
 /// What database outputs store besides the packet (`--host-name`, `--db-payload`,

@@ -35,6 +35,7 @@ fn formatters() -> Vec<Formatter> {
                     flags,
                     syslog_framing: framing,
                     hostname: "h\nx".into(),
+                    ..FormatOptions::default()
                 },
                 NameTables::builtin(),
             ));

@@ -139,6 +139,7 @@ fn kernel_line_with_and_without_syslog_framing() {
             flags: LogFlags::default(),
             syslog_framing: true,
             hostname: "gw".into(),
+            ..FormatOptions::default()
         },
         NameTables::builtin(),
     );

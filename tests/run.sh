@@ -13,7 +13,7 @@ deps=(
   "nft nftables" "iptables iptables" "tcpdump tcpdump" "ip iproute2" "nsd nsd"
   "rsyslogd rsyslog" "mandoc mandoc" "ulogd ulogd2" "tshark tshark" "setpriv util-linux"
   "sqlite3 sqlite3" "/usr/lib/postgresql/15/bin/initdb postgresql" "psql postgresql"
-  "runuser util-linux"
+  "runuser util-linux" "chromium chromium"
 )
 
 # --dry-run: say what would be installed and which services would be kept from starting and
@@ -39,6 +39,8 @@ for d in "${deps[@]}"; do
     case " ${missing[*]} " in *" $2 "*) ;; *) missing+=("$2") ;; esac
   fi
 done
+# Perl modules: the GeoIP tests write their mmdb files with MaxMind's own writer.
+perl -MMaxMind::DB::Writer::Tree -e1 2>/dev/null || missing+=("libmaxmind-db-writer-perl")
 
 # Services that packages install and start by default. The tests start their own instances on
 # loopback; a packaged daemon must not run beside them. Only services of packages this script

@@ -40,6 +40,10 @@ pub fn dns_settings(args: &DnsArgs) -> Result<DnsSettings, ConfigError> {
 }
 
 pub fn format_config(args: &FormatArgs) -> FormatConfig {
+    let geo = crate::geo::GeoConfig {
+        geoip: args.geoip.clone(),
+        asn: args.asn.clone(),
+    };
     FormatConfig {
         kind: match args.format {
             cli::FormatArg::Fwlog => FormatKind::Fwlog,
@@ -50,7 +54,10 @@ pub fn format_config(args: &FormatArgs) -> FormatConfig {
             flags: args.log_flags,
             syslog_framing: !args.no_syslog_header,
             hostname: crate::ifname::short_hostname(),
+            geo: !geo.is_empty(),
+            no_geo_tag: args.no_geo_tag,
         },
+        geo,
     }
 }
 
@@ -168,5 +175,35 @@ pub fn replay_config(args: &ReplayArgs) -> Result<ReplayConfig, ConfigError> {
         outputs,
         format: format_config(&args.fmt),
         dns: dns_settings(&args.dns)?,
+    })
+}
+
+/// `fwlog report`: sources parsed (SQL ones refused for now), `--src` as a network.
+pub fn report_config(args: &cli::ReportArgs) -> Result<crate::report::ReportConfig, String> {
+    use crate::report::{parse_net, Filter, ReportConfig, Source};
+    let sources = args
+        .sources
+        .iter()
+        .map(|s| s.parse::<Source>().map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let src_net = args.src.as_deref().map(parse_net).transpose()?;
+    Ok(ReportConfig {
+        sources,
+        filter: Filter {
+            since: args.since,
+            until: args.until,
+            prefix: args.prefix.clone(),
+            host: args.host,
+            group: args.group,
+            src_net,
+            dport: args.dport,
+        },
+        top: args.top.max(1),
+        geo: crate::geo::GeoConfig {
+            geoip: args.geoip.clone(),
+            asn: args.asn.clone(),
+        },
+        json: args.json,
+        html: args.html.clone(),
     })
 }

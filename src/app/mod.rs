@@ -33,6 +33,13 @@ pub fn main() -> i32 {
         Command::Replay(args) => {
             from_cli::replay_config(&args).map(|c| crate::cmd::replay::run(&c))
         }
+        Command::Report(args) => match from_cli::report_config(&args) {
+            Ok(c) => Ok(crate::cmd::report::run(&c)),
+            Err(e) => {
+                eprintln!("fwlog: {e}");
+                Ok(exit::USAGE)
+            }
+        },
         Command::Completions { shell } => Ok(completions::run(shell)),
     };
     result.unwrap_or_else(|e| {

@@ -28,6 +28,13 @@ pub fn run(
     stream: impl FnOnce() -> Result<StreamId, StreamError>,
     produce: impl FnOnce(Producer) -> i32 + Send + 'static,
 ) -> i32 {
+    let geo = match crate::geo::Geo::open(&fmt.geo) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("fwlog: {e}");
+            return exit::NO_INPUT;
+        }
+    };
     let db = match sql_config(outputs, stream) {
         Ok(d) => d,
         Err(e) => {
@@ -74,7 +81,9 @@ pub fn run(
             return exit::FAILURE;
         }
     };
-    let processor = engine.processor(source, outputs, LoopConfig::batch(), &shared, control, None);
+    let mut processor =
+        engine.processor(source, outputs, LoopConfig::batch(), &shared, control, None);
+    processor.geo = geo;
     let result = engine.rt.block_on(processor.run());
     // The pipeline is gone: the producer's next send fails and it returns.
     let produced = producer.join().unwrap_or(exit::FAILURE);

@@ -26,6 +26,9 @@ pub enum DaemonError {
     Spool { path: PathBuf, source: SpoolError },
     #[error("{0}")]
     Outputs(String),
+    /// A `--geoip`/`--asn` database that cannot be used.
+    #[error(transparent)]
+    Geo(#[from] crate::geo::DbError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
     #[error(transparent)]
@@ -56,6 +59,7 @@ impl DaemonError {
             | DaemonError::SpoolLocked(_)
             | DaemonError::Spool { .. } => exit::SPOOL,
             DaemonError::Outputs(_) => exit::OUTPUT,
+            DaemonError::Geo(_) => exit::NO_INPUT,
             DaemonError::Capture(CaptureError::NoPermission { .. })
             | DaemonError::Queue(QueueError::NoPermission { .. })
             | DaemonError::Privileges(_) => exit::NO_PERM,

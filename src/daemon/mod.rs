@@ -63,6 +63,11 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     }
     ignore_requests_until_ready();
     preflight::check(cfg)?;
+    // Read and verified whole before anything is created: a bad one is the only message.
+    let geo = crate::geo::Geo::open(&cfg.format.geo)?;
+    if let Some(g) = &geo {
+        eprintln!("fwlog: geo databases: {}", g.describe());
+    }
     let (writer, reader) = open_spool(&cfg.spool)?;
     // Database outputs: the spool's stream id, created now (under the spool's lock) if new.
     let db = sql_config(&cfg.outputs, || {
@@ -91,7 +96,9 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
             std::sync::Arc::clone(&shared.counters),
         )
     });
-    let processor = engine.processor(reader, outputs, cfg.processing, &shared, control, service);
+    let mut processor =
+        engine.processor(reader, outputs, cfg.processing, &shared, control, service);
+    processor.geo = geo;
     let result = engine.rt.block_on(processor.run());
     // Whatever ended the loop, stop intake and let it commit what it received.
     shared.stop.store(true, Ordering::Relaxed);

@@ -274,6 +274,7 @@ fn addr(out: &mut Vec<u8>, a: IpAddr, names: &dyn Names) {
         super::escape::escape_name_into(out, n.as_bytes());
         s(out, ")");
     }
+    super::geo::tag(out, names.geo(a));
 }
 
 fn ipv4_addr(out: &mut Vec<u8>, a: std::net::Ipv4Addr) {

@@ -22,6 +22,8 @@ use super::{tcpopt, time, LossEvent, Names};
 struct W<'o> {
     out: &'o mut Vec<u8>,
     first: Vec<bool>,
+    /// Write the GeoIP/ASN keys in `ip` objects.
+    geo: bool,
 }
 
 impl<'o> W<'o> {
@@ -29,6 +31,7 @@ impl<'o> W<'o> {
         W {
             out,
             first: Vec::new(),
+            geo: false,
         }
     }
     fn sep(&mut self) {
@@ -195,15 +198,24 @@ fn addr(w: &mut W<'_>, k: &str, kname: &str, a: IpAddr, names: &dyn Names) {
     }
 }
 
+/// `src_geo`, `dst_geo`, `src_as`, `dst_as` when databases are configured (see `geo`).
+fn geo_keys(w: &mut W<'_>, src: IpAddr, dst: IpAddr, names: &dyn Names) {
+    if w.geo {
+        w.key("src_geo");
+        super::geo::json_keys(w.out, names.geo(src), names.geo(dst));
+    }
+}
+
 /// Append the object for one packet and its newline.
 pub(crate) fn object(
     t: &NameTables,
     p: &Packet<'_>,
     d: &Decoded<'_>,
     names: &dyn Names,
+    geo: bool,
     out: &mut Vec<u8>,
 ) {
-    let mut w = W::new(out);
+    let mut w = W { geo, ..W::new(out) };
     w.open(b'{');
     w.str("event", "packet");
     w.with("time", |o| time::rfc3339(o, &p.timestamp));
@@ -414,6 +426,7 @@ fn ip4(w: &mut W<'_>, t: &NameTables, v4: &Ipv4<'_>, names: &dyn Names) {
     w.num("version", 4);
     addr(w, "src", "src_name", v4.src.into(), names);
     addr(w, "dst", "dst_name", v4.dst.into(), names);
+    geo_keys(w, v4.src.into(), v4.dst.into(), names);
     w.num("len", v4.total_len as u64);
     w.num("header_len", v4.ihl as u64 * 4);
     w.num("tos", v4.tos as u64);
@@ -440,6 +453,7 @@ fn ip6(w: &mut W<'_>, t: &NameTables, v6: &Ipv6<'_>, names: &dyn Names) {
     w.num("version", 6);
     addr(w, "src", "src_name", v6.src.into(), names);
     addr(w, "dst", "dst_name", v6.dst.into(), names);
+    geo_keys(w, v6.src.into(), v6.dst.into(), names);
     w.num("len", v6.payload_len as u64 + 40);
     w.num("traffic_class", v6.traffic_class as u64);
     w.num("flow_label", v6.flow_label as u64);

@@ -14,6 +14,7 @@
 
 pub mod escape;
 mod fwlog;
+mod geo;
 mod json;
 mod kernel;
 pub mod names;
@@ -102,12 +103,22 @@ pub struct FormatOptions {
     pub syslog_framing: bool,
     /// The host name for the syslog framing.
     pub hostname: String,
+    /// GeoIP/ASN databases are configured: JSON `ip` objects carry `src_geo`, `dst_geo`,
+    /// `src_as`, `dst_as` (see `geo`).
+    pub geo: bool,
+    /// `--no-geo-tag`: the fwlog format leaves out the ` [CC ASn]` tag after addresses.
+    pub no_geo_tag: bool,
 }
 
 /// Resolved names for addresses. Implementations return already-sanitised names; formatters
 /// escape them again anyway.
 pub trait Names {
     fn name(&self, addr: IpAddr) -> Option<&str>;
+
+    /// What the GeoIP/ASN databases know about `addr` (`--geoip`, `--asn`).
+    fn geo(&self, _addr: IpAddr) -> Option<&crate::geo::GeoInfo> {
+        None
+    }
 }
 
 /// No names known.
@@ -168,8 +179,11 @@ impl Formatter {
                 kernel::line(p, &d, self.opts.flags, out);
                 out.push(b'\n');
             }
+            FormatKind::Fwlog if self.opts.no_geo_tag => {
+                fwlog::block(&self.tables, p, &d, &geo::WithoutGeo(names), out)
+            }
             FormatKind::Fwlog => fwlog::block(&self.tables, p, &d, names, out),
-            FormatKind::Json => json::object(&self.tables, p, &d, names, out),
+            FormatKind::Json => json::object(&self.tables, p, &d, names, self.opts.geo, out),
         }
     }
 

@@ -115,6 +115,7 @@ impl Engine {
             source,
             outputs,
             resolver: self.resolver.clone(),
+            geo: None,
             dns_timeout: self.dns_timeout,
             window_cap: bounds.window.max(1),
             counters: Arc::clone(&shared.counters),

@@ -28,6 +28,7 @@ use super::source::{Source, SourceError};
 use crate::counters::{bump, Counters};
 use crate::dns::{Lookup, Resolver, SafeName};
 use crate::format::Names;
+use crate::geo::{Geo, GeoInfo};
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
 
 /// One spooled record between the spool and the outputs.
@@ -40,10 +41,12 @@ struct Entry {
     names: Vec<(IpAddr, SafeName)>,
     /// Addresses still being looked up; the record waits for them until its deadline.
     waiting: Vec<IpAddr>,
+    /// What the GeoIP/ASN databases know about its addresses (`--geoip`, `--asn`).
+    geo: Vec<(IpAddr, Arc<GeoInfo>)>,
 }
 
 /// Names of one packet, borrowed from its entry when it prints.
-struct PacketNames<'a>(&'a [(IpAddr, SafeName)]);
+struct PacketNames<'a>(&'a [(IpAddr, SafeName)], &'a [(IpAddr, Arc<GeoInfo>)]);
 
 impl Names for PacketNames<'_> {
     fn name(&self, addr: IpAddr) -> Option<&str> {
@@ -51,6 +54,10 @@ impl Names for PacketNames<'_> {
             .iter()
             .find(|(a, _)| *a == addr)
             .map(|(_, n)| n.shown())
+    }
+
+    fn geo(&self, addr: IpAddr) -> Option<&GeoInfo> {
+        self.1.iter().find(|(a, _)| *a == addr).map(|(_, g)| &**g)
     }
 }
 
@@ -76,6 +83,8 @@ pub struct Processor<S: Source> {
     pub source: S,
     pub outputs: Outputs,
     pub resolver: Option<Resolver>,
+    /// GeoIP/ASN databases, looked up beside the names; reread on SIGHUP.
+    pub geo: Option<Geo>,
     pub dns_timeout: Duration,
     pub window_cap: usize,
     pub counters: Arc<Counters>,
@@ -278,6 +287,11 @@ impl<S: Source> Processor<S> {
                     s.reloading();
                 }
                 self.outputs.reopen();
+                if let Some(g) = &mut self.geo {
+                    for w in g.reopen() {
+                        eprintln!("fwlog: SIGHUP: {w}");
+                    }
+                }
                 if let Some(s) = &self.service {
                     s.reloaded();
                 }
@@ -316,9 +330,16 @@ impl<S: Source> Processor<S> {
             };
             let mut names = Vec::new();
             let mut waiting = Vec::new();
-            if let (Some(r), None) = (&self.resolver, LossRecord::decode(&rec.data)) {
+            let mut geo = Vec::new();
+            let enrich = self.resolver.is_some() || self.geo.is_some();
+            if enrich && LossRecord::decode(&rec.data).is_none() {
                 let p = attr::parse(&rec.data, TlvOrder::NATIVE, loss::EPOCH);
-                for ip in crate::decode::addresses(&p) {
+                let addrs = crate::decode::addresses(&p);
+                if let Some(g) = &mut self.geo {
+                    geo.extend(addrs.iter().filter_map(|&ip| Some((ip, g.lookup(ip)?))));
+                }
+                for ip in addrs {
+                    let Some(r) = &self.resolver else { break };
                     match r.cached(ip) {
                         Lookup::Hit(Some(n)) => names.push((ip, n)),
                         Lookup::Hit(None) => {}
@@ -346,6 +367,7 @@ impl<S: Source> Processor<S> {
                 deadline: now + self.dns_timeout,
                 names,
                 waiting,
+                geo,
             });
         }
         Ok(())
@@ -389,7 +411,7 @@ impl<S: Source> Processor<S> {
                     seq: e.seq,
                     record: &e.data,
                     packet: &p,
-                    names: &PacketNames(&e.names),
+                    names: &PacketNames(&e.names, &e.geo),
                 });
                 bump(&self.counters.printed, 1);
                 if e.replayed {

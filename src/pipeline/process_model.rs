@@ -158,6 +158,7 @@ fn processor(
         source: FakeSource(model.clone()),
         outputs: Outputs::from_sinks(vec![Box::new(FakeSink(model.clone()))]),
         resolver: None,
+        geo: None,
         dns_timeout: Duration::ZERO,
         window_cap: window,
         counters: Arc::new(Counters::default()),

@@ -1,0 +1,275 @@
+//! The report's tables, folded one event at a time in bounded memory.
+//!
+//! [`Counter`] holds at most its capacity of keys. When full, it drops every key whose count
+//! is at or below the median and remembers the largest count it dropped (`dropped_max`). A key
+//! seen again later restarts from zero, so a shown count may be low (the report says by how
+//! much at most, per prune); between two prunes at least half the capacity of new keys arrive,
+//! so a key that is more frequent than that keeps growing above the median and is never
+//! dropped: heavy hitters survive any flood of one-off keys. With fewer distinct keys than the
+//! capacity, every count is exact.
+//!
+//! Scans: per tracked source, the distinct destination ports and hosts seen within a tumbling
+//! window of [`SCAN_WINDOW`] seconds starting at its first packet in the window; a source that
+//! reached [`SCAN_PORTS`] ports or [`SCAN_HOSTS`] hosts in one window is a scan. Each set stops
+//! growing at [`SCAN_TRACK`] members, which is all the decision needs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
+use std::net::IpAddr;
+
+use super::Event;
+
+/// Distinct keys a table keeps (sources carry their scan state: about 1.5 KiB each at most).
+pub const SOURCES_CAP: usize = 16_384;
+pub const KEYS_CAP: usize = 4_096;
+/// Seconds of a scan window.
+pub const SCAN_WINDOW: i64 = 60;
+pub const SCAN_PORTS: usize = 10;
+pub const SCAN_HOSTS: usize = 10;
+pub const SCAN_TRACK: usize = 64;
+
+/// A bounded map from key to count plus a value (see the module docs).
+#[derive(Clone, Debug)]
+pub struct Counter<K, V> {
+    cap: usize,
+    map: HashMap<K, (u64, V)>,
+    pub dropped_max: u64,
+}
+
+impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
+    pub fn new(cap: usize) -> Self {
+        Counter {
+            cap: cap.max(2),
+            map: HashMap::new(),
+            dropped_max: 0,
+        }
+    }
+
+    /// Count `n` for `key` and return its value for updating.
+    pub fn add(&mut self, key: &K, n: u64) -> &mut V {
+        if !self.map.contains_key(key) && self.map.len() >= self.cap {
+            self.prune();
+        }
+        let slot = self
+            .map
+            .entry(key.clone())
+            .or_insert_with(|| (0, V::default()));
+        slot.0 += n;
+        &mut slot.1
+    }
+
+    fn prune(&mut self) {
+        let mut counts: Vec<u64> = self.map.values().map(|v| v.0).collect();
+        let mid = counts.len() / 2;
+        let (_, &mut median, _) = counts.select_nth_unstable(mid);
+        self.dropped_max = self.dropped_max.max(median);
+        self.map.retain(|_, v| v.0 > median);
+        // Every count equal: drop half by key order so the table makes room.
+        if self.map.len() >= self.cap {
+            let mut keys: Vec<K> = self.map.keys().cloned().collect();
+            keys.sort();
+            for k in &keys[..keys.len() / 2] {
+                self.map.remove(k);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The `n` largest, by count then key (so equal counts print in a stable order).
+    pub fn top(&self, n: usize) -> Vec<(&K, u64, &V)> {
+        let mut v: Vec<(&K, u64, &V)> = self.map.iter().map(|(k, (c, v))| (k, *c, v)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        v.truncate(n);
+        v
+    }
+
+    /// Every entry (for filters such as scans).
+    pub fn iter(&self) -> impl Iterator<Item = (&K, u64, &V)> {
+        self.map.iter().map(|(k, (c, v))| (k, *c, v))
+    }
+}
+
+/// What the report shows about one source address.
+#[derive(Clone, Debug, Default)]
+pub struct SourceInfo {
+    pub first: i64,
+    pub last: i64,
+    pub name: Option<String>,
+    pub country: Option<String>,
+    pub asn: Option<u32>,
+    pub org: Option<String>,
+    pub location: Option<(f64, f64)>,
+    window_start: i64,
+    ports: Vec<u16>,
+    hosts: Vec<IpAddr>,
+    /// Most distinct ports and hosts in one window.
+    pub max_ports: usize,
+    pub max_hosts: usize,
+    /// Packets seen (the counter's count may restart after pruning).
+    seen: u64,
+}
+
+impl SourceInfo {
+    fn add(&mut self, e: &Event) {
+        if self.seen == 0 {
+            self.first = e.time;
+            self.window_start = e.time;
+        }
+        self.seen += 1;
+        self.first = self.first.min(e.time);
+        self.last = self.last.max(e.time);
+        if self.name.is_none() {
+            self.name.clone_from(&e.src_name);
+        }
+        if self.country.is_none() {
+            self.country.clone_from(&e.src_country);
+        }
+        if self.asn.is_none() {
+            self.asn = e.src_asn;
+            self.org.clone_from(&e.src_org);
+        }
+        if self.location.is_none() {
+            self.location = e.src_location;
+        }
+        if e.time - self.window_start >= SCAN_WINDOW || e.time < self.window_start {
+            self.window_start = e.time;
+            self.ports.clear();
+            self.hosts.clear();
+        }
+        if let Some(p) = e.dport {
+            if self.ports.len() < SCAN_TRACK && !self.ports.contains(&p) {
+                self.ports.push(p);
+            }
+        }
+        if let Some(h) = e.dst {
+            if self.hosts.len() < SCAN_TRACK && !self.hosts.contains(&h) {
+                self.hosts.push(h);
+            }
+        }
+        self.max_ports = self.max_ports.max(self.ports.len());
+        self.max_hosts = self.max_hosts.max(self.hosts.len());
+    }
+
+    pub fn is_scan(&self) -> bool {
+        self.max_ports >= SCAN_PORTS || self.max_hosts >= SCAN_HOSTS
+    }
+}
+
+/// Everything the report prints.
+#[derive(Clone, Debug)]
+pub struct Aggregate {
+    pub packets: u64,
+    pub lost: u64,
+    pub first: Option<i64>,
+    pub last: Option<i64>,
+    pub prefixes: Counter<String, ()>,
+    pub sources: Counter<IpAddr, SourceInfo>,
+    /// (protocol, port)
+    pub ports: Counter<(u8, u16), ()>,
+    pub countries: Counter<String, ()>,
+    /// Hour (seconds since the epoch, a multiple of 3600) -> packets; one entry per hour that
+    /// had packets, so bounded by the window's length.
+    pub hours: BTreeMap<i64, u64>,
+}
+
+impl Default for Aggregate {
+    fn default() -> Self {
+        Aggregate {
+            packets: 0,
+            lost: 0,
+            first: None,
+            last: None,
+            prefixes: Counter::new(KEYS_CAP),
+            sources: Counter::new(SOURCES_CAP),
+            ports: Counter::new(KEYS_CAP),
+            countries: Counter::new(KEYS_CAP),
+            hours: BTreeMap::new(),
+        }
+    }
+}
+
+impl Aggregate {
+    pub fn add(&mut self, e: &Event) {
+        self.first = Some(self.first.map_or(e.time, |f| f.min(e.time)));
+        self.last = Some(self.last.map_or(e.time, |l| l.max(e.time)));
+        if e.lost > 0 {
+            self.lost += e.lost;
+            return;
+        }
+        self.packets += 1;
+        *self
+            .hours
+            .entry(e.time.div_euclid(3600) * 3600)
+            .or_insert(0) += 1;
+        let prefix = e.prefix.clone().unwrap_or_default();
+        self.prefixes.add(&prefix, 1);
+        if let Some(src) = e.src {
+            self.sources.add(&src, 1).add(e);
+        }
+        if let (Some(proto), Some(port)) = (e.proto, e.dport) {
+            self.ports.add(&(proto, port), 1);
+        }
+        if let Some(cc) = &e.src_country {
+            self.countries.add(cc, 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_is_exact_below_capacity_and_bounded_above() {
+        let mut c: Counter<u32, ()> = Counter::new(64);
+        for k in 0..6u32 {
+            c.add(&k, u64::from(k) + 1);
+        }
+        assert_eq!(c.top(2), vec![(&5, 6, &()), (&4, 5, &())]);
+        assert_eq!(c.dropped_max, 0);
+        // A key in one event of ten, among a flood of one-off keys: it stays, on top, and the
+        // size stays bounded.
+        for i in 0..100_000u32 {
+            c.add(&(1000 + i), 1);
+            if i % 10 == 0 {
+                c.add(&7, 1);
+            }
+            assert!(c.len() <= 64);
+        }
+        let (k, n, _) = c.top(1)[0];
+        assert_eq!(*k, 7);
+        assert!(n > 9_000, "{n}");
+        assert!(c.dropped_max >= 1);
+    }
+
+    #[test]
+    fn a_port_sweep_is_a_scan_and_steady_traffic_is_not() {
+        let ev = |t: i64, port: u16| Event {
+            time: t,
+            src: Some("81.2.69.160".parse().unwrap()),
+            dst: Some("89.160.20.112".parse().unwrap()),
+            proto: Some(6),
+            dport: Some(port),
+            ..Event::default()
+        };
+        let mut sweep = SourceInfo::default();
+        for p in 0..12 {
+            sweep.add(&ev(100 + i64::from(p), 1000 + p));
+        }
+        assert!(sweep.is_scan() && sweep.max_ports == 12);
+        // Twelve ports, but one per two minutes: never ten in one window.
+        let mut slow = SourceInfo::default();
+        for p in 0..12 {
+            slow.add(&ev(100 + 120 * i64::from(p), 1000 + p));
+        }
+        assert!(!slow.is_scan());
+        assert_eq!((slow.first, slow.last), (100, 100 + 120 * 11));
+    }
+}
