@@ -76,9 +76,14 @@ impl Pg {
     }
 
     fn start(&self) {
+        self.start_with("");
+    }
+
+    /// Start with extra server options (`-c name=value ...`).
+    fn start_with(&self, extra: &str) {
         let sock = self.data.to_str().unwrap();
         let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {sock} -c fsync=off",
+            "-p {} -c listen_addresses=127.0.0.1 -k {sock} -c fsync=off {extra}",
             self.port
         );
         let log = self.data.join("log");
@@ -672,4 +677,179 @@ fn an_unpartitioned_version_1_schema_is_refused_in_one_line_and_the_documented_m
     );
     assert!(pg.count("SELECT count(*) FROM packets") > 1);
     assert_eq!(pg.query("SELECT to_regclass('packets_v1') IS NULL"), "t");
+}
+
+/// `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let o = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl (tests/run.sh installs it)");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A CA named `name` in `dir` (`NAME.pem`, `NAME.key`).
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+#[test]
+fn tls_verify_full_connects_and_a_wrong_ca_or_host_name_is_one_line_with_packets_kept() {
+    require_root!();
+    let ns = NetNs::new("pgtls");
+    rule(&ns);
+    let pg = Pg::init(&ns, 55439);
+    let certs = pg._dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    make_ca(&certs, "ca");
+    make_ca(&certs, "other-ca");
+    openssl(
+        &certs,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=db.test",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        certs.join("ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:db.test\n",
+    )
+    .unwrap();
+    openssl(
+        &certs,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+    let (uid, gid) = (user_id("-u"), user_id("-g"));
+    for f in ["server.key", "server.crt"] {
+        let p = certs.join(f);
+        assert_eq!(unsafe { libc::chown(c_path(&p).as_ptr(), uid, gid) }, 0);
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    }
+    // The server takes TLS connections only.
+    let hba = pg.data.join("pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("hostnossl all all 0.0.0.0/0 reject\n{rules}")).unwrap();
+    pg.start_with(&format!(
+        "-c ssl=on -c ssl_cert_file={0}/server.crt -c ssl_key_file={0}/server.key",
+        certs.display()
+    ));
+    let url = |host: &str, q: &str| {
+        format!(
+            "postgresql://fwtest:{PASSWORD}@{host}:{}/postgres{q}",
+            pg.port
+        )
+    };
+    let ca = certs.join("ca.pem");
+    let verify = format!("?sslmode=verify-full&sslrootcert={}", ca.display());
+    // Plain TCP is refused by the server: the rows below came over TLS.
+    let (code, err) = read_into(&ns, &url("127.0.0.1", ""));
+    assert_eq!(code, 73, "{err}");
+    assert!(err.contains("no encryption"), "{err}");
+    let (code, err) = read_into(&ns, &url("127.0.0.1", &verify));
+    assert_eq!(code, 0, "{err}");
+    let n = pg.count("SELECT count(*) FROM packets");
+    assert!(n > 0);
+    let (code, err) = read_into(&ns, &url("127.0.0.1", "?sslmode=require"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(pg.count("SELECT count(*) FROM packets"), 2 * n);
+    // A host name the certificate does not carry: one line, nothing written.
+    let (code, err) = read_into(&ns, &url("localhost", &verify));
+    assert_eq!(code, 73, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("certificate"), "{err}");
+    assert_eq!(pg.count("SELECT count(*) FROM packets"), 2 * n);
+    // A CA file that is not there is a usage error before anything starts.
+    let (code, err) = read_into(
+        &ns,
+        &url(
+            "127.0.0.1",
+            "?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+        ),
+    );
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("sslrootcert /nonexistent/ca.pem"), "{err}");
+    // The daemon with a CA that did not sign the server's certificate: one line, the packets
+    // stay spooled.
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let wrong = url(
+        "127.0.0.1",
+        &format!(
+            "?sslmode=verify-full&sslrootcert={}",
+            certs.join("other-ca.pem").display()
+        ),
+    );
+    let args = [
+        "--group",
+        "5",
+        "--no-dns",
+        "--spool",
+        spool.to_str().unwrap(),
+        "--output",
+        &wrong,
+    ];
+    let d = Daemon::start(&ns, dir.path(), &args);
+    send_udp(&ns, 9999, 0..200);
+    wait_for("the refusal", Duration::from_secs(20), || {
+        d.stderr_text().contains("cannot write to")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let err = d.stderr_text();
+    assert_eq!(d.stop(), 0);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("certificate")).collect();
+    assert_eq!(lines.len(), 1, "one clear line: {err}");
+    assert!(lines[0].contains("UnknownIssuer"), "{err}");
+    let pending = fwlog_spool::ReadOnlySpool::open(&spool)
+        .unwrap()
+        .records()
+        .filter(|r| r.as_ref().is_ok_and(|r| !r.acked))
+        .count();
+    assert_eq!(pending, 200, "the packets stay in the spool");
+    assert_eq!(pg.count("SELECT count(*) FROM packets"), 2 * n);
 }

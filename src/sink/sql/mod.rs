@@ -16,6 +16,7 @@
 pub mod pg;
 mod pg_parts;
 mod pg_rows;
+mod pg_tls;
 pub mod row;
 pub mod sqlite;
 mod sqlite_schema;

@@ -24,6 +24,8 @@
 //!   privileges make `commit` fail with the server's one-line message; packets stay spooled.
 //! - Password: in the URL, or `PGPASSWORD` when the URL has none. Messages show the URL
 //!   without it.
+//! - TLS: `sslmode=require` or `verify-full` with `sslrootcert` ([`pg_tls`](super::pg_tls));
+//!   a certificate that does not verify fails `commit` like an unreachable server.
 //! - Schema: created on first use under an advisory lock (many hosts may start at once);
 //!   `schema_version` newer than [`VERSION`] is an error at every attempt, never a write; so
 //!   is version 1 (an unpartitioned `packets`), whose migration SQL is in fwlog-sql(5).
@@ -39,8 +41,11 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 
+use tokio_postgres_rustls::MakeRustlsConnect;
+
 use super::pg_parts::{self, Parts};
 use super::pg_rows::{copy_rows, insert_each, refused, server_message, ts, COLUMNS};
+use super::pg_tls;
 use super::row::{escaped, LossRow, Row};
 use super::{SqlConfig, SqlError};
 use crate::format::LossEvent;
@@ -118,23 +123,23 @@ fn shown(cfg: &Config) -> String {
 /// Check a `postgresql://` URL (for the command line).
 pub fn check_url(url: &str) -> Result<(), String> {
     let after_at = url.split('@').next_back().unwrap_or(url);
-    let c = Config::from_str(url).map_err(|e| format!("{after_at}: {e}"))?;
-    // No TLS connector is built in yet: asking for TLS must fail here, not at the first batch.
-    if c.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(format!(
-            "{after_at}: sslmode=require: TLS to PostgreSQL is not supported by this fwlog yet"
-        ));
-    }
+    let (plain, tls) = pg_tls::split(url).map_err(|e| format!("{after_at}: {e}"))?;
+    Config::from_str(&plain).map_err(|e| format!("{after_at}: {e}"))?;
+    // The CA file is read now, so a wrong path is a usage error, not a late failure.
+    pg_tls::connector(&tls).map_err(|e| format!("{after_at}: {e}"))?;
     Ok(())
 }
 
 impl PgSink {
     /// Start the worker; the server is contacted at the first commit.
     pub fn open(url: &str, cfg: &SqlConfig) -> Result<PgSink, SqlError> {
-        let mut pg = Config::from_str(url).map_err(|e| SqlError::Db {
+        let db_err = |message: String| SqlError::Db {
             target: "postgresql".into(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let (plain, tls) = pg_tls::split(url).map_err(db_err)?;
+        let tls = pg_tls::connector(&tls).map_err(db_err)?;
+        let mut pg = Config::from_str(&plain).map_err(|e| db_err(e.to_string()))?;
         if pg.get_password().is_none() {
             if let Ok(p) = std::env::var("PGPASSWORD") {
                 pg.password(p);
@@ -151,6 +156,7 @@ impl PgSink {
             stream: cfg.stream.hex(),
             client: None,
             parts: Parts::new(cfg.retain),
+            tls,
             shown: shown.clone(),
         };
         std::thread::Builder::new()
@@ -246,6 +252,7 @@ struct Worker {
     client: Option<Client>,
     parts: Parts,
     shown: String,
+    tls: Option<MakeRustlsConnect>,
 }
 
 impl Worker {
@@ -279,10 +286,22 @@ impl Worker {
 
     async fn connect(&mut self) -> Result<&mut Client, String> {
         if self.client.is_none() {
-            let (client, conn) = self.pg.connect(NoTls).await.map_err(msg)?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            let client = match &self.tls {
+                Some(tls) => {
+                    let (client, conn) = self.pg.connect(tls.clone()).await.map_err(msg)?;
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    client
+                }
+                None => {
+                    let (client, conn) = self.pg.connect(NoTls).await.map_err(msg)?;
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    client
+                }
+            };
             self.client = Some(client);
             self.parts.forget();
             self.schema().await?;

@@ -230,10 +230,21 @@ pub async fn insert_each<'r>(
     Ok(refusals)
 }
 
-/// The server's own message (tokio-postgres's Display says only "db error").
+/// The server's own message (tokio-postgres's Display says only "db error"), or the error
+/// with its causes (its Display leaves out why a TLS handshake or a connection failed).
 pub fn server_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => d.message().to_string(),
-        None => e.to_string(),
+    if let Some(d) = e.as_db_error() {
+        return d.message().to_string();
     }
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !s.contains(&c_text) {
+            s.push_str(": ");
+            s.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    s
 }
