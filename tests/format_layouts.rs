@@ -464,6 +464,7 @@ fn loss_events_in_every_format() {
         group: Some(5),
         count: 12,
         seq_global: Some((100, 111)),
+        spool_seq: None,
         cause: LossCause::SeqGap,
     };
     let mut out = Vec::new();
@@ -506,6 +507,28 @@ fn loss_events_in_every_format() {
         String::from_utf8_lossy(&out),
         "{\"event\":\"loss\",\"time\":\"2026-11-24T08:00:00.000000+00:00\",\"time_source\":\"local\",\"count\":0,\"cause\":\"enobufs\",\"group\":null,\"seq_global\":null}\n"
     );
+    // Records the spool itself found damaged carry their spool sequence numbers.
+    let ev3 = LossEvent {
+        group: None,
+        seq_global: None,
+        spool_seq: Some((40, 42)),
+        cause: LossCause::Corrupt,
+        count: 3,
+        ..ev
+    };
+    let line = |k| {
+        let mut out = Vec::new();
+        fmt(k).loss(&ev3, &mut out);
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(
+        line(FormatKind::Kernel),
+        "fwlog: LOST 3 log records, cause corrupt, spool_seq 40-42\n"
+    );
+    assert!(line(FormatKind::Fwlog)
+        .starts_with("LOSS: 3 records lost, cause corrupt, spool_seq 40-42, detected "));
+    assert!(line(FormatKind::Json)
+        .ends_with(",\"seq_global\":null,\"spool_seq\":{\"first\":40,\"last\":42}}\n"));
 }
 
 #[test]

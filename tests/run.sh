@@ -13,7 +13,7 @@ deps=(
   "nft nftables" "iptables iptables" "tcpdump tcpdump" "ip iproute2" "nsd nsd"
   "rsyslogd rsyslog" "mandoc mandoc" "ulogd ulogd2" "tshark tshark" "setpriv util-linux"
   "sqlite3 sqlite3" "/usr/lib/postgresql/15/bin/initdb postgresql" "psql postgresql"
-  "runuser util-linux" "chromium chromium" "openssl openssl"
+  "runuser util-linux" "chromium chromium" "mount mount" "openssl openssl"
 )
 
 # --dry-run: say what would be installed and which services would be kept from starting and

@@ -34,9 +34,28 @@ pub enum Error {
     /// first: together they hold the lock.
     #[error("spool writer is unusable after an earlier I/O error ({0}); reopen the spool")]
     Poisoned(String),
+    /// The filesystem is full (ENOSPC, or EDQUOT for a quota). The records appended since the
+    /// last commit (`dropped`, if any) were not stored: the segment was cut back to what was
+    /// committed. The writer stays usable, so appends succeed again once there is room.
+    #[error("spool filesystem is full ({op} {path}: {source}){}", match dropped {
+        Some((a, b)) => format!(": records {a}-{b} were not stored"),
+        None => String::new(),
+    })]
+    NoSpace {
+        op: &'static str,
+        path: PathBuf,
+        dropped: Option<(u64, u64)>,
+        #[source]
+        source: io::Error,
+    },
     /// Invalid options.
     #[error("invalid spool options: {0}")]
     Options(String),
+}
+
+/// True for the errors that mean "no room left" rather than a broken disk.
+pub(crate) fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 impl Error {

@@ -83,18 +83,34 @@
 //! # Recovery at open
 //!
 //! A writable open takes the lock, reads the ledger (creating it durably if missing), then:
-//! removes half-created segments (shorter than a header and a prefix of it, or all zeros: they
-//! cannot hold a record); moves segments with any other bad header, a header naming another first
-//! sequence number, or a malformed `*.seg` name into `quarantine/` (counted); deletes fully
-//! acknowledged segments; truncates the last segment after its last whole valid record (the torn
-//! tail) *before* anything is appended; and continues numbering one past the highest of the last
-//! record, the last segment's start minus one, and the acknowledged position. Only the last
-//! segment is scanned record by record at open (it is the only one a crash can tear, invariant 4),
-//! so opening costs one segment's read, not the backlog's. A bad record in an earlier segment is
-//! found by the reader, which skips the rest of that segment, counts it
-//! ([`Stats::corrupt_regions_skipped`], [`Stats::records_lost_in_gaps`]) and goes on. Contents
-//! never make opening or reading fail; I/O errors do, with the path in the error. What was done
-//! is returned as an [`OpenReport`] (its `Display` is a one-line summary for the log).
+//! removes half-created segments (at most a header long and a prefix of it, or zeros: they
+//! cannot hold a record; nothing longer is read to decide); moves segments with any other bad
+//! header, a header naming another first sequence number, or a malformed `*.seg` name into
+//! `quarantine/` (counted); deletes fully acknowledged segments; truncates the last segment after
+//! its last whole valid record *before* anything is appended, but only the torn tail: bytes after
+//! which no valid record follows (damage followed by valid records stays, see below); and
+//! continues numbering one past the highest of the last record, the last segment's start minus
+//! one, the acknowledged position and, if the last segment itself was quarantined, the last valid
+//! record found in it (or its first number), so that the reader reports its records as a gap. Sequence numbers above [`MAX_SEQ`] (2^62) are impossible:
+//! such a ledger position is clamped to the data on disk ([`OpenReport::ledger_clamped`]), such a
+//! name or header is quarantined. Only the last segment is scanned record by record at open (it
+//! is the only one a crash can tear, invariant 4), so opening costs one segment's read, not the
+//! backlog's. Contents never make opening or reading fail; I/O errors do, with the path in the
+//! error. What was done is returned as an [`OpenReport`] (its `Display` is a one-line summary for
+//! the log, with planted names escaped by [`escape_name`]).
+//!
+//! # Damage
+//!
+//! A bad record anywhere but at the very end of the last segment is damage. The reader (and
+//! [`ReadOnlySpool`]) resynchronises: it scans forward byte by byte for the next whole valid
+//! record whose sequence number the skipped bytes can explain (at least the expected one, at
+//! most one more per [`RECORD_HEADER_LEN`] bytes skipped, below the next segment's first), so a
+//! damaged record costs only itself and a duplicated one nothing. Every sequence number not
+//! delivered because of damage, quarantine or a missing segment is handed over in line, before
+//! the record after it, as a [`Lost`] range by [`Reader::next_item`] (and
+//! [`Replay::next_item`]), and counted ([`Stats::corrupt_regions_skipped`],
+//! [`Stats::records_lost_in_gaps`]). Damage to the very last record of the last segment cannot be
+//! told from a torn write and is cut with the tail.
 //!
 //! # Reading, acknowledging, deleting
 //!
@@ -118,6 +134,12 @@
 //! is counted in [`Stats::rejected_full_records`]/`rejected_full_bytes`. The oldest records are
 //! never dropped to make room: they are not printed yet. The daemon must keep running, count such
 //! packets as lost and report them; space returns as soon as acknowledgements delete segments.
+//!
+//! A full filesystem is handled alike: a write or sync failing with `ENOSPC` or `EDQUOT` cuts the
+//! segment back to the last commit (`ftruncate` needs no space), drops the records appended since
+//! and names them in [`Error::NoSpace`] (their numbers are used again: no reader saw them); a
+//! segment that cannot be created is removed again. The writer stays usable and appends succeed
+//! once there is room. Any other write or sync error poisons the writer until a reopen.
 //!
 //! # Retention
 //!
@@ -192,13 +214,15 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
 pub use error::{AppendError, Error, Result};
-pub use format::{FORMAT_VERSION, MAX_PAYLOAD_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+pub use format::{FORMAT_VERSION, MAX_PAYLOAD_LEN, MAX_SEQ, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 pub use fs::{DirEntry, Fs, FsFile, RealFs};
 pub use ledger::{LedgerStatus, LEDGER_FILE};
 pub use options::{FsyncPolicy, Options};
-pub use reader::{Reader, Record};
-pub use readonly::{ReadOnlySpool, Replay, ReplayRecord, ReplayStats};
-pub use recovery::{OpenReport, Quarantined, Truncation, LOCK_FILE, QUARANTINE_DIR};
+pub use reader::{Item, Lost, Reader, Record};
+pub use readonly::{ReadOnlySpool, Replay, ReplayItem, ReplayRecord, ReplayStats};
+pub use recovery::{
+    escape as escape_name, OpenReport, Quarantined, Truncation, LOCK_FILE, QUARANTINE_DIR,
+};
 pub use shared::Stats;
 pub use writer::{Commit, Writer};
 
@@ -234,6 +258,7 @@ impl Spool {
                 acked: rec.acked,
                 segments: rec.segments,
                 writer_alive: true,
+                rewinds: 0,
             }),
             cond: Condvar::new(),
             counters: rec.counters,

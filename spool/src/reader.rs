@@ -5,6 +5,10 @@
 //! the writer has published as committed, which under [`crate::FsyncPolicy::EveryCommit`] means
 //! synced.
 //!
+//! Sequence numbers that cannot be delivered (damaged records, quarantined or missing segments)
+//! are handed over in line as [`Lost`] ranges by [`Reader::next_item`] (see the crate docs,
+//! "Damage"); [`Reader::next`] skips them.
+//!
 //! Acknowledgement (`ack(n)`: "everything up to n is done") first makes the new position durable in
 //! the ledger, then deletes segments whose every record is at or below it. Deletion is a separate
 //! step from acknowledgement so that a retention policy can later keep acknowledged segments.
@@ -27,11 +31,37 @@ pub struct Record {
     pub recovered: bool,
 }
 
+/// A range of sequence numbers that will never be delivered: their records were found damaged
+/// or missing on disk. Both ends inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost {
+    pub first: u64,
+    pub last: u64,
+}
+
+impl Lost {
+    /// How many sequence numbers the range covers.
+    pub fn count(&self) -> u64 {
+        self.last - self.first + 1
+    }
+}
+
+/// What [`Reader::next_item`] delivers: a record, or a range found lost just before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Record(Record),
+    Lost(Lost),
+}
+
 /// The consuming side. Owned by one thread (it is `Send`).
 pub struct Reader {
     shared: Arc<Shared>,
     ledger: Ledger,
     cursor: Option<Cursor>,
+    /// A record read while reporting the gap before it, delivered by the next call.
+    stashed: Option<Record>,
+    /// The writer's rewind count when last looked at (see `State::rewinds`).
+    rewinds_seen: u64,
     /// Last sequence number delivered (or acknowledged at open).
     delivered: u64,
     acked: u64,
@@ -52,6 +82,8 @@ impl Reader {
             shared,
             ledger,
             cursor: None,
+            stashed: None,
+            rewinds_seen: 0,
             delivered: acked,
             acked,
             recovered_upto,
@@ -61,10 +93,39 @@ impl Reader {
 
     /// The next committed record in sequence order, or `None` if the reader has caught up with
     /// the writer. Sequence numbers increase strictly; a jump means records were lost to
-    /// corruption (counted in `Stats::records_lost_in_gaps`).
+    /// corruption (counted in `Stats::records_lost_in_gaps`). Use [`next_item`](Self::next_item)
+    /// to be told each lost range in line.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Record>> {
-        let committed = self.shared.lock().committed;
+        loop {
+            match self.next_item()? {
+                Some(Item::Record(r)) => return Ok(Some(r)),
+                Some(Item::Lost(_)) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next committed record, or the next range of sequence numbers found missing or
+    /// unreadable (in order, before the record that follows it), or `None` if the reader has
+    /// caught up with the writer. Acknowledging a lost range's `last` is allowed.
+    pub fn next_item(&mut self) -> Result<Option<Item>> {
+        if let Some(r) = self.stashed.take() {
+            self.delivered = r.seq;
+            return Ok(Some(Item::Record(r)));
+        }
+        let (committed, committed_len, rewinds) = {
+            let st = self.shared.lock();
+            let last = st.segments.back().map(|m| (m.first_seq, m.bytes));
+            (st.committed, last, st.rewinds)
+        };
+        if rewinds != self.rewinds_seen {
+            // The writer cut back bytes this cursor may have buffered, and reuses their numbers.
+            self.rewinds_seen = rewinds;
+            if let Some(c) = &mut self.cursor {
+                c.discard_buffer();
+            }
+        }
         if self.delivered >= committed {
             return Ok(None);
         }
@@ -86,7 +147,10 @@ impl Reader {
                 let Some(first) = first else {
                     return Ok(None);
                 };
-                self.open_segment(first, want)?;
+                if let Some(lost) = self.open_segment(first, want)? {
+                    return Ok(Some(lost));
+                }
+                continue;
             }
             let cur = self.cursor.as_mut().expect("opened above");
             let path = cur.path.clone();
@@ -96,16 +160,24 @@ impl Reader {
                     if seq < want {
                         continue; // already acknowledged or delivered
                     }
+                    if seq > committed {
+                        // Written but not committed yet (it may still be taken back): what was
+                        // committed before it is missing. Start over from the segment holding
+                        // the next number when more is committed.
+                        self.cursor = None;
+                        return Ok(Some(self.lost(want, committed)));
+                    }
                     let rec = Record {
                         seq,
                         data: payload.to_vec(),
                         recovered: seq <= self.recovered_upto,
                     };
                     if seq > want {
-                        add(&self.shared.counters.records_lost_in_gaps, seq - want);
+                        self.stashed = Some(rec);
+                        return Ok(Some(self.lost(want, seq - 1)));
                     }
                     self.delivered = seq;
-                    return Ok(Some(rec));
+                    return Ok(Some(Item::Record(rec)));
                 }
                 Step::End => (cur.offset(), None),
                 Step::Bad { offset, why } => (offset, Some(why)),
@@ -125,29 +197,22 @@ impl Reader {
                     .find(|m| m.first_seq > cur_first)
                     .map(|m| m.first_seq)
             };
-            match (next_first, why) {
-                (Some(n), why) => {
-                    if why.is_some() {
-                        // Real corruption: this segment was complete before its successor existed.
-                        let c = &self.shared.counters;
-                        let len = cur.file_len().unwrap_or(offset);
-                        add(&c.corrupt_regions_skipped, 1);
-                        add(&c.corrupt_bytes_skipped, len.saturating_sub(offset));
+            if why.is_some() && self.resync(offset, next_first, committed, committed_len)? {
+                continue;
+            }
+            match next_first {
+                Some(n) => {
+                    if let Some(lost) = self.open_segment(n, want)? {
+                        return Ok(Some(lost));
                     }
-                    self.open_segment(n, want)?;
                 }
-                (None, _) if cur.next_seq > committed => {
+                None if self.cursor.as_ref().is_some_and(|c| c.next_seq > committed) => {
                     // Everything committed in the writer's segment has been read, yet numbers
-                    // below `committed` were never delivered: they are missing from disk (lost to
-                    // corruption or, under a relaxed fsync policy, to a power cut). Skip them.
-                    add(
-                        &self.shared.counters.records_lost_in_gaps,
-                        committed - self.delivered,
-                    );
-                    self.delivered = committed;
-                    return Ok(None);
+                    // up to `committed` were never delivered: they are missing from disk (lost to
+                    // corruption or, under a relaxed fsync policy, to a power cut).
+                    return Ok(Some(self.lost(want, committed)));
                 }
-                (None, why) => {
+                None => {
                     return Err(Error::Corrupt {
                         path,
                         seq: want,
@@ -162,26 +227,80 @@ impl Reader {
         }
     }
 
-    fn open_segment(&mut self, first: u64, want: u64) -> Result<()> {
+    /// After damage at `offset` of the current segment: resynchronise on the next valid record
+    /// inside it (true: the cursor stands on it). A segment with a successor was complete before
+    /// the successor existed; the writer's segment is read only up to what was committed
+    /// (`committed_len`: the last segment's first sequence number and committed bytes).
+    fn resync(
+        &mut self,
+        offset: u64,
+        next_first: Option<u64>,
+        committed: u64,
+        committed_len: Option<(u64, u64)>,
+    ) -> Result<bool> {
+        let cur = self.cursor.as_mut().expect("reading a segment");
+        let (max_seq, limit) = match (next_first, committed_len) {
+            (Some(n), _) => (n - 1, cur.file_len().unwrap_or(offset)),
+            (None, Some((f, bytes))) if f == cur.first_seq => (committed, bytes),
+            (None, _) => (committed, cur.file_len().unwrap_or(offset)),
+        };
+        let found = cur
+            .resync(max_seq, limit)
+            .map_err(|e| Error::io("read", &cur.path, e))?;
+        let c = &self.shared.counters;
+        add(&c.corrupt_regions_skipped, 1);
+        add(
+            &c.corrupt_bytes_skipped,
+            cur.offset().saturating_sub(offset),
+        );
+        if found.is_none() && next_first.is_none() && cur.offset() >= limit {
+            // The writer's segment holds nothing valid after the damage up to what was
+            // committed: the next record appended starts at `limit`.
+            cur.next_seq = committed + 1;
+        }
+        Ok(found.is_some())
+    }
+
+    /// Reports `first..=last` as lost and counts it.
+    fn lost(&mut self, first: u64, last: u64) -> Item {
+        add(&self.shared.counters.records_lost_in_gaps, last - first + 1);
+        self.delivered = last;
+        Item::Lost(Lost { first, last })
+    }
+
+    /// Opens segment `first` for reading `want`. A segment whose header went bad after the
+    /// spool was opened holds nothing readable: if a later segment exists, everything up to it is
+    /// reported lost (and the next call goes on there); the writer's own segment is an error.
+    fn open_segment(&mut self, first: u64, want: u64) -> Result<Option<Item>> {
+        self.cursor = None;
         let path = self.shared.segment_path(first);
-        match Cursor::open(&*self.shared.fs, &path, self.chunk) {
+        let reason = match Cursor::open(&*self.shared.fs, &path, self.chunk) {
             Ok(Ok(c)) if c.first_seq == first => {
                 self.cursor = Some(c);
-                Ok(())
+                return Ok(None);
             }
-            Ok(Ok(c)) => Err(Error::Corrupt {
+            Ok(Ok(c)) => format!("header says first sequence {}", c.first_seq),
+            Ok(Err(why)) => format!("segment header: {why}"),
+            Err(e) => return Err(Error::io("open", path, e)),
+        };
+        let next = {
+            let st = self.shared.lock();
+            st.segments
+                .iter()
+                .find(|m| m.first_seq > first)
+                .map(|m| m.first_seq)
+        };
+        match next {
+            Some(n) if n > want => {
+                add(&self.shared.counters.corrupt_regions_skipped, 1);
+                Ok(Some(self.lost(want, n - 1)))
+            }
+            _ => Err(Error::Corrupt {
                 path,
                 seq: want,
                 offset: 0,
-                reason: format!("header says first sequence {}", c.first_seq),
+                reason,
             }),
-            Ok(Err(why)) => Err(Error::Corrupt {
-                path,
-                seq: want,
-                offset: 0,
-                reason: format!("segment header: {why}"),
-            }),
-            Err(e) => Err(Error::io("open", path, e)),
         }
     }
 

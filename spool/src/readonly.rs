@@ -6,9 +6,10 @@
 //! next to a daemon that is writing the original. What it sees is a snapshot of the segment list at
 //! open: segments the daemon deletes afterwards are skipped (counted in
 //! [`ReplayStats::vanished_segments`]), segments it creates afterwards are not visited. A torn or
-//! still-being-written tail of the last segment is simply the end. A bad record elsewhere ends that
-//! segment's records (counted) and iteration continues with the next segment; a segment with a bad
-//! header is skipped (counted).
+//! still-being-written tail of the last segment is simply the end. After a bad record anywhere else
+//! the iteration resynchronises on the next valid record (see `segment`), counting the damage; a
+//! segment with a bad header is skipped (counted). [`Replay::next_item`] also yields every range
+//! of sequence numbers found missing, in line, like the live reader.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,14 @@ pub struct ReplayRecord {
     pub data: Vec<u8>,
     /// At or below the ledger's acknowledged position ("printed").
     pub acked: bool,
+}
+
+/// What [`Replay::next_item`] yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayItem {
+    Record(ReplayRecord),
+    /// Sequence numbers missing or unreadable just before the next record.
+    Lost(crate::Lost),
 }
 
 /// Counters of a replay iteration.
@@ -67,8 +76,17 @@ impl ReadOnlySpool {
     /// Opens `dir` through `fs`.
     pub fn open_with_fs(fs: Arc<dyn Fs>, dir: impl AsRef<Path>) -> Result<ReadOnlySpool> {
         let dir = dir.as_ref().to_path_buf();
-        let (_, acked, ledger) = ledger::read(&*fs, &dir.join(ledger::LEDGER_FILE))?;
+        // The listing first: a live daemon persists an acknowledgement before it deletes the
+        // segments it covers, so the position read after the listing covers every segment
+        // missing from it (numbering then starts right after it, see `Replay::start_at`).
         let listing = recovery::list(&*fs, &dir)?;
+        let (_, acked, ledger) = ledger::read(&*fs, &dir.join(ledger::LEDGER_FILE))?;
+        // A position no spool reaches is damage: nothing is taken as printed.
+        let acked = if acked > crate::format::MAX_SEQ {
+            0
+        } else {
+            acked
+        };
         let mut foreign = listing.foreign;
         foreign.extend(listing.bad_names);
         Ok(ReadOnlySpool {
@@ -114,6 +132,8 @@ impl ReadOnlySpool {
             spool: self,
             next_index: index,
             cursor: None,
+            stashed: None,
+            started: false,
             last_seq: 0,
             gap_expected: false,
             stats: ReplayStats::default(),
@@ -128,6 +148,9 @@ pub struct Replay<'a> {
     spool: &'a ReadOnlySpool,
     next_index: usize,
     cursor: Option<Cursor>,
+    /// A record read while reporting the gap before it.
+    stashed: Option<ReplayRecord>,
+    started: bool,
     last_seq: u64,
     /// The next jump in sequence numbers is explained (a segment vanished under us).
     gap_expected: bool,
@@ -145,6 +168,30 @@ impl Replay<'_> {
         self.next_index >= self.spool.segments.len()
     }
 
+    /// Numbering starts at the first segment looked at (readable or not), or right after the
+    /// acknowledged position if that is lower (a segment above it may have been quarantined):
+    /// a jump from there is a loss too.
+    fn start_at(&mut self, first_seq: u64) {
+        if !self.started {
+            self.started = true;
+            self.last_seq = first_seq.min(self.spool.acked.saturating_add(1)) - 1;
+        }
+    }
+
+    /// At the end of a segment that has a successor starting at `next_first`: the numbers
+    /// in between are lost (reported here, since the successor may hold no record to show the
+    /// jump).
+    fn lost_before(&mut self, next_first: Option<u64>) -> Option<ReplayItem> {
+        let n = next_first?;
+        let first = self.last_seq + 1;
+        if n <= first {
+            return None;
+        }
+        self.last_seq = n - 1;
+        self.stats.records_lost_in_gaps += n - first;
+        Some(ReplayItem::Lost(crate::Lost { first, last: n - 1 }))
+    }
+
     /// Opens the next segment in the listing; `Ok(false)` when there are none left.
     fn advance(&mut self) -> Result<bool> {
         while let Some(&seq) = self.spool.segments.get(self.next_index) {
@@ -152,12 +199,16 @@ impl Replay<'_> {
             let path = segment_path(&self.spool.dir, seq);
             match recovery::check_header(&*self.spool.fs, &path, seq, self.spool.chunk) {
                 Ok(HeaderCheck::Good(c)) => {
+                    self.start_at(seq);
                     self.cursor = Some(c);
                     return Ok(true);
                 }
                 // Half-created: holds nothing.
                 Ok(HeaderCheck::Partial(_)) => {}
-                Ok(HeaderCheck::Bad(_)) => self.stats.unreadable_segments += 1,
+                Ok(HeaderCheck::Bad(_)) => {
+                    self.stats.unreadable_segments += 1;
+                    self.start_at(seq);
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     // Deleted by a live daemon after acknowledgement: the jump is not a loss.
                     self.stats.vanished_segments += 1;
@@ -169,12 +220,30 @@ impl Replay<'_> {
         Ok(false)
     }
 
-    fn next_record(&mut self) -> Result<Option<ReplayRecord>> {
+    /// The next record or lost range; `None` at the end. Errors are I/O errors only.
+    pub fn next_item(&mut self) -> Option<Result<ReplayItem>> {
+        if self.failed {
+            return None;
+        }
+        if let Some(r) = self.stashed.take() {
+            return Some(Ok(ReplayItem::Record(r)));
+        }
+        match self.next_record() {
+            Ok(r) => r.map(Ok),
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+
+    fn next_record(&mut self) -> Result<Option<ReplayItem>> {
         loop {
             if self.cursor.is_none() && !self.advance()? {
                 return Ok(None);
             }
             let last = self.is_last();
+            let next_first = self.spool.segments.get(self.next_index).copied();
             let cur = self.cursor.as_mut().expect("advance set it");
             let path = cur.path.clone();
             match cur.next_step().map_err(|e| Error::io("read", &path, e))? {
@@ -182,29 +251,51 @@ impl Replay<'_> {
                     if seq <= self.last_seq {
                         continue; // overlap with the previous segment: already yielded
                     }
-                    if self.last_seq != 0 && seq > self.last_seq + 1 && !self.gap_expected {
-                        self.stats.records_lost_in_gaps += seq - self.last_seq - 1;
-                    }
-                    self.gap_expected = false;
-                    self.last_seq = seq;
-                    self.stats.records += 1;
-                    return Ok(Some(ReplayRecord {
+                    let rec = ReplayRecord {
                         seq,
                         data: payload.to_vec(),
                         acked: seq <= self.spool.acked,
-                    }));
+                    };
+                    self.stats.records += 1;
+                    let gap = seq > self.last_seq + 1 && !self.gap_expected;
+                    let from = self.last_seq + 1;
+                    self.gap_expected = false;
+                    self.last_seq = seq;
+                    if gap {
+                        self.stats.records_lost_in_gaps += seq - from;
+                        self.stashed = Some(rec);
+                        return Ok(Some(ReplayItem::Lost(crate::Lost {
+                            first: from,
+                            last: seq - 1,
+                        })));
+                    }
+                    return Ok(Some(ReplayItem::Record(rec)));
                 }
-                Step::End => self.cursor = None,
+                Step::End => {
+                    self.cursor = None;
+                    if let Some(l) = self.lost_before(next_first) {
+                        return Ok(Some(l));
+                    }
+                }
                 Step::Bad { offset, .. } => {
                     let len = cur.file_len().unwrap_or(offset);
-                    let rest = len.saturating_sub(offset);
-                    if last {
-                        self.stats.tail_bytes_ignored += rest;
+                    let max_seq = next_first.map_or(crate::format::MAX_SEQ, |n| n - 1);
+                    let found = cur
+                        .resync(max_seq, len)
+                        .map_err(|e| Error::io("read", &path, e))?;
+                    if last && found.is_none() {
+                        // A torn tail, or the daemon still writing it.
+                        self.stats.tail_bytes_ignored += len.saturating_sub(offset);
                     } else {
                         self.stats.corrupt_regions_skipped += 1;
-                        self.stats.corrupt_bytes_skipped += rest;
+                        self.stats.corrupt_bytes_skipped += cur.offset().saturating_sub(offset);
                     }
-                    self.cursor = None;
+                    if found.is_none() {
+                        self.cursor = None;
+                        if let Some(l) = self.lost_before(next_first) {
+                            return Ok(Some(l));
+                        }
+                    }
                 }
             }
         }
@@ -214,15 +305,13 @@ impl Replay<'_> {
 impl Iterator for Replay<'_> {
     type Item = Result<ReplayRecord>;
 
+    /// Records only: lost ranges are skipped (they are still counted in the stats).
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            return None;
-        }
-        match self.next_record() {
-            Ok(r) => r.map(Ok),
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
+        loop {
+            match self.next_item()? {
+                Ok(ReplayItem::Record(r)) => return Some(Ok(r)),
+                Ok(ReplayItem::Lost(_)) => {}
+                Err(e) => return Some(Err(e)),
             }
         }
     }

@@ -4,8 +4,15 @@
 //! CRC and against the sequence number that must come next in this segment (segments hold
 //! consecutive sequence numbers starting at the header's `first_seq`). It stops at the first thing
 //! that is not a whole valid record and says where, so callers decide: recovery truncates a torn
-//! tail there, the live reader skips to the next segment and counts, the read-only replay treats it
-//! as the end. The buffer holds at most `chunk` bytes, or one record if that is larger.
+//! tail there, the live reader and replay resynchronise. The buffer holds at most `chunk` bytes,
+//! or one record if that is larger.
+//!
+//! Resynchronisation ([`Cursor::resync`]) scans forward byte by byte from a bad record for the
+//! next offset holding a whole valid record (length, CRC, version, kind) whose sequence number
+//! the skipped bytes could explain: at least the expected one, at most one more per
+//! [`RECORD_HEADER_LEN`] bytes skipped (every record takes at least a header), and at most the
+//! caller's bound. A duplicated record is skipped this way without a gap; a damaged one costs
+//! exactly the records whose bytes were hit.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -74,6 +81,28 @@ impl Cursor {
             }
             Err(e) => Ok(Err(e)),
         }
+    }
+
+    /// Opens `path` without looking at its header, as if it said `first_seq` (for salvaging
+    /// what can be known of a segment whose header is damaged).
+    pub fn open_headless(
+        fs: &dyn Fs,
+        path: &Path,
+        chunk: usize,
+        first_seq: u64,
+    ) -> io::Result<Cursor> {
+        Ok(Cursor {
+            file: fs.open_read(path)?,
+            path: path.to_path_buf(),
+            first_seq,
+            next_seq: first_seq,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            pos: SEGMENT_HEADER_LEN as u64,
+            chunk: chunk.max(MIN_BUF),
+            target: MIN_BUF,
+        })
     }
 
     /// File offset of the next unread record.
@@ -165,6 +194,46 @@ impl Cursor {
             }
             Err(why) => Ok(Step::Bad { offset, why }),
         }
+    }
+
+    /// After [`next_step`](Self::next_step) returned [`Step::Bad`] at the current offset: finds
+    /// the next valid record starting before byte `limit` of the file, with a sequence number
+    /// at most `max_seq` (see the module docs for the other rules). Returns its sequence number,
+    /// the cursor positioned on it (`next_seq` set to it) so that `next_step` yields it; or
+    /// `None` with the cursor at `limit` (or the end of the file, if shorter) when none is found.
+    pub fn resync(&mut self, max_seq: u64, limit: u64) -> io::Result<Option<u64>> {
+        let bad_at = self.pos;
+        if self.pos >= limit {
+            return Ok(None);
+        }
+        self.discard_buffer();
+        self.pos += 1;
+        while self.pos < limit {
+            if !self.fill(RECORD_HEADER_LEN)? {
+                break;
+            }
+            if let Some((seq, total)) =
+                format::plausible_record_header(&self.buf[self.start..self.end])
+            {
+                let explained = (self.pos - bad_at) / RECORD_HEADER_LEN as u64;
+                let highest = self.next_seq.saturating_add(explained).min(max_seq);
+                if seq >= self.next_seq
+                    && seq <= highest
+                    && self.pos + total as u64 <= limit
+                    && self.fill(total)?
+                    && format::decode_record(&self.buf[self.start..self.start + total], seq).is_ok()
+                {
+                    self.next_seq = seq;
+                    return Ok(Some(seq));
+                }
+            }
+            self.consume(1);
+        }
+        // Nothing valid up to `limit`: stand there, where the next record (if any) will start.
+        self.discard_buffer();
+        let len = self.file.len()?;
+        self.pos = limit.min(len.max(self.pos));
+        Ok(None)
     }
 
     /// Current size of the file.

@@ -71,6 +71,9 @@ pub(crate) struct State {
     pub segments: VecDeque<SegMeta>,
     /// False once the writer is dropped, so a waiting reader does not sleep for nothing.
     pub writer_alive: bool,
+    /// Times the writer cut uncommitted bytes off its segment (a full filesystem) and will
+    /// reuse their sequence numbers: the reader drops what it buffered beyond the commit.
+    pub rewinds: u64,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +89,7 @@ pub(crate) struct Counters {
     pub corrupt_regions_skipped: AtomicU64,
     pub corrupt_bytes_skipped: AtomicU64,
     pub records_lost_in_gaps: AtomicU64,
+    pub dropped_no_space_records: AtomicU64,
     pub files_quarantined: AtomicU64,
     pub bytes_truncated: AtomicU64,
     pub segments_deleted: AtomicU64,
@@ -177,6 +181,7 @@ impl Shared {
             corrupt_regions_skipped: c.corrupt_regions_skipped.load(Relaxed),
             corrupt_bytes_skipped: c.corrupt_bytes_skipped.load(Relaxed),
             records_lost_in_gaps: c.records_lost_in_gaps.load(Relaxed),
+            dropped_no_space_records: c.dropped_no_space_records.load(Relaxed),
             files_quarantined: c.files_quarantined.load(Relaxed),
             bytes_truncated: c.bytes_truncated.load(Relaxed),
             segments_deleted: c.segments_deleted.load(Relaxed),
@@ -219,6 +224,8 @@ pub struct Stats {
     pub corrupt_bytes_skipped: u64,
     /// Sequence numbers the reader found missing between segments (lost to corruption).
     pub records_lost_in_gaps: u64,
+    /// Appended records dropped because the filesystem was full at their commit.
+    pub dropped_no_space_records: u64,
     /// Files moved into `quarantine/` at open.
     pub files_quarantined: u64,
     /// Bytes cut off torn tails (or removed half-created segments) at open.

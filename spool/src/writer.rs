@@ -9,9 +9,14 @@
 //! - Before a new segment is created, the old one is written out and `fdatasync`ed completely,
 //!   whatever the policy: a segment that has a successor is always whole on disk, so a torn tail
 //!   can only ever be in the last segment.
-//! - After any failed write or sync the writer is poisoned: the file may hold a partial batch, and
-//!   appending behind it would strand later records behind a gap. Reopening runs recovery, which
-//!   truncates the partial batch.
+//! - A full filesystem (ENOSPC, EDQUOT) is not a broken disk: a write or sync failing with it cuts
+//!   the segment back to its last commit (`ftruncate` needs no space), drops the records appended
+//!   since then and returns [`Error::NoSpace`] naming them, and the writer stays usable; their
+//!   sequence numbers are reused (they were never shown to the reader). A segment that cannot be
+//!   created for lack of room is removed again and the current one stays active.
+//! - After any other failed write or sync the writer is poisoned: the file may hold a partial
+//!   batch, and appending behind it would strand later records behind a gap. Reopening runs
+//!   recovery, which truncates the partial batch.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -46,6 +51,10 @@ pub struct Writer {
     seg_first: u64,
     /// Bytes in the active segment file (header + committed records).
     seg_len: u64,
+    /// `seg_len` and the last sequence number as of the last publish: what a full filesystem
+    /// cuts back to.
+    published_len: u64,
+    published_seq: u64,
     batch: Vec<u8>,
     batch_records: u64,
     batch_payload: u64,
@@ -75,6 +84,8 @@ impl Writer {
             file,
             seg_first,
             seg_len,
+            published_len: seg_len,
+            published_seq: next_seq - 1,
             batch: Vec::with_capacity(64 * 1024),
             batch_records: 0,
             batch_payload: 0,
@@ -107,6 +118,8 @@ impl Writer {
             });
         }
         let rec = format::record_len(payload.len()) as u64;
+        // The previous attempt to roll over may have failed for lack of room, leaving a segment
+        // beyond its size: try again at every append.
         let seg_used = self.seg_len + self.batch.len() as u64;
         let rollover =
             seg_used + rec > self.opts.segment_bytes && seg_used > SEGMENT_HEADER_LEN as u64;
@@ -309,6 +322,44 @@ impl Writer {
         e
     }
 
+    /// A write or sync of the active segment failed with `e`: on a full filesystem, cut the
+    /// segment back to its last publish and forget everything appended since (see the module
+    /// docs); otherwise poison.
+    fn failed(&mut self, op: &'static str, e: std::io::Error) -> Error {
+        let path = self.shared.segment_path(self.seg_first);
+        if !crate::error::is_no_space(&e) {
+            return self.poison(Error::io(op, path, e));
+        }
+        if let Err(e2) = self.file.set_len(self.published_len) {
+            return self.poison(Error::io("ftruncate", path, e2));
+        }
+        let c = &self.shared.counters;
+        c.disk_bytes
+            .fetch_sub(self.seg_len - self.published_len, Relaxed);
+        let dropped = (self.published_seq + 1..self.next_seq)
+            .next()
+            .map(|first| (first, self.next_seq - 1));
+        add(
+            &c.dropped_no_space_records,
+            self.next_seq - 1 - self.published_seq,
+        );
+        self.seg_len = self.published_len;
+        self.next_seq = self.published_seq + 1;
+        self.written = self.published_seq;
+        self.durable = self.durable.min(self.published_seq);
+        self.batch.clear();
+        self.batch_records = 0;
+        self.batch_payload = 0;
+        self.batch_started = None;
+        self.shared.lock().rewinds += 1;
+        Error::NoSpace {
+            op,
+            path,
+            dropped,
+            source: e,
+        }
+    }
+
     /// Writes the buffered bytes to the segment without committing them (they are not published
     /// to the reader and not reported until the commit). Keeps the buffer, and so the writer's
     /// memory, bounded however long the caller waits to commit.
@@ -322,8 +373,7 @@ impl Writer {
         // The buffer always starts at a record boundary and holds whole records.
         format::seal_records(&mut self.batch);
         if let Err(e) = self.file.write_at(&self.batch, self.seg_len) {
-            let path = self.shared.segment_path(self.seg_first);
-            return Err(self.poison(Error::io("write", path, e)));
+            return Err(self.failed("write", e));
         }
         let n = self.batch.len() as u64;
         self.seg_len += n;
@@ -350,18 +400,19 @@ impl Writer {
 
     fn sync(&mut self) -> Result<()> {
         if let Err(e) = self.file.sync_data() {
-            let path = self.shared.segment_path(self.seg_first);
-            return Err(self.poison(Error::io("fdatasync", path, e)));
+            return Err(self.failed("fdatasync", e));
         }
         self.durable = self.written;
         self.last_sync = Instant::now();
         Ok(())
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         // Read outside the lock; used only if the segment grew (publish also runs for empty
         // commits, which must not make a segment look newer than its newest record).
         let now = self.shared.fs.now();
+        self.published_len = self.seg_len;
+        self.published_seq = self.written;
         let mut st = self.shared.lock();
         st.committed = self.written;
         st.durable = self.durable;
@@ -385,11 +436,31 @@ impl Writer {
         self.publish();
         let (file, len) = match create_segment(&*self.shared.fs, &self.shared.dir, self.next_seq) {
             Ok(x) => x,
+            Err(Error::Io { op, path, source }) if crate::error::is_no_space(&source) => {
+                // No room for a new segment: take back the half-made file (so the next attempt
+                // can create it) and stay on the current, sealed one.
+                return Err(match self.shared.fs.remove_file(&path) {
+                    Ok(()) => Error::NoSpace {
+                        op,
+                        path,
+                        dropped: None,
+                        source,
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Error::NoSpace {
+                        op,
+                        path,
+                        dropped: None,
+                        source,
+                    },
+                    Err(e) => self.poison(Error::io("remove", path, e)),
+                });
+            }
             Err(e) => return Err(self.poison(e)),
         };
         self.file = file;
         self.seg_first = self.next_seq;
         self.seg_len = len;
+        self.published_len = len;
         self.seg_first_write = None;
         add(&self.shared.counters.disk_bytes, len);
         let newest = self.shared.fs.now();

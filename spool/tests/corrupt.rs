@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use fwlog_spool::{LedgerStatus, Options, ReadOnlySpool, Spool, LEDGER_FILE, QUARANTINE_DIR};
+use fwlog_spool::{Item, LedgerStatus, Options, ReadOnlySpool, Spool, LEDGER_FILE, QUARANTINE_DIR};
 
 fn opts() -> Options {
     Options {
@@ -80,13 +80,12 @@ fn replay(dir: &Path) -> (Vec<u64>, fwlog_spool::ReplayStats) {
 }
 
 #[test]
-fn flipped_byte_in_middle_segment_skips_rest_of_that_segment_only() {
+fn flipped_byte_in_middle_segment_costs_only_the_record_it_hit() {
     let d = tempfile::tempdir().unwrap();
     let segs = build(d.path(), 200);
     assert!(segs.len() >= 4);
     let victim = &segs[1];
     let first = first_seq(victim);
-    let next_first = first_seq(&segs[2]);
     // The third record of the segment: header 32 bytes + two records.
     let off = 32
         + (first..first + 2)
@@ -97,11 +96,9 @@ fn flipped_byte_in_middle_segment_skips_rest_of_that_segment_only() {
 
     let (ro, rs) = replay(d.path());
     assert_eq!(rs.corrupt_regions_skipped, 1);
-    let expect: Vec<u64> = (1..=200)
-        .filter(|&s| s < first + 2 || s >= next_first)
-        .collect();
+    let expect: Vec<u64> = (1..=200).filter(|&s| s != first + 2).collect();
     assert_eq!(ro, expect);
-    assert_eq!(rs.records_lost_in_gaps, next_first - first - 2);
+    assert_eq!(rs.records_lost_in_gaps, 1);
 
     let (seqs, rep, st) = drain(d.path());
     assert!(rep.quarantined.is_empty());
@@ -109,7 +106,7 @@ fn flipped_byte_in_middle_segment_skips_rest_of_that_segment_only() {
     assert_eq!(seqs, expect);
     assert_eq!(st.corrupt_regions_skipped, 1);
     assert!(st.corrupt_bytes_skipped > 0);
-    assert_eq!(st.records_lost_in_gaps, next_first - first - 2);
+    assert_eq!(st.records_lost_in_gaps, 1);
 }
 
 #[test]
@@ -157,38 +154,46 @@ fn header_naming_another_sequence_is_quarantined() {
 }
 
 #[test]
-fn flipped_byte_in_last_segment_truncates_and_appends_continue_readably() {
+fn flipped_byte_in_last_segment_is_not_a_torn_tail() {
     let d = tempfile::tempdir().unwrap();
     let segs = build(d.path(), 100);
     let last = segs.last().unwrap();
     let first = first_seq(last);
     let len = fs::metadata(last).unwrap().len();
     let off = 32 + 20 + payload(first).len() as u64 + 21; // inside the second record
-    assert!(off < len);
+    assert!(off + 500 < len, "records follow the damage");
     flip(last, off);
     {
         let (mut w, mut r, rep) = Spool::open(d.path(), opts()).unwrap();
-        assert_eq!(rep.truncated.len(), 1);
-        assert_eq!(
-            rep.truncated[0].to_len,
-            32 + 20 + payload(first).len() as u64
-        );
-        assert_eq!(rep.bytes_truncated, len - rep.truncated[0].to_len);
-        assert_eq!(rep.next_seq, first + 1);
-        // New appends follow the cut directly: no gap.
-        assert_eq!(w.append(&payload(first + 1)).unwrap(), first + 1);
+        assert!(rep.truncated.is_empty(), "{rep:?}");
+        assert_eq!(rep.bytes_truncated, 0);
+        assert_eq!(rep.damaged, std::slice::from_ref(last));
+        assert_eq!(rep.next_seq, 101);
+        assert_eq!(w.append(&payload(101)).unwrap(), 101);
         w.commit().unwrap();
-        let mut n = 0;
-        while let Some(rec) = r.next().unwrap() {
-            assert_eq!(rec.data, payload(rec.seq));
-            n += 1;
-            assert_eq!(rec.seq, n);
+        let mut seen = Vec::new();
+        while let Some(it) = r.next_item().unwrap() {
+            match it {
+                Item::Record(rec) => {
+                    assert_eq!(rec.data, payload(rec.seq));
+                    seen.push(rec.seq);
+                }
+                Item::Lost(l) => {
+                    assert_eq!((l.first, l.last), (first + 1, first + 1));
+                    seen.push(0);
+                }
+            }
         }
-        assert_eq!(n, first + 1);
+        let mut expect: Vec<u64> = (1..=101).collect();
+        expect[first as usize] = 0;
+        assert_eq!(seen, expect);
     }
     let (seqs, rep, _) = drain(d.path());
     assert_eq!(rep.bytes_truncated, 0);
-    assert_eq!(seqs, (1..=first + 1).collect::<Vec<_>>());
+    assert_eq!(
+        seqs,
+        (1..=101).filter(|&s| s != first + 1).collect::<Vec<_>>()
+    );
 }
 
 #[test]

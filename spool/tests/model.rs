@@ -11,7 +11,11 @@
 //! - every record reported durable and not acknowledged is delivered, with its exact payload
 //!   (no loss), and delivery order is strictly increasing;
 //! - no record at or below an acknowledgement that returned `Ok` is ever delivered again;
-//! - every delivered payload is one that was really appended under that sequence number.
+//! - every delivered payload is one that was really appended under that sequence number;
+//! - with bit rot injected (a byte flipped on the medium in a sealed segment: one with at least
+//!   two successors, so that no crash can make it the last and its damage a "torn tail"), every
+//!   durable record is still either delivered or inside a lost range the reader (and replay)
+//!   reported in line, and without injected damage no durable record is ever reported lost.
 
 mod simfs;
 
@@ -19,7 +23,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use fwlog_spool::{AppendError, FsyncPolicy, Options, ReadOnlySpool, Reader, Spool, Writer};
+use fwlog_spool::{
+    AppendError, FsyncPolicy, Item, Options, ReadOnlySpool, Reader, ReplayItem, Spool, Writer,
+};
 use proptest::prelude::*;
 use simfs::SimFs;
 
@@ -37,6 +43,8 @@ enum Op {
     Advance(u64),
     /// `Writer::tick`: seal an old active segment, delete expired acknowledged ones.
     Tick,
+    /// Bit rot: flip a byte of a sealed segment on the medium.
+    Corrupt(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -50,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(s, f)| Op::Crash(s, f)),
         1 => (0u64..90).prop_map(Op::Advance),
         2 => Just(Op::Tick),
+        1 => any::<u64>().prop_map(Op::Corrupt),
     ]
 }
 
@@ -68,9 +77,28 @@ struct Model {
     session: HashMap<u64, Vec<u8>>,
     last_delivered: u64,
     unique: u64,
+    /// Damage was injected: durable records may be reported lost (never silently missing).
+    corrupted: bool,
 }
 
 impl Model {
+    fn check_lost(&mut self, first: u64, last: u64) -> Result<(), TestCaseError> {
+        prop_assert!(first <= last, "empty lost range {first}-{last}");
+        prop_assert!(
+            first > self.last_delivered && first > self.acked_ok,
+            "lost range {first}-{last} behind delivered {} / acked {}",
+            self.last_delivered,
+            self.acked_ok
+        );
+        if !self.corrupted {
+            if let Some((&s, _)) = self.durable.range(first..=last).next() {
+                prop_assert!(false, "durable record {s} reported lost without any damage");
+            }
+        }
+        self.last_delivered = last;
+        Ok(())
+    }
+
     fn check_delivery(&mut self, seq: u64, data: &[u8]) -> Result<(), TestCaseError> {
         prop_assert!(
             seq > self.last_delivered,
@@ -206,8 +234,18 @@ fn check_read_only(fs: &SimFs, m: &Model) -> Result<(), TestCaseError> {
     let acked = ro.acked();
     let mut prev = 0;
     let mut seen = Vec::new();
-    for r in ro.records() {
-        let r = r.map_err(|e| TestCaseError::fail(format!("replay failed: {e}")))?;
+    let mut lost = Vec::new();
+    let mut it = ro.records();
+    while let Some(r) = it.next_item() {
+        let r = match r.map_err(|e| TestCaseError::fail(format!("replay failed: {e}")))? {
+            ReplayItem::Record(r) => r,
+            ReplayItem::Lost(l) => {
+                prop_assert!(l.first > prev && l.first <= l.last);
+                prev = l.last;
+                lost.push((l.first, l.last));
+                continue;
+            }
+        };
         prop_assert!(r.seq > prev);
         let ok = m.appended.get(&r.seq).is_some_and(|v| v.contains(&r.data));
         prop_assert!(ok, "replay: seq {} has a payload never appended", r.seq);
@@ -216,10 +254,14 @@ fn check_read_only(fs: &SimFs, m: &Model) -> Result<(), TestCaseError> {
         seen.push(r.seq);
     }
     for (&s, _) in m.durable.range(acked + 1..) {
+        let reported = m.corrupted && lost.iter().any(|&(a, b)| a <= s && s <= b);
         prop_assert!(
-            seen.binary_search(&s).is_ok(),
-            "replay misses durable record {}",
-            s
+            seen.binary_search(&s).is_ok() || reported,
+            "replay misses durable record {} (seen {:?}, lost {:?}, files {:?})",
+            s,
+            seen,
+            lost,
+            fs.list()
         );
     }
     prop_assert_eq!(
@@ -228,6 +270,29 @@ fn check_read_only(fs: &SimFs, m: &Model) -> Result<(), TestCaseError> {
         "read-only replay modified the filesystem"
     );
     Ok(())
+}
+
+/// Bit rot in a sealed segment: one with at least two successors, so that no crash can make it
+/// the last (where damage to the final record is indistinguishable from a torn tail). The
+/// process goes on: returns false ("did not fail").
+fn rot(fs: &SimFs, seed: u64, m: &mut Model) -> bool {
+    let mut segs: Vec<_> = fs
+        .list()
+        .into_iter()
+        .filter(|p| {
+            p.parent() == Some(Path::new("/spool")) && p.extension().is_some_and(|e| e == "seg")
+        })
+        .collect();
+    segs.sort();
+    if segs.len() > 2 {
+        let victim = &segs[(seed % (segs.len() as u64 - 2)) as usize];
+        let len = fs.read(victim).map_or(0, |d| d.len() as u64);
+        if len > 0 {
+            fs.corrupt(victim, (seed >> 8) % len, 1 << ((seed >> 40) % 8));
+            m.corrupted = true;
+        }
+    }
+    false
 }
 
 fn run(ops: Vec<Op>, policy: FsyncPolicy, max_bytes: u64) -> Result<(), TestCaseError> {
@@ -271,8 +336,9 @@ fn run_with(ops: Vec<Op>, opts: Options) -> Result<(), TestCaseError> {
             Op::Read(n) => {
                 let mut failed = false;
                 for _ in 0..n {
-                    match cur.r.next() {
-                        Ok(Some(rec)) => m.check_delivery(rec.seq, &rec.data)?,
+                    match cur.r.next_item() {
+                        Ok(Some(Item::Record(rec))) => m.check_delivery(rec.seq, &rec.data)?,
+                        Ok(Some(Item::Lost(l))) => m.check_lost(l.first, l.last)?,
                         Ok(None) => break,
                         Err(e) => {
                             prop_assert!(fs.is_dead(), "read failed: {e}");
@@ -317,6 +383,7 @@ fn run_with(ops: Vec<Op>, opts: Options) -> Result<(), TestCaseError> {
                     true
                 }
             },
+            Op::Corrupt(seed) => rot(&fs, seed, &mut m),
             Op::Crash(seed, fail_open) => {
                 // Power goes out now: nothing the spool would do on drop happens.
                 fs.fail_after(0);
@@ -336,8 +403,14 @@ fn run_with(ops: Vec<Op>, opts: Options) -> Result<(), TestCaseError> {
     fs.fail_after(0);
     drop(o.take());
     let mut o = crash_and_open(&fs, &opts, &mut m, 0xdead_beef, None)?;
-    while let Some(rec) = o.r.next().map_err(|e| TestCaseError::fail(e.to_string()))? {
-        m.check_delivery(rec.seq, &rec.data)?;
+    while let Some(it) =
+        o.r.next_item()
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
+    {
+        match it {
+            Item::Record(rec) => m.check_delivery(rec.seq, &rec.data)?,
+            Item::Lost(l) => m.check_lost(l.first, l.last)?,
+        }
     }
     let lo = m.last_delivered.max(m.acked_tried) + 1;
     if let Some((&lost, _)) = m.durable.range(lo..).next() {

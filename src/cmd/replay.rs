@@ -4,7 +4,7 @@
 //! it works on a copy taken off a dead machine, on a read-only mount, and beside a daemon that
 //! is using the same directory.
 
-use fwlog_spool::{LedgerStatus, ReadOnlySpool};
+use fwlog_spool::{LedgerStatus, ReadOnlySpool, ReplayItem};
 
 use crate::config::{ReplayConfig, Select};
 use crate::exit;
@@ -23,13 +23,16 @@ struct Filter {
 }
 
 impl Filter {
-    fn keeps(&self, acked: bool, data: &[u8]) -> bool {
-        let state_ok = match self.select {
+    fn keeps_state(&self, acked: bool) -> bool {
+        match self.select {
             Select::All => true,
             Select::Pending => !acked,
             Select::Printed => acked,
-        };
-        if !state_ok {
+        }
+    }
+
+    fn keeps(&self, acked: bool, data: &[u8]) -> bool {
+        if !self.keeps_state(acked) {
             return false;
         }
         if self.since.is_none() && self.until.is_none() {
@@ -80,11 +83,21 @@ pub fn run(args: &ReplayConfig) -> i32 {
         move |mut out| {
             let mut status = exit::OK;
             let mut records = spool.records();
-            for r in &mut records {
+            while let Some(r) = records.next_item() {
                 match r {
-                    Ok(rec) => {
+                    Ok(ReplayItem::Record(rec)) => {
                         if filter.keeps(rec.acked, &rec.data)
                             && !out.send_seq(rec.seq, rec.data, true)
+                        {
+                            return status;
+                        }
+                    }
+                    // Damage is reported whatever the time window: when the lost records were
+                    // logged is unknown. Keyed by its last number, like the daemon does.
+                    Ok(ReplayItem::Lost(l)) => {
+                        let data = crate::pipeline::loss::spool_damage(l.first, l.last);
+                        if filter.keeps_state(l.last <= spool.acked())
+                            && !out.send_seq(l.last, data, false)
                         {
                             return status;
                         }

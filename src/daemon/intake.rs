@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fwlog_spool::{Commit, Writer};
+use fwlog_spool::{AppendError, Commit, Error as SpoolError, Writer};
 use tokio::sync::Notify;
 
 use super::positions::Positions;
@@ -32,11 +32,48 @@ pub struct Intake {
 }
 
 /// Records refused because the spool was full, not yet reported in the stream.
-#[derive(Default)]
+#[derive(Default, Clone, Copy)]
 struct FullLoss {
     count: u64,
     first: Option<u32>,
     last: Option<u32>,
+}
+
+impl FullLoss {
+    fn add(&mut self, seq_global: Option<u32>) {
+        self.count += 1;
+        self.first = self.first.or(seq_global);
+        self.last = seq_global.or(self.last);
+    }
+
+    /// `self` followed by the later `next`.
+    fn then(self, next: FullLoss) -> FullLoss {
+        FullLoss {
+            count: self.count + next.count,
+            first: self.first.or(next.first),
+            last: next.last.or(self.last),
+        }
+    }
+}
+
+/// A record appended since the last commit. A commit refused because the filesystem is full
+/// drops them all (the spool names their sequence numbers): packets then count as lost like
+/// those the size cap refuses, and a dropped spool-full report is owed again.
+enum Appended {
+    Packet(Option<u32>),
+    FullReport(FullLoss),
+    Other,
+}
+
+/// Spool-full bookkeeping (the `--spool-max` cap and a full filesystem behave alike).
+#[derive(Default)]
+struct Refusals {
+    /// Refused and not yet reported in the stream.
+    full: FullLoss,
+    /// Appended since the last commit, by spool sequence number.
+    appended: Vec<(u64, Appended)>,
+    /// A refusal was announced on stderr and the room-again line is still owed.
+    announced: bool,
 }
 
 fn now() -> (i64, u32) {
@@ -50,7 +87,7 @@ impl Intake {
     /// Run until `stop` is set; then commit what was received and return.
     pub fn run(mut self) -> Result<(), String> {
         let mut batch = RecordBatch::with_capacity(1 << 20, 8192);
-        let mut full = FullLoss::default();
+        let mut full = Refusals::default();
         let mut scratch = Vec::with_capacity(256);
         loop {
             let stopping = self.stop.load(Ordering::Relaxed);
@@ -79,46 +116,104 @@ impl Intake {
             let mut li = 0;
             for (i, rec) in batch.iter().enumerate() {
                 while li < losses.len() && losses[li].0 <= i {
-                    self.spool_loss(&losses[li].1, &mut scratch);
+                    self.spool_loss(&losses[li].1, &mut full, &mut scratch);
                     li += 1;
                 }
                 self.append(rec, &mut full, &mut scratch);
             }
             for (_, ev) in &losses[li..] {
-                self.spool_loss(ev, &mut scratch);
+                self.spool_loss(ev, &mut full, &mut scratch);
             }
-            self.release(n > 0 || !losses.is_empty(), &full)?;
-            if let Some(c) = self
-                .writer
-                .commit_if_due()
-                .map_err(|e| format!("spool commit: {e}"))?
-            {
-                self.after_commit(c, &full);
-            }
+            self.release(n > 0 || !losses.is_empty(), &mut full)?;
+            let r = self.writer.commit_if_due();
+            self.committed(r, &mut full, "spool commit")?;
             // Retention by age (a no-op without --retain-for); polls wake it at least every
             // 100 ms, so idle hours still expire.
-            if let Some(c) = self
-                .writer
-                .tick()
-                .map_err(|e| format!("spool upkeep: {e}"))?
-            {
-                self.after_commit(c, &full);
-            }
+            let r = self.writer.tick();
+            self.committed(r, &mut full, "spool upkeep")?;
             if stopping && n == 0 {
                 break;
             }
         }
-        let c = self
-            .writer
-            .commit()
-            .map_err(|e| format!("spool commit at exit: {e}"))?;
-        self.after_commit(c, &full);
+        let r = self.writer.commit().map(Some);
+        self.committed(r, &mut full, "spool commit at exit")?;
         // Keep the socket, and so its groups, until the process exits (the kernel closes it
         // then): what the rules log during the rest of the shutdown lands in its buffer with a
         // sequence number, which the next run counts as a restart gap. Closed now, the groups
         // would be unbound, and the kernel would drop those packets without numbering them.
         std::mem::forget(self.sock);
         Ok(())
+    }
+
+    /// The outcome of a commit (explicit, or by `tick`). A full filesystem is not an error:
+    /// the records it dropped are accounted for, and intake goes on.
+    fn committed(
+        &mut self,
+        r: Result<Option<Commit>, SpoolError>,
+        full: &mut Refusals,
+        what: &str,
+    ) -> Result<(), String> {
+        match r {
+            Ok(Some(c)) => {
+                self.room_again(full);
+                self.after_commit(c, &full.full);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(SpoolError::NoSpace { dropped, .. }) => {
+                self.dropped(dropped, full);
+                Ok(())
+            }
+            Err(e) => Err(format!("{what}: {e}")),
+        }
+    }
+
+    /// Everything appended so far is committed: say so once if packets had been refused and
+    /// their report is now in the spool.
+    fn room_again(&mut self, full: &mut Refusals) {
+        let reported: u64 = full
+            .appended
+            .iter()
+            .map(|(_, a)| match a {
+                Appended::FullReport(f) => f.count,
+                _ => 0,
+            })
+            .sum();
+        full.appended.clear();
+        if full.announced && reported > 0 && full.full.count == 0 {
+            eprintln!(
+                "fwlog: spool has room again; {reported} packets were lost while it was full"
+            );
+            full.announced = false;
+        }
+    }
+
+    /// The spool dropped `range` (uncommitted records) for lack of room.
+    fn dropped(&mut self, range: Option<(u64, u64)>, full: &mut Refusals) {
+        let Some((a, b)) = range else { return };
+        let mut lost = FullLoss::default();
+        let mut packets = 0;
+        for (seq, what) in full.appended.drain(..) {
+            if seq < a || seq > b {
+                continue;
+            }
+            match what {
+                Appended::Packet(sg) => {
+                    lost.add(sg);
+                    packets += 1;
+                }
+                Appended::FullReport(f) => lost = lost.then(f),
+                // Kernel loss reports: already on stderr and in the counters.
+                Appended::Other => {}
+            }
+        }
+        self.counters.spooled.fetch_sub(packets, Ordering::Relaxed);
+        bump(&self.counters.lost_spool_full, packets);
+        full.full = lost.then(full.full);
+        if !full.announced && full.full.count > 0 {
+            eprintln!("fwlog: the spool's filesystem is full; counting packets as lost until there is room");
+            full.announced = true;
+        }
     }
 
     /// Hold mode: before appending `batch`, mark each of its groups unsure from its first
@@ -144,23 +239,28 @@ impl Intake {
 
     /// Hold mode (socket kept in the fd store): write the records out, say how far each group
     /// is spooled, and only then take the datagram off the socket (see `fdkeep`).
-    fn release(&mut self, appended: bool, full: &FullLoss) -> Result<(), String> {
-        let Some(p) = &mut self.held else {
+    fn release(&mut self, appended: bool, full: &mut Refusals) -> Result<(), String> {
+        if self.held.is_none() {
             return Ok(());
-        };
+        }
         if appended {
-            self.writer
-                .write_out()
-                .map_err(|e| format!("spool write: {e}"))?;
+            match self.writer.write_out() {
+                Ok(()) => {}
+                // No room: the batch is dropped and its packets count as refused.
+                Err(SpoolError::NoSpace { dropped, .. }) => self.dropped(dropped, full),
+                Err(e) => return Err(format!("spool write: {e}")),
+            }
             // Packets the spool refused are not spooled: leave the positions behind them, so a
             // kill before their report makes the next run see them again, not skip them.
-            if full.count == 0 {
-                p.store(
-                    self.sock
-                        .tracker()
-                        .group_positions()
-                        .map(|(g, s)| (g, s, false)),
-                );
+            if full.full.count == 0 {
+                if let Some(p) = &mut self.held {
+                    p.store(
+                        self.sock
+                            .tracker()
+                            .group_positions()
+                            .map(|(g, s)| (g, s, false)),
+                    );
+                }
             }
         }
         self.sock
@@ -203,47 +303,59 @@ impl Intake {
         self.seq_file.committed(c, upto);
     }
 
-    fn append(&mut self, rec: &[u8], full: &mut FullLoss, scratch: &mut Vec<u8>) {
-        if full.count > 0 {
+    fn append(&mut self, rec: &[u8], full: &mut Refusals, scratch: &mut Vec<u8>) {
+        if full.full.count > 0 {
             // Space may be back: report what was dropped first, in order.
             let (sec, nsec) = now();
             scratch.clear();
+            let f = full.full;
             LossRecord {
                 group: None,
                 cause: Cause::SpoolFull as u8,
-                count: Some(full.count),
-                seq_global: full.first.zip(full.last),
+                count: Some(f.count),
+                seq_global: f.first.zip(f.last),
+                spool_seq: None,
             }
             .encode(sec, nsec, scratch);
-            if self.writer.append(scratch).is_ok() {
-                eprintln!(
-                    "fwlog: spool has room again; {} packets were lost while it was full",
-                    full.count
-                );
-                *full = FullLoss::default();
+            match self.writer.append(scratch) {
+                Ok(seq) => {
+                    full.appended.push((seq, Appended::FullReport(f)));
+                    full.full = FullLoss::default();
+                }
+                Err(AppendError::Spool(SpoolError::NoSpace { dropped, .. })) => {
+                    self.dropped(dropped, full)
+                }
+                Err(_) => {}
             }
         }
+        let sg = || {
+            crate::nflog::attr::parse(
+                rec,
+                crate::nflog::attr::TlvOrder::NATIVE,
+                crate::packet::Timestamp::EPOCH,
+            )
+            .seq_global
+        };
         match self.writer.append(rec) {
-            Ok(_) => bump(&self.counters.spooled, 1),
+            Ok(seq) => {
+                bump(&self.counters.spooled, 1);
+                full.appended.push((seq, Appended::Packet(sg())));
+            }
             Err(e) => {
-                bump(&self.counters.lost_spool_full, 1);
-                if full.count == 0 {
-                    eprintln!("fwlog: cannot spool packets ({e}); counting them as lost until there is room");
+                if let AppendError::Spool(SpoolError::NoSpace { dropped, .. }) = &e {
+                    self.dropped(*dropped, full);
                 }
-                full.count += 1;
-                let sg = crate::nflog::attr::parse(
-                    rec,
-                    crate::nflog::attr::TlvOrder::NATIVE,
-                    crate::packet::Timestamp::EPOCH,
-                )
-                .seq_global;
-                full.first = full.first.or(sg);
-                full.last = sg.or(full.last);
+                bump(&self.counters.lost_spool_full, 1);
+                if !full.announced {
+                    eprintln!("fwlog: cannot spool packets ({e}); counting them as lost until there is room");
+                    full.announced = true;
+                }
+                full.full.add(sg());
             }
         }
     }
 
-    fn spool_loss(&mut self, ev: &LossEvent, scratch: &mut Vec<u8>) {
+    fn spool_loss(&mut self, ev: &LossEvent, full: &mut Refusals, scratch: &mut Vec<u8>) {
         eprintln!("fwlog: {ev}");
         let n = ev.count.unwrap_or(0);
         let cause = match ev.cause {
@@ -271,10 +383,13 @@ impl Intake {
             cause: cause as u8,
             count: ev.count,
             seq_global: ev.seq_global,
+            spool_seq: None,
         }
         .encode(sec, nsec, scratch);
         // When the spool is full this report cannot be spooled either; it is still on stderr
         // and in the counters.
-        let _ = self.writer.append(scratch);
+        if let Ok(seq) = self.writer.append(scratch) {
+            full.appended.push((seq, Appended::Other));
+        }
     }
 }

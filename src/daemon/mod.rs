@@ -143,14 +143,17 @@ fn open_spool(cfg: &SpoolConfig) -> Result<(Writer, Reader), DaemonError> {
             })
         }
     };
-    for q in &report.quarantined {
-        eprintln!("fwlog: spool: moved an unreadable file aside: {q:?}");
-    }
-    if report.bytes_truncated > 0 {
-        eprintln!(
-            "fwlog: spool: cut {} bytes of torn records left by a crash",
-            report.bytes_truncated
-        );
+    // Damage, planted entries, torn tails: one line, names escaped (the report's Display).
+    // The daemon's own file beside the spool is not foreign to it.
+    let mut shown = report.clone();
+    shown.foreign.retain(|n| n != seqfile::NAME);
+    if shown.bytes_truncated > 0
+        || !shown.quarantined.is_empty()
+        || !shown.damaged.is_empty()
+        || !shown.foreign.is_empty()
+        || shown.ledger_clamped.is_some()
+    {
+        eprintln!("fwlog: {shown}");
     }
     if report.pending_records > 0 {
         eprintln!(

@@ -276,6 +276,7 @@ impl QueueIntake {
             cause: cause as u8,
             count,
             seq_global: None,
+            spool_seq: None,
         }
         .encode(sec, nsec, rec);
         self.writer.append(rec).is_ok()

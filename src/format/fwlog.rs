@@ -672,6 +672,12 @@ pub(crate) fn loss(ev: &LossEvent, out: &mut Vec<u8>) {
         s(out, "-");
         dec(out, b as u64);
     }
+    if let Some((a, b)) = ev.spool_seq {
+        s(out, ", spool_seq ");
+        dec(out, a);
+        s(out, "-");
+        dec(out, b);
+    }
     s(out, ", detected ");
     time::fwlog(out, &ev.time);
     match ev.time.source {

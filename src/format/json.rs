@@ -664,6 +664,12 @@ pub(crate) fn loss(ev: &LossEvent, out: &mut Vec<u8>) {
         }
         None => w.null("seq_global"),
     }
+    if let Some((a, b)) = ev.spool_seq {
+        w.obj("spool_seq");
+        w.num("first", a);
+        w.num("last", b);
+        w.close(b'}');
+    }
     w.close(b'}');
     out.push(b'\n');
 }

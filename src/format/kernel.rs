@@ -665,5 +665,11 @@ pub(crate) fn loss(ev: &super::LossEvent, out: &mut Vec<u8>) {
         s(out, "-");
         dec(out, b as u64);
     }
+    if let Some((a, b)) = ev.spool_seq {
+        s(out, ", spool_seq ");
+        dec(out, a);
+        s(out, "-");
+        dec(out, b);
+    }
     out.push(b'\n');
 }

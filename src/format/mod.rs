@@ -141,6 +141,8 @@ pub struct LossEvent {
     pub count: u64,
     /// First and last missing global sequence number, when known.
     pub seq_global: Option<(u32, u32)>,
+    /// First and last spool sequence number of records the spool found damaged or missing.
+    pub spool_seq: Option<(u64, u64)>,
     pub cause: LossCause,
 }
 

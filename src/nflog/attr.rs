@@ -61,7 +61,9 @@ pub mod fwlog {
     /// A note on damaged metadata from the source (text).
     pub const DAMAGE: u16 = 0x3F08;
     /// A loss report instead of a packet (see [`super::LossRecord`]): be64 count (u64::MAX when
-    /// unknown), u8 cause, u8 has_range, 2 bytes zero, be32 first and be32 last seq_global.
+    /// unknown), u8 cause, u8 flags (1 group, 2 seq_global range, 4 spool range), 2 bytes zero,
+    /// be32 first and be32 last seq_global; with flag 4, then be64 first and be64 last spool
+    /// sequence number (older records are 20 bytes and have no spool range).
     pub const LOSS: u16 = 0x3F10;
 }
 

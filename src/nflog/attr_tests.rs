@@ -104,6 +104,7 @@ fn loss_records_round_trip_and_are_not_packets() {
         cause: 2,
         count: Some(69_960),
         seq_global: Some((10, 70_000)),
+        spool_seq: None,
     };
     let mut b = Vec::new();
     l.encode(1_700_000_000, 1, &mut b);
@@ -113,6 +114,7 @@ fn loss_records_round_trip_and_are_not_packets() {
         cause: 1,
         count: None,
         seq_global: None,
+        spool_seq: Some((7, u64::MAX - 1)),
     };
     b.clear();
     unknown.encode(0, 0, &mut b);

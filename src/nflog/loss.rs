@@ -66,6 +66,8 @@ pub struct LossRecord {
     pub cause: u8,
     pub count: Option<u64>,
     pub seq_global: Option<(u32, u32)>,
+    /// Spool sequence numbers of records found damaged or missing in the spool itself.
+    pub spool_seq: Option<(u64, u64)>,
 }
 
 impl LossRecord {
@@ -75,14 +77,24 @@ impl LossRecord {
         out.extend_from_slice(&[crate::packet::family::UNSPEC, 0]);
         out.extend_from_slice(&g.to_be_bytes());
         push_recv_time(out, sec, nsec);
-        let mut v = [0u8; 20];
+        let mut v = [0u8; 36];
         v[..8].copy_from_slice(&self.count.unwrap_or(u64::MAX).to_be_bytes());
         v[8] = self.cause;
-        v[9] = u8::from(self.group.is_some()) | (u8::from(self.seq_global.is_some()) << 1);
+        v[9] = u8::from(self.group.is_some())
+            | (u8::from(self.seq_global.is_some()) << 1)
+            | (u8::from(self.spool_seq.is_some()) << 2);
         let (a, b) = self.seq_global.unwrap_or((0, 0));
         v[12..16].copy_from_slice(&a.to_be_bytes());
         v[16..20].copy_from_slice(&b.to_be_bytes());
-        push_attr(out, fwlog::LOSS, &v);
+        let n = match self.spool_seq {
+            Some((a, b)) => {
+                v[20..28].copy_from_slice(&a.to_be_bytes());
+                v[28..36].copy_from_slice(&b.to_be_bytes());
+                36
+            }
+            None => 20,
+        };
+        push_attr(out, fwlog::LOSS, &v[..n]);
     }
 
     /// Decode a spool record that is a loss report; `None` for a packet (or a damaged record,
@@ -109,6 +121,8 @@ impl LossRecord {
                     count: (count != u64::MAX).then_some(count),
                     seq_global: (flags & 2 != 0)
                         .then(|| (be32(&v[12..]).unwrap_or(0), be32(&v[16..]).unwrap_or(0))),
+                    spool_seq: (flags & 4 != 0 && v.len() >= 36)
+                        .then(|| (be64(&v[20..]).unwrap_or(0), be64(&v[28..]).unwrap_or(0))),
                 });
             }
             off += (len + 3) & !3;
@@ -145,6 +159,7 @@ mod tests {
             cause: 200,
             count: None,
             seq_global: None,
+            spool_seq: None,
         };
         assert_eq!(r.cause(), Cause::Corrupt);
     }

@@ -9,6 +9,24 @@ pub use crate::nflog::loss::Cause;
 /// Placeholder time for parsing records whose own time is not needed.
 pub const EPOCH: Timestamp = Timestamp::EPOCH;
 
+/// A loss record for spool sequence numbers `first..=last` that the spool found damaged or
+/// missing (they were never in the stream as loss records: the spool reports them as it reads).
+pub fn spool_damage(first: u64, last: u64) -> Vec<u8> {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(64);
+    LossRecord {
+        group: None,
+        cause: Cause::Corrupt as u8,
+        count: Some(last - first + 1),
+        seq_global: None,
+        spool_seq: Some((first, last)),
+    }
+    .encode(t.as_secs() as i64, t.subsec_nanos(), &mut out);
+    out
+}
+
 /// The printable event for a spooled loss record received at `time`.
 pub fn event(rec: &LossRecord, time: Timestamp) -> LossEvent {
     LossEvent {
@@ -16,6 +34,7 @@ pub fn event(rec: &LossRecord, time: Timestamp) -> LossEvent {
         group: rec.group,
         count: rec.count.unwrap_or(0),
         seq_global: rec.seq_global,
+        spool_seq: rec.spool_seq,
         cause: rec.cause(),
     }
 }

@@ -4,7 +4,9 @@
 //! - Lines come out in spool order, which is arrival order. The packet at the head of the
 //!   window waits for its names at most until its deadline (`--dns-timeout` after it entered the
 //!   window), then prints with what is known; packets behind it wait for it.
-//! - Memory is bounded by the window (`--window` records): when it is full, nothing more is read
+//! - Memory is bounded by the window (`--window` records, and [`WINDOW_BYTES`] of record data,
+//!   whichever is reached first: records may be up to 16 MiB each): when it is full, nothing
+//!   more is read
 //!   from the spool; the backlog stays on disk however large it grows.
 //! - A record is acknowledged only after every output wrote its line. While an output fails,
 //!   the formatted batch is kept and retried with backoff, nothing new is printed, and intake
@@ -107,6 +109,11 @@ pub struct Processor<S: Source> {
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The window also stops taking records once it holds this much record data: `--window`
+/// counts records, and a spool record may be 16 MiB (a crafted spool of such records would
+/// otherwise hold gigabytes in memory).
+pub const WINDOW_BYTES: usize = 64 << 20;
+
 /// Outputs are written (and synced, and the spool acknowledged) at most this often while little
 /// is pending: every write costs an fdatasync of the output and one of the spool's ledger, and
 /// under load a cycle per intake commit (every 2 ms) spent most of fwlog's CPU in the kernel.
@@ -118,6 +125,8 @@ const WRITE_BYTES: usize = 256 * 1024;
 /// The loop's state between rounds.
 struct LoopState {
     window: VecDeque<Entry>,
+    /// Bytes of record data in the window.
+    window_bytes: usize,
     /// The last record formatted and not yet acknowledged.
     last_printed: Option<u64>,
     /// When a failed output may be tried again.
@@ -140,6 +149,7 @@ impl<S: Source> Processor<S> {
         }
         let mut st = LoopState {
             window: VecDeque::with_capacity(self.window_cap.min(1 << 16)),
+            window_bytes: 0,
             last_printed: None,
             retry_at: None,
             last_write: Instant::now(),
@@ -168,11 +178,13 @@ impl<S: Source> Processor<S> {
             if st.failing.is_none() {
                 let mut full = false;
                 if st.stop_at.is_none() {
-                    self.fill(&mut st.window, &st.dns_wake)?;
-                    full = st.window.len() >= self.window_cap;
+                    self.fill(&mut st.window, &mut st.window_bytes, &st.dns_wake)?;
+                    full = st.window.len() >= self.window_cap || st.window_bytes >= WINDOW_BYTES;
                 }
-                st.last_printed = self.drain(&mut st.window).or(st.last_printed);
-                more = full && st.window.len() < self.window_cap;
+                st.last_printed = self
+                    .drain(&mut st.window, &mut st.window_bytes)
+                    .or(st.last_printed);
+                more = full && st.window.len() < self.window_cap && st.window_bytes < WINDOW_BYTES;
             }
             self.write_if_due(&mut st, now)?;
             // Acknowledge only what every output has written: formatted lines may wait in the
@@ -319,12 +331,13 @@ impl<S: Source> Processor<S> {
     fn fill(
         &mut self,
         window: &mut VecDeque<Entry>,
+        bytes: &mut usize,
         dns_wake: &Arc<Notify>,
     ) -> Result<(), ProcessError> {
         // One clock read per fill, not per record: records read together enter the window
         // together and share a deadline.
         let now = Instant::now();
-        while window.len() < self.window_cap {
+        while window.len() < self.window_cap && *bytes < WINDOW_BYTES {
             let Some(rec) = self.source.next()? else {
                 return Ok(());
             };
@@ -360,6 +373,7 @@ impl<S: Source> Processor<S> {
                     }
                 }
             }
+            *bytes += rec.data.len();
             window.push_back(Entry {
                 seq: rec.seq,
                 data: rec.data,
@@ -374,7 +388,7 @@ impl<S: Source> Processor<S> {
     }
 
     /// Format every ready record at the head of the window. Returns the last seq formatted.
-    fn drain(&mut self, window: &mut VecDeque<Entry>) -> Option<u64> {
+    fn drain(&mut self, window: &mut VecDeque<Entry>, bytes: &mut usize) -> Option<u64> {
         let mut last = None;
         let now = Instant::now();
         while let Some(head) = window.front() {
@@ -394,7 +408,12 @@ impl<S: Source> Processor<S> {
             let Some(mut e) = window.pop_front() else {
                 break;
             };
+            *bytes -= e.data.len();
             if let Some(l) = LossRecord::decode(&e.data) {
+                if l.spool_seq.is_some() {
+                    // Found by the spool as it read: intake never counted these.
+                    bump(&self.counters.lost_other, l.count.unwrap_or(0));
+                }
                 let t = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH).timestamp;
                 self.outputs.loss(&loss::event(&l, t), e.seq);
             } else {

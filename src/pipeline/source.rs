@@ -36,11 +36,17 @@ pub trait Source {
 /// The live spool: records appear as intake commits them; never finished.
 impl Source for fwlog_spool::Reader {
     fn next(&mut self) -> Result<Option<SourceRecord>, SourceError> {
-        match fwlog_spool::Reader::next(self) {
-            Ok(Some(r)) => Ok(Some(SourceRecord {
+        match fwlog_spool::Reader::next_item(self) {
+            Ok(Some(fwlog_spool::Item::Record(r))) => Ok(Some(SourceRecord {
                 seq: r.seq,
                 data: r.data,
                 replayed: r.recovered,
+            })),
+            // Printed in line as a loss; acknowledging its last number moves past the range.
+            Ok(Some(fwlog_spool::Item::Lost(l))) => Ok(Some(SourceRecord {
+                seq: l.last,
+                data: super::loss::spool_damage(l.first, l.last),
+                replayed: false,
             })),
             Ok(None) => Ok(None),
             Err(e) => Err(SourceError::Read(e)),

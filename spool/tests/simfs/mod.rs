@@ -6,6 +6,8 @@
 //!   per directory.
 //! - `fail_after(n)`: the n-th mutating call from now fails with EIO and so does every call after
 //!   it, as if the process died there.
+//! - `set_capacity(Some(n))`: the file contents together may hold at most `n` bytes; a write
+//!   that would grow them beyond stores what fits and fails with ENOSPC, like a full disk.
 //! - `crash(seed)`: what survives is chosen adversarially but within what a real filesystem may
 //!   do: every name whose create/remove/rename was not made durable by a directory sync may or may
 //!   not have happened; every file keeps its synced bytes, and of the unsynced ones a random mix
@@ -66,6 +68,7 @@ struct State {
     ops: u64,
     /// Time elapsed on the simulated clock since `start()`.
     elapsed: Duration,
+    capacity: Option<u64>,
 }
 
 #[derive(Clone, Default)]
@@ -103,6 +106,11 @@ impl SimFs {
             st.durable.insert(PathBuf::from("/"), Entry::Dir);
         }
         fs
+    }
+
+    /// Total bytes the files may hold (`None`: unlimited).
+    pub fn set_capacity(&self, bytes: Option<u64>) {
+        self.0.lock().unwrap().capacity = bytes;
     }
 
     /// The `n`-th mutating operation from now (0 = the next one) fails, and everything after it.
@@ -185,6 +193,22 @@ impl SimFs {
         st.generation += 1;
         st.fail_after = None;
         st.dead = false;
+    }
+
+    /// Damages a file on the medium: byte `offset` is xored with `mask` in what reads see and in
+    /// what survives a crash (bit rot, a bad sector), without counting as an operation.
+    pub fn corrupt(&self, path: &Path, offset: u64, mask: u8) {
+        let st = self.0.lock().unwrap();
+        if let Some(Entry::File(i)) = st.cur.get(path) {
+            let mut ino = i.lock().unwrap();
+            let at = offset as usize;
+            if let Some(b) = ino.data.get_mut(at) {
+                *b ^= mask;
+            }
+            if let Some(b) = ino.synced.get_mut(at) {
+                *b ^= mask;
+            }
+        }
     }
 
     /// Reads a whole file (for tests that corrupt things by hand).
@@ -295,7 +319,36 @@ impl FsFile for SimFile {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let st = self.fs.mutate()?;
         self.check(&st)?;
+        let room = st.capacity.map(|cap| {
+            let used: u64 = st
+                .cur
+                .values()
+                .map(|e| match e {
+                    Entry::File(i) if !Arc::ptr_eq(i, &self.ino) => {
+                        i.lock().unwrap().data.len() as u64
+                    }
+                    _ => 0,
+                })
+                .sum();
+            cap.saturating_sub(used) as usize
+        });
         let mut ino = self.ino.lock().unwrap();
+        if let Some(room) = room {
+            let end = offset as usize + buf.len();
+            if end > room.max(ino.data.len()) {
+                // Store what fits, then fail like a full disk.
+                let fits = room
+                    .max(ino.data.len())
+                    .saturating_sub(offset as usize)
+                    .min(buf.len());
+                let stop = offset as usize + fits;
+                if ino.data.len() < stop {
+                    ino.data.resize(stop, 0);
+                }
+                ino.data[offset as usize..stop].copy_from_slice(&buf[..fits]);
+                return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+        }
         let end = offset as usize + buf.len();
         if ino.data.len() < end {
             ino.data.resize(end, 0);
