@@ -181,7 +181,8 @@ pub struct DbArgs {
     #[arg(long)]
     pub db_payload: bool,
 
-    /// Delete database rows older than DURATION (30d, 12h), a chunk at a time. Default: keep
+    /// Delete database rows older than DURATION (30d, 12h): SQLite a chunk at a time, PostgreSQL
+    /// whole daily partitions. Default: keep
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub db_retain: Option<Duration>,
 }

@@ -13,7 +13,7 @@ deps=(
   "nft nftables" "iptables iptables" "tcpdump tcpdump" "ip iproute2" "nsd nsd"
   "rsyslogd rsyslog" "mandoc mandoc" "ulogd ulogd2" "tshark tshark" "setpriv util-linux"
   "sqlite3 sqlite3" "/usr/lib/postgresql/15/bin/initdb postgresql" "psql postgresql"
-  "runuser util-linux" "chromium chromium" "mount mount"
+  "runuser util-linux" "chromium chromium" "mount mount" "openssl openssl"
   "curl curl"
 )
 

@@ -240,10 +240,18 @@ mod tests {
             "postgres://u@h/db".parse::<Target>().unwrap(),
             Target::Postgres("postgres://u@h/db".into())
         );
-        for bad in ["bogus", "require", "verify-full"] {
+        for bad in [
+            "bogus",
+            "verify-ca",
+            "verify-full",
+            "verify-full&sslrootcert=/nonexistent",
+        ] {
             let e = format!("postgresql://u:pw@h/db?sslmode={bad}").parse::<Target>();
             assert!(e.as_ref().is_err_and(|e| !e.contains("pw")), "{e:?}");
         }
+        assert!("postgresql://u@h/db?sslmode=require"
+            .parse::<Target>()
+            .is_ok());
         assert!("mysql://u@h/db".parse::<Target>().is_err());
         let o: OutputSpec = "kernel=syslog".parse().unwrap();
         assert_eq!(

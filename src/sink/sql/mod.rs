@@ -14,6 +14,9 @@
 //! Engines: SQLite ([`sqlite`]). The schema is in fwlog-sql(5).
 
 pub mod pg;
+mod pg_parts;
+mod pg_rows;
+mod pg_tls;
 pub mod row;
 pub mod sqlite;
 mod sqlite_schema;

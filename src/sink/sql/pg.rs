@@ -6,9 +6,15 @@
 //!   (FORMAT binary)` straight into `packets` inside a savepoint; if a key is already there,
 //!   the savepoint is rolled back and the rows go through a session-local staging table and
 //!   `INSERT INTO packets SELECT ... ON CONFLICT DO NOTHING` on the unique key (host, stream,
-//!   seq) instead; loss rows with
-//!   `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT. `commit` returns `Ok` only after the
-//!   server's COMMIT did, so a replayed or retried batch adds nothing.
+//!   seq) instead; loss rows with `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT. `commit`
+//!   returns `Ok` only after the server's COMMIT did, so a replayed or retried batch adds
+//!   nothing.
+//! - A row the server refuses (a site's CHECK constraint or trigger: see
+//!   [`pg_rows::refused`](super::pg_rows::refused)) never stalls logging: the batch's rows go
+//!   in one by one, each in a savepoint, in the same transaction; each refused row becomes a
+//!   `losses` row with reason `refused: MESSAGE`, is counted and reported, and the rest is
+//!   committed. Any other error (connection, permission, disk full) fails the batch as a
+//!   whole: nothing is acknowledged, the loop retries with back-off.
 //! - The database work runs on a thread of its own (with its own single-threaded runtime): the
 //!   processing loop waits for a commit at most [`COMMIT_WAIT`]; if the server has not answered
 //!   by then, `commit` fails (the loop retries with back-off, intake keeps spooling) and the next
@@ -18,28 +24,35 @@
 //!   privileges make `commit` fail with the server's one-line message; packets stay spooled.
 //! - Password: in the URL, or `PGPASSWORD` when the URL has none. Messages show the URL
 //!   without it.
+//! - TLS: `sslmode=require` or `verify-full` with `sslrootcert` ([`pg_tls`](super::pg_tls));
+//!   a certificate that does not verify fails `commit` like an unreachable server.
 //! - Schema: created on first use under an advisory lock (many hosts may start at once);
-//!   `schema_version` newer than [`VERSION`] is an error at every attempt, never a write.
+//!   `schema_version` newer than [`VERSION`] is an error at every attempt, never a write; so
+//!   is version 1 (an unpartitioned `packets`), whose migration SQL is in fwlog-sql(5).
+//! - `packets` is partitioned by UTC day ([`pg_parts`](super::pg_parts)): the partitions a
+//!   batch needs are made before its transaction; `--db-retain` drops whole old ones.
 
 use std::io;
-use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::row::{LossRow, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::pg_parts::{self, Parts};
+use super::pg_rows::{copy_rows, insert_each, refused, server_message, ts, COLUMNS};
+use super::pg_tls;
+use super::row::{escaped, LossRow, Row};
 use super::{SqlConfig, SqlError};
 use crate::format::LossEvent;
 use crate::sink::{PacketSink, PacketView};
 
 /// The schema version this fwlog writes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 /// Longest the processing loop waits for one commit attempt.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
 /// Longest the worker gives one batch (connecting included) before dropping the connection.
@@ -55,7 +68,7 @@ CREATE TABLE packets (
     sport integer, dport integer, tcp_flags smallint, icmp_type smallint, icmp_code smallint,
     length integer, ttl smallint, uid bigint, gid bigint, replayed boolean NOT NULL,
     partial boolean NOT NULL, payload bytea,
-    PRIMARY KEY (host, stream, seq));
+    PRIMARY KEY (host, stream, seq, time)) PARTITION BY RANGE (time);
 CREATE INDEX packets_time ON packets (time);
 CREATE INDEX packets_src_time ON packets (src, time);
 CREATE INDEX packets_dport_time ON packets (dport, time);
@@ -64,44 +77,7 @@ CREATE TABLE losses (
     nflog_group integer, count bigint NOT NULL, reason text NOT NULL,
     seq_global_first bigint, seq_global_last bigint,
     PRIMARY KEY (host, stream, seq));
-INSERT INTO schema_version VALUES (1);";
-
-const COLUMNS: &str = "time, time_source, host, stream, seq, seq_global, nflog_group, family, \
-    prefix, hook, mark, in_if, out_if, src, dst, src_name, dst_name, proto, sport, dport, \
-    tcp_flags, icmp_type, icmp_code, length, ttl, uid, gid, replayed, partial, payload";
-
-const TYPES: [Type; 30] = [
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT4,
-    Type::INT2,
-    Type::TEXT,
-    Type::INT2,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INET,
-    Type::INET,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT2,
-    Type::INT4,
-    Type::INT4,
-    Type::INT2,
-    Type::INT2,
-    Type::INT2,
-    Type::INT4,
-    Type::INT2,
-    Type::INT8,
-    Type::INT8,
-    Type::BOOL,
-    Type::BOOL,
-    Type::BYTEA,
-];
+INSERT INTO schema_version VALUES (2);";
 
 enum Item {
     Packet(Box<Row>),
@@ -117,8 +93,14 @@ pub struct PgSink {
     /// The batch sent to the worker and not yet answered.
     sent: Option<Batch>,
     jobs: Sender<Batch>,
-    answers: Receiver<Result<(), String>>,
+    answers: Receiver<Answer>,
+    /// Rows refused by the server since start (each stored as a loss).
+    pub refused: u64,
 }
+
+/// The worker's answer for a batch: the rows the server refused (stored as losses), or why the
+/// batch as a whole was not stored.
+type Answer = Result<Vec<(u64, String)>, String>;
 
 /// The URL as messages show it: no password.
 fn shown(cfg: &Config) -> String {
@@ -141,30 +123,23 @@ fn shown(cfg: &Config) -> String {
 /// Check a `postgresql://` URL (for the command line).
 pub fn check_url(url: &str) -> Result<(), String> {
     let after_at = url.split('@').next_back().unwrap_or(url);
-    let c = Config::from_str(url).map_err(|e| format!("{after_at}: {e}"))?;
-    // No TLS connector is built in yet: asking for TLS must fail here, not at the first batch.
-    if c.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(format!(
-            "{after_at}: sslmode=require: TLS to PostgreSQL is not supported by this fwlog yet"
-        ));
-    }
+    let (plain, tls) = pg_tls::split(url).map_err(|e| format!("{after_at}: {e}"))?;
+    Config::from_str(&plain).map_err(|e| format!("{after_at}: {e}"))?;
+    // The CA file is read now, so a wrong path is a usage error, not a late failure.
+    pg_tls::connector(&tls).map_err(|e| format!("{after_at}: {e}"))?;
     Ok(())
 }
 
 impl PgSink {
     /// Start the worker; the server is contacted at the first commit.
     pub fn open(url: &str, cfg: &SqlConfig) -> Result<PgSink, SqlError> {
-        if cfg.retain.is_some() {
-            return Err(SqlError::Db {
-                target: "postgresql".into(),
-                message: "--db-retain is not supported for PostgreSQL yet (it is for SQLite)"
-                    .into(),
-            });
-        }
-        let mut pg = Config::from_str(url).map_err(|e| SqlError::Db {
+        let db_err = |message: String| SqlError::Db {
             target: "postgresql".into(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        let (plain, tls) = pg_tls::split(url).map_err(db_err)?;
+        let tls = pg_tls::connector(&tls).map_err(db_err)?;
+        let mut pg = Config::from_str(&plain).map_err(|e| db_err(e.to_string()))?;
         if pg.get_password().is_none() {
             if let Ok(p) = std::env::var("PGPASSWORD") {
                 pg.password(p);
@@ -180,6 +155,9 @@ impl PgSink {
             host: cfg.host.clone(),
             stream: cfg.stream.hex(),
             client: None,
+            parts: Parts::new(cfg.retain),
+            tls,
+            shown: shown.clone(),
         };
         std::thread::Builder::new()
             .name("fwlog-pg".into())
@@ -195,6 +173,7 @@ impl PgSink {
             sent: None,
             jobs,
             answers,
+            refused: 0,
         })
     }
 }
@@ -225,8 +204,17 @@ impl PacketSink for PgSink {
             self.sent = Some(b);
         }
         match self.answers.recv_timeout(COMMIT_WAIT) {
-            Ok(Ok(())) => {
+            Ok(Ok(refusals)) => {
                 self.sent = None;
+                if let Some((seq, m)) = refusals.first() {
+                    self.refused += refusals.len() as u64;
+                    eprintln!(
+                        "fwlog: {}: the database refused {} row(s) (first: spool record {seq}: {}); stored in losses as refused",
+                        self.shown,
+                        refusals.len(),
+                        escaped(m.as_bytes()),
+                    );
+                }
                 Ok(())
             }
             Ok(Err(e)) => {
@@ -262,18 +250,13 @@ struct Worker {
     host: String,
     stream: String,
     client: Option<Client>,
-}
-
-fn ts(t: (i64, u32)) -> SystemTime {
-    if t.0 >= 0 {
-        SystemTime::UNIX_EPOCH + Duration::new(t.0 as u64, t.1)
-    } else {
-        SystemTime::UNIX_EPOCH - Duration::from_secs(t.0.unsigned_abs())
-    }
+    parts: Parts,
+    shown: String,
+    tls: Option<MakeRustlsConnect>,
 }
 
 impl Worker {
-    fn run(mut self, jobs: Receiver<Batch>, answers: Sender<Result<(), String>>) {
+    fn run(mut self, jobs: Receiver<Batch>, answers: Sender<Answer>) {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -303,11 +286,24 @@ impl Worker {
 
     async fn connect(&mut self) -> Result<&mut Client, String> {
         if self.client.is_none() {
-            let (client, conn) = self.pg.connect(NoTls).await.map_err(msg)?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            let client = match &self.tls {
+                Some(tls) => {
+                    let (client, conn) = self.pg.connect(tls.clone()).await.map_err(msg)?;
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    client
+                }
+                None => {
+                    let (client, conn) = self.pg.connect(NoTls).await.map_err(msg)?;
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    client
+                }
+            };
             self.client = Some(client);
+            self.parts.forget();
             self.schema().await?;
         }
         self.client
@@ -340,6 +336,11 @@ impl Worker {
                     "schema version {v} is newer than this fwlog knows ({VERSION}); refusing to write (upgrade fwlog)"
                 ));
             }
+            if v < VERSION {
+                return Err(format!(
+                    "schema version {v}: its packets table is not partitioned by day; refusing to write (migrate it with the SQL in fwlog-sql(5), MIGRATING FROM VERSION 1)"
+                ));
+            }
         }
         tx.batch_execute(
             "CREATE TEMP TABLE IF NOT EXISTS fwlog_stage (LIKE packets) ON COMMIT DELETE ROWS",
@@ -349,41 +350,18 @@ impl Worker {
         tx.commit().await.map_err(msg)
     }
 
-    async fn store(&mut self, batch: &[Item]) -> Result<(), String> {
+    async fn store(&mut self, batch: &[Item]) -> Answer {
         let host = self.host.clone();
         let stream = self.stream.clone();
-        let c = self.connect().await?;
+        self.connect().await?;
+        let c = self.client.as_mut().ok_or("not connected")?;
+        let days = batch.iter().filter_map(|i| match i {
+            Item::Packet(r) => Some(pg_parts::day(r.time.0)),
+            Item::Loss(_) => None,
+        });
+        self.parts.ensure(c, days).await.map_err(msg)?;
         let tx = c.transaction().await.map_err(msg)?;
-        // Fast path: COPY straight into the table. A key already there (a batch replayed
-        // after a crash, or retried after a lost answer) fails it as a whole; then the batch
-        // goes through the staging table and ON CONFLICT DO NOTHING, in the same transaction.
-        tx.batch_execute("SAVEPOINT fwlog_fast")
-            .await
-            .map_err(msg)?;
-        match copy_rows(&tx, "packets", batch, &host, &stream).await {
-            Ok(()) => tx
-                .batch_execute("RELEASE SAVEPOINT fwlog_fast")
-                .await
-                .map_err(msg)?,
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
-                    .await
-                    .map_err(msg)?;
-                copy_rows(&tx, "fwlog_stage", batch, &host, &stream)
-                    .await
-                    .map_err(msg)?;
-                tx.execute(
-                    &format!(
-                        "INSERT INTO packets ({COLUMNS}) SELECT {COLUMNS} FROM fwlog_stage \
-                         ON CONFLICT DO NOTHING"
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(msg)?;
-            }
-            Err(e) => return Err(msg(e)),
-        }
+        let refusals = store_packets(&tx, batch, &host, &stream).await?;
         let ins = tx
             .prepare(
                 "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason,
@@ -392,8 +370,21 @@ impl Worker {
             )
             .await
             .map_err(msg)?;
+        let mut refused_at = refusals.iter().peekable();
         for item in batch {
-            let Item::Loss(l) = item else { continue };
+            let (l, reason) = match item {
+                Item::Loss(l) => (l.clone(), l.reason.to_string()),
+                Item::Packet(r) => match refused_at.peek() {
+                    Some((seq, m)) if *seq == r.seq => {
+                        refused_at.next();
+                        (
+                            refused_row(r),
+                            format!("refused: {}", escaped(m.as_bytes())),
+                        )
+                    }
+                    _ => continue,
+                },
+            };
             tx.execute(
                 &ins,
                 &[
@@ -403,7 +394,7 @@ impl Worker {
                     &(l.seq as i64),
                     &l.nflog_group.map(i32::from),
                     &(l.count as i64),
-                    &l.reason,
+                    &reason,
                     &l.seq_global.map(|g| i64::from(g.0)),
                     &l.seq_global.map(|g| i64::from(g.1)),
                 ],
@@ -411,71 +402,97 @@ impl Worker {
             .await
             .map_err(msg)?;
         }
-        tx.commit().await.map_err(msg)
+        tx.commit().await.map_err(msg)?;
+        if let Some(e) = self.parts.retain(c).await {
+            eprintln!(
+                "fwlog: {}: --db-retain: {}",
+                self.shown,
+                escaped(e.as_bytes())
+            );
+        }
+        Ok(refusals)
     }
 }
 
-/// COPY the batch's packet rows into `table` (binary format).
-async fn copy_rows(
+/// The loss row that stands for a packet row the server refused.
+fn refused_row(r: &Row) -> LossRow {
+    LossRow {
+        seq: r.seq,
+        time: r.time,
+        nflog_group: Some(r.nflog_group),
+        count: 1,
+        reason: "refused",
+        seq_global: r.seq_global.map(|g| (g, g)),
+    }
+}
+
+/// Store the batch's packet rows in `tx`; return the rows the server refused (in spool order).
+///
+/// Fast path: COPY straight into the table inside a savepoint. A key already there (a batch
+/// replayed after a crash, or retried after a lost answer) fails it as a whole; then the batch
+/// goes through the staging table and `ON CONFLICT DO NOTHING`. A row refused by the server
+/// (a site's CHECK or trigger) fails either as a whole too; then the rows go in one by one,
+/// each in a savepoint, to find which.
+async fn store_packets(
     tx: &tokio_postgres::Transaction<'_>,
-    table: &str,
     batch: &[Item],
     host: &str,
     stream: &str,
-) -> Result<(), tokio_postgres::Error> {
-    let sink = tx
-        .copy_in(&format!(
-            "COPY {table} ({COLUMNS}) FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
-    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES));
-    for item in batch {
-        let Item::Packet(r) = item else { continue };
-        let small = |v: Option<u8>| v.map(i16::from);
-        let src: Option<IpAddr> = r.src;
-        let dst: Option<IpAddr> = r.dst;
-        let vals: [&(dyn ToSql + Sync); 30] = [
-            &ts(r.time),
-            &r.time_source,
-            &host,
-            &stream,
-            &(r.seq as i64),
-            &r.seq_global.map(i64::from),
-            &i32::from(r.nflog_group),
-            &i16::from(r.family),
-            &r.prefix,
-            &small(r.hook),
-            &i64::from(r.mark),
-            &r.in_if,
-            &r.out_if,
-            &src,
-            &dst,
-            &r.src_name,
-            &r.dst_name,
-            &small(r.proto),
-            &r.sport.map(i32::from),
-            &r.dport.map(i32::from),
-            &small(r.tcp_flags),
-            &small(r.icmp_type),
-            &small(r.icmp_code),
-            &r.length.map(|l| l as i32),
-            &small(r.ttl),
-            &r.uid.map(i64::from),
-            &r.gid.map(i64::from),
-            &r.replayed,
-            &r.partial,
-            &r.payload,
-        ];
-        w.as_mut().write(&vals).await?;
+) -> Answer {
+    let rows = || {
+        batch.iter().filter_map(|i| match i {
+            Item::Packet(r) => Some(&**r),
+            Item::Loss(_) => None,
+        })
+    };
+    tx.batch_execute("SAVEPOINT fwlog_fast")
+        .await
+        .map_err(msg)?;
+    let mut e = match copy_rows(tx, "packets", rows(), host, stream).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                .await
+                .map_err(msg)?;
+            return Ok(Vec::new());
+        }
+        Err(e) => e,
+    };
+    if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+        tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
+            .await
+            .map_err(msg)?;
+        copy_rows(tx, "fwlog_stage", rows(), host, stream)
+            .await
+            .map_err(msg)?;
+        let staged = tx
+            .execute(
+                &format!(
+                    "INSERT INTO packets ({COLUMNS}) SELECT {COLUMNS} FROM fwlog_stage \
+                     ON CONFLICT DO NOTHING"
+                ),
+                &[],
+            )
+            .await;
+        e = match staged {
+            Ok(_) => {
+                tx.batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                    .await
+                    .map_err(msg)?;
+                return Ok(Vec::new());
+            }
+            Err(e) => e,
+        };
     }
-    w.as_mut().finish().await?;
-    Ok(())
+    if !refused(&e) || pg_parts::no_partition(&e) {
+        return Err(msg(e));
+    }
+    tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
+        .await
+        .map_err(msg)?;
+    insert_each(tx, rows(), host, stream).await.map_err(msg)
 }
 
-/// The server's own message (tokio-postgres's Display says only "db error").
+/// The server's own message.
 fn msg(e: tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => d.message().to_string(),
-        None => e.to_string(),
-    }
+    server_message(&e)
 }
