@@ -85,6 +85,14 @@ struct Refusals {
 
 const FULL_REPORT_EVERY: Duration = Duration::from_secs(1);
 
+impl Refusals {
+    /// Whether a report of refused packets may be spooled now (see [`FULL_REPORT_EVERY`]).
+    fn due(&self) -> bool {
+        self.reported_at
+            .is_none_or(|t| t.elapsed() >= FULL_REPORT_EVERY)
+    }
+}
+
 fn now() -> (i64, u32) {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -132,6 +140,12 @@ impl Intake {
             }
             for (_, ev) in &losses[li..] {
                 self.spool_loss(ev, &mut full, &mut scratch);
+            }
+            // Refused packets are reported once a second even when no packet follows them
+            // (the last burst before the traffic stops, or a report that the full filesystem
+            // dropped again): the loop comes round at least every 100 ms.
+            if full.full.count > 0 && full.due() {
+                self.report_full(&mut full, &mut scratch);
             }
             self.release(n > 0 || !losses.is_empty(), &mut full)?;
             let r = self.writer.commit_if_due();
@@ -348,10 +362,7 @@ impl Intake {
     }
 
     fn append(&mut self, rec: &[u8], full: &mut Refusals, scratch: &mut Vec<u8>) {
-        let due = full
-            .reported_at
-            .is_none_or(|t| t.elapsed() >= FULL_REPORT_EVERY);
-        if full.full.count > 0 && due {
+        if full.full.count > 0 && full.due() {
             // Space may be back: report what was dropped first, in order.
             self.report_full(full, scratch);
         }
