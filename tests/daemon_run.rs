@@ -11,6 +11,7 @@ use std::time::Duration;
 use support::daemon::{lines, send_udp, wait_for, Daemon, RunArgs};
 use support::kmsg::{self, Kmsg};
 use support::netns::NetNs;
+use support::tmpfs::Tmpfs;
 
 fn json_lines(path: &Path) -> Vec<serde_json::Value> {
     lines(path)
@@ -114,37 +115,6 @@ fn every_packet_once_in_order_in_every_format_for_two_groups() {
         200,
         "{f}"
     );
-}
-
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount tmpfs");
-        Tmpfs(at.to_path_buf())
-    }
-    fn resize(&self, size: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "remount tmpfs");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use support::daemon::{lines, send_udp, wait_for, Daemon};
 use support::netns::NetNs;
+use support::tmpfs::Tmpfs;
 
 fn rules(ns: &NetNs) {
     ns.nft(
@@ -351,41 +352,6 @@ fn a_stderr_nobody_reads_blocks_neither_printing_nor_sigterm() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     assert_eq!(status.code(), Some(0));
     drop(err);
-}
-
-/// A small tmpfs the test mounts (and unmounts on drop).
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount tmpfs");
-        Tmpfs(at.to_path_buf())
-    }
-    fn resize(&self, size: &str) {
-        let ok = std::process::Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "remount tmpfs");
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 #[test]

@@ -304,20 +304,7 @@ fn a_full_disk_is_undone_to_whole_records_and_resumed() {
     support::require_tool("tcpdump");
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount tmpfs");
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let _guard = support::tmpfs::Tmpfs::mount(&mnt, "16k");
     let filler = mnt.join("filler");
     std::fs::write(&filler, vec![0u8; 8192]).unwrap();
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use support::daemon::{lines, send_udp, wait_for, Daemon};
 use support::netns::NetNs;
+use support::tmpfs::Tmpfs;
 
 const RULES: &str = "table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"SF \" group 5\n }\n}\n";
 
@@ -299,34 +300,6 @@ fn huge_records_do_not_fill_memory_beyond_the_window_bytes() {
     // The window holds at most 64 MiB of records plus the one that crossed the limit; all 24
     // at once would be 384 MiB.
     assert!(peak < 250 * 1024, "peak {} MiB", peak / 1024);
-}
-
-/// A tmpfs of `size` mounted on `dir` for the test's lifetime.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount tmpfs");
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// Fills the filesystem of `path` with one file until it is full.

@@ -626,14 +626,6 @@ fn db_retain_deletes_rows_older_than_the_duration() {
     assert_eq!(code, 64, "{err}");
 }
 
-/// Unmounts on drop (also when the test fails).
-struct Mount(std::path::PathBuf);
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_keeps_the_packets_spooled_until_there_is_room() {
     require_root!();
@@ -641,14 +633,7 @@ fn a_full_disk_keeps_the_packets_spooled_until_there_is_room() {
     rule(&ns, "FULL");
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mount tmpfs");
-    let _mount = Mount(small.clone());
+    let _mount = support::tmpfs::Tmpfs::mount(&small, "4m");
     let db = small.join("fw.db");
     let spool = dir.path().join("spool");
     let target = format!("sqlite:{}", db.display());

@@ -14,6 +14,7 @@ pub mod netns;
 pub mod packets;
 pub mod queue;
 pub mod rng;
+pub mod tmpfs;
 
 /// True when running as root (the kernel tests need CAP_NET_ADMIN and CAP_SYS_ADMIN).
 pub fn is_root() -> bool {
