@@ -61,6 +61,12 @@ pub fn scan_group_seq(msg: &[u8]) -> Option<(u16, u32)> {
     s.group.zip(s.seq)
 }
 
+/// The NFULA_SEQ_GLOBAL of a spool record or kernel message: a TLV scan, for intake's
+/// per-packet bookkeeping, which must not pay for a full parse.
+pub fn scan_seq_global(msg: &[u8]) -> Option<u32> {
+    scan(msg).seq_global
+}
+
 /// Receive-time context shared by every record of one receive call.
 pub(crate) struct Stamp {
     pub sec: i64,

@@ -306,14 +306,7 @@ impl Intake {
     /// update the file) but before its first explicit commit left no value at all, and the next
     /// run could not report the packets the kernel had handed the dead one.
     fn seed_first_run(&mut self, batch: &RecordBatch) {
-        let first = batch.iter().find_map(|rec| {
-            crate::nflog::attr::parse(
-                rec,
-                crate::nflog::attr::TlvOrder::NATIVE,
-                crate::packet::Timestamp::EPOCH,
-            )
-            .seq_global
-        });
+        let first = batch.iter().find_map(crate::capture::scan_seq_global);
         if let Some(g) = first {
             self.seq_file.store(g.wrapping_sub(1));
         }
@@ -366,14 +359,7 @@ impl Intake {
             // Space may be back: report what was dropped first, in order.
             self.report_full(full, scratch);
         }
-        let sg = || {
-            crate::nflog::attr::parse(
-                rec,
-                crate::nflog::attr::TlvOrder::NATIVE,
-                crate::packet::Timestamp::EPOCH,
-            )
-            .seq_global
-        };
+        let sg = || crate::capture::scan_seq_global(rec);
         match self.writer.append(rec) {
             Ok(seq) => {
                 bump(&self.counters.spooled, 1);
