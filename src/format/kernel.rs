@@ -655,21 +655,6 @@ pub(crate) fn loss(ev: &super::LossEvent, out: &mut Vec<u8>) {
     dec(out, ev.count);
     s(out, " log records, cause ");
     s(out, ev.cause.name());
-    if let Some(g) = ev.group {
-        s(out, ", group ");
-        dec(out, g as u64);
-    }
-    if let Some((a, b)) = ev.seq_global {
-        s(out, ", seq_global ");
-        dec(out, a as u64);
-        s(out, "-");
-        dec(out, b as u64);
-    }
-    if let Some((a, b)) = ev.spool_seq {
-        s(out, ", spool_seq ");
-        dec(out, a);
-        s(out, "-");
-        dec(out, b);
-    }
+    loss_scope(ev, out);
     out.push(b'\n');
 }

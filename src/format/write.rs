@@ -131,6 +131,27 @@ pub fn ipv6(out: &mut Vec<u8>, a: Ipv6Addr) {
     let _ = write!(out, "{a}");
 }
 
+/// What a loss covers, as the fwlog and kernel formats' loss lines say it: `, group G`,
+/// `, seq_global A-B`, `, spool_seq A-B`, each only when known.
+pub fn loss_scope(ev: &super::LossEvent, out: &mut Vec<u8>) {
+    if let Some(g) = ev.group {
+        s(out, ", group ");
+        dec(out, g as u64);
+    }
+    if let Some((a, b)) = ev.seq_global {
+        s(out, ", seq_global ");
+        dec(out, a as u64);
+        s(out, "-");
+        dec(out, b as u64);
+    }
+    if let Some((a, b)) = ev.spool_seq {
+        s(out, ", spool_seq ");
+        dec(out, a);
+        s(out, "-");
+        dec(out, b);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
