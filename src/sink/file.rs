@@ -18,6 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::stdout::Stdout;
 use super::tail::{self, Settled};
 use super::Sink;
 
@@ -27,6 +28,8 @@ const REOPEN_RETRY: Duration = Duration::from_secs(1);
 pub struct FileSink {
     path: Option<PathBuf>,
     file: Option<File>,
+    /// How standard output is written when there is no path (see [`super::stdout`]).
+    stdout: Stdout,
     /// Not a regular file: never synced, cut or marked.
     stream: bool,
     sync: bool,
@@ -98,6 +101,7 @@ impl FileSink {
         Ok(FileSink {
             path: Some(path.to_path_buf()),
             file: Some(o.file),
+            stdout: Stdout::Blocking,
             stream: o.stream,
             sync,
             done: 0,
@@ -107,10 +111,13 @@ impl FileSink {
         })
     }
 
+    /// Standard output: non-blocking when it is a pipe, socket or device (see
+    /// [`super::stdout`]), so a stalled reader cannot hold the processing loop.
     pub fn stdout() -> FileSink {
         FileSink {
             path: None,
             file: None,
+            stdout: Stdout::open(),
             stream: true,
             sync: false,
             done: 0,
@@ -175,7 +182,7 @@ impl Sink for FileSink {
             let rest = &lines[self.done..];
             let n = match &mut self.file {
                 Some(f) => f.write(rest),
-                None => io::stdout().lock().write(rest),
+                None => self.stdout.write(rest),
             };
             match n {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing")),
@@ -187,7 +194,7 @@ impl Sink for FileSink {
         match &mut self.file {
             Some(f) if self.sync && !self.stream => f.sync_data()?,
             Some(_) => {}
-            None => io::stdout().lock().flush()?,
+            None => self.stdout.flush()?,
         }
         self.done = 0;
         self.reopen_if_wanted();

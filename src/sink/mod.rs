@@ -25,6 +25,7 @@
 pub mod file;
 pub mod pcap;
 pub mod sql;
+mod stdout;
 pub mod syslog;
 pub mod tail;
 pub mod text;
