@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
 
 #[derive(Default, Debug)]
 pub struct Counters {
@@ -36,20 +37,91 @@ pub struct Counters {
     /// When the processing loop last acknowledged records: milliseconds since the Unix epoch,
     /// 0 before the first acknowledgement.
     pub last_ack_unix_ms: AtomicU64,
+    /// Receive time (milliseconds since the Unix epoch, fwlog's clock) of the oldest record
+    /// the processing loop has read and not yet acknowledged; 0 when it holds none. Kept by
+    /// the loop as its window and acknowledgements move, so `--metrics` reads the backlog's
+    /// age without reading the spool.
+    pub oldest_unacked_unix_ms: AtomicU64,
+    /// Packets received per NFLOG group (per queue with `--queue`).
+    pub per_group: GroupReceived,
+}
+
+/// Packets received per NFLOG group (or NFQUEUE queue), for `--metrics`.
+///
+/// One atomic per group, made once when the groups are bound ([`GroupReceived::bind`]); the
+/// intake thread adds to them without a lock, once per run of same-group records in a batch.
+/// Before `bind` (and without `--metrics`) counting does nothing. A record of a group not
+/// bound (impossible from the kernel) is not counted here; the `received` total has it.
+#[derive(Default, Debug)]
+pub struct GroupReceived(OnceLock<Box<[(u16, AtomicU64)]>>);
+
+impl GroupReceived {
+    /// Make the counters for `groups` (each starts at 0, so a scrape shows every bound group).
+    /// Only the first call has an effect.
+    pub fn bind(&self, groups: &[u16]) {
+        let _ = self
+            .0
+            .set(groups.iter().map(|&g| (g, AtomicU64::new(0))).collect());
+    }
+
+    /// `n` packets of `group`.
+    pub fn add(&self, group: u16, n: u64) {
+        if let Some((_, c)) = self
+            .0
+            .get()
+            .and_then(|t| t.iter().find(|(g, _)| *g == group))
+        {
+            c.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// One packet per item, of the group given (`None`: a record too short to name one).
+    /// Consecutive packets of one group are added at once.
+    pub fn count(&self, groups: impl Iterator<Item = Option<u16>>) {
+        if self.0.get().is_none() {
+            return;
+        }
+        let mut run: Option<(u16, u64)> = None;
+        for g in groups.flatten() {
+            match &mut run {
+                Some((rg, n)) if *rg == g => *n += 1,
+                _ => {
+                    if let Some((rg, n)) = run.replace((g, 1)) {
+                        self.add(rg, n);
+                    }
+                }
+            }
+        }
+        if let Some((g, n)) = run {
+            self.add(g, n);
+        }
+    }
+
+    /// (group, packets received), in the order bound; empty before `bind`.
+    pub fn snapshot(&self) -> Vec<(u16, u64)> {
+        self.0
+            .get()
+            .map(|t| t.iter().map(|(g, c)| (*g, c.load(Relaxed))).collect())
+            .unwrap_or_default()
+    }
 }
 
 pub fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Relaxed);
 }
 
+/// The wall clock in milliseconds since the Unix epoch (0 before it).
+pub fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 impl Counters {
     /// Note that the processing loop acknowledged records just now (for `--metrics`).
     pub fn acked(&self) {
-        let ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        self.last_ack_unix_ms.store(ms, Relaxed);
+        self.last_ack_unix_ms.store(now_unix_ms(), Relaxed);
     }
 
     /// One line: what SIGUSR1 prints. `pending` is the spool's unacknowledged count; `dns` the
@@ -80,6 +152,19 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packets_per_group_count_only_bound_groups_from_zero() {
+        let c = GroupReceived::default();
+        c.count([Some(5), Some(5)].into_iter());
+        assert!(c.snapshot().is_empty(), "nothing before bind");
+        c.bind(&[5, 6]);
+        c.bind(&[7]);
+        assert_eq!(c.snapshot(), vec![(5, 0), (6, 0)]);
+        c.count([Some(5), Some(5), Some(6), None, Some(9), Some(5)].into_iter());
+        c.add(6, 10);
+        assert_eq!(c.snapshot(), vec![(5, 3), (6, 11)]);
+    }
 
     #[test]
     fn the_counters_line_is_key_value_words_throughout() {

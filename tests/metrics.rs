@@ -1,12 +1,14 @@
 //! `fwlog run --metrics`: curl of the endpoint during a real run matches the SIGUSR1 counters;
 //! only /metrics is served (404, 405); hostile clients (1,000 idle connections, a 1 MB request
-//! line, a client that never reads) neither stop the endpoint nor stall logging.
+//! line, a client that never reads) neither stop the endpoint nor stall logging; packets
+//! received per group match the nft rules' counters; the backlog's age grows while the output
+//! is stalled and is 0 once it drained.
 
 mod queue_support;
 mod support;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -53,6 +55,13 @@ fn usr1(stderr: &str) -> HashMap<String, u64> {
             Some((k.to_string(), v.parse().ok()?))
         })
         .collect()
+}
+
+/// One scrape's samples (panics unless the answer is 200).
+fn scrape(ns: &NetNs) -> HashMap<String, f64> {
+    let (code, body) = curl(ns, &[], "/metrics");
+    assert_eq!(code, 200, "{body}");
+    samples(&body)
 }
 
 fn start(ns: &NetNs, dir: &std::path::Path) -> (Daemon, std::path::PathBuf) {
@@ -236,5 +245,146 @@ fn nfqueue_verdicts_are_counted() {
     assert_eq!(m["fwlog_nfqueue_verdicts_total{verdict=\"accept\"}"], 50.0);
     assert_eq!(m["fwlog_nfqueue_verdicts_total{verdict=\"drop\"}"], 0.0);
     assert_eq!(m["fwlog_packets_received_total"], 50.0);
+    assert_eq!(d.stop(), 0);
+}
+
+#[test]
+fn packets_received_per_group_match_the_nft_rule_counters() {
+    require_root!();
+    support::require_tool("curl");
+    let ns = NetNs::new("metricsg");
+    support::fdstore::rule(&ns, &[(9999, 5), (9998, 6)]);
+    let dir = tempfile::tempdir().unwrap();
+    let (d, out) = start_with(&ns, dir.path(), &["--group", "5", "--group", "6"]);
+    let before = scrape(&ns);
+    assert_eq!(
+        before["fwlog_group_packets_received_total{group=\"5\"}"],
+        0.0
+    );
+    assert_eq!(
+        before["fwlog_group_packets_received_total{group=\"6\"}"],
+        0.0
+    );
+    send_udp(&ns, 9999, 0..300);
+    send_udp(&ns, 9998, 0..170);
+    wait_for("470 packets printed", Duration::from_secs(20), || {
+        packets(&out) == 470
+    });
+    let m = scrape(&ns);
+    let (n5, n6) = (
+        support::fdstore::rule_count(&ns, 9999),
+        support::fdstore::rule_count(&ns, 9998),
+    );
+    assert_eq!((n5, n6), (300, 170), "what the rules logged");
+    assert_eq!(
+        m["fwlog_group_packets_received_total{group=\"5\"}"],
+        n5 as f64
+    );
+    assert_eq!(
+        m["fwlog_group_packets_received_total{group=\"6\"}"],
+        n6 as f64
+    );
+    assert_eq!(m["fwlog_packets_received_total"], (n5 + n6) as f64);
+    assert_eq!(
+        m["fwlog_group_packets_printed_total{group=\"6\"}"],
+        n6 as f64
+    );
+    assert_eq!(d.stop(), 0);
+}
+
+#[test]
+fn packets_received_per_queue_are_labelled_with_the_queue_number() {
+    require_root!();
+    support::require_tool("curl");
+    let ns = NetNs::new("metricsgq");
+    queue_support::queue_rule(&ns, 7, false);
+    let dir = tempfile::tempdir().unwrap();
+    let (d, out) = start_with(&ns, dir.path(), &["--queue", "7"]);
+    send_udp(&ns, queue_support::PORT, 0..40);
+    wait_for("40 packets printed", Duration::from_secs(20), || {
+        packets(&out) == 40
+    });
+    let m = scrape(&ns);
+    assert_eq!(m["fwlog_group_packets_received_total{group=\"7\"}"], 40.0);
+    assert_eq!(d.stop(), 0);
+}
+
+#[test]
+fn backlog_age_grows_while_the_output_is_stalled_and_is_zero_once_drained() {
+    require_root!();
+    support::require_tool("curl");
+    let ns = NetNs::new("metricsa");
+    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log group 5\n }\n}\n");
+    let dir = tempfile::tempdir().unwrap();
+    // The output is a FIFO nobody reads yet: a pipe's worth of lines, then the output stalls.
+    let fifo = dir.path().join("out.fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let spool = dir.path().join("spool");
+    let d = Daemon::start(
+        &ns,
+        dir.path(),
+        &[
+            "--group",
+            "5",
+            "--no-dns",
+            "--spool",
+            spool.to_str().unwrap(),
+            "-o",
+            &format!("json={}", fifo.display()),
+            "--metrics",
+            ADDR,
+        ],
+    );
+    let idle = scrape(&ns);
+    assert_eq!(
+        idle["fwlog_spool_backlog_age_seconds"], 0.0,
+        "nothing logged yet"
+    );
+    const N: usize = 2000;
+    send_udp(&ns, 9999, 0..N as u32);
+    wait_for("a stalled backlog", Duration::from_secs(20), || {
+        let m = scrape(&ns);
+        m["fwlog_packets_received_total"] == N as f64 && m["fwlog_spool_backlog_records"] > 0.0
+    });
+    let first = scrape(&ns)["fwlog_spool_backlog_age_seconds"];
+    std::thread::sleep(Duration::from_secs(2));
+    let m = scrape(&ns);
+    let later = m["fwlog_spool_backlog_age_seconds"];
+    eprintln!(
+        "backlog age while stalled: {first} s, 2 s later {later} s ({} records)",
+        m["fwlog_spool_backlog_records"]
+    );
+    assert!(m["fwlog_spool_backlog_records"] > 0.0, "still stalled");
+    assert!(
+        later >= first + 1.5 && later < 60.0,
+        "age {first} s, then {later} s two seconds later"
+    );
+    // A reader comes: everything drains, and the backlog has no age any more.
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = std::sync::Arc::clone(&got);
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&fifo).unwrap();
+        for l in std::io::BufReader::new(f).lines() {
+            if l.is_ok_and(|l| l.contains("\"event\":\"packet\"")) {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    wait_for(
+        "every line through the FIFO",
+        Duration::from_secs(30),
+        || got.load(std::sync::atomic::Ordering::Relaxed) >= N,
+    );
+    wait_for(
+        "the backlog's age back to 0",
+        Duration::from_secs(10),
+        || {
+            let m = scrape(&ns);
+            m["fwlog_spool_backlog_age_seconds"] == 0.0 && m["fwlog_spool_backlog_records"] == 0.0
+        },
+    );
+    assert_eq!(got.load(std::sync::atomic::Ordering::Relaxed), N);
     assert_eq!(d.stop(), 0);
 }

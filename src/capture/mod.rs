@@ -75,5 +75,5 @@ pub use config::NflogConfig;
 pub use error::CaptureError;
 pub use ifname::IfNameCache;
 pub use loss::{LossCause, LossEvent, LossTracker};
-pub use record::{scan_group_seq, scan_seq_global};
+pub use record::{record_group, scan_group_seq, scan_seq_global};
 pub use socket::{CaptureStats, NflogSocket, MAX_DATAGRAM};

@@ -61,6 +61,12 @@ pub fn scan_group_seq(msg: &[u8]) -> Option<(u16, u32)> {
     s.group.zip(s.seq)
 }
 
+/// The NFLOG group of a spool record or kernel message (the nfgenmsg's resource id): two
+/// bytes read, no TLV walk, for intake's per-group count.
+pub fn record_group(msg: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes(msg.get(2..4)?.try_into().ok()?))
+}
+
 /// The NFULA_SEQ_GLOBAL of a spool record or kernel message: a TLV scan, for intake's
 /// per-packet bookkeeping, which must not pay for a full parse.
 pub fn scan_seq_global(msg: &[u8]) -> Option<u32> {

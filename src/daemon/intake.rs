@@ -122,6 +122,8 @@ impl Intake {
                 .recv_batch(&mut batch, timeout)
                 .map_err(|e| format!("receiving from NFLOG: {e}"))?;
             bump(&self.counters.received, n as u64);
+            let groups = batch.iter().map(crate::capture::record_group);
+            self.counters.per_group.count(groups);
             bump(&self.counters.intake_rounds, 1);
             if !self.seq_file.has_value() {
                 self.seed_first_run(&batch);

@@ -275,6 +275,11 @@ fn start_metrics(
     };
     let groups = GroupTable::default();
     outputs.push(Box::new(GroupSink::new(groups.clone())));
+    // The groups are bound (the socket is open): intake counts packets per group from now on.
+    match &cfg.capture {
+        CaptureConfig::Nflog(n) => shared.counters.per_group.bind(&n.groups),
+        CaptureConfig::Queue(q) => shared.counters.per_group.bind(&[q.queue]),
+    }
     let src = crate::metrics::MetricsSource {
         counters: shared.counters.clone(),
         resolver: engine.resolver.clone(),

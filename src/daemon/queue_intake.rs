@@ -92,6 +92,7 @@ impl QueueIntake {
                 Err(e) => break Err(format!("receiving from NFQUEUE queue {q}: {e}")),
             };
             bump(&self.counters.received, got.count as u64);
+            self.counters.per_group.add(q, got.count as u64);
             bump(&self.counters.intake_rounds, 1);
             if got.enobufs {
                 bump(&self.counters.enobufs, 1);

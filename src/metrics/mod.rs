@@ -16,7 +16,6 @@ pub mod server;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -24,7 +23,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::counters::Counters;
+use crate::counters::{now_unix_ms, Counters};
 use crate::dns::{DnsStats, Resolver};
 use crate::pipeline::outputs::OutputStats;
 
@@ -158,7 +157,18 @@ fn outputs(reg: &mut Registry, outs: &[Arc<OutputStats>]) {
     );
 }
 
-fn groups(reg: &mut Registry, table: &groups::GroupTable) {
+fn groups(reg: &mut Registry, table: &groups::GroupTable, c: &Counters) {
+    let received = Family::<Labels, Counter>::default();
+    for (g, n) in c.per_group.snapshot() {
+        received
+            .get_or_create(&vec![("group".into(), g.to_string())])
+            .inc_by(n);
+    }
+    reg.register(
+        "fwlog_group_packets_received",
+        "Packets read from the kernel, per NFLOG group (per queue number with --queue)",
+        received,
+    );
     let printed = Family::<Labels, Counter>::default();
     let lost = Family::<Labels, Counter>::default();
     // A poisoned lock means the sink panicked mid-merge; show what is there.
@@ -198,6 +208,12 @@ fn spool(reg: &mut Registry, src: &MetricsSource) {
         "Spool records not yet written to every output and acknowledged",
         as_i64(s.pending_records),
     );
+    gauge_f(
+        reg,
+        "fwlog_spool_backlog_age_seconds",
+        "Seconds since the oldest record not yet acknowledged was received; 0 when the backlog is empty",
+        oldest_age(s.pending_records, &src.counters, now_unix_ms()),
+    );
     gauge(
         reg,
         "fwlog_spool_disk_bytes",
@@ -222,6 +238,17 @@ fn spool(reg: &mut Registry, src: &MetricsSource) {
         "Segment files in the spool",
         as_i64(s.segments),
     );
+}
+
+/// The backlog's age at `now`: 0 when nothing is pending, or the loop holds no record yet
+/// (it reads a record within a round of its commit), or the clock was set back below the
+/// record's receive time.
+fn oldest_age(pending: u64, c: &Counters, now_ms: u64) -> f64 {
+    let oldest = c.oldest_unacked_unix_ms.load(Relaxed);
+    if pending == 0 || oldest == 0 {
+        return 0.0;
+    }
+    now_ms.saturating_sub(oldest) as f64 / 1000.0
 }
 
 fn verdicts(reg: &mut Registry, c: &Counters) {
@@ -297,16 +324,13 @@ pub fn render(src: &MetricsSource) -> String {
     );
     spool(&mut reg, src);
     outputs(&mut reg, &src.outputs);
-    groups(&mut reg, &src.groups);
+    groups(&mut reg, &src.groups, c);
     if src.queue {
         verdicts(&mut reg, c);
     }
     let last = g(&c.last_ack_unix_ms);
     if last > 0 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(last);
+        let now = now_unix_ms().max(last);
         gauge_f(
             &mut reg,
             "fwlog_last_ack_age_seconds",
@@ -321,4 +345,19 @@ pub fn render(src: &MetricsSource) -> String {
     // Writing to a String cannot fail.
     let _ = encode(&mut out, &reg);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backlog_age_is_zero_when_empty_and_never_negative() {
+        let c = Counters::default();
+        assert_eq!(oldest_age(5, &c, 10_000), 0.0, "no record held yet");
+        c.oldest_unacked_unix_ms.store(4_000, Relaxed);
+        assert_eq!(oldest_age(5, &c, 10_500), 6.5);
+        assert_eq!(oldest_age(0, &c, 10_000), 0.0, "nothing pending");
+        assert_eq!(oldest_age(5, &c, 3_000), 0.0, "the clock was set back");
+    }
 }

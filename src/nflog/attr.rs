@@ -320,6 +320,27 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
     p
 }
 
+/// fwlog's receive time of a spool record (its RECV_TIME attribute) in milliseconds since the
+/// Unix epoch: a walk over the attribute headers only, for the processing loop's backlog age,
+/// which must not pay for a full parse. `None` when the record has none or is malformed before it.
+pub fn recv_time_ms(msg: &[u8]) -> Option<u64> {
+    let mut off = NFGENMSG_LEN;
+    while let Some(h) = msg.get(off..off + 4) {
+        let len = TlvOrder::NATIVE.u16([h[0], h[1]]) as usize;
+        let ty = TlvOrder::NATIVE.u16([h[2], h[3]]) & NLA_TYPE_MASK;
+        let v = msg.get(off + 4..off + len.max(4))?;
+        if len < 4 {
+            return None;
+        }
+        if ty == fwlog::RECV_TIME && v.len() >= 12 {
+            let ms = be64(v)?.saturating_mul(1000);
+            return Some(ms.saturating_add(u64::from(be32(&v[8..])?.min(999_999_999) / 1_000_000)));
+        }
+        off += (len + 3) & !3;
+    }
+    None
+}
+
 /// The nested NFULA_VLAN attribute: TCI and PROTO, each a be16 TLV (the kernel writes both;
 /// a tag is kept only when both are there, since the TCI means nothing without its TPID).
 fn parse_vlan(v: &[u8], order: TlvOrder) -> Result<Vlan, String> {

@@ -256,3 +256,36 @@ fn big_endian_tlv_headers() {
     let p = parse(&b, TlvOrder::Big, ts());
     assert_eq!((p.family, p.group, p.mark, p.damage), (10, 1, 7, None));
 }
+
+#[test]
+fn receive_time_is_found_by_the_header_walk_alone() {
+    let mut b = record();
+    // After the kernel's own timestamp too: the receive time is what it reads.
+    push_attr(&mut b, nfula::TIMESTAMP, &[0u8; 16]);
+    assert_eq!(recv_time_ms(&b), Some(1_700_000_000_000));
+    let mut late = vec![2, 0, 0, 5];
+    push_recv_time(&mut late, 12, 345_678_901);
+    assert_eq!(recv_time_ms(&late), Some(12_345));
+    let mut loss = Vec::new();
+    LossRecord {
+        group: Some(5),
+        cause: 1,
+        count: Some(3),
+        seq_global: None,
+        spool_seq: None,
+    }
+    .encode(40, 0, &mut loss);
+    assert_eq!(
+        recv_time_ms(&loss),
+        Some(40_000),
+        "loss reports carry it too"
+    );
+    // The receive time is the record's last attribute: any cut loses it, none panics.
+    let r = record();
+    for n in 0..r.len() {
+        assert!(recv_time_ms(&r[..n]).is_none(), "cut at {n}");
+    }
+    let mut no_time = vec![2, 0, 0, 5];
+    push_attr(&mut no_time, nfula::PAYLOAD, &[0x45]);
+    assert_eq!(recv_time_ms(&no_time), None);
+}
