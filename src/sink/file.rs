@@ -4,9 +4,12 @@
 //! - a regular file (created 0640 if missing): appended to, `fdatasync`ed per batch when the
 //!   sink syncs; at open, only a torn tail fwlog itself left is cut (see [`super::tail`]);
 //! - a FIFO, socket or character device (`/dev/null`, a terminal): an unsyncable stream. It is
-//!   never synced (fdatasync fails there) or cut, and it is written non-blocking, so a reader
-//!   that stops reading makes the write return [`io::ErrorKind::WouldBlock`] (the caller waits
-//!   and retries) instead of blocking the processing loop and its signals.
+//!   never synced (fdatasync fails there) or cut, and it is written non-blocking: a full one is
+//!   waited on for room at most `STREAM_WAIT` (10 ms) per batch, then the write returns
+//!   [`io::ErrorKind::WouldBlock`] (the caller waits and retries) instead of blocking the
+//!   processing loop and its signals;
+//! - `-` (standard output): the same when it is a pipe, socket or device (see
+//!   `sink/stdout.rs`); a regular file or a terminal is written blocking.
 //!
 //! SIGHUP ([`Sink::reopen`]) never splits a batch: while part of a batch is written and the
 //! rest is not, the reopen waits until the batch is whole in the old file. A reopen that fails
@@ -14,6 +17,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +28,31 @@ use super::Sink;
 
 /// A failed reopen is tried again at most this often.
 const REOPEN_RETRY: Duration = Duration::from_secs(1);
+
+/// A full pipe, FIFO or socket is waited on for room this long per batch before the write
+/// returns WouldBlock: a reader that keeps reading (`fwlog read x.pcap | grep`) frees room in
+/// microseconds, and returning at once would make the caller sleep its retry interval per
+/// pipeful (a fifth of the throughput, measured); a reader that stopped costs the processing
+/// loop at most this long per attempt, so it still answers its signals.
+const STREAM_WAIT: Duration = Duration::from_millis(10);
+
+/// Wait until `fd` can take more (or has an error for the next write to report), at most
+/// until `until`.
+fn writable(fd: RawFd, until: Instant) -> bool {
+    let left = until.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return false;
+    }
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // Rounded up: a 0 ms timeout would not wait at all.
+    let ms = left.as_millis().max(1).min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd for the call.
+    unsafe { libc::poll(&mut p, 1, ms) > 0 }
+}
 
 pub struct FileSink {
     path: Option<PathBuf>,
@@ -127,6 +156,14 @@ impl FileSink {
         }
     }
 
+    /// The descriptor a non-blocking write goes to (None: blocking stdout).
+    fn raw_fd(&self) -> Option<RawFd> {
+        match &self.file {
+            Some(f) => Some(f.as_raw_fd()),
+            None => self.stdout.raw_fd(),
+        }
+    }
+
     /// Between batches: do a reopen SIGHUP asked for, if it is due.
     fn reopen_if_wanted(&mut self) {
         let Some(last) = self.reopen_wanted else {
@@ -178,6 +215,7 @@ impl Sink for FileSink {
     fn write_batch(&mut self, lines: &[u8]) -> io::Result<()> {
         self.reopen_if_wanted();
         self.mark_batch_start()?;
+        let wait_until = Instant::now() + STREAM_WAIT;
         while self.done < lines.len() {
             let rest = &lines[self.done..];
             let n = match &mut self.file {
@@ -188,6 +226,9 @@ impl Sink for FileSink {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing")),
                 Ok(n) => self.done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && self.raw_fd().is_some_and(|fd| writable(fd, wait_until)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -300,6 +341,39 @@ mod tests {
         let old = std::fs::read_to_string(dir.path().join("gone/log")).unwrap();
         assert_eq!(old, "one\n");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "two\n");
+    }
+
+    #[test]
+    fn a_full_stream_is_waited_on_until_room_or_the_deadline() {
+        use std::io::Read;
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        assert_eq!(
+            unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
+            0
+        );
+        // SAFETY: both were just created and belong to nobody else.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (mut r, mut w) = (File::from(r), File::from(w));
+        while w.write(&[0u8; 4096]).is_ok() {}
+        let t = Instant::now();
+        assert!(!writable(w.as_raw_fd(), t + Duration::from_millis(30)));
+        assert!(
+            t.elapsed() >= Duration::from_millis(25),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(
+            !writable(w.as_raw_fd(), t),
+            "a deadline passed waits for nothing"
+        );
+        let mut buf = vec![0u8; 65536];
+        assert!(r.read(&mut buf).unwrap() > 0);
+        assert!(writable(
+            w.as_raw_fd(),
+            Instant::now() + Duration::from_secs(5)
+        ));
     }
 
     #[test]

@@ -61,6 +61,15 @@ impl Stdout {
             .map_or(Stdout::Blocking, Stdout::Stream)
     }
 
+    /// The descriptor written non-blocking (None: Rust's blocking stdout).
+    pub(super) fn raw_fd(&self) -> Option<RawFd> {
+        match self {
+            Stdout::Blocking => None,
+            Stdout::Socket(fd) => Some(*fd),
+            Stdout::Stream(f) => Some(f.as_raw_fd()),
+        }
+    }
+
     pub(super) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stdout::Blocking => io::stdout().lock().write(buf),
