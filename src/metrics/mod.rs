@@ -360,4 +360,47 @@ mod tests {
         assert_eq!(oldest_age(0, &c, 10_000), 0.0, "nothing pending");
         assert_eq!(oldest_age(5, &c, 3_000), 0.0, "the clock was set back");
     }
+
+    #[test]
+    fn every_metric_is_in_the_man_page_and_groups_show_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, r, _) =
+            fwlog_spool::Spool::open(dir.path(), fwlog_spool::Options::default()).unwrap();
+        w.append(b"x").unwrap();
+        w.commit().unwrap();
+        let counters = Arc::new(Counters::default());
+        counters.per_group.bind(&[5, 6]);
+        counters.per_group.count([Some(5), Some(5)].into_iter());
+        counters
+            .oldest_unacked_unix_ms
+            .store(now_unix_ms() - 3_000, Relaxed);
+        let text = render(&MetricsSource {
+            counters,
+            resolver: None,
+            spool_max: 1 << 20,
+            spool: r.stats_handle(),
+            outputs: Vec::new(),
+            queue: true,
+            groups: groups::GroupTable::default(),
+        });
+        assert!(
+            text.contains("fwlog_group_packets_received_total{group=\"5\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fwlog_group_packets_received_total{group=\"6\"} 0\n"),
+            "{text}"
+        );
+        let age = text
+            .lines()
+            .find_map(|l| l.strip_prefix("fwlog_spool_backlog_age_seconds "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("the backlog's age");
+        assert!((3.0..60.0).contains(&age), "{age}");
+        let man = include_str!("../../man/fwlog.8");
+        for name in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let name = name.split(' ').next().unwrap_or_default();
+            assert!(man.contains(name), "{name} is not in fwlog(8)");
+        }
+    }
 }
