@@ -43,6 +43,11 @@ struct Model {
     handed_while_failing: bool,
     failing: bool,
     reopened: usize,
+    /// Records carry fwlog's receive time (1000 + seq seconds), and each commit attempt notes
+    /// (first seq of its batch, the loop's oldest-unacknowledged time then) from `watch`.
+    timed: bool,
+    watch: Option<Arc<Counters>>,
+    oldest_at_commit: Vec<(u64, u64)>,
 }
 
 type Shared = Arc<Mutex<Model>>;
@@ -62,9 +67,13 @@ impl Source for FakeSource {
         };
         m.ahead += 1;
         m.max_ahead = m.max_ahead.max(m.ahead);
+        let mut data = record();
+        if m.timed {
+            crate::nflog::attr::push_recv_time(&mut data, 1000 + seq as i64, 0);
+        }
         Ok(Some(SourceRecord {
             seq,
-            data: record(),
+            data,
             replayed: false,
         }))
     }
@@ -116,6 +125,12 @@ impl PacketSink for FakeSink {
 
     fn commit(&mut self) -> io::Result<()> {
         let mut m = self.0.lock().unwrap();
+        if let (Some(c), Some(&first)) = (&m.watch, m.batch.first()) {
+            let oldest = c
+                .oldest_unacked_unix_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            m.oldest_at_commit.push((first, oldest));
+        }
         if m.fail > 0 {
             m.fail -= 1;
             m.failures += 1;
@@ -254,4 +269,29 @@ async fn control_requests_reopen_and_stop_an_endless_source() {
     assert_eq!(m.reopened, 1);
     assert_eq!(m.committed, (1..=20).collect::<Vec<_>>());
     assert_eq!(m.acks.last(), Some(&20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_backlog_age_follows_the_oldest_unacknowledged_record_and_ends_at_zero() {
+    let (p, model, _tx) = processor(200, 8, true);
+    let counters = Arc::clone(&p.counters);
+    {
+        let mut m = model.lock().unwrap();
+        m.fail = 4;
+        m.timed = true;
+        m.watch = Some(Arc::clone(&counters));
+    }
+    p.run().await.unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.committed, (1..=200).collect::<Vec<_>>());
+    // Every attempt, failed ones included, saw the receive time of its batch's first record:
+    // the oldest one not acknowledged.
+    assert!(m.oldest_at_commit.len() > 4);
+    for &(first, oldest) in &m.oldest_at_commit {
+        assert_eq!(oldest, (1000 + first) * 1000, "batch from {first}");
+    }
+    let left = counters
+        .oldest_unacked_unix_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(left, 0, "everything acknowledged: no backlog");
 }
