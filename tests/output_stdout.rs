@@ -1,11 +1,14 @@
-//! `fwlog run -o -` into a pipe whose reader never reads: the processing loop is not held by
-//! the write, so SIGUSR1 is answered and SIGTERM ends fwlog promptly; what was not written
-//! stays in the spool and the next start prints it (nothing acknowledged that was not written).
+//! `fwlog run -o -` into a pipe or a socket whose reader never reads: the processing loop is
+//! not held by the write, so SIGUSR1 is answered and SIGTERM ends fwlog promptly; what was not
+//! written stays in the spool and the next start prints it (nothing acknowledged that was not
+//! written).
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -38,11 +41,35 @@ fn field(err: &str, key: &str) -> u64 {
 #[test]
 fn stdout_into_a_pipe_nobody_reads_leaves_signals_working_and_loses_nothing() {
     require_root!();
-    let ns = NetNs::new("stdoutp");
+    stalled_stdout("stdoutp", || {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe writes.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both were just created and belong to nobody else.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        (Stdio::from(w), Box::new(std::fs::File::from(r)))
+    });
+}
+
+#[test]
+fn stdout_into_a_socket_nobody_reads_leaves_signals_working_and_loses_nothing() {
+    require_root!();
+    // As under systemd, where standard output is a stream socket to the journal.
+    stalled_stdout("stdouts", || {
+        let (a, b) = UnixStream::pair().unwrap();
+        (Stdio::from(OwnedFd::from(a)), Box::new(b))
+    });
+}
+
+/// `fwlog run -o -` with standard output from `make` (the write end, and the read end the test
+/// keeps and reads only after fwlog exited).
+fn stalled_stdout(tag: &str, make: impl FnOnce() -> (Stdio, Box<dyn Read>)) {
+    let ns = NetNs::new(tag);
     support::fdstore::rule(&ns, &[(9999, 5)]);
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let stderr = dir.path().join("stderr.pipe");
+    let (out_end, mut pipe) = make();
     let mut child = ns
         .command(support::fwlog_bin())
         .args(["run", "--group", "5", "--no-dns", "--format", "json"])
@@ -50,11 +77,12 @@ fn stdout_into_a_pipe_nobody_reads_leaves_signals_working_and_loses_nothing() {
         .arg(&spool)
         .args(["-o", "-"])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(out_end)
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .expect("spawn fwlog run");
-    let mut pipe = child.stdout.take().expect("stdout pipe");
+    // The command, and with it the test's copy of the write end, is gone: fwlog's exit is the
+    // reader's end of file.
     let err = || std::fs::read_to_string(&stderr).unwrap_or_default();
     wait_for("fwlog to start", Duration::from_secs(20), || {
         err().contains("fwlog: logging NFLOG group")
