@@ -199,7 +199,7 @@ impl<S: Source> Processor<S> {
                 let mut full = false;
                 if st.stop_at.is_none() {
                     self.fill(&mut st.window, &mut st.window_bytes, &st.dns_wake)?;
-                    self.note_oldest(&st.window, false);
+                    self.note_oldest(st.window.front().map(|e| &e.data[..]), false);
                     full = st.window.len() >= self.window_cap || st.window_bytes >= WINDOW_BYTES;
                 }
                 st.last_printed = self
@@ -214,7 +214,7 @@ impl<S: Source> Processor<S> {
                 if let Some(seq) = st.last_printed.take() {
                     self.source.ack(seq)?;
                     self.counters.acked();
-                    self.note_oldest(&st.window, true);
+                    self.note_oldest(st.window.front().map(|e| &e.data[..]), true);
                 }
             }
             if self.finished(&st) {
@@ -371,17 +371,17 @@ impl<S: Source> Processor<S> {
     }
 
     /// Keep the receive time of the oldest record read and not acknowledged (the backlog's age
-    /// for `--metrics`): after an acknowledgement that is the window's head (everything drained
-    /// before it is acknowledged); otherwise it changes only when the loop held no record and
-    /// has read one. One attribute walk per acknowledgement, none per record.
-    fn note_oldest(&self, window: &VecDeque<Entry>, acked: bool) {
+    /// for `--metrics`): after an acknowledgement that is the window's head, `head` (everything
+    /// drained before it is acknowledged); otherwise it changes only when the loop held no
+    /// record and has read one. One attribute walk per acknowledgement, none per record.
+    fn note_oldest(&self, head: Option<&[u8]>, acked: bool) {
         let oldest = &self.counters.oldest_unacked_unix_ms;
         if !acked && oldest.load(Ordering::Relaxed) != 0 {
             return;
         }
-        let t = window.front().map_or(0, |e| {
+        let t = head.map_or(0, |data| {
             // A record without fwlog's receive time (damaged) counts from now.
-            attr::recv_time_ms(&e.data)
+            attr::recv_time_ms(data)
                 .unwrap_or_else(crate::counters::now_unix_ms)
                 .max(1)
         });
