@@ -17,8 +17,8 @@ use std::time::Duration;
 use super::batch::RecordBatch;
 use super::config::{reconfigure_message, unbind_message, NflogConfig};
 use super::error::{has_cap_net_admin, CaptureError};
-use super::loss::{LossCause, LossEvent};
 use super::socket::{enobufs_event, errno, process_datagram, stamp_now, NflogSocket, MAX_DATAGRAM};
+use crate::nflog::loss::{Cause, LossEvent};
 
 impl NflogSocket {
     /// Take back a bound NFLOG socket a previous run kept in the service manager's fd store
@@ -160,12 +160,7 @@ impl NflogSocket {
             let stamp = stamp_now();
             let len = n as usize;
             if len > MAX_DATAGRAM {
-                out.push_loss(LossEvent {
-                    cause: LossCause::Truncated,
-                    group: None,
-                    count: None,
-                    seq_global: None,
-                });
+                out.push_loss(LossEvent::now(Cause::Corrupt, None, 0, None));
             }
             let d = &self.slots[..len.min(MAX_DATAGRAM)];
             process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});

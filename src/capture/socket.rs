@@ -29,8 +29,9 @@ use super::batch::RecordBatch;
 use super::config::{bind_message, unbind_message, NflogConfig, MAX_SLOTS, MSG_PACKET};
 use super::error::{has_cap_net_admin, CaptureError};
 use super::ifname::IfNameCache;
-use super::loss::{LossCause, LossEvent, LossTracker};
+use super::loss::LossTracker;
 use super::record::{push_record, Stamp};
+use crate::nflog::loss::{Cause, LossEvent};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -449,12 +450,7 @@ impl NflogSocket {
             for (i, h) in hdrs.iter().take(n as usize).enumerate() {
                 let len = (h.msg_len as usize).min(MAX_DATAGRAM);
                 if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                    out.push_loss(LossEvent {
-                        cause: LossCause::Truncated,
-                        group: None,
-                        count: None,
-                        seq_global: None,
-                    });
+                    out.push_loss(LossEvent::now(Cause::Corrupt, None, 0, None));
                 }
                 let d = &self.slots[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len];
                 process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});
@@ -492,12 +488,7 @@ impl NflogSocket {
 }
 
 pub(super) fn enobufs_event() -> LossEvent {
-    LossEvent {
-        cause: LossCause::Enobufs,
-        group: None,
-        count: None,
-        seq_global: None,
-    }
+    LossEvent::now(Cause::Enobufs, None, 0, None)
 }
 
 pub(super) fn stamp_now() -> Stamp {
@@ -529,12 +520,7 @@ pub(super) fn process_datagram(
         let ty = u16::from_ne_bytes([h[4], h[5]]);
         let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
         if len < NLMSG_HDRLEN || len > d.len() - off {
-            out.push_loss(LossEvent {
-                cause: LossCause::Malformed,
-                group: None,
-                count: None,
-                seq_global: None,
-            });
+            out.push_loss(LossEvent::now(Cause::Corrupt, None, 0, None));
             return;
         }
         let body = &d[off + NLMSG_HDRLEN..off + len];
