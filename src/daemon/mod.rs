@@ -216,7 +216,7 @@ enum Capture {
     Queue(QueueSocket, bool),
 }
 
-/// NFLOG, or NFQUEUE audit mode with `--queue` (see [`queue_intake`]); taken back from the
+/// NFLOG, or NFQUEUE audit mode with `--queue` (see [`intake`]); taken back from the
 /// service manager's fd store when it holds one, and stored there (see [`fdkeep`]). What it
 /// reads and writes in the spool directory, it does with the --user account's filesystem rights.
 fn open_capture(

@@ -21,7 +21,7 @@ use crate::support::netns::NetNs;
 
 pub const PORT: u16 = 9999;
 pub const SOCKETS: u32 = 64;
-/// What `fwlog run --queue` prints once it is ready (src/daemon/queue_intake.rs READY).
+/// What `fwlog run --queue` prints once it is ready (src/daemon/intake/nfqueue.rs READY).
 pub const READY: &str = "fwlog: auditing NFQUEUE queue";
 
 /// (UDP source port, payload length).
