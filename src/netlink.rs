@@ -19,6 +19,15 @@ use std::time::Duration;
 /// Length of `struct nlmsghdr`.
 pub const NLMSG_HDRLEN: usize = 16;
 
+/// A system call's return value as a result (negative: errno).
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// The errno of an I/O error (0 if it has none).
 pub fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
@@ -50,9 +59,7 @@ pub fn open_netfilter() -> io::Result<OwnedFd> {
             std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
         )
     };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    check(rc)?;
     Ok(fd)
 }
 
@@ -67,11 +74,7 @@ pub fn setsockopt_int(fd: RawFd, level: i32, name: i32, v: i32) -> io::Result<()
             std::mem::size_of::<i32>() as libc::socklen_t,
         )
     };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    check(rc)
 }
 
 pub fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
@@ -148,11 +151,7 @@ pub fn set_rcvtimeo(fd: RawFd, t: Duration) -> io::Result<()> {
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         )
     };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    check(rc)
 }
 
 /// Send one request (or several, back to back) to the kernel.
@@ -171,11 +170,7 @@ pub fn send_to_kernel(fd: RawFd, msg: &[u8]) -> io::Result<()> {
             std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
         )
     };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    check(if rc < 0 { -1 } else { 0 })
 }
 
 /// recv(2) of one datagram into `buf` with `flags`; its length (with MSG_TRUNC: its real
