@@ -423,3 +423,7 @@ fn merge(a: &mut LossEvent, b: &LossEvent) {
         (x, y) => x.or(y),
     };
 }
+
+#[cfg(test)]
+#[path = "spooler_tests.rs"]
+mod tests;
