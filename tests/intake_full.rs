@@ -4,6 +4,8 @@
 //! - `--queue`: a commit the full filesystem refuses drops that batch's packets (the verdict
 //!   policy of fwlog(8)), fwlog keeps running, and once there is room packets pass and are
 //!   logged again; every packet sent either passed and is logged, or was dropped and counted.
+//!   With `--fail-open` every packet passes, and each is logged or counted in a `spool-full`
+//!   loss line.
 //! - NFLOG: a kernel loss report that was in a batch the full filesystem dropped still reaches
 //!   the output stream once there is room.
 
@@ -14,7 +16,9 @@ use std::time::Duration;
 
 use support::daemon::{lines, send_udp, wait_for, Daemon, RunArgs};
 use support::netns::NetNs;
-use support::queue::{queue_rule, send_and_wait, settle, start, stderr_number, Listener, Sender};
+use support::queue::{
+    logged, queue_rule, send_and_wait, settle, start, stderr_number, Listener, Sender,
+};
 use support::tmpfs::Tmpfs;
 
 /// A namespace, a temp dir with a 1 MiB tmpfs in it, and `fwlog run` arguments with the spool
@@ -48,15 +52,48 @@ fn losses(out: &Path, cause: &str) -> Vec<u64> {
     counts
 }
 
+/// `fwlog run --queue Q EXTRA` on a small filesystem, with a queue rule, a listener and a
+/// sender in its namespace.
+struct QueueRig {
+    fs: Tmpfs,
+    out: std::path::PathBuf,
+    l: Listener,
+    s: Sender,
+    d: Daemon,
+    _ns: NetNs,
+    _dir: tempfile::TempDir,
+}
+
+fn queue_rig(tag: &str, q: u16, extra: &[&str]) -> QueueRig {
+    let (ns, dir, fs, mut args) = on_small_fs(tag);
+    queue_rule(&ns, q, false);
+    args = args.arg("--queue").arg(q.to_string());
+    for a in extra {
+        args = args.arg(*a);
+    }
+    QueueRig {
+        out: dir.path().join("out.json"),
+        l: Listener::new(&ns),
+        s: Sender::new(&ns),
+        d: start(&ns, dir.path(), &args.args()),
+        fs,
+        _ns: ns,
+        _dir: dir,
+    }
+}
+
 #[test]
 fn queue_a_full_spool_filesystem_drops_the_batch_and_recovers() {
     require_root!();
-    let (ns, dir, fs, args) = on_small_fs("qenospc");
-    queue_rule(&ns, 7, false);
-    let out = dir.path().join("out.json");
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
-    let mut d = start(&ns, dir.path(), &args.arg("--queue").arg("7").args());
+    let QueueRig {
+        fs,
+        out,
+        l,
+        s,
+        mut d,
+        _ns,
+        _dir,
+    } = queue_rig("qenospc", 7, &[]);
     send_and_wait(&s, &l, 0..50, Duration::from_secs(20));
     assert_eq!(l.count(), 50, "packets pass while there is room");
 
@@ -95,6 +132,42 @@ fn queue_a_full_spool_filesystem_drops_the_batch_and_recovers() {
         "{err}"
     );
     assert!(err.contains("room again"), "{err}");
+}
+
+#[test]
+fn queue_fail_open_passes_what_a_full_filesystem_refused_and_reports_it_as_lost() {
+    require_root!();
+    let mut r = queue_rig("qenospcopen", 8, &["--fail-open"]);
+    let (s, l) = (&r.s, &r.l);
+    r.fs.while_full(|| send_and_wait(s, l, 0..200, Duration::from_secs(20)));
+    send_and_wait(s, l, 200..250, Duration::from_secs(20));
+    assert_eq!(l.count(), 250, "with --fail-open every packet passes");
+    // Every packet is logged or counted in a spool-full loss line (the report goes out once
+    // the spool takes records again).
+    let mut seen = (0, 0);
+    for _ in 0..100 {
+        let log = logged(&r.out);
+        let lost: u64 = log
+            .losses
+            .iter()
+            .filter(|(c, _)| c == "spool-full")
+            .map(|(_, n)| n)
+            .sum();
+        seen = (log.packets.len() as u64, lost);
+        if seen.0 + seen.1 == 250 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    r.d.signal(libc::SIGTERM);
+    let code = r.d.wait(Duration::from_secs(20));
+    let err = r.d.stderr_text();
+    assert_eq!(code, 0, "{err}");
+    let (printed, lost) = seen;
+    assert!(lost > 0, "the filesystem never filled:\n{err}");
+    assert_eq!(printed + lost, 250, "{err}");
+    assert_eq!(stderr_number(&err, " (--fail-open)"), lost, "{err}");
+    assert_eq!(stderr_number(&err, " (spool refused)"), 0, "{err}");
 }
 
 const RULES: &str = "table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"IF \" group 5\n }\n}\n";
