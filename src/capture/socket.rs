@@ -326,19 +326,11 @@ impl NflogSocket {
                 )
             };
             if n < 0 {
-                let e = io::Error::last_os_error();
-                match errno(&e) {
-                    libc::EAGAIN | libc::EINTR => return Ok(out.len()),
-                    libc::ENOBUFS => {
-                        // Overrun: the kernel drops datagrams until we drain the queue. Report
-                        // it and keep reading what is queued, without blocking.
-                        self.intake.stats.enobufs += 1;
-                        out.push_loss(enobufs_event());
-                        flags |= libc::MSG_DONTWAIT;
-                        continue;
-                    }
-                    _ => return Err(CaptureError::io("receiving from the NFLOG socket", e)),
+                if self.recv_failed(io::Error::last_os_error(), out)? {
+                    flags |= libc::MSG_DONTWAIT;
+                    continue;
                 }
+                return Ok(out.len());
             }
             let stamp = stamp_now();
             for (i, h) in hdrs.iter().take(n as usize).enumerate() {
@@ -350,6 +342,26 @@ impl NflogSocket {
                 process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});
             }
             return Ok(out.len());
+        }
+    }
+
+    /// A receive failed with `e`. `Ok(true)`: an overrun, reported in `out`; read on what is
+    /// queued without blocking. `Ok(false)`: nothing (more) queued, or a signal; return what
+    /// `out` holds.
+    pub(super) fn recv_failed(
+        &mut self,
+        e: io::Error,
+        out: &mut RecordBatch,
+    ) -> Result<bool, CaptureError> {
+        match errno(&e) {
+            libc::EAGAIN | libc::EINTR => Ok(false),
+            libc::ENOBUFS => {
+                // Overrun: the kernel drops datagrams until the queue is drained.
+                self.intake.stats.enobufs += 1;
+                out.push_loss(enobufs_event());
+                Ok(true)
+            }
+            _ => Err(CaptureError::io("receiving from the NFLOG socket", e)),
         }
     }
 
