@@ -54,7 +54,7 @@ pub fn format_config(args: &FormatArgs) -> FormatConfig {
         options: FormatOptions {
             flags: args.log_flags,
             syslog_framing: !args.no_syslog_header,
-            hostname: crate::ifname::short_hostname(),
+            hostname: crate::hostname::short_hostname(),
             geo: !geo.is_empty(),
             no_geo_tag: args.no_geo_tag,
         },
