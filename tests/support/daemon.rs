@@ -127,6 +127,7 @@ pub fn lines(path: &Path) -> Vec<String> {
 
 /// A `fwlog run` command line for a test, built from what the test cares about: the spool in
 /// its temp dir and `--no-dns` are there from the start; groups, outputs and flags are added.
+#[derive(Clone, Debug)]
 pub struct RunArgs {
     dir: PathBuf,
     args: Vec<String>,
@@ -157,6 +158,21 @@ impl RunArgs {
         self.arg("--output").arg(spec)
     }
 
+    /// `--output TARGET`, the target as is (a database URL, a path outside the directory).
+    pub fn output_to(self, target: impl Into<String>) -> RunArgs {
+        self.arg("--output").arg(target)
+    }
+
+    /// More arguments, as they are.
+    pub fn with(self, args: &[&str]) -> RunArgs {
+        args.iter().fold(self, |r, a| r.arg(*a))
+    }
+
+    /// The spool directory (`DIR/spool`).
+    pub fn spool(&self) -> PathBuf {
+        self.path("spool")
+    }
+
     /// Any other argument, as is.
     pub fn arg(mut self, a: impl Into<String>) -> RunArgs {
         self.args.push(a.into());
@@ -175,5 +191,10 @@ impl RunArgs {
     /// [`Daemon::start`] with these arguments.
     pub fn start(&self, ns: &NetNs) -> Daemon {
         Daemon::start(ns, &self.dir, &self.args())
+    }
+
+    /// [`Daemon::spawn`] with these arguments (no wait).
+    pub fn spawn(&self, ns: &NetNs) -> Daemon {
+        Daemon::spawn(ns, &self.dir, &self.args())
     }
 }

@@ -1,11 +1,12 @@
 //! Test support shared by the integration tests: network namespaces, the kernel log, tools,
 //! the daemon, DNS servers (`dns`), NFQUEUE rules and traffic (`queue`), systemd's fd store
-//! played by a test (`fdstore`).
+//! played by a test (`fdstore`), the kill -9 tests' flood and accounting (`crash`).
 //!
 //! Every test that touches the kernel creates its own namespace (unique name, removed on drop),
 //! so tests run in parallel without seeing each other's packets, and nothing leaves the machine.
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod daemon;
 pub mod dns;
 pub mod fdstore;
