@@ -72,12 +72,12 @@ impl NetNs {
 
     /// The tests' usual rule set: table `inet t`, chain `o` on the output hook, holding
     /// `rules` (one rule each, e.g. `udp dport 9999 log prefix "X " group 5`).
-    pub fn output_rules(&self, rules: &[&str]) {
+    pub fn output_rules(&self, rules: &[impl AsRef<str>]) {
         let mut r =
             String::from("table inet t {\n chain o {\n  type filter hook output priority 0;\n");
         for rule in rules {
             r.push_str("  ");
-            r.push_str(rule);
+            r.push_str(rule.as_ref());
             r.push('\n');
         }
         r.push_str(" }\n}\n");
