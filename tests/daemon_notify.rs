@@ -83,12 +83,6 @@ impl Manager {
     }
 }
 
-fn rules(ns: &NetNs, body: &str) {
-    ns.nft(&format!(
-        "table inet t {{\n chain o {{\n  type filter hook output priority 0;\n{body} }}\n}}\n"
-    ));
-}
-
 /// Packet lines in a JSON output.
 fn packets(path: &Path) -> usize {
     lines(path)
@@ -143,7 +137,7 @@ fn packet_reload_stop(ns: &NetNs, m: &mut Manager, d: Daemon, out: &Path) {
 fn ready_once_logging_then_reload_and_stopping() {
     require_root!();
     let ns = NetNs::new("notify");
-    rules(&ns, "  udp dport 9999 log prefix \"NTF \" group 5\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"NTF \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let mut m = Manager::bind(dir.path());
     let out = dir.path().join("out.json");
@@ -189,7 +183,7 @@ fn ready_once_logging_then_reload_and_stopping() {
 fn user_nobody_notifies_through_a_socket_only_root_can_reach() {
     require_root!();
     let ns = NetNs::new("ntfuser");
-    rules(&ns, "  udp dport 9999 log prefix \"NTU \" group 5\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"NTU \" group 5"]);
     // The spool and output must be reachable by nobody; the notify socket is not: it lives in
     // a root-only directory, so only a socket connected before the switch can reach it.
     let work = tempfile::tempdir().unwrap();
@@ -268,7 +262,7 @@ fn queue_mode_is_ready_once_the_queue_is_bound() {
 fn watchdog_keeps_pinging_while_a_fifo_output_is_not_read_and_every_packet_arrives() {
     require_root!();
     let ns = NetNs::new("ntfwd");
-    rules(&ns, "  udp dport 9999 log prefix \"NTW \" group 5\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"NTW \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let mut m = Manager::bind(dir.path());
     // The output is a FIFO nobody reads until the test says so: once its 64 KiB are full,

@@ -16,9 +16,7 @@ use support::netns::NetNs;
 use support::tmpfs::Tmpfs;
 
 fn rules(ns: &NetNs) {
-    ns.nft(
-        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"OUT \" group 5\n }\n}\n",
-    );
+    ns.output_rules(&["udp dport 9999 counter log prefix \"OUT \" group 5"]);
 }
 
 fn mkfifo(p: &Path) {

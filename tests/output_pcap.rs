@@ -134,28 +134,13 @@ fn rotated(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn nft_counter(ns: &NetNs) -> u64 {
-    let o = ns
-        .command("nft")
-        .args(["list", "ruleset"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let i = text.find("counter packets ").expect("counter in ruleset");
-    text[i + 16..]
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("counter value")
-}
-
 #[test]
 fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
     require_root!();
     support::require_tool("tcpdump");
     support::require_tool("tshark");
     let ns = NetNs::new("pcap");
-    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"PCAP \" group 5\n }\n}\n");
+    ns.output_rules(&["udp dport 9999 counter log prefix \"PCAP \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let caps = dir.path().join("caps");
     std::fs::create_dir(&caps).unwrap();
@@ -237,7 +222,7 @@ fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
                 .unwrap()
         })
         .sum();
-    let counted = nft_counter(&ns);
+    let counted = ns.counter();
     assert_eq!(counted, 600);
     // (Loss reports may count more: a restart gap in the global sequence numbers also covers
     // packets other namespaces logged meanwhile.)

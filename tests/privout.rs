@@ -18,9 +18,7 @@ use support::netns::NetNs;
 const NOBODY: u32 = 65534;
 
 fn rules(ns: &NetNs) {
-    ns.nft(
-        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 log prefix \"PRIV \" group 5\n }\n}\n",
-    );
+    ns.output_rules(&["udp dport 9999 log prefix \"PRIV \" group 5"]);
 }
 
 fn chmod(p: &Path, mode: u32) {
