@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use fwlog::geo::{Geo, GeoConfig};
 use geo_support::{asn_db, city_db, mkmmdb};
-use support::daemon::{lines, wait_for, Daemon};
+use support::daemon::{lines, wait_for, RunArgs};
 use support::netns::NetNs;
 
 fn open(city: Option<&Path>, asn: Option<&Path>) -> Geo {
@@ -339,30 +339,18 @@ fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
         dir.path().join("kernel.log"),
     );
     let o = |kind: &str, p: &Path| format!("{kind}={}", p.display());
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "7",
-            "--no-dns",
-            "--no-syslog-header",
-            "--geoip",
-            city.to_str().unwrap(),
-            "--asn",
-            asn.to_str().unwrap(),
-            "--spool",
-            spool.to_str().unwrap(),
-            "--retain",
-            "16MiB",
-            "--output",
-            &o("fwlog", &fw),
-            "--output",
-            &o("json", &js),
-            "--output",
-            &o("kernel", &kern),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(7)
+        .arg("--no-syslog-header")
+        .arg("--geoip")
+        .arg(city.to_str().unwrap())
+        .arg("--asn")
+        .arg(asn.to_str().unwrap())
+        .with(&["--retain", "16MiB"])
+        .output_to(o("fwlog", &fw))
+        .output_to(o("json", &js))
+        .output_to(o("kernel", &kern))
+        .start(&ns);
     send(&ns, "81.2.69.160", "89.160.20.112");
     send(&ns, "2a02:ec0::1", "2001:218::1");
     wait_for("two JSON lines", Duration::from_secs(20), || {

@@ -163,14 +163,26 @@ impl RunArgs {
         self.arg("--output").arg(target)
     }
 
+    /// Resolve names with the DNS server at `server` (in place of `--no-dns`).
+    pub fn dns(mut self, server: impl Into<String>) -> RunArgs {
+        self.args.retain(|a| a != "--no-dns");
+        self.arg("--dns-server").arg(server)
+    }
+
     /// More arguments, as they are.
     pub fn with(self, args: &[&str]) -> RunArgs {
         args.iter().fold(self, |r, a| r.arg(*a))
     }
 
-    /// The spool directory (`DIR/spool`).
+    /// The spool directory somewhere else than `DIR/spool`.
+    pub fn spool_at(mut self, spool: &Path) -> RunArgs {
+        self.args[1] = spool.to_string_lossy().into_owned();
+        self
+    }
+
+    /// The spool directory.
     pub fn spool(&self) -> PathBuf {
-        self.path("spool")
+        PathBuf::from(&self.args[1])
     }
 
     /// Any other argument, as is.
