@@ -18,7 +18,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::daemon::{lines, send_udp, wait_for, Daemon};
+use support::daemon::{lines, send_udp, wait_for, Daemon, RunArgs};
 use support::netns::NetNs;
 
 /// The service manager's end: the socket fwlog's NOTIFY_SOCKET names, and what came so far.
@@ -141,20 +141,10 @@ fn ready_once_logging_then_reload_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = Manager::bind(dir.path());
     let out = dir.path().join("out.json");
-    let d = Daemon::spawn_env(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--output",
-            &format!("json={}", out.display()),
-        ],
-        &[("NOTIFY_SOCKET", m.path.as_os_str())],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .output_to(format!("json={}", out.display()))
+        .spawn_env(&ns, &[("NOTIFY_SOCKET", m.path.as_os_str())]);
     let ready = m.wait("READY=1", Duration::from_secs(20));
     // Checked the moment READY=1 arrives: fwlog says this after binding and starting intake.
     assert!(
@@ -192,22 +182,11 @@ fn user_nobody_notifies_through_a_socket_only_root_can_reach() {
     std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut m = Manager::bind(private.path());
     let out = work.path().join("out.json");
-    let d = Daemon::spawn_env(
-        &ns,
-        work.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--user",
-            "nobody",
-            "--spool",
-            work.path().join("spool").to_str().unwrap(),
-            "--output",
-            &format!("json={}", out.display()),
-        ],
-        &[("NOTIFY_SOCKET", m.path.as_os_str())],
-    );
+    let d = RunArgs::new(work.path())
+        .group(5)
+        .with(&["--user", "nobody"])
+        .output_to(format!("json={}", out.display()))
+        .spawn_env(&ns, &[("NOTIFY_SOCKET", m.path.as_os_str())]);
     m.wait("READY=1", Duration::from_secs(20));
     assert_eq!(
         proc_status(d.child.id(), "Uid:"),
@@ -236,20 +215,10 @@ fn queue_mode_is_ready_once_the_queue_is_bound() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = Manager::bind(dir.path());
     let out = dir.path().join("out.json");
-    let d = Daemon::spawn_env(
-        &ns,
-        dir.path(),
-        &[
-            "--queue",
-            "3",
-            "--no-dns",
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--output",
-            &format!("json={}", out.display()),
-        ],
-        &[("NOTIFY_SOCKET", m.path.as_os_str())],
-    );
+    let d = RunArgs::new(dir.path())
+        .with(&["--queue", "3"])
+        .output_to(format!("json={}", out.display()))
+        .spawn_env(&ns, &[("NOTIFY_SOCKET", m.path.as_os_str())]);
     let ready = m.wait("READY=1", Duration::from_secs(20));
     assert!(
         ready.lines().any(|l| l == "STATUS=logging NFQUEUE queue 3"),
@@ -276,25 +245,18 @@ fn watchdog_keeps_pinging_while_a_fifo_output_is_not_read_and_every_packet_arriv
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
         .unwrap();
-    let mut d = Daemon::spawn_env(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--fsync",
-            "never", // a FIFO cannot be fdatasync'd
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--output",
-            &format!("json={}", fifo.display()),
-        ],
-        &[
-            ("NOTIFY_SOCKET", m.path.as_os_str()),
-            ("WATCHDOG_USEC", "800000".as_ref()), // a ping every 200 ms (a quarter)
-        ],
-    );
+    let mut d = RunArgs::new(dir.path())
+        .group(5)
+        // A FIFO cannot be fdatasync'd.
+        .with(&["--fsync", "never"])
+        .output_to(format!("json={}", fifo.display()))
+        .spawn_env(
+            &ns,
+            &[
+                ("NOTIFY_SOCKET", m.path.as_os_str()),
+                ("WATCHDOG_USEC", "800000".as_ref()), // a ping every 200 ms (a quarter)
+            ],
+        );
     m.wait("READY=1", Duration::from_secs(20));
     // Idle and healthy: pings every 200 ms.
     let t = Instant::now();

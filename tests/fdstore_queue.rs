@@ -7,7 +7,7 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::daemon::{wait_for, Daemon};
+use support::daemon::{wait_for, Daemon, RunArgs};
 use support::fdstore::Manager;
 use support::netns::NetNs;
 use support::queue::{queue_rule, send_and_wait, settle, Listener, Sender, READY};
@@ -24,20 +24,11 @@ fn wait_queue_ready(d: &Daemon) {
     }
 }
 
-fn args(spool: &std::path::Path, out: &str) -> Vec<String> {
-    [
-        "--queue",
-        "7",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--copy-range",
-        "128",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(["--output".to_string(), out.to_string()])
-    .collect()
+/// `fwlog run --queue 7` with the spool in `dir`, output to `out`.
+fn args(dir: &std::path::Path, out: &str) -> RunArgs {
+    RunArgs::new(dir)
+        .with(&["--queue", "7", "--copy-range", "128"])
+        .output_to(out)
 }
 
 #[test]
@@ -49,11 +40,8 @@ fn packets_queued_during_a_restart_wait_and_pass_logged() {
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
     let out = dir.path().join("out.json");
-    let owned = args(
-        &dir.path().join("spool"),
-        &format!("json={}", out.display()),
-    );
-    let argv: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let run = args(dir.path(), &format!("json={}", out.display()));
+    let argv = run.args();
     let l = Listener::new(&ns);
     let s = Sender::new(&ns);
 
@@ -107,11 +95,8 @@ fn kill_9_with_the_queue_socket_stored_lets_nothing_pass_unlogged() {
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
     let out = dir.path().join("out.json");
-    let owned = args(
-        &dir.path().join("spool"),
-        &format!("json={}", out.display()),
-    );
-    let argv: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let run = args(dir.path(), &format!("json={}", out.display()));
+    let argv = run.args();
     let l = Listener::new(&ns);
     let s = Sender::new(&ns);
     let first = m.spawn(&ns, dir.path(), &argv);
@@ -180,17 +165,8 @@ fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
     support::fdstore::rule(&ns, &[(9005, 5)]);
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
-    let spool = dir.path().join("spool");
-    let nflog = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        "/dev/null",
-    ];
-    let d = m.spawn(&ns, dir.path(), &nflog);
+    let nflog = RunArgs::new(dir.path()).group(5).output_to("/dev/null");
+    let d = m.spawn(&ns, dir.path(), &nflog.args());
     support::fdstore::wait_ready(&d);
     // The "logging" line comes before the SIGTERM handler is installed: give it time.
     std::thread::sleep(Duration::from_millis(300));
@@ -202,8 +178,8 @@ fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
         "kept bound in the store"
     );
 
-    let owned = args(&spool, "/dev/null");
-    let argv: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let run = args(dir.path(), "/dev/null");
+    let argv = run.args();
     let d = m.spawn(&ns, dir.path(), &argv);
     wait_queue_ready(&d);
     wait_for(

@@ -205,6 +205,11 @@ impl RunArgs {
         Daemon::start(ns, &self.dir, &self.args())
     }
 
+    /// [`Daemon::spawn_env`] with these arguments and extra environment variables.
+    pub fn spawn_env(&self, ns: &NetNs, env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+        Daemon::spawn_env(ns, &self.dir, &self.args(), env)
+    }
+
     /// [`Daemon::spawn`] with these arguments (no wait).
     pub fn spawn(&self, ns: &NetNs) -> Daemon {
         Daemon::spawn(ns, &self.dir, &self.args())
