@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::daemon::{lines, send_udp, wait_for, Daemon};
+use support::daemon::{lines, send_udp, wait_for, RunArgs};
 use support::netns::NetNs;
 
 fn fwlog(args: &[&str]) -> (String, String, bool) {
@@ -146,23 +146,14 @@ fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
     std::fs::create_dir(&caps).unwrap();
     let out = dir.path().join("out.json");
     let raw = dir.path().join("raw.pcap");
-    let args = [
-        "--group".to_string(),
-        "5".into(),
-        "--no-dns".into(),
-        "--spool".into(),
-        dir.path().join("spool").display().to_string(),
-        "-o".into(),
-        format!("json={}", out.display()),
-        "-o".into(),
-        format!(
+    let args = RunArgs::new(dir.path())
+        .group(5)
+        .output_to(format!("json={}", out.display()))
+        .output_to(format!(
             "pcap:{}?max-size=4KiB&keep=1000",
             caps.join("fw.pcap").display()
-        ),
-        "-o".into(),
-        format!("pcap-raw:{}", raw.display()),
-    ];
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        ))
+        .output_to(format!("pcap-raw:{}", raw.display()));
     let packets = |p: &Path| {
         lines(p)
             .iter()
@@ -170,7 +161,7 @@ fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
             .count()
     };
 
-    let d = Daemon::start(&ns, dir.path(), &argv);
+    let d = args.start(&ns);
     send_udp(&ns, 9999, 0..300);
     wait_for("half the packets", Duration::from_secs(20), || {
         packets(&out) >= 150
@@ -180,7 +171,7 @@ fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
     plant_torn_record(&newest);
     plant_torn_record(&raw);
 
-    let d = Daemon::start(&ns, dir.path(), &argv);
+    let d = args.start(&ns);
     send_udp(&ns, 9999, 300..600);
     let mut last = 0;
     wait_for("the output to settle", Duration::from_secs(30), || {
