@@ -310,21 +310,6 @@ fn send(ns: &NetNs, src: &str, dst: &str) {
     });
 }
 
-fn nft_counter(ns: &NetNs) -> u64 {
-    let out = ns
-        .command("nft")
-        .args(["list", "table", "inet", "geo"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let at = text.find("packets ").expect("counter");
-    text[at + 8..]
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("packet count")
-}
-
 #[test]
 fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
     require_root!();
@@ -404,7 +389,7 @@ fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
             .unwrap_or_default()
             .contains("from 81.2.69.160 [FR AS20712]")
     });
-    let logged = nft_counter(&ns);
+    let logged = ns.counter();
     wait_for("every logged packet", Duration::from_secs(20), || {
         lines(&kern).len() as u64 >= logged
     });
