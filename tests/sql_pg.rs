@@ -183,6 +183,20 @@ fn stored(pg: &Pg) -> u64 {
     pg.count("SELECT (SELECT count(*) FROM packets) + (SELECT coalesce(sum(count), 0) FROM losses)")
 }
 
+/// Start `args`, send `n` packets, wait for `refusal` in stderr, let fwlog retry for 2 s and
+/// stop it; returns its stderr.
+fn refused_run(ns: &NetNs, args: &RunArgs, n: u32, refusal: &str) -> String {
+    let d = args.start(ns);
+    send_udp(ns, 9999, 0..n);
+    wait_for("the refusal", Duration::from_secs(20), || {
+        d.stderr_text().contains(refusal)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let err = d.stderr_text();
+    assert_eq!(d.stop(), 0);
+    err
+}
+
 fn rule(ns: &NetNs) {
     ns.output_rules(&["udp dport 9999 counter log prefix \"PG \" group 5"]);
 }
@@ -264,14 +278,7 @@ fn a_wrong_password_is_one_clear_line_and_the_packets_stay_spooled() {
     let url = pg.url("wrong-password");
     let args = RunArgs::new(dir.path()).group(5).output_to(&url);
     let spool = args.spool();
-    let d = args.start(&ns);
-    send_udp(&ns, 9999, 0..300);
-    wait_for("the refusal", Duration::from_secs(20), || {
-        d.stderr_text().contains("password authentication failed")
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    let err = d.stderr_text();
-    assert_eq!(d.stop(), 0);
+    let err = refused_run(&ns, &args, 300, "password authentication failed");
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("password")).collect();
     assert_eq!(lines.len(), 1, "one clear line: {err}");
     assert!(
@@ -767,14 +774,7 @@ fn tls_verify_full_connects_and_a_wrong_ca_or_host_name_is_one_line_with_packets
     );
     let args = RunArgs::new(dir.path()).group(5).output_to(&wrong);
     let spool = args.spool();
-    let d = args.start(&ns);
-    send_udp(&ns, 9999, 0..200);
-    wait_for("the refusal", Duration::from_secs(20), || {
-        d.stderr_text().contains("cannot write to")
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    let err = d.stderr_text();
-    assert_eq!(d.stop(), 0);
+    let err = refused_run(&ns, &args, 200, "cannot write to");
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("certificate")).collect();
     assert_eq!(lines.len(), 1, "one clear line: {err}");
     assert!(lines[0].contains("UnknownIssuer"), "{err}");
