@@ -167,7 +167,8 @@ pub fn ping(dst: std::net::IpAddr, id: u16, seq: u16, data: &[u8], pause: std::t
     // SAFETY: plain socket(2); the fd is closed below.
     let fd = unsafe { libc::socket(family, libc::SOCK_RAW, proto) };
     assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-    send_raw(fd, dst, &msg);
+    let rc = send_raw(fd, dst, &msg);
+    assert!(rc > 0, "sendto: {}", std::io::Error::last_os_error());
     std::thread::sleep(pause);
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
