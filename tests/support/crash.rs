@@ -54,7 +54,7 @@ pub fn flood(ns: &NetNs, stop: &AtomicBool) -> u64 {
 /// How long round `round` lets the daemon run before the kill: a third of the kills land in
 /// start-up (before or while the spool opens).
 pub fn kill_delay(rng: &mut Lcg, round: usize) -> Duration {
-    Duration::from_millis(if round % 3 == 0 {
+    Duration::from_millis(if round.is_multiple_of(3) {
         rng.next(30)
     } else {
         50 + rng.next(400)
