@@ -41,7 +41,7 @@ fn mkdb(dir: &std::path::Path, name: &str, asn: bool) -> std::path::PathBuf {
         .collect();
     let spec = serde_json::json!({"database_type": name, "ip_version": 6, "records": records});
     let out = dir.join(format!("{name}.mmdb"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/geo_support/mkmmdb.pl");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mkmmdb.pl");
     let mut child = Command::new("perl")
         .arg(script)
         .arg(&out)

@@ -4,7 +4,6 @@
 //! real NFLOG packets, the kernel format untouched, SIGHUP keeping a good database over a bad
 //! one and taking a new one.
 
-mod geo_support;
 mod support;
 
 use std::path::Path;
@@ -12,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use fwlog::geo::{Geo, GeoConfig};
-use geo_support::{asn_db, city_db, mkmmdb};
 use support::daemon::{lines, wait_for, RunArgs};
+use support::geo::{asn_db, city_db, mkmmdb};
 use support::netns::NetNs;
 
 fn open(city: Option<&Path>, asn: Option<&Path>) -> Geo {

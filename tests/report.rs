@@ -4,14 +4,13 @@
 //!
 //! Set FWLOG_UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate change.
 
-mod geo_support;
 mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use geo_support::{asn_db, city_db};
+use support::geo::{asn_db, city_db};
 
 fn fwlog_in(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     let mut child = Command::new(support::fwlog_bin())
