@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use support::daemon::{wait_for, Daemon, RunArgs};
 use support::fdstore::Manager;
 use support::netns::NetNs;
-use support::queue::{queue_rule, send_and_wait, settle, Listener, Sender, READY};
+use support::queue::{queue_rule, send_and_wait, settle, QueueSetup, READY};
 
 fn wait_queue_ready(d: &Daemon) {
     let end = Instant::now() + Duration::from_secs(20);
@@ -24,30 +24,19 @@ fn wait_queue_ready(d: &Daemon) {
     }
 }
 
-/// `fwlog run --queue 7` with the spool in `dir`, output to `out`.
-fn args(dir: &std::path::Path, out: &str) -> RunArgs {
-    RunArgs::new(dir)
-        .with(&["--queue", "7", "--copy-range", "128"])
-        .output_to(out)
-}
-
 #[test]
 fn packets_queued_during_a_restart_wait_and_pass_logged() {
     require_root!();
-    let ns = NetNs::new("fdqueue");
     // With --queue-bypass: packets would pass unlogged while no socket is bound.
-    queue_rule(&ns, 7, true);
-    let dir = tempfile::tempdir().unwrap();
+    let t = QueueSetup::new("fdqueue", 7, true);
+    let (ns, dir, out, l, s) = (&t.ns, &t.dir, &t.out, &t.l, &t.s);
     let m = Manager::bind(dir.path());
-    let out = dir.path().join("out.json");
-    let run = args(dir.path(), &format!("json={}", out.display()));
+    let run = t.args(&["--copy-range", "128"]);
     let argv = run.args();
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
 
-    let d = m.spawn(&ns, dir.path(), &argv);
+    let d = m.spawn(ns, dir.path(), &argv);
     wait_queue_ready(&d);
-    send_and_wait(&s, &l, 0..20, Duration::from_secs(10));
+    send_and_wait(s, l, 0..20, Duration::from_secs(10));
     assert_eq!(l.count(), 20);
     assert_eq!(d.stop(), 0);
     assert_eq!(m.names(), ["fwlog-nfqueue-7"]);
@@ -59,7 +48,7 @@ fn packets_queued_during_a_restart_wait_and_pass_logged() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(l.count(), 20, "nothing passes while fwlog is down");
 
-    let d = m.spawn(&ns, dir.path(), &argv);
+    let d = m.spawn(ns, dir.path(), &argv);
     wait_queue_ready(&d);
     assert!(
         d.stderr_text().contains("took the NFQUEUE socket back"),
@@ -69,8 +58,8 @@ fn packets_queued_during_a_restart_wait_and_pass_logged() {
     wait_for("the held packets to pass", Duration::from_secs(20), || {
         l.count() == 60
     });
-    send_and_wait(&s, &l, 60..70, Duration::from_secs(10));
-    let log = settle(&out, 70);
+    send_and_wait(s, l, 60..70, Duration::from_secs(10));
+    let log = settle(out, 70);
     let err = d.stderr.clone();
     assert_eq!(
         d.stop(),
@@ -90,16 +79,12 @@ fn packets_queued_during_a_restart_wait_and_pass_logged() {
 #[test]
 fn kill_9_with_the_queue_socket_stored_lets_nothing_pass_unlogged() {
     require_root!();
-    let ns = NetNs::new("fdqkill");
-    queue_rule(&ns, 7, true);
-    let dir = tempfile::tempdir().unwrap();
+    let t = QueueSetup::new("fdqkill", 7, true);
+    let (ns, dir, out, l, s) = (&t.ns, &t.dir, &t.out, &t.l, &t.s);
     let m = Manager::bind(dir.path());
-    let out = dir.path().join("out.json");
-    let run = args(dir.path(), &format!("json={}", out.display()));
+    let run = t.args(&["--copy-range", "128"]);
     let argv = run.args();
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
-    let first = m.spawn(&ns, dir.path(), &argv);
+    let first = m.spawn(ns, dir.path(), &argv);
     wait_queue_ready(&first);
     let stop = AtomicBool::new(false);
     let sent = std::thread::scope(|scope| {
@@ -118,7 +103,7 @@ fn kill_9_with_the_queue_socket_stored_lets_nothing_pass_unlogged() {
         for round in 0..12u64 {
             std::thread::sleep(Duration::from_millis(if round % 3 == 0 { 20 } else { 250 }));
             d.kill9();
-            d = m.spawn(&ns, dir.path(), &argv);
+            d = m.spawn(ns, dir.path(), &argv);
         }
         wait_queue_ready(&d);
         std::thread::sleep(Duration::from_millis(500));
@@ -136,7 +121,7 @@ fn kill_9_with_the_queue_socket_stored_lets_nothing_pass_unlogged() {
         sent
     });
     let delivered = l.keys();
-    let log = settle(&out, delivered.len());
+    let log = settle(out, delivered.len());
     let unlogged = delivered
         .iter()
         .filter(|k| !log.packets.contains_key(k))
@@ -178,7 +163,9 @@ fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
         "kept bound in the store"
     );
 
-    let run = args(dir.path(), "/dev/null");
+    let run = RunArgs::new(dir.path())
+        .with(&["--queue", "7", "--copy-range", "128"])
+        .output_to("/dev/null");
     let argv = run.args();
     let d = m.spawn(&ns, dir.path(), &argv);
     wait_queue_ready(&d);
