@@ -39,7 +39,7 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use support::daemon::{lines, Daemon};
+use support::daemon::{lines, RunArgs};
 use support::{kmsg, netns::NetNs};
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -386,26 +386,19 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
     let daemon = |g: u16, flags: &str, tag: &str| {
-        Daemon::start(
-            &b,
-            dir.path(),
-            &[
-                "--group",
-                &g.to_string(),
-                "--spool",
-                &path(&format!("spool-{tag}")),
-                "--no-dns",
+        RunArgs::new(dir.path())
+            .spool_at(&dir.path().join(format!("spool-{tag}")))
+            .group(g)
+            .with(&[
                 "--format",
                 "kernel",
                 "--log-flags",
                 flags,
                 "--no-syslog-header",
-                "--output",
-                &path(&format!("kernel-{tag}.log")),
-                "--output",
-                &format!("json={}", path(&format!("json-{tag}.log"))),
-            ],
-        )
+            ])
+            .output_to(path(&format!("kernel-{tag}.log")))
+            .output_to(format!("json={}", path(&format!("json-{tag}.log"))))
+            .start(&b)
     };
     let dd = daemon(gd, "", "d");
     let da = daemon(ga, "all", "a");
