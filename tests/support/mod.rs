@@ -12,6 +12,7 @@ pub mod fdstore;
 pub mod kmsg;
 pub mod netns;
 pub mod packets;
+pub mod pg;
 pub mod queue;
 pub mod rng;
 pub mod tmpfs;
