@@ -2,9 +2,9 @@
 //!
 //! Spec:
 //! - Sources ([`Source`]): `spool:DIR` (read-only like `fwlog replay`, acknowledged and retained
-//!   packets alike) and files of fwlog's JSON lines (`-` for standard input). SQL sources
-//!   (`sqlite:PATH`, `postgresql://...`) are recognised and refused with a clear message until
-//!   the SQL outputs exist: they plug in as one more [`Source`] variant yielding [`Event`]s.
+//!   packets alike), files of fwlog's JSON lines (`-` for standard input), `sqlite:PATH` (rows
+//!   streamed, [`sqlite`]) and `postgresql://...` (aggregated by the server, [`pg`]); every
+//!   source gives the same report for the same packets.
 //! - Every record becomes an [`Event`]; the window (`since`/`until`, seconds since the epoch) and
 //!   filters ([`Filter`]) select them; [`agg::Aggregate`] folds them into totals, loss, per
 //!   prefix, top sources (name, country, AS), top destination ports, top countries, a per-hour
@@ -18,7 +18,9 @@
 
 pub mod agg;
 pub mod html;
+pub mod pg;
 pub mod source;
+pub mod sqlite;
 pub mod text;
 
 use std::net::IpAddr;
@@ -165,7 +167,11 @@ pub fn collect(cfg: &ReportConfig) -> Result<(agg::Aggregate, source::ReadStats)
     let mut a = agg::Aggregate::default();
     let mut stats = source::ReadStats::default();
     for s in &cfg.sources {
-        s.read(&mut stats, &mut |mut e| {
+        if let Source::Postgres(url) = s {
+            pg::aggregate(url, &cfg.filter, cfg.top, geo.as_mut(), &mut a)?;
+            continue;
+        }
+        s.read(&cfg.filter, &mut stats, &mut |mut e| {
             if !cfg.filter.keeps(&e) {
                 return;
             }

@@ -5,8 +5,9 @@
 //!   spool reader and said once on standard error.
 //! - a path, or `-` for standard input: fwlog's JSON lines (`--format json`). A line that is not
 //!   a packet or loss object of that schema is counted as unreadable, never fatal.
-//! - `sqlite:PATH`, `postgresql://...`, `postgres://...`: SQL sources, refused with a message
-//!   until the SQL outputs land; they would be one more variant here yielding [`Event`]s.
+//! - `sqlite:PATH`: a database of fwlog's SQLite output, read-only ([`super::sqlite`]).
+//! - `postgresql://...`, `postgres://...`: a database of fwlog's PostgreSQL output, aggregated
+//!   by the server ([`super::pg`]; not through [`Source::read`]).
 
 use std::io::BufRead;
 use std::net::IpAddr;
@@ -25,12 +26,18 @@ pub enum Source {
     Spool(PathBuf),
     /// A JSON lines file; `-` is standard input.
     JsonLines(PathBuf),
+    /// `sqlite:PATH`
+    Sqlite(PathBuf),
+    /// `postgresql://...` as given (it may hold a password: never printed as is).
+    Postgres(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{0}: SQL sources are not available yet (they come with the SQL outputs); use spool:DIR or a file of JSON lines")]
-    SqlNotYet(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{what}: {message}")]
+    Sql { what: String, message: String },
     #[error("spool:{}: {source}", path.display())]
     Spool {
         path: PathBuf,
@@ -50,10 +57,15 @@ impl std::str::FromStr for Source {
         if let Some(dir) = s.strip_prefix("spool:") {
             return Ok(Source::Spool(dir.into()));
         }
-        for sql in ["sqlite:", "postgresql://", "postgres://"] {
-            if s.starts_with(sql) {
-                return Err(SourceError::SqlNotYet(s.into()));
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err(SourceError::Usage("sqlite: expected sqlite:PATH".into()));
             }
+            return Ok(Source::Sqlite(path.into()));
+        }
+        if s.starts_with("postgresql://") || s.starts_with("postgres://") {
+            crate::sink::sql::pg::check_url(s).map_err(SourceError::Usage)?;
+            return Ok(Source::Postgres(s.into()));
         }
         Ok(Source::JsonLines(s.into()))
     }
@@ -70,9 +82,20 @@ pub struct ReadStats {
 
 impl Source {
     /// Hand every event of this source to `f`.
-    pub fn read(&self, stats: &mut ReadStats, f: &mut dyn FnMut(Event)) -> Result<(), SourceError> {
+    /// `filter` narrows what a database is asked for (the caller still judges every event).
+    pub fn read(
+        &self,
+        filter: &super::Filter,
+        stats: &mut ReadStats,
+        f: &mut dyn FnMut(Event),
+    ) -> Result<(), SourceError> {
         match self {
             Source::Spool(dir) => read_spool(dir, stats, f),
+            Source::Sqlite(path) => super::sqlite::read(path, filter, f),
+            Source::Postgres(_) => Err(SourceError::Usage(
+                "a PostgreSQL source is aggregated by the server (report::pg), not read row by row"
+                    .into(),
+            )),
             Source::JsonLines(path) => {
                 let read_err = |source| SourceError::Read {
                     path: path.clone(),

@@ -48,7 +48,8 @@ use tokio_postgres::{Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::pg_parts::{self, Parts};
-use super::pg_rows::{copy_rows, insert_each, refused, server_message, ts, COLUMN_LIST};
+pub use super::pg_rows::server_message;
+use super::pg_rows::{copy_rows, insert_each, refused, ts, COLUMN_LIST};
 use super::pg_tls;
 use super::row::{escaped, Column, Kind, LossRow, Row, COLUMNS};
 use super::{SqlConfig, SqlError};
@@ -171,6 +172,46 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The connection settings of a `postgresql://` URL: TLS from `sslmode`/`sslrootcert`, the
+/// password from the URL or `PGPASSWORD`, bounded connect time, keepalives.
+pub fn client_config(url: &str) -> Result<(Config, Option<MakeRustlsConnect>), String> {
+    let (plain, tls) = pg_tls::split(url)?;
+    let tls = pg_tls::connector(&tls)?;
+    let mut pg = Config::from_str(&plain).map_err(|e| e.to_string())?;
+    if pg.get_password().is_none() {
+        if let Ok(p) = std::env::var("PGPASSWORD") {
+            pg.password(p);
+        }
+    }
+    pg.connect_timeout(Duration::from_secs(5));
+    pg.keepalives_idle(Duration::from_secs(10));
+    Ok((pg, tls))
+}
+
+/// Connect (on the caller's runtime, which then drives the connection) for reading; the
+/// error is the server's message. Returns the client and the URL as messages show it.
+pub async fn connect_reader(url: &str) -> Result<(Client, String), String> {
+    let (pg, tls) = client_config(url)?;
+    let shown = shown(&pg);
+    let client = match tls {
+        Some(tls) => {
+            let (client, conn) = pg.connect(tls).await.map_err(msg)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }
+        None => {
+            let (client, conn) = pg.connect(NoTls).await.map_err(msg)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }
+    };
+    Ok((client, shown))
+}
+
 impl PgSink {
     /// Start the worker; the server is contacted at the first commit.
     pub fn open(url: &str, cfg: &SqlConfig) -> Result<PgSink, SqlError> {
@@ -178,16 +219,7 @@ impl PgSink {
             target: "postgresql".into(),
             message,
         };
-        let (plain, tls) = pg_tls::split(url).map_err(db_err)?;
-        let tls = pg_tls::connector(&tls).map_err(db_err)?;
-        let mut pg = Config::from_str(&plain).map_err(|e| db_err(e.to_string()))?;
-        if pg.get_password().is_none() {
-            if let Ok(p) = std::env::var("PGPASSWORD") {
-                pg.password(p);
-            }
-        }
-        pg.connect_timeout(Duration::from_secs(5));
-        pg.keepalives_idle(Duration::from_secs(10));
+        let (pg, tls) = client_config(url).map_err(db_err)?;
         let shown = shown(&pg);
         let (jobs, job_rx) = mpsc::channel::<Batch>();
         let (answer_tx, answers) = mpsc::channel();

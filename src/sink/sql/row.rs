@@ -266,6 +266,17 @@ pub fn addr16(ip: IpAddr) -> [u8; 16] {
     }
 }
 
+/// The address of a 16-byte column ([`addr16`]'s inverse: IPv4-mapped gives IPv4); `None`
+/// for any other length.
+pub fn addr_from16(b: &[u8]) -> Option<IpAddr> {
+    let a: [u8; 16] = b.try_into().ok()?;
+    let v6 = std::net::Ipv6Addr::from(a);
+    Some(match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    })
+}
+
 /// Transport fields: (sport, dport, tcp_flags, icmp_type, icmp_code, truncated).
 type Ports = (
     Option<u16>,
