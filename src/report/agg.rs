@@ -194,15 +194,16 @@ impl SourceInfo {
         self.seen += 1;
         self.first = self.first.min(e.time);
         self.last = self.last.max(e.time);
+        let owned = |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().map(String::from);
         if self.name.is_none() {
-            self.name.clone_from(&e.src_name);
+            self.name = owned(&e.src_name);
         }
         if self.country.is_none() {
-            self.country.clone_from(&e.src_country);
+            self.country = owned(&e.src_country);
         }
         if self.asn.is_none() {
             self.asn = e.src_asn;
-            self.org.clone_from(&e.src_org);
+            self.org = owned(&e.src_org);
         }
         if self.location.is_none() {
             self.location = e.src_location;
@@ -341,7 +342,7 @@ impl Aggregate {
             self.ports.add(&(proto, port), 1);
         }
         if let Some(cc) = &e.src_country {
-            self.countries.add_ref(cc.as_str(), 1);
+            self.countries.add_ref(&**cc, 1);
         }
     }
 }

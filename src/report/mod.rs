@@ -23,27 +23,29 @@ pub mod source;
 pub mod sqlite;
 pub mod text;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 pub use source::{Source, SourceError};
 
-/// One logged packet or loss report, as the report needs it.
+/// One logged packet or loss report, as the report needs it. Its text borrows from the
+/// source's buffer where it can (a database row), so folding a row allocates nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Event {
+pub struct Event<'a> {
     /// Seconds since the epoch (UTC).
     pub time: i64,
     pub group: Option<u16>,
     /// The log prefix as the formats print it (escaped text).
-    pub prefix: Option<String>,
+    pub prefix: Option<Cow<'a, str>>,
     pub src: Option<IpAddr>,
     pub dst: Option<IpAddr>,
     /// IP protocol number.
     pub proto: Option<u8>,
     pub dport: Option<u16>,
-    pub src_name: Option<String>,
-    pub src_country: Option<String>,
+    pub src_name: Option<Cow<'a, str>>,
+    pub src_country: Option<Cow<'a, str>>,
     pub src_asn: Option<u32>,
-    pub src_org: Option<String>,
+    pub src_org: Option<Cow<'a, str>>,
     pub src_location: Option<(f64, f64)>,
     /// A loss report: how many packets were lost (0 for a packet).
     pub lost: u64,
@@ -186,9 +188,9 @@ pub fn collect(cfg: &ReportConfig) -> Result<(agg::Aggregate, source::ReadStats)
     Ok((a, stats))
 }
 
-fn enrich(g: &mut crate::geo::Geo, src: IpAddr, e: &mut Event) {
+fn enrich(g: &mut crate::geo::Geo, src: IpAddr, e: &mut Event<'_>) {
     let Some(info) = g.lookup(src) else { return };
-    let text = |n: &Option<crate::dns::SafeName>| n.as_ref().map(|n| n.shown().to_string());
+    let text = |n: &Option<crate::dns::SafeName>| n.as_ref().map(|n| Cow::Owned(n.shown().into()));
     e.src_country = text(&info.country_code);
     e.src_asn = info.asn;
     e.src_org = text(&info.as_org);

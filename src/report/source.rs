@@ -9,6 +9,7 @@
 //! - `postgresql://...`, `postgres://...`: a database of fwlog's PostgreSQL output, aggregated
 //!   by the server ([`super::pg`]; not through [`Source::read`]).
 
+use std::borrow::Cow;
 use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -87,7 +88,7 @@ impl Source {
         &self,
         filter: &super::Filter,
         stats: &mut ReadStats,
-        f: &mut dyn FnMut(Event),
+        f: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), SourceError> {
         match self {
             Source::Spool(dir) => read_spool(dir, stats, f),
@@ -115,7 +116,7 @@ impl Source {
 fn read_spool(
     dir: &std::path::Path,
     stats: &mut ReadStats,
-    f: &mut dyn FnMut(Event),
+    f: &mut dyn FnMut(Event<'_>),
 ) -> Result<(), SourceError> {
     let spool = fwlog_spool::ReadOnlySpool::open(dir).map_err(|source| SourceError::Spool {
         path: dir.to_path_buf(),
@@ -138,7 +139,7 @@ fn read_spool(
 }
 
 /// The event for one spool record (a packet or a loss record).
-pub fn spool_event(data: &[u8]) -> Event {
+pub fn spool_event(data: &[u8]) -> Event<'static> {
     let p = attr::parse(data, TlvOrder::NATIVE, EPOCH);
     let mut e = Event {
         time: p.timestamp.sec,
@@ -154,7 +155,7 @@ pub fn spool_event(data: &[u8]) -> Event {
     if let Some(pre) = p.prefix {
         let mut v = Vec::with_capacity(pre.len());
         crate::format::escape::escape_into(&mut v, pre);
-        e.prefix = Some(String::from_utf8_lossy(&v).into_owned());
+        e.prefix = Some(String::from_utf8_lossy(&v).into_owned().into());
     }
     let d = decode::decode(&p);
     let transport = match &d.net {
@@ -223,7 +224,7 @@ struct TransportPart {
 fn read_json(
     input: impl BufRead,
     stats: &mut ReadStats,
-    f: &mut dyn FnMut(Event),
+    f: &mut dyn FnMut(Event<'_>),
 ) -> std::io::Result<()> {
     for line in input.split(b'\n') {
         let line = line?;
@@ -241,14 +242,14 @@ fn read_json(
     Ok(())
 }
 
-fn json_event(l: Line) -> Option<Event> {
+fn json_event(l: Line) -> Option<Event<'static>> {
     let time = chrono::DateTime::parse_from_rfc3339(&l.time)
         .ok()?
         .timestamp();
     let mut e = Event {
         time,
         group: l.group,
-        prefix: l.prefix,
+        prefix: l.prefix.map(Cow::Owned),
         ..Event::default()
     };
     match l.event.as_str() {
@@ -263,14 +264,14 @@ fn json_event(l: Line) -> Option<Event> {
         e.src = ip.src;
         e.dst = ip.dst;
         e.proto = ip.protocol;
-        e.src_name = ip.src_name;
+        e.src_name = ip.src_name.map(Cow::Owned);
         if let Some(g) = ip.src_geo {
-            e.src_country = g.country_code;
+            e.src_country = g.country_code.map(Cow::Owned);
             e.src_location = crate::geo::info::location(g.lat, g.lon);
         }
         if let Some(a) = ip.src_as {
             e.src_asn = a.number;
-            e.src_org = a.org;
+            e.src_org = a.org.map(Cow::Owned);
         }
     }
     e.dport = l.transport.and_then(|t| t.dst_port);
