@@ -11,8 +11,9 @@
 //! - Scans (distinct ports and hosts of a source within one clock minute): a minute can only
 //!   hold 10 distinct ports or hosts if it holds 10 packets of the source, so the server first
 //!   finds the minutes where a source's 10th-previous packet is less than 60 s old (a window
-//!   function over the `(src, time)` order), then counts distinct ports and hosts in those
-//!   minutes only; the top sources shown get their busiest minute counted in full.
+//!   function over `(src, time)` alone, which the `(src, time)` index gives in order), then
+//!   counts distinct ports and hosts in those minutes only (a batch of candidates per query);
+//!   the sources the report shows get every minute counted.
 //! - Every filter is a bound parameter (nothing from the command line is ever SQL text), with
 //!   the meaning the report's own filter has.
 //! - Read-only: only SELECTs, in one read-only transaction (one snapshot for every query).
@@ -168,8 +169,12 @@ pub fn aggregate(
             .start()
             .await
             .map_err(err)?;
-        // JIT compiling these one-off queries costs more than it saves.
-        tx.batch_execute("SET LOCAL jit = off").await.map_err(err)?;
+        // JIT compiling these one-off queries costs more than it saves; the grouping hashes
+        // (one entry per source) stay in the server's memory rather than spill to disk (this
+        // session only: 27 s -> 18 s over 10 million rows on the bench machine).
+        tx.batch_execute("SET LOCAL jit = off; SET LOCAL work_mem = '128MB'")
+            .await
+            .map_err(err)?;
         let version: Option<i32> = match tx
             .query_opt("SELECT max(version) FROM schema_version", &[])
             .await
@@ -285,18 +290,40 @@ async fn scans(
     top: usize,
     a: &mut Aggregate,
 ) -> Result<(), tokio_postgres::Error> {
-    let (w, mut params) = where_clause(f, true);
+    let (w, params) = where_clause(f, true);
     let ten = i64::try_from(SCAN_PORTS.saturating_sub(1)).unwrap_or(9);
     let minute = "floor(extract(epoch FROM time) / 60)::int8";
+    // Candidate minutes: only (src, time) is read, in the (src, time) index's order.
     let sql = format!(
-        "WITH p AS (SELECT src, time, dport, dst FROM packets WHERE {w} AND src IS NOT NULL), \
-         w AS (SELECT DISTINCT src, m FROM (SELECT src, {minute} AS m, \
-               time - lag(time, {ten}) OVER (PARTITION BY src ORDER BY time) AS d FROM p) x \
-               WHERE d < interval '60 seconds') \
-         SELECT p.src, count(DISTINCT p.dport), count(DISTINCT p.dst) \
-         FROM p JOIN w ON p.src = w.src AND {minute} = w.m GROUP BY p.src, w.m"
+        "SELECT DISTINCT src, m FROM (SELECT src, {minute} AS m, \
+           time - lag(time, {ten}) OVER (PARTITION BY src ORDER BY time) AS d \
+           FROM packets WHERE {w} AND src IS NOT NULL) x \
+         WHERE d < interval '60 seconds'"
     );
-    each_row(c, &sql, &params, |r| window(r, a)).await?;
+    let mut cands: Vec<(IpAddr, i64)> = Vec::new();
+    each_row(c, &sql, &params, |r| {
+        if let Some(src) = r.get::<_, Option<IpAddr>>(0) {
+            cands.push((src, r.get(1)));
+        }
+    })
+    .await?;
+    // Their distinct ports and hosts, a batch of candidates at a time.
+    for batch in cands.chunks(CHUNK as usize) {
+        let mut p = where_clause(f, true).1;
+        let n = p.len();
+        p.push(Box::new(batch.iter().map(|c| c.0).collect::<Vec<IpAddr>>()));
+        p.push(Box::new(batch.iter().map(|c| c.1).collect::<Vec<i64>>()));
+        let sql = format!(
+            "SELECT p.src, count(DISTINCT p.dport), count(DISTINCT p.dst) \
+             FROM packets p JOIN unnest(${}::inet[], ${}::int8[]) AS c(csrc, cm) \
+             ON p.src = c.csrc AND {minute} = c.cm WHERE {w} GROUP BY p.src, c.cm",
+            n + 1,
+            n + 2
+        );
+        each_row(c, &sql, &p, |r| window(r, a)).await?;
+    }
+    drop(cands);
+    let mut params = params;
     // The sources the report shows (the top ones and the scans) get every minute of theirs
     // counted: a minute of fewer than ten packets may still hold their largest count of
     // hosts (or ports), which the report prints.
