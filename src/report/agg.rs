@@ -41,6 +41,10 @@ pub struct Counter<K, V> {
     cap: usize,
     map: HashMap<K, (u64, V)>,
     pub dropped_max: u64,
+    /// Kept between prunes: a prune runs every `cap / 2` new keys when a flood of distinct
+    /// keys streams by, and allocating these each time cost more than the pruning.
+    scratch_counts: Vec<u64>,
+    scratch_keys: Vec<K>,
 }
 
 impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
@@ -49,6 +53,8 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
             cap: cap.max(2),
             map: HashMap::new(),
             dropped_max: 0,
+            scratch_counts: Vec::new(),
+            scratch_keys: Vec::new(),
         }
     }
 
@@ -66,18 +72,27 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
     }
 
     fn prune(&mut self) {
-        let mut counts: Vec<u64> = self.map.values().map(|v| v.0).collect();
+        let counts = &mut self.scratch_counts;
+        counts.clear();
+        counts.extend(self.map.values().map(|v| v.0));
         let mid = counts.len() / 2;
         let (_, &mut median, _) = counts.select_nth_unstable(mid);
         self.dropped_max = self.dropped_max.max(median);
         self.map.retain(|_, v| v.0 > median);
-        // Every count equal: drop half by key order so the table makes room.
+        // Every count equal: drop the smaller half by key order so the table makes room
+        // (selected, not sorted: the same keys go, in linear time).
         if self.map.len() >= self.cap {
-            let mut keys: Vec<K> = self.map.keys().cloned().collect();
-            keys.sort();
-            for k in &keys[..keys.len() / 2] {
-                self.map.remove(k);
+            let keys = &mut self.scratch_keys;
+            keys.clear();
+            keys.extend(self.map.keys().cloned());
+            let half = keys.len() / 2;
+            if half > 0 {
+                keys.select_nth_unstable(half);
+                for k in &keys[..half] {
+                    self.map.remove(k);
+                }
             }
+            keys.clear();
         }
     }
 
