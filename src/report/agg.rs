@@ -153,13 +153,54 @@ pub struct SourceInfo {
     pub location: Option<(f64, f64)>,
     /// The minute (`time / SCAN_WINDOW`) the sets below are for.
     minute: i64,
-    ports: Vec<u16>,
-    hosts: Vec<IpAddr>,
+    ports: SmallSet<u16>,
+    hosts: SmallSet<IpAddr>,
     /// Most distinct ports and hosts in one window.
     pub max_ports: usize,
     pub max_hosts: usize,
     /// Packets seen (the counter's count may restart after pruning).
     seen: u64,
+}
+
+/// A set of at most [`SCAN_TRACK`] values whose first member is kept inline: most sources
+/// send one packet between prunes, and a heap allocation each made up much of a report's time.
+#[derive(Clone, Debug)]
+struct SmallSet<T> {
+    first: Option<T>,
+    more: Vec<T>,
+}
+
+impl<T> Default for SmallSet<T> {
+    fn default() -> Self {
+        SmallSet {
+            first: None,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy + PartialEq> SmallSet<T> {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    /// Add `v` unless present or full.
+    fn insert(&mut self, v: T) {
+        match self.first {
+            None => self.first = Some(v),
+            Some(f) if f == v => {}
+            Some(_) => {
+                if self.len() < SCAN_TRACK && !self.more.contains(&v) {
+                    self.more.push(v);
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.more.clear();
+    }
 }
 
 /// What a group of rows says about its source (see [`Aggregate::add_source`]).
@@ -233,14 +274,10 @@ impl SourceInfo {
             self.hosts.clear();
         }
         if let Some(p) = e.dport {
-            if self.ports.len() < SCAN_TRACK && !self.ports.contains(&p) {
-                self.ports.push(p);
-            }
+            self.ports.insert(p);
         }
         if let Some(h) = e.dst {
-            if self.hosts.len() < SCAN_TRACK && !self.hosts.contains(&h) {
-                self.hosts.push(h);
-            }
+            self.hosts.insert(h);
         }
         self.max_ports = self.max_ports.max(self.ports.len());
         self.max_hosts = self.max_hosts.max(self.hosts.len());
@@ -387,6 +424,23 @@ mod tests {
         assert_eq!(*k, 7);
         assert!(n > 9_000, "{n}");
         assert!(c.dropped_max >= 1);
+    }
+
+    #[test]
+    fn the_small_set_counts_distinct_values_up_to_its_cap() {
+        let mut s = SmallSet::default();
+        for v in [3u16, 3, 4, 3, 5, 4] {
+            s.insert(v);
+        }
+        assert_eq!(s.len(), 3);
+        for v in 0..1000u16 {
+            s.insert(v);
+        }
+        assert_eq!(s.len(), SCAN_TRACK);
+        s.clear();
+        assert_eq!(s.len(), 0);
+        s.insert(9);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]
