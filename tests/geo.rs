@@ -377,6 +377,21 @@ fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
     });
     let third: serde_json::Value = serde_json::from_str(&lines(&js)[2]).unwrap();
     assert_eq!(third["ip"]["src_geo"]["country_code"], "GB");
+    // The counters line has the lookup cache's figures: every address of the three packets
+    // was looked up once (the SIGHUP reread the ASN database, which empties the cache, so
+    // the third packet's are misses again).
+    d.signal(libc::SIGUSR1);
+    wait_for("the counters line", Duration::from_secs(10), || {
+        d.stderr_text().contains("; geo hits=")
+    });
+    let err = d.stderr_text();
+    let geo = err.split("; geo ").nth(1).unwrap().lines().next().unwrap();
+    let n = |k: &str| -> u64 {
+        let w = geo.split(' ').find(|w| w.starts_with(k)).unwrap();
+        w[k.len()..].parse().unwrap()
+    };
+    assert!(n("hits=") + n("misses=") >= 6 && n("misses=") >= 4, "{geo}");
+    assert_eq!(n("errors="), 0, "{geo}");
 
     // A new database (what geoipupdate does): the next packets show it.
     city_db(dir.path(), "city.mmdb", Some(("FR", "France", "Paris")));

@@ -85,7 +85,7 @@ fn a_capture_file_goes_into_sqlite_and_the_sqlite3_shell_reads_it() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&db).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o640, "packet logs are not world-readable");
-    assert_eq!(sqlite3(&db, "SELECT version FROM schema_version"), "1");
+    assert_eq!(sqlite3(&db, "SELECT version FROM schema_version"), "2");
     assert_eq!(
         sqlite3(
             &db,
@@ -234,12 +234,12 @@ fn a_newer_schema_is_a_clear_error_and_nothing_is_written() {
     let target = format!("sqlite:{}", db.display());
     assert_eq!(fwlog(&["read", "--no-dns", "-o", &target, SAMPLE]).0, 0);
     let before = count(&db, "SELECT count(*) FROM packets");
-    sqlite3(&db, "UPDATE schema_version SET version = 2");
+    sqlite3(&db, "UPDATE schema_version SET version = 3");
     let (code, _, err) = fwlog(&["read", "--no-dns", "-o", &target, SAMPLE]);
     assert_eq!(code, 73, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("schema version 2 is newer than this fwlog knows (1)"),
+        err.contains("schema version 3 is newer than this fwlog knows (2)"),
         "{err}"
     );
     assert_eq!(count(&db, "SELECT count(*) FROM packets"), before);

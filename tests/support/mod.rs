@@ -17,6 +17,7 @@ pub mod geo;
 pub mod kmsg;
 pub mod netns;
 pub mod packets;
+pub mod pg;
 pub mod queue;
 pub mod rng;
 pub mod tmpfs;
