@@ -5,7 +5,6 @@
 //! 3000 packets over three hours from 300 sources, IPv4 and IPv6, two groups and prefixes, and
 //! port and host sweeps, some across a minute's boundary. Broken sources are one clear line.
 
-mod geo_support;
 mod support;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -15,7 +14,7 @@ use std::process::Command;
 use fwlog::nflog::attr::encode_packet;
 use fwlog::packet::{family, Packet, TimeSource, Timestamp};
 use fwlog::pcap::NflogPcapWriter;
-use geo_support::{asn_db, city_db};
+use support::geo::{asn_db, city_db};
 use support::netns::NetNs;
 use support::pg::{Pg, PASSWORD};
 use support::rng::Lcg;

@@ -4,13 +4,12 @@
 //! earlier fwlog made (its DDL kept here as it was), keeping every row; a newer schema than
 //! the binary knows stays a clear error.
 
-mod geo_support;
 mod support;
 
 use std::path::Path;
 use std::process::Command;
 
-use geo_support::{asn_db, city_db};
+use support::geo::{asn_db, city_db};
 use support::netns::NetNs;
 use support::pg::{Pg, PASSWORD};
 
