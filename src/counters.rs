@@ -2,7 +2,7 @@
 //! written to stderr on SIGUSR1 and at exit.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 #[derive(Default, Debug)]
@@ -37,6 +37,13 @@ pub struct Counters {
     /// When the processing loop last acknowledged records: milliseconds since the Unix epoch,
     /// 0 before the first acknowledgement.
     pub last_ack_unix_ms: AtomicU64,
+    /// GeoIP/ASN lookups (`--geoip`, `--asn`): answered from the cache, from the databases,
+    /// and failed; copied from the processing loop's lookup cache after each fill of its
+    /// window (not per lookup). `geo_on` says whether there are databases at all.
+    pub geo_on: AtomicBool,
+    pub geo_hits: AtomicU64,
+    pub geo_misses: AtomicU64,
+    pub geo_errors: AtomicU64,
     /// Receive time (milliseconds since the Unix epoch, fwlog's clock) of the oldest record
     /// the processing loop has read and not yet acknowledged; 0 when it holds none. Kept by
     /// the loop as its window and acknowledgements move, so `--metrics` reads the backlog's
@@ -124,6 +131,14 @@ impl Counters {
         self.last_ack_unix_ms.store(now_unix_ms(), Relaxed);
     }
 
+    /// Take the lookup cache's figures (see `geo_hits`).
+    pub fn set_geo(&self, s: crate::geo::GeoStats) {
+        self.geo_on.store(true, Relaxed);
+        self.geo_hits.store(s.hits, Relaxed);
+        self.geo_misses.store(s.misses, Relaxed);
+        self.geo_errors.store(s.errors, Relaxed);
+    }
+
     /// One line: what SIGUSR1 prints. `pending` is the spool's unacknowledged count; `dns` the
     /// resolver's own line when DNS is on.
     pub fn line(&self, pending: u64, dns: Option<String>) -> String {
@@ -145,6 +160,15 @@ impl Counters {
         if let Some(d) = dns {
             let _ = write!(s, "; dns {d}");
         }
+        if self.geo_on.load(Relaxed) {
+            let _ = write!(
+                s,
+                "; geo hits={} misses={} errors={}",
+                g(&self.geo_hits),
+                g(&self.geo_misses),
+                g(&self.geo_errors)
+            );
+        }
         s
     }
 }
@@ -164,6 +188,18 @@ mod tests {
         c.count([Some(5), Some(5), Some(6), None, Some(9), Some(5)].into_iter());
         c.add(6, 10);
         assert_eq!(c.snapshot(), vec![(5, 3), (6, 11)]);
+    }
+
+    #[test]
+    fn geo_figures_join_the_line_only_with_databases() {
+        let c = Counters::default();
+        assert!(!c.line(0, None).contains("geo"));
+        c.set_geo(crate::geo::GeoStats {
+            hits: 5,
+            misses: 2,
+            errors: 0,
+        });
+        assert!(c.line(0, None).ends_with("; geo hits=5 misses=2 errors=0"));
     }
 
     #[test]
