@@ -236,8 +236,12 @@ impl Reader {
                 continue;
             }
             let cur = self.cursor.as_mut().expect("opened above");
-            let path = cur.path.clone();
-            let step = cur.next_step().map_err(|e| Error::io("read", &path, e))?;
+            let seg = cur.first_seq;
+            // The path is built only for an error: this runs once per record.
+            let step = match cur.next_step() {
+                Ok(s) => s,
+                Err(e) => return Err(Error::io("read", self.shared.segment_path(seg), e)),
+            };
             let (offset, why) = match step {
                 Step::Record { seq, payload } => {
                     if seq < want {
@@ -299,7 +303,7 @@ impl Reader {
                 }
                 None => {
                     return Err(Error::Corrupt {
-                        path,
+                        path: self.shared.segment_path(cur_first),
                         seq: want,
                         offset,
                         reason: match why {

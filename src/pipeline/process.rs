@@ -100,6 +100,10 @@ pub const WINDOW_BYTES: usize = 64 << 20;
 const WRITE_INTERVAL: Duration = Duration::from_millis(10);
 /// ... unless this much is waiting.
 const WRITE_BYTES: usize = 256 * 1024;
+/// ... or this much while working through a backlog (the window came back full from the
+/// source): every write costs two fdatasyncs, and at 256 KiB a replay of a million records spent
+/// more time syncing than printing. Latency does not matter there: the lines are late already.
+const BACKLOG_WRITE_BYTES: usize = 4 << 20;
 
 /// The loop's state between rounds.
 struct LoopState {
@@ -121,6 +125,8 @@ struct LoopState {
     stalled_since: Option<Instant>,
     /// Packets formatted but not yet written by every output: counted as printed only then.
     unwritten: Unwritten,
+    /// The last fill found more in the source than the window holds (a backlog).
+    behind: bool,
 }
 
 impl<S: Source> Processor<S> {
@@ -142,6 +148,7 @@ impl<S: Source> Processor<S> {
             announced: false,
             stalled_since: None,
             unwritten: Unwritten::default(),
+            behind: false,
         };
         loop {
             if st.stop_at.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -170,6 +177,7 @@ impl<S: Source> Processor<S> {
                     .drain(&mut st.window, &mut st.unwritten, now)
                     .or(st.last_printed);
                 more = full && st.window.len() < self.window_cap && st.window.bytes < WINDOW_BYTES;
+                st.behind = full;
             }
             self.write_if_due(&mut st, now)?;
             // Acknowledge only what every output has written: formatted lines may wait in the
@@ -215,7 +223,12 @@ impl<S: Source> Processor<S> {
     fn write_if_due(&mut self, st: &mut LoopState, now: Instant) -> Result<(), ProcessError> {
         let pending = self.outputs.pending_bytes();
         let retry_due = st.retry_at.is_none_or(|t| now >= t);
-        let write_due = pending >= WRITE_BYTES
+        let batch = if st.behind {
+            BACKLOG_WRITE_BYTES
+        } else {
+            WRITE_BYTES
+        };
+        let write_due = pending >= batch
             || now >= st.last_write + WRITE_INTERVAL
             || st.stop_at.is_some()
             || self.source.finished();
