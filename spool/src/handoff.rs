@@ -89,6 +89,11 @@ impl HandOff {
         None
     }
 
+    /// The first sequence number memory holds.
+    pub fn first_seq(&self) -> Option<u64> {
+        self.chunks.front().map(|c| c.first_seq)
+    }
+
     /// Keep an emptied buffer for the writer, unless enough are kept or it grew unusually large
     /// (one huge record must not pin its buffer for ever).
     pub fn recycle(&mut self, mut bytes: Vec<u8>) {

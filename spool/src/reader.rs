@@ -83,6 +83,18 @@ pub struct Reader {
     /// Where on disk the record after the last one taken from memory is: (segment, offset,
     /// sequence number).
     resume: Option<(u64, u64, u64)>,
+    /// The writer's published position when last looked at under the lock.
+    seen: Seen,
+    /// Memory holds nothing below this (as of the last look): no need to ask before.
+    memory_from: u64,
+}
+
+/// The writer's published position, as seen under the lock.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    committed: u64,
+    /// The last segment's first sequence number and committed bytes.
+    last: Option<(u64, u64)>,
 }
 
 impl Reader {
@@ -105,6 +117,8 @@ impl Reader {
             chunk,
             taking: None,
             resume: None,
+            seen: Seen::default(),
+            memory_from: 0,
         }
     }
 
@@ -159,25 +173,13 @@ impl Reader {
         if let Some(n) = self.take_from_memory(want, buf) {
             return Ok(Some(n));
         }
-        let (committed, committed_len, rewinds) = {
-            let mut st = self.shared.lock();
-            // The chunk in hand cannot serve `want`: give its buffer back, take the next one.
-            if let Some(old) = self.taking.take() {
-                st.handoff.recycle(old.into_bytes());
-            }
-            if st.committed > self.delivered {
-                self.taking = st.handoff.take(want).map(|c| Taking::new(c, want));
-            }
-            let last = st.segments.back().map(|m| (m.first_seq, m.bytes));
-            (st.committed, last, st.rewinds)
-        };
-        if rewinds != self.rewinds_seen {
-            // The writer cut back bytes this cursor may have buffered, and reuses their numbers.
-            self.rewinds_seen = rewinds;
-            if let Some(c) = &mut self.cursor {
-                c.discard_buffer();
-            }
+        // The lock is shared with the writer, which runs at a higher priority (intake): take
+        // it once per commit the reader catches up with, and once per chunk memory offers, not
+        // once per record. Records up to a committed position seen under it stay committed.
+        if want > self.seen.committed || want >= self.memory_from {
+            self.look();
         }
+        let (committed, committed_len) = (self.seen.committed, self.seen.last);
         if self.delivered >= committed {
             return Ok(None);
         }
@@ -185,6 +187,41 @@ impl Reader {
             return Ok(Some(n));
         }
         self.next_from_disk(want, committed, committed_len, buf)
+    }
+
+    /// Under the lock: what is committed now, and the chunk memory holds for the next record.
+    fn look(&mut self) {
+        let want = self.delivered + 1;
+        let mut st = self.shared.lock();
+        // The chunk in hand cannot serve `want`: give its buffer back, take the next one.
+        if let Some(old) = self.taking.take() {
+            st.handoff.recycle(old.into_bytes());
+        }
+        self.memory_from = 0;
+        if st.committed > self.delivered {
+            match st.handoff.take(want) {
+                Some(c) => self.taking = Some(Taking::new(c, want)),
+                // Behind what memory holds (or it is off): from disk, without asking again
+                // until the reader gets to where memory starts.
+                None => self.memory_from = st.handoff.first_seq().unwrap_or(st.committed + 1),
+            }
+        }
+        if st.handoff.cap == 0 {
+            self.memory_from = u64::MAX;
+        }
+        self.seen = Seen {
+            committed: st.committed,
+            last: st.segments.back().map(|m| (m.first_seq, m.bytes)),
+        };
+        let rewinds = st.rewinds;
+        drop(st);
+        if rewinds != self.rewinds_seen {
+            // The writer cut back bytes this cursor may have buffered, and reuses their numbers.
+            self.rewinds_seen = rewinds;
+            if let Some(c) = &mut self.cursor {
+                c.discard_buffer();
+            }
+        }
     }
 
     /// `want` from the chunk in hand, if it is there.
