@@ -372,8 +372,9 @@ impl<S: Source> Processor<S> {
             e.seq = meta.seq;
             e.replayed = meta.replayed;
             if enrich && LossRecord::decode(&e.data).is_none() {
-                let p = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
-                crate::decode::addresses_into(&p, &mut window.addrs);
+                // Parsed once: the parse stays with the record and prints it.
+                let p = e.parse(|d| attr::parse(d, TlvOrder::NATIVE, loss::EPOCH));
+                crate::decode::addresses_into(p, &mut window.addrs);
                 if let Some(g) = &mut self.geo {
                     e.geo.extend(
                         window
@@ -434,12 +435,12 @@ impl<S: Source> Processor<S> {
             let Some(mut e) = window.pop() else {
                 break;
             };
-            if let Some(l) = LossRecord::decode(&e.data) {
+            if let Some(l) = LossRecord::decode(e.record()) {
                 if l.spool_seq.is_some() {
                     // Found by the spool as it read: intake never counted these.
                     bump(&self.counters.lost_other, l.count.unwrap_or(0));
                 }
-                let t = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH).timestamp;
+                let t = attr::parse(e.record(), TlvOrder::NATIVE, loss::EPOCH).timestamp;
                 self.outputs.loss(&loss::event(&l, t), e.seq);
             } else {
                 if let Some(r) = &self.resolver {
@@ -449,12 +450,25 @@ impl<S: Source> Processor<S> {
                         }
                     }
                 }
-                let mut p = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
-                p.replayed = e.replayed;
+                let replayed = e.replayed;
+                if let Some(y) = &mut e.parsed {
+                    y.with_mut(move |p| p.replayed = replayed);
+                }
+                // Records that were not parsed on entry (no DNS, no geo) are parsed now.
+                let parsed_now;
+                let p = match &e.parsed {
+                    Some(y) => y.get(),
+                    None => {
+                        let mut q = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
+                        q.replayed = replayed;
+                        parsed_now = q;
+                        &parsed_now
+                    }
+                };
                 self.outputs.packet(&crate::sink::PacketView {
                     seq: e.seq,
-                    record: &e.data,
-                    packet: &p,
+                    record: e.record(),
+                    packet: p,
                     names: &PacketNames(&e.names, &e.geo),
                 });
                 unwritten.printed += 1;

@@ -18,14 +18,23 @@ use tokio::time::Instant;
 use crate::dns::SafeName;
 use crate::format::Names;
 use crate::geo::GeoInfo;
+use crate::packet::Packet;
 
 /// Record buffer capacity kept in spare entries at most.
 pub const SPARE_BYTES: usize = 4 << 20;
 
+/// A record's bytes with the `Packet` parsed from them (borrowing them).
+pub type Parsed = yoke::Yoke<Packet<'static>, Vec<u8>>;
+
 /// One spooled record between the source and the outputs.
 pub struct Entry {
     pub seq: u64,
+    /// The record, while it is not parsed (see `parsed`).
     pub data: Vec<u8>,
+    /// The record and its parse, when it was parsed on entering the window (to find its
+    /// addresses for DNS): printing then uses this parse instead of parsing again. `data` is
+    /// empty meanwhile.
+    pub parsed: Option<Parsed>,
     pub replayed: bool,
     pub deadline: Instant,
     /// Names known when the record entered the window (cache hits).
@@ -37,10 +46,28 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The spool record.
+    pub fn record(&self) -> &[u8] {
+        match &self.parsed {
+            Some(p) => p.backing_cart(),
+            None => &self.data,
+        }
+    }
+
+    /// Parse the record once and keep the result beside it.
+    pub fn parse(&mut self, parse: impl for<'a> FnOnce(&'a [u8]) -> Packet<'a>) -> &Packet<'_> {
+        let p = match self.parsed.take() {
+            Some(p) => p,
+            None => Parsed::attach_to_cart(std::mem::take(&mut self.data), |d: &[u8]| parse(d)),
+        };
+        self.parsed.insert(p).get()
+    }
+
     fn new(deadline: Instant) -> Entry {
         Entry {
             seq: 0,
             data: Vec::new(),
+            parsed: None,
             replayed: false,
             deadline,
             names: Vec::new(),
@@ -116,19 +143,22 @@ impl Window {
 
     /// Add a filled entry at the back.
     pub fn push(&mut self, e: Entry) {
-        self.bytes += e.data.len();
+        self.bytes += e.record().len();
         self.entries.push_back(e);
     }
 
     /// Take the entry at the front, to print it; give it back with [`Window::recycle`].
     pub fn pop(&mut self) -> Option<Entry> {
         let e = self.entries.pop_front()?;
-        self.bytes -= e.data.len();
+        self.bytes -= e.record().len();
         Some(e)
     }
 
     /// Keep a printed entry's buffers for a later record.
     pub fn recycle(&mut self, mut e: Entry) {
+        if let Some(p) = e.parsed.take() {
+            e.data = p.into_backing_cart();
+        }
         e.names.clear();
         e.waiting.clear();
         e.geo.clear();
