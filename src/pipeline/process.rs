@@ -329,6 +329,9 @@ impl<S: Source> Processor<S> {
                 }
             }
             Control::Counters => {
+                if let Some(g) = &self.geo {
+                    self.counters.set_geo(g.stats());
+                }
                 let dns = self.resolver.as_ref().map(|r| r.stats().to_string());
                 crate::say!("{}", self.counters.line(self.source.pending(), dns));
             }
@@ -406,6 +409,9 @@ impl<S: Source> Processor<S> {
                 }
             }
             window.push(e);
+        }
+        if let Some(g) = &self.geo {
+            self.counters.set_geo(g.stats());
         }
         Ok(())
     }
