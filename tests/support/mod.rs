@@ -1,6 +1,6 @@
 //! Test support shared by the integration tests: network namespaces, the kernel log, tools,
 //! the daemon, DNS servers (`dns`), NFQUEUE rules and traffic (`queue`), systemd's fd store
-//! played by a test (`fdstore`).
+//! played by a test (`fdstore`), a PostgreSQL server in a test namespace (`pg`).
 //!
 //! Every test that touches the kernel creates its own namespace (unique name, removed on drop),
 //! so tests run in parallel without seeing each other's packets, and nothing leaves the machine.
@@ -12,6 +12,7 @@ pub mod fdstore;
 pub mod kmsg;
 pub mod netns;
 pub mod packets;
+pub mod pg;
 pub mod queue;
 pub mod rng;
 pub mod tmpfs;
