@@ -6,16 +6,20 @@ tests/bench/sql.sh as root.
              logs every packet for 10.200.1.1 to NFLOG group 7 (fwlog) and another to group 8
              (ulogd2), each with a counter (the kernel's own count of what each consumer was
              handed), then the packet is dropped. Both consumers thus get the same packets.
-  databases  PostgreSQL 15 started here as the postgres user in the temporary directory (on
+  databases  (--engines pgsql,sqlite3,mysql) PostgreSQL 15 started here as the postgres user in the temporary directory (on
              disk, server defaults: fsync on, synchronous_commit on), on 127.0.0.1 inside LOG:
              database `fwlog` (fwlog creates its schema) and database `ulogd` with the schema
              ulogd2 ships (pgsql-ulogd2.sql: table ulog2, procedure INSERT_PACKET_FULL).
              SQLite: one file per consumer; ulogd2's with the table it ships (sqlite3.table,
-             ulog_pkt), fwlog's created by fwlog (WAL, synchronous=FULL).
+             ulog_pkt), fwlog's created by fwlog (WAL, synchronous=FULL). MariaDB 10.11 with
+             its defaults (innodb_flush_log_at_trx_commit=1): database `ulogd` with the
+             shipped mysql-ulogd2.sql, `fwlog` for fwlog's MariaDB output (its whole CPU is
+             reported per row: connections are threads of one process).
   consumers  fwlog run -g 7 --no-dns --output postgresql://... | sqlite:PATH, its spool in the
              temporary directory (default --fsync batch);
              ulogd: NFLOG -> BASE -> IFINDEX -> IP2STR -> HWHDR -> PGSQL (the stack of the
-             shipped example ulogd.conf), or NFLOG -> SQLITE3, plugin settings as shipped.
+             shipped example ulogd.conf; IP2BIN and MYSQL for MariaDB), or NFLOG -> SQLITE3,
+             plugin settings as shipped.
   throughput each consumer alone (the other not running), COUNT packets sent unpaced (ulogd2:
              ULOGD_COUNT, as it stores a few hundred rows per second with PostgreSQL): rows
              stored, rows per second (rows / time from the first packet sent to the last row
@@ -56,6 +60,7 @@ NS_LOG, NS_SND = f"fws-log-{os.getpid()}", f"fws-snd-{os.getpid()}"
 DST, SRC_BASE, NSRC = "10.200.1.1", "10.201.0.0", 256
 G_FW, G_UL = 7, 8
 PORT = 55470
+MY_PORT = 55471
 ARGS = None
 TMP = None
 PROCS = []
@@ -196,6 +201,68 @@ class Pg:
         return {int(p) for p in self.sql("postgres", q).split()}
 
 
+class Maria:
+    """MariaDB 10.11 (server defaults: innodb_flush_log_at_trx_commit=1) in the temporary
+    directory, on 127.0.0.1 inside LOG; user `bench`, databases `fwlog` and `ulogd` (the
+    schema ulogd2 ships: mysql-ulogd2.sql)."""
+
+    def __init__(self):
+        self.dir = os.path.join(TMP, "maria")
+        os.makedirs(os.path.join(self.dir, "tmp"))
+        for d in (self.dir, os.path.join(self.dir, "tmp")):
+            shutil.chown(d, "mysql")
+        run(["mariadb-install-db", "--no-defaults", "--user=mysql", "--skip-test-db",
+             f"--datadir={self.dir}/data", f"--tmpdir={self.dir}/tmp"])
+        self.proc = None
+        self.start()
+        self.sql("mysql", f"CREATE USER 'bench'@'127.0.0.1' IDENTIFIED BY 'bench'; "
+                 f"CREATE DATABASE fwlog; CREATE DATABASE ulogd; "
+                 f"GRANT ALL ON fwlog.* TO 'bench'@'127.0.0.1'; "
+                 f"GRANT ALL ON ulogd.* TO 'bench'@'127.0.0.1'")
+        with gzip.open(f"{DOC}/mysql-ulogd2.sql.gz", "rt") as f:
+            run(in_ns(NS_LOG, "mariadb", "-S", self.sock(), "-uroot", "ulogd"), input=f.read())
+
+    def sock(self):
+        return os.path.join(self.dir, "sock")
+
+    def start(self):
+        d = self.dir
+        self.proc = spawn(in_ns(NS_LOG, "/usr/sbin/mariadbd", "--no-defaults", "--user=mysql",
+                                "--skip-name-resolve", "--bind-address=127.0.0.1",
+                                f"--port={MY_PORT}", f"--datadir={d}/data", f"--tmpdir={d}/tmp",
+                                f"--socket={self.sock()}", f"--pid-file={d}/pid",
+                                f"--log-error={d}/log", "--skip-log-bin"),
+                          os.path.join(d, "stderr"))
+        for _ in range(600):
+            if run(in_ns(NS_LOG, "mariadb", "-S", self.sock(), "-uroot", "-e", "SELECT 1"),
+                   check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("mariadbd did not start: " + open(f"{d}/log").read())
+
+    def stop(self, mode="fast"):
+        if self.proc:
+            stop(self.proc, signal.SIGTERM if mode == "fast" else signal.SIGKILL)
+
+    def sql(self, db, q):
+        return run(in_ns(NS_LOG, "mariadb", "-S", self.sock(), "-uroot", "-N", "-B", db,
+                         "-e", q)).stdout.strip()
+
+    def rows(self, db):
+        table = {"fwlog": "packets", "ulogd": "ulog2"}[db]
+        try:
+            return int(self.sql(db, f"SELECT count(*) FROM {table}") or 0)
+        except RuntimeError:
+            return 0
+
+    def procs(self):
+        """{pid: CPU seconds}: the one server process (connections are its threads)."""
+        return {self.proc.pid: cpu_ticks(self.proc.pid)}
+
+    def backends(self, db):
+        return set()
+
+
 # ------------------------------------------------------------------ consumers
 
 
@@ -210,8 +277,9 @@ class Fwlog:
         self.db = os.path.join(self.dir, "fwlog.db")
 
     def start(self):
-        out = (f"postgresql://bench@127.0.0.1:{PORT}/fwlog" if self.engine == "pgsql"
-               else f"sqlite:{self.db}")
+        out = {"pgsql": f"postgresql://bench@127.0.0.1:{PORT}/fwlog",
+               "mysql": f"mysql://bench:bench@127.0.0.1:{MY_PORT}/fwlog",
+               "sqlite3": f"sqlite:{self.db}"}[self.engine]
         self.err = os.path.join(self.dir, "stderr")
         self.proc = spawn(in_ns(NS_LOG, ARGS.fwlog, "run", "-g", str(self.group), "--no-dns",
                                 "--spool", os.path.join(self.dir, "spool"),
@@ -225,7 +293,7 @@ class Fwlog:
         raise RuntimeError("fwlog did not start: " + open(self.err).read())
 
     def rows(self, pg):
-        if self.engine == "pgsql":
+        if pg:
             return pg.rows("fwlog")
         return sqlite_rows(self.db, "packets")
 
@@ -249,6 +317,12 @@ class Ulogd:
             stack = "log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,pg1:PGSQL"
             out = (f'[pg1]\ndb="ulogd"\nhost="127.0.0.1"\nport={PORT}\nuser="bench"\n'
                    f'table="ulog"\npass=""\nprocedure="INSERT_PACKET_FULL"\n')
+        elif self.engine == "mysql":
+            plugins = ["inppkt_NFLOG", "raw2packet_BASE", "filter_IFINDEX", "filter_IP2BIN",
+                       "filter_HWHDR", "output_MYSQL"]
+            stack = "log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2bin1:IP2BIN,mac2str1:HWHDR,my1:MYSQL"
+            out = (f'[my1]\ndb="ulogd"\nhost="127.0.0.1"\nport={MY_PORT}\nuser="bench"\n'
+                   f'table="ulog"\npass="bench"\nprocedure="INSERT_PACKET_FULL"\n')
         else:
             plugins = ["inppkt_NFLOG", "output_SQLITE3"]
             stack = "log1:NFLOG,sq1:SQLITE3"
@@ -278,7 +352,7 @@ class Ulogd:
                            + open(os.path.join(self.dir, "ulogd.log")).read())
 
     def rows(self, pg):
-        if self.engine == "pgsql":
+        if pg:
             return pg.rows("ulogd")
         return sqlite_rows(self.db, "ulog_pkt")
 
@@ -318,7 +392,12 @@ def settle(consumers, pg, want, quiet, limit):
 
 def throughput(engine, cls, pg):
     c = cls(engine)
-    c.start()
+    try:
+        c.start()
+    except RuntimeError as e:
+        # A fwlog built without the MariaDB output refuses mysql:// in one line.
+        log(f"  {engine} throughput {c.name}: not measured: {e}")
+        return {"consumer": c.name, "engine": engine, "error": str(e).strip()}
     before = counters()[c.group]
     pg_cpu0 = pg.procs() if pg else {}
     cpu = Cpu(c.proc.pid)
@@ -332,7 +411,12 @@ def throughput(engine, cls, pg):
            "lost": handed - rows, "secs": round(t_last - t0, 2),
            "rows_per_s": round(rows / max(t_last - t0, 1e-6)),
            "cpu_us_per_row": round(used / max(rows, 1) * 1e6, 2)}
-    if pg:
+    if isinstance(pg, Maria):
+        # One process; its connections are threads: the whole server's CPU per row.
+        used_srv = sum(t - pg_cpu0.get(p, 0.0) for p, t in pg.procs().items())
+        res["server_us_per_row"] = round(used_srv / max(rows, 1) * 1e6, 2)
+        res["total_us_per_row"] = round(res["cpu_us_per_row"] + res["server_us_per_row"], 2)
+    elif pg:
         mine = pg.backends(c.name if c.name == "fwlog" else "ulogd")
         pg_cpu1 = pg.procs()
         delta = {p: t - pg_cpu0.get(p, 0.0) for p, t in pg_cpu1.items()}
@@ -357,9 +441,14 @@ def lock_sqlite(paths, secs):
 
 
 def outage(engine, pg):
-    cs = [Fwlog(engine), Ulogd(engine)]
-    for c in cs:
-        c.start()
+    cs = []
+    for c in (Fwlog(engine), Ulogd(engine)):
+        try:
+            c.start()
+            cs.append(c)
+        except RuntimeError as e:
+            # A fwlog built without the MariaDB output refuses mysql:// in one line.
+            log(f"  {engine} outage {c.name}: not measured: {e}")
     before = counters()
     # PostgreSQL's databases keep the throughput scenario's rows.
     base = {c.name: c.rows(pg) or 0 for c in cs}
@@ -369,7 +458,7 @@ def outage(engine, pg):
     sender.start()
     # Both have written rows (fwlog's SQLite file exists) before the database goes away.
     time.sleep(15)
-    if engine == "pgsql":
+    if pg:
         pg.stop("fast")
         time.sleep(30)
         pg.start()
@@ -448,14 +537,16 @@ def main():
     os.chmod(TMP, 0o755)
     results = {"start": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                "load_start": load(), "throughput": [], "outage": [], "fleet": []}
-    pg = None
+    pg = my = None
     try:
         setup_net()
         engines = ARGS.engines.split(",")
         if "pgsql" in engines:
             pg = Pg()
+        if "mysql" in engines:
+            my = Maria()
         for engine in engines:
-            db = pg if engine == "pgsql" else None
+            db = {"pgsql": pg, "mysql": my}.get(engine)
             if "throughput" in ARGS.only:
                 for cls in (Fwlog, Ulogd):
                     results["throughput"].append(throughput(engine, cls, db))
@@ -469,6 +560,8 @@ def main():
             stop(p)
         if pg:
             pg.stop("immediate")
+        if my:
+            my.stop("kill")
         for ns in (NS_LOG, NS_SND):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         if not ARGS.keep:
