@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use support::daemon::Daemon;
 use support::netns::NetNs;
-use support::pg::{PgServer, PASSWORD};
+use support::pg_fleet::{PgServer, PASSWORD};
 
 const HOSTS: u8 = 3;
 /// Packets per host per 10 ms tick of the flood (about 1000 packets/s per host).
