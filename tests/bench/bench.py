@@ -463,9 +463,11 @@ class Ulogd(Receiver):
                      f"print1:PRINTPKT,emu1:LOGEMU\n")
         for g in GROUPS:
             # The same kernel-side settings fwlog uses (64 MiB buffer, 128 KiB datagrams,
-            # qthresh 256, 10 ms flush), so the comparison is of the user-space work.
+            # qthresh 256, 10 ms flush), so the comparison is of the user-space work. ulogd
+            # applies the size only when it is below the maximum: with both equal it logs
+            # "Maximum buffer size (0) ... reached" and keeps the kernel's default buffer.
             text += (f"\n[log{g}]\ngroup={g}\nnetlink_socket_buffer_size=67108864\n"
-                     f"netlink_socket_buffer_maxsize=67108864\nnetlink_qthreshold=256\n"
+                     f"netlink_socket_buffer_maxsize=67108865\nnetlink_qthreshold=256\n"
                      f"netlink_qtimeout=1\nbufsize=131072\n")
         text += f"\n[emu1]\nfile=\"{self.out}\"\nsync=0\n"
         with open(conf, "w") as f:
