@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use super::*;
 use crate::format::LossEvent;
-use crate::pipeline::source::{Source, SourceError, SourceRecord};
+use crate::pipeline::source::{RecordMeta, Source, SourceError};
 use crate::sink::{PacketSink, PacketView};
 
 /// Everything both fakes see, to check the loop against.
@@ -60,20 +60,19 @@ fn record() -> Vec<u8> {
 }
 
 impl Source for FakeSource {
-    fn next(&mut self) -> Result<Option<SourceRecord>, SourceError> {
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<RecordMeta>, SourceError> {
         let mut m = self.0.lock().unwrap();
         let Some(seq) = m.queued.pop_front() else {
             return Ok(None);
         };
         m.ahead += 1;
         m.max_ahead = m.max_ahead.max(m.ahead);
-        let mut data = record();
+        *buf = record();
         if m.timed {
-            crate::nflog::attr::push_recv_time(&mut data, 1000 + seq as i64, 0);
+            crate::nflog::attr::push_recv_time(buf, 1000 + seq as i64, 0);
         }
-        Ok(Some(SourceRecord {
+        Ok(Some(RecordMeta {
             seq,
-            data,
             replayed: false,
         }))
     }

@@ -430,6 +430,22 @@ class FwlogNiceProc(Fwlog):
         os.setpriority(os.PRIO_PROCESS, self.proc.pid, 19)  # the main thread's TID only
 
 
+class FwlogBase(Fwlog):
+    """Another fwlog build (--fwlog-base), e.g. the code before a change, measured in the same
+    run and interleaved with `fwlog`, so the two are compared under the same load."""
+    name = "fwlog-base"
+
+    def start(self):
+        if not ARGS.fwlog_base:
+            raise RuntimeError("fwlog-base needs --fwlog-base PATH")
+        mine = ARGS.fwlog
+        ARGS.fwlog = ARGS.fwlog_base
+        try:
+            super().start()
+        finally:
+            ARGS.fwlog = mine
+
+
 class Ulogd(Receiver):
     name = "ulogd2"
     PLUG = "/usr/lib/x86_64-linux-gnu/ulogd"
@@ -447,9 +463,11 @@ class Ulogd(Receiver):
                      f"print1:PRINTPKT,emu1:LOGEMU\n")
         for g in GROUPS:
             # The same kernel-side settings fwlog uses (64 MiB buffer, 128 KiB datagrams,
-            # qthresh 256, 10 ms flush), so the comparison is of the user-space work.
+            # qthresh 256, 10 ms flush), so the comparison is of the user-space work. ulogd
+            # applies the size only when it is below the maximum: with both equal it logs
+            # "Maximum buffer size (0) ... reached" and keeps the kernel's default buffer.
             text += (f"\n[log{g}]\ngroup={g}\nnetlink_socket_buffer_size=67108864\n"
-                     f"netlink_socket_buffer_maxsize=67108864\nnetlink_qthreshold=256\n"
+                     f"netlink_socket_buffer_maxsize=67108865\nnetlink_qthreshold=256\n"
                      f"netlink_qtimeout=1\nbufsize=131072\n")
         text += f"\n[emu1]\nfile=\"{self.out}\"\nsync=0\n"
         with open(conf, "w") as f:
@@ -571,7 +589,7 @@ def sweep(rates, repeats, seconds, results):
         kinds.append(Ulogd)
     variants = {"fwlog-nodns": FwlogNoDns, "fwlog-nosync": FwlogNoSync,
                 "fwlog-niceproc": FwlogNiceProc, "fwlog-metrics": FwlogMetrics,
-                "fwlog-scraped": FwlogScraped}
+                "fwlog-scraped": FwlogScraped, "fwlog-base": FwlogBase}
     known = {k.name: k for k in kinds} | variants
     kinds = [known[n] for n in ARGS.receivers.split(",") if n in known]
     for rep in range(repeats):
@@ -799,6 +817,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fwlog", required=True)
     ap.add_argument("--benchtool", required=True)
+    ap.add_argument("--fwlog-base", help="another fwlog build, receiver fwlog-base")
     ap.add_argument("--quick", action="store_true", help="about 3 minutes instead of 15")
     ap.add_argument("--only", default="sweep,latency,flood,replay")
     ap.add_argument("--json", help="write all results here")
