@@ -36,9 +36,33 @@ pub enum Command {
     /// Summarise what was logged: totals and loss, prefixes, top sources (with names, country
     /// and AS), ports, countries, a per-hour histogram, scans
     Report(ReportArgs),
+    /// Database outputs: `fwlog db init URL` creates or upgrades the schema (run as its owner)
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Create or upgrade the schema of sqlite:PATH, postgresql://... or mysql://..., as its
+    /// owner, so that fwlog can then write with a role that may only INSERT and SELECT.
+    /// PostgreSQL: also the daily partitions ahead and a DEFAULT partition (run it daily)
+    Init(DbInitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DbInitArgs {
+    /// The database, as for --output: sqlite:PATH, postgresql://USER@HOST[:PORT]/DB or
+    /// mysql://USER@HOST[:PORT]/DB
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// PostgreSQL: create the daily partitions of this many days after today
+    #[arg(long, value_name = "N", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(0..=366))]
+    pub days_ahead: u32,
 }
 
 /// Which spooled packets `fwlog replay` shows.

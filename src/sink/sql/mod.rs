@@ -13,10 +13,12 @@
 //!
 //! Engines: SQLite ([`sqlite`]). The schema is in fwlog-sql(5).
 
+pub mod init;
 pub mod pg;
 mod pg_parts;
 mod pg_rows;
 mod pg_tls;
+pub mod pgpass;
 pub mod row;
 pub mod sqlite;
 mod sqlite_schema;
