@@ -14,7 +14,8 @@ deps=(
   "rsyslogd rsyslog" "mandoc mandoc" "ulogd ulogd2" "tshark tshark" "setpriv util-linux"
   "sqlite3 sqlite3" "/usr/lib/postgresql/15/bin/initdb postgresql" "psql postgresql"
   "runuser util-linux" "chromium chromium" "mount mount" "openssl openssl"
-  "curl curl"
+  "curl curl" "mariadbd mariadb-server" "mariadb-install-db mariadb-server"
+  "mariadb mariadb-client"
 )
 
 # --dry-run: say what would be installed and which services would be kept from starting and

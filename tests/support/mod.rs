@@ -1,6 +1,6 @@
 //! Test support shared by the integration tests: network namespaces, the kernel log, tools,
 //! the daemon, DNS servers (`dns`), NFQUEUE rules and traffic (`queue`), systemd's fd store
-//! played by a test (`fdstore`).
+//! played by a test (`fdstore`), a MariaDB server in a test namespace (`mariadb`).
 //!
 //! Every test that touches the kernel creates its own namespace (unique name, removed on drop),
 //! so tests run in parallel without seeing each other's packets, and nothing leaves the machine.
@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod dns;
 pub mod fdstore;
 pub mod kmsg;
+pub mod mariadb;
 pub mod netns;
 pub mod packets;
 pub mod queue;

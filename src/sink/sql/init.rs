@@ -44,11 +44,36 @@ pub fn init(cfg: &InitConfig) -> Result<String, SqlError> {
             ))
         }
         Target::Postgres(url) => pg(url, cfg.days_ahead),
+        Target::MySql(url) => mysql(url),
         _ => Err(SqlError::Db {
             target: "db init".into(),
             message: "not a database (use sqlite:PATH, postgresql://... or mysql://...)".into(),
         }),
     }
+}
+
+fn mysql(url: &str) -> Result<String, SqlError> {
+    let (opts, shown) = super::my::config(url).map_err(|message| SqlError::Db {
+        target: "mysql".into(),
+        message,
+    })?;
+    let err = |message: String| SqlError::Db {
+        target: shown.clone(),
+        message,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| err(format!("cannot start a runtime: {e}")))?;
+    rt.block_on(async {
+        let mut c = super::my::connect(&opts).await.map_err(err)?;
+        super::my_schema::ensure(&mut c).await.map_err(err)?;
+        let _ = c.disconnect().await;
+        Ok(format!(
+            "{shown}: schema version {} ready",
+            super::my_schema::VERSION
+        ))
+    })
 }
 
 fn pg(url: &str, ahead: u32) -> Result<String, SqlError> {
