@@ -135,11 +135,6 @@ fn unreachable_at_start_then_every_packet_once_equal_to_the_nft_counter_and_repl
     // Replaying the kept spool adds nothing: same keys.
     let (code, _, err) = fwlog(
         &ns,
-        &["replay", "--spool", spool.to_str().unwrap(), "--no-dns"],
-    );
-    assert_eq!(code, 0, "{err}");
-    let (code, _, err) = fwlog(
-        &ns,
         &[
             "replay",
             "--spool",
@@ -477,5 +472,42 @@ fn a_row_a_site_check_or_trigger_refuses_becomes_a_loss_and_the_rest_is_stored()
     assert_eq!(
         db.query("SELECT GROUP_CONCAT(CONCAT(seq, '|', count, '|', reason) ORDER BY seq SEPARATOR ';') FROM losses"),
         "3|1|refused: site rule: seq 3 not wanted;5|1|refused: CONSTRAINT `no_seq5` failed for `fwlog`.`packets`"
+    );
+}
+
+#[test]
+fn a_duplicate_on_a_site_unique_index_is_a_refusal_not_a_stored_row_or_a_retry_loop() {
+    require_root!();
+    let ns = NetNs::new("mysiteuniq");
+    let mut db = MariaDb::init(&ns, 53312);
+    db.start();
+    let url = db.url("fwtest", PASSWORD);
+    let (code, _, err) = fwlog(&ns, &["db", "init", &url]);
+    assert_eq!(code, 0, "{err}");
+    db.query("ALTER TABLE packets ADD UNIQUE KEY site_u (seq, time)");
+    let (code, _, err) = fwlog(&ns, &["read", "--no-dns", "-o", &url, SAMPLE]);
+    assert_eq!(code, 0, "{err}");
+    let n = db.count("SELECT count(*) FROM packets");
+    assert!(n > 5);
+    // The same file again is a new stream (fwlog read): fwlog's key is new, the site's is not.
+    let (code, _, err) = fwlog(&ns, &["read", "--no-dns", "-o", &url, SAMPLE]);
+    assert_eq!(code, 0, "{err}");
+    let said: u64 = err
+        .lines()
+        .filter_map(|l| {
+            l.split("refused ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(said, n, "every refusal counted on stderr: {err}");
+    assert!(err.contains("for key 'site_u'"), "{err}");
+    assert_eq!(db.count("SELECT count(*) FROM packets"), n);
+    assert_eq!(
+        db.count("SELECT count(*) FROM losses WHERE reason LIKE 'refused: Duplicate entry%'"),
+        n
     );
 }

@@ -49,9 +49,15 @@ impl MariaDb {
         let dir = tempfile::tempdir().expect("tempdir");
         chown_mysql(dir.path());
         let data = dir.path().join("data");
+        // A temporary directory of its own: servers bootstrapping at once in the shared /tmp
+        // trip over each other's temporary tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("tmp");
+        chown_mysql(&tmp);
         let o = Command::new("mariadb-install-db")
             .args(["--no-defaults", "--user=mysql", "--skip-test-db"])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .expect("mariadb-install-db");
         assert!(o.status.success(), "mariadb-install-db: {o:?}");
@@ -80,6 +86,7 @@ impl MariaDb {
             ])
             .arg(format!("--port={}", self.port))
             .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--tmpdir={}", d.join("tmp").display()))
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--pid-file={}", d.join("pid").display()))
             .arg(format!("--log-error={}", d.join("log").display()))

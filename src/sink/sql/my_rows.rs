@@ -9,9 +9,11 @@
 //! - A statement that fails is undone by the server as a whole (InnoDB statement atomicity);
 //!   the transaction goes on. A duplicate key (a batch replayed after a crash, or retried
 //!   after a lost answer) makes the chunk drop the keys already stored (one SELECT) and go
-//!   again. A refusal ([`refused`]: the row's content, a site's CHECK or trigger) makes the
-//!   chunk go in row by row; each refused row is returned with the server's message.
-//!   Anything else fails the batch as a whole.
+//!   again. A refusal ([`refused`]: the row's content, a site's CHECK or trigger), or a
+//!   duplicate of a key that is not fwlog's (a site's own unique index), makes the chunk's new
+//!   rows go in one by one; each refused row is returned with the server's message. Anything
+//!   else fails the batch as a whole, so a fault of the server never turns packets into
+//!   losses.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
@@ -156,9 +158,10 @@ async fn insert_chunk(
         Err(e) => e,
     };
     let mut left: Vec<&Row> = chunk.to_vec();
+    let mut deduped = false;
     if duplicate(&e) {
-        let there = stored(c, chunk, host, stream).await?;
-        left.retain(|r| !there.contains(&r.seq));
+        drop_stored(c, &mut left, host, stream).await?;
+        deduped = true;
         if left.is_empty() {
             return Ok(());
         }
@@ -173,9 +176,13 @@ async fn insert_chunk(
             Err(e) => e,
         };
     }
-    if !refused(&e) {
+    if !refused(&e) && !duplicate(&e) {
         return Err(e);
     }
+    if !deduped {
+        drop_stored(c, &mut left, host, stream).await?;
+    }
+    // Every key left is new: a duplicate now is a unique key of the site's own, a refusal.
     let one = insert_sql(1);
     for r in left {
         match c
@@ -183,11 +190,23 @@ async fn insert_chunk(
             .await
         {
             Ok(()) => {}
-            Err(e) if duplicate(&e) => {}
-            Err(e) if refused(&e) => refusals.push((r.seq, server_message(&e))),
+            Err(e) if refused(&e) || duplicate(&e) => refusals.push((r.seq, server_message(&e))),
             Err(e) => return Err(e),
         }
     }
+    Ok(())
+}
+
+/// Drop from `rows` those whose key is already stored.
+async fn drop_stored(
+    c: &mut Conn,
+    rows: &mut Vec<&Row>,
+    host: &str,
+    stream: &str,
+) -> Result<(), mysql_async::Error> {
+    let there: std::collections::HashSet<u64> =
+        stored(c, rows, host, stream).await?.into_iter().collect();
+    rows.retain(|r| !there.contains(&r.seq));
     Ok(())
 }
 
