@@ -205,8 +205,8 @@ pub struct DbArgs {
     #[arg(long)]
     pub db_payload: bool,
 
-    /// Delete database rows older than DURATION (30d, 12h): SQLite a chunk at a time, PostgreSQL
-    /// whole daily partitions. Default: keep
+    /// Delete database rows older than DURATION (30d, 12h): SQLite and MariaDB a chunk at a
+    /// time, PostgreSQL whole daily partitions. Default: keep
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub db_retain: Option<Duration>,
 }
@@ -295,7 +295,8 @@ pub struct RunArgs {
     pub spool: PathBuf,
 
     /// Where to print, [FORMAT=]TARGET (repeatable): a file, - (stdout), syslog, udp://HOST:PORT,
-    /// tcp://HOST:PORT, or sqlite:PATH (a row per packet); FORMAT= (fwlog, kernel, json, ecs)
+    /// tcp://HOST:PORT, or a database, a row per packet: sqlite:PATH, postgresql://USER@HOST/DB,
+    /// mysql://USER@HOST/DB (MariaDB/MySQL); FORMAT= (fwlog, kernel, json, ecs)
     /// overrides --format for that output. pcap:PATH or pcap-raw:PATH keep the packets
     /// themselves in a capture file, rotated with ?max-size=100MiB&max-age=1h&keep=24.
     /// Default: /var/log/fwlog
