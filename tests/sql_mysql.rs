@@ -374,6 +374,19 @@ fn hostile_prefix_bytes_are_stored_escaped_and_the_columns_are_the_other_engines
         .output()
         .unwrap();
     assert_eq!(cols, String::from_utf8_lossy(&o.stdout).trim());
+    // An older schema (one column short, version 0) is upgraded in place, rows kept.
+    db.query("ALTER TABLE packets DROP COLUMN dst_name; UPDATE schema_version SET version = 0");
+    let (code, _, err) = fwlog(
+        &ns,
+        &["read", "--no-dns", "-o", &url, pcap.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(db.count("SELECT count(*) FROM packets"), 40);
+    assert_eq!(
+        db.count("SELECT count(*) FROM packets WHERE dst_name IS NULL"),
+        40
+    );
+    assert_eq!(db.query("SELECT version FROM schema_version"), "1");
 }
 
 #[test]

@@ -2,15 +2,15 @@
 //! `PGPASSWORD`.
 //!
 //! Invariants (libpq's rules, stricter where root is concerned):
-//! - The file is `PGPASSFILE`, or `.pgpass` in the home directory of the user fwlog runs as
-//!   (from the password database, not `HOME`: systemd units often have none). It is read once,
-//!   when the output is opened.
+//! - The file is `PGPASSFILE`, or `.pgpass` in the home directory of the effective user when
+//!   the output is opened (the user fwlog starts as: outputs open before `--user`), from the
+//!   password database, not `HOME` (systemd units often have none). It is read once, then.
 //! - Lines are `hostname:port:database:username:password`; `*` in any of the first four fields
 //!   matches anything; `\:` and `\\` are a literal `:` and `\`; `#` starts a comment line. The
 //!   first matching line wins. A URL without a host matches `localhost`, without a port
 //!   `5432`.
 //! - A missing file is no error (there is simply no password). A file with any group or world
-//!   permission, not owned by the user fwlog runs as, or not a regular file (a symbolic link is
+//!   permission, not owned by that user, or not a regular file (a symbolic link is
 //!   not followed) is refused with one line, as are lines that cannot be read: a password is
 //!   never taken from a file others could read or plant.
 
