@@ -298,8 +298,13 @@ fn kill_9_and_a_server_crash_during_a_flood_every_seq_global_is_one_row_or_a_los
     );
 }
 
-/// A pcap of `n` UDP packets from 192.0.2.i, each with `prefix`.
+/// A pcap of `n` UDP packets from 192.0.2.i, each with `prefix`, one a second from 2023-11-14.
 fn prefix_pcap(path: &Path, n: usize, prefix: &[u8]) {
+    timed_pcap(path, n, prefix, 1_700_000_000);
+}
+
+/// [`prefix_pcap`] from `base` (seconds since the epoch).
+fn timed_pcap(path: &Path, n: usize, prefix: &[u8], base: i64) {
     let mut w = NflogPcapWriter::new(std::fs::File::create(path).unwrap()).unwrap();
     for i in 0..n {
         let mut payload = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
@@ -309,7 +314,7 @@ fn prefix_pcap(path: &Path, n: usize, prefix: &[u8]) {
         let mut p = Packet::new(
             &payload,
             Timestamp {
-                sec: 1_700_000_000 + i as i64,
+                sec: base + i as i64,
                 nsec: 5000,
                 source: TimeSource::Kernel,
             },
@@ -320,7 +325,7 @@ fn prefix_pcap(path: &Path, n: usize, prefix: &[u8]) {
         p.prefix = Some(prefix);
         let mut rec = Vec::new();
         encode_packet(&p, &mut rec);
-        w.write(1_700_000_000 + i as i64, 0, &rec).unwrap();
+        w.write(base + i as i64, 0, &rec).unwrap();
     }
 }
 
@@ -523,4 +528,45 @@ fn a_duplicate_on_a_site_unique_index_is_a_refusal_not_a_stored_row_or_a_retry_l
         db.count("SELECT count(*) FROM losses WHERE reason LIKE 'refused: Duplicate entry%'"),
         n
     );
+}
+
+#[test]
+fn db_retain_deletes_rows_older_than_the_duration_and_keeps_the_rest() {
+    require_root!();
+    let ns = NetNs::new("myretain");
+    let mut db = MariaDb::init(&ns, 53313);
+    db.start();
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (dir.path().join("old.pcap"), dir.path().join("new.pcap"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    timed_pcap(&old, 30, b"OLD ", now - 10 * 86_400);
+    timed_pcap(&new, 20, b"NEW ", now - 60);
+    let url = db.url("fwtest", PASSWORD);
+    let (code, _, err) = fwlog(
+        &ns,
+        &["read", "--no-dns", "-o", &url, old.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(db.count("SELECT count(*) FROM packets"), 30);
+    let (code, _, err) = fwlog(
+        &ns,
+        &[
+            "read",
+            "--no-dns",
+            "--db-retain",
+            "2d",
+            "-o",
+            &url,
+            new.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        db.query("SELECT GROUP_CONCAT(DISTINCT prefix) FROM packets"),
+        "NEW "
+    );
+    assert_eq!(db.count("SELECT count(*) FROM packets"), 20);
 }
