@@ -565,8 +565,8 @@ fn db_retain_deletes_rows_older_than_the_duration_and_keeps_the_rest() {
     );
     assert_eq!(code, 0, "{err}");
     assert_eq!(
-        db.query("SELECT GROUP_CONCAT(DISTINCT prefix) FROM packets"),
-        "NEW "
+        db.query("SELECT GROUP_CONCAT(DISTINCT HEX(prefix)) FROM packets"),
+        "4E455720"
     );
     assert_eq!(db.count("SELECT count(*) FROM packets"), 20);
 }
