@@ -167,7 +167,7 @@ fn db_init_lets_an_insert_select_role_write_and_moves_default_partition_rows_to_
     let owner = pg.url("fwtest", PASSWORD);
     let (code, out, err) = fwlog(&ns, &["db", "init", "--days-ahead", "2", &owner], &[]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("schema version 2 ready"), "{out}");
+    assert!(out.contains("schema version 3 ready"), "{out}");
     assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
     let day = |offset: i32| {
         pg.query(&format!(
@@ -252,7 +252,7 @@ fn db_init_refuses_what_is_not_a_database_and_makes_an_sqlite_schema() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 1 ready"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("schema version 2 ready"));
     }
     let c = rusqlite_free_check(&db);
     assert!(c.contains("packets"), "{c}");

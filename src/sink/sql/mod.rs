@@ -13,7 +13,6 @@
 //!
 //! Engines: SQLite ([`sqlite`]), PostgreSQL ([`pg`]), MariaDB/MySQL ([`my`]). The schema is in fwlog-sql(5).
 
-pub mod columns;
 pub mod init;
 pub mod my;
 mod my_rows;

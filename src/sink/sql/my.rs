@@ -369,7 +369,7 @@ impl Worker {
 }
 
 fn time_value(t: (i64, u32)) -> Value {
-    my_rows::value(super::columns::Val::Time(t))
+    my_rows::value(super::row::Value::Time(t))
 }
 
 /// The loss row that stands for a packet row the server refused.

@@ -18,8 +18,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 
-use super::columns::{self, Val, PACKET};
-use super::row::Row;
+use super::row::{addr16, column_list, Row, Value as Val, COLUMNS};
 
 /// Rows per INSERT statement, largest first; a batch is cut greedily into these.
 pub const CHUNK_SIZES: [usize; 5] = [512, 128, 32, 8, 1];
@@ -57,20 +56,20 @@ pub fn value(v: Val<'_>) -> Value {
             None => Value::NULL,
         },
         Val::Text(s) => Value::Bytes(s.as_bytes().to_vec()),
-        Val::Uint(u) => Value::UInt(u),
-        Val::Real(f) => Value::Double(f),
+        Val::Int(i) => Value::Int(i),
+        Val::Double(f) => Value::Double(f),
         Val::Bool(b) => Value::Int(i64::from(b)),
-        Val::Addr(a) => Value::Bytes(a.to_vec()),
+        Val::Addr(a) => Value::Bytes(addr16(a).to_vec()),
         Val::Bytes(b) => Value::Bytes(b.to_vec()),
     }
 }
 
 /// The INSERT statement of `rows` rows.
 fn insert_sql(rows: usize) -> String {
-    let one = format!("({})", vec!["?"; PACKET.len()].join(","));
+    let one = format!("({})", vec!["?"; COLUMNS.len()].join(","));
     format!(
         "INSERT INTO packets ({}) VALUES {}",
-        columns::names(),
+        column_list(),
         vec![one.as_str(); rows].join(",")
     )
 }
@@ -78,7 +77,7 @@ fn insert_sql(rows: usize) -> String {
 fn params<'r>(rows: impl Iterator<Item = &'r Row>, host: &str, stream: &str) -> Params {
     let mut v = Vec::new();
     for r in rows {
-        columns::values(r, host, stream, |x| v.push(value(x)));
+        v.extend(r.values(host, stream).into_iter().map(value));
     }
     Params::Positional(v)
 }
@@ -241,7 +240,7 @@ mod tests {
         let c = chunks(700);
         assert_eq!(c.iter().sum::<usize>(), 700);
         assert_eq!(c, vec![512, 128, 32, 8, 8, 8, 1, 1, 1, 1]);
-        assert!(CHUNK_SIZES[0] * PACKET.len() < usize::from(u16::MAX));
+        assert!(CHUNK_SIZES[0] * COLUMNS.len() < usize::from(u16::MAX));
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! The MariaDB/MySQL schema: built from the column list ([`columns::PACKET`]), versioned, and
-//! upgraded in place.
+//! The MariaDB/MySQL schema: built from the one column list ([`row::COLUMNS`](super::row)),
+//! versioned, and upgraded in place.
 //!
 //! Invariants:
 //! - `schema_version` holds one row. A database without it gets the whole schema; one with a
 //!   version newer than [`VERSION`] is refused before anything is written; an older one is
-//!   upgraded by adding the columns of [`columns::PACKET`] it lacks (every column added after
-//!   the first version may be NULL, so old rows stay valid), then its version is set.
+//!   upgraded by adding the columns of the list it lacks, nullable (so old rows stay valid),
+//!   then its version is set.
 //! - MariaDB's DDL is not transactional: the tables are created first (`IF NOT EXISTS`) and
 //!   `schema_version` last, so an interrupted creation is finished by the next attempt. A
 //!   `packets` table without `schema_version` is taken as such an interruption only when it
@@ -13,14 +13,14 @@
 //! - Many hosts may start at once: creation and upgrade run under `GET_LOCK('fwlog_schema')`.
 //! - Types: `time` is DATETIME(6) in UTC (the session's time zone is set to UTC); `src` and
 //!   `dst` VARBINARY(16), IPv4 mapped into IPv6, which sorts and range-queries in address order
-//!   (`INET6_ATON('::ffff:10.0.0.0')`); `host` and `stream` ASCII compared byte for byte, so the
-//!   unique key (host, stream, seq) never folds case; other text utf8mb4 with a binary
-//!   collation; integers unsigned of the width the row holds.
+//!   (`INET6_ATON('::ffff:10.0.0.0')`); `host`, `stream` and `time_source` ASCII VARCHARs
+//!   compared byte for byte, so the unique key (host, stream, seq) never folds case; other
+//!   text utf8mb4 TEXT with a binary collation; integers as wide as PostgreSQL's.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use super::columns::{Column, Kind, PACKET};
+use super::row::{Column, Kind, COLUMNS};
 
 /// The schema version this fwlog writes.
 pub const VERSION: i64 = 1;
@@ -31,31 +31,33 @@ pub const SESSION: &str = "SET time_zone = '+00:00', \
     sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,\
     NO_ENGINE_SUBSTITUTION'";
 
-/// A column's SQL type.
+/// A column's SQL type. The key's text columns are short ASCII words; other text is any
+/// escaped text.
 fn sql_type(c: &Column) -> String {
-    let t = match c.kind {
-        Kind::Time => "DATETIME(6)".to_string(),
-        Kind::Word(n) => format!("VARCHAR({n}) CHARACTER SET ascii COLLATE ascii_bin"),
-        Kind::Text => "TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin".to_string(),
-        Kind::Uint(8) => "TINYINT UNSIGNED".to_string(),
-        Kind::Uint(16) => "SMALLINT UNSIGNED".to_string(),
-        Kind::Uint(b) if b <= 32 => "INT UNSIGNED".to_string(),
-        Kind::Uint(_) => "BIGINT UNSIGNED".to_string(),
-        Kind::Real => "DOUBLE".to_string(),
-        Kind::Bool => "BOOLEAN".to_string(),
-        Kind::Addr => "VARBINARY(16)".to_string(),
-        Kind::Bytes => "MEDIUMBLOB".to_string(),
+    let t = match (c.kind, c.name) {
+        (Kind::Text, "host") => "VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin",
+        (Kind::Text, "stream") => "VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin",
+        (Kind::Text, "time_source") => "VARCHAR(16) CHARACTER SET ascii COLLATE ascii_bin",
+        (Kind::Text, _) => "TEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        (Kind::Time, _) => "DATETIME(6)",
+        (Kind::Small, _) => "SMALLINT",
+        (Kind::Int, _) => "INT",
+        (Kind::Big, _) => "BIGINT",
+        (Kind::Double, _) => "DOUBLE",
+        (Kind::Bool, _) => "BOOLEAN",
+        (Kind::Addr, _) => "VARBINARY(16)",
+        (Kind::Bytes, _) => "MEDIUMBLOB",
     };
     if c.not_null {
         format!("{t} NOT NULL")
     } else {
-        t
+        t.to_string()
     }
 }
 
 /// The statements that create the schema, in order (`schema_version` last).
 pub fn create() -> Vec<String> {
-    let cols: Vec<String> = PACKET
+    let cols: Vec<String> = COLUMNS
         .iter()
         .map(|c| format!("`{}` {}", c.name, sql_type(c)))
         .collect();
@@ -137,7 +139,11 @@ async fn ensure_locked(c: &mut Conn) -> Result<(), String> {
         return upgrade(c).await;
     }
     let have = table_columns(c, "packets").await?;
-    if !have.is_empty() && PACKET.iter().any(|col| !have.iter().any(|h| h == col.name)) {
+    if !have.is_empty()
+        && COLUMNS
+            .iter()
+            .any(|col| !have.iter().any(|h| h == col.name))
+    {
         return Err(
             "has a packets table but no schema_version: not fwlog's; refusing to write into it"
                 .into(),
@@ -152,7 +158,7 @@ async fn ensure_locked(c: &mut Conn) -> Result<(), String> {
 /// Add the columns this version has and the table lacks, then record the version.
 async fn upgrade(c: &mut Conn) -> Result<(), String> {
     let have = table_columns(c, "packets").await?;
-    for col in PACKET
+    for col in COLUMNS
         .iter()
         .filter(|col| !have.iter().any(|h| h == col.name))
     {
@@ -188,12 +194,13 @@ mod tests {
     #[test]
     fn the_packets_table_has_every_column_with_its_type() {
         let sql = &create()[0];
-        for c in PACKET {
+        for c in COLUMNS {
             assert!(sql.contains(&format!("`{}` ", c.name)), "{}", c.name);
         }
         assert!(sql.contains("`src` VARBINARY(16),"));
         assert!(sql.contains("`time` DATETIME(6) NOT NULL"));
         assert!(sql.contains("`host` VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL"));
+        assert!(sql.contains("`src_lat` DOUBLE,"));
         assert!(sql.contains("PRIMARY KEY (host, stream, seq)"));
         assert!(create()[2].contains("schema_version"));
     }
