@@ -6,140 +6,29 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use support::netns::NetNs;
+use support::pg::{Pg, PASSWORD};
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
-const PASSWORD: &str = "s3cret-init";
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample.pcap");
 
-struct Pg {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    port: u16,
-    ns: String,
+/// A started server in `ns`.
+fn server(ns: &NetNs, port: u16) -> Pg {
+    let pg = Pg::init(ns, port);
+    pg.start();
+    pg
 }
 
-fn as_postgres(ns: &str, args: &[&str]) -> Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "runuser", "-u", "postgres", "--"])
-        .args(args)
-        .output()
-        .expect("runuser")
-}
-
-fn chown_postgres(p: &Path) {
-    let id = |flag: &str| -> u32 {
-        let o = Command::new("id")
-            .args([flag, "postgres"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+/// `postgresql://USER[:PW]@127.0.0.1:PORT/postgres`.
+fn url(pg: &Pg, user: &str, pw: &str) -> String {
+    let pw = if pw.is_empty() {
+        String::new()
+    } else {
+        format!(":{pw}")
     };
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::chown(c.as_ptr(), id("-u"), id("-g")) }, 0);
-}
-
-impl Pg {
-    fn start(ns: &NetNs, port: u16) -> Pg {
-        assert!(
-            Path::new(BIN).join("initdb").exists(),
-            "PostgreSQL 15 is not installed: run tests/run.sh, which installs postgresql"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        chown_postgres(dir.path());
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, PASSWORD).unwrap();
-        chown_postgres(&pw);
-        let data = dir.path().join("data");
-        let d = data.to_str().unwrap();
-        let o = as_postgres(
-            &ns.name,
-            &[
-                &format!("{BIN}/initdb"),
-                "-D",
-                d,
-                "-U",
-                "fwtest",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--pwfile",
-                pw.to_str().unwrap(),
-            ],
-        );
-        assert!(o.status.success(), "initdb: {o:?}");
-        let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {d} -c fsync=off");
-        let log = data.join("log");
-        let o = as_postgres(
-            &ns.name,
-            &[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                d,
-                "-o",
-                &opts,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "start",
-            ],
-        );
-        assert!(o.status.success(), "pg_ctl start: {o:?}");
-        Pg {
-            _dir: dir,
-            data,
-            port,
-            ns: ns.name.clone(),
-        }
-    }
-
-    fn url(&self, user: &str, pw: &str) -> String {
-        let pw = if pw.is_empty() {
-            String::new()
-        } else {
-            format!(":{pw}")
-        };
-        format!("postgresql://{user}{pw}@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// One value from psql as the superuser over the socket.
-    fn query(&self, sql: &str) -> String {
-        let o = as_postgres(
-            &self.ns,
-            &[
-                "psql",
-                "-h",
-                self.data.to_str().unwrap(),
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "fwtest",
-                "-d",
-                "postgres",
-                "-tAc",
-                sql,
-            ],
-        );
-        assert!(o.status.success(), "psql {sql}: {o:?}");
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
-
-    fn count(&self, sql: &str) -> u64 {
-        self.query(sql).parse().unwrap()
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let d = self.data.to_str().unwrap();
-        let _ = as_postgres(
-            &self.ns,
-            &[&format!("{BIN}/pg_ctl"), "-D", d, "-m", "immediate", "stop"],
-        );
-    }
+    format!("postgresql://{user}{pw}@127.0.0.1:{}/postgres", pg.port)
 }
 
 /// `fwlog ARGS` in `ns` with `env`, without PGPASSWORD or PGPASSFILE from the test's own.
@@ -163,8 +52,8 @@ fn fwlog(ns: &NetNs, args: &[&str], env: &[(&str, &str)]) -> (i32, String, Strin
 fn db_init_lets_an_insert_select_role_write_and_moves_default_partition_rows_to_their_day() {
     require_root!();
     let ns = NetNs::new("pginit");
-    let pg = Pg::start(&ns, 55451);
-    let owner = pg.url("fwtest", PASSWORD);
+    let pg = server(&ns, 55451);
+    let owner = url(&pg, "fwtest", PASSWORD);
     let (code, out, err) = fwlog(&ns, &["db", "init", "--days-ahead", "2", &owner], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("schema version 3 ready"), "{out}");
@@ -191,7 +80,7 @@ fn db_init_lets_an_insert_select_role_write_and_moves_default_partition_rows_to_
     pg.query("GRANT INSERT, SELECT ON packets, losses TO writer");
     // The sample's packets are from a day without a partition, which the writer may not
     // create: they go to the DEFAULT partition, said once, and nothing is refused.
-    let writer = pg.url("writer", "w-pass");
+    let writer = url(&pg, "writer", "w-pass");
     let (code, _, err) = fwlog(&ns, &["read", "--no-dns", "-o", &writer, SAMPLE], &[]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(err.matches("cannot create partition").count(), 1, "{err}");
@@ -222,7 +111,7 @@ fn db_init_lets_an_insert_select_role_write_and_moves_default_partition_rows_to_
     // A SELECT-only role: one line, nothing written.
     pg.query("CREATE ROLE reader LOGIN PASSWORD 'r-pass'");
     pg.query("GRANT SELECT ON schema_version, packets, losses TO reader");
-    let reader = pg.url("reader", "r-pass");
+    let reader = url(&pg, "reader", "r-pass");
     let (code, _, err) = fwlog(&ns, &["read", "--no-dns", "-o", &reader, SAMPLE], &[]);
     assert_eq!(code, 73, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -274,7 +163,7 @@ fn a_password_file_is_used_at_mode_0600_and_refused_in_one_line_at_0644() {
     require_root!();
     use std::os::unix::fs::PermissionsExt;
     let ns = NetNs::new("pgpass");
-    let pg = Pg::start(&ns, 55452);
+    let pg = server(&ns, 55452);
     let dir = tempfile::tempdir().unwrap();
     let pass = dir.path().join("pgpass");
     std::fs::write(
@@ -286,7 +175,7 @@ fn a_password_file_is_used_at_mode_0600_and_refused_in_one_line_at_0644() {
     )
     .unwrap();
     std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let url = pg.url("fwtest", "");
+    let url = url(&pg, "fwtest", "");
     let env = [("PGPASSFILE", pass.to_str().unwrap())];
     let (code, _, err) = fwlog(&ns, &["read", "--no-dns", "-o", &url, SAMPLE], &env);
     assert_eq!(code, 0, "{err}");
