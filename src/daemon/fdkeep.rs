@@ -31,12 +31,12 @@ pub fn nflog_socket(
     let Some((fd, name, claimed)) = handed.nflog.take() else {
         return NflogSocket::open(cfg).map(|s| (s, None));
     };
-    let entries = fdstore::socket_inode(fd.as_raw_fd())
+    let saved = fdstore::socket_inode(fd.as_raw_fd())
         .map(|ino| positions::read(spool, ino))
         .unwrap_or_default();
     // A datagram is at most MAX_DATAGRAM bytes of kernel messages; its spool records are
     // about as large (fwlog adds a few TLVs to each).
-    let pos = positions::exact(spool, &entries, 2 * crate::capture::MAX_DATAGRAM as u64);
+    let pos = positions::exact(spool, &saved, 2 * crate::capture::MAX_DATAGRAM as u64);
     let (sock, changes) = NflogSocket::adopt(fd, &claimed, &pos, cfg)?;
     eprintln!(
         "fwlog: took the NFLOG socket back from the service manager's fd store ({})",

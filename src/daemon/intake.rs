@@ -266,7 +266,17 @@ impl Intake {
             .map(|(g, s)| (g, s, false))
             .collect();
         entries.extend(firsts.iter().map(|&(g, s)| (g, s, true)));
-        p.store(entries.into_iter());
+        p.begin(entries.into_iter());
+    }
+
+    /// Hold mode: an append that seals the spool's segment publishes what this datagram
+    /// appended so far, which the processing loop may print, acknowledge and delete before the
+    /// datagram is written out; checkpoint first (see `positions`). Returns whether it does.
+    fn before_append(&mut self, len: usize) -> bool {
+        let Some(p) = &mut self.held else {
+            return false;
+        };
+        self.writer.seals_before(len) && p.before_seal(self.writer.next_seq().saturating_sub(1))
     }
 
     /// Hold mode (socket kept in the fd store): write the records out, say how far each group
@@ -341,6 +351,7 @@ impl Intake {
             spool_seq: None,
         }
         .encode(sec, nsec, scratch);
+        self.before_append(scratch.len());
         match self.writer.append(scratch) {
             Ok(seq) => {
                 full.appended.push((seq, Appended::FullReport(f)));
@@ -360,10 +371,19 @@ impl Intake {
             self.report_full(full, scratch);
         }
         let sg = || crate::capture::scan_seq_global(rec);
+        let sealing = self.before_append(rec.len());
         match self.writer.append(rec) {
             Ok(seq) => {
                 bump(&self.counters.spooled, 1);
                 full.appended.push((seq, Appended::Packet(sg())));
+                if let (Some(p), Some((g, s))) =
+                    (&mut self.held, crate::capture::scan_group_seq(rec))
+                {
+                    p.appended(g, s);
+                }
+                if sealing {
+                    failpoint_kill_after_seal();
+                }
             }
             Err(e) => {
                 if let AppendError::Spool(SpoolError::NoSpace { dropped, .. }) = &e {
@@ -412,8 +432,22 @@ impl Intake {
         .encode(sec, nsec, scratch);
         // When the spool is full this report cannot be spooled either; it is still on stderr
         // and in the counters.
+        self.before_append(scratch.len());
         if let Ok(seq) = self.writer.append(scratch) {
             full.appended.push((seq, Appended::Other));
         }
+    }
+}
+
+/// Test builds only: with `FWLOG_FAILPOINT=kill-after-seal`, after an append that sealed a
+/// segment in the middle of a datagram (hold mode), give the processing loop time to print,
+/// acknowledge and delete the sealed part, then die by SIGKILL: the kill a restart must
+/// survive without printing that part again (tests/fdstore_race.rs). Release builds: nothing.
+fn failpoint_kill_after_seal() {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("FWLOG_FAILPOINT").is_some_and(|v| v == "kill-after-seal") {
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: kill(2) on our own pid; no memory is touched.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
     }
 }
