@@ -127,7 +127,7 @@ n_took=$(($(took_back) - took_before))
 [ "$n_took" -eq "$restarts" ] ||
 	fail "$n_took of $restarts new processes took the stored socket back: $(journalctl -q -o cat -u fwlog.service | grep -v '^fwlog: logging' | tail -20)"
 ok "each of the $restarts new processes took the NFLOG socket back from the fd store; NFileDescriptorStore=$n_stored"
-journalctl -q -o cat -u fwlog.service | grep -m1 -A2 'took the NFLOG socket back' | sed 's/^/   journal: /'
+journalctl -q -o cat -u fwlog.service | grep 'took the NFLOG socket back' | tail -1 | sed 's/^/   journal (the last): /'
 [ "$n_stored" = 1 ] || fail "NFileDescriptorStore=$n_stored, want 1"
 
 # The verdict: distinct seq_global printed = the rule's counter, no gap, no loss line, repeats
