@@ -42,20 +42,7 @@ fn thread_cpu() -> Duration {
 }
 
 fn set_rcvtimeo(fd: i32, ms: i64) {
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: (ms * 1000) as libc::suseconds_t,
-    };
-    // SAFETY: passes a local timeval and its size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
+    let _ = fwlog::netlink::set_rcvtimeo(fd, Duration::from_millis(ms.max(0) as u64));
 }
 
 /// The baseline: recv() one datagram at a time and count packet messages by walking headers.

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fwlog::daemon::queue_intake::QueueIntake;
+use fwlog::daemon::intake::{self, QueueReceiver, Spooler};
 use fwlog::pipeline::counters::Counters;
 use fwlog::queue::{QueueConfig, QueueSocket, Verdict};
 use fwlog_spool::{FsyncPolicy, Options, Spool};
@@ -34,7 +34,7 @@ const QUEUE: u16 = 0;
 enum Mode {
     /// recv -> ACCEPT, nothing else (same socket and settings as fwlog's).
     Bare,
-    /// fwlog's QueueIntake with this spool fsync policy.
+    /// fwlog's NFQUEUE intake with this spool fsync policy.
     Fwlog(FsyncPolicy),
 }
 
@@ -96,18 +96,15 @@ fn run(ns: &NetNs, mode: Mode, n: u64, window: u64) -> (Duration, Vec<Duration>)
                         ..Options::default()
                     };
                     let (writer, _reader, _) = Spool::open(spool_dir.path(), opts).expect("spool");
-                    let intake = QueueIntake {
-                        sock,
+                    let spool = Spooler::new(
                         writer,
-                        stop: Arc::clone(&stop),
-                        wake: Arc::new(tokio::sync::Notify::new()),
-                        counters: Arc::new(Counters::default()),
-                        fail_open: false,
-                        adopted: false,
-                        batch_max: 256,
-                    };
+                        Arc::new(Counters::default()),
+                        Arc::new(tokio::sync::Notify::new()),
+                        QueueReceiver::policy(QUEUE, false),
+                    );
+                    let rx = QueueReceiver::new(sock, false, 256, false).expect("receiver");
                     ready.store(true, Ordering::Release);
-                    intake.run().expect("intake");
+                    intake::run(rx, spool, Arc::clone(&stop)).expect("intake");
                 }
             })
         });

@@ -256,20 +256,7 @@ fn recv(args: &[String]) {
         libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut());
         libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
     }
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 100_000,
-    };
-    // SAFETY: passes a local timeval and its size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
+    let _ = fwlog::netlink::set_rcvtimeo(fd, std::time::Duration::from_millis(100));
     eprintln!("benchtool: receiving NFLOG groups {groups:?}");
     let mut buf = vec![0u8; fwlog::capture::MAX_DATAGRAM];
     let (mut records, mut enobufs, mut gaps) = (0u64, 0u64, 0u64);

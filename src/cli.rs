@@ -349,7 +349,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10ms")]
     pub flush_timeout: Duration,
 
-    // NFQUEUE audit mode: src/queue/ and src/daemon/queue_intake.rs
+    // NFQUEUE audit mode: src/queue/ and src/daemon/intake/nfqueue.rs
     /// Audit mode: take packets from NFQUEUE queue N (iptables `-j NFQUEUE --queue-num N`)
     /// instead of NFLOG groups; each packet is let through only once its record is on disk.
     /// Not with --user: the kernel wants CAP_NET_ADMIN for every verdict

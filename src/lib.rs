@@ -18,6 +18,7 @@ pub mod format;
 pub mod geo;
 pub mod ifname;
 pub mod metrics;
+pub mod netlink;
 pub mod nflog;
 pub mod packet;
 pub mod pcap;

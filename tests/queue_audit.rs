@@ -10,7 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::netns::NetNs;
-use support::queue::{logged, queue_rule, send_and_wait, settle, start, Listener, Sender};
+use support::queue::{
+    logged, queue_rule, send_and_wait, settle, start, stderr_number, Listener, Sender,
+};
 
 const SHORT: Duration = Duration::from_millis(400);
 const LONG: Duration = Duration::from_secs(20);
@@ -121,25 +123,6 @@ fn queue_bypass_lets_packets_through_while_fwlog_is_not_running() {
 const TINY: [&str; 4] = ["--segment-size", "4KiB", "--spool-max", "8KiB"];
 /// Packets 57600.. have payloads of 908+ bytes (see queue_support's key scheme).
 const BIG: u32 = 57_600;
-
-/// The number just before the last occurrence of `before` (the exit tally line).
-fn stderr_number(text: &str, before: &str) -> u64 {
-    let at = text
-        .rfind(before)
-        .unwrap_or_else(|| panic!("{before:?} not in stderr:\n{text}"));
-    let head = text[..at].trim_end();
-    let digits: String = head
-        .chars()
-        .rev()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .chars()
-        .rev()
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("no number before {before:?} in:\n{text}"))
-}
 
 #[test]
 fn a_full_spool_drops_packets_without_fail_open() {

@@ -6,7 +6,7 @@
 //! The buffers are kept between calls: after the first few batches, receiving allocates
 //! nothing.
 
-use super::loss::LossEvent;
+use crate::nflog::loss::LossEvent;
 
 #[derive(Debug, Default)]
 pub struct RecordBatch {
@@ -120,7 +120,7 @@ impl<'a> IntoIterator for &'a RecordBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::LossCause;
+    use crate::nflog::loss::Cause;
 
     #[test]
     fn append_rebases_offsets_and_loss_positions() {
@@ -130,12 +130,7 @@ mod tests {
         let mut b = RecordBatch::new();
         b.data.extend_from_slice(&[2; 8]);
         b.ends.push(8);
-        b.push_loss(LossEvent {
-            cause: LossCause::Enobufs,
-            group: None,
-            count: None,
-            seq_global: None,
-        });
+        b.push_loss(LossEvent::now(Cause::Enobufs, None, 0, None));
         a.append(&mut b);
         assert!(b.is_empty() && b.loss_events().is_empty());
         assert_eq!(

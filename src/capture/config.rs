@@ -131,20 +131,9 @@ const F_SEQ_GLOBAL: u16 = 2;
 
 fn message(seq: u32, group: u16, ack: bool, attrs: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let mut m = Vec::with_capacity(96);
-    m.extend_from_slice(&0u32.to_ne_bytes()); // length, patched below
-    m.extend_from_slice(&MSG_CONFIG.to_ne_bytes());
-    let mut flags = libc::NLM_F_REQUEST as u16;
-    if ack {
-        flags |= libc::NLM_F_ACK as u16;
-    }
-    m.extend_from_slice(&flags.to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&[libc::AF_UNSPEC as u8, 0]);
-    m.extend_from_slice(&group.to_be_bytes());
+    crate::netlink::nfnl_request(&mut m, MSG_CONFIG, ack, seq, group);
     attrs(&mut m);
-    let len = m.len() as u32;
-    m[..4].copy_from_slice(&len.to_ne_bytes());
+    crate::netlink::finish(&mut m);
     m
 }
 

@@ -39,35 +39,11 @@ impl CaptureError {
     }
 }
 
-/// CAP_NET_ADMIN's bit in the capability sets.
-const CAP_NET_ADMIN: u32 = 12;
-
-/// Whether the calling thread has CAP_NET_ADMIN in its effective set (capabilities are per
-/// thread, hence /proc/thread-self). `None` when the status file cannot be read.
-pub(crate) fn has_cap_net_admin() -> Option<bool> {
-    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
-    cap_from_status(&status, CAP_NET_ADMIN)
-}
-
-fn cap_from_status(status: &str, bit: u32) -> Option<bool> {
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    let hex = line["CapEff:".len()..].trim();
-    let caps = u64::from_str_radix(hex, 16).ok()?;
-    Some(caps & (1u64 << bit) != 0)
-}
+pub(crate) use crate::netlink::has_cap_net_admin;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_effective_set() {
-        let s = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t0000000000001000\n";
-        assert_eq!(cap_from_status(s, CAP_NET_ADMIN), Some(true));
-        let s = "CapEff:\t0000000000000fff\n";
-        assert_eq!(cap_from_status(s, CAP_NET_ADMIN), Some(false));
-        assert_eq!(cap_from_status("nothing", CAP_NET_ADMIN), None);
-    }
 
     #[test]
     fn messages_name_the_fix() {

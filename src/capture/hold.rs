@@ -17,8 +17,8 @@ use std::time::Duration;
 use super::batch::RecordBatch;
 use super::config::{reconfigure_message, unbind_message, NflogConfig};
 use super::error::{has_cap_net_admin, CaptureError};
-use super::loss::{LossCause, LossEvent};
 use super::socket::{enobufs_event, errno, process_datagram, stamp_now, NflogSocket, MAX_DATAGRAM};
+use crate::nflog::loss::{Cause, LossEvent};
 
 impl NflogSocket {
     /// Take back a bound NFLOG socket a previous run kept in the service manager's fd store
@@ -133,39 +133,21 @@ impl NflogSocket {
                 .map_err(|e| CaptureError::io("setting SO_RCVTIMEO", e))?;
         }
         loop {
-            let buf = &mut self.slots[..MAX_DATAGRAM];
             self.intake.stats.recv_calls += 1;
-            // SAFETY: buf is valid for writes of buf.len() bytes.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    flags,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match errno(&e) {
-                    libc::EAGAIN | libc::EINTR => return Ok(out.len()),
-                    libc::ENOBUFS => {
-                        self.intake.stats.enobufs += 1;
-                        out.push_loss(enobufs_event());
+            let fd = self.fd.as_raw_fd();
+            let len = match crate::netlink::recv_one(fd, &mut self.slots[..MAX_DATAGRAM], flags) {
+                Ok(n) => n,
+                Err(e) => {
+                    if self.recv_failed(e, out)? {
                         flags |= libc::MSG_DONTWAIT;
                         continue;
                     }
-                    _ => return Err(CaptureError::io("receiving from the NFLOG socket", e)),
+                    return Ok(out.len());
                 }
-            }
+            };
             let stamp = stamp_now();
-            let len = n as usize;
             if len > MAX_DATAGRAM {
-                out.push_loss(LossEvent {
-                    cause: LossCause::Truncated,
-                    group: None,
-                    count: None,
-                    seq_global: None,
-                });
+                out.push_loss(LossEvent::now(Cause::Corrupt, None, 0, None));
             }
             let d = &self.slots[..len.min(MAX_DATAGRAM)];
             process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});

@@ -11,61 +11,7 @@
 //! Sequence numbers wrap at 2^32; a number more than 2^31 *behind* the expected one is taken
 //! as a reset (the group was rebound), not as a loss of four billion records.
 
-/// Why records were lost.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LossCause {
-    /// A gap in a group's NFULA_SEQ: `count` records of that group never arrived.
-    SeqGap,
-    /// recv() reported ENOBUFS: the socket buffer overflowed. The count comes with the
-    /// following SeqGap events (the kernel drops whole datagrams until the queue is drained).
-    Enobufs,
-    /// The first NFULA_SEQ_GLOBAL after a restart is more than one past the seeded value:
-    /// records logged while the previous process was stopping or before this one bound.
-    /// `count` is an upper bound (other processes' groups share the global counter).
-    Restart,
-    /// A datagram was larger than the receive slot and was cut: its tail records are lost
-    /// (a following SeqGap counts them). Should not happen with [`super::MAX_DATAGRAM`] slots.
-    Truncated,
-    /// A datagram whose netlink headers do not add up (never seen from a real kernel).
-    Malformed,
-}
-
-/// One loss, as reported to the daemon.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LossEvent {
-    pub cause: LossCause,
-    /// The group that lost records (SeqGap), `None` for socket-wide events.
-    pub group: Option<u16>,
-    /// How many records were lost, when known.
-    pub count: Option<u64>,
-    /// Inclusive range of NFULA_SEQ_GLOBAL numbers the lost records fall in, when known.
-    pub seq_global: Option<(u32, u32)>,
-}
-
-impl std::fmt::Display for LossEvent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match self.cause {
-            LossCause::SeqGap => "sequence gap",
-            LossCause::Enobufs => "socket receive buffer overflowed (ENOBUFS)",
-            LossCause::Restart => "records logged across a restart",
-            LossCause::Truncated => "datagram truncated",
-            LossCause::Malformed => "malformed datagram",
-        };
-        write!(f, "NFLOG loss: {what}")?;
-        if let Some(g) = self.group {
-            write!(f, ", group {g}")?;
-        }
-        match self.count {
-            Some(n) if self.cause == LossCause::Restart => write!(f, ", up to {n} records")?,
-            Some(n) => write!(f, ", {n} records")?,
-            None => {}
-        }
-        if let Some((a, b)) = self.seq_global {
-            write!(f, ", seq_global {a}..={b}")?;
-        }
-        Ok(())
-    }
-}
+use crate::nflog::loss::{Cause, LossEvent};
 
 #[derive(Clone, Copy, Debug)]
 struct GroupState {
@@ -101,7 +47,7 @@ impl LossTracker {
     }
 
     /// Set the last NFULA_SEQ_GLOBAL known to be spooled (by a previous run). The first record
-    /// observed afterwards is compared with it (see [`LossCause::Restart`]).
+    /// observed afterwards is compared with it (see [`Cause::Restart`]).
     pub fn seed(&mut self, last_seq_global: u32) {
         // Groups continued exactly ([`LossTracker::seed_group`]) need no estimate, whether or not
         // records were observed since.
@@ -114,7 +60,7 @@ impl LossTracker {
     /// Continue a group's numbering on a socket a previous run received from (kept in the
     /// service manager's fd store): that run spooled every record of `group` numbered before
     /// `next_seq`. Records before it still queued are replays ([`LossTracker::is_replay`]), a
-    /// record after it is an exact [`LossCause::SeqGap`] (the buffer overflowed while no process
+    /// record after it is an exact [`Cause::SeqGap`] (the buffer overflowed while no process
     /// read). Per-group numbers make the global restart estimate unnecessary, so it is dropped.
     pub fn seed_group(&mut self, group: u16, next_seq: u32) {
         self.seeded = None;
@@ -165,12 +111,12 @@ impl LossTracker {
         let mut event = None;
         if let (Some(seed), Some(g)) = (self.seeded.take(), seq_global) {
             if after(g, seed) && g.wrapping_sub(seed) > 1 {
-                event = Some(LossEvent {
-                    cause: LossCause::Restart,
-                    group: None,
-                    count: Some(u64::from(g.wrapping_sub(seed) - 1)),
-                    seq_global: Some((seed.wrapping_add(1), g.wrapping_sub(1))),
-                });
+                event = Some(LossEvent::now(
+                    Cause::Restart,
+                    None,
+                    u64::from(g.wrapping_sub(seed) - 1),
+                    Some((seed.wrapping_add(1), g.wrapping_sub(1))),
+                ));
             }
         }
         if let Some(g) = seq_global {
@@ -212,12 +158,7 @@ impl LossTracker {
         };
         // A restart event and a gap cannot coincide: a gap needs an earlier record of the
         // group, and the seed is consumed by the very first record.
-        Some(LossEvent {
-            cause: LossCause::SeqGap,
-            group: Some(group),
-            count: Some(count),
-            seq_global: range,
-        })
+        Some(LossEvent::now(Cause::SeqGap, Some(group), count, range))
     }
 }
 
@@ -242,13 +183,8 @@ mod tests {
         t.observe(6, Some(0), Some(11));
         let e = t.observe(5, Some(4), Some(20)).expect("gap");
         assert_eq!(
-            e,
-            LossEvent {
-                cause: LossCause::SeqGap,
-                group: Some(5),
-                count: Some(3),
-                seq_global: Some((11, 19)),
-            }
+            (e.cause, e.group, e.count, e.seq_global),
+            (Cause::SeqGap, Some(5), 3, Some((11, 19)))
         );
         assert_eq!(t.observe(6, Some(1), Some(21)), None);
         assert_eq!(t.lost_records(), 3);
@@ -264,7 +200,7 @@ mod tests {
         assert_eq!(t.observe(1, Some(u32::MAX), None), None);
         assert_eq!(t.observe(1, Some(0), None), None);
         let e = t.observe(1, Some(3), None).expect("gap across wrap");
-        assert_eq!((e.count, e.seq_global), (Some(2), None));
+        assert_eq!((e.count, e.seq_global), (2, None));
         // Rebound: numbering restarts at 0, which is not a loss.
         assert_eq!(t.observe(1, Some(0), None), None);
         assert_eq!(t.observe(1, Some(1), None), None);
@@ -275,8 +211,8 @@ mod tests {
         let mut t = LossTracker::new();
         t.seed(1000);
         let e = t.observe(5, Some(0), Some(1004)).expect("restart gap");
-        assert_eq!(e.cause, LossCause::Restart);
-        assert_eq!((e.count, e.seq_global), (Some(3), Some((1001, 1003))));
+        assert_eq!(e.cause, Cause::Restart);
+        assert_eq!((e.count, e.seq_global), (3, Some((1001, 1003))));
         assert_eq!(t.observe(5, Some(1), Some(1005)), None);
 
         let mut t = LossTracker::new();
@@ -314,7 +250,7 @@ mod tests {
         t.seed_group(5, u32::MAX);
         assert!(t.is_replay(5, Some(u32::MAX - 1)));
         let e = t.observe(5, Some(3), Some(77)).expect("gap across wrap");
-        assert_eq!((e.cause, e.count), (LossCause::SeqGap, Some(4)));
+        assert_eq!((e.cause, e.count), (Cause::SeqGap, 4));
         assert_eq!(t.group_positions().collect::<Vec<_>>(), vec![(5, 4)]);
     }
 

@@ -21,7 +21,8 @@
 //! - Every packet message the kernel delivers becomes exactly one record, in kernel order; a
 //!   record is never dropped for being malformed (it is copied as is; the parser marks damage).
 //! - Losses are never silent: a per-group NFULA_SEQ gap, an ENOBUFS overrun, a truncated
-//!   datagram or a malformed datagram each yield a [`LossEvent`] positioned in the batch.
+//!   datagram or a malformed datagram each yield a [`crate::nflog::loss::LossEvent`] positioned
+//!   in the batch.
 //! - No per-packet heap allocation on the receive path: the batch buffers and the datagram
 //!   slots are reused between calls.
 //!
@@ -74,6 +75,6 @@ pub use batch::{RecordBatch, Records};
 pub use config::NflogConfig;
 pub use error::CaptureError;
 pub use ifname::IfNameCache;
-pub use loss::{LossCause, LossEvent, LossTracker};
+pub use loss::LossTracker;
 pub use record::{scan_group_seq, scan_seq_global};
 pub use socket::{CaptureStats, NflogSocket, MAX_DATAGRAM};

@@ -1,4 +1,6 @@
-//! The NFLOG netlink socket: open + bind groups, receive batches, unbind on drop.
+//! The NFLOG netlink socket: open + bind groups, receive batches, unbind on drop. What any
+//! netfilter netlink socket needs (creation, buffer sizing, requests, walking a datagram's
+//! messages, acknowledgements) is in [`crate::netlink`], shared with the NFQUEUE socket.
 //!
 //! Threading: [`NflogSocket`] is `Send` but not `Sync`; one dedicated blocking thread owns it
 //! and loops on [`NflogSocket::recv_batch`], whose timeout (SO_RCVTIMEO, set only when it
@@ -27,12 +29,14 @@
 
 use super::batch::RecordBatch;
 use super::config::{bind_message, unbind_message, NflogConfig, MAX_SLOTS, MSG_PACKET};
-use super::error::{has_cap_net_admin, CaptureError};
+use super::error::CaptureError;
 use super::ifname::IfNameCache;
-use super::loss::{LossCause, LossEvent, LossTracker};
+use super::loss::LossTracker;
 use super::record::{push_record, Stamp};
+use crate::netlink::{self, has_cap_net_admin};
+use crate::nflog::loss::{Cause, LossEvent};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Size of one receive slot: the largest datagram the kernel can build (see module docs).
@@ -40,7 +44,6 @@ pub const MAX_DATAGRAM: usize = 256 * 1024 + 4096;
 
 /// How long `open` waits for the kernel to acknowledge a BIND.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
-const NLMSG_HDRLEN: usize = 16;
 
 /// Counters for the daemon's status output and the benchmark.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -92,39 +95,7 @@ impl std::fmt::Debug for Intake {
     }
 }
 
-pub(super) fn errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(0)
-}
-
-fn setsockopt_int(fd: RawFd, level: i32, name: i32, v: i32) -> io::Result<()> {
-    // SAFETY: passes a pointer to a local c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (&v as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> io::Result<i32> {
-    let mut v: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: passes a pointer to a local c_int and its size.
-    let rc = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut i32).cast(), &mut len) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(v)
-    }
-}
+pub(super) use crate::netlink::errno;
 
 fn realtime() -> (i64, u32) {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
@@ -142,46 +113,15 @@ impl NflogSocket {
     pub fn open(cfg: &NflogConfig) -> Result<NflogSocket, CaptureError> {
         cfg.validate()?;
         let cap = has_cap_net_admin();
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
-        };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match errno(&e) {
-                libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT => CaptureError::Unsupported {
-                    what: format!("netlink family NETLINK_NETFILTER: {e}"),
-                },
-                libc::EPERM | libc::EACCES => CaptureError::NoPermission {
-                    what: "opening the NFLOG netlink socket".into(),
-                },
-                _ => CaptureError::io("opening the NFLOG netlink socket", e),
-            });
-        }
-        // SAFETY: fd is a freshly created descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-
-        // SAFETY: sockaddr_nl is plain data; all-zero is valid (pid 0: the kernel picks one).
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: passes a pointer to a local sockaddr_nl and its size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(CaptureError::io(
-                "binding the NFLOG netlink socket",
-                io::Error::last_os_error(),
-            ));
-        }
+        let fd = netlink::open_netfilter().map_err(|e| match errno(&e) {
+            libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT => CaptureError::Unsupported {
+                what: format!("netlink family NETLINK_NETFILTER: {e}"),
+            },
+            libc::EPERM | libc::EACCES => CaptureError::NoPermission {
+                what: "opening the NFLOG netlink socket".into(),
+            },
+            _ => CaptureError::io("opening the NFLOG netlink socket", e),
+        })?;
         let mut sock = NflogSocket::with_fd(fd, cfg)?;
         for &group in &cfg.groups {
             sock.bind_group(group, cfg, cap)?;
@@ -192,24 +132,17 @@ impl NflogSocket {
     /// Size the receive buffer of the bound socket `fd` and wrap it (no group bound yet).
     pub(super) fn with_fd(fd: OwnedFd, cfg: &NflogConfig) -> Result<NflogSocket, CaptureError> {
         let mut warnings = Vec::new();
-        let want = cfg.rcvbuf as i32;
-        let raw = fd.as_raw_fd();
-        if let Err(e) = setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, want) {
-            if !matches!(errno(&e), libc::EPERM | libc::EACCES) {
-                return Err(CaptureError::io("setting SO_RCVBUFFORCE", e));
-            }
-            setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, want)
-                .map_err(|e| CaptureError::io("setting SO_RCVBUF", e))?;
+        let buf = netlink::size_rcvbuf(fd.as_raw_fd(), cfg.rcvbuf)
+            .map_err(|(what, e)| CaptureError::io(what, e))?;
+        if !buf.forced {
             warnings.push(format!(
                 "cannot force a {} byte receive buffer (SO_RCVBUFFORCE needs CAP_NET_ADMIN in \
                  the initial user namespace); using SO_RCVBUF, capped by net.core.rmem_max",
                 cfg.rcvbuf
             ));
         }
-        let rcvbuf = getsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF)
-            .map_err(|e| CaptureError::io("reading SO_RCVBUF", e))? as usize;
-        // The kernel reports double the request (bookkeeping overhead); less means capped.
-        if rcvbuf < cfg.rcvbuf.saturating_mul(2) {
+        let rcvbuf = buf.granted;
+        if buf.capped(cfg.rcvbuf) {
             warnings.push(format!(
                 "receive buffer is {} bytes, not the {} requested: bursts may overflow it \
                  (raise net.core.rmem_max)",
@@ -242,25 +175,7 @@ impl NflogSocket {
     }
 
     pub(super) fn send(&self, msg: &[u8]) -> io::Result<()> {
-        // SAFETY: sockaddr_nl is plain data; all-zero addresses the kernel (pid 0).
-        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: msg and `to` are valid for the lengths given.
-        let rc = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                msg.as_ptr().cast(),
-                msg.len(),
-                0,
-                (&to as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        netlink::send_to_kernel(self.fd.as_raw_fd(), msg)
     }
 
     pub(super) fn bind_group(
@@ -304,13 +219,8 @@ impl NflogSocket {
         self.set_timeout(ACK_TIMEOUT)?;
         let deadline = Instant::now() + ACK_TIMEOUT;
         loop {
-            let buf = &mut self.slots[..MAX_DATAGRAM];
-            // SAFETY: buf is valid for writes of buf.len() bytes.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match errno(&e) {
+            match netlink::recv_one(self.fd.as_raw_fd(), &mut self.slots[..MAX_DATAGRAM], 0) {
+                Err(e) => match errno(&e) {
                     libc::EINTR => {}
                     libc::ENOBUFS => {
                         self.intake.stats.enobufs += 1;
@@ -323,23 +233,24 @@ impl NflogSocket {
                         ))
                     }
                     _ => return Err(e),
-                }
-            } else {
-                let stamp = stamp_now();
-                let mut ack = None;
-                process_datagram(
-                    &self.slots[..n as usize],
-                    &stamp,
-                    &mut self.intake,
-                    &mut self.pending,
-                    &mut |s, code| {
-                        if s == seq {
-                            ack = Some(code)
-                        }
-                    },
-                );
-                if let Some(code) = ack {
-                    return Ok(code);
+                },
+                Ok(n) => {
+                    let stamp = stamp_now();
+                    let mut ack = None;
+                    process_datagram(
+                        &self.slots[..n],
+                        &stamp,
+                        &mut self.intake,
+                        &mut self.pending,
+                        &mut |s, code| {
+                            if s == seq {
+                                ack = Some(code)
+                            }
+                        },
+                    );
+                    if let Some(code) = ack {
+                        return Ok(code);
+                    }
                 }
             }
             if Instant::now() >= deadline {
@@ -355,23 +266,7 @@ impl NflogSocket {
         if self.rcvtimeo == Some(t) {
             return Ok(());
         }
-        let tv = libc::timeval {
-            tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
-            tv_usec: t.subsec_micros() as libc::suseconds_t,
-        };
-        // SAFETY: passes a pointer to a local timeval and its size.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        netlink::set_rcvtimeo(self.fd.as_raw_fd(), t)?;
         self.rcvtimeo = Some(t);
         Ok(())
     }
@@ -431,35 +326,42 @@ impl NflogSocket {
                 )
             };
             if n < 0 {
-                let e = io::Error::last_os_error();
-                match errno(&e) {
-                    libc::EAGAIN | libc::EINTR => return Ok(out.len()),
-                    libc::ENOBUFS => {
-                        // Overrun: the kernel drops datagrams until we drain the queue. Report
-                        // it and keep reading what is queued, without blocking.
-                        self.intake.stats.enobufs += 1;
-                        out.push_loss(enobufs_event());
-                        flags |= libc::MSG_DONTWAIT;
-                        continue;
-                    }
-                    _ => return Err(CaptureError::io("receiving from the NFLOG socket", e)),
+                if self.recv_failed(io::Error::last_os_error(), out)? {
+                    flags |= libc::MSG_DONTWAIT;
+                    continue;
                 }
+                return Ok(out.len());
             }
             let stamp = stamp_now();
             for (i, h) in hdrs.iter().take(n as usize).enumerate() {
                 let len = (h.msg_len as usize).min(MAX_DATAGRAM);
                 if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
-                    out.push_loss(LossEvent {
-                        cause: LossCause::Truncated,
-                        group: None,
-                        count: None,
-                        seq_global: None,
-                    });
+                    out.push_loss(LossEvent::now(Cause::Corrupt, None, 0, None));
                 }
                 let d = &self.slots[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len];
                 process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});
             }
             return Ok(out.len());
+        }
+    }
+
+    /// A receive failed with `e`. `Ok(true)`: an overrun, reported in `out`; read on what is
+    /// queued without blocking. `Ok(false)`: nothing (more) queued, or a signal; return what
+    /// `out` holds.
+    pub(super) fn recv_failed(
+        &mut self,
+        e: io::Error,
+        out: &mut RecordBatch,
+    ) -> Result<bool, CaptureError> {
+        match errno(&e) {
+            libc::EAGAIN | libc::EINTR => Ok(false),
+            libc::ENOBUFS => {
+                // Overrun: the kernel drops datagrams until the queue is drained.
+                self.intake.stats.enobufs += 1;
+                out.push_loss(enobufs_event());
+                Ok(true)
+            }
+            _ => Err(CaptureError::io("receiving from the NFLOG socket", e)),
         }
     }
 
@@ -492,12 +394,7 @@ impl NflogSocket {
 }
 
 pub(super) fn enobufs_event() -> LossEvent {
-    LossEvent {
-        cause: LossCause::Enobufs,
-        group: None,
-        count: None,
-        seq_global: None,
-    }
+    LossEvent::now(Cause::Enobufs, None, 0, None)
 }
 
 pub(super) fn stamp_now() -> Stamp {
@@ -522,30 +419,17 @@ pub(super) fn process_datagram(
     intake.stats.datagrams += 1;
     intake.stats.bytes += d.len() as u64;
     intake.stats.largest_datagram = intake.stats.largest_datagram.max(d.len());
-    let mut off = 0;
-    while off + NLMSG_HDRLEN <= d.len() {
-        let h = &d[off..off + NLMSG_HDRLEN];
-        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let ty = u16::from_ne_bytes([h[4], h[5]]);
-        let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-        if len < NLMSG_HDRLEN || len > d.len() - off {
-            out.push_loss(LossEvent {
-                cause: LossCause::Malformed,
-                group: None,
-                count: None,
-                seq_global: None,
-            });
+    for m in netlink::messages(d) {
+        let Ok(m) = m else {
+            out.push_loss(LossEvent::now(Cause::Corrupt, None, 0, None));
             return;
-        }
-        let body = &d[off + NLMSG_HDRLEN..off + len];
-        if ty == MSG_PACKET {
+        };
+        if m.ty == MSG_PACKET {
             intake.stats.records += 1;
-            push_record(out, body, stamp, &mut intake.names, &mut intake.tracker);
-        } else if ty == libc::NLMSG_ERROR as u16 && body.len() >= 4 {
-            let code = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
-            ack(seq, -code);
+            push_record(out, m.body, stamp, &mut intake.names, &mut intake.tracker);
+        } else if let Some(code) = m.ack_errno() {
+            ack(m.seq, code);
         }
-        off += (len + 3) & !3;
     }
 }
 

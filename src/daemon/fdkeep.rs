@@ -10,7 +10,7 @@
 //!
 //! With `--queue` the queue's socket is stored the same way: it keeps the queue bound while no
 //! fwlog runs, so the kernel holds the packets for the next process (which drops those the dead
-//! one had read without a verdict; see `queue_intake`).
+//! one had read without a verdict; see `intake/nfqueue.rs`).
 
 use std::os::fd::AsRawFd;
 use std::path::Path;

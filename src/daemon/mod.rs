@@ -1,8 +1,8 @@
 //! `fwlog run`: the daemon. capture -> spool -> resolve -> format -> sink -> acknowledge.
 //!
-//! Two threads: the intake thread ([`intake`]) receives from NFLOG and appends to the spool,
-//! nothing else (with `--queue`, [`queue_intake`] receives from NFQUEUE and gives each packet
-//! its verdict after the commit); the processing loop ([`process`], on a single-threaded
+//! Two threads: the intake thread ([`intake`]) receives from NFLOG (or with `--queue` from
+//! NFQUEUE, giving each packet its verdict after the commit) and appends to the spool, nothing
+//! else; the processing loop ([`process`], on a single-threaded
 //! tokio runtime that also runs the DNS lookups) reads the spool back in order, waits for names, prints, and
 //! acknowledges. They share only the spool (whose reader sees what the writer committed), a
 //! wake-up, a stop flag and the counters. Start-up order: the descriptors the service manager
@@ -16,10 +16,9 @@
 
 mod error;
 mod fdkeep;
-mod intake;
+pub mod intake;
 mod positions;
 mod preflight;
-pub mod queue_intake;
 mod seqfile;
 
 use std::os::fd::OwnedFd;
@@ -217,7 +216,7 @@ enum Capture {
     Queue(QueueSocket, bool),
 }
 
-/// NFLOG, or NFQUEUE audit mode with `--queue` (see [`queue_intake`]); taken back from the
+/// NFLOG, or NFQUEUE audit mode with `--queue` (see [`intake`]); taken back from the
 /// service manager's fd store when it holds one, and stored there (see [`fdkeep`]). What it
 /// reads and writes in the spool directory, it does with the --user account's filesystem rights.
 fn open_capture(
@@ -318,35 +317,26 @@ fn spawn_intake(
     shared: &Shared,
     cfg: &RunConfig,
 ) -> Result<JoinHandle<IntakeResult>, DaemonError> {
+    let (counters, wake) = (shared.counters.clone(), shared.wake.clone());
+    let stop = shared.stop.clone();
     let intake: Box<dyn FnOnce() -> IntakeResult + Send> = match capture {
         Capture::Nflog(sock, seq_file, held) => {
-            let intake = intake::Intake {
-                sock: *sock,
-                writer,
-                stop: shared.stop.clone(),
-                wake: shared.wake.clone(),
-                counters: shared.counters.clone(),
-                seq_file,
-                held,
-            };
-            Box::new(move || intake.run())
+            let rx = intake::NflogReceiver::new(*sock, seq_file);
+            let mut spool =
+                intake::Spooler::new(writer, counters, wake, intake::NflogReceiver::policy());
+            spool.held = held;
+            Box::new(move || intake::run(rx, spool, stop))
         }
         Capture::Queue(sock, adopted) => {
             let fail_open = match &cfg.capture {
                 CaptureConfig::Queue(q) => q.fail_open,
                 CaptureConfig::Nflog(_) => false,
             };
-            let intake = queue_intake::QueueIntake {
-                sock,
-                writer,
-                stop: shared.stop.clone(),
-                wake: shared.wake.clone(),
-                counters: shared.counters.clone(),
-                fail_open,
-                batch_max: cfg.batch_records.max(1),
-                adopted,
-            };
-            Box::new(move || intake.run())
+            let policy = intake::QueueReceiver::policy(sock.queue_num(), fail_open);
+            let spool = intake::Spooler::new(writer, counters, wake, policy);
+            let rx = intake::QueueReceiver::new(sock, fail_open, cfg.batch_records, adopted)
+                .map_err(DaemonError::Run)?;
+            Box::new(move || intake::run(rx, spool, stop))
         }
     };
     let (stop, wake) = (shared.stop.clone(), shared.wake.clone());
@@ -368,7 +358,7 @@ fn announce(cfg: &RunConfig) -> String {
     let spool = cfg.spool.dir.display();
     match &cfg.capture {
         CaptureConfig::Queue(q) => {
-            crate::say!("{} {} (spool {spool})", queue_intake::READY, q.queue);
+            crate::say!("{} {} (spool {spool})", intake::READY, q.queue);
             format!("NFQUEUE queue {}", q.queue)
         }
         CaptureConfig::Nflog(n) => {

@@ -137,18 +137,8 @@ impl Names for NoNames {
 /// Why records were lost: the spool's cause byte, see [`crate::nflog::loss::Cause`].
 pub use crate::nflog::loss::Cause as LossCause;
 
-/// A loss report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LossEvent {
-    pub time: Timestamp,
-    pub group: Option<u16>,
-    pub count: u64,
-    /// First and last missing global sequence number, when known.
-    pub seq_global: Option<(u32, u32)>,
-    /// First and last spool sequence number of records the spool found damaged or missing.
-    pub spool_seq: Option<(u64, u64)>,
-    pub cause: LossCause,
-}
+/// A loss report: the one loss event, see [`crate::nflog::loss`].
+pub use crate::nflog::loss::LossEvent;
 
 /// Formats packets and loss reports in one format.
 #[derive(Clone, Debug)]

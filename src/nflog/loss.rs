@@ -1,7 +1,13 @@
-//! Loss records: how a loss report is stored in the spool, and the one list of loss causes.
+//! The one loss vocabulary: the list of causes ([`Cause`], its byte on disk), a loss as intake
+//! notices it and outputs print it ([`LossEvent`]), and how the spool stores it ([`LossRecord`]).
 //!
 //! The cause byte is on disk, so [`Cause`] values are never renumbered; the same enum names the
-//! cause when it prints (`format::LossCause` is this type).
+//! cause when it prints (`format::LossCause` is this type). Intake turns every loss it sees
+//! (NFLOG sequence gaps and restarts, ENOBUFS, cut or malformed datagrams, NFQUEUE id gaps, a
+//! full spool) into a [`LossEvent`], says it on stderr (its `Display`), counts it and spools it as
+//! a [`LossRecord`]; the processing loop reads the record back into the same [`LossEvent`].
+
+use crate::packet::{TimeSource, Timestamp};
 
 use super::attr::{be32, be64, fwlog, push_attr, push_recv_time, NFGENMSG_LEN, NLA_TYPE_MASK};
 
@@ -51,6 +57,90 @@ impl Cause {
             Cause::Restart => "restart",
             Cause::Corrupt => "corrupt",
         }
+    }
+}
+
+/// One loss: what intake reports and every output prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LossEvent {
+    /// When it was noticed (fwlog's clock).
+    pub time: Timestamp,
+    /// The NFLOG group or NFQUEUE queue, `None` for socket-wide or spool-wide losses.
+    pub group: Option<u16>,
+    /// How many records were lost; 0 when unknown (an ENOBUFS episode, a cut datagram).
+    pub count: u64,
+    /// First and last missing global sequence number, when known.
+    pub seq_global: Option<(u32, u32)>,
+    /// First and last spool sequence number of records the spool found damaged or missing.
+    pub spool_seq: Option<(u64, u64)>,
+    pub cause: Cause,
+}
+
+impl LossEvent {
+    /// A loss noticed now.
+    pub fn now(
+        cause: Cause,
+        group: Option<u16>,
+        count: u64,
+        seq_global: Option<(u32, u32)>,
+    ) -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        LossEvent {
+            time: Timestamp {
+                sec: d.as_secs() as i64,
+                nsec: d.subsec_nanos(),
+                source: TimeSource::Local,
+            },
+            group,
+            count,
+            seq_global,
+            spool_seq: None,
+            cause,
+        }
+    }
+
+    /// How the spool stores it.
+    pub fn record(&self) -> LossRecord {
+        LossRecord {
+            group: self.group,
+            cause: self.cause as u8,
+            count: (self.count > 0).then_some(self.count),
+            seq_global: self.seq_global,
+            spool_seq: self.spool_seq,
+        }
+    }
+
+    /// Encode as a spool record (its time is the receive time).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        self.record().encode(self.time.sec, self.time.nsec, out);
+    }
+}
+
+/// The one-line stderr message.
+impl std::fmt::Display for LossEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.cause {
+            Cause::SeqGap => "sequence gap",
+            Cause::Enobufs => "socket receive buffer overflowed (ENOBUFS)",
+            Cause::Restart => "records logged across a restart",
+            Cause::SpoolFull => "the spool was full",
+            Cause::Corrupt => "datagram truncated or malformed",
+        };
+        write!(f, "NFLOG loss: {what}")?;
+        if let Some(g) = self.group {
+            write!(f, ", group {g}")?;
+        }
+        match self.count {
+            0 => {}
+            n if self.cause == Cause::Restart => write!(f, ", up to {n} records")?,
+            n => write!(f, ", {n} records")?,
+        }
+        if let Some((a, b)) = self.seq_global {
+            write!(f, ", seq_global {a}..={b}")?;
+        }
+        Ok(())
     }
 }
 
@@ -135,6 +225,18 @@ impl LossRecord {
     /// The cause as a [`Cause`]; a byte no cause has reads as [`Cause::Corrupt`].
     pub fn cause(&self) -> Cause {
         Cause::try_from(self.cause).unwrap_or(Cause::Corrupt)
+    }
+
+    /// The event this record reports, received at `time`.
+    pub fn event(&self, time: Timestamp) -> LossEvent {
+        LossEvent {
+            time,
+            group: self.group,
+            count: self.count.unwrap_or(0),
+            seq_global: self.seq_global,
+            spool_seq: self.spool_seq,
+            cause: self.cause(),
+        }
     }
 }
 

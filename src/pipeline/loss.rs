@@ -1,6 +1,5 @@
 //! Spooled loss records as printable events.
 
-use crate::format::LossEvent;
 use crate::nflog::attr::LossRecord;
 use crate::packet::Timestamp;
 
@@ -25,16 +24,4 @@ pub fn spool_damage(first: u64, last: u64) -> Vec<u8> {
     }
     .encode(t.as_secs() as i64, t.subsec_nanos(), &mut out);
     out
-}
-
-/// The printable event for a spooled loss record received at `time`.
-pub fn event(rec: &LossRecord, time: Timestamp) -> LossEvent {
-    LossEvent {
-        time,
-        group: rec.group,
-        count: rec.count.unwrap_or(0),
-        seq_global: rec.seq_global,
-        spool_seq: rec.spool_seq,
-        cause: rec.cause(),
-    }
 }

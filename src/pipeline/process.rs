@@ -462,7 +462,7 @@ impl<S: Source> Processor<S> {
                     bump(&self.counters.lost_other, l.count.unwrap_or(0));
                 }
                 let t = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH).timestamp;
-                self.outputs.loss(&loss::event(&l, t), e.seq);
+                self.outputs.loss(&l.event(t), e.seq);
             } else {
                 if let Some(r) = &self.resolver {
                     for &ip in &e.waiting {

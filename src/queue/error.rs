@@ -32,14 +32,7 @@ impl QueueError {
     }
 }
 
-/// Whether the calling thread has CAP_NET_ADMIN (bit 12) in its effective set; `None` when
-/// /proc cannot tell.
-pub(crate) fn has_cap_net_admin() -> Option<bool> {
-    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
-    let caps = u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()?;
-    Some(caps & (1 << 12) != 0)
-}
+pub(crate) use crate::netlink::has_cap_net_admin;
 
 #[cfg(test)]
 mod tests {

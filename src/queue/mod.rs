@@ -58,8 +58,10 @@
 //!   kernel does not number the packet, so userspace cannot see it. fwlog sets the maximum
 //!   length to [`DEFAULT_MAX_LEN`], far above what the receive buffer can hold, so the socket
 //!   always overflows first and every overflow is visible as a gap.
-//! - *Spool refuses a record* (`--spool-max` reached): DROP, or with `--fail-open` ACCEPT, counted
-//!   and reported (a `spool-full` loss record once there is room again).
+//! - *Spool refuses a record* (`--spool-max` reached, or a full filesystem refused the batch's
+//!   commit): DROP, or with `--fail-open` ACCEPT, counted and reported (a `spool-full` loss
+//!   record once there is room again); fwlog keeps running. Why not hold the verdicts and retry:
+//!   see `daemon/intake/nfqueue.rs`.
 //! - *Packets swallowed at start-up*: `nfq` discards packet messages that arrive while it waits
 //!   for the acknowledgement of a configuration message (between binding the queue and the end
 //!   of set-up). Their ids are the gap before the first packet read; fwlog drops them with one

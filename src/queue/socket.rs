@@ -9,6 +9,9 @@
 //!
 //! Namespace: the queue belongs to the network namespace of the thread that called
 //! [`QueueSocket::open`].
+//!
+//! The netlink plumbing it shares with NFLOG capture (buffer sizing, requests sent by hand,
+//! the netfilter-socket check) is in [`crate::netlink`].
 
 use std::collections::BTreeSet;
 use std::io;
@@ -16,6 +19,7 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use super::error::{has_cap_net_admin, QueueError};
+use crate::netlink::{self, errno};
 use nfq::{Message, Verdict};
 
 /// The kernel queue's maximum length fwlog asks for: far above what the receive buffer holds,
@@ -77,44 +81,6 @@ impl std::fmt::Debug for QueueSocket {
     }
 }
 
-fn getsockopt_int(fd: RawFd, name: i32) -> io::Result<i32> {
-    let mut v: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: passes a pointer to a local c_int and its size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            name,
-            (&mut v as *mut i32).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(v)
-    }
-}
-
-fn setsockopt_int(fd: RawFd, name: i32, v: i32) -> io::Result<()> {
-    // SAFETY: passes a pointer to a local c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            name,
-            (&v as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// The process's NETLINK_NETFILTER sockets (descriptors that are not sockets fail the
 /// getsockopt and are skipped).
 fn netfilter_sockets() -> io::Result<BTreeSet<RawFd>> {
@@ -127,9 +93,7 @@ fn netfilter_sockets() -> io::Result<BTreeSet<RawFd>> {
         else {
             continue;
         };
-        if getsockopt_int(fd, libc::SO_DOMAIN).ok() == Some(libc::AF_NETLINK)
-            && getsockopt_int(fd, libc::SO_PROTOCOL).ok() == Some(libc::NETLINK_NETFILTER)
-        {
+        if netlink::is_netfilter_socket(fd) {
             set.insert(fd);
         }
     }
@@ -171,12 +135,8 @@ fn config_message(cfg: &QueueConfig) -> Vec<u8> {
     const F_FAIL_OPEN: u32 = 1;
     const F_UID_GID: u32 = 8;
     let mut m = Vec::with_capacity(64);
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&(NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_CONFIG).to_ne_bytes());
-    m.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    m.extend_from_slice(&[0u8; 8]); // seq, portid
-    m.extend_from_slice(&[libc::AF_UNSPEC as u8, 0]);
-    m.extend_from_slice(&cfg.queue.to_be_bytes());
+    let ty = NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_CONFIG;
+    netlink::nfnl_request(&mut m, ty, false, 0, cfg.queue);
     let mut params = [0u8; 5];
     params[..4].copy_from_slice(&u32::from(cfg.copy_range).to_be_bytes());
     params[4] = NFQNL_COPY_PACKET;
@@ -189,36 +149,8 @@ fn config_message(cfg: &QueueConfig) -> Vec<u8> {
         NFQA_CFG_MASK,
         &(F_FAIL_OPEN | F_UID_GID).to_be_bytes(),
     );
-    let len = m.len() as u32;
-    m[..4].copy_from_slice(&len.to_ne_bytes());
+    netlink::finish(&mut m);
     m
-}
-
-/// Send one netlink message to the kernel on `fd`.
-fn send_raw(fd: RawFd, m: &mut [u8]) -> io::Result<()> {
-    // SAFETY: an all-zero sockaddr_nl is valid (the kernel as destination).
-    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: m and addr are valid for the lengths given.
-    let rc = unsafe {
-        libc::sendto(
-            fd,
-            m.as_ptr().cast(),
-            m.len(),
-            0,
-            (&addr as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(0)
 }
 
 impl QueueSocket {
@@ -258,8 +190,7 @@ impl QueueSocket {
             sock.bind(cfg)?;
             return Ok(sock);
         }
-        let mut seq_msg = config_message(cfg);
-        if let Err(e) = send_raw(sock.fd, &mut seq_msg) {
+        if let Err(e) = netlink::send_to_kernel(sock.fd, &config_message(cfg)) {
             return Err(QueueError::io(
                 format!("configuring queue {}", cfg.queue),
                 e,
@@ -338,22 +269,13 @@ impl QueueSocket {
             .map_err(|e| QueueError::io("enabling ENOBUFS reports", e))?;
         q.set_nonblocking(true);
 
-        let want = i32::try_from(cfg.rcvbuf).unwrap_or(i32::MAX);
-        if let Err(e) = setsockopt_int(self.fd, libc::SO_RCVBUFFORCE, want) {
-            if !matches!(errno(&e), libc::EPERM | libc::EACCES) {
-                return Err(QueueError::io("setting SO_RCVBUFFORCE", e));
-            }
-            setsockopt_int(self.fd, libc::SO_RCVBUF, want)
-                .map_err(|e| QueueError::io("setting SO_RCVBUF", e))?;
-        }
-        let got = getsockopt_int(self.fd, libc::SO_RCVBUF)
-            .map_err(|e| QueueError::io("reading SO_RCVBUF", e))? as usize;
-        // The kernel reports double the request (bookkeeping overhead); less means capped.
-        if got < cfg.rcvbuf.saturating_mul(2) {
+        let buf = netlink::size_rcvbuf(self.fd, cfg.rcvbuf)
+            .map_err(|(what, e)| QueueError::io(what, e))?;
+        if buf.capped(cfg.rcvbuf) {
             self.warnings.push(format!(
                 "queue {n}: receive buffer is {} bytes, not the {} requested: bursts overflow \
                  it sooner (needs CAP_NET_ADMIN, or raise net.core.rmem_max)",
-                got / 2,
+                buf.granted / 2,
                 cfg.rcvbuf
             ));
         }
@@ -438,34 +360,14 @@ impl QueueSocket {
         const NFQNL_MSG_VERDICT_BATCH: u16 = 3;
         const NFQA_VERDICT_HDR: u16 = 2;
         const NF_DROP: u32 = 0;
-        let mut m = [0u8; 32];
-        m[0..4].copy_from_slice(&32u32.to_ne_bytes());
-        m[4..6].copy_from_slice(&(NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_VERDICT_BATCH).to_ne_bytes());
-        m[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-        // seq, portid: 0. nfgenmsg: AF_UNSPEC, version 0, queue number (big-endian).
-        m[18..20].copy_from_slice(&self.num.to_be_bytes());
-        m[20..22].copy_from_slice(&12u16.to_ne_bytes());
-        m[22..24].copy_from_slice(&NFQA_VERDICT_HDR.to_ne_bytes());
-        m[24..28].copy_from_slice(&NF_DROP.to_be_bytes());
-        m[28..32].copy_from_slice(&max_id.to_be_bytes());
-        // SAFETY: an all-zero sockaddr_nl is valid (the kernel as destination).
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: m and addr are valid for the lengths given; fd is alive while self.queue is.
-        let rc = unsafe {
-            libc::sendto(
-                self.fd,
-                m.as_ptr().cast(),
-                m.len(),
-                0,
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        let mut m = Vec::with_capacity(32);
+        let ty = NFNL_SUBSYS_QUEUE << 8 | NFQNL_MSG_VERDICT_BATCH;
+        netlink::nfnl_request(&mut m, ty, false, 0, self.num);
+        let mut hdr = [0u8; 8];
+        hdr[..4].copy_from_slice(&NF_DROP.to_be_bytes());
+        hdr[4..].copy_from_slice(&max_id.to_be_bytes());
+        crate::nflog::attr::push_attr(&mut m, NFQA_VERDICT_HDR, &hdr);
+        netlink::finish(&mut m);
+        netlink::send_to_kernel(self.fd, &m)
     }
 }

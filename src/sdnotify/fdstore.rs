@@ -169,23 +169,7 @@ fn classify(fd: RawFd) -> Result<(), String> {
 }
 
 fn getsockopt_int(fd: RawFd, name: i32) -> std::io::Result<i32> {
-    let mut v: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: passes a pointer to a local c_int and its size.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            name,
-            (&mut v as *mut i32).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(v)
-    }
+    crate::netlink::getsockopt_int(fd, libc::SOL_SOCKET, name)
 }
 
 #[derive(Debug, PartialEq, Eq)]

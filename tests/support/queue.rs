@@ -21,7 +21,7 @@ use crate::support::netns::NetNs;
 
 pub const PORT: u16 = 9999;
 pub const SOCKETS: u32 = 64;
-/// What `fwlog run --queue` prints once it is ready (src/daemon/queue_intake.rs READY).
+/// What `fwlog run --queue` prints once it is ready (src/daemon/intake/nfqueue.rs READY).
 pub const READY: &str = "fwlog: auditing NFQUEUE queue";
 
 /// (UDP source port, payload length).
@@ -260,4 +260,19 @@ pub fn send_and_wait(s: &Sender, l: &Listener, range: std::ops::Range<u32>, grac
     while l.count() < want && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The number just before the last occurrence of `before` in `text` (a figure of the exit
+/// tally line, e.g. `" (spool refused)"`).
+pub fn stderr_number(text: &str, before: &str) -> u64 {
+    let at = text
+        .rfind(before)
+        .unwrap_or_else(|| panic!("{before:?} not in stderr:\n{text}"));
+    let head = text[..at].trim_end();
+    let start = head
+        .rfind(|c: char| !c.is_ascii_digit())
+        .map_or(0, |i| i + 1);
+    head[start..]
+        .parse()
+        .unwrap_or_else(|_| panic!("no number before {before:?} in:\n{text}"))
 }

@@ -41,6 +41,19 @@ impl Tmpfs {
     pub fn path(&self) -> &Path {
         &self.0
     }
+
+    /// Fill it up with one file, run `f` while it is full, then delete the file again.
+    pub fn while_full<R>(&self, f: impl FnOnce() -> R) -> R {
+        use std::io::Write;
+        let filler = self.0.join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0xAAu8; 4096];
+        while file.write_all(&block).is_ok() {}
+        while file.write_all(&block[..1]).is_ok() {}
+        let r = f();
+        std::fs::remove_file(&filler).unwrap();
+        r
+    }
 }
 
 impl Drop for Tmpfs {

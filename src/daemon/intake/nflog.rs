@@ -1,0 +1,169 @@
+//! The NFLOG receiver: batches of records from the capture socket, the kernel's loss reports in
+//! line with them, `fwlog.seq_global` after each commit, and hold mode while the socket is
+//! kept in the service manager's fd store.
+//!
+//! Refused packets are lost: the kernel sent a copy and the packet went on, so all intake can do
+//! is count them and report them in the stream (cause `spool-full`).
+
+use std::time::{Duration, Instant};
+
+use fwlog_spool::Commit;
+
+use super::spooler::{Policy, Spooler};
+use super::Receiver;
+use crate::capture::{NflogSocket, RecordBatch};
+use crate::daemon::seqfile::SeqFile;
+
+/// Hold mode (the socket kept in the fd store) is on when the spooler holds the positions file
+/// ([`Spooler::held`]).
+pub struct NflogReceiver {
+    sock: NflogSocket,
+    batch: RecordBatch,
+    seq_file: SeqFile,
+}
+
+impl NflogReceiver {
+    pub fn new(sock: NflogSocket, seq_file: SeqFile) -> Self {
+        NflogReceiver {
+            sock,
+            batch: RecordBatch::with_capacity(1 << 20, 8192),
+            seq_file,
+        }
+    }
+
+    /// What refused packets mean here.
+    pub fn policy() -> Policy {
+        Policy {
+            prefix: "fwlog: ".into(),
+            refused_are_lost: true,
+            consequence: "counting them as lost",
+            outcome: "were lost",
+            group: None,
+        }
+    }
+
+    /// Hold mode: before appending the batch, mark each of its groups unsure from its first
+    /// number in it (see `positions`), the others where they are.
+    fn intend(&mut self, spool: &mut Spooler<()>) {
+        let Some(p) = &mut spool.held else { return };
+        let mut firsts: Vec<(u16, u32)> = Vec::new();
+        for rec in self.batch.iter() {
+            if let Some((g, s)) = crate::capture::scan_group_seq(rec) {
+                if !firsts.iter().any(|f| f.0 == g) {
+                    firsts.push((g, s));
+                }
+            }
+        }
+        let tracked = self.sock.tracker().group_positions();
+        let mut entries: Vec<_> = tracked
+            .filter(|(g, _)| !firsts.iter().any(|f| f.0 == *g))
+            .map(|(g, s)| (g, s, false))
+            .collect();
+        entries.extend(firsts.iter().map(|&(g, s)| (g, s, true)));
+        p.begin(entries.into_iter());
+    }
+
+    /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,
+    /// that everything before the first packet received was not ours. Without this, a run killed
+    /// after a segment rollover had made some packets durable (an implicit commit, which does not
+    /// update the file) but before its first explicit commit left no value at all, and the next
+    /// run could not report the packets the kernel had handed the dead one.
+    fn seed_first_run(&mut self) {
+        let first = self.batch.iter().find_map(crate::capture::scan_seq_global);
+        if let Some(g) = first {
+            self.seq_file.store(g.wrapping_sub(1));
+        }
+    }
+}
+
+impl Receiver for NflogReceiver {
+    /// The packet's NFULA_SEQ_GLOBAL is all a refused packet needs (its report's range).
+    type Packet = ();
+
+    const COMMIT_EVERY_ROUND: bool = false;
+
+    fn wait(&self, spool: &Spooler<()>) -> Duration {
+        spool
+            .writer
+            .commit_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::MAX)
+    }
+
+    fn receive(
+        &mut self,
+        wait: Duration,
+        _stopping: bool,
+        spool: &mut Spooler<()>,
+    ) -> Result<usize, String> {
+        let mut batch = std::mem::take(&mut self.batch);
+        let r = self.sock.recv_batch(&mut batch, wait);
+        self.batch = batch;
+        let n = r.map_err(|e| format!("receiving from NFLOG: {e}"))?;
+        if !self.seq_file.has_value() {
+            self.seed_first_run();
+        }
+        if n > 0 {
+            self.intend(spool);
+        }
+        let losses = self.batch.loss_events();
+        let mut li = 0;
+        for (i, rec) in self.batch.iter().enumerate() {
+            while li < losses.len() && losses[li].0 <= i {
+                crate::say!("fwlog: {}", losses[li].1);
+                spool.loss(losses[li].1);
+                li += 1;
+            }
+            spool.packet(rec, (), crate::capture::scan_seq_global(rec));
+        }
+        for (_, ev) in &losses[li..] {
+            crate::say!("fwlog: {ev}");
+            spool.loss(*ev);
+        }
+        Ok(n)
+    }
+
+    /// Hold mode (socket kept in the fd store): write the records out, say how far each group
+    /// is spooled, and only then take the datagram off the socket (see `fdkeep`).
+    fn before_commit(&mut self, spool: &mut Spooler<()>) -> Result<(), String> {
+        if spool.held.is_none() {
+            return Ok(());
+        }
+        if !self.batch.is_empty() || !self.batch.loss_events().is_empty() {
+            spool.write_out()?;
+            // Packets the spool refused are not spooled: leave the positions behind them, so a
+            // kill before their report makes the next run see them again, not skip them.
+            if spool.unreported().count == 0 {
+                if let Some(p) = &mut spool.held {
+                    let at = self.sock.tracker().group_positions();
+                    p.store(at.map(|(g, s)| (g, s, false)));
+                }
+            }
+        }
+        self.sock
+            .release()
+            .map_err(|e| format!("receiving from NFLOG: {e}"))
+    }
+
+    /// After any commit (explicit, or by `tick` sealing a segment; both write everything
+    /// appended so far): tell the seq file how far the kernel's numbers are accounted for once
+    /// this commit is durable.
+    fn settle(&mut self, commit: Option<Commit>, spool: &mut Spooler<()>) -> Result<(), String> {
+        spool.committed.clear();
+        spool.refused.clear();
+        if let Some(c) = commit {
+            let upto = spool.accounted_upto(self.sock.tracker().last_seq_global());
+            self.seq_file.committed(c, upto);
+        }
+        Ok(())
+    }
+
+    fn finish(self, result: Result<(), String>) -> Result<(), String> {
+        // Keep the socket, and so its groups, until the process exits (the kernel closes it
+        // then): what the rules log during the rest of the shutdown lands in its buffer with a
+        // sequence number, which the next run counts as a restart gap. Closed now, the groups
+        // would be unbound, and the kernel would drop those packets without numbering them.
+        std::mem::forget(self.sock);
+        result
+    }
+}

@@ -1,0 +1,248 @@
+//! The spool side of intake on a real spool whose filesystem is made to fail with ENOSPC on
+//! demand: every packet ends up committed or refused exactly once, loss reports a full
+//! filesystem dropped are spooled again once there is room, in order, and NFQUEUE's dropped
+//! packets are not reported as lost.
+
+use std::any::Any;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use fwlog_spool::{DirEntry, Fs, FsFile, Item, Options, Reader, RealFs, Spool};
+use tokio::sync::Notify;
+
+use super::{Policy, Spooler};
+use crate::counters::Counters;
+use crate::nflog::attr::LossRecord;
+use crate::nflog::loss::{Cause, LossEvent};
+
+/// The real filesystem, except that writes fail with ENOSPC while `full` is set.
+struct Flaky {
+    full: Arc<AtomicBool>,
+}
+
+struct FlakyFile {
+    inner: Box<dyn FsFile>,
+    full: Arc<AtomicBool>,
+}
+
+impl FsFile for FlakyFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if self.full.load(Ordering::Relaxed) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        self.inner.write_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+}
+
+impl Flaky {
+    fn wrap(&self, f: io::Result<Box<dyn FsFile>>) -> io::Result<Box<dyn FsFile>> {
+        let full = Arc::clone(&self.full);
+        f.map(|inner| Box::new(FlakyFile { inner, full }) as Box<dyn FsFile>)
+    }
+}
+
+impl Fs for Flaky {
+    fn open_read(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        RealFs.open_read(path)
+    }
+    fn open_rw(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        self.wrap(RealFs.open_rw(path))
+    }
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+        self.wrap(RealFs.create_new(path))
+    }
+    fn create_dir(&self, path: &Path) -> io::Result<bool> {
+        RealFs.create_dir(path)
+    }
+    fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        RealFs.read_dir(path)
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        RealFs.remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        RealFs.rename(from, to)
+    }
+    fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        RealFs.sync_dir(path)
+    }
+    fn lock_exclusive(&self, path: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+        RealFs.lock_exclusive(path)
+    }
+    fn modified(&self, path: &Path) -> io::Result<std::time::SystemTime> {
+        RealFs.modified(path)
+    }
+}
+
+struct Rig {
+    spool: Spooler<u32>,
+    reader: Reader,
+    full: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    _dir: tempfile::TempDir,
+}
+
+fn rig(refused_are_lost: bool) -> Rig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = Arc::new(AtomicBool::new(false));
+    let fs = Arc::new(Flaky {
+        full: Arc::clone(&full),
+    });
+    let (writer, reader, _) =
+        Spool::open_with_fs(fs, dir.path(), Options::default()).expect("spool");
+    let counters = Arc::new(Counters::default());
+    let policy = Policy {
+        prefix: "test: ".into(),
+        refused_are_lost,
+        consequence: "counting them",
+        outcome: "were refused",
+        group: None,
+    };
+    let spool = Spooler::new(
+        writer,
+        Arc::clone(&counters),
+        Arc::new(Notify::new()),
+        policy,
+    );
+    Rig {
+        spool,
+        reader,
+        full,
+        counters,
+        _dir: dir,
+    }
+}
+
+/// A packet record that is not a loss record: a byte naming it.
+fn packet(id: u32) -> Vec<u8> {
+    vec![2, 0, 0, 5, id as u8]
+}
+
+/// What the spool holds, in order: `P<id>` for packets, `<cause>:<count>` for loss reports.
+fn read_all(r: &mut Reader) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(item) = r.next_item().expect("read") {
+        let Item::Record(rec) = item else {
+            panic!("damage reported")
+        };
+        out.push(match LossRecord::decode(&rec.data) {
+            Some(l) => format!("{}:{}", l.cause().name(), l.count.unwrap_or(0)),
+            None => format!("P{}", rec.data[4]),
+        });
+    }
+    out
+}
+
+fn settled(s: &mut Spooler<u32>) -> (Vec<u32>, Vec<u32>) {
+    (
+        std::mem::take(&mut s.committed),
+        std::mem::take(&mut s.refused),
+    )
+}
+
+#[test]
+fn a_dropped_kernel_loss_report_is_spooled_again_before_the_spool_full_report() {
+    let mut r = rig(true);
+    let s = &mut r.spool;
+    s.packet(&packet(1), 1, Some(100));
+    s.commit(true).expect("commit");
+    assert_eq!(settled(s), (vec![1], vec![]));
+
+    r.full.store(true, Ordering::Relaxed);
+    s.loss(LossEvent::now(Cause::Restart, None, 7, Some((101, 107))));
+    s.packet(&packet(2), 2, Some(108));
+    s.packet(&packet(3), 3, Some(109));
+    s.commit(true).expect("a full filesystem is not an error");
+    assert_eq!(settled(s), (vec![], vec![2, 3]));
+    assert_eq!(
+        s.accounted_upto(Some(109)),
+        Some(100),
+        "not past the owed report"
+    );
+
+    r.full.store(false, Ordering::Relaxed);
+    s.packet(&packet(4), 4, Some(110));
+    s.commit(true).expect("commit");
+    assert_eq!(settled(s), (vec![4], vec![]));
+    assert_eq!(s.accounted_upto(Some(110)), Some(110));
+    assert_eq!(
+        read_all(&mut r.reader),
+        ["P1", "restart:7", "spool-full:2", "P4"],
+        "in order: the owed report first, then what was refused, then the next packet"
+    );
+    let c = &r.counters;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    assert_eq!(
+        (
+            get(&c.spooled),
+            get(&c.lost_spool_full),
+            get(&c.lost_restart)
+        ),
+        (2, 2, 7),
+        "counted once each, however often the report was appended"
+    );
+}
+
+#[test]
+fn while_the_filesystem_stays_full_reports_are_owed_and_count_every_refused_packet_once() {
+    let mut r = rig(true);
+    let s = &mut r.spool;
+    r.full.store(true, Ordering::Relaxed);
+    s.loss(LossEvent::now(Cause::SeqGap, Some(5), 3, None));
+    s.packet(&packet(1), 1, None);
+    s.commit(true).expect("full");
+    for i in 2..50 {
+        s.packet(&packet(i), i, None);
+        s.round();
+        s.commit(true).expect("full");
+    }
+    let (committed, refused) = settled(s);
+    assert!(committed.is_empty());
+    assert_eq!(
+        refused,
+        (1..50).collect::<Vec<_>>(),
+        "each packet refused once"
+    );
+    r.full.store(false, Ordering::Relaxed);
+    // Within the second after the last attempt nothing may be reported yet (the rate limit);
+    // after it, everything owed is.
+    s.round();
+    s.commit(true).expect("commit");
+    let early = read_all(&mut r.reader);
+    std::thread::sleep(super::super::spooler::FULL_REPORT_EVERY);
+    s.round();
+    s.commit(true).expect("commit");
+    let mut all = early;
+    all.extend(read_all(&mut r.reader));
+    assert_eq!(all, ["seq-gap:3", "spool-full:49"]);
+}
+
+#[test]
+fn dropped_queue_packets_are_refused_but_not_reported_as_lost() {
+    let mut r = rig(false);
+    let s = &mut r.spool;
+    r.full.store(true, Ordering::Relaxed);
+    s.packet(&packet(1), 1, None);
+    s.commit(true).expect("full");
+    r.full.store(false, Ordering::Relaxed);
+    s.packet(&packet(2), 2, None);
+    s.finish().expect("commit at exit");
+    assert_eq!(settled(s), (vec![2], vec![1]));
+    assert_eq!(read_all(&mut r.reader), ["P2"]);
+    assert_eq!(r.counters.lost_spool_full.load(Ordering::Relaxed), 0);
+    assert_eq!(r.counters.spooled.load(Ordering::Relaxed), 1);
+}
