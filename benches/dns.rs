@@ -10,7 +10,7 @@
 //! Figures are noisy on a shared 2-core machine: rounds alternate raw and fwlog; the best round
 //! of each is reported, and the ratio is the median of the per-round (paired) ratios.
 
-#[path = "../tests/dns_support/mod.rs"]
+#[path = "../tests/support/dns.rs"]
 mod dns_support;
 
 use std::hint::black_box;

@@ -7,7 +7,8 @@
 //! The databases are written by MaxMind's own Perl writer (libmaxmind-db-writer-perl, as in
 //! the tests): 4096 IPv4 /24 networks with country, city, location, ASN and organisation.
 //!
-//! Run: `cargo bench --bench geo`
+//! Run: `cargo bench --bench geo` (`FWLOG_BENCH_ROUNDS=N` for fewer rounds, e.g. under
+//! callgrind)
 
 use std::hint::black_box;
 use std::io::Write;
@@ -41,7 +42,7 @@ fn mkdb(dir: &std::path::Path, name: &str, asn: bool) -> std::path::PathBuf {
         .collect();
     let spec = serde_json::json!({"database_type": name, "ip_version": 6, "records": records});
     let out = dir.join(format!("{name}.mmdb"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/geo_support/mkmmdb.pl");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/mkmmdb.pl");
     let mut child = Command::new("perl")
         .arg(script)
         .arg(&out)
@@ -111,7 +112,10 @@ fn main() {
             p
         })
         .collect();
-    let rounds = 20_000;
+    let rounds: usize = std::env::var("FWLOG_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20_000);
     for kind in [FormatKind::Fwlog, FormatKind::Json] {
         let plain = Formatter::with_tables(kind, FormatOptions::default(), NameTables::builtin());
         let geo_opts = FormatOptions {

@@ -97,8 +97,9 @@ pub struct ReplayArgs {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// Where the packets are: spool:DIR (read-only, printed and retained packets alike), or a
-    /// file of fwlog's JSON lines (- for standard input). SQL sources come with the SQL outputs
+    /// Where the packets are: spool:DIR (read-only, printed and retained packets alike), a
+    /// file of fwlog's JSON lines (- for standard input), sqlite:PATH, or postgresql://URL (a
+    /// database fwlog's SQL output wrote)
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<String>,
 

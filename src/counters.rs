@@ -2,7 +2,7 @@
 //! written to stderr on SIGUSR1 and at exit.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 #[derive(Default, Debug)]
 pub struct Counters {
@@ -36,6 +36,13 @@ pub struct Counters {
     /// When the processing loop last acknowledged records: milliseconds since the Unix epoch,
     /// 0 before the first acknowledgement.
     pub last_ack_unix_ms: AtomicU64,
+    /// GeoIP/ASN lookups (`--geoip`, `--asn`): answered from the cache, from the databases,
+    /// and failed; copied from the processing loop's lookup cache after each fill of its
+    /// window (not per lookup). `geo_on` says whether there are databases at all.
+    pub geo_on: AtomicBool,
+    pub geo_hits: AtomicU64,
+    pub geo_misses: AtomicU64,
+    pub geo_errors: AtomicU64,
 }
 
 pub fn bump(c: &AtomicU64, n: u64) {
@@ -50,6 +57,14 @@ impl Counters {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         self.last_ack_unix_ms.store(ms, Relaxed);
+    }
+
+    /// Take the lookup cache's figures (see `geo_hits`).
+    pub fn set_geo(&self, s: crate::geo::GeoStats) {
+        self.geo_on.store(true, Relaxed);
+        self.geo_hits.store(s.hits, Relaxed);
+        self.geo_misses.store(s.misses, Relaxed);
+        self.geo_errors.store(s.errors, Relaxed);
     }
 
     /// One line: what SIGUSR1 prints. `pending` is the spool's unacknowledged count; `dns` the
@@ -73,6 +88,15 @@ impl Counters {
         if let Some(d) = dns {
             let _ = write!(s, "; dns {d}");
         }
+        if self.geo_on.load(Relaxed) {
+            let _ = write!(
+                s,
+                "; geo hits={} misses={} errors={}",
+                g(&self.geo_hits),
+                g(&self.geo_misses),
+                g(&self.geo_errors)
+            );
+        }
         s
     }
 }
@@ -80,6 +104,18 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn geo_figures_join_the_line_only_with_databases() {
+        let c = Counters::default();
+        assert!(!c.line(0, None).contains("geo"));
+        c.set_geo(crate::geo::GeoStats {
+            hits: 5,
+            misses: 2,
+            errors: 0,
+        });
+        assert!(c.line(0, None).ends_with("; geo hits=5 misses=2 errors=0"));
+    }
 
     #[test]
     fn the_counters_line_is_key_value_words_throughout() {

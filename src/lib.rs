@@ -16,7 +16,7 @@ pub mod dns;
 pub mod exit;
 pub mod format;
 pub mod geo;
-pub mod ifname;
+pub mod hostname;
 pub mod metrics;
 pub mod netlink;
 pub mod nflog;

@@ -72,10 +72,7 @@ fn udp_data<'a>(p: &Packet<'a>) -> &'a [u8] {
 fn every_packet_once_in_order_with_metadata_and_names() {
     require_root!();
     let ns = NetNs::new("capone");
-    ns.nft(
-        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  \
-         udp dport 9999 meta mark set 0x2a log prefix \"CAP5 \" group 5\n }\n}\n",
-    );
+    ns.output_rules(&["udp dport 9999 meta mark set 0x2a log prefix \"CAP5 \" group 5"]);
     let mut sock = open_in(
         &ns,
         &NflogConfig {
@@ -124,12 +121,11 @@ fn every_packet_once_in_order_with_metadata_and_names() {
 fn several_groups_on_one_socket() {
     require_root!();
     let ns = NetNs::new("capgroups");
-    ns.nft(
-        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  \
-         udp dport 9999 log prefix \"G5 \" group 5\n  \
-         udp dport 9999 log prefix \"G6 \" group 6\n  \
-         udp dport 9999 ip6 daddr ::1 log prefix \"G7 \" group 7\n }\n}\n",
-    );
+    ns.output_rules(&[
+        "udp dport 9999 log prefix \"G5 \" group 5",
+        "udp dport 9999 log prefix \"G6 \" group 6",
+        "udp dport 9999 ip6 daddr ::1 log prefix \"G7 \" group 7",
+    ]);
     let mut sock = open_in(
         &ns,
         &NflogConfig {
@@ -279,10 +275,7 @@ fn receive_returns_on_timeout_so_a_stop_flag_is_seen() {
 fn copy_range_cuts_the_payload() {
     require_root!();
     let ns = NetNs::new("caprange");
-    ns.nft(
-        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  \
-         udp dport 9999 log group 4\n }\n}\n",
-    );
+    ns.output_rules(&["udp dport 9999 log group 4"]);
     let mut sock = open_in(
         &ns,
         &NflogConfig {
@@ -307,10 +300,7 @@ fn copy_range_cuts_the_payload() {
 fn largest_loopback_packets_arrive_whole_up_to_the_kernel_cap() {
     require_root!();
     let ns = NetNs::new("capbig");
-    ns.nft(
-        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  \
-         udp dport 9999 log group 4\n }\n}\n",
-    );
+    ns.output_rules(&["udp dport 9999 log group 4"]);
     let mut sock = open_in(
         &ns,
         &NflogConfig {
@@ -407,10 +397,7 @@ fn drop_unbinds_even_while_another_fd_keeps_the_socket_alive() {
 fn records_arriving_while_later_groups_are_bound_are_kept() {
     require_root!();
     let ns = NetNs::new("capopen");
-    ns.nft(
-        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  \
-         udp dport 9999 log group 12\n }\n}\n",
-    );
+    ns.output_rules(&["udp dport 9999 log group 12"]);
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut opened = Vec::new();
     std::thread::scope(|s| {
@@ -508,10 +495,7 @@ fn without_cap_net_admin_the_error_names_the_capability() {
 fn overrun_reports_enobufs_and_seq_gaps_count_the_loss_exactly() {
     require_root!();
     let ns = NetNs::new("caploss");
-    ns.nft(
-        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  \
-         udp dport 9999 log group 2\n }\n}\n",
-    );
+    ns.output_rules(&["udp dport 9999 log group 2"]);
     let mut sock = open_in(
         &ns,
         &NflogConfig {

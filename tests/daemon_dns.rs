@@ -7,7 +7,7 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use support::daemon::{lines, wait_for, Daemon};
+use support::daemon::{lines, wait_for, RunArgs};
 use support::dns::{Question, Reply, Responder};
 use support::netns::NetNs;
 
@@ -26,7 +26,7 @@ fn lo_answer(q: &Question) -> Reply {
 
 fn setup(tag: &str) -> NetNs {
     let ns = NetNs::new(tag);
-    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 log prefix \"DNS \" group 5\n }\n}\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"DNS \" group 5"]);
     // Not loopback: hickory answers 127.0.0.1 itself ("localhost", RFC 6761) without asking.
     ns.ip(&["addr", "add", "192.0.2.1/32", "dev", "lo"]);
     ns
@@ -50,22 +50,12 @@ fn names_resolved_once_per_address_appear_in_fwlog_and_json() {
     let resp = ns.enter(|| Responder::start(Duration::ZERO, lo_answer));
     let dir = tempfile::tempdir().unwrap();
     let (f, j) = (dir.path().join("f.log"), dir.path().join("j.log"));
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--dns-server",
-            &resp.addr.to_string(),
-            "--output",
-            &format!("fwlog={}", f.display()),
-            "--output",
-            &format!("json={}", j.display()),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .dns(resp.addr.to_string())
+        .group(5)
+        .output_to(format!("fwlog={}", f.display()))
+        .output_to(format!("json={}", j.display()))
+        .start(&ns);
     send(&ns, 100);
     wait_for("100 JSON lines", Duration::from_secs(20), || {
         lines(&j).len() >= 100
@@ -103,22 +93,12 @@ fn a_black_holed_server_delays_packets_by_at_most_the_deadline() {
     let hole = ns.enter(Responder::black_hole);
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("j.log");
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--dns-server",
-            &hole.addr.to_string(),
-            "--dns-timeout",
-            "300ms",
-            "--output",
-            &format!("json={}", j.display()),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .dns(hole.addr.to_string())
+        .group(5)
+        .with(&["--dns-timeout", "300ms"])
+        .output_to(format!("json={}", j.display()))
+        .start(&ns);
     let t0 = Instant::now();
     send(&ns, 50);
     wait_for("50 lines without names", Duration::from_secs(10), || {

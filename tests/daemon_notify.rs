@@ -18,7 +18,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::daemon::{lines, send_udp, wait_for, Daemon};
+use support::daemon::{lines, send_udp, wait_for, Daemon, RunArgs};
 use support::netns::NetNs;
 
 /// The service manager's end: the socket fwlog's NOTIFY_SOCKET names, and what came so far.
@@ -83,12 +83,6 @@ impl Manager {
     }
 }
 
-fn rules(ns: &NetNs, body: &str) {
-    ns.nft(&format!(
-        "table inet t {{\n chain o {{\n  type filter hook output priority 0;\n{body} }}\n}}\n"
-    ));
-}
-
 /// Packet lines in a JSON output.
 fn packets(path: &Path) -> usize {
     lines(path)
@@ -143,24 +137,14 @@ fn packet_reload_stop(ns: &NetNs, m: &mut Manager, d: Daemon, out: &Path) {
 fn ready_once_logging_then_reload_and_stopping() {
     require_root!();
     let ns = NetNs::new("notify");
-    rules(&ns, "  udp dport 9999 log prefix \"NTF \" group 5\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"NTF \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let mut m = Manager::bind(dir.path());
     let out = dir.path().join("out.json");
-    let d = Daemon::spawn_env(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--output",
-            &format!("json={}", out.display()),
-        ],
-        &[("NOTIFY_SOCKET", m.path.as_os_str())],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .output_to(format!("json={}", out.display()))
+        .spawn_env(&ns, &[("NOTIFY_SOCKET", m.path.as_os_str())]);
     let ready = m.wait("READY=1", Duration::from_secs(20));
     // Checked the moment READY=1 arrives: fwlog says this after binding and starting intake.
     assert!(
@@ -189,7 +173,7 @@ fn ready_once_logging_then_reload_and_stopping() {
 fn user_nobody_notifies_through_a_socket_only_root_can_reach() {
     require_root!();
     let ns = NetNs::new("ntfuser");
-    rules(&ns, "  udp dport 9999 log prefix \"NTU \" group 5\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"NTU \" group 5"]);
     // The spool and output must be reachable by nobody; the notify socket is not: it lives in
     // a root-only directory, so only a socket connected before the switch can reach it.
     let work = tempfile::tempdir().unwrap();
@@ -198,22 +182,11 @@ fn user_nobody_notifies_through_a_socket_only_root_can_reach() {
     std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut m = Manager::bind(private.path());
     let out = work.path().join("out.json");
-    let d = Daemon::spawn_env(
-        &ns,
-        work.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--user",
-            "nobody",
-            "--spool",
-            work.path().join("spool").to_str().unwrap(),
-            "--output",
-            &format!("json={}", out.display()),
-        ],
-        &[("NOTIFY_SOCKET", m.path.as_os_str())],
-    );
+    let d = RunArgs::new(work.path())
+        .group(5)
+        .with(&["--user", "nobody"])
+        .output_to(format!("json={}", out.display()))
+        .spawn_env(&ns, &[("NOTIFY_SOCKET", m.path.as_os_str())]);
     m.wait("READY=1", Duration::from_secs(20));
     assert_eq!(
         proc_status(d.child.id(), "Uid:"),
@@ -242,20 +215,10 @@ fn queue_mode_is_ready_once_the_queue_is_bound() {
     let dir = tempfile::tempdir().unwrap();
     let mut m = Manager::bind(dir.path());
     let out = dir.path().join("out.json");
-    let d = Daemon::spawn_env(
-        &ns,
-        dir.path(),
-        &[
-            "--queue",
-            "3",
-            "--no-dns",
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--output",
-            &format!("json={}", out.display()),
-        ],
-        &[("NOTIFY_SOCKET", m.path.as_os_str())],
-    );
+    let d = RunArgs::new(dir.path())
+        .with(&["--queue", "3"])
+        .output_to(format!("json={}", out.display()))
+        .spawn_env(&ns, &[("NOTIFY_SOCKET", m.path.as_os_str())]);
     let ready = m.wait("READY=1", Duration::from_secs(20));
     assert!(
         ready.lines().any(|l| l == "STATUS=logging NFQUEUE queue 3"),
@@ -268,7 +231,7 @@ fn queue_mode_is_ready_once_the_queue_is_bound() {
 fn watchdog_keeps_pinging_while_a_fifo_output_is_not_read_and_every_packet_arrives() {
     require_root!();
     let ns = NetNs::new("ntfwd");
-    rules(&ns, "  udp dport 9999 log prefix \"NTW \" group 5\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"NTW \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let mut m = Manager::bind(dir.path());
     // The output is a FIFO nobody reads until the test says so: once its 64 KiB are full,
@@ -282,25 +245,18 @@ fn watchdog_keeps_pinging_while_a_fifo_output_is_not_read_and_every_packet_arriv
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
         .unwrap();
-    let mut d = Daemon::spawn_env(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--fsync",
-            "never", // a FIFO cannot be fdatasync'd
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--output",
-            &format!("json={}", fifo.display()),
-        ],
-        &[
-            ("NOTIFY_SOCKET", m.path.as_os_str()),
-            ("WATCHDOG_USEC", "800000".as_ref()), // a ping every 200 ms (a quarter)
-        ],
-    );
+    let mut d = RunArgs::new(dir.path())
+        .group(5)
+        // A FIFO cannot be fdatasync'd.
+        .with(&["--fsync", "never"])
+        .output_to(format!("json={}", fifo.display()))
+        .spawn_env(
+            &ns,
+            &[
+                ("NOTIFY_SOCKET", m.path.as_os_str()),
+                ("WATCHDOG_USEC", "800000".as_ref()), // a ping every 200 ms (a quarter)
+            ],
+        );
     m.wait("READY=1", Duration::from_secs(20));
     // Idle and healthy: pings every 200 ms.
     let t = Instant::now();

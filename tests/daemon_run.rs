@@ -29,23 +29,17 @@ fn strip_syslog(line: &str) -> &str {
     line.split_once(" kernel: ").map(|(_, r)| r).unwrap_or(line)
 }
 
-fn rules(ns: &NetNs, body: &str) {
-    ns.nft(&format!(
-        "table inet t {{\n chain o {{\n  type filter hook output priority 0;\n{body} }}\n}}\n"
-    ));
-}
-
 #[test]
 fn every_packet_once_in_order_in_every_format_for_two_groups() {
     require_root!();
     let ns = NetNs::new("once");
     let tag = format!("O{}", std::process::id());
-    rules(
-        &ns,
-        &format!(
-            "  udp dport 9999 log prefix \"{tag}a \" group 5\n  udp dport 9999 log prefix \"{tag}a \"\n  udp dport 9998 log prefix \"{tag}b \" group 6\n  udp dport 9998 log prefix \"{tag}b \"\n"
-        ),
-    );
+    ns.output_rules(&[
+        format!("udp dport 9999 log prefix \"{tag}a \" group 5"),
+        format!("udp dport 9999 log prefix \"{tag}a \""),
+        format!("udp dport 9998 log prefix \"{tag}b \" group 6"),
+        format!("udp dport 9998 log prefix \"{tag}b \""),
+    ]);
     kmsg::enable_log_all_netns();
     let mut k = Kmsg::open_at_end();
     let dir = tempfile::tempdir().unwrap();
@@ -121,24 +115,15 @@ fn every_packet_once_in_order_in_every_format_for_two_groups() {
 fn full_output_disk_acknowledges_nothing_and_catches_up_when_space_returns() {
     require_root!();
     let ns = NetNs::new("full");
-    rules(&ns, "  udp dport 9999 log prefix \"FULL \" group 5\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"FULL \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let small = Tmpfs::mount(&dir.path().join("small"), "16k");
     let out = dir.path().join("small/out.json");
     let spool = dir.path().join("spool");
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--spool",
-            spool.to_str().unwrap(),
-            "--output",
-            &format!("json={}", out.display()),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .output_to(format!("json={}", out.display()))
+        .start(&ns);
     send_udp(&ns, 9999, 0..300);
     wait_for(
         "the write failure to be reported",
@@ -176,23 +161,14 @@ fn full_output_disk_acknowledges_nothing_and_catches_up_when_space_returns() {
 fn sighup_after_rename_loses_and_doubles_nothing() {
     require_root!();
     let ns = NetNs::new("hup");
-    rules(&ns, "  udp dport 9999 log prefix \"HUP \" group 5\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"HUP \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.json");
     let rotated = dir.path().join("out.json.1");
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--output",
-            &format!("json={}", out.display()),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .output_to(format!("json={}", out.display()))
+        .start(&ns);
     send_udp(&ns, 9999, 0..100);
     wait_for("100 lines", Duration::from_secs(20), || {
         lines(&out).len() >= 100
@@ -324,7 +300,7 @@ fn startup_errors_are_one_line_with_distinct_exit_statuses() {
 fn user_flag_drops_to_nobody_with_no_capabilities_and_keeps_logging() {
     require_root!();
     let ns = NetNs::new("user");
-    rules(&ns, "  udp dport 9999 log prefix \"USR \" group 5\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"USR \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     // nobody must be able to reach the spool and the output below the test directory.
     Command::new("chmod")
@@ -334,24 +310,13 @@ fn user_flag_drops_to_nobody_with_no_capabilities_and_keeps_logging() {
         .unwrap();
     let out = dir.path().join("out.json");
     let spool = dir.path().join("spool");
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--user",
-            "nobody",
-            // Small segments: new segment files get created (and old ones deleted) as nobody.
-            "--segment-size",
-            "8KiB",
-            "--spool",
-            spool.to_str().unwrap(),
-            "--output",
-            &format!("json={}", out.display()),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .with(&["--user", "nobody"])
+        // Small segments: new segment files get created (and old ones deleted) as nobody.
+        .with(&["--segment-size", "8KiB"])
+        .output_to(format!("json={}", out.display()))
+        .start(&ns);
     send_udp(&ns, 9999, 0..200);
     wait_for("200 lines", Duration::from_secs(20), || {
         lines(&out).len() >= 200
@@ -390,23 +355,14 @@ fn user_flag_drops_to_nobody_with_no_capabilities_and_keeps_logging() {
 fn sighup_and_sigusr1_during_start_up_are_harmless() {
     require_root!();
     let ns = NetNs::new("hupstart");
-    rules(&ns, "  udp dport 9999 log prefix \"HUPSTART \" group 5\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"HUPSTART \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let out = dir.path().join("out.log");
-    let mut d = Daemon::spawn(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--spool",
-            spool.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ],
-    );
+    let mut d = RunArgs::new(dir.path())
+        .group(5)
+        .output_to(out.to_str().unwrap())
+        .spawn(&ns);
     // From the moment the spool is open (fwlog's own code is running) until it says it logs,
     // signal it as fast as possible.
     let end = std::time::Instant::now() + Duration::from_secs(20);

@@ -7,7 +7,7 @@ mod support;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use support::daemon::{send_udp, wait_for, Daemon};
+use support::daemon::{send_udp, wait_for, RunArgs};
 use support::netns::NetNs;
 
 struct Rsyslog(Child);
@@ -24,7 +24,7 @@ fn rsyslog_on_loopback_receives_kernel_and_fwlog_lines() {
     require_root!();
     support::require_tool("rsyslogd");
     let ns = NetNs::new("rsys");
-    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 log prefix \"RSYS \" group 5\n }\n}\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"RSYS \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("received.log");
     let conf = dir.path().join("rsyslog.conf");
@@ -56,21 +56,11 @@ fn rsyslog_on_loopback_receives_kernel_and_fwlog_lines() {
         ns.enter(|| std::net::TcpStream::connect("127.0.0.1:5514").is_ok())
     });
 
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--output",
-            "kernel=udp://127.0.0.1:5514",
-            "--output",
-            "fwlog=tcp://127.0.0.1:5514",
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .output_to("kernel=udp://127.0.0.1:5514")
+        .output_to("fwlog=tcp://127.0.0.1:5514")
+        .start(&ns);
     send_udp(&ns, 9999, 0..20);
     let text = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for(
@@ -95,22 +85,13 @@ fn rsyslog_on_loopback_receives_kernel_and_fwlog_lines() {
 fn a_tcp_output_behind_a_dropping_firewall_times_out_and_is_retried() {
     require_root!();
     let ns = NetNs::new("tcpdrop");
-    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 log prefix \"DROP \" group 5\n }\n}\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"DROP \" group 5"]);
     let listener = ns.enter(|| std::net::TcpListener::bind("127.0.0.1:5514").unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--spool",
-            dir.path().join("spool").to_str().unwrap(),
-            "--output",
-            "tcp://127.0.0.1:5514",
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .output_to("tcp://127.0.0.1:5514")
+        .start(&ns);
     let (conn, _) = listener.accept().unwrap();
     // The collector goes away; new connections are silently dropped from now on.
     ns.nft("table inet f {\n chain i {\n  type filter hook input priority 0;\n  tcp dport 5514 tcp flags syn drop\n }\n}\n");

@@ -7,19 +7,15 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::daemon::{lines, send_udp, wait_for};
+use support::crash;
+use support::daemon::{lines, send_udp, wait_for, RunArgs};
 use support::fdstore::*;
 use support::netns::NetNs;
-use support::rng::Lcg;
 
 #[test]
 fn kill_9_during_a_flood_under_a_played_systemd_loses_nothing() {
     require_root!();
-    let rounds: usize = std::env::var("FWLOG_CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
-    kill_flood(&[5], rounds, "256KiB");
+    kill_flood(&[5], crash::rounds(24), "256KiB");
 }
 
 /// Two groups: their datagrams interleave in the socket, and small segments make a kill land
@@ -34,34 +30,19 @@ fn kill_9_with_two_groups_and_small_segments_loses_nothing() {
 /// each time starting the next process with the stored socket; then judge the output against
 /// the rules' counters.
 fn kill_flood(groups: &[u16], rounds: usize, segment: &str) {
-    let seed = std::env::var("FWLOG_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::process::id() as u64);
-    eprintln!("fd store crash test: {rounds} kills, seed {seed} (FWLOG_CRASH_SEED to repeat)");
-    let mut rng = Lcg(seed);
+    let mut rng = crash::seeded("fd store crash test", rounds);
     let ns = NetNs::new("fdkill");
     let ports: Vec<(u16, u16)> = groups.iter().map(|&g| (9000 + g, g)).collect();
     rule(&ns, &ports);
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
-    let out = dir.path().join("out.json");
-    let spool = dir.path().join("spool");
-    let json = format!("json={}", out.display());
-    let group_args: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    let mut args: Vec<&str> = Vec::new();
-    for g in &group_args {
-        args.extend(["--group", g]);
-    }
-    args.extend([
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--segment-size",
-        segment,
-        "--output",
-        &json,
-    ]);
+    let run = groups
+        .iter()
+        .fold(RunArgs::new(dir.path()), |r, &g| r.group(g))
+        .with(&["--segment-size", segment])
+        .output(Some("json"), "out.json");
+    let out = run.path("out.json");
+    let args = run.args();
     let name = fwlog_name(groups);
     let first = m.spawn(&ns, dir.path(), &args);
     wait_ready(&first);
@@ -90,12 +71,7 @@ fn kill_flood(groups: &[u16], rounds: usize, segment: &str) {
         });
         let mut d = first;
         for round in 0..rounds {
-            let ms = if round % 3 == 0 {
-                rng.next(30)
-            } else {
-                50 + rng.next(400)
-            };
-            std::thread::sleep(Duration::from_millis(ms));
+            std::thread::sleep(crash::kill_delay(&mut rng, round));
             d.kill9();
             d = m.spawn(&ns, dir.path(), &args);
         }
@@ -110,22 +86,9 @@ fn kill_flood(groups: &[u16], rounds: usize, segment: &str) {
     });
     let counted: u64 = ports.iter().map(|&(p, _)| rule_count(&ns, p)).sum();
     let (printed, losses) = read_output(&out);
-    let mut dups = 0;
-    for (g, marks) in &printed {
-        if marks.len() > 1 {
-            dups += marks.len() - 1;
-            assert!(
-                marks[1..].iter().all(|&r| r),
-                "seq_global {g} printed again without the replayed mark"
-            );
-        }
-    }
-    let first = *printed.keys().next().unwrap();
-    let last = *printed.keys().last().unwrap();
-    let missing: Vec<u64> = (first..=last)
-        .filter(|g| !printed.contains_key(g))
-        .take(10)
-        .collect();
+    let dups = crash::replayed_duplicates(&printed);
+    let missing = crash::uncovered(&printed.keys().copied().collect(), &[]);
+    let missing = &missing[..missing.len().min(10)];
     eprintln!(
         "fd store crash test: sent {sent}, the rule counted {counted}, printed {} distinct, {dups} replayed duplicates, {} loss reports",
         printed.len(),
@@ -152,22 +115,11 @@ fn a_restart_adds_and_drops_groups_on_the_kept_socket() {
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
     let out = dir.path().join("out.json");
-    let spool = dir.path().join("spool");
-    let json = format!("json={}", out.display());
-    let base = [
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        &json,
-    ];
-    let with = |groups: &[&'static str]| {
-        let mut a: Vec<&str> = Vec::new();
-        for g in groups {
-            a.extend(["--group", g]);
-        }
-        a.extend(base.iter().copied());
-        a
+    let with = |groups: &[u16]| {
+        groups
+            .iter()
+            .fold(RunArgs::new(dir.path()), |r, &g| r.group(g))
+            .output(Some("json"), "out.json")
     };
     let wait_printed = |n: usize| {
         wait_for(&format!("{n} lines"), Duration::from_secs(20), || {
@@ -175,7 +127,7 @@ fn a_restart_adds_and_drops_groups_on_the_kept_socket() {
         })
     };
 
-    let d = m.spawn(&ns, dir.path(), &with(&["5"]));
+    let d = m.spawn(&ns, dir.path(), &with(&[5]).args());
     wait_ready(&d);
     send_udp(&ns, 9005, 0..10);
     wait_printed(10);
@@ -186,7 +138,7 @@ fn a_restart_adds_and_drops_groups_on_the_kept_socket() {
     send_udp(&ns, 9005, 10..20);
     send_udp(&ns, 9006, 0..10);
 
-    let d = m.spawn(&ns, dir.path(), &with(&["5", "6"]));
+    let d = m.spawn(&ns, dir.path(), &with(&[5, 6]).args());
     wait_ready(&d);
     assert!(
         d.stderr_text().contains("took the NFLOG socket back"),
@@ -206,7 +158,7 @@ fn a_restart_adds_and_drops_groups_on_the_kept_socket() {
     wait_printed(40);
     assert_eq!(d.stop(), 0);
 
-    let d = m.spawn(&ns, dir.path(), &with(&["6"]));
+    let d = m.spawn(&ns, dir.path(), &with(&[6]).args());
     wait_ready(&d);
     let err = d.stderr_text();
     assert!(
@@ -241,18 +193,11 @@ fn bad_passed_fds_are_ignored_with_one_warning_each() {
     rule(&ns, &[(9005, 5)]);
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
-    let out = dir.path().join("out.json");
-    let spool = dir.path().join("spool");
-    let json = format!("json={}", out.display());
-    let args = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        &json,
-    ];
+    let run = RunArgs::new(dir.path())
+        .group(5)
+        .output(Some("json"), "out.json");
+    let out = run.path("out.json");
+    let args = run.args();
 
     // Garbage counts (no manager listening: nothing gets stored, the group is released).
     for (fds, want) in [("abc", "not a count"), ("1000", "more than the 64")] {
@@ -361,21 +306,13 @@ fn an_overflow_while_down_is_reported_as_an_exact_gap() {
     rule(&ns, &[(9005, 5)]);
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
-    let out = dir.path().join("out.json");
-    let spool = dir.path().join("spool");
-    let json = format!("json={}", out.display());
     // A small buffer, so 5000 packets overflow it.
-    let args = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        &json,
-        "--rcvbuf",
-        "256KiB",
-    ];
+    let run = RunArgs::new(dir.path())
+        .group(5)
+        .output(Some("json"), "out.json")
+        .with(&["--rcvbuf", "256KiB"]);
+    let out = run.path("out.json");
+    let args = run.args();
     let d = m.spawn(&ns, dir.path(), &args);
     wait_ready(&d);
     send_udp(&ns, 9005, 0..10);

@@ -17,7 +17,7 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::daemon::Daemon;
+use support::daemon::{Daemon, RunArgs};
 use support::fdstore::*;
 use support::netns::NetNs;
 
@@ -54,16 +54,8 @@ fn restart_time_with_the_fd_store() {
     rule(&ns, &[(9999, 5)]);
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
-    let spool = dir.path().join("spool");
-    let args = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        "/dev/null",
-    ];
+    let run = RunArgs::new(dir.path()).group(5).output_to("/dev/null");
+    let args = run.args();
     let mut d = m.spawn(&ns, dir.path(), &args);
     wait_ready(&d);
     let (mut total, mut exit) = (Vec::new(), Vec::new());
@@ -104,18 +96,10 @@ fn flood_restarts(store: bool, kill: bool, rounds: usize) -> (u64, u64, u64) {
     rule(&ns, &[(9999, 5)]);
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
-    let spool = dir.path().join("spool");
     let out = dir.path().join("out.json");
     let json = format!("json={}", out.display());
-    let args = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        &json,
-    ];
+    let run = RunArgs::new(dir.path()).group(5).output_to(json);
+    let args = run.args();
     let start = |m: &Manager| {
         if store {
             m.spawn(&ns, dir.path(), &args)
@@ -200,18 +184,11 @@ fn socket_buffer_capacity_across_a_restart() {
         rule(&ns, &[(9999, 5)]);
         let dir = tempfile::tempdir().unwrap();
         let m = Manager::bind(dir.path());
-        let spool = dir.path().join("spool");
-        let args = [
-            "--group",
-            "5",
-            "--no-dns",
-            "--spool",
-            spool.to_str().unwrap(),
-            "--output",
-            "/dev/null",
-            "--spool-max",
-            "8GiB",
-        ];
+        let run = RunArgs::new(dir.path())
+            .group(5)
+            .output_to("/dev/null")
+            .with(&["--spool-max", "8GiB"]);
+        let args = run.args();
         let mut d = m.spawn(&ns, dir.path(), &args);
         wait_ready(&d);
         assert_eq!(term(&mut d), 0);

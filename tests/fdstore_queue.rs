@@ -7,10 +7,10 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::daemon::{wait_for, Daemon};
+use support::daemon::{wait_for, Daemon, RunArgs};
 use support::fdstore::Manager;
 use support::netns::NetNs;
-use support::queue::{iptables, queue_rule, send_and_wait, settle, Listener, Sender, READY};
+use support::queue::{iptables, queue_rule, send_and_wait, settle, QueueSetup, READY};
 
 fn wait_queue_ready(d: &Daemon) {
     let end = Instant::now() + Duration::from_secs(20);
@@ -24,46 +24,19 @@ fn wait_queue_ready(d: &Daemon) {
     }
 }
 
-fn args(spool: &std::path::Path, out: &str) -> Vec<String> {
-    args_q(spool, out, "7")
-}
-
-fn args_q(spool: &std::path::Path, out: &str, queue: &str) -> Vec<String> {
-    [
-        "--queue",
-        queue,
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--copy-range",
-        "128",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(["--output".to_string(), out.to_string()])
-    .collect()
-}
-
 #[test]
 fn packets_queued_during_a_restart_wait_and_pass_logged() {
     require_root!();
-    let ns = NetNs::new("fdqueue");
     // With --queue-bypass: packets would pass unlogged while no socket is bound.
-    queue_rule(&ns, 7, true);
-    let dir = tempfile::tempdir().unwrap();
+    let t = QueueSetup::new("fdqueue", 7, true);
+    let (ns, dir, out, l, s) = (&t.ns, &t.dir, &t.out, &t.l, &t.s);
     let m = Manager::bind(dir.path());
-    let out = dir.path().join("out.json");
-    let owned = args(
-        &dir.path().join("spool"),
-        &format!("json={}", out.display()),
-    );
-    let argv: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
+    let run = t.args(&["--copy-range", "128"]);
+    let argv = run.args();
 
-    let d = m.spawn(&ns, dir.path(), &argv);
+    let d = m.spawn(ns, dir.path(), &argv);
     wait_queue_ready(&d);
-    send_and_wait(&s, &l, 0..20, Duration::from_secs(10));
+    send_and_wait(s, l, 0..20, Duration::from_secs(10));
     assert_eq!(l.count(), 20);
     assert_eq!(d.stop(), 0);
     assert_eq!(m.names(), ["fwlog-nfqueue-7"]);
@@ -75,7 +48,7 @@ fn packets_queued_during_a_restart_wait_and_pass_logged() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(l.count(), 20, "nothing passes while fwlog is down");
 
-    let d = m.spawn(&ns, dir.path(), &argv);
+    let d = m.spawn(ns, dir.path(), &argv);
     wait_queue_ready(&d);
     assert!(
         d.stderr_text().contains("took the NFQUEUE socket back"),
@@ -85,8 +58,8 @@ fn packets_queued_during_a_restart_wait_and_pass_logged() {
     wait_for("the held packets to pass", Duration::from_secs(20), || {
         l.count() == 60
     });
-    send_and_wait(&s, &l, 60..70, Duration::from_secs(10));
-    let log = settle(&out, 70);
+    send_and_wait(s, l, 60..70, Duration::from_secs(10));
+    let log = settle(out, 70);
     let err = d.stderr.clone();
     assert_eq!(
         d.stop(),
@@ -106,19 +79,12 @@ fn packets_queued_during_a_restart_wait_and_pass_logged() {
 #[test]
 fn kill_9_with_the_queue_socket_stored_lets_nothing_pass_unlogged() {
     require_root!();
-    let ns = NetNs::new("fdqkill");
-    queue_rule(&ns, 7, true);
-    let dir = tempfile::tempdir().unwrap();
+    let t = QueueSetup::new("fdqkill", 7, true);
+    let (ns, dir, out, l, s) = (&t.ns, &t.dir, &t.out, &t.l, &t.s);
     let m = Manager::bind(dir.path());
-    let out = dir.path().join("out.json");
-    let owned = args(
-        &dir.path().join("spool"),
-        &format!("json={}", out.display()),
-    );
-    let argv: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
-    let first = m.spawn(&ns, dir.path(), &argv);
+    let run = t.args(&["--copy-range", "128"]);
+    let argv = run.args();
+    let first = m.spawn(ns, dir.path(), &argv);
     wait_queue_ready(&first);
     let stop = AtomicBool::new(false);
     let sent = std::thread::scope(|scope| {
@@ -137,7 +103,7 @@ fn kill_9_with_the_queue_socket_stored_lets_nothing_pass_unlogged() {
         for round in 0..12u64 {
             std::thread::sleep(Duration::from_millis(if round % 3 == 0 { 20 } else { 250 }));
             d.kill9();
-            d = m.spawn(&ns, dir.path(), &argv);
+            d = m.spawn(ns, dir.path(), &argv);
         }
         wait_queue_ready(&d);
         std::thread::sleep(Duration::from_millis(500));
@@ -155,7 +121,7 @@ fn kill_9_with_the_queue_socket_stored_lets_nothing_pass_unlogged() {
         sent
     });
     let delivered = l.keys();
-    let log = settle(&out, delivered.len());
+    let log = settle(out, delivered.len());
     let unlogged = delivered
         .iter()
         .filter(|k| !log.packets.contains_key(k))
@@ -184,17 +150,8 @@ fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
     support::fdstore::rule(&ns, &[(9005, 5)]);
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::bind(dir.path());
-    let spool = dir.path().join("spool");
-    let nflog = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        "/dev/null",
-    ];
-    let d = m.spawn(&ns, dir.path(), &nflog);
+    let nflog = RunArgs::new(dir.path()).group(5).output_to("/dev/null");
+    let d = m.spawn(&ns, dir.path(), &nflog.args());
     support::fdstore::wait_ready(&d);
     // The "logging" line comes before the SIGTERM handler is installed: give it time.
     std::thread::sleep(Duration::from_millis(300));
@@ -206,8 +163,10 @@ fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
         "kept bound in the store"
     );
 
-    let owned = args(&spool, "/dev/null");
-    let argv: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let run = RunArgs::new(dir.path())
+        .with(&["--queue", "7", "--copy-range", "128"])
+        .output_to("/dev/null");
+    let argv = run.args();
     let d = m.spawn(&ns, dir.path(), &argv);
     wait_queue_ready(&d);
     wait_for(
@@ -227,21 +186,14 @@ fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
 #[test]
 fn a_changed_queue_number_releases_the_old_queue_and_passes_nothing_of_it() {
     require_root!();
-    let ns = NetNs::new("fdqmove");
     // With --queue-bypass: had queue 7 been left unbound at any moment, its packets would pass.
-    queue_rule(&ns, 7, true);
-    let dir = tempfile::tempdir().unwrap();
+    let t = QueueSetup::new("fdqmove", 7, true);
+    let (ns, dir, out, l, s) = (&t.ns, &t.dir, &t.out, &t.l, &t.s);
     let m = Manager::bind(dir.path());
-    let out = dir.path().join("out.json");
-    let spool = dir.path().join("spool");
-    let json = format!("json={}", out.display());
-    let q7 = args_q(&spool, &json, "7");
-    let argv: Vec<&str> = q7.iter().map(String::as_str).collect();
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
-    let d = m.spawn(&ns, dir.path(), &argv);
+    let q7 = t.args(&["--copy-range", "128"]);
+    let d = m.spawn(ns, dir.path(), &q7.args());
     wait_queue_ready(&d);
-    send_and_wait(&s, &l, 0..10, Duration::from_secs(10));
+    send_and_wait(s, l, 0..10, Duration::from_secs(10));
     assert_eq!(d.stop(), 0);
     assert_eq!(m.names(), ["fwlog-nfqueue-7"]);
     for i in 10..40 {
@@ -250,11 +202,12 @@ fn a_changed_queue_number_releases_the_old_queue_and_passes_nothing_of_it() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(l.count(), 10, "queued in 7 while fwlog is down");
 
-    iptables(&ns, "-F OUTPUT");
-    queue_rule(&ns, 8, false);
-    let q8 = args_q(&spool, &json, "8");
-    let argv: Vec<&str> = q8.iter().map(String::as_str).collect();
-    let d = m.spawn(&ns, dir.path(), &argv);
+    iptables(ns, "-F OUTPUT");
+    queue_rule(ns, 8, false);
+    let q8 = RunArgs::new(dir.path())
+        .with(&["--queue", "8", "--copy-range", "128"])
+        .output(Some("json"), "out.json");
+    let d = m.spawn(ns, dir.path(), &q8.args());
     wait_queue_ready(&d);
     let err = d.stderr_text();
     assert!(
@@ -278,10 +231,10 @@ fn a_changed_queue_number_releases_the_old_queue_and_passes_nothing_of_it() {
             .any(|l| l.split_whitespace().next() == Some("7")),
         "queue 7 is free for another program: {instances}"
     );
-    send_and_wait(&s, &l, 40..50, Duration::from_secs(10));
+    send_and_wait(s, l, 40..50, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(l.count(), 20, "the 30 waiting in queue 7 never passed");
-    let log = settle(&out, 20);
+    let log = settle(out, 20);
     assert_eq!(d.stop(), 0);
     assert!(
         l.keys().iter().all(|k| log.packets.contains_key(k)),

@@ -5,6 +5,8 @@
 //!
 //! `FWLOG_BLESS=1 cargo test --test format_ecs` rewrites the golden files (review the diff).
 
+mod support;
+
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -14,6 +16,7 @@ use fwlog::format::{
 };
 use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp, Vlan};
 use serde_json::Value;
+use support::packets::{self, udp, Ip4};
 
 struct Map(HashMap<IpAddr, String>);
 
@@ -53,24 +56,16 @@ const T0: Timestamp = Timestamp {
 };
 
 fn ip4(proto: u8, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x45, 0];
-    v.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-    v.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-    v.extend_from_slice(&src);
-    v.extend_from_slice(&dst);
-    v.extend_from_slice(payload);
-    v
+    let h = Ip4 {
+        id: 0x1234,
+        frag: 0x4000,
+        ..Ip4::new(proto, src, dst)
+    };
+    h.packet(payload)
 }
 
 fn ip6(next: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x60, 0, 0, 0];
-    v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    v.extend_from_slice(&[next, 64]);
-    for a in ["2001:db8::1", "2001:db8::2"] {
-        v.extend_from_slice(&a.parse::<std::net::Ipv6Addr>().expect("a").octets());
-    }
-    v.extend_from_slice(payload);
-    v
+    packets::ip6(6 << 28, next, "2001:db8::1", "2001:db8::2", payload)
 }
 
 fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
@@ -79,15 +74,6 @@ fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
     v.extend_from_slice(&1000u32.to_be_bytes());
     v.extend_from_slice(&0u32.to_be_bytes());
     v.extend_from_slice(&[0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]);
-    v
-}
-
-fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = sport.to_be_bytes().to_vec();
-    v.extend_from_slice(&dport.to_be_bytes());
-    v.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
-    v.extend_from_slice(&[0, 0]);
-    v.extend_from_slice(data);
     v
 }
 

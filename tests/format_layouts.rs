@@ -2,6 +2,8 @@
 //! rules in fwlog(8) (FORMATS), not captured from the formatter: fwlog 0.8's published block,
 //! the extensions, markers (replayed, local clock, partial, damage), hostile bytes, loss events.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -10,6 +12,7 @@ use fwlog::format::{
     NoNames,
 };
 use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp, Vlan};
+use support::packets::{self, udp, Ip4};
 
 struct Map(HashMap<IpAddr, String>);
 
@@ -41,34 +44,22 @@ fn run(f: &Formatter, p: &Packet<'_>, n: &dyn Names) -> String {
     String::from_utf8(out).expect("output is ASCII")
 }
 
-#[allow(clippy::too_many_arguments)]
 fn ip4(
     proto: u8,
     id: u16,
-    flags: u16,
+    frag: u16,
     ttl: u8,
     src: [u8; 4],
     dst: [u8; 4],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut v = vec![0x45, 0];
-    v.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-    v.extend_from_slice(&id.to_be_bytes());
-    v.extend_from_slice(&flags.to_be_bytes());
-    v.extend_from_slice(&[ttl, proto, 0, 0]);
-    v.extend_from_slice(&src);
-    v.extend_from_slice(&dst);
-    v.extend_from_slice(payload);
-    v
-}
-
-fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = sport.to_be_bytes().to_vec();
-    v.extend_from_slice(&dport.to_be_bytes());
-    v.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
-    v.extend_from_slice(&[0, 0]);
-    v.extend_from_slice(data);
-    v
+    let h = Ip4 {
+        id,
+        frag,
+        ttl,
+        ..Ip4::new(proto, src, dst)
+    };
+    h.packet(payload)
 }
 
 /// fwlog 0.8's published packet: 195.252.43.21:3531 -> 145.254.34.35:3220, PSH, 41 bytes.
@@ -341,23 +332,7 @@ fn icmp_error_quotes_the_packet_in_every_format() {
 }
 
 fn ip6(next: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x60, 0, 0, 0];
-    v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    v.extend_from_slice(&[next, 64]);
-    v.extend_from_slice(
-        &"2001:db8::1"
-            .parse::<std::net::Ipv6Addr>()
-            .expect("a")
-            .octets(),
-    );
-    v.extend_from_slice(
-        &"2001:db8::2"
-            .parse::<std::net::Ipv6Addr>()
-            .expect("a")
-            .octets(),
-    );
-    v.extend_from_slice(payload);
-    v
+    packets::ip6(6 << 28, next, "2001:db8::1", "2001:db8::2", payload)
 }
 
 #[test]

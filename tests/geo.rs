@@ -4,7 +4,6 @@
 //! real NFLOG packets, the kernel format untouched, SIGHUP keeping a good database over a bad
 //! one and taking a new one.
 
-mod geo_support;
 mod support;
 
 use std::path::Path;
@@ -12,8 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use fwlog::geo::{Geo, GeoConfig};
-use geo_support::{asn_db, city_db, mkmmdb};
-use support::daemon::{lines, wait_for, Daemon};
+use support::daemon::{lines, wait_for, RunArgs};
+use support::geo::{asn_db, city_db, mkmmdb};
 use support::netns::NetNs;
 
 fn open(city: Option<&Path>, asn: Option<&Path>) -> Geo {
@@ -310,21 +309,6 @@ fn send(ns: &NetNs, src: &str, dst: &str) {
     });
 }
 
-fn nft_counter(ns: &NetNs) -> u64 {
-    let out = ns
-        .command("nft")
-        .args(["list", "table", "inet", "geo"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let at = text.find("packets ").expect("counter");
-    text[at + 8..]
-        .split(' ')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("packet count")
-}
-
 #[test]
 fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
     require_root!();
@@ -339,30 +323,18 @@ fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
         dir.path().join("kernel.log"),
     );
     let o = |kind: &str, p: &Path| format!("{kind}={}", p.display());
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "7",
-            "--no-dns",
-            "--no-syslog-header",
-            "--geoip",
-            city.to_str().unwrap(),
-            "--asn",
-            asn.to_str().unwrap(),
-            "--spool",
-            spool.to_str().unwrap(),
-            "--retain",
-            "16MiB",
-            "--output",
-            &o("fwlog", &fw),
-            "--output",
-            &o("json", &js),
-            "--output",
-            &o("kernel", &kern),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(7)
+        .arg("--no-syslog-header")
+        .arg("--geoip")
+        .arg(city.to_str().unwrap())
+        .arg("--asn")
+        .arg(asn.to_str().unwrap())
+        .with(&["--retain", "16MiB"])
+        .output_to(o("fwlog", &fw))
+        .output_to(o("json", &js))
+        .output_to(o("kernel", &kern))
+        .start(&ns);
     send(&ns, "81.2.69.160", "89.160.20.112");
     send(&ns, "2a02:ec0::1", "2001:218::1");
     wait_for("two JSON lines", Duration::from_secs(20), || {
@@ -405,6 +377,21 @@ fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
     });
     let third: serde_json::Value = serde_json::from_str(&lines(&js)[2]).unwrap();
     assert_eq!(third["ip"]["src_geo"]["country_code"], "GB");
+    // The counters line has the lookup cache's figures: every address of the three packets
+    // was looked up once (the SIGHUP reread the ASN database, which empties the cache, so
+    // the third packet's are misses again).
+    d.signal(libc::SIGUSR1);
+    wait_for("the counters line", Duration::from_secs(10), || {
+        d.stderr_text().contains("; geo hits=")
+    });
+    let err = d.stderr_text();
+    let geo = err.split("; geo ").nth(1).unwrap().lines().next().unwrap();
+    let n = |k: &str| -> u64 {
+        let w = geo.split(' ').find(|w| w.starts_with(k)).unwrap();
+        w[k.len()..].parse().unwrap()
+    };
+    assert!(n("hits=") + n("misses=") >= 6 && n("misses=") >= 4, "{geo}");
+    assert_eq!(n("errors="), 0, "{geo}");
 
     // A new database (what geoipupdate does): the next packets show it.
     city_db(dir.path(), "city.mmdb", Some(("FR", "France", "Paris")));
@@ -416,7 +403,7 @@ fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
             .unwrap_or_default()
             .contains("from 81.2.69.160 [FR AS20712]")
     });
-    let logged = nft_counter(&ns);
+    let logged = ns.counter();
     wait_for("every logged packet", Duration::from_secs(20), || {
         lines(&kern).len() as u64 >= logged
     });

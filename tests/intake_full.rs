@@ -170,13 +170,13 @@ fn queue_fail_open_passes_what_a_full_filesystem_refused_and_reports_it_as_lost(
     assert_eq!(stderr_number(&err, " (spool refused)"), 0, "{err}");
 }
 
-const RULES: &str = "table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"IF \" group 5\n }\n}\n";
+const RULES: &[&str] = &["udp dport 9999 counter log prefix \"IF \" group 5"];
 
 #[test]
 fn a_kernel_loss_report_dropped_by_a_full_filesystem_reaches_the_output() {
     require_root!();
     let (ns, dir, fs, args) = on_small_fs("lossfull");
-    ns.nft(RULES);
+    ns.output_rules(RULES);
     let args = args.group(5);
     let args = args.args();
     let spool = fs.path().join("spool");

@@ -26,32 +26,25 @@ use support::{kmsg, netns::NetNs};
 
 // ---------- packet crafting ----------
 
-use support::packets::csum;
+use support::packets::{self, icmp, udp, Ip4};
 
 /// IPv4 packet to/from 127.0.0.1 (the kernel fills total length and checksum for IP_HDRINCL).
 fn ip4(proto: u8, id: u16, tos: u8, frag: u16, opts: &[u8], payload: &[u8]) -> Vec<u8> {
-    let hl = 20 + opts.len();
-    assert!(hl.is_multiple_of(4));
-    let mut v = vec![0x40 | (hl / 4) as u8, tos];
-    v.extend_from_slice(&((hl + payload.len()) as u16).to_be_bytes());
-    v.extend_from_slice(&id.to_be_bytes());
-    v.extend_from_slice(&frag.to_be_bytes());
-    v.extend_from_slice(&[64, proto, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
-    v.extend_from_slice(opts);
-    v.extend_from_slice(payload);
-    v
+    let lo = [127, 0, 0, 1];
+    let h = Ip4 {
+        tos,
+        id,
+        frag,
+        opts,
+        ..Ip4::new(proto, lo, lo)
+    };
+    h.packet(payload)
 }
 
 /// IPv6 packet ::1 -> ::1 (the kernel fills the payload length).
 fn ip6(next: u8, flow: u32, payload: &[u8]) -> Vec<u8> {
     let w: u32 = (6 << 28) | (0x12 << 20) | (flow & 0xfffff);
-    let mut v = w.to_be_bytes().to_vec();
-    v.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    v.extend_from_slice(&[next, 64]);
-    v.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
-    v.extend_from_slice(&Ipv6Addr::LOCALHOST.octets());
-    v.extend_from_slice(payload);
-    v
+    packets::ip6(w, next, "::1", "::1", payload)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -79,25 +72,6 @@ fn tcp(
     v
 }
 
-fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    let mut v = Vec::new();
-    v.extend_from_slice(&sport.to_be_bytes());
-    v.extend_from_slice(&dport.to_be_bytes());
-    v.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
-    v.extend_from_slice(&[0, 0]);
-    v.extend_from_slice(data);
-    v
-}
-
-fn icmp(t: u8, code: u8, rest: [u8; 4], body: &[u8]) -> Vec<u8> {
-    let mut v = vec![t, code, 0, 0];
-    v.extend_from_slice(&rest);
-    v.extend_from_slice(body);
-    let c = csum(&v);
-    v[2..4].copy_from_slice(&c.to_be_bytes());
-    v
-}
-
 struct Raw {
     fd4: i32,
     fd6: i32,
@@ -117,20 +91,7 @@ impl Raw {
     }
 
     fn send4(&self, pkt: &[u8]) {
-        // SAFETY: sockaddr_in is plain data; pkt outlives the call.
-        let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-        sa.sin_family = libc::AF_INET as u16;
-        sa.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-        let rc = unsafe {
-            libc::sendto(
-                self.fd4,
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&sa as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            )
-        };
+        let rc = packets::send_raw(self.fd4, Ipv4Addr::LOCALHOST.into(), pkt);
         assert_eq!(
             rc,
             pkt.len() as isize,
@@ -141,20 +102,7 @@ impl Raw {
     }
 
     fn send6(&self, pkt: &[u8]) {
-        // SAFETY: as above.
-        let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-        sa.sin6_family = libc::AF_INET6 as u16;
-        sa.sin6_addr.s6_addr = Ipv6Addr::LOCALHOST.octets();
-        let rc = unsafe {
-            libc::sendto(
-                self.fd6,
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&sa as *const libc::sockaddr_in6).cast(),
-                std::mem::size_of::<libc::sockaddr_in6>() as u32,
-            )
-        };
+        let rc = packets::send_raw(self.fd6, Ipv6Addr::LOCALHOST.into(), pkt);
         assert_eq!(
             rc,
             pkt.len() as isize,
@@ -177,54 +125,18 @@ impl Drop for Raw {
 
 /// ICMP echo request via a raw ICMP socket (the kernel answers it).
 fn ping4(dst: Ipv4Addr, id: u16, seq: u16) {
-    // SAFETY: plain socket calls on a local fd.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
-        assert!(fd >= 0);
-        let mut rest = [0u8; 4];
-        rest[..2].copy_from_slice(&id.to_be_bytes());
-        rest[2..].copy_from_slice(&seq.to_be_bytes());
-        let m = icmp(8, 0, rest, b"fwlog-oracle");
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        sa.sin_family = libc::AF_INET as u16;
-        sa.sin_addr.s_addr = u32::from_ne_bytes(dst.octets());
-        libc::sendto(
-            fd,
-            m.as_ptr().cast(),
-            m.len(),
-            0,
-            (&sa as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        libc::close(fd);
-    }
+    packets::ping(
+        dst.into(),
+        id,
+        seq,
+        b"fwlog-oracle",
+        Duration::from_millis(20),
+    );
 }
 
 /// ICMPv6 echo request (the kernel computes the checksum for raw ICMPv6 sockets).
 fn ping6(dst: Ipv6Addr, id: u16, seq: u16) {
-    // SAFETY: plain socket calls on a local fd.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6);
-        assert!(fd >= 0);
-        let mut m = vec![128u8, 0, 0, 0];
-        m.extend_from_slice(&id.to_be_bytes());
-        m.extend_from_slice(&seq.to_be_bytes());
-        m.extend_from_slice(b"fwlog6");
-        let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
-        sa.sin6_family = libc::AF_INET6 as u16;
-        sa.sin6_addr.s6_addr = dst.octets();
-        libc::sendto(
-            fd,
-            m.as_ptr().cast(),
-            m.len(),
-            0,
-            (&sa as *const libc::sockaddr_in6).cast(),
-            std::mem::size_of::<libc::sockaddr_in6>() as u32,
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        libc::close(fd);
-    }
+    packets::ping(dst.into(), id, seq, b"fwlog6", Duration::from_millis(20));
 }
 
 fn settle() {

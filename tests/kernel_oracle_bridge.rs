@@ -39,7 +39,7 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use support::daemon::{lines, Daemon};
+use support::daemon::{lines, RunArgs};
 use support::{kmsg, netns::NetNs};
 
 const MAC_A: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
@@ -50,7 +50,7 @@ const IP_C: [u8; 4] = [10, 77, 0, 2];
 
 // ---------- frame crafting ----------
 
-use support::packets::csum;
+use support::packets::{self, csum, echo_rest, icmp, Ip4};
 
 /// Ethernet frame with the given tags (TPID, TCI), outermost first.
 fn eth(dst: [u8; 6], src: [u8; 6], tags: &[(u16, u16)], ethertype: u16, body: &[u8]) -> Vec<u8> {
@@ -77,26 +77,18 @@ fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4]) -> Vec<u
 
 /// IPv4 with a correct header checksum (br_netfilter drops bad ones before the forward hook).
 fn ip4(proto: u8, id: u16, src: [u8; 4], dst: [u8; 4], payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![0x45, 0x10];
-    v.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-    v.extend_from_slice(&id.to_be_bytes());
-    v.extend_from_slice(&[0x40, 0, 64, proto, 0, 0]);
-    v.extend_from_slice(&src);
-    v.extend_from_slice(&dst);
-    let c = csum(&v);
-    v[10..12].copy_from_slice(&c.to_be_bytes());
-    v.extend_from_slice(payload);
-    v
+    let h = Ip4 {
+        tos: 0x10,
+        id,
+        frag: 0x4000,
+        checksum: true,
+        ..Ip4::new(proto, src, dst)
+    };
+    h.packet(payload)
 }
 
 fn icmp_echo(id: u16, seq: u16) -> Vec<u8> {
-    let mut v = vec![8, 0, 0, 0];
-    v.extend_from_slice(&id.to_be_bytes());
-    v.extend_from_slice(&seq.to_be_bytes());
-    v.extend_from_slice(b"fwlog-vlan");
-    let c = csum(&v);
-    v[2..4].copy_from_slice(&c.to_be_bytes());
-    v
+    icmp(8, 0, echo_rest(id, seq), b"fwlog-vlan")
 }
 
 fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
@@ -110,31 +102,8 @@ fn tcp_syn(sport: u16, dport: u16) -> Vec<u8> {
 }
 
 fn ip6_udp(flow: u32) -> Vec<u8> {
-    let udp = {
-        let mut u = 4000u16.to_be_bytes().to_vec();
-        u.extend_from_slice(&9999u16.to_be_bytes());
-        u.extend_from_slice(&14u16.to_be_bytes());
-        u.extend_from_slice(&[0, 0]);
-        u.extend_from_slice(b"vlan6!");
-        u
-    };
-    let mut v = ((6u32 << 28) | flow).to_be_bytes().to_vec();
-    v.extend_from_slice(&(udp.len() as u16).to_be_bytes());
-    v.extend_from_slice(&[17, 64]);
-    v.extend_from_slice(
-        &"fd00:77::1"
-            .parse::<std::net::Ipv6Addr>()
-            .expect("a")
-            .octets(),
-    );
-    v.extend_from_slice(
-        &"fd00:77::2"
-            .parse::<std::net::Ipv6Addr>()
-            .expect("a")
-            .octets(),
-    );
-    v.extend_from_slice(&udp);
-    v
+    let udp = packets::udp(4000, 9999, b"vlan6!");
+    packets::ip6((6u32 << 28) | flow, 17, "fd00:77::1", "fd00:77::2", &udp)
 }
 
 /// An AF_PACKET socket bound to one device: frames go out exactly as written.
@@ -201,50 +170,18 @@ impl Drop for Link {
 
 /// ICMP echo request through the peer's own IP stack (which resolves the MAC with ARP first).
 fn ping4(dst: Ipv4Addr, id: u16, seq: u16) {
-    // SAFETY: plain socket calls on a local fd.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
-        assert!(fd >= 0);
-        let m = icmp_echo(id, seq);
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        sa.sin_family = libc::AF_INET as u16;
-        sa.sin_addr.s_addr = u32::from_ne_bytes(dst.octets());
-        libc::sendto(
-            fd,
-            m.as_ptr().cast(),
-            m.len(),
-            0,
-            (&sa as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as u32,
-        );
-        std::thread::sleep(Duration::from_millis(150));
-        libc::close(fd);
-    }
+    packets::ping(
+        dst.into(),
+        id,
+        seq,
+        b"fwlog-vlan",
+        Duration::from_millis(150),
+    );
 }
 
 /// ICMPv6 echo request (the kernel computes the checksum for raw ICMPv6 sockets).
 fn ping6(dst: std::net::Ipv6Addr, id: u16, seq: u16) {
-    // SAFETY: plain socket calls on a local fd.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6);
-        assert!(fd >= 0);
-        let mut m = vec![128u8, 0, 0, 0];
-        m.extend_from_slice(&id.to_be_bytes());
-        m.extend_from_slice(&seq.to_be_bytes());
-        let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
-        sa.sin6_family = libc::AF_INET6 as u16;
-        sa.sin6_addr.s6_addr = dst.octets();
-        libc::sendto(
-            fd,
-            m.as_ptr().cast(),
-            m.len(),
-            0,
-            (&sa as *const libc::sockaddr_in6).cast(),
-            std::mem::size_of::<libc::sockaddr_in6>() as u32,
-        );
-        std::thread::sleep(Duration::from_millis(150));
-        libc::close(fd);
-    }
+    packets::ping(dst.into(), id, seq, b"", Duration::from_millis(150));
 }
 
 /// Raw frames from both peers: tagged and untagged ARP, tags of every kind, IPv4 and IPv6.
@@ -449,26 +386,19 @@ fn bridge_vlan_and_arp_lines_match_the_kernels() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |n: &str| dir.path().join(n).to_str().expect("utf-8").to_string();
     let daemon = |g: u16, flags: &str, tag: &str| {
-        Daemon::start(
-            &b,
-            dir.path(),
-            &[
-                "--group",
-                &g.to_string(),
-                "--spool",
-                &path(&format!("spool-{tag}")),
-                "--no-dns",
+        RunArgs::new(dir.path())
+            .spool_at(&dir.path().join(format!("spool-{tag}")))
+            .group(g)
+            .with(&[
                 "--format",
                 "kernel",
                 "--log-flags",
                 flags,
                 "--no-syslog-header",
-                "--output",
-                &path(&format!("kernel-{tag}.log")),
-                "--output",
-                &format!("json={}", path(&format!("json-{tag}.log"))),
-            ],
-        )
+            ])
+            .output_to(path(&format!("kernel-{tag}.log")))
+            .output_to(format!("json={}", path(&format!("json-{tag}.log"))))
+            .start(&b)
     };
     let dd = daemon(gd, "", "d");
     let da = daemon(ga, "all", "a");

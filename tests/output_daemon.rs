@@ -11,14 +11,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::daemon::{lines, send_udp, wait_for, Daemon};
+use support::daemon::{lines, send_udp, wait_for, RunArgs};
 use support::netns::NetNs;
 use support::tmpfs::Tmpfs;
 
 fn rules(ns: &NetNs) {
-    ns.nft(
-        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"OUT \" group 5\n }\n}\n",
-    );
+    ns.output_rules(&["udp dport 9999 counter log prefix \"OUT \" group 5"]);
 }
 
 fn mkfifo(p: &Path) {
@@ -27,16 +25,9 @@ fn mkfifo(p: &Path) {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
 }
 
-fn args<'a>(spool: &'a Path, out: &'a Path) -> Vec<&'a str> {
-    vec![
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]
+/// `fwlog run --group 5` with the spool in `dir`, output to `out`.
+fn args(dir: &Path, out: &Path) -> RunArgs {
+    RunArgs::new(dir).group(5).output_to(out.to_str().unwrap())
 }
 
 /// A number of the last counters line (`KEY=N` words).
@@ -72,9 +63,9 @@ fn a_fifo_output_with_no_reader_leaves_signals_working() {
     let ns = NetNs::new("fifo0");
     rules(&ns);
     let dir = tempfile::tempdir().unwrap();
-    let (spool, fifo) = (dir.path().join("spool"), dir.path().join("out.fifo"));
+    let fifo = dir.path().join("out.fifo");
     mkfifo(&fifo);
-    let d = Daemon::start(&ns, dir.path(), &args(&spool, &fifo));
+    let d = args(dir.path(), &fifo).start(&ns);
     // Far more than a pipe holds.
     send_udp(&ns, 9999, 0..2000);
     std::thread::sleep(Duration::from_secs(1));
@@ -100,7 +91,7 @@ fn a_fifo_output_with_a_reader_is_not_synced_and_everything_is_acknowledged() {
     let ns = NetNs::new("fifo1");
     rules(&ns);
     let dir = tempfile::tempdir().unwrap();
-    let (spool, fifo) = (dir.path().join("spool"), dir.path().join("out.fifo"));
+    let fifo = dir.path().join("out.fifo");
     mkfifo(&fifo);
     let reader_path = fifo.clone();
     let got = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -113,7 +104,7 @@ fn a_fifo_output_with_a_reader_is_not_synced_and_everything_is_acknowledged() {
             }
         }
     });
-    let d = Daemon::start(&ns, dir.path(), &args(&spool, &fifo));
+    let d = args(dir.path(), &fifo).start(&ns);
     send_udp(&ns, 9999, 0..50);
     wait_for("50 lines through the FIFO", Duration::from_secs(20), || {
         got.load(std::sync::atomic::Ordering::Relaxed) >= 50
@@ -128,7 +119,7 @@ fn a_fifo_output_with_a_reader_is_not_synced_and_everything_is_acknowledged() {
     assert_eq!(field(&err, "pending"), 0, "{err}");
     // The next start finds nothing left to print again.
     let out = dir.path().join("out.log");
-    let d = Daemon::start(&ns, dir.path(), &args(&spool, &out));
+    let d = args(dir.path(), &out).start(&ns);
     let err = d.stderr_text();
     assert_eq!(d.stop(), 0);
     assert!(!err.contains("from before"), "{err}");
@@ -140,8 +131,7 @@ fn a_full_output_backs_off_without_spinning_and_counts_nothing_as_printed() {
     let ns = NetNs::new("full");
     rules(&ns);
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let d = Daemon::start(&ns, dir.path(), &args(&spool, Path::new("/dev/full")));
+    let d = args(dir.path(), Path::new("/dev/full")).start(&ns);
     send_udp(&ns, 9999, 0..50);
     let path = d.stderr.clone();
     wait_for("the write error", Duration::from_secs(10), || {
@@ -176,9 +166,9 @@ fn replay_pcap_files_are_private_whatever_the_umask() {
     rules(&ns);
     let dir = tempfile::tempdir().unwrap();
     let (spool, out) = (dir.path().join("spool"), dir.path().join("out.log"));
-    let mut a = args(&spool, &out);
-    a.extend(["--retain", "1MiB"]);
-    let d = Daemon::start(&ns, dir.path(), &a);
+    let d = args(dir.path(), &out)
+        .with(&["--retain", "1MiB"])
+        .start(&ns);
     send_udp(&ns, 9999, 0..5);
     wait_for("5 lines", Duration::from_secs(20), || {
         lines(&out).len() >= 5
@@ -203,42 +193,19 @@ fn replay_pcap_files_are_private_whatever_the_umask() {
     assert_eq!(m.mode() & 0o037, 0, "mode {:o}", m.mode() & 0o777);
 }
 
-/// The rule's packet counter (`counter` in the ruleset): what the kernel logged.
-fn nft_packets(ns: &NetNs) -> u64 {
-    let out = ns
-        .command("nft")
-        .args(["list", "ruleset"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let i = text.find("packets ").expect("a counter") + "packets ".len();
-    text[i..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_spool_max_storm_is_reported_once_a_second_with_its_count() {
     require_root!();
     let ns = NetNs::new("storm");
     rules(&ns);
     let dir = tempfile::tempdir().unwrap();
-    let (spool, out) = (dir.path().join("spool"), dir.path().join("out.json"));
+    let out = dir.path().join("out.json");
     let json = format!("json={}", out.display());
-    let mut a = args(&spool, Path::new(""));
-    a.truncate(a.len() - 2);
-    a.extend([
-        "--segment-size",
-        "4KiB",
-        "--spool-max",
-        "8KiB",
-        "--output",
-        &json,
-    ]);
-    let d = Daemon::start(&ns, dir.path(), &a);
+    let a = RunArgs::new(dir.path())
+        .group(5)
+        .with(&["--segment-size", "4KiB", "--spool-max", "8KiB"])
+        .output_to(&json);
+    let d = a.start(&ns);
     let t = Instant::now();
     // About 3 s of traffic faster than a tiny spool and a synced output take it.
     for k in 0..30 {
@@ -253,7 +220,7 @@ fn a_spool_max_storm_is_reported_once_a_second_with_its_count() {
     // A report spooled as the daemon stopped is printed by the next start.
     let pending = field(&err, "pending");
     let n = lines(&out).len();
-    let d = Daemon::start(&ns, dir.path(), &a);
+    let d = a.start(&ns);
     let path2 = d.stderr.clone();
     let waited = std::panic::catch_unwind(|| {
         wait_for("what was pending", Duration::from_secs(10), || {
@@ -267,7 +234,7 @@ fn a_spool_max_storm_is_reported_once_a_second_with_its_count() {
         lines(&out).len() - n,
         std::fs::read_to_string(&path2).unwrap()
     );
-    let logged = nft_packets(&ns);
+    let logged = ns.counter();
     let (mut printed, mut lost, mut reports) = (0u64, 0u64, 0u64);
     for l in lines(&out) {
         let o: serde_json::Value = serde_json::from_str(&l).unwrap();
@@ -307,11 +274,11 @@ fn a_stderr_nobody_reads_blocks_neither_printing_nor_sigterm() {
     let ns = NetNs::new("stall");
     rules(&ns);
     let dir = tempfile::tempdir().unwrap();
-    let (spool, out) = (dir.path().join("spool"), dir.path().join("out.log"));
+    let out = dir.path().join("out.log");
     let mut child = ns
         .command(support::fwlog_bin())
         .arg("run")
-        .args(args(&spool, &out))
+        .args(args(dir.path(), &out).args())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -362,12 +329,9 @@ fn sighup_while_the_output_is_full_keeps_each_batch_in_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let small = Tmpfs::mount(&dir.path().join("small"), "16k");
     let out = dir.path().join("small/out.json");
-    let spool = dir.path().join("spool");
     let json = format!("json={}", out.display());
-    let mut a = args(&spool, Path::new(""));
-    a.truncate(a.len() - 2);
-    a.extend(["--output", &json]);
-    let d = Daemon::start(&ns, dir.path(), &a);
+    let a = RunArgs::new(dir.path()).group(5).output_to(&json);
+    let d = a.start(&ns);
     send_udp(&ns, 9999, 0..300);
     let path = d.stderr.clone();
     wait_for("the write failure", Duration::from_secs(20), || {
@@ -408,12 +372,10 @@ fn a_failed_sighup_reopen_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
-    let (spool, out) = (dir.path().join("spool"), logs.join("out.log"));
+    let out = logs.join("out.log");
     let json = format!("json={}", out.display());
-    let mut a = args(&spool, Path::new(""));
-    a.truncate(a.len() - 2);
-    a.extend(["--output", &json]);
-    let d = Daemon::start(&ns, dir.path(), &a);
+    let a = RunArgs::new(dir.path()).group(5).output_to(&json);
+    let d = a.start(&ns);
     send_udp(&ns, 9999, 0..5);
     wait_for("5 lines", Duration::from_secs(20), || {
         lines(&out).len() >= 5

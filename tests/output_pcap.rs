@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::daemon::{lines, send_udp, wait_for, Daemon};
+use support::daemon::{lines, send_udp, wait_for, RunArgs};
 use support::netns::NetNs;
 
 fn fwlog(args: &[&str]) -> (String, String, bool) {
@@ -134,50 +134,26 @@ fn rotated(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn nft_counter(ns: &NetNs) -> u64 {
-    let o = ns
-        .command("nft")
-        .args(["list", "ruleset"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let i = text.find("counter packets ").expect("counter in ruleset");
-    text[i + 16..]
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .expect("counter value")
-}
-
 #[test]
 fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
     require_root!();
     support::require_tool("tcpdump");
     support::require_tool("tshark");
     let ns = NetNs::new("pcap");
-    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"PCAP \" group 5\n }\n}\n");
+    ns.output_rules(&["udp dport 9999 counter log prefix \"PCAP \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let caps = dir.path().join("caps");
     std::fs::create_dir(&caps).unwrap();
     let out = dir.path().join("out.json");
     let raw = dir.path().join("raw.pcap");
-    let args = [
-        "--group".to_string(),
-        "5".into(),
-        "--no-dns".into(),
-        "--spool".into(),
-        dir.path().join("spool").display().to_string(),
-        "-o".into(),
-        format!("json={}", out.display()),
-        "-o".into(),
-        format!(
+    let args = RunArgs::new(dir.path())
+        .group(5)
+        .output_to(format!("json={}", out.display()))
+        .output_to(format!(
             "pcap:{}?max-size=4KiB&keep=1000",
             caps.join("fw.pcap").display()
-        ),
-        "-o".into(),
-        format!("pcap-raw:{}", raw.display()),
-    ];
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        ))
+        .output_to(format!("pcap-raw:{}", raw.display()));
     let packets = |p: &Path| {
         lines(p)
             .iter()
@@ -185,7 +161,7 @@ fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
             .count()
     };
 
-    let d = Daemon::start(&ns, dir.path(), &argv);
+    let d = args.start(&ns);
     send_udp(&ns, 9999, 0..300);
     wait_for("half the packets", Duration::from_secs(20), || {
         packets(&out) >= 150
@@ -195,7 +171,7 @@ fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
     plant_torn_record(&newest);
     plant_torn_record(&raw);
 
-    let d = Daemon::start(&ns, dir.path(), &argv);
+    let d = args.start(&ns);
     send_udp(&ns, 9999, 300..600);
     let mut last = 0;
     wait_for("the output to settle", Duration::from_secs(30), || {
@@ -237,7 +213,7 @@ fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
                 .unwrap()
         })
         .sum();
-    let counted = nft_counter(&ns);
+    let counted = ns.counter();
     assert_eq!(counted, 600);
     // (Loss reports may count more: a restart gap in the global sequence numbers also covers
     // packets other namespaces logged meanwhile.)

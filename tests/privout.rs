@@ -12,15 +12,13 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::daemon::{lines, send_udp, wait_for, Daemon};
+use support::daemon::{lines, send_udp, wait_for, RunArgs};
 use support::netns::NetNs;
 
 const NOBODY: u32 = 65534;
 
 fn rules(ns: &NetNs) {
-    ns.nft(
-        "table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 log prefix \"PRIV \" group 5\n }\n}\n",
-    );
+    ns.output_rules(&["udp dport 9999 log prefix \"PRIV \" group 5"]);
 }
 
 fn chmod(p: &Path, mode: u32) {
@@ -81,21 +79,12 @@ impl Setup {
         self.dir.path().join("out.log")
     }
 
-    fn args(&self) -> Vec<String> {
-        [
-            "--group",
-            "5",
-            "--no-dns",
-            "--user",
-            "nobody",
-            "--spool",
-            self.spool.to_str().unwrap(),
-            "--output",
-            self.out().to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    fn args(&self) -> RunArgs {
+        RunArgs::new(self.dir.path())
+            .spool_at(&self.spool)
+            .group(5)
+            .with(&["--user", "nobody"])
+            .output_to(self.out().to_str().unwrap())
     }
 
     /// Nothing in the root-only directory changed owner, content or place.
@@ -120,9 +109,7 @@ impl Setup {
 
     /// Start fwlog, log 20 packets, stop it; returns its stderr.
     fn run_and_log(&self, ns: &NetNs) -> String {
-        let args = self.args();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let d = Daemon::start(ns, self.dir.path(), &args);
+        let d = self.args().start(ns);
         send_udp(ns, 9999, 0..20);
         let out = self.out();
         wait_for("20 lines", Duration::from_secs(20), || {
@@ -134,9 +121,8 @@ impl Setup {
     }
 
     /// Run fwlog expecting it to refuse to start; returns (exit status, stderr).
-    fn run_refused(&self, ns: &NetNs, args: &[String]) -> (i32, String) {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut d = Daemon::spawn(ns, self.dir.path(), &args);
+    fn run_refused(&self, ns: &NetNs, args: &RunArgs) -> (i32, String) {
+        let mut d = args.spawn(ns);
         let st = d.wait(Duration::from_secs(20));
         (st, d.stderr_text())
     }
@@ -222,10 +208,7 @@ fn a_spool_directory_that_is_a_link_or_writable_by_others_is_refused() {
     let s = Setup::new();
     let link = s.dir.path().join("spool-link");
     std::os::unix::fs::symlink(&s.rootonly, &link).unwrap();
-    let mut args = s.args();
-    let i = args.iter().position(|a| a == "--spool").unwrap() + 1;
-    args[i] = link.to_str().unwrap().to_string();
-    let (st, err) = s.run_refused(&ns, &args);
+    let (st, err) = s.run_refused(&ns, &s.args().spool_at(&link));
     assert_eq!(st, 75, "{err}");
     assert!(err.contains("is a symbolic link"), "{err}");
     chmod(&s.spool, 0o777);

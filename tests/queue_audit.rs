@@ -9,50 +9,31 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
+use support::daemon::RunArgs;
 use support::netns::NetNs;
-use support::queue::{
-    logged, queue_rule, send_and_wait, settle, start, stderr_number, Listener, Sender,
-};
+use support::queue::{logged, send_and_wait, settle, start, stderr_number, QueueSetup};
 
 const SHORT: Duration = Duration::from_millis(400);
 const LONG: Duration = Duration::from_secs(20);
 
-fn args<'a>(q: &'a str, spool: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["--queue", q, "--no-dns", "--spool", spool, "--output", out];
-    v.extend_from_slice(extra);
-    v
-}
-
 #[test]
 fn packets_pass_only_while_fwlog_runs_and_every_delivered_one_is_logged() {
     require_root!();
-    let ns = NetNs::new("qaudit");
-    queue_rule(&ns, 3, false);
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let out = dir.path().join("out.json");
-    let out_arg = format!("json={}", out.display());
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
+    let t = QueueSetup::new("qaudit", 3, false);
+    let (out, l, s) = (&t.out, &t.l, &t.s);
 
     // No program on the queue and no --queue-bypass: the kernel drops.
-    send_and_wait(&s, &l, 0..20, SHORT);
+    send_and_wait(s, l, 0..20, SHORT);
     assert_eq!(
         l.count(),
         0,
         "packets passed while nothing listened on the queue"
     );
 
-    let a = args(
-        "3",
-        spool.to_str().unwrap(),
-        &out_arg,
-        &["--copy-range", "128"],
-    );
-    let d = start(&ns, dir.path(), &a);
-    send_and_wait(&s, &l, 20..620, LONG);
+    let d = t.start(&["--copy-range", "128"]);
+    send_and_wait(s, l, 20..620, LONG);
     assert_eq!(l.count(), 600, "every packet passes while fwlog runs");
-    let log = settle(&out, 600);
+    let log = settle(out, 600);
     for k in l.keys() {
         assert!(
             log.packets.contains_key(&k),
@@ -66,23 +47,17 @@ fn packets_pass_only_while_fwlog_runs_and_every_delivered_one_is_logged() {
     assert_eq!(d.stop(), 0);
 
     // Stopped: packets are dropped again, none logged.
-    send_and_wait(&s, &l, 620..640, SHORT);
+    send_and_wait(s, l, 620..640, SHORT);
     assert_eq!(l.count(), 600, "packets passed after fwlog stopped");
 }
 
 #[test]
 fn queue_bypass_lets_packets_through_while_fwlog_is_not_running() {
     require_root!();
-    let ns = NetNs::new("qbypass");
-    queue_rule(&ns, 4, true);
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let out = dir.path().join("out.json");
-    let out_arg = format!("json={}", out.display());
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
+    let t = QueueSetup::new("qbypass", 4, true);
+    let (out, l, s) = (&t.out, &t.l, &t.s);
 
-    send_and_wait(&s, &l, 0..20, LONG);
+    send_and_wait(s, l, 0..20, LONG);
     assert_eq!(
         l.count(),
         20,
@@ -90,14 +65,10 @@ fn queue_bypass_lets_packets_through_while_fwlog_is_not_running() {
     );
     let before = l.keys();
 
-    let d = start(
-        &ns,
-        dir.path(),
-        &args("4", spool.to_str().unwrap(), &out_arg, &[]),
-    );
-    send_and_wait(&s, &l, 20..220, LONG);
+    let d = t.start(&[]);
+    send_and_wait(s, l, 20..220, LONG);
     assert_eq!(l.count(), 220);
-    let log = settle(&out, 200);
+    let log = settle(out, 200);
     assert_eq!(
         log.packets.len(),
         200,
@@ -110,10 +81,10 @@ fn queue_bypass_lets_packets_through_while_fwlog_is_not_running() {
         );
     }
     assert_eq!(d.stop(), 0);
-    send_and_wait(&s, &l, 220..240, LONG);
+    send_and_wait(s, l, 220..240, LONG);
     assert_eq!(l.count(), 240);
     assert_eq!(
-        logged(&out).packets.len(),
+        logged(out).packets.len(),
         200,
         "nothing logged after the stop"
     );
@@ -127,22 +98,12 @@ const BIG: u32 = 57_600;
 #[test]
 fn a_full_spool_drops_packets_without_fail_open() {
     require_root!();
-    let ns = NetNs::new("qfull");
-    queue_rule(&ns, 5, false);
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let out = dir.path().join("out.json");
-    let out_arg = format!("json={}", out.display());
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
-    let d = start(
-        &ns,
-        dir.path(),
-        &args("5", spool.to_str().unwrap(), &out_arg, &TINY),
-    );
-    send_and_wait(&s, &l, BIG..BIG + 1000, Duration::from_secs(3));
+    let t = QueueSetup::new("qfull", 5, false);
+    let (out, l, s) = (&t.out, &t.l, &t.s);
+    let d = t.start(&TINY);
+    send_and_wait(s, l, BIG..BIG + 1000, Duration::from_secs(3));
     let got = l.count() as u64;
-    let log = settle(&out, got as usize);
+    let log = settle(out, got as usize);
     for k in l.keys() {
         assert!(
             log.packets.contains_key(&k),
@@ -168,22 +129,12 @@ fn a_full_spool_drops_packets_without_fail_open() {
 #[test]
 fn fail_open_lets_packets_through_and_reports_them_as_lost() {
     require_root!();
-    let ns = NetNs::new("qfailopen");
-    queue_rule(&ns, 6, false);
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let out = dir.path().join("out.json");
-    let out_arg = format!("json={}", out.display());
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
+    let t = QueueSetup::new("qfailopen", 6, false);
+    let (out, l, s) = (&t.out, &t.l, &t.s);
     let mut extra = TINY.to_vec();
     extra.push("--fail-open");
-    let d = start(
-        &ns,
-        dir.path(),
-        &args("6", spool.to_str().unwrap(), &out_arg, &extra),
-    );
-    send_and_wait(&s, &l, BIG..BIG + 1000, LONG);
+    let d = t.start(&extra);
+    send_and_wait(s, l, BIG..BIG + 1000, LONG);
     assert_eq!(l.count(), 1000, "with --fail-open every packet passes");
     // A loss report is spooled when the spool takes records again, before the next packet:
     // trickle small packets until every packet of the burst is accounted for.
@@ -195,7 +146,7 @@ fn fail_open_lets_packets_through_and_reports_them_as_lost() {
         .collect();
     let mut i = 0;
     let lost = loop {
-        let log = logged(&out);
+        let log = logged(out);
         let logged_burst = burst.iter().filter(|k| log.packets.contains_key(k)).count() as u64;
         let lost: u64 = log
             .losses
@@ -211,7 +162,7 @@ fn fail_open_lets_packets_through_and_reports_them_as_lost() {
             "burst: {logged_burst} logged + {lost} in spool-full loss lines != 1000 (or no loss); stderr:\n{}",
             d.stderr_text()
         );
-        send_and_wait(&s, &l, i..i + 1, SHORT);
+        send_and_wait(s, l, i..i + 1, SHORT);
         i += 1;
     };
     let err = {
@@ -265,24 +216,14 @@ fn exactly_one_of_group_and_queue() {
 #[test]
 fn socket_overflow_under_fail_open_is_counted_exactly() {
     require_root!();
-    let ns = NetNs::new("qoverflow");
-    queue_rule(&ns, 8, false);
-    let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let out = dir.path().join("out.json");
-    let out_arg = format!("json={}", out.display());
-    let l = Listener::new(&ns);
-    let s = Sender::new(&ns);
+    let t = QueueSetup::new("qoverflow", 8, false);
+    let (out, l, s) = (&t.out, &t.l, &t.s);
     // A receive buffer of a few dozen packets: a burst overflows it; with --fail-open the
     // kernel lets the packets that do not fit through, and their ids are never seen.
     let extra = ["--rcvbuf", "16KiB", "--fail-open"];
-    let d = start(
-        &ns,
-        dir.path(),
-        &args("8", spool.to_str().unwrap(), &out_arg, &extra),
-    );
+    let d = t.start(&extra);
     let n = 5000;
-    send_and_wait(&s, &l, 0..n, LONG);
+    send_and_wait(s, l, 0..n, LONG);
     assert_eq!(
         l.count(),
         n as usize,
@@ -292,7 +233,7 @@ fn socket_overflow_under_fail_open_is_counted_exactly() {
     // queue has been idle for a second: wait for the accounting to close, with no more traffic.
     let end = std::time::Instant::now() + LONG;
     let (log, gaps) = loop {
-        let log = logged(&out);
+        let log = logged(out);
         let gaps: u64 = log
             .losses
             .iter()
@@ -343,14 +284,11 @@ fn packets_from_another_namespace_carry_input_interface_kernel_time_and_family()
         String::from_utf8_lossy(&out6.stderr)
     );
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let out = dir.path().join("out.json");
-    let out_arg = format!("json={}", out.display());
-    let d = start(
-        &ns,
-        dir.path(),
-        &args("9", spool.to_str().unwrap(), &out_arg, &[]),
-    );
+    let run = RunArgs::new(dir.path())
+        .with(&["--queue", "9"])
+        .output(Some("json"), "out.json");
+    let out = run.path("out.json");
+    let d = start(&ns, dir.path(), &run.args());
 
     let (r4, r6) = ns.enter(|| {
         let r4 = std::net::UdpSocket::bind("10.200.41.1:9999").expect("bind v4");

@@ -9,11 +9,10 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::daemon::{wait_for, Daemon};
+use support::crash;
+use support::daemon::{wait_for, RunArgs};
 use support::netns::NetNs;
 use support::queue::{queue_rule, settle, start, Listener, Sender};
-
-use support::rng::Lcg;
 
 /// Keys are unique below this many packets (see queue_support).
 const MAX_PACKETS: u32 = 64_000;
@@ -21,37 +20,26 @@ const MAX_PACKETS: u32 = 64_000;
 #[test]
 fn kill_9_never_lets_an_unlogged_packet_through() {
     require_root!();
-    let rounds: usize = std::env::var("FWLOG_CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
-    let seed = std::env::var("FWLOG_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::process::id() as u64);
-    eprintln!("queue crash test: {rounds} rounds, seed {seed} (FWLOG_CRASH_SEED to repeat)");
-    let mut rng = Lcg(seed);
+    let rounds = crash::rounds(16);
+    let mut rng = crash::seeded("queue crash test", rounds);
+    let seed = rng.0;
 
     let ns = NetNs::new("qcrash");
     queue_rule(&ns, 7, false);
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
-    let out = dir.path().join("out.json");
-    let out_arg = format!("json={}", out.display());
-    let argv = [
-        "--queue",
-        "7",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        // Small segments, so kills also land during segment rollover.
-        "--segment-size",
-        "64KiB",
-        "--copy-range",
-        "128",
-        "--output",
-        &out_arg,
-    ];
+    // Small segments, so kills also land during segment rollover.
+    let run = RunArgs::new(dir.path())
+        .with(&[
+            "--queue",
+            "7",
+            "--segment-size",
+            "64KiB",
+            "--copy-range",
+            "128",
+        ])
+        .output(Some("json"), "out.json");
+    let out = run.path("out.json");
+    let argv = run.args();
     let l = Listener::new(&ns);
     let s = Sender::new(&ns);
 
@@ -69,14 +57,9 @@ fn kill_9_never_lets_an_unlogged_packet_through() {
             i
         });
         for round in 0..rounds {
-            let d = Daemon::spawn(&ns, dir.path(), &argv);
+            let d = run.spawn(&ns);
             // A third of the kills land in start-up (before or while the queue is bound).
-            let ms = if round % 3 == 0 {
-                rng.next(30)
-            } else {
-                50 + rng.next(400)
-            };
-            std::thread::sleep(Duration::from_millis(ms));
+            std::thread::sleep(crash::kill_delay(&mut rng, round));
             d.kill9();
         }
         // Last run: let it work a while, stop the traffic, let everything drain, stop cleanly.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::daemon::{lines, send_udp, wait_for, Daemon};
+use support::daemon::{lines, send_udp, wait_for, Daemon, RunArgs};
 use support::netns::NetNs;
 
 fn hashes(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -78,7 +78,7 @@ fn spool_left_by_a_killed_daemon(ns: &NetNs, dir: &Path, n: u32) -> std::path::P
 fn replay_prints_every_pending_packet_and_changes_nothing() {
     require_root!();
     let ns = NetNs::new("replay");
-    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 log prefix \"RPL \" group 5\n }\n}\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"RPL \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let spool = spool_left_by_a_killed_daemon(&ns, dir.path(), 50);
     let sp = spool.to_str().unwrap();
@@ -158,7 +158,7 @@ fn replay_prints_every_pending_packet_and_changes_nothing() {
 fn replay_works_on_a_read_only_bind_mount_and_beside_a_running_daemon() {
     require_root!();
     let ns = NetNs::new("rorepl");
-    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 log prefix \"RO \" group 5\n }\n}\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"RO \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let spool = spool_left_by_a_killed_daemon(&ns, dir.path(), 20);
     let ro = dir.path().join("ro");
@@ -189,21 +189,11 @@ fn replay_works_on_a_read_only_bind_mount_and_beside_a_running_daemon() {
 
     // A daemon holds the spool (and its lock) now; replay still reads it.
     let out2 = dir.path().join("live.log");
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--spool",
-            spool.to_str().unwrap(),
-            "--output",
-            out2.to_str().unwrap(),
-            "--format",
-            "kernel",
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .output_to(out2.to_str().unwrap())
+        .with(&["--format", "kernel"])
+        .start(&ns);
     wait_for(
         "the daemon to print the backlog",
         Duration::from_secs(20),
@@ -233,29 +223,22 @@ fn replay_of_a_missing_spool_is_a_one_line_error() {
 fn retain_keeps_printed_packets_for_replay() {
     require_root!();
     let ns = NetNs::new("retain");
-    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 log prefix \"RET \" group 5\n }\n}\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"RET \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let out = dir.path().join("out.log");
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .with(&[
             "--format",
             "json",
-            "--spool",
-            spool.to_str().unwrap(),
             "--segment-size",
             "16KiB",
             "--retain",
             "64KiB",
-            "--output",
-            out.to_str().unwrap(),
-        ],
-    );
+        ])
+        .output_to(out.to_str().unwrap())
+        .start(&ns);
     send_udp(&ns, 9999, 0..3000);
     wait_for("3000 lines", Duration::from_secs(30), || {
         lines(&out).len() >= 3000
@@ -293,28 +276,16 @@ fn retain_keeps_printed_packets_for_replay() {
 fn retain_for_keeps_printed_packets_for_the_duration_then_deletes_them() {
     require_root!();
     let ns = NetNs::new("retainfor");
-    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 log prefix \"RETF \" group 5\n }\n}\n");
+    ns.output_rules(&["udp dport 9999 log prefix \"RETF \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let out = dir.path().join("out.log");
     const KEEP: Duration = Duration::from_secs(6);
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--format",
-            "json",
-            "--spool",
-            spool.to_str().unwrap(),
-            "--retain-for",
-            "6s",
-            "--output",
-            out.to_str().unwrap(),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .with(&["--format", "json", "--retain-for", "6s"])
+        .output_to(out.to_str().unwrap())
+        .start(&ns);
     let sp = spool.to_str().unwrap().to_string();
     let printed = move || -> usize {
         let (code, out, err) = fwlog(&[

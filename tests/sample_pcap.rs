@@ -22,63 +22,10 @@ fn sample_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sample.pcap")
 }
 
-fn checksum(b: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    for c in b.chunks(2) {
-        s += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
-}
-
 /// Send one ICMP (v4) or ICMPv6 echo request to loopback through a raw socket.
 fn ping(v6: bool) {
-    let (fam, proto) = if v6 {
-        (libc::AF_INET6, libc::IPPROTO_ICMPV6)
-    } else {
-        (libc::AF_INET, libc::IPPROTO_ICMP)
-    };
-    let ty = if v6 { 128 } else { 8 };
-    let mut pkt = vec![ty, 0, 0, 0, 0x12, 0x34, 0, 1];
-    pkt.extend_from_slice(b"fwlog sample");
-    if !v6 {
-        let c = checksum(&pkt);
-        pkt[2..4].copy_from_slice(&c.to_be_bytes());
-    }
-    // SAFETY: plain socket calls with correctly sized address structures.
-    unsafe {
-        let fd = libc::socket(fam, libc::SOCK_RAW, proto);
-        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-        let rc = if v6 {
-            let mut a: libc::sockaddr_in6 = std::mem::zeroed();
-            a.sin6_family = libc::AF_INET6 as u16;
-            a.sin6_addr.s6_addr[15] = 1;
-            libc::sendto(
-                fd,
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&a as *const libc::sockaddr_in6).cast(),
-                std::mem::size_of_val(&a) as u32,
-            )
-        } else {
-            let mut a: libc::sockaddr_in = std::mem::zeroed();
-            a.sin_family = libc::AF_INET as u16;
-            a.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
-            libc::sendto(
-                fd,
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&a as *const libc::sockaddr_in).cast(),
-                std::mem::size_of_val(&a) as u32,
-            )
-        };
-        assert!(rc > 0, "sendto: {}", std::io::Error::last_os_error());
-        libc::close(fd);
-    }
+    let lo: std::net::IpAddr = if v6 { "::1" } else { "127.0.0.1" }.parse().unwrap();
+    support::packets::ping(lo, 0x1234, 1, b"fwlog sample", Duration::ZERO);
 }
 
 fn traffic() {

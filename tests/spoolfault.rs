@@ -9,23 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::daemon::{lines, send_udp, wait_for, Daemon};
+use support::daemon::{lines, send_udp, wait_for, Daemon, RunArgs};
 use support::netns::NetNs;
 use support::tmpfs::Tmpfs;
 
-const RULES: &str = "table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"SF \" group 5\n }\n}\n";
-
-/// Packets the nft rule logged (its counter).
-fn logged(ns: &NetNs) -> u64 {
-    let out = ns
-        .command("nft")
-        .args(["list", "ruleset"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let at = text.find("counter packets ").expect("a counter") + "counter packets ".len();
-    text[at..].split(' ').next().unwrap().parse().unwrap()
-}
+const RULES: &[&str] = &["udp dport 9999 counter log prefix \"SF \" group 5"];
 
 fn fwlog(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(support::fwlog_bin())
@@ -113,10 +101,10 @@ fn tally(objs: &[serde_json::Value]) -> (usize, Vec<(u64, u64)>) {
 fn damaged_records_are_reported_with_their_range_in_replay_and_run() {
     require_root!();
     let ns = NetNs::new("spoolfault");
-    ns.nft(RULES);
+    ns.output_rules(RULES);
     let dir = tempfile::tempdir().unwrap();
     let spool = spool_with_pending(&ns, dir.path(), 50);
-    assert_eq!(logged(&ns), 50);
+    assert_eq!(ns.counter(), 50);
     let recs = records(&spool);
     assert_eq!(recs.len(), 50, "every packet spooled");
     let first_file = &recs[0].0;
@@ -184,14 +172,14 @@ fn damaged_records_are_reported_with_their_range_in_replay_and_run() {
     assert_eq!((packets, lost), (48, expect), "run: {err}");
     assert!(!err.contains("torn"), "nothing cut: {err}");
     // Judged against the rule: every logged packet printed or reported lost.
-    assert_eq!(packets as u64 + 2, logged(&ns));
+    assert_eq!(packets as u64 + 2, ns.counter());
 }
 
 #[test]
 fn planted_entries_are_reported_escaped_and_do_not_stop_start_up() {
     require_root!();
     let ns = NetNs::new("spoolplant");
-    ns.nft(RULES);
+    ns.output_rules(RULES);
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     std::fs::create_dir(&spool).unwrap();
@@ -202,21 +190,11 @@ fn planted_entries_are_reported_escaped_and_do_not_stop_start_up() {
     std::os::unix::fs::symlink("/etc/shadow", spool.join("00000000000000000003.seg")).unwrap();
     std::fs::write(spool.join("junk\x1b[2J\nfwlog: all fine"), b"x").unwrap();
     let out = dir.path().join("out.log");
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--format",
-            "kernel",
-            "--spool",
-            spool.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .with(&["--format", "kernel"])
+        .output_to(out.to_str().unwrap())
+        .start(&ns);
     send_udp(&ns, 9999, 0..5);
     wait_for("the packets", Duration::from_secs(20), || {
         lines(&out).len() >= 5
@@ -234,7 +212,7 @@ fn planted_entries_are_reported_escaped_and_do_not_stop_start_up() {
         !err.lines().any(|l| l == "fwlog: all fine"),
         "no forged line"
     );
-    assert_eq!(lines(&out).len() as u64, logged(&ns));
+    assert_eq!(lines(&out).len() as u64, ns.counter());
 }
 
 /// Peak memory of a process (VmHWM), in KiB.
@@ -250,7 +228,7 @@ fn peak_kib(pid: u32) -> u64 {
 fn huge_records_do_not_fill_memory_beyond_the_window_bytes() {
     require_root!();
     let ns = NetNs::new("spoolbig");
-    ns.nft(RULES);
+    ns.output_rules(RULES);
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     // 24 records of 16 MiB with valid CRCs (a crafted spool): 384 MiB of record data.
@@ -270,21 +248,11 @@ fn huge_records_do_not_fill_memory_beyond_the_window_bytes() {
         w.close().unwrap();
     }
     let out = dir.path().join("out.log");
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--format",
-            "kernel",
-            "--spool",
-            spool.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .with(&["--format", "kernel"])
+        .output_to(out.to_str().unwrap())
+        .start(&ns);
     let pid = d.child.id();
     let mut peak = 0;
     wait_for("the 24 records", Duration::from_secs(120), || {
@@ -332,27 +300,18 @@ fn a_full_spool_filesystem_counts_packets_as_lost_and_recovers() {
     require_root!();
     support::require_tool("mount");
     let ns = NetNs::new("spoolfull");
-    ns.nft(RULES);
+    ns.output_rules(RULES);
     let dir = tempfile::tempdir().unwrap();
     let _fs = Tmpfs::mount(&dir.path().join("fs"), "1m");
     let spool = dir.path().join("fs/spool");
     let out = dir.path().join("out.json");
     let json = format!("json={}", out.display());
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--segment-size",
-            "64KiB",
-            "--spool",
-            spool.to_str().unwrap(),
-            "--output",
-            &json,
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .spool_at(&spool)
+        .group(5)
+        .with(&["--segment-size", "64KiB"])
+        .output_to(&json)
+        .start(&ns);
     send_udp(&ns, 9999, 0..100);
     wait_for("the first packets", Duration::from_secs(20), || {
         lines(&out).len() >= 100
@@ -391,7 +350,7 @@ fn a_full_spool_filesystem_counts_packets_as_lost_and_recovers() {
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait(Duration::from_secs(20)), 0, "{err}");
     let err = d.stderr_text();
-    assert_eq!(logged(&ns), 600);
+    assert_eq!(ns.counter(), 600);
     assert_eq!(printed + lost, 600, "{err}");
     assert!(lost > 0 && printed >= 300, "printed {printed} lost {lost}");
     assert_eq!(
@@ -402,19 +361,11 @@ fn a_full_spool_filesystem_counts_packets_as_lost_and_recovers() {
     assert_eq!(counter(&err, "lost-spool-full"), lost, "{err}");
     assert!(err.contains("room again"), "{err}");
     // The next start reports nothing: every packet was accounted for.
-    let d = Daemon::start(
-        &ns,
-        dir.path(),
-        &[
-            "--group",
-            "5",
-            "--no-dns",
-            "--spool",
-            spool.to_str().unwrap(),
-            "--output",
-            &json,
-        ],
-    );
+    let d = RunArgs::new(dir.path())
+        .spool_at(&spool)
+        .group(5)
+        .output_to(json)
+        .start(&ns);
     send_udp(&ns, 9999, 600..610);
     wait_for("the new packets", Duration::from_secs(20), || {
         lines(&out).len() as u64 >= printed + 10
@@ -456,7 +407,7 @@ fn ledger_slot(generation: u64, acked: u64) -> [u8; 32] {
 fn an_impossible_ledger_position_does_not_swallow_new_packets() {
     require_root!();
     let ns = NetNs::new("spoolledger");
-    ns.nft(RULES);
+    ns.output_rules(RULES);
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let out = dir.path().join("out.log");
@@ -489,7 +440,7 @@ fn an_impossible_ledger_position_does_not_swallow_new_packets() {
     let err = d.stderr_text();
     assert_eq!(d.stop(), 0);
     assert!(err.contains("impossible"), "{err}");
-    assert_eq!(lines(&out).len() as u64, logged(&ns));
+    assert_eq!(lines(&out).len() as u64, ns.counter());
     // And the next start finds a sane ledger: nothing printed twice.
     let d = Daemon::start(&ns, dir.path(), &args);
     send_udp(&ns, 9999, 10..11);

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +13,8 @@ use std::time::Duration;
 use fwlog::nflog::attr::encode_packet;
 use fwlog::packet::{family, Packet, TimeSource, Timestamp};
 use fwlog::pcap::NflogPcapWriter;
-use support::daemon::{send_udp, wait_for, Daemon};
+use support::crash;
+use support::daemon::{send_udp, wait_for, RunArgs};
 use support::netns::NetNs;
 
 fn fwlog(args: &[&str]) -> (i32, String, String) {
@@ -83,7 +85,7 @@ fn a_capture_file_goes_into_sqlite_and_the_sqlite3_shell_reads_it() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&db).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o640, "packet logs are not world-readable");
-    assert_eq!(sqlite3(&db, "SELECT version FROM schema_version"), "1");
+    assert_eq!(sqlite3(&db, "SELECT version FROM schema_version"), "2");
     assert_eq!(
         sqlite3(
             &db,
@@ -232,12 +234,12 @@ fn a_newer_schema_is_a_clear_error_and_nothing_is_written() {
     let target = format!("sqlite:{}", db.display());
     assert_eq!(fwlog(&["read", "--no-dns", "-o", &target, SAMPLE]).0, 0);
     let before = count(&db, "SELECT count(*) FROM packets");
-    sqlite3(&db, "UPDATE schema_version SET version = 2");
+    sqlite3(&db, "UPDATE schema_version SET version = 3");
     let (code, _, err) = fwlog(&["read", "--no-dns", "-o", &target, SAMPLE]);
     assert_eq!(code, 73, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("schema version 2 is newer than this fwlog knows (1)"),
+        err.contains("schema version 3 is newer than this fwlog knows (2)"),
         "{err}"
     );
     assert_eq!(count(&db, "SELECT count(*) FROM packets"), before);
@@ -293,23 +295,10 @@ fn a_symlink_at_the_database_path_is_refused() {
     assert_eq!(std::fs::metadata(&real).unwrap().len(), 0);
 }
 
-/// The packet count of the one `counter` in the namespace's ruleset.
-fn nft_counter(ns: &NetNs) -> u64 {
-    let o = ns
-        .command("nft")
-        .args(["list", "ruleset"])
-        .output()
-        .unwrap();
-    let s = String::from_utf8_lossy(&o.stdout).into_owned();
-    s.split("counter packets ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no counter in {s}"))
-}
-
 fn rule(ns: &NetNs, prefix: &str) {
-    ns.nft(&format!("table inet t {{\n chain o {{\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"{prefix} \" group 5\n }}\n}}\n"));
+    ns.output_rules(&[&format!(
+        "udp dport 9999 counter log prefix \"{prefix} \" group 5"
+    )]);
 }
 
 fn stored(db: &Path) -> u64 {
@@ -342,24 +331,15 @@ fn run_stores_every_packet_once_rows_plus_losses_equal_the_nft_counter() {
     rule(&ns, "SQL");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("fw.db");
-    let spool = dir.path().join("spool");
     let target = format!("sqlite:{}", db.display());
-    let args = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--retain",
-        "64MiB",
-        "--host-name",
-        "fw1",
-        "--output",
-        &target,
-    ];
-    let d = Daemon::start(&ns, dir.path(), &args);
+    let args = RunArgs::new(dir.path())
+        .group(5)
+        .with(&["--retain", "64MiB", "--host-name", "fw1"])
+        .output_to(&target);
+    let spool = args.spool();
+    let d = args.start(&ns);
     send_udp(&ns, 9999, 0..3000);
-    let sent = nft_counter(&ns);
+    let sent = ns.counter();
     assert_eq!(sent, 3000);
     wait_for("every packet stored", Duration::from_secs(30), || {
         stored(&db) >= sent
@@ -376,14 +356,14 @@ fn run_stores_every_packet_once_rows_plus_losses_equal_the_nft_counter() {
     assert_eq!(sqlite3(&db, "SELECT DISTINCT prefix FROM packets"), "SQL ");
 
     // A restart keeps the stream; the kernel logged nothing meanwhile, so nothing is lost.
-    let d = Daemon::start(&ns, dir.path(), &args);
+    let d = args.start(&ns);
     send_udp(&ns, 9999, 3000..3100);
     wait_for("the new packets", Duration::from_secs(30), || {
         stored(&db) >= sent + 100
     });
     assert_eq!(d.stop(), 0);
     assert_eq!(count(&db, "SELECT count(DISTINCT stream) FROM packets"), 1);
-    assert_eq!(stored(&db), nft_counter(&ns));
+    assert_eq!(stored(&db), ns.counter());
 
     // Replaying the kept spool into the same database adds nothing: same keys.
     let (code, _, err) = fwlog(&[
@@ -397,7 +377,7 @@ fn run_stores_every_packet_once_rows_plus_losses_equal_the_nft_counter() {
         &target,
     ]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(stored(&db), nft_counter(&ns));
+    assert_eq!(stored(&db), ns.counter());
     assert_no_duplicates(&db);
 }
 
@@ -408,18 +388,10 @@ fn a_locked_database_makes_fwlog_wait_and_keep_spooling_and_readers_never_block_
     rule(&ns, "LOCK");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("fw.db");
-    let spool = dir.path().join("spool");
     let target = format!("sqlite:{}", db.display());
-    let args = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        &target,
-    ];
-    let d = Daemon::start(&ns, dir.path(), &args);
+    let args = RunArgs::new(dir.path()).group(5).output_to(target);
+    let spool = args.spool();
+    let d = args.start(&ns);
 
     // Another writer holds the lock for 4 s: fwlog says so once, keeps spooling, catches up.
     let writer = rusqlite::Connection::open(&db).unwrap();
@@ -463,125 +435,65 @@ fn a_locked_database_makes_fwlog_wait_and_keep_spooling_and_readers_never_block_
     assert_eq!(still, 500, "the reader's snapshot is stable");
     reader.execute_batch("COMMIT").unwrap();
     assert_eq!(d.stop(), 0);
-    assert_eq!(stored(&db), nft_counter(&ns));
+    assert_eq!(stored(&db), ns.counter());
     assert_no_duplicates(&db);
-}
-
-/// A small deterministic generator, seeded per run and printed, so a failure can be replayed.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % below
-    }
 }
 
 #[test]
 fn kill_9_during_a_flood_every_seq_global_is_one_row_or_a_loss() {
     require_root!();
-    let rounds: usize = std::env::var("FWLOG_CRASH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
-    let seed = std::env::var("FWLOG_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::process::id() as u64);
-    eprintln!("sql crash test: {rounds} rounds, seed {seed} (FWLOG_CRASH_SEED to repeat)");
-    let mut rng = Lcg(seed);
+    let rounds = crash::rounds(12);
+    let mut rng = crash::seeded("sql crash test", rounds);
     let ns = NetNs::new("sqlcrash");
     rule(&ns, "FLOOD");
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("fw.db");
-    let spool = dir.path().join("spool");
     let target = format!("sqlite:{}", db.display());
-    let argv = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--segment-size",
-        "64KiB",
-        "--output",
-        &target,
-    ];
+    let args = RunArgs::new(dir.path())
+        .group(5)
+        .with(&["--segment-size", "64KiB"])
+        .output_to(target);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let sender = s.spawn(|| {
-            ns.enter(|| {
-                let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    for _ in 0..20 {
-                        let _ = sock.send_to(format!("pkt-{n}").as_bytes(), "127.0.0.1:9999");
-                        n += 1;
-                    }
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-            })
-        });
+        let sender = s.spawn(|| crash::flood(&ns, &stop));
         for round in 0..rounds {
-            let d = Daemon::spawn(&ns, dir.path(), &argv);
-            let ms = if round % 3 == 0 {
-                rng.next(30)
-            } else {
-                50 + rng.next(400)
-            };
-            std::thread::sleep(Duration::from_millis(ms));
+            let d = args.spawn(&ns);
+            std::thread::sleep(crash::kill_delay(&mut rng, round));
             d.kill9();
         }
-        let d = Daemon::start(&ns, dir.path(), &argv);
+        let d = args.start(&ns);
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::Relaxed);
         sender.join().unwrap();
-        let mut last = 0;
-        wait_for("the rows to settle", Duration::from_secs(60), || {
-            std::thread::sleep(Duration::from_millis(500));
-            let n = stored(&db);
-            let settled = n == last && n > 0;
-            last = n;
-            settled
-        });
+        crash::wait_settled(
+            "the rows to settle",
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || stored(&db),
+        );
         assert_eq!(d.stop(), 0);
     });
-    let left = fwlog_spool::ReadOnlySpool::open(&spool)
-        .unwrap()
-        .records()
-        .filter(|r| r.as_ref().is_ok_and(|r| !r.acked))
-        .count();
+    let left = crash::unacked(&args.spool());
     assert_eq!(left, 0, "unacknowledged records left in the spool");
     assert_no_duplicates(&db);
 
     let c = rusqlite::Connection::open(&db).unwrap();
-    let rows: std::collections::BTreeSet<i64> = c
+    let rows: BTreeSet<u64> = c
         .prepare("SELECT seq_global FROM packets")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let gaps: Vec<(i64, i64)> = c
+    let gaps: Vec<(u64, u64)> = c
         .prepare("SELECT seq_global_first, seq_global_last FROM losses WHERE seq_global_first IS NOT NULL")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let (first, last) = (*rows.first().unwrap(), *rows.last().unwrap());
-    let missing: Vec<i64> = (first..=last)
-        .filter(|g| !rows.contains(g) && !gaps.iter().any(|&(a, b)| a <= *g && *g <= b))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} seq_global values neither a row nor in losses, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-    let total = nft_counter(&ns);
+    crash::assert_accounted(&rows, &gaps, "a row");
+    let total = ns.counter();
     eprintln!(
         "sql crash test: nft counted {total}, {} rows, {} loss rows covering {} packets, {rounds} kills",
         rows.len(),
@@ -635,18 +547,11 @@ fn a_full_disk_keeps_the_packets_spooled_until_there_is_room() {
     let small = dir.path().join("small");
     let _mount = support::tmpfs::Tmpfs::mount(&small, "4m");
     let db = small.join("fw.db");
-    let spool = dir.path().join("spool");
     let target = format!("sqlite:{}", db.display());
-    let args = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        &target,
-    ];
-    let d = Daemon::start(&ns, dir.path(), &args);
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .output_to(target)
+        .start(&ns);
     send_udp(&ns, 9999, 0..200);
     wait_for("the first rows", Duration::from_secs(30), || {
         stored(&db) >= 200
@@ -674,7 +579,7 @@ fn a_full_disk_keeps_the_packets_spooled_until_there_is_room() {
     let err = d.stderr_text();
     assert!(err.contains("works again"), "{err}");
     assert_eq!(d.stop(), 0);
-    assert_eq!(stored(&db), nft_counter(&ns));
+    assert_eq!(stored(&db), ns.counter());
     assert_eq!(count(&db, "SELECT coalesce(sum(count), 0) FROM losses"), 0);
     assert_no_duplicates(&db);
 }

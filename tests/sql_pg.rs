@@ -8,196 +8,31 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::daemon::{send_udp, wait_for, Daemon};
+use support::crash;
+use support::daemon::{send_udp, wait_for, RunArgs};
 use support::netns::NetNs;
-
-const BIN: &str = "/usr/lib/postgresql/15/bin";
-const PASSWORD: &str = "s3cret-test";
-
-/// A server inside a test's network namespace (where the daemon under test runs), so that
-/// `127.0.0.1` means the same place to both.
-struct Pg {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    port: u16,
-    ns: String,
-}
-
-/// Run `args` as the postgres user inside namespace `ns`.
-fn as_postgres(ns: &str, args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "runuser", "-u", "postgres", "--"])
-        .args(args)
-        .output()
-        .expect("runuser")
-}
-
-impl Pg {
-    /// initdb (superuser `fwtest`, password auth on TCP) without starting it.
-    fn init(ns: &NetNs, port: u16) -> Pg {
-        assert!(
-            Path::new(BIN).join("initdb").exists(),
-            "PostgreSQL 15 is not installed: run tests/run.sh, which installs postgresql"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let c = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid path; uid/gid of the postgres user as id(1) reports them.
-        let (uid, gid) = (user_id("-u"), user_id("-g"));
-        assert_eq!(unsafe { libc::chown(c.as_ptr(), uid, gid) }, 0);
-        let pw = dir.path().join("pw");
-        std::fs::write(&pw, PASSWORD).unwrap();
-        assert_eq!(unsafe { libc::chown(c_path(&pw).as_ptr(), uid, gid) }, 0);
-        let data = dir.path().join("data");
-        let o = as_postgres(
-            &ns.name,
-            &[
-                &format!("{BIN}/initdb"),
-                "-D",
-                data.to_str().unwrap(),
-                "-U",
-                "fwtest",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--pwfile",
-                pw.to_str().unwrap(),
-            ],
-        );
-        assert!(
-            o.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        Pg {
-            _dir: dir,
-            data,
-            port,
-            ns: ns.name.clone(),
-        }
-    }
-
-    fn start(&self) {
-        self.start_with("");
-    }
-
-    /// Start with extra server options (`-c name=value ...`).
-    fn start_with(&self, extra: &str) {
-        let sock = self.data.to_str().unwrap();
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {sock} -c fsync=off {extra}",
-            self.port
-        );
-        let log = self.data.join("log");
-        let o = as_postgres(
-            &self.ns,
-            &[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                sock,
-                "-o",
-                &opts,
-                "-l",
-                log.to_str().unwrap(),
-                "-w",
-                "start",
-            ],
-        );
-        assert!(
-            o.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-
-    fn url(&self, password: &str) -> String {
-        format!(
-            "postgresql://fwtest:{password}@127.0.0.1:{}/postgres",
-            self.port
-        )
-    }
-
-    /// One value from psql.
-    fn query(&self, sql: &str) -> String {
-        let o = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                "psql",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "fwtest",
-            ])
-            .args(["-d", "postgres", "-tAc", sql])
-            .env("PGPASSWORD", PASSWORD)
-            .output()
-            .expect("psql");
-        assert!(
-            o.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
-
-    fn count(&self, sql: &str) -> u64 {
-        self.query(sql).parse().unwrap()
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let _ = as_postgres(
-            &self.ns,
-            &[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                self.data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "stop",
-            ],
-        );
-    }
-}
-
-fn c_path(p: &Path) -> std::ffi::CString {
-    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
-}
-
-fn user_id(flag: &str) -> u32 {
-    let o = Command::new("id")
-        .args([flag, "postgres"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout)
-        .trim()
-        .parse()
-        .expect("a postgres user")
-}
+use support::pg::{as_postgres, c_path, user_id, Pg, BIN, PASSWORD};
 
 fn stored(pg: &Pg) -> u64 {
     pg.count("SELECT (SELECT count(*) FROM packets) + (SELECT coalesce(sum(count), 0) FROM losses)")
 }
 
-fn nft_counter(ns: &NetNs) -> u64 {
-    let o = ns
-        .command("nft")
-        .args(["list", "ruleset"])
-        .output()
-        .unwrap();
-    let s = String::from_utf8_lossy(&o.stdout).into_owned();
-    s.split("counter packets ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no counter in {s}"))
+/// Start `args`, send `n` packets, wait for `refusal` in stderr, let fwlog retry for 2 s and
+/// stop it; returns its stderr.
+fn refused_run(ns: &NetNs, args: &RunArgs, n: u32, refusal: &str) -> String {
+    let d = args.start(ns);
+    send_udp(ns, 9999, 0..n);
+    wait_for("the refusal", Duration::from_secs(20), || {
+        d.stderr_text().contains(refusal)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let err = d.stderr_text();
+    assert_eq!(d.stop(), 0);
+    err
 }
 
 fn rule(ns: &NetNs) {
-    ns.nft("table inet t {\n chain o {\n  type filter hook output priority 0;\n  udp dport 9999 counter log prefix \"PG \" group 5\n }\n}\n");
+    ns.output_rules(&["udp dport 9999 counter log prefix \"PG \" group 5"]);
 }
 
 #[test]
@@ -207,23 +42,14 @@ fn unreachable_at_start_then_every_packet_once_with_inet_columns_and_replay_adds
     rule(&ns);
     let pg = Pg::init(&ns, 55432);
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
     let url = pg.url(PASSWORD);
-    let args = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--retain",
-        "64MiB",
-        "--host-name",
-        "fw1",
-        "--output",
-        &url,
-    ];
+    let args = RunArgs::new(dir.path())
+        .group(5)
+        .with(&["--retain", "64MiB", "--host-name", "fw1"])
+        .output_to(&url);
+    let spool = args.spool();
     // No server yet: fwlog starts, spools, says so once.
-    let d = Daemon::start(&ns, dir.path(), &args);
+    let d = args.start(&ns);
     send_udp(&ns, 9999, 0..1000);
     wait_for("the outage to be reported", Duration::from_secs(20), || {
         d.stderr_text()
@@ -250,7 +76,7 @@ fn unreachable_at_start_then_every_packet_once_with_inet_columns_and_replay_adds
         "said once: {err}"
     );
     assert!(err.contains("works again"), "and again on recovery: {err}");
-    assert_eq!(stored(&pg), nft_counter(&ns));
+    assert_eq!(stored(&pg), ns.counter());
     assert_eq!(pg.count("SELECT count(*) FROM packets"), 3000);
     assert_eq!(
         pg.count("SELECT count(DISTINCT seq_global) FROM packets"),
@@ -283,36 +109,17 @@ fn a_wrong_password_is_one_clear_line_and_the_packets_stay_spooled() {
     let pg = Pg::init(&ns, 55433);
     pg.start();
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
     let url = pg.url("wrong-password");
-    let args = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        &url,
-    ];
-    let d = Daemon::start(&ns, dir.path(), &args);
-    send_udp(&ns, 9999, 0..300);
-    wait_for("the refusal", Duration::from_secs(20), || {
-        d.stderr_text().contains("password authentication failed")
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    let err = d.stderr_text();
-    assert_eq!(d.stop(), 0);
+    let args = RunArgs::new(dir.path()).group(5).output_to(&url);
+    let spool = args.spool();
+    let err = refused_run(&ns, &args, 300, "password authentication failed");
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("password")).collect();
     assert_eq!(lines.len(), 1, "one clear line: {err}");
     assert!(
         !err.contains("wrong-password"),
         "the password is never shown: {err}"
     );
-    let pending = fwlog_spool::ReadOnlySpool::open(&spool)
-        .unwrap()
-        .records()
-        .filter(|r| r.as_ref().is_ok_and(|r| !r.acked))
-        .count();
+    let pending = crash::unacked(&spool);
     assert_eq!(pending, 300, "the packets stay in the spool");
     assert_eq!(pg.query("SELECT to_regclass('packets') IS NULL"), "t");
 }
@@ -343,39 +150,20 @@ fn kill_9_and_a_server_crash_during_a_flood_every_seq_global_is_one_row_or_a_los
     let pg = Pg::init(&ns, 55434);
     pg.start();
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
     let url = pg.url(PASSWORD);
-    let argv = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--segment-size",
-        "64KiB",
-        "--output",
-        &url,
-    ];
+    let argv = RunArgs::new(dir.path())
+        .group(5)
+        .with(&["--segment-size", "64KiB"])
+        .output_to(&url);
+    let spool = argv.spool();
     let seed = std::process::id() as u64;
     eprintln!("pg crash test: seed {seed}");
     let mut rng = support::rng::Lcg(seed);
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
-        let sender = s.spawn(|| {
-            ns.enter(|| {
-                let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-                let mut n = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    for _ in 0..20 {
-                        let _ = sock.send_to(format!("pkt-{n}").as_bytes(), "127.0.0.1:9999");
-                        n += 1;
-                    }
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-            })
-        });
+        let sender = s.spawn(|| crash::flood(&ns, &stop));
         for round in 0..10 {
-            let d = Daemon::spawn(&ns, dir.path(), &argv);
+            let d = argv.spawn(&ns);
             if round == 5 {
                 std::thread::sleep(Duration::from_millis(300));
                 pg.crash_and_restart();
@@ -383,18 +171,16 @@ fn kill_9_and_a_server_crash_during_a_flood_every_seq_global_is_one_row_or_a_los
             std::thread::sleep(Duration::from_millis(100 + rng.next(500)));
             d.kill9();
         }
-        let d = Daemon::start(&ns, dir.path(), &argv);
+        let d = argv.start(&ns);
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         sender.join().unwrap();
-        let mut last = 0;
-        wait_for("the rows to settle", Duration::from_secs(90), || {
-            std::thread::sleep(Duration::from_millis(700));
-            let n = stored(&pg);
-            let settled = n == last && n > 0;
-            last = n;
-            settled
-        });
+        crash::wait_settled(
+            "the rows to settle",
+            Duration::from_secs(90),
+            Duration::from_millis(700),
+            || stored(&pg),
+        );
         assert_eq!(d.stop(), 0);
     });
     assert_eq!(
@@ -409,15 +195,11 @@ fn kill_9_and_a_server_crash_during_a_flood_every_seq_global_is_one_row_or_a_los
          AND NOT EXISTS (SELECT 1 FROM losses WHERE g BETWEEN seq_global_first AND seq_global_last)",
     );
     assert_eq!(missing, 0, "seq_global values neither a row nor in losses");
-    let left = fwlog_spool::ReadOnlySpool::open(&spool)
-        .unwrap()
-        .records()
-        .filter(|r| r.as_ref().is_ok_and(|r| !r.acked))
-        .count();
+    let left = crash::unacked(&spool);
     assert_eq!(left, 0, "unacknowledged records left in the spool");
     eprintln!(
         "pg crash test: nft counted {}, {} rows, {} lost in {} loss rows",
-        nft_counter(&ns),
+        ns.counter(),
         pg.count("SELECT count(*) FROM packets"),
         pg.count("SELECT coalesce(sum(count), 0) FROM losses"),
         pg.count("SELECT count(*) FROM losses")
@@ -817,7 +599,6 @@ fn tls_verify_full_connects_and_a_wrong_ca_or_host_name_is_one_line_with_packets
     // The daemon with a CA that did not sign the server's certificate: one line, the packets
     // stay spooled.
     let dir = tempfile::tempdir().unwrap();
-    let spool = dir.path().join("spool");
     let wrong = url(
         "127.0.0.1",
         &format!(
@@ -825,31 +606,13 @@ fn tls_verify_full_connects_and_a_wrong_ca_or_host_name_is_one_line_with_packets
             certs.join("other-ca.pem").display()
         ),
     );
-    let args = [
-        "--group",
-        "5",
-        "--no-dns",
-        "--spool",
-        spool.to_str().unwrap(),
-        "--output",
-        &wrong,
-    ];
-    let d = Daemon::start(&ns, dir.path(), &args);
-    send_udp(&ns, 9999, 0..200);
-    wait_for("the refusal", Duration::from_secs(20), || {
-        d.stderr_text().contains("cannot write to")
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    let err = d.stderr_text();
-    assert_eq!(d.stop(), 0);
+    let args = RunArgs::new(dir.path()).group(5).output_to(&wrong);
+    let spool = args.spool();
+    let err = refused_run(&ns, &args, 200, "cannot write to");
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("certificate")).collect();
     assert_eq!(lines.len(), 1, "one clear line: {err}");
     assert!(lines[0].contains("UnknownIssuer"), "{err}");
-    let pending = fwlog_spool::ReadOnlySpool::open(&spool)
-        .unwrap()
-        .records()
-        .filter(|r| r.as_ref().is_ok_and(|r| !r.acked))
-        .count();
+    let pending = crash::unacked(&spool);
     assert_eq!(pending, 200, "the packets stay in the spool");
     assert_eq!(pg.count("SELECT count(*) FROM packets"), 2 * n);
 }

@@ -11,9 +11,7 @@ fn kernel_log_line_is_read_back_from_kmsg() {
     require_root!();
     let ns = NetNs::new("selftest");
     let tag = format!("FWLST{} ", std::process::id());
-    ns.nft(&format!(
-        "table inet t {{\n chain o {{\n  type filter hook output priority 0;\n  udp dport 9 log prefix \"{tag}\"\n }}\n}}\n"
-    ));
+    ns.output_rules(&[format!("udp dport 9 log prefix \"{tag}\"")]);
     kmsg::enable_log_all_netns();
     let mut k = kmsg::Kmsg::open_at_end();
     ns.enter(|| {

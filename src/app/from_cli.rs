@@ -54,7 +54,7 @@ pub fn format_config(args: &FormatArgs) -> FormatConfig {
         options: FormatOptions {
             flags: args.log_flags,
             syslog_framing: !args.no_syslog_header,
-            hostname: crate::ifname::short_hostname(),
+            hostname: crate::hostname::short_hostname(),
             geo: !geo.is_empty(),
             no_geo_tag: args.no_geo_tag,
         },
@@ -180,7 +180,7 @@ pub fn replay_config(args: &ReplayArgs) -> Result<ReplayConfig, ConfigError> {
     })
 }
 
-/// `fwlog report`: sources parsed (SQL ones refused for now), `--src` as a network.
+/// `fwlog report`: sources parsed, `--src` as a network.
 pub fn report_config(args: &cli::ReportArgs) -> Result<crate::report::ReportConfig, String> {
     use crate::report::{parse_net, Filter, ReportConfig, Source};
     let sources = args

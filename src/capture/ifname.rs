@@ -1,4 +1,6 @@
-//! Interface index -> name, cached, resolved in the capture socket's network namespace.
+//! Interface index -> name, cached, resolved in the capture socket's network namespace; the
+//! one place fwlog asks the kernel for an interface's name (`fwlog read --ifnames` uses
+//! [`index_to_name`]).
 //!
 //! NFLOG gives interface *indexes*; names must be taken at receive time because interfaces
 //! come and go. A lookup is one `ioctl(SIOCGIFNAME)` on a socket of our own, which resolves in
@@ -131,6 +133,13 @@ impl IfNameCache {
     }
 }
 
+/// The name of interface `index` in the calling thread's network namespace, if one has that
+/// index now (a cache of its own, for callers that look each index up once).
+pub fn index_to_name(index: u32) -> Option<Vec<u8>> {
+    let mut cache = IfNameCache::new().ok()?;
+    cache.get(index, Instant::now()).map(<[u8]>::to_vec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +161,7 @@ mod tests {
         assert_eq!(c.kernel_lookups(), 3);
         // Indexes beyond c_int never reach the kernel.
         assert_eq!(c.get(u32::MAX, later), None);
+        assert_eq!(index_to_name(1).as_deref(), Some(&b"lo"[..]));
+        assert_eq!(index_to_name(0x7fff_fff0), None);
     }
 }

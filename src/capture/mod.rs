@@ -74,7 +74,7 @@ mod socket;
 pub use batch::{RecordBatch, Records};
 pub use config::NflogConfig;
 pub use error::CaptureError;
-pub use ifname::IfNameCache;
+pub use ifname::{index_to_name, IfNameCache};
 pub use loss::LossTracker;
 pub use record::{scan_group_seq, scan_seq_global};
 pub use socket::{CaptureStats, NflogSocket, MAX_DATAGRAM};

@@ -174,7 +174,7 @@ impl HostIfNames {
             if i.name.is_none() {
                 self.names
                     .entry(i.index)
-                    .or_insert_with(|| crate::ifname::index_to_name(i.index));
+                    .or_insert_with(|| crate::capture::index_to_name(i.index));
             }
         }
         let names = &self.names;

@@ -14,7 +14,8 @@ pub fn run(cfg: &ReportConfig) -> i32 {
                 ReportError::Geo(_) => exit::NO_INPUT,
                 ReportError::Source(SourceError::Spool { .. }) => exit::SPOOL,
                 ReportError::Source(SourceError::Read { .. }) => exit::NO_INPUT,
-                ReportError::Source(SourceError::SqlNotYet(_)) => exit::USAGE,
+                ReportError::Source(SourceError::Usage(_)) => exit::USAGE,
+                ReportError::Source(SourceError::Sql { .. }) => exit::NO_INPUT,
             };
         }
     };

@@ -263,6 +263,20 @@ impl<'a> Ipv6<'a> {
         Ok(v6)
     }
 
+    /// The protocol number formats show for the packet: the upper layer's, or the header the
+    /// extension walk stopped at (ESP, a header after a non-first fragment, one cut short).
+    pub fn shown_protocol(&self) -> u8 {
+        match self.end {
+            Ipv6End::Upper => self.protocol,
+            Ipv6End::Esp => ESP,
+            Ipv6End::AfterFragment(k) => k,
+            Ipv6End::Truncated(t) | Ipv6End::FragmentTruncated(t) => match t.layer {
+                Layer::Ipv6Ext(k) => k,
+                _ => self.protocol,
+            },
+        }
+    }
+
     /// The extension headers in order, as far as the walk goes (see the module docs).
     pub fn ext_headers(&self) -> ExtIter<'a> {
         ExtIter {

@@ -51,6 +51,17 @@ pub use ipv4::Ipv4;
 pub use ipv6::{ExtHeader, ExtIter, FragmentHeader, Ipv6, Ipv6End};
 pub use transport::{Ah, Esp, Icmp, Icmpv6, Tcp, Transport, Udp};
 
+/// The IP protocol numbers the decoder reads a header of (IPv6 extension kinds: [`ipv6`]).
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ESP: u8 = super::ipv6::ESP;
+    pub const AH: u8 = super::ipv6::AH;
+    pub const ICMPV6: u8 = 58;
+    pub const UDPLITE: u8 = 136;
+}
+
 /// The layer a [`Truncated`] note is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
@@ -82,12 +93,12 @@ impl Layer {
             Layer::Ipv4 => "ip",
             Layer::Ipv4Options => "ip-options",
             Layer::Ipv6 => "ip6",
-            Layer::Ipv6Ext(44) => "ip6-fragment",
-            Layer::Ipv6Ext(51) => "ip6-ah",
-            Layer::Ipv6Ext(50) => "ip6-esp",
-            Layer::Ipv6Ext(0) => "ip6-hop-by-hop",
-            Layer::Ipv6Ext(43) => "ip6-routing",
-            Layer::Ipv6Ext(60) => "ip6-dest-options",
+            Layer::Ipv6Ext(ipv6::FRAGMENT) => "ip6-fragment",
+            Layer::Ipv6Ext(ipv6::AH) => "ip6-ah",
+            Layer::Ipv6Ext(ipv6::ESP) => "ip6-esp",
+            Layer::Ipv6Ext(ipv6::HOP_BY_HOP) => "ip6-hop-by-hop",
+            Layer::Ipv6Ext(ipv6::ROUTING) => "ip6-routing",
+            Layer::Ipv6Ext(ipv6::DEST_OPTS) => "ip6-dest-options",
             Layer::Ipv6Ext(_) => "ip6-ext",
             Layer::Tcp => "tcp",
             Layer::TcpOptions => "tcp-options",

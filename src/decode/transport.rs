@@ -370,9 +370,10 @@ pub(crate) fn decode(
     nested: bool,
     v6: bool,
 ) -> Transport<'_> {
+    use super::proto::{AH, ESP, ICMP, ICMPV6, TCP, UDP, UDPLITE};
     let known = matches!(
         (protocol, v6),
-        (6 | 17 | 136, _) | (1 | 50 | 51, false) | (58, true)
+        (TCP | UDP | UDPLITE, _) | (ICMP | ESP | AH, false) | (ICMPV6, true)
     );
     if !known {
         return Transport::Other;
@@ -381,16 +382,16 @@ pub(crate) fn decode(
         return Transport::Fragment;
     }
     match protocol {
-        6 => tcp_at(b, off),
-        17 => udp_at(b, off, false),
-        136 => udp_at(b, off, true),
-        1 => icmp_at(b, off, nested),
-        58 => icmpv6_at(b, off, nested),
-        51 => match ah_at(b, off) {
+        TCP => tcp_at(b, off),
+        UDP => udp_at(b, off, false),
+        UDPLITE => udp_at(b, off, true),
+        ICMP => icmp_at(b, off, nested),
+        ICMPV6 => icmpv6_at(b, off, nested),
+        AH => match ah_at(b, off) {
             Ok(a) => Transport::Ah(a),
             Err(t) => Transport::Truncated(t),
         },
-        50 => match esp_at(b, off) {
+        ESP => match esp_at(b, off) {
             Ok(e) => Transport::Esp(e),
             Err(t) => Transport::Truncated(t),
         },

@@ -20,10 +20,11 @@
 
 use std::net::IpAddr;
 
-use crate::decode::{Decoded, Ipv6End, Net, Transport};
+use crate::decode::{proto, Decoded, Ipv6End, Net, Transport};
 use crate::packet::{hook, Iface, Packet};
 
 use super::escape::{escape_into, escape_name_into};
+use super::icmp::{IcmpView, Quoted};
 use super::names::NameTables;
 use super::write::{dec, ipv4, ipv6, s};
 use super::{json, time, LossEvent, Names};
@@ -175,23 +176,15 @@ fn ports(t: &Transport<'_>) -> Option<(u16, u16)> {
 
 /// The addresses an ICMP error or redirect carries besides the outer ones.
 fn icmp_related(f: &mut Flow<'_>, t: &Transport<'_>) {
-    match t {
-        Transport::Icmp(i) => {
-            if let Some(g) = i.gateway() {
-                f.relate(g.into());
-            }
-            if let Some(Ok(q)) = i.inner() {
-                f.relate(q.src.into());
-                f.relate(q.dst.into());
-            }
-        }
-        Transport::Icmpv6(i) => {
-            if let Some(Ok(q)) = i.inner() {
-                f.relate(q.src.into());
-                f.relate(q.dst.into());
-            }
-        }
-        _ => {}
+    let Some(m) = IcmpView::of(t) else {
+        return;
+    };
+    if let Some(g) = m.gateway {
+        f.relate(g.into());
+    }
+    if let Some((src, dst)) = m.quoted.as_ref().and_then(Quoted::addrs) {
+        f.relate(src);
+        f.relate(dst);
     }
 }
 
@@ -219,10 +212,8 @@ fn flow<'a>(p: &Packet<'a>, d: &Decoded<'a>) -> Flow<'a> {
             f.relate(v6.src.into());
             f.relate(v6.dst.into());
             f.proto = match v6.end {
-                Ipv6End::Upper => Some(v6.protocol),
-                Ipv6End::Esp => Some(50),
-                Ipv6End::AfterFragment(k) => Some(k),
-                _ => None,
+                Ipv6End::Truncated(_) | Ipv6End::FragmentTruncated(_) => None,
+                _ => Some(v6.shown_protocol()),
             };
             if let Ipv6End::Upper = v6.end {
                 f.ports = ports(&v6.transport);
@@ -252,7 +243,11 @@ fn flow<'a>(p: &Packet<'a>, d: &Decoded<'a>) -> Flow<'a> {
 /// The lowercase IANA keyword of a protocol, escaped (from the protocol table; `ipv6-icmp`
 /// for 58, which /etc/protocols may spell `IPv6-ICMP`).
 fn transport_name(t: &NameTables, n: u8) -> Option<Vec<u8>> {
-    let name = if n == 58 { "ipv6-icmp" } else { t.protocol(n)? };
+    let name = if n == proto::ICMPV6 {
+        "ipv6-icmp"
+    } else {
+        t.protocol(n)?
+    };
     let mut text = Vec::with_capacity(name.len());
     escape_into(&mut text, name.as_bytes());
     text.make_ascii_lowercase();

@@ -24,12 +24,14 @@
 use std::net::IpAddr;
 
 use crate::decode::{
-    arp_opcode_name, Arp, Decoded, Ipv4, Ipv6, Ipv6End, Layer, Net, Partial, Transport, Truncated,
+    arp_opcode_name, ipv6, proto, Arp, Decoded, Ipv4, Ipv6, Ipv6End, Layer, Net, Partial,
+    Transport, Truncated,
 };
 use crate::packet::{family, hook, Iface, Packet, TimeSource};
 
 use super::escape::{escape_into, escape_quoted_into};
-use super::names::{icmp_code, icmp_type, icmpv6_code, icmpv6_type, NameTables};
+use super::icmp::{IcmpView, Quoted};
+use super::names::{proto_label, NameTables};
 use super::write::*;
 use super::{tcpopt, time, LossEvent, Names};
 
@@ -223,7 +225,7 @@ fn echo(out: &mut Vec<u8>, echo: Option<(u16, u16)>) {
 }
 
 /// `, pointer N` and `, mtu N` of an ICMP or ICMPv6 error, where present.
-fn pointer_mtu(out: &mut Vec<u8>, pointer: Option<impl Into<u64>>, mtu: Option<impl Into<u64>>) {
+fn pointer_mtu(out: &mut Vec<u8>, pointer: Option<u32>, mtu: Option<u32>) {
     if let Some(p) = pointer {
         s(out, ", pointer ");
         dec(out, p.into());
@@ -382,16 +384,7 @@ fn ipv6(
     s(out, "], hlim ");
     dec(out, v6.hop_limit as u64);
     s(out, ", ");
-    let shown = match v6.end {
-        Ipv6End::Upper => v6.protocol,
-        Ipv6End::Esp => 50,
-        Ipv6End::AfterFragment(k) => k,
-        Ipv6End::Truncated(tr) | Ipv6End::FragmentTruncated(tr) => match tr.layer {
-            Layer::Ipv6Ext(k) => k,
-            _ => v6.protocol,
-        },
-    };
-    proto(out, t, shown);
+    proto(out, t, v6.shown_protocol());
     s(out, ", from ");
     addr(out, v6.src.into(), names);
     s(out, " to ");
@@ -438,9 +431,9 @@ fn ipv6(
         Ipv6End::Upper => transport(t, &v6.transport, v6.protocol, names, indent, out),
         Ipv6End::Esp => {
             // The ESP header itself: find it in the chain for its SPI.
-            if let Some(e) = v6.ext_headers().find(|e| e.kind == 50) {
+            if let Some(e) = v6.ext_headers().find(|e| e.kind == ipv6::ESP) {
                 s(out, indent);
-                s(out, "ESP: ");
+                tag(out, proto::ESP);
                 match e.spi {
                     Some(spi) => {
                         s(out, "spi 0x");
@@ -473,17 +466,10 @@ fn port(out: &mut Vec<u8>, t: &NameTables, key: &str, p: u16, tcp: bool) {
     }
 }
 
-fn tag(proto: u8) -> &'static str {
-    match proto {
-        6 => "TCP: ",
-        17 => "UDP: ",
-        136 => "UDPLITE: ",
-        1 => "ICMP: ",
-        58 => "ICMP6: ",
-        51 => "AH: ",
-        50 => "ESP: ",
-        _ => "DATA: ",
-    }
+/// `TAG: ` of a transport line.
+fn tag(out: &mut Vec<u8>, protocol: u8) {
+    s(out, proto_label(protocol).fwlog);
+    s(out, ": ");
 }
 
 fn type_code(out: &mut Vec<u8>, t: u8, c: u8, tn: Option<&str>, cn: Option<&str>) {
@@ -515,12 +501,12 @@ fn transport(
         Transport::Other => return,
         Transport::Fragment => {
             s(out, indent);
-            s(out, tag(protocol));
+            tag(out, protocol);
             s(out, "[non-first fragment: no header]");
         }
         Transport::Truncated(x) => {
             s(out, indent);
-            s(out, tag(protocol));
+            tag(out, protocol);
             truncated(out, x);
         }
         Transport::Tcp(th) => {
@@ -529,65 +515,24 @@ fn transport(
         }
         Transport::Udp(u) => {
             s(out, indent);
-            s(out, if u.lite { "UDPLITE" } else { "UDP" });
-            port(out, t, ": src port ", u.src_port, false);
+            tag(out, if u.lite { proto::UDPLITE } else { proto::UDP });
+            port(out, t, "src port ", u.src_port, false);
             port(out, t, ", dst port ", u.dst_port, false);
             s(out, if u.lite { ", coverage " } else { ", len " });
             dec(out, u.length as u64);
         }
-        Transport::Icmp(i) => {
-            s(out, indent);
-            s(out, "ICMP: ");
-            type_code(
-                out,
-                i.icmp_type,
-                i.code,
-                icmp_type(i.icmp_type),
-                icmp_code(i.icmp_type, i.code),
-            );
-            if let Some(x) = &i.short {
-                s(out, ", ");
-                truncated(out, x);
-            }
-            echo(out, i.echo());
-            if let Some(g) = i.gateway() {
-                s(out, ", gateway ");
-                addr(out, g.into(), names);
-            }
-            pointer_mtu(out, i.parameter(), i.mtu());
-            if let Some(inner) = i.inner() {
-                s(out, ", quoted packet:\n");
-                match inner {
-                    Ok(v4) => ipv4(t, &v4, None, 0, names, "  ", out),
-                    Err(x) => quoted_unreadable(out, "IP", &x),
+        Transport::Icmp(_) | Transport::Icmpv6(_) => {
+            if let Some(m) = IcmpView::of(tr) {
+                s(out, indent);
+                if icmp(t, &m, names, out) {
+                    return;
                 }
-                return;
-            }
-        }
-        Transport::Icmpv6(i) => {
-            s(out, indent);
-            s(out, "ICMP6: ");
-            type_code(
-                out,
-                i.icmp_type,
-                i.code,
-                icmpv6_type(i.icmp_type),
-                icmpv6_code(i.icmp_type, i.code),
-            );
-            echo(out, i.echo());
-            pointer_mtu(out, i.pointer(), i.mtu());
-            if let Some(inner) = i.inner() {
-                s(out, ", quoted packet:\n");
-                match inner {
-                    Ok(v6) => ipv6(t, &v6, None, 0, names, "  ", out),
-                    Err(x) => quoted_unreadable(out, "IP6", &x),
-                }
-                return;
             }
         }
         Transport::Ah(a) => {
             s(out, indent);
-            s(out, "AH: spi 0x");
+            tag(out, proto::AH);
+            s(out, "spi 0x");
             hex_pad(out, a.spi as u64, 8, false);
             s(out, ", seq ");
             dec(out, a.seq as u64);
@@ -601,7 +546,8 @@ fn transport(
         }
         Transport::Esp(e) => {
             s(out, indent);
-            s(out, "ESP: spi 0x");
+            tag(out, proto::ESP);
+            s(out, "spi 0x");
             hex_pad(out, e.spi as u64, 8, false);
             s(out, ", seq ");
             dec(out, e.seq as u64);
@@ -610,10 +556,39 @@ fn transport(
     out.push(b'\n');
 }
 
+/// The ICMP or ICMPv6 line, and the lines of the packet an error quotes (then `true`: the
+/// quoted packet's lines end the block's transport part).
+fn icmp(t: &NameTables, m: &IcmpView<'_>, names: &dyn Names, out: &mut Vec<u8>) -> bool {
+    tag(out, if m.v6 { proto::ICMPV6 } else { proto::ICMP });
+    type_code(out, m.icmp_type, m.code, m.type_name, m.code_name);
+    if let Some(x) = &m.short {
+        s(out, ", ");
+        truncated(out, x);
+    }
+    echo(out, m.echo);
+    if let Some(g) = m.gateway {
+        s(out, ", gateway ");
+        addr(out, g.into(), names);
+    }
+    pointer_mtu(out, m.pointer, m.mtu);
+    let Some(q) = &m.quoted else {
+        return false;
+    };
+    s(out, ", quoted packet:\n");
+    match q {
+        Quoted::V4(Ok(v4)) => ipv4(t, v4, None, 0, names, "  ", out),
+        Quoted::V6(Ok(v6)) => ipv6(t, v6, None, 0, names, "  ", out),
+        Quoted::V4(Err(x)) => quoted_unreadable(out, "IP", x),
+        Quoted::V6(Err(x)) => quoted_unreadable(out, "IP6", x),
+    }
+    true
+}
+
 /// The TCP line: ports, sequence, flags, window, ack, and what is odd about the header.
 fn tcp(t: &NameTables, th: &crate::decode::Tcp<'_>, out: &mut Vec<u8>) {
     use crate::decode::Tcp as T;
-    port(out, t, "TCP: src port ", th.src_port, true);
+    tag(out, proto::TCP);
+    port(out, t, "src port ", th.src_port, true);
     port(out, t, ", dst port ", th.dst_port, true);
     s(out, ", seq 0x");
     hex_pad(out, th.seq as u64, 8, false);

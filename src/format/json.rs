@@ -9,12 +9,13 @@
 use std::net::IpAddr;
 
 use crate::decode::{
-    arp_opcode_name, Arp, Decoded, Ipv4, Ipv6, Ipv6End, Net, Transport, Truncated,
+    arp_opcode_name, proto, Arp, Decoded, Ipv4, Ipv6, Ipv6End, Net, Transport, Truncated,
 };
 use crate::packet::{family, hook, Iface, Packet, TimeSource};
 
 use super::escape::Escaped;
-use super::names::{icmp_code, icmp_type, icmpv6_code, icmpv6_type, NameTables};
+use super::icmp::{IcmpView, Quoted};
+use super::names::{proto_label, NameTables};
 use super::write::*;
 use super::{tcpopt, time, LossEvent, Names};
 
@@ -140,23 +141,56 @@ fn iface(w: &mut W<'_>, k: &str, i: &Option<Iface<'_>>) {
     }
 }
 
-/// An ICMP or ICMPv6 transport object's opening: protocol, type and code (with names), and the
-/// echo id and sequence.
-fn icmp_head(
-    w: &mut W<'_>,
-    protocol: &str,
-    (ty, type_name): (u8, Option<&str>),
-    (code, code_name): (u8, Option<&str>),
-    echo: Option<(u16, u16)>,
-) {
+/// An ICMP or ICMPv6 transport object: type and code (with names), echo id and sequence, the
+/// gateway (ICMP only), MTU and pointer, and the packet an error quotes.
+fn icmp(w: &mut W<'_>, t: &NameTables, m: &IcmpView<'_>, names: &dyn Names) {
     w.obj("transport");
-    w.str("protocol", protocol);
-    w.num("type", ty as u64);
-    w.opt_str("type_name", type_name);
-    w.num("code", code as u64);
-    w.opt_str("code_name", code_name);
-    w.opt_num("id", echo.map(|e| e.0 as u64));
-    w.opt_num("seq", echo.map(|e| e.1 as u64));
+    let p = if m.v6 { proto::ICMPV6 } else { proto::ICMP };
+    w.str("protocol", proto_label(p).json);
+    w.num("type", m.icmp_type as u64);
+    w.opt_str("type_name", m.type_name);
+    w.num("code", m.code as u64);
+    w.opt_str("code_name", m.code_name);
+    w.opt_num("id", m.echo.map(|e| e.0 as u64));
+    w.opt_num("seq", m.echo.map(|e| e.1 as u64));
+    if !m.v6 {
+        match m.gateway {
+            Some(g) => addr(w, "gateway", "gateway_name", g.into(), names),
+            None => {
+                w.null("gateway");
+                w.null("gateway_name");
+            }
+        }
+    }
+    w.opt_num("mtu", m.mtu.map(u64::from));
+    w.opt_num("pointer", m.pointer.map(u64::from));
+    match &m.quoted {
+        Some(Quoted::V4(Ok(v4))) => {
+            w.obj("quoted");
+            ip4(w, t, v4, names);
+            transport(w, t, &v4.transport, v4.protocol, names);
+            w.arr("truncated");
+            truncs_v4(w, v4);
+            w.close(b']');
+            w.close(b'}');
+        }
+        Some(Quoted::V6(Ok(v6))) => {
+            w.obj("quoted");
+            ip6(w, t, v6, names);
+            if let Ipv6End::Upper = v6.end {
+                transport(w, t, &v6.transport, v6.protocol, names);
+            } else {
+                w.null("transport");
+            }
+            w.arr("truncated");
+            truncs_v6(w, v6);
+            w.close(b']');
+            w.close(b'}');
+        }
+        Some(Quoted::V4(Err(x)) | Quoted::V6(Err(x))) => quoted_unreadable(w, x),
+        None => w.null("quoted"),
+    }
+    w.close(b'}');
 }
 
 /// The `quoted` object of an ICMP error whose quoted packet cannot be read at all.
@@ -458,16 +492,7 @@ fn ip6(w: &mut W<'_>, t: &NameTables, v6: &Ipv6<'_>, names: &dyn Names) {
     w.num("traffic_class", v6.traffic_class as u64);
     w.num("flow_label", v6.flow_label as u64);
     w.num("hop_limit", v6.hop_limit as u64);
-    let shown = match v6.end {
-        Ipv6End::Upper => v6.protocol,
-        Ipv6End::Esp => 50,
-        Ipv6End::AfterFragment(k) => k,
-        Ipv6End::Truncated(x) | Ipv6End::FragmentTruncated(x) => match x.layer {
-            crate::decode::Layer::Ipv6Ext(k) => k,
-            _ => v6.protocol,
-        },
-    };
-    proto(w, t, shown);
+    proto(w, t, v6.shown_protocol());
     w.arr("ext");
     for e in v6.ext_headers() {
         w.sep();
@@ -509,7 +534,7 @@ fn port(w: &mut W<'_>, t: &NameTables, k: &str, kn: &str, p: u16, tcp: bool) {
 /// The TCP transport object.
 fn tcp(w: &mut W<'_>, t: &NameTables, th: &crate::decode::Tcp<'_>) {
     w.obj("transport");
-    w.str("protocol", "tcp");
+    w.str("protocol", proto_label(proto::TCP).json);
     port(w, t, "src_port", "src_service", th.src_port, true);
     port(w, t, "dst_port", "dst_service", th.dst_port, true);
     w.num("seq", th.seq as u64);
@@ -537,99 +562,34 @@ fn tcp(w: &mut W<'_>, t: &NameTables, th: &crate::decode::Tcp<'_>) {
 }
 
 fn transport(w: &mut W<'_>, t: &NameTables, tr: &Transport<'_>, protocol: u8, names: &dyn Names) {
-    let pname = match protocol {
-        6 => "tcp",
-        17 => "udp",
-        136 => "udplite",
-        1 => "icmp",
-        58 => "icmp6",
-        51 => "ah",
-        50 => "esp",
-        _ => "other",
-    };
     match tr {
         Transport::Other => {
             w.null("transport");
         }
         Transport::Fragment | Transport::Truncated(_) => {
             w.obj("transport");
-            w.str("protocol", pname);
+            w.str("protocol", proto_label(protocol).json);
             w.bool("non_first_fragment", matches!(tr, Transport::Fragment));
             w.close(b'}');
         }
         Transport::Tcp(th) => tcp(w, t, th),
         Transport::Udp(u) => {
             w.obj("transport");
-            w.str("protocol", if u.lite { "udplite" } else { "udp" });
+            let p = if u.lite { proto::UDPLITE } else { proto::UDP };
+            w.str("protocol", proto_label(p).json);
             port(w, t, "src_port", "src_service", u.src_port, false);
             port(w, t, "dst_port", "dst_service", u.dst_port, false);
             w.num("length", u.length as u64);
             w.close(b'}');
         }
-        Transport::Icmp(i) => {
-            icmp_head(
-                w,
-                "icmp",
-                (i.icmp_type, icmp_type(i.icmp_type)),
-                (i.code, icmp_code(i.icmp_type, i.code)),
-                i.echo(),
-            );
-            match i.gateway() {
-                Some(g) => addr(w, "gateway", "gateway_name", g.into(), names),
-                None => {
-                    w.null("gateway");
-                    w.null("gateway_name");
-                }
+        Transport::Icmp(_) | Transport::Icmpv6(_) => {
+            if let Some(m) = IcmpView::of(tr) {
+                icmp(w, t, &m, names);
             }
-            w.opt_num("mtu", i.mtu().map(u64::from));
-            w.opt_num("pointer", i.parameter().map(u64::from));
-            match i.inner() {
-                Some(Ok(v4)) => {
-                    w.obj("quoted");
-                    ip4(w, t, &v4, names);
-                    transport(w, t, &v4.transport, v4.protocol, names);
-                    w.arr("truncated");
-                    truncs_v4(w, &v4);
-                    w.close(b']');
-                    w.close(b'}');
-                }
-                Some(Err(x)) => quoted_unreadable(w, &x),
-                None => w.null("quoted"),
-            }
-            w.close(b'}');
-        }
-        Transport::Icmpv6(i) => {
-            icmp_head(
-                w,
-                "icmp6",
-                (i.icmp_type, icmpv6_type(i.icmp_type)),
-                (i.code, icmpv6_code(i.icmp_type, i.code)),
-                i.echo(),
-            );
-            w.opt_num("mtu", i.mtu().map(u64::from));
-            w.opt_num("pointer", i.pointer().map(u64::from));
-            match i.inner() {
-                Some(Ok(v6)) => {
-                    w.obj("quoted");
-                    ip6(w, t, &v6, names);
-                    if let Ipv6End::Upper = v6.end {
-                        transport(w, t, &v6.transport, v6.protocol, names);
-                    } else {
-                        w.null("transport");
-                    }
-                    w.arr("truncated");
-                    truncs_v6(w, &v6);
-                    w.close(b']');
-                    w.close(b'}');
-                }
-                Some(Err(x)) => quoted_unreadable(w, &x),
-                None => w.null("quoted"),
-            }
-            w.close(b'}');
         }
         Transport::Ah(a) => {
             w.obj("transport");
-            w.str("protocol", "ah");
+            w.str("protocol", proto_label(proto::AH).json);
             w.num("spi", a.spi as u64);
             w.num("seq", a.seq as u64);
             w.num("next_header", a.next_header as u64);
@@ -637,7 +597,7 @@ fn transport(w: &mut W<'_>, t: &NameTables, tr: &Transport<'_>, protocol: u8, na
         }
         Transport::Esp(e) => {
             w.obj("transport");
-            w.str("protocol", "esp");
+            w.str("protocol", proto_label(proto::ESP).json);
             w.num("spi", e.spi as u64);
             w.num("seq", e.seq as u64);
             w.close(b'}');

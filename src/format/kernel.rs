@@ -44,10 +44,12 @@
 //! tests/kernel_oracle.rs (inet) and tests/kernel_oracle_bridge.rs (bridge, VLAN, ARP) compare
 //! these lines with the running kernel's own.
 
-use crate::decode::{self, ipv6, Arp, Decoded, Ipv4, Ipv6, Layer, Net, Transport};
+use crate::decode::{self, ipv6, proto, Arp, Decoded, Ipv4, Ipv6, Layer, Net, Transport};
 use crate::packet::{family, Iface, Packet};
 
 use super::escape::escape_into;
+use super::icmp::{IcmpView, Quoted};
+use super::names::proto_label;
 use super::write::*;
 use super::LogFlags;
 
@@ -353,15 +355,19 @@ fn ipv4_part(
         }
     }
     let flow = match v4.protocol {
-        6 => tcp(&v4.transport, flags, out),
-        17 | 136 => udp(v4.protocol, &v4.transport, out),
-        1 => {
-            icmp4(p, v4, top, flags, out);
+        proto::TCP => tcp(&v4.transport, flags, out),
+        proto::UDP | proto::UDPLITE => udp(v4.protocol, &v4.transport, out),
+        proto::ICMP => {
+            proto_is(out, proto::ICMP);
+            match &v4.transport {
+                Transport::Truncated(t) => incomplete(out, t.kernel_remaining()),
+                t => icmp(p, t, top, flags, out),
+            }
             Flow::Go
         }
-        51 => {
+        proto::AH => {
             if !matches!(v4.transport, Transport::Fragment) {
-                s(out, "PROTO=AH ");
+                proto_is(out, proto::AH);
                 match &v4.transport {
                     Transport::Ah(a) => spi(out, a.spi),
                     Transport::Truncated(t) => incomplete(out, t.kernel_remaining()),
@@ -370,8 +376,8 @@ fn ipv4_part(
             }
             Flow::Go
         }
-        50 => {
-            s(out, "PROTO=ESP ");
+        proto::ESP => {
+            proto_is(out, proto::ESP);
             match &v4.transport {
                 Transport::Esp(e) => spi(out, e.spi),
                 Transport::Truncated(t) => incomplete(out, t.kernel_remaining()),
@@ -391,51 +397,66 @@ fn ipv4_part(
     }
 }
 
-/// `PROTO=ICMP` and its fields; with `top`, the quoted packet of an error in brackets.
-fn icmp4(p: &Packet<'_>, v4: &Ipv4<'_>, top: bool, flags: LogFlags, out: &mut Vec<u8>) {
-    s(out, "PROTO=ICMP ");
-    if let Transport::Truncated(t) = &v4.transport {
+/// `PROTO=NAME ` of a protocol with a decoder.
+fn proto_is(out: &mut Vec<u8>, protocol: u8) {
+    s(out, "PROTO=");
+    s(out, proto_label(protocol).kernel);
+    s(out, " ");
+}
+
+/// The fields of an ICMP or ICMPv6 message after its `PROTO=`; with `quote`, the packet an
+/// error quotes, in brackets. Nothing for a non-first fragment.
+fn icmp(p: &Packet<'_>, t: &Transport<'_>, quote: bool, flags: LogFlags, out: &mut Vec<u8>) {
+    let Some(m) = IcmpView::of(t) else {
+        return;
+    };
+    s(out, "TYPE=");
+    dec(out, m.icmp_type as u64);
+    s(out, " CODE=");
+    dec(out, m.code as u64);
+    s(out, " ");
+    if let Some(t) = &m.short {
         incomplete(out, t.kernel_remaining());
-    } else if let Transport::Icmp(i) = &v4.transport {
-        s(out, "TYPE=");
-        dec(out, i.icmp_type as u64);
-        s(out, " CODE=");
-        dec(out, i.code as u64);
+        return;
+    }
+    if let Some((id, seq)) = m.echo {
+        s(out, "ID=");
+        dec(out, id as u64);
+        s(out, " SEQ=");
+        dec(out, seq as u64);
         s(out, " ");
-        if let Some(t) = &i.short {
-            incomplete(out, t.kernel_remaining());
-        } else {
-            if let Some((id, seq)) = i.echo() {
-                s(out, "ID=");
-                dec(out, id as u64);
-                s(out, " SEQ=");
-                dec(out, seq as u64);
-                s(out, " ");
-            }
-            if let Some(ptr) = i.parameter() {
-                s(out, "PARAMETER=");
-                dec(out, ptr as u64);
-                s(out, " ");
-            }
-            if let Some(g) = i.gateway() {
-                s(out, "GATEWAY=");
-                ipv4(out, g);
-                s(out, " ");
-            }
-            if let Some(inner) = i.inner().filter(|_| top) {
-                s(out, "[");
-                match inner {
-                    Ok(inner) => ipv4_part(p, &inner, false, false, flags, out),
-                    Err(_) => s(out, "TRUNCATED"),
-                }
-                s(out, "] ");
-            }
-            if let Some(mtu) = i.mtu() {
-                s(out, "MTU=");
-                dec(out, mtu as u64);
-                s(out, " ");
-            }
+    }
+    match m.pointer {
+        Some(ptr) if m.v6 => {
+            s(out, "POINTER=");
+            hex_pad(out, ptr as u64, 8, false);
+            s(out, " ");
         }
+        Some(ptr) => {
+            s(out, "PARAMETER=");
+            dec(out, ptr as u64);
+            s(out, " ");
+        }
+        None => {}
+    }
+    if let Some(g) = m.gateway {
+        s(out, "GATEWAY=");
+        ipv4(out, g);
+        s(out, " ");
+    }
+    if let Some(q) = m.quoted.filter(|_| quote) {
+        s(out, "[");
+        match q {
+            Quoted::V4(Ok(inner)) => ipv4_part(p, &inner, false, false, flags, out),
+            Quoted::V6(Ok(inner)) => ipv6_part(p, &inner, false, flags, out),
+            Quoted::V4(Err(_)) | Quoted::V6(Err(_)) => s(out, "TRUNCATED"),
+        }
+        s(out, "] ");
+    }
+    if let Some(mtu) = m.mtu {
+        s(out, "MTU=");
+        dec(out, mtu as u64);
+        s(out, " ");
     }
 }
 
@@ -473,7 +494,7 @@ fn uid_mark(p: &Packet<'_>, flags: LogFlags, out: &mut Vec<u8>) {
 }
 
 fn tcp(t: &Transport<'_>, flags: LogFlags, out: &mut Vec<u8>) -> Flow {
-    s(out, "PROTO=TCP ");
+    proto_is(out, proto::TCP);
     let th = match t {
         Transport::Tcp(th) => th,
         Transport::Truncated(tr) => {
@@ -536,15 +557,8 @@ fn tcp(t: &Transport<'_>, flags: LogFlags, out: &mut Vec<u8>) -> Flow {
     Flow::Go
 }
 
-fn udp(proto: u8, t: &Transport<'_>, out: &mut Vec<u8>) -> Flow {
-    s(
-        out,
-        if proto == 17 {
-            "PROTO=UDP "
-        } else {
-            "PROTO=UDPLITE "
-        },
-    );
+fn udp(protocol: u8, t: &Transport<'_>, out: &mut Vec<u8>) -> Flow {
+    proto_is(out, protocol);
     match t {
         Transport::Udp(u) => {
             s(out, "SPT=");
@@ -591,49 +605,16 @@ fn ipv6_part(p: &Packet<'_>, v6: &Ipv6<'_>, outer: bool, flags: LogFlags, out: &
         return;
     }
     let flow = match v6.protocol {
-        6 => tcp(&v6.transport, flags, out),
-        17 | 136 => udp(v6.protocol, &v6.transport, out),
-        58 => {
-            s(out, "PROTO=ICMPv6 ");
-            match &v6.transport {
-                Transport::Truncated(t) => {
-                    incomplete(out, t.kernel_remaining());
-                    Flow::Stop
-                }
-                Transport::Icmpv6(i) => {
-                    s(out, "TYPE=");
-                    dec(out, i.icmp_type as u64);
-                    s(out, " CODE=");
-                    dec(out, i.code as u64);
-                    s(out, " ");
-                    if let Some((id, seq)) = i.echo() {
-                        s(out, "ID=");
-                        dec(out, id as u64);
-                        s(out, " SEQ=");
-                        dec(out, seq as u64);
-                        s(out, " ");
-                    }
-                    if let Some(ptr) = i.pointer() {
-                        s(out, "POINTER=");
-                        hex_pad(out, ptr as u64, 8, false);
-                        s(out, " ");
-                    }
-                    if let Some(inner) = i.inner() {
-                        s(out, "[");
-                        match inner {
-                            Ok(inner) => ipv6_part(p, &inner, false, flags, out),
-                            Err(_) => s(out, "TRUNCATED"),
-                        }
-                        s(out, "] ");
-                    }
-                    if let Some(mtu) = i.mtu() {
-                        s(out, "MTU=");
-                        dec(out, mtu as u64);
-                        s(out, " ");
-                    }
-                    Flow::Go
-                }
-                _ => Flow::Go, // non-first fragment
+        proto::TCP => tcp(&v6.transport, flags, out),
+        proto::UDP | proto::UDPLITE => udp(v6.protocol, &v6.transport, out),
+        proto::ICMPV6 => {
+            proto_is(out, proto::ICMPV6);
+            if let Transport::Truncated(t) = &v6.transport {
+                incomplete(out, t.kernel_remaining());
+                Flow::Stop
+            } else {
+                icmp(p, &v6.transport, true, flags, out);
+                Flow::Go
             }
         }
         n => {

@@ -17,6 +17,7 @@ pub mod ecs;
 pub mod escape;
 mod fwlog;
 mod geo;
+mod icmp;
 mod json;
 mod kernel;
 pub mod names;

@@ -1,5 +1,6 @@
-//! Names for numbers: IP protocols (/etc/protocols), TCP/UDP ports (/etc/services), ICMP and
-//! ICMPv6 types and codes (built in, nft's spelling).
+//! Names for numbers: IP protocols (/etc/protocols), TCP/UDP ports (/etc/services), and the
+//! labels the formats give the transport protocols fwlog decodes. ICMP and ICMPv6 type and
+//! code names are in `icmp.rs`.
 //!
 //! The files are read once, when the formatter is built; a missing or unreadable file leaves the
 //! built-in table of common names in place (so output does not depend on a container's /etc).
@@ -9,6 +10,44 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+
+use crate::decode::proto;
+
+/// How each format labels a transport protocol the decoder reads: the fwlog format's line tag,
+/// the JSON `transport.protocol` value, the kernel format's `PROTO=` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ProtoLabel {
+    pub fwlog: &'static str,
+    pub json: &'static str,
+    pub kernel: &'static str,
+}
+
+const fn label(fwlog: &'static str, json: &'static str, kernel: &'static str) -> ProtoLabel {
+    ProtoLabel {
+        fwlog,
+        json,
+        kernel,
+    }
+}
+
+const PROTO_LABELS: &[(u8, ProtoLabel)] = &[
+    (proto::TCP, label("TCP", "tcp", "TCP")),
+    (proto::UDP, label("UDP", "udp", "UDP")),
+    (proto::UDPLITE, label("UDPLITE", "udplite", "UDPLITE")),
+    (proto::ICMP, label("ICMP", "icmp", "ICMP")),
+    (proto::ICMPV6, label("ICMP6", "icmp6", "ICMPv6")),
+    (proto::AH, label("AH", "ah", "AH")),
+    (proto::ESP, label("ESP", "esp", "ESP")),
+];
+
+/// The label of a protocol with a decoder, or for any other number (`DATA`, `other`; the
+/// kernel format prints the number).
+pub(crate) fn proto_label(n: u8) -> ProtoLabel {
+    PROTO_LABELS
+        .iter()
+        .find(|(k, _)| *k == n)
+        .map_or(label("DATA", "other", ""), |(_, l)| *l)
+}
 
 /// Protocol and service names, looked up without allocating.
 #[derive(Clone, Debug)]
@@ -189,102 +228,6 @@ impl NameTables {
             self.udp.get(&port).map(|s| &**s)
         }
     }
-}
-
-/// ICMP type names (nft's `icmp type` keywords).
-pub fn icmp_type(t: u8) -> Option<&'static str> {
-    Some(match t {
-        0 => "echo-reply",
-        3 => "destination-unreachable",
-        4 => "source-quench",
-        5 => "redirect",
-        8 => "echo-request",
-        9 => "router-advertisement",
-        10 => "router-solicitation",
-        11 => "time-exceeded",
-        12 => "parameter-problem",
-        13 => "timestamp-request",
-        14 => "timestamp-reply",
-        15 => "info-request",
-        16 => "info-reply",
-        17 => "address-mask-request",
-        18 => "address-mask-reply",
-        _ => return None,
-    })
-}
-
-/// ICMP code names for the types that have named codes.
-pub fn icmp_code(t: u8, c: u8) -> Option<&'static str> {
-    Some(match (t, c) {
-        (3, 0) => "net-unreachable",
-        (3, 1) => "host-unreachable",
-        (3, 2) => "prot-unreachable",
-        (3, 3) => "port-unreachable",
-        (3, 4) => "frag-needed",
-        (3, 5) => "source-route-failed",
-        (3, 6) => "net-unknown",
-        (3, 7) => "host-unknown",
-        (3, 9) => "net-prohibited",
-        (3, 10) => "host-prohibited",
-        (3, 11) => "net-tos-unreachable",
-        (3, 12) => "host-tos-unreachable",
-        (3, 13) => "admin-prohibited",
-        (3, 14) => "host-precedence-violation",
-        (3, 15) => "precedence-cutoff",
-        (5, 0) => "net-redirect",
-        (5, 1) => "host-redirect",
-        (5, 2) => "tos-net-redirect",
-        (5, 3) => "tos-host-redirect",
-        (11, 0) => "ttl-exceeded",
-        (11, 1) => "reassembly-timeout",
-        (12, 0) => "pointer-indicates-error",
-        (12, 1) => "missing-option",
-        (12, 2) => "bad-length",
-        _ => return None,
-    })
-}
-
-/// ICMPv6 type names (nft's `icmpv6 type` keywords).
-pub fn icmpv6_type(t: u8) -> Option<&'static str> {
-    Some(match t {
-        1 => "destination-unreachable",
-        2 => "packet-too-big",
-        3 => "time-exceeded",
-        4 => "parameter-problem",
-        128 => "echo-request",
-        129 => "echo-reply",
-        130 => "mld-listener-query",
-        131 => "mld-listener-report",
-        132 => "mld-listener-done",
-        133 => "nd-router-solicit",
-        134 => "nd-router-advert",
-        135 => "nd-neighbor-solicit",
-        136 => "nd-neighbor-advert",
-        137 => "nd-redirect",
-        138 => "router-renumbering",
-        141 => "ind-neighbor-solicit",
-        142 => "ind-neighbor-advert",
-        143 => "mld2-listener-report",
-        _ => return None,
-    })
-}
-
-pub fn icmpv6_code(t: u8, c: u8) -> Option<&'static str> {
-    Some(match (t, c) {
-        (1, 0) => "no-route",
-        (1, 1) => "admin-prohibited",
-        (1, 2) => "beyond-scope",
-        (1, 3) => "addr-unreachable",
-        (1, 4) => "port-unreachable",
-        (1, 5) => "policy-fail",
-        (1, 6) => "reject-route",
-        (3, 0) => "hop-limit-exceeded",
-        (3, 1) => "reassembly-timeout",
-        (4, 0) => "erroneous-header",
-        (4, 1) => "unknown-next-header",
-        (4, 2) => "unknown-option",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -69,6 +69,28 @@ fn as_i64(v: u64) -> i64 {
     v.min(i64::MAX as u64) as i64
 }
 
+fn geo(reg: &mut Registry, c: &Counters) {
+    let g = |a: &AtomicU64| a.load(Relaxed);
+    counter(
+        reg,
+        "fwlog_geo_cache_hits",
+        "GeoIP/ASN lookups answered from the cache",
+        g(&c.geo_hits),
+    );
+    counter(
+        reg,
+        "fwlog_geo_cache_misses",
+        "GeoIP/ASN lookups that read the databases",
+        g(&c.geo_misses),
+    );
+    counter(
+        reg,
+        "fwlog_geo_errors",
+        "GeoIP/ASN lookups a database could not answer",
+        g(&c.geo_errors),
+    );
+}
+
 fn dns(reg: &mut Registry, d: &DnsStats) {
     counter(
         reg,
@@ -316,6 +338,9 @@ pub fn render(src: &MetricsSource) -> String {
     }
     if let Some(r) = &src.resolver {
         dns(&mut reg, &r.stats());
+    }
+    if c.geo_on.load(Relaxed) {
+        geo(&mut reg, c);
     }
     let mut out = String::with_capacity(4096);
     // Writing to a String cannot fail.

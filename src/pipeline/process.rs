@@ -351,6 +351,9 @@ impl<S: Source> Processor<S> {
                 }
             }
             Control::Counters => {
+                if let Some(g) = &self.geo {
+                    self.counters.set_geo(g.stats());
+                }
                 let dns = self.resolver.as_ref().map(|r| r.stats().to_string());
                 crate::say!("{}", self.counters.line(self.source.pending(), dns));
             }
@@ -425,6 +428,9 @@ impl<S: Source> Processor<S> {
                 waiting,
                 geo,
             });
+        }
+        if let Some(g) = &self.geo {
+            self.counters.set_geo(g.stats());
         }
         Ok(())
     }

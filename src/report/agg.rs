@@ -8,10 +8,17 @@
 //! dropped: heavy hitters survive any flood of one-off keys. With fewer distinct keys than the
 //! capacity, every count is exact.
 //!
-//! Scans: per tracked source, the distinct destination ports and hosts seen within a tumbling
-//! window of [`SCAN_WINDOW`] seconds starting at its first packet in the window; a source that
-//! reached [`SCAN_PORTS`] ports or [`SCAN_HOSTS`] hosts in one window is a scan. Each set stops
-//! growing at [`SCAN_TRACK`] members, which is all the decision needs.
+//! Scans: per tracked source, the distinct destination ports and hosts seen within one clock
+//! minute (a window of [`SCAN_WINDOW`] seconds aligned to the epoch); a source that reached
+//! [`SCAN_PORTS`] ports or [`SCAN_HOSTS`] hosts in one minute is a scan. Each set stops growing
+//! at [`SCAN_TRACK`] members, which is all the decision needs. Aligned windows make the result
+//! independent of the order rows arrive in, so a database can compute it with `GROUP BY`
+//! ([`Aggregate::add_scan_window`]) and get what streaming the same rows gives. A streamed
+//! event older than its source's current minute (timestamps slightly out of order across CPUs)
+//! is counted everywhere but in the scan sets.
+//!
+//! Sources that fold rows in groups (a database's `GROUP BY`) use the `add_*` methods: each
+//! gives what [`Aggregate::add`] gives for the same events, given in one call per group.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
@@ -34,6 +41,10 @@ pub struct Counter<K, V> {
     cap: usize,
     map: HashMap<K, (u64, V)>,
     pub dropped_max: u64,
+    /// Kept between prunes: a prune runs every `cap / 2` new keys when a flood of distinct
+    /// keys streams by, and allocating these each time cost more than the pruning.
+    scratch_counts: Vec<u64>,
+    scratch_keys: Vec<K>,
 }
 
 impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
@@ -42,6 +53,8 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
             cap: cap.max(2),
             map: HashMap::new(),
             dropped_max: 0,
+            scratch_counts: Vec::new(),
+            scratch_keys: Vec::new(),
         }
     }
 
@@ -59,18 +72,27 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
     }
 
     fn prune(&mut self) {
-        let mut counts: Vec<u64> = self.map.values().map(|v| v.0).collect();
+        let counts = &mut self.scratch_counts;
+        counts.clear();
+        counts.extend(self.map.values().map(|v| v.0));
         let mid = counts.len() / 2;
         let (_, &mut median, _) = counts.select_nth_unstable(mid);
         self.dropped_max = self.dropped_max.max(median);
         self.map.retain(|_, v| v.0 > median);
-        // Every count equal: drop half by key order so the table makes room.
+        // Every count equal: drop the smaller half by key order so the table makes room
+        // (selected, not sorted: the same keys go, in linear time).
         if self.map.len() >= self.cap {
-            let mut keys: Vec<K> = self.map.keys().cloned().collect();
-            keys.sort();
-            for k in &keys[..keys.len() / 2] {
-                self.map.remove(k);
+            let keys = &mut self.scratch_keys;
+            keys.clear();
+            keys.extend(self.map.keys().cloned());
+            let half = keys.len() / 2;
+            if half > 0 {
+                keys.select_nth_unstable(half);
+                for k in &keys[..half] {
+                    self.map.remove(k);
+                }
             }
+            keys.clear();
         }
     }
 
@@ -90,6 +112,29 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
         v
     }
 
+    /// [`Counter::add`] for a borrowed key: allocates an owned key only for a new entry.
+    pub fn add_ref<Q>(&mut self, key: &Q, n: u64)
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        match self.map.get_mut(key) {
+            Some(slot) => slot.0 += n,
+            None => {
+                self.add(&key.to_owned(), n);
+            }
+        }
+    }
+
+    /// The value of `key`, when the table holds it.
+    pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.get_mut(key).map(|(_, v)| v)
+    }
+
     /// Every entry (for filters such as scans).
     pub fn iter(&self) -> impl Iterator<Item = (&K, u64, &V)> {
         self.map.iter().map(|(k, (c, v))| (k, *c, v))
@@ -106,9 +151,10 @@ pub struct SourceInfo {
     pub asn: Option<u32>,
     pub org: Option<String>,
     pub location: Option<(f64, f64)>,
-    window_start: i64,
-    ports: Vec<u16>,
-    hosts: Vec<IpAddr>,
+    /// The minute (`time / SCAN_WINDOW`) the sets below are for.
+    minute: i64,
+    ports: SmallSet<u16>,
+    hosts: SmallSet<IpAddr>,
     /// Most distinct ports and hosts in one window.
     pub max_ports: usize,
     pub max_hosts: usize,
@@ -116,42 +162,122 @@ pub struct SourceInfo {
     seen: u64,
 }
 
+/// A set of at most [`SCAN_TRACK`] values whose first member is kept inline: most sources
+/// send one packet between prunes, and a heap allocation each made up much of a report's time.
+#[derive(Clone, Debug)]
+struct SmallSet<T> {
+    first: Option<T>,
+    more: Vec<T>,
+}
+
+impl<T> Default for SmallSet<T> {
+    fn default() -> Self {
+        SmallSet {
+            first: None,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl<T: Copy + PartialEq> SmallSet<T> {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.more.len()
+    }
+
+    /// Add `v` unless present or full.
+    fn insert(&mut self, v: T) {
+        match self.first {
+            None => self.first = Some(v),
+            Some(f) if f == v => {}
+            Some(_) => {
+                if self.len() < SCAN_TRACK && !self.more.contains(&v) {
+                    self.more.push(v);
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.more.clear();
+    }
+}
+
+/// What a group of rows says about its source (see [`Aggregate::add_source`]).
+#[derive(Clone, Debug, Default)]
+pub struct SourceFacts {
+    pub first: i64,
+    pub last: i64,
+    pub name: Option<String>,
+    pub country: Option<String>,
+    pub asn: Option<u32>,
+    pub org: Option<String>,
+    pub location: Option<(f64, f64)>,
+}
+
 impl SourceInfo {
+    /// Take the times and the first known name, country, AS and location.
+    fn merge(&mut self, f: &SourceFacts, n: u64) {
+        if self.seen == 0 {
+            self.first = f.first;
+            self.last = f.last;
+            self.minute = f.first.div_euclid(SCAN_WINDOW);
+        }
+        self.seen += n;
+        self.first = self.first.min(f.first);
+        self.last = self.last.max(f.last);
+        if self.name.is_none() {
+            self.name.clone_from(&f.name);
+        }
+        if self.country.is_none() {
+            self.country.clone_from(&f.country);
+        }
+        if self.asn.is_none() {
+            self.asn = f.asn;
+            self.org.clone_from(&f.org);
+        }
+        if self.location.is_none() {
+            self.location = f.location;
+        }
+    }
+
     fn add(&mut self, e: &Event) {
         if self.seen == 0 {
             self.first = e.time;
-            self.window_start = e.time;
+            self.last = e.time;
+            self.minute = e.time.div_euclid(SCAN_WINDOW);
         }
         self.seen += 1;
         self.first = self.first.min(e.time);
         self.last = self.last.max(e.time);
+        let owned = |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().map(String::from);
         if self.name.is_none() {
-            self.name.clone_from(&e.src_name);
+            self.name = owned(&e.src_name);
         }
         if self.country.is_none() {
-            self.country.clone_from(&e.src_country);
+            self.country = owned(&e.src_country);
         }
         if self.asn.is_none() {
             self.asn = e.src_asn;
-            self.org.clone_from(&e.src_org);
+            self.org = owned(&e.src_org);
         }
         if self.location.is_none() {
             self.location = e.src_location;
         }
-        if e.time - self.window_start >= SCAN_WINDOW || e.time < self.window_start {
-            self.window_start = e.time;
+        let minute = e.time.div_euclid(SCAN_WINDOW);
+        if minute < self.minute {
+            return;
+        }
+        if minute > self.minute {
+            self.minute = minute;
             self.ports.clear();
             self.hosts.clear();
         }
         if let Some(p) = e.dport {
-            if self.ports.len() < SCAN_TRACK && !self.ports.contains(&p) {
-                self.ports.push(p);
-            }
+            self.ports.insert(p);
         }
         if let Some(h) = e.dst {
-            if self.hosts.len() < SCAN_TRACK && !self.hosts.contains(&h) {
-                self.hosts.push(h);
-            }
+            self.hosts.insert(h);
         }
         self.max_ports = self.max_ports.max(self.ports.len());
         self.max_hosts = self.max_hosts.max(self.hosts.len());
@@ -196,6 +322,58 @@ impl Default for Aggregate {
 }
 
 impl Aggregate {
+    fn span(&mut self, first: i64, last: i64) {
+        self.first = Some(self.first.map_or(first, |f| f.min(first)));
+        self.last = Some(self.last.map_or(last, |l| l.max(last)));
+    }
+
+    /// `n` packets between `first` and `last` (the totals; the tables come separately).
+    pub fn add_packets(&mut self, n: u64, first: i64, last: i64) {
+        if n > 0 {
+            self.packets += n;
+            self.span(first, last);
+        }
+    }
+
+    /// `n` packets lost, reported between `first` and `last`.
+    pub fn add_loss(&mut self, n: u64, first: i64, last: i64) {
+        if n > 0 {
+            self.lost += n;
+            self.span(first, last);
+        }
+    }
+
+    pub fn add_prefix(&mut self, prefix: &str, n: u64) {
+        self.prefixes.add_ref(prefix, n);
+    }
+
+    pub fn add_port(&mut self, proto: u8, port: u16, n: u64) {
+        self.ports.add(&(proto, port), n);
+    }
+
+    /// `n` packets in the hour starting at `hour` (a multiple of 3600).
+    pub fn add_hour(&mut self, hour: i64, n: u64) {
+        *self.hours.entry(hour).or_insert(0) += n;
+    }
+
+    /// `n` packets from `src`; its country (when known) counts `n` for the country.
+    pub fn add_source(&mut self, src: IpAddr, n: u64, f: &SourceFacts) {
+        self.sources.add(&src, n).merge(f, n);
+        if let Some(cc) = &f.country {
+            self.countries.add(cc, n);
+        }
+    }
+
+    /// `src` reached `ports` distinct destination ports and `hosts` distinct destination hosts
+    /// in one minute (counted up to [`SCAN_TRACK`]). A source the table no longer holds is
+    /// left out, as streaming leaves it out.
+    pub fn add_scan_window(&mut self, src: IpAddr, ports: usize, hosts: usize) {
+        if let Some(s) = self.sources.get_mut(&src) {
+            s.max_ports = s.max_ports.max(ports.min(SCAN_TRACK));
+            s.max_hosts = s.max_hosts.max(hosts.min(SCAN_TRACK));
+        }
+    }
+
     pub fn add(&mut self, e: &Event) {
         self.first = Some(self.first.map_or(e.time, |f| f.min(e.time)));
         self.last = Some(self.last.map_or(e.time, |l| l.max(e.time)));
@@ -208,8 +386,7 @@ impl Aggregate {
             .hours
             .entry(e.time.div_euclid(3600) * 3600)
             .or_insert(0) += 1;
-        let prefix = e.prefix.clone().unwrap_or_default();
-        self.prefixes.add(&prefix, 1);
+        self.prefixes.add_ref(e.prefix.as_deref().unwrap_or(""), 1);
         if let Some(src) = e.src {
             self.sources.add(&src, 1).add(e);
         }
@@ -217,7 +394,7 @@ impl Aggregate {
             self.ports.add(&(proto, port), 1);
         }
         if let Some(cc) = &e.src_country {
-            self.countries.add(cc, 1);
+            self.countries.add_ref(&**cc, 1);
         }
     }
 }
@@ -247,6 +424,23 @@ mod tests {
         assert_eq!(*k, 7);
         assert!(n > 9_000, "{n}");
         assert!(c.dropped_max >= 1);
+    }
+
+    #[test]
+    fn the_small_set_counts_distinct_values_up_to_its_cap() {
+        let mut s = SmallSet::default();
+        for v in [3u16, 3, 4, 3, 5, 4] {
+            s.insert(v);
+        }
+        assert_eq!(s.len(), 3);
+        for v in 0..1000u16 {
+            s.insert(v);
+        }
+        assert_eq!(s.len(), SCAN_TRACK);
+        s.clear();
+        assert_eq!(s.len(), 0);
+        s.insert(9);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

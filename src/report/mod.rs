@@ -2,9 +2,9 @@
 //!
 //! Spec:
 //! - Sources ([`Source`]): `spool:DIR` (read-only like `fwlog replay`, acknowledged and retained
-//!   packets alike) and files of fwlog's JSON lines (`-` for standard input). SQL sources
-//!   (`sqlite:PATH`, `postgresql://...`) are recognised and refused with a clear message until
-//!   the SQL outputs exist: they plug in as one more [`Source`] variant yielding [`Event`]s.
+//!   packets alike), files of fwlog's JSON lines (`-` for standard input), `sqlite:PATH` (rows
+//!   streamed, [`sqlite`]) and `postgresql://...` (aggregated by the server, [`pg`]); every
+//!   source gives the same report for the same packets.
 //! - Every record becomes an [`Event`]; the window (`since`/`until`, seconds since the epoch) and
 //!   filters ([`Filter`]) select them; [`agg::Aggregate`] folds them into totals, loss, per
 //!   prefix, top sources (name, country, AS), top destination ports, top countries, a per-hour
@@ -18,30 +18,34 @@
 
 pub mod agg;
 pub mod html;
+pub mod pg;
 pub mod source;
+pub mod sqlite;
 pub mod text;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 pub use source::{Source, SourceError};
 
-/// One logged packet or loss report, as the report needs it.
+/// One logged packet or loss report, as the report needs it. Its text borrows from the
+/// source's buffer where it can (a database row), so folding a row allocates nothing.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Event {
+pub struct Event<'a> {
     /// Seconds since the epoch (UTC).
     pub time: i64,
     pub group: Option<u16>,
     /// The log prefix as the formats print it (escaped text).
-    pub prefix: Option<String>,
+    pub prefix: Option<Cow<'a, str>>,
     pub src: Option<IpAddr>,
     pub dst: Option<IpAddr>,
     /// IP protocol number.
     pub proto: Option<u8>,
     pub dport: Option<u16>,
-    pub src_name: Option<String>,
-    pub src_country: Option<String>,
+    pub src_name: Option<Cow<'a, str>>,
+    pub src_country: Option<Cow<'a, str>>,
     pub src_asn: Option<u32>,
-    pub src_org: Option<String>,
+    pub src_org: Option<Cow<'a, str>>,
     pub src_location: Option<(f64, f64)>,
     /// A loss report: how many packets were lost (0 for a packet).
     pub lost: u64,
@@ -165,7 +169,11 @@ pub fn collect(cfg: &ReportConfig) -> Result<(agg::Aggregate, source::ReadStats)
     let mut a = agg::Aggregate::default();
     let mut stats = source::ReadStats::default();
     for s in &cfg.sources {
-        s.read(&mut stats, &mut |mut e| {
+        if let Source::Postgres(url) = s {
+            pg::aggregate(url, &cfg.filter, cfg.top, geo.as_mut(), &mut a)?;
+            continue;
+        }
+        s.read(&cfg.filter, &mut stats, &mut |mut e| {
             if !cfg.filter.keeps(&e) {
                 return;
             }
@@ -180,9 +188,9 @@ pub fn collect(cfg: &ReportConfig) -> Result<(agg::Aggregate, source::ReadStats)
     Ok((a, stats))
 }
 
-fn enrich(g: &mut crate::geo::Geo, src: IpAddr, e: &mut Event) {
+fn enrich(g: &mut crate::geo::Geo, src: IpAddr, e: &mut Event<'_>) {
     let Some(info) = g.lookup(src) else { return };
-    let text = |n: &Option<crate::dns::SafeName>| n.as_ref().map(|n| n.shown().to_string());
+    let text = |n: &Option<crate::dns::SafeName>| n.as_ref().map(|n| Cow::Owned(n.shown().into()));
     e.src_country = text(&info.country_code);
     e.src_asn = info.asn;
     e.src_org = text(&info.as_org);

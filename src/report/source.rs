@@ -5,9 +5,11 @@
 //!   spool reader and said once on standard error.
 //! - a path, or `-` for standard input: fwlog's JSON lines (`--format json`). A line that is not
 //!   a packet or loss object of that schema is counted as unreadable, never fatal.
-//! - `sqlite:PATH`, `postgresql://...`, `postgres://...`: SQL sources, refused with a message
-//!   until the SQL outputs land; they would be one more variant here yielding [`Event`]s.
+//! - `sqlite:PATH`: a database of fwlog's SQLite output, read-only ([`super::sqlite`]).
+//! - `postgresql://...`, `postgres://...`: a database of fwlog's PostgreSQL output, aggregated
+//!   by the server ([`super::pg`]; not through [`Source::read`]).
 
+use std::borrow::Cow;
 use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -25,12 +27,18 @@ pub enum Source {
     Spool(PathBuf),
     /// A JSON lines file; `-` is standard input.
     JsonLines(PathBuf),
+    /// `sqlite:PATH`
+    Sqlite(PathBuf),
+    /// `postgresql://...` as given (it may hold a password: never printed as is).
+    Postgres(String),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{0}: SQL sources are not available yet (they come with the SQL outputs); use spool:DIR or a file of JSON lines")]
-    SqlNotYet(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{what}: {message}")]
+    Sql { what: String, message: String },
     #[error("spool:{}: {source}", path.display())]
     Spool {
         path: PathBuf,
@@ -50,10 +58,15 @@ impl std::str::FromStr for Source {
         if let Some(dir) = s.strip_prefix("spool:") {
             return Ok(Source::Spool(dir.into()));
         }
-        for sql in ["sqlite:", "postgresql://", "postgres://"] {
-            if s.starts_with(sql) {
-                return Err(SourceError::SqlNotYet(s.into()));
+        if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err(SourceError::Usage("sqlite: expected sqlite:PATH".into()));
             }
+            return Ok(Source::Sqlite(path.into()));
+        }
+        if s.starts_with("postgresql://") || s.starts_with("postgres://") {
+            crate::sink::sql::pg::check_url(s).map_err(SourceError::Usage)?;
+            return Ok(Source::Postgres(s.into()));
         }
         Ok(Source::JsonLines(s.into()))
     }
@@ -70,9 +83,20 @@ pub struct ReadStats {
 
 impl Source {
     /// Hand every event of this source to `f`.
-    pub fn read(&self, stats: &mut ReadStats, f: &mut dyn FnMut(Event)) -> Result<(), SourceError> {
+    /// `filter` narrows what a database is asked for (the caller still judges every event).
+    pub fn read(
+        &self,
+        filter: &super::Filter,
+        stats: &mut ReadStats,
+        f: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), SourceError> {
         match self {
             Source::Spool(dir) => read_spool(dir, stats, f),
+            Source::Sqlite(path) => super::sqlite::read(path, filter, f),
+            Source::Postgres(_) => Err(SourceError::Usage(
+                "a PostgreSQL source is aggregated by the server (report::pg), not read row by row"
+                    .into(),
+            )),
             Source::JsonLines(path) => {
                 let read_err = |source| SourceError::Read {
                     path: path.clone(),
@@ -92,7 +116,7 @@ impl Source {
 fn read_spool(
     dir: &std::path::Path,
     stats: &mut ReadStats,
-    f: &mut dyn FnMut(Event),
+    f: &mut dyn FnMut(Event<'_>),
 ) -> Result<(), SourceError> {
     let spool = fwlog_spool::ReadOnlySpool::open(dir).map_err(|source| SourceError::Spool {
         path: dir.to_path_buf(),
@@ -115,7 +139,7 @@ fn read_spool(
 }
 
 /// The event for one spool record (a packet or a loss record).
-pub fn spool_event(data: &[u8]) -> Event {
+pub fn spool_event(data: &[u8]) -> Event<'static> {
     let p = attr::parse(data, TlvOrder::NATIVE, EPOCH);
     let mut e = Event {
         time: p.timestamp.sec,
@@ -131,7 +155,7 @@ pub fn spool_event(data: &[u8]) -> Event {
     if let Some(pre) = p.prefix {
         let mut v = Vec::with_capacity(pre.len());
         crate::format::escape::escape_into(&mut v, pre);
-        e.prefix = Some(String::from_utf8_lossy(&v).into_owned());
+        e.prefix = Some(String::from_utf8_lossy(&v).into_owned().into());
     }
     let d = decode::decode(&p);
     let transport = match &d.net {
@@ -200,7 +224,7 @@ struct TransportPart {
 fn read_json(
     input: impl BufRead,
     stats: &mut ReadStats,
-    f: &mut dyn FnMut(Event),
+    f: &mut dyn FnMut(Event<'_>),
 ) -> std::io::Result<()> {
     for line in input.split(b'\n') {
         let line = line?;
@@ -218,14 +242,14 @@ fn read_json(
     Ok(())
 }
 
-fn json_event(l: Line) -> Option<Event> {
+fn json_event(l: Line) -> Option<Event<'static>> {
     let time = chrono::DateTime::parse_from_rfc3339(&l.time)
         .ok()?
         .timestamp();
     let mut e = Event {
         time,
         group: l.group,
-        prefix: l.prefix,
+        prefix: l.prefix.map(Cow::Owned),
         ..Event::default()
     };
     match l.event.as_str() {
@@ -240,14 +264,14 @@ fn json_event(l: Line) -> Option<Event> {
         e.src = ip.src;
         e.dst = ip.dst;
         e.proto = ip.protocol;
-        e.src_name = ip.src_name;
+        e.src_name = ip.src_name.map(Cow::Owned);
         if let Some(g) = ip.src_geo {
-            e.src_country = g.country_code;
+            e.src_country = g.country_code.map(Cow::Owned);
             e.src_location = crate::geo::info::location(g.lat, g.lon);
         }
         if let Some(a) = ip.src_as {
             e.src_asn = a.number;
-            e.src_org = a.org;
+            e.src_org = a.org.map(Cow::Owned);
         }
     }
     e.dport = l.transport.and_then(|t| t.dst_port);

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use chrono::{Local, TimeZone};
 use serde_json::{json, Value};
 
-use super::agg::{Aggregate, SourceInfo, SCAN_HOSTS, SCAN_PORTS, SCAN_WINDOW};
+use super::agg::{Aggregate, SourceInfo, SCAN_HOSTS, SCAN_PORTS};
 use super::source::ReadStats;
 use crate::format::NameTables;
 
@@ -272,9 +272,7 @@ fn sources_table(out: &mut Vec<Table>, a: &Aggregate, top: usize) {
 fn scans_table(out: &mut Vec<Table>, a: &Aggregate, top: usize) {
     table(
         out,
-        &format!(
-            "Scans (at least {SCAN_PORTS} ports or {SCAN_HOSTS} hosts within {SCAN_WINDOW} s)"
-        ),
+        &format!("Scans (at least {SCAN_PORTS} ports or {SCAN_HOSTS} hosts in one minute)"),
         &[
             "packets",
             "source",

@@ -67,7 +67,7 @@ impl SyslogSink {
         let remote = !matches!(target, Target::Syslog);
         let format = Rfc3164 {
             facility: Facility::LOG_DAEMON,
-            hostname: remote.then(crate::ifname::short_hostname),
+            hostname: remote.then(crate::hostname::short_hostname),
             tag: if kernel_tag { "kernel" } else { "fwlog" },
             newline: matches!(target, Target::Tcp(_)),
         };

@@ -127,6 +127,7 @@ pub fn lines(path: &Path) -> Vec<String> {
 
 /// A `fwlog run` command line for a test, built from what the test cares about: the spool in
 /// its temp dir and `--no-dns` are there from the start; groups, outputs and flags are added.
+#[derive(Clone, Debug)]
 pub struct RunArgs {
     dir: PathBuf,
     args: Vec<String>,
@@ -157,6 +158,33 @@ impl RunArgs {
         self.arg("--output").arg(spec)
     }
 
+    /// `--output TARGET`, the target as is (a database URL, a path outside the directory).
+    pub fn output_to(self, target: impl Into<String>) -> RunArgs {
+        self.arg("--output").arg(target)
+    }
+
+    /// Resolve names with the DNS server at `server` (in place of `--no-dns`).
+    pub fn dns(mut self, server: impl Into<String>) -> RunArgs {
+        self.args.retain(|a| a != "--no-dns");
+        self.arg("--dns-server").arg(server)
+    }
+
+    /// More arguments, as they are.
+    pub fn with(self, args: &[&str]) -> RunArgs {
+        args.iter().fold(self, |r, a| r.arg(*a))
+    }
+
+    /// The spool directory somewhere else than `DIR/spool`.
+    pub fn spool_at(mut self, spool: &Path) -> RunArgs {
+        self.args[1] = spool.to_string_lossy().into_owned();
+        self
+    }
+
+    /// The spool directory.
+    pub fn spool(&self) -> PathBuf {
+        PathBuf::from(&self.args[1])
+    }
+
     /// Any other argument, as is.
     pub fn arg(mut self, a: impl Into<String>) -> RunArgs {
         self.args.push(a.into());
@@ -175,5 +203,15 @@ impl RunArgs {
     /// [`Daemon::start`] with these arguments.
     pub fn start(&self, ns: &NetNs) -> Daemon {
         Daemon::start(ns, &self.dir, &self.args())
+    }
+
+    /// [`Daemon::spawn_env`] with these arguments and extra environment variables.
+    pub fn spawn_env(&self, ns: &NetNs, env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+        Daemon::spawn_env(ns, &self.dir, &self.args(), env)
+    }
+
+    /// [`Daemon::spawn`] with these arguments (no wait).
+    pub fn spawn(&self, ns: &NetNs) -> Daemon {
+        Daemon::spawn(ns, &self.dir, &self.args())
     }
 }

@@ -241,14 +241,11 @@ fn spawn_with_env(
 }
 
 pub fn rule(ns: &NetNs, groups: &[(u16, u16)]) {
-    let mut r = String::from("table inet t {\n chain o {\n  type filter hook output priority 0;\n");
-    for (port, g) in groups {
-        r.push_str(&format!(
-            "  udp dport {port} counter log prefix \"FD{g} \" group {g}\n"
-        ));
-    }
-    r.push_str(" }\n}\n");
-    ns.nft(&r);
+    let rules: Vec<String> = groups
+        .iter()
+        .map(|(port, g)| format!("udp dport {port} counter log prefix \"FD{g} \" group {g}"))
+        .collect();
+    ns.output_rules(&rules);
 }
 
 /// Packets the nft rule for `port` counted.

@@ -1,17 +1,23 @@
-//! Test support shared by the integration tests: network namespaces, the kernel log, tools,
-//! the daemon, DNS servers (`dns`), NFQUEUE rules and traffic (`queue`), systemd's fd store
-//! played by a test (`fdstore`).
+//! Test support shared by the integration tests: network namespaces and their rule sets
+//! (`netns`), the kernel log, tools, the daemon and its command line (`daemon`), packets and
+//! checksums (`packets`), a seeded generator (`rng`), DNS servers (`dns`), NFQUEUE rules and
+//! traffic (`queue`), systemd's fd store played by a test (`fdstore`), the kill -9 tests'
+//! flood and accounting (`crash`), GeoIP test databases written by MaxMind's own writer
+//! (`geo`, `mkmmdb.pl`), small file systems (`tmpfs`).
 //!
 //! Every test that touches the kernel creates its own namespace (unique name, removed on drop),
 //! so tests run in parallel without seeing each other's packets, and nothing leaves the machine.
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod daemon;
 pub mod dns;
 pub mod fdstore;
+pub mod geo;
 pub mod kmsg;
 pub mod netns;
 pub mod packets;
+pub mod pg;
 pub mod queue;
 pub mod rng;
 pub mod tmpfs;

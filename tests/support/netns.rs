@@ -70,6 +70,36 @@ impl NetNs {
         );
     }
 
+    /// The tests' usual rule set: table `inet t`, chain `o` on the output hook, holding
+    /// `rules` (one rule each, e.g. `udp dport 9999 log prefix "X " group 5`).
+    pub fn output_rules(&self, rules: &[impl AsRef<str>]) {
+        let mut r =
+            String::from("table inet t {\n chain o {\n  type filter hook output priority 0;\n");
+        for rule in rules {
+            r.push_str("  ");
+            r.push_str(rule.as_ref());
+            r.push('\n');
+        }
+        r.push_str(" }\n}\n");
+        self.nft(&r);
+    }
+
+    /// The packet count of the first `counter` in the namespace's rule set (what the rule
+    /// that logs counted: the measure of loss).
+    pub fn counter(&self) -> u64 {
+        let o = self
+            .command("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        s.split("counter packets ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no counter in {s}"))
+    }
+
     /// A command that runs inside the namespace (`ip netns exec NS PROG`).
     pub fn command(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new("ip");

@@ -11,12 +11,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::UdpSocket;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::daemon::Daemon;
+use crate::support::daemon::{Daemon, RunArgs};
 use crate::support::netns::NetNs;
 
 pub const PORT: u16 = 9999;
@@ -68,6 +68,50 @@ pub fn start(ns: &NetNs, dir: &Path, args: &[&str]) -> Daemon {
         }
         assert!(Instant::now() < end, "fwlog did not start:\n{s}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What most queue tests start from: a namespace whose locally sent UDP to PORT goes through
+/// queue `q`, a temp dir for the spool and the JSON output `out.json`, a listener and a sender.
+pub struct QueueSetup {
+    pub l: Listener,
+    pub s: Sender,
+    pub out: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub ns: NetNs,
+    q: u16,
+}
+
+impl QueueSetup {
+    pub fn new(tag: &str, q: u16, bypass: bool) -> QueueSetup {
+        let ns = NetNs::new(tag);
+        queue_rule(&ns, q, bypass);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.json");
+        let l = Listener::new(&ns);
+        let s = Sender::new(&ns);
+        QueueSetup {
+            l,
+            s,
+            out,
+            dir,
+            ns,
+            q,
+        }
+    }
+
+    /// `fwlog run --queue Q` with the spool in the temp dir, the JSON output, and `extra`.
+    pub fn args(&self, extra: &[&str]) -> RunArgs {
+        RunArgs::new(self.dir.path())
+            .arg("--queue")
+            .arg(self.q.to_string())
+            .output(Some("json"), "out.json")
+            .with(extra)
+    }
+
+    /// [`start`] with [`QueueSetup::args`].
+    pub fn start(&self, extra: &[&str]) -> Daemon {
+        start(&self.ns, self.dir.path(), &self.args(extra).args())
     }
 }
 

@@ -29,6 +29,10 @@
 //! - Schema: created on first use under an advisory lock (many hosts may start at once);
 //!   `schema_version` newer than [`VERSION`] is an error at every attempt, never a write; so
 //!   is version 1 (an unpartitioned `packets`), whose migration SQL is in fwlog-sql(5).
+//!   Version 2 (no geo columns) is upgraded in place, in the same locked transaction:
+//!   `ALTER TABLE packets ADD COLUMN ...` on the partitioned parent (no rewrite, every row
+//!   kept, the new columns NULL in old rows); a role that does not own the table gets one
+//!   line saying so.
 //! - `packets` is partitioned by UTC day ([`pg_parts`](super::pg_parts)): the partitions a
 //!   batch needs are made before its transaction; `--db-retain` drops whole old ones.
 
@@ -44,30 +48,54 @@ use tokio_postgres::{Client, Config, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::pg_parts::{self, Parts};
-use super::pg_rows::{copy_rows, insert_each, refused, server_message, ts, COLUMNS};
+pub use super::pg_rows::server_message;
+use super::pg_rows::{copy_rows, insert_each, refused, ts, COLUMN_LIST};
 use super::pg_tls;
-use super::row::{escaped, LossRow, Row};
+use super::row::{escaped, Column, Kind, LossRow, Row, COLUMNS};
 use super::{SqlConfig, SqlError};
 use crate::format::LossEvent;
 use crate::sink::{PacketSink, PacketView};
 
 /// The schema version this fwlog writes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 /// Longest the processing loop waits for one commit attempt.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
 /// Longest the worker gives one batch (connecting included) before dropping the connection.
 pub const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
 
-const SCHEMA: &str = "
-CREATE TABLE schema_version (version integer NOT NULL);
+/// The `packets` columns as `name type [NOT NULL]`, from the one column list.
+fn column_ddl(cols: impl Iterator<Item = &'static Column>) -> Vec<String> {
+    cols.map(|c| {
+        let mut d = format!("{} {}", c.name, pg_type_name(c.kind));
+        if c.not_null {
+            d.push_str(" NOT NULL");
+        }
+        d
+    })
+    .collect()
+}
+
+/// The DDL name of a column kind (see [`pg_rows::pg_type`](super::pg_rows::pg_type)).
+pub fn pg_type_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Time => "timestamptz",
+        Kind::Text => "text",
+        Kind::Small => "smallint",
+        Kind::Int => "integer",
+        Kind::Big => "bigint",
+        Kind::Addr => "inet",
+        Kind::Bool => "boolean",
+        Kind::Double => "double precision",
+        Kind::Bytes => "bytea",
+    }
+}
+
+/// A new database: every table at [`VERSION`].
+fn schema() -> String {
+    format!(
+        "CREATE TABLE schema_version (version integer NOT NULL);
 CREATE TABLE packets (
-    time timestamptz NOT NULL, time_source text NOT NULL, host text NOT NULL,
-    stream text NOT NULL, seq bigint NOT NULL, seq_global bigint, nflog_group integer NOT NULL,
-    family smallint NOT NULL, prefix text, hook smallint, mark bigint NOT NULL, in_if text,
-    out_if text, src inet, dst inet, src_name text, dst_name text, proto smallint,
-    sport integer, dport integer, tcp_flags smallint, icmp_type smallint, icmp_code smallint,
-    length integer, ttl smallint, uid bigint, gid bigint, replayed boolean NOT NULL,
-    partial boolean NOT NULL, payload bytea,
+    {},
     PRIMARY KEY (host, stream, seq, time)) PARTITION BY RANGE (time);
 CREATE INDEX packets_time ON packets (time);
 CREATE INDEX packets_src_time ON packets (src, time);
@@ -77,7 +105,21 @@ CREATE TABLE losses (
     nflog_group integer, count bigint NOT NULL, reason text NOT NULL,
     seq_global_first bigint, seq_global_last bigint,
     PRIMARY KEY (host, stream, seq));
-INSERT INTO schema_version VALUES (2);";
+INSERT INTO schema_version VALUES ({VERSION});",
+        column_ddl(COLUMNS.iter()).join(",\n    ")
+    )
+}
+
+/// Version 2 -> 3: the geo columns, added to the partitioned parent (its partitions follow).
+/// Nullable columns without a default: no table is rewritten, however large.
+fn upgrade_v2() -> String {
+    let adds = column_ddl(COLUMNS.iter().filter(|c| c.geo))
+        .into_iter()
+        .map(|d| format!("ADD COLUMN {d}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("ALTER TABLE packets {adds}; UPDATE schema_version SET version = 3;")
+}
 
 enum Item {
     Packet(Box<Row>),
@@ -130,6 +172,46 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The connection settings of a `postgresql://` URL: TLS from `sslmode`/`sslrootcert`, the
+/// password from the URL or `PGPASSWORD`, bounded connect time, keepalives.
+pub fn client_config(url: &str) -> Result<(Config, Option<MakeRustlsConnect>), String> {
+    let (plain, tls) = pg_tls::split(url)?;
+    let tls = pg_tls::connector(&tls)?;
+    let mut pg = Config::from_str(&plain).map_err(|e| e.to_string())?;
+    if pg.get_password().is_none() {
+        if let Ok(p) = std::env::var("PGPASSWORD") {
+            pg.password(p);
+        }
+    }
+    pg.connect_timeout(Duration::from_secs(5));
+    pg.keepalives_idle(Duration::from_secs(10));
+    Ok((pg, tls))
+}
+
+/// Connect (on the caller's runtime, which then drives the connection) for reading; the
+/// error is the server's message. Returns the client and the URL as messages show it.
+pub async fn connect_reader(url: &str) -> Result<(Client, String), String> {
+    let (pg, tls) = client_config(url)?;
+    let shown = shown(&pg);
+    let client = match tls {
+        Some(tls) => {
+            let (client, conn) = pg.connect(tls).await.map_err(msg)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }
+        None => {
+            let (client, conn) = pg.connect(NoTls).await.map_err(msg)?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }
+    };
+    Ok((client, shown))
+}
+
 impl PgSink {
     /// Start the worker; the server is contacted at the first commit.
     pub fn open(url: &str, cfg: &SqlConfig) -> Result<PgSink, SqlError> {
@@ -137,16 +219,7 @@ impl PgSink {
             target: "postgresql".into(),
             message,
         };
-        let (plain, tls) = pg_tls::split(url).map_err(db_err)?;
-        let tls = pg_tls::connector(&tls).map_err(db_err)?;
-        let mut pg = Config::from_str(&plain).map_err(|e| db_err(e.to_string()))?;
-        if pg.get_password().is_none() {
-            if let Ok(p) = std::env::var("PGPASSWORD") {
-                pg.password(p);
-            }
-        }
-        pg.connect_timeout(Duration::from_secs(5));
-        pg.keepalives_idle(Duration::from_secs(10));
+        let (pg, tls) = client_config(url).map_err(db_err)?;
         let shown = shown(&pg);
         let (jobs, job_rx) = mpsc::channel::<Batch>();
         let (answer_tx, answers) = mpsc::channel();
@@ -323,7 +396,7 @@ impl Worker {
             .map_err(msg)?
             .get(0);
         if has.is_none() {
-            tx.batch_execute(SCHEMA).await.map_err(msg)?;
+            tx.batch_execute(&schema()).await.map_err(msg)?;
         } else {
             let v: Option<i32> = tx
                 .query_one("SELECT max(version) FROM schema_version", &[])
@@ -336,7 +409,15 @@ impl Worker {
                     "schema version {v} is newer than this fwlog knows ({VERSION}); refusing to write (upgrade fwlog)"
                 ));
             }
-            if v < VERSION {
+            if v == 2 {
+                tx.batch_execute(&upgrade_v2()).await.map_err(|e| {
+                    format!(
+                        "schema version 2: adding the geo columns (version 3) failed (the \
+                         tables' owner must run fwlog once, or the SQL in fwlog-sql(5)): {}",
+                        server_message(&e)
+                    )
+                })?;
+            } else if v < VERSION {
                 return Err(format!(
                     "schema version {v}: its packets table is not partitioned by day; refusing to write (migrate it with the SQL in fwlog-sql(5), MIGRATING FROM VERSION 1)"
                 ));
@@ -467,8 +548,9 @@ async fn store_packets(
         let staged = tx
             .execute(
                 &format!(
-                    "INSERT INTO packets ({COLUMNS}) SELECT {COLUMNS} FROM fwlog_stage \
-                     ON CONFLICT DO NOTHING"
+                    "INSERT INTO packets ({c}) SELECT {c} FROM fwlog_stage \
+                     ON CONFLICT DO NOTHING",
+                    c = *COLUMN_LIST
                 ),
                 &[],
             )

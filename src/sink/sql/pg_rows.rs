@@ -2,9 +2,8 @@
 //! finds the rows the server refuses.
 //!
 //! Invariants:
-//! - [`copy_rows`] and [`insert_each`] send the same 30 values per row ([`Values`]), in the
-//!   order of [`COLUMNS`] and with the types of [`TYPES`]; a column added to one is added to
-//!   both.
+//! - [`copy_rows`] and [`insert_each`] send the same values per row ([`Values`]), in the order
+//!   of [`COLUMNS`] (row.rs, the one column list) and with the types of [`TYPES`].
 //! - A refusal ([`refused`]) is an error the server raises for one row's content: a data
 //!   exception (class 22), an integrity constraint other than a unique key (class 23: a site's
 //!   CHECK, NOT NULL or foreign key) or an exception a site's trigger raised (class P0).
@@ -23,44 +22,31 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
-use super::row::Row;
+use std::sync::LazyLock;
 
-pub const COLUMNS: &str = "time, time_source, host, stream, seq, seq_global, nflog_group, family, \
-    prefix, hook, mark, in_if, out_if, src, dst, src_name, dst_name, proto, sport, dport, \
-    tcp_flags, icmp_type, icmp_code, length, ttl, uid, gid, replayed, partial, payload";
+use super::row::{column_list, Kind, Row, Value, COLUMNS, NCOLS};
 
-pub const TYPES: [Type; 30] = [
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT8,
-    Type::INT8,
-    Type::INT4,
-    Type::INT2,
-    Type::TEXT,
-    Type::INT2,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INET,
-    Type::INET,
-    Type::TEXT,
-    Type::TEXT,
-    Type::INT2,
-    Type::INT4,
-    Type::INT4,
-    Type::INT2,
-    Type::INT2,
-    Type::INT2,
-    Type::INT4,
-    Type::INT2,
-    Type::INT8,
-    Type::INT8,
-    Type::BOOL,
-    Type::BOOL,
-    Type::BYTEA,
-];
+/// The PostgreSQL type of a column kind (PostgreSQL has no unsigned types: each kind is wide
+/// enough for the unsigned values it holds).
+pub fn pg_type(k: Kind) -> Type {
+    match k {
+        Kind::Time => Type::TIMESTAMPTZ,
+        Kind::Text => Type::TEXT,
+        Kind::Small => Type::INT2,
+        Kind::Int => Type::INT4,
+        Kind::Big => Type::INT8,
+        Kind::Addr => Type::INET,
+        Kind::Bool => Type::BOOL,
+        Kind::Double => Type::FLOAT8,
+        Kind::Bytes => Type::BYTEA,
+    }
+}
+
+/// The types of [`COLUMNS`], in order (COPY and the prepared INSERT take them).
+pub static TYPES: LazyLock<[Type; NCOLS]> = LazyLock::new(|| COLUMNS.map(|c| pg_type(c.kind)));
+
+/// The column names of `packets`, joined.
+pub static COLUMN_LIST: LazyLock<String> = LazyLock::new(column_list);
 
 /// A timestamp as seconds and nanoseconds since the epoch.
 pub fn ts(t: (i64, u32)) -> SystemTime {
@@ -71,96 +57,83 @@ pub fn ts(t: (i64, u32)) -> SystemTime {
     }
 }
 
-/// One row's values converted to the column types (the numbers widened: PostgreSQL has no
-/// unsigned types).
-struct Values<'a> {
-    r: &'a Row,
-    host: &'a str,
-    stream: &'a str,
-    time: SystemTime,
-    seq: i64,
-    seq_global: Option<i64>,
-    group: i32,
-    family: i16,
-    hook: Option<i16>,
-    mark: i64,
-    src: Option<IpAddr>,
-    dst: Option<IpAddr>,
-    proto: Option<i16>,
-    sport: Option<i32>,
-    dport: Option<i32>,
-    tcp_flags: Option<i16>,
-    icmp_type: Option<i16>,
-    icmp_code: Option<i16>,
-    length: Option<i32>,
-    ttl: Option<i16>,
-    uid: Option<i64>,
-    gid: Option<i64>,
+/// One value converted to its column's type, as `ToSql` takes it.
+enum PgValue<'a> {
+    Null(Kind),
+    Time(SystemTime),
+    Text(&'a str),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    F64(f64),
+    Inet(IpAddr),
+    Bool(bool),
+    Bytes(&'a [u8]),
 }
 
-impl<'a> Values<'a> {
-    fn new(r: &'a Row, host: &'a str, stream: &'a str) -> Values<'a> {
-        let small = |v: Option<u8>| v.map(i16::from);
-        Values {
-            r,
-            host,
-            stream,
-            time: ts(r.time),
-            seq: r.seq as i64,
-            seq_global: r.seq_global.map(i64::from),
-            group: i32::from(r.nflog_group),
-            family: i16::from(r.family),
-            hook: small(r.hook),
-            mark: i64::from(r.mark),
-            src: r.src,
-            dst: r.dst,
-            proto: small(r.proto),
-            sport: r.sport.map(i32::from),
-            dport: r.dport.map(i32::from),
-            tcp_flags: small(r.tcp_flags),
-            icmp_type: small(r.icmp_type),
-            icmp_code: small(r.icmp_code),
-            // Lengths come from a 16-bit header field (or a 32-bit jumbo one): they fit.
-            length: r.length.map(|l| i32::try_from(l).unwrap_or(i32::MAX)),
-            ttl: small(r.ttl),
-            uid: r.uid.map(i64::from),
-            gid: r.gid.map(i64::from),
+impl<'a> PgValue<'a> {
+    /// Integers are narrowed to their column's width, saturating: the row's values come from
+    /// fields that fit (a byte in a smallint, a port in an integer).
+    fn new(v: Value<'a>, kind: Kind) -> PgValue<'a> {
+        let sat = |n: i64, lo: i64, hi: i64| n.clamp(lo, hi);
+        match v {
+            Value::Null => PgValue::Null(kind),
+            Value::Time(t) => PgValue::Time(ts(t)),
+            Value::Text(s) => PgValue::Text(s),
+            Value::Int(n) => match kind {
+                Kind::Small => PgValue::I16(sat(n, i16::MIN.into(), i16::MAX.into()) as i16),
+                Kind::Int => PgValue::I32(sat(n, i32::MIN.into(), i32::MAX.into()) as i32),
+                _ => PgValue::I64(n),
+            },
+            Value::Double(f) => PgValue::F64(f),
+            Value::Addr(a) => PgValue::Inet(a),
+            Value::Bool(b) => PgValue::Bool(b),
+            Value::Bytes(b) => PgValue::Bytes(b),
         }
     }
 
-    fn refs(&self) -> [&(dyn ToSql + Sync); 30] {
-        [
-            &self.time,
-            &self.r.time_source,
-            &self.host,
-            &self.stream,
-            &self.seq,
-            &self.seq_global,
-            &self.group,
-            &self.family,
-            &self.r.prefix,
-            &self.hook,
-            &self.mark,
-            &self.r.in_if,
-            &self.r.out_if,
-            &self.src,
-            &self.dst,
-            &self.r.src_name,
-            &self.r.dst_name,
-            &self.proto,
-            &self.sport,
-            &self.dport,
-            &self.tcp_flags,
-            &self.icmp_type,
-            &self.icmp_code,
-            &self.length,
-            &self.ttl,
-            &self.uid,
-            &self.gid,
-            &self.r.replayed,
-            &self.r.partial,
-            &self.r.payload,
-        ]
+    fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            PgValue::Null(k) => match k {
+                Kind::Time => &None::<SystemTime>,
+                Kind::Text => &None::<&str>,
+                Kind::Small => &None::<i16>,
+                Kind::Int => &None::<i32>,
+                Kind::Big => &None::<i64>,
+                Kind::Addr => &None::<IpAddr>,
+                Kind::Bool => &None::<bool>,
+                Kind::Double => &None::<f64>,
+                Kind::Bytes => &None::<&[u8]>,
+            },
+            PgValue::Time(v) => v,
+            PgValue::Text(v) => v,
+            PgValue::I16(v) => v,
+            PgValue::I32(v) => v,
+            PgValue::I64(v) => v,
+            PgValue::F64(v) => v,
+            PgValue::Inet(v) => v,
+            PgValue::Bool(v) => v,
+            PgValue::Bytes(v) => v,
+        }
+    }
+}
+
+/// A row's values for PostgreSQL, in [`COLUMNS`] order.
+struct Values<'a>([PgValue<'a>; NCOLS]);
+
+impl<'a> Values<'a> {
+    fn new(r: &'a Row, host: &'a str, stream: &'a str) -> Values<'a> {
+        let v = r.values(host, stream);
+        let mut i = 0;
+        Values(v.map(|v| {
+            let p = PgValue::new(v, COLUMNS[i].kind);
+            i += 1;
+            p
+        }))
+    }
+
+    fn refs(&self) -> [&(dyn ToSql + Sync); NCOLS] {
+        std::array::from_fn(|i| self.0[i].as_sql())
     }
 }
 
@@ -174,10 +147,11 @@ pub async fn copy_rows<'r>(
 ) -> Result<(), tokio_postgres::Error> {
     let sink = tx
         .copy_in(&format!(
-            "COPY {table} ({COLUMNS}) FROM STDIN (FORMAT binary)"
+            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
+            *COLUMN_LIST
         ))
         .await?;
-    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES));
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES[..]));
     for r in rows {
         let v = Values::new(r, host, stream);
         w.as_mut().write(&v.refs()).await?;
@@ -208,10 +182,11 @@ pub async fn insert_each<'r>(
     let ins = tx
         .prepare_typed(
             &format!(
-                "INSERT INTO packets ({COLUMNS}) VALUES ({}) ON CONFLICT DO NOTHING",
+                "INSERT INTO packets ({}) VALUES ({}) ON CONFLICT DO NOTHING",
+                *COLUMN_LIST,
                 params.join(", ")
             ),
-            &TYPES,
+            &TYPES[..],
         )
         .await?;
     let mut refusals = Vec::new();

@@ -21,11 +21,21 @@
 //! - `partial`: 1 when the record was cut short (copy range, snaplen) or its metadata damaged;
 //!   the columns then hold what could be read.
 //! - `payload`: the packet's bytes from the network header on, only with `--db-payload`.
+//! - `src_country`, `src_asn`, `src_as_org`, `src_lat`, `src_lon` (and `dst_...`): what the
+//!   `--geoip`/`--asn` databases say about the address (ISO country code, AS number and
+//!   organisation, coordinates), escaped like DNS names; NULL without the databases, for
+//!   addresses they do not place, and for private and documentation ranges (never looked up).
+//!
+//! [`COLUMNS`] is the one list of the `packets` columns, in the order [`Row::values`] gives
+//! them: every engine builds its DDL, INSERT and COPY column lists from it, so a column added
+//! here reaches each engine or fails its tests.
 
 use std::net::IpAddr;
 
 use crate::decode::{self, Net, Transport};
+use crate::dns::SafeName;
 use crate::format::{escape, LossEvent};
+use crate::geo::GeoInfo;
 use crate::packet::{Iface, TimeSource};
 use crate::sink::PacketView;
 
@@ -61,6 +71,162 @@ pub struct Row {
     pub replayed: bool,
     pub partial: bool,
     pub payload: Option<Vec<u8>>,
+    pub src_geo: GeoCols,
+    pub dst_geo: GeoCols,
+}
+
+/// The geo columns of one address (all NULL without `--geoip`/`--asn`). The strings are the
+/// databases' escaped text, shared with the lookup cache (cloning them allocates nothing).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GeoCols {
+    pub country: Option<SafeName>,
+    pub asn: Option<u32>,
+    pub as_org: Option<SafeName>,
+    pub location: Option<(f64, f64)>,
+}
+
+impl GeoCols {
+    fn of(g: Option<&GeoInfo>) -> GeoCols {
+        let Some(g) = g else {
+            return GeoCols::default();
+        };
+        GeoCols {
+            country: g.country_code.clone(),
+            asn: g.asn,
+            as_org: g.as_org.clone(),
+            location: g.location,
+        }
+    }
+}
+
+/// What a column holds; each engine maps it to its own type (fwlog-sql(5) has the table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A timestamp: seconds and nanoseconds since the epoch.
+    Time,
+    Text,
+    /// An integer that fits 16 bits signed (the unsigned bytes of the packet).
+    Small,
+    /// An integer that fits 32 bits signed (ports, lengths).
+    Int,
+    /// A 64-bit integer (sequence numbers, marks, ids, AS numbers).
+    Big,
+    /// An IPv4 or IPv6 address.
+    Addr,
+    Bool,
+    Double,
+    Bytes,
+}
+
+/// One column of `packets`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub not_null: bool,
+    /// Added with the geo columns (a schema upgrade adds these to an older table).
+    pub geo: bool,
+}
+
+const fn col(name: &'static str, kind: Kind, not_null: bool) -> Column {
+    Column {
+        name,
+        kind,
+        not_null,
+        geo: false,
+    }
+}
+
+const fn geo(name: &'static str, kind: Kind) -> Column {
+    Column {
+        name,
+        kind,
+        not_null: false,
+        geo: true,
+    }
+}
+
+/// How many columns `packets` has.
+pub const NCOLS: usize = 40;
+
+/// The columns of `packets`, in [`Row::values`] order (see the module docs for each).
+pub const COLUMNS: [Column; NCOLS] = [
+    col("time", Kind::Time, true),
+    col("time_source", Kind::Text, true),
+    col("host", Kind::Text, true),
+    col("stream", Kind::Text, true),
+    col("seq", Kind::Big, true),
+    col("seq_global", Kind::Big, false),
+    col("nflog_group", Kind::Int, true),
+    col("family", Kind::Small, true),
+    col("prefix", Kind::Text, false),
+    col("hook", Kind::Small, false),
+    col("mark", Kind::Big, true),
+    col("in_if", Kind::Text, false),
+    col("out_if", Kind::Text, false),
+    col("src", Kind::Addr, false),
+    col("dst", Kind::Addr, false),
+    col("src_name", Kind::Text, false),
+    col("dst_name", Kind::Text, false),
+    col("proto", Kind::Small, false),
+    col("sport", Kind::Int, false),
+    col("dport", Kind::Int, false),
+    col("tcp_flags", Kind::Small, false),
+    col("icmp_type", Kind::Small, false),
+    col("icmp_code", Kind::Small, false),
+    col("length", Kind::Int, false),
+    col("ttl", Kind::Small, false),
+    col("uid", Kind::Big, false),
+    col("gid", Kind::Big, false),
+    col("replayed", Kind::Bool, true),
+    col("partial", Kind::Bool, true),
+    col("payload", Kind::Bytes, false),
+    geo("src_country", Kind::Text),
+    geo("src_asn", Kind::Big),
+    geo("src_as_org", Kind::Text),
+    geo("src_lat", Kind::Double),
+    geo("src_lon", Kind::Double),
+    geo("dst_country", Kind::Text),
+    geo("dst_asn", Kind::Big),
+    geo("dst_as_org", Kind::Text),
+    geo("dst_lat", Kind::Double),
+    geo("dst_lon", Kind::Double),
+];
+
+/// The column names joined with `, ` (for INSERT and COPY statements).
+pub fn column_list() -> String {
+    COLUMNS.map(|c| c.name).join(", ")
+}
+
+/// One column's value, borrowed from its row; each engine converts it to its type.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    Time((i64, u32)),
+    Text(&'a str),
+    Int(i64),
+    Double(f64),
+    Addr(IpAddr),
+    Bool(bool),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> Value<'a> {
+    fn text(s: &'a Option<String>) -> Value<'a> {
+        s.as_deref().map_or(Value::Null, Value::Text)
+    }
+    fn name(s: &'a Option<SafeName>) -> Value<'a> {
+        s.as_ref().map_or(Value::Null, |n| Value::Text(n.shown()))
+    }
+    fn int<T: Into<i64>>(v: Option<T>) -> Value<'a> {
+        v.map_or(Value::Null, |v| Value::Int(v.into()))
+    }
+    fn double(v: Option<f64>) -> Value<'a> {
+        v.map_or(Value::Null, Value::Double)
+    }
+    fn addr(v: Option<IpAddr>) -> Value<'a> {
+        v.map_or(Value::Null, Value::Addr)
+    }
 }
 
 /// A loss row: `count` packets lost for `reason`, reported by the spool record `seq`.
@@ -98,6 +264,17 @@ pub fn addr16(ip: IpAddr) -> [u8; 16] {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),
     }
+}
+
+/// The address of a 16-byte column ([`addr16`]'s inverse: IPv4-mapped gives IPv4); `None`
+/// for any other length.
+pub fn addr_from16(b: &[u8]) -> Option<IpAddr> {
+    let a: [u8; 16] = b.try_into().ok()?;
+    let v6 = std::net::Ipv6Addr::from(a);
+    Some(match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    })
 }
 
 /// Transport fields: (sport, dport, tcp_flags, icmp_type, icmp_code, truncated).
@@ -167,6 +344,7 @@ impl Row {
         }
         partial |= ports.5;
         let name = |ip: Option<IpAddr>| ip.and_then(|a| v.names.name(a)).map(str::to_owned);
+        let geo = |ip: Option<IpAddr>| GeoCols::of(ip.and_then(|a| v.names.geo(a)));
         Row {
             seq: v.seq,
             time: (p.timestamp.sec, p.timestamp.nsec),
@@ -200,14 +378,79 @@ impl Row {
             replayed: p.replayed,
             partial,
             payload: payload.then(|| decode::network_payload(p).to_vec()),
+            src_geo: geo(src),
+            dst_geo: geo(dst),
         }
     }
 
-    /// Seconds since the epoch as a float (SQLite's `time` column; microseconds are exact in
-    /// a double for the next few centuries).
-    pub fn time_f64(&self) -> f64 {
-        self.time.0 as f64 + f64::from(self.time.1 / 1000) / 1e6
+    /// The row's values in [`COLUMNS`] order; `host` and `stream` are the output's.
+    pub fn values<'a>(&'a self, host: &'a str, stream: &'a str) -> [Value<'a>; NCOLS] {
+        let g = |c: &'a GeoCols| {
+            [
+                Value::name(&c.country),
+                Value::int(c.asn),
+                Value::name(&c.as_org),
+                Value::double(c.location.map(|l| l.0)),
+                Value::double(c.location.map(|l| l.1)),
+            ]
+        };
+        let [sc, sa, so, sla, slo] = g(&self.src_geo);
+        let [dc, da, dorg, dla, dlo] = g(&self.dst_geo);
+        [
+            Value::Time(self.time),
+            Value::Text(self.time_source),
+            Value::Text(host),
+            Value::Text(stream),
+            // Spool sequence numbers stay far below 2^63.
+            Value::Int(i64::try_from(self.seq).unwrap_or(i64::MAX)),
+            Value::int(self.seq_global),
+            Value::Int(i64::from(self.nflog_group)),
+            Value::Int(i64::from(self.family)),
+            Value::text(&self.prefix),
+            Value::int(self.hook),
+            Value::Int(i64::from(self.mark)),
+            Value::text(&self.in_if),
+            Value::text(&self.out_if),
+            Value::addr(self.src),
+            Value::addr(self.dst),
+            Value::text(&self.src_name),
+            Value::text(&self.dst_name),
+            Value::int(self.proto),
+            Value::int(self.sport),
+            Value::int(self.dport),
+            Value::int(self.tcp_flags),
+            Value::int(self.icmp_type),
+            Value::int(self.icmp_code),
+            Value::int(self.length),
+            Value::int(self.ttl),
+            Value::int(self.uid),
+            Value::int(self.gid),
+            Value::Bool(self.replayed),
+            Value::Bool(self.partial),
+            self.payload.as_deref().map_or(Value::Null, Value::Bytes),
+            sc,
+            sa,
+            so,
+            sla,
+            slo,
+            dc,
+            da,
+            dorg,
+            dla,
+            dlo,
+        ]
     }
+
+    /// Seconds since the epoch as a float (SQLite's `time` column).
+    pub fn time_f64(&self) -> f64 {
+        seconds_f64(self.time)
+    }
+}
+
+/// Seconds and nanoseconds as a float of seconds, to the microsecond (exact in a double for
+/// the next few centuries).
+pub fn seconds_f64(t: (i64, u32)) -> f64 {
+    t.0 as f64 + f64::from(t.1 / 1000) / 1e6
 }
 
 impl LossRow {
@@ -223,7 +466,7 @@ impl LossRow {
     }
 
     pub fn time_f64(&self) -> f64 {
-        self.time.0 as f64 + f64::from(self.time.1 / 1000) / 1e6
+        seconds_f64(self.time)
     }
 }
 
@@ -310,6 +553,72 @@ mod tests {
         let p = Packet::new(&bytes[..3], ts);
         let r = Row::new(&view(&p), false);
         assert_eq!(r.src, None);
+    }
+
+    #[test]
+    fn values_follow_the_column_list_and_geo_columns_fill_from_the_names() {
+        use crate::geo::info::safe_text;
+        struct Geo(GeoInfo);
+        impl crate::format::Names for Geo {
+            fn name(&self, _: IpAddr) -> Option<&str> {
+                None
+            }
+            fn geo(&self, a: IpAddr) -> Option<&GeoInfo> {
+                (a == "10.0.0.1".parse::<IpAddr>().unwrap()).then_some(&self.0)
+            }
+        }
+        let bytes = tcp_syn_v4();
+        let ts = Timestamp {
+            sec: 1,
+            nsec: 0,
+            source: TimeSource::Kernel,
+        };
+        let mut p = Packet::new(&bytes, ts);
+        p.family = crate::packet::family::INET;
+        let names = Geo(GeoInfo {
+            country_code: safe_text(Some("DE")),
+            asn: Some(4_200_000_000),
+            as_org: safe_text(Some("Ex AG")),
+            location: Some((52.5, 13.25)),
+            ..GeoInfo::default()
+        });
+        let v = PacketView {
+            seq: 1,
+            record: &[],
+            packet: &p,
+            names: &names,
+        };
+        let r = Row::new(&v, false);
+        let vals = r.values("h", "s");
+        let at = |n: &str| vals[COLUMNS.iter().position(|c| c.name == n).unwrap()];
+        assert_eq!(at("src_country"), Value::Text("DE"));
+        assert_eq!(at("src_asn"), Value::Int(4_200_000_000));
+        assert_eq!(at("src_as_org"), Value::Text("Ex\\032AG"));
+        assert_eq!(
+            (at("src_lat"), at("src_lon")),
+            (Value::Double(52.5), Value::Double(13.25))
+        );
+        assert_eq!(at("dst_country"), Value::Null);
+        assert_eq!(at("host"), Value::Text("h"));
+        assert_eq!(at("dport"), Value::Int(80));
+        // Every value has its column's kind; NOT NULL columns are never NULL.
+        for (c, v) in COLUMNS.iter().zip(vals) {
+            let ok = match v {
+                Value::Null => !c.not_null,
+                Value::Time(_) => c.kind == Kind::Time,
+                Value::Text(_) => c.kind == Kind::Text,
+                Value::Int(_) => matches!(c.kind, Kind::Small | Kind::Int | Kind::Big),
+                Value::Double(_) => c.kind == Kind::Double,
+                Value::Addr(_) => c.kind == Kind::Addr,
+                Value::Bool(_) => c.kind == Kind::Bool,
+                Value::Bytes(_) => c.kind == Kind::Bytes,
+            };
+            assert!(ok, "{} {v:?}", c.name);
+        }
+        let mut names: Vec<&str> = COLUMNS.iter().map(|c| c.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), NCOLS);
     }
 
     #[test]

@@ -29,9 +29,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{params, params_from_iter, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
-use super::row::{addr16, LossRow, Row};
+use super::row::{addr16, column_list, seconds_f64, LossRow, Row, Value, COLUMNS};
 use super::{sqlite_schema, SqlConfig, SqlError};
 use crate::format::LossEvent;
 use crate::sink::{PacketSink, PacketView};
@@ -45,13 +46,35 @@ pub const RETAIN_CHUNK: usize = 5000;
 /// How often retention looks for old rows once it found none.
 const RETAIN_EVERY: Duration = Duration::from_secs(60);
 
-const INSERT_PACKET: &str = "INSERT OR IGNORE INTO packets (time, time_source, host, stream, seq,
-    seq_global, nflog_group, family, prefix, hook, mark, in_if, out_if, src, dst, src_name,
-    dst_name, proto, sport, dport, tcp_flags, icmp_type, icmp_code, length, ttl, uid, gid,
-    replayed, partial, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-    ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
 const INSERT_LOSS: &str = "INSERT OR IGNORE INTO losses (time, host, stream, seq, nflog_group,
     count, reason, seq_global_first, seq_global_last) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// `INSERT OR IGNORE INTO packets (every column) VALUES (?1, ...)`.
+fn insert_packet() -> String {
+    let params: Vec<String> = (1..=COLUMNS.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT OR IGNORE INTO packets ({}) VALUES ({})",
+        column_list(),
+        params.join(", ")
+    )
+}
+
+/// A row's value as SQLite stores it (see `sqlite_schema::sql_type`).
+impl ToSql for Value<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::Value as V;
+        Ok(match *self {
+            Value::Null => ToSqlOutput::Owned(V::Null),
+            Value::Time(t) => ToSqlOutput::Owned(V::Real(seconds_f64(t))),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Int(n) => ToSqlOutput::Owned(V::Integer(n)),
+            Value::Double(f) => ToSqlOutput::Owned(V::Real(f)),
+            Value::Addr(a) => ToSqlOutput::Owned(V::Blob(addr16(a).to_vec())),
+            Value::Bool(b) => ToSqlOutput::Owned(V::Integer(i64::from(b))),
+            Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
 
 /// What the batch holds, in spool order.
 enum Item {
@@ -70,6 +93,7 @@ pub struct SqliteSink {
     retain: Option<Duration>,
     next_retain: Instant,
     batch: Vec<Item>,
+    insert: String,
     /// Rows refused by the database since start (each stored as a loss).
     pub refused: u64,
 }
@@ -140,6 +164,7 @@ impl SqliteSink {
             retain: cfg.retain,
             next_retain: Instant::now(),
             batch: Vec::new(),
+            insert: insert_packet(),
             refused: 0,
         })
     }
@@ -165,45 +190,12 @@ impl SqliteSink {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut refusals = Vec::new();
         {
-            let mut ins = tx.prepare_cached(INSERT_PACKET)?;
+            let mut ins = tx.prepare_cached(&self.insert)?;
             let mut loss = tx.prepare_cached(INSERT_LOSS)?;
             for item in &mut self.batch {
                 let l = match item {
                     Item::Packet(r) => {
-                        let src = r.src.map(addr16);
-                        let dst = r.dst.map(addr16);
-                        let res = ins.execute(params![
-                            r.time_f64(),
-                            r.time_source,
-                            self.host,
-                            self.stream,
-                            r.seq as i64,
-                            r.seq_global,
-                            r.nflog_group,
-                            r.family,
-                            r.prefix,
-                            r.hook,
-                            r.mark,
-                            r.in_if,
-                            r.out_if,
-                            src.as_ref().map(|a| &a[..]),
-                            dst.as_ref().map(|a| &a[..]),
-                            r.src_name,
-                            r.dst_name,
-                            r.proto,
-                            r.sport,
-                            r.dport,
-                            r.tcp_flags,
-                            r.icmp_type,
-                            r.icmp_code,
-                            r.length,
-                            r.ttl,
-                            r.uid,
-                            r.gid,
-                            r.replayed,
-                            r.partial,
-                            r.payload.as_deref(),
-                        ]);
+                        let res = ins.execute(params_from_iter(r.values(&self.host, &self.stream)));
                         match res {
                             Ok(_) => continue,
                             Err(e) if refused(&e) => {

@@ -7,10 +7,11 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
+use super::row::{Kind, COLUMNS};
 use super::SqlError;
 
 /// The schema version this fwlog writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 /// One byte of a 16-byte address column as a number (SQLite has no blob-to-integer function).
 fn byte(col: &str, i: usize) -> String {
@@ -34,7 +35,8 @@ fn addr_text(col: &str) -> String {
     )
 }
 
-/// Version 0 -> 1: the tables, indexes and the readable view.
+/// Version 0 -> 1: the tables, indexes and the readable view. Kept as version 1 made them:
+/// later versions change them by migrations, so old and new databases end up the same.
 fn v1() -> String {
     format!(
         "CREATE TABLE packets (
@@ -97,8 +99,46 @@ fn v1() -> String {
     )
 }
 
+/// The SQLite type of a column kind.
+pub fn sql_type(k: Kind) -> &'static str {
+    match k {
+        Kind::Time | Kind::Double => "REAL",
+        Kind::Text => "TEXT",
+        Kind::Small | Kind::Int | Kind::Big | Kind::Bool => "INTEGER",
+        Kind::Addr | Kind::Bytes => "BLOB",
+    }
+}
+
+/// Version 1 -> 2: the geo columns (NULL in the rows already there), and the view with them.
+/// `ADD COLUMN` of a nullable column without a default rewrites nothing: the upgrade of a
+/// large database is instant.
+fn v2() -> String {
+    let mut sql = String::new();
+    for c in COLUMNS.iter().filter(|c| c.geo) {
+        sql.push_str(&format!(
+            "ALTER TABLE packets ADD COLUMN {} {};\n",
+            c.name,
+            sql_type(c.kind)
+        ));
+    }
+    let geo: Vec<&str> = COLUMNS.iter().filter(|c| c.geo).map(|c| c.name).collect();
+    sql.push_str(&format!(
+        "DROP VIEW packets_text;
+        CREATE VIEW packets_text AS SELECT
+            strftime('%Y-%m-%d %H:%M:%f', time, 'unixepoch') AS time_utc,
+            host, stream, seq, seq_global, nflog_group, prefix, hook, mark, in_if, out_if,
+            {src} AS src, {dst} AS dst, src_name, dst_name, proto, sport, dport, tcp_flags,
+            icmp_type, icmp_code, length, ttl, uid, gid, replayed, partial, {geo}
+            FROM packets;",
+        src = addr_text("src"),
+        dst = addr_text("dst"),
+        geo = geo.join(", "),
+    ));
+    sql
+}
+
 /// `MIGRATIONS[n]` upgrades version `n` to `n + 1`.
-const MIGRATIONS: &[fn() -> String] = &[v1];
+const MIGRATIONS: &[fn() -> String] = &[v1, v2];
 
 /// Create or upgrade the schema; refuse a newer one. `what` names the database in errors.
 pub fn ensure(conn: &mut Connection, what: &str) -> Result<(), SqlError> {
@@ -191,6 +231,41 @@ mod tests {
         assert_eq!(t, "1970-01-01 00:00:00.500");
         assert_eq!(s, "10.0.255.1");
         assert_eq!(d, "2001:0db8:0000:0000:0000:0000:0000:0001");
+    }
+
+    #[test]
+    fn the_table_has_the_column_list_and_version_1_upgrades_keeping_its_rows() {
+        let mut c = Connection::open_in_memory().unwrap();
+        c.execute_batch(&v1()).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL);
+             INSERT INTO schema_version VALUES (1);
+             INSERT INTO packets (time, time_source, host, stream, seq, nflog_group, family,
+             mark, replayed, partial) VALUES (1.5, 'kernel', 'h', 's', 1, 0, 2, 0, 0, 0);",
+        )
+        .unwrap();
+        ensure(&mut c, "mem").unwrap();
+        let cols: Vec<(String, String)> = c
+            .prepare("SELECT name, type FROM pragma_table_info('packets')")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want: Vec<(String, String)> = COLUMNS
+            .iter()
+            .map(|c| (c.name.to_string(), sql_type(c.kind).to_string()))
+            .collect();
+        assert_eq!(cols, want);
+        let (n, cc, v): (i64, Option<String>, i64) = c
+            .query_row(
+                "SELECT count(*), max(src_country), (SELECT version FROM schema_version)
+                 FROM packets_text",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((n, cc, v), (1, None, VERSION));
     }
 
     #[test]

@@ -1,5 +1,4 @@
 //! GeoIP test databases, written by MaxMind's own Perl writer (`mkmmdb.pl`), never downloaded.
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ pub fn mkmmdb(dir: &Path, name: &str, spec: &serde_json::Value) -> PathBuf {
          libmaxmind-db-writer-perl"
     );
     let out = dir.join(name);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/geo_support/mkmmdb.pl");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/mkmmdb.pl");
     let mut child = Command::new("perl")
         .arg(script)
         .arg(&out)
