@@ -115,7 +115,12 @@
 //! # Reading, acknowledging, deleting
 //!
 //! The reader reads segment files itself, in order, through a bounded buffer (memory does not
-//! depend on the backlog), starting after the acknowledged position. [`Reader::ack`] persists the
+//! depend on the backlog), starting after the acknowledged position. With
+//! [`Options::handoff_bytes`] set, the writer also keeps its last committed batches in memory
+//! (at most that many bytes of buffers, the oldest dropped first) and the reader takes the next
+//! record from there when it is still held: a reader that keeps up reads nothing back from disk,
+//! one that fell behind (a backlog, a restart) reads from disk until it catches up. Only
+//! committed records are offered, so what is delivered, and when, is the same either way. [`Reader::ack`] persists the
 //! new position in the ledger (one write + one `fdatasync`) and only then deletes segments whose
 //! records are all acknowledged. After a crash, at most the records delivered but not yet
 //! acknowledged are delivered again, flagged [`Record::recovered`] (at-least-once).
@@ -201,6 +206,7 @@
 mod error;
 mod format;
 mod fs;
+mod handoff;
 mod ledger;
 mod options;
 mod reader;
@@ -218,7 +224,7 @@ pub use format::{FORMAT_VERSION, MAX_PAYLOAD_LEN, MAX_SEQ, RECORD_HEADER_LEN, SE
 pub use fs::{DirEntry, Fs, FsFile, RealFs};
 pub use ledger::{LedgerStatus, LEDGER_FILE};
 pub use options::{FsyncPolicy, Options};
-pub use reader::{Item, Lost, Reader, Record, StatsHandle};
+pub use reader::{Item, Lost, Next, Reader, Record, StatsHandle};
 pub use readonly::{ReadOnlySpool, Replay, ReplayItem, ReplayRecord, ReplayStats};
 pub use recovery::{
     escape as escape_name, OpenReport, Quarantined, Truncation, LOCK_FILE, QUARANTINE_DIR,
@@ -259,6 +265,7 @@ impl Spool {
                 segments: rec.segments,
                 writer_alive: true,
                 rewinds: 0,
+                handoff: handoff::HandOff::new(opts.handoff_bytes),
             }),
             cond: Condvar::new(),
             counters: rec.counters,

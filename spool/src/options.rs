@@ -55,6 +55,10 @@ pub struct Options {
     /// Retained segments never cost new records their place: when the size cap is reached they
     /// are deleted, oldest first, before an append is refused.
     pub retain_age: Option<Duration>,
+    /// In-memory hand-off: committed batches stay in memory, up to this many bytes of buffers,
+    /// for the reader to take instead of reading them back from disk (see the crate docs,
+    /// "Reading"). 0 (default): off, the reader reads everything from disk.
+    pub handoff_bytes: usize,
 }
 
 impl Default for Options {
@@ -69,6 +73,7 @@ impl Default for Options {
             read_buffer_bytes: 256 * 1024,
             retain_bytes: None,
             retain_age: None,
+            handoff_bytes: 0,
         }
     }
 }

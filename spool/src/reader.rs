@@ -1,9 +1,11 @@
 //! The reader: in-order delivery from disk, waiting for the writer, acknowledgement, deletion.
 //!
-//! The reader never sees the writer's memory: it reads segment files through its own file handle
-//! with a bounded buffer, so a backlog of any size costs the same memory. It delivers only records
-//! the writer has published as committed, which under [`crate::FsyncPolicy::EveryCommit`] means
-//! synced.
+//! The reader reads segment files through its own file handle with a bounded buffer, so a backlog
+//! of any size costs the same memory. It delivers only records the writer has published as
+//! committed, which under [`crate::FsyncPolicy::EveryCommit`] means synced. With the in-memory
+//! hand-off on ([`crate::Options::handoff_bytes`], see [`crate::handoff`]) it takes a committed
+//! record from the writer's memory instead when memory still holds it and it is the next one
+//! due; what it delivers, in which order, is the same.
 //!
 //! Sequence numbers that cannot be delivered (damaged records, quarantined or missing segments)
 //! are handed over in line as [`Lost`] ranges by [`Reader::next_item`] (see the crate docs,
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::handoff::Taking;
 use crate::ledger::Ledger;
 use crate::segment::{Cursor, Step};
 use crate::shared::{add, Shared, Stats};
@@ -53,6 +56,13 @@ pub enum Item {
     Lost(Lost),
 }
 
+/// What [`Reader::next_into`] delivers; a record's payload is in the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Record { seq: u64, recovered: bool },
+    Lost(Lost),
+}
+
 /// The consuming side. Owned by one thread (it is `Send`).
 pub struct Reader {
     shared: Arc<Shared>,
@@ -68,6 +78,23 @@ pub struct Reader {
     /// Records up to here existed at open.
     recovered_upto: u64,
     chunk: usize,
+    /// The in-memory chunk records are being taken from (see [`crate::handoff`]).
+    taking: Option<Taking>,
+    /// Where on disk the record after the last one taken from memory is: (segment, offset,
+    /// sequence number).
+    resume: Option<(u64, u64, u64)>,
+    /// The writer's published position when last looked at under the lock.
+    seen: Seen,
+    /// Memory holds nothing below this (as of the last look): no need to ask before.
+    memory_from: u64,
+}
+
+/// The writer's published position, as seen under the lock.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    committed: u64,
+    /// The last segment's first sequence number and committed bytes.
+    last: Option<(u64, u64)>,
 }
 
 impl Reader {
@@ -88,6 +115,10 @@ impl Reader {
             acked,
             recovered_upto,
             chunk,
+            taking: None,
+            resume: None,
+            seen: Seen::default(),
+            memory_from: 0,
         }
     }
 
@@ -110,15 +141,80 @@ impl Reader {
     /// unreadable (in order, before the record that follows it), or `None` if the reader has
     /// caught up with the writer. Acknowledging a lost range's `last` is allowed.
     pub fn next_item(&mut self) -> Result<Option<Item>> {
+        let mut data = Vec::new();
+        Ok(match self.next_into(&mut data)? {
+            Some(Next::Record { seq, recovered }) => Some(Item::Record(Record {
+                seq,
+                data,
+                recovered,
+            })),
+            Some(Next::Lost(l)) => Some(Item::Lost(l)),
+            None => None,
+        })
+    }
+
+    /// Like [`next_item`](Self::next_item), with the record's payload put into `buf` (cleared
+    /// first) instead of a new `Vec`: a caller that reuses its buffers allocates nothing per
+    /// record. With the in-memory hand-off on ([`crate::Options::handoff_bytes`]), a record
+    /// still in memory is taken from there, otherwise it is read from disk; either way the
+    /// same records come in the same order.
+    pub fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<Next>> {
         if let Some(r) = self.stashed.take() {
             self.delivered = r.seq;
-            return Ok(Some(Item::Record(r)));
+            buf.clear();
+            buf.extend_from_slice(&r.data);
+            return Ok(Some(Next::Record {
+                seq: r.seq,
+                recovered: r.recovered,
+            }));
         }
-        let (committed, committed_len, rewinds) = {
-            let st = self.shared.lock();
-            let last = st.segments.back().map(|m| (m.first_seq, m.bytes));
-            (st.committed, last, st.rewinds)
+        let want = self.delivered + 1;
+        // Records of a chunk in hand are committed: no lock needed.
+        if let Some(n) = self.take_from_memory(want, buf) {
+            return Ok(Some(n));
+        }
+        // The lock is shared with the writer, which runs at a higher priority (intake): take
+        // it once per commit the reader catches up with, and once per chunk memory offers, not
+        // once per record. Records up to a committed position seen under it stay committed.
+        if want > self.seen.committed || want >= self.memory_from {
+            self.look();
+        }
+        let (committed, committed_len) = (self.seen.committed, self.seen.last);
+        if self.delivered >= committed {
+            return Ok(None);
+        }
+        if let Some(n) = self.take_from_memory(want, buf) {
+            return Ok(Some(n));
+        }
+        self.next_from_disk(want, committed, committed_len, buf)
+    }
+
+    /// Under the lock: what is committed now, and the chunk memory holds for the next record.
+    fn look(&mut self) {
+        let want = self.delivered + 1;
+        let mut st = self.shared.lock();
+        // The chunk in hand cannot serve `want`: give its buffer back, take the next one.
+        if let Some(old) = self.taking.take() {
+            st.handoff.recycle(old.into_bytes());
+        }
+        self.memory_from = 0;
+        if st.committed > self.delivered {
+            match st.handoff.take(want) {
+                Some(c) => self.taking = Some(Taking::new(c, want)),
+                // Behind what memory holds (or it is off): from disk, without asking again
+                // until the reader gets to where memory starts.
+                None => self.memory_from = st.handoff.first_seq().unwrap_or(st.committed + 1),
+            }
+        }
+        if st.handoff.cap == 0 {
+            self.memory_from = u64::MAX;
+        }
+        self.seen = Seen {
+            committed: st.committed,
+            last: st.segments.back().map(|m| (m.first_seq, m.bytes)),
         };
+        let rewinds = st.rewinds;
+        drop(st);
         if rewinds != self.rewinds_seen {
             // The writer cut back bytes this cursor may have buffered, and reuses their numbers.
             self.rewinds_seen = rewinds;
@@ -126,12 +222,36 @@ impl Reader {
                 c.discard_buffer();
             }
         }
-        if self.delivered >= committed {
-            return Ok(None);
-        }
-        let want = self.delivered + 1;
+    }
+
+    /// `want` from the chunk in hand, if it is there.
+    fn take_from_memory(&mut self, want: u64, buf: &mut Vec<u8>) -> Option<Next> {
+        let t = self.taking.as_mut()?.next(want)?;
+        buf.clear();
+        buf.extend_from_slice(t.payload);
+        // The disk path, when next needed, starts right behind this record.
+        self.resume = Some(t.resume);
+        self.cursor = None;
+        self.delivered = want;
+        Some(Next::Record {
+            seq: want,
+            recovered: want <= self.recovered_upto,
+        })
+    }
+
+    /// `want` (or the lost range before the next record) from the segment files.
+    fn next_from_disk(
+        &mut self,
+        want: u64,
+        committed: u64,
+        committed_len: Option<(u64, u64)>,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<Next>> {
         let mut retried = false;
         loop {
+            if self.cursor.is_none() && self.resume_cursor(want) {
+                continue;
+            }
             if self.cursor.is_none() {
                 let first = {
                     let st = self.shared.lock();
@@ -153,8 +273,12 @@ impl Reader {
                 continue;
             }
             let cur = self.cursor.as_mut().expect("opened above");
-            let path = cur.path.clone();
-            let step = cur.next_step().map_err(|e| Error::io("read", &path, e))?;
+            let seg = cur.first_seq;
+            // The path is built only for an error: this runs once per record.
+            let step = match cur.next_step() {
+                Ok(s) => s,
+                Err(e) => return Err(Error::io("read", self.shared.segment_path(seg), e)),
+            };
             let (offset, why) = match step {
                 Step::Record { seq, payload } => {
                     if seq < want {
@@ -167,17 +291,19 @@ impl Reader {
                         self.cursor = None;
                         return Ok(Some(self.lost(want, committed)));
                     }
-                    let rec = Record {
-                        seq,
-                        data: payload.to_vec(),
-                        recovered: seq <= self.recovered_upto,
-                    };
+                    let recovered = seq <= self.recovered_upto;
                     if seq > want {
-                        self.stashed = Some(rec);
+                        self.stashed = Some(Record {
+                            seq,
+                            data: payload.to_vec(),
+                            recovered,
+                        });
                         return Ok(Some(self.lost(want, seq - 1)));
                     }
+                    buf.clear();
+                    buf.extend_from_slice(payload);
                     self.delivered = seq;
-                    return Ok(Some(Item::Record(rec)));
+                    return Ok(Some(Next::Record { seq, recovered }));
                 }
                 Step::End => (cur.offset(), None),
                 Step::Bad { offset, why } => (offset, Some(why)),
@@ -214,7 +340,7 @@ impl Reader {
                 }
                 None => {
                     return Err(Error::Corrupt {
-                        path,
+                        path: self.shared.segment_path(cur_first),
                         seq: want,
                         offset,
                         reason: match why {
@@ -262,16 +388,37 @@ impl Reader {
     }
 
     /// Reports `first..=last` as lost and counts it.
-    fn lost(&mut self, first: u64, last: u64) -> Item {
+    fn lost(&mut self, first: u64, last: u64) -> Next {
         add(&self.shared.counters.records_lost_in_gaps, last - first + 1);
         self.delivered = last;
-        Item::Lost(Lost { first, last })
+        Next::Lost(Lost { first, last })
+    }
+
+    /// After records taken from memory: open the segment file right behind the last of them
+    /// (true), rather than scanning it from its start. False if there is no such position, or
+    /// the file cannot be opened as expected (the normal open then says why).
+    fn resume_cursor(&mut self, want: u64) -> bool {
+        let Some((seg, offset, next)) = self.resume.take() else {
+            return false;
+        };
+        if next != want {
+            return false;
+        }
+        let path = self.shared.segment_path(seg);
+        match Cursor::open(&*self.shared.fs, &path, self.chunk) {
+            Ok(Ok(mut c)) if c.first_seq == seg => {
+                c.seek(offset, want);
+                self.cursor = Some(c);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Opens segment `first` for reading `want`. A segment whose header went bad after the
     /// spool was opened holds nothing readable: if a later segment exists, everything up to it is
     /// reported lost (and the next call goes on there); the writer's own segment is an error.
-    fn open_segment(&mut self, first: u64, want: u64) -> Result<Option<Item>> {
+    fn open_segment(&mut self, first: u64, want: u64) -> Result<Option<Next>> {
         self.cursor = None;
         let path = self.shared.segment_path(first);
         let reason = match Cursor::open(&*self.shared.fs, &path, self.chunk) {

@@ -105,6 +105,14 @@ impl Cursor {
         })
     }
 
+    /// Continue at file offset `offset`, where the record `next_seq` starts (a position the
+    /// writer reported, see [`crate::handoff`]).
+    pub fn seek(&mut self, offset: u64, next_seq: u64) {
+        self.discard_buffer();
+        self.pos = offset;
+        self.next_seq = next_seq;
+    }
+
     /// File offset of the next unread record.
     pub fn offset(&self) -> u64 {
         self.pos

@@ -74,6 +74,8 @@ pub(crate) struct State {
     /// Times the writer cut uncommitted bytes off its segment (a full filesystem) and will
     /// reuse their sequence numbers: the reader drops what it buffered beyond the commit.
     pub rewinds: u64,
+    /// Committed chunks still in memory for the reader (see [`crate::handoff`]).
+    pub handoff: crate::handoff::HandOff,
 }
 
 #[derive(Debug, Default)]

@@ -25,6 +25,7 @@ use std::time::{Instant, SystemTime};
 use crate::error::{AppendError, Error, Result};
 use crate::format::{self, SEGMENT_HEADER_LEN};
 use crate::fs::FsFile;
+use crate::handoff::Chunk;
 use crate::options::{FsyncPolicy, Options};
 use crate::recovery::create_segment;
 use crate::shared::{add, SegMeta, Shared, Stats};
@@ -56,6 +57,13 @@ pub struct Writer {
     published_len: u64,
     published_seq: u64,
     batch: Vec<u8>,
+    /// Sequence number of the first record in `batch` (when it holds any).
+    batch_first: u64,
+    /// Chunks written since the last publish, offered to the reader's memory at the next one
+    /// (`Options::handoff_bytes`; empty when that is 0).
+    staged: Vec<Chunk>,
+    /// Emptied buffers to write the next batch into (from the reader, via the hand-off).
+    spare: Vec<Vec<u8>>,
     batch_records: u64,
     batch_payload: u64,
     batch_started: Option<Instant>,
@@ -87,6 +95,9 @@ impl Writer {
             published_len: seg_len,
             published_seq: next_seq - 1,
             batch: Vec::with_capacity(64 * 1024),
+            batch_first: next_seq,
+            staged: Vec::new(),
+            spare: Vec::new(),
             batch_records: 0,
             batch_payload: 0,
             batch_started: None,
@@ -118,11 +129,7 @@ impl Writer {
             });
         }
         let rec = format::record_len(payload.len()) as u64;
-        // The previous attempt to roll over may have failed for lack of room, leaving a segment
-        // beyond its size: try again at every append.
-        let seg_used = self.seg_len + self.batch.len() as u64;
-        let rollover =
-            seg_used + rec > self.opts.segment_bytes && seg_used > SEGMENT_HEADER_LEN as u64;
+        let rollover = self.seals_before(payload.len());
         let needed = rec
             + if rollover {
                 SEGMENT_HEADER_LEN as u64
@@ -163,6 +170,17 @@ impl Writer {
         add(&c.appended_records, 1);
         add(&c.appended_bytes, payload.len() as u64);
         Ok(seq)
+    }
+
+    /// Whether appending a record of `payload_len` bytes first seals the active segment: an
+    /// implicit commit that publishes every record appended so far to the reader (which may
+    /// print, acknowledge and delete them) before the append returns.
+    pub fn seals_before(&self, payload_len: usize) -> bool {
+        let rec = format::record_len(payload_len) as u64;
+        // The previous attempt to roll over may have failed for lack of room, leaving a segment
+        // beyond its size: try again at every append.
+        let seg_used = self.seg_len + self.batch.len() as u64;
+        seg_used + rec > self.opts.segment_bytes && seg_used > SEGMENT_HEADER_LEN as u64
     }
 
     /// Writes the current batch (one `pwrite`), syncs according to the [`FsyncPolicy`] (one
@@ -348,6 +366,12 @@ impl Writer {
         self.written = self.published_seq;
         self.durable = self.durable.min(self.published_seq);
         self.batch.clear();
+        self.batch_first = self.next_seq;
+        // Written since the last publish, so none of it was offered: it is taken back.
+        for mut c in self.staged.drain(..) {
+            c.bytes.clear();
+            self.spare.push(c.bytes);
+        }
         self.batch_records = 0;
         self.batch_payload = 0;
         self.batch_started = None;
@@ -376,9 +400,27 @@ impl Writer {
             return Err(self.failed("write", e));
         }
         let n = self.batch.len() as u64;
+        if self.opts.handoff_bytes > 0 {
+            // The buffer just written becomes the reader's copy; the next batch goes into a
+            // spare one.
+            let mut next = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(64 * 1024));
+            next.clear();
+            self.staged.push(Chunk {
+                seg_first: self.seg_first,
+                offset: self.seg_len,
+                first_seq: self.batch_first,
+                last_seq: self.next_seq - 1,
+                bytes: std::mem::replace(&mut self.batch, next),
+            });
+        } else {
+            self.batch.clear();
+        }
+        self.batch_first = self.next_seq;
         self.seg_len += n;
         add(&self.shared.counters.disk_bytes, n);
-        self.batch.clear();
         Ok(())
     }
 
@@ -416,6 +458,15 @@ impl Writer {
         let mut st = self.shared.lock();
         st.committed = self.written;
         st.durable = self.durable;
+        if !self.staged.is_empty() {
+            st.handoff.offer(self.staged.drain(..));
+        }
+        while self.spare.len() < 2 {
+            let Some(b) = st.handoff.spare.pop() else {
+                break;
+            };
+            self.spare.push(b);
+        }
         if let Some(m) = st.segments.back_mut() {
             if m.first_seq == self.seg_first && m.bytes != self.seg_len {
                 m.bytes = self.seg_len;

@@ -449,6 +449,16 @@ proptest! {
         })?;
     }
 
+    /// With the in-memory hand-off on, bounded to a few chunks so that the reader mixes memory
+    /// and disk: the same guarantees.
+    #[test]
+    fn crash_anywhere_with_handoff(ops in proptest::collection::vec(op(), 1..120)) {
+        run_with(ops, Options {
+            handoff_bytes: 200 * 1024,
+            ..options(FsyncPolicy::EveryCommit, 1 << 30)
+        })?;
+    }
+
     #[test]
     fn crash_anywhere_with_retention_by_age_only(ops in proptest::collection::vec(op(), 1..120)) {
         run_with(ops, Options {

@@ -76,6 +76,9 @@ fn spool_options(args: &RunArgs) -> SpoolOptions {
         // 0 means "not by size"; with neither limit, printed packets are deleted.
         retain_bytes: (args.retain > 0).then_some(args.retain),
         retain_age: args.retain_for.filter(|d| !d.is_zero()),
+        // Fresh batches reach the processing loop from memory; 4 MiB is about 100 ms of
+        // traffic at full rate, so only a loop that fell further behind reads back from disk.
+        handoff_bytes: 4 << 20,
         ..SpoolOptions::default()
     }
 }

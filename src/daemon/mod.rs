@@ -18,6 +18,7 @@ mod error;
 mod fdkeep;
 pub mod intake;
 mod positions;
+mod precedence;
 mod preflight;
 mod seqfile;
 
@@ -107,6 +108,11 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     start_metrics(cfg, &engine, &shared, &reader, &mut outputs)?;
     let control = engine.signals()?;
     let intake = spawn_intake(capture, writer, &shared, cfg)?;
+    // This thread runs the processing loop: below intake, so a saturated CPU backs up into
+    // the spool rather than the kernel's socket buffer.
+    if let Err(w) = precedence::lower_this_thread() {
+        crate::say!("fwlog: {w}");
+    }
     let label = announce(cfg);
     // Tests and scripts take that line as "bound and logging": it is out before READY=1 (for a
     // stalled stderr, after at most STDERR_FLUSH).
@@ -321,9 +327,10 @@ fn spawn_intake(
     let stop = shared.stop.clone();
     let intake: Box<dyn FnOnce() -> IntakeResult + Send> = match capture {
         Capture::Nflog(sock, seq_file, held) => {
-            let rx = intake::NflogReceiver::new(*sock, seq_file, held);
-            let spool =
+            let rx = intake::NflogReceiver::new(*sock, seq_file);
+            let mut spool =
                 intake::Spooler::new(writer, counters, wake, intake::NflogReceiver::policy());
+            spool.held = held;
             Box::new(move || intake::run(rx, spool, stop))
         }
         Capture::Queue(sock, adopted) => {

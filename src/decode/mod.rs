@@ -352,7 +352,15 @@ pub fn decode<'a>(p: &Packet<'a>) -> Decoded<'a> {
 /// repeats: source, destination, an ICMP redirect's gateway, and the source and destination of
 /// the packet an ICMP error quotes; for ARP the sender and target IPv4 addresses. The daemon resolves these names before formatting.
 pub fn addresses(p: &Packet<'_>) -> Vec<IpAddr> {
-    let mut out: Vec<IpAddr> = Vec::with_capacity(4);
+    let mut out = Vec::with_capacity(4);
+    addresses_into(p, &mut out);
+    out
+}
+
+/// [`addresses`] into a caller's vector (cleared first), so a loop that reuses it allocates
+/// nothing per packet.
+pub fn addresses_into(p: &Packet<'_>, out: &mut Vec<IpAddr>) {
+    out.clear();
     let mut push = |a: IpAddr| {
         if !out.contains(&a) {
             out.push(a);
@@ -390,5 +398,4 @@ pub fn addresses(p: &Packet<'_>) -> Vec<IpAddr> {
         }
         Net::Truncated(_) | Net::NotIp { .. } => {}
     }
-    out
 }

@@ -10,6 +10,7 @@ pub mod loss;
 pub mod outputs;
 pub mod process;
 pub mod source;
+mod window;
 
 /// The counters moved out of the pipeline (intake updates them too); this path stays for callers.
 pub use crate::counters;

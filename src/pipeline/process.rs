@@ -14,8 +14,6 @@
 //! - DNS state lives in the resolver's cache, not here: a packet is ready when every address
 //!   of it is a cache hit (a name, a known absence, or a recent failure).
 
-use std::collections::VecDeque;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,41 +25,11 @@ use tokio::time::{sleep_until, Instant};
 use super::loss;
 use super::outputs::Outputs;
 use super::source::{Source, SourceError};
+use super::window::{PacketNames, Window};
 use crate::counters::{bump, Counters};
-use crate::dns::{Lookup, Resolver, SafeName};
-use crate::format::Names;
-use crate::geo::{Geo, GeoInfo};
+use crate::dns::{Lookup, Resolver};
+use crate::geo::Geo;
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
-
-/// One spooled record between the spool and the outputs.
-struct Entry {
-    seq: u64,
-    data: Vec<u8>,
-    replayed: bool,
-    deadline: Instant,
-    /// Names known when the record entered the window (cache hits).
-    names: Vec<(IpAddr, SafeName)>,
-    /// Addresses still being looked up; the record waits for them until its deadline.
-    waiting: Vec<IpAddr>,
-    /// What the GeoIP/ASN databases know about its addresses (`--geoip`, `--asn`).
-    geo: Vec<(IpAddr, Arc<GeoInfo>)>,
-}
-
-/// Names of one packet, borrowed from its entry when it prints.
-struct PacketNames<'a>(&'a [(IpAddr, SafeName)], &'a [(IpAddr, Arc<GeoInfo>)]);
-
-impl Names for PacketNames<'_> {
-    fn name(&self, addr: IpAddr) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(a, _)| *a == addr)
-            .map(|(_, n)| n.shown())
-    }
-
-    fn geo(&self, addr: IpAddr) -> Option<&GeoInfo> {
-        self.1.iter().find(|(a, _)| *a == addr).map(|(_, g)| &**g)
-    }
-}
 
 pub use crate::signals::Control;
 
@@ -132,12 +100,14 @@ pub const WINDOW_BYTES: usize = 64 << 20;
 const WRITE_INTERVAL: Duration = Duration::from_millis(10);
 /// ... unless this much is waiting.
 const WRITE_BYTES: usize = 256 * 1024;
+/// ... or this much while working through a backlog (the window came back full from the
+/// source): every write costs two fdatasyncs, and at 256 KiB a replay of a million records spent
+/// more time syncing than printing. Latency does not matter there: the lines are late already.
+const BACKLOG_WRITE_BYTES: usize = 4 << 20;
 
 /// The loop's state between rounds.
 struct LoopState {
-    window: VecDeque<Entry>,
-    /// Bytes of record data in the window.
-    window_bytes: usize,
+    window: Window,
     /// The last record formatted and not yet acknowledged.
     last_printed: Option<u64>,
     /// When a failed output may be tried again.
@@ -155,6 +125,8 @@ struct LoopState {
     stalled_since: Option<Instant>,
     /// Packets formatted but not yet written by every output: counted as printed only then.
     unwritten: Unwritten,
+    /// The last fill found more in the source than the window holds (a backlog).
+    behind: bool,
 }
 
 impl<S: Source> Processor<S> {
@@ -165,8 +137,7 @@ impl<S: Source> Processor<S> {
             s.ready();
         }
         let mut st = LoopState {
-            window: VecDeque::with_capacity(self.window_cap.min(1 << 16)),
-            window_bytes: 0,
+            window: Window::with_capacity(self.window_cap.min(1 << 16)),
             last_printed: None,
             retry_at: None,
             last_write: Instant::now(),
@@ -177,6 +148,7 @@ impl<S: Source> Processor<S> {
             announced: false,
             stalled_since: None,
             unwritten: Unwritten::default(),
+            behind: false,
         };
         loop {
             if st.stop_at.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -198,13 +170,14 @@ impl<S: Source> Processor<S> {
             if st.failing.is_none() {
                 let mut full = false;
                 if st.stop_at.is_none() {
-                    self.fill(&mut st.window, &mut st.window_bytes, &st.dns_wake)?;
-                    full = st.window.len() >= self.window_cap || st.window_bytes >= WINDOW_BYTES;
+                    self.fill(&mut st.window, &st.dns_wake, now)?;
+                    full = st.window.len() >= self.window_cap || st.window.bytes >= WINDOW_BYTES;
                 }
                 st.last_printed = self
-                    .drain(&mut st.window, &mut st.window_bytes, &mut st.unwritten)
+                    .drain(&mut st.window, &mut st.unwritten, now)
                     .or(st.last_printed);
-                more = full && st.window.len() < self.window_cap && st.window_bytes < WINDOW_BYTES;
+                more = full && st.window.len() < self.window_cap && st.window.bytes < WINDOW_BYTES;
+                st.behind = full;
             }
             self.write_if_due(&mut st, now)?;
             // Acknowledge only what every output has written: formatted lines may wait in the
@@ -250,7 +223,12 @@ impl<S: Source> Processor<S> {
     fn write_if_due(&mut self, st: &mut LoopState, now: Instant) -> Result<(), ProcessError> {
         let pending = self.outputs.pending_bytes();
         let retry_due = st.retry_at.is_none_or(|t| now >= t);
-        let write_due = pending >= WRITE_BYTES
+        let batch = if st.behind {
+            BACKLOG_WRITE_BYTES
+        } else {
+            WRITE_BYTES
+        };
+        let write_due = pending >= batch
             || now >= st.last_write + WRITE_INTERVAL
             || st.stop_at.is_some()
             || self.source.finished();
@@ -312,7 +290,7 @@ impl<S: Source> Processor<S> {
 
     /// The next time the loop has something to do unless woken earlier.
     fn next_wake(&self, st: &LoopState, service_at: Option<Instant>, more: bool) -> Instant {
-        let head = st.window.front().map(|e| e.deadline);
+        let head = st.window.entries.front().map(|e| e.deadline);
         // A batch waits for the write interval, and a failed one for its retry too: waking at
         // the interval alone would spin until the retry (the whole back-off, at full CPU).
         let write_at = (self.outputs.pending_bytes() > 0).then(|| {
@@ -372,62 +350,65 @@ impl<S: Source> Processor<S> {
     }
 
     /// Read committed records into the window until it is full or the reader caught up, and
-    /// start name lookups for their addresses.
+    /// start name lookups for their addresses. `now` is the loop's one clock reading for this
+    /// round: records read together enter the window together and share a deadline.
     fn fill(
         &mut self,
-        window: &mut VecDeque<Entry>,
-        bytes: &mut usize,
+        window: &mut Window,
         dns_wake: &Arc<Notify>,
+        now: Instant,
     ) -> Result<(), ProcessError> {
-        // One clock read per fill, not per record: records read together enter the window
-        // together and share a deadline.
-        let now = Instant::now();
-        while window.len() < self.window_cap && *bytes < WINDOW_BYTES {
-            let Some(rec) = self.source.next()? else {
-                return Ok(());
-            };
-            let mut names = Vec::new();
-            let mut waiting = Vec::new();
-            let mut geo = Vec::new();
-            let enrich = self.resolver.is_some() || self.geo.is_some();
-            if enrich && LossRecord::decode(&rec.data).is_none() {
-                let p = attr::parse(&rec.data, TlvOrder::NATIVE, loss::EPOCH);
-                let addrs = crate::decode::addresses(&p);
-                if let Some(g) = &mut self.geo {
-                    geo.extend(addrs.iter().filter_map(|&ip| Some((ip, g.lookup(ip)?))));
+        let enrich = self.resolver.is_some() || self.geo.is_some();
+        while window.len() < self.window_cap && window.bytes < WINDOW_BYTES {
+            let mut e = window.blank(now + self.dns_timeout);
+            let meta = match self.source.next(&mut e.data) {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    window.unused(e);
+                    return Ok(());
                 }
-                for ip in addrs {
+                Err(err) => {
+                    window.unused(e);
+                    return Err(err.into());
+                }
+            };
+            e.seq = meta.seq;
+            e.replayed = meta.replayed;
+            if enrich && LossRecord::decode(&e.data).is_none() {
+                // Parsed once: the parse stays with the record and prints it.
+                let p = e.parse(|d| attr::parse(d, TlvOrder::NATIVE, loss::EPOCH));
+                crate::decode::addresses_into(p, &mut window.addrs);
+                if let Some(g) = &mut self.geo {
+                    e.geo.extend(
+                        window
+                            .addrs
+                            .iter()
+                            .filter_map(|&ip| Some((ip, g.lookup(ip)?))),
+                    );
+                }
+                for &ip in &window.addrs {
                     let Some(r) = &self.resolver else { break };
                     match r.cached(ip) {
-                        Lookup::Hit(Some(n)) => names.push((ip, n)),
+                        Lookup::Hit(Some(n)) => e.names.push((ip, n)),
                         Lookup::Hit(None) => {}
-                        Lookup::Pending => waiting.push(ip),
+                        Lookup::Pending => e.waiting.push(ip),
                         Lookup::Miss => {
                             // Only the packet that starts a lookup waits on it for a wake-up;
                             // packets behind it in the window wait behind it anyway.
                             if let Some(pending) = r.start(ip) {
                                 let wake = Arc::clone(dns_wake);
-                                let deadline = now + self.dns_timeout;
+                                let deadline = e.deadline;
                                 tokio::spawn(async move {
                                     let _ = pending.wait_until(deadline).await;
                                     wake.notify_one();
                                 });
-                                waiting.push(ip);
+                                e.waiting.push(ip);
                             }
                         }
                     }
                 }
             }
-            *bytes += rec.data.len();
-            window.push_back(Entry {
-                seq: rec.seq,
-                data: rec.data,
-                replayed: rec.replayed,
-                deadline: now + self.dns_timeout,
-                names,
-                waiting,
-                geo,
-            });
+            window.push(e);
         }
         if let Some(g) = &self.geo {
             self.counters.set_geo(g.stats());
@@ -438,13 +419,12 @@ impl<S: Source> Processor<S> {
     /// Format every ready record at the head of the window. Returns the last seq formatted.
     fn drain(
         &mut self,
-        window: &mut VecDeque<Entry>,
-        bytes: &mut usize,
+        window: &mut Window,
         unwritten: &mut Unwritten,
+        now: Instant,
     ) -> Option<u64> {
         let mut last = None;
-        let now = Instant::now();
-        while let Some(head) = window.front() {
+        while let Some(head) = window.entries.front() {
             let ready = match &self.resolver {
                 None => true,
                 Some(r) => {
@@ -458,16 +438,15 @@ impl<S: Source> Processor<S> {
             if !ready {
                 break;
             }
-            let Some(mut e) = window.pop_front() else {
+            let Some(mut e) = window.pop() else {
                 break;
             };
-            *bytes -= e.data.len();
-            if let Some(l) = LossRecord::decode(&e.data) {
+            if let Some(l) = LossRecord::decode(e.record()) {
                 if l.spool_seq.is_some() {
                     // Found by the spool as it read: intake never counted these.
                     bump(&self.counters.lost_other, l.count.unwrap_or(0));
                 }
-                let t = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH).timestamp;
+                let t = attr::parse(e.record(), TlvOrder::NATIVE, loss::EPOCH).timestamp;
                 self.outputs.loss(&l.event(t), e.seq);
             } else {
                 if let Some(r) = &self.resolver {
@@ -477,18 +456,32 @@ impl<S: Source> Processor<S> {
                         }
                     }
                 }
-                let mut p = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
-                p.replayed = e.replayed;
+                let replayed = e.replayed;
+                if let Some(y) = &mut e.parsed {
+                    y.with_mut(move |p| p.replayed = replayed);
+                }
+                // Records that were not parsed on entry (no DNS, no geo) are parsed now.
+                let parsed_now;
+                let p = match &e.parsed {
+                    Some(y) => y.get(),
+                    None => {
+                        let mut q = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
+                        q.replayed = replayed;
+                        parsed_now = q;
+                        &parsed_now
+                    }
+                };
                 self.outputs.packet(&crate::sink::PacketView {
                     seq: e.seq,
-                    record: &e.data,
-                    packet: &p,
+                    record: e.record(),
+                    packet: p,
                     names: &PacketNames(&e.names, &e.geo),
                 });
                 unwritten.printed += 1;
                 unwritten.replayed += u64::from(e.replayed);
             }
             last = Some(e.seq);
+            window.recycle(e);
         }
         last
     }

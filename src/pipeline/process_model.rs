@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use super::*;
 use crate::format::LossEvent;
-use crate::pipeline::source::{Source, SourceError, SourceRecord};
+use crate::pipeline::source::{RecordMeta, Source, SourceError};
 use crate::sink::{PacketSink, PacketView};
 
 /// Everything both fakes see, to check the loop against.
@@ -55,16 +55,16 @@ fn record() -> Vec<u8> {
 }
 
 impl Source for FakeSource {
-    fn next(&mut self) -> Result<Option<SourceRecord>, SourceError> {
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<RecordMeta>, SourceError> {
         let mut m = self.0.lock().unwrap();
         let Some(seq) = m.queued.pop_front() else {
             return Ok(None);
         };
         m.ahead += 1;
         m.max_ahead = m.max_ahead.max(m.ahead);
-        Ok(Some(SourceRecord {
+        *buf = record();
+        Ok(Some(RecordMeta {
             seq,
-            data: record(),
             replayed: false,
         }))
     }

@@ -6,10 +6,19 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-/// One record: an NFLOG-shaped message (see `crate::nflog`), in source order.
+/// One record: an NFLOG-shaped message (see `crate::nflog`), in source order, as a producer
+/// thread hands it over.
 pub struct SourceRecord {
     pub seq: u64,
     pub data: Vec<u8>,
+    /// Possibly printed before (spool replay at start-up, or `fwlog replay`).
+    pub replayed: bool,
+}
+
+/// What a source says about the record it put into the caller's buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub seq: u64,
     /// Possibly printed before (spool replay at start-up, or `fwlog replay`).
     pub replayed: bool,
 }
@@ -24,8 +33,10 @@ pub enum SourceError {
 }
 
 pub trait Source {
-    /// The next record if one is ready now.
-    fn next(&mut self) -> Result<Option<SourceRecord>, SourceError>;
+    /// The next record if one is ready now, its bytes in `buf` (replacing what was there). The
+    /// loop hands in buffers it reuses, so a source that copies into them allocates nothing per
+    /// record.
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<RecordMeta>, SourceError>;
     /// Every record up to `seq` has been written to every output.
     fn ack(&mut self, seq: u64) -> Result<(), SourceError>;
     /// No record will ever come again (a file read to its end).
@@ -34,21 +45,26 @@ pub trait Source {
     fn pending(&self) -> u64;
 }
 
-/// The live spool: records appear as intake commits them; never finished.
+/// The live spool: records appear as intake commits them; never finished. Fresh records come
+/// from the spool writer's memory when the daemon turned the hand-off on
+/// (`fwlog_spool::Options::handoff_bytes`), from disk otherwise and whenever the loop has fallen
+/// behind what memory holds (a backlog, a restart): the spool's reader decides, and delivers the
+/// same records in the same order either way.
 impl Source for fwlog_spool::Reader {
-    fn next(&mut self) -> Result<Option<SourceRecord>, SourceError> {
-        match fwlog_spool::Reader::next_item(self) {
-            Ok(Some(fwlog_spool::Item::Record(r))) => Ok(Some(SourceRecord {
-                seq: r.seq,
-                data: r.data,
-                replayed: r.recovered,
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<RecordMeta>, SourceError> {
+        match self.next_into(buf) {
+            Ok(Some(fwlog_spool::Next::Record { seq, recovered })) => Ok(Some(RecordMeta {
+                seq,
+                replayed: recovered,
             })),
             // Printed in line as a loss; acknowledging its last number moves past the range.
-            Ok(Some(fwlog_spool::Item::Lost(l))) => Ok(Some(SourceRecord {
-                seq: l.last,
-                data: super::loss::spool_damage(l.first, l.last),
-                replayed: false,
-            })),
+            Ok(Some(fwlog_spool::Next::Lost(l))) => {
+                super::loss::spool_damage_into(l.first, l.last, buf);
+                Ok(Some(RecordMeta {
+                    seq: l.last,
+                    replayed: false,
+                }))
+            }
             Ok(None) => Ok(None),
             Err(e) => Err(SourceError::Read(e)),
         }
@@ -148,11 +164,16 @@ pub fn channel(capacity: usize, wake: Arc<Notify>) -> (ChannelSource, Producer) 
 }
 
 impl Source for ChannelSource {
-    fn next(&mut self) -> Result<Option<SourceRecord>, SourceError> {
+    fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<RecordMeta>, SourceError> {
         match self.rx.try_recv() {
             Ok(r) => {
                 self.pending += 1;
-                Ok(Some(r))
+                // The producer made this buffer; taking it is cheaper than copying it.
+                *buf = r.data;
+                Ok(Some(RecordMeta {
+                    seq: r.seq,
+                    replayed: r.replayed,
+                }))
             }
             Err(TryRecvError::Empty) => Ok(None),
             Err(TryRecvError::Disconnected) => {

@@ -53,6 +53,8 @@ pub trait PacketSink: Send {
     /// Take one loss event (`seq` is the spool sequence number of the loss record).
     fn loss(&mut self, ev: &LossEvent, seq: u64);
     /// How much is waiting for `commit` (bytes or an estimate of them); 0 when nothing is.
+    /// A batch handed to a thread of the sink's own and not yet answered is still waiting:
+    /// the loop commits (and so retries) only outputs whose `pending` is not 0.
     fn pending(&self) -> usize;
     /// Make the batch durable at the target; on `Err`, keep it to be committed again.
     fn commit(&mut self) -> io::Result<()>;

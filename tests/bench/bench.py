@@ -31,6 +31,7 @@ Everything it starts is stopped, and its namespaces and temporary directory remo
 """
 
 import argparse
+import array
 import json
 import os
 import re
@@ -363,7 +364,7 @@ class Fwlog(Receiver):
     name = "fwlog"
     marker = "fwlog: received="
 
-    def start(self, extra=(), output=None, dns=True, spool=None, dns_port=DNS_PORT):
+    def start(self, extra=(), output=None, dns=True, spool=None, dns_port=DNS_PORT, env=()):
         self.out = output or os.path.join(self.dir, "out.log")
         self.spool = spool or os.path.join(self.dir, "spool")
         cmd = [ARGS.fwlog, "run", "--spool", self.spool, "--output", self.out]
@@ -371,6 +372,8 @@ class Fwlog(Receiver):
             cmd += ["-g", str(g)]
         cmd += ["--dns-server", f"127.0.0.1:{dns_port}"] if dns else ["--no-dns"]
         cmd += list(extra)
+        if env:
+            cmd = ["env", *env, *cmd]
         self.proc = spawn(in_ns(NS_LOG, *cmd), self.err)
         self.wait_line("fwlog: logging NFLOG group", timeout=120)
 
@@ -420,6 +423,51 @@ class FwlogScraped(FwlogMetrics):
         super().stop()
 
 
+class FwlogHeld(Fwlog):
+    """fwlog with a played service manager that takes its socket into an fd store: fwlog then
+    reads in hold mode (one datagram per receive, positions file, dequeue after the write),
+    as under the packaged unit. Compare with fwlog in the same run."""
+    name = "fwlog-held"
+
+    def start(self):
+        path = os.path.join(self.dir, "notify")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(path)
+        self.notify.settimeout(0.2)
+        self.messages = []
+        self.kept = []  # the stored fds, as systemd keeps them
+        self.done = threading.Event()
+
+        def serve():
+            while not self.done.is_set():
+                try:
+                    msg, anc, _, _ = self.notify.recvmsg(4096, socket.CMSG_SPACE(16 * 4))
+                except (socket.timeout, OSError):
+                    continue
+                self.messages.append(msg.decode(errors="replace"))
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        self.kept += array.array("i", data[: len(data) - len(data) % 4]).tolist()
+
+        self.server = threading.Thread(target=serve, daemon=True)
+        self.server.start()
+        super().start(dns=True, env=[f"NOTIFY_SOCKET={path}"])
+        deadline = time.monotonic() + 10
+        while not any("FDSTORE=1" in m for m in self.messages):
+            if time.monotonic() > deadline:
+                raise RuntimeError("fwlog-held: no FDSTORE=1 from fwlog: not in hold mode")
+            time.sleep(0.05)
+
+    def stop(self):
+        super().stop()
+        self.done.set()
+        self.server.join()
+        self.notify.close()
+        for fd in self.kept:
+            os.close(fd)  # as systemd does on stop: the groups are released
+        self.kept = []
+
+
 class FwlogNiceProc(Fwlog):
     """fwlog with its processing thread (the main thread) at nice 19, the intake thread at 0:
     does loss under CPU saturation come from intake losing the CPU to processing?"""
@@ -428,6 +476,22 @@ class FwlogNiceProc(Fwlog):
     def start(self):
         super().start()
         os.setpriority(os.PRIO_PROCESS, self.proc.pid, 19)  # the main thread's TID only
+
+
+class FwlogBase(Fwlog):
+    """Another fwlog build (--fwlog-base), e.g. the code before a change, measured in the same
+    run and interleaved with `fwlog`, so the two are compared under the same load."""
+    name = "fwlog-base"
+
+    def start(self):
+        if not ARGS.fwlog_base:
+            raise RuntimeError("fwlog-base needs --fwlog-base PATH")
+        mine = ARGS.fwlog
+        ARGS.fwlog = ARGS.fwlog_base
+        try:
+            super().start()
+        finally:
+            ARGS.fwlog = mine
 
 
 class Ulogd(Receiver):
@@ -447,9 +511,11 @@ class Ulogd(Receiver):
                      f"print1:PRINTPKT,emu1:LOGEMU\n")
         for g in GROUPS:
             # The same kernel-side settings fwlog uses (64 MiB buffer, 128 KiB datagrams,
-            # qthresh 256, 10 ms flush), so the comparison is of the user-space work.
+            # qthresh 256, 10 ms flush), so the comparison is of the user-space work. ulogd
+            # applies the size only when it is below the maximum: with both equal it logs
+            # "Maximum buffer size (0) ... reached" and keeps the kernel's default buffer.
             text += (f"\n[log{g}]\ngroup={g}\nnetlink_socket_buffer_size=67108864\n"
-                     f"netlink_socket_buffer_maxsize=67108864\nnetlink_qthreshold=256\n"
+                     f"netlink_socket_buffer_maxsize=67108865\nnetlink_qthreshold=256\n"
                      f"netlink_qtimeout=1\nbufsize=131072\n")
         text += f"\n[emu1]\nfile=\"{self.out}\"\nsync=0\n"
         with open(conf, "w") as f:
@@ -569,9 +635,9 @@ def sweep(rates, repeats, seconds, results):
         log(f"ulogd2 not measured: {why}")
     else:
         kinds.append(Ulogd)
-    variants = {"fwlog-nodns": FwlogNoDns, "fwlog-nosync": FwlogNoSync,
+    variants = {"fwlog-nodns": FwlogNoDns, "fwlog-nosync": FwlogNoSync, "fwlog-held": FwlogHeld,
                 "fwlog-niceproc": FwlogNiceProc, "fwlog-metrics": FwlogMetrics,
-                "fwlog-scraped": FwlogScraped}
+                "fwlog-scraped": FwlogScraped, "fwlog-base": FwlogBase}
     known = {k.name: k for k in kinds} | variants
     kinds = [known[n] for n in ARGS.receivers.split(",") if n in known]
     for rep in range(repeats):
@@ -799,13 +865,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fwlog", required=True)
     ap.add_argument("--benchtool", required=True)
+    ap.add_argument("--fwlog-base", help="another fwlog build, receiver fwlog-base")
     ap.add_argument("--quick", action="store_true", help="about 3 minutes instead of 15")
     ap.add_argument("--only", default="sweep,latency,flood,replay")
     ap.add_argument("--json", help="write all results here")
     ap.add_argument("--receivers", default="bare,fwlog,ulogd2",
                     help="which receivers the rate sweep measures, in order (also: "
                     "fwlog-nodns, fwlog-nosync, to split fwlog's CPU cost; fwlog-metrics, "
-                    "fwlog-scraped: --metrics without and with a scrape per second)")
+                    "fwlog-scraped: --metrics without and with a scrape per second; fwlog-held: hold mode, "
+                    "the socket kept in a played fd store)")
     ap.add_argument("--rates", help="comma list of packets/s for the sweep (0 = max)")
     ap.add_argument("--groups", type=int, default=2,
                     help="NFLOG groups each packet is logged to (default 2; more records per "

@@ -3,8 +3,9 @@
 //! checksums (`packets`), a seeded generator (`rng`), DNS servers (`dns`), NFQUEUE rules and
 //! traffic (`queue`), systemd's fd store played by a test (`fdstore`), the kill -9 tests'
 //! flood and accounting (`crash`), GeoIP test databases written by MaxMind's own writer
-//! (`geo`, `mkmmdb.pl`), small file systems (`tmpfs`), a MariaDB server in a test namespace
-//! (`mariadb`).
+//! (`geo`, `mkmmdb.pl`), small file systems (`tmpfs`), PostgreSQL servers in a test's namespace
+//! (`pg`; `pg_fleet`: one reachable from several namespaces, with TLS), a MariaDB server in a
+//! test namespace (`mariadb`).
 //!
 //! Every test that touches the kernel creates its own namespace (unique name, removed on drop),
 //! so tests run in parallel without seeing each other's packets, and nothing leaves the machine.
@@ -20,6 +21,7 @@ pub mod mariadb;
 pub mod netns;
 pub mod packets;
 pub mod pg;
+pub mod pg_fleet;
 pub mod queue;
 pub mod rng;
 pub mod tmpfs;

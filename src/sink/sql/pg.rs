@@ -290,7 +290,11 @@ impl PacketSink for PgSink {
     }
 
     fn pending(&self) -> usize {
-        self.batch.len() * 128
+        // The batch sent and not yet answered is still waiting: were it not counted, the loop
+        // would see nothing to commit after a timed-out attempt, never ask for the answer
+        // again, and stay failing forever.
+        let sent = self.sent.as_ref().map_or(0, |b| b.len());
+        (self.batch.len() + sent) * 128
     }
 
     fn commit(&mut self) -> io::Result<()> {
@@ -597,4 +601,44 @@ async fn store_packets(
 /// The server's own message.
 fn msg(e: tokio_postgres::Error) -> String {
     server_message(&e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::LossCause;
+    use crate::packet::{TimeSource, Timestamp};
+
+    #[test]
+    fn a_batch_waiting_for_a_silent_server_is_still_pending() {
+        // Accepts connections (the kernel's backlog) and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let cfg = SqlConfig {
+            host: "h".into(),
+            stream: super::super::stream::StreamId::random().unwrap(),
+            payload: false,
+            retain: None,
+            sync: false,
+        };
+        let url = format!("postgresql://u:p@127.0.0.1:{port}/db");
+        let mut sink = PgSink::open(&url, &cfg).unwrap();
+        let ev = LossEvent {
+            time: Timestamp {
+                sec: 1,
+                nsec: 0,
+                source: TimeSource::Local,
+            },
+            group: Some(5),
+            count: 1,
+            seq_global: None,
+            spool_seq: None,
+            cause: LossCause::SeqGap,
+        };
+        sink.loss(&ev, 1);
+        assert!(sink.pending() > 0);
+        let e = sink.commit().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(sink.pending() > 0, "the unanswered batch is still pending");
+    }
 }

@@ -1,0 +1,172 @@
+//! The processing loop's window: records taken from the source and not yet printed, in order,
+//! and the spare entries they are recycled into.
+//!
+//! Invariants:
+//! - `bytes` is the record data held by `entries` (what [`super::process::WINDOW_BYTES`]
+//!   bounds).
+//! - An entry leaves the window only to be printed; its buffers (the record, names, addresses)
+//!   then go back to the spare list and are reused for a later record, so at steady state the
+//!   loop allocates nothing per record. The spare list keeps at most [`SPARE_BYTES`] of record
+//!   buffer capacity (a burst of large records must not pin their buffers for ever).
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::dns::SafeName;
+use crate::format::Names;
+use crate::geo::GeoInfo;
+use crate::packet::Packet;
+
+/// Record buffer capacity kept in spare entries at most.
+pub const SPARE_BYTES: usize = 4 << 20;
+
+/// A record's bytes with the `Packet` parsed from them (borrowing them).
+pub type Parsed = yoke::Yoke<Packet<'static>, Vec<u8>>;
+
+/// One spooled record between the source and the outputs.
+pub struct Entry {
+    pub seq: u64,
+    /// The record, while it is not parsed (see `parsed`).
+    pub data: Vec<u8>,
+    /// The record and its parse, when it was parsed on entering the window (to find its
+    /// addresses for DNS): printing then uses this parse instead of parsing again. `data` is
+    /// empty meanwhile.
+    pub parsed: Option<Parsed>,
+    pub replayed: bool,
+    pub deadline: Instant,
+    /// Names known when the record entered the window (cache hits).
+    pub names: Vec<(IpAddr, SafeName)>,
+    /// Addresses still being looked up; the record waits for them until its deadline.
+    pub waiting: Vec<IpAddr>,
+    /// What the GeoIP/ASN databases know about its addresses (`--geoip`, `--asn`).
+    pub geo: Vec<(IpAddr, Arc<GeoInfo>)>,
+}
+
+impl Entry {
+    /// The spool record.
+    pub fn record(&self) -> &[u8] {
+        match &self.parsed {
+            Some(p) => p.backing_cart(),
+            None => &self.data,
+        }
+    }
+
+    /// Parse the record once and keep the result beside it.
+    pub fn parse(&mut self, parse: impl for<'a> FnOnce(&'a [u8]) -> Packet<'a>) -> &Packet<'_> {
+        let p = match self.parsed.take() {
+            Some(p) => p,
+            None => Parsed::attach_to_cart(std::mem::take(&mut self.data), |d: &[u8]| parse(d)),
+        };
+        self.parsed.insert(p).get()
+    }
+
+    fn new(deadline: Instant) -> Entry {
+        Entry {
+            seq: 0,
+            data: Vec::new(),
+            parsed: None,
+            replayed: false,
+            deadline,
+            names: Vec::new(),
+            waiting: Vec::new(),
+            geo: Vec::new(),
+        }
+    }
+}
+
+/// Names of one packet, borrowed from its entry when it prints.
+pub struct PacketNames<'a>(
+    pub &'a [(IpAddr, SafeName)],
+    pub &'a [(IpAddr, Arc<GeoInfo>)],
+);
+
+impl Names for PacketNames<'_> {
+    fn name(&self, addr: IpAddr) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, n)| n.shown())
+    }
+
+    fn geo(&self, addr: IpAddr) -> Option<&GeoInfo> {
+        self.1.iter().find(|(a, _)| *a == addr).map(|(_, g)| &**g)
+    }
+}
+
+#[derive(Default)]
+pub struct Window {
+    pub entries: VecDeque<Entry>,
+    /// Record data held by `entries`.
+    pub bytes: usize,
+    spare: Vec<Entry>,
+    /// Record buffer capacity held by `spare`.
+    spare_bytes: usize,
+    /// A packet's addresses, reused from packet to packet.
+    pub addrs: Vec<IpAddr>,
+}
+
+impl Window {
+    pub fn with_capacity(n: usize) -> Window {
+        Window {
+            entries: VecDeque::with_capacity(n),
+            ..Window::default()
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// An empty entry to fill (a spare one if there is one), with `deadline`.
+    pub fn blank(&mut self, deadline: Instant) -> Entry {
+        match self.spare.pop() {
+            Some(mut e) => {
+                self.spare_bytes -= e.data.capacity();
+                e.deadline = deadline;
+                e
+            }
+            None => Entry::new(deadline),
+        }
+    }
+
+    /// A blank entry that was not used after all.
+    pub fn unused(&mut self, e: Entry) {
+        self.recycle(e);
+    }
+
+    /// Add a filled entry at the back.
+    pub fn push(&mut self, e: Entry) {
+        self.bytes += e.record().len();
+        self.entries.push_back(e);
+    }
+
+    /// Take the entry at the front, to print it; give it back with [`Window::recycle`].
+    pub fn pop(&mut self) -> Option<Entry> {
+        let e = self.entries.pop_front()?;
+        self.bytes -= e.record().len();
+        Some(e)
+    }
+
+    /// Keep a printed entry's buffers for a later record.
+    pub fn recycle(&mut self, mut e: Entry) {
+        if let Some(p) = e.parsed.take() {
+            e.data = p.into_backing_cart();
+        }
+        e.names.clear();
+        e.waiting.clear();
+        e.geo.clear();
+        e.data.clear();
+        if self.spare_bytes + e.data.capacity() > SPARE_BYTES {
+            e.data = Vec::new();
+        }
+        self.spare_bytes += e.data.capacity();
+        self.spare.push(e);
+    }
+}
