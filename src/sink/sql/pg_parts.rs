@@ -20,7 +20,8 @@
 //! - A day's partition made while rows of that day sit in the DEFAULT partition takes them
 //!   along, in one transaction ([`create_day`]): PostgreSQL refuses a new partition whose rows
 //!   are in the DEFAULT one, and no row is lost or doubled by the move.
-//! - Retention (`--db-retain`): at most every [`RETAIN_EVERY`], partitions whose whole day is
+//! - Retention (`--db-retain`): at most every [`RETAIN_EVERY`] (and right after a batch that
+//!   brought back an expired day's partition), partitions whose whole day is
 //!   older than the cut-off are dropped (whole tables: no row-by-row delete, no bloat), and
 //!   `losses` rows older than it deleted. A failure (a role that may not drop) is reported once,
 //!   never fails the batch: rows already stored are not at risk.
@@ -155,6 +156,16 @@ pub async fn init(c: &mut Client, ahead: i64) -> Result<(usize, u64), tokio_post
     Ok((made, moved))
 }
 
+/// Seconds since the epoch before which `--db-retain` keeps nothing.
+fn cutoff(keep: Duration) -> i64 {
+    SystemTime::now()
+        .checked_sub(keep)
+        .unwrap_or(UNIX_EPOCH)
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
+}
+
 /// The partitions this connection knows exist, and retention's state.
 pub struct Parts {
     known: HashSet<i64>,
@@ -208,6 +219,15 @@ impl Parts {
             match create_day(c, d).await {
                 Ok(_) => {
                     self.known.insert(d);
+                    // A replay of records older than `--db-retain` made a partition that
+                    // retention already dropped: look again right after this batch, so an
+                    // expired day never outlives the batch that brought it back.
+                    if self
+                        .retain
+                        .is_some_and(|keep| (d + 1) * DAY <= cutoff(keep))
+                    {
+                        self.next_retain = Instant::now();
+                    }
                 }
                 Err(e) if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) => {
                     self.may_create = false;
@@ -238,13 +258,7 @@ impl Parts {
             return None;
         }
         self.next_retain = Instant::now() + RETAIN_EVERY;
-        let cutoff = SystemTime::now()
-            .checked_sub(keep)
-            .unwrap_or(UNIX_EPOCH)
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs() as i64;
-        match self.drop_old(c, cutoff).await {
+        match self.drop_old(c, cutoff(keep)).await {
             Ok(()) => None,
             Err(e) if !self.retain_failed => {
                 self.retain_failed = true;
