@@ -36,9 +36,33 @@ pub enum Command {
     /// Summarise what was logged: totals and loss, prefixes, top sources (with names, country
     /// and AS), ports, countries, a per-hour histogram, scans
     Report(ReportArgs),
+    /// Database outputs: `fwlog db init URL` creates or upgrades the schema (run as its owner)
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout
     #[command(hide = true)]
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Create or upgrade the schema of sqlite:PATH, postgresql://... or mysql://..., as its
+    /// owner, so that fwlog can then write with a role that may only INSERT and SELECT.
+    /// PostgreSQL: also the daily partitions ahead and a DEFAULT partition (run it daily)
+    Init(DbInitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DbInitArgs {
+    /// The database, as for --output: sqlite:PATH, postgresql://USER@HOST[:PORT]/DB or
+    /// mysql://USER@HOST[:PORT]/DB
+    #[arg(value_name = "URL")]
+    pub url: String,
+
+    /// PostgreSQL: create the daily partitions of this many days after today
+    #[arg(long, value_name = "N", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(0..=366))]
+    pub days_ahead: u32,
 }
 
 /// Which spooled packets `fwlog replay` shows.
@@ -182,8 +206,8 @@ pub struct DbArgs {
     #[arg(long)]
     pub db_payload: bool,
 
-    /// Delete database rows older than DURATION (30d, 12h): SQLite a chunk at a time, PostgreSQL
-    /// whole daily partitions. Default: keep
+    /// Delete database rows older than DURATION (30d, 12h): SQLite and MariaDB a chunk at a
+    /// time, PostgreSQL whole daily partitions. Default: keep
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub db_retain: Option<Duration>,
 }
@@ -272,7 +296,8 @@ pub struct RunArgs {
     pub spool: PathBuf,
 
     /// Where to print, [FORMAT=]TARGET (repeatable): a file, - (stdout), syslog, udp://HOST:PORT,
-    /// tcp://HOST:PORT, or sqlite:PATH (a row per packet); FORMAT= (fwlog, kernel, json, ecs)
+    /// tcp://HOST:PORT, or a database, a row per packet: sqlite:PATH, postgresql://USER@HOST/DB,
+    /// mysql://USER@HOST/DB (MariaDB/MySQL); FORMAT= (fwlog, kernel, json, ecs)
     /// overrides --format for that output. pcap:PATH or pcap-raw:PATH keep the packets
     /// themselves in a capture file, rotated with ?max-size=100MiB&max-age=1h&keep=24.
     /// Default: /var/log/fwlog

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use support::daemon::{wait_for, Daemon, RunArgs};
 use support::fdstore::Manager;
 use support::netns::NetNs;
-use support::queue::{queue_rule, send_and_wait, settle, QueueSetup, READY};
+use support::queue::{iptables, queue_rule, send_and_wait, settle, QueueSetup, READY};
 
 fn wait_queue_ready(d: &Daemon) {
     let end = Instant::now() + Duration::from_secs(20);
@@ -178,4 +178,66 @@ fn switching_from_nflog_to_queue_mode_releases_the_stored_nflog_socket() {
         support::fdstore::bound_groups(&ns).is_empty()
     });
     assert_eq!(d.stop(), 0);
+}
+
+/// The admin moves the audit from queue 7 to queue 8 (rule and --queue) while packets wait in
+/// queue 7's stored socket: the socket is released, not moved (see `fdkeep::release_queue`), so
+/// the kernel drops those packets: none passes, and fwlog says how many there were.
+#[test]
+fn a_changed_queue_number_releases_the_old_queue_and_passes_nothing_of_it() {
+    require_root!();
+    // With --queue-bypass: had queue 7 been left unbound at any moment, its packets would pass.
+    let t = QueueSetup::new("fdqmove", 7, true);
+    let (ns, dir, out, l, s) = (&t.ns, &t.dir, &t.out, &t.l, &t.s);
+    let m = Manager::bind(dir.path());
+    let q7 = t.args(&["--copy-range", "128"]);
+    let d = m.spawn(ns, dir.path(), &q7.args());
+    wait_queue_ready(&d);
+    send_and_wait(s, l, 0..10, Duration::from_secs(10));
+    assert_eq!(d.stop(), 0);
+    assert_eq!(m.names(), ["fwlog-nfqueue-7"]);
+    for i in 10..40 {
+        s.send(i);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(l.count(), 10, "queued in 7 while fwlog is down");
+
+    iptables(ns, "-F OUTPUT");
+    queue_rule(ns, 8, false);
+    let q8 = RunArgs::new(dir.path())
+        .with(&["--queue", "8", "--copy-range", "128"])
+        .output(Some("json"), "out.json");
+    let d = m.spawn(ns, dir.path(), &q8.args());
+    wait_queue_ready(&d);
+    let err = d.stderr_text();
+    assert!(
+        err.contains("NFQUEUE queue 7 is no longer audited (now queue 8)")
+            && err.contains("the kernel dropped the 30 packets waiting in it"),
+        "{err}"
+    );
+    wait_for(
+        "the store to hold queue 8 only",
+        Duration::from_secs(5),
+        || m.names() == ["fwlog-nfqueue-8"],
+    );
+    let instances = std::fs::read_to_string(format!(
+        "/proc/{}/net/netfilter/nfnetlink_queue",
+        d.child.id()
+    ))
+    .unwrap();
+    assert!(
+        !instances
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some("7")),
+        "queue 7 is free for another program: {instances}"
+    );
+    send_and_wait(s, l, 40..50, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(l.count(), 20, "the 30 waiting in queue 7 never passed");
+    let log = settle(out, 20);
+    assert_eq!(d.stop(), 0);
+    assert!(
+        l.keys().iter().all(|k| log.packets.contains_key(k)),
+        "a packet passed unlogged"
+    );
 }

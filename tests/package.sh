@@ -11,7 +11,9 @@
 #   It refuses to start if fwlog is already installed or its paths exist.
 # - The repository is not written to: the tree is copied (tracked and untracked, not ignored
 #   files) to $WORK/src/fwlog-VERSION and built there; the .deb files land in $WORK/src.
-#   $WORK is ${CARGO_TARGET_DIR:-<repo>/target}/package; $WORK/cargo caches cargo's build.
+#   $WORK is ${CARGO_TARGET_DIR:-<repo>/target}/package; $WORK/cargo caches cargo's build. The
+#   copy's files get the time of the copy (tar -m), so cargo never takes a file edited while
+#   the previous build ran, but copied after it, for already built.
 # - Man pages missing from the tree (man/fwlog.8, man/fwlog-spool.5) are replaced in the copy
 #   by placeholders, said loudly, so the build is checked with man pages present.
 # - Network traffic: UDP datagrams to 127.0.0.2 (loopback), logged by an nft rule in a table of
@@ -160,9 +162,9 @@ else
 	mkdir -p "$src"
 	if git -C "$repo" rev-parse --git-dir >/dev/null 2>&1; then
 		(cd "$repo" && git ls-files -z -co --exclude-standard) |
-			(cd "$repo" && tar -cf - --null --no-recursion -T -) | tar -xf - -C "$src"
+			(cd "$repo" && tar -cf - --null --no-recursion -T -) | tar -xmf - -C "$src"
 	else # an unpacked tarball: everything but build output
-		(cd "$repo" && tar -cf - --exclude=./target --exclude=./fuzz/target .) | tar -xf - -C "$src"
+		(cd "$repo" && tar -cf - --exclude=./target --exclude=./fuzz/target .) | tar -xmf - -C "$src"
 	fi
 	mkdir -p "$src/man"
 	for m in fwlog.8 fwlog-spool.5; do

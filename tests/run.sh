@@ -14,7 +14,8 @@ deps=(
   "rsyslogd rsyslog" "mandoc mandoc" "ulogd ulogd2" "tshark tshark" "setpriv util-linux"
   "sqlite3 sqlite3" "/usr/lib/postgresql/15/bin/initdb postgresql" "psql postgresql"
   "runuser util-linux" "chromium chromium" "mount mount" "openssl openssl"
-  "curl curl"
+  "curl curl" "systemd-nspawn systemd-container" "debootstrap debootstrap"
+  "mariadbd mariadb-server" "mariadb-install-db mariadb-server" "mariadb mariadb-client"
 )
 
 # --dry-run: say what would be installed and which services would be kept from starting and
@@ -123,6 +124,11 @@ if [ "$(id -u)" -eq 0 ]; then
   else
     echo "== Debian package: build, lintian, install, run, purge (tests/package.sh)"
     bash tests/package.sh
+    passed=$((passed + 1))
+    # The same package under a real systemd (PID 1 of a booted container): the unit's sandbox,
+    # Restart=, and the fd store across kill -9, systemctl restart and an upgrade.
+    echo "== the package under systemd: tests/nspawn.sh (systemd-nspawn --boot)"
+    bash tests/nspawn.sh
     passed=$((passed + 1))
   fi
 else

@@ -129,11 +129,7 @@ impl Writer {
             });
         }
         let rec = format::record_len(payload.len()) as u64;
-        // The previous attempt to roll over may have failed for lack of room, leaving a segment
-        // beyond its size: try again at every append.
-        let seg_used = self.seg_len + self.batch.len() as u64;
-        let rollover =
-            seg_used + rec > self.opts.segment_bytes && seg_used > SEGMENT_HEADER_LEN as u64;
+        let rollover = self.seals_before(payload.len());
         let needed = rec
             + if rollover {
                 SEGMENT_HEADER_LEN as u64
@@ -174,6 +170,17 @@ impl Writer {
         add(&c.appended_records, 1);
         add(&c.appended_bytes, payload.len() as u64);
         Ok(seq)
+    }
+
+    /// Whether appending a record of `payload_len` bytes first seals the active segment: an
+    /// implicit commit that publishes every record appended so far to the reader (which may
+    /// print, acknowledge and delete them) before the append returns.
+    pub fn seals_before(&self, payload_len: usize) -> bool {
+        let rec = format::record_len(payload_len) as u64;
+        // The previous attempt to roll over may have failed for lack of room, leaving a segment
+        // beyond its size: try again at every append.
+        let seg_used = self.seg_len + self.batch.len() as u64;
+        seg_used + rec > self.opts.segment_bytes && seg_used > SEGMENT_HEADER_LEN as u64
     }
 
     /// Writes the current batch (one `pwrite`), syncs according to the [`FsyncPolicy`] (one

@@ -183,6 +183,23 @@ pub fn replay_config(args: &ReplayArgs) -> Result<ReplayConfig, ConfigError> {
     })
 }
 
+/// `fwlog db init`: the target must be a database.
+pub fn db_init_config(
+    args: &cli::DbInitArgs,
+) -> Result<crate::sink::sql::init::InitConfig, String> {
+    let target: crate::sink::Target = args.url.parse()?;
+    if !target.is_database() {
+        return Err(format!(
+            "db init {}: not a database (use sqlite:PATH, postgresql://... or mysql://...)",
+            crate::sink::sql::row::escaped(args.url.as_bytes())
+        ));
+    }
+    Ok(crate::sink::sql::init::InitConfig {
+        target,
+        days_ahead: args.days_ahead,
+    })
+}
+
 /// `fwlog report`: sources parsed, `--src` as a network.
 pub fn report_config(args: &cli::ReportArgs) -> Result<crate::report::ReportConfig, String> {
     use crate::report::{parse_net, Filter, ReportConfig, Source};

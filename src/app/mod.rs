@@ -40,6 +40,13 @@ pub fn main() -> i32 {
                 Ok(exit::USAGE)
             }
         },
+        Command::Db(crate::cli::DbCommand::Init(args)) => match from_cli::db_init_config(&args) {
+            Ok(c) => Ok(crate::cmd::db::init(&c)),
+            Err(e) => {
+                eprintln!("fwlog: {e}");
+                Ok(exit::USAGE)
+            }
+        },
         Command::Completions { shell } => Ok(completions::run(shell)),
     };
     result.unwrap_or_else(|e| {

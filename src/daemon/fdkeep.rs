@@ -31,12 +31,12 @@ pub fn nflog_socket(
     let Some((fd, name, claimed)) = handed.nflog.take() else {
         return NflogSocket::open(cfg).map(|s| (s, None));
     };
-    let entries = fdstore::socket_inode(fd.as_raw_fd())
+    let saved = fdstore::socket_inode(fd.as_raw_fd())
         .map(|ino| positions::read(spool, ino))
         .unwrap_or_default();
     // A datagram is at most MAX_DATAGRAM bytes of kernel messages; its spool records are
     // about as large (fwlog adds a few TLVs to each).
-    let pos = positions::exact(spool, &entries, 2 * crate::capture::MAX_DATAGRAM as u64);
+    let pos = positions::exact(spool, &saved, 2 * crate::capture::MAX_DATAGRAM as u64);
     let (sock, changes) = NflogSocket::adopt(fd, &claimed, &pos, cfg)?;
     eprintln!(
         "fwlog: took the NFLOG socket back from the service manager's fd store ({})",
@@ -116,8 +116,8 @@ pub fn queue_socket(
                 return Err(e);
             }
         },
-        Some((fd, name, _)) => {
-            drop(fd);
+        Some((fd, name, old)) => {
+            release_queue(fd, old, cfg.queue);
             handed.unwanted.push(name);
             (QueueSocket::open(cfg)?, false)
         }
@@ -133,6 +133,51 @@ pub fn queue_socket(
         }
     }
     Ok((sock, adopted))
+}
+
+/// `--queue` names another queue than the stored socket's: close it, saying how many packets
+/// waiting in its queue the kernel drops with it.
+///
+/// Released, not moved (unbind the old queue, bind the new one on the same socket): an NFQUEUE
+/// verdict is a security decision, and a queue fwlog is no longer told to audit may now belong
+/// to another program (an IPS) or to no one by design. Taking its waiting packets over would
+/// mean fwlog accepting packets whose fate is no longer its to decide; the other program cannot
+/// bind the queue while fwlog's socket holds it. Released, the kernel drops those packets: none
+/// passes, logged or not (the audit promise), and their number is said here.
+fn release_queue(fd: std::os::fd::OwnedFd, old: u16, new: u16) {
+    let waiting = queued_in(fd.as_raw_fd(), old);
+    drop(fd);
+    let what = match waiting {
+        Some(0) => "no packet was waiting in it".to_string(),
+        Some(n) => {
+            format!("the kernel dropped the {n} packets waiting in it (not passed, not logged)")
+        }
+        None => {
+            "packets waiting in it, if any, were dropped by the kernel (not passed, not logged)"
+                .to_string()
+        }
+    };
+    eprintln!(
+        "fwlog: NFQUEUE queue {old} is no longer audited (now queue {new}): its stored socket is released; {what}"
+    );
+}
+
+/// Packets waiting in queue `queue` of the netfilter socket `fd`, from the kernel's list of
+/// queue instances (`queue portid waiting ...` per line), if readable.
+fn queued_in(fd: std::os::fd::RawFd, queue: u16) -> Option<u64> {
+    let portid = fdstore::netlink_portid(fd)?;
+    let list = std::fs::read_to_string("/proc/thread-self/net/netfilter/nfnetlink_queue").ok()?;
+    parse_queue_instances(&list, queue, portid)
+}
+
+fn parse_queue_instances(list: &str, queue: u16, portid: u32) -> Option<u64> {
+    list.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let q = f.next()?.parse::<u16>().ok()?;
+        let pid = f.next()?.parse::<u32>().ok()?;
+        let waiting = f.next()?.parse::<u64>().ok()?;
+        (q == queue && pid == portid).then_some(waiting)
+    })
 }
 
 /// Close every passed fd fwlog does not use (with `--queue`, a stored NFLOG socket too, and the
@@ -151,5 +196,18 @@ pub fn remove_unwanted(notifier: &Notifier, handed: &mut Handed) {
 fn remove(notifier: &Notifier, name: &str) {
     if let Err(e) = notifier.send_fd(&fdstore::remove_message(name), None) {
         eprintln!("fwlog: cannot remove {name} from the service manager's fd store: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_instances_are_matched_by_queue_and_port_id() {
+        let list = "    7  41220    30 2   128     0     0       40  1\n    8  41220     0 2   128     0     0        0  1\n    7      9     5 2   128     0     0        5  1\nbad line\n";
+        assert_eq!(parse_queue_instances(list, 7, 41220), Some(30));
+        assert_eq!(parse_queue_instances(list, 8, 41220), Some(0));
+        assert_eq!(parse_queue_instances(list, 7, 1), None);
     }
 }

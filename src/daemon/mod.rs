@@ -332,9 +332,10 @@ fn spawn_intake(
     let stop = shared.stop.clone();
     let intake: Box<dyn FnOnce() -> IntakeResult + Send> = match capture {
         Capture::Nflog(sock, seq_file, held) => {
-            let rx = intake::NflogReceiver::new(*sock, seq_file, held);
-            let spool =
+            let rx = intake::NflogReceiver::new(*sock, seq_file);
+            let mut spool =
                 intake::Spooler::new(writer, counters, wake, intake::NflogReceiver::policy());
+            spool.held = held;
             Box::new(move || intake::run(rx, spool, stop))
         }
         Capture::Queue(sock, adopted) => {

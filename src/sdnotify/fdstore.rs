@@ -232,6 +232,18 @@ pub fn socket_inode(fd: RawFd) -> Option<u64> {
     (unsafe { libc::fstat(fd, &mut st) } == 0).then_some(st.st_ino)
 }
 
+/// The netlink port id the socket `fd` is bound to (how the kernel's instance lists in /proc
+/// name their owner).
+pub fn netlink_portid(fd: RawFd) -> Option<u32> {
+    // SAFETY: sockaddr_nl is plain data; getsockname fills at most `len` bytes of it.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: addr and len are valid for writes.
+    let rc =
+        unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_nl).cast(), &mut len) };
+    (rc == 0).then_some(addr.nl_pid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

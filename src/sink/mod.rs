@@ -84,6 +84,8 @@ pub enum Target {
     Sqlite(std::path::PathBuf),
     /// `postgresql://...` or `postgres://...`: a PostgreSQL server (the URL as given).
     Postgres(String),
+    /// `mysql://...` or `mariadb://...`: a MariaDB or MySQL server (the URL as given).
+    MySql(String),
 }
 
 impl FromStr for Target {
@@ -117,8 +119,9 @@ impl FromStr for Target {
                 sql::pg::check_url(s)?;
                 Target::Postgres(s.to_string())
             }
-            _ if s.starts_with("mysql://") => {
-                return Err("mysql: this fwlog has no MySQL/MariaDB output yet".into())
+            _ if s.starts_with("mysql://") || s.starts_with("mariadb://") => {
+                sql::my::check_url(s)?;
+                Target::MySql(s.to_string())
             }
             _ if s.contains("://") => {
                 return Err(format!("{s}: unknown scheme (use udp:// or tcp://)"))
@@ -172,7 +175,10 @@ impl Target {
 
     /// Database targets store rows, not formatted lines.
     pub fn is_database(&self) -> bool {
-        matches!(self, Target::Sqlite(_) | Target::Postgres(_))
+        matches!(
+            self,
+            Target::Sqlite(_) | Target::Postgres(_) | Target::MySql(_)
+        )
     }
 }
 
@@ -201,7 +207,7 @@ pub fn open(target: &Target, kernel_tag: bool, sync: bool) -> io::Result<Box<dyn
                 p.text
             )))
         }
-        Target::Sqlite(_) | Target::Postgres(_) => {
+        Target::Sqlite(_) | Target::Postgres(_) | Target::MySql(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "a database is not a byte sink",
@@ -255,7 +261,11 @@ mod tests {
         assert!("postgresql://u@h/db?sslmode=require"
             .parse::<Target>()
             .is_ok());
-        assert!("mysql://u@h/db".parse::<Target>().is_err());
+        assert_eq!(
+            "mariadb://u@h/db".parse::<Target>().unwrap(),
+            Target::MySql("mariadb://u@h/db".into())
+        );
+        assert!("mysql://u@h".parse::<Target>().is_err());
         let o: OutputSpec = "kernel=syslog".parse().unwrap();
         assert_eq!(
             (o.format, o.target),

@@ -180,6 +180,7 @@ impl Sink for SyslogSink {
             Target::Pcap(s) => s.text.clone(),
             Target::Sqlite(p) => format!("sqlite:{}", p.display()),
             Target::Postgres(_) => "postgresql".into(),
+            Target::MySql(_) => "mysql".into(),
         }
     }
 }

@@ -31,6 +31,7 @@ Everything it starts is stopped, and its namespaces and temporary directory remo
 """
 
 import argparse
+import array
 import json
 import os
 import re
@@ -363,7 +364,7 @@ class Fwlog(Receiver):
     name = "fwlog"
     marker = "fwlog: received="
 
-    def start(self, extra=(), output=None, dns=True, spool=None, dns_port=DNS_PORT):
+    def start(self, extra=(), output=None, dns=True, spool=None, dns_port=DNS_PORT, env=()):
         self.out = output or os.path.join(self.dir, "out.log")
         self.spool = spool or os.path.join(self.dir, "spool")
         cmd = [ARGS.fwlog, "run", "--spool", self.spool, "--output", self.out]
@@ -371,6 +372,8 @@ class Fwlog(Receiver):
             cmd += ["-g", str(g)]
         cmd += ["--dns-server", f"127.0.0.1:{dns_port}"] if dns else ["--no-dns"]
         cmd += list(extra)
+        if env:
+            cmd = ["env", *env, *cmd]
         self.proc = spawn(in_ns(NS_LOG, *cmd), self.err)
         self.wait_line("fwlog: logging NFLOG group", timeout=120)
 
@@ -418,6 +421,51 @@ class FwlogScraped(FwlogMetrics):
     def stop(self):
         stop(self.scraper, signal.SIGKILL)
         super().stop()
+
+
+class FwlogHeld(Fwlog):
+    """fwlog with a played service manager that takes its socket into an fd store: fwlog then
+    reads in hold mode (one datagram per receive, positions file, dequeue after the write),
+    as under the packaged unit. Compare with fwlog in the same run."""
+    name = "fwlog-held"
+
+    def start(self):
+        path = os.path.join(self.dir, "notify")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(path)
+        self.notify.settimeout(0.2)
+        self.messages = []
+        self.kept = []  # the stored fds, as systemd keeps them
+        self.done = threading.Event()
+
+        def serve():
+            while not self.done.is_set():
+                try:
+                    msg, anc, _, _ = self.notify.recvmsg(4096, socket.CMSG_SPACE(16 * 4))
+                except (socket.timeout, OSError):
+                    continue
+                self.messages.append(msg.decode(errors="replace"))
+                for level, kind, data in anc:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        self.kept += array.array("i", data[: len(data) - len(data) % 4]).tolist()
+
+        self.server = threading.Thread(target=serve, daemon=True)
+        self.server.start()
+        super().start(dns=True, env=[f"NOTIFY_SOCKET={path}"])
+        deadline = time.monotonic() + 10
+        while not any("FDSTORE=1" in m for m in self.messages):
+            if time.monotonic() > deadline:
+                raise RuntimeError("fwlog-held: no FDSTORE=1 from fwlog: not in hold mode")
+            time.sleep(0.05)
+
+    def stop(self):
+        super().stop()
+        self.done.set()
+        self.server.join()
+        self.notify.close()
+        for fd in self.kept:
+            os.close(fd)  # as systemd does on stop: the groups are released
+        self.kept = []
 
 
 class FwlogNiceProc(Fwlog):
@@ -587,7 +635,7 @@ def sweep(rates, repeats, seconds, results):
         log(f"ulogd2 not measured: {why}")
     else:
         kinds.append(Ulogd)
-    variants = {"fwlog-nodns": FwlogNoDns, "fwlog-nosync": FwlogNoSync,
+    variants = {"fwlog-nodns": FwlogNoDns, "fwlog-nosync": FwlogNoSync, "fwlog-held": FwlogHeld,
                 "fwlog-niceproc": FwlogNiceProc, "fwlog-metrics": FwlogMetrics,
                 "fwlog-scraped": FwlogScraped, "fwlog-base": FwlogBase}
     known = {k.name: k for k in kinds} | variants
@@ -824,7 +872,8 @@ def main():
     ap.add_argument("--receivers", default="bare,fwlog,ulogd2",
                     help="which receivers the rate sweep measures, in order (also: "
                     "fwlog-nodns, fwlog-nosync, to split fwlog's CPU cost; fwlog-metrics, "
-                    "fwlog-scraped: --metrics without and with a scrape per second)")
+                    "fwlog-scraped: --metrics without and with a scrape per second; fwlog-held: hold mode, "
+                    "the socket kept in a played fd store)")
     ap.add_argument("--rates", help="comma list of packets/s for the sweep (0 = max)")
     ap.add_argument("--groups", type=int, default=2,
                     help="NFLOG groups each packet is logged to (default 2; more records per "

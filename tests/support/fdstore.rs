@@ -140,6 +140,11 @@ impl Manager {
 
     /// Start `fwlog run ARGS` in `ns` with the stored fds, as systemd starts the next process.
     pub fn spawn(&self, ns: &NetNs, dir: &Path, args: &[&str]) -> Daemon {
+        self.spawn_env(ns, dir, args, &[])
+    }
+
+    /// [`Manager::spawn`] with more environment variables (a test build's failpoints).
+    pub fn spawn_env(&self, ns: &NetNs, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let (copies, names): (Vec<OwnedFd>, Vec<String>) = {
             let s = self.store.lock().unwrap();
             s.fds
@@ -147,7 +152,7 @@ impl Manager {
                 .map(|(n, f)| (dup_high(f.as_raw_fd()), n.clone()))
                 .unzip()
         };
-        spawn_with(ns, dir, args, copies, &names, &self.path, None)
+        spawn_with_env(ns, dir, args, copies, &names, &self.path, None, env)
     }
 }
 
@@ -182,6 +187,20 @@ pub fn spawn_with(
     notify: &Path,
     pid: Option<&str>,
 ) -> Daemon {
+    spawn_with_env(ns, dir, args, fds, names, notify, pid, &[])
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_with_env(
+    ns: &NetNs,
+    dir: &Path,
+    args: &[&str],
+    fds: Vec<OwnedFd>,
+    names: &[String],
+    notify: &Path,
+    pid: Option<&str>,
+    env: &[(&str, &str)],
+) -> Daemon {
     let n = SPAWNED.fetch_add(1, Ordering::Relaxed);
     let stderr = dir.join(format!("stderr.fd{n}"));
     let err = std::fs::File::create(&stderr).unwrap();
@@ -196,6 +215,7 @@ pub fn spawn_with(
         .args(args)
         .env("NOTIFY_SOCKET", notify)
         .env("LISTEN_FDNAMES", names.join(":"))
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(err);

@@ -4,7 +4,8 @@
 //! traffic (`queue`), systemd's fd store played by a test (`fdstore`), the kill -9 tests'
 //! flood and accounting (`crash`), GeoIP test databases written by MaxMind's own writer
 //! (`geo`, `mkmmdb.pl`), small file systems (`tmpfs`), PostgreSQL servers in a test's namespace
-//! (`pg`; `pg_fleet`: one reachable from several namespaces, with TLS).
+//! (`pg`; `pg_fleet`: one reachable from several namespaces, with TLS), a MariaDB server in a
+//! test namespace (`mariadb`).
 //!
 //! Every test that touches the kernel creates its own namespace (unique name, removed on drop),
 //! so tests run in parallel without seeing each other's packets, and nothing leaves the machine.
@@ -16,6 +17,7 @@ pub mod dns;
 pub mod fdstore;
 pub mod geo;
 pub mod kmsg;
+pub mod mariadb;
 pub mod netns;
 pub mod packets;
 pub mod pg;

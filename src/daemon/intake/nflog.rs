@@ -12,24 +12,22 @@ use fwlog_spool::Commit;
 use super::spooler::{Policy, Spooler};
 use super::Receiver;
 use crate::capture::{NflogSocket, RecordBatch};
-use crate::daemon::positions::Positions;
 use crate::daemon::seqfile::SeqFile;
 
+/// Hold mode (the socket kept in the fd store) is on when the spooler holds the positions file
+/// ([`Spooler::held`]).
 pub struct NflogReceiver {
     sock: NflogSocket,
     batch: RecordBatch,
     seq_file: SeqFile,
-    /// With the socket kept in the fd store (hold mode): where spooling stopped, per group.
-    held: Option<Positions>,
 }
 
 impl NflogReceiver {
-    pub fn new(sock: NflogSocket, seq_file: SeqFile, held: Option<Positions>) -> Self {
+    pub fn new(sock: NflogSocket, seq_file: SeqFile) -> Self {
         NflogReceiver {
             sock,
             batch: RecordBatch::with_capacity(1 << 20, 8192),
             seq_file,
-            held,
         }
     }
 
@@ -46,8 +44,8 @@ impl NflogReceiver {
 
     /// Hold mode: before appending the batch, mark each of its groups unsure from its first
     /// number in it (see `positions`), the others where they are.
-    fn intend(&mut self) {
-        let Some(p) = &mut self.held else { return };
+    fn intend(&mut self, spool: &mut Spooler<()>) {
+        let Some(p) = &mut spool.held else { return };
         let mut firsts: Vec<(u16, u32)> = Vec::new();
         for rec in self.batch.iter() {
             if let Some((g, s)) = crate::capture::scan_group_seq(rec) {
@@ -62,7 +60,7 @@ impl NflogReceiver {
             .map(|(g, s)| (g, s, false))
             .collect();
         entries.extend(firsts.iter().map(|&(g, s)| (g, s, true)));
-        p.store(entries.into_iter());
+        p.begin(entries.into_iter());
     }
 
     /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,
@@ -108,7 +106,7 @@ impl Receiver for NflogReceiver {
             self.seed_first_run();
         }
         if n > 0 {
-            self.intend();
+            self.intend(spool);
         }
         let losses = self.batch.loss_events();
         let mut li = 0;
@@ -130,7 +128,7 @@ impl Receiver for NflogReceiver {
     /// Hold mode (socket kept in the fd store): write the records out, say how far each group
     /// is spooled, and only then take the datagram off the socket (see `fdkeep`).
     fn before_commit(&mut self, spool: &mut Spooler<()>) -> Result<(), String> {
-        if self.held.is_none() {
+        if spool.held.is_none() {
             return Ok(());
         }
         if !self.batch.is_empty() || !self.batch.loss_events().is_empty() {
@@ -138,7 +136,7 @@ impl Receiver for NflogReceiver {
             // Packets the spool refused are not spooled: leave the positions behind them, so a
             // kill before their report makes the next run see them again, not skip them.
             if spool.unreported().count == 0 {
-                if let Some(p) = &mut self.held {
+                if let Some(p) = &mut spool.held {
                     let at = self.sock.tracker().group_positions();
                     p.store(at.map(|(g, s)| (g, s, false)));
                 }

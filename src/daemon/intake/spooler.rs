@@ -24,6 +24,7 @@ use fwlog_spool::{AppendError, Commit, Error as SpoolError, Writer};
 use tokio::sync::Notify;
 
 use crate::counters::{bump, Counters};
+use crate::daemon::positions::Positions;
 use crate::nflog::loss::{Cause, LossEvent};
 
 /// Least time between two spool-full reports (and between retries while the spool is full).
@@ -99,6 +100,11 @@ pub struct Spooler<T> {
     /// Packets refused since the announcement.
     episode: u64,
     scratch: Vec<u8>,
+    /// NFLOG hold mode (the socket kept in the fd store): `fwlog.nflog_positions`. Any append
+    /// that seals a segment publishes what the current datagram appended so far, which the
+    /// processing loop may print, acknowledge and delete before the datagram is written out,
+    /// so it is checkpointed first (see `positions`).
+    pub held: Option<Positions>,
 }
 
 impl<T> Spooler<T> {
@@ -117,7 +123,17 @@ impl<T> Spooler<T> {
             announced: None,
             episode: 0,
             scratch: Vec::with_capacity(256),
+            held: None,
         }
+    }
+
+    /// Hold mode: checkpoint before an append of `len` bytes that seals the spool's segment.
+    /// Returns whether part of the current datagram is about to be published.
+    fn before_append(&mut self, len: usize) -> bool {
+        let Some(p) = &mut self.held else {
+            return false;
+        };
+        self.writer.seals_before(len) && p.before_seal(self.writer.next_seq().saturating_sub(1))
     }
 
     /// Lost packets not yet reported in the stream.
@@ -142,11 +158,20 @@ impl<T> Spooler<T> {
     /// Append a packet's record; `seq_global` locates it in a spool-full report if refused.
     pub fn packet(&mut self, rec: &[u8], token: T, seq_global: Option<u32>) {
         self.catch_up(false);
+        let sealing = self.before_append(rec.len());
         match self.writer.append(rec) {
             Ok(seq) => {
                 bump(&self.counters.spooled, 1);
                 self.appended
                     .push((seq, Appended::Packet(token, seq_global)));
+                if let (Some(p), Some((g, s))) =
+                    (&mut self.held, crate::capture::scan_group_seq(rec))
+                {
+                    p.appended(g, s);
+                }
+                if sealing {
+                    failpoint_kill_after_seal();
+                }
             }
             Err(e) => {
                 if let AppendError::Spool(SpoolError::NoSpace { dropped, .. }) = &e {
@@ -366,6 +391,7 @@ impl<T> Spooler<T> {
         );
         self.scratch.clear();
         ev.encode(&mut self.scratch);
+        self.before_append(self.scratch.len());
         match self.writer.append(&self.scratch) {
             Ok(seq) => {
                 self.appended.push((seq, Appended::FullReport(f)));
@@ -382,6 +408,7 @@ impl<T> Spooler<T> {
     fn append_loss(&mut self, ev: LossEvent) -> bool {
         self.scratch.clear();
         ev.encode(&mut self.scratch);
+        self.before_append(self.scratch.len());
         match self.writer.append(&self.scratch) {
             Ok(seq) => {
                 self.appended.push((seq, Appended::Loss(ev)));
@@ -427,3 +454,16 @@ fn merge(a: &mut LossEvent, b: &LossEvent) {
 #[cfg(test)]
 #[path = "spooler_tests.rs"]
 mod tests;
+
+/// Test builds only: with `FWLOG_FAILPOINT=kill-after-seal`, after an append that sealed a
+/// segment in the middle of a datagram (hold mode), give the processing loop time to print,
+/// acknowledge and delete the sealed part, then die by SIGKILL: the kill a restart must
+/// survive without printing that part again (tests/fdstore_race.rs). Release builds: nothing.
+fn failpoint_kill_after_seal() {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("FWLOG_FAILPOINT").is_some_and(|v| v == "kill-after-seal") {
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: kill(2) on our own pid; no memory is touched.
+        unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    }
+}

@@ -11,12 +11,17 @@
 //! ignores what it has. Loss events go into the `losses` table in the same transactions, keyed
 //! the same way (the spool sequence number of the loss record).
 //!
-//! Engines: SQLite ([`sqlite`]). The schema is in fwlog-sql(5).
+//! Engines: SQLite ([`sqlite`]), PostgreSQL ([`pg`]), MariaDB/MySQL ([`my`]). The schema is in fwlog-sql(5).
 
+pub mod init;
+pub mod my;
+mod my_rows;
+pub mod my_schema;
 pub mod pg;
 mod pg_parts;
 mod pg_rows;
 mod pg_tls;
+pub mod pgpass;
 pub mod row;
 pub mod sqlite;
 mod sqlite_schema;

@@ -145,7 +145,7 @@ pub struct PgSink {
 type Answer = Result<Vec<(u64, String)>, String>;
 
 /// The URL as messages show it: no password.
-fn shown(cfg: &Config) -> String {
+pub fn shown(cfg: &Config) -> String {
     let host = cfg
         .get_hosts()
         .first()
@@ -172,15 +172,37 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The connection settings of a `postgresql://` URL: TLS from `sslmode`/`sslrootcert`, the
-/// password from the URL or `PGPASSWORD`, bounded connect time, keepalives.
-pub fn client_config(url: &str) -> Result<(Config, Option<MakeRustlsConnect>), String> {
-    let (plain, tls) = pg_tls::split(url)?;
-    let tls = pg_tls::connector(&tls)?;
-    let mut pg = Config::from_str(&plain).map_err(|e| e.to_string())?;
+/// The connection settings and TLS connector of `url`. The password: the URL's, or
+/// `PGPASSWORD`, or the password file's ([`pgpass`](super::pgpass)).
+pub fn config(url: &str) -> Result<(Config, Option<MakeRustlsConnect>), SqlError> {
+    let db_err = |message: String| SqlError::Db {
+        target: "postgresql".into(),
+        message,
+    };
+    let (plain, tls) = pg_tls::split(url).map_err(db_err)?;
+    let tls = pg_tls::connector(&tls).map_err(db_err)?;
+    let mut pg = Config::from_str(&plain).map_err(|e| db_err(e.to_string()))?;
     if pg.get_password().is_none() {
         if let Ok(p) = std::env::var("PGPASSWORD") {
             pg.password(p);
+        } else {
+            let host = match pg.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                _ => "localhost".to_string(),
+            };
+            let user = pg.get_user().unwrap_or("").to_string();
+            let want = super::pgpass::Want {
+                host: &host,
+                port: pg.get_ports().first().copied().unwrap_or(5432),
+                db: pg.get_dbname().unwrap_or(&user),
+                user: &user,
+            };
+            if let Some(p) = super::pgpass::lookup(&want).map_err(|message| SqlError::Db {
+                target: shown(&pg),
+                message,
+            })? {
+                pg.password(p);
+            }
         }
     }
     pg.connect_timeout(Duration::from_secs(5));
@@ -188,14 +210,16 @@ pub fn client_config(url: &str) -> Result<(Config, Option<MakeRustlsConnect>), S
     Ok((pg, tls))
 }
 
-/// Connect (on the caller's runtime, which then drives the connection) for reading; the
-/// error is the server's message. Returns the client and the URL as messages show it.
-pub async fn connect_reader(url: &str) -> Result<(Client, String), String> {
-    let (pg, tls) = client_config(url)?;
-    let shown = shown(&pg);
-    let client = match tls {
+/// [`config`] with the error as text (for readers).
+pub fn client_config(url: &str) -> Result<(Config, Option<MakeRustlsConnect>), String> {
+    config(url).map_err(|e| e.to_string())
+}
+
+/// Connect (the connection's task runs on the current runtime).
+pub async fn connect(pg: &Config, tls: Option<&MakeRustlsConnect>) -> Result<Client, String> {
+    Ok(match tls {
         Some(tls) => {
-            let (client, conn) = pg.connect(tls).await.map_err(msg)?;
+            let (client, conn) = pg.connect(tls.clone()).await.map_err(msg)?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -208,18 +232,22 @@ pub async fn connect_reader(url: &str) -> Result<(Client, String), String> {
             });
             client
         }
-    };
+    })
+}
+
+/// Connect (on the caller's runtime, which then drives the connection) for reading; the
+/// error is the server's message. Returns the client and the URL as messages show it.
+pub async fn connect_reader(url: &str) -> Result<(Client, String), String> {
+    let (pg, tls) = client_config(url)?;
+    let shown = shown(&pg);
+    let client = connect(&pg, tls.as_ref()).await?;
     Ok((client, shown))
 }
 
 impl PgSink {
     /// Start the worker; the server is contacted at the first commit.
     pub fn open(url: &str, cfg: &SqlConfig) -> Result<PgSink, SqlError> {
-        let db_err = |message: String| SqlError::Db {
-            target: "postgresql".into(),
-            message,
-        };
-        let (pg, tls) = client_config(url).map_err(db_err)?;
+        let (pg, tls) = config(url)?;
         let shown = shown(&pg);
         let (jobs, job_rx) = mpsc::channel::<Batch>();
         let (answer_tx, answers) = mpsc::channel();
@@ -363,78 +391,66 @@ impl Worker {
 
     async fn connect(&mut self) -> Result<&mut Client, String> {
         if self.client.is_none() {
-            let client = match &self.tls {
-                Some(tls) => {
-                    let (client, conn) = self.pg.connect(tls.clone()).await.map_err(msg)?;
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    client
-                }
-                None => {
-                    let (client, conn) = self.pg.connect(NoTls).await.map_err(msg)?;
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    client
-                }
-            };
+            let client = connect(&self.pg, self.tls.as_ref()).await?;
             self.client = Some(client);
             self.parts.forget();
-            self.schema().await?;
+            ensure_schema(self.client.as_mut().ok_or("not connected")?).await?;
         }
         self.client
             .as_mut()
             .ok_or_else(|| "not connected".to_string())
     }
+}
 
-    async fn schema(&mut self) -> Result<(), String> {
-        let c = self.client.as_mut().ok_or("not connected")?;
-        let tx = c.transaction().await.map_err(msg)?;
-        tx.batch_execute("SELECT pg_advisory_xact_lock(7402251)")
-            .await
-            .map_err(msg)?;
-        let has: Option<String> = tx
-            .query_one("SELECT to_regclass('schema_version')::text", &[])
+/// Create the schema if there is none, or upgrade version 2 (the geo columns); refuse a
+/// version this fwlog does not write.
+pub async fn ensure_schema(c: &mut Client) -> Result<(), String> {
+    let tx = c.transaction().await.map_err(msg)?;
+    tx.batch_execute("SELECT pg_advisory_xact_lock(7402251)")
+        .await
+        .map_err(msg)?;
+    let has: Option<String> = tx
+        .query_one("SELECT to_regclass('schema_version')::text", &[])
+        .await
+        .map_err(msg)?
+        .get(0);
+    if has.is_none() {
+        tx.batch_execute(&schema()).await.map_err(msg)?;
+    } else {
+        let v: Option<i32> = tx
+            .query_one("SELECT max(version) FROM schema_version", &[])
             .await
             .map_err(msg)?
             .get(0);
-        if has.is_none() {
-            tx.batch_execute(&schema()).await.map_err(msg)?;
-        } else {
-            let v: Option<i32> = tx
-                .query_one("SELECT max(version) FROM schema_version", &[])
-                .await
-                .map_err(msg)?
-                .get(0);
-            let v = v.unwrap_or(0);
-            if v > VERSION {
-                return Err(format!(
-                    "schema version {v} is newer than this fwlog knows ({VERSION}); refusing to write (upgrade fwlog)"
-                ));
-            }
-            if v == 2 {
-                tx.batch_execute(&upgrade_v2()).await.map_err(|e| {
-                    format!(
-                        "schema version 2: adding the geo columns (version 3) failed (the \
-                         tables' owner must run fwlog once, or the SQL in fwlog-sql(5)): {}",
-                        server_message(&e)
-                    )
-                })?;
-            } else if v < VERSION {
-                return Err(format!(
-                    "schema version {v}: its packets table is not partitioned by day; refusing to write (migrate it with the SQL in fwlog-sql(5), MIGRATING FROM VERSION 1)"
-                ));
-            }
+        let v = v.unwrap_or(0);
+        if v > VERSION {
+            return Err(format!(
+                "schema version {v} is newer than this fwlog knows ({VERSION}); refusing to write (upgrade fwlog)"
+            ));
         }
-        tx.batch_execute(
-            "CREATE TEMP TABLE IF NOT EXISTS fwlog_stage (LIKE packets) ON COMMIT DELETE ROWS",
-        )
-        .await
-        .map_err(msg)?;
-        tx.commit().await.map_err(msg)
+        if v == 2 {
+            tx.batch_execute(&upgrade_v2()).await.map_err(|e| {
+                format!(
+                    "schema version 2: adding the geo columns (version 3) failed (the \
+                     tables' owner must run fwlog once, or the SQL in fwlog-sql(5)): {}",
+                    server_message(&e)
+                )
+            })?;
+        } else if v < VERSION {
+            return Err(format!(
+                "schema version {v}: its packets table is not partitioned by day; refusing to write (migrate it with the SQL in fwlog-sql(5), MIGRATING FROM VERSION 1)"
+            ));
+        }
     }
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS fwlog_stage (LIKE packets) ON COMMIT DELETE ROWS",
+    )
+    .await
+    .map_err(msg)?;
+    tx.commit().await.map_err(msg)
+}
 
+impl Worker {
     async fn store(&mut self, batch: &[Item]) -> Answer {
         let host = self.host.clone();
         let stream = self.stream.clone();
@@ -488,6 +504,10 @@ impl Worker {
             .map_err(msg)?;
         }
         tx.commit().await.map_err(msg)?;
+        // Said after a batch went in: when it fails, its own error is the one line.
+        if let Some(n) = self.parts.take_note() {
+            eprintln!("fwlog: {}: {}", self.shown, escaped(n.as_bytes()));
+        }
         if let Some(e) = self.parts.retain(c).await {
             eprintln!(
                 "fwlog: {}: --db-retain: {}",
