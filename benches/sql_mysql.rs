@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use fwlog::format::NoNames;
 use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp};
-use fwlog::sink::sql::my::MySink;
+use fwlog::sink::sql::my;
 use fwlog::sink::sql::{SqlConfig, StreamId};
 use fwlog::sink::{PacketSink, PacketView};
 use mysql_async::prelude::Queryable;
@@ -58,7 +58,7 @@ fn fwlog_sink(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
         retain: None,
         sync: true,
     };
-    let mut sink = MySink::open(&url(db), &cfg).expect("open");
+    let mut sink = my::open(&url(db), &cfg).expect("open");
     let (t0, c0) = (Instant::now(), cpu_seconds());
     for (n, chunk) in payloads.chunks(BATCH).enumerate() {
         for (i, b) in chunk.iter().enumerate() {
@@ -321,7 +321,7 @@ fn main() {
         for (what, (secs, cpu)) in [
             ("bare multi-row INSERT", base),
             ("bare LOAD DATA LOCAL", load),
-            ("fwlog MySink", ours),
+            ("fwlog mysql output", ours),
         ] {
             println!(
                 "round {round}: {what:<22} {:>8.0} rows/s  {:>6.2} us client CPU/row",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use fwlog::format::NoNames;
 use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp};
-use fwlog::sink::sql::pg::PgSink;
+use fwlog::sink::sql::pg;
 use fwlog::sink::sql::{SqlConfig, StreamId};
 use fwlog::sink::{PacketSink, PacketView};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -60,7 +60,7 @@ fn fwlog_sink(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
         retain: None,
         sync: true,
     };
-    let mut sink = PgSink::open(&url(db), &cfg).expect("open");
+    let mut sink = pg::open(&url(db), &cfg).expect("open");
     let (t0, c0) = (Instant::now(), cpu_seconds());
     for (n, chunk) in payloads.chunks(BATCH).enumerate() {
         for (i, b) in chunk.iter().enumerate() {
@@ -252,7 +252,10 @@ fn main() {
     println!("PostgreSQL 15, {n} rows, batches of {BATCH}, 4 indexes, server fsync off");
     let base = bare_copy("bare", &payloads[1..]);
     let ours = fwlog_sink("fwlog", &payloads);
-    for (what, (secs, cpu)) in [("bare binary COPY loop", base), ("fwlog PgSink", ours)] {
+    for (what, (secs, cpu)) in [
+        ("bare binary COPY loop", base),
+        ("fwlog postgresql output", ours),
+    ] {
         println!(
             "{what:<24} {:>10.0} rows/s  {:>6.2} us client CPU/row",
             n as f64 / secs,

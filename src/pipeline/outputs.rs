@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use crate::config::OutputsConfig;
 use crate::format::{FormatOptions, Formatter, LossEvent};
-use crate::sink::sql::my::MySink;
-use crate::sink::sql::pg::PgSink;
+use crate::sink::sql::my;
+use crate::sink::sql::pg;
 use crate::sink::sql::sqlite::SqliteSink;
 use crate::sink::sql::stream::StreamError;
 use crate::sink::sql::{SqlConfig, StreamId};
@@ -86,13 +86,13 @@ impl Outputs {
             }
             if let Target::Postgres(url) = &spec.target {
                 let cfg = db.ok_or("database outputs are not available here")?;
-                let s = PgSink::open(url, cfg).map_err(|e| format!("cannot open output: {e}"))?;
+                let s = pg::open(url, cfg).map_err(|e| format!("cannot open output: {e}"))?;
                 outs.push(Box::new(s) as Box<dyn PacketSink>);
                 continue;
             }
             if let Target::MySql(url) = &spec.target {
                 let cfg = db.ok_or("database outputs are not available here")?;
-                let s = MySink::open(url, cfg).map_err(|e| format!("cannot open output: {e}"))?;
+                let s = my::open(url, cfg).map_err(|e| format!("cannot open output: {e}"))?;
                 outs.push(Box::new(s) as Box<dyn PacketSink>);
                 continue;
             }

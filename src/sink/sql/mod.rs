@@ -22,6 +22,7 @@ mod pg_parts;
 mod pg_rows;
 mod pg_tls;
 pub mod pgpass;
+pub mod remote;
 pub mod row;
 pub mod sqlite;
 mod sqlite_schema;

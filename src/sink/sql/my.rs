@@ -13,8 +13,8 @@
 //!   as a role that may create tables); `--db-retain` needs DELETE, and a failure there is
 //!   reported once and never fails a batch.
 //! - The work runs on a thread of its own with its own runtime, as for PostgreSQL: the loop
-//!   waits at most [`COMMIT_WAIT`] for an answer and then asks again for the same batch, so a
-//!   batch is never sent twice at once; the worker gives a batch at most [`BATCH_TIMEOUT`]
+//!   waits at most [`COMMIT_WAIT`](super::remote::COMMIT_WAIT) for an answer and then asks again for the same batch, so a
+//!   batch is never sent twice at once; the worker gives a batch at most [`BATCH_TIMEOUT`](super::remote::BATCH_TIMEOUT)
 //!   (connecting included) and drops the connection after any error.
 //! - The server is not contacted at start: an unreachable server or a wrong password make
 //!   `commit` fail with the server's one-line message; packets stay spooled.
@@ -22,9 +22,6 @@
 //!   without it.
 //! - No TLS: for a server on loopback, a private network or a tunnel (see fwlog-sql(5)).
 
-use std::io;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mysql_async::prelude::Queryable;
@@ -32,27 +29,13 @@ use mysql_async::{Conn, Opts, OptsBuilder, Value};
 
 use super::my_rows::{self, server_message};
 use super::my_schema;
+use super::remote::{Answer, Item, Remote, Store};
 use super::row::{escaped, LossRow, Row};
 use super::{SqlConfig, SqlError};
-use crate::format::LossEvent;
-use crate::sink::{PacketSink, PacketView};
 
-/// Longest the processing loop waits for one commit attempt.
-pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
-/// Longest the worker gives one batch (connecting included) before dropping the connection.
-pub const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Rows deleted per retention statement.
 const RETAIN_CHUNK: u64 = 5000;
 const RETAIN_EVERY: Duration = Duration::from_secs(60);
-
-enum Item {
-    Packet(Box<Row>),
-    Loss(LossRow),
-}
-
-type Batch = Arc<Vec<Item>>;
-/// The rows the server refused (stored as losses), or why the batch was not stored.
-type Answer = Result<Vec<(u64, String)>, String>;
 
 /// The URL in mysql_async's scheme (`mariadb://` is ours).
 fn driver_url(url: &str) -> String {
@@ -114,119 +97,24 @@ pub async fn connect(opts: &Opts) -> Result<Conn, String> {
     Ok(c)
 }
 
-pub struct MySink {
-    shown: String,
-    payload: bool,
-    batch: Vec<Item>,
-    sent: Option<Batch>,
-    jobs: Sender<Batch>,
-    answers: Receiver<Answer>,
-    /// Rows refused by the server since start (each stored as a loss).
-    pub refused: u64,
-}
-
-impl MySink {
-    /// Start the worker; the server is contacted at the first commit.
-    pub fn open(url: &str, cfg: &SqlConfig) -> Result<MySink, SqlError> {
-        let (opts, shown) = config(url).map_err(|message| SqlError::Db {
-            target: "mysql".into(),
-            message,
-        })?;
-        let (jobs, job_rx) = mpsc::channel::<Batch>();
-        let (answer_tx, answers) = mpsc::channel();
-        let worker = Worker {
-            opts,
-            host: cfg.host.clone(),
-            stream: cfg.stream.hex(),
-            conn: None,
-            retain: cfg.retain,
-            next_retain: Instant::now(),
-            retain_failed: false,
-            shown: shown.clone(),
-        };
-        std::thread::Builder::new()
-            .name("fwlog-mysql".into())
-            .spawn(move || worker.run(job_rx, answer_tx))
-            .map_err(|e| SqlError::Db {
-                target: shown.clone(),
-                message: format!("cannot start its thread: {e}"),
-            })?;
-        Ok(MySink {
-            shown,
-            payload: cfg.payload,
-            batch: Vec::new(),
-            sent: None,
-            jobs,
-            answers,
-            refused: 0,
-        })
-    }
-}
-
-impl PacketSink for MySink {
-    fn packet(&mut self, p: &PacketView<'_>) {
-        self.batch
-            .push(Item::Packet(Box::new(Row::new(p, self.payload))));
-    }
-
-    fn loss(&mut self, ev: &LossEvent, seq: u64) {
-        self.batch.push(Item::Loss(LossRow::new(ev, seq)));
-    }
-
-    fn pending(&self) -> usize {
-        self.batch.len() * 128
-    }
-
-    fn commit(&mut self) -> io::Result<()> {
-        if self.sent.is_none() {
-            if self.batch.is_empty() {
-                return Ok(());
-            }
-            let b: Batch = Arc::new(std::mem::take(&mut self.batch));
-            self.jobs
-                .send(Arc::clone(&b))
-                .map_err(|_| io::Error::other("the database thread is gone"))?;
-            self.sent = Some(b);
-        }
-        match self.answers.recv_timeout(COMMIT_WAIT) {
-            Ok(Ok(refusals)) => {
-                self.sent = None;
-                if let Some((seq, m)) = refusals.first() {
-                    self.refused += refusals.len() as u64;
-                    eprintln!(
-                        "fwlog: {}: the database refused {} row(s) (first: spool record {seq}: {}); stored in losses as refused",
-                        self.shown,
-                        refusals.len(),
-                        escaped(m.as_bytes()),
-                    );
-                }
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                if let Some(b) = self.sent.take() {
-                    if let Ok(v) = Arc::try_unwrap(b) {
-                        self.batch = v;
-                    }
-                }
-                Err(io::Error::other(escaped(e.as_bytes())))
-            }
-            Err(RecvTimeoutError::Timeout) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the server has not answered yet",
-            )),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(io::Error::other("the database thread is gone"))
-            }
-        }
-    }
-
-    fn reopen(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        self.shown.clone()
-    }
+/// The MariaDB/MySQL output: the loop's side is [`Remote`] (the batch, the worker thread, the wait);
+/// the worker starts now, the server is contacted at the first commit.
+pub fn open(url: &str, cfg: &SqlConfig) -> Result<Remote, SqlError> {
+    let (opts, shown) = config(url).map_err(|message| SqlError::Db {
+        target: "mysql".into(),
+        message,
+    })?;
+    let worker = Worker {
+        opts,
+        host: cfg.host.clone(),
+        stream: cfg.stream.hex(),
+        conn: None,
+        retain: cfg.retain,
+        next_retain: Instant::now(),
+        retain_failed: false,
+        shown: shown.clone(),
+    };
+    Remote::start("fwlog-mysql", shown, cfg.payload, worker)
 }
 
 struct Worker {
@@ -240,35 +128,7 @@ struct Worker {
     shown: String,
 }
 
-impl Worker {
-    fn run(mut self, jobs: Receiver<Batch>, answers: Sender<Answer>) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = answers.send(Err(format!("cannot start a runtime: {e}")));
-                return;
-            }
-        };
-        while let Ok(batch) = jobs.recv() {
-            let r = rt.block_on(async {
-                match tokio::time::timeout(BATCH_TIMEOUT, self.store(&batch)).await {
-                    Ok(r) => r,
-                    Err(_) => Err("no answer from the server".to_string()),
-                }
-            });
-            if r.is_err() {
-                self.conn = None;
-            }
-            drop(batch);
-            if answers.send(r).is_err() {
-                return;
-            }
-        }
-    }
-
+impl Store for Worker {
     async fn store(&mut self, batch: &[Item]) -> Answer {
         if self.conn.is_none() {
             let mut c = connect(&self.opts).await?;
@@ -331,6 +191,12 @@ impl Worker {
         Ok(refusals)
     }
 
+    fn reset(&mut self) {
+        self.conn = None;
+    }
+}
+
+impl Worker {
     /// Delete rows older than `--db-retain`, a chunk at a time, if it is time to look.
     async fn retain(&mut self) {
         let Some(keep) = self.retain else { return };

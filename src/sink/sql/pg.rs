@@ -16,10 +16,10 @@
 //!   committed. Any other error (connection, permission, disk full) fails the batch as a
 //!   whole: nothing is acknowledged, the loop retries with back-off.
 //! - The database work runs on a thread of its own (with its own single-threaded runtime): the
-//!   processing loop waits for a commit at most [`COMMIT_WAIT`]; if the server has not answered
+//!   processing loop waits for a commit at most [`COMMIT_WAIT`](super::remote::COMMIT_WAIT); if the server has not answered
 //!   by then, `commit` fails (the loop retries with back-off, intake keeps spooling) and the next
 //!   call waits for the same batch's answer, so a batch is never sent twice at once. The worker
-//!   gives a batch at most [`BATCH_TIMEOUT`] and drops the connection after any error.
+//!   gives a batch at most [`BATCH_TIMEOUT`](super::remote::BATCH_TIMEOUT) and drops the connection after any error.
 //! - The server is not contacted at start: an unreachable server, a wrong password or missing
 //!   privileges make `commit` fail with the server's one-line message; packets stay spooled.
 //! - Password: in the URL, or `PGPASSWORD` when the URL has none. Messages show the URL
@@ -36,10 +36,7 @@
 //! - `packets` is partitioned by UTC day ([`pg_parts`](super::pg_parts)): the partitions a
 //!   batch needs are made before its transaction; `--db-retain` drops whole old ones.
 
-use std::io;
 use std::str::FromStr;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
@@ -51,17 +48,12 @@ use super::pg_parts::{self, Parts};
 pub use super::pg_rows::server_message;
 use super::pg_rows::{copy_rows, insert_each, refused, ts, COLUMN_LIST};
 use super::pg_tls;
+use super::remote::{Answer, Item, Remote, Store};
 use super::row::{escaped, Column, Kind, LossRow, Row, COLUMNS};
 use super::{SqlConfig, SqlError};
-use crate::format::LossEvent;
-use crate::sink::{PacketSink, PacketView};
 
 /// The schema version this fwlog writes.
 pub const VERSION: i32 = 3;
-/// Longest the processing loop waits for one commit attempt.
-pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
-/// Longest the worker gives one batch (connecting included) before dropping the connection.
-pub const BATCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `packets` columns as `name type [NOT NULL]`, from the one column list.
 fn column_ddl(cols: impl Iterator<Item = &'static Column>) -> Vec<String> {
@@ -120,29 +112,6 @@ fn upgrade_v2() -> String {
         .join(", ");
     format!("ALTER TABLE packets {adds}; UPDATE schema_version SET version = 3;")
 }
-
-enum Item {
-    Packet(Box<Row>),
-    Loss(LossRow),
-}
-
-type Batch = Arc<Vec<Item>>;
-
-pub struct PgSink {
-    shown: String,
-    payload: bool,
-    batch: Vec<Item>,
-    /// The batch sent to the worker and not yet answered.
-    sent: Option<Batch>,
-    jobs: Sender<Batch>,
-    answers: Receiver<Answer>,
-    /// Rows refused by the server since start (each stored as a loss).
-    pub refused: u64,
-}
-
-/// The worker's answer for a batch: the rows the server refused (stored as losses), or why the
-/// batch as a whole was not stored.
-type Answer = Result<Vec<(u64, String)>, String>;
 
 /// The URL as messages show it: no password.
 pub fn shown(cfg: &Config) -> String {
@@ -244,110 +213,21 @@ pub async fn connect_reader(url: &str) -> Result<(Client, String), String> {
     Ok((client, shown))
 }
 
-impl PgSink {
-    /// Start the worker; the server is contacted at the first commit.
-    pub fn open(url: &str, cfg: &SqlConfig) -> Result<PgSink, SqlError> {
-        let (pg, tls) = config(url)?;
-        let shown = shown(&pg);
-        let (jobs, job_rx) = mpsc::channel::<Batch>();
-        let (answer_tx, answers) = mpsc::channel();
-        let worker = Worker {
-            pg,
-            host: cfg.host.clone(),
-            stream: cfg.stream.hex(),
-            client: None,
-            parts: Parts::new(cfg.retain),
-            tls,
-            shown: shown.clone(),
-        };
-        std::thread::Builder::new()
-            .name("fwlog-pg".into())
-            .spawn(move || worker.run(job_rx, answer_tx))
-            .map_err(|e| SqlError::Db {
-                target: shown.clone(),
-                message: format!("cannot start its thread: {e}"),
-            })?;
-        Ok(PgSink {
-            shown,
-            payload: cfg.payload,
-            batch: Vec::new(),
-            sent: None,
-            jobs,
-            answers,
-            refused: 0,
-        })
-    }
-}
-
-impl PacketSink for PgSink {
-    fn packet(&mut self, p: &PacketView<'_>) {
-        self.batch
-            .push(Item::Packet(Box::new(Row::new(p, self.payload))));
-    }
-
-    fn loss(&mut self, ev: &LossEvent, seq: u64) {
-        self.batch.push(Item::Loss(LossRow::new(ev, seq)));
-    }
-
-    fn pending(&self) -> usize {
-        // The batch sent and not yet answered is still waiting: were it not counted, the loop
-        // would see nothing to commit after a timed-out attempt, never ask for the answer
-        // again, and stay failing forever.
-        let sent = self.sent.as_ref().map_or(0, |b| b.len());
-        (self.batch.len() + sent) * 128
-    }
-
-    fn commit(&mut self) -> io::Result<()> {
-        if self.sent.is_none() {
-            if self.batch.is_empty() {
-                return Ok(());
-            }
-            let b: Batch = Arc::new(std::mem::take(&mut self.batch));
-            self.jobs
-                .send(Arc::clone(&b))
-                .map_err(|_| io::Error::other("the database thread is gone"))?;
-            self.sent = Some(b);
-        }
-        match self.answers.recv_timeout(COMMIT_WAIT) {
-            Ok(Ok(refusals)) => {
-                self.sent = None;
-                if let Some((seq, m)) = refusals.first() {
-                    self.refused += refusals.len() as u64;
-                    eprintln!(
-                        "fwlog: {}: the database refused {} row(s) (first: spool record {seq}: {}); stored in losses as refused",
-                        self.shown,
-                        refusals.len(),
-                        escaped(m.as_bytes()),
-                    );
-                }
-                Ok(())
-            }
-            Ok(Err(e)) => {
-                // Keep the batch: the next commit sends it again.
-                if let Some(b) = self.sent.take() {
-                    if let Ok(v) = Arc::try_unwrap(b) {
-                        self.batch = v;
-                    }
-                }
-                Err(io::Error::other(e))
-            }
-            Err(RecvTimeoutError::Timeout) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the server has not answered yet",
-            )),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(io::Error::other("the database thread is gone"))
-            }
-        }
-    }
-
-    fn reopen(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn describe(&self) -> String {
-        self.shown.clone()
-    }
+/// The PostgreSQL output: the loop's side is [`Remote`] (the batch, the worker thread, the wait);
+/// the worker starts now, the server is contacted at the first commit.
+pub fn open(url: &str, cfg: &SqlConfig) -> Result<Remote, SqlError> {
+    let (pg, tls) = config(url)?;
+    let shown = shown(&pg);
+    let worker = Worker {
+        pg,
+        host: cfg.host.clone(),
+        stream: cfg.stream.hex(),
+        client: None,
+        parts: Parts::new(cfg.retain),
+        tls,
+        shown: shown.clone(),
+    };
+    Remote::start("fwlog-pg", shown, cfg.payload, worker)
 }
 
 struct Worker {
@@ -361,34 +241,6 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, jobs: Receiver<Batch>, answers: Sender<Answer>) {
-        let rt = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = answers.send(Err(format!("cannot start a runtime: {e}")));
-                return;
-            }
-        };
-        while let Ok(batch) = jobs.recv() {
-            let r = rt.block_on(async {
-                match tokio::time::timeout(BATCH_TIMEOUT, self.store(&batch)).await {
-                    Ok(r) => r,
-                    Err(_) => Err("no answer from the server".to_string()),
-                }
-            });
-            if r.is_err() {
-                self.client = None;
-            }
-            drop(batch);
-            if answers.send(r).is_err() {
-                return;
-            }
-        }
-    }
-
     async fn connect(&mut self) -> Result<&mut Client, String> {
         if self.client.is_none() {
             let client = connect(&self.pg, self.tls.as_ref()).await?;
@@ -450,7 +302,7 @@ pub async fn ensure_schema(c: &mut Client) -> Result<(), String> {
     tx.commit().await.map_err(msg)
 }
 
-impl Worker {
+impl Store for Worker {
     async fn store(&mut self, batch: &[Item]) -> Answer {
         let host = self.host.clone();
         let stream = self.stream.clone();
@@ -516,6 +368,10 @@ impl Worker {
             );
         }
         Ok(refusals)
+    }
+
+    fn reset(&mut self) {
+        self.client = None;
     }
 }
 
@@ -601,44 +457,4 @@ async fn store_packets(
 /// The server's own message.
 fn msg(e: tokio_postgres::Error) -> String {
     server_message(&e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::LossCause;
-    use crate::packet::{TimeSource, Timestamp};
-
-    #[test]
-    fn a_batch_waiting_for_a_silent_server_is_still_pending() {
-        // Accepts connections (the kernel's backlog) and never answers.
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = silent.local_addr().unwrap().port();
-        let cfg = SqlConfig {
-            host: "h".into(),
-            stream: super::super::stream::StreamId::random().unwrap(),
-            payload: false,
-            retain: None,
-            sync: false,
-        };
-        let url = format!("postgresql://u:p@127.0.0.1:{port}/db");
-        let mut sink = PgSink::open(&url, &cfg).unwrap();
-        let ev = LossEvent {
-            time: Timestamp {
-                sec: 1,
-                nsec: 0,
-                source: TimeSource::Local,
-            },
-            group: Some(5),
-            count: 1,
-            seq_global: None,
-            spool_seq: None,
-            cause: LossCause::SeqGap,
-        };
-        sink.loss(&ev, 1);
-        assert!(sink.pending() > 0);
-        let e = sink.commit().unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert!(sink.pending() > 0, "the unanswered batch is still pending");
-    }
 }
