@@ -4,7 +4,6 @@
 //! received per group match the nft rules' counters; the backlog's age grows while the output
 //! is stalled and is 0 once it drained.
 
-mod queue_support;
 mod support;
 
 use std::collections::HashMap;
@@ -82,7 +81,7 @@ fn start_with(ns: &NetNs, dir: &std::path::Path, source: &[&str]) -> (Daemon, st
     ]);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let d = if source[0] == "--queue" {
-        queue_support::start(ns, dir, &argv)
+        support::queue::start(ns, dir, &argv)
     } else {
         Daemon::start(ns, dir, &argv)
     };
@@ -234,10 +233,10 @@ fn nfqueue_verdicts_are_counted() {
     require_root!();
     support::require_tool("curl");
     let ns = NetNs::new("metricsq");
-    queue_support::queue_rule(&ns, 3, false);
+    support::queue::queue_rule(&ns, 3, false);
     let dir = tempfile::tempdir().unwrap();
     let (d, out) = start_with(&ns, dir.path(), &["--queue", "3"]);
-    send_udp(&ns, queue_support::PORT, 0..50);
+    send_udp(&ns, support::queue::PORT, 0..50);
     wait_for("50 packets printed", Duration::from_secs(20), || {
         packets(&out) == 50
     });
@@ -297,10 +296,10 @@ fn packets_received_per_queue_are_labelled_with_the_queue_number() {
     require_root!();
     support::require_tool("curl");
     let ns = NetNs::new("metricsgq");
-    queue_support::queue_rule(&ns, 7, false);
+    support::queue::queue_rule(&ns, 7, false);
     let dir = tempfile::tempdir().unwrap();
     let (d, out) = start_with(&ns, dir.path(), &["--queue", "7"]);
-    send_udp(&ns, queue_support::PORT, 0..40);
+    send_udp(&ns, support::queue::PORT, 0..40);
     wait_for("40 packets printed", Duration::from_secs(20), || {
         packets(&out) == 40
     });

@@ -92,7 +92,7 @@ fn queue_bypass_lets_packets_through_while_fwlog_is_not_running() {
 
 /// A tiny spool (two 4 KiB segments) and a burst of ~1 KB packets: the spool refuses records.
 const TINY: [&str; 4] = ["--segment-size", "4KiB", "--spool-max", "8KiB"];
-/// Packets 57600.. have payloads of 908+ bytes (see queue_support's key scheme).
+/// Packets 57600.. have payloads of 908+ bytes (see support::queue's key scheme).
 const BIG: u32 = 57_600;
 
 #[test]

@@ -14,7 +14,7 @@ use support::daemon::{wait_for, RunArgs};
 use support::netns::NetNs;
 use support::queue::{queue_rule, settle, start, Listener, Sender};
 
-/// Keys are unique below this many packets (see queue_support).
+/// Keys are unique below this many packets (see support::queue).
 const MAX_PACKETS: u32 = 64_000;
 
 #[test]
