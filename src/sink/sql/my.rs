@@ -29,8 +29,8 @@ use mysql_async::{Conn, Opts, OptsBuilder, Value};
 
 use super::my_rows::{self, server_message};
 use super::my_schema;
-use super::remote::{Answer, Item, Remote, Store};
-use super::row::{escaped, LossRow, Row};
+use super::remote::{loss_rows, Answer, Item, Remote, Store};
+use super::row::{escaped, Row};
 use super::{SqlConfig, SqlError};
 
 /// Rows deleted per retention statement.
@@ -148,21 +148,7 @@ impl Store for Worker {
         let refusals = my_rows::insert(c, &rows, &self.host, &self.stream)
             .await
             .map_err(m)?;
-        let mut refused_at = refusals.iter().peekable();
-        for item in batch {
-            let (l, reason) = match item {
-                Item::Loss(l) => (l.clone(), l.reason.to_string()),
-                Item::Packet(r) => match refused_at.peek() {
-                    Some((seq, msg)) if *seq == r.seq => {
-                        refused_at.next();
-                        (
-                            refused_row(r),
-                            format!("refused: {}", escaped(msg.as_bytes())),
-                        )
-                    }
-                    _ => continue,
-                },
-            };
+        for (l, reason) in loss_rows(batch, &refusals) {
             let res = c
                 .exec_drop(
                     "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason, \
@@ -236,18 +222,6 @@ impl Worker {
 
 fn time_value(t: (i64, u32)) -> Value {
     my_rows::value(super::row::Value::Time(t))
-}
-
-/// The loss row that stands for a packet row the server refused.
-fn refused_row(r: &Row) -> LossRow {
-    LossRow {
-        seq: r.seq,
-        time: r.time,
-        nflog_group: Some(r.nflog_group),
-        count: 1,
-        reason: "refused",
-        seq_global: r.seq_global.map(|g| (g, g)),
-    }
 }
 
 #[cfg(test)]

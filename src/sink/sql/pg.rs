@@ -48,8 +48,8 @@ use super::pg_parts::{self, Parts};
 pub use super::pg_rows::server_message;
 use super::pg_rows::{copy_rows, insert_each, refused, ts, COLUMN_LIST};
 use super::pg_tls;
-use super::remote::{Answer, Item, Remote, Store};
-use super::row::{escaped, Column, Kind, LossRow, Row, COLUMNS};
+use super::remote::{loss_rows, Answer, Item, Remote, Store};
+use super::row::{escaped, Column, Kind, COLUMNS};
 use super::{SqlConfig, SqlError};
 
 /// The schema version this fwlog writes.
@@ -323,21 +323,7 @@ impl Store for Worker {
             )
             .await
             .map_err(msg)?;
-        let mut refused_at = refusals.iter().peekable();
-        for item in batch {
-            let (l, reason) = match item {
-                Item::Loss(l) => (l.clone(), l.reason.to_string()),
-                Item::Packet(r) => match refused_at.peek() {
-                    Some((seq, m)) if *seq == r.seq => {
-                        refused_at.next();
-                        (
-                            refused_row(r),
-                            format!("refused: {}", escaped(m.as_bytes())),
-                        )
-                    }
-                    _ => continue,
-                },
-            };
+        for (l, reason) in loss_rows(batch, &refusals) {
             tx.execute(
                 &ins,
                 &[
@@ -372,18 +358,6 @@ impl Store for Worker {
 
     fn reset(&mut self) {
         self.client = None;
-    }
-}
-
-/// The loss row that stands for a packet row the server refused.
-fn refused_row(r: &Row) -> LossRow {
-    LossRow {
-        seq: r.seq,
-        time: r.time,
-        nflog_group: Some(r.nflog_group),
-        count: 1,
-        reason: "refused",
-        seq_global: r.seq_global.map(|g| (g, g)),
     }
 }
 

@@ -44,6 +44,39 @@ pub type Batch = Arc<Vec<Item>>;
 /// server's reason, each stored as a loss), or why the batch as a whole was not stored.
 pub type Answer = Result<Vec<(u64, String)>, String>;
 
+/// The batch's `losses` rows in spool order with their reasons: its loss events, and one row
+/// for each packet row the server refused (`refusals`, in spool order) with the server's reason.
+pub fn loss_rows(batch: &[Item], refusals: &[(u64, String)]) -> Vec<(LossRow, String)> {
+    let mut refused_at = refusals.iter().peekable();
+    let mut out = Vec::new();
+    for item in batch {
+        match item {
+            Item::Loss(l) => out.push((l.clone(), l.reason.to_string())),
+            Item::Packet(r) => {
+                if let Some((_, m)) = refused_at.next_if(|(seq, _)| *seq == r.seq) {
+                    out.push((
+                        refused_row(r),
+                        format!("refused: {}", escaped(m.as_bytes())),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The loss row that stands for a packet row the server refused.
+fn refused_row(r: &Row) -> LossRow {
+    LossRow {
+        seq: r.seq,
+        time: r.time,
+        nflog_group: Some(r.nflog_group),
+        count: 1,
+        reason: "refused",
+        seq_global: r.seq_global.map(|g| (g, g)),
+    }
+}
+
 /// One engine's way to store a batch.
 pub trait Store: Send + 'static {
     /// Store the batch in one transaction; `Ok` only after the server's COMMIT.
