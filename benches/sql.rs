@@ -6,47 +6,14 @@
 //!
 //! Run: `cargo bench --bench sql` (FWLOG_BENCH_ROWS to change the row count)
 
+#[path = "support/sql.rs"]
+mod sql_support;
+
 use std::time::Instant;
 
-use fwlog::format::NoNames;
-use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp};
 use fwlog::sink::sql::row::addr16;
 use fwlog::sink::sql::sqlite::SqliteSink;
-use fwlog::sink::sql::{SqlConfig, StreamId};
-use fwlog::sink::{PacketSink, PacketView};
-
-/// The processing loop commits about this many rows at a time under load (256 KiB of pending
-/// estimate at 128 bytes a row).
-const BATCH: usize = 2048;
-
-fn cpu_seconds() -> f64 {
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct it is given.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
-}
-
-/// UDP packets from many sources to a few ports.
-fn payload(i: u32) -> Vec<u8> {
-    let s = i.to_be_bytes();
-    let mut p = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    p.extend_from_slice(&[10, s[1], s[2], s[3], 192, 0, 2, 1]);
-    let dport = [22u16, 80, 443, 3389][(i % 4) as usize].to_be_bytes();
-    p.extend_from_slice(&[(i >> 8) as u8, i as u8, dport[0], dport[1], 0, 12, 0, 0]);
-    p.extend_from_slice(b"test");
-    p
-}
-
-fn config() -> SqlConfig {
-    SqlConfig {
-        host: "bench".into(),
-        stream: StreamId([7; 16]),
-        payload: false,
-        retain: None,
-        sync: true,
-    }
-}
+use sql_support::{config, cpu_seconds, feed, payload, BATCH};
 
 struct Result {
     secs: f64,
@@ -55,39 +22,8 @@ struct Result {
 
 fn fwlog_sink(db: &std::path::Path, payloads: &[Vec<u8>]) -> Result {
     let mut sink = SqliteSink::open(db, &config()).expect("open");
-    let (t0, c0) = (Instant::now(), cpu_seconds());
-    for (n, chunk) in payloads.chunks(BATCH).enumerate() {
-        for (i, b) in chunk.iter().enumerate() {
-            let mut p = Packet::new(
-                b,
-                Timestamp {
-                    sec: 1_764_000_000 + (n * BATCH + i) as i64 / 1000,
-                    nsec: 0,
-                    source: TimeSource::Kernel,
-                },
-            );
-            p.family = family::INET;
-            p.group = 5;
-            p.hook = Some(1);
-            p.prefix = Some(b"DROP ");
-            p.seq_global = Some((n * BATCH + i) as u32);
-            p.indev = Some(Iface {
-                index: 2,
-                name: Some(b"eth0"),
-            });
-            sink.packet(&PacketView {
-                seq: (n * BATCH + i) as u64,
-                record: b,
-                packet: &p,
-                names: &NoNames,
-            });
-        }
-        sink.commit().expect("commit");
-    }
-    Result {
-        secs: t0.elapsed().as_secs_f64(),
-        cpu: cpu_seconds() - c0,
-    }
+    let (secs, cpu) = feed(&mut sink, payloads);
+    Result { secs, cpu }
 }
 
 /// The same rows, built beforehand, inserted with one prepared statement per batch.

@@ -9,89 +9,31 @@
 //!
 //! Run: `cargo bench --bench sql_mysql` (FWLOG_BENCH_ROWS to change the row count)
 
+#[path = "support/sql.rs"]
+mod sql_support;
+
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fwlog::format::NoNames;
-use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp};
 use fwlog::sink::sql::my;
-use fwlog::sink::sql::{SqlConfig, StreamId};
-use fwlog::sink::{PacketSink, PacketView};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Params, Value, WhiteListFsHandler};
+use sql_support::{config, cpu_seconds, feed, payload, BATCH};
 
 const PORT: u16 = 53399;
-const BATCH: usize = 2048;
 const CHUNK: usize = 512;
 const MARIADBD: &str = "/usr/sbin/mariadbd";
 const COLS: &str = "time, time_source, host, stream, seq, seq_global, nflog_group, family, \
     prefix, hook, mark, in_if, src, dst, proto, sport, dport, length, ttl, replayed, partial";
-
-fn cpu_seconds() -> f64 {
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: getrusage fills the struct it is given.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(u.ru_utime) + t(u.ru_stime)
-}
-
-fn payload(i: u32) -> Vec<u8> {
-    let s = i.to_be_bytes();
-    let mut p = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
-    p.extend_from_slice(&[10, s[1], s[2], s[3], 192, 0, 2, 1]);
-    let dport = [22u16, 80, 443, 3389][(i % 4) as usize].to_be_bytes();
-    p.extend_from_slice(&[(i >> 8) as u8, i as u8, dport[0], dport[1], 0, 12, 0, 0]);
-    p.extend_from_slice(b"test");
-    p
-}
 
 fn url(db: &str) -> String {
     format!("mysql://root@127.0.0.1:{PORT}/{db}")
 }
 
 fn fwlog_sink(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
-    let cfg = SqlConfig {
-        host: "bench".into(),
-        stream: StreamId([7; 16]),
-        payload: false,
-        retain: None,
-        sync: true,
-    };
-    let mut sink = my::open(&url(db), &cfg).expect("open");
-    let (t0, c0) = (Instant::now(), cpu_seconds());
-    for (n, chunk) in payloads.chunks(BATCH).enumerate() {
-        for (i, b) in chunk.iter().enumerate() {
-            let k = n * BATCH + i;
-            let mut p = Packet::new(
-                b,
-                Timestamp {
-                    sec: 1_764_000_000 + k as i64 / 1000,
-                    nsec: 0,
-                    source: TimeSource::Kernel,
-                },
-            );
-            p.family = family::INET;
-            p.group = 5;
-            p.hook = Some(1);
-            p.prefix = Some(b"DROP ");
-            p.seq_global = Some(k as u32);
-            p.indev = Some(Iface {
-                index: 2,
-                name: Some(b"eth0"),
-            });
-            sink.packet(&PacketView {
-                seq: k as u64,
-                record: b,
-                packet: &p,
-                names: &NoNames,
-            });
-        }
-        while let Err(e) = sink.commit() {
-            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
-        }
-    }
-    (t0.elapsed().as_secs_f64(), cpu_seconds() - c0)
+    let mut sink = my::open(&url(db), &config()).expect("open");
+    feed(&mut sink, payloads)
 }
 
 /// (seconds, seq, src, dst, sport, dport) of every row, built before the clock starts.
