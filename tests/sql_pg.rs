@@ -5,13 +5,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use support::crash;
 use support::daemon::{send_udp, wait_for, RunArgs};
 use support::netns::NetNs;
 use support::pg::{as_postgres, c_path, user_id, Pg, BIN, PASSWORD};
+use support::pg_fleet::server_certs;
 
 fn stored(pg: &Pg) -> u64 {
     pg.count("SELECT (SELECT count(*) FROM packets) + (SELECT coalesce(sum(count), 0) FROM losses)")
@@ -461,42 +461,6 @@ fn an_unpartitioned_version_1_schema_is_refused_in_one_line_and_the_documented_m
     assert_eq!(pg.query("SELECT to_regclass('packets_v1') IS NULL"), "t");
 }
 
-/// `openssl` with `args` in `dir`.
-fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("openssl (tests/run.sh installs it)");
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// A CA named `name` in `dir` (`NAME.pem`, `NAME.key`).
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
-
 #[test]
 fn tls_verify_full_connects_and_a_wrong_ca_or_host_name_is_one_line_with_packets_kept() {
     require_root!();
@@ -505,48 +469,7 @@ fn tls_verify_full_connects_and_a_wrong_ca_or_host_name_is_one_line_with_packets
     let pg = Pg::init(&ns, 55439);
     let certs = pg._dir.path().join("certs");
     std::fs::create_dir(&certs).unwrap();
-    make_ca(&certs, "ca");
-    make_ca(&certs, "other-ca");
-    openssl(
-        &certs,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=db.test",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-        ],
-    );
-    std::fs::write(
-        certs.join("ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:db.test\n",
-    )
-    .unwrap();
-    openssl(
-        &certs,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "ext",
-            "-out",
-            "server.crt",
-        ],
-    );
+    server_certs(&certs, "IP:127.0.0.1,DNS:db.test");
     let (uid, gid) = (user_id("-u"), user_id("-g"));
     for f in ["server.key", "server.crt"] {
         let p = certs.join(f);

@@ -208,6 +208,50 @@ pub fn make_ca(dir: &Path, name: &str) {
     );
 }
 
+/// In `certs`: a CA (`ca.pem`), a second CA that signs nothing (`other-ca.pem`), and a server
+/// key and certificate (`server.key`, `server.crt`, CN db.test) the first CA signs for `san`
+/// (e.g. `IP:10.200.1.1,DNS:db.test`).
+pub fn server_certs(certs: &Path, san: &str) {
+    make_ca(certs, "ca");
+    make_ca(certs, "other-ca");
+    openssl(
+        certs,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=db.test",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(certs.join("ext"), format!("subjectAltName={san}\n")).expect("ext");
+    openssl(
+        certs,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
 impl PgServer {
     /// Make a CA (`certs/ca.pem`) and a server certificate it signs for `san` (e.g.
     /// `IP:10.200.1.1,DNS:db.test`), and accept TCP connections over TLS only from the next
@@ -216,44 +260,7 @@ impl PgServer {
     pub fn enable_tls(&mut self, san: &str) -> PathBuf {
         let certs = self.dir.path().join("certs");
         std::fs::create_dir(&certs).expect("certs dir");
-        make_ca(&certs, "ca");
-        make_ca(&certs, "other-ca");
-        openssl(
-            &certs,
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
-                "/CN=db.test",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-            ],
-        );
-        std::fs::write(certs.join("ext"), format!("subjectAltName={san}\n")).expect("ext");
-        openssl(
-            &certs,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                "ext",
-                "-out",
-                "server.crt",
-            ],
-        );
+        server_certs(&certs, san);
         for f in ["server.key", "server.crt"] {
             let p = certs.join(f);
             give_to_postgres(&p);
