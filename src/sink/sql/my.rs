@@ -29,7 +29,8 @@ use mysql_async::{Conn, Opts, OptsBuilder, Value};
 
 use super::my_rows::{self, server_message};
 use super::my_schema;
-use super::remote::{loss_rows, Answer, Item, Remote, Store};
+use super::refusal::Refusals;
+use super::remote::{loss_rows, Item, Outcome, Remote, Store};
 use super::row::{escaped, Row};
 use super::{SqlConfig, SqlError};
 
@@ -129,7 +130,7 @@ struct Worker {
 }
 
 impl Store for Worker {
-    async fn store(&mut self, batch: &[Item]) -> Answer {
+    async fn store(&mut self, batch: &[Item]) -> Outcome {
         if self.conn.is_none() {
             let mut c = connect(&self.opts).await?;
             my_schema::ensure(&mut c).await?;
@@ -148,6 +149,7 @@ impl Store for Worker {
         let refusals = my_rows::insert(c, &rows, &self.host, &self.stream)
             .await
             .map_err(m)?;
+        let mut refused_losses = Vec::new();
         for (l, reason) in loss_rows(batch, &refusals) {
             let res = c
                 .exec_drop(
@@ -160,26 +162,61 @@ impl Store for Worker {
                         Value::from(l.seq),
                         Value::from(l.nflog_group),
                         Value::from(l.count),
-                        Value::from(reason),
+                        Value::from(reason.as_str()),
                         Value::from(l.seq_global.map(|g| g.0)),
                         Value::from(l.seq_global.map(|g| g.1)),
                     ],
                 )
                 .await;
-            match res {
-                Ok(()) => {}
-                Err(mysql_async::Error::Server(s)) if s.code == my_rows::DUPLICATE => {}
-                Err(e) => return Err(m(e)),
+            let e = match res {
+                Ok(()) => continue,
+                Err(e) => e,
+            };
+            if e_duplicate(&e)
+                && loss_stored(c, &self.host, &self.stream, l.seq)
+                    .await
+                    .map_err(m)?
+            {
+                continue;
             }
+            if !my_rows::refused(&e) && !e_duplicate(&e) {
+                return Err(m(e));
+            }
+            // InnoDB undid the one statement; the transaction goes on without the row.
+            refused_losses.push((l, reason, server_message(&e)));
         }
         c.query_drop("COMMIT").await.map_err(m)?;
         self.retain().await;
-        Ok(refusals)
+        Ok(Refusals {
+            rows: refusals,
+            losses: refused_losses,
+        })
     }
 
     fn reset(&mut self) {
         self.conn = None;
     }
+}
+
+fn e_duplicate(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == my_rows::DUPLICATE)
+}
+
+/// Whether this stream's loss row `seq` is stored (a duplicate on fwlog's own key is a replay;
+/// on a site's unique index it is a refusal).
+async fn loss_stored(
+    c: &mut Conn,
+    host: &str,
+    stream: &str,
+    seq: u64,
+) -> Result<bool, mysql_async::Error> {
+    let n: Option<u64> = c
+        .exec_first(
+            "SELECT count(*) FROM losses WHERE host = ? AND stream = ? AND seq = ?",
+            (host, stream, seq),
+        )
+        .await?;
+    Ok(n.unwrap_or(0) > 0)
 }
 
 impl Worker {

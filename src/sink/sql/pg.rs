@@ -46,10 +46,11 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::pg_parts::{self, Parts};
 pub use super::pg_rows::server_message;
-use super::pg_rows::{copy_rows, insert_each, refused, ts, COLUMN_LIST};
-use super::pg_tls;
-use super::remote::{loss_rows, Answer, Item, Remote, Store};
+use super::pg_rows::{copy_rows, insert_each, refused, COLUMN_LIST};
+use super::refusal::Refusals;
+use super::remote::{loss_rows, Answer, Item, Outcome, Remote, Store};
 use super::row::{escaped, Column, Kind, COLUMNS};
+use super::{pg_losses, pg_tls};
 use super::{SqlConfig, SqlError};
 
 /// The schema version this fwlog writes.
@@ -303,7 +304,7 @@ pub async fn ensure_schema(c: &mut Client) -> Result<(), String> {
 }
 
 impl Store for Worker {
-    async fn store(&mut self, batch: &[Item]) -> Answer {
+    async fn store(&mut self, batch: &[Item]) -> Outcome {
         let host = self.host.clone();
         let stream = self.stream.clone();
         self.connect().await?;
@@ -315,32 +316,9 @@ impl Store for Worker {
         self.parts.ensure(c, days).await.map_err(msg)?;
         let tx = c.transaction().await.map_err(msg)?;
         let refusals = store_packets(&tx, batch, &host, &stream).await?;
-        let ins = tx
-            .prepare(
-                "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason,
-                 seq_global_first, seq_global_last) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT DO NOTHING",
-            )
+        let losses = pg_losses::insert(&tx, loss_rows(batch, &refusals), &host, &stream)
             .await
             .map_err(msg)?;
-        for (l, reason) in loss_rows(batch, &refusals) {
-            tx.execute(
-                &ins,
-                &[
-                    &ts(l.time),
-                    &host,
-                    &stream,
-                    &(l.seq as i64),
-                    &l.nflog_group.map(i32::from),
-                    &(l.count as i64),
-                    &reason,
-                    &l.seq_global.map(|g| i64::from(g.0)),
-                    &l.seq_global.map(|g| i64::from(g.1)),
-                ],
-            )
-            .await
-            .map_err(msg)?;
-        }
         tx.commit().await.map_err(msg)?;
         // Said after a batch went in: when it fails, its own error is the one line.
         if let Some(n) = self.parts.take_note() {
@@ -353,7 +331,10 @@ impl Store for Worker {
                 escaped(e.as_bytes())
             );
         }
-        Ok(refusals)
+        Ok(Refusals {
+            rows: refusals,
+            losses,
+        })
     }
 
     fn reset(&mut self) {

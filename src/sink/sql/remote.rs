@@ -12,8 +12,9 @@
 //! - A batch the worker could not store comes back whole and is sent again by the next
 //!   `commit`; the worker drops its connection after any error and gives a batch at most
 //!   [`BATCH_TIMEOUT`], connecting included.
-//! - Rows the server refused are counted and reported in one line; the engine has already
-//!   stored each as a `losses` row in the same transaction.
+//! - Rows the server refused are counted and reported ([`Refusals`]); the engine has already
+//!   stored each refused packet row as a `losses` row, and left out each refused `losses` row,
+//!   in the same transaction, so a refusal never fails the batch.
 //! - Every message from the server is escaped before it reaches stderr.
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::refusal::{Counts, Refusals};
 use super::row::{escaped, LossRow, Row};
 use super::SqlError;
 use crate::format::LossEvent;
@@ -40,9 +42,13 @@ pub enum Item {
 
 pub type Batch = Arc<Vec<Item>>;
 
-/// The worker's answer for a batch: the rows the server refused (spool sequence number and the
-/// server's reason, each stored as a loss), or why the batch as a whole was not stored.
+/// The packet rows of a batch the server refused (spool sequence number and the server's
+/// reason, each to be stored as a loss), or why the batch as a whole was not stored.
 pub type Answer = Result<Vec<(u64, String)>, String>;
+
+/// The worker's answer for a batch: what the server refused in it, or why the batch as a whole
+/// was not stored.
+pub type Outcome = Result<Refusals, String>;
 
 /// The batch's `losses` rows in spool order with their reasons: its loss events, and one row
 /// for each packet row the server refused (`refusals`, in spool order) with the server's reason.
@@ -80,7 +86,7 @@ fn refused_row(r: &Row) -> LossRow {
 /// One engine's way to store a batch.
 pub trait Store: Send + 'static {
     /// Store the batch in one transaction; `Ok` only after the server's COMMIT.
-    fn store(&mut self, batch: &[Item]) -> impl Future<Output = Answer>;
+    fn store(&mut self, batch: &[Item]) -> impl Future<Output = Outcome>;
     /// Forget the connection (after an error or a timeout).
     fn reset(&mut self);
 }
@@ -93,9 +99,9 @@ pub struct Remote {
     /// The batch sent to the worker and not yet answered.
     sent: Option<Batch>,
     jobs: Sender<Batch>,
-    answers: Receiver<Answer>,
-    /// Rows refused by the server since start (each stored as a loss).
-    pub refused: u64,
+    answers: Receiver<Outcome>,
+    /// Rows refused by the server since start.
+    pub refused: Counts,
 }
 
 impl Remote {
@@ -123,7 +129,7 @@ impl Remote {
             sent: None,
             jobs,
             answers,
-            refused: 0,
+            refused: Counts::default(),
         })
     }
 }
@@ -157,15 +163,7 @@ impl PacketSink for Remote {
         match self.answers.recv_timeout(COMMIT_WAIT) {
             Ok(Ok(refusals)) => {
                 self.sent = None;
-                if let Some((seq, m)) = refusals.first() {
-                    self.refused += refusals.len() as u64;
-                    eprintln!(
-                        "fwlog: {}: the database refused {} row(s) (first: spool record {seq}: {}); stored in losses as refused",
-                        self.shown,
-                        refusals.len(),
-                        escaped(m.as_bytes()),
-                    );
-                }
+                refusals.report(&self.shown, &mut self.refused);
                 Ok(())
             }
             Ok(Err(e)) => {
@@ -197,7 +195,7 @@ impl PacketSink for Remote {
 }
 
 /// The worker thread: one batch at a time, each within [`BATCH_TIMEOUT`].
-fn run<S: Store>(mut store: S, jobs: Receiver<Batch>, answers: Sender<Answer>) {
+fn run<S: Store>(mut store: S, jobs: Receiver<Batch>, answers: Sender<Outcome>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

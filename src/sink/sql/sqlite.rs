@@ -17,9 +17,10 @@
 //!   retries with back-off, and intake keeps spooling meanwhile. The wait is bounded so that the
 //!   loop, which runs this on its own thread, gets back to its signals.
 //! - A row the database refuses (a constraint or trigger of the site's own) is not retried
-//!   forever: it becomes a `losses` row with reason `refused: MESSAGE`, it is counted, and the
-//!   batch goes on. Any other error (locked, disk full, I/O) fails the whole batch, which is
-//!   retried as a whole.
+//!   forever ([`refusal`](super::refusal)): a refused packet row becomes a `losses` row with
+//!   reason `refused: MESSAGE`, a refused `losses` row is left out and reported, and the batch
+//!   goes on. Any other error (locked, disk full, I/O) fails the whole batch, which is retried
+//!   as a whole.
 //! - The database file is opened with SQLITE_OPEN_NOFOLLOW: a symlink planted at PATH is refused.
 //! - `--db-retain`: rows older than the duration are deleted in chunks of [`RETAIN_CHUNK`], one
 //!   chunk per commit while there are more, in their own transactions after the batch's.
@@ -32,7 +33,8 @@ use std::time::{Duration, Instant};
 use rusqlite::types::{ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, params_from_iter, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
-use super::row::{addr16, column_list, seconds_f64, LossRow, Row, Value, COLUMNS};
+use super::refusal::{Counts, Refusals};
+use super::row::{addr16, column_list, escaped, seconds_f64, LossRow, Row, Value, COLUMNS};
 use super::{sqlite_schema, SqlConfig, SqlError};
 use crate::format::LossEvent;
 use crate::sink::{PacketSink, PacketView};
@@ -82,6 +84,16 @@ enum Item {
     Loss(LossRow),
     /// A packet row the database refused (and why), now to be stored as a loss.
     Refused(LossRow, String),
+    /// A loss row the database refused: left out of the database.
+    LeftOut {
+        loss: LossRow,
+        /// Its `reason` column.
+        reason: String,
+        /// The database's message.
+        message: String,
+        /// When it stood for a refused packet row: why that row was refused.
+        packet: Option<String>,
+    },
 }
 
 pub struct SqliteSink {
@@ -94,8 +106,8 @@ pub struct SqliteSink {
     next_retain: Instant,
     batch: Vec<Item>,
     insert: String,
-    /// Rows refused by the database since start (each stored as a loss).
-    pub refused: u64,
+    /// Rows refused by the database since start.
+    pub refused: Counts,
 }
 
 fn refused(e: &rusqlite::Error) -> bool {
@@ -165,7 +177,7 @@ impl SqliteSink {
             next_retain: Instant::now(),
             batch: Vec::new(),
             insert: insert_packet(),
-            refused: 0,
+            refused: Counts::default(),
         })
     }
 
@@ -182,25 +194,27 @@ impl SqliteSink {
         v
     }
 
-    /// Insert the batch in one transaction. Refused packet rows are turned into loss items
-    /// (so a retry stores them as losses) and reported after the commit.
-    fn insert_batch(&mut self) -> Result<Vec<(u64, String)>, rusqlite::Error> {
+    /// Insert the batch in one transaction. A refused packet row is turned into a loss item, a
+    /// refused loss row into a left-out one, so that a retry of the batch (its COMMIT failed,
+    /// or a site's trigger rolled the whole transaction back) does not try them again; what
+    /// was refused is read from the items once the batch committed. `None`: a trigger rolled
+    /// the transaction back (`RAISE(ROLLBACK)`) and the batch is to be stored again at once;
+    /// each such attempt has marked one more item, so this ends.
+    fn insert_batch(&mut self) -> Result<Option<Refusals>, rusqlite::Error> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut refusals = Vec::new();
         {
             let mut ins = tx.prepare_cached(&self.insert)?;
             let mut loss = tx.prepare_cached(INSERT_LOSS)?;
             for item in &mut self.batch {
-                let l = match item {
+                let (l, reason) = match item {
                     Item::Packet(r) => {
                         let res = ins.execute(params_from_iter(r.values(&self.host, &self.stream)));
                         match res {
                             Ok(_) => continue,
                             Err(e) if refused(&e) => {
                                 let msg = e.to_string();
-                                refusals.push((r.seq, msg.clone()));
                                 let l = LossRow {
                                     seq: r.seq,
                                     time: r.time,
@@ -209,21 +223,25 @@ impl SqliteSink {
                                     reason: "refused",
                                     seq_global: r.seq_global.map(|g| (g, g)),
                                 };
-                                *item = Item::Refused(l.clone(), msg.clone());
-                                (l, Some(msg))
+                                *item = Item::Refused(l, msg);
+                                if tx.is_autocommit() {
+                                    return Ok(None);
+                                }
+                                let Item::Refused(l, msg) = &*item else {
+                                    continue;
+                                };
+                                (l.clone(), format!("refused: {}", escaped(msg.as_bytes())))
                             }
                             Err(e) => return Err(e),
                         }
                     }
-                    Item::Loss(l) => (l.clone(), None),
-                    Item::Refused(l, m) => (l.clone(), Some(m.clone())),
+                    Item::Loss(l) => (l.clone(), l.reason.to_string()),
+                    Item::Refused(l, m) => {
+                        (l.clone(), format!("refused: {}", escaped(m.as_bytes())))
+                    }
+                    Item::LeftOut { .. } => continue,
                 };
-                let (l, why) = l;
-                let reason = match why {
-                    Some(m) => format!("refused: {}", super::row::escaped(m.as_bytes())),
-                    None => l.reason.to_string(),
-                };
-                loss.execute(params![
+                let res = loss.execute(params![
                     l.time_f64(),
                     self.host,
                     self.stream,
@@ -233,11 +251,49 @@ impl SqliteSink {
                     reason,
                     l.seq_global.map(|g| g.0),
                     l.seq_global.map(|g| g.1),
-                ])?;
+                ]);
+                match res {
+                    Ok(_) => {}
+                    Err(e) if refused(&e) => {
+                        let packet = match item {
+                            Item::Refused(_, m) => Some(m.clone()),
+                            _ => None,
+                        };
+                        *item = Item::LeftOut {
+                            loss: l,
+                            reason,
+                            message: e.to_string(),
+                            packet,
+                        };
+                        if tx.is_autocommit() {
+                            return Ok(None);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         tx.commit()?;
-        Ok(refusals)
+        let mut out = Refusals::default();
+        for item in &self.batch {
+            match item {
+                Item::Refused(l, m) => out.rows.push((l.seq, m.clone())),
+                Item::LeftOut {
+                    loss,
+                    reason,
+                    message,
+                    packet,
+                } => {
+                    if let Some(m) = packet {
+                        out.rows.push((loss.seq, m.clone()));
+                    }
+                    out.losses
+                        .push((loss.clone(), reason.clone(), message.clone()));
+                }
+                _ => {}
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Delete one chunk of rows older than `--db-retain`, if it is time to look.
@@ -288,17 +344,14 @@ impl PacketSink for SqliteSink {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let refusals = self.insert_batch().map_err(io_err)?;
+        let refusals = loop {
+            if let Some(r) = self.insert_batch().map_err(io_err)? {
+                break r;
+            }
+        };
         self.batch.clear();
-        if let Some((seq, msg)) = refusals.first() {
-            self.refused += refusals.len() as u64;
-            eprintln!(
-                "fwlog: {}: the database refused {} row(s) (first: spool record {seq}: {}); stored in losses as refused",
-                self.describe(),
-                refusals.len(),
-                super::row::escaped(msg.as_bytes()),
-            );
-        }
+        let shown = self.describe();
+        refusals.report(&shown, &mut self.refused);
         self.retain();
         Ok(())
     }
