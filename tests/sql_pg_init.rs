@@ -2,7 +2,8 @@
 //! user, in a temporary directory, on a loopback port inside the test's namespace), and the
 //! password file: an INSERT/SELECT-only role writes into a schema its owner made, days without
 //! a partition land in the DEFAULT partition and move to their own on the next `db init`; a
-//! password file is used at mode 0600 and refused in one line at 0644.
+//! password file (`PGPASSFILE`, or `.pgpass` in a `HOME` the test makes) is used at mode 0600
+//! and refused in one line at 0644, as a symbolic link, or owned by another user.
 
 mod support;
 
@@ -200,5 +201,56 @@ fn a_password_file_is_used_at_mode_0600_and_refused_in_one_line_at_0644() {
     let (code, _, err) = fwlog(&ns, &["read", "--no-dns", "-o", &url, SAMPLE], &env);
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(pg.count("SELECT count(*) FROM packets"), n);
+}
+
+#[test]
+fn dot_pgpass_in_home_is_used_and_refused_at_0644_as_a_link_or_owned_by_another_user() {
+    require_root!();
+    use std::os::unix::fs::PermissionsExt;
+    let ns = NetNs::new("pgpasshome");
+    let pg = server(&ns, 55453);
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let pass = home.join(".pgpass");
+    let line = format!("127.0.0.1:{}:postgres:fwtest:{PASSWORD}\n", pg.port);
+    std::fs::write(&pass, &line).unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let url = url(&pg, "fwtest", "");
+    let env = [("HOME", home.to_str().unwrap())];
+    let read = |env: &[(&str, &str)]| fwlog(&ns, &["read", "--no-dns", "-o", &url, SAMPLE], env);
+    let (code, _, err) = read(&env);
+    assert_eq!(code, 0, "HOME/.pgpass at 0600 is used: {err}");
+    let n = pg.count("SELECT count(*) FROM packets");
+    assert!(n > 0);
+    let refused = |env: &[(&str, &str)], why: &str| {
+        let (code, _, err) = read(env);
+        assert_ne!(code, 0, "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(err.contains(&pass.display().to_string()), "{err}");
+        assert!(err.contains(why), "{why}: {err}");
+        assert!(!err.contains(PASSWORD), "{err}");
+    };
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refused(&env, "group or world access (mode 0644)");
+    // Owned by another user (nobody), even at 0600.
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = support::pg::c_path(&pass);
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+    refused(&env, "belongs to uid 65534");
+    // A symbolic link to a good file is not followed.
+    let real = dir.path().join("real-pgpass");
+    std::fs::write(&real, &line).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::remove_file(&pass).unwrap();
+    std::os::unix::fs::symlink(&real, &pass).unwrap();
+    refused(&env, "symbolic link");
+    // A HOME without .pgpass: no password, the server's one line.
+    std::fs::remove_file(&pass).unwrap();
+    let (code, _, err) = read(&env);
+    assert_eq!(code, 73, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(pg.count("SELECT count(*) FROM packets"), n);
 }

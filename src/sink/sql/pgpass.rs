@@ -2,9 +2,10 @@
 //! `PGPASSWORD`.
 //!
 //! Invariants (libpq's rules, stricter where root is concerned):
-//! - The file is `PGPASSFILE`, or `.pgpass` in the home directory of the effective user when
-//!   the output is opened (the user fwlog starts as: outputs open before `--user`), from the
-//!   password database, not `HOME` (systemd units often have none). It is read once, then.
+//! - The file is `PGPASSFILE`, or `.pgpass` in the home directory as libpq finds it: `HOME`
+//!   when set and not empty, else the effective user's entry in the password database (a
+//!   systemd unit without `User=` may have no `HOME`). The user is the one fwlog starts as:
+//!   outputs open before `--user`. It is read once, then.
 //! - Lines are `hostname:port:database:username:password`; `*` in any of the first four fields
 //!   matches anything; `\:` and `\\` are a literal `:` and `\`; `#` starts a comment line. The
 //!   first matching line wins. A URL without a host matches `localhost`, without a port
@@ -27,7 +28,7 @@ pub struct Want<'a> {
     pub user: &'a str,
 }
 
-/// The password file to read: `PGPASSFILE`, or `~/.pgpass` of the effective user.
+/// The password file to read: `PGPASSFILE`, or `~/.pgpass` ([`home`]).
 pub fn path() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PGPASSFILE") {
         return Some(PathBuf::from(p));
@@ -35,8 +36,11 @@ pub fn path() -> Option<PathBuf> {
     home().map(|h| h.join(".pgpass"))
 }
 
-/// The effective user's home directory from the password database.
+/// The home directory: `HOME`, or the effective user's from the password database.
 fn home() -> Option<PathBuf> {
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return Some(PathBuf::from(h));
+    }
     let mut buf = vec![0u8; 4096];
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut out: *mut libc::passwd = std::ptr::null_mut();
