@@ -21,6 +21,8 @@ pub struct MariaDb {
     pub port: u16,
     ns: String,
     child: Option<Child>,
+    /// Server options added at every start ([`MariaDb::set_options`]).
+    extra: Vec<String>,
 }
 
 fn chown_mysql(p: &Path) {
@@ -66,7 +68,42 @@ impl MariaDb {
             port,
             ns: ns.name.clone(),
             child: None,
+            extra: Vec::new(),
         }
+    }
+
+    /// Server options for every start from the next on (later ones win over the defaults).
+    pub fn set_options(&mut self, opts: &[&str]) {
+        self.extra = opts.iter().map(|o| o.to_string()).collect();
+    }
+
+    /// Keep the `fwlog` database's files under `dir` (e.g. a small file system the test
+    /// mounted): `DATADIR/fwlog` is a symbolic link to `dir/fwlog`. Before the first start.
+    pub fn database_on(&self, dir: &Path) {
+        chown_mysql(dir);
+        let db = dir.join("fwlog");
+        std::fs::create_dir(&db).expect("database dir");
+        chown_mysql(&db);
+        std::os::unix::fs::symlink(&db, self.dir.path().join("data").join("fwlog"))
+            .expect("symlink the database dir");
+    }
+
+    /// Make a CA (`certs/ca.pem`; also `other-ca.pem`, a CA that signed nothing here) and a
+    /// server certificate it signs for `san`, and from the next start on serve TLS and
+    /// refuse TCP connections without it (`require_secure_transport`). Returns the directory.
+    pub fn enable_tls(&mut self, san: &str) -> PathBuf {
+        let certs = self.dir.path().join("certs");
+        std::fs::create_dir(&certs).expect("certs dir");
+        super::pg_fleet::server_certs(&certs, san);
+        chown_mysql(&certs.join("server.key"));
+        let opt = |name: &str, file: &str| format!("--{name}={}", certs.join(file).display());
+        self.extra = vec![
+            opt("ssl-ca", "ca.pem"),
+            opt("ssl-cert", "server.crt"),
+            opt("ssl-key", "server.key"),
+            "--require-secure-transport=ON".into(),
+        ];
+        certs
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -95,6 +132,7 @@ impl MariaDb {
                 "--innodb-log-file-size=64M",
             ])
             .arg("--innodb-flush-log-at-trx-commit=2")
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -117,6 +155,25 @@ impl MariaDb {
         );
         self.try_query(&setup, "mysql")
             .unwrap_or_else(|e| panic!("setup: {e}"));
+    }
+
+    /// Whether the server process is still there (it may abort on its own, e.g. out of space).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The server's error log lines that say ERROR, last first.
+    pub fn errors(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("log.err")).unwrap_or_default();
+        let lines: Vec<&str> = log
+            .lines()
+            .rev()
+            .filter(|l| l.contains("ERROR"))
+            .take(12)
+            .collect();
+        lines.join("\n")
     }
 
     /// Kill the server (a crash: no shutdown).
@@ -145,8 +202,12 @@ impl MariaDb {
 
     /// Run `sql` as the server's root in database `fwlog`; its output.
     pub fn query(&self, sql: &str) -> String {
-        self.try_query(sql, "fwlog")
-            .unwrap_or_else(|e| panic!("mariadb -e {sql}: {e}"))
+        self.try_query(sql, "fwlog").unwrap_or_else(|e| {
+            panic!(
+                "mariadb -e {sql}: {e}\nserver errors (last first):\n{}",
+                self.errors()
+            )
+        })
     }
 
     pub fn count(&self, sql: &str) -> u64 {

@@ -17,6 +17,7 @@ pub mod init;
 pub mod my;
 mod my_rows;
 pub mod my_schema;
+mod my_tls;
 pub mod pg;
 mod pg_losses;
 mod pg_parts;

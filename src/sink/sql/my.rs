@@ -1,5 +1,5 @@
 //! `--output mysql://USER[:PASS]@HOST[:PORT]/DB` (also `mariadb://`): every packet as a row in
-//! MariaDB or MySQL (mysql_async, pure Rust, no TLS).
+//! MariaDB or MySQL (mysql_async, pure Rust, TLS with rustls).
 //!
 //! Invariants:
 //! - One transaction per `commit`: the batch's packet rows with multi-row prepared INSERTs
@@ -20,7 +20,9 @@
 //!   `commit` fail with the server's one-line message; packets stay spooled.
 //! - Password: in the URL, or `MYSQL_PWD` when the URL has none; messages show the URL
 //!   without it.
-//! - No TLS: for a server on loopback, a private network or a tunnel (see fwlog-sql(5)).
+//! - TLS: `ssl-mode=REQUIRED`, or `VERIFY_CA`/`VERIFY_IDENTITY` with `ssl-ca`
+//!   ([`my_tls`](super::my_tls)); a certificate that does not verify, or a server that requires
+//!   TLS when the URL asks for none, fails `commit` like an unreachable server.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,10 +31,14 @@ use mysql_async::{Conn, Opts, OptsBuilder, Value};
 
 use super::my_rows::{self, server_message};
 use super::my_schema;
+use super::my_tls;
 use super::refusal::Refusals;
 use super::remote::{loss_rows, Item, Outcome, Remote, Store};
 use super::row::{escaped, Row};
 use super::{SqlConfig, SqlError};
+
+/// ER_ACCESS_DENIED_ERROR.
+const ACCESS_DENIED: u16 = 1045;
 
 /// Rows deleted per retention statement.
 const RETAIN_CHUNK: u64 = 5000;
@@ -50,7 +56,8 @@ fn driver_url(url: &str) -> String {
 /// the URL as messages show it.
 pub fn config(url: &str) -> Result<(Opts, String), String> {
     let after_at = url.split('@').next_back().unwrap_or(url);
-    let opts = Opts::from_url(&driver_url(url)).map_err(|e| format!("{after_at}: {e}"))?;
+    let (plain, _, tls) = my_tls::split(url).map_err(|e| format!("{after_at}: {e}"))?;
+    let opts = Opts::from_url(&driver_url(&plain)).map_err(|e| format!("{after_at}: {e}"))?;
     let user = opts.user().unwrap_or("").to_string();
     if user.is_empty() {
         return Err(format!("{after_at}: expected mysql://USER@HOST[:PORT]/DB"));
@@ -74,6 +81,9 @@ pub fn config(url: &str) -> Result<(Opts, String), String> {
     if !url.contains("prefer_socket=") {
         b = b.prefer_socket(false);
     }
+    if tls.is_some() {
+        b = b.ssl_opts(tls);
+    }
     if opts.pass().is_none() {
         if let Ok(p) = std::env::var("MYSQL_PWD") {
             b = b.pass(Some(p));
@@ -89,9 +99,20 @@ pub fn check_url(url: &str) -> Result<(), String> {
 
 /// Connect and set the session up (UTC, strict).
 pub async fn connect(opts: &Opts) -> Result<Conn, String> {
-    let mut c = Conn::new(opts.clone())
-        .await
-        .map_err(|e| server_message(&e))?;
+    let mut c = Conn::new(opts.clone()).await.map_err(|e| {
+        let mut m = server_message(&e);
+        // MariaDB before 11.4 refuses a plain connection to a server that requires TLS with
+        // the same words as a wrong password.
+        if opts.ssl_opts().is_none()
+            && matches!(&e, mysql_async::Error::Server(s) if s.code == ACCESS_DENIED)
+        {
+            m.push_str(
+                " (or the server requires TLS, require_secure_transport: see ssl-mode in \
+                 fwlog-sql(5))",
+            );
+        }
+        m
+    })?;
     c.query_drop(my_schema::SESSION)
         .await
         .map_err(|e| server_message(&e))?;
