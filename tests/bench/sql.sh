@@ -1,7 +1,7 @@
 #!/bin/sh
 # fwlog's SQL outputs side by side with Debian's ulogd2 PGSQL and SQLITE3 plugins, as root:
 #   sudo tests/bench/sql.sh [--json FILE] [--engines pgsql,sqlite3,mysql] [--only throughput,outage,fleet]
-# (mysql also needs ulogd2-mysql and mariadb-server, and a fwlog with the MariaDB output)
+# (mysql: fwlog's mysql:// output beside ulogd2's MYSQL; needs ulogd2-mysql and mariadb-server)
 # Extra arguments go to tests/bench/sql_side.py (see its docstring for what is measured).
 set -eu
 cd "$(dirname "$0")/../.."
