@@ -313,7 +313,8 @@ fn run_keeps_logging_after_a_refused_losses_row_and_rows_plus_unrecorded_equal_t
     assert!(o.status.success(), "{o:?}");
     let d = support::daemon::RunArgs::new(dir.path())
         .group(5)
-        .output_to(target)
+        .with(&["--metrics", "127.0.0.1:9464"])
+        .output_to(target.clone())
         .start(&ns);
     support::daemon::send_udp(&ns, 9999, 0..50);
     let rows = || {
@@ -329,6 +330,21 @@ fn run_keeps_logging_after_a_refused_losses_row_and_rows_plus_unrecorded_equal_t
     support::daemon::wait_for("every later packet", Duration::from_secs(30), || {
         rows() >= 299
     });
+    // Counted for the monitoring too.
+    support::require_tool("curl");
+    let o = ns
+        .command("curl")
+        .args(["-s", "--max-time", "10", "http://127.0.0.1:9464/metrics"])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&o.stdout).into_owned();
+    for name in [
+        "fwlog_output_rows_refused_total",
+        "fwlog_output_losses_unrecorded_total",
+    ] {
+        let line = format!("{name}{{output=\"{target}\"}} 1\n");
+        assert!(metrics.contains(&line), "{line}: {metrics}");
+    }
     let err = d.stderr_text();
     assert_eq!(d.stop(), 0);
     assert!(

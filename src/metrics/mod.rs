@@ -145,6 +145,8 @@ fn outputs(reg: &mut Registry, outs: &[Arc<OutputStats>]) {
     let written = Family::<Labels, Counter>::default();
     let errors = Family::<Labels, Counter>::default();
     let retrying = Family::<Labels, Gauge>::default();
+    let refused = Family::<Labels, Counter>::default();
+    let unrecorded = Family::<Labels, Counter>::default();
     for o in outs {
         // The target as the user wrote it, through the escaper every output uses (the
         // encoder itself escapes only `\`, `"` and newline).
@@ -161,6 +163,12 @@ fn outputs(reg: &mut Registry, outs: &[Arc<OutputStats>]) {
         retrying
             .get_or_create(&l)
             .set(o.retrying.load(Relaxed) as i64);
+        refused
+            .get_or_create(&l)
+            .inc_by(o.rows_refused.load(Relaxed));
+        unrecorded
+            .get_or_create(&l)
+            .inc_by(o.losses_unrecorded.load(Relaxed));
     }
     reg.register(
         "fwlog_output_written_bytes",
@@ -176,6 +184,16 @@ fn outputs(reg: &mut Registry, outs: &[Arc<OutputStats>]) {
         "fwlog_output_retrying",
         "1 while the output's last write failed and is being retried",
         retrying,
+    );
+    reg.register(
+        "fwlog_output_rows_refused",
+        "Packet rows a database output's target refused (stored as losses rows instead)",
+        refused,
+    );
+    reg.register(
+        "fwlog_output_losses_unrecorded",
+        "Lost packets whose losses rows a database output's target refused too",
+        unrecorded,
     );
 }
 

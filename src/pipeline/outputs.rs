@@ -56,6 +56,10 @@ pub struct OutputStats {
     pub errors: AtomicU64,
     /// True while the last commit failed and is being retried.
     pub retrying: AtomicBool,
+    /// Packet rows the database refused (stored as `losses` rows instead).
+    pub rows_refused: AtomicU64,
+    /// Lost packets whose `losses` rows the database refused too.
+    pub losses_unrecorded: AtomicU64,
 }
 
 impl Outputs {
@@ -159,6 +163,9 @@ impl Outputs {
             if let Some(st) = st {
                 st.written_bytes.fetch_add(n as u64, Relaxed);
                 st.retrying.store(false, Relaxed);
+                let r = o.refused();
+                st.rows_refused.store(r.rows, Relaxed);
+                st.losses_unrecorded.store(r.unrecorded, Relaxed);
             }
         }
         Ok(())

@@ -63,6 +63,11 @@ pub trait PacketSink: Send {
     fn reopen(&mut self) -> io::Result<()>;
     /// For messages: the target as the user wrote it.
     fn describe(&self) -> String;
+    /// Rows a database output's target refused since start (see [`sql::refusal`]); nothing
+    /// for the other outputs.
+    fn refused(&self) -> sql::refusal::Counts {
+        sql::refusal::Counts::default()
+    }
 }
 
 /// Where an output goes.

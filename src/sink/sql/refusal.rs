@@ -12,8 +12,10 @@
 //!   fwlog says so on stderr with how many packets it stood for, why they were lost, and the
 //!   server's reason. The loss event itself reached every other output (the processing loop
 //!   hands each loss to every output); only this database lacks its record.
-//! - One stderr line per kind per committed batch, counted since start ([`Counts`]); the
-//!   server's message is escaped before it is shown.
+//! - One stderr line per kind per committed batch, counted since start ([`Counts`], which
+//!   `--metrics` shows as `fwlog_output_rows_refused_total` and
+//!   `fwlog_output_losses_unrecorded_total`); the server's message is escaped before it is
+//!   shown.
 
 use super::row::{escaped, LossRow};
 

@@ -192,6 +192,10 @@ impl PacketSink for Remote {
     fn describe(&self) -> String {
         self.shown.clone()
     }
+
+    fn refused(&self) -> Counts {
+        self.refused
+    }
 }
 
 /// The worker thread: one batch at a time, each within [`BATCH_TIMEOUT`].

@@ -364,4 +364,8 @@ impl PacketSink for SqliteSink {
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
     }
+
+    fn refused(&self) -> Counts {
+        self.refused
+    }
 }
