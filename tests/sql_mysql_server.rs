@@ -53,6 +53,8 @@ fn tls_verify_identity_stores_rows_a_wrong_ca_or_name_is_one_line_and_plain_tcp_
     let ns = NetNs::new("mytls");
     let mut db = MariaDb::init(&ns, 53330);
     let certs = db.enable_tls("IP:127.0.0.1");
+    // Also on 127.0.0.2, an address of the namespace's loopback the certificate does not name.
+    db.add_options(&["--bind-address=0.0.0.0"]);
     db.start();
     let ca = certs.join("ca.pem");
     let base = db.url("fwtest", PASSWORD);
@@ -84,11 +86,16 @@ fn tls_verify_identity_stores_rows_a_wrong_ca_or_name_is_one_line_and_plain_tcp_
         &format!("{base}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}", other.display()),
         "UnknownIssuer",
     );
+    // Another name than the certificate's.
+    let other_name = base.replace("@127.0.0.1:", "@127.0.0.2:");
     refused(
         &ns,
         &db,
-        &format!("{base}?ssl-mode=VERIFY_CA&ssl-ca={}", other.display()),
-        "UnknownIssuer",
+        &format!(
+            "{other_name}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}",
+            ca.display()
+        ),
+        "not valid for name",
     );
     // Plain TCP: the server requires TLS. MariaDB 10.11 says only "Access denied"; fwlog adds
     // what may be meant.

@@ -72,9 +72,10 @@ impl MariaDb {
         }
     }
 
-    /// Server options for every start from the next on (later ones win over the defaults).
-    pub fn set_options(&mut self, opts: &[&str]) {
-        self.extra = opts.iter().map(|o| o.to_string()).collect();
+    /// Add server options for every start from the next on (later ones win over the
+    /// defaults).
+    pub fn add_options(&mut self, opts: &[&str]) {
+        self.extra.extend(opts.iter().map(|o| o.to_string()));
     }
 
     /// Keep the `fwlog` database's files under `dir` (e.g. a small file system the test

@@ -225,6 +225,12 @@ pub fn server_message(e: &mysql_async::Error) -> String {
         }
         cause = c.source();
     }
+    // The driver's I/O error says its kind twice ("Input/output error: Input/output error:
+    // invalid peer certificate ...").
+    const IO: &str = "Input/output error: ";
+    while s.starts_with(&IO.repeat(2)) {
+        s.drain(..IO.len());
+    }
     s
 }
 
