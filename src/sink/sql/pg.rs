@@ -3,12 +3,14 @@
 //!
 //! Invariants:
 //! - One transaction per `commit`: the batch's packet rows go in with `COPY ... FROM STDIN
-//!   (FORMAT binary)` straight into `packets` inside a savepoint; if a key is already there,
-//!   the savepoint is rolled back and the rows go through a session-local staging table and
+//!   (FORMAT binary)` straight into `packets`, as the transaction's first statement (no
+//!   savepoint: a subtransaction and its round trips on every batch would cost the server for
+//!   the rare batch that needs it); if a key is already there, that transaction is rolled back
+//!   and a new one sends the rows through a session-local staging table and
 //!   `INSERT INTO packets SELECT ... ON CONFLICT DO NOTHING` on the unique key (host, stream,
-//!   seq) instead; loss rows with `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT. `commit`
-//!   returns `Ok` only after the server's COMMIT did, so a replayed or retried batch adds
-//!   nothing.
+//!   seq) instead; loss rows (if any) with `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT.
+//!   `commit` returns `Ok` only after the server's COMMIT did, so a replayed or retried batch
+//!   adds nothing.
 //! - A row the server refuses (a site's CHECK constraint or trigger: see
 //!   [`pg_rows::refused`](super::pg_rows::refused)) never stalls logging: the batch's rows go
 //!   in one by one, each in a savepoint, in the same transaction; each refused row becomes a
@@ -49,7 +51,7 @@ pub use super::pg_rows::server_message;
 use super::pg_rows::{copy_rows, insert_each, refused, ts, COLUMN_LIST};
 use super::pg_tls;
 use super::remote::{loss_rows, Answer, Item, Remote, Store};
-use super::row::{escaped, Column, Kind, COLUMNS};
+use super::row::{escaped, Column, Kind, Row, COLUMNS};
 use super::{SqlConfig, SqlError};
 
 /// The schema version this fwlog writes.
@@ -313,33 +315,56 @@ impl Store for Worker {
             Item::Loss(_) => None,
         });
         self.parts.ensure(c, days).await.map_err(msg)?;
-        let tx = c.transaction().await.map_err(msg)?;
-        let refusals = store_packets(&tx, batch, &host, &stream).await?;
-        let ins = tx
-            .prepare(
-                "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason,
-                 seq_global_first, seq_global_last) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT DO NOTHING",
-            )
-            .await
-            .map_err(msg)?;
-        for (l, reason) in loss_rows(batch, &refusals) {
-            tx.execute(
-                &ins,
-                &[
-                    &ts(l.time),
-                    &host,
-                    &stream,
-                    &(l.seq as i64),
-                    &l.nflog_group.map(i32::from),
-                    &(l.count as i64),
-                    &reason,
-                    &l.seq_global.map(|g| i64::from(g.0)),
-                    &l.seq_global.map(|g| i64::from(g.1)),
-                ],
-            )
-            .await
-            .map_err(msg)?;
+        let rows = || {
+            batch.iter().filter_map(|i| match i {
+                Item::Packet(r) => Some(&**r),
+                Item::Loss(_) => None,
+            })
+        };
+        let mut tx = c.transaction().await.map_err(msg)?;
+        let mut refusals = Vec::new();
+        if rows().next().is_some() {
+            if let Err(e) = copy_rows(&tx, "packets", rows(), &host, &stream).await {
+                let retry = e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                    || (refused(&e) && !pg_parts::no_partition(&e));
+                if !retry {
+                    // The batch fails as a whole; the connection is dropped.
+                    return Err(msg(e));
+                }
+                // The COPY was the transaction's first statement: starting over loses nothing.
+                tx.rollback().await.map_err(msg)?;
+                tx = c.transaction().await.map_err(msg)?;
+                refusals = store_slowly(&tx, e, rows, &host, &stream).await?;
+            }
+        }
+        let losses = loss_rows(batch, &refusals);
+        if !losses.is_empty() {
+            let ins = tx
+                .prepare(
+                    "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason,
+                     seq_global_first, seq_global_last) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT DO NOTHING",
+                )
+                .await
+                .map_err(msg)?;
+            for (l, reason) in losses {
+                tx.execute(
+                    &ins,
+                    &[
+                        &ts(l.time),
+                        &host,
+                        &stream,
+                        &(l.seq as i64),
+                        &l.nflog_group.map(i32::from),
+                        &(l.count as i64),
+                        &reason,
+                        &l.seq_global.map(|g| i64::from(g.0)),
+                        &l.seq_global.map(|g| i64::from(g.1)),
+                    ],
+                )
+                .await
+                .map_err(msg)?;
+            }
         }
         tx.commit().await.map_err(msg)?;
         // Said after a batch went in: when it fails, its own error is the one line.
@@ -361,39 +386,24 @@ impl Store for Worker {
     }
 }
 
-/// Store the batch's packet rows in `tx`; return the rows the server refused (in spool order).
+/// Store the batch's packet rows in `tx` after the fast path (one COPY straight into
+/// `packets`, in a transaction of its own, rolled back) failed with `e`; return the rows the
+/// server refused (in spool order).
 ///
-/// Fast path: COPY straight into the table inside a savepoint. A key already there (a batch
-/// replayed after a crash, or retried after a lost answer) fails it as a whole; then the batch
-/// goes through the staging table and `ON CONFLICT DO NOTHING`. A row refused by the server
-/// (a site's CHECK or trigger) fails either as a whole too; then the rows go in one by one,
-/// each in a savepoint, to find which.
-async fn store_packets(
+/// A key already there (a batch replayed after a crash, or retried after a lost answer): the
+/// rows go through the staging table and `ON CONFLICT DO NOTHING`. A row refused by the server
+/// (a site's CHECK or trigger) fails that as a whole too; then, and for a refusal in the fast
+/// path, the rows go in one by one, each in a savepoint, to find which. Any other error fails
+/// the batch.
+async fn store_slowly<'r, I: Iterator<Item = &'r Row>>(
     tx: &tokio_postgres::Transaction<'_>,
-    batch: &[Item],
+    mut e: tokio_postgres::Error,
+    rows: impl Fn() -> I,
     host: &str,
     stream: &str,
 ) -> Answer {
-    let rows = || {
-        batch.iter().filter_map(|i| match i {
-            Item::Packet(r) => Some(&**r),
-            Item::Loss(_) => None,
-        })
-    };
-    tx.batch_execute("SAVEPOINT fwlog_fast")
-        .await
-        .map_err(msg)?;
-    let mut e = match copy_rows(tx, "packets", rows(), host, stream).await {
-        Ok(()) => {
-            tx.batch_execute("RELEASE SAVEPOINT fwlog_fast")
-                .await
-                .map_err(msg)?;
-            return Ok(Vec::new());
-        }
-        Err(e) => e,
-    };
     if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-        tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
+        tx.batch_execute("SAVEPOINT fwlog_stage")
             .await
             .map_err(msg)?;
         copy_rows(tx, "fwlog_stage", rows(), host, stream)
@@ -410,21 +420,18 @@ async fn store_packets(
             )
             .await;
         e = match staged {
-            Ok(_) => {
-                tx.batch_execute("RELEASE SAVEPOINT fwlog_fast")
-                    .await
-                    .map_err(msg)?;
-                return Ok(Vec::new());
-            }
+            Ok(_) => return Ok(Vec::new()),
             Err(e) => e,
         };
+        if refused(&e) && !pg_parts::no_partition(&e) {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_stage")
+                .await
+                .map_err(msg)?;
+        }
     }
     if !refused(&e) || pg_parts::no_partition(&e) {
         return Err(msg(e));
     }
-    tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
-        .await
-        .map_err(msg)?;
     insert_each(tx, rows(), host, stream).await.map_err(msg)
 }
 
