@@ -3,14 +3,12 @@
 //!
 //! Invariants:
 //! - One transaction per `commit`: the batch's packet rows go in with `COPY ... FROM STDIN
-//!   (FORMAT binary)` straight into `packets`, as the transaction's first statement (no
-//!   savepoint: a subtransaction and its round trips on every batch would cost the server for
-//!   the rare batch that needs it); if a key is already there, that transaction is rolled back
-//!   and a new one sends the rows through a session-local staging table and
+//!   (FORMAT binary)` straight into `packets` inside a savepoint; if a key is already there,
+//!   the savepoint is rolled back and the rows go through a session-local staging table and
 //!   `INSERT INTO packets SELECT ... ON CONFLICT DO NOTHING` on the unique key (host, stream,
-//!   seq) instead; loss rows (if any) with `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT.
-//!   `commit` returns `Ok` only after the server's COMMIT did, so a replayed or retried batch
-//!   adds nothing.
+//!   seq) instead; loss rows with `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT. `commit`
+//!   returns `Ok` only after the server's COMMIT did, so a replayed or retried batch adds
+//!   nothing.
 //! - A row the server refuses (a site's CHECK constraint or trigger: see
 //!   [`pg_rows::refused`](super::pg_rows::refused)) never stalls logging: the batch's rows go
 //!   in one by one, each in a savepoint, in the same transaction; each refused row becomes a
@@ -34,7 +32,9 @@
 //!   Version 2 (no geo columns) is upgraded in place, in the same locked transaction:
 //!   `ALTER TABLE packets ADD COLUMN ...` on the partitioned parent (no rewrite, every row
 //!   kept, the new columns NULL in old rows); a role that does not own the table gets one
-//!   line saying so.
+//!   line saying so. Version 3 (and 2, after that) gets `host` and `stream` with the "C"
+//!   collation the same way (`ALTER COLUMN ... TYPE text COLLATE "C"`: no rewrite, the
+//!   primary keys rebuilt).
 //! - `packets` is partitioned by UTC day ([`pg_parts`](super::pg_parts)): the partitions a
 //!   batch needs are made before its transaction; `--db-retain` drops whole old ones.
 
@@ -51,16 +51,26 @@ pub use super::pg_rows::server_message;
 use super::pg_rows::{copy_rows, insert_each, refused, ts, COLUMN_LIST};
 use super::pg_tls;
 use super::remote::{loss_rows, Answer, Item, Remote, Store};
-use super::row::{escaped, Column, Kind, Row, COLUMNS};
+use super::row::{escaped, Column, Kind, COLUMNS};
 use super::{SqlConfig, SqlError};
 
 /// The schema version this fwlog writes.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
+
+/// The key columns every row's uniqueness is checked on, compared byte by byte: with the
+/// database's default collation (a locale's, `en_US.UTF-8`, `C.UTF-8`) every comparison in the
+/// primary key's B-tree is a locale comparison, and with several hosts in one day's partition
+/// that made a row's insert about a quarter dearer (measured in BENCHMARKS.md). Equality, which
+/// is all fwlog and the documented queries need of them, is the same in every collation.
+const BYTEWISE: [&str; 2] = ["host", "stream"];
 
 /// The `packets` columns as `name type [NOT NULL]`, from the one column list.
 fn column_ddl(cols: impl Iterator<Item = &'static Column>) -> Vec<String> {
     cols.map(|c| {
         let mut d = format!("{} {}", c.name, pg_type_name(c.kind));
+        if BYTEWISE.contains(&c.name) {
+            d.push_str(" COLLATE \"C\"");
+        }
         if c.not_null {
             d.push_str(" NOT NULL");
         }
@@ -95,7 +105,8 @@ CREATE INDEX packets_time ON packets (time);
 CREATE INDEX packets_src_time ON packets (src, time);
 CREATE INDEX packets_dport_time ON packets (dport, time);
 CREATE TABLE losses (
-    time timestamptz NOT NULL, host text NOT NULL, stream text NOT NULL, seq bigint NOT NULL,
+    time timestamptz NOT NULL, host text COLLATE \"C\" NOT NULL,
+    stream text COLLATE \"C\" NOT NULL, seq bigint NOT NULL,
     nflog_group integer, count bigint NOT NULL, reason text NOT NULL,
     seq_global_first bigint, seq_global_last bigint,
     PRIMARY KEY (host, stream, seq));
@@ -113,6 +124,19 @@ fn upgrade_v2() -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!("ALTER TABLE packets {adds}; UPDATE schema_version SET version = 3;")
+}
+
+/// Version 3 -> 4: `host` and `stream` compared byte by byte ([`BYTEWISE`]) in both tables.
+/// Same type: no table is rewritten, the indexes on these columns (the primary keys, on every
+/// partition) are rebuilt, under a lock that holds the other writers back meanwhile.
+fn upgrade_v3() -> String {
+    let alter = BYTEWISE
+        .map(|c| format!("ALTER COLUMN {c} TYPE text COLLATE \"C\""))
+        .join(", ");
+    format!(
+        "ALTER TABLE packets {alter}; ALTER TABLE losses {alter}; \
+         UPDATE schema_version SET version = 4;"
+    )
 }
 
 /// The URL as messages show it: no password.
@@ -290,6 +314,15 @@ pub async fn ensure_schema(c: &mut Client) -> Result<(), String> {
                     server_message(&e)
                 )
             })?;
+        }
+        if v == 2 || v == 3 {
+            tx.batch_execute(&upgrade_v3()).await.map_err(|e| {
+                format!(
+                    "schema version {v}: making host and stream bytewise (version 4) failed \
+                     (the tables' owner must run fwlog once, or the SQL in fwlog-sql(5)): {}",
+                    server_message(&e)
+                )
+            })?;
         } else if v < VERSION {
             return Err(format!(
                 "schema version {v}: its packets table is not partitioned by day; refusing to write (migrate it with the SQL in fwlog-sql(5), MIGRATING FROM VERSION 1)"
@@ -315,56 +348,33 @@ impl Store for Worker {
             Item::Loss(_) => None,
         });
         self.parts.ensure(c, days).await.map_err(msg)?;
-        let rows = || {
-            batch.iter().filter_map(|i| match i {
-                Item::Packet(r) => Some(&**r),
-                Item::Loss(_) => None,
-            })
-        };
-        let mut tx = c.transaction().await.map_err(msg)?;
-        let mut refusals = Vec::new();
-        if rows().next().is_some() {
-            if let Err(e) = copy_rows(&tx, "packets", rows(), &host, &stream).await {
-                let retry = e.code() == Some(&SqlState::UNIQUE_VIOLATION)
-                    || (refused(&e) && !pg_parts::no_partition(&e));
-                if !retry {
-                    // The batch fails as a whole; the connection is dropped.
-                    return Err(msg(e));
-                }
-                // The COPY was the transaction's first statement: starting over loses nothing.
-                tx.rollback().await.map_err(msg)?;
-                tx = c.transaction().await.map_err(msg)?;
-                refusals = store_slowly(&tx, e, rows, &host, &stream).await?;
-            }
-        }
-        let losses = loss_rows(batch, &refusals);
-        if !losses.is_empty() {
-            let ins = tx
-                .prepare(
-                    "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason,
-                     seq_global_first, seq_global_last) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                     ON CONFLICT DO NOTHING",
-                )
-                .await
-                .map_err(msg)?;
-            for (l, reason) in losses {
-                tx.execute(
-                    &ins,
-                    &[
-                        &ts(l.time),
-                        &host,
-                        &stream,
-                        &(l.seq as i64),
-                        &l.nflog_group.map(i32::from),
-                        &(l.count as i64),
-                        &reason,
-                        &l.seq_global.map(|g| i64::from(g.0)),
-                        &l.seq_global.map(|g| i64::from(g.1)),
-                    ],
-                )
-                .await
-                .map_err(msg)?;
-            }
+        let tx = c.transaction().await.map_err(msg)?;
+        let refusals = store_packets(&tx, batch, &host, &stream).await?;
+        let ins = tx
+            .prepare(
+                "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason,
+                 seq_global_first, seq_global_last) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(msg)?;
+        for (l, reason) in loss_rows(batch, &refusals) {
+            tx.execute(
+                &ins,
+                &[
+                    &ts(l.time),
+                    &host,
+                    &stream,
+                    &(l.seq as i64),
+                    &l.nflog_group.map(i32::from),
+                    &(l.count as i64),
+                    &reason,
+                    &l.seq_global.map(|g| i64::from(g.0)),
+                    &l.seq_global.map(|g| i64::from(g.1)),
+                ],
+            )
+            .await
+            .map_err(msg)?;
         }
         tx.commit().await.map_err(msg)?;
         // Said after a batch went in: when it fails, its own error is the one line.
@@ -386,24 +396,39 @@ impl Store for Worker {
     }
 }
 
-/// Store the batch's packet rows in `tx` after the fast path (one COPY straight into
-/// `packets`, in a transaction of its own, rolled back) failed with `e`; return the rows the
-/// server refused (in spool order).
+/// Store the batch's packet rows in `tx`; return the rows the server refused (in spool order).
 ///
-/// A key already there (a batch replayed after a crash, or retried after a lost answer): the
-/// rows go through the staging table and `ON CONFLICT DO NOTHING`. A row refused by the server
-/// (a site's CHECK or trigger) fails that as a whole too; then, and for a refusal in the fast
-/// path, the rows go in one by one, each in a savepoint, to find which. Any other error fails
-/// the batch.
-async fn store_slowly<'r, I: Iterator<Item = &'r Row>>(
+/// Fast path: COPY straight into the table inside a savepoint. A key already there (a batch
+/// replayed after a crash, or retried after a lost answer) fails it as a whole; then the batch
+/// goes through the staging table and `ON CONFLICT DO NOTHING`. A row refused by the server
+/// (a site's CHECK or trigger) fails either as a whole too; then the rows go in one by one,
+/// each in a savepoint, to find which.
+async fn store_packets(
     tx: &tokio_postgres::Transaction<'_>,
-    mut e: tokio_postgres::Error,
-    rows: impl Fn() -> I,
+    batch: &[Item],
     host: &str,
     stream: &str,
 ) -> Answer {
+    let rows = || {
+        batch.iter().filter_map(|i| match i {
+            Item::Packet(r) => Some(&**r),
+            Item::Loss(_) => None,
+        })
+    };
+    tx.batch_execute("SAVEPOINT fwlog_fast")
+        .await
+        .map_err(msg)?;
+    let mut e = match copy_rows(tx, "packets", rows(), host, stream).await {
+        Ok(()) => {
+            tx.batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                .await
+                .map_err(msg)?;
+            return Ok(Vec::new());
+        }
+        Err(e) => e,
+    };
     if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-        tx.batch_execute("SAVEPOINT fwlog_stage")
+        tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
             .await
             .map_err(msg)?;
         copy_rows(tx, "fwlog_stage", rows(), host, stream)
@@ -420,18 +445,21 @@ async fn store_slowly<'r, I: Iterator<Item = &'r Row>>(
             )
             .await;
         e = match staged {
-            Ok(_) => return Ok(Vec::new()),
+            Ok(_) => {
+                tx.batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                    .await
+                    .map_err(msg)?;
+                return Ok(Vec::new());
+            }
             Err(e) => e,
         };
-        if refused(&e) && !pg_parts::no_partition(&e) {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_stage")
-                .await
-                .map_err(msg)?;
-        }
     }
     if !refused(&e) || pg_parts::no_partition(&e) {
         return Err(msg(e));
     }
+    tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
+        .await
+        .map_err(msg)?;
     insert_each(tx, rows(), host, stream).await.map_err(msg)
 }
 
