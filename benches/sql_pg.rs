@@ -20,8 +20,8 @@ mod sql_support;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use fwlog::sink::sql::pg;
-use sql_support::{config, cpu_seconds, feed, payload, BATCH};
+use fwlog::sink::sql::{pg, SqlConfig};
+use sql_support::{config, cpu_seconds, feed, feed_from, payload, BATCH};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -84,12 +84,44 @@ fn url(db: &str) -> String {
     format!("postgresql://bench@127.0.0.1:{PORT}/{db}")
 }
 
+/// Host names when FWLOG_BENCH_HOSTS asks for more than one (at most this many).
+const HOSTS: [&str; 3] = ["web1.example.org", "web2.example.org", "db-server-3"];
+
+/// The `host` of the rows of batch `n`: `bench` alone, or the hosts taking turns by batch,
+/// as the batches of several writers reach one server.
+fn host_of(n: usize, hosts: usize) -> &'static str {
+    if hosts <= 1 {
+        "bench"
+    } else {
+        HOSTS[n % hosts.min(HOSTS.len())]
+    }
+}
+
 fn fwlog_sink(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
     let mut sink = pg::open(&url(db), &config()).expect("open");
     feed(&mut sink, payloads)
 }
 
-fn bare_copy(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
+/// fwlog's output, one per host, each storing every `hosts`-th batch.
+fn fwlog_hosts(db: &str, payloads: &[Vec<u8>], hosts: usize) -> (f64, f64) {
+    let mut sinks: Vec<_> = (0..hosts.max(1))
+        .map(|h| {
+            let cfg = SqlConfig {
+                host: host_of(h, hosts).into(),
+                ..config()
+            };
+            pg::open(&url(db), &cfg).expect("open")
+        })
+        .collect();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    for (n, chunk) in payloads.chunks(BATCH).enumerate() {
+        let k = sinks.len();
+        feed_from(&mut sinks[n % k], chunk, n * BATCH);
+    }
+    (t0.elapsed().as_secs_f64(), cpu_seconds() - c0)
+}
+
+fn bare_copy(db: &str, payloads: &[Vec<u8>], hosts: usize) -> (f64, f64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -109,6 +141,7 @@ fn bare_copy(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
                     SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000 + i as u64 / 1000);
                 (
                     t,
+                    host_of((i + 1) / BATCH, hosts),
                     i as i64 + 1, // seq 0 is the row that created the schema
                     src,
                     dst,
@@ -152,11 +185,11 @@ fn bare_copy(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
                 .await
                 .unwrap();
             let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-            for (t, i, src, dst, sport, dport) in chunk {
+            for (t, host, i, src, dst, sport, dport) in chunk {
                 let vals: [&(dyn ToSql + Sync); 21] = [
                     t,
                     &"kernel",
-                    &"bench",
+                    host,
                     &"07070707070707070707070707070707",
                     i,
                     i,
@@ -256,60 +289,87 @@ fn main() {
             (server_cpu(d) - s0) / n as f64 * 1e6,
         )
     };
-    let (mut bare, mut ours) = (Vec::new(), Vec::new());
+    let hosts: usize = std::env::var("FWLOG_BENCH_HOSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, HOSTS.len());
+    println!("{hosts} host(s), their batches taking turns");
+    const NAMES: [&str; 3] = [
+        "bare binary COPY loop",
+        "bare, keys in db collation",
+        "fwlog postgresql output",
+    ];
+    let mut results: [Vec<(f64, f64, f64)>; 3] = Default::default();
     for r in 0..rounds {
-        // Fresh databases each round, each with the schema fwlog creates (one row is enough
-        // for the bare loop's); the loops take turns going first.
-        let (b, f) = (format!("bare{r}"), format!("fwlog{r}"));
-        for db in [&b, &f] {
+        // Fresh databases each round, each with the schema fwlog creates and the day's
+        // partition before the clock starts: the bare ones from the row they need (the second
+        // then given schema 3's host and stream, in the database's collation), fwlog's from
+        // another host's row (its own rows then start at spool record 0, as after a first start).
+        let dbs = [
+            format!("bare{r}"),
+            format!("barev3_{r}"),
+            format!("fwlog{r}"),
+        ];
+        for db in &dbs {
             createdb(db);
         }
-        fwlog_sink(&b, &payloads[..1]);
-        let run_bare = || timed(&|| bare_copy(&b, &payloads[1..]));
-        let run_ours = || timed(&|| fwlog_sink(&f, &payloads));
-        let (x, y) = if r % 2 == 0 {
-            let x = run_bare();
-            (x, run_ours())
-        } else {
-            let y = run_ours();
-            (run_bare(), y)
+        fwlog_sink(&dbs[0], &payloads[..1]);
+        fwlog_sink(&dbs[1], &payloads[..1]);
+        psql(
+            &dbs[1],
+            "ALTER TABLE packets ALTER COLUMN host TYPE text COLLATE \"default\", \
+             ALTER COLUMN stream TYPE text COLLATE \"default\"",
+        );
+        let warm = SqlConfig {
+            host: "warmup".into(),
+            ..config()
         };
-        for (what, (rate, cpu, server)) in
-            [("bare binary COPY loop", x), ("fwlog postgresql output", y)]
-        {
+        feed(
+            &mut pg::open(&url(&dbs[2]), &warm).expect("open"),
+            &payloads[..1],
+        );
+        // The loops take turns going first.
+        for k in 0..3 {
+            let which = (k + r) % 3;
+            let db = &dbs[which];
+            let t = if which == 2 {
+                timed(&|| fwlog_hosts(db, &payloads, hosts))
+            } else {
+                timed(&|| bare_copy(db, &payloads[1..], hosts))
+            };
+            results[which].push(t);
+        }
+        for (what, v) in NAMES.iter().zip(&results) {
+            let (rate, cpu, server) = v[r];
             println!(
-                "round {r}: {what:<24} {rate:>8.0} rows/s  {cpu:>5.2} us client + {server:>5.2} us server CPU/row"
+                "round {r}: {what:<26} {rate:>8.0} rows/s  {cpu:>5.2} us client + {server:>5.2} us server CPU/row"
             );
         }
-        bare.push(x);
-        ours.push(y);
     }
-    let median = |v: &mut Vec<f64>| {
+    let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
     let pick = |v: &[(f64, f64, f64)], k: usize| -> Vec<f64> {
         v.iter().map(|t| [t.0, t.1, t.2][k]).collect()
     };
-    for (what, v) in [
-        ("bare binary COPY loop", &bare),
-        ("fwlog postgresql output", &ours),
-    ] {
+    for (what, v) in NAMES.iter().zip(&results) {
         println!(
-            "median: {what:<24} {:>8.0} rows/s  {:>5.2} us client + {:>5.2} us server CPU/row",
-            median(&mut pick(v, 0)),
-            median(&mut pick(v, 1)),
-            median(&mut pick(v, 2))
+            "median: {what:<26} {:>8.0} rows/s  {:>5.2} us client + {:>5.2} us server CPU/row",
+            median(pick(v, 0)),
+            median(pick(v, 1)),
+            median(pick(v, 2))
         );
     }
-    let ratio: Vec<f64> = bare
+    let ratio: Vec<f64> = results[0]
         .iter()
-        .zip(&ours)
+        .zip(&results[2])
         .map(|(b, o)| 100.0 * o.0 / b.0)
         .collect();
     println!(
         "fwlog / bare: median {:.0} % of the bare loop's rows/s (rounds: {}); load average {}",
-        median(&mut ratio.clone()),
+        median(ratio.clone()),
         ratio
             .iter()
             .map(|p| format!("{p:.0} %"))
@@ -322,6 +382,22 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
+}
+
+fn psql(db: &str, sql: &str) {
+    let ok = Command::new("runuser")
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            &format!("{BIN}/psql"),
+            "-h",
+            "127.0.0.1",
+        ])
+        .args(["-p", &PORT.to_string(), "-U", "bench", "-d", db, "-qc", sql])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "psql {sql}");
 }
 
 fn createdb(db: &str) {
