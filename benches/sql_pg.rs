@@ -1,9 +1,16 @@
 //! Rows per second into PostgreSQL through fwlog's output (row building, binary COPY into the
-//! staging table, INSERT ... ON CONFLICT DO NOTHING into the indexed table, one transaction per
-//! batch), against a bare binary COPY loop of the same rows, built beforehand, straight into the
-//! same indexed table in the same batches, in the same run. Starts its own server (Debian's
-//! PostgreSQL 15, as the postgres user, in a temporary directory, port 55499, fsync off so the
-//! disk of a shared machine does not decide). Needs root; prints figures, asserts nothing.
+//! indexed, partitioned `packets`, one transaction per batch), against a bare binary COPY loop
+//! of the same rows, built beforehand, into the same table in the same batches, in the same
+//! run. Each loop writes into a fresh database of its own with the schema fwlog creates;
+//! FWLOG_BENCH_ROUNDS rounds (default 3), the loops taking turns going first; per round and as
+//! medians. Besides rows per second, the CPU the client and the server (every process of the
+//! server the bench started) spent per row: on a shared machine wall-clock rates follow the
+//! load, CPU per row less so.
+//!
+//! Starts its own server (Debian's PostgreSQL 15, as the postgres user, in a temporary
+//! directory, port 55499, fsync off so the disk of a shared machine does not decide) with the
+//! settings fwlog-sql(5) recommends for a log store ([`TUNED`]; `FWLOG_BENCH_PG_STOCK=1` leaves
+//! the server's defaults). Needs root; prints figures, asserts nothing.
 //!
 //! Run: `cargo bench --bench sql_pg` (FWLOG_BENCH_ROWS to change the row count)
 
@@ -13,13 +20,57 @@ mod sql_support;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
-use fwlog::sink::sql::pg;
-use sql_support::{config, cpu_seconds, feed, payload, BATCH};
+use fwlog::sink::sql::{pg, SqlConfig};
+use sql_support::{config, cpu_seconds, feed, feed_from, payload, BATCH};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
 const BIN: &str = "/usr/lib/postgresql/15/bin";
 const PORT: u16 = 55499;
+
+/// Server settings for a log store (fwlog-sql(5), TUNING): room for the indexes' hot pages and
+/// fewer, larger WAL writes and checkpoints. None of them makes a committed row less durable.
+const TUNED: &[&str] = &[
+    "shared_buffers=1GB",
+    "wal_buffers=64MB",
+    "max_wal_size=4GB",
+    "checkpoint_timeout=15min",
+];
+
+/// CPU seconds (user + system) the server's processes have used so far: the postmaster, its
+/// live children, and the children it has reaped (a backend whose connection closed).
+fn server_cpu(data: &str) -> f64 {
+    let pid = std::fs::read_to_string(format!("{data}/postmaster.pid"))
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<i64>().ok()))
+        .unwrap_or(-1);
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut total = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let me: i64 = head
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let ppid: i64 = f.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        if me == pid {
+            total += (t(11) + t(12) + t(13) + t(14)) / tick;
+        } else if ppid == pid {
+            total += (t(11) + t(12)) / tick;
+        }
+    }
+    total
+}
 
 fn as_postgres(args: &[&str]) -> bool {
     Command::new("runuser")
@@ -33,12 +84,44 @@ fn url(db: &str) -> String {
     format!("postgresql://bench@127.0.0.1:{PORT}/{db}")
 }
 
+/// Host names when FWLOG_BENCH_HOSTS asks for more than one (at most this many).
+const HOSTS: [&str; 3] = ["web1.example.org", "web2.example.org", "db-server-3"];
+
+/// The `host` of the rows of batch `n`: `bench` alone, or the hosts taking turns by batch,
+/// as the batches of several writers reach one server.
+fn host_of(n: usize, hosts: usize) -> &'static str {
+    if hosts <= 1 {
+        "bench"
+    } else {
+        HOSTS[n % hosts.min(HOSTS.len())]
+    }
+}
+
 fn fwlog_sink(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
     let mut sink = pg::open(&url(db), &config()).expect("open");
     feed(&mut sink, payloads)
 }
 
-fn bare_copy(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
+/// fwlog's output, one per host, each storing every `hosts`-th batch.
+fn fwlog_hosts(db: &str, payloads: &[Vec<u8>], hosts: usize) -> (f64, f64) {
+    let mut sinks: Vec<_> = (0..hosts.max(1))
+        .map(|h| {
+            let cfg = SqlConfig {
+                host: host_of(h, hosts).into(),
+                ..config()
+            };
+            pg::open(&url(db), &cfg).expect("open")
+        })
+        .collect();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    for (n, chunk) in payloads.chunks(BATCH).enumerate() {
+        let k = sinks.len();
+        feed_from(&mut sinks[n % k], chunk, n * BATCH);
+    }
+    (t0.elapsed().as_secs_f64(), cpu_seconds() - c0)
+}
+
+fn bare_copy(db: &str, payloads: &[Vec<u8>], hosts: usize) -> (f64, f64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -58,6 +141,7 @@ fn bare_copy(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
                     SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000 + i as u64 / 1000);
                 (
                     t,
+                    host_of((i + 1) / BATCH, hosts),
                     i as i64 + 1, // seq 0 is the row that created the schema
                     src,
                     dst,
@@ -101,11 +185,11 @@ fn bare_copy(db: &str, payloads: &[Vec<u8>]) -> (f64, f64) {
                 .await
                 .unwrap();
             let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-            for (t, i, src, dst, sport, dport) in chunk {
+            for (t, host, i, src, dst, sport, dport) in chunk {
                 let vals: [&(dyn ToSql + Sync); 21] = [
                     t,
                     &"kernel",
-                    &"bench",
+                    host,
                     &"07070707070707070707070707070707",
                     i,
                     i,
@@ -161,7 +245,14 @@ fn main() {
         "-A",
         "trust"
     ]));
-    let opts = format!("-p {PORT} -c listen_addresses=127.0.0.1 -k {d} -c fsync=off");
+    let mut opts = format!("-p {PORT} -c listen_addresses=127.0.0.1 -k {d} -c fsync=off");
+    let stock = std::env::var_os("FWLOG_BENCH_PG_STOCK").is_some();
+    if !stock {
+        for t in TUNED {
+            opts.push_str(" -c ");
+            opts.push_str(t);
+        }
+    }
     assert!(as_postgres(&[
         &format!("{BIN}/pg_ctl"),
         "-D",
@@ -175,39 +266,153 @@ fn main() {
     ]));
     let _server = Stop(d.to_string());
     let payloads: Vec<Vec<u8>> = (0..n as u32).map(payload).collect();
-    // Two databases with the schema: fwlog creates it on first use; an empty batch is enough.
-    for db in ["bare", "fwlog"] {
-        Command::new("runuser")
-            .args([
-                "-u",
-                "postgres",
-                "--",
-                &format!("{BIN}/../bin/createdb"),
-                "-h",
-                "127.0.0.1",
-            ])
-            .args(["-p", &PORT.to_string(), "-U", "bench", db])
-            .status()
-            .unwrap();
-    }
-    fwlog_sink("bare", &payloads[..1]);
-    println!("PostgreSQL 15, {n} rows, batches of {BATCH}, 4 indexes, server fsync off");
-    let base = bare_copy("bare", &payloads[1..]);
-    let ours = fwlog_sink("fwlog", &payloads);
-    for (what, (secs, cpu)) in [
-        ("bare binary COPY loop", base),
-        ("fwlog postgresql output", ours),
-    ] {
-        println!(
-            "{what:<24} {:>10.0} rows/s  {:>6.2} us client CPU/row",
+    println!(
+        "PostgreSQL 15, {n} rows, batches of {BATCH}, 4 indexes, server fsync off, {}",
+        if stock {
+            "default settings".to_string()
+        } else {
+            TUNED.join(" ")
+        }
+    );
+    let rounds: usize = std::env::var("FWLOG_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let timed = |f: &dyn Fn() -> (f64, f64)| {
+        let s0 = server_cpu(d);
+        let (secs, cpu) = f();
+        // The loop's connection is closed: let the postmaster reap its backend.
+        std::thread::sleep(Duration::from_millis(500));
+        (
             n as f64 / secs,
-            cpu / n as f64 * 1e6
+            cpu / n as f64 * 1e6,
+            (server_cpu(d) - s0) / n as f64 * 1e6,
+        )
+    };
+    let hosts: usize = std::env::var("FWLOG_BENCH_HOSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, HOSTS.len());
+    println!("{hosts} host(s), their batches taking turns");
+    const NAMES: [&str; 3] = [
+        "bare binary COPY loop",
+        "bare, keys in db collation",
+        "fwlog postgresql output",
+    ];
+    let mut results: [Vec<(f64, f64, f64)>; 3] = Default::default();
+    for r in 0..rounds {
+        // Fresh databases each round, each with the schema fwlog creates and the day's
+        // partition before the clock starts: the bare ones from the row they need (the second
+        // then given schema 3's host and stream, in the database's collation), fwlog's from
+        // another host's row (its own rows then start at spool record 0, as after a first start).
+        let dbs = [
+            format!("bare{r}"),
+            format!("barev3_{r}"),
+            format!("fwlog{r}"),
+        ];
+        for db in &dbs {
+            createdb(db);
+        }
+        fwlog_sink(&dbs[0], &payloads[..1]);
+        fwlog_sink(&dbs[1], &payloads[..1]);
+        psql(
+            &dbs[1],
+            "ALTER TABLE packets ALTER COLUMN host TYPE text COLLATE \"default\", \
+             ALTER COLUMN stream TYPE text COLLATE \"default\"",
+        );
+        let warm = SqlConfig {
+            host: "warmup".into(),
+            ..config()
+        };
+        feed(
+            &mut pg::open(&url(&dbs[2]), &warm).expect("open"),
+            &payloads[..1],
+        );
+        // The loops take turns going first.
+        for k in 0..3 {
+            let which = (k + r) % 3;
+            let db = &dbs[which];
+            let t = if which == 2 {
+                timed(&|| fwlog_hosts(db, &payloads, hosts))
+            } else {
+                timed(&|| bare_copy(db, &payloads[1..], hosts))
+            };
+            results[which].push(t);
+        }
+        for (what, v) in NAMES.iter().zip(&results) {
+            let (rate, cpu, server) = v[r];
+            println!(
+                "round {r}: {what:<26} {rate:>8.0} rows/s  {cpu:>5.2} us client + {server:>5.2} us server CPU/row"
+            );
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let pick = |v: &[(f64, f64, f64)], k: usize| -> Vec<f64> {
+        v.iter().map(|t| [t.0, t.1, t.2][k]).collect()
+    };
+    for (what, v) in NAMES.iter().zip(&results) {
+        println!(
+            "median: {what:<26} {:>8.0} rows/s  {:>5.2} us client + {:>5.2} us server CPU/row",
+            median(pick(v, 0)),
+            median(pick(v, 1)),
+            median(pick(v, 2))
         );
     }
+    let ratio: Vec<f64> = results[0]
+        .iter()
+        .zip(&results[2])
+        .map(|(b, o)| 100.0 * o.0 / b.0)
+        .collect();
     println!(
-        "fwlog / bare: {:.0} % of the bare loop's rows/s",
-        100.0 * base.0 / ours.0
+        "fwlog / bare: median {:.0} % of the bare loop's rows/s (rounds: {}); load average {}",
+        median(ratio.clone()),
+        ratio
+            .iter()
+            .map(|p| format!("{p:.0} %"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
+}
+
+fn psql(db: &str, sql: &str) {
+    let ok = Command::new("runuser")
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            &format!("{BIN}/psql"),
+            "-h",
+            "127.0.0.1",
+        ])
+        .args(["-p", &PORT.to_string(), "-U", "bench", "-d", db, "-qc", sql])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "psql {sql}");
+}
+
+fn createdb(db: &str) {
+    Command::new("runuser")
+        .args([
+            "-u",
+            "postgres",
+            "--",
+            &format!("{BIN}/createdb"),
+            "-h",
+            "127.0.0.1",
+        ])
+        .args(["-p", &PORT.to_string(), "-U", "bench", db])
+        .status()
+        .unwrap();
 }
 
 /// Stops the server however the bench ends.

@@ -2,7 +2,8 @@
 //! `src_lon`, and `dst_...`): filled from `--geoip`/`--asn` exactly as the JSON format shows the
 //! same capture, NULL without them; and the schema upgrade that adds them to a database an
 //! earlier fwlog made (its DDL kept here as it was), keeping every row; a newer schema than
-//! the binary knows stays a clear error.
+//! the binary knows stays a clear error. Also the later upgrade that makes `host` and `stream`
+//! compare bytewise (PostgreSQL version 4), keeping every row and value.
 
 mod support;
 
@@ -302,7 +303,7 @@ fn a_version_2_postgresql_schema_gets_the_geo_columns_in_place_and_a_newer_one_i
     };
     let (code, err) = read();
     assert_eq!(code, 0, "{err}");
-    assert_eq!(pg.query("SELECT version FROM schema_version"), "3");
+    assert_eq!(pg.query("SELECT version FROM schema_version"), "4");
     assert_eq!(
         pg.query(
             "SELECT prefix || ' ' || host(src) || ' ' || (src_country IS NULL) FROM packets \
@@ -332,14 +333,107 @@ fn a_version_2_postgresql_schema_gets_the_geo_columns_in_place_and_a_newer_one_i
     let json = json_packets(&["--geoip", city, "--asn", asn]);
     assert_rows_match_json(&rows, &json);
     // A schema newer than this fwlog: one line, exit 73, nothing written.
-    pg.query("UPDATE schema_version SET version = 4");
+    pg.query("UPDATE schema_version SET version = 5");
     let n = pg.count("SELECT count(*) FROM packets");
     let (code, err) = read();
     assert_eq!(code, 73, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("schema version 4 is newer than this fwlog knows (3)"),
+        err.contains("schema version 5 is newer than this fwlog knows (4)"),
         "{err}"
     );
     assert_eq!(pg.count("SELECT count(*) FROM packets"), n);
+}
+
+/// The collation of `table.column` (NULL, the database's default, shows as "default").
+fn collation(pg: &Pg, table: &str, column: &str) -> String {
+    pg.query(&format!(
+        "SELECT coalesce(collation_name, 'default') FROM information_schema.columns \
+         WHERE table_name = '{table}' AND column_name = '{column}'"
+    ))
+}
+
+#[test]
+fn a_version_3_postgresql_schema_gets_bytewise_keys_in_place_keeping_every_row() {
+    require_root!();
+    let ns = NetNs::new("pgv3");
+    let pg = Pg::init(&ns, 55447);
+    pg.start();
+    // Version 3 as that fwlog made it: version 2 plus the geo columns, by the SQL fwlog-sql(5)
+    // gives the owner; rows of two hosts in two days, a loss row, and the DEFAULT partition.
+    pg.query(PG_V2);
+    pg.query(
+        "ALTER TABLE packets ADD COLUMN src_country text, ADD COLUMN src_asn bigint, \
+         ADD COLUMN src_as_org text, ADD COLUMN src_lat double precision, \
+         ADD COLUMN src_lon double precision, ADD COLUMN dst_country text, \
+         ADD COLUMN dst_asn bigint, ADD COLUMN dst_as_org text, \
+         ADD COLUMN dst_lat double precision, ADD COLUMN dst_lon double precision; \
+         UPDATE schema_version SET version = 3; \
+         CREATE TABLE packets_default PARTITION OF packets DEFAULT; \
+         INSERT INTO packets (time, time_source, host, stream, seq, nflog_group, family, mark, \
+           src, dport, replayed, partial, src_country) VALUES \
+           (to_timestamp(1700000001), 'kernel', 'Web2', 'y', 1, 5, 2, 0, '10.0.0.2', 80, \
+            false, false, 'DE'), \
+           (to_timestamp(1600000000), 'kernel', 'web1', 'x', 2, 5, 2, 0, '10.0.0.3', 443, \
+            false, false, NULL); \
+         INSERT INTO losses VALUES (to_timestamp(1700000002), 'old', 'x', 9, 5, 3, 'seq-gap', \
+           10, 12);",
+    );
+    let before = pg.query(
+        "SELECT string_agg(concat_ws('|', host, stream, seq, time, src, dport, src_country), \
+         ',' ORDER BY host, seq) FROM packets",
+    );
+    assert_eq!(collation(&pg, "packets", "host"), "default");
+    let url = pg.url(PASSWORD);
+    let o = ns
+        .command(support::fwlog_bin())
+        .args(["read", "--no-dns", "-o", &url, CAPTURE])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(pg.query("SELECT version FROM schema_version"), "4");
+    for t in ["packets", "losses", "packets_p20231114", "packets_default"] {
+        for c in ["host", "stream"] {
+            assert_eq!(collation(&pg, t, c), "C", "{t}.{c}");
+        }
+    }
+    // Every old row kept, with every value; the capture's rows added.
+    assert_eq!(
+        pg.query(
+            "SELECT string_agg(concat_ws('|', host, stream, seq, time, src, dport, \
+             src_country), ',' ORDER BY host, seq) FROM packets WHERE host IN ('old', 'Web2', \
+             'web1')"
+        ),
+        before
+    );
+    assert!(pg.count("SELECT count(*) FROM packets") > 3);
+    assert_eq!(
+        pg.query("SELECT count || reason FROM losses WHERE host = 'old'"),
+        "3seq-gap"
+    );
+    // The key still holds: an old row's key again is a conflict, and the documented queries
+    // on host and src still run.
+    assert_eq!(
+        pg.query(
+            "INSERT INTO packets (time, time_source, host, stream, seq, nflog_group, family, \
+             mark, replayed, partial) VALUES (to_timestamp(1700000000.5), 'kernel', 'old', 'x', \
+             1, 5, 2, 0, false, false) ON CONFLICT DO NOTHING"
+        ),
+        "INSERT 0 0"
+    );
+    assert_eq!(
+        pg.count(
+            "SELECT count(*) FROM packets WHERE host = 'web1' AND src << '10.0.0.0/8' \
+             AND time >= '2020-01-01'"
+        ),
+        1
+    );
+    // Running again changes nothing.
+    let o = ns
+        .command(support::fwlog_bin())
+        .args(["read", "--no-dns", "-o", &url, CAPTURE])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(pg.query("SELECT version FROM schema_version"), "4");
 }

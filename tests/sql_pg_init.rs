@@ -57,7 +57,7 @@ fn db_init_lets_an_insert_select_role_write_and_moves_default_partition_rows_to_
     let owner = url(&pg, "fwtest", PASSWORD);
     let (code, out, err) = fwlog(&ns, &["db", "init", "--days-ahead", "2", &owner], &[]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("schema version 3 ready"), "{out}");
+    assert!(out.contains("schema version 4 ready"), "{out}");
     assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
     let day = |offset: i32| {
         pg.query(&format!(

@@ -45,10 +45,15 @@ pub fn config() -> SqlConfig {
 /// Hand every payload to `sink` as a logged packet, committing every [`BATCH`] (a server
 /// output's commit may time out and is asked again); (wall seconds, CPU seconds).
 pub fn feed(sink: &mut dyn PacketSink, payloads: &[Vec<u8>]) -> (f64, f64) {
+    feed_from(sink, payloads, 0)
+}
+
+/// [`feed`], numbering the packets (spool record, time, NFLOG sequence) from `first` on.
+pub fn feed_from(sink: &mut dyn PacketSink, payloads: &[Vec<u8>], first: usize) -> (f64, f64) {
     let (t0, c0) = (Instant::now(), cpu_seconds());
     for (n, chunk) in payloads.chunks(BATCH).enumerate() {
         for (i, b) in chunk.iter().enumerate() {
-            let k = n * BATCH + i;
+            let k = first + n * BATCH + i;
             let mut p = Packet::new(
                 b,
                 Timestamp {

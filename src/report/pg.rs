@@ -28,8 +28,9 @@ use super::source::SourceError;
 use super::Filter;
 use crate::geo::Geo;
 
-/// The schema versions this reader knows (the output's 2 has no geo columns, 3 has).
-const KNOWN: i32 = 3;
+/// The schema versions this reader knows (the output's 2 has no geo columns, 3 has, 4 only
+/// compares `host` and `stream` bytewise).
+const KNOWN: i32 = 4;
 
 type Param = Box<dyn ToSql + Sync + Send>;
 

@@ -32,7 +32,9 @@
 //!   Version 2 (no geo columns) is upgraded in place, in the same locked transaction:
 //!   `ALTER TABLE packets ADD COLUMN ...` on the partitioned parent (no rewrite, every row
 //!   kept, the new columns NULL in old rows); a role that does not own the table gets one
-//!   line saying so.
+//!   line saying so. Version 3 (and 2, after that) gets `host` and `stream` with the "C"
+//!   collation the same way (`ALTER COLUMN ... TYPE text COLLATE "C"`: no rewrite, the
+//!   primary keys rebuilt).
 //! - `packets` is partitioned by UTC day ([`pg_parts`](super::pg_parts)): the partitions a
 //!   batch needs are made before its transaction; `--db-retain` drops whole old ones.
 
@@ -54,12 +56,22 @@ use super::{pg_losses, pg_tls};
 use super::{SqlConfig, SqlError};
 
 /// The schema version this fwlog writes.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
+
+/// The key columns every row's uniqueness is checked on, compared byte by byte: with the
+/// database's default collation (a locale's, `en_US.UTF-8`, `C.UTF-8`) every comparison in the
+/// primary key's B-tree is a locale comparison, and with several hosts in one day's partition
+/// that made a row's insert about a quarter dearer (measured in BENCHMARKS.md). Equality, which
+/// is all fwlog and the documented queries need of them, is the same in every collation.
+const BYTEWISE: [&str; 2] = ["host", "stream"];
 
 /// The `packets` columns as `name type [NOT NULL]`, from the one column list.
 fn column_ddl(cols: impl Iterator<Item = &'static Column>) -> Vec<String> {
     cols.map(|c| {
         let mut d = format!("{} {}", c.name, pg_type_name(c.kind));
+        if BYTEWISE.contains(&c.name) {
+            d.push_str(" COLLATE \"C\"");
+        }
         if c.not_null {
             d.push_str(" NOT NULL");
         }
@@ -94,7 +106,8 @@ CREATE INDEX packets_time ON packets (time);
 CREATE INDEX packets_src_time ON packets (src, time);
 CREATE INDEX packets_dport_time ON packets (dport, time);
 CREATE TABLE losses (
-    time timestamptz NOT NULL, host text NOT NULL, stream text NOT NULL, seq bigint NOT NULL,
+    time timestamptz NOT NULL, host text COLLATE \"C\" NOT NULL,
+    stream text COLLATE \"C\" NOT NULL, seq bigint NOT NULL,
     nflog_group integer, count bigint NOT NULL, reason text NOT NULL,
     seq_global_first bigint, seq_global_last bigint,
     PRIMARY KEY (host, stream, seq));
@@ -112,6 +125,19 @@ fn upgrade_v2() -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!("ALTER TABLE packets {adds}; UPDATE schema_version SET version = 3;")
+}
+
+/// Version 3 -> 4: `host` and `stream` compared byte by byte ([`BYTEWISE`]) in both tables.
+/// Same type: no table is rewritten, the indexes on these columns (the primary keys, on every
+/// partition) are rebuilt, under a lock that holds the other writers back meanwhile.
+fn upgrade_v3() -> String {
+    let alter = BYTEWISE
+        .map(|c| format!("ALTER COLUMN {c} TYPE text COLLATE \"C\""))
+        .join(", ");
+    format!(
+        "ALTER TABLE packets {alter}; ALTER TABLE losses {alter}; \
+         UPDATE schema_version SET version = 4;"
+    )
 }
 
 /// The URL as messages show it: no password.
@@ -286,6 +312,15 @@ pub async fn ensure_schema(c: &mut Client) -> Result<(), String> {
                 format!(
                     "schema version 2: adding the geo columns (version 3) failed (the \
                      tables' owner must run fwlog once, or the SQL in fwlog-sql(5)): {}",
+                    server_message(&e)
+                )
+            })?;
+        }
+        if v == 2 || v == 3 {
+            tx.batch_execute(&upgrade_v3()).await.map_err(|e| {
+                format!(
+                    "schema version {v}: making host and stream bytewise (version 4) failed \
+                     (the tables' owner must run fwlog once, or the SQL in fwlog-sql(5)): {}",
                     server_message(&e)
                 )
             })?;
