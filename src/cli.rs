@@ -122,8 +122,8 @@ pub struct ReplayArgs {
 #[derive(Args, Debug)]
 pub struct ReportArgs {
     /// Where the packets are: spool:DIR (read-only, printed and retained packets alike), a
-    /// file of fwlog's JSON lines (- for standard input), sqlite:PATH, or postgresql://URL (a
-    /// database fwlog's SQL output wrote)
+    /// file of fwlog's JSON lines (- for standard input), sqlite:PATH, postgresql://URL or
+    /// mysql://URL (mariadb://; a database fwlog's SQL output wrote)
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<String>,
 

@@ -1,7 +1,8 @@
-//! `fwlog report` from the SQL outputs: one capture written as JSON lines, into SQLite and into
-//! PostgreSQL (a server the test starts), stored with geo columns and without; the reports
-//! from every source, under every filter, are identical (text and JSON), the ones stored
-//! without geo enriched by `--geoip`/`--asn` at report time. The capture is generated (seeded):
+//! `fwlog report` from the SQL outputs: one capture written as JSON lines, into SQLite, into
+//! PostgreSQL and into MariaDB (servers the test starts), stored with geo columns and without;
+//! the reports from every source, under every filter, are identical (text and JSON), the ones
+//! stored without geo enriched by `--geoip`/`--asn` at report time. MariaDB is read by a role
+//! that may only SELECT. The capture is generated (seeded):
 //! 3000 packets over three hours from 300 sources, IPv4 and IPv6, two groups and prefixes, and
 //! port and host sweeps, some across a minute's boundary. Broken sources are one clear line.
 
@@ -15,6 +16,7 @@ use fwlog::nflog::attr::encode_packet;
 use fwlog::packet::{family, Packet, TimeSource, Timestamp};
 use fwlog::pcap::NflogPcapWriter;
 use support::geo::{asn_db, city_db};
+use support::mariadb::{self, MariaDb};
 use support::netns::NetNs;
 use support::pg::{Pg, PASSWORD};
 use support::rng::Lcg;
@@ -186,7 +188,8 @@ fn store(capture: &Path, target: &str, geo: Option<(&str, &str)>, ns: Option<&Ne
     }
 }
 
-/// `fwlog report ARGS SOURCE` (inside `ns` for PostgreSQL); the output, checked to succeed.
+/// `fwlog report ARGS SOURCE` (inside `ns`, where the servers are); the output, checked to
+/// succeed.
 fn report(ns: &NetNs, args: &[&str], source: &str) -> String {
     let o = ns
         .command(support::fwlog_bin())
@@ -205,12 +208,21 @@ fn report(ns: &NetNs, args: &[&str], source: &str) -> String {
 }
 
 #[test]
-fn one_capture_from_json_sqlite_and_postgresql_gives_identical_reports_under_every_filter() {
+fn one_capture_from_json_sqlite_postgresql_and_mariadb_gives_identical_reports_under_every_filter()
+{
     require_root!();
     let ns = NetNs::new("repsql");
     let pg = Pg::init(&ns, 55442);
     pg.start();
     pg.query("CREATE DATABASE plain");
+    let mut maria = MariaDb::init(&ns, 55443);
+    maria.start();
+    maria.query(
+        "CREATE DATABASE plain; GRANT ALL ON plain.* TO 'fwtest'@'127.0.0.1'; \
+         CREATE USER 'reader'@'127.0.0.1' IDENTIFIED BY 'r-pass'; \
+         GRANT SELECT ON fwlog.* TO 'reader'@'127.0.0.1'; \
+         GRANT SELECT ON plain.* TO 'reader'@'127.0.0.1'",
+    );
     let dir = tempfile::tempdir().unwrap();
     let capture = traffic(dir.path(), 17);
     let city = city_db(dir.path(), "city.mmdb", None);
@@ -229,6 +241,22 @@ fn one_capture_from_json_sqlite_and_postgresql_gives_identical_reports_under_eve
     let url_plain = url.replace("/postgres", "/plain");
     store(&capture, &url_plain, None, Some(&ns));
     assert_eq!(pg.count("SELECT count(*) FROM packets"), 3000);
+    store(
+        &capture,
+        &maria.url("fwtest", mariadb::PASSWORD),
+        geo,
+        Some(&ns),
+    );
+    let my_plain = maria
+        .url("fwtest", mariadb::PASSWORD)
+        .replace("/fwlog", "/plain");
+    store(&capture, &my_plain, None, Some(&ns));
+    assert_eq!(maria.count("SELECT count(*) FROM packets"), 3000);
+    // Read as the role that may only SELECT; mariadb:// is the same source.
+    let my = maria.url("reader", "r-pass");
+    let my_plain = my
+        .replace("mysql://", "mariadb://")
+        .replace("/fwlog", "/plain");
 
     let rfc3339 = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339();
     // Not on a minute: a boundary inside a sweep's minute.
@@ -252,13 +280,13 @@ fn one_capture_from_json_sqlite_and_postgresql_gives_identical_reports_under_eve
             }
             let want = report(&ns, &args, json);
             assert!(want.contains("packets"), "{want}");
-            for src in [&lite, &url] {
+            for src in [&lite, &url, &my] {
                 let got = report(&ns, &args, src);
                 assert_eq!(got, want, "{src} {args:?}");
             }
             let mut args_enriched = args.clone();
             args_enriched.extend(enrich);
-            for src in [&lite_plain, &url_plain] {
+            for src in [&lite_plain, &url_plain, &my_plain] {
                 let got = report(&ns, &args_enriched, src);
                 assert_eq!(got, want, "{src} {args_enriched:?}");
             }
@@ -277,7 +305,11 @@ fn one_capture_from_json_sqlite_and_postgresql_gives_identical_reports_under_eve
         report(&ns, &["--html", out.to_str().unwrap()], src);
         std::fs::read(out).unwrap()
     };
-    assert_eq!(page(&url, "pg.html"), page(json, "json.html"));
+    let from_json = page(json, "json.html");
+    assert_eq!(page(&url, "pg.html"), from_json);
+    assert_eq!(page(&my, "my.html"), from_json);
+    // Nothing was written by reading: the reader may not, and the tables are as stored.
+    assert_eq!(maria.count("SELECT count(*) FROM packets"), 3000);
 }
 
 #[test]
@@ -315,4 +347,59 @@ fn broken_sql_sources_are_one_clear_line() {
     let (code, _, err) = fwlog(&["report", "postgresql://u:hunter2@127.0.0.1:9/db"]);
     assert_eq!((code, err.lines().count()), (66, 1), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+    // The same for MariaDB/MySQL: a URL without a database is a usage error, an unreachable
+    // server one line naming it, without the password.
+    let (code, _, err) = fwlog(&["report", "mysql://u:hunter2@127.0.0.1:9"]);
+    assert_eq!((code, err.lines().count()), (64, 1), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    for url in [
+        "mysql://u:hunter2@127.0.0.1:9/db",
+        "mariadb://u:hunter2@127.0.0.1:9/db",
+    ] {
+        let (code, _, err) = fwlog(&["report", url]);
+        assert_eq!((code, err.lines().count()), (66, 1), "{err}");
+        assert!(err.contains("mysql://u@127.0.0.1:9/db"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}
+
+#[test]
+fn a_mariadb_database_that_is_not_fwlogs_or_newer_is_one_clear_line() {
+    require_root!();
+    let ns = NetNs::new("repmy");
+    let mut maria = MariaDb::init(&ns, 55444);
+    maria.start();
+    let url = maria.url("fwtest", mariadb::PASSWORD);
+    let run = |args: &[&str]| {
+        let o = ns
+            .command(support::fwlog_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    // An empty database: not fwlog's, and the report creates nothing.
+    let (code, err) = run(&["report", &url]);
+    assert_eq!((code, err.lines().count()), (66, 1), "{err}");
+    assert!(err.contains("not a database fwlog wrote"), "{err}");
+    assert_eq!(
+        maria.count("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'fwlog'"),
+        0
+    );
+    // A wrong password: the server's refusal, one line, the password not shown.
+    let wrong = maria.url("fwtest", "not-the-password");
+    let (code, err) = run(&["report", &wrong]);
+    assert_eq!((code, err.lines().count()), (66, 1), "{err}");
+    assert!(err.contains("Access denied"), "{err}");
+    assert!(!err.contains("not-the-password"), "{err}");
+    // A newer schema than this fwlog knows.
+    let (code, err) = run(&["db", "init", &url]);
+    assert_eq!(code, 0, "{err}");
+    maria.query("UPDATE schema_version SET version = 99");
+    let (code, err) = run(&["report", &url]);
+    assert_eq!((code, err.lines().count()), (66, 1), "{err}");
+    assert!(err.contains("schema version 99 is newer"), "{err}");
 }

@@ -2,14 +2,18 @@
 //! `src_lon`, and `dst_...`): filled from `--geoip`/`--asn` exactly as the JSON format shows the
 //! same capture, NULL without them; and the schema upgrade that adds them to a database an
 //! earlier fwlog made (its DDL kept here as it was), keeping every row; a newer schema than
-//! the binary knows stays a clear error. Also the later upgrade that makes `host` and `stream`
+//! the binary knows stays a clear error, and so does an upgrade the writing role may not make
+//! (the packets stay spooled until the owner runs `fwlog db init`). Also the later upgrade that makes `host` and `stream`
 //! compare bytewise (PostgreSQL version 4), keeping every row and value.
 
 mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
+use support::crash;
+use support::daemon::{send_udp, wait_for, RunArgs};
 use support::geo::{asn_db, city_db};
 use support::netns::NetNs;
 use support::pg::{Pg, PASSWORD};
@@ -436,4 +440,81 @@ fn a_version_3_postgresql_schema_gets_bytewise_keys_in_place_keeping_every_row()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(pg.query("SELECT version FROM schema_version"), "4");
+}
+
+#[test]
+fn a_version_2_schema_the_writing_role_may_not_alter_is_one_line_naming_db_init_and_nothing_is_lost(
+) {
+    require_root!();
+    let ns = NetNs::new("pgalter");
+    ns.output_rules(&["udp dport 9999 counter log prefix \"GEO \" group 5"]);
+    let pg = Pg::init(&ns, 55446);
+    pg.start();
+    pg.query(PG_V2);
+    // The role fwlog runs as may insert and select, not alter: the tables are the owner's.
+    pg.query("CREATE ROLE writer LOGIN PASSWORD 'w-pass'");
+    pg.query("GRANT SELECT ON schema_version TO writer");
+    pg.query("GRANT INSERT, SELECT ON packets, losses TO writer");
+    let writer = format!("postgresql://writer:w-pass@127.0.0.1:{}/postgres", pg.port);
+    let dir = tempfile::tempdir().unwrap();
+    let args = RunArgs::new(dir.path()).group(5).output_to(&writer);
+    let spool = args.spool();
+    let d = args.start(&ns);
+    send_udp(&ns, 9999, 0..200);
+    wait_for("the refusal", Duration::from_secs(20), || {
+        d.stderr_text().contains("fwlog db init")
+    });
+    // Retries go on meanwhile; the line is not repeated.
+    std::thread::sleep(Duration::from_secs(2));
+    let err = d.stderr_text();
+    assert_eq!(d.stop(), 0, "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("schema")).collect();
+    assert_eq!(lines.len(), 1, "one clear line: {err}");
+    assert!(
+        lines[0].contains("postgresql://writer@127.0.0.1")
+            && lines[0].contains("must be owner of table packets")
+            && lines[0].contains("run `fwlog db init URL` as the owner"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("w-pass"),
+        "the password is never shown: {err}"
+    );
+    // Nothing written or changed; every packet the rule logged is still in the spool.
+    assert_eq!(crash::unacked(&spool) as u64, ns.counter());
+    assert_eq!(ns.counter(), 200);
+    assert_eq!(pg.query("SELECT version FROM schema_version"), "2");
+    assert_eq!(pg.count("SELECT count(*) FROM packets"), 1);
+    assert_eq!(
+        pg.count(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'packets' \
+             AND column_name = 'src_country'"
+        ),
+        0
+    );
+    // The owner runs what the line says; the next start writes the spooled packets, once.
+    let o = ns
+        .command(support::fwlog_bin())
+        .args(["db", "init", &pg.url(PASSWORD)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        pg.query("SELECT version FROM schema_version"),
+        fwlog::sink::sql::pg::VERSION.to_string()
+    );
+    let d = args.start(&ns);
+    wait_for(
+        "the spooled packets stored",
+        Duration::from_secs(60),
+        || pg.count("SELECT count(*) FROM packets WHERE host <> 'old'") >= 200,
+    );
+    let err = d.stderr_text();
+    assert_eq!(d.stop(), 0, "{err}");
+    assert_eq!(
+        pg.count("SELECT count(DISTINCT seq) FROM packets WHERE host <> 'old'"),
+        200
+    );
+    assert_eq!(pg.count("SELECT count(*) FROM packets"), 201);
+    assert_eq!(crash::unacked(&spool), 0);
 }

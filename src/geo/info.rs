@@ -7,9 +7,13 @@
 //!   is `\DDD`, at most 253 bytes (cut ones end in `~`). A database is as untrusted as a PTR
 //!   record: whoever builds it chooses its bytes.
 //! - latitude and longitude are finite and inside [-90, 90] and [-180, 180], or absent;
-//! - an ASN of 0 is absent (no network is announced by AS 0).
+//! - an ASN of 0 is absent (no network is announced by AS 0);
+//! - [`GeoInfo::rendered`] is output text made from the fields, once, when a formatter first
+//!   prints the address; it is only ever filled once the info is final (shared behind the
+//!   cache's `Arc`), is never compared, and starts empty in a clone.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::OnceLock;
 
 use crate::dns::SafeName;
 
@@ -28,6 +32,83 @@ pub struct GeoInfo {
     pub asn: Option<u32>,
     /// Autonomous system organisation, escaped.
     pub as_org: Option<SafeName>,
+    /// The formats' text for these fields, made on first use (see [`Rendered`]).
+    pub rendered: Rendered,
+}
+
+/// The output text of one [`GeoInfo`], kept beside it in the lookup cache so that a warm
+/// address costs a line a copy instead of escaping and number formatting: what to render and
+/// how is the formats' business (`src/format/geo.rs`), this is only the slot. It goes with its
+/// `GeoInfo`: evicted from the cache with it, and gone with the old databases when SIGHUP
+/// replaces them (the cache is emptied then), so it can never show stale data.
+#[derive(Default)]
+pub struct Rendered(OnceLock<Parts>);
+
+impl Rendered {
+    /// The text, made by `make` the first time (every later call returns the same parts).
+    pub fn get_or_init(&self, make: impl FnOnce() -> Parts) -> &Parts {
+        self.0.get_or_init(make)
+    }
+}
+
+/// [`PARTS`] byte strings in one allocation.
+pub struct Parts {
+    text: Box<[u8]>,
+    ends: [usize; PARTS],
+}
+
+/// How many texts a [`Rendered`] holds.
+pub const PARTS: usize = 3;
+
+impl Parts {
+    /// The parts, in order.
+    pub fn new(parts: [&[u8]; PARTS]) -> Parts {
+        let mut text = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut ends = [0; PARTS];
+        for (end, p) in ends.iter_mut().zip(parts) {
+            text.extend_from_slice(p);
+            *end = text.len();
+        }
+        Parts {
+            text: text.into_boxed_slice(),
+            ends,
+        }
+    }
+
+    /// Part `i` (empty for `i >= PARTS`).
+    #[inline]
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).copied().unwrap_or(self.text.len()),
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        self.text.get(start..end).unwrap_or_default()
+    }
+}
+
+/// A clone renders again: its fields may be changed before it is printed.
+impl Clone for Rendered {
+    fn clone(&self) -> Rendered {
+        Rendered::default()
+    }
+}
+
+/// A cache, not data: two infos with the same fields are equal whatever was rendered.
+impl PartialEq for Rendered {
+    fn eq(&self, _: &Rendered) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Rendered(..)"
+        } else {
+            "Rendered(-)"
+        })
+    }
 }
 
 impl GeoInfo {

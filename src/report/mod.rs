@@ -3,8 +3,9 @@
 //! Spec:
 //! - Sources ([`Source`]): `spool:DIR` (read-only like `fwlog replay`, acknowledged and retained
 //!   packets alike), files of fwlog's JSON lines (`-` for standard input), `sqlite:PATH` (rows
-//!   streamed, [`sqlite`]) and `postgresql://...` (aggregated by the server, [`pg`]); every
-//!   source gives the same report for the same packets.
+//!   streamed, [`sqlite`]), `postgresql://...` (aggregated by the server, [`pg`]) and
+//!   `mysql://...`/`mariadb://...` (rows streamed, [`mysql`]); every source gives the same
+//!   report for the same packets.
 //! - Every record becomes an [`Event`]; the window (`since`/`until`, seconds since the epoch) and
 //!   filters ([`Filter`]) select them; [`agg::Aggregate`] folds them into totals, loss, per
 //!   prefix, top sources (name, country, AS), top destination ports, top countries, a per-hour
@@ -18,6 +19,7 @@
 
 pub mod agg;
 pub mod html;
+pub mod mysql;
 pub mod pg;
 pub mod source;
 pub mod sqlite;

@@ -8,6 +8,8 @@
 //! - `sqlite:PATH`: a database of fwlog's SQLite output, read-only ([`super::sqlite`]).
 //! - `postgresql://...`, `postgres://...`: a database of fwlog's PostgreSQL output, aggregated
 //!   by the server ([`super::pg`]; not through [`Source::read`]).
+//! - `mysql://...`, `mariadb://...`: a database of fwlog's MariaDB/MySQL output, read-only,
+//!   rows streamed ([`super::mysql`]).
 
 use std::borrow::Cow;
 use std::io::BufRead;
@@ -31,6 +33,8 @@ pub enum Source {
     Sqlite(PathBuf),
     /// `postgresql://...` as given (it may hold a password: never printed as is).
     Postgres(String),
+    /// `mysql://...` or `mariadb://...` as given (it may hold a password: never printed as is).
+    Mysql(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +72,10 @@ impl std::str::FromStr for Source {
             crate::sink::sql::pg::check_url(s).map_err(SourceError::Usage)?;
             return Ok(Source::Postgres(s.into()));
         }
+        if s.starts_with("mysql://") || s.starts_with("mariadb://") {
+            crate::sink::sql::my::check_url(s).map_err(SourceError::Usage)?;
+            return Ok(Source::Mysql(s.into()));
+        }
         Ok(Source::JsonLines(s.into()))
     }
 }
@@ -93,6 +101,7 @@ impl Source {
         match self {
             Source::Spool(dir) => read_spool(dir, stats, f),
             Source::Sqlite(path) => super::sqlite::read(path, filter, f),
+            Source::Mysql(url) => super::mysql::read(url, filter, f),
             Source::Postgres(_) => Err(SourceError::Usage(
                 "a PostgreSQL source is aggregated by the server (report::pg), not read row by row"
                     .into(),

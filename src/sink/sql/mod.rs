@@ -15,7 +15,7 @@
 
 pub mod init;
 pub mod my;
-mod my_rows;
+pub mod my_rows;
 pub mod my_schema;
 mod my_tls;
 pub mod pg;

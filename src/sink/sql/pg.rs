@@ -32,9 +32,9 @@
 //!   Version 2 (no geo columns) is upgraded in place, in the same locked transaction:
 //!   `ALTER TABLE packets ADD COLUMN ...` on the partitioned parent (no rewrite, every row
 //!   kept, the new columns NULL in old rows); a role that does not own the table gets one
-//!   line saying so. Version 3 (and 2, after that) gets `host` and `stream` with the "C"
-//!   collation the same way (`ALTER COLUMN ... TYPE text COLLATE "C"`: no rewrite, the
-//!   primary keys rebuilt).
+//!   line naming what to run (`fwlog db init URL` as the owner), and nothing is written.
+//!   Version 3 (and 2, after that) gets `host` and `stream` with the "C" collation the same
+//!   way (`ALTER COLUMN ... TYPE text COLLATE "C"`: no rewrite, the primary keys rebuilt).
 //! - `packets` is partitioned by UTC day ([`pg_parts`](super::pg_parts)): the partitions a
 //!   batch needs are made before its transaction; `--db-retain` drops whole old ones.
 
@@ -308,22 +308,14 @@ pub async fn ensure_schema(c: &mut Client) -> Result<(), String> {
             ));
         }
         if v == 2 {
-            tx.batch_execute(&upgrade_v2()).await.map_err(|e| {
-                format!(
-                    "schema version 2: adding the geo columns (version 3) failed (the \
-                     tables' owner must run fwlog once, or the SQL in fwlog-sql(5)): {}",
-                    server_message(&e)
-                )
-            })?;
+            tx.batch_execute(&upgrade_v2())
+                .await
+                .map_err(|e| upgrade_failed(v, &e))?;
         }
         if v == 2 || v == 3 {
-            tx.batch_execute(&upgrade_v3()).await.map_err(|e| {
-                format!(
-                    "schema version {v}: making host and stream bytewise (version 4) failed \
-                     (the tables' owner must run fwlog once, or the SQL in fwlog-sql(5)): {}",
-                    server_message(&e)
-                )
-            })?;
+            tx.batch_execute(&upgrade_v3())
+                .await
+                .map_err(|e| upgrade_failed(v, &e))?;
         } else if v < VERSION {
             return Err(format!(
                 "schema version {v}: its packets table is not partitioned by day; refusing to write (migrate it with the SQL in fwlog-sql(5), MIGRATING FROM VERSION 1)"
@@ -336,6 +328,22 @@ pub async fn ensure_schema(c: &mut Client) -> Result<(), String> {
     .await
     .map_err(msg)?;
     tx.commit().await.map_err(msg)
+}
+
+/// Why upgrading from version `from` failed, as one line. A role that may not ALTER the
+/// tables (not their owner: fwlog run with an INSERT-only role) is told what to run; the
+/// transaction rolls back, so nothing was changed or written.
+fn upgrade_failed(from: i32, e: &tokio_postgres::Error) -> String {
+    let server = server_message(e);
+    if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+        format!(
+            "schema version {from} must be upgraded to {VERSION} by the owner of its tables, \
+             and this role is not ({server}): run `fwlog db init URL` as the owner (see \
+             fwlog-sql(5)); nothing was written"
+        )
+    } else {
+        format!("schema version {from}: upgrading it to {VERSION} failed: {server}")
+    }
 }
 
 impl Store for Worker {
