@@ -8,8 +8,10 @@
 //! - The filters become the query's WHERE clause, with every value a bound parameter (nothing
 //!   from the command line is ever part of the SQL text); the report's own filter still
 //!   judges every row, so the SQL only has to select a superset.
-//! - Rows are read one at a time from one sequential query (SQLite's table order: the order
-//!   they were written in) and folded as they come: memory does not grow with the table.
+//! - The packets are read in time parts, one read-only connection and thread each
+//!   ([`parts`]); within a part, rows are read one at a time from one sequential query
+//!   (SQLite's table order: the order they were written in) and folded as they come: memory
+//!   does not grow with the table.
 //! - Loss rows count unless an address, prefix or port filter is given (as for every source).
 //! - A database from before the geo columns (schema 1) reads them as NULL.
 
@@ -20,8 +22,10 @@ use std::path::Path;
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, Row};
 
+use super::agg::Aggregate;
 use super::source::SourceError;
-use super::{Event, Filter};
+use super::{parts, Event, Filter, ReportError};
+use crate::geo::GeoConfig;
 use crate::sink::sql::row::{addr16, addr_from16};
 
 /// The schema version this reader knows (the SQLite output's).
@@ -125,8 +129,8 @@ fn event<'r>(r: &'r Row<'_>) -> rusqlite::Result<Event<'r>> {
     })
 }
 
-/// Hand every packet and loss row `f` selects to `each`.
-pub fn read(path: &Path, f: &Filter, each: &mut dyn FnMut(Event<'_>)) -> Result<(), SourceError> {
+/// The database at `path`, opened read-only, and its schema version.
+fn open(path: &Path) -> Result<(Connection, i64), SourceError> {
     if !path.is_file() {
         return Err(err(path, "no such database file"));
     }
@@ -159,48 +163,126 @@ pub fn read(path: &Path, f: &Filter, each: &mut dyn FnMut(Event<'_>)) -> Result<
             format!("schema version {version} is newer than this fwlog knows ({KNOWN})"),
         ));
     }
+    Ok((conn, version))
+}
+
+/// Times of rows spread evenly through the window by rowid (rows are stored in the order they
+/// were written, close to time order), `n - 1` of them: where to cut `n` parts of about equal
+/// size. Each is one lookup in the time index or the table's b-tree.
+fn hints(conn: &Connection, f: &Filter, n: usize) -> rusqlite::Result<Vec<i64>> {
+    let edge = |sql: &str, t: Option<i64>| -> rusqlite::Result<Option<i64>> {
+        match t {
+            Some(t) => conn
+                .query_row(sql, [t as f64], |r| r.get(0))
+                .optional()
+                .map(Option::flatten),
+            None => Ok(None),
+        }
+    };
+    let (min, max): (Option<i64>, Option<i64>) =
+        conn.query_row("SELECT min(rowid), max(rowid) FROM packets", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let first = "SELECT rowid FROM packets WHERE time >= ?1 ORDER BY time LIMIT 1";
+    let last = "SELECT rowid FROM packets WHERE time < ?1 ORDER BY time DESC LIMIT 1";
+    let (Some(a), Some(b)) = (edge(first, f.since)?.or(min), edge(last, f.until)?.or(max)) else {
+        return Ok(Vec::new());
+    };
+    let (lo, hi) = (a.min(b), a.max(b));
+    let mut st =
+        conn.prepare("SELECT time FROM packets WHERE rowid >= ?1 ORDER BY rowid LIMIT 1")?;
+    let mut out = Vec::new();
+    for k in 1..n {
+        let at = lo + ((i128::from(hi - lo) * k as i128) / n as i128) as i64;
+        if let Some(t) = st.query_row([at], |r| r.get::<_, f64>(0)).optional()? {
+            out.push(seconds(t));
+        }
+    }
+    Ok(out)
+}
+
+/// Hand every packet row of `f` within `part` to `each`, in table order.
+fn read_packets(
+    conn: &Connection,
+    version: i64,
+    f: &Filter,
+    part: parts::Range,
+    each: &mut dyn FnMut(Event<'_>),
+) -> rusqlite::Result<()> {
     let geo = if version >= 2 {
         "src_country, src_asn, src_as_org, src_lat, src_lon"
     } else {
         "NULL, NULL, NULL, NULL, NULL"
     };
-    let (w, params) = where_clause(f, true);
+    let (mut w, mut params) = where_clause(f, true);
+    // The part's bounds filter rows but never choose an index (the unary `+`): a part is a
+    // large share of the table, which one pass in table order reads faster than the time
+    // index would.
+    if let Some(s) = part.0 {
+        params.push(Value::Real(s as f64));
+        w.push_str(&format!(" AND +time >= ?{}", params.len()));
+    }
+    if let Some(e) = part.1 {
+        params.push(Value::Real(e as f64));
+        w.push_str(&format!(" AND +time < ?{}", params.len()));
+    }
     let sql = format!(
         "SELECT time, nflog_group, prefix, src, dst, proto, dport, src_name, {geo} \
          FROM packets WHERE {w}"
     );
-    let mut st = conn.prepare(&sql).map_err(|e| err(path, e))?;
-    let mut rows = st
-        .query(params_from_iter(params))
-        .map_err(|e| err(path, e))?;
-    while let Some(r) = rows.next().map_err(|e| err(path, e))? {
-        each(event(r).map_err(|e| err(path, e))?);
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(params_from_iter(params))?;
+    while let Some(r) = rows.next()? {
+        each(event(r)?);
     }
+    Ok(())
+}
+
+/// Hand every loss row of `f` to `each` (none when an address, prefix or port filter is given).
+fn read_losses(
+    conn: &Connection,
+    f: &Filter,
+    each: &mut dyn FnMut(Event<'_>),
+) -> rusqlite::Result<()> {
     if f.prefix.is_some() || f.host.is_some() || f.src_net.is_some() || f.dport.is_some() {
         return Ok(());
     }
     let (w, params) = where_clause(f, false);
     let sql = format!("SELECT time, nflog_group, count FROM losses WHERE {w}");
-    let mut st = conn.prepare(&sql).map_err(|e| err(path, e))?;
-    let mut rows = st
-        .query(params_from_iter(params))
-        .map_err(|e| err(path, e))?;
-    while let Some(r) = rows.next().map_err(|e| err(path, e))? {
-        let ev = (|| -> rusqlite::Result<Event> {
-            Ok(Event {
-                time: seconds(r.get(0)?),
-                group: r
-                    .get::<_, Option<i64>>(1)?
-                    .and_then(|n| u16::try_from(n).ok()),
-                // A loss of unknown size is at least one packet, as everywhere.
-                lost: r.get::<_, i64>(2)?.max(1) as u64,
-                ..Event::default()
-            })
-        })()
-        .map_err(|e| err(path, e))?;
-        each(ev);
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(params_from_iter(params))?;
+    while let Some(r) = rows.next()? {
+        each(Event {
+            time: seconds(r.get(0)?),
+            group: r
+                .get::<_, Option<i64>>(1)?
+                .and_then(|n| u16::try_from(n).ok()),
+            // A loss of unknown size is at least one packet, as everywhere.
+            lost: r.get::<_, i64>(2)?.max(1) as u64,
+            ..Event::default()
+        });
     }
     Ok(())
+}
+
+/// The report's aggregate of the database at `path`: its packets read in parts, one
+/// connection and thread each ([`parts`]), then its losses.
+pub fn aggregate(path: &Path, f: &Filter, geo: &GeoConfig) -> Result<Aggregate, ReportError> {
+    let (conn, _) = open(path)?;
+    let hints = hints(&conn, f, parts::count()).map_err(|e| err(path, e))?;
+    let ranges = parts::ranges(&hints, f);
+    let mut a = parts::fold(&ranges, f, geo, |part, folder| {
+        let (conn, version) = open(path)?;
+        read_packets(&conn, version, f, part, &mut |e| folder.event(e)).map_err(|e| err(path, e))
+    })?;
+    read_losses(&conn, f, &mut |e| {
+        if f.keeps(&e) {
+            a.add(&e);
+        }
+    })
+    .map_err(|e| err(path, e))?;
+    a.finish();
+    Ok(a)
 }
 
 #[cfg(test)]
