@@ -30,6 +30,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::net::IpAddr;
 
+use compact_str::CompactString;
+
 /// The tables' hasher: one per table, seeded at random. Their keys (addresses, prefixes) come
 /// from logged traffic, which an attacker chooses; every table is bounded, so a flood of
 /// colliding keys costs time, never memory. SipHash cost about a sixth of a report's CPU.
@@ -185,10 +187,10 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
 pub struct SourceInfo {
     pub first: i64,
     pub last: i64,
-    pub name: Option<String>,
-    pub country: Option<String>,
+    pub name: Option<CompactString>,
+    pub country: Option<CompactString>,
     pub asn: Option<u32>,
-    pub org: Option<String>,
+    pub org: Option<CompactString>,
     pub location: Option<(f64, f64)>,
     /// The minute (`time / SCAN_WINDOW`) the sets below are for.
     minute: i64,
@@ -296,7 +298,7 @@ impl SourceInfo {
         self.seen += 1;
         self.first = self.first.min(e.time);
         self.last = self.last.max(e.time);
-        let owned = |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().map(String::from);
+        let owned = |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().map(CompactString::from);
         if self.name.is_none() {
             self.name = owned(&e.src_name);
         }

@@ -83,9 +83,13 @@ fn where_clause(f: &Filter, packets: bool) -> (String, Vec<Value>) {
             );
         }
         if let Some((net, len)) = f.src_net {
+            // Never through the (src, time) index (the unary `+`): without histograms SQLite
+            // cannot tell a network that holds every row from one that holds a few, and
+            // reading most of the table in address order took 150 s against 10 in table
+            // order over ten million rows; a scan costs what a report without it costs.
             let (lo, hi) = net_range(net, len);
-            bind(&mut sql, "src >= ?", Value::Blob(lo.to_vec()));
-            bind(&mut sql, "src <= ?", Value::Blob(hi.to_vec()));
+            bind(&mut sql, "+src >= ?", Value::Blob(lo.to_vec()));
+            bind(&mut sql, "+src <= ?", Value::Blob(hi.to_vec()));
         }
         if let Some(d) = f.dport {
             bind(&mut sql, "dport = ?", Value::Integer(i64::from(d)));
@@ -215,16 +219,17 @@ fn read_packets(
         "NULL, NULL, NULL, NULL, NULL"
     };
     let (mut w, mut params) = where_clause(f, true);
-    // The part's bounds filter rows but never choose an index (the unary `+`): a part is a
-    // large share of the table, which one pass in table order reads faster than the time
-    // index would.
+    // The part's bounds may choose the time index: rows are written close to time order, so
+    // its rows come in about table order and each part reads its own pages only (measured
+    // over ten million rows: slightly less CPU than a scan of the whole table per part that
+    // skips the other parts' rows, and half the reads).
     if let Some(s) = part.0 {
         params.push(Value::Real(s as f64));
-        w.push_str(&format!(" AND +time >= ?{}", params.len()));
+        w.push_str(&format!(" AND time >= ?{}", params.len()));
     }
     if let Some(e) = part.1 {
         params.push(Value::Real(e as f64));
-        w.push_str(&format!(" AND +time < ?{}", params.len()));
+        w.push_str(&format!(" AND time < ?{}", params.len()));
     }
     let sql = format!(
         "SELECT time, nflog_group, prefix, src, dst, proto, dport, src_name, {geo} \
