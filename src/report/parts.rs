@@ -50,6 +50,14 @@ pub fn ranges(hints: &[i64], f: &Filter) -> Vec<Range> {
     out
 }
 
+/// `n - 1` times cutting `[lo, hi]` into `n` spans of equal length (hints for [`ranges`]).
+pub fn even(lo: i64, hi: i64, n: usize) -> Vec<i64> {
+    let n = n.max(1) as i128;
+    (1..n)
+        .map(|k| lo + ((i128::from(hi.saturating_sub(lo)) * k) / n) as i64)
+        .collect()
+}
+
 /// `t` is inside `r`.
 pub fn contains(r: Range, t: i64) -> bool {
     r.0.is_none_or(|s| t >= s) && r.1.is_none_or(|e| t < e)
@@ -167,5 +175,8 @@ mod tests {
             assert_eq!(r.iter().filter(|&&p| contains(p, t)).count(), 1, "{t}");
         }
         assert_eq!(ranges(&[], &Filter::default()), vec![(None, None)]);
+        assert_eq!(even(0, 600, 3), vec![200, 400]);
+        assert_eq!(even(5, 5, 2), vec![5]);
+        assert!(even(0, 600, 1).is_empty());
     }
 }

@@ -176,8 +176,9 @@ async fn survey(c: &Client, shown: &str, f: &Filter, n: usize) -> Result<Survey,
             message: format!("schema version {version} is newer than this fwlog knows ({KNOWN})"),
         });
     }
-    // The parts cut the table's time span within the window evenly: the first and last time
-    // are two lookups in the time index (the other filters would make them a scan).
+    // Where to cut: the window's first and last stored times (two lookups in the time index;
+    // the other filters would make them a scan), cut evenly as for SQLite, so both give the
+    // same parts for the same rows.
     let window = Filter {
         since: f.since,
         until: f.until,
@@ -193,9 +194,7 @@ async fn survey(c: &Client, shown: &str, f: &Filter, n: usize) -> Result<Survey,
         .map_err(&err)?;
     let (lo, hi) = (r.get::<_, Option<Secs>>(0), r.get::<_, Option<Secs>>(1));
     let hints = match (lo, hi) {
-        (Some(lo), Some(hi)) => (1..n)
-            .map(|k| lo.0 + ((i128::from(hi.0 - lo.0) * k as i128) / n as i128) as i64)
-            .collect(),
+        (Some(lo), Some(hi)) => parts::even(lo.0, hi.0, n),
         _ => Vec::new(),
     };
     let mut losses = Vec::new();

@@ -170,39 +170,24 @@ fn open(path: &Path) -> Result<(Connection, i64), SourceError> {
     Ok((conn, version))
 }
 
-/// Times of rows spread evenly through the window by rowid (rows are stored in the order they
-/// were written, close to time order), `n - 1` of them: where to cut `n` parts of about equal
-/// size. Each is one lookup in the time index or the table's b-tree.
+/// Where to cut `n` parts: the window's first and last stored times (two lookups in the time
+/// index; the other filters would make them a scan), cut evenly ([`parts::even`]).
 fn hints(conn: &Connection, f: &Filter, n: usize) -> rusqlite::Result<Vec<i64>> {
-    let edge = |sql: &str, t: Option<i64>| -> rusqlite::Result<Option<i64>> {
-        match t {
-            Some(t) => conn
-                .query_row(sql, [t as f64], |r| r.get(0))
-                .optional()
-                .map(Option::flatten),
-            None => Ok(None),
-        }
+    let window = Filter {
+        since: f.since,
+        until: f.until,
+        ..Filter::default()
     };
-    let (min, max): (Option<i64>, Option<i64>) =
-        conn.query_row("SELECT min(rowid), max(rowid) FROM packets", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let first = "SELECT rowid FROM packets WHERE time >= ?1 ORDER BY time LIMIT 1";
-    let last = "SELECT rowid FROM packets WHERE time < ?1 ORDER BY time DESC LIMIT 1";
-    let (Some(a), Some(b)) = (edge(first, f.since)?.or(min), edge(last, f.until)?.or(max)) else {
-        return Ok(Vec::new());
+    let (w, params) = where_clause(&window, true);
+    let edge = |agg: &str| -> rusqlite::Result<Option<i64>> {
+        let sql = format!("SELECT {agg}(time) FROM packets WHERE {w}");
+        let t: Option<f64> = conn.query_row(&sql, params_from_iter(params.iter()), |r| r.get(0))?;
+        Ok(t.map(seconds))
     };
-    let (lo, hi) = (a.min(b), a.max(b));
-    let mut st =
-        conn.prepare("SELECT time FROM packets WHERE rowid >= ?1 ORDER BY rowid LIMIT 1")?;
-    let mut out = Vec::new();
-    for k in 1..n {
-        let at = lo + ((i128::from(hi - lo) * k as i128) / n as i128) as i64;
-        if let Some(t) = st.query_row([at], |r| r.get::<_, f64>(0)).optional()? {
-            out.push(seconds(t));
-        }
-    }
-    Ok(out)
+    Ok(match (edge("min")?, edge("max")?) {
+        (Some(lo), Some(hi)) => parts::even(lo, hi, n),
+        _ => Vec::new(),
+    })
 }
 
 /// Hand every packet row of `f` within `part` to `each`, in table order.
