@@ -17,12 +17,25 @@
 //! event older than its source's current minute (timestamps slightly out of order across CPUs)
 //! is counted everywhere but in the scan sets.
 //!
-//! Sources that fold rows in groups (a database's `GROUP BY`) use the `add_*` methods: each
-//! gives what [`Aggregate::add`] gives for the same events, given in one call per group.
+//! Merging: a report may fold parts of its input apart (a database read on every core, each
+//! part a time range that starts on a clock minute) and merge them in time order
+//! ([`Aggregate::merge`]). Below the tables' capacities the merge gives exactly what folding
+//! the parts one after the other gives: counts add, first and last seen take the minimum and
+//! maximum, a source's name, country, AS and location are the earlier part's when it had
+//! them, and since no scan window spans two parts, a source's largest window is the larger of
+//! its two. Above capacity the merged table is pruned as one fed the same counts would be,
+//! and the bound on how low a shown count may be is the sum of the parts' bounds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 use std::net::IpAddr;
+
+use compact_str::CompactString;
+
+/// The tables' hasher: one per table, seeded at random. Their keys (addresses, prefixes) come
+/// from logged traffic, which an attacker chooses; every table is bounded, so a flood of
+/// colliding keys costs time, never memory. SipHash cost about a sixth of a report's CPU.
+type State = foldhash::fast::RandomState;
 
 use super::Event;
 
@@ -39,7 +52,7 @@ pub const SCAN_TRACK: usize = 64;
 #[derive(Clone, Debug)]
 pub struct Counter<K, V> {
     cap: usize,
-    map: HashMap<K, (u64, V)>,
+    map: HashMap<K, (u64, V), State>,
     pub dropped_max: u64,
     /// Kept between prunes: a prune runs every `cap / 2` new keys when a flood of distinct
     /// keys streams by, and allocating these each time cost more than the pruning.
@@ -51,7 +64,7 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
     pub fn new(cap: usize) -> Self {
         Counter {
             cap: cap.max(2),
-            map: HashMap::new(),
+            map: HashMap::default(),
             dropped_max: 0,
             scratch_counts: Vec::new(),
             scratch_keys: Vec::new(),
@@ -69,6 +82,18 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
             .or_insert_with(|| (0, V::default()));
         slot.0 += n;
         &mut slot.1
+    }
+
+    /// Add the counts of `later` (a table of a later part of the input): its keys are fed in
+    /// key order, so the result does not depend on either table's hash seed; `join` merges
+    /// the values (the value of a key new here starts as the default).
+    pub fn merge(&mut self, later: Counter<K, V>, mut join: impl FnMut(&mut V, V)) {
+        self.dropped_max += later.dropped_max;
+        let mut entries: Vec<(K, (u64, V))> = later.map.into_iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, (n, v)) in entries {
+            join(self.add(&k, n), v);
+        }
     }
 
     fn prune(&mut self) {
@@ -126,6 +151,22 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
         }
     }
 
+    /// Count `n` for `key`, which the table does not hold (as [`Counter::add`], one lookup
+    /// fewer).
+    fn add_absent(&mut self, key: K, n: u64) -> &mut V {
+        if self.map.len() >= self.cap {
+            self.prune();
+        }
+        let slot = self.map.entry(key).or_insert_with(|| (0, V::default()));
+        slot.0 += n;
+        &mut slot.1
+    }
+
+    /// The count and value of `key`, when the table holds it (one lookup for both).
+    pub fn slot_mut(&mut self, key: &K) -> Option<(&mut u64, &mut V)> {
+        self.map.get_mut(key).map(|(n, v)| (n, v))
+    }
+
     /// The value of `key`, when the table holds it.
     pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
     where
@@ -146,10 +187,10 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
 pub struct SourceInfo {
     pub first: i64,
     pub last: i64,
-    pub name: Option<String>,
-    pub country: Option<String>,
+    pub name: Option<CompactString>,
+    pub country: Option<CompactString>,
     pub asn: Option<u32>,
-    pub org: Option<String>,
+    pub org: Option<CompactString>,
     pub location: Option<(f64, f64)>,
     /// The minute (`time / SCAN_WINDOW`) the sets below are for.
     minute: i64,
@@ -201,43 +242,50 @@ impl<T: Copy + PartialEq> SmallSet<T> {
         self.first = None;
         self.more.clear();
     }
-}
 
-/// What a group of rows says about its source (see [`Aggregate::add_source`]).
-#[derive(Clone, Debug, Default)]
-pub struct SourceFacts {
-    pub first: i64,
-    pub last: i64,
-    pub name: Option<String>,
-    pub country: Option<String>,
-    pub asn: Option<u32>,
-    pub org: Option<String>,
-    pub location: Option<(f64, f64)>,
+    fn extend(&mut self, other: &SmallSet<T>) {
+        for &v in other.first.iter().chain(&other.more) {
+            self.insert(v);
+        }
+    }
 }
 
 impl SourceInfo {
-    /// Take the times and the first known name, country, AS and location.
-    fn merge(&mut self, f: &SourceFacts, n: u64) {
+    /// Merge what a later part of the input saw of this source (see the module docs).
+    fn absorb(&mut self, later: SourceInfo) {
         if self.seen == 0 {
-            self.first = f.first;
-            self.last = f.last;
-            self.minute = f.first.div_euclid(SCAN_WINDOW);
+            *self = later;
+            return;
         }
-        self.seen += n;
-        self.first = self.first.min(f.first);
-        self.last = self.last.max(f.last);
+        self.seen += later.seen;
+        self.first = self.first.min(later.first);
+        self.last = self.last.max(later.last);
         if self.name.is_none() {
-            self.name.clone_from(&f.name);
+            self.name = later.name;
         }
         if self.country.is_none() {
-            self.country.clone_from(&f.country);
+            self.country = later.country;
         }
         if self.asn.is_none() {
-            self.asn = f.asn;
-            self.org.clone_from(&f.org);
+            self.asn = later.asn;
+            self.org = later.org;
         }
         if self.location.is_none() {
-            self.location = f.location;
+            self.location = later.location;
+        }
+        self.max_ports = self.max_ports.max(later.max_ports);
+        self.max_hosts = self.max_hosts.max(later.max_hosts);
+        // Parts split on a minute: the later part's minute is a new one, unless a part's
+        // input was out of order (then its sets join this minute's, as one stream would).
+        if later.minute > self.minute {
+            self.minute = later.minute;
+            self.ports = later.ports;
+            self.hosts = later.hosts;
+        } else if later.minute == self.minute {
+            self.ports.extend(&later.ports);
+            self.hosts.extend(&later.hosts);
+            self.max_ports = self.max_ports.max(self.ports.len());
+            self.max_hosts = self.max_hosts.max(self.hosts.len());
         }
     }
 
@@ -250,7 +298,7 @@ impl SourceInfo {
         self.seen += 1;
         self.first = self.first.min(e.time);
         self.last = self.last.max(e.time);
-        let owned = |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().map(String::from);
+        let owned = |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().map(CompactString::from);
         if self.name.is_none() {
             self.name = owned(&e.src_name);
         }
@@ -288,7 +336,8 @@ impl SourceInfo {
     }
 }
 
-/// Everything the report prints.
+/// Everything the report prints. Call [`Aggregate::finish`] after the last event, before
+/// reading the tables.
 #[derive(Clone, Debug)]
 pub struct Aggregate {
     pub packets: u64,
@@ -303,6 +352,9 @@ pub struct Aggregate {
     /// Hour (seconds since the epoch, a multiple of 3600) -> packets; one entry per hour that
     /// had packets, so bounded by the window's length.
     pub hours: BTreeMap<i64, u64>,
+    /// The hour being counted and its packets not yet in `hours` (rows come mostly in time
+    /// order: one map update per hour rather than per packet).
+    hour: (i64, u64),
 }
 
 impl Default for Aggregate {
@@ -317,63 +369,12 @@ impl Default for Aggregate {
             ports: Counter::new(KEYS_CAP),
             countries: Counter::new(KEYS_CAP),
             hours: BTreeMap::new(),
+            hour: (0, 0),
         }
     }
 }
 
 impl Aggregate {
-    fn span(&mut self, first: i64, last: i64) {
-        self.first = Some(self.first.map_or(first, |f| f.min(first)));
-        self.last = Some(self.last.map_or(last, |l| l.max(last)));
-    }
-
-    /// `n` packets between `first` and `last` (the totals; the tables come separately).
-    pub fn add_packets(&mut self, n: u64, first: i64, last: i64) {
-        if n > 0 {
-            self.packets += n;
-            self.span(first, last);
-        }
-    }
-
-    /// `n` packets lost, reported between `first` and `last`.
-    pub fn add_loss(&mut self, n: u64, first: i64, last: i64) {
-        if n > 0 {
-            self.lost += n;
-            self.span(first, last);
-        }
-    }
-
-    pub fn add_prefix(&mut self, prefix: &str, n: u64) {
-        self.prefixes.add_ref(prefix, n);
-    }
-
-    pub fn add_port(&mut self, proto: u8, port: u16, n: u64) {
-        self.ports.add(&(proto, port), n);
-    }
-
-    /// `n` packets in the hour starting at `hour` (a multiple of 3600).
-    pub fn add_hour(&mut self, hour: i64, n: u64) {
-        *self.hours.entry(hour).or_insert(0) += n;
-    }
-
-    /// `n` packets from `src`; its country (when known) counts `n` for the country.
-    pub fn add_source(&mut self, src: IpAddr, n: u64, f: &SourceFacts) {
-        self.sources.add(&src, n).merge(f, n);
-        if let Some(cc) = &f.country {
-            self.countries.add(cc, n);
-        }
-    }
-
-    /// `src` reached `ports` distinct destination ports and `hosts` distinct destination hosts
-    /// in one minute (counted up to [`SCAN_TRACK`]). A source the table no longer holds is
-    /// left out, as streaming leaves it out.
-    pub fn add_scan_window(&mut self, src: IpAddr, ports: usize, hosts: usize) {
-        if let Some(s) = self.sources.get_mut(&src) {
-            s.max_ports = s.max_ports.max(ports.min(SCAN_TRACK));
-            s.max_hosts = s.max_hosts.max(hosts.min(SCAN_TRACK));
-        }
-    }
-
     pub fn add(&mut self, e: &Event) {
         self.first = Some(self.first.map_or(e.time, |f| f.min(e.time)));
         self.last = Some(self.last.map_or(e.time, |l| l.max(e.time)));
@@ -382,13 +383,21 @@ impl Aggregate {
             return;
         }
         self.packets += 1;
-        *self
-            .hours
-            .entry(e.time.div_euclid(3600) * 3600)
-            .or_insert(0) += 1;
+        let hour = e.time.div_euclid(3600) * 3600;
+        if hour != self.hour.0 {
+            self.finish();
+            self.hour.0 = hour;
+        }
+        self.hour.1 += 1;
         self.prefixes.add_ref(e.prefix.as_deref().unwrap_or(""), 1);
         if let Some(src) = e.src {
-            self.sources.add(&src, 1).add(e);
+            match self.sources.slot_mut(&src) {
+                Some((n, s)) => {
+                    *n += 1;
+                    s.add(e);
+                }
+                None => self.sources.add_absent(src, 1).add(e),
+            }
         }
         if let (Some(proto), Some(port)) = (e.proto, e.dport) {
             self.ports.add(&(proto, port), 1);
@@ -396,6 +405,33 @@ impl Aggregate {
         if let Some(cc) = &e.src_country {
             self.countries.add_ref(&**cc, 1);
         }
+    }
+
+    /// Put the counts still held aside into the tables.
+    pub fn finish(&mut self) {
+        if self.hour.1 > 0 {
+            *self.hours.entry(self.hour.0).or_insert(0) += self.hour.1;
+            self.hour.1 = 0;
+        }
+    }
+
+    /// Merge the aggregate of a later part of the input (see the module docs).
+    pub fn merge(&mut self, mut later: Aggregate) {
+        self.finish();
+        later.finish();
+        self.packets += later.packets;
+        self.lost += later.lost;
+        for t in [later.first, later.last].into_iter().flatten() {
+            self.first = Some(self.first.map_or(t, |f| f.min(t)));
+            self.last = Some(self.last.map_or(t, |l| l.max(t)));
+        }
+        for (h, n) in later.hours {
+            *self.hours.entry(h).or_insert(0) += n;
+        }
+        self.prefixes.merge(later.prefixes, |_, _| {});
+        self.ports.merge(later.ports, |_, _| {});
+        self.countries.merge(later.countries, |_, _| {});
+        self.sources.merge(later.sources, SourceInfo::absorb);
     }
 }
 
@@ -465,5 +501,96 @@ mod tests {
         }
         assert!(!slow.is_scan());
         assert_eq!((slow.first, slow.last), (100, 100 + 120 * 11));
+    }
+
+    /// 40 s past a minute.
+    const T0: i64 = 1_795_000_000;
+
+    /// Seeded events in time order: 60 sources over three hours, some sweeping ports and hosts
+    /// within a minute, some across a minute's boundary.
+    fn events() -> Vec<Event<'static>> {
+        let mut x = 7u64;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x >> 33
+        };
+        let mut out = Vec::new();
+        for i in 0..6000i64 {
+            let r = next();
+            // Bursts of 15 packets, 2 s apart, from one of three sweeping sources: ten of them
+            // in one minute, five in the next.
+            let sweep = (i / 15) % 20 == 0;
+            let host = if sweep {
+                200 + (i / 300) % 3
+            } else {
+                (r % 60) as i64
+            };
+            let src = std::net::Ipv4Addr::new(81, 2, 69, host as u8);
+            out.push(Event {
+                time: T0 + i * 2,
+                group: Some(1),
+                prefix: Some(if r % 3 == 0 { "ssh " } else { "drop " }.into()),
+                src: Some(src.into()),
+                dst: Some(std::net::Ipv4Addr::new(10, 0, 0, (i % 13) as u8).into()),
+                proto: Some(6),
+                dport: Some(if sweep { (i % 17) as u16 } else { 22 }),
+                src_country: (r % 5 != 0).then(|| ["DE", "US", "SE"][(r % 3) as usize].into()),
+                src_asn: Some(64512 + (r % 4) as u32),
+                src_org: Some("Example".into()),
+                src_location: Some((50.0, 8.5)),
+                ..Event::default()
+            });
+        }
+        out
+    }
+
+    fn shown(a: &Aggregate) -> String {
+        let st = crate::report::source::ReadStats::default();
+        crate::report::text::render_json(a, &st, 100).to_string()
+    }
+
+    #[test]
+    fn parts_cut_on_minutes_merge_to_what_one_fold_gives() {
+        let ev = events();
+        let mut one = Aggregate::default();
+        ev.iter().for_each(|e| one.add(e));
+        one.finish();
+        assert!(one.sources.iter().any(|(_, _, s)| s.is_scan()));
+        for cuts in [vec![T0 + 3620], vec![T0 + 1220, T0 + 6020, T0 + 6080]] {
+            let mut parts: Vec<Aggregate> = vec![Aggregate::default(); cuts.len() + 1];
+            for e in &ev {
+                let k = cuts.iter().filter(|&&c| e.time >= c).count();
+                parts[k].add(e);
+            }
+            let mut merged = Aggregate::default();
+            for p in parts {
+                merged.merge(p);
+            }
+            merged.finish();
+            assert_eq!(shown(&merged), shown(&one), "{cuts:?}");
+        }
+    }
+
+    #[test]
+    fn merged_tables_stay_bounded_and_keep_heavy_hitters() {
+        let mut a: Counter<u32, ()> = Counter::new(64);
+        let mut b: Counter<u32, ()> = Counter::new(64);
+        for i in 0..10_000u32 {
+            a.add(&(1000 + i), 1);
+            b.add(&(100_000 + i), 1);
+            if i % 10 == 0 {
+                a.add(&7, 1);
+                b.add(&7, 1);
+            }
+        }
+        let (da, db) = (a.dropped_max, b.dropped_max);
+        a.merge(b, |_, _| {});
+        assert!(a.len() <= 64);
+        let (k, n, _) = a.top(1)[0];
+        assert_eq!(*k, 7);
+        assert!(n > 1_500, "{n}");
+        assert!(a.dropped_max >= da + db);
     }
 }

@@ -3,9 +3,9 @@
 //! Spec:
 //! - Sources ([`Source`]): `spool:DIR` (read-only like `fwlog replay`, acknowledged and retained
 //!   packets alike), files of fwlog's JSON lines (`-` for standard input), `sqlite:PATH` (rows
-//!   streamed, [`sqlite`]), `postgresql://...` (aggregated by the server, [`pg`]) and
+//!   streamed, [`sqlite`]), `postgresql://...` (rows streamed, [`pg`]) and
 //!   `mysql://...`/`mariadb://...` (rows streamed, [`mysql`]); every source gives the same
-//!   report for the same packets.
+//!   report for the same packets. A database is read in time parts on every core ([`parts`]).
 //! - Every record becomes an [`Event`]; the window (`since`/`until`, seconds since the epoch) and
 //!   filters ([`Filter`]) select them; [`agg::Aggregate`] folds them into totals, loss, per
 //!   prefix, top sources (name, country, AS), top destination ports, top countries, a per-hour
@@ -20,6 +20,7 @@
 pub mod agg;
 pub mod html;
 pub mod mysql;
+pub mod parts;
 pub mod pg;
 pub mod source;
 pub mod sqlite;
@@ -165,32 +166,43 @@ pub enum ReportError {
     Geo(#[from] crate::geo::DbError),
 }
 
-/// Read every source, fold the events the filter keeps.
+/// Read every source, fold the events the filter keeps. Each source is folded apart (a
+/// database in parts, on every core: [`parts`]) and the aggregates merged in the order the
+/// sources were given.
 pub fn collect(cfg: &ReportConfig) -> Result<(agg::Aggregate, source::ReadStats), ReportError> {
-    let mut geo = crate::geo::Geo::open(&cfg.geo)?;
     let mut a = agg::Aggregate::default();
     let mut stats = source::ReadStats::default();
     for s in &cfg.sources {
-        if let Source::Postgres(url) = s {
-            pg::aggregate(url, &cfg.filter, cfg.top, geo.as_mut(), &mut a)?;
-            continue;
-        }
-        s.read(&cfg.filter, &mut stats, &mut |mut e| {
-            if !cfg.filter.keeps(&e) {
-                return;
+        let part = match s {
+            Source::Sqlite(path) => sqlite::aggregate(path, &cfg.filter, &cfg.geo)?,
+            Source::Postgres(url) => pg::aggregate(url, &cfg.filter, &cfg.geo)?,
+            Source::Mysql(url) => {
+                let mut folder = parts::Folder::new(&cfg.filter, &cfg.geo)?;
+                mysql::read(url, &cfg.filter, &mut |e| folder.event(e))?;
+                folder.agg
             }
-            if let (Some(g), Some(src)) = (&mut geo, e.src) {
-                if e.src_country.is_none() && e.src_asn.is_none() {
-                    enrich(g, src, &mut e);
-                }
+            _ => {
+                let mut folder = parts::Folder::new(&cfg.filter, &cfg.geo)?;
+                s.read(&mut stats, &mut |e| folder.event(e))?;
+                folder.agg
             }
-            a.add(&e);
-        })?;
+        };
+        a.merge(part);
     }
+    a.finish();
     Ok((a, stats))
 }
 
-fn enrich(g: &mut crate::geo::Geo, src: IpAddr, e: &mut Event<'_>) {
+impl From<parts::PartError<SourceError>> for ReportError {
+    fn from(e: parts::PartError<SourceError>) -> ReportError {
+        match e {
+            parts::PartError::Source(e) => ReportError::Source(e),
+            parts::PartError::Geo(e) => ReportError::Geo(e),
+        }
+    }
+}
+
+pub(crate) fn enrich(g: &mut crate::geo::Geo, src: IpAddr, e: &mut Event<'_>) {
     let Some(info) = g.lookup(src) else { return };
     let text = |n: &Option<crate::dns::SafeName>| n.as_ref().map(|n| Cow::Owned(n.shown().into()));
     e.src_country = text(&info.country_code);

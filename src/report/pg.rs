@@ -1,32 +1,30 @@
-//! `fwlog report postgresql://...`: the report computed by the server, from the rows of
-//! fwlog's PostgreSQL output.
+//! `fwlog report postgresql://...`: the rows of fwlog's PostgreSQL output, streamed and folded
+//! here by the fold every source uses.
 //!
 //! Invariants:
-//! - The server aggregates (`GROUP BY`): what comes back is one row per source, prefix, port
-//!   and hour, not one per packet, so neither the network nor this process carries the
-//!   table. The results equal what streaming the same rows through
-//!   [`Aggregate::add`](super::agg::Aggregate::add) gives (the report test compares the two):
-//!   sources are grouped with their stored geo columns, so rows stored without them are
-//!   enriched with `--geoip`/`--asn` exactly as streamed rows are.
-//! - Scans (distinct ports and hosts of a source within one clock minute): a minute can only
-//!   hold 10 distinct ports or hosts if it holds 10 packets of the source, so the server first
-//!   finds the minutes where a source's 10th-previous packet is less than 60 s old (a window
-//!   function over `(src, time)` alone, which the `(src, time)` index gives in order), then
-//!   counts distinct ports and hosts in those minutes only (a batch of candidates per query);
-//!   the sources the report shows get every minute counted.
+//! - The packets are read in time parts, one connection and thread each ([`parts`]): the
+//!   server reads a part's rows (its partitions, its time index) while this process folds
+//!   another's, on every core. Only the columns the report needs cross the network, in
+//!   binary, streamed with the server's flow control: memory does not grow with the table.
+//!   (Grouping in the server took longer than streaming every row: 18 s against a few over
+//!   ten million rows, and grouping sets cannot run in parallel.)
 //! - Every filter is a bound parameter (nothing from the command line is ever SQL text), with
-//!   the meaning the report's own filter has.
-//! - Read-only: only SELECTs, in one read-only transaction (one snapshot for every query).
+//!   the meaning the report's own filter has; the report's filter still judges every row.
+//! - Read-only: only SELECTs, each part in one read-only repeatable-read transaction (one
+//!   snapshot per part: see [`parts`]).
+//! - A database from before the geo columns (schema 2) reads them as NULL.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Transaction};
+use futures_util::TryStreamExt;
+use tokio_postgres::types::{FromSql, ToSql, Type};
+use tokio_postgres::{Client, Row};
 
-use super::agg::{Aggregate, SourceFacts, SCAN_PORTS, SCAN_TRACK};
+use super::agg::Aggregate;
 use super::source::SourceError;
-use super::Filter;
-use crate::geo::Geo;
+use super::{parts, Event, Filter, ReportError};
+use crate::geo::GeoConfig;
 
 /// The schema versions this reader knows (the output's 2 has no geo columns, 3 has, 4 only
 /// compares `host` and `stream` bytewise).
@@ -102,104 +100,214 @@ fn refs(p: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     p.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect()
 }
 
-/// Rows fetched per round trip: results are read through a portal in chunks, so however many
-/// groups a query gives, only one chunk is held at a time.
-const CHUNK: i32 = 8192;
+/// A `timestamptz` as whole seconds since the epoch, floored (as the other sources give). On
+/// the wire it is microseconds since 2000-01-01 UTC; read as such, no calendar is involved.
+struct Secs(i64);
 
-/// Run `sql` and hand each result row to `each`, a chunk at a time.
-async fn each_row(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[Param],
-    mut each: impl FnMut(&Row),
-) -> Result<(), tokio_postgres::Error> {
-    let st = tx.prepare(sql).await?;
-    let portal = tx.bind(&st, &refs(params)).await?;
-    loop {
-        let rows = tx.query_portal(&portal, CHUNK).await?;
-        for r in &rows {
-            each(r);
-        }
-        if rows.len() < CHUNK as usize {
-            return Ok(());
-        }
+impl<'a> FromSql<'a> for Secs {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Secs, Box<dyn std::error::Error + Sync + Send>> {
+        let us = i64::from_be_bytes(raw.try_into()?);
+        Ok(Secs(us.div_euclid(1_000_000) + 946_684_800))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ
     }
 }
 
-/// Seconds since the epoch of a timestamptz expression, floored (as the other sources give).
-fn secs(expr: &str) -> String {
-    format!("floor(extract(epoch FROM {expr}))::int8")
+/// A connected client on the caller's runtime, and the URL as messages show it.
+async fn connect(url: &str) -> Result<(Client, String), SourceError> {
+    crate::sink::sql::pg::connect_reader(url)
+        .await
+        .map_err(|message| SourceError::Sql {
+            what: url_shown(url),
+            message,
+        })
+}
+
+fn sql_err(shown: &str) -> impl Fn(tokio_postgres::Error) -> SourceError + '_ {
+    move |e| SourceError::Sql {
+        what: shown.to_string(),
+        message: crate::sink::sql::pg::server_message(&e),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, SourceError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| SourceError::Sql {
+            what: "postgresql".into(),
+            message: format!("cannot start a runtime: {e}"),
+        })
+}
+
+/// Start a read-only transaction; JIT compiling these one-off scans costs more than it saves.
+async fn begin(c: &Client) -> Result<(), tokio_postgres::Error> {
+    c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off")
+        .await
+}
+
+/// What the first connection learns: the schema version, where to cut the parts, the losses.
+struct Survey {
+    version: i32,
+    hints: Vec<i64>,
+    losses: Vec<Event<'static>>,
+}
+
+async fn survey(c: &Client, shown: &str, f: &Filter, n: usize) -> Result<Survey, SourceError> {
+    let err = sql_err(shown);
+    begin(c).await.map_err(&err)?;
+    let version: Option<i32> = match c
+        .query_opt("SELECT max(version) FROM schema_version", &[])
+        .await
+    {
+        Ok(r) => r.and_then(|r| r.get(0)),
+        Err(_) => None,
+    };
+    let Some(version) = version else {
+        return Err(SourceError::Sql {
+            what: shown.to_string(),
+            message: "not a database fwlog wrote (no schema_version)".into(),
+        });
+    };
+    if version > KNOWN {
+        return Err(SourceError::Sql {
+            what: shown.to_string(),
+            message: format!("schema version {version} is newer than this fwlog knows ({KNOWN})"),
+        });
+    }
+    // Where to cut: the window's first and last stored times (two lookups in the time index;
+    // the other filters would make them a scan), cut evenly as for SQLite, so both give the
+    // same parts for the same rows.
+    let window = Filter {
+        since: f.since,
+        until: f.until,
+        ..Filter::default()
+    };
+    let (w, params) = where_clause(&window, true);
+    let r = c
+        .query_one(
+            &format!("SELECT min(time), max(time) FROM packets WHERE {w}"),
+            &refs(&params),
+        )
+        .await
+        .map_err(&err)?;
+    let (lo, hi) = (r.get::<_, Option<Secs>>(0), r.get::<_, Option<Secs>>(1));
+    let hints = match (lo, hi) {
+        (Some(lo), Some(hi)) => parts::even(lo.0, hi.0, n),
+        _ => Vec::new(),
+    };
+    let mut losses = Vec::new();
+    if f.prefix.is_none() && f.host.is_none() && f.src_net.is_none() && f.dport.is_none() {
+        let (w, params) = where_clause(f, false);
+        let sql = format!("SELECT time, nflog_group, count FROM losses WHERE {w}");
+        for r in c.query(&sql, &refs(&params)).await.map_err(&err)? {
+            losses.push(Event {
+                time: r.get::<_, Secs>(0).0,
+                group: small(r.get::<_, Option<i32>>(1).map(i64::from)),
+                // A loss of unknown size is at least one packet, as everywhere.
+                lost: r.get::<_, i64>(2).max(1) as u64,
+                ..Event::default()
+            });
+        }
+    }
+    c.batch_execute("COMMIT").await.map_err(&err)?;
+    Ok(Survey {
+        version,
+        hints,
+        losses,
+    })
 }
 
 fn small<T: TryFrom<i64>>(v: Option<i64>) -> Option<T> {
     v.and_then(|n| T::try_from(n).ok())
 }
 
-/// Everything the report needs from `url`, folded into `a`. `top` is how many sources the
-/// report shows (their busiest minute is counted in full).
-pub fn aggregate(
-    url: &str,
-    f: &Filter,
-    top: usize,
-    geo: Option<&mut Geo>,
-    a: &mut Aggregate,
-) -> Result<(), SourceError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| SourceError::Sql {
-            what: "postgresql".into(),
-            message: format!("cannot start a runtime: {e}"),
-        })?;
-    rt.block_on(async {
-        let (mut client, shown) =
-            crate::sink::sql::pg::connect_reader(url)
-                .await
-                .map_err(|message| SourceError::Sql {
-                    what: url_shown(url),
-                    message,
-                })?;
-        let err = |e: tokio_postgres::Error| SourceError::Sql {
-            what: shown.clone(),
-            message: crate::sink::sql::pg::server_message(&e),
-        };
-        let tx = client
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await
-            .map_err(err)?;
-        // JIT compiling these one-off queries costs more than it saves; the grouping hashes
-        // (one entry per source) stay in the server's memory rather than spill to disk (this
-        // session only: 27 s -> 18 s over 10 million rows on the bench machine).
-        tx.batch_execute("SET LOCAL jit = off; SET LOCAL work_mem = '128MB'")
-            .await
-            .map_err(err)?;
-        let version: Option<i32> = match tx
-            .query_opt("SELECT max(version) FROM schema_version", &[])
-            .await
-        {
-            Ok(r) => r.and_then(|r| r.get(0)),
-            Err(_) => None,
-        };
-        let version = version.ok_or_else(|| SourceError::Sql {
-            what: shown.clone(),
-            message: "not a database fwlog wrote (no schema_version)".into(),
-        })?;
-        if version > KNOWN {
-            return Err(SourceError::Sql {
-                what: shown.clone(),
-                message: format!(
-                    "schema version {version} is newer than this fwlog knows ({KNOWN})"
-                ),
-            });
-        }
-        tables(&tx, f, version >= 3, geo, a).await.map_err(err)?;
-        scans(&tx, f, top, a).await.map_err(err)?;
-        losses(&tx, f, a).await.map_err(err)?;
-        tx.commit().await.map_err(err)
+/// The event of one row; its text borrows from the row.
+fn event(r: &Row) -> Result<Event<'_>, tokio_postgres::Error> {
+    let text = |i: usize| -> Result<Option<Cow<'_, str>>, tokio_postgres::Error> {
+        Ok(r.try_get::<_, Option<&str>>(i)?.map(Cow::Borrowed))
+    };
+    Ok(Event {
+        time: r.try_get::<_, Secs>(0)?.0,
+        group: small(r.try_get::<_, Option<i32>>(1)?.map(i64::from)),
+        prefix: text(2)?,
+        src: r.try_get::<_, Option<IpAddr>>(3)?,
+        dst: r.try_get::<_, Option<IpAddr>>(4)?,
+        proto: small(r.try_get::<_, Option<i16>>(5)?.map(i64::from)),
+        dport: small(r.try_get::<_, Option<i32>>(6)?.map(i64::from)),
+        src_name: text(7)?,
+        src_country: text(8)?,
+        src_asn: small(r.try_get::<_, Option<i64>>(9)?),
+        src_org: text(10)?,
+        src_location: crate::geo::info::location(r.try_get(11)?, r.try_get(12)?),
+        lost: 0,
     })
+}
+
+/// Stream the packet rows of `f` within `part` and fold them.
+async fn read_part(
+    url: &str,
+    version: i32,
+    f: &Filter,
+    part: parts::Range,
+    folder: &mut parts::Folder<'_>,
+) -> Result<(), SourceError> {
+    let (c, shown) = connect(url).await?;
+    let err = sql_err(&shown);
+    begin(&c).await.map_err(&err)?;
+    let geo = if version >= 3 {
+        "src_country, src_asn, src_as_org, src_lat, src_lon"
+    } else {
+        "NULL::text, NULL::int8, NULL::text, NULL::float8, NULL::float8"
+    };
+    let (mut w, mut params) = where_clause(f, true);
+    if let Some(s) = part.0 {
+        params.push(Box::new(s as f64));
+        w.push_str(&format!(
+            " AND time >= to_timestamp(${}::float8)",
+            params.len()
+        ));
+    }
+    if let Some(e) = part.1 {
+        params.push(Box::new(e as f64));
+        w.push_str(&format!(
+            " AND time < to_timestamp(${}::float8)",
+            params.len()
+        ));
+    }
+    let sql = format!(
+        "SELECT time, nflog_group, prefix, src, dst, proto, dport, src_name, {geo} \
+         FROM packets WHERE {w}"
+    );
+    let rows = c.query_raw(&sql, refs(&params)).await.map_err(&err)?;
+    let mut rows = std::pin::pin!(rows);
+    while let Some(r) = rows.try_next().await.map_err(&err)? {
+        folder.event(event(&r).map_err(&err)?);
+    }
+    c.batch_execute("COMMIT").await.map_err(&err)
+}
+
+/// The report's aggregate of the database at `url`: its packets read in parts, one connection
+/// and thread each ([`parts`]), and its losses.
+pub fn aggregate(url: &str, f: &Filter, geo: &GeoConfig) -> Result<Aggregate, ReportError> {
+    let n = parts::count();
+    let survey = runtime()?.block_on(async {
+        let (c, shown) = connect(url).await?;
+        survey(&c, &shown, f, n).await
+    })?;
+    let ranges = parts::ranges(&survey.hints, f);
+    let mut a = parts::fold(&ranges, f, geo, |part, folder| {
+        runtime()?.block_on(read_part(url, survey.version, f, part, folder))
+    })?;
+    for e in &survey.losses {
+        if f.keeps(e) {
+            a.add(e);
+        }
+    }
+    a.finish();
+    Ok(a)
 }
 
 /// The URL without its password, for messages before the configuration parsed.
@@ -211,180 +319,6 @@ fn url_shown(url: &str) -> String {
         }
         None => url.to_string(),
     }
-}
-
-/// Totals, prefixes, ports, hours and sources in one pass over the rows (grouping sets).
-async fn tables(
-    c: &Transaction<'_>,
-    f: &Filter,
-    has_geo: bool,
-    mut geo: Option<&mut Geo>,
-    a: &mut Aggregate,
-) -> Result<(), tokio_postgres::Error> {
-    let g = if has_geo {
-        "src_country, src_asn, src_as_org, src_lat, src_lon"
-    } else {
-        "NULL::text AS src_country, NULL::int8 AS src_asn, NULL::text AS src_as_org, \
-         NULL::float8 AS src_lat, NULL::float8 AS src_lon"
-    };
-    let (w, params) = where_clause(f, true);
-    let sql = format!(
-        "SELECT GROUPING(src, src_country, src_asn, src_as_org, src_lat, src_lon), \
-           GROUPING(prefix), GROUPING(proto, dport), GROUPING(h), \
-           src, src_country, src_asn, src_as_org, src_lat, src_lon, prefix, proto::int8, \
-           dport::int8, h, count(*), {}, {}, min(src_name) \
-         FROM (SELECT src, prefix, proto, dport, src_name, time, {g}, \
-               floor(extract(epoch FROM time) / 3600)::int8 * 3600 AS h \
-               FROM packets WHERE {w}) p \
-         GROUP BY GROUPING SETS ((src, src_country, src_asn, src_as_org, src_lat, src_lon), \
-           (prefix), (proto, dport), (h))",
-        secs("min(time)"),
-        secs("max(time)"),
-    );
-    each_row(c, &sql, &params, |r| fold(r, geo.as_deref_mut(), a)).await
-}
-
-/// One grouping-set row into the aggregate.
-fn fold(r: &Row, geo: Option<&mut Geo>, a: &mut Aggregate) {
-    let n = u64::try_from(r.get::<_, i64>(14)).unwrap_or(0);
-    let (first, last): (i64, i64) = (r.get(15), r.get(16));
-    if r.get::<_, i32>(0) == 0 {
-        let Some(src) = r.get::<_, Option<IpAddr>>(4) else {
-            return;
-        };
-        let mut facts = SourceFacts {
-            first,
-            last,
-            name: r.get(17),
-            country: r.get(5),
-            asn: small(r.get(6)),
-            org: r.get(7),
-            location: crate::geo::info::location(r.get(8), r.get(9)),
-        };
-        if let (Some(g), None, None) = (geo, &facts.country, facts.asn) {
-            if let Some(info) = g.lookup(src) {
-                let text = |n: &Option<crate::dns::SafeName>| n.as_ref().map(|n| n.shown().into());
-                facts.country = text(&info.country_code);
-                facts.asn = info.asn;
-                facts.org = text(&info.as_org);
-                facts.location = info.location;
-            }
-        }
-        a.add_source(src, n, &facts);
-    } else if r.get::<_, i32>(1) == 0 {
-        let p: Option<String> = r.get(10);
-        a.add_prefix(p.as_deref().unwrap_or(""), n);
-    } else if r.get::<_, i32>(2) == 0 {
-        if let (Some(proto), Some(port)) = (small(r.get(11)), small(r.get(12))) {
-            a.add_port(proto, port, n);
-        }
-    } else if r.get::<_, i32>(3) == 0 {
-        a.add_packets(n, first, last);
-        a.add_hour(r.get(13), n);
-    }
-}
-
-/// Scan windows: the candidate minutes of every source, and every minute of the top sources.
-async fn scans(
-    c: &Transaction<'_>,
-    f: &Filter,
-    top: usize,
-    a: &mut Aggregate,
-) -> Result<(), tokio_postgres::Error> {
-    let (w, params) = where_clause(f, true);
-    let ten = i64::try_from(SCAN_PORTS.saturating_sub(1)).unwrap_or(9);
-    let minute = "floor(extract(epoch FROM time) / 60)::int8";
-    // Candidate minutes: only (src, time) is read, in the (src, time) index's order.
-    let sql = format!(
-        "SELECT DISTINCT src, m FROM (SELECT src, {minute} AS m, \
-           time - lag(time, {ten}) OVER (PARTITION BY src ORDER BY time) AS d \
-           FROM packets WHERE {w} AND src IS NOT NULL) x \
-         WHERE d < interval '60 seconds'"
-    );
-    let mut cands: Vec<(IpAddr, i64)> = Vec::new();
-    each_row(c, &sql, &params, |r| {
-        if let Some(src) = r.get::<_, Option<IpAddr>>(0) {
-            cands.push((src, r.get(1)));
-        }
-    })
-    .await?;
-    // Their distinct ports and hosts, a batch of candidates at a time.
-    for batch in cands.chunks(CHUNK as usize) {
-        let mut p = where_clause(f, true).1;
-        let n = p.len();
-        p.push(Box::new(batch.iter().map(|c| c.0).collect::<Vec<IpAddr>>()));
-        p.push(Box::new(batch.iter().map(|c| c.1).collect::<Vec<i64>>()));
-        let sql = format!(
-            "SELECT p.src, count(DISTINCT p.dport), count(DISTINCT p.dst) \
-             FROM packets p JOIN unnest(${}::inet[], ${}::int8[]) AS c(csrc, cm) \
-             ON p.src = c.csrc AND {minute} = c.cm WHERE {w} GROUP BY p.src, c.cm",
-            n + 1,
-            n + 2
-        );
-        each_row(c, &sql, &p, |r| window(r, a)).await?;
-    }
-    drop(cands);
-    let mut params = params;
-    // The sources the report shows (the top ones and the scans) get every minute of theirs
-    // counted: a minute of fewer than ten packets may still hold their largest count of
-    // hosts (or ports), which the report prints.
-    let mut shown: Vec<IpAddr> = a
-        .sources
-        .top(top)
-        .into_iter()
-        .map(|(ip, _, _)| *ip)
-        .collect();
-    shown.extend(
-        a.sources
-            .iter()
-            .filter(|(_, _, s)| s.is_scan())
-            .map(|(ip, _, _)| *ip),
-    );
-    shown.sort_unstable();
-    shown.dedup();
-    if shown.is_empty() {
-        return Ok(());
-    }
-    params.push(Box::new(shown));
-    let sql = format!(
-        "SELECT src, count(DISTINCT dport), count(DISTINCT dst) FROM packets \
-         WHERE {w} AND src = ANY(${}::inet[]) GROUP BY src, {minute}",
-        params.len()
-    );
-    each_row(c, &sql, &params, |r| window(r, a)).await
-}
-
-fn window(r: &Row, a: &mut Aggregate) {
-    let count = |i: usize| usize::try_from(r.get::<_, i64>(i)).unwrap_or(SCAN_TRACK);
-    if let Some(src) = r.get::<_, Option<IpAddr>>(0) {
-        a.add_scan_window(src, count(1), count(2));
-    }
-}
-
-async fn losses(
-    c: &Transaction<'_>,
-    f: &Filter,
-    a: &mut Aggregate,
-) -> Result<(), tokio_postgres::Error> {
-    if f.prefix.is_some() || f.host.is_some() || f.src_net.is_some() || f.dport.is_some() {
-        return Ok(());
-    }
-    let (w, params) = where_clause(f, false);
-    // A loss of unknown size is at least one packet, as everywhere.
-    let sql = format!(
-        "SELECT coalesce(sum(greatest(count, 1)), 0)::int8, {}, {} FROM losses WHERE {w}",
-        secs("min(time)"),
-        secs("max(time)")
-    );
-    let r = c.query_one(&sql, &refs(&params)).await?;
-    if let (Ok(n), Some(first), Some(last)) = (
-        u64::try_from(r.get::<_, i64>(0)),
-        r.get::<_, Option<i64>>(1),
-        r.get::<_, Option<i64>>(2),
-    ) {
-        a.add_loss(n, first, last);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@
 //! - a path, or `-` for standard input: fwlog's JSON lines (`--format json`). A line that is not
 //!   a packet or loss object of that schema is counted as unreadable, never fatal.
 //! - `sqlite:PATH`: a database of fwlog's SQLite output, read-only ([`super::sqlite`]).
-//! - `postgresql://...`, `postgres://...`: a database of fwlog's PostgreSQL output, aggregated
-//!   by the server ([`super::pg`]; not through [`Source::read`]).
+//! - `postgresql://...`, `postgres://...`: a database of fwlog's PostgreSQL output, read-only
+//!   ([`super::pg`]).
 //! - `mysql://...`, `mariadb://...`: a database of fwlog's MariaDB/MySQL output, read-only,
 //!   rows streamed ([`super::mysql`]).
+//! Databases are read in parts ([`super::parts`]), not through [`Source::read`].
 
 use std::borrow::Cow;
 use std::io::BufRead;
@@ -90,20 +91,17 @@ pub struct ReadStats {
 }
 
 impl Source {
-    /// Hand every event of this source to `f`.
-    /// `filter` narrows what a database is asked for (the caller still judges every event).
+    /// Hand every event of a spool or JSON lines source to `f` (a database is read in parts:
+    /// [`super::sqlite::aggregate`], [`super::pg::aggregate`]).
     pub fn read(
         &self,
-        filter: &super::Filter,
         stats: &mut ReadStats,
         f: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), SourceError> {
         match self {
             Source::Spool(dir) => read_spool(dir, stats, f),
-            Source::Sqlite(path) => super::sqlite::read(path, filter, f),
-            Source::Mysql(url) => super::mysql::read(url, filter, f),
-            Source::Postgres(_) => Err(SourceError::Usage(
-                "a PostgreSQL source is aggregated by the server (report::pg), not read row by row"
+            Source::Sqlite(_) | Source::Postgres(_) | Source::Mysql(_) => Err(SourceError::Usage(
+                "a database source is read in parts (report::parts), not through Source::read"
                     .into(),
             )),
             Source::JsonLines(path) => {
