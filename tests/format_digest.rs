@@ -346,3 +346,44 @@ fn every_format_prints_what_it_printed_before() {
     }
     assert_eq!(bad, 0, "{bad} of {} outputs differ", lines.len());
 }
+
+/// The local time in every format comes from per-second and per-quarter-hour caches and
+/// calendar arithmetic: against chrono's own conversion, second by second across both 2024
+/// daylight-saving changes and at random instants from year 1 to 9999.
+#[test]
+fn times_are_chronos_local_time() {
+    use chrono::{Local, TimeZone};
+    std::env::set_var("TZ", "CET-1CEST,M3.5.0,M10.5.0/3");
+    let json = Formatter::with_tables(
+        FormatKind::Json,
+        FormatOptions::default(),
+        NameTables::builtin(),
+    );
+    let mut secs: Vec<i64> = Vec::new();
+    for change in [1_711_846_800i64, 1_729_990_800] {
+        secs.extend((change - 7_200..change + 7_200).step_by(7));
+    }
+    let mut rng = Rng(0x7113_0000_0000_0001);
+    for _ in 0..50_000 {
+        secs.push(rng.below(253_402_300_799 + 62_135_596_800) as i64 - 62_135_596_800);
+    }
+    let mut out = Vec::new();
+    for (i, &sec) in secs.iter().enumerate() {
+        let nsec = (i as u32).wrapping_mul(2_654_435_761) % 1_000_000_000;
+        let ts = Timestamp {
+            sec,
+            nsec,
+            source: TimeSource::Kernel,
+        };
+        out.clear();
+        json.packet(&Packet::new(&[], ts), &SomeNames, &mut out);
+        let want = Local
+            .timestamp_opt(sec, nsec)
+            .earliest()
+            .expect("in range")
+            .format("\"time\":\"%Y-%m-%dT%H:%M:%S%.6f%:z\"")
+            .to_string();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.contains(&want), "{sec}: want {want} in {text}");
+    }
+}

@@ -19,6 +19,7 @@ mod fwlog;
 mod geo;
 mod icmp;
 mod json;
+mod jsonstr;
 mod kernel;
 pub mod names;
 mod tcpopt;
