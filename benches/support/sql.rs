@@ -70,6 +70,7 @@ pub fn feed(sink: &mut dyn PacketSink, payloads: &[Vec<u8>]) -> (f64, f64) {
                 seq: k as u64,
                 record: b,
                 packet: &p,
+                decoded: &fwlog::decode::decode(&p),
                 names: &NoNames,
             });
         }

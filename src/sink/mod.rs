@@ -33,6 +33,7 @@ pub mod text;
 use std::io;
 use std::str::FromStr;
 
+use crate::decode::Decoded;
 use crate::format::{FormatKind, LossEvent, Names};
 use crate::packet::Packet;
 
@@ -44,6 +45,8 @@ pub struct PacketView<'a> {
     /// pcap stores).
     pub record: &'a [u8],
     pub packet: &'a Packet<'a>,
+    /// The packet's headers, decoded once for every output (`crate::decode::decode`).
+    pub decoded: &'a Decoded<'a>,
     pub names: &'a dyn Names,
 }
 
