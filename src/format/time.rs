@@ -156,12 +156,20 @@ fn second(sec: i64) -> Second {
         convert(sec)
     };
     let text = (0..=9999).contains(&civil.year).then(|| {
-        let mut t = Vec::with_capacity(19);
-        ymd(&mut t, &civil);
-        t.push(b' ');
-        hms(&mut t, &civil);
-        let mut a = [0u8; 19];
-        a.copy_from_slice(&t);
+        // `YYYY-MM-DD HH:MM:SS`, each field zero-padded (the year has four digits here).
+        let mut a = *b"0000-00-00 00:00:00";
+        let two = |a: &mut [u8; 19], at: usize, v: u32| {
+            a[at] = b'0' + (v / 10 % 10) as u8;
+            a[at + 1] = b'0' + (v % 10) as u8;
+        };
+        let y = civil.year as u32;
+        two(&mut a, 0, y / 100);
+        two(&mut a, 2, y % 100);
+        two(&mut a, 5, civil.month);
+        two(&mut a, 8, civil.day);
+        two(&mut a, 11, civil.hour);
+        two(&mut a, 14, civil.minute);
+        two(&mut a, 17, civil.second);
         a
     });
     let v = Second { civil, text };
