@@ -64,12 +64,32 @@ pub fn path(p: &std::path::Path) -> String {
 /// backslashes again would only garble the name.
 #[inline]
 pub fn name_allowed(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._\\~?()!".contains(&b)
+    NAME_ALLOWED[usize::from(b)]
 }
+
+/// [`name_allowed`] as a table (every byte of every resolved name is checked).
+static NAME_ALLOWED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'_' | b'\\' | b'~' | b'?' | b'(' | b')' | b'!'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Append a resolved name: bytes outside [`name_allowed`] (which a name from the resolver never
 /// has) are still escaped as `\xNN`, so nothing else can reach the output.
 pub fn escape_name_into(out: &mut Vec<u8>, s: &[u8]) {
+    if s.iter().all(|&b| name_allowed(b)) {
+        out.extend_from_slice(s);
+        return;
+    }
     for &b in s {
         if name_allowed(b) {
             out.push(b);
@@ -140,6 +160,10 @@ mod tests {
         assert_eq!(q, b"x\\x22y\\x22".to_vec());
         assert_eq!(Escaped(b"\x00ok").to_string(), "\\x00ok");
         for b in 0..=255u8 {
+            assert_eq!(
+                name_allowed(b),
+                b.is_ascii_alphanumeric() || b"-._\\~?()!".contains(&b)
+            );
             let mut o = Vec::new();
             escape_into(&mut o, &[b]);
             assert!(o.iter().all(|&c| allowed(c) || c == b'\\'));

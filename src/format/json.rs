@@ -40,6 +40,7 @@ impl<'o> W<'o> {
             geo: false,
         }
     }
+    #[inline]
     fn sep(&mut self) {
         if self.depth > 0 {
             let f = &mut self.first[self.depth - 1];
@@ -49,6 +50,7 @@ impl<'o> W<'o> {
             *f = false;
         }
     }
+    #[inline]
     fn key(&mut self, k: &str) {
         self.sep();
         self.out.push(b'"');
@@ -73,29 +75,35 @@ impl<'o> W<'o> {
         self.key(k);
         self.open(b'[');
     }
+    #[inline]
     fn num(&mut self, k: &str, n: u64) {
         self.key(k);
         dec(self.out, n);
     }
+    #[inline]
     fn opt_num(&mut self, k: &str, n: Option<u64>) {
         match n {
             Some(n) => self.num(k, n),
             None => self.null(k),
         }
     }
+    #[inline]
     fn null(&mut self, k: &str) {
         self.key(k);
         s(self.out, "null");
     }
+    #[inline]
     fn bool(&mut self, k: &str, b: bool) {
         self.key(k);
         s(self.out, if b { "true" } else { "false" });
     }
     /// A plain ASCII string we produced ourselves (names, keywords, numbers as text).
+    #[inline]
     fn str(&mut self, k: &str, v: &str) {
         self.key(k);
         self.raw_str(v.as_bytes());
     }
+    #[inline]
     fn opt_str(&mut self, k: &str, v: Option<&str>) {
         match v {
             Some(v) => self.str(k, v),

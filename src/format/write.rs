@@ -396,7 +396,9 @@ mod tests {
             let full: Vec<String> = seg.iter().map(|g| format!("{g:04x}")).collect();
             assert_eq!(v, full.join(":").as_bytes());
             let bytes = r.to_le_bytes();
-            let mac: Vec<u8> = (0..(i % 41) as usize).map(|k| bytes[k % 8] ^ k as u8).collect();
+            let mac: Vec<u8> = (0..(i % 41) as usize)
+                .map(|k| bytes[k % 8] ^ k as u8)
+                .collect();
             v.clear();
             colon_hex(&mut v, &mac);
             let want: Vec<String> = mac.iter().map(|x| format!("{x:02x}")).collect();
