@@ -40,7 +40,7 @@ impl<'o> W<'o> {
             geo: false,
         }
     }
-    #[inline]
+    #[inline(always)]
     fn sep(&mut self) {
         if self.depth > 0 {
             let f = &mut self.first[self.depth - 1];
@@ -50,7 +50,9 @@ impl<'o> W<'o> {
             *f = false;
         }
     }
-    #[inline]
+    // Always inlined: a JSON line has some sixty keys, each a constant that is then copied
+    // in place instead of through a call to memcpy (half of the line's cost otherwise).
+    #[inline(always)]
     fn key(&mut self, k: &str) {
         self.sep();
         self.out.push(b'"');
@@ -75,7 +77,7 @@ impl<'o> W<'o> {
         self.key(k);
         self.open(b'[');
     }
-    #[inline]
+    #[inline(always)]
     fn num(&mut self, k: &str, n: u64) {
         self.key(k);
         dec(self.out, n);
@@ -87,7 +89,7 @@ impl<'o> W<'o> {
             None => self.null(k),
         }
     }
-    #[inline]
+    #[inline(always)]
     fn null(&mut self, k: &str) {
         self.key(k);
         s(self.out, "null");
