@@ -2,7 +2,8 @@
 //! same run: appending the raw payload to the output buffer (the least any formatter must do).
 //! Prints ns/packet, packets/s and the ratio to the baseline; asserts nothing (figures only).
 //!
-//! Run: `cargo bench --bench format`
+//! Run: `cargo bench --bench format` (`FWLOG_BENCH_ROUNDS=N` to run fewer rounds, e.g. under
+//! callgrind)
 
 use std::hint::black_box;
 use std::net::IpAddr;
@@ -88,7 +89,12 @@ fn main() {
             p
         })
         .collect();
-    let rounds = 250_000;
+    // FWLOG_BENCH_ROUNDS: fewer rounds for callgrind, whose per-call instruction counts are
+    // the figures that hold on a loaded machine.
+    let rounds = std::env::var("FWLOG_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(250_000);
     let base = time(&pkts, rounds, |p, out| {
         out.extend_from_slice(p.payload);
         out.push(b'\n');

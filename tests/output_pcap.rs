@@ -303,6 +303,7 @@ fn a_full_disk_is_undone_to_whole_records_and_resumed() {
             seq: i as u64,
             record: &[],
             packet: &p,
+            decoded: &fwlog::decode::decode(&p),
             names: &NoNames,
         });
     }

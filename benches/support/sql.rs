@@ -75,6 +75,7 @@ pub fn feed_from(sink: &mut dyn PacketSink, payloads: &[Vec<u8>], first: usize) 
                 seq: k as u64,
                 record: b,
                 packet: &p,
+                decoded: &fwlog::decode::decode(&p),
                 names: &NoNames,
             });
         }

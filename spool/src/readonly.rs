@@ -138,6 +138,7 @@ impl ReadOnlySpool {
             gap_expected: false,
             stats: ReplayStats::default(),
             failed: false,
+            spare: None,
         }
     }
 }
@@ -156,9 +157,17 @@ pub struct Replay<'a> {
     gap_expected: bool,
     stats: ReplayStats,
     failed: bool,
+    /// A buffer for the next record's data (see [`Replay::recycle`]).
+    spare: Option<Vec<u8>>,
 }
 
 impl Replay<'_> {
+    /// Give back a buffer (a record's `data` the caller is done with): the next record is read
+    /// into it instead of a new allocation.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.spare = Some(buf);
+    }
+
     /// What was skipped so far.
     pub fn stats(&self) -> &ReplayStats {
         &self.stats
@@ -245,15 +254,24 @@ impl Replay<'_> {
             let last = self.is_last();
             let next_first = self.spool.segments.get(self.next_index).copied();
             let cur = self.cursor.as_mut().expect("advance set it");
-            let path = cur.path.clone();
-            match cur.next_step().map_err(|e| Error::io("read", &path, e))? {
+            let step = match cur.next_step() {
+                Ok(s) => s,
+                Err(e) => {
+                    let path = cur.path.clone();
+                    return Err(Error::io("read", path, e));
+                }
+            };
+            match step {
                 Step::Record { seq, payload } => {
                     if seq <= self.last_seq {
                         continue; // overlap with the previous segment: already yielded
                     }
+                    let mut data = self.spare.take().unwrap_or_default();
+                    data.clear();
+                    data.extend_from_slice(payload);
                     let rec = ReplayRecord {
                         seq,
-                        data: payload.to_vec(),
+                        data,
                         acked: seq <= self.spool.acked,
                     };
                     self.stats.records += 1;
@@ -278,6 +296,7 @@ impl Replay<'_> {
                     }
                 }
                 Step::Bad { offset, .. } => {
+                    let path = cur.path.clone();
                     let len = cur.file_len().unwrap_or(offset);
                     let max_seq = next_first.map_or(crate::format::MAX_SEQ, |n| n - 1);
                     let found = cur

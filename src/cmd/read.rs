@@ -71,7 +71,8 @@ fn produce(files: &[std::path::PathBuf], ifnames: IfNames, mut out: Producer) ->
             if ifnames == IfNames::Host {
                 host.fill(&mut p);
             }
-            let mut buf = Vec::with_capacity(rec.data.len() + 128);
+            let mut buf = out.spare().unwrap_or_default();
+            buf.reserve(rec.data.len() + 128);
             encode_packet(&p, &mut buf);
             gone = !out.send(buf, false);
             !gone

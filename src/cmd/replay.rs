@@ -85,7 +85,14 @@ pub fn run(args: &ReplayConfig) -> i32 {
         move |mut out| {
             let mut status = exit::OK;
             let mut records = spool.records();
-            while let Some(r) = records.next_item() {
+            loop {
+                // A buffer the pipeline is done with holds the next record.
+                if let Some(b) = out.spare() {
+                    records.recycle(b);
+                }
+                let Some(r) = records.next_item() else {
+                    break;
+                };
                 match r {
                     Ok(ReplayItem::Record(rec)) => {
                         if filter.keeps(rec.acked, &rec.data)

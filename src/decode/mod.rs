@@ -360,13 +360,18 @@ pub fn addresses(p: &Packet<'_>) -> Vec<IpAddr> {
 /// [`addresses`] into a caller's vector (cleared first), so a loop that reuses it allocates
 /// nothing per packet.
 pub fn addresses_into(p: &Packet<'_>, out: &mut Vec<IpAddr>) {
+    addresses_of(&decode(p), out);
+}
+
+/// [`addresses_into`] for a packet decoded already.
+pub fn addresses_of(d: &Decoded<'_>, out: &mut Vec<IpAddr>) {
     out.clear();
     let mut push = |a: IpAddr| {
         if !out.contains(&a) {
             out.push(a);
         }
     };
-    match decode(p).net {
+    match &d.net {
         Net::Ipv4(v4) => {
             push(v4.src.into());
             push(v4.dst.into());

@@ -23,7 +23,6 @@ use std::net::IpAddr;
 use crate::decode::{proto, Decoded, Ipv6End, Net, Transport};
 use crate::packet::{hook, Iface, Packet};
 
-use super::escape::{escape_into, escape_name_into};
 use super::icmp::{IcmpView, Quoted};
 use super::names::NameTables;
 use super::write::{dec, ipv4, ipv6, s};
@@ -93,23 +92,15 @@ impl<'o> W<'o> {
         dec(self.out, n);
         self.out.push(b'"');
     }
-    /// Untrusted bytes: escaped, then serialised by serde_json.
+    /// Untrusted bytes: escaped, then as a JSON string.
     fn untrusted(&mut self, k: &str, v: &[u8]) {
         self.key(k);
-        let mut text = Vec::with_capacity(v.len());
-        escape_into(&mut text, v);
-        json_str(self.out, &text);
+        super::jsonstr::escaped(self.out, v);
     }
     fn ip(&mut self, k: &str, a: IpAddr) {
         self.key(k);
         quoted_ip(self.out, a);
     }
-}
-
-/// `text` holds only escaped ASCII; serde_json quotes `"` and `\` in it.
-fn json_str(out: &mut Vec<u8>, text: &[u8]) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, std::str::from_utf8(text).unwrap_or(""));
 }
 
 fn quoted_ip(out: &mut Vec<u8>, a: IpAddr) {
@@ -240,18 +231,13 @@ fn flow<'a>(p: &Packet<'a>, d: &Decoded<'a>) -> Flow<'a> {
     f
 }
 
-/// The lowercase IANA keyword of a protocol, escaped (from the protocol table; `ipv6-icmp`
-/// for 58, which /etc/protocols may spell `IPv6-ICMP`).
-fn transport_name(t: &NameTables, n: u8) -> Option<Vec<u8>> {
-    let name = if n == proto::ICMPV6 {
-        "ipv6-icmp"
-    } else {
-        t.protocol(n)?
-    };
-    let mut text = Vec::with_capacity(name.len());
-    escape_into(&mut text, name.as_bytes());
-    text.make_ascii_lowercase();
-    Some(text)
+/// The IANA keyword of a protocol as an escaped JSON string, not yet lowercased (from the
+/// protocol table; `ipv6-icmp` for 58, which /etc/protocols may spell `IPv6-ICMP`).
+fn transport_name(t: &NameTables, n: u8) -> Option<&[u8]> {
+    if n == proto::ICMPV6 {
+        return Some(b"\"ipv6-icmp\"");
+    }
+    t.protocol_shown(n).map(|s| &*s.json)
 }
 
 /// ECS's `network.direction` from the host's point of view: where the hook sees the packet.
@@ -291,10 +277,8 @@ fn endpoint(
     if let Some(a) = ip {
         w.ip("ip", a);
         if let Some(n) = names.name(a) {
-            let mut text = Vec::with_capacity(n.len());
-            escape_name_into(&mut text, n.as_bytes());
             w.key("domain");
-            json_str(w.out, &text);
+            super::jsonstr::name(w.out, n.as_bytes());
         }
     }
     if let Some(pt) = port {
@@ -327,9 +311,7 @@ fn related_hosts(w: &mut W<'_>, f: &Flow<'_>, names: &dyn Names) {
         if i > 0 {
             w.out.push(b',');
         }
-        let mut text = Vec::with_capacity(name.len());
-        escape_name_into(&mut text, name.as_bytes());
-        json_str(w.out, &text);
+        super::jsonstr::name(w.out, name.as_bytes());
     }
     w.out.push(b']');
 }
@@ -430,7 +412,11 @@ pub(crate) fn object(
     if let Some(n) = f.proto {
         if let Some(name) = transport_name(t, n) {
             w.key("transport");
-            json_str(w.out, &name);
+            // Lowercase after the JSON escaping: its `\"` and `\\` have no letters, and
+            // the escaper's hex digits are lowercase already.
+            let at = w.out.len();
+            w.out.extend_from_slice(name);
+            w.out[at..].make_ascii_lowercase();
         }
         w.num_str("iana_number", n as u64);
     }

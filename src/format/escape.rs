@@ -10,15 +10,31 @@
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// [`allowed`] as a table (every byte of every prefix and interface name is checked).
+static ALLOWED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b >= 0x20 && b <= 0x7e && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
 /// True for bytes that pass unchanged.
 #[inline]
 pub fn allowed(b: u8) -> bool {
-    (0x20..=0x7e).contains(&b) && b != b'\\'
+    ALLOWED[usize::from(b)]
 }
 
 /// Append `s` escaped. Returns how many bytes the escaping added (3 per escaped byte).
 #[inline]
 pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) -> usize {
+    // Nearly every string needs no escape: one check, one copy.
+    if s.iter().all(|&b| allowed(b)) {
+        out.extend_from_slice(s);
+        return 0;
+    }
     let mut extra = 0;
     let mut start = 0;
     for (i, &b) in s.iter().enumerate() {
@@ -48,12 +64,32 @@ pub fn path(p: &std::path::Path) -> String {
 /// backslashes again would only garble the name.
 #[inline]
 pub fn name_allowed(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._\\~?()!".contains(&b)
+    NAME_ALLOWED[usize::from(b)]
 }
+
+/// [`name_allowed`] as a table (every byte of every resolved name is checked).
+static NAME_ALLOWED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.' | b'_' | b'\\' | b'~' | b'?' | b'(' | b')' | b'!'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// Append a resolved name: bytes outside [`name_allowed`] (which a name from the resolver never
 /// has) are still escaped as `\xNN`, so nothing else can reach the output.
 pub fn escape_name_into(out: &mut Vec<u8>, s: &[u8]) {
+    if s.iter().all(|&b| name_allowed(b)) {
+        out.extend_from_slice(s);
+        return;
+    }
     for &b in s {
         if name_allowed(b) {
             out.push(b);
@@ -65,6 +101,10 @@ pub fn escape_name_into(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Like [`escape_into`], also escaping `"` (for values printed inside double quotes).
 pub fn escape_quoted_into(out: &mut Vec<u8>, s: &[u8]) {
+    if s.iter().all(|&b| allowed(b) && b != b'"') {
+        out.extend_from_slice(s);
+        return;
+    }
     for chunk in s.split_inclusive(|&b| b == b'"') {
         match chunk.split_last() {
             Some((&b'"', head)) => {
@@ -120,6 +160,10 @@ mod tests {
         assert_eq!(q, b"x\\x22y\\x22".to_vec());
         assert_eq!(Escaped(b"\x00ok").to_string(), "\\x00ok");
         for b in 0..=255u8 {
+            assert_eq!(
+                name_allowed(b),
+                b.is_ascii_alphanumeric() || b"-._\\~?()!".contains(&b)
+            );
             let mut o = Vec::new();
             escape_into(&mut o, &[b]);
             assert!(o.iter().all(|&c| allowed(c) || c == b'\\'));

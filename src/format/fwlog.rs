@@ -290,10 +290,8 @@ fn ipv6_addr(out: &mut Vec<u8>, a: std::net::Ipv6Addr) {
 fn proto(out: &mut Vec<u8>, t: &NameTables, n: u8) {
     s(out, "proto ");
     dec(out, n as u64);
-    if let Some(name) = t.protocol(n) {
-        s(out, " (");
-        escape_into(out, name.as_bytes());
-        s(out, ")");
+    if let Some(name) = t.protocol_shown(n) {
+        out.extend_from_slice(&name.fwlog);
     }
 }
 
@@ -459,10 +457,8 @@ fn ipv6(
 fn port(out: &mut Vec<u8>, t: &NameTables, key: &str, p: u16, tcp: bool) {
     s(out, key);
     dec(out, p as u64);
-    if let Some(n) = t.service(p, tcp) {
-        s(out, " (");
-        escape_into(out, n.as_bytes());
-        s(out, ")");
+    if let Some(n) = t.service_shown(p, tcp) {
+        out.extend_from_slice(&n.fwlog);
     }
 }
 
@@ -538,10 +534,8 @@ fn transport(
             dec(out, a.seq as u64);
             s(out, ", next ");
             dec(out, a.next_header as u64);
-            if let Some(n) = t.protocol(a.next_header) {
-                s(out, " (");
-                escape_into(out, n.as_bytes());
-                s(out, ")");
+            if let Some(n) = t.protocol_shown(a.next_header) {
+                out.extend_from_slice(&n.fwlog);
             }
         }
         Transport::Esp(e) => {

@@ -19,6 +19,7 @@ mod fwlog;
 mod geo;
 mod icmp;
 mod json;
+mod jsonstr;
 mod kernel;
 pub mod names;
 mod tcpopt;
@@ -167,25 +168,36 @@ impl Formatter {
 
     /// Append the complete output for one packet, newline(s) included.
     pub fn packet(&self, p: &Packet<'_>, names: &dyn Names, out: &mut Vec<u8>) {
-        let d = decode::decode(p);
+        self.packet_decoded(p, &decode::decode(p), names, out);
+    }
+
+    /// [`Formatter::packet`] for a packet whose headers the caller has decoded already
+    /// (`d` is `decode::decode(p)`): the processing loop decodes once for every output.
+    pub fn packet_decoded(
+        &self,
+        p: &Packet<'_>,
+        d: &decode::Decoded<'_>,
+        names: &dyn Names,
+        out: &mut Vec<u8>,
+    ) {
         match self.kind {
             FormatKind::Kernel => {
                 if self.opts.syslog_framing {
                     self.framing(&p.timestamp, "kernel: ", out);
                 }
-                kernel::line(p, &d, self.opts.flags, out);
+                kernel::line(p, d, self.opts.flags, out);
                 out.push(b'\n');
             }
             FormatKind::Fwlog if self.opts.no_geo_tag => {
-                fwlog::block(&self.tables, p, &d, &geo::WithoutGeo(names), out)
+                fwlog::block(&self.tables, p, d, &geo::WithoutGeo(names), out)
             }
-            FormatKind::Fwlog => fwlog::block(&self.tables, p, &d, names, out),
-            FormatKind::Json => json::object(&self.tables, p, &d, names, self.opts.geo, out),
+            FormatKind::Fwlog => fwlog::block(&self.tables, p, d, names, out),
+            FormatKind::Json => json::object(&self.tables, p, d, names, self.opts.geo, out),
             FormatKind::Ecs => ecs::object(
                 &self.tables,
                 &self.opts.hostname,
                 p,
-                &d,
+                d,
                 names,
                 self.opts.geo,
                 out,

@@ -55,6 +55,61 @@ pub struct NameTables {
     protocols: Vec<Option<Box<str>>>,
     tcp: HashMap<u16, Box<str>>,
     udp: HashMap<u16, Box<str>>,
+    /// The same names as the formats print them, made once when the tables are (see
+    /// [`Shown`]): `protocols` by number, services sorted by port.
+    shown_protocols: Vec<Option<Shown>>,
+    shown_tcp: Ports,
+    shown_udp: Ports,
+}
+
+/// A name from the tables, escaped and framed as each format prints it, so a packet costs one
+/// copy per name instead of an escaper and a JSON serialiser.
+#[derive(Clone, Debug)]
+pub(crate) struct Shown {
+    /// ` (NAME)` for the fwlog format (escaped like every untrusted string).
+    pub fwlog: Box<[u8]>,
+    /// `"NAME"`: the escaped name as a JSON string.
+    pub json: Box<[u8]>,
+}
+
+impl Shown {
+    fn of(name: &str) -> Shown {
+        let mut fwlog = b" (".to_vec();
+        super::escape::escape_into(&mut fwlog, name.as_bytes());
+        fwlog.push(b')');
+        let mut json = Vec::new();
+        super::jsonstr::escaped(&mut json, name.as_bytes());
+        Shown {
+            fwlog: fwlog.into(),
+            json: json.into(),
+        }
+    }
+}
+
+/// Service names by port: ports sorted, for a binary search over a few hundred `u16`s (a
+/// cache line or two) rather than hashing the port.
+#[derive(Clone, Debug, Default)]
+struct Ports {
+    ports: Vec<u16>,
+    names: Vec<Shown>,
+}
+
+impl Ports {
+    fn of(m: &HashMap<u16, Box<str>>) -> Ports {
+        let mut v: Vec<(u16, &str)> = m.iter().map(|(p, n)| (*p, &**n)).collect();
+        v.sort_unstable_by_key(|x| x.0);
+        Ports {
+            ports: v.iter().map(|x| x.0).collect(),
+            names: v.iter().map(|x| Shown::of(x.1)).collect(),
+        }
+    }
+
+    fn get(&self, port: u16) -> Option<&Shown> {
+        self.ports
+            .binary_search(&port)
+            .ok()
+            .and_then(|i| self.names.get(i))
+    }
 }
 
 const BUILTIN_PROTOCOLS: &[(u8, &str)] = &[
@@ -133,11 +188,27 @@ impl NameTables {
                 udp.insert(port, name.into());
             }
         }
-        NameTables {
+        let mut t = NameTables {
             protocols,
             tcp,
             udp,
-        }
+            shown_protocols: Vec::new(),
+            shown_tcp: Ports::default(),
+            shown_udp: Ports::default(),
+        };
+        t.index();
+        t
+    }
+
+    /// Make the printed forms of every name (after any change to the tables).
+    fn index(&mut self) {
+        self.shown_protocols = self
+            .protocols
+            .iter()
+            .map(|n| n.as_deref().map(Shown::of))
+            .collect();
+        self.shown_tcp = Ports::of(&self.tcp);
+        self.shown_udp = Ports::of(&self.udp);
     }
 
     /// Built-in names, overridden by /etc/protocols and /etc/services where present.
@@ -154,6 +225,7 @@ impl NameTables {
         if let Ok(text) = std::fs::read(services) {
             t.read_services(&text);
         }
+        t.index();
         t
     }
 
@@ -220,6 +292,22 @@ impl NameTables {
         self.protocols.get(n as usize).and_then(|o| o.as_deref())
     }
 
+    /// A protocol's name as the formats print it.
+    pub(crate) fn protocol_shown(&self, n: u8) -> Option<&Shown> {
+        self.shown_protocols
+            .get(n as usize)
+            .and_then(Option::as_ref)
+    }
+
+    /// A port's service name as the formats print it, for TCP (`tcp` true) or UDP.
+    pub(crate) fn service_shown(&self, port: u16, tcp: bool) -> Option<&Shown> {
+        if tcp {
+            self.shown_tcp.get(port)
+        } else {
+            self.shown_udp.get(port)
+        }
+    }
+
     /// Service name of a port for TCP (`tcp` true) or UDP.
     pub fn service(&self, port: u16, tcp: bool) -> Option<&str> {
         if tcp {
@@ -258,5 +346,21 @@ mod tests {
         assert_eq!(t.service(9999, true), None);
         let missing = NameTables::load(&dir.path().join("nope"), &dir.path().join("nope2"));
         assert_eq!(missing.service(53, false), Some("domain"));
+        // The printed forms follow the files too, escaped.
+        std::fs::write(&s, "we\"b\x1b 80/tcp\n").expect("write");
+        let t = NameTables::load(&p, &s);
+        let shown = t.service_shown(80, true).expect("80/tcp");
+        assert_eq!(&*shown.fwlog, b" (we\"b\\x1b)");
+        assert_eq!(&*shown.json, b"\"we\\\"b\\\\x1b\"");
+        assert_eq!(&*t.protocol_shown(253).expect("253").fwlog, b" (foo)");
+        assert!(t.service_shown(81, true).is_none() && t.protocol_shown(254).is_none());
+        for port in 0..=u16::MAX {
+            for tcp in [true, false] {
+                assert_eq!(
+                    t.service_shown(port, tcp).is_some(),
+                    t.service(port, tcp).is_some()
+                );
+            }
+        }
     }
 }

@@ -5,18 +5,19 @@
 //! replayed packet shows the time it was logged, not the time it was printed. A timestamp
 //! outside chrono's range falls back to the epoch rather than failing (the record is still
 //! printed; its time source says where the value came from).
+//!
+//! Cost: the offset is looked up once per quarter hour of packet time, the calendar fields and
+//! the `YYYY-MM-DD HH:MM:SS` text once per second, the fraction per packet. So a change of the
+//! time zone itself (TZ, /etc/localtime) shows from the next quarter hour on.
 
 use std::cell::Cell;
 
-use chrono::{DateTime, Datelike, Local, TimeZone, Timelike};
+use chrono::{DateTime, Datelike, Local, Offset, TimeZone, Timelike};
 
 use super::write::{dec, dec_pad, s};
 use crate::packet::Timestamp;
 
-/// The local calendar fields of one second. Converting to local time costs a time-zone lookup;
-/// at 100k packets/s nearly every packet shares its second with the previous one, so the last
-/// conversion is cached per thread, keyed by the second (the fields of a second never change;
-/// a TZ change takes effect at the next new second).
+/// The local calendar fields of one second.
 #[derive(Clone, Copy)]
 struct Civil {
     sec: i64,
@@ -29,9 +30,38 @@ struct Civil {
     offset: i32,
 }
 
-thread_local! {
-    static LAST: Cell<Option<Civil>> = const { Cell::new(None) };
+/// A UTC offset and the seconds `[from, to)` it is known to hold for.
+#[derive(Clone, Copy)]
+struct Span {
+    from: i64,
+    to: i64,
+    offset: i32,
 }
+
+/// One second as every format shows it: `YYYY-MM-DD HH:MM:SS` (`text`, when the year has four
+/// digits; other years take the general path) and its fields.
+#[derive(Clone, Copy)]
+struct Second {
+    civil: Civil,
+    text: Option<[u8; 19]>,
+}
+
+// Per thread: the last second rendered, and the span of the last offset looked up. At 100k
+// packets/s nearly every packet shares its second with the one before, and a time zone
+// changes its offset a few times a year: so a packet costs a compare, a new second some
+// arithmetic, and only a new quarter hour asks the time zone (chrono's `Local`).
+thread_local! {
+    static LAST: Cell<Option<Second>> = const { Cell::new(None) };
+    static SPAN: Cell<Option<Span>> = const { Cell::new(None) };
+}
+
+/// Seconds for which the arithmetic below is used: years 1 to 9999 (UTC). Outside, chrono
+/// converts each second itself (and falls back to the epoch where it cannot), as it always did.
+const FAST: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
+/// Offsets are asked for per quarter hour, aligned: every time zone change there has been
+/// falls on a quarter hour, and one the span's two ends do not agree on is handled per second.
+const QUARTER: i64 = 900;
 
 fn convert(sec: i64) -> Civil {
     let d: DateTime<Local> = Local
@@ -51,19 +81,118 @@ fn convert(sec: i64) -> Civil {
     }
 }
 
-fn civil(sec: i64) -> Civil {
-    LAST.with(|c| match c.get() {
-        Some(v) if v.sec == sec => v,
-        _ => {
-            let v = convert(sec);
-            c.set(Some(v));
-            v
-        }
+/// The local UTC offset at `sec` (in [`FAST`]).
+fn offset_at(sec: i64) -> i32 {
+    DateTime::from_timestamp(sec, 0).map_or(0, |d| {
+        Local
+            .offset_from_utc_datetime(&d.naive_utc())
+            .fix()
+            .local_minus_utc()
     })
+}
+
+fn span(sec: i64) -> Span {
+    if let Some(s) = SPAN.get().filter(|s| (s.from..s.to).contains(&sec)) {
+        return s;
+    }
+    let from = sec.div_euclid(QUARTER) * QUARTER;
+    let (a, b) = (offset_at(from), offset_at(from + QUARTER - 1));
+    let s = if a == b {
+        Span {
+            from,
+            to: from + QUARTER,
+            offset: a,
+        }
+    } else {
+        Span {
+            from: sec,
+            to: sec + 1,
+            offset: offset_at(sec),
+        }
+    };
+    SPAN.set(Some(s));
+    s
+}
+
+/// Year, month, day of a day count since 1970-01-01 (proleptic Gregorian; Howard Hinnant's
+/// `civil_from_days`, exact for every day in [`FAST`]).
+fn civil_from_days(z: i64) -> (i32, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as i32, month, day)
+}
+
+fn civil_fast(sec: i64) -> Civil {
+    let offset = span(sec).offset;
+    let local = sec + i64::from(offset);
+    let (year, month, day) = civil_from_days(local.div_euclid(86_400));
+    let t = local.rem_euclid(86_400) as u32;
+    Civil {
+        sec,
+        year,
+        month,
+        day,
+        hour: t / 3600,
+        minute: t / 60 % 60,
+        second: t % 60,
+        offset,
+    }
+}
+
+fn second(sec: i64) -> Second {
+    if let Some(v) = LAST.get().filter(|v| v.civil.sec == sec) {
+        return v;
+    }
+    let civil = if FAST.contains(&sec) {
+        civil_fast(sec)
+    } else {
+        convert(sec)
+    };
+    let text = (0..=9999).contains(&civil.year).then(|| {
+        // `YYYY-MM-DD HH:MM:SS`, each field zero-padded (the year has four digits here).
+        let mut a = *b"0000-00-00 00:00:00";
+        let two = |a: &mut [u8; 19], at: usize, v: u32| {
+            a[at] = b'0' + (v / 10 % 10) as u8;
+            a[at + 1] = b'0' + (v % 10) as u8;
+        };
+        let y = civil.year as u32;
+        two(&mut a, 0, y / 100);
+        two(&mut a, 2, y % 100);
+        two(&mut a, 5, civil.month);
+        two(&mut a, 8, civil.day);
+        two(&mut a, 11, civil.hour);
+        two(&mut a, 14, civil.minute);
+        two(&mut a, 17, civil.second);
+        a
+    });
+    let v = Second { civil, text };
+    LAST.set(Some(v));
+    v
+}
+
+fn civil(sec: i64) -> Civil {
+    second(sec).civil
 }
 
 fn micros(t: &Timestamp) -> u64 {
     (t.nsec.min(999_999_999) / 1000) as u64
+}
+
+/// `.uuuuuu`: the fraction, six digits.
+fn fraction(buf: &mut [u8], t: &Timestamp) {
+    let mut m = micros(t) as u32;
+    buf[0] = b'.';
+    for i in (1..7).rev() {
+        buf[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+    }
 }
 
 const MONTHS: [&str; 12] = [
@@ -104,7 +233,15 @@ fn ymd(out: &mut Vec<u8>, d: &Civil) {
 
 /// `YYYY-MM-DD HH:MM:SS.uuuuuu` (fwlog 0.8's `received` field).
 pub fn fwlog(out: &mut Vec<u8>, t: &Timestamp) {
-    let d = civil(t.sec);
+    let sec = second(t.sec);
+    if let Some(text) = sec.text {
+        let mut buf = [0u8; 26];
+        buf[..19].copy_from_slice(&text);
+        fraction(&mut buf[19..], t);
+        out.extend_from_slice(&buf);
+        return;
+    }
+    let d = sec.civil;
     ymd(out, &d);
     s(out, " ");
     hms(out, &d);
@@ -114,7 +251,27 @@ pub fn fwlog(out: &mut Vec<u8>, t: &Timestamp) {
 
 /// RFC 3339 local time with microseconds and the UTC offset: `2026-11-24T08:15:02.123456+01:00`.
 pub fn rfc3339(out: &mut Vec<u8>, t: &Timestamp) {
-    let d = civil(t.sec);
+    let sec = second(t.sec);
+    let d = sec.civil;
+    if let Some(text) = sec.text {
+        let mut buf = [0u8; 32];
+        buf[..19].copy_from_slice(&text);
+        buf[10] = b'T';
+        fraction(&mut buf[19..26], t);
+        let off = d.offset;
+        buf[26] = if off < 0 { b'-' } else { b'+' };
+        let a = off.unsigned_abs();
+        let (h, m) = (a / 3600, a % 3600 / 60);
+        if h < 100 {
+            buf[27] = b'0' + (h / 10) as u8;
+            buf[28] = b'0' + (h % 10) as u8;
+            buf[29] = b':';
+            buf[30] = b'0' + (m / 10) as u8;
+            buf[31] = b'0' + (m % 10) as u8;
+            out.extend_from_slice(&buf);
+            return;
+        }
+    }
     ymd(out, &d);
     s(out, "T");
     hms(out, &d);

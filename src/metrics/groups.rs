@@ -107,6 +107,7 @@ mod tests {
                 seq: 1,
                 record: &[],
                 packet: &p,
+                decoded: &crate::decode::decode(&p),
                 names: &NoNames,
             });
         }

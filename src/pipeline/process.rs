@@ -25,7 +25,7 @@ use tokio::time::{sleep_until, Instant};
 use super::loss;
 use super::outputs::Outputs;
 use super::source::{Source, SourceError};
-use super::window::{PacketNames, Window};
+use super::window::{PacketNames, Parse, Window};
 use crate::counters::{bump, Counters};
 use crate::dns::{Lookup, Resolver};
 use crate::geo::Geo;
@@ -395,9 +395,13 @@ impl<S: Source> Processor<S> {
             e.seq = meta.seq;
             e.replayed = meta.replayed;
             if enrich && LossRecord::decode(&e.data).is_none() {
-                // Parsed once: the parse stays with the record and prints it.
-                let p = e.parse(|d| attr::parse(d, TlvOrder::NATIVE, loss::EPOCH));
-                crate::decode::addresses_into(p, &mut window.addrs);
+                // Parsed and decoded once: both stay with the record and print it.
+                let p = e.parse(|d| {
+                    let packet = attr::parse(d, TlvOrder::NATIVE, loss::EPOCH);
+                    let decoded = crate::decode::decode(&packet);
+                    Parse { packet, decoded }
+                });
+                crate::decode::addresses_of(&p.decoded, &mut window.addrs);
                 if let Some(g) = &mut self.geo {
                     e.geo.extend(
                         window
@@ -478,23 +482,26 @@ impl<S: Source> Processor<S> {
                 }
                 let replayed = e.replayed;
                 if let Some(y) = &mut e.parsed {
-                    y.with_mut(move |p| p.replayed = replayed);
+                    y.with_mut(move |p| p.packet.replayed = replayed);
                 }
-                // Records that were not parsed on entry (no DNS, no geo) are parsed now.
+                // Records that were not parsed on entry (no DNS, no geo) are parsed now; either
+                // way every output gets the one parse and the one decode.
                 let parsed_now;
                 let p = match &e.parsed {
                     Some(y) => y.get(),
                     None => {
-                        let mut q = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
-                        q.replayed = replayed;
-                        parsed_now = q;
+                        let mut packet = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
+                        packet.replayed = replayed;
+                        let decoded = crate::decode::decode(&packet);
+                        parsed_now = Parse { packet, decoded };
                         &parsed_now
                     }
                 };
                 self.outputs.packet(&crate::sink::PacketView {
                     seq: e.seq,
                     record: e.record(),
-                    packet: p,
+                    packet: &p.packet,
+                    decoded: &p.decoded,
                     names: &PacketNames(&e.names, &e.geo),
                 });
                 unwritten.printed += 1;

@@ -84,9 +84,12 @@ impl Source for fwlog_spool::Reader {
 }
 
 /// Records made by a producer thread (reading files), passed through a bounded channel so that
-/// memory stays bounded however large the input.
+/// memory stays bounded however large the input. The buffers travel back the other way (the
+/// loop's previous buffer for each record it takes), so a producer that takes them with
+/// [`Producer::spare`] allocates nothing per record either.
 pub struct ChannelSource {
     rx: Receiver<SourceRecord>,
+    back: SyncSender<Vec<u8>>,
     done: bool,
     pending: u64,
     /// Set when this end is dropped (the pipeline ended, e.g. on SIGTERM).
@@ -99,9 +102,14 @@ impl Drop for ChannelSource {
     }
 }
 
+/// Buffers with more capacity than this are not sent back (a few large records must not stay
+/// pinned as spares).
+const RECYCLE_MAX: usize = 64 << 10;
+
 /// The producer's end: `send` blocks while the pipeline is behind.
 pub struct Producer {
     tx: SyncSender<SourceRecord>,
+    back: Receiver<Vec<u8>>,
     wake: Arc<Notify>,
     seq: u64,
     gone: Arc<AtomicBool>,
@@ -112,6 +120,15 @@ impl Producer {
     /// polls this and gives up.
     pub fn gone(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.gone)
+    }
+
+    /// An empty buffer the pipeline is done with, to fill with the next record (`None`: none
+    /// has come back yet; make one).
+    pub fn spare(&mut self) -> Option<Vec<u8>> {
+        self.back.try_recv().ok().map(|mut b| {
+            b.clear();
+            b
+        })
     }
 
     /// Hand one record over; false when the pipeline has gone (stop producing).
@@ -146,16 +163,19 @@ impl Drop for Producer {
 /// A source and its producer end; `wake` is the pipeline's data wake-up.
 pub fn channel(capacity: usize, wake: Arc<Notify>) -> (ChannelSource, Producer) {
     let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+    let (back_tx, back_rx) = std::sync::mpsc::sync_channel(capacity);
     let gone = Arc::new(AtomicBool::new(false));
     (
         ChannelSource {
             rx,
+            back: back_tx,
             done: false,
             pending: 0,
             gone: Arc::clone(&gone),
         },
         Producer {
             tx,
+            back: back_rx,
             wake,
             seq: 0,
             gone,
@@ -168,8 +188,12 @@ impl Source for ChannelSource {
         match self.rx.try_recv() {
             Ok(r) => {
                 self.pending += 1;
-                // The producer made this buffer; taking it is cheaper than copying it.
-                *buf = r.data;
+                // The producer made this buffer; taking it is cheaper than copying it. The
+                // loop's buffer goes back for a later record (dropped if the way back is full).
+                let old = std::mem::replace(buf, r.data);
+                if old.capacity() > 0 && old.capacity() <= RECYCLE_MAX {
+                    let _ = self.back.try_send(old);
+                }
                 Ok(Some(RecordMeta {
                     seq: r.seq,
                     replayed: r.replayed,
@@ -194,5 +218,30 @@ impl Source for ChannelSource {
 
     fn pending(&self) -> u64 {
         self.pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loop's buffers go back to the producer, which fills them again: once the first
+    /// few have made the round, no record needs a new buffer.
+    #[test]
+    fn buffers_come_back_to_the_producer() {
+        let (mut src, mut prod) = channel(4, Arc::new(Notify::new()));
+        let mut seen = std::collections::HashSet::new();
+        let mut loop_buf = Vec::new();
+        for i in 0..100u8 {
+            let mut b = prod.spare().unwrap_or_else(|| Vec::with_capacity(64));
+            assert!(b.is_empty());
+            b.extend_from_slice(&[i; 10]);
+            seen.insert(b.as_ptr() as usize);
+            assert!(prod.send(b, false));
+            let meta = src.next(&mut loop_buf).expect("next").expect("a record");
+            assert_eq!(meta.seq, u64::from(i) + 1);
+            assert_eq!(loop_buf, [i; 10]);
+        }
+        assert!(seen.len() <= 3, "{} buffers for 100 records", seen.len());
     }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::decode::Decoded;
 use crate::dns::SafeName;
 use crate::format::Names;
 use crate::geo::GeoInfo;
@@ -23,17 +24,24 @@ use crate::packet::Packet;
 /// Record buffer capacity kept in spare entries at most.
 pub const SPARE_BYTES: usize = 4 << 20;
 
-/// A record's bytes with the `Packet` parsed from them (borrowing them).
-pub type Parsed = yoke::Yoke<Packet<'static>, Vec<u8>>;
+/// A record's packet and its decoded headers, both borrowing the record's bytes.
+#[derive(yoke::Yokeable)]
+pub struct Parse<'a> {
+    pub packet: Packet<'a>,
+    pub decoded: Decoded<'a>,
+}
+
+/// A record's bytes with the [`Parse`] made from them.
+pub type Parsed = yoke::Yoke<Parse<'static>, Vec<u8>>;
 
 /// One spooled record between the source and the outputs.
 pub struct Entry {
     pub seq: u64,
     /// The record, while it is not parsed (see `parsed`).
     pub data: Vec<u8>,
-    /// The record and its parse, when it was parsed on entering the window (to find its
-    /// addresses for DNS): printing then uses this parse instead of parsing again. `data` is
-    /// empty meanwhile.
+    /// The record and its parse and decode, when it was parsed on entering the window (to find
+    /// its addresses for DNS): printing then uses these instead of parsing and decoding again.
+    /// `data` is empty meanwhile.
     pub parsed: Option<Parsed>,
     pub replayed: bool,
     pub deadline: Instant,
@@ -55,7 +63,7 @@ impl Entry {
     }
 
     /// Parse the record once and keep the result beside it.
-    pub fn parse(&mut self, parse: impl for<'a> FnOnce(&'a [u8]) -> Packet<'a>) -> &Packet<'_> {
+    pub fn parse(&mut self, parse: impl for<'a> FnOnce(&'a [u8]) -> Parse<'a>) -> &Parse<'_> {
         let p = match self.parsed.take() {
             Some(p) => p,
             None => Parsed::attach_to_cart(std::mem::take(&mut self.data), |d: &[u8]| parse(d)),
@@ -63,8 +71,8 @@ impl Entry {
         self.parsed.insert(p).get()
     }
 
-    fn new(deadline: Instant) -> Entry {
-        Entry {
+    fn new(deadline: Instant) -> Box<Entry> {
+        Box::new(Entry {
             seq: 0,
             data: Vec::new(),
             parsed: None,
@@ -73,7 +81,7 @@ impl Entry {
             names: Vec::new(),
             waiting: Vec::new(),
             geo: Vec::new(),
-        }
+        })
     }
 }
 
@@ -96,12 +104,17 @@ impl Names for PacketNames<'_> {
     }
 }
 
+/// Entries are boxed: an entry with its parse is several hundred bytes, and moving it into
+/// the window, out of it and back to the spares cost more than formatting a number; boxes are
+/// recycled like the rest, so this allocates only while the window grows.
 #[derive(Default)]
 pub struct Window {
-    pub entries: VecDeque<Entry>,
+    pub entries: VecDeque<Box<Entry>>,
     /// Record data held by `entries`.
     pub bytes: usize,
-    spare: Vec<Entry>,
+    // Boxed on purpose: an entry moves between `entries` and here by pointer (see above).
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Entry>>,
     /// Record buffer capacity held by `spare`.
     spare_bytes: usize,
     /// A packet's addresses, reused from packet to packet.
@@ -125,7 +138,7 @@ impl Window {
     }
 
     /// An empty entry to fill (a spare one if there is one), with `deadline`.
-    pub fn blank(&mut self, deadline: Instant) -> Entry {
+    pub fn blank(&mut self, deadline: Instant) -> Box<Entry> {
         match self.spare.pop() {
             Some(mut e) => {
                 self.spare_bytes -= e.data.capacity();
@@ -137,25 +150,25 @@ impl Window {
     }
 
     /// A blank entry that was not used after all.
-    pub fn unused(&mut self, e: Entry) {
+    pub fn unused(&mut self, e: Box<Entry>) {
         self.recycle(e);
     }
 
     /// Add a filled entry at the back.
-    pub fn push(&mut self, e: Entry) {
+    pub fn push(&mut self, e: Box<Entry>) {
         self.bytes += e.record().len();
         self.entries.push_back(e);
     }
 
     /// Take the entry at the front, to print it; give it back with [`Window::recycle`].
-    pub fn pop(&mut self) -> Option<Entry> {
+    pub fn pop(&mut self) -> Option<Box<Entry>> {
         let e = self.entries.pop_front()?;
         self.bytes -= e.record().len();
         Some(e)
     }
 
     /// Keep a printed entry's buffers for a later record.
-    pub fn recycle(&mut self, mut e: Entry) {
+    pub fn recycle(&mut self, mut e: Box<Entry>) {
         if let Some(p) = e.parsed.take() {
             e.data = p.into_backing_cart();
         }

@@ -2,8 +2,8 @@
 //!
 //! Two layers:
 //! - [`PacketSink`] is what the processing loop talks to: it is handed each packet once,
-//!   decoded, with its names and its spool record, and each loss event, then asked to `commit`
-//!   the batch. Text outputs ([`text::TextSink`]) format into a buffer; outputs that store
+//!   decoded (once, by the loop, for every output), with its names and its spool record, and
+//!   each loss event, then asked to `commit` the batch. Text outputs ([`text::TextSink`]) format into a buffer; outputs that store
 //!   records (databases, pcap files) implement the same trait beside them. The spool is
 //!   acknowledged only after every output's `commit` returned `Ok`.
 //! - [`Sink`] is the byte target behind a text output: a file, stdout, syslog.
@@ -33,6 +33,7 @@ pub mod text;
 use std::io;
 use std::str::FromStr;
 
+use crate::decode::Decoded;
 use crate::format::{FormatKind, LossEvent, Names};
 use crate::packet::Packet;
 
@@ -44,6 +45,8 @@ pub struct PacketView<'a> {
     /// pcap stores).
     pub record: &'a [u8],
     pub packet: &'a Packet<'a>,
+    /// The packet's headers, decoded once for every output (`crate::decode::decode`).
+    pub decoded: &'a Decoded<'a>,
     pub names: &'a dyn Names,
 }
 

@@ -28,7 +28,8 @@ impl TextSink {
 
 impl PacketSink for TextSink {
     fn packet(&mut self, p: &PacketView<'_>) {
-        self.formatter.packet(p.packet, p.names, &mut self.buf);
+        self.formatter
+            .packet_decoded(p.packet, p.decoded, p.names, &mut self.buf);
     }
 
     fn loss(&mut self, ev: &LossEvent, _seq: u64) {

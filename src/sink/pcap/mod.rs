@@ -308,6 +308,7 @@ mod tests {
                 seq: i as u64,
                 record: &record,
                 packet: &p,
+                decoded: &crate::decode::decode(&p),
                 names: &NoNames,
             });
         }

@@ -318,7 +318,7 @@ impl Row {
     /// Build the row of one packet; `payload` keeps its bytes (`--db-payload`).
     pub fn new(v: &PacketView<'_>, payload: bool) -> Row {
         let p = v.packet;
-        let d = decode::decode(p);
+        let d = v.decoded;
         let mut partial = d.partial.is_some() || p.damage.is_some();
         let (mut src, mut dst, mut proto, mut length, mut ttl) = (None, None, None, None, None);
         let mut ports: Ports = (None, None, None, None, None, false);
@@ -485,11 +485,12 @@ mod tests {
         b
     }
 
-    fn view<'a>(p: &'a Packet<'a>) -> PacketView<'a> {
+    fn view<'a>(p: &'a Packet<'a>, d: &'a crate::decode::Decoded<'a>) -> PacketView<'a> {
         PacketView {
             seq: 7,
             record: &[],
             packet: p,
+            decoded: d,
             names: &NoNames,
         }
     }
@@ -516,7 +517,7 @@ mod tests {
             index: 3,
             name: None,
         });
-        let r = Row::new(&view(&p), true);
+        let r = Row::new(&view(&p, &decode::decode(&p)), true);
         assert_eq!(r.prefix.as_deref(), Some("DROP \\x1b[31m\\x5c\\x0a\\xff"));
         assert_eq!(r.in_if.as_deref(), Some("eth0"));
         assert_eq!(r.out_if.as_deref(), Some("#3"));
@@ -545,13 +546,13 @@ mod tests {
         };
         let mut p = Packet::new(&bytes[..24], ts);
         p.family = crate::packet::family::INET;
-        let r = Row::new(&view(&p), false);
+        let r = Row::new(&view(&p, &decode::decode(&p)), false);
         assert!(r.partial);
         assert_eq!(r.src, Some("10.0.0.1".parse().unwrap()));
         assert_eq!(r.sport, None);
         assert_eq!(r.payload, None);
         let p = Packet::new(&bytes[..3], ts);
-        let r = Row::new(&view(&p), false);
+        let r = Row::new(&view(&p, &decode::decode(&p)), false);
         assert_eq!(r.src, None);
     }
 
@@ -582,10 +583,12 @@ mod tests {
             location: Some((52.5, 13.25)),
             ..GeoInfo::default()
         });
+        let d = decode::decode(&p);
         let v = PacketView {
             seq: 1,
             record: &[],
             packet: &p,
+            decoded: &d,
             names: &names,
         };
         let r = Row::new(&v, false);
