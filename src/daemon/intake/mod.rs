@@ -12,14 +12,14 @@
 //!    request, retention by age and the once-a-second spool-full report are never late), or
 //!    not at all once stopping;
 //! 2. the receiver appends each packet and each loss it noticed, in kernel order
-//!    ([`Spooler::packet`], [`Spooler::loss`]);
+//!    ([`Spooler::packet`], [`Spooler::loss`]); NFLOG takes up to `batch_datagrams` datagrams
+//!    (in hold mode each one written out, its positions recorded and only then dequeued, before
+//!    the next is looked at);
 //! 3. refused packets are reported and owed loss reports retried when due;
-//! 4. the receiver's step before the commit (NFLOG hold mode: write out, record positions,
-//!    dequeue);
-//! 5. commit (NFLOG: when the group commit is due; NFQUEUE: every round, verdicts wait for it),
+//! 4. commit (NFLOG: when the group commit is due; NFQUEUE: every round, verdicts wait for it),
 //!    retention upkeep, then the receiver settles the packets whose fate is now known
 //!    (NFQUEUE: the verdicts);
-//! 6. once stopping and nothing more came: report, commit and return.
+//! 5. once stopping and nothing more came: report, commit and return.
 //!
 //! A full spool (the `--spool-max` cap or a full filesystem) never ends the loop: refused
 //! packets are lost (NFLOG; NFQUEUE with `--fail-open`) or dropped (NFQUEUE), see `spooler.rs`.
@@ -63,11 +63,6 @@ pub trait Receiver {
         stopping: bool,
         spool: &mut Spooler<Self::Packet>,
     ) -> Result<usize, String>;
-
-    /// After appending a round's packets, before the commit.
-    fn before_commit(&mut self, _spool: &mut Spooler<Self::Packet>) -> Result<(), String> {
-        Ok(())
-    }
 
     /// After a commit attempt: `spool.committed` holds the packets now stored, `spool.refused`
     /// those the spool did not take; `commit` is the commit, if one happened.
@@ -118,11 +113,8 @@ fn round<R: Receiver>(
     bump(&spool.counters.received, n as u64);
     bump(&spool.counters.intake_rounds, 1);
     spool.round();
-    let mut r = rx.before_commit(spool);
     let mut commit = None;
-    if r.is_ok() {
-        r = spool.commit(R::COMMIT_EVERY_ROUND).map(|c| commit = c);
-    }
+    let mut r = spool.commit(R::COMMIT_EVERY_ROUND).map(|c| commit = c);
     if r.is_ok() {
         // Retention by age (a no-op without --retain-for); rounds wake it at least every
         // 100 ms, so idle hours still expire.

@@ -47,8 +47,8 @@ impl NflogReceiver {
     fn intend(&mut self, spool: &mut Spooler<()>) {
         let Some(p) = &mut spool.held else { return };
         let mut firsts: Vec<(u16, u32)> = Vec::new();
-        for rec in self.batch.iter() {
-            if let Some((g, s)) = crate::capture::scan_group_seq(rec) {
+        for m in self.batch.meta() {
+            if let Some((g, s)) = m.group.zip(m.seq) {
                 if !firsts.iter().any(|f| f.0 == g) {
                     firsts.push((g, s));
                 }
@@ -63,13 +63,65 @@ impl NflogReceiver {
         p.begin(entries.into_iter());
     }
 
+    /// One receive call; every packet and loss it brought is appended to `spool`.
+    fn receive_once(&mut self, wait: Duration, spool: &mut Spooler<()>) -> Result<usize, String> {
+        let mut batch = std::mem::take(&mut self.batch);
+        let r = self.sock.recv_batch(&mut batch, wait);
+        self.batch = batch;
+        let n = r.map_err(|e| format!("receiving from NFLOG: {e}"))?;
+        let groups = self.batch.iter().map(crate::capture::record_group);
+        spool.counters.per_group.count(groups);
+        if !self.seq_file.has_value() {
+            self.seed_first_run();
+        }
+        if n > 0 {
+            self.intend(spool);
+        }
+        let losses = self.batch.loss_events();
+        let mut li = 0;
+        for (i, (rec, m)) in self.batch.iter().zip(self.batch.meta()).enumerate() {
+            while li < losses.len() && losses[li].0 <= i {
+                crate::say!("fwlog: {}", losses[li].1);
+                spool.loss(losses[li].1);
+                li += 1;
+            }
+            spool.packet_scanned(rec, (), m.seq_global, m.group.zip(m.seq));
+        }
+        for (_, ev) in &losses[li..] {
+            crate::say!("fwlog: {ev}");
+            spool.loss(*ev);
+        }
+        Ok(n)
+    }
+
+    /// Hold mode (socket kept in the fd store): write the records out, say how far each group
+    /// is spooled, and only then take the datagram off the socket (see `fdkeep`).
+    fn hand_over(&mut self, spool: &mut Spooler<()>) -> Result<(), String> {
+        if !self.batch.is_empty() || !self.batch.loss_events().is_empty() {
+            // Reports that are due go out with this datagram, as the round would append them.
+            spool.round();
+            spool.write_out()?;
+            // Packets the spool refused are not spooled: leave the positions behind them, so a
+            // kill before their report makes the next run see them again, not skip them.
+            if spool.unreported().count == 0 {
+                if let Some(p) = &mut spool.held {
+                    let at = self.sock.tracker().group_positions();
+                    p.store(at.map(|(g, s)| (g, s, false)));
+                }
+            }
+        }
+        self.sock
+            .release()
+            .map_err(|e| format!("receiving from NFLOG: {e}"))
+    }
+
     /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,
     /// that everything before the first packet received was not ours. Without this, a run killed
     /// after a segment rollover had made some packets durable (an implicit commit, which does not
     /// update the file) but before its first explicit commit left no value at all, and the next
     /// run could not report the packets the kernel had handed the dead one.
     fn seed_first_run(&mut self) {
-        let first = self.batch.iter().find_map(crate::capture::scan_seq_global);
+        let first = self.batch.meta().iter().find_map(|m| m.seq_global);
         if let Some(g) = first {
             self.seq_file.store(g.wrapping_sub(1));
         }
@@ -90,61 +142,32 @@ impl Receiver for NflogReceiver {
             .unwrap_or(Duration::MAX)
     }
 
+    /// Normal mode: one `recvmmsg` of up to `batch_datagrams` datagrams. Hold mode: up to as
+    /// many datagrams, each peeked at, appended, written out and only then taken off the
+    /// socket ([`NflogReceiver::hand_over`]) before the next is looked at (the kernel cannot
+    /// peek past the head of the queue); the round's commit, upkeep and settling are shared.
     fn receive(
         &mut self,
         wait: Duration,
         _stopping: bool,
         spool: &mut Spooler<()>,
     ) -> Result<usize, String> {
-        let mut batch = std::mem::take(&mut self.batch);
-        let r = self.sock.recv_batch(&mut batch, wait);
-        self.batch = batch;
-        let n = r.map_err(|e| format!("receiving from NFLOG: {e}"))?;
-        let groups = self.batch.iter().map(crate::capture::record_group);
-        spool.counters.per_group.count(groups);
-        if !self.seq_file.has_value() {
-            self.seed_first_run();
+        if spool.held.is_none() {
+            return self.receive_once(wait, spool);
         }
-        if n > 0 {
-            self.intend(spool);
-        }
-        let losses = self.batch.loss_events();
-        let mut li = 0;
-        for (i, rec) in self.batch.iter().enumerate() {
-            while li < losses.len() && losses[li].0 <= i {
-                crate::say!("fwlog: {}", losses[li].1);
-                spool.loss(losses[li].1);
-                li += 1;
+        let mut n = 0;
+        let mut wait = wait;
+        for _ in 0..self.sock.batch_datagrams() {
+            let got = self.receive_once(wait, spool)?;
+            let any = !self.batch.is_empty() || !self.batch.loss_events().is_empty();
+            self.hand_over(spool)?;
+            n += got;
+            if !any {
+                break;
             }
-            spool.packet(rec, (), crate::capture::scan_seq_global(rec));
-        }
-        for (_, ev) in &losses[li..] {
-            crate::say!("fwlog: {ev}");
-            spool.loss(*ev);
+            wait = Duration::ZERO;
         }
         Ok(n)
-    }
-
-    /// Hold mode (socket kept in the fd store): write the records out, say how far each group
-    /// is spooled, and only then take the datagram off the socket (see `fdkeep`).
-    fn before_commit(&mut self, spool: &mut Spooler<()>) -> Result<(), String> {
-        if spool.held.is_none() {
-            return Ok(());
-        }
-        if !self.batch.is_empty() || !self.batch.loss_events().is_empty() {
-            spool.write_out()?;
-            // Packets the spool refused are not spooled: leave the positions behind them, so a
-            // kill before their report makes the next run see them again, not skip them.
-            if spool.unreported().count == 0 {
-                if let Some(p) = &mut spool.held {
-                    let at = self.sock.tracker().group_positions();
-                    p.store(at.map(|(g, s)| (g, s, false)));
-                }
-            }
-        }
-        self.sock
-            .release()
-            .map_err(|e| format!("receiving from NFLOG: {e}"))
     }
 
     /// After any commit (explicit, or by `tick` sealing a segment; both write everything
