@@ -74,8 +74,8 @@ fn hold_mode_takes_several_datagrams_per_round() {
     let rounds = s["fwlog_intake_rounds_total"];
     assert_eq!(d.stop(), 0);
     assert_eq!(received, QUEUED as f64, "{s:?}");
-    // One datagram per round would take at least 400 rounds; 8 per round takes 50, plus the
-    // idle rounds until the scrape (at most 10 a second).
+    // One datagram per round would take at least 400 rounds; batched, a round takes up to 64,
+    // plus the idle rounds until the scrape (at most 10 a second).
     assert!(
         rounds < QUEUED as f64 / 2.0,
         "{rounds} rounds for {received} datagrams: hold mode is not batching"

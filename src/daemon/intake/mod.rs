@@ -12,9 +12,9 @@
 //!    request, retention by age and the once-a-second spool-full report are never late), or
 //!    not at all once stopping;
 //! 2. the receiver appends each packet and each loss it noticed, in kernel order
-//!    ([`Spooler::packet`], [`Spooler::loss`]); NFLOG takes up to `batch_datagrams` datagrams
-//!    (in hold mode each one written out, its positions recorded and only then dequeued, before
-//!    the next is looked at);
+//!    ([`Spooler::packet`], [`Spooler::loss`]); NFLOG goes on receiving while the kernel's queue
+//!    stays full, up to 64 datagrams (in hold mode each one written out, its positions recorded
+//!    and only then dequeued, before the next is looked at), so one commit covers them all;
 //! 3. refused packets are reported and owed loss reports retried when due;
 //! 4. commit (NFLOG: when the group commit is due; NFQUEUE: every round, verdicts wait for it),
 //!    retention upkeep, then the receiver settles the packets whose fate is now known
