@@ -13,7 +13,7 @@
 //!    not at all once stopping;
 //! 2. the receiver appends each packet and each loss it noticed, in kernel order
 //!    ([`Spooler::packet`], [`Spooler::loss`]); NFLOG goes on receiving while the kernel's queue
-//!    stays full, up to 64 datagrams (in hold mode each one written out, its positions recorded
+//!    stays full, up to 64 datagrams or 2 MiB (in hold mode each one written out, its positions recorded
 //!    and only then dequeued, before the next is looked at), so one commit covers them all;
 //! 3. refused packets are reported and owed loss reports retried when due;
 //! 4. commit (NFLOG: when the group commit is due; NFQUEUE: every round, verdicts wait for it),
@@ -49,8 +49,8 @@ pub trait Receiver {
     /// What intake keeps of each appended packet until its fate is known.
     type Packet;
 
-    /// Commit every round (true), or when the spool's group commit is due.
-    const COMMIT_EVERY_ROUND: bool;
+    /// Commit at the end of this round (true), or only when the spool's group commit is due.
+    fn commit_now(&self) -> bool;
 
     /// How long the next receive may wait for packets (capped at 100 ms).
     fn wait(&self, spool: &Spooler<Self::Packet>) -> Duration;
@@ -114,7 +114,7 @@ fn round<R: Receiver>(
     bump(&spool.counters.intake_rounds, 1);
     spool.round();
     let mut commit = None;
-    let mut r = spool.commit(R::COMMIT_EVERY_ROUND).map(|c| commit = c);
+    let mut r = spool.commit(rx.commit_now()).map(|c| commit = c);
     if r.is_ok() {
         // Retention by age (a no-op without --retain-for); rounds wake it at least every
         // 100 ms, so idle hours still expire.

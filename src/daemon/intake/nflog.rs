@@ -15,11 +15,16 @@ use crate::capture::{NflogSocket, RecordBatch};
 use crate::daemon::seqfile::SeqFile;
 
 /// Most datagrams one round takes. While the kernel keeps the socket's queue full, a round
-/// goes on receiving (without waiting) up to this many, so a loaded intake commits, and with
-/// `--fsync batch` syncs the spool, once per up to 64 datagrams (at most 16k records with the
-/// default qthresh of 256) rather than once per receive call. A sync blocks intake, and the
-/// number of syncs per second, not the records, is what limited intake under load.
+/// goes on receiving (without waiting) up to this many, or [`ROUND_BYTES`] of records, so a
+/// loaded intake commits, and with `--fsync batch` syncs the spool, once per up to 64
+/// datagrams (at most 16k records with the default qthresh of 256) rather than once per
+/// receive call. A sync blocks intake, and the number of syncs per second, not the records,
+/// is what limited intake under load.
 const ROUND_DATAGRAMS: u64 = 64;
+
+/// Most record bytes one round appends before it commits: what the spool writer buffers for
+/// a commit (and the hand-off keeps of it) stays small with large packets too.
+const ROUND_BYTES: usize = 2 << 20;
 
 /// Hold mode (the socket kept in the fd store) is on when the spooler holds the positions file
 /// ([`Spooler::held`]).
@@ -27,6 +32,8 @@ pub struct NflogReceiver {
     sock: NflogSocket,
     batch: RecordBatch,
     seq_file: SeqFile,
+    /// The last round took packets and left the kernel's queue empty.
+    drained: bool,
 }
 
 impl NflogReceiver {
@@ -35,6 +42,7 @@ impl NflogReceiver {
             sock,
             batch: RecordBatch::with_capacity(1 << 20, 8192),
             seq_file,
+            drained: false,
         }
     }
 
@@ -139,7 +147,13 @@ impl Receiver for NflogReceiver {
     /// The packet's NFULA_SEQ_GLOBAL is all a refused packet needs (its report's range).
     type Packet = ();
 
-    const COMMIT_EVERY_ROUND: bool = false;
+    /// When the round emptied the kernel's queue after taking packets: waiting out the group
+    /// commit's delay would only add to every line's latency (nothing more is queued to join
+    /// the batch; a live trickle comes in one datagram per flush timeout). Under load the
+    /// queue is not empty at the end of a round, and the group commit applies.
+    fn commit_now(&self) -> bool {
+        self.drained
+    }
 
     fn wait(&self, spool: &Spooler<()>) -> Duration {
         spool
@@ -150,7 +164,7 @@ impl Receiver for NflogReceiver {
     }
 
     /// Receive calls until the socket has no more queued or the round has [`ROUND_DATAGRAMS`]
-    /// datagrams. Normal mode: `recvmmsg` of up to `batch_datagrams` per call. Hold mode: one
+    /// datagrams or [`ROUND_BYTES`] of records. Normal mode: `recvmmsg` of up to `batch_datagrams` per call. Hold mode: one
     /// datagram per call, peeked at, appended, written out and only then taken off the socket
     /// ([`NflogReceiver::hand_over`]) before the next is looked at (the kernel cannot peek
     /// past the head of the queue). The round's commit (and so its `fdatasync`), upkeep and
@@ -168,17 +182,20 @@ impl Receiver for NflogReceiver {
             self.sock.batch_datagrams() as u64
         };
         let start = self.sock.stats().datagrams;
-        let mut n = 0;
+        let (mut n, mut bytes) = (0, 0);
         let mut wait = wait;
         loop {
             let before = self.sock.stats().datagrams;
             n += self.receive_once(wait, spool)?;
+            bytes += self.batch.data().len();
             if held {
                 self.hand_over(spool)?;
             }
             let now = self.sock.stats().datagrams;
             // A call that did not fill its slots found the queue empty.
-            if now - before < per_call || now - start >= ROUND_DATAGRAMS {
+            let empty = now - before < per_call;
+            if empty || now - start >= ROUND_DATAGRAMS || bytes >= ROUND_BYTES {
+                self.drained = empty && n > 0;
                 return Ok(n);
             }
             wait = Duration::ZERO;
