@@ -8,10 +8,23 @@
 
 use crate::nflog::loss::LossEvent;
 
+/// What the receive path's one attribute scan found in a record, kept beside it so that
+/// nothing later in intake walks the record's attributes again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecordMeta {
+    pub group: Option<u16>,
+    /// NFULA_SEQ.
+    pub seq: Option<u32>,
+    /// NFULA_SEQ_GLOBAL.
+    pub seq_global: Option<u32>,
+}
+
 #[derive(Debug, Default)]
 pub struct RecordBatch {
     pub(crate) data: Vec<u8>,
     pub(crate) ends: Vec<usize>,
+    /// One per record (same length as `ends`).
+    pub(crate) meta: Vec<RecordMeta>,
     /// (number of records in the batch before the loss, event).
     pub(crate) loss: Vec<(usize, LossEvent)>,
 }
@@ -26,6 +39,7 @@ impl RecordBatch {
         RecordBatch {
             data: Vec::with_capacity(bytes),
             ends: Vec::with_capacity(records),
+            meta: Vec::with_capacity(records),
             loss: Vec::new(),
         }
     }
@@ -34,6 +48,7 @@ impl RecordBatch {
     pub fn clear(&mut self) {
         self.data.clear();
         self.ends.clear();
+        self.meta.clear();
         self.loss.clear();
     }
 
@@ -71,6 +86,11 @@ impl RecordBatch {
         &self.ends
     }
 
+    /// What the receive path's scan found in each record, in record order.
+    pub fn meta(&self) -> &[RecordMeta] {
+        &self.meta
+    }
+
     /// Losses noticed while receiving this batch, each with the number of records of this
     /// batch that precede it (so the daemon can print the loss line in the right place).
     pub fn loss_events(&self) -> &[(usize, LossEvent)] {
@@ -83,6 +103,7 @@ impl RecordBatch {
         let before = self.ends.len();
         self.data.extend_from_slice(&other.data);
         self.ends.extend(other.ends.iter().map(|e| e + base));
+        self.meta.extend_from_slice(&other.meta);
         self.loss
             .extend(other.loss.drain(..).map(|(i, e)| (i + before, e)));
         other.clear();
@@ -127,9 +148,15 @@ mod tests {
         let mut a = RecordBatch::new();
         a.data.extend_from_slice(&[1, 1, 1, 1]);
         a.ends.push(4);
+        a.meta.push(RecordMeta::default());
         let mut b = RecordBatch::new();
         b.data.extend_from_slice(&[2; 8]);
         b.ends.push(8);
+        b.meta.push(RecordMeta {
+            group: Some(2),
+            seq: Some(3),
+            seq_global: Some(4),
+        });
         b.push_loss(LossEvent::now(Cause::Enobufs, None, 0, None));
         a.append(&mut b);
         assert!(b.is_empty() && b.loss_events().is_empty());
@@ -138,5 +165,7 @@ mod tests {
             vec![&[1u8; 4][..], &[2u8; 8][..]]
         );
         assert_eq!(a.loss_events()[0].0, 2);
+        assert_eq!(a.meta().len(), 2);
+        assert_eq!(a.meta()[1].seq_global, Some(4));
     }
 }

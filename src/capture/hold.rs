@@ -12,13 +12,10 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::time::Duration;
 
-use super::batch::RecordBatch;
 use super::config::{reconfigure_message, unbind_message, NflogConfig};
 use super::error::{has_cap_net_admin, CaptureError};
-use super::socket::{enobufs_event, errno, process_datagram, stamp_now, NflogSocket, MAX_DATAGRAM};
-use crate::nflog::loss::{Cause, LossEvent};
+use super::socket::{enobufs_event, errno, NflogSocket};
 
 impl NflogSocket {
     /// Take back a bound NFLOG socket a previous run kept in the service manager's fd store
@@ -68,8 +65,8 @@ impl NflogSocket {
         Ok((sock, changes))
     }
 
-    /// Receive in hold mode from now on: each [`recv_batch`](Self::recv_batch) peeks at one
-    /// datagram and leaves it queued until [`release`](Self::release). A process killed in
+    /// Receive in hold mode from now on: each [`recv_batch`](Self::recv_batch) peeks at the
+    /// head datagram and leaves it queued until [`release`](Self::release). A process killed in
     /// between leaves it to the next one that takes the socket over, so nothing it received
     /// but had not yet written out is lost. Costs one more system call per datagram.
     pub fn hold_until_released(&mut self) {
@@ -112,48 +109,6 @@ impl NflogSocket {
     /// manager's fd store, which hands it to the next run.
     pub fn keep_groups_on_close(&mut self) {
         self.keep_groups = true;
-    }
-
-    /// Hold mode's receive: peek at the head datagram (see [`Self::hold_until_released`]).
-    pub(super) fn recv_held(
-        &mut self,
-        out: &mut RecordBatch,
-        timeout: Duration,
-    ) -> Result<usize, CaptureError> {
-        if self.held {
-            // The caller did not release the last one: reading it again would duplicate it.
-            return Ok(0);
-        }
-        // MSG_TRUNC: return the datagram's real length, so a cut one is noticed.
-        let mut flags = libc::MSG_PEEK | libc::MSG_TRUNC;
-        if timeout.is_zero() {
-            flags |= libc::MSG_DONTWAIT;
-        } else {
-            self.set_timeout(timeout.max(Duration::from_micros(1)))
-                .map_err(|e| CaptureError::io("setting SO_RCVTIMEO", e))?;
-        }
-        loop {
-            self.intake.stats.recv_calls += 1;
-            let fd = self.fd.as_raw_fd();
-            let len = match crate::netlink::recv_one(fd, &mut self.slots[..MAX_DATAGRAM], flags) {
-                Ok(n) => n,
-                Err(e) => {
-                    if self.recv_failed(e, out)? {
-                        flags |= libc::MSG_DONTWAIT;
-                        continue;
-                    }
-                    return Ok(out.len());
-                }
-            };
-            let stamp = stamp_now();
-            if len > MAX_DATAGRAM {
-                out.push_loss(LossEvent::now(Cause::Corrupt, None, 0, None));
-            }
-            let d = &self.slots[..len.min(MAX_DATAGRAM)];
-            process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});
-            self.held = true;
-            return Ok(out.len());
-        }
     }
 }
 

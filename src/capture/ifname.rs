@@ -33,7 +33,8 @@ struct Entry {
     /// Name bytes; `len == 0` means "no interface has this index".
     name: [u8; IFNAMSIZ],
     len: u8,
-    checked: Instant,
+    /// Trusted until then (checked + ttl): one comparison per use, no clock arithmetic.
+    until: Instant,
 }
 
 pub struct IfNameCache {
@@ -84,7 +85,7 @@ impl IfNameCache {
     /// passed in so a batch of records costs one clock read, not one per record.
     pub fn get(&mut self, index: u32, now: Instant) -> Option<&[u8]> {
         let pos = match self.entries.iter().position(|e| e.index == index) {
-            Some(i) if now.saturating_duration_since(self.entries[i].checked) < self.ttl => i,
+            Some(i) if now < self.entries[i].until => i,
             Some(i) => {
                 self.entries[i] = self.resolve(index, now);
                 i
@@ -108,7 +109,7 @@ impl IfNameCache {
             index,
             name: [0; IFNAMSIZ],
             len: 0,
-            checked: now,
+            until: now.checked_add(self.ttl).unwrap_or(now),
         };
         let Ok(idx) = libc::c_int::try_from(index) else {
             return e;

@@ -71,7 +71,7 @@ mod loss;
 mod record;
 mod socket;
 
-pub use batch::{RecordBatch, Records};
+pub use batch::{RecordBatch, RecordMeta, Records};
 pub use config::NflogConfig;
 pub use error::CaptureError;
 pub use ifname::{index_to_name, IfNameCache};

@@ -4,7 +4,7 @@
 //! attributes) and stops quietly at the first malformed attribute: the record is copied
 //! verbatim regardless, and the full parser marks the damage when the record is read back.
 
-use super::batch::RecordBatch;
+use super::batch::{RecordBatch, RecordMeta};
 use super::ifname::IfNameCache;
 use super::loss::LossTracker;
 use crate::nflog::attr::{self, fwlog, nfula, NFGENMSG_LEN};
@@ -117,6 +117,11 @@ pub(crate) fn push_record(
         }
     }
     out.ends.push(out.data.len());
+    out.meta.push(RecordMeta {
+        group: s.group,
+        seq: s.seq,
+        seq_global: s.seq_global,
+    });
 }
 
 #[cfg(test)]
@@ -182,6 +187,8 @@ mod tests {
             (1_700_000_000, 123, TimeSource::Local)
         );
         assert_eq!(tracker.last_seq_global(), Some(40));
+        let m = out.meta()[0];
+        assert_eq!((m.group, m.seq, m.seq_global), (Some(7), Some(4), Some(40)));
     }
 
     #[test]

@@ -78,8 +78,8 @@ pub struct NflogSocket {
     rcvbuf: usize,
     warnings: Vec<String>,
     pub(super) nl_seq: u32,
-    /// Hold mode ([`NflogSocket::hold_until_released`]): receive by peeking, one datagram at a
-    /// time, and take it off the queue only in [`NflogSocket::release`].
+    /// Hold mode ([`NflogSocket::hold_until_released`]): receive by peeking at the head
+    /// datagram, and take it off the queue only in [`NflogSocket::release`].
     pub(super) hold: bool,
     /// A datagram was peeked and not yet released.
     pub(super) held: bool,
@@ -275,6 +275,12 @@ impl NflogSocket {
     /// waits) into `out`, which is cleared first. Returns the number of records; 0 on timeout.
     /// Losses noticed on the way are in `out.loss_events()` (an ENOBUFS is reported there, not
     /// as an error, and receiving continues).
+    ///
+    /// One loop for both modes; they differ only in how a call fetches datagrams
+    /// ([`Self::fetch`]): up to `batch_datagrams` taken off the queue by one `recvmmsg`, or in
+    /// hold mode the head datagram peeked at and left queued until [`Self::release`] (the
+    /// kernel offers no way to peek past the head of a netlink socket's queue, so hold mode
+    /// takes several datagrams by a peek and a release each, see `daemon::intake::nflog`).
     pub fn recv_batch(
         &mut self,
         out: &mut RecordBatch,
@@ -285,10 +291,16 @@ impl NflogSocket {
             out.append(&mut self.pending);
             return Ok(out.len());
         }
-        if self.hold {
-            return self.recv_held(out, timeout);
+        if self.held {
+            // The caller did not release the last one: reading it again would duplicate it.
+            return Ok(0);
         }
-        let mut flags = libc::MSG_WAITFORONE;
+        let mut flags = if self.hold {
+            // MSG_TRUNC: return the datagram's real length, so a cut one is noticed.
+            libc::MSG_PEEK | libc::MSG_TRUNC
+        } else {
+            libc::MSG_WAITFORONE
+        };
         if timeout.is_zero() {
             flags |= libc::MSG_DONTWAIT;
         } else {
@@ -296,53 +308,76 @@ impl NflogSocket {
             self.set_timeout(timeout.max(Duration::from_micros(1)))
                 .map_err(|e| CaptureError::io("setting SO_RCVTIMEO", e))?;
         }
+        let mut got = [(0usize, false); MAX_SLOTS];
         loop {
-            // The iovec/mmsghdr arrays hold raw pointers into `slots`, so they are built per call
-            // on the stack (cheap) rather than stored, which keeps the socket Send.
-            // SAFETY: both are plain C structs; all-zero is a valid value.
-            let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { std::mem::zeroed() };
-            let mut hdrs: [libc::mmsghdr; MAX_SLOTS] = unsafe { std::mem::zeroed() };
-            for (i, chunk) in self
-                .slots
-                .chunks_exact_mut(MAX_DATAGRAM)
-                .take(self.nslots)
-                .enumerate()
-            {
-                iov[i].iov_base = chunk.as_mut_ptr().cast();
-                iov[i].iov_len = chunk.len();
-                hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-                hdrs[i].msg_hdr.msg_iovlen = 1;
-            }
             self.intake.stats.recv_calls += 1;
-            // SAFETY: hdrs[..nslots] point at iovecs covering disjoint slots we own, alive for
-            // the call; no timeout pointer (SO_RCVTIMEO bounds the wait instead).
-            let n = unsafe {
-                libc::recvmmsg(
-                    self.fd.as_raw_fd(),
-                    hdrs.as_mut_ptr(),
-                    self.nslots as libc::c_uint,
-                    flags,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n < 0 {
-                if self.recv_failed(io::Error::last_os_error(), out)? {
-                    flags |= libc::MSG_DONTWAIT;
-                    continue;
+            let n = match self.fetch(flags, &mut got) {
+                Ok(n) => n,
+                Err(e) => {
+                    if self.recv_failed(e, out)? {
+                        flags |= libc::MSG_DONTWAIT;
+                        continue;
+                    }
+                    return Ok(out.len());
                 }
-                return Ok(out.len());
-            }
+            };
             let stamp = stamp_now();
-            for (i, h) in hdrs.iter().take(n as usize).enumerate() {
-                let len = (h.msg_len as usize).min(MAX_DATAGRAM);
-                if h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            for (i, &(len, cut)) in got.iter().take(n).enumerate() {
+                if cut {
                     out.push_loss(LossEvent::now(Cause::Corrupt, None, 0, None));
                 }
                 let d = &self.slots[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len];
                 process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});
             }
+            self.held = self.hold && n > 0;
             return Ok(out.len());
         }
+    }
+
+    /// One receive system call: the datagrams it fetched into the slots, as (length kept,
+    /// cut short) per slot, and how many.
+    fn fetch(&mut self, flags: i32, got: &mut [(usize, bool); MAX_SLOTS]) -> io::Result<usize> {
+        let fd = self.fd.as_raw_fd();
+        if self.hold {
+            let len = netlink::recv_one(fd, &mut self.slots[..MAX_DATAGRAM], flags)?;
+            got[0] = (len.min(MAX_DATAGRAM), len > MAX_DATAGRAM);
+            return Ok(1);
+        }
+        // The iovec/mmsghdr arrays hold raw pointers into `slots`, so they are built per call
+        // on the stack (cheap) rather than stored, which keeps the socket Send.
+        // SAFETY: both are plain C structs; all-zero is a valid value.
+        let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { std::mem::zeroed() };
+        let mut hdrs: [libc::mmsghdr; MAX_SLOTS] = unsafe { std::mem::zeroed() };
+        for (i, chunk) in self
+            .slots
+            .chunks_exact_mut(MAX_DATAGRAM)
+            .take(self.nslots)
+            .enumerate()
+        {
+            iov[i].iov_base = chunk.as_mut_ptr().cast();
+            iov[i].iov_len = chunk.len();
+            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: hdrs[..nslots] point at iovecs covering disjoint slots we own, alive for
+        // the call; no timeout pointer (SO_RCVTIMEO bounds the wait instead).
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                self.nslots as libc::c_uint,
+                flags,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for (g, h) in got.iter_mut().zip(hdrs.iter()).take(n as usize) {
+            let cut = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            *g = ((h.msg_len as usize).min(MAX_DATAGRAM), cut);
+        }
+        Ok(n as usize)
     }
 
     /// A receive failed with `e`. `Ok(true)`: an overrun, reported in `out`; read on what is
@@ -386,6 +421,11 @@ impl NflogSocket {
     /// Non-fatal problems met while opening (e.g. the receive buffer could not be forced).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+
+    /// Datagrams one receive call may take (`batch_datagrams`).
+    pub fn batch_datagrams(&self) -> usize {
+        self.nslots
     }
 
     pub fn groups(&self) -> &[u16] {

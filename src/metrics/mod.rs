@@ -323,6 +323,12 @@ pub fn render(src: &MetricsSource) -> String {
     );
     counter(
         &mut reg,
+        "fwlog_intake_rounds",
+        "Rounds of the intake loop (receive, append, commit); received packets per round show how much intake takes at once",
+        g(&c.intake_rounds),
+    );
+    counter(
+        &mut reg,
         "fwlog_packets_spooled",
         "Packets appended to the spool",
         g(&c.spooled),

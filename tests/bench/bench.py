@@ -425,8 +425,8 @@ class FwlogScraped(FwlogMetrics):
 
 class FwlogHeld(Fwlog):
     """fwlog with a played service manager that takes its socket into an fd store: fwlog then
-    reads in hold mode (one datagram per receive, positions file, dequeue after the write),
-    as under the packaged unit. Compare with fwlog in the same run."""
+    reads in hold mode (each datagram peeked at, written out, positions file, dequeued), as
+    under the packaged unit. Compare with fwlog in the same run."""
     name = "fwlog-held"
 
     def start(self):
@@ -486,6 +486,21 @@ class FwlogBase(Fwlog):
     def start(self):
         if not ARGS.fwlog_base:
             raise RuntimeError("fwlog-base needs --fwlog-base PATH")
+        mine = ARGS.fwlog
+        ARGS.fwlog = ARGS.fwlog_base
+        try:
+            super().start()
+        finally:
+            ARGS.fwlog = mine
+
+
+class FwlogBaseHeld(FwlogHeld):
+    """fwlog-held with the --fwlog-base build: hold mode before and after a change."""
+    name = "fwlog-base-held"
+
+    def start(self):
+        if not ARGS.fwlog_base:
+            raise RuntimeError("fwlog-base-held needs --fwlog-base PATH")
         mine = ARGS.fwlog
         ARGS.fwlog = ARGS.fwlog_base
         try:
@@ -637,7 +652,8 @@ def sweep(rates, repeats, seconds, results):
         kinds.append(Ulogd)
     variants = {"fwlog-nodns": FwlogNoDns, "fwlog-nosync": FwlogNoSync, "fwlog-held": FwlogHeld,
                 "fwlog-niceproc": FwlogNiceProc, "fwlog-metrics": FwlogMetrics,
-                "fwlog-scraped": FwlogScraped, "fwlog-base": FwlogBase}
+                "fwlog-scraped": FwlogScraped, "fwlog-base": FwlogBase,
+                "fwlog-base-held": FwlogBaseHeld}
     known = {k.name: k for k in kinds} | variants
     kinds = [known[n] for n in ARGS.receivers.split(",") if n in known]
     for rep in range(repeats):

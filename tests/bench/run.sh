@@ -1,8 +1,12 @@
 #!/bin/sh
 # fwlog's benchmark and reliability suite: one command, as root.
-#   sudo tests/bench/run.sh            # full run, about 15 minutes
-#   sudo tests/bench/run.sh --quick    # about 3 minutes
+#   sudo tests/bench/run.sh            # full run, about 25 minutes
+#   sudo tests/bench/run.sh --quick    # about 5 minutes
 # Extra arguments go to bench.py (--json FILE, --only sweep,latency,flood,replay, --keep).
+# Without --only, a second pass measures the zero-loss ceiling with every packet logged to 8
+# groups (with 2 groups this machine cannot send fast enough to saturate fwlog): the bare
+# receiver, fwlog and fwlog in hold mode (the packaged unit's fd store), interleaved; its JSON
+# goes beside the first (FILE with -8groups before .json).
 set -eu
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then
@@ -17,5 +21,24 @@ for tool in nft ip nsd ulogd python3; do
 done
 cargo build --release --quiet --bin fwlog --example benchtool
 target="${CARGO_TARGET_DIR:-target}"
-exec python3 tests/bench/bench.py --fwlog "$target/release/fwlog" \
-    --benchtool "$target/release/examples/benchtool" "$@"
+bench() {
+    python3 tests/bench/bench.py --fwlog "$target/release/fwlog" \
+        --benchtool "$target/release/examples/benchtool" "$@"
+}
+bench "$@"
+only=no quick=no json=
+prev=
+for a in "$@"; do
+    case "$a" in
+    --only | --only=*) only=yes ;;
+    --quick) quick=yes ;;
+    --json=*) json="${a#--json=}" ;;
+    esac
+    [ "$prev" = --json ] && json="$a"
+    prev="$a"
+done
+[ "$only" = yes ] && exit 0
+set -- --only sweep --groups 8 --receivers bare,fwlog,fwlog-held --rates 50000,100000
+[ "$quick" = yes ] && set -- "$@" --quick
+[ -n "$json" ] && set -- "$@" --json "${json%.json}-8groups.json"
+bench "$@"

@@ -12,14 +12,15 @@
 //!    request, retention by age and the once-a-second spool-full report are never late), or
 //!    not at all once stopping;
 //! 2. the receiver appends each packet and each loss it noticed, in kernel order
-//!    ([`Spooler::packet`], [`Spooler::loss`]);
+//!    ([`Spooler::packet`], [`Spooler::loss`]); NFLOG goes on receiving while the kernel's queue
+//!    stays full, up to 64 datagrams or 2 MiB (in hold mode each one written out, its positions recorded
+//!    and only then dequeued, before the next is looked at), so one commit covers them all;
 //! 3. refused packets are reported and owed loss reports retried when due;
-//! 4. the receiver's step before the commit (NFLOG hold mode: write out, record positions,
-//!    dequeue);
-//! 5. commit (NFLOG: when the group commit is due; NFQUEUE: every round, verdicts wait for it),
+//! 4. commit (NFLOG: when the round left the kernel's queue empty, else when the group commit
+//!    is due; NFQUEUE: every round, verdicts wait for it),
 //!    retention upkeep, then the receiver settles the packets whose fate is now known
 //!    (NFQUEUE: the verdicts);
-//! 6. once stopping and nothing more came: report, commit and return.
+//! 5. once stopping and nothing more came: report, commit and return.
 //!
 //! A full spool (the `--spool-max` cap or a full filesystem) never ends the loop: refused
 //! packets are lost (NFLOG; NFQUEUE with `--fail-open`) or dropped (NFQUEUE), see `spooler.rs`.
@@ -49,8 +50,8 @@ pub trait Receiver {
     /// What intake keeps of each appended packet until its fate is known.
     type Packet;
 
-    /// Commit every round (true), or when the spool's group commit is due.
-    const COMMIT_EVERY_ROUND: bool;
+    /// Commit at the end of this round (true), or only when the spool's group commit is due.
+    fn commit_now(&self) -> bool;
 
     /// How long the next receive may wait for packets (capped at 100 ms).
     fn wait(&self, spool: &Spooler<Self::Packet>) -> Duration;
@@ -63,11 +64,6 @@ pub trait Receiver {
         stopping: bool,
         spool: &mut Spooler<Self::Packet>,
     ) -> Result<usize, String>;
-
-    /// After appending a round's packets, before the commit.
-    fn before_commit(&mut self, _spool: &mut Spooler<Self::Packet>) -> Result<(), String> {
-        Ok(())
-    }
 
     /// After a commit attempt: `spool.committed` holds the packets now stored, `spool.refused`
     /// those the spool did not take; `commit` is the commit, if one happened.
@@ -118,11 +114,8 @@ fn round<R: Receiver>(
     bump(&spool.counters.received, n as u64);
     bump(&spool.counters.intake_rounds, 1);
     spool.round();
-    let mut r = rx.before_commit(spool);
     let mut commit = None;
-    if r.is_ok() {
-        r = spool.commit(R::COMMIT_EVERY_ROUND).map(|c| commit = c);
-    }
+    let mut r = spool.commit(rx.commit_now()).map(|c| commit = c);
     if r.is_ok() {
         // Retention by age (a no-op without --retain-for); rounds wake it at least every
         // 100 ms, so idle hours still expire.

@@ -14,12 +14,26 @@ use super::Receiver;
 use crate::capture::{NflogSocket, RecordBatch};
 use crate::daemon::seqfile::SeqFile;
 
+/// Most datagrams one round takes. While the kernel keeps the socket's queue full, a round
+/// goes on receiving (without waiting) up to this many, or [`ROUND_BYTES`] of records, so a
+/// loaded intake commits, and with `--fsync batch` syncs the spool, once per up to 64
+/// datagrams (at most 16k records with the default qthresh of 256) rather than once per
+/// receive call. A sync blocks intake, and the number of syncs per second, not the records,
+/// is what limited intake under load.
+const ROUND_DATAGRAMS: u64 = 64;
+
+/// Most record bytes one round appends before it commits: what the spool writer buffers for
+/// a commit (and the hand-off keeps of it) stays small with large packets too.
+const ROUND_BYTES: usize = 2 << 20;
+
 /// Hold mode (the socket kept in the fd store) is on when the spooler holds the positions file
 /// ([`Spooler::held`]).
 pub struct NflogReceiver {
     sock: NflogSocket,
     batch: RecordBatch,
     seq_file: SeqFile,
+    /// The last round took packets and left the kernel's queue empty.
+    drained: bool,
 }
 
 impl NflogReceiver {
@@ -28,6 +42,7 @@ impl NflogReceiver {
             sock,
             batch: RecordBatch::with_capacity(1 << 20, 8192),
             seq_file,
+            drained: false,
         }
     }
 
@@ -47,8 +62,8 @@ impl NflogReceiver {
     fn intend(&mut self, spool: &mut Spooler<()>) {
         let Some(p) = &mut spool.held else { return };
         let mut firsts: Vec<(u16, u32)> = Vec::new();
-        for rec in self.batch.iter() {
-            if let Some((g, s)) = crate::capture::scan_group_seq(rec) {
+        for m in self.batch.meta() {
+            if let Some((g, s)) = m.group.zip(m.seq) {
                 if !firsts.iter().any(|f| f.0 == g) {
                     firsts.push((g, s));
                 }
@@ -63,39 +78,8 @@ impl NflogReceiver {
         p.begin(entries.into_iter());
     }
 
-    /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,
-    /// that everything before the first packet received was not ours. Without this, a run killed
-    /// after a segment rollover had made some packets durable (an implicit commit, which does not
-    /// update the file) but before its first explicit commit left no value at all, and the next
-    /// run could not report the packets the kernel had handed the dead one.
-    fn seed_first_run(&mut self) {
-        let first = self.batch.iter().find_map(crate::capture::scan_seq_global);
-        if let Some(g) = first {
-            self.seq_file.store(g.wrapping_sub(1));
-        }
-    }
-}
-
-impl Receiver for NflogReceiver {
-    /// The packet's NFULA_SEQ_GLOBAL is all a refused packet needs (its report's range).
-    type Packet = ();
-
-    const COMMIT_EVERY_ROUND: bool = false;
-
-    fn wait(&self, spool: &Spooler<()>) -> Duration {
-        spool
-            .writer
-            .commit_deadline()
-            .map(|d| d.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::MAX)
-    }
-
-    fn receive(
-        &mut self,
-        wait: Duration,
-        _stopping: bool,
-        spool: &mut Spooler<()>,
-    ) -> Result<usize, String> {
+    /// One receive call; every packet and loss it brought is appended to `spool`.
+    fn receive_once(&mut self, wait: Duration, spool: &mut Spooler<()>) -> Result<usize, String> {
         let mut batch = std::mem::take(&mut self.batch);
         let r = self.sock.recv_batch(&mut batch, wait);
         self.batch = batch;
@@ -110,13 +94,13 @@ impl Receiver for NflogReceiver {
         }
         let losses = self.batch.loss_events();
         let mut li = 0;
-        for (i, rec) in self.batch.iter().enumerate() {
+        for (i, (rec, m)) in self.batch.iter().zip(self.batch.meta()).enumerate() {
             while li < losses.len() && losses[li].0 <= i {
                 crate::say!("fwlog: {}", losses[li].1);
                 spool.loss(losses[li].1);
                 li += 1;
             }
-            spool.packet(rec, (), crate::capture::scan_seq_global(rec));
+            spool.packet_scanned(rec, (), m.seq_global, m.group.zip(m.seq));
         }
         for (_, ev) in &losses[li..] {
             crate::say!("fwlog: {ev}");
@@ -127,11 +111,10 @@ impl Receiver for NflogReceiver {
 
     /// Hold mode (socket kept in the fd store): write the records out, say how far each group
     /// is spooled, and only then take the datagram off the socket (see `fdkeep`).
-    fn before_commit(&mut self, spool: &mut Spooler<()>) -> Result<(), String> {
-        if spool.held.is_none() {
-            return Ok(());
-        }
+    fn hand_over(&mut self, spool: &mut Spooler<()>) -> Result<(), String> {
         if !self.batch.is_empty() || !self.batch.loss_events().is_empty() {
+            // Reports that are due go out with this datagram, as the round would append them.
+            spool.round();
             spool.write_out()?;
             // Packets the spool refused are not spooled: leave the positions behind them, so a
             // kill before their report makes the next run see them again, not skip them.
@@ -145,6 +128,78 @@ impl Receiver for NflogReceiver {
         self.sock
             .release()
             .map_err(|e| format!("receiving from NFLOG: {e}"))
+    }
+
+    /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,
+    /// that everything before the first packet received was not ours. Without this, a run killed
+    /// after a segment rollover had made some packets durable (an implicit commit, which does not
+    /// update the file) but before its first explicit commit left no value at all, and the next
+    /// run could not report the packets the kernel had handed the dead one.
+    fn seed_first_run(&mut self) {
+        let first = self.batch.meta().iter().find_map(|m| m.seq_global);
+        if let Some(g) = first {
+            self.seq_file.store(g.wrapping_sub(1));
+        }
+    }
+}
+
+impl Receiver for NflogReceiver {
+    /// The packet's NFULA_SEQ_GLOBAL is all a refused packet needs (its report's range).
+    type Packet = ();
+
+    /// When the round emptied the kernel's queue after taking packets: waiting out the group
+    /// commit's delay would only add to every line's latency (nothing more is queued to join
+    /// the batch; a live trickle comes in one datagram per flush timeout). Under load the
+    /// queue is not empty at the end of a round, and the group commit applies.
+    fn commit_now(&self) -> bool {
+        self.drained
+    }
+
+    fn wait(&self, spool: &Spooler<()>) -> Duration {
+        spool
+            .writer
+            .commit_deadline()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Receive calls until the socket has no more queued or the round has [`ROUND_DATAGRAMS`]
+    /// datagrams or [`ROUND_BYTES`] of records. Normal mode: `recvmmsg` of up to `batch_datagrams` per call. Hold mode: one
+    /// datagram per call, peeked at, appended, written out and only then taken off the socket
+    /// ([`NflogReceiver::hand_over`]) before the next is looked at (the kernel cannot peek
+    /// past the head of the queue). The round's commit (and so its `fdatasync`), upkeep and
+    /// settling are shared by all of them.
+    fn receive(
+        &mut self,
+        wait: Duration,
+        _stopping: bool,
+        spool: &mut Spooler<()>,
+    ) -> Result<usize, String> {
+        let held = spool.held.is_some();
+        let per_call = if held {
+            1
+        } else {
+            self.sock.batch_datagrams() as u64
+        };
+        let start = self.sock.stats().datagrams;
+        let (mut n, mut bytes) = (0, 0);
+        let mut wait = wait;
+        loop {
+            let before = self.sock.stats().datagrams;
+            n += self.receive_once(wait, spool)?;
+            bytes += self.batch.data().len();
+            if held {
+                self.hand_over(spool)?;
+            }
+            let now = self.sock.stats().datagrams;
+            // A call that did not fill its slots found the queue empty.
+            let empty = now - before < per_call;
+            if empty || now - start >= ROUND_DATAGRAMS || bytes >= ROUND_BYTES {
+                self.drained = empty && n > 0;
+                return Ok(n);
+            }
+            wait = Duration::ZERO;
+        }
     }
 
     /// After any commit (explicit, or by `tick` sealing a segment; both write everything

@@ -189,7 +189,10 @@ impl Receiver for QueueReceiver {
     type Packet = Message;
 
     /// Verdicts wait for the commit: there is no waiting to fill a batch.
-    const COMMIT_EVERY_ROUND: bool = true;
+    /// Every round: the verdicts wait for the commit.
+    fn commit_now(&self) -> bool {
+        true
+    }
 
     fn wait(&self, _spool: &Spooler<Message>) -> Duration {
         if self.issued.is_some() {

@@ -157,6 +157,22 @@ impl<T> Spooler<T> {
 
     /// Append a packet's record; `seq_global` locates it in a spool-full report if refused.
     pub fn packet(&mut self, rec: &[u8], token: T, seq_global: Option<u32>) {
+        let group_seq = match self.held {
+            Some(_) => crate::capture::scan_group_seq(rec),
+            None => None,
+        };
+        self.packet_scanned(rec, token, seq_global, group_seq);
+    }
+
+    /// [`Spooler::packet`] for a caller that has scanned the record already: `group_seq` is
+    /// its group and NFULA_SEQ (what hold mode's positions need).
+    pub fn packet_scanned(
+        &mut self,
+        rec: &[u8],
+        token: T,
+        seq_global: Option<u32>,
+        group_seq: Option<(u16, u32)>,
+    ) {
         self.catch_up(false);
         let sealing = self.before_append(rec.len());
         match self.writer.append(rec) {
@@ -164,9 +180,7 @@ impl<T> Spooler<T> {
                 bump(&self.counters.spooled, 1);
                 self.appended
                     .push((seq, Appended::Packet(token, seq_global)));
-                if let (Some(p), Some((g, s))) =
-                    (&mut self.held, crate::capture::scan_group_seq(rec))
-                {
+                if let (Some(p), Some((g, s))) = (&mut self.held, group_seq) {
                     p.appended(g, s);
                 }
                 if sealing {
