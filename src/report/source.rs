@@ -10,6 +10,7 @@
 //!   ([`super::pg`]).
 //! - `mysql://...`, `mariadb://...`: a database of fwlog's MariaDB/MySQL output, read-only,
 //!   rows streamed ([`super::mysql`]).
+//!
 //! Databases are read in parts ([`super::parts`]), not through [`Source::read`].
 
 use std::borrow::Cow;
