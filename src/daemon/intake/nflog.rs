@@ -32,8 +32,6 @@ pub struct NflogReceiver {
     sock: NflogSocket,
     batch: RecordBatch,
     seq_file: SeqFile,
-    /// The last round took packets and left the kernel's queue empty.
-    drained: bool,
 }
 
 impl NflogReceiver {
@@ -42,7 +40,6 @@ impl NflogReceiver {
             sock,
             batch: RecordBatch::with_capacity(1 << 20, 8192),
             seq_file,
-            drained: false,
         }
     }
 
@@ -147,12 +144,10 @@ impl Receiver for NflogReceiver {
     /// The packet's NFULA_SEQ_GLOBAL is all a refused packet needs (its report's range).
     type Packet = ();
 
-    /// When the round emptied the kernel's queue after taking packets: waiting out the group
-    /// commit's delay would only add to every line's latency (nothing more is queued to join
-    /// the batch; a live trickle comes in one datagram per flush timeout). Under load the
-    /// queue is not empty at the end of a round, and the group commit applies.
+    /// Only when the spool's group commit is due (`--batch-records`, `--batch-delay`): under
+    /// load the batch grows while the delay runs, and a user who asked for a long delay gets it.
     fn commit_now(&self) -> bool {
-        self.drained
+        false
     }
 
     fn wait(&self, spool: &Spooler<()>) -> Duration {
@@ -195,7 +190,6 @@ impl Receiver for NflogReceiver {
             // A call that did not fill its slots found the queue empty.
             let empty = now - before < per_call;
             if empty || now - start >= ROUND_DATAGRAMS || bytes >= ROUND_BYTES {
-                self.drained = empty && n > 0;
                 return Ok(n);
             }
             wait = Duration::ZERO;
