@@ -35,18 +35,22 @@ pub fn escaped(out: &mut Vec<u8>, raw: &[u8]) {
             } else if allowed(b) {
                 out.push(b);
             } else {
-                // `\xNN`, its backslash escaped for JSON.
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'\\',
-                    b'x',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 15) as usize],
-                ]);
+                hex(out, b);
             }
         }
     }
     out.push(b'"');
+}
+
+/// `\xNN` for byte `b`, its backslash escaped for JSON.
+fn hex(out: &mut Vec<u8>, b: u8) {
+    out.extend_from_slice(&[
+        b'\\',
+        b'\\',
+        b'x',
+        HEX[(b >> 4) as usize],
+        HEX[(b & 15) as usize],
+    ]);
 }
 
 /// `"` + the name-escaped `raw` as JSON string content + `"`.
@@ -58,13 +62,7 @@ pub fn name(out: &mut Vec<u8>, raw: &[u8]) {
         } else if name_allowed(b) {
             out.push(b);
         } else {
-            out.extend_from_slice(&[
-                b'\\',
-                b'\\',
-                b'x',
-                HEX[(b >> 4) as usize],
-                HEX[(b & 15) as usize],
-            ]);
+            hex(out, b);
         }
     }
     out.push(b'"');

@@ -67,16 +67,6 @@ fn seconds(v: Option<&Value>) -> Option<i64> {
     }
 }
 
-/// The first and last address of `net/len`, as 16-byte keys (IPv4 mapped, as stored).
-fn net_range(net: IpAddr, len: u8) -> ([u8; 16], [u8; 16]) {
-    let (base, bits) = match net {
-        IpAddr::V4(a) => (u128::from(a.to_ipv6_mapped()), 96 + u32::from(len.min(32))),
-        IpAddr::V6(a) => (u128::from(a), u32::from(len.min(128))),
-    };
-    let host = u128::MAX.checked_shr(bits).unwrap_or(0);
-    ((base & !host).to_be_bytes(), (base | host).to_be_bytes())
-}
-
 /// The WHERE clause for `f` (packets when `packets`, else losses) and its parameters.
 fn where_clause(f: &Filter, packets: bool) -> (String, Vec<Value>) {
     let mut sql = vec!["1"];
@@ -108,7 +98,7 @@ fn where_clause(f: &Filter, packets: bool) -> (String, Vec<Value>) {
             params.push(Value::from(addr16(h).to_vec()));
         }
         if let Some((net, len)) = f.src_net {
-            let (lo, hi) = net_range(net, len);
+            let (lo, hi) = super::sqlite::net_range(net, len);
             sql.push("src BETWEEN ? AND ?");
             params.push(Value::from(lo.to_vec()));
             params.push(Value::from(hi.to_vec()));
@@ -269,10 +259,10 @@ mod tests {
 
     #[test]
     fn network_ranges_cover_the_network_only() {
-        let (lo, hi) = net_range("81.2.69.7".parse().unwrap(), 24);
+        let (lo, hi) = super::super::sqlite::net_range("81.2.69.7".parse().unwrap(), 24);
         assert_eq!(addr_from16(&lo), Some("81.2.69.0".parse().unwrap()));
         assert_eq!(addr_from16(&hi), Some("81.2.69.255".parse().unwrap()));
-        let (lo, hi) = net_range("2a02:ec0::".parse().unwrap(), 32);
+        let (lo, hi) = super::super::sqlite::net_range("2a02:ec0::".parse().unwrap(), 32);
         assert_eq!(addr_from16(&lo), Some("2a02:ec0::".parse().unwrap()));
         assert_eq!(
             addr_from16(&hi),

@@ -38,8 +38,9 @@ fn err(path: &Path, e: impl std::fmt::Display) -> SourceError {
     }
 }
 
-/// The first and last address of `net/len`, as 16-byte keys.
-fn net_range(net: IpAddr, len: u8) -> ([u8; 16], [u8; 16]) {
+/// The first and last address of `net/len`, as 16-byte keys (IPv4 mapped, as the SQLite and
+/// MariaDB outputs store addresses).
+pub(super) fn net_range(net: IpAddr, len: u8) -> ([u8; 16], [u8; 16]) {
     let (base, bits) = match net {
         IpAddr::V4(a) => (u128::from(a.to_ipv6_mapped()), 96 + u32::from(len.min(32))),
         IpAddr::V6(a) => (u128::from(a), u32::from(len.min(128))),
