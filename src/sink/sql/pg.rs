@@ -51,7 +51,7 @@ pub use super::pg_rows::server_message;
 use super::pg_rows::{copy_rows, insert_each, refused, COLUMN_LIST};
 use super::refusal::Refusals;
 use super::remote::{loss_rows, Answer, Item, Outcome, Remote, Store};
-use super::row::{escaped, Column, Kind, Row, COLUMNS};
+use super::row::{escaped, Column, Kind, COLUMNS};
 use super::{pg_losses, pg_tls};
 use super::{SqlConfig, SqlError};
 
@@ -250,8 +250,6 @@ pub fn open(url: &str, cfg: &SqlConfig) -> Result<Remote, SqlError> {
         host: cfg.host.clone(),
         stream: cfg.stream.hex(),
         client: None,
-        second: None,
-        second_after: None,
         parts: Parts::new(cfg.retain),
         tls,
         shown: shown.clone(),
@@ -264,10 +262,6 @@ struct Worker {
     host: String,
     stream: String,
     client: Option<Client>,
-    /// The connection that takes the second half of a large batch ([`SPLIT_MIN`]).
-    second: Option<Client>,
-    /// After a failed attempt to open `second`: not before this instant again.
-    second_after: Option<std::time::Instant>,
     parts: Parts,
     shown: String,
     tls: Option<MakeRustlsConnect>,
@@ -285,51 +279,7 @@ impl Worker {
             .as_mut()
             .ok_or_else(|| "not connected".to_string())
     }
-
-    /// Open the second connection unless it is open; whether it is. A server that refuses it
-    /// (its connection limit, the role's) costs nothing: the batch goes through the first
-    /// one alone, and the second is tried again after [`SECOND_RETRY`].
-    async fn connect_second(&mut self) -> bool {
-        if self.second.is_some() {
-            return true;
-        }
-        if self
-            .second_after
-            .is_some_and(|t| std::time::Instant::now() < t)
-        {
-            return false;
-        }
-        let opened = match connect(&self.pg, self.tls.as_ref()).await {
-            Ok(mut c) => ensure_schema(&mut c).await.map(|()| c),
-            Err(e) => Err(e),
-        };
-        match opened {
-            Ok(c) => {
-                self.second = Some(c);
-                self.second_after = None;
-                true
-            }
-            Err(e) => {
-                if self.second_after.is_none() {
-                    eprintln!(
-                        "fwlog: {}: a second connection failed ({}); writing through one",
-                        self.shown,
-                        escaped(e.as_bytes())
-                    );
-                }
-                self.second_after = Some(std::time::Instant::now() + SECOND_RETRY);
-                false
-            }
-        }
-    }
 }
-
-/// Batches of at least this many packet rows go in as two halves at once, each through a
-/// connection of its own: the server's work per row (parsing, four index inserts, WAL) is
-/// most of a row's cost, and one backend uses one core.
-const SPLIT_MIN: usize = 512;
-/// How long after a failed attempt the second connection is tried again.
-const SECOND_RETRY: Duration = Duration::from_secs(60);
 
 /// Create the schema if there is none, or upgrade version 2 (the geo columns); refuse a
 /// version this fwlog does not write.
@@ -401,54 +351,18 @@ impl Store for Worker {
         let host = self.host.clone();
         let stream = self.stream.clone();
         self.connect().await?;
-        let rows: Vec<&Row> = batch
-            .iter()
-            .filter_map(|i| match i {
-                Item::Packet(r) => Some(&**r),
-                Item::Loss(_) => None,
-            })
-            .collect();
         let c = self.client.as_mut().ok_or("not connected")?;
-        let days = rows.iter().map(|r| pg_parts::day(r.time.0));
-        self.parts.ensure(c, days).await.map_err(msg)?;
-        let split = if rows.len() >= SPLIT_MIN {
-            self.connect_second().await
-        } else {
-            false
-        };
-        let (first, second) = rows.split_at(if split { rows.len() / 2 } else { rows.len() });
-        let (Some(c), c2) = (self.client.as_mut(), self.second.as_mut()) else {
-            return Err("not connected".into());
-        };
-        let tx = c.transaction().await.map_err(msg)?;
-        let tx2 = match (split, c2) {
-            (true, Some(c2)) => Some(c2.transaction().await.map_err(msg)?),
-            _ => None,
-        };
-        let (a, b) = tokio::join!(store_packets(&tx, first, &host, &stream), async {
-            match &tx2 {
-                Some(t) => store_packets(t, second, &host, &stream).await,
-                None => Ok(Vec::new()),
-            }
+        let days = batch.iter().filter_map(|i| match i {
+            Item::Packet(r) => Some(pg_parts::day(r.time.0)),
+            Item::Loss(_) => None,
         });
-        // In spool order: the first half's rows come before the second's.
-        let mut refusals = a?;
-        refusals.extend(b?);
+        self.parts.ensure(c, days).await.map_err(msg)?;
+        let tx = c.transaction().await.map_err(msg)?;
+        let refusals = store_packets(&tx, batch, &host, &stream).await?;
         let losses = pg_losses::insert(&tx, loss_rows(batch, &refusals), &host, &stream)
             .await
             .map_err(msg)?;
-        // Both halves committed before the batch is answered; if one of them fails, the
-        // whole batch comes again and the half already there goes in as a replay (no row
-        // twice).
-        let (a, b) = tokio::join!(tx.commit(), async {
-            match tx2 {
-                Some(t) => t.commit().await,
-                None => Ok(()),
-            }
-        });
-        a.map_err(msg)?;
-        b.map_err(msg)?;
-        let c = self.client.as_mut().ok_or("not connected")?;
+        tx.commit().await.map_err(msg)?;
         // Said after a batch went in: when it fails, its own error is the one line.
         if let Some(n) = self.parts.take_note() {
             eprintln!("fwlog: {}: {}", self.shown, escaped(n.as_bytes()));
@@ -468,7 +382,6 @@ impl Store for Worker {
 
     fn reset(&mut self) {
         self.client = None;
-        self.second = None;
     }
 }
 
@@ -481,14 +394,16 @@ impl Store for Worker {
 /// each in a savepoint, to find which.
 async fn store_packets(
     tx: &tokio_postgres::Transaction<'_>,
-    rows: &[&Row],
+    batch: &[Item],
     host: &str,
     stream: &str,
 ) -> Answer {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = || rows.iter().copied();
+    let rows = || {
+        batch.iter().filter_map(|i| match i {
+            Item::Packet(r) => Some(&**r),
+            Item::Loss(_) => None,
+        })
+    };
     tx.batch_execute("SAVEPOINT fwlog_fast")
         .await
         .map_err(msg)?;
