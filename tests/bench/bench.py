@@ -996,7 +996,10 @@ def main():
                     help="which receivers the rate sweep measures, in order (also: "
                     "fwlog-nodns, fwlog-nosync, to split fwlog's CPU cost; fwlog-metrics, "
                     "fwlog-scraped: --metrics without and with a scrape per second; fwlog-held: hold mode, "
-                    "the socket kept in a played fd store)")
+                    "the socket kept in a played fd store; fwlog-procbatch, fwlog-procidle: the "
+                    "processing thread at SCHED_BATCH or SCHED_IDLE; fwlog-intakeboost: intake at "
+                    "nice -10; fwlog-unitnice: the daemon started at nice -10; fwlog-base: "
+                    "--fwlog-base)")
     ap.add_argument("--rates", help="comma list of packets/s for the sweep (0 = max)")
     ap.add_argument("--climb", action="store_true",
                     help="a receiver that lost records at a rate skips the higher rates of the "
