@@ -42,10 +42,10 @@ done
 # zero-loss rate per repeat as a ratio to bare's (the target: >= 0.95 in 3 of 3 repeats).
 if [ "$quick" = yes ]; then
     set -- --only sweep --groups 8 --receivers bare,fwlog,fwlog-held --climb \
-        --rates 50000,80000,100000,0 --quick
+        --rates 50000,100000,150000,200000,0 --quick
 else
     set -- --only sweep --groups 8 --receivers bare,fwlog,fwlog-held --climb \
-        --rates 50000,70000,80000,90000,95000,100000,0
+        --rates 50000,100000,125000,150000,175000,200000,250000,0
 fi
 [ -n "$json" ] && set -- "$@" --json "${json%.json}-8groups.json"
 bench "$@"
