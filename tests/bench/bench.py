@@ -782,6 +782,9 @@ def replay(records):
     expected = logged_records() - k0
     c = rx.counters()
     stop(rx.proc)
+    if os.environ.get("FWLOG_BENCH_KEEP_SPOOL"):
+        # A copy of the filled spool for tests/bench/replay_kept.py (phase 2 again and again).
+        shutil.copytree(spool, os.environ["FWLOG_BENCH_KEEP_SPOOL"])
     spooled = c.get("spooled", 0)
     # Every record in the spool: the packets and the loss records (printed as losses, not
     # counted as replayed).
