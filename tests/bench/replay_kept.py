@@ -42,7 +42,13 @@ while True:
 dt = time.time() - t0
 st = open(f"/proc/{p.pid}/stat").read().split(")")[1].split()
 cpu = (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+threads = []
+for t in sorted(os.listdir(f"/proc/{p.pid}/task")):
+    name = open(f"/proc/{p.pid}/task/{t}/comm").read().strip()
+    f = open(f"/proc/{p.pid}/task/{t}/stat").read().split(")")[1].split()
+    threads.append(f"{name} {(int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'):.2f}")
 p.send_signal(signal.SIGTERM); p.wait()
 out_mb = os.path.getsize(d + "/out.log") / 1e6
-print(f"{c['replayed']} in {dt:.3f} s = {c['replayed'] / dt:,.0f}/s cpu {cpu:.2f} s out {out_mb:.0f} MB")
+print(f"{c['replayed']} in {dt:.3f} s = {c['replayed'] / dt:,.0f}/s cpu {cpu:.2f} s "
+      f"({', '.join(threads)}) out {out_mb:.0f} MB")
 shutil.rmtree(d, ignore_errors=True)
