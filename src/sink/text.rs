@@ -3,6 +3,14 @@
 //! Lines are formatted into a buffer as packets arrive; `commit` hands the buffer to the sink,
 //! which resumes a partly written batch itself (see the parent module's contract), so the
 //! buffer is cleared only once every byte of it reached the target.
+//!
+//! The batch can also be [detached](TextSink::detach) with the sink and written on another
+//! thread while lines go into a second buffer. Invariants:
+//! - At most one batch is out at a time, and while it is out nothing else is written.
+//! - A batch whose write failed (or was not tried) comes back as `held` and is the next one
+//!   written, before anything formatted since: bytes reach the target in the order they were
+//!   formatted, and the sink gets the failed batch again, byte for byte, as its resume needs.
+//! - A SIGHUP while the sink is out is done when it comes back, between whole batches.
 
 use std::io;
 
@@ -10,18 +18,153 @@ use super::{PacketSink, PacketView, Sink};
 use crate::format::{Formatter, LossEvent};
 
 pub struct TextSink {
-    sink: Box<dyn Sink>,
     formatter: Formatter,
+    out: Batches,
+}
+
+/// A byte sink with its batches: the one being formatted into, and one held back after a
+/// failure; what [`TextSink`] writes through (and the loop's model test with it).
+pub struct Batches {
+    /// `None` while detached.
+    sink: Option<Box<dyn Sink>>,
     /// Formatted lines not yet written.
-    buf: Vec<u8>,
+    pub buf: Vec<u8>,
+    /// A batch whose write failed or was not tried: written before `buf`.
+    held: Vec<u8>,
+    /// An empty buffer to swap in for `buf` when a batch is detached (the last one back).
+    spare: Vec<u8>,
+    /// SIGHUP came while the sink was detached.
+    reopen_wanted: bool,
+    name: String,
+}
+
+/// A text output's batch and sink, out for a write on another thread (see
+/// [`PacketSink::detach`]).
+pub struct Detached {
+    sink: Box<dyn Sink>,
+    batch: Vec<u8>,
+    outcome: Option<io::Result<()>>,
+}
+
+impl Detached {
+    /// Write the batch (with the sink's sync); the outcome goes back with `attach`.
+    pub fn run(&mut self) -> &io::Result<()> {
+        self.outcome.insert(self.sink.write_batch(&self.batch))
+    }
+
+    /// Bytes in the batch.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Whether the batch is empty (never, as detached).
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// `None` until [`run`](Self::run).
+    pub fn outcome(&self) -> Option<&io::Result<()>> {
+        self.outcome.as_ref()
+    }
 }
 
 impl TextSink {
     pub fn new(sink: Box<dyn Sink>, formatter: Formatter) -> TextSink {
         TextSink {
-            sink,
             formatter,
+            out: Batches::new(sink),
+        }
+    }
+}
+
+impl Batches {
+    pub fn new(sink: Box<dyn Sink>) -> Batches {
+        Batches {
+            name: sink.describe(),
+            sink: Some(sink),
             buf: Vec::with_capacity(1 << 16),
+            held: Vec::new(),
+            spare: Vec::new(),
+            reopen_wanted: false,
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.held.len() + self.buf.len()
+    }
+
+    /// Write what is held, then the buffer, here and now.
+    pub fn commit(&mut self) -> io::Result<()> {
+        let Some(sink) = &mut self.sink else {
+            return Err(io::Error::other("internal: commit while the batch is out"));
+        };
+        if !self.held.is_empty() {
+            sink.write_batch(&self.held)?;
+            self.held.clear();
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        sink.write_batch(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+
+    pub fn reopen(&mut self) -> io::Result<()> {
+        match &mut self.sink {
+            Some(s) => s.reopen(),
+            None => {
+                self.reopen_wanted = true;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    /// The held batch if there is one (the sink resumes it), else the buffer.
+    pub fn detach(&mut self) -> Option<Detached> {
+        if self.pending() == 0 {
+            return None;
+        }
+        let sink = self.sink.take()?;
+        let batch = if self.held.is_empty() {
+            self.spare.clear();
+            std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare))
+        } else {
+            std::mem::take(&mut self.held)
+        };
+        Some(Detached {
+            sink,
+            batch,
+            outcome: None,
+        })
+    }
+
+    pub fn attach(&mut self, d: Detached) {
+        let Detached {
+            sink,
+            mut batch,
+            outcome,
+        } = d;
+        self.sink = Some(sink);
+        if matches!(outcome, Some(Ok(()))) {
+            batch.clear();
+            // The larger of the two stays as the next spare: a backlog's batches are large.
+            if batch.capacity() > self.spare.capacity() {
+                self.spare = batch;
+            }
+        } else {
+            // While it was out, `held` was empty (it is what went out when it was not).
+            debug_assert!(self.held.is_empty());
+            self.held = batch;
+        }
+        if std::mem::take(&mut self.reopen_wanted) {
+            if let Err(e) = self.reopen() {
+                crate::say!("fwlog: SIGHUP: cannot reopen {}: {e}", self.name);
+            }
         }
     }
 }
@@ -29,31 +172,38 @@ impl TextSink {
 impl PacketSink for TextSink {
     fn packet(&mut self, p: &PacketView<'_>) {
         self.formatter
-            .packet_decoded(p.packet, p.decoded, p.names, &mut self.buf);
+            .packet_decoded(p.packet, p.decoded, p.names, &mut self.out.buf);
     }
 
     fn loss(&mut self, ev: &LossEvent, _seq: u64) {
-        self.formatter.loss(ev, &mut self.buf);
+        self.formatter.loss(ev, &mut self.out.buf);
     }
 
     fn pending(&self) -> usize {
-        self.buf.len()
+        self.out.pending()
     }
 
     fn commit(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.sink.write_batch(&self.buf)?;
-        self.buf.clear();
-        Ok(())
+        self.out.commit()
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        self.sink.reopen()
+        self.out.reopen()
     }
 
     fn describe(&self) -> String {
-        self.sink.describe()
+        self.out.describe()
+    }
+
+    fn detachable(&self) -> bool {
+        true
+    }
+
+    fn detach(&mut self) -> Option<Detached> {
+        self.out.detach()
+    }
+
+    fn attach(&mut self, d: Detached) {
+        self.out.attach(d)
     }
 }
