@@ -50,9 +50,17 @@ struct Where {
 impl Where {
     /// The SQL that reads `value` back as `ty`.
     fn setting(&mut self, value: String, ty: &str) -> String {
+        self.setting_in(value, |v| format!("{v}::{ty}"))
+    }
+
+    /// The SQL that computes `expr` (given the SQL of `value` as text) once per query.
+    fn setting_in(&mut self, value: String, expr: impl Fn(&str) -> String) -> String {
         self.settings.push(value);
         let n = self.settings.len();
-        format!("(SELECT current_setting('fwlog.p{n}')::{ty})")
+        format!(
+            "(SELECT {})",
+            expr(&format!("current_setting('fwlog.p{n}')"))
+        )
     }
 }
 
@@ -84,8 +92,10 @@ fn where_clause(f: &Filter, packets: bool) -> Where {
             w.conds.push(format!("(src = {v} OR dst = {v})"));
         }
         if let Some((net, len)) = f.src_net {
-            let v = w.setting(net.to_string(), "inet");
-            w.conds.push(format!("src <<= set_masklen({v}, {len})"));
+            let v = w.setting_in(net.to_string(), |v| {
+                format!("set_masklen({v}::inet, {len})")
+            });
+            w.conds.push(format!("src <<= {v}"));
         }
         if let Some(d) = f.dport {
             w.conds.push(format!("dport = {d}"));
@@ -154,10 +164,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, SourceError> {
         })
 }
 
-/// Start a read-only transaction; JIT compiling these one-off scans costs more than it saves.
+/// Start a read-only transaction. JIT compiling these one-off scans costs more than it saves;
+/// the parts already keep every core busy, so parallel workers would only add the cost of
+/// passing every row to the leader (with `--src 81.0.0.0/8` over ten million rows, whose
+/// selectivity the planner cannot know: 16.8 s of server CPU with them, see BENCHMARKS.md).
 async fn begin(c: &Client) -> Result<(), tokio_postgres::Error> {
-    c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off")
-        .await
+    c.batch_execute(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off; \
+         SET LOCAL max_parallel_workers_per_gather = 0",
+    )
+    .await
 }
 
 /// What the first connection learns: the schema version, where to cut the parts, the losses.
@@ -407,11 +423,11 @@ mod tests {
             format!(
                 "true AND time >= to_timestamp(-10::float8) AND nflog_group = 3 AND \
                  rtrim(coalesce(prefix, ''), ' ') = {} AND (src = {} OR dst = {}) AND \
-                 src <<= set_masklen({}, 24) AND dport = 22",
+                 src <<= (SELECT set_masklen(current_setting('fwlog.p3')::inet, 24)) AND \
+                 dport = 22",
                 v(1, "text"),
                 v(2, "inet"),
                 v(2, "inet"),
-                v(3, "inet")
             )
         );
         let losses = where_clause(&f, false);
