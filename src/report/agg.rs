@@ -73,7 +73,8 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
 
     /// Count `n` for `key` and return its value for updating.
     pub fn add(&mut self, key: &K, n: u64) -> &mut V {
-        if !self.map.contains_key(key) && self.map.len() >= self.cap {
+        // The length first: below capacity one lookup, not two.
+        if self.map.len() >= self.cap && !self.map.contains_key(key) {
             self.prune();
         }
         let slot = self
