@@ -11,7 +11,10 @@
 //!   Records a full filesystem takes back are never committed, so never offered.
 //! - Memory is bounded: the chunks held take at most `cap` bytes of buffer capacity; beyond it
 //!   the oldest chunks are dropped. Their records stay on disk, where the reader finds them
-//!   (a reader that fell behind, a backlog, a restart all read from disk as before).
+//!   (a reader that fell behind, a backlog, a restart all read from disk as before). Emptied
+//!   buffers kept for reuse are few ([`SPARES`]) and small ([`spare_max`]): a burst grows the
+//!   writer's buffers (a round of up to megabytes), and kept for ever they would hold the
+//!   burst's peak on top of `cap` while the reader is stalled for minutes (a dead name server).
 //! - The reader takes a record from memory only when it is exactly the next one it wants, so
 //!   order, gaps (`Lost` ranges) and acknowledgement are those of the disk path; after reading
 //!   from memory it knows the file position behind the last record it took, so falling back to
@@ -21,8 +24,16 @@ use std::collections::VecDeque;
 
 use crate::format::{self, RECORD_HEADER_LEN};
 
-/// Spare buffers kept for the writer: two are enough to alternate at steady state.
-const SPARES: usize = 4;
+/// Spare buffers kept for the writer: two are enough to alternate at steady state (the
+/// writer keeps two more of its own).
+const SPARES: usize = 2;
+
+/// The largest emptied buffer kept for reuse: a sixteenth of the cap (256 KiB of 4 MiB), at
+/// least 64 KiB. Larger ones are freed; the writer's next buffer grows again if the load
+/// needs it, which costs an allocation per commit only while commits are that large.
+fn spare_max(cap: usize) -> usize {
+    (cap / 16).max(64 * 1024)
+}
 
 /// One `pwrite`'s worth of committed records, still in memory.
 #[derive(Debug)]
@@ -94,10 +105,10 @@ impl HandOff {
         self.chunks.front().map(|c| c.first_seq)
     }
 
-    /// Keep an emptied buffer for the writer, unless enough are kept or it grew unusually large
-    /// (one huge record must not pin its buffer for ever).
+    /// Keep an emptied buffer for the writer, unless enough are kept or it grew large (a burst
+    /// or one huge record must not pin its buffer for ever).
     pub fn recycle(&mut self, mut bytes: Vec<u8>) {
-        if self.spare.len() < SPARES && bytes.capacity() <= self.cap.max(1) / 2 {
+        if self.spare.len() < SPARES && bytes.capacity() <= spare_max(self.cap) {
             bytes.clear();
             self.spare.push(bytes);
         }
@@ -173,5 +184,39 @@ impl Taking {
     /// The buffer, to give back.
     pub fn into_bytes(self) -> Vec<u8> {
         self.chunk.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(first_seq: u64, bytes: usize) -> Chunk {
+        Chunk {
+            seg_first: 1,
+            offset: 0,
+            first_seq,
+            last_seq: first_seq,
+            bytes: Vec::with_capacity(bytes),
+        }
+    }
+
+    #[test]
+    fn memory_held_is_the_cap_plus_a_few_small_spares() {
+        let cap = 4 << 20;
+        let mut h = HandOff::new(cap);
+        // A stalled reader and a burst: chunks of every size, none taken.
+        for seq in 1..200u64 {
+            h.offer(std::iter::once(chunk(seq, (seq as usize % 7 + 1) << 18)));
+            assert!(h.held <= cap, "{}", h.held);
+        }
+        assert!(h.spare.len() <= SPARES);
+        assert!(h.spare.iter().all(|b| b.capacity() <= spare_max(cap)));
+        // A big buffer given back is freed, a small one kept.
+        let mut h = HandOff::new(cap);
+        h.recycle(Vec::with_capacity(1 << 20));
+        assert!(h.spare.is_empty());
+        h.recycle(Vec::with_capacity(64 << 10));
+        assert_eq!(h.spare.len(), 1);
     }
 }

@@ -7,14 +7,18 @@
 //!   the cache *first*, then removes itself from `pending` (under the lock), then publishes the
 //!   answer. `start` looks at `pending` and then the cache under the same lock, so it either
 //!   joins the running lookup or sees its answer; it never starts a second query for an address.
-//! - `slots`: a semaphore of `max_in_flight` permits; a lookup queues for one before it sends.
+//! - `queue` and `workers`: at most `max_in_flight` worker tasks send queries, each taking the
+//!   next started lookup from `queue` when its own is done; a lookup started while every worker
+//!   is busy waits in `queue` as its address and its answer's sender only, so the pending set's
+//!   memory is a few dozen bytes per address (a task per waiting lookup held about 1.3 KB, and
+//!   with `max_pending` of them a dead name server kept 5 MiB busy doing nothing).
 //!   `pending.len() <= max_pending` is enforced in `start`: beyond it a miss is dropped (counted)
 //!   and the packet prints without the name.
 //!
-//! A lookup task runs to completion on the runtime whether or not anyone still waits for it,
-//! so an answer that comes after a packet's deadline still fills the cache for later packets.
+//! A lookup runs to completion on the runtime whether or not anyone still waits for it, so an
+//! answer that comes after a packet's deadline still fills the cache for later packets.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::{Future, IntoFuture};
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -23,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hickory_resolver::TokioResolver;
 use tokio::runtime::Handle;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::cache::AddrCache;
@@ -44,13 +48,24 @@ pub enum Lookup {
 
 /// What a lookup publishes: `None` until done, then the (possibly absent) name.
 type Slot = watch::Receiver<Option<Option<SafeName>>>;
+type Publish = watch::Sender<Option<Option<SafeName>>>;
+
+/// Lookups started and not yet answered.
+#[derive(Default)]
+struct Pending {
+    /// Every such address, with the receiver a joining caller clones.
+    map: HashMap<IpAddr, Slot>,
+    /// Those no worker has taken yet, oldest first.
+    queue: VecDeque<(IpAddr, Publish)>,
+    /// Worker tasks running (at most `max_in_flight`).
+    workers: usize,
+}
 
 struct Inner {
     hickory: TokioResolver,
     cfg: DnsConfig,
     cache: AddrCache,
-    pending: Mutex<HashMap<IpAddr, Slot>>,
-    slots: Arc<Semaphore>,
+    pending: Mutex<Pending>,
     stats: Counters,
     rt: Handle,
 }
@@ -75,7 +90,7 @@ pub struct PendingLookup {
 }
 
 impl Inner {
-    fn pending(&self) -> MutexGuard<'_, HashMap<IpAddr, Slot>> {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
         // A panic while holding this lock cannot leave the map inconsistent (single inserts and
         // removes), so a poisoned lock is still usable.
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
@@ -91,7 +106,43 @@ struct PendingGuard {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        self.inner.pending().remove(&self.ip);
+        self.inner.pending().map.remove(&self.ip);
+    }
+}
+
+/// Counts a worker out when its task ends before the queue is empty (a panic, or the runtime
+/// shutting down). What it leaves queued is taken by the workers the next `start` spawns.
+struct WorkerGuard(Option<Arc<Inner>>);
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            inner.pending().workers -= 1;
+        }
+    }
+}
+
+/// Runs lookups one after another: its own, then whatever is queued, until the queue is empty.
+async fn worker(inner: Arc<Inner>, mut job: (IpAddr, Publish)) {
+    let mut guard = WorkerGuard(Some(Arc::clone(&inner)));
+    loop {
+        let (ip, tx) = job;
+        let lookup = PendingGuard {
+            inner: Arc::clone(&inner),
+            ip,
+        };
+        run_lookup(lookup, tx).await;
+        let mut p = inner.pending();
+        match p.queue.pop_front() {
+            Some(next) => job = next,
+            None => {
+                // Counted out under the same lock a `start` queues under: a lookup queued
+                // from now on finds a free worker slot.
+                p.workers -= 1;
+                guard.0 = None;
+                return;
+            }
+        }
     }
 }
 
@@ -107,8 +158,7 @@ impl Resolver {
             inner: Arc::new(Inner {
                 hickory,
                 cache: AddrCache::new(cfg.cache_entries),
-                pending: Mutex::new(HashMap::new()),
-                slots: Arc::new(Semaphore::new(cfg.max_in_flight)),
+                pending: Mutex::new(Pending::default()),
                 stats: Counters::default(),
                 cfg,
                 rt,
@@ -123,7 +173,7 @@ impl Resolver {
         if let Some(answer) = self.inner.cache.get(&ip) {
             return Lookup::Hit(answer);
         }
-        if self.inner.pending().contains_key(&ip) {
+        if self.inner.pending().map.contains_key(&ip) {
             Lookup::Pending
         } else {
             Lookup::Miss
@@ -138,7 +188,7 @@ impl Resolver {
             return Lookup::Hit(answer);
         }
         bump(&s.misses);
-        if self.inner.pending().contains_key(&ip) {
+        if self.inner.pending().map.contains_key(&ip) {
             Lookup::Pending
         } else {
             Lookup::Miss
@@ -151,7 +201,7 @@ impl Resolver {
     pub fn start(&self, ip: IpAddr) -> Option<PendingLookup> {
         let inner = &self.inner;
         let mut pending = inner.pending();
-        if let Some(rx) = pending.get(&ip) {
+        if let Some(rx) = pending.map.get(&ip) {
             return Some(self.pending_lookup(rx.clone()));
         }
         // Answered between the caller's cached() and now: hand out the answer, no query.
@@ -159,19 +209,30 @@ impl Resolver {
             let (_tx, rx) = watch::channel(Some(answer));
             return Some(self.pending_lookup(rx));
         }
-        if pending.len() >= inner.cfg.max_pending {
+        if pending.map.len() >= inner.cfg.max_pending {
             bump(&inner.stats.dropped);
             return None;
         }
         let (tx, rx) = watch::channel(None);
-        pending.insert(ip, rx.clone());
-        drop(pending);
+        pending.map.insert(ip, rx.clone());
         bump(&inner.stats.queries);
-        let guard = PendingGuard {
-            inner: Arc::clone(inner),
-            ip,
-        };
-        inner.rt.spawn(run_lookup(guard, tx));
+        pending.queue.push_back((ip, tx));
+        // Free worker slots take the oldest queued lookups (normally just this one; also any a
+        // worker that ended abnormally left behind).
+        let mut jobs = Vec::new();
+        while pending.workers < inner.cfg.max_in_flight {
+            let Some(job) = pending.queue.pop_front() else {
+                break;
+            };
+            pending.workers += 1;
+            jobs.push(job);
+        }
+        // Spawned without the lock: a task the runtime refuses (shutting down) is dropped at
+        // once, and its guard takes the lock.
+        drop(pending);
+        for job in jobs {
+            inner.rt.spawn(worker(Arc::clone(inner), job));
+        }
         Some(self.pending_lookup(rx))
     }
 
@@ -199,7 +260,7 @@ impl Resolver {
 
     /// Counters and gauges for the SIGUSR1 dump.
     pub fn stats(&self) -> DnsStats {
-        let pending = self.inner.pending().len() as u64;
+        let pending = self.inner.pending().map.len() as u64;
         self.inner
             .stats
             .snapshot(pending, self.inner.cache.len() as u64)
@@ -220,11 +281,8 @@ impl std::fmt::Debug for Resolver {
     }
 }
 
-async fn run_lookup(guard: PendingGuard, tx: watch::Sender<Option<Option<SafeName>>>) {
+async fn run_lookup(guard: PendingGuard, tx: Publish) {
     let inner = &guard.inner;
-    // The semaphore is never closed, so acquire only fails if it were; then run unthrottled
-    // rather than lose the lookup.
-    let _permit = Arc::clone(&inner.slots).acquire_owned().await.ok();
     inner.stats.in_flight.fetch_add(1, Relaxed);
     let outcome = query::reverse(&inner.hickory, guard.ip, inner.cfg.verify_names).await;
     inner.stats.in_flight.fetch_sub(1, Relaxed);

@@ -93,8 +93,14 @@ pub const WINDOW_BYTES: usize = 64 << 20;
 /// Outputs are written (and synced, and the spool acknowledged) at most this often while little
 /// is pending: every write costs an fdatasync of the output and one of the spool's ledger, and
 /// under load a cycle per intake commit (every 2 ms) spent most of fwlog's CPU in the kernel.
-/// It adds at most this much to a line's latency.
+/// It adds at most this much to a line's latency, and nothing once the loop has caught up with
+/// the source (see [`CAUGHT_UP_GAP`]).
 const WRITE_INTERVAL: Duration = Duration::from_millis(10);
+/// Once the loop has taken everything the source holds, nothing more can join the batch until
+/// intake's next commit, so waiting out [`WRITE_INTERVAL`] would only delay a live trickle's
+/// lines: the batch is written at once, at most this often (so at most one output sync per
+/// spool group commit at its default delay, however short `--batch-delay` is made).
+const CAUGHT_UP_GAP: Duration = Duration::from_millis(2);
 /// ... unless this much is waiting.
 const WRITE_BYTES: usize = 256 * 1024;
 /// ... or this much while working through a backlog (the window came back full from the
@@ -126,6 +132,8 @@ struct LoopState {
     behind: bool,
     /// The batch being committed on the committer thread.
     committer: Committer,
+    /// The last fill took everything the source held.
+    caught_up: bool,
 }
 
 impl<S: Source> Processor<S> {
@@ -149,6 +157,7 @@ impl<S: Source> Processor<S> {
             unwritten: Unwritten::default(),
             behind: false,
             committer: Committer::default(),
+            caught_up: false,
         };
         loop {
             if st.stop_at.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -170,7 +179,7 @@ impl<S: Source> Processor<S> {
             if st.failing.is_none() && !self.held_back(&st) {
                 let mut full = false;
                 if st.stop_at.is_none() {
-                    self.fill(&mut st.window, &st.dns_wake, now)?;
+                    st.caught_up = self.fill(&mut st.window, &st.dns_wake, now)?;
                     self.note_oldest(st.window.entries.front().map(|e| &e.data[..]), false);
                     full = st.window.len() >= self.window_cap || st.window.bytes >= WINDOW_BYTES;
                 }
@@ -237,7 +246,7 @@ impl<S: Source> Processor<S> {
         let retry_due = st.retry_at.is_none_or(|t| now >= t);
         let batch = batch_bytes(st);
         let write_due = pending >= batch
-            || now >= st.last_write + WRITE_INTERVAL
+            || now >= st.last_write + self.write_interval(st)
             || st.stop_at.is_some()
             || self.source.finished();
         if pending == 0 || !retry_due || !write_due {
@@ -364,13 +373,22 @@ impl<S: Source> Processor<S> {
         Ok(())
     }
 
+    /// How long formatted lines wait for more to join their batch.
+    fn write_interval(&self, st: &LoopState) -> Duration {
+        if st.caught_up {
+            CAUGHT_UP_GAP
+        } else {
+            WRITE_INTERVAL
+        }
+    }
+
     /// The next time the loop has something to do unless woken earlier.
     fn next_wake(&self, st: &LoopState, service_at: Option<Instant>, more: bool) -> Instant {
         let head = st.window.entries.front().map(|e| e.deadline);
         // A batch waits for the write interval, and a failed one for its retry too: waking at
         // the interval alone would spin until the retry (the whole back-off, at full CPU).
         let write_at = (self.outputs.unsent_bytes() > 0 && !st.committer.busy()).then(|| {
-            let due = st.last_write + WRITE_INTERVAL;
+            let due = st.last_write + self.write_interval(st);
             st.retry_at.map_or(due, |r| r.max(due))
         });
         [
@@ -445,13 +463,14 @@ impl<S: Source> Processor<S> {
 
     /// Read committed records into the window until it is full or the reader caught up, and
     /// start name lookups for their addresses. `now` is the loop's one clock reading for this
-    /// round: records read together enter the window together and share a deadline.
+    /// round: records read together enter the window together and share a deadline. True when
+    /// the source had no more (rather than the window being full).
     fn fill(
         &mut self,
         window: &mut Window,
         dns_wake: &Arc<Notify>,
         now: Instant,
-    ) -> Result<(), ProcessError> {
+    ) -> Result<bool, ProcessError> {
         let enrich = self.resolver.is_some() || self.geo.is_some();
         while window.len() < self.window_cap && window.bytes < WINDOW_BYTES {
             let mut e = window.blank(now + self.dns_timeout);
@@ -459,7 +478,7 @@ impl<S: Source> Processor<S> {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     window.unused(e);
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(err) => {
                     window.unused(e);
@@ -511,7 +530,7 @@ impl<S: Source> Processor<S> {
         if let Some(g) = &self.geo {
             self.counters.set_geo(g.stats());
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Format every ready record at the head of the window. Returns the last seq formatted.

@@ -2,7 +2,9 @@
 //!
 //! Lines are formatted into a buffer as packets arrive; `commit` hands the buffer to the sink,
 //! which resumes a partly written batch itself (see the parent module's contract), so the
-//! buffer is cleared only once every byte of it reached the target.
+//! buffer is cleared only once every byte of it reached the target. A buffer a backlog grew
+//! (batches of megabytes) is given back once batches are small again, so a burst does not pin
+//! its peak for the life of the daemon.
 //!
 //! The batch can also be [detached](TextSink::detach) with the sink and written on another
 //! thread while lines go into a second buffer. Invariants:
@@ -16,6 +18,21 @@ use std::io;
 
 use super::{PacketSink, PacketView, Sink};
 use crate::format::{Formatter, LossEvent};
+
+/// The buffer's usual capacity, and what it returns to after a burst.
+const BUF_BYTES: usize = 1 << 16;
+/// A buffer larger than this is shrunk back once a batch fills less than a quarter of it.
+const KEEP_BYTES: usize = 1 << 20;
+
+/// Empty a written batch's buffer for reuse; one a backlog grew (over [`KEEP_BYTES`]) is
+/// replaced by a small one once the batch in it filled less than a quarter of it.
+fn give_back(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_BYTES && buf.len() < buf.capacity() / 4 {
+        *buf = Vec::with_capacity(BUF_BYTES);
+    } else {
+        buf.clear();
+    }
+}
 
 pub struct TextSink {
     formatter: Formatter,
@@ -82,7 +99,7 @@ impl Batches {
         Batches {
             name: sink.describe(),
             sink: Some(sink),
-            buf: Vec::with_capacity(1 << 16),
+            buf: Vec::with_capacity(BUF_BYTES),
             held: Vec::new(),
             spare: Vec::new(),
             reopen_wanted: false,
@@ -106,7 +123,7 @@ impl Batches {
             return Ok(());
         }
         sink.write_batch(&self.buf)?;
-        self.buf.clear();
+        give_back(&mut self.buf);
         Ok(())
     }
 
@@ -151,7 +168,7 @@ impl Batches {
         } = d;
         self.sink = Some(sink);
         if matches!(outcome, Some(Ok(()))) {
-            batch.clear();
+            give_back(&mut batch);
             // The larger of the two stays as the next spare: a backlog's batches are large.
             if batch.capacity() > self.spare.capacity() {
                 self.spare = batch;
@@ -205,5 +222,80 @@ impl PacketSink for TextSink {
 
     fn attach(&mut self, d: Detached) {
         self.out.attach(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{FormatKind, FormatOptions, NameTables};
+
+    struct Count(usize);
+
+    impl Sink for Count {
+        fn write_batch(&mut self, lines: &[u8]) -> io::Result<()> {
+            self.0 += lines.len();
+            Ok(())
+        }
+        fn reopen(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "count".into()
+        }
+    }
+
+    #[test]
+    fn a_burst_buffer_is_given_back_once_batches_are_small() {
+        let f = Formatter::with_tables(
+            FormatKind::Fwlog,
+            FormatOptions::default(),
+            NameTables::builtin(),
+        );
+        let mut t = TextSink::new(Box::new(Count(0)), f);
+        // A backlog's batches: the buffer grows and is kept while they stay large.
+        for _ in 0..3 {
+            t.out.buf.resize(3 << 20, b'x');
+            t.commit().unwrap();
+            assert!(t.out.buf.capacity() >= 3 << 20);
+        }
+        // Live again: a small batch gives the burst's memory back.
+        t.out.buf.extend_from_slice(b"line\n");
+        t.commit().unwrap();
+        assert!(t.out.buf.is_empty());
+        assert_eq!(t.out.buf.capacity(), BUF_BYTES);
+    }
+
+    #[test]
+    fn a_burst_buffer_written_on_another_thread_is_given_back_too() {
+        let f = Formatter::with_tables(
+            FormatKind::Fwlog,
+            FormatOptions::default(),
+            NameTables::builtin(),
+        );
+        let mut t = TextSink::new(Box::new(Count(0)), f);
+        let round = |t: &mut TextSink, len: usize| {
+            t.out.buf.resize(len, b'x');
+            let mut d = t.detach().unwrap();
+            assert!(d.run().is_ok());
+            t.attach(d);
+        };
+        for _ in 0..3 {
+            round(&mut t, 3 << 20);
+        }
+        assert!(t.out.buf.capacity() >= 3 << 20 || t.out.spare.capacity() >= 3 << 20);
+        // Two small batches: each buffer of the pair goes out once and comes back small.
+        round(&mut t, 5);
+        round(&mut t, 5);
+        assert!(
+            t.out.buf.capacity() <= BUF_BYTES,
+            "{}",
+            t.out.buf.capacity()
+        );
+        assert!(
+            t.out.spare.capacity() <= BUF_BYTES,
+            "{}",
+            t.out.spare.capacity()
+        );
     }
 }
