@@ -1,7 +1,9 @@
 //! Rows per second into PostgreSQL through fwlog's output (row building, binary COPY into the
 //! indexed, partitioned `packets`, one transaction per batch), against a bare binary COPY loop
 //! of the same rows, built beforehand, into the same table in the same batches, in the same
-//! run. Each loop writes into a fresh database of its own with the schema fwlog creates;
+//! run, and against the same bare loop sending each batch's two halves at once on two
+//! connections (what a second backend, so a second core, would give the server's side).
+//! Each loop writes into a fresh database of its own with the schema fwlog creates;
 //! FWLOG_BENCH_ROUNDS rounds (default 3), the loops taking turns going first; per round and as
 //! medians. Besides rows per second, the CPU the client and the server (every process of the
 //! server the bench started) spent per row: on a shared machine wall-clock rates follow the
@@ -12,7 +14,10 @@
 //! settings fwlog-sql(5) recommends for a log store ([`TUNED`]; `FWLOG_BENCH_PG_STOCK=1` leaves
 //! the server's defaults). Needs root; prints figures, asserts nothing.
 //!
-//! Run: `cargo bench --bench sql_pg` (FWLOG_BENCH_ROWS to change the row count)
+//! Run: `cargo bench --bench sql_pg` (FWLOG_BENCH_ROWS to change the row count;
+//! FWLOG_BENCH_DDL=SQL: the second loop is instead the bare loop on one connection into a
+//! database where SQL ran before the clock started, to weigh a change of the schema, such as
+//! another kind of index, against the schema as it is in the same run)
 
 #[path = "support/sql.rs"]
 mod sql_support;
@@ -121,17 +126,99 @@ fn fwlog_hosts(db: &str, payloads: &[Vec<u8>], hosts: usize) -> (f64, f64) {
     (t0.elapsed().as_secs_f64(), cpu_seconds() - c0)
 }
 
-fn bare_copy(db: &str, payloads: &[Vec<u8>], hosts: usize) -> (f64, f64) {
+/// A row of the bare loop: the values that differ between rows.
+type BareRow = (
+    SystemTime,
+    &'static str,
+    i64,
+    std::net::IpAddr,
+    std::net::IpAddr,
+    i32,
+    i32,
+);
+
+/// One batch of the bare loop in one transaction on `c`.
+async fn bare_batch(c: &mut tokio_postgres::Client, chunk: &[BareRow]) {
+    let types = [
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::INT4,
+        Type::INT2,
+        Type::TEXT,
+        Type::INT2,
+        Type::INT8,
+        Type::TEXT,
+        Type::INET,
+        Type::INET,
+        Type::INT2,
+        Type::INT4,
+        Type::INT4,
+        Type::INT4,
+        Type::INT2,
+        Type::BOOL,
+        Type::BOOL,
+    ];
+    let tx = c.transaction().await.unwrap();
+    let sink = tx
+        .copy_in(
+            "COPY packets (time, time_source, host, stream, seq, seq_global, nflog_group,
+             family, prefix, hook, mark, in_if, src, dst, proto, sport, dport, length, ttl,
+             replayed, partial) FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .unwrap();
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    for (t, host, i, src, dst, sport, dport) in chunk {
+        let vals: [&(dyn ToSql + Sync); 21] = [
+            t,
+            &"kernel",
+            host,
+            &"07070707070707070707070707070707",
+            i,
+            i,
+            &5i32,
+            &2i16,
+            &"DROP ",
+            &1i16,
+            &0i64,
+            &"eth0",
+            src,
+            dst,
+            &17i16,
+            sport,
+            dport,
+            &32i32,
+            &64i16,
+            &false,
+            &false,
+        ];
+        w.as_mut().write(&vals).await.unwrap();
+    }
+    w.as_mut().finish().await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+/// The bare loop: every batch in a transaction of its own; with `conns` 2, each batch's two
+/// halves at once on two connections (both committed before the next batch starts).
+fn bare_copy(db: &str, payloads: &[Vec<u8>], hosts: usize, conns: usize) -> (f64, f64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let (mut c, conn) = tokio_postgres::connect(&url(db), tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let rows: Vec<_> = payloads
+        let mut clients = Vec::new();
+        for _ in 0..conns.clamp(1, 2) {
+            let (c, conn) = tokio_postgres::connect(&url(db), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            clients.push(c);
+        }
+        let rows: Vec<BareRow> = payloads
             .iter()
             .enumerate()
             .map(|(i, b)| {
@@ -150,69 +237,16 @@ fn bare_copy(db: &str, payloads: &[Vec<u8>], hosts: usize) -> (f64, f64) {
                 )
             })
             .collect();
-        let types = [
-            Type::TIMESTAMPTZ,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TEXT,
-            Type::INT8,
-            Type::INT8,
-            Type::INT4,
-            Type::INT2,
-            Type::TEXT,
-            Type::INT2,
-            Type::INT8,
-            Type::TEXT,
-            Type::INET,
-            Type::INET,
-            Type::INT2,
-            Type::INT4,
-            Type::INT4,
-            Type::INT4,
-            Type::INT2,
-            Type::BOOL,
-            Type::BOOL,
-        ];
         let (t0, c0) = (Instant::now(), cpu_seconds());
         for chunk in rows.chunks(BATCH) {
-            let tx = c.transaction().await.unwrap();
-            let sink = tx
-                .copy_in(
-                    "COPY packets (time, time_source, host, stream, seq, seq_global, nflog_group,
-                     family, prefix, hook, mark, in_if, src, dst, proto, sport, dport, length, ttl,
-                     replayed, partial) FROM STDIN (FORMAT binary)",
-                )
-                .await
-                .unwrap();
-            let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
-            for (t, host, i, src, dst, sport, dport) in chunk {
-                let vals: [&(dyn ToSql + Sync); 21] = [
-                    t,
-                    &"kernel",
-                    host,
-                    &"07070707070707070707070707070707",
-                    i,
-                    i,
-                    &5i32,
-                    &2i16,
-                    &"DROP ",
-                    &1i16,
-                    &0i64,
-                    &"eth0",
-                    src,
-                    dst,
-                    &17i16,
-                    sport,
-                    dport,
-                    &32i32,
-                    &64i16,
-                    &false,
-                    &false,
-                ];
-                w.as_mut().write(&vals).await.unwrap();
+            match &mut clients[..] {
+                [a, b] => {
+                    let (x, y) = chunk.split_at(chunk.len() / 2);
+                    tokio::join!(bare_batch(a, x), bare_batch(b, y));
+                }
+                [a, ..] => bare_batch(a, chunk).await,
+                [] => unreachable!(),
             }
-            w.as_mut().finish().await.unwrap();
-            tx.commit().await.unwrap();
         }
         (t0.elapsed().as_secs_f64(), cpu_seconds() - c0)
     })
@@ -295,20 +329,25 @@ fn main() {
         .unwrap_or(1)
         .clamp(1, HOSTS.len());
     println!("{hosts} host(s), their batches taking turns");
-    const NAMES: [&str; 3] = [
+    let ddl = std::env::var("FWLOG_BENCH_DDL").ok();
+    let names: [&str; 3] = [
         "bare binary COPY loop",
-        "bare, keys in db collation",
+        if ddl.is_some() {
+            "bare, FWLOG_BENCH_DDL"
+        } else {
+            "bare, 2 connections"
+        },
         "fwlog postgresql output",
     ];
     let mut results: [Vec<(f64, f64, f64)>; 3] = Default::default();
     for r in 0..rounds {
         // Fresh databases each round, each with the schema fwlog creates and the day's
-        // partition before the clock starts: the bare ones from the row they need (the second
-        // then given schema 3's host and stream, in the database's collation), fwlog's from
-        // another host's row (its own rows then start at spool record 0, as after a first start).
+        // partition before the clock starts: the bare ones from the row they need, fwlog's
+        // from another host's row (its own rows then start at spool record 0, as after a
+        // first start).
         let dbs = [
             format!("bare{r}"),
-            format!("barev3_{r}"),
+            format!("bare2_{r}"),
             format!("fwlog{r}"),
         ];
         for db in &dbs {
@@ -316,11 +355,6 @@ fn main() {
         }
         fwlog_sink(&dbs[0], &payloads[..1]);
         fwlog_sink(&dbs[1], &payloads[..1]);
-        psql(
-            &dbs[1],
-            "ALTER TABLE packets ALTER COLUMN host TYPE text COLLATE \"default\", \
-             ALTER COLUMN stream TYPE text COLLATE \"default\"",
-        );
         let warm = SqlConfig {
             host: "warmup".into(),
             ..config()
@@ -329,6 +363,9 @@ fn main() {
             &mut pg::open(&url(&dbs[2]), &warm).expect("open"),
             &payloads[..1],
         );
+        if let Some(ddl) = &ddl {
+            psql(&dbs[1], ddl);
+        }
         // The loops take turns going first.
         for k in 0..3 {
             let which = (k + r) % 3;
@@ -336,11 +373,12 @@ fn main() {
             let t = if which == 2 {
                 timed(&|| fwlog_hosts(db, &payloads, hosts))
             } else {
-                timed(&|| bare_copy(db, &payloads[1..], hosts))
+                let conns = if which == 1 && ddl.is_none() { 2 } else { 1 };
+                timed(&|| bare_copy(db, &payloads[1..], hosts, conns))
             };
             results[which].push(t);
         }
-        for (what, v) in NAMES.iter().zip(&results) {
+        for (what, v) in names.iter().zip(&results) {
             let (rate, cpu, server) = v[r];
             println!(
                 "round {r}: {what:<26} {rate:>8.0} rows/s  {cpu:>5.2} us client + {server:>5.2} us server CPU/row"
@@ -354,7 +392,7 @@ fn main() {
     let pick = |v: &[(f64, f64, f64)], k: usize| -> Vec<f64> {
         v.iter().map(|t| [t.0, t.1, t.2][k]).collect()
     };
-    for (what, v) in NAMES.iter().zip(&results) {
+    for (what, v) in names.iter().zip(&results) {
         println!(
             "median: {what:<26} {:>8.0} rows/s  {:>5.2} us client + {:>5.2} us server CPU/row",
             median(pick(v, 0)),

@@ -79,6 +79,8 @@ pub(crate) struct Ledger {
     file: Box<dyn FsFile>,
     path: PathBuf,
     generation: u64,
+    /// The position the last successful `store` made durable.
+    stored: u64,
 }
 
 impl Ledger {
@@ -93,6 +95,9 @@ impl Ledger {
                         file,
                         path,
                         generation,
+                        // Unknown as far as this process goes (recovery may clamp the
+                        // position read): the first acknowledgement always stores.
+                        stored: 0,
                     },
                     acked,
                     status,
@@ -106,6 +111,7 @@ impl Ledger {
                     file,
                     path,
                     generation: 0,
+                    stored: 0,
                 };
                 l.file
                     .set_len(LEDGER_FILE_LEN)
@@ -131,6 +137,13 @@ impl Ledger {
             .sync_data()
             .map_err(|e| Error::io("fdatasync", &self.path, e))?;
         self.generation = next;
+        self.stored = acked;
         Ok(())
+    }
+
+    /// The position the last successful [`store`](Self::store) made durable (or the one read at
+    /// open).
+    pub fn stored(&self) -> u64 {
+        self.stored
     }
 }

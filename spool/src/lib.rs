@@ -224,7 +224,7 @@ pub use format::{FORMAT_VERSION, MAX_PAYLOAD_LEN, MAX_SEQ, RECORD_HEADER_LEN, SE
 pub use fs::{DirEntry, Fs, FsFile, RealFs};
 pub use ledger::{LedgerStatus, LEDGER_FILE};
 pub use options::{FsyncPolicy, Options};
-pub use reader::{Item, Lost, Next, Reader, Record, StatsHandle};
+pub use reader::{AckSync, Item, Lost, Next, Reader, Record, StatsHandle};
 pub use readonly::{ReadOnlySpool, Replay, ReplayItem, ReplayRecord, ReplayStats};
 pub use recovery::{
     escape as escape_name, OpenReport, Quarantined, Truncation, LOCK_FILE, QUARANTINE_DIR,

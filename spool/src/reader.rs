@@ -15,7 +15,7 @@
 //! the ledger, then deletes segments whose every record is at or below it. Deletion is a separate
 //! step from acknowledgement so that a retention policy can later keep acknowledged segments.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -66,7 +66,9 @@ pub enum Next {
 /// The consuming side. Owned by one thread (it is `Send`).
 pub struct Reader {
     shared: Arc<Shared>,
-    ledger: Ledger,
+    /// Shared with [`AckSync`] tokens, which store a position from another thread; the reader
+    /// itself is the only other user, so the lock is never contended for long.
+    ledger: Arc<Mutex<Ledger>>,
     cursor: Option<Cursor>,
     /// A record read while reporting the gap before it, delivered by the next call.
     stashed: Option<Record>,
@@ -107,7 +109,7 @@ impl Reader {
     ) -> Reader {
         Reader {
             shared,
-            ledger,
+            ledger: Arc::new(Mutex::new(ledger)),
             cursor: None,
             stashed: None,
             rewinds_seen: 0,
@@ -489,11 +491,43 @@ impl Reader {
                 delivered: self.delivered,
             });
         }
-        self.ledger.store(upto)?;
+        {
+            let mut ledger = lock_ledger(&self.ledger);
+            // An `AckSync` may have made this position durable already (from another thread).
+            if ledger.stored() < upto {
+                ledger.store(upto)?;
+            }
+        }
         add(&self.shared.counters.acked_records, upto - self.acked);
         self.acked = upto;
         self.shared.lock().acked = upto;
         self.delete_acknowledged()
+    }
+
+    /// The durable half of [`ack`](Self::ack)`(upto)`, to run on another thread while this
+    /// reader goes on reading: [`AckSync::store`] writes and syncs the ledger; `ack(upto)`
+    /// afterwards finds the position stored and only does the rest (counters, deleting
+    /// acknowledged segments). `None` when there is nothing to store (`upto` is acknowledged
+    /// already); an error when `upto` was not delivered, as for `ack`.
+    ///
+    /// The caller keeps the ordering `ack` documents: a token is made and stored only for
+    /// records that are done everywhere, and positions are stored in increasing order (one
+    /// token at a time). Storing a position and then not calling `ack` is safe: the records
+    /// are then done, and a crash does not deliver them again, as after `ack`.
+    pub fn ack_sync(&self, upto: u64) -> Result<Option<AckSync>> {
+        if upto <= self.acked {
+            return Ok(None);
+        }
+        if upto > self.delivered {
+            return Err(Error::AckBeyondDelivered {
+                upto,
+                delivered: self.delivered,
+            });
+        }
+        Ok(Some(AckSync {
+            ledger: Arc::clone(&self.ledger),
+            upto,
+        }))
     }
 
     /// Deletes segments whose records are all acknowledged (never the writer's), keeping what
@@ -522,6 +556,34 @@ impl Reader {
     pub fn stats_handle(&self) -> StatsHandle {
         StatsHandle(Arc::clone(&self.shared))
     }
+}
+
+/// See [`Reader::ack_sync`].
+pub struct AckSync {
+    ledger: Arc<Mutex<Ledger>>,
+    upto: u64,
+}
+
+impl AckSync {
+    /// Make the position durable in the ledger (one write, one `fdatasync`).
+    pub fn store(&self) -> Result<()> {
+        let mut ledger = lock_ledger(&self.ledger);
+        if ledger.stored() < self.upto {
+            ledger.store(self.upto)?;
+        }
+        Ok(())
+    }
+
+    /// The position this token stores.
+    pub fn upto(&self) -> u64 {
+        self.upto
+    }
+}
+
+/// A panic while holding the ledger leaves it as consistent as a failed `store` does (the
+/// generation advances only after a durable write), so a poisoned lock is used as is.
+fn lock_ledger(l: &Mutex<Ledger>) -> MutexGuard<'_, Ledger> {
+    l.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// See [`Reader::stats_handle`].

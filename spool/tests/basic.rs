@@ -460,3 +460,46 @@ fn read_only_replay_next_to_a_live_spool() {
     assert!(last > 100 && passes > 5, "last {last}, passes {passes}");
     println!("{passes} replays next to {last} appends, {vanished} segments vanished mid-replay");
 }
+
+/// The split acknowledgement: the position stored from another thread survives a crash by
+/// itself (the records are not delivered again), `ack` after it only counts and deletes, and a
+/// position not delivered or already acknowledged gives no token.
+#[test]
+fn ack_sync_from_another_thread_is_durable_and_ack_completes_it() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("spool");
+    let (mut w, mut r, _) = Spool::open(&dir, small()).unwrap();
+    for i in 1..=50u64 {
+        w.append(&payload(i, 64)).unwrap();
+    }
+    w.commit().unwrap();
+    assert_eq!(drain(&mut r).len(), 50);
+    assert!(matches!(
+        r.ack_sync(51),
+        Err(Error::AckBeyondDelivered { upto: 51, .. })
+    ));
+    let t = r.ack_sync(30).unwrap().expect("a token");
+    assert_eq!(t.upto(), 30);
+    std::thread::spawn(move || t.store().unwrap())
+        .join()
+        .unwrap();
+    // Stored, not yet completed by `ack`: a crash here delivers from 31.
+    assert_eq!(r.stats().acked_seq, 0);
+    drop((w, r));
+    let (mut w, mut r, _) = Spool::open(&dir, small()).unwrap();
+    let again = drain(&mut r);
+    assert_eq!(again.first().map(|x| x.seq), Some(31));
+    assert_eq!(again.len(), 20);
+    // Stored, then completed: counters and deletion as after a plain `ack`.
+    let t = r.ack_sync(45).unwrap().expect("a token");
+    t.store().unwrap();
+    r.ack(45).unwrap();
+    assert_eq!(r.stats().acked_seq, 45);
+    assert!(r.ack_sync(45).unwrap().is_none(), "acknowledged already");
+    w.append(&payload(51, 64)).unwrap();
+    w.commit().unwrap();
+    drop((w, r));
+    let (_w, mut r, _) = Spool::open(&dir, small()).unwrap();
+    let left: Vec<u64> = drain(&mut r).iter().map(|x| x.seq).collect();
+    assert_eq!(left, (46..=51).collect::<Vec<_>>());
+}

@@ -98,6 +98,9 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     )
     .map_err(DaemonError::Outputs)?;
     let capture = open_capture(cfg, &mut handed, &notifier, &spool_dir, user.as_ref())?;
+    // While root: up to the intake thread's priority; the threads started from here inherit
+    // it, and this one takes its own back down below intake once intake runs.
+    precedence::raise_for_intake();
     drop_privileges(cfg, user.as_ref())?;
     // From here on, messages go through a thread of their own: a stderr nobody reads must not
     // stop the processing loop (created only now: a thread made before --user would keep

@@ -15,7 +15,7 @@ use crate::sink::sql::pg;
 use crate::sink::sql::sqlite::SqliteSink;
 use crate::sink::sql::stream::StreamError;
 use crate::sink::sql::{SqlConfig, StreamId};
-use crate::sink::text::TextSink;
+use crate::sink::text::{Detached, TextSink};
 use crate::sink::{self, OutputSpec, PacketSink, PacketView, Target};
 
 /// What database outputs need, when `cfg` has one (None otherwise, so nothing is created for
@@ -43,6 +43,19 @@ pub fn sql_config(
 pub struct Outputs {
     outs: Vec<Box<dyn PacketSink>>,
     stats: Vec<Arc<OutputStats>>,
+    /// Bytes of the batches detached by [`Outputs::detach`] and not yet back.
+    out_bytes: usize,
+}
+
+/// The outputs' batches out for a commit on another thread (see [`Outputs::detach`]).
+pub struct OutBatches(Vec<(usize, Detached)>);
+
+impl OutBatches {
+    /// Commit each batch in turn, stopping at the first failure (the rest are kept, untried).
+    /// True when every one was committed.
+    pub fn run(&mut self) -> bool {
+        self.0.iter_mut().all(|(_, d)| d.run().is_ok())
+    }
 }
 
 /// One output's counters, readable from other threads (`--metrics`).
@@ -124,7 +137,11 @@ impl Outputs {
                 })
             })
             .collect();
-        Outputs { outs, stats }
+        Outputs {
+            outs,
+            stats,
+            out_bytes: 0,
+        }
     }
 
     pub fn packet(&mut self, p: &PacketView<'_>) {
@@ -139,34 +156,97 @@ impl Outputs {
         }
     }
 
+    /// What is waiting to be committed, batches out on another thread included.
     pub fn pending_bytes(&self) -> usize {
+        self.unsent_bytes() + self.out_bytes
+    }
+
+    /// What is waiting to be committed and still here (not out on another thread).
+    pub fn unsent_bytes(&self) -> usize {
         self.outs.iter().map(|o| o.pending()).sum()
     }
 
     /// Commit every output's batch. On error, says which output failed; the outputs before it
     /// have committed and hold nothing, so a retry commits only the failed ones.
     pub fn write(&mut self) -> Result<(), (String, io::Error)> {
+        for i in 0..self.outs.len() {
+            let n = self.outs[i].pending();
+            if n > 0 {
+                let r = self.outs[i].commit();
+                self.counted(i, n, r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The first half of [`write`](Self::write) with the text outputs' writes on another
+    /// thread: outputs that cannot detach are committed here and now (an error stops it as in
+    /// `write`, nothing detached); then every text output's batch is detached, to be run
+    /// ([`OutBatches::run`]) elsewhere and given back to [`attach`](Self::attach). While they are
+    /// out, the outputs take new packets into fresh batches. `None` when nothing is pending.
+    pub fn detach(&mut self) -> Result<Option<OutBatches>, (String, io::Error)> {
+        for i in 0..self.outs.len() {
+            let n = self.outs[i].pending();
+            if n > 0 && !self.outs[i].detachable() {
+                let r = self.outs[i].commit();
+                self.counted(i, n, r)?;
+            }
+        }
+        let mut out = Vec::new();
         for (i, o) in self.outs.iter_mut().enumerate() {
-            let n = o.pending();
-            if n == 0 {
-                continue;
+            if let Some(d) = o.detach() {
+                self.out_bytes += d.len();
+                out.push((i, d));
             }
-            // Outputs added with `push` (not the user's) keep no counters.
-            let st = self.stats.get(i);
-            if let Err(e) = o.commit() {
-                if let Some(st) = st {
-                    st.errors.fetch_add(1, Relaxed);
-                    st.retrying.store(true, Relaxed);
+        }
+        Ok((!out.is_empty()).then_some(OutBatches(out)))
+    }
+
+    /// Take detached batches back with their outcomes: `Ok` when every one was committed,
+    /// otherwise the first failure (the failed batch and any not tried are kept, to be
+    /// committed first next time).
+    pub fn attach(&mut self, b: OutBatches) -> Result<(), (String, io::Error)> {
+        let mut first = Ok(());
+        for (i, d) in b.0 {
+            self.out_bytes -= d.len();
+            let n = d.len();
+            let r = match d.outcome() {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(match e.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(e.kind(), e.to_string()),
+                }),
+                None => {
+                    self.outs[i].attach(d);
+                    continue;
                 }
-                return Err((o.describe(), e));
+            };
+            self.outs[i].attach(d);
+            let r = self.counted(i, n, r);
+            if first.is_ok() {
+                first = r;
             }
+        }
+        first
+    }
+
+    /// Count one output's commit of `n` bytes in its counters; the error with its name.
+    fn counted(&self, i: usize, n: usize, r: io::Result<()>) -> Result<(), (String, io::Error)> {
+        // Outputs added with `push` (not the user's) keep no counters.
+        let st = self.stats.get(i);
+        if let Err(e) = r {
             if let Some(st) = st {
-                st.written_bytes.fetch_add(n as u64, Relaxed);
-                st.retrying.store(false, Relaxed);
-                let r = o.refused();
-                st.rows_refused.store(r.rows, Relaxed);
-                st.losses_unrecorded.store(r.unrecorded, Relaxed);
+                st.errors.fetch_add(1, Relaxed);
+                st.retrying.store(true, Relaxed);
             }
+            return Err((self.outs[i].describe(), e));
+        }
+        if let Some(st) = st {
+            st.written_bytes.fetch_add(n as u64, Relaxed);
+            st.retrying.store(false, Relaxed);
+            let r = self.outs[i].refused();
+            st.rows_refused.store(r.rows, Relaxed);
+            st.losses_unrecorded.store(r.unrecorded, Relaxed);
         }
         Ok(())
     }

@@ -11,6 +11,9 @@
 //! - A record is acknowledged only after every output wrote its line. While an output fails,
 //!   the formatted batch is kept and retried with backoff, nothing new is printed, and intake
 //!   keeps spooling.
+//! - Text outputs are written and synced, and then the spool position synced, on the
+//!   committer thread (`commit.rs`) while the loop formats the next batch: one batch out at a
+//!   time, and at most about one more formatted meanwhile (see `held_back`).
 //! - DNS state lives in the resolver's cache, not here: a packet is ready when every address
 //!   of it is a cache hit (a name, a known absence, or a recent failure).
 
@@ -22,6 +25,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
+use super::commit::{Committer, Done, Job, Unwritten};
 use super::loss;
 use super::outputs::Outputs;
 use super::source::{Source, SourceError};
@@ -81,13 +85,6 @@ const STALL_RETRY: Duration = Duration::from_millis(20);
 /// ... and reported on stderr once it has been stalled this long.
 const STALL_NOTICE: Duration = Duration::from_secs(5);
 
-/// Packets handed to the outputs but not yet written by all of them.
-#[derive(Default)]
-struct Unwritten {
-    printed: u64,
-    replayed: u64,
-}
-
 /// The window also stops taking records once it holds this much record data: `--window`
 /// counts records, and a spool record may be 16 MiB (a crafted spool of such records would
 /// otherwise hold gigabytes in memory).
@@ -133,6 +130,8 @@ struct LoopState {
     unwritten: Unwritten,
     /// The last fill found more in the source than the window holds (a backlog).
     behind: bool,
+    /// The batch being committed on the committer thread.
+    committer: Committer,
     /// The last fill took everything the source held.
     caught_up: bool,
 }
@@ -157,6 +156,7 @@ impl<S: Source> Processor<S> {
             stalled_since: None,
             unwritten: Unwritten::default(),
             behind: false,
+            committer: Committer::default(),
             caught_up: false,
         };
         loop {
@@ -176,7 +176,7 @@ impl<S: Source> Processor<S> {
             // round again at once instead of waiting for a wake-up (a backlog or a replay would
             // otherwise move one window per tick).
             let mut more = false;
-            if st.failing.is_none() {
+            if st.failing.is_none() && !self.held_back(&st) {
                 let mut full = false;
                 if st.stop_at.is_none() {
                     st.caught_up = self.fill(&mut st.window, &st.dns_wake, now)?;
@@ -192,7 +192,7 @@ impl<S: Source> Processor<S> {
             self.write_if_due(&mut st, now)?;
             // Acknowledge only what every output has written: formatted lines may wait in the
             // buffers for the next write (WRITE_INTERVAL), and a crash must replay them.
-            if st.failing.is_none() && self.outputs.pending_bytes() == 0 {
+            if st.failing.is_none() && self.outputs.pending_bytes() == 0 && !st.committer.busy() {
                 if let Some(seq) = st.last_printed.take() {
                     self.source.ack(seq)?;
                     self.counters.acked();
@@ -208,6 +208,13 @@ impl<S: Source> Processor<S> {
                 _ = st.dns_wake.notified() => {}
                 _ = sleep_until(wake_at) => {}
                 Some(c) = self.control.recv() => self.control(c, &mut st.stop_at),
+                done = st.committer.done(), if st.committer.busy() => {
+                    let done = done.map_err(|e| ProcessError::Output {
+                        target: "outputs".into(),
+                        source: std::io::Error::other(e),
+                    })?;
+                    self.committed(&mut st, done)?;
+                }
             }
         }
         self.counters
@@ -232,13 +239,12 @@ impl<S: Source> Processor<S> {
     /// Commit the outputs' batches when enough is waiting or it has waited long enough, and
     /// no failed output is waiting out its back-off.
     fn write_if_due(&mut self, st: &mut LoopState, now: Instant) -> Result<(), ProcessError> {
+        if st.committer.busy() {
+            return Ok(());
+        }
         let pending = self.outputs.pending_bytes();
         let retry_due = st.retry_at.is_none_or(|t| now >= t);
-        let batch = if st.behind {
-            BACKLOG_WRITE_BYTES
-        } else {
-            WRITE_BYTES
-        };
+        let batch = batch_bytes(st);
         let write_due = pending >= batch
             || now >= st.last_write + self.write_interval(st)
             || st.stop_at.is_some()
@@ -247,7 +253,75 @@ impl<S: Source> Processor<S> {
             return Ok(());
         }
         st.last_write = now;
-        match self.outputs.write() {
+        let batches = match self.outputs.detach() {
+            Ok(Some(b)) => b,
+            Ok(None) => return self.written(st, Ok(())),
+            Err(e) => return self.written(st, Err(e)),
+        };
+        let upto = st.last_printed.take();
+        let ack = match upto {
+            Some(seq) => self.source.ack_sync(seq)?,
+            None => None,
+        };
+        let job = Job {
+            batches,
+            upto,
+            ack,
+            unwritten: std::mem::take(&mut st.unwritten),
+        };
+        match st.committer.start(job) {
+            Some(done) => self.committed(st, done),
+            None => Ok(()),
+        }
+    }
+
+    /// A job came back from the committer: give the batches back, then acknowledge what it
+    /// covered, or keep it all for the retry.
+    fn committed(&mut self, st: &mut LoopState, done: Done) -> Result<(), ProcessError> {
+        let Done {
+            batches,
+            upto,
+            unwritten,
+            written,
+            acked,
+        } = done;
+        let r = self.outputs.attach(batches);
+        debug_assert_eq!(r.is_ok(), written);
+        if r.is_err() {
+            // Printed again, whole, by the retry: nothing of it is acknowledged.
+            st.last_printed = st.last_printed.max(upto);
+            st.unwritten.add(unwritten);
+            return self.written(st, r);
+        }
+        if let Some(a) = acked {
+            a?;
+        }
+        st.unwritten.add(unwritten);
+        self.written(st, Ok(()))?;
+        if let Some(seq) = upto {
+            // The durable part ran on the committer thread; this does the rest.
+            self.source.ack(seq)?;
+            self.counters.acked();
+            self.note_oldest(st.window.entries.front().map(|e| &e.data[..]), true);
+        }
+        Ok(())
+    }
+
+    /// While a batch is out, format at most one more batch's worth: memory stays bounded by
+    /// two batches per output, and a slow output slows the loop as it did without the thread.
+    fn held_back(&self, st: &LoopState) -> bool {
+        st.committer.busy() && self.outputs.unsent_bytes() >= batch_bytes(st)
+    }
+
+    /// After the outputs' batches were committed (or one failed): the counters, the failure
+    /// bookkeeping, the back-off.
+    fn written(
+        &mut self,
+        st: &mut LoopState,
+        r: Result<(), (String, std::io::Error)>,
+    ) -> Result<(), ProcessError> {
+        let now = Instant::now();
+        match r {
             Ok(()) => {
                 let done = std::mem::take(&mut st.unwritten);
                 bump(&self.counters.printed, done.printed);
@@ -313,7 +387,7 @@ impl<S: Source> Processor<S> {
         let head = st.window.entries.front().map(|e| e.deadline);
         // A batch waits for the write interval, and a failed one for its retry too: waking at
         // the interval alone would spin until the retry (the whole back-off, at full CPU).
-        let write_at = (self.outputs.pending_bytes() > 0).then(|| {
+        let write_at = (self.outputs.unsent_bytes() > 0 && !st.committer.busy()).then(|| {
             let due = st.last_write + self.write_interval(st);
             st.retry_at.map_or(due, |r| r.max(due))
         });
@@ -530,6 +604,15 @@ impl<S: Source> Processor<S> {
             window.recycle(e);
         }
         last
+    }
+}
+
+/// How much to gather before a write: more while working through a backlog.
+fn batch_bytes(st: &LoopState) -> usize {
+    if st.behind {
+        BACKLOG_WRITE_BYTES
+    } else {
+        WRITE_BYTES
     }
 }
 

@@ -17,8 +17,9 @@ use tokio::sync::Notify;
 
 use super::*;
 use crate::format::LossEvent;
-use crate::pipeline::source::{RecordMeta, Source, SourceError};
-use crate::sink::{PacketSink, PacketView};
+use crate::pipeline::source::{AckSync, RecordMeta, Source, SourceError};
+use crate::sink::text::{Batches, Detached};
+use crate::sink::{PacketSink, PacketView, Sink};
 
 /// Everything both fakes see, to check the loop against.
 #[derive(Default)]
@@ -48,6 +49,12 @@ struct Model {
     timed: bool,
     watch: Option<Arc<Counters>>,
     oldest_at_commit: Vec<(u64, u64)>,
+    /// The source splits acknowledgements (`ack_sync` on the committer thread, then `ack`),
+    /// and the positions stored that way.
+    split_ack: bool,
+    synced: Vec<u64>,
+    /// The loop got a failed batch back (the text fake; its writes run on another thread).
+    seen_failing: bool,
 }
 
 type Shared = Arc<Mutex<Model>>;
@@ -90,6 +97,22 @@ impl Source for FakeSource {
         );
         m.acks.push(seq);
         Ok(())
+    }
+
+    fn ack_sync(&mut self, seq: u64) -> Result<Option<AckSync>, SourceError> {
+        if !self.0.lock().unwrap().split_ack {
+            return Ok(None);
+        }
+        let model = Arc::clone(&self.0);
+        Ok(Some(Box::new(move || {
+            let mut m = model.lock().unwrap();
+            assert!(
+                m.committed.last().is_some_and(|&c| c >= seq),
+                "stored {seq} before it was committed"
+            );
+            m.synced.push(seq);
+            Ok(())
+        })))
     }
 
     fn finished(&self) -> bool {
@@ -152,6 +175,94 @@ impl PacketSink for FakeSink {
     }
 }
 
+/// A text output as the loop sees it (its batches detach to the committer thread), over a
+/// byte sink that fails on demand; a record's line is its seq.
+struct FakeText(Shared, Batches);
+
+struct FakeBytes(Shared);
+
+impl Sink for FakeBytes {
+    fn write_batch(&mut self, lines: &[u8]) -> io::Result<()> {
+        let mut m = self.0.lock().unwrap();
+        if m.fail > 0 {
+            m.fail -= 1;
+            m.failures += 1;
+            return Err(io::Error::from(m.fail_kind.unwrap_or(io::ErrorKind::Other)));
+        }
+        let seqs: Vec<u64> = std::str::from_utf8(lines)
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert!(
+            m.batch.starts_with(&seqs),
+            "{seqs:?} not next in {:?}",
+            m.batch
+        );
+        m.batch.drain(..seqs.len());
+        m.committed.extend(seqs);
+        Ok(())
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        self.0.lock().unwrap().reopened += 1;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "fake-text".into()
+    }
+}
+
+impl FakeText {
+    fn take(&mut self, seq: u64) {
+        let mut m = self.0.lock().unwrap();
+        m.handed_while_failing |= m.seen_failing;
+        m.ahead -= 1;
+        m.batch.push(seq);
+        self.1.buf.extend_from_slice(format!("{seq}\n").as_bytes());
+    }
+}
+
+impl PacketSink for FakeText {
+    fn packet(&mut self, p: &PacketView<'_>) {
+        self.take(p.seq);
+    }
+
+    fn loss(&mut self, _ev: &LossEvent, seq: u64) {
+        self.take(seq);
+    }
+
+    fn pending(&self) -> usize {
+        self.1.pending()
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        self.1.commit()
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        self.1.reopen()
+    }
+
+    fn describe(&self) -> String {
+        self.1.describe()
+    }
+
+    fn detachable(&self) -> bool {
+        true
+    }
+
+    fn detach(&mut self) -> Option<Detached> {
+        self.1.detach()
+    }
+
+    fn attach(&mut self, d: Detached) {
+        self.0.lock().unwrap().seen_failing = matches!(d.outcome(), Some(Err(_)));
+        self.1.attach(d);
+    }
+}
+
 /// A loop over `n` records (closed: it ends when they are written), and its control sender.
 fn processor(
     n: u64,
@@ -162,15 +273,37 @@ fn processor(
     Shared,
     tokio::sync::mpsc::UnboundedSender<Control>,
 ) {
+    processor_with(n, window, retry, false)
+}
+
+/// The same with a text output written on the committer thread and split acknowledgements
+/// when `text`.
+fn processor_with(
+    n: u64,
+    window: usize,
+    retry: bool,
+    text: bool,
+) -> (
+    Processor<FakeSource>,
+    Shared,
+    tokio::sync::mpsc::UnboundedSender<Control>,
+) {
     let model: Shared = Arc::new(Mutex::new(Model {
         queued: (1..=n).collect(),
         closed: true,
+        split_ack: text,
         ..Model::default()
     }));
     let (tx, rx) = unbounded_channel();
+    let sink: Box<dyn PacketSink> = if text {
+        let bytes = Batches::new(Box::new(FakeBytes(model.clone())));
+        Box::new(FakeText(model.clone(), bytes))
+    } else {
+        Box::new(FakeSink(model.clone()))
+    };
     let p = Processor {
         source: FakeSource(model.clone()),
-        outputs: Outputs::from_sinks(vec![Box::new(FakeSink(model.clone()))]),
+        outputs: Outputs::from_sinks(vec![sink]),
         resolver: None,
         geo: None,
         dns_timeout: Duration::ZERO,
@@ -293,4 +426,54 @@ async fn the_backlog_age_follows_the_oldest_unacknowledged_record_and_ends_at_ze
         .oldest_unacked_unix_ms
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(left, 0, "everything acknowledged: no backlog");
+}
+
+/// Through the committer thread: every record once, in order, within the window; every
+/// position stored (on the thread) and acknowledged only after it was written, in order.
+#[tokio::test(start_paused = true)]
+async fn written_on_the_committer_thread_every_record_once_acknowledged_after_its_write() {
+    let (p, model, _tx) = processor_with(5000, 16, true, true);
+    p.run().await.unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.committed, (1..=5000).collect::<Vec<_>>());
+    assert!(m.max_ahead <= 16, "took {} ahead", m.max_ahead);
+    assert_eq!(m.acks.last(), Some(&5000));
+    assert_eq!(
+        m.synced, m.acks,
+        "each acknowledgement stored on the thread first"
+    );
+    assert!(m.acks.windows(2).all(|w| w[0] < w[1]), "{:?}", m.acks);
+}
+
+/// A write that fails on the thread: the batch comes back, is written again first, nothing is
+/// acknowledged meanwhile, nothing written twice, nothing new formatted once the loop knows.
+#[tokio::test(start_paused = true)]
+async fn a_write_failing_on_the_committer_thread_is_retried_whole_and_in_order() {
+    let (p, model, _tx) = processor_with(3000, 8, true, true);
+    model.lock().unwrap().fail = 5;
+    let counters = Arc::clone(&p.counters);
+    p.run().await.unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.failures, 5);
+    assert_eq!(counters.output_errors.load(Ordering::Relaxed), 5);
+    assert_eq!(m.committed, (1..=3000).collect::<Vec<_>>());
+    assert!(
+        !m.handed_while_failing,
+        "formatted on while a batch was failing"
+    );
+    assert_eq!(m.acks.last(), Some(&3000));
+    assert_eq!(
+        counters.printed.load(Ordering::Relaxed),
+        3000,
+        "printed counts each record once"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_the_committer_thread_without_retry_an_error_ends_the_loop_unacknowledged() {
+    let (p, model, _tx) = processor_with(500, 8, false, true);
+    model.lock().unwrap().fail = 1;
+    let e = p.run().await.unwrap_err();
+    assert!(matches!(e, ProcessError::Output { .. }), "{e}");
+    assert!(model.lock().unwrap().acks.is_empty());
 }

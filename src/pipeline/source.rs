@@ -39,11 +39,20 @@ pub trait Source {
     fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<RecordMeta>, SourceError>;
     /// Every record up to `seq` has been written to every output.
     fn ack(&mut self, seq: u64) -> Result<(), SourceError>;
+    /// The slow, durable half of `ack(seq)`, to run on another thread once every output has
+    /// written up to `seq`; `ack(seq)` must follow it on the loop's thread and then only does
+    /// the rest. `None`: `ack` does all of it (a source without a durable position).
+    fn ack_sync(&mut self, _seq: u64) -> Result<Option<AckSync>, SourceError> {
+        Ok(None)
+    }
     /// No record will ever come again (a file read to its end).
     fn finished(&self) -> bool;
     /// Records not yet acknowledged, for the counters.
     fn pending(&self) -> u64;
 }
+
+/// See [`Source::ack_sync`].
+pub type AckSync = Box<dyn FnOnce() -> Result<(), SourceError> + Send>;
 
 /// The live spool: records appear as intake commits them; never finished. Fresh records come
 /// from the spool writer's memory when the daemon turned the hand-off on
@@ -72,6 +81,11 @@ impl Source for fwlog_spool::Reader {
 
     fn ack(&mut self, seq: u64) -> Result<(), SourceError> {
         fwlog_spool::Reader::ack(self, seq).map_err(SourceError::Ack)
+    }
+
+    fn ack_sync(&mut self, seq: u64) -> Result<Option<AckSync>, SourceError> {
+        let t = fwlog_spool::Reader::ack_sync(self, seq).map_err(SourceError::Ack)?;
+        Ok(t.map(|t| Box::new(move || t.store().map_err(SourceError::Ack)) as AckSync))
     }
 
     fn finished(&self) -> bool {

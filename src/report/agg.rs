@@ -49,10 +49,19 @@ pub const SCAN_HOSTS: usize = 10;
 pub const SCAN_TRACK: usize = 64;
 
 /// A bounded map from key to count plus a value (see the module docs).
+///
+/// The values live apart from the keys, in a dense slab of at most `cap` slots, the hash map
+/// holding a key's count and slot: a source's value is a few hundred bytes, and writing a new
+/// one into a slot of a sparse hash table (twice as many buckets as entries) missed the cache
+/// on every new key; the slots freed by a prune are taken again in order.
 #[derive(Clone, Debug)]
 pub struct Counter<K, V> {
     cap: usize,
-    map: HashMap<K, (u64, V), State>,
+    map: HashMap<K, (u64, u32), State>,
+    /// The values; a slot not in `map` is free (its old value is replaced when taken).
+    vals: Vec<V>,
+    /// Free slots, the next one to take last.
+    free: Vec<u32>,
     pub dropped_max: u64,
     /// Kept between prunes: a prune runs every `cap / 2` new keys when a flood of distinct
     /// keys streams by, and allocating these each time cost more than the pruning.
@@ -65,6 +74,8 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
         Counter {
             cap: cap.max(2),
             map: HashMap::default(),
+            vals: Vec::new(),
+            free: Vec::new(),
             dropped_max: 0,
             scratch_counts: Vec::new(),
             scratch_keys: Vec::new(),
@@ -73,25 +84,25 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
 
     /// Count `n` for `key` and return its value for updating.
     pub fn add(&mut self, key: &K, n: u64) -> &mut V {
-        if !self.map.contains_key(key) && self.map.len() >= self.cap {
-            self.prune();
+        match self.map.get_mut(key) {
+            Some(slot) => {
+                slot.0 += n;
+                let i = slot.1 as usize;
+                &mut self.vals[i]
+            }
+            None => self.add_absent(key.clone(), n),
         }
-        let slot = self
-            .map
-            .entry(key.clone())
-            .or_insert_with(|| (0, V::default()));
-        slot.0 += n;
-        &mut slot.1
     }
 
     /// Add the counts of `later` (a table of a later part of the input): its keys are fed in
     /// key order, so the result does not depend on either table's hash seed; `join` merges
     /// the values (the value of a key new here starts as the default).
-    pub fn merge(&mut self, later: Counter<K, V>, mut join: impl FnMut(&mut V, V)) {
+    pub fn merge(&mut self, mut later: Counter<K, V>, mut join: impl FnMut(&mut V, V)) {
         self.dropped_max += later.dropped_max;
-        let mut entries: Vec<(K, (u64, V))> = later.map.into_iter().collect();
+        let mut entries: Vec<(K, (u64, u32))> = later.map.drain().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (k, (n, v)) in entries {
+        for (k, (n, i)) in entries {
+            let v = std::mem::take(&mut later.vals[i as usize]);
             join(self.add(&k, n), v);
         }
     }
@@ -103,7 +114,14 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
         let mid = counts.len() / 2;
         let (_, &mut median, _) = counts.select_nth_unstable(mid);
         self.dropped_max = self.dropped_max.max(median);
-        self.map.retain(|_, v| v.0 > median);
+        let free = &mut self.free;
+        self.map.retain(|_, v| {
+            let keep = v.0 > median;
+            if !keep {
+                free.push(v.1);
+            }
+            keep
+        });
         // Every count equal: drop the smaller half by key order so the table makes room
         // (selected, not sorted: the same keys go, in linear time).
         if self.map.len() >= self.cap {
@@ -114,11 +132,15 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
             if half > 0 {
                 keys.select_nth_unstable(half);
                 for k in &keys[..half] {
-                    self.map.remove(k);
+                    if let Some((_, i)) = self.map.remove(k) {
+                        self.free.push(i);
+                    }
                 }
             }
             keys.clear();
         }
+        // Taken from the end: lowest slot first, so new values are written in memory order.
+        self.free.sort_unstable_by(|a, b| b.cmp(a));
     }
 
     pub fn len(&self) -> usize {
@@ -131,7 +153,7 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
 
     /// The `n` largest, by count then key (so equal counts print in a stable order).
     pub fn top(&self, n: usize) -> Vec<(&K, u64, &V)> {
-        let mut v: Vec<(&K, u64, &V)> = self.map.iter().map(|(k, (c, v))| (k, *c, v)).collect();
+        let mut v: Vec<(&K, u64, &V)> = self.iter().collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         v.truncate(n);
         v
@@ -146,7 +168,7 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
         match self.map.get_mut(key) {
             Some(slot) => slot.0 += n,
             None => {
-                self.add(&key.to_owned(), n);
+                self.add_absent(key.to_owned(), n);
             }
         }
     }
@@ -157,14 +179,26 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
         if self.map.len() >= self.cap {
             self.prune();
         }
-        let slot = self.map.entry(key).or_insert_with(|| (0, V::default()));
-        slot.0 += n;
-        &mut slot.1
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.vals[i as usize] = V::default();
+                i
+            }
+            None => {
+                self.vals.push(V::default());
+                // At most `cap` slots (a prune frees some before the table is over), far
+                // below u32::MAX.
+                (self.vals.len() - 1) as u32
+            }
+        };
+        self.map.insert(key, (n, i));
+        &mut self.vals[i as usize]
     }
 
     /// The count and value of `key`, when the table holds it (one lookup for both).
     pub fn slot_mut(&mut self, key: &K) -> Option<(&mut u64, &mut V)> {
-        self.map.get_mut(key).map(|(n, v)| (n, v))
+        let (n, i) = self.map.get_mut(key)?;
+        Some((n, &mut self.vals[*i as usize]))
     }
 
     /// The value of `key`, when the table holds it.
@@ -173,12 +207,15 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.get_mut(key).map(|(_, v)| v)
+        let i = self.map.get(key)?.1;
+        Some(&mut self.vals[i as usize])
     }
 
     /// Every entry (for filters such as scans).
     pub fn iter(&self) -> impl Iterator<Item = (&K, u64, &V)> {
-        self.map.iter().map(|(k, (c, v))| (k, *c, v))
+        self.map
+            .iter()
+            .map(|(k, &(c, i))| (k, c, &self.vals[i as usize]))
     }
 }
 

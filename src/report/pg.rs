@@ -3,101 +3,123 @@
 //!
 //! Invariants:
 //! - The packets are read in time parts, one connection and thread each ([`parts`]): the
-//!   server reads a part's rows (its partitions, its time index) while this process folds
-//!   another's, on every core. Only the columns the report needs cross the network, in
-//!   binary, streamed with the server's flow control: memory does not grow with the table.
-//!   (Grouping in the server took longer than streaming every row: 18 s against a few over
-//!   ten million rows, and grouping sets cannot run in parallel.)
-//! - Every filter is a bound parameter (nothing from the command line is ever SQL text), with
-//!   the meaning the report's own filter has; the report's filter still judges every row.
-//! - Read-only: only SELECTs, each part in one read-only repeatable-read transaction (one
-//!   snapshot per part: see [`parts`]).
+//!   server reads a part's rows (its partitions) while this process folds another's, on every
+//!   core. Only the columns the report needs cross the network, as a binary `COPY` decoded
+//!   here in place ([`copy`]), streamed with the server's flow control: memory does not grow
+//!   with the table. (Grouping in the server took longer than streaming every row: 18 s
+//!   against a few over ten million rows, and grouping sets cannot run in parallel.)
+//! - No string or address from the command line is ever SQL text: each reaches the server as
+//!   a bound parameter ([`Where`]); numbers are literals of integers parsed here. The filters
+//!   have the meaning the report's own filter has; the report's filter still judges every row
+//!   (the group excepted, which the query selects exactly and is not read).
+//! - Read-only: only SELECTs and `COPY ... TO`, each part in one read-only repeatable-read
+//!   transaction (one snapshot per part: see [`parts`]).
+//! - A stream that ends early or holds a value of the wrong shape is one clear error naming
+//!   the column, never a shorter report.
 //! - A database from before the geo columns (schema 2) reads them as NULL.
-
-use std::borrow::Cow;
-use std::net::IpAddr;
 
 use futures_util::TryStreamExt;
 use tokio_postgres::types::{FromSql, ToSql, Type};
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Client;
 
 use super::agg::Aggregate;
 use super::source::SourceError;
 use super::{parts, Event, Filter, ReportError};
 use crate::geo::GeoConfig;
 
+mod copy;
+
+use copy::{value, CopyError, CopyReader, Fields};
+
 /// The schema versions this reader knows (the output's 2 has no geo columns, 3 has, 4 only
 /// compares `host` and `stream` bytewise).
 const KNOWN: i32 = 4;
 
-type Param = Box<dyn ToSql + Sync + Send>;
-
-/// A WHERE clause being built: each `?` of a condition becomes the next `$N`.
+/// A WHERE clause being built. Numbers (already parsed to integers) are literals: the planner
+/// needs the window's bounds to prune partitions and to choose a scan over the time index for
+/// a window that holds most rows. Strings and addresses from the command line are never SQL
+/// text: each is a transaction-local setting (`fwlog.pN`) given as a bound parameter of
+/// `set_config` ([`settle`]) and read once by the query (an init plan, not once per row).
+/// (`COPY` takes no parameters, and the rows come by `COPY`: see [`copy`].)
 #[derive(Default)]
 struct Where {
     conds: Vec<String>,
-    params: Vec<Param>,
+    settings: Vec<String>,
 }
 
 impl Where {
-    fn bind(&mut self, cond: &str, values: Vec<Param>) {
-        let mut out = String::new();
-        let mut values = values.into_iter();
-        for (i, part) in cond.split('?').enumerate() {
-            if i > 0 {
-                if let Some(v) = values.next() {
-                    self.params.push(v);
-                }
-                out.push_str(&format!("${}", self.params.len()));
-            }
-            out.push_str(part);
-        }
-        self.conds.push(out);
+    /// The SQL that reads `value` back as `ty`.
+    fn setting(&mut self, value: String, ty: &str) -> String {
+        self.setting_in(value, |v| format!("{v}::{ty}"))
+    }
+
+    /// The SQL that computes `expr` (given the SQL of `value` as text) once per query.
+    fn setting_in(&mut self, value: String, expr: impl Fn(&str) -> String) -> String {
+        self.settings.push(value);
+        let n = self.settings.len();
+        format!(
+            "(SELECT {})",
+            expr(&format!("current_setting('fwlog.p{n}')"))
+        )
     }
 }
 
-/// The WHERE clause for `f` (packets when `packets`, else losses) and its parameters.
-fn where_clause(f: &Filter, packets: bool) -> (String, Vec<Param>) {
+/// The WHERE clause for `f` (packets when `packets`, else losses) and its settings.
+fn where_clause(f: &Filter, packets: bool) -> Where {
     let mut w = Where::default();
     w.conds.push("true".into());
     if let Some(s) = f.since {
-        w.bind("time >= to_timestamp(?::float8)", vec![Box::new(s as f64)]);
+        w.conds.push(format!("time >= to_timestamp({s}::float8)"));
     }
     if let Some(u) = f.until {
-        w.bind("time < to_timestamp(?::float8)", vec![Box::new(u as f64)]);
+        w.conds.push(format!("time < to_timestamp({u}::float8)"));
     }
     if let Some(g) = f.group {
-        let cond = if packets {
-            "nflog_group = ?::int4"
+        w.conds.push(if packets {
+            format!("nflog_group = {g}")
         } else {
-            "(nflog_group IS NULL OR nflog_group = ?::int4)"
-        };
-        w.bind(cond, vec![Box::new(i32::from(g))]);
+            format!("(nflog_group IS NULL OR nflog_group = {g})")
+        });
     }
     if packets {
         if let Some(p) = &f.prefix {
-            let cond = "rtrim(coalesce(prefix, ''), ' ') = ?::text";
-            w.bind(cond, vec![Box::new(p.trim_end().to_string())]);
+            let v = w.setting(p.trim_end().to_string(), "text");
+            w.conds
+                .push(format!("rtrim(coalesce(prefix, ''), ' ') = {v}"));
         }
         if let Some(h) = f.host {
-            w.bind(
-                "(src = ?::inet OR dst = ?::inet)",
-                vec![Box::new(h), Box::new(h)],
-            );
+            let v = w.setting(h.to_string(), "inet");
+            w.conds.push(format!("(src = {v} OR dst = {v})"));
         }
         if let Some((net, len)) = f.src_net {
-            let v: Vec<Param> = vec![Box::new(net), Box::new(i32::from(len))];
-            w.bind("src <<= set_masklen(?::inet, ?::int4)", v);
+            let v = w.setting_in(net.to_string(), |v| {
+                format!("set_masklen({v}::inet, {len})")
+            });
+            w.conds.push(format!("src <<= {v}"));
         }
         if let Some(d) = f.dport {
-            w.bind("dport = ?::int4", vec![Box::new(i32::from(d))]);
+            w.conds.push(format!("dport = {d}"));
         }
     }
-    (w.conds.join(" AND "), w.params)
+    w
 }
 
-fn refs(p: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
-    p.iter().map(|b| &**b as &(dyn ToSql + Sync)).collect()
+/// Give the settings of `w` their values, for the rest of the transaction.
+async fn settle(c: &Client, w: &Where) -> Result<(), tokio_postgres::Error> {
+    if w.settings.is_empty() {
+        return Ok(());
+    }
+    let calls: Vec<String> = (1..=w.settings.len())
+        .map(|n| format!("set_config('fwlog.p{n}', ${n}, true)"))
+        .collect();
+    let params: Vec<&(dyn ToSql + Sync)> = w
+        .settings
+        .iter()
+        .map(|s| s as &(dyn ToSql + Sync))
+        .collect();
+    c.query(&format!("SELECT {}", calls.join(", ")), &params)
+        .await
+        .map(drop)
 }
 
 /// A `timestamptz` as whole seconds since the epoch, floored (as the other sources give). On
@@ -142,10 +164,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, SourceError> {
         })
 }
 
-/// Start a read-only transaction; JIT compiling these one-off scans costs more than it saves.
+/// Start a read-only transaction. JIT compiling these one-off scans costs more than it saves;
+/// the parts already keep every core busy, so parallel workers would only add the cost of
+/// passing every row to the leader (with `--src 81.0.0.0/8` over ten million rows, whose
+/// selectivity the planner cannot know: 16.8 s of server CPU with them, see BENCHMARKS.md).
 async fn begin(c: &Client) -> Result<(), tokio_postgres::Error> {
-    c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off")
-        .await
+    c.batch_execute(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL jit = off; \
+         SET LOCAL max_parallel_workers_per_gather = 0",
+    )
+    .await
 }
 
 /// What the first connection learns: the schema version, where to cut the parts, the losses.
@@ -185,11 +213,14 @@ async fn survey(c: &Client, shown: &str, f: &Filter, n: usize) -> Result<Survey,
         until: f.until,
         ..Filter::default()
     };
-    let (w, params) = where_clause(&window, true);
+    let w = where_clause(&window, true);
     let r = c
         .query_one(
-            &format!("SELECT min(time), max(time) FROM packets WHERE {w}"),
-            &refs(&params),
+            &format!(
+                "SELECT min(time), max(time) FROM packets WHERE {}",
+                w.conds.join(" AND ")
+            ),
+            &[],
         )
         .await
         .map_err(&err)?;
@@ -200,9 +231,12 @@ async fn survey(c: &Client, shown: &str, f: &Filter, n: usize) -> Result<Survey,
     };
     let mut losses = Vec::new();
     if f.prefix.is_none() && f.host.is_none() && f.src_net.is_none() && f.dport.is_none() {
-        let (w, params) = where_clause(f, false);
-        let sql = format!("SELECT time, nflog_group, count FROM losses WHERE {w}");
-        for r in c.query(&sql, &refs(&params)).await.map_err(&err)? {
+        let w = where_clause(f, false);
+        let sql = format!(
+            "SELECT time, nflog_group, count FROM losses WHERE {}",
+            w.conds.join(" AND ")
+        );
+        for r in c.query(&sql, &[]).await.map_err(&err)? {
             losses.push(Event {
                 time: r.get::<_, Secs>(0).0,
                 group: small(r.get::<_, Option<i32>>(1).map(i64::from)),
@@ -224,29 +258,82 @@ fn small<T: TryFrom<i64>>(v: Option<i64>) -> Option<T> {
     v.and_then(|n| T::try_from(n).ok())
 }
 
-/// The event of one row; its text borrows from the row.
-fn event(r: &Row) -> Result<Event<'_>, tokio_postgres::Error> {
-    let text = |i: usize| -> Result<Option<Cow<'_, str>>, tokio_postgres::Error> {
-        Ok(r.try_get::<_, Option<&str>>(i)?.map(Cow::Borrowed))
-    };
+/// The columns read per packet, in the order [`event`] decodes them (`group` is not read:
+/// the query's own condition on it is exact).
+const COLUMNS: [&str; 12] = [
+    "time",
+    "prefix",
+    "src",
+    "dst",
+    "proto",
+    "dport",
+    "src_name",
+    "src_country",
+    "src_asn",
+    "src_as_org",
+    "src_lat",
+    "src_lon",
+];
+
+/// The geo columns of a database from before them (version 2): NULL, the same number.
+const NO_GEO: &str = "NULL::text, NULL::int8, NULL::text, NULL::float8, NULL::float8";
+
+/// The event of one tuple of [`COLUMNS`]; its text borrows from the stream's buffer.
+fn event<'a>(f: &Fields<'a>) -> Result<Event<'a>, CopyError> {
+    fn opt<'a, T>(
+        b: Option<&'a [u8]>,
+        column: &'static str,
+        dec: fn(&'static str, &'a [u8]) -> Result<T, CopyError>,
+    ) -> Result<Option<T>, CopyError> {
+        b.map(|b| dec(column, b)).transpose()
+    }
+    let text = |i: usize| opt(f[i], COLUMNS[i], value::text).map(|t| t.map(Into::into));
+    let time = opt(f[0], "time", value::seconds)?.ok_or(CopyError::Value {
+        column: "time",
+        why: "NULL".into(),
+    })?;
     Ok(Event {
-        time: r.try_get::<_, Secs>(0)?.0,
-        group: small(r.try_get::<_, Option<i32>>(1)?.map(i64::from)),
-        prefix: text(2)?,
-        src: r.try_get::<_, Option<IpAddr>>(3)?,
-        dst: r.try_get::<_, Option<IpAddr>>(4)?,
-        proto: small(r.try_get::<_, Option<i16>>(5)?.map(i64::from)),
-        dport: small(r.try_get::<_, Option<i32>>(6)?.map(i64::from)),
-        src_name: text(7)?,
-        src_country: text(8)?,
-        src_asn: small(r.try_get::<_, Option<i64>>(9)?),
-        src_org: text(10)?,
-        src_location: crate::geo::info::location(r.try_get(11)?, r.try_get(12)?),
+        time,
+        group: None,
+        prefix: text(1)?,
+        src: opt(f[2], "src", value::inet)?,
+        dst: opt(f[3], "dst", value::inet)?,
+        proto: small(opt(f[4], "proto", value::int2)?.map(i64::from)),
+        dport: small(opt(f[5], "dport", value::int4)?.map(i64::from)),
+        src_name: text(6)?,
+        src_country: text(7)?,
+        src_asn: small(opt(f[8], "src_asn", value::int8)?),
+        src_org: text(9)?,
+        src_location: crate::geo::info::location(
+            opt(f[10], "src_lat", value::float8)?,
+            opt(f[11], "src_lon", value::float8)?,
+        ),
         lost: 0,
     })
 }
 
-/// Stream the packet rows of `f` within `part` and fold them.
+/// The `COPY` of the packets of `f` within `part`, and its settings.
+fn copy_sql(version: i32, f: &Filter, part: parts::Range) -> (String, Where) {
+    let mut w = where_clause(f, true);
+    if let Some(s) = part.0 {
+        w.conds.push(format!("time >= to_timestamp({s}::float8)"));
+    }
+    if let Some(e) = part.1 {
+        w.conds.push(format!("time < to_timestamp({e}::float8)"));
+    }
+    let columns = if version >= 3 {
+        COLUMNS.join(", ")
+    } else {
+        format!("{}, {NO_GEO}", COLUMNS[..7].join(", "))
+    };
+    let sql = format!(
+        "COPY (SELECT {columns} FROM packets WHERE {}) TO STDOUT (FORMAT binary)",
+        w.conds.join(" AND ")
+    );
+    (sql, w)
+}
+
+/// Stream the packet rows of `f` within `part` (binary `COPY`, [`copy`]) and fold them.
 async fn read_part(
     url: &str,
     version: i32,
@@ -256,36 +343,26 @@ async fn read_part(
 ) -> Result<(), SourceError> {
     let (c, shown) = connect(url).await?;
     let err = sql_err(&shown);
-    begin(&c).await.map_err(&err)?;
-    let geo = if version >= 3 {
-        "src_country, src_asn, src_as_org, src_lat, src_lon"
-    } else {
-        "NULL::text, NULL::int8, NULL::text, NULL::float8, NULL::float8"
+    let copy_err = |e: CopyError| SourceError::Sql {
+        what: shown.clone(),
+        message: e.to_string(),
     };
-    let (mut w, mut params) = where_clause(f, true);
-    if let Some(s) = part.0 {
-        params.push(Box::new(s as f64));
-        w.push_str(&format!(
-            " AND time >= to_timestamp(${}::float8)",
-            params.len()
-        ));
+    begin(&c).await.map_err(&err)?;
+    let (sql, w) = copy_sql(version, f, part);
+    settle(&c, &w).await.map_err(&err)?;
+    let statement = c.prepare(&sql).await.map_err(&err)?;
+    let stream = c.copy_out(&statement).await.map_err(&err)?;
+    let mut stream = std::pin::pin!(stream);
+    let mut reader = CopyReader::new(COLUMNS.len());
+    while let Some(chunk) = stream.try_next().await.map_err(&err)? {
+        reader
+            .feed(&chunk, &mut |fields: &Fields<'_>| {
+                folder.event(event(fields)?);
+                Ok::<(), CopyError>(())
+            })
+            .map_err(copy_err)?;
     }
-    if let Some(e) = part.1 {
-        params.push(Box::new(e as f64));
-        w.push_str(&format!(
-            " AND time < to_timestamp(${}::float8)",
-            params.len()
-        ));
-    }
-    let sql = format!(
-        "SELECT time, nflog_group, prefix, src, dst, proto, dport, src_name, {geo} \
-         FROM packets WHERE {w}"
-    );
-    let rows = c.query_raw(&sql, refs(&params)).await.map_err(&err)?;
-    let mut rows = std::pin::pin!(rows);
-    while let Some(r) = rows.try_next().await.map_err(&err)? {
-        folder.event(event(&r).map_err(&err)?);
-    }
+    reader.finish().map_err(copy_err)?;
     c.batch_execute("COMMIT").await.map_err(&err)
 }
 
@@ -326,22 +403,94 @@ mod tests {
     use super::*;
 
     #[test]
-    fn filters_are_parameters_never_sql_text() {
+    fn filters_are_settings_or_integers_never_sql_text() {
         let f = Filter {
-            since: Some(10),
+            since: Some(-10),
+            group: Some(3),
             prefix: Some("x' OR 1=1 --".into()),
+            host: Some("2a02:ec0::1".parse().unwrap()),
             src_net: Some(("81.2.69.0".parse().unwrap(), 24)),
             dport: Some(22),
             ..Filter::default()
         };
-        let (w, p) = where_clause(&f, true);
-        assert!(!w.contains("OR 1=1"), "{w}");
-        assert_eq!(p.len(), 5);
+        let w = where_clause(&f, true);
+        let sql = w.conds.join(" AND ");
+        assert!(!sql.contains("OR 1=1"), "{sql}");
+        assert_eq!(w.settings, ["x' OR 1=1 --", "2a02:ec0::1", "81.2.69.0"]);
+        let v = |n: u8, ty: &str| format!("(SELECT current_setting('fwlog.p{n}')::{ty})");
         assert_eq!(
-            w,
-            "true AND time >= to_timestamp($1::float8) AND rtrim(coalesce(prefix, ''), ' ') = \
-             $2::text AND src <<= set_masklen($3::inet, $4::int4) AND dport = $5::int4"
+            sql,
+            format!(
+                "true AND time >= to_timestamp(-10::float8) AND nflog_group = 3 AND \
+                 rtrim(coalesce(prefix, ''), ' ') = {} AND (src = {} OR dst = {}) AND \
+                 src <<= (SELECT set_masklen(current_setting('fwlog.p3')::inet, 24)) AND \
+                 dport = 22",
+                v(1, "text"),
+                v(2, "inet"),
+                v(2, "inet"),
+            )
+        );
+        let losses = where_clause(&f, false);
+        assert!(losses.settings.is_empty());
+        assert_eq!(
+            losses.conds.join(" AND "),
+            "true AND time >= to_timestamp(-10::float8) AND (nflog_group IS NULL OR nflog_group = 3)"
+        );
+        let (copy, _) = copy_sql(2, &Filter::default(), (Some(60), Some(120)));
+        assert_eq!(
+            copy,
+            format!(
+                "COPY (SELECT time, prefix, src, dst, proto, dport, src_name, {NO_GEO} FROM packets \
+                 WHERE true AND time >= to_timestamp(60::float8) AND time < \
+                 to_timestamp(120::float8)) TO STDOUT (FORMAT binary)"
+            )
         );
         assert_eq!(url_shown("postgresql://u:pw@h/db"), "postgresql://u@h/db");
+    }
+
+    #[test]
+    fn a_tuple_becomes_its_event_and_a_bad_value_names_its_column() {
+        let t = 1_795_000_000i64;
+        let us = ((t - 946_684_800) * 1_000_000 + 999_999).to_be_bytes();
+        let src = [2u8, 32, 0, 4, 81, 2, 69, 160];
+        let lat = 50.5f64.to_be_bytes();
+        let lon = 8.25f64.to_be_bytes();
+        let mut f: Vec<Option<&[u8]>> = vec![
+            Some(&us),
+            Some(b"ssh "),
+            Some(&src),
+            None,
+            Some(&[0, 6]),
+            Some(&[0, 0, 0, 22]),
+            Some(b"host.example"),
+            Some(b"SE"),
+            Some(&[0, 0, 0, 0, 0, 0, 0xfc, 0]),
+            None,
+            Some(&lat),
+            Some(&lon),
+        ];
+        let e = event(&f).unwrap();
+        assert_eq!(
+            e,
+            Event {
+                time: t,
+                prefix: Some("ssh ".into()),
+                src: Some("81.2.69.160".parse().unwrap()),
+                proto: Some(6),
+                dport: Some(22),
+                src_name: Some("host.example".into()),
+                src_country: Some("SE".into()),
+                src_asn: Some(64512),
+                src_location: Some((50.5, 8.25)),
+                ..Event::default()
+            }
+        );
+        f[5] = Some(&[0, 22]);
+        assert_eq!(
+            event(&f).unwrap_err().to_string(),
+            "column dport: 2 bytes where 4 were expected"
+        );
+        f[0] = None;
+        assert_eq!(event(&f).unwrap_err().to_string(), "column time: NULL");
     }
 }

@@ -71,6 +71,21 @@ pub trait PacketSink: Send {
     fn refused(&self) -> sql::refusal::Counts {
         sql::refusal::Counts::default()
     }
+    /// Whether [`detach`](Self::detach) can hand this output's batches to another thread.
+    fn detachable(&self) -> bool {
+        false
+    }
+    /// Hand the batch that `commit` would commit next, with the byte sink it goes to, over to
+    /// be committed on another thread ([`text::Detached::run`]), while new packets go into a
+    /// fresh batch; `pending` no longer counts it. `None` when there is nothing to commit or
+    /// the output is not [`detachable`](Self::detachable). Nothing else is committed until
+    /// [`attach`](Self::attach) gives it back.
+    fn detach(&mut self) -> Option<text::Detached> {
+        None
+    }
+    /// Take a detached batch back with the outcome of its commit: committed (done), or failed
+    /// or not tried (kept and committed first next time, resumed where it stopped).
+    fn attach(&mut self, _d: text::Detached) {}
 }
 
 /// Where an output goes.

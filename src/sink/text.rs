@@ -5,6 +5,14 @@
 //! buffer is cleared only once every byte of it reached the target. A buffer a backlog grew
 //! (batches of megabytes) is given back once batches are small again, so a burst does not pin
 //! its peak for the life of the daemon.
+//!
+//! The batch can also be [detached](TextSink::detach) with the sink and written on another
+//! thread while lines go into a second buffer. Invariants:
+//! - At most one batch is out at a time, and while it is out nothing else is written.
+//! - A batch whose write failed (or was not tried) comes back as `held` and is the next one
+//!   written, before anything formatted since: bytes reach the target in the order they were
+//!   formatted, and the sink gets the failed batch again, byte for byte, as its resume needs.
+//! - A SIGHUP while the sink is out is done when it comes back, between whole batches.
 
 use std::io;
 
@@ -16,19 +24,164 @@ const BUF_BYTES: usize = 1 << 16;
 /// A buffer larger than this is shrunk back once a batch fills less than a quarter of it.
 const KEEP_BYTES: usize = 1 << 20;
 
+/// Empty a written batch's buffer for reuse; one a backlog grew (over [`KEEP_BYTES`]) is
+/// replaced by a small one once the batch in it filled less than a quarter of it.
+fn give_back(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEEP_BYTES && buf.len() < buf.capacity() / 4 {
+        *buf = Vec::with_capacity(BUF_BYTES);
+    } else {
+        buf.clear();
+    }
+}
+
 pub struct TextSink {
-    sink: Box<dyn Sink>,
     formatter: Formatter,
+    out: Batches,
+}
+
+/// A byte sink with its batches: the one being formatted into, and one held back after a
+/// failure; what [`TextSink`] writes through (and the loop's model test with it).
+pub struct Batches {
+    /// `None` while detached.
+    sink: Option<Box<dyn Sink>>,
     /// Formatted lines not yet written.
-    buf: Vec<u8>,
+    pub buf: Vec<u8>,
+    /// A batch whose write failed or was not tried: written before `buf`.
+    held: Vec<u8>,
+    /// An empty buffer to swap in for `buf` when a batch is detached (the last one back).
+    spare: Vec<u8>,
+    /// SIGHUP came while the sink was detached.
+    reopen_wanted: bool,
+    name: String,
+}
+
+/// A text output's batch and sink, out for a write on another thread (see
+/// [`PacketSink::detach`]).
+pub struct Detached {
+    sink: Box<dyn Sink>,
+    batch: Vec<u8>,
+    outcome: Option<io::Result<()>>,
+}
+
+impl Detached {
+    /// Write the batch (with the sink's sync); the outcome goes back with `attach`.
+    pub fn run(&mut self) -> &io::Result<()> {
+        self.outcome.insert(self.sink.write_batch(&self.batch))
+    }
+
+    /// Bytes in the batch.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Whether the batch is empty (never, as detached).
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// `None` until [`run`](Self::run).
+    pub fn outcome(&self) -> Option<&io::Result<()>> {
+        self.outcome.as_ref()
+    }
 }
 
 impl TextSink {
     pub fn new(sink: Box<dyn Sink>, formatter: Formatter) -> TextSink {
         TextSink {
-            sink,
             formatter,
+            out: Batches::new(sink),
+        }
+    }
+}
+
+impl Batches {
+    pub fn new(sink: Box<dyn Sink>) -> Batches {
+        Batches {
+            name: sink.describe(),
+            sink: Some(sink),
             buf: Vec::with_capacity(BUF_BYTES),
+            held: Vec::new(),
+            spare: Vec::new(),
+            reopen_wanted: false,
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.held.len() + self.buf.len()
+    }
+
+    /// Write what is held, then the buffer, here and now.
+    pub fn commit(&mut self) -> io::Result<()> {
+        let Some(sink) = &mut self.sink else {
+            return Err(io::Error::other("internal: commit while the batch is out"));
+        };
+        if !self.held.is_empty() {
+            sink.write_batch(&self.held)?;
+            self.held.clear();
+        }
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        sink.write_batch(&self.buf)?;
+        give_back(&mut self.buf);
+        Ok(())
+    }
+
+    pub fn reopen(&mut self) -> io::Result<()> {
+        match &mut self.sink {
+            Some(s) => s.reopen(),
+            None => {
+                self.reopen_wanted = true;
+                Ok(())
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    /// The held batch if there is one (the sink resumes it), else the buffer.
+    pub fn detach(&mut self) -> Option<Detached> {
+        if self.pending() == 0 {
+            return None;
+        }
+        let sink = self.sink.take()?;
+        let batch = if self.held.is_empty() {
+            self.spare.clear();
+            std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare))
+        } else {
+            std::mem::take(&mut self.held)
+        };
+        Some(Detached {
+            sink,
+            batch,
+            outcome: None,
+        })
+    }
+
+    pub fn attach(&mut self, d: Detached) {
+        let Detached {
+            sink,
+            mut batch,
+            outcome,
+        } = d;
+        self.sink = Some(sink);
+        if matches!(outcome, Some(Ok(()))) {
+            give_back(&mut batch);
+            // The larger of the two stays as the next spare: a backlog's batches are large.
+            if batch.capacity() > self.spare.capacity() {
+                self.spare = batch;
+            }
+        } else {
+            // While it was out, `held` was empty (it is what went out when it was not).
+            debug_assert!(self.held.is_empty());
+            self.held = batch;
+        }
+        if std::mem::take(&mut self.reopen_wanted) {
+            if let Err(e) = self.reopen() {
+                crate::say!("fwlog: SIGHUP: cannot reopen {}: {e}", self.name);
+            }
         }
     }
 }
@@ -36,36 +189,39 @@ impl TextSink {
 impl PacketSink for TextSink {
     fn packet(&mut self, p: &PacketView<'_>) {
         self.formatter
-            .packet_decoded(p.packet, p.decoded, p.names, &mut self.buf);
+            .packet_decoded(p.packet, p.decoded, p.names, &mut self.out.buf);
     }
 
     fn loss(&mut self, ev: &LossEvent, _seq: u64) {
-        self.formatter.loss(ev, &mut self.buf);
+        self.formatter.loss(ev, &mut self.out.buf);
     }
 
     fn pending(&self) -> usize {
-        self.buf.len()
+        self.out.pending()
     }
 
     fn commit(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        self.sink.write_batch(&self.buf)?;
-        if self.buf.capacity() > KEEP_BYTES && self.buf.len() < self.buf.capacity() / 4 {
-            self.buf = Vec::with_capacity(BUF_BYTES);
-        } else {
-            self.buf.clear();
-        }
-        Ok(())
+        self.out.commit()
     }
 
     fn reopen(&mut self) -> io::Result<()> {
-        self.sink.reopen()
+        self.out.reopen()
     }
 
     fn describe(&self) -> String {
-        self.sink.describe()
+        self.out.describe()
+    }
+
+    fn detachable(&self) -> bool {
+        true
+    }
+
+    fn detach(&mut self) -> Option<Detached> {
+        self.out.detach()
+    }
+
+    fn attach(&mut self, d: Detached) {
+        self.out.attach(d)
     }
 }
 
@@ -99,14 +255,47 @@ mod tests {
         let mut t = TextSink::new(Box::new(Count(0)), f);
         // A backlog's batches: the buffer grows and is kept while they stay large.
         for _ in 0..3 {
-            t.buf.resize(3 << 20, b'x');
+            t.out.buf.resize(3 << 20, b'x');
             t.commit().unwrap();
-            assert!(t.buf.capacity() >= 3 << 20);
+            assert!(t.out.buf.capacity() >= 3 << 20);
         }
         // Live again: a small batch gives the burst's memory back.
-        t.buf.extend_from_slice(b"line\n");
+        t.out.buf.extend_from_slice(b"line\n");
         t.commit().unwrap();
-        assert!(t.buf.is_empty());
-        assert_eq!(t.buf.capacity(), BUF_BYTES);
+        assert!(t.out.buf.is_empty());
+        assert_eq!(t.out.buf.capacity(), BUF_BYTES);
+    }
+
+    #[test]
+    fn a_burst_buffer_written_on_another_thread_is_given_back_too() {
+        let f = Formatter::with_tables(
+            FormatKind::Fwlog,
+            FormatOptions::default(),
+            NameTables::builtin(),
+        );
+        let mut t = TextSink::new(Box::new(Count(0)), f);
+        let round = |t: &mut TextSink, len: usize| {
+            t.out.buf.resize(len, b'x');
+            let mut d = t.detach().unwrap();
+            assert!(d.run().is_ok());
+            t.attach(d);
+        };
+        for _ in 0..3 {
+            round(&mut t, 3 << 20);
+        }
+        assert!(t.out.buf.capacity() >= 3 << 20 || t.out.spare.capacity() >= 3 << 20);
+        // Two small batches: each buffer of the pair goes out once and comes back small.
+        round(&mut t, 5);
+        round(&mut t, 5);
+        assert!(
+            t.out.buf.capacity() <= BUF_BYTES,
+            "{}",
+            t.out.buf.capacity()
+        );
+        assert!(
+            t.out.spare.capacity() <= BUF_BYTES,
+            "{}",
+            t.out.spare.capacity()
+        );
     }
 }

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Phase 2 of bench.py's replay, repeatable on one spool (as root):
+
+    FWLOG_BENCH_KEEP_SPOOL=/var/tmp/spool1m python3 tests/bench/bench.py ... --only replay
+    python3 tests/bench/replay_kept.py FWLOG_BINARY /var/tmp/spool1m [fwlog run flags]
+
+copies the kept spool to a fresh directory under /var/tmp, starts `fwlog run --no-dns` on it in
+a new network namespace, and prints the time from start until SIGUSR1's counters show nothing
+pending, the process's CPU seconds and the output's size. Builds compared on the same spool,
+interleaved, see the same input and page cache."""
+import os, re, shutil, signal, subprocess, sys, time
+fw, spool_src = sys.argv[1], sys.argv[2]
+extra = sys.argv[3:]
+d = "/var/tmp/fwlog-replay-kept"
+shutil.rmtree(d, ignore_errors=True); os.makedirs(d)
+shutil.copytree(spool_src, d + "/spool")
+subprocess.run(["sync"])
+err = open(d + "/err", "w")
+t0 = time.time()
+p = subprocess.Popen(["unshare", "-n", fw, "run", "--spool", d + "/spool", "--output", d + "/out.log",
+                      "-g", "5", "-g", "6", "--no-dns", *extra], stderr=err)
+def counters():
+    n = open(d + "/err").read().count("received=")
+    p.send_signal(signal.SIGUSR1)
+    end = time.time() + 10
+    while time.time() < end:
+        t = open(d + "/err").read()
+        if t.count("received=") > n:
+            l = [x for x in t.splitlines() if "received=" in x][-1]
+            return dict((k, int(v)) for k, v in re.findall(r"(\w[\w-]*)=(\d+)", l))
+        time.sleep(0.005)
+    raise RuntimeError("no counters after SIGUSR1")
+
+
+while "logging NFLOG" not in open(d + "/err").read():
+    time.sleep(0.005)
+while True:
+    c = counters()
+    if c["pending"] == 0 and c["replayed"] > 0:
+        break
+    time.sleep(0.02)
+dt = time.time() - t0
+st = open(f"/proc/{p.pid}/stat").read().split(")")[1].split()
+cpu = (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+threads = []
+for t in sorted(os.listdir(f"/proc/{p.pid}/task")):
+    name = open(f"/proc/{p.pid}/task/{t}/comm").read().strip()
+    f = open(f"/proc/{p.pid}/task/{t}/stat").read().split(")")[1].split()
+    threads.append(f"{name} {(int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'):.2f}")
+p.send_signal(signal.SIGTERM); p.wait()
+out_mb = os.path.getsize(d + "/out.log") / 1e6
+print(f"{c['replayed']} in {dt:.3f} s = {c['replayed'] / dt:,.0f}/s cpu {cpu:.2f} s "
+      f"({', '.join(threads)}) out {out_mb:.0f} MB")
+shutil.rmtree(d, ignore_errors=True)
