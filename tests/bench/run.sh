@@ -1,6 +1,6 @@
 #!/bin/sh
 # fwlog's benchmark and reliability suite: one command, as root.
-#   sudo tests/bench/run.sh            # full run, about 35 minutes (the 8-group climb about 15)
+#   sudo tests/bench/run.sh            # full run, about 22 minutes (the 8-group climb about 14)
 #   sudo tests/bench/run.sh --quick    # about 5 minutes
 # Extra arguments go to bench.py (--json FILE, --only sweep,latency,flood,replay, --keep).
 # Without --only, a second pass measures the zero-loss ceiling with every packet logged to 8
