@@ -245,14 +245,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_burst_buffer_is_given_back_once_batches_are_small() {
+    fn counting_sink() -> TextSink {
         let f = Formatter::with_tables(
             FormatKind::Fwlog,
             FormatOptions::default(),
             NameTables::builtin(),
         );
-        let mut t = TextSink::new(Box::new(Count(0)), f);
+        TextSink::new(Box::new(Count(0)), f)
+    }
+
+    #[test]
+    fn a_burst_buffer_is_given_back_once_batches_are_small() {
+        let mut t = counting_sink();
         // A backlog's batches: the buffer grows and is kept while they stay large.
         for _ in 0..3 {
             t.out.buf.resize(3 << 20, b'x');
@@ -268,12 +272,7 @@ mod tests {
 
     #[test]
     fn a_burst_buffer_written_on_another_thread_is_given_back_too() {
-        let f = Formatter::with_tables(
-            FormatKind::Fwlog,
-            FormatOptions::default(),
-            NameTables::builtin(),
-        );
-        let mut t = TextSink::new(Box::new(Count(0)), f);
+        let mut t = counting_sink();
         let round = |t: &mut TextSink, len: usize| {
             t.out.buf.resize(len, b'x');
             let mut d = t.detach().unwrap();
