@@ -10,12 +10,11 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fwlog::nflog::attr::encode_packet;
-use fwlog::packet::{family, Packet, TimeSource, Timestamp};
 use fwlog::pcap::NflogPcapWriter;
 use support::crash;
 use support::daemon::{send_udp, wait_for, RunArgs};
 use support::netns::NetNs;
+use support::packets::udp_record;
 
 fn fwlog(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(support::fwlog_bin())
@@ -140,24 +139,7 @@ fn a_capture_file_goes_into_sqlite_and_the_sqlite3_shell_reads_it() {
 fn hostile_pcap(path: &Path, n: usize, prefix: &[u8]) {
     let mut w = NflogPcapWriter::new(std::fs::File::create(path).unwrap()).unwrap();
     for i in 0..n {
-        let mut payload = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
-        payload.extend_from_slice(&[192, 0, 2, i as u8, 192, 0, 2, 250]);
-        payload.extend_from_slice(&[0x04, 0xd2, 0, 53, 0, 12, 0, 0]);
-        payload.extend_from_slice(b"test");
-        let mut p = Packet::new(
-            &payload,
-            Timestamp {
-                sec: 1_700_000_000 + i as i64,
-                nsec: 0,
-                source: TimeSource::Kernel,
-            },
-        );
-        p.family = family::INET;
-        p.group = 5;
-        p.hook = Some(1);
-        p.prefix = Some(prefix);
-        let mut rec = Vec::new();
-        encode_packet(&p, &mut rec);
+        let rec = udp_record(i as u8, 1_700_000_000 + i as i64, 0, Some(1), prefix);
         w.write(1_700_000_000 + i as i64, 0, &rec).unwrap();
     }
 }

@@ -10,11 +10,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fwlog::nflog::attr::encode_packet;
 use fwlog::nflog::attr::LossRecord;
-use fwlog::packet::{family, Packet, TimeSource, Timestamp};
 use support::mariadb::{self, MariaDb};
 use support::netns::NetNs;
+use support::packets::udp_record;
 use support::pg::{self, Pg};
 
 /// Packets in the capture; spool record 3 is a packet a site rule refuses.
@@ -40,23 +39,7 @@ fn spool(path: &Path) {
             .encode(base + i as i64, 0, &mut rec);
             w.append(&rec).unwrap();
         }
-        let mut payload = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
-        payload.extend_from_slice(&[192, 0, 2, i as u8, 192, 0, 2, 250]);
-        payload.extend_from_slice(&[0x04, 0xd2, 0, 53, 0, 12, 0, 0]);
-        payload.extend_from_slice(b"test");
-        let mut p = Packet::new(
-            &payload,
-            Timestamp {
-                sec: base + i as i64,
-                nsec: 0,
-                source: TimeSource::Kernel,
-            },
-        );
-        p.family = family::INET;
-        p.group = 5;
-        p.prefix = Some(b"LOSS ");
-        let mut rec = Vec::new();
-        encode_packet(&p, &mut rec);
+        let rec = udp_record(i as u8, base + i as i64, 0, None, b"LOSS ");
         w.append(&rec).unwrap();
     }
     w.commit().unwrap();
@@ -64,13 +47,35 @@ fn spool(path: &Path) {
     fwlog::sink::sql::stream::open_or_create(path).unwrap();
 }
 
+/// fwlog, to run in `ns` when given.
+fn fwlog_in(ns: Option<&NetNs>) -> Command {
+    match ns {
+        Some(ns) => ns.command(support::fwlog_bin()),
+        None => Command::new(support::fwlog_bin()),
+    }
+}
+
+/// `fwlog db init TARGET` (in `ns` when given), which must succeed.
+fn db_init(ns: Option<&NetNs>, target: &str) {
+    let o = fwlog_in(ns).args(["db", "init", target]).output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+}
+
+/// `err` says one losses row was refused for the [`DROPPED`] packets it stood for, and `why`.
+fn refused_one(err: &str, why: &str) {
+    assert!(
+        err.contains(&format!(
+            "refused 1 losses row(s) for {DROPPED} lost packet(s)"
+        )),
+        "{err}"
+    );
+    assert!(err.contains(why), "{err}");
+}
+
 /// `fwlog replay --spool SPOOL --no-dns --host-name HOST -o TARGET` (in `ns` when given),
 /// which must end within 60 s: a batch retried for ever never does. Returns (status, stderr).
 fn replay_into(ns: Option<&NetNs>, target: &str, spool: &Path, host: &str) -> (i32, String) {
-    let mut cmd = match ns {
-        Some(ns) => ns.command(support::fwlog_bin()),
-        None => Command::new(support::fwlog_bin()),
-    };
+    let mut cmd = fwlog_in(ns);
     let mut child = cmd
         .args([
             "replay",
@@ -139,11 +144,7 @@ fn sqlite_a_refused_losses_row_is_reported_and_the_batch_goes_on() {
     spool(&cap);
     let db = dir.path().join("fw.db");
     let target = format!("sqlite:{}", db.display());
-    let o = Command::new(support::fwlog_bin())
-        .args(["db", "init", &target])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
+    db_init(None, &target);
     let sql = |q: &str| {
         let o = Command::new("sqlite3").arg(&db).arg(q).output().unwrap();
         assert!(o.status.success(), "{q}: {o:?}");
@@ -192,12 +193,7 @@ fn postgresql_a_refused_losses_row_is_reported_and_the_batch_goes_on() {
     let cap = dir.path().join("spool");
     spool(&cap);
     let url = pg.url(pg::PASSWORD);
-    let o = ns
-        .command(support::fwlog_bin())
-        .args(["db", "init", &url])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
+    db_init(Some(&ns), &url);
     pg.query(
         "CREATE FUNCTION no_seq3() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
          IF NEW.seq = 3 THEN RAISE EXCEPTION 'site rule: seq 3 not wanted'; END IF; \
@@ -222,13 +218,7 @@ fn postgresql_a_refused_losses_row_is_reported_and_the_batch_goes_on() {
     );
     let (code, err) = replay_into(Some(&ns), &url, &cap, "second");
     assert_eq!(code, 0, "{err}");
-    assert!(
-        err.contains(&format!(
-            "refused 1 losses row(s) for {DROPPED} lost packet(s)"
-        )),
-        "{err}"
-    );
-    assert!(err.contains("small_losses"), "{err}");
+    refused_one(&err, "small_losses");
     assert_eq!(
         pg.query("SELECT string_agg(seq || '|' || count || '|' || reason, ';') FROM losses"),
         "3|1|refused: site rule: seq 3 not wanted"
@@ -246,12 +236,7 @@ fn mariadb_a_refused_losses_row_is_reported_and_the_batch_goes_on() {
     let cap = dir.path().join("spool");
     spool(&cap);
     let url = db.url("fwtest", mariadb::PASSWORD);
-    let o = ns
-        .command(support::fwlog_bin())
-        .args(["db", "init", &url])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
+    db_init(Some(&ns), &url);
     db.query(
         "DELIMITER //\nCREATE TRIGGER no_seq3 BEFORE INSERT ON packets FOR EACH ROW \
          IF NEW.seq = 3 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'site rule: seq 3 not wanted'; \
@@ -273,13 +258,7 @@ fn mariadb_a_refused_losses_row_is_reported_and_the_batch_goes_on() {
     );
     let (code, err) = replay_into(Some(&ns), &url, &cap, "second");
     assert_eq!(code, 0, "{err}");
-    assert!(
-        err.contains(&format!(
-            "refused 1 losses row(s) for {DROPPED} lost packet(s)"
-        )),
-        "{err}"
-    );
-    assert!(err.contains("for key 'site_u'"), "{err}");
+    refused_one(&err, "for key 'site_u'");
     assert_eq!(db.count("SELECT count(*) FROM losses"), 2);
     assert_eq!(db.count("SELECT count(*) FROM packets"), 2 * (PACKETS - 1));
 }
@@ -293,11 +272,7 @@ fn run_keeps_logging_after_a_refused_losses_row_and_rows_plus_unrecorded_equal_t
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("fw.db");
     let target = format!("sqlite:{}", db.display());
-    let o = Command::new(support::fwlog_bin())
-        .args(["db", "init", &target])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
+    db_init(None, &target);
     // The refused packet's loss row is refused too: that batch has a losses row the database
     // will never take.
     let o = Command::new("sqlite3")

@@ -7,12 +7,11 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use fwlog::nflog::attr::encode_packet;
-use fwlog::packet::{family, Packet, TimeSource, Timestamp};
 use fwlog::pcap::NflogPcapWriter;
 use support::daemon::{send_udp, wait_for, Daemon};
 use support::mariadb::{MariaDb, PASSWORD};
 use support::netns::NetNs;
+use support::packets::udp_record;
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sample.pcap");
 
@@ -307,24 +306,7 @@ fn prefix_pcap(path: &Path, n: usize, prefix: &[u8]) {
 fn timed_pcap(path: &Path, n: usize, prefix: &[u8], base: i64) {
     let mut w = NflogPcapWriter::new(std::fs::File::create(path).unwrap()).unwrap();
     for i in 0..n {
-        let mut payload = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
-        payload.extend_from_slice(&[192, 0, 2, i as u8, 192, 0, 2, 250]);
-        payload.extend_from_slice(&[0x04, 0xd2, 0, 53, 0, 12, 0, 0]);
-        payload.extend_from_slice(b"test");
-        let mut p = Packet::new(
-            &payload,
-            Timestamp {
-                sec: base + i as i64,
-                nsec: 5000,
-                source: TimeSource::Kernel,
-            },
-        );
-        p.family = family::INET;
-        p.group = 5;
-        p.hook = Some(1);
-        p.prefix = Some(prefix);
-        let mut rec = Vec::new();
-        encode_packet(&p, &mut rec);
+        let rec = udp_record(i as u8, base + i as i64, 5000, Some(1), prefix);
         w.write(base + i as i64, 0, &rec).unwrap();
     }
 }

@@ -173,3 +173,29 @@ pub fn ping(dst: std::net::IpAddr, id: u16, seq: u16, data: &[u8], pause: std::t
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
 }
+
+/// The record intake spools for one UDP datagram 192.0.2.`i`:1234 -> 192.0.2.250:53 ("test"),
+/// logged to group 5 at `sec`.`nsec` (kernel time) with `hook` and `prefix`: the rows the SQL
+/// tests store and count.
+pub fn udp_record(i: u8, sec: i64, nsec: u32, hook: Option<u8>, prefix: &[u8]) -> Vec<u8> {
+    use fwlog::packet::{family, Packet, TimeSource, Timestamp};
+    let mut payload = vec![0x45, 0, 0, 32, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    payload.extend_from_slice(&[192, 0, 2, i, 192, 0, 2, 250]);
+    payload.extend_from_slice(&[0x04, 0xd2, 0, 53, 0, 12, 0, 0]);
+    payload.extend_from_slice(b"test");
+    let mut p = Packet::new(
+        &payload,
+        Timestamp {
+            sec,
+            nsec,
+            source: TimeSource::Kernel,
+        },
+    );
+    p.family = family::INET;
+    p.group = 5;
+    p.hook = hook;
+    p.prefix = Some(prefix);
+    let mut rec = Vec::new();
+    fwlog::nflog::attr::encode_packet(&p, &mut rec);
+    rec
+}
