@@ -534,35 +534,30 @@ class FwlogUnitNice(Fwlog):
     PREFIX = ("nice", "-n", "-10")
 
 
-class FwlogBase(Fwlog):
-    """Another fwlog build (--fwlog-base), e.g. the code before a change, measured in the same
-    run and interleaved with `fwlog`, so the two are compared under the same load."""
+class BaseBuild:
+    """Mixin: start the --fwlog-base build (e.g. the code before a change) instead of --fwlog,
+    measured in the same run and interleaved with it, so the two are compared under the same
+    load."""
+
+    def start(self):
+        if not ARGS.fwlog_base:
+            raise RuntimeError(f"{self.name} needs --fwlog-base PATH")
+        mine = ARGS.fwlog
+        ARGS.fwlog = ARGS.fwlog_base
+        try:
+            super().start()
+        finally:
+            ARGS.fwlog = mine
+
+
+class FwlogBase(BaseBuild, Fwlog):
+    """fwlog with the --fwlog-base build."""
     name = "fwlog-base"
 
-    def start(self):
-        if not ARGS.fwlog_base:
-            raise RuntimeError("fwlog-base needs --fwlog-base PATH")
-        mine = ARGS.fwlog
-        ARGS.fwlog = ARGS.fwlog_base
-        try:
-            super().start()
-        finally:
-            ARGS.fwlog = mine
 
-
-class FwlogBaseHeld(FwlogHeld):
+class FwlogBaseHeld(BaseBuild, FwlogHeld):
     """fwlog-held with the --fwlog-base build: hold mode before and after a change."""
     name = "fwlog-base-held"
-
-    def start(self):
-        if not ARGS.fwlog_base:
-            raise RuntimeError("fwlog-base-held needs --fwlog-base PATH")
-        mine = ARGS.fwlog
-        ARGS.fwlog = ARGS.fwlog_base
-        try:
-            super().start()
-        finally:
-            ARGS.fwlog = mine
 
 
 class Ulogd(Receiver):
