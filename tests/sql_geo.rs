@@ -280,13 +280,19 @@ INSERT INTO packets (time, time_source, host, stream, seq, nflog_group, family, 
     (to_timestamp(1700000000.5), 'kernel', 'old', 'x', 1, 5, 2, 0, 'old one', '81.2.69.7', 22,
      false, false);";
 
+/// A server of the test's on `port` in `ns`, holding a version 2 database ([`PG_V2`]).
+fn v2_server(ns: &NetNs, port: u16) -> Pg {
+    let pg = Pg::init(ns, port);
+    pg.start();
+    pg.query(PG_V2);
+    pg
+}
+
 #[test]
 fn a_version_2_postgresql_schema_gets_the_geo_columns_in_place_and_a_newer_one_is_refused() {
     require_root!();
     let ns = NetNs::new("pggeo");
-    let pg = Pg::init(&ns, 55441);
-    pg.start();
-    pg.query(PG_V2);
+    let pg = v2_server(&ns, 55441);
     let dir = tempfile::tempdir().unwrap();
     let city = city_db(dir.path(), "city.mmdb", None);
     let asn = asn_db(dir.path(), "asn.mmdb");
@@ -361,11 +367,9 @@ fn collation(pg: &Pg, table: &str, column: &str) -> String {
 fn a_version_3_postgresql_schema_gets_bytewise_keys_in_place_keeping_every_row() {
     require_root!();
     let ns = NetNs::new("pgv3");
-    let pg = Pg::init(&ns, 55447);
-    pg.start();
     // Version 3 as that fwlog made it: version 2 plus the geo columns, by the SQL fwlog-sql(5)
     // gives the owner; rows of two hosts in two days, a loss row, and the DEFAULT partition.
-    pg.query(PG_V2);
+    let pg = v2_server(&ns, 55447);
     pg.query(
         "ALTER TABLE packets ADD COLUMN src_country text, ADD COLUMN src_asn bigint, \
          ADD COLUMN src_as_org text, ADD COLUMN src_lat double precision, \
