@@ -280,6 +280,16 @@ INSERT INTO packets (time, time_source, host, stream, seq, nflog_group, family, 
     (to_timestamp(1700000000.5), 'kernel', 'old', 'x', 1, 5, 2, 0, 'old one', '81.2.69.7', 22,
      false, false);";
 
+/// `fwlog read --no-dns -o URL` of the capture, in `ns`, which must succeed.
+fn read_into(ns: &NetNs, url: &str) {
+    let o = ns
+        .command(support::fwlog_bin())
+        .args(["read", "--no-dns", "-o", url, CAPTURE])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// A server of the test's on `port` in `ns`, holding a version 2 database ([`PG_V2`]).
 fn v2_server(ns: &NetNs, port: u16) -> Pg {
     let pg = Pg::init(ns, port);
@@ -393,12 +403,7 @@ fn a_version_3_postgresql_schema_gets_bytewise_keys_in_place_keeping_every_row()
     );
     assert_eq!(collation(&pg, "packets", "host"), "default");
     let url = pg.url(PASSWORD);
-    let o = ns
-        .command(support::fwlog_bin())
-        .args(["read", "--no-dns", "-o", &url, CAPTURE])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    read_into(&ns, &url);
     assert_eq!(pg.query("SELECT version FROM schema_version"), "4");
     for t in ["packets", "losses", "packets_p20231114", "packets_default"] {
         for c in ["host", "stream"] {
@@ -437,12 +442,7 @@ fn a_version_3_postgresql_schema_gets_bytewise_keys_in_place_keeping_every_row()
         1
     );
     // Running again changes nothing.
-    let o = ns
-        .command(support::fwlog_bin())
-        .args(["read", "--no-dns", "-o", &url, CAPTURE])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    read_into(&ns, &url);
     assert_eq!(pg.query("SELECT version FROM schema_version"), "4");
 }
 
