@@ -35,6 +35,7 @@ import array
 import json
 import os
 import re
+import shlex
 import signal
 import shutil
 import socket
@@ -376,7 +377,7 @@ class Fwlog(Receiver):
         for g in GROUPS:
             cmd += ["-g", str(g)]
         cmd += ["--dns-server", f"127.0.0.1:{dns_port}"] if dns else ["--no-dns"]
-        cmd += list(extra)
+        cmd += list(extra) + shlex.split(ARGS.fwlog_args)
         cmd = [*self.PREFIX, *cmd]
         if env:
             cmd = ["env", *env, *cmd]
@@ -1025,6 +1026,9 @@ def main():
                     "processing thread at SCHED_BATCH or SCHED_IDLE; fwlog-intakeboost: intake at "
                     "nice -10; fwlog-unitnice: the daemon started at nice -10; fwlog-base: "
                     "--fwlog-base)")
+    ap.add_argument("--fwlog-args", default="",
+                    help="extra flags for every fwlog daemon (e.g. '--flush-timeout 10ms', to "
+                    "compare settings with one build)")
     ap.add_argument("--rates", help="comma list of packets/s for the sweep (0 = max)")
     ap.add_argument("--climb", action="store_true",
                     help="a receiver that lost records at a rate skips the higher rates of the "
