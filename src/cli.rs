@@ -321,8 +321,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub batch_records: usize,
 
-    /// Group commit: longest a packet waits for its batch to be written
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "2ms")]
+    /// Group commit: longest a packet waits for its batch to be written. 0 (the default): as
+    /// soon as intake has taken everything the kernel had queued
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "0")]
     pub batch_delay: Duration,
 
     /// Largest the spool may grow; beyond it new packets are counted as lost and reported
@@ -371,8 +372,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub qthresh: u32,
 
-    /// Longest a packet waits in the kernel's queue (rounded to 10ms; kernel default 1s)
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10ms")]
+    /// Longest a packet waits in the kernel's queue, rounded down to 10ms; 0 (the default):
+    /// until the kernel's timer next runs, one or two ticks (the kernel's own default is 1s)
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "0")]
     pub flush_timeout: Duration,
 
     // NFQUEUE audit mode: src/queue/ and src/daemon/intake/nfqueue.rs

@@ -98,8 +98,7 @@ fn capture_config(args: &RunArgs) -> CaptureConfig {
             rcvbuf: args.rcvbuf.min(usize::MAX as u64) as usize,
             nlbufsiz: args.nlbufsiz,
             qthresh: args.qthresh,
-            flush_timeout_cs: (args.flush_timeout.as_millis() / 10).clamp(1, u32::MAX as u128)
-                as u32,
+            flush_timeout_cs: (args.flush_timeout.as_millis() / 10).min(u32::MAX as u128) as u32,
             ..NflogConfig::default()
         }),
     }
@@ -228,4 +227,43 @@ pub fn report_config(args: &cli::ReportArgs) -> Result<crate::report::ReportConf
         json: args.json,
         html: args.html.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn run_args(extra: &[&str]) -> Box<crate::cli::RunArgs> {
+        let argv = ["fwlog", "run", "-g", "5"].iter().chain(extra);
+        match Cli::try_parse_from(argv).expect("parse").command {
+            Command::Run(a) => a,
+            _ => panic!("not run"),
+        }
+    }
+
+    fn nflog(a: &crate::cli::RunArgs) -> crate::capture::NflogConfig {
+        match super::capture_config(a) {
+            crate::config::CaptureConfig::Nflog(c) => c,
+            _ => panic!("not NFLOG"),
+        }
+    }
+
+    /// The defaults send a record on at the kernel's next tick and commit it in the round that
+    /// received it; explicit values keep their meaning (10ms is one hundredth-second step).
+    #[test]
+    fn flush_timeout_and_batch_delay_defaults_and_explicit_values() {
+        let a = run_args(&[]);
+        assert_eq!(nflog(&a).flush_timeout_cs, 0);
+        assert!(super::spool_options(&a).batch_max_delay.is_zero());
+        let a = run_args(&["--flush-timeout", "10ms", "--batch-delay", "2ms"]);
+        assert_eq!(nflog(&a).flush_timeout_cs, 1);
+        assert_eq!(
+            super::spool_options(&a).batch_max_delay,
+            std::time::Duration::from_millis(2)
+        );
+        let a = run_args(&["--flush-timeout", "25ms"]);
+        assert_eq!(nflog(&a).flush_timeout_cs, 2, "rounded down to 10ms steps");
+    }
 }

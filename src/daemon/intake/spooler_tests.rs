@@ -97,13 +97,16 @@ struct Rig {
 }
 
 fn rig(refused_are_lost: bool) -> Rig {
+    rig_with(refused_are_lost, Options::default())
+}
+
+fn rig_with(refused_are_lost: bool, options: Options) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let full = Arc::new(AtomicBool::new(false));
     let fs = Arc::new(Flaky {
         full: Arc::clone(&full),
     });
-    let (writer, reader, _) =
-        Spool::open_with_fs(fs, dir.path(), Options::default()).expect("spool");
+    let (writer, reader, _) = Spool::open_with_fs(fs, dir.path(), options).expect("spool");
     let counters = Arc::new(Counters::default());
     let policy = Policy {
         prefix: "test: ".into(),
@@ -245,4 +248,30 @@ fn dropped_queue_packets_are_refused_but_not_reported_as_lost() {
     assert_eq!(read_all(&mut r.reader), ["P2"]);
     assert_eq!(r.counters.lost_spool_full.load(Ordering::Relaxed), 0);
     assert_eq!(r.counters.spooled.load(Ordering::Relaxed), 1);
+}
+
+/// fwlog's default group commit (no batch delay): what a round appended is committed at the
+/// end of that round, without waiting for more. A batch delay (an explicit `--batch-delay`)
+/// still holds the batch back until it has passed or the batch is full.
+#[test]
+fn without_a_batch_delay_a_round_commits_at_once_and_with_one_it_waits() {
+    let opts = |d| Options {
+        batch_max_delay: d,
+        ..Options::default()
+    };
+    let mut r = rig_with(true, opts(std::time::Duration::ZERO));
+    r.spool.packet(&packet(1), 1, None);
+    assert!(r.spool.commit(false).expect("commit").is_some());
+    assert_eq!(settled(&mut r.spool).0, vec![1]);
+    assert_eq!(
+        r.spool.writer.commit_deadline(),
+        None,
+        "nothing left waiting"
+    );
+
+    let mut r = rig_with(true, opts(std::time::Duration::from_secs(60)));
+    r.spool.packet(&packet(1), 1, None);
+    assert!(r.spool.commit(false).expect("commit").is_none());
+    assert!(settled(&mut r.spool).0.is_empty());
+    assert!(r.spool.writer.commit_deadline().is_some());
 }
