@@ -290,7 +290,8 @@ fn main() {
     // Latency of a lone packet (all 4 groups' records), by flush timeout; qthresh 1 sends
     // every record at once and is the floor.
     for (what, timeout, qthresh) in [
-        ("default (timeout 1 cs, qthresh 256)", 1, 256),
+        ("default (timeout 0, qthresh 256)", 0, 256),
+        ("timeout 1 cs, qthresh 256", 1, 256),
         ("timeout 2 cs, qthresh 256", 2, 256),
         ("qthresh 1 (no batching)", 1, 1),
     ] {

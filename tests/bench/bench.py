@@ -577,8 +577,10 @@ class Ulogd(Receiver):
             text += (f"stack=log{g}:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,"
                      f"print1:PRINTPKT,emu1:LOGEMU\n")
         for g in GROUPS:
-            # The same kernel-side settings fwlog uses (64 MiB buffer, 128 KiB datagrams,
-            # qthresh 256, 10 ms flush), so the comparison is of the user-space work. ulogd
+            # The kernel-side settings fwlog uses (64 MiB buffer, 128 KiB datagrams, qthresh
+            # 256), so the comparison is of the user-space work; the flush timeout is 1 (10 ms)
+            # where fwlog's is 0 (next timer run): at the sweep's rates qthresh fills the
+            # datagrams before either timer fires. ulogd
             # applies the size only when it is below the maximum: with both equal it logs
             # "Maximum buffer size (0) ... reached" and keeps the kernel's default buffer.
             text += (f"\n[log{g}]\ngroup={g}\nnetlink_socket_buffer_size=67108864\n"
