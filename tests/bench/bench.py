@@ -963,7 +963,7 @@ def summarize(res):
     if "latency" in res:
         l = res["latency"]
         log(f"  latency at {l['rate_sent']}/s: p50 {l['p50_ms']} ms p99 {l['p99_ms']} ms "
-            f"max {l['max_ms']} ms (target p99 <= 20 ms, issue 14; 50 ms before)")
+            f"max {l['max_ms']} ms (target p99 <= 20 ms)")
     if "flood" in res:
         f = res["flood"]
         log(f"  black-holed DNS flood: {f['packets']} packets at {f['rate_sent']}/s, lost "
