@@ -106,10 +106,7 @@ const WRITE_BYTES: usize = 256 * 1024;
 /// ... or this much while working through a backlog (the window came back full from the
 /// source): every write costs two fdatasyncs, and at 256 KiB a replay of a million records spent
 /// more time syncing than printing. Latency does not matter there: the lines are late already.
-/// It also bounds how far the loop formats ahead while a batch is being committed: with 8 MiB
-/// the loop keeps formatting through a slow sync instead of waiting for it (two such buffers
-/// per output at most).
-const BACKLOG_WRITE_BYTES: usize = 8 << 20;
+const BACKLOG_WRITE_BYTES: usize = 4 << 20;
 
 /// The loop's state between rounds.
 struct LoopState {

@@ -2,9 +2,7 @@
 //!
 //! What an output path may be:
 //! - a regular file (created 0640 if missing): appended to, `fdatasync`ed per batch when the
-//!   sink syncs (a large batch is written a megabyte at a time, the writeback of each started
-//!   as it is written, so the sync waits for little); at open, only a torn tail fwlog itself
-//!   left is cut (see [`super::tail`]);
+//!   sink syncs; at open, only a torn tail fwlog itself left is cut (see [`super::tail`]);
 //! - a FIFO, socket or character device (`/dev/null`, a terminal): an unsyncable stream. It is
 //!   never synced (fdatasync fails there) or cut, and it is written non-blocking: a full one is
 //!   waited on for room at most `STREAM_WAIT` (10 ms) per batch, then the write returns
@@ -37,22 +35,6 @@ const REOPEN_RETRY: Duration = Duration::from_secs(1);
 /// pipeful (a fifth of the throughput, measured); a reader that stopped costs the processing
 /// loop at most this long per attempt, so it still answers its signals.
 const STREAM_WAIT: Duration = Duration::from_millis(10);
-
-/// A synced file's batch is written in slices of this size, and the writeback of each is
-/// started as soon as it is written (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): the disk then
-/// works on the first megabytes while the rest are copied in, and the batch's `fdatasync`
-/// finds most of it written already instead of starting all of it (a backlog's batches are
-/// megabytes).
-const WRITEBACK_SLICE: usize = 1 << 20;
-
-/// Start writing back the file's dirty pages without waiting for them; a hint only (the batch's
-/// `fdatasync` is what makes it durable), so a failure is ignored.
-fn start_writeback(fd: RawFd) {
-    // SAFETY: a plain syscall on a descriptor this sink owns; no memory is passed.
-    unsafe {
-        libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
 
 /// Wait until `fd` can take more (or has an error for the next write to report), at most
 /// until `until`.
@@ -234,26 +216,15 @@ impl Sink for FileSink {
         self.reopen_if_wanted();
         self.mark_batch_start()?;
         let wait_until = Instant::now() + STREAM_WAIT;
-        let synced = self.sync && !self.stream && self.file.is_some();
-        let slice = if synced { WRITEBACK_SLICE } else { usize::MAX };
         while self.done < lines.len() {
             let rest = &lines[self.done..];
-            let rest = &rest[..rest.len().min(slice)];
             let n = match &mut self.file {
                 Some(f) => f.write(rest),
                 None => self.stdout.write(rest),
             };
             match n {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote nothing")),
-                Ok(n) => {
-                    self.done += n;
-                    // Not after the last slice: the sync that follows starts that one.
-                    if synced && self.done < lines.len() {
-                        if let Some(f) = &self.file {
-                            start_writeback(f.as_raw_fd());
-                        }
-                    }
-                }
+                Ok(n) => self.done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
@@ -309,22 +280,6 @@ mod tests {
         let old = std::fs::read_to_string(dir.path().join("log.1")).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
         assert_eq!((old.as_str(), new.as_str()), ("one\ntwo\n", "three\n"));
-    }
-
-    #[test]
-    fn a_synced_batch_larger_than_a_slice_is_written_whole_and_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let mut s = FileSink::open(&path, true).unwrap();
-        let line = |i: usize| format!("line {i:07}\n");
-        let big: String = (0..(WRITEBACK_SLICE * 5 / 2) / 13).map(line).collect();
-        assert!(big.len() > 2 * WRITEBACK_SLICE);
-        s.write_batch(b"first\n").unwrap();
-        s.write_batch(big.as_bytes()).unwrap();
-        s.write_batch(b"last\n").unwrap();
-        let got = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(got, format!("first\n{big}last\n"));
-        assert_eq!(s.done, 0);
     }
 
     #[test]
