@@ -507,8 +507,9 @@ impl Reader {
     /// The durable half of [`ack`](Self::ack)`(upto)`, to run on another thread while this
     /// reader goes on reading: [`AckSync::store`] writes and syncs the ledger, then deletes the
     /// segments that position completes; `ack(upto)` afterwards finds the position stored and
-    /// only does the rest (counters, deleting what is left to delete). `None` when there is nothing to store (`upto` is acknowledged
-    /// already); an error when `upto` was not delivered, as for `ack`.
+    /// only does the rest (counters, deleting what is left to delete). `None` when there is
+    /// nothing to store (`upto` is acknowledged already); an error when `upto` was not
+    /// delivered, as for `ack`.
     ///
     /// The caller keeps the ordering `ack` documents: a token is made and stored only for
     /// records that are done everywhere, and positions are stored in increasing order (one
