@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Transaction;
+use tokio_postgres::Client;
 
 use std::sync::LazyLock;
 
@@ -137,24 +137,34 @@ impl<'a> Values<'a> {
     }
 }
 
-/// COPY `rows` into `table` (binary format).
+/// The statement that COPYs rows into `table` (binary format).
+pub fn copy_sql(table: &str) -> String {
+    format!("COPY {table} ({}) FROM STDIN (FORMAT binary)", *COLUMN_LIST)
+}
+
+/// Encode one row into a binary COPY (sent to the server as the writer's buffer fills).
+pub async fn write_row(
+    w: std::pin::Pin<&mut BinaryCopyInWriter>,
+    r: &Row,
+    host: &str,
+    stream: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let v = Values::new(r, host, stream);
+    w.write(&v.refs()).await
+}
+
+/// COPY `rows` into `table` (binary format), inside the caller's transaction.
 pub async fn copy_rows<'r>(
-    tx: &Transaction<'_>,
+    c: &Client,
     table: &str,
     rows: impl Iterator<Item = &'r Row>,
     host: &str,
     stream: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    let sink = tx
-        .copy_in(&format!(
-            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
-            *COLUMN_LIST
-        ))
-        .await?;
+    let sink = c.copy_in(&copy_sql(table)).await?;
     let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES[..]));
     for r in rows {
-        let v = Values::new(r, host, stream);
-        w.as_mut().write(&v.refs()).await?;
+        write_row(w.as_mut(), r, host, stream).await?;
     }
     w.as_mut().finish().await?;
     Ok(())
@@ -173,7 +183,7 @@ pub fn refused(e: &tokio_postgres::Error) -> bool {
 /// Insert `rows` one by one, each in its own savepoint; return the spool sequence numbers of
 /// the rows the server refused, with its message. Any error that is not a refusal is returned.
 pub async fn insert_each<'r>(
-    tx: &Transaction<'_>,
+    tx: &Client,
     rows: impl Iterator<Item = &'r Row>,
     host: &str,
     stream: &str,
