@@ -289,8 +289,15 @@ fn main() {
             opts.push_str(t);
         }
     }
+    // FWLOG_BENCH_POSTGRES: another program started as the server (pg_ctl -p), such as a
+    // script that runs postgres under valgrind to count the server's instructions per row.
+    let server = std::env::var("FWLOG_BENCH_POSTGRES").unwrap_or(format!("{BIN}/postgres"));
     assert!(as_postgres(&[
         &format!("{BIN}/pg_ctl"),
+        "-p",
+        &server,
+        "-t",
+        "600",
         "-D",
         d,
         "-o",

@@ -2,7 +2,8 @@
 //! still adding to it (a COPY begun before the commit). These tests drive the output as the
 //! loop does (packets, loss events, commit) against a real server the test starts, through
 //! the paths a streamed batch can take: streamed and committed whole; given up because the
-//! loop went quiet or a row needs a partition the connection has not seen, then stored whole
+//! loop went quiet, a row needs a partition the connection has not seen or has a value in a
+//! column the stream left out, then stored whole
 //! at the commit; a replay of rows already stored; loss rows in the same transaction.
 //! Judged by the rows in the database: every packet once, none twice.
 
@@ -29,6 +30,11 @@ fn payload(i: u32) -> Vec<u8> {
 
 /// Hand packet `seq` to `sink` with time `sec`.
 fn packet(sink: &mut dyn PacketSink, seq: u64, sec: i64) {
+    packet_via(sink, seq, sec, None)
+}
+
+/// [`packet`], with an output interface (a column the other packets leave NULL).
+fn packet_via(sink: &mut dyn PacketSink, seq: u64, sec: i64, out: Option<&[u8]>) {
     let b = payload(seq as u32);
     let mut p = Packet::new(
         &b,
@@ -45,6 +51,10 @@ fn packet(sink: &mut dyn PacketSink, seq: u64, sec: i64) {
     p.indev = Some(Iface {
         index: 2,
         name: Some(b"eth0"),
+    });
+    p.outdev = out.map(|name| Iface {
+        index: 3,
+        name: Some(name),
     });
     sink.packet(&PacketView {
         seq,
@@ -120,18 +130,42 @@ fn streamed_batches_paused_crossing_days_replayed_or_with_losses_store_every_row
         300
     );
 
+    // A row with a value in a column no row had before (the stream's COPY leaves out the
+    // columns no row has used): the stream is given up and the batch stored whole.
+    for s in 2200..2500 {
+        packet(&mut sink, s, t);
+    }
+    for s in 2500..2800 {
+        packet_via(&mut sink, s, t, Some(b"wan0"));
+    }
+    sink.commit().expect("a batch with a new column");
+    assert_eq!(rows(&pg), 2800);
+    assert_eq!(
+        pg.count("SELECT count(*) FROM packets WHERE out_if = 'wan0'"),
+        300
+    );
+    // ... and streamed again with that column from then on.
+    for s in 2800..3400 {
+        packet_via(&mut sink, s, t, (s % 2 == 0).then_some(&b"wan0"[..]));
+    }
+    sink.commit().expect("a streamed batch with the new column");
+    assert_eq!(
+        pg.count("SELECT count(*) FROM packets WHERE out_if = 'wan0'"),
+        600
+    );
+
     // A replay: rows already stored, streamed again with new ones after them.
     for s in 0..600 {
         packet(&mut sink, s, t);
     }
-    for s in 2200..2500 {
+    for s in 3400..3700 {
         packet(&mut sink, s, t);
     }
     sink.commit().expect("a replayed batch");
-    assert_eq!(rows(&pg), 2500);
+    assert_eq!(rows(&pg), 3700);
 
     // Loss events in a streamed batch go in with its rows.
-    for s in 2500..2800 {
+    for s in 3700..4000 {
         packet(&mut sink, s, t);
     }
     let ev = LossEvent {
@@ -146,12 +180,12 @@ fn streamed_batches_paused_crossing_days_replayed_or_with_losses_store_every_row
         spool_seq: None,
         cause: LossCause::SeqGap,
     };
-    sink.loss(&ev, 2800);
-    for s in 2801..3100 {
+    sink.loss(&ev, 4000);
+    for s in 4001..4300 {
         packet(&mut sink, s, t);
     }
     sink.commit().expect("a batch with a loss event");
-    assert_eq!(rows(&pg), 3099);
+    assert_eq!(rows(&pg), 4299);
     assert_eq!(pg.count("SELECT coalesce(sum(count), 0) FROM losses"), 7);
     assert_eq!(distinct(&pg), rows(&pg), "no row twice");
     assert_eq!(sink.pending(), 0);

@@ -47,6 +47,7 @@
 //! - `packets` is partitioned by UTC day ([`pg_parts`](super::pg_parts)): the partitions a
 //!   batch needs are made before its transaction; `--db-retain` drops whole old ones.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -58,7 +59,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::pg_parts::{self, Parts};
 pub use super::pg_rows::server_message;
-use super::pg_rows::{copy_rows, copy_sql, insert_each, refused, write_row, COLUMN_LIST, TYPES};
+use super::pg_rows::{
+    copy_cols_sql, copy_rows, insert_each, refused, types_of, used, write_cols, Cols, COLUMN_LIST,
+};
 use super::refusal::Refusals;
 use super::remote::{loss_rows, Answer, Feed, Item, Next, Outcome, Remote, Store, STREAM_IDLE};
 use super::row::{escaped, Column, Kind, Row, COLUMNS};
@@ -260,7 +263,8 @@ pub fn open(url: &str, cfg: &SqlConfig) -> Result<Remote, SqlError> {
         host: cfg.host.clone(),
         stream: cfg.stream.hex(),
         client: None,
-        copy: None,
+        copies: HashMap::new(),
+        cols: 0,
         parts: Parts::new(cfg.retain),
         tls,
         shown: shown.clone(),
@@ -273,8 +277,12 @@ struct Worker {
     host: String,
     stream: String,
     client: Option<Client>,
-    /// The COPY into `packets`, prepared once per connection.
-    copy: Option<Statement>,
+    /// The COPYs into `packets` this connection prepared, by the columns they name.
+    copies: HashMap<Cols, Statement>,
+    /// The columns a streamed COPY names: those rows had values in so far (see
+    /// [`copy_cols_sql`]). A row with a value in another gives the stream up once, and the
+    /// column is named from then on.
+    cols: Cols,
     parts: Parts,
     shown: String,
     tls: Option<MakeRustlsConnect>,
@@ -288,7 +296,7 @@ impl Worker {
             self.parts.forget();
             let c = self.client.as_mut().ok_or("not connected")?;
             ensure_schema(c).await?;
-            self.copy = Some(c.prepare(&copy_sql("packets")).await.map_err(msg)?);
+            self.copies.clear();
         }
         self.client
             .as_mut()
@@ -373,8 +381,16 @@ impl Store for Worker {
             .ensure(c, days(feed.items()))
             .await
             .map_err(msg)?;
-        let copy = self.copy.clone().ok_or("not connected")?;
-        let fast = stream_copy(c, &copy, feed, &self.parts, &host, &stream).await?;
+        let fast = stream_copy(
+            c,
+            &mut self.copies,
+            &mut self.cols,
+            feed,
+            &self.parts,
+            &host,
+            &stream,
+        )
+        .await?;
         let committed = matches!(fast, Fast::Committed);
         let refusals = match fast {
             Fast::Committed => Vec::new(),
@@ -395,6 +411,7 @@ impl Store for Worker {
                 if !feed.rest().await {
                     return Err(GONE.into());
                 }
+                self.cols |= packets(feed.items()).fold(0, |m, r| m | used(r));
                 self.parts
                     .ensure(c, days(feed.items()))
                     .await
@@ -431,7 +448,7 @@ impl Store for Worker {
 
     fn reset(&mut self) {
         self.client = None;
-        self.copy = None;
+        self.copies.clear();
     }
 }
 
@@ -475,12 +492,25 @@ enum Fast {
 /// [`slow_packets`]. An `Err` is a fault of the connection (the batch failed as a whole).
 async fn stream_copy(
     c: &Client,
-    copy: &Statement,
+    copies: &mut HashMap<Cols, Statement>,
+    cols: &mut Cols,
     feed: &mut Feed,
     parts: &Parts,
     host: &str,
     stream: &str,
 ) -> Result<Fast, String> {
+    *cols |= packets(feed.items()).fold(0, |m, r| m | used(r));
+    let want = *cols;
+    let copy = match copies.get(&want) {
+        Some(s) => s.clone(),
+        None => {
+            let s = c.prepare(&copy_cols_sql(want)).await.map_err(msg)?;
+            copies.insert(want, s.clone());
+            s
+        }
+    };
+    let copy = &copy;
+    let types = types_of(want);
     let (begun, sink) = tokio::join!(
         c.batch_execute("BEGIN; SAVEPOINT fwlog_fast"),
         c.copy_in(copy)
@@ -490,7 +520,7 @@ async fn stream_copy(
         Ok(s) => s,
         Err(e) => return Ok(Fast::Failed(e)),
     };
-    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES[..]));
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
     let mut sent = 0;
     loop {
         while let Some(chunk) = feed.chunks().get(sent).cloned() {
@@ -498,8 +528,13 @@ async fn stream_copy(
                 return Ok(Fast::Abandoned);
             }
             for r in packets(chunk.iter()) {
-                if let Err(e) = write_row(w.as_mut(), r, host, stream).await {
-                    return Ok(Fast::Failed(e));
+                match write_cols(w.as_mut(), r, host, stream, want).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        *cols |= used(r);
+                        return Ok(Fast::Abandoned);
+                    }
+                    Err(e) => return Ok(Fast::Failed(e)),
                 }
             }
             sent += 1;

@@ -137,6 +137,69 @@ impl<'a> Values<'a> {
     }
 }
 
+/// A set of [`COLUMNS`]: bit `i` stands for `COLUMNS[i]`.
+pub type Cols = u64;
+
+const _: () = assert!(NCOLS <= Cols::BITS as usize, "a column set is a bit mask");
+
+/// The columns `r` has a value in (not NULL).
+pub fn used(r: &Row) -> Cols {
+    let mut m = 0;
+    for (i, v) in r.values("", "").iter().enumerate() {
+        if !matches!(v, Value::Null) {
+            m |= 1 << i;
+        }
+    }
+    m
+}
+
+/// The types of the columns in `cols`, in [`COLUMNS`] order.
+pub fn types_of(cols: Cols) -> Vec<Type> {
+    (0..NCOLS)
+        .filter(|i| cols & (1 << i) != 0)
+        .map(|i| TYPES[i].clone())
+        .collect()
+}
+
+/// The statement that COPYs the columns in `cols` into `packets` (binary format): the server
+/// reads and converts every field a COPY names, NULL or not, so leaving out the columns no row
+/// has a value in (those of `--geoip`, `--db-payload`, names, ICMP fields) saves it that work.
+pub fn copy_cols_sql(cols: Cols) -> String {
+    let names: Vec<&str> = (0..NCOLS)
+        .filter(|i| cols & (1 << i) != 0)
+        .map(|i| COLUMNS[i].name)
+        .collect();
+    format!(
+        "COPY packets ({}) FROM STDIN (FORMAT binary)",
+        names.join(", ")
+    )
+}
+
+/// Encode one row's columns in `cols` into a binary COPY of those columns; `Ok(false)`, and
+/// nothing written, when the row has a value in a column outside `cols`.
+pub async fn write_cols(
+    w: std::pin::Pin<&mut BinaryCopyInWriter>,
+    r: &Row,
+    host: &str,
+    stream: &str,
+    cols: Cols,
+) -> Result<bool, tokio_postgres::Error> {
+    let v = Values::new(r, host, stream);
+    let all = v.refs();
+    let mut picked = all;
+    let mut n = 0;
+    for (i, val) in v.0.iter().enumerate() {
+        if cols & (1 << i) != 0 {
+            picked[n] = all[i];
+            n += 1;
+        } else if !matches!(val, PgValue::Null(_)) {
+            return Ok(false);
+        }
+    }
+    w.write(&picked[..n]).await?;
+    Ok(true)
+}
+
 /// The statement that COPYs rows into `table` (binary format).
 pub fn copy_sql(table: &str) -> String {
     format!("COPY {table} ({}) FROM STDIN (FORMAT binary)", *COLUMN_LIST)
