@@ -409,3 +409,28 @@ async fn start_after_the_answer_landed_needs_no_query() {
     assert_eq!(r.stats().queries, 0);
     assert_eq!(hole.queries.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_clock_reading_decides_expiry_and_lookups_are_hits_plus_misses() {
+    let Some(nsd) = start_nsd() else { return };
+    let r = resolver(nsd.addr, false);
+    assert!(name(&r, "192.0.2.1").await.is_some());
+    let now = std::time::Instant::now();
+    let before = r.stats();
+    assert!(matches!(
+        r.cached_at(ip("192.0.2.1"), now),
+        Lookup::Hit(Some(_))
+    ));
+    assert_eq!(r.peek_at(ip("192.0.2.1"), now), r.cached(ip("192.0.2.1")));
+    // Past the zone's 300 s TTL by the reading passed in, the same entry is a miss.
+    let later = now + Duration::from_secs(400);
+    assert_eq!(r.cached_at(ip("192.0.2.1"), later), Lookup::Miss);
+    assert_eq!(r.peek_at(ip("192.0.2.1"), later), Lookup::Miss);
+    let after = r.stats();
+    assert_eq!(
+        (after.hits - before.hits, after.misses - before.misses),
+        (2, 1),
+        "{after}"
+    );
+    assert_eq!(after.lookups, after.hits + after.misses, "{after}");
+}

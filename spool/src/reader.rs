@@ -15,7 +15,7 @@
 //! the ledger, then deletes segments whose every record is at or below it. Deletion is a separate
 //! step from acknowledgement so that a retention policy can later keep acknowledged segments.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -505,10 +505,11 @@ impl Reader {
     }
 
     /// The durable half of [`ack`](Self::ack)`(upto)`, to run on another thread while this
-    /// reader goes on reading: [`AckSync::store`] writes and syncs the ledger; `ack(upto)`
-    /// afterwards finds the position stored and only does the rest (counters, deleting
-    /// acknowledged segments). `None` when there is nothing to store (`upto` is acknowledged
-    /// already); an error when `upto` was not delivered, as for `ack`.
+    /// reader goes on reading: [`AckSync::store`] writes and syncs the ledger, then deletes the
+    /// segments that position completes; `ack(upto)` afterwards finds the position stored and
+    /// only does the rest (counters, deleting what is left to delete). `None` when there is
+    /// nothing to store (`upto` is acknowledged already); an error when `upto` was not
+    /// delivered, as for `ack`.
     ///
     /// The caller keeps the ordering `ack` documents: a token is made and stored only for
     /// records that are done everywhere, and positions are stored in increasing order (one
@@ -526,6 +527,7 @@ impl Reader {
         }
         Ok(Some(AckSync {
             ledger: Arc::clone(&self.ledger),
+            shared: Arc::downgrade(&self.shared),
             upto,
         }))
     }
@@ -561,17 +563,27 @@ impl Reader {
 /// See [`Reader::ack_sync`].
 pub struct AckSync {
     ledger: Arc<Mutex<Ledger>>,
+    /// Weak: a token kept does not keep the spool (and its lock) alive.
+    shared: Weak<Shared>,
     upto: u64,
 }
 
 impl AckSync {
-    /// Make the position durable in the ledger (one write, one `fdatasync`).
+    /// Make the position durable in the ledger (one write, one `fdatasync`), then delete the
+    /// segments it completes (unlinks and a directory `fsync`: milliseconds each, which would
+    /// otherwise stall the reader's thread in `ack`).
     pub fn store(&self) -> Result<()> {
-        let mut ledger = lock_ledger(&self.ledger);
-        if ledger.stored() < self.upto {
-            ledger.store(self.upto)?;
+        {
+            let mut ledger = lock_ledger(&self.ledger);
+            if ledger.stored() < self.upto {
+                ledger.store(self.upto)?;
+            }
         }
-        Ok(())
+        match self.shared.upgrade() {
+            Some(shared) => shared.reclaim_durable(0, self.upto),
+            // The spool was closed: its next open deletes what is acknowledged.
+            None => Ok(()),
+        }
     }
 
     /// The position this token stores.

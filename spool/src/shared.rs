@@ -128,10 +128,19 @@ impl Shared {
     /// (`need` = 0), and the writer when the size cap is reached (`need` = what the append
     /// lacks).
     pub fn reclaim_acked(&self, need: u64) -> crate::error::Result<()> {
+        self.reclaim_durable(need, 0)
+    }
+
+    /// [`reclaim_acked`](Self::reclaim_acked), counting everything up to `durable` as
+    /// acknowledged too: a position the ledger has made durable that the reader has not yet
+    /// taken in (the reader's [`AckSync`](crate::AckSync) deletes behind the position it
+    /// stored, on its own thread, so the reader's `ack` finds nothing left to delete).
+    pub fn reclaim_durable(&self, need: u64, durable: u64) -> crate::error::Result<()> {
         let now = self.fs.now();
         let doomed: Vec<u64> = {
             let mut st = self.lock();
-            let k = doomed(&st.segments, st.acked, self.retention, now, need);
+            let acked = st.acked.max(durable);
+            let k = doomed(&st.segments, acked, self.retention, now, need);
             let gone: Vec<SegMeta> = st.segments.drain(..k).collect();
             // Count the space as free while still holding the lock: a concurrent caller (the
             // writer needing room while the reader reclaims after an ack) finds nothing left to

@@ -503,3 +503,36 @@ fn ack_sync_from_another_thread_is_durable_and_ack_completes_it() {
     let left: Vec<u64> = drain(&mut r).iter().map(|x| x.seq).collect();
     assert_eq!(left, (46..=51).collect::<Vec<_>>());
 }
+
+/// The token deletes the segments its stored position completes, on its own thread: the
+/// reader's `ack` afterwards only counts (and finds nothing left to delete); what is left is
+/// what a crash would deliver.
+#[test]
+fn ack_sync_deletes_the_segments_it_completes() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("spool");
+    let (mut w, mut r, _) = Spool::open(&dir, small()).unwrap();
+    for i in 1..=200u64 {
+        w.append(&payload(i, 64)).unwrap();
+    }
+    w.commit().unwrap();
+    assert_eq!(drain(&mut r).len(), 200);
+    let before = r.stats();
+    assert!(before.segments >= 4, "{before:?}");
+    let t = r.ack_sync(190).unwrap().expect("a token");
+    std::thread::spawn(move || t.store().unwrap())
+        .join()
+        .unwrap();
+    let stored = r.stats();
+    assert!(stored.segments < before.segments, "{stored:?}");
+    assert!(stored.segments_deleted > 0, "{stored:?}");
+    assert_eq!(stored.acked_seq, 0, "the reader has not taken it in yet");
+    r.ack(190).unwrap();
+    let acked = r.stats();
+    assert_eq!(acked.segments_deleted, stored.segments_deleted);
+    assert_eq!(acked.acked_seq, 190);
+    drop((w, r));
+    let (_w, mut r, _) = Spool::open(&dir, small()).unwrap();
+    let left: Vec<u64> = drain(&mut r).iter().map(|x| x.seq).collect();
+    assert_eq!(left, (191..=200).collect::<Vec<_>>());
+}

@@ -36,13 +36,25 @@ impl AddrCache {
     }
 
     fn now(&self) -> u32 {
-        u32::try_from(self.epoch.elapsed().as_secs()).unwrap_or(u32::MAX)
+        self.secs_at(Instant::now())
+    }
+
+    fn secs_at(&self, at: Instant) -> u32 {
+        let secs = at.saturating_duration_since(self.epoch).as_secs();
+        u32::try_from(secs).unwrap_or(u32::MAX)
     }
 
     /// `Some(answer)` when a valid entry exists, `None` on a miss or an expired entry.
     pub(crate) fn get(&self, ip: &IpAddr) -> Option<Option<SafeName>> {
+        self.get_at(ip, Instant::now())
+    }
+
+    /// [`get`](Self::get) as of `at`, a clock reading the caller took (the processing loop
+    /// reads the clock once per round, not once per address). An `at` in the past lets an
+    /// entry count as valid for at most that much longer.
+    pub(crate) fn get_at(&self, ip: &IpAddr, at: Instant) -> Option<Option<SafeName>> {
         let e = self.map.get(ip)?;
-        (e.expires > self.now()).then_some(e.name)
+        (e.expires > self.secs_at(at)).then_some(e.name)
     }
 
     /// Remember `name` for `ttl` (rounded up to whole seconds, so a 1.5 s TTL lasts 2 s at most).

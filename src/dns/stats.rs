@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub lookups: AtomicU64,
+    // No `lookups` counter: every lookup is a hit or a miss, so the snapshot adds them up
+    // (one atomic add per address of every packet instead of two).
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub queries: AtomicU64,
@@ -64,10 +65,11 @@ pub struct DnsStats {
 
 impl Counters {
     pub(crate) fn snapshot(&self, pending: u64, cached: u64) -> DnsStats {
+        let (hits, misses) = (self.hits.load(Relaxed), self.misses.load(Relaxed));
         DnsStats {
-            lookups: self.lookups.load(Relaxed),
-            hits: self.hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
+            lookups: hits + misses,
+            hits,
+            misses,
             queries: self.queries.load(Relaxed),
             names: self.names.load(Relaxed),
             nxdomain: self.nxdomain.load(Relaxed),

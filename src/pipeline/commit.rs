@@ -12,6 +12,8 @@
 //!   and covers only records formatted before the job started, which are all in its batches
 //!   (or were committed by outputs that commit in place before it started).
 //! - The loop's own `ack` follows on its thread once the job came back, as before.
+//! - The acknowledgement sync also deletes the spool segments its position completes (unlinks
+//!   and a directory sync), so the loop's `ack` that follows finds nothing to delete.
 //!
 //! The thread is started at the first job, by the loop's thread, so it inherits that thread's
 //! priority (below intake's: `daemon::precedence`). It ends when the committer is dropped.

@@ -505,7 +505,7 @@ impl<S: Source> Processor<S> {
                 }
                 for &ip in &window.addrs {
                     let Some(r) = &self.resolver else { break };
-                    match r.cached(ip) {
+                    match r.cached_at(ip, now.into_std()) {
                         Lookup::Hit(Some(n)) => e.names.push((ip, n)),
                         Lookup::Hit(None) => {}
                         Lookup::Pending => e.waiting.push(ip),
@@ -549,7 +549,7 @@ impl<S: Source> Processor<S> {
                         || head
                             .waiting
                             .iter()
-                            .all(|&ip| matches!(r.peek(ip), Lookup::Hit(_)))
+                            .all(|&ip| matches!(r.peek_at(ip, now.into_std()), Lookup::Hit(_)))
                 }
             };
             if !ready {
@@ -568,7 +568,7 @@ impl<S: Source> Processor<S> {
             } else {
                 if let Some(r) = &self.resolver {
                     for &ip in &e.waiting {
-                        if let Lookup::Hit(Some(n)) = r.peek(ip) {
+                        if let Lookup::Hit(Some(n)) = r.peek_at(ip, now.into_std()) {
                             e.names.push((ip, n));
                         }
                     }

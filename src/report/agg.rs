@@ -219,6 +219,39 @@ impl<K: Hash + Eq + Clone + Ord, V: Default> Counter<K, V> {
     }
 }
 
+/// Which source facts a row holds without having sent them ([`Facts::has`]).
+pub const HAS_NAME: u8 = 1;
+/// An AS number (the organisation is taken from the same row).
+pub const HAS_ASN: u8 = 2;
+/// A valid location ([`crate::geo::info::location`]).
+pub const HAS_PLACE: u8 = 4;
+
+/// A row's source facts that were not sent with it: which it has ([`HAS_NAME`], [`HAS_ASN`],
+/// [`HAS_PLACE`]) and the key its source reads the row back by (PostgreSQL: the row's time in
+/// microseconds, with its address). Sending them only for the sources a report keeps costs
+/// the server far less than sending them with every row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub at: i64,
+    pub has: u8,
+}
+
+/// The facts a source still has to read for one kept address: for each, the key of the
+/// first row (in the order the rows were folded) that holds it, exactly the row whose value
+/// the fold would have taken had it been sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub name: Option<i64>,
+    pub asn: Option<i64>,
+    pub place: Option<i64>,
+}
+
+impl Pending {
+    pub fn is_empty(&self) -> bool {
+        *self == Pending::default()
+    }
+}
+
 /// What the report shows about one source address.
 #[derive(Clone, Debug, Default)]
 pub struct SourceInfo {
@@ -229,6 +262,9 @@ pub struct SourceInfo {
     pub asn: Option<u32>,
     pub org: Option<CompactString>,
     pub location: Option<(f64, f64)>,
+    /// Facts known to exist but not read yet (see [`Facts`]); a fact is taken from the
+    /// first row that has it, sent or pending.
+    pub pending: Pending,
     /// The minute (`time / SCAN_WINDOW`) the sets below are for.
     minute: i64,
     ports: SmallSet<u16>,
@@ -297,18 +333,21 @@ impl SourceInfo {
         self.seen += later.seen;
         self.first = self.first.min(later.first);
         self.last = self.last.max(later.last);
-        if self.name.is_none() {
+        if self.name.is_none() && self.pending.name.is_none() {
             self.name = later.name;
+            self.pending.name = later.pending.name;
         }
         if self.country.is_none() {
             self.country = later.country;
         }
-        if self.asn.is_none() {
+        if self.asn.is_none() && self.pending.asn.is_none() {
             self.asn = later.asn;
             self.org = later.org;
+            self.pending.asn = later.pending.asn;
         }
-        if self.location.is_none() {
+        if self.location.is_none() && self.pending.place.is_none() {
             self.location = later.location;
+            self.pending.place = later.pending.place;
         }
         self.max_ports = self.max_ports.max(later.max_ports);
         self.max_hosts = self.max_hosts.max(later.max_hosts);
@@ -336,18 +375,29 @@ impl SourceInfo {
         self.first = self.first.min(e.time);
         self.last = self.last.max(e.time);
         let owned = |s: &Option<std::borrow::Cow<'_, str>>| s.as_deref().map(CompactString::from);
-        if self.name.is_none() {
+        let p = &mut self.pending;
+        if self.name.is_none() && p.name.is_none() {
             self.name = owned(&e.src_name);
         }
         if self.country.is_none() {
             self.country = owned(&e.src_country);
         }
-        if self.asn.is_none() {
+        if self.asn.is_none() && p.asn.is_none() {
             self.asn = e.src_asn;
             self.org = owned(&e.src_org);
         }
-        if self.location.is_none() {
+        if self.location.is_none() && p.place.is_none() {
             self.location = e.src_location;
+        }
+        if let Some(f) = e.facts {
+            let mark = |have: bool, slot: &mut Option<i64>, bit: u8| {
+                if !have && slot.is_none() && f.has & bit != 0 {
+                    *slot = Some(f.at);
+                }
+            };
+            mark(self.name.is_some(), &mut p.name, HAS_NAME);
+            mark(self.asn.is_some(), &mut p.asn, HAS_ASN);
+            mark(self.location.is_some(), &mut p.place, HAS_PLACE);
         }
         let minute = e.time.div_euclid(SCAN_WINDOW);
         if minute < self.minute {

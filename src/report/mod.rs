@@ -50,6 +50,9 @@ pub struct Event<'a> {
     pub src_asn: Option<u32>,
     pub src_org: Option<Cow<'a, str>>,
     pub src_location: Option<(f64, f64)>,
+    /// Source facts the row holds but did not send (a database reads them afterwards for
+    /// the sources the report keeps: [`agg::Pending`]); `None` when the row sent them all.
+    pub facts: Option<agg::Facts>,
     /// A loss report: how many packets were lost (0 for a packet).
     pub lost: u64,
 }

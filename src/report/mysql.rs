@@ -166,6 +166,7 @@ fn event(r: &Row) -> Result<Event<'_>, String> {
         src_asn: int(v(9)),
         src_org: text(v(10)),
         src_location: crate::geo::info::location(double(v(11)), double(v(12))),
+        facts: None,
         lost: 0,
     })
 }

@@ -8,6 +8,9 @@
 //!   here in place ([`copy`]), streamed with the server's flow control: memory does not grow
 //!   with the table. (Grouping in the server took longer than streaming every row: 18 s
 //!   against a few over ten million rows, and grouping sets cannot run in parallel.)
+//! - Without report-time enrichment, a row sends which of its source's name, AS and location
+//!   it holds instead of them, and those of the sources the report keeps are read afterwards
+//!   by index ([`facts`]): the server's time is mostly per field sent.
 //! - No string or address from the command line is ever SQL text: each reaches the server as
 //!   a bound parameter ([`Where`]); numbers are literals of integers parsed here. The filters
 //!   have the meaning the report's own filter has; the report's filter still judges every row
@@ -28,6 +31,7 @@ use super::{parts, Event, Filter, ReportError};
 use crate::geo::GeoConfig;
 
 mod copy;
+mod facts;
 
 use copy::{value, CopyError, CopyReader, Fields};
 
@@ -278,6 +282,91 @@ const COLUMNS: [&str; 12] = [
 /// The geo columns of a database from before them (version 2): NULL, the same number.
 const NO_GEO: &str = "NULL::text, NULL::int8, NULL::text, NULL::float8, NULL::float8";
 
+/// Which columns a part reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Every column of [`COLUMNS`], with every row.
+    Full,
+    /// The first 6 of [`COLUMNS`], `src_country` and [`HAS`]: a source's name, AS and
+    /// location are read afterwards for the sources the report keeps ([`facts`]). The server
+    /// spends most of its time per field sent (a send function and a buffer per value), so
+    /// five fields fewer per row is about a fifth of its time (BENCHMARKS.md).
+    Facts,
+}
+
+/// The columns of [`Layout::Facts`], in the order [`event_facts`] decodes them.
+const FACT_COLUMNS: [&str; 8] = [
+    "time",
+    "prefix",
+    "src",
+    "dst",
+    "proto",
+    "dport",
+    "src_country",
+    HAS,
+];
+
+/// Which source facts a row holds ([`agg::HAS_NAME`](super::agg::HAS_NAME) and the others),
+/// NULL for none (a NULL costs the server no send). Null tests and constants only: the
+/// values' own checks (an AS number that fits 32 bits, a location within range) are left to
+/// the reading of the facts, since evaluating them with every row cost the server most of
+/// what the five fields fewer save (BENCHMARKS.md).
+const HAS: &str = "CASE WHEN src_name IS NULL THEN \
+    CASE WHEN src_asn IS NULL THEN CASE WHEN src_lat IS NULL OR src_lon IS NULL \
+    THEN NULL ELSE int2 '4' END \
+    ELSE CASE WHEN src_lat IS NULL OR src_lon IS NULL THEN int2 '2' ELSE int2 '6' END END \
+    ELSE CASE WHEN src_asn IS NULL THEN CASE WHEN src_lat IS NULL OR src_lon IS NULL \
+    THEN int2 '1' ELSE int2 '5' END \
+    ELSE CASE WHEN src_lat IS NULL OR src_lon IS NULL THEN int2 '3' ELSE int2 '7' END END END";
+
+/// The layout for a database of `version` read for a report enriching with `geo`: facts
+/// afterwards only when the database has the geo columns and nothing is enriched here (the
+/// enrichment judges each row by its stored facts).
+fn layout(version: i32, geo: &GeoConfig) -> Layout {
+    if version >= 3 && geo.is_empty() {
+        Layout::Facts
+    } else {
+        Layout::Full
+    }
+}
+
+/// The event of one tuple of [`FACT_COLUMNS`]: its facts are the key (the row's time as
+/// stored, microseconds) and which it has.
+fn event_facts<'a>(f: &Fields<'a>) -> Result<Event<'a>, CopyError> {
+    let us = f[0]
+        .map(|b| value::int8("time", b))
+        .transpose()?
+        .ok_or(CopyError::Value {
+            column: "time",
+            why: "NULL".into(),
+        })?;
+    let text = |i: usize, column| f[i].map(|b| value::text(column, b)).transpose();
+    let has = f[7].map(|b| value::int2("facts", b)).transpose()?;
+    Ok(Event {
+        time: us.div_euclid(1_000_000) + 946_684_800,
+        group: None,
+        prefix: text(1, "prefix")?.map(Into::into),
+        src: f[2].map(|b| value::inet("src", b)).transpose()?,
+        dst: f[3].map(|b| value::inet("dst", b)).transpose()?,
+        proto: small(
+            f[4].map(|b| value::int2("proto", b))
+                .transpose()?
+                .map(i64::from),
+        ),
+        dport: small(
+            f[5].map(|b| value::int4("dport", b))
+                .transpose()?
+                .map(i64::from),
+        ),
+        src_country: text(6, "src_country")?.map(Into::into),
+        facts: has.map(|h| super::agg::Facts {
+            at: us,
+            has: h as u8,
+        }),
+        ..Event::default()
+    })
+}
+
 /// The event of one tuple of [`COLUMNS`]; its text borrows from the stream's buffer.
 fn event<'a>(f: &Fields<'a>) -> Result<Event<'a>, CopyError> {
     fn opt<'a, T>(
@@ -308,12 +397,13 @@ fn event<'a>(f: &Fields<'a>) -> Result<Event<'a>, CopyError> {
             opt(f[10], "src_lat", value::float8)?,
             opt(f[11], "src_lon", value::float8)?,
         ),
+        facts: None,
         lost: 0,
     })
 }
 
 /// The `COPY` of the packets of `f` within `part`, and its settings.
-fn copy_sql(version: i32, f: &Filter, part: parts::Range) -> (String, Where) {
+fn copy_sql(version: i32, layout: Layout, f: &Filter, part: parts::Range) -> (String, Where) {
     let mut w = where_clause(f, true);
     if let Some(s) = part.0 {
         w.conds.push(format!("time >= to_timestamp({s}::float8)"));
@@ -321,7 +411,9 @@ fn copy_sql(version: i32, f: &Filter, part: parts::Range) -> (String, Where) {
     if let Some(e) = part.1 {
         w.conds.push(format!("time < to_timestamp({e}::float8)"));
     }
-    let columns = if version >= 3 {
+    let columns = if layout == Layout::Facts {
+        FACT_COLUMNS.join(", ")
+    } else if version >= 3 {
         COLUMNS.join(", ")
     } else {
         format!("{}, {NO_GEO}", COLUMNS[..7].join(", "))
@@ -333,10 +425,14 @@ fn copy_sql(version: i32, f: &Filter, part: parts::Range) -> (String, Where) {
     (sql, w)
 }
 
+/// A tuple's decoder ([`event`], [`event_facts`]).
+type Decode = for<'a> fn(&Fields<'a>) -> Result<Event<'a>, CopyError>;
+
 /// Stream the packet rows of `f` within `part` (binary `COPY`, [`copy`]) and fold them.
 async fn read_part(
     url: &str,
     version: i32,
+    layout: Layout,
     f: &Filter,
     part: parts::Range,
     folder: &mut parts::Folder<'_>,
@@ -348,16 +444,20 @@ async fn read_part(
         message: e.to_string(),
     };
     begin(&c).await.map_err(&err)?;
-    let (sql, w) = copy_sql(version, f, part);
+    let (sql, w) = copy_sql(version, layout, f, part);
     settle(&c, &w).await.map_err(&err)?;
     let statement = c.prepare(&sql).await.map_err(&err)?;
     let stream = c.copy_out(&statement).await.map_err(&err)?;
     let mut stream = std::pin::pin!(stream);
-    let mut reader = CopyReader::new(COLUMNS.len());
+    let (ncols, decode): (usize, Decode) = match layout {
+        Layout::Full => (COLUMNS.len(), event),
+        Layout::Facts => (FACT_COLUMNS.len(), event_facts),
+    };
+    let mut reader = CopyReader::new(ncols);
     while let Some(chunk) = stream.try_next().await.map_err(&err)? {
         reader
             .feed(&chunk, &mut |fields: &Fields<'_>| {
-                folder.event(event(fields)?);
+                folder.event(decode(fields)?);
                 Ok::<(), CopyError>(())
             })
             .map_err(copy_err)?;
@@ -375,9 +475,16 @@ pub fn aggregate(url: &str, f: &Filter, geo: &GeoConfig) -> Result<Aggregate, Re
         survey(&c, &shown, f, n).await
     })?;
     let ranges = parts::ranges(&survey.hints, f);
+    let layout = layout(survey.version, geo);
     let mut a = parts::fold(&ranges, f, geo, |part, folder| {
-        runtime()?.block_on(read_part(url, survey.version, f, part, folder))
+        runtime()?.block_on(read_part(url, survey.version, layout, f, part, folder))
     })?;
+    if layout == Layout::Facts {
+        runtime()?.block_on(async {
+            let (c, shown) = connect(url).await?;
+            facts::read(&c, &shown, f, &mut a).await
+        })?;
+    }
     for e in &survey.losses {
         if f.keeps(e) {
             a.add(e);
@@ -436,7 +543,7 @@ mod tests {
             losses.conds.join(" AND "),
             "true AND time >= to_timestamp(-10::float8) AND (nflog_group IS NULL OR nflog_group = 3)"
         );
-        let (copy, _) = copy_sql(2, &Filter::default(), (Some(60), Some(120)));
+        let (copy, _) = copy_sql(2, Layout::Full, &Filter::default(), (Some(60), Some(120)));
         assert_eq!(
             copy,
             format!(
@@ -492,5 +599,40 @@ mod tests {
         );
         f[0] = None;
         assert_eq!(event(&f).unwrap_err().to_string(), "column time: NULL");
+    }
+
+    #[test]
+    fn without_enrichment_rows_send_which_facts_they_hold() {
+        let geo = GeoConfig {
+            geoip: Some("city.mmdb".into()),
+            asn: None,
+        };
+        assert_eq!(layout(4, &GeoConfig::default()), Layout::Facts);
+        assert_eq!(layout(4, &geo), Layout::Full);
+        assert_eq!(layout(2, &GeoConfig::default()), Layout::Full);
+        let (copy, _) = copy_sql(4, Layout::Facts, &Filter::default(), (None, None));
+        assert!(copy.starts_with(&format!("COPY (SELECT {}", FACT_COLUMNS.join(", "))));
+        let us = 1_234_567_890_123i64;
+        let raw = us.to_be_bytes();
+        let src = [2u8, 32, 0, 4, 81, 2, 69, 160];
+        let mut f: Vec<Option<&[u8]>> = vec![
+            Some(&raw),
+            None,
+            Some(&src),
+            None,
+            Some(&[0, 6]),
+            Some(&[0, 0, 0, 22]),
+            Some(b"SE"),
+            Some(&[0, 6]),
+        ];
+        let e = event_facts(&f).unwrap();
+        assert_eq!(e.time, us.div_euclid(1_000_000) + 946_684_800);
+        assert_eq!(e.src_country.as_deref(), Some("SE"));
+        assert_eq!(e.facts, Some(super::super::agg::Facts { at: us, has: 6 }));
+        assert_eq!((e.src_name, e.src_asn, e.src_location), (None, None, None));
+        f[7] = None;
+        assert_eq!(event_facts(&f).unwrap().facts, None);
+        f[7] = Some(&[6]);
+        assert!(event_facts(&f).is_err());
     }
 }

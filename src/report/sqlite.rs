@@ -130,6 +130,7 @@ fn event<'r>(r: &'r Row<'_>) -> rusqlite::Result<Event<'r>> {
             .and_then(|n| u32::try_from(n).ok()),
         src_org: text(10)?,
         src_location: crate::geo::info::location(r.get(11)?, r.get(12)?),
+        facts: None,
         lost: 0,
     })
 }

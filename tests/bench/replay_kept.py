@@ -7,7 +7,8 @@
 copies the kept spool to a fresh directory under /var/tmp, starts `fwlog run --no-dns` on it in
 a new network namespace, and prints the time from start until SIGUSR1's counters show nothing
 pending, the process's CPU seconds and the output's size. Builds compared on the same spool,
-interleaved, see the same input and page cache."""
+interleaved, see the same input and page cache. FWLOG_WRAP="strace -f -w -c -o FILE" (or
+another tracer that starts the program as its child) runs fwlog under it."""
 import os, re, shutil, signal, subprocess, sys, time
 fw, spool_src = sys.argv[1], sys.argv[2]
 extra = sys.argv[3:]
@@ -17,11 +18,22 @@ shutil.copytree(spool_src, d + "/spool")
 subprocess.run(["sync"])
 err = open(d + "/err", "w")
 t0 = time.time()
-p = subprocess.Popen(["unshare", "-n", fw, "run", "--spool", d + "/spool", "--output", d + "/out.log",
+p = subprocess.Popen(["unshare", "-n", *os.environ.get("FWLOG_WRAP", "").split(), fw, "run", "--spool", d + "/spool", "--output", d + "/out.log",
                       "-g", "5", "-g", "6", "--no-dns", *extra], stderr=err)
+def fwlog_pid():
+    """The fwlog process: the one started, or its child under a FWLOG_WRAP tracer."""
+    if not os.environ.get("FWLOG_WRAP"):
+        return p.pid
+    while True:
+        kids = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.001)
+
+
 def counters():
     n = open(d + "/err").read().count("received=")
-    p.send_signal(signal.SIGUSR1)
+    os.kill(fwlog_pid(), signal.SIGUSR1)
     end = time.time() + 10
     while time.time() < end:
         t = open(d + "/err").read()
@@ -40,14 +52,15 @@ while True:
         break
     time.sleep(0.02)
 dt = time.time() - t0
-st = open(f"/proc/{p.pid}/stat").read().split(")")[1].split()
+pid = fwlog_pid()
+st = open(f"/proc/{pid}/stat").read().split(")")[1].split()
 cpu = (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
 threads = []
-for t in sorted(os.listdir(f"/proc/{p.pid}/task")):
-    name = open(f"/proc/{p.pid}/task/{t}/comm").read().strip()
-    f = open(f"/proc/{p.pid}/task/{t}/stat").read().split(")")[1].split()
+for t in sorted(os.listdir(f"/proc/{pid}/task")):
+    name = open(f"/proc/{pid}/task/{t}/comm").read().strip()
+    f = open(f"/proc/{pid}/task/{t}/stat").read().split(")")[1].split()
     threads.append(f"{name} {(int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'):.2f}")
-p.send_signal(signal.SIGTERM); p.wait()
+os.kill(pid, signal.SIGTERM); p.wait()
 out_mb = os.path.getsize(d + "/out.log") / 1e6
 print(f"{c['replayed']} in {dt:.3f} s = {c['replayed'] / dt:,.0f}/s cpu {cpu:.2f} s "
       f"({', '.join(threads)}) out {out_mb:.0f} MB")

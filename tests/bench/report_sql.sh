@@ -84,8 +84,12 @@ if [ ! -e "$tmp/pg.done.$n" ]; then
   runuser -u postgres -- "$pgbin/initdb" -D "$tmp/pg" -U fwtest --auth=trust >/dev/null
   fresh_pg=1
 fi
+# shared_buffers as fwlog-sql(5) recommends for the central store: a quarter of the RAM (at
+# least 512 MB), so a report's scans read the server's own buffers rather than copying every
+# page in again from the kernel's cache.
+sb=$(awk '/^MemTotal:/ { mb = int($2 / 4096); print (mb < 512 ? 512 : mb) "MB" }' /proc/meminfo)
 runuser -u postgres -- "$pgbin/pg_ctl" -D "$tmp/pg" -l "$tmp/pg.log" -w start \
-  -o "-p $port -c listen_addresses=127.0.0.1 -k $tmp/pg -c fsync=off -c shared_buffers=512MB" >/dev/null
+  -o "-p $port -c listen_addresses=127.0.0.1 -k $tmp/pg -c fsync=off -c shared_buffers=$sb" >/dev/null
 url="postgresql://fwtest@127.0.0.1:$port/postgres"
 if [ -n "$fresh_pg" ]; then
 "$fwlog" read --no-dns -o "$url" tests/data/geo.pcap
@@ -112,13 +116,29 @@ SELECT to_timestamp(1793491200 + (i * 2592000.0) / $n), 'kernel', 'bench', 'benc
   substr('DEGBUSSECN', 1 + 2 * (s % 5)::int, 2), 64512 + s % 5000, 'Example\\032Networks',
   50.0 + s % 10, 8.5
 FROM (SELECT i, (i * 7919) % 200000 AS s FROM generate_series(0::int8, $n - 1) AS i) g;
+-- pg_indexes gives a partitioned table's index as "CREATE INDEX ... ON ONLY packets", which
+-- builds no partition's index and leaves the parent's invalid: without ONLY, as fwlog makes it.
 DO \$\$ DECLARE r record; BEGIN
-  FOR r IN SELECT indexdef FROM bench_idx LOOP EXECUTE r.indexdef; END LOOP;
+  FOR r IN SELECT indexdef FROM bench_idx LOOP
+    EXECUTE replace(r.indexdef, ' ON ONLY ', ' ON ');
+  END LOOP;
 END \$\$;
 VACUUM ANALYZE;
 SQL
 touch "$tmp/pg.done.$n"
 fi
+# A database kept from a run before that fix: its invalid indexes made again, as fwlog makes them.
+psql -q "$url" <<'SQL'
+DO $$ DECLARE r record; BEGIN
+  FOR r IN SELECT c.relname AS name, replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ') AS def
+      FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+      WHERE i.indrelid = 'packets'::regclass AND NOT i.indisvalid LOOP
+    EXECUTE format('DROP INDEX %I', r.name);
+    EXECUTE r.def;
+    ANALYZE packets;
+  END LOOP;
+END $$;
+SQL
 
 measure() { /usr/bin/time -f "%e s wall, %U s user, %S s sys, max RSS %M KiB" "$@" 2>&1 >/dev/null | tail -1; }
 # The first read of each database after building it comes from disk; warm both once so every
