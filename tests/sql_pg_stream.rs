@@ -76,7 +76,7 @@ fn now() -> i64 {
 fn streamed_batches_paused_crossing_days_replayed_or_with_losses_store_every_row_once() {
     require_root!();
     let ns = NetNs::new("pgstream");
-    let pg = Pg::init(&ns, 55447);
+    let pg = Pg::init(&ns, 55457);
     pg.start();
     let url = pg.url(PASSWORD);
     let cfg = SqlConfig {
