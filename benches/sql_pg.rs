@@ -14,7 +14,8 @@
 //! settings fwlog-sql(5) recommends for a log store ([`TUNED`]; `FWLOG_BENCH_PG_STOCK=1` leaves
 //! the server's defaults). Needs root; prints figures, asserts nothing.
 //!
-//! Run: `cargo bench --bench sql_pg` (FWLOG_BENCH_ROWS to change the row count;
+//! Run: `cargo bench --bench sql_pg` (FWLOG_BENCH_ROWS to change the row count,
+//! FWLOG_BENCH_BATCH the rows per batch;
 //! FWLOG_BENCH_DDL=SQL: the second loop is instead the bare loop on one connection into a
 //! database where SQL ran before the clock started, to weigh a change of the schema, such as
 //! another kind of index, against the schema as it is in the same run)
@@ -26,7 +27,7 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use fwlog::sink::sql::{pg, SqlConfig};
-use sql_support::{config, cpu_seconds, feed, feed_from, payload, BATCH};
+use sql_support::{batch, config, cpu_seconds, feed, feed_from, payload};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 
@@ -119,9 +120,10 @@ fn fwlog_hosts(db: &str, payloads: &[Vec<u8>], hosts: usize) -> (f64, f64) {
         })
         .collect();
     let (t0, c0) = (Instant::now(), cpu_seconds());
-    for (n, chunk) in payloads.chunks(BATCH).enumerate() {
+    let size = batch();
+    for (n, chunk) in payloads.chunks(size).enumerate() {
         let k = sinks.len();
-        feed_from(&mut sinks[n % k], chunk, n * BATCH);
+        feed_from(&mut sinks[n % k], chunk, n * size);
     }
     (t0.elapsed().as_secs_f64(), cpu_seconds() - c0)
 }
@@ -228,7 +230,7 @@ fn bare_copy(db: &str, payloads: &[Vec<u8>], hosts: usize, conns: usize) -> (f64
                     SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_000_000 + i as u64 / 1000);
                 (
                     t,
-                    host_of((i + 1) / BATCH, hosts),
+                    host_of((i + 1) / batch(), hosts),
                     i as i64 + 1, // seq 0 is the row that created the schema
                     src,
                     dst,
@@ -238,7 +240,7 @@ fn bare_copy(db: &str, payloads: &[Vec<u8>], hosts: usize, conns: usize) -> (f64
             })
             .collect();
         let (t0, c0) = (Instant::now(), cpu_seconds());
-        for chunk in rows.chunks(BATCH) {
+        for chunk in rows.chunks(batch()) {
             match &mut clients[..] {
                 [a, b] => {
                     let (x, y) = chunk.split_at(chunk.len() / 2);
@@ -287,8 +289,15 @@ fn main() {
             opts.push_str(t);
         }
     }
+    // FWLOG_BENCH_POSTGRES: another program started as the server (pg_ctl -p), such as a
+    // script that runs postgres under valgrind to count the server's instructions per row.
+    let server = std::env::var("FWLOG_BENCH_POSTGRES").unwrap_or(format!("{BIN}/postgres"));
     assert!(as_postgres(&[
         &format!("{BIN}/pg_ctl"),
+        "-p",
+        &server,
+        "-t",
+        "600",
         "-D",
         d,
         "-o",
@@ -301,7 +310,8 @@ fn main() {
     let _server = Stop(d.to_string());
     let payloads: Vec<Vec<u8>> = (0..n as u32).map(payload).collect();
     println!(
-        "PostgreSQL 15, {n} rows, batches of {BATCH}, 4 indexes, server fsync off, {}",
+        "PostgreSQL 15, {n} rows, batches of {}, 4 indexes, server fsync off, {}",
+        batch(),
         if stock {
             "default settings".to_string()
         } else {

@@ -12,6 +12,16 @@ use fwlog::sink::{PacketSink, PacketView};
 /// (256 KiB of pending estimate at 128 bytes a row).
 pub const BATCH: usize = 2048;
 
+/// Packets per commit: [`BATCH`], or FWLOG_BENCH_BATCH (the loop commits up to 32768 rows at a
+/// time while it works through a backlog: 4 MiB at 128 bytes a row).
+pub fn batch() -> usize {
+    std::env::var("FWLOG_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(BATCH)
+}
+
 /// CPU seconds (user + system) this process has used.
 pub fn cpu_seconds() -> f64 {
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
@@ -42,7 +52,7 @@ pub fn config() -> SqlConfig {
     }
 }
 
-/// Hand every payload to `sink` as a logged packet, committing every [`BATCH`] (a server
+/// Hand every payload to `sink` as a logged packet, committing every [`batch`] (a server
 /// output's commit may time out and is asked again); (wall seconds, CPU seconds).
 pub fn feed(sink: &mut dyn PacketSink, payloads: &[Vec<u8>]) -> (f64, f64) {
     feed_from(sink, payloads, 0)
@@ -51,9 +61,10 @@ pub fn feed(sink: &mut dyn PacketSink, payloads: &[Vec<u8>]) -> (f64, f64) {
 /// [`feed`], numbering the packets (spool record, time, NFLOG sequence) from `first` on.
 pub fn feed_from(sink: &mut dyn PacketSink, payloads: &[Vec<u8>], first: usize) -> (f64, f64) {
     let (t0, c0) = (Instant::now(), cpu_seconds());
-    for (n, chunk) in payloads.chunks(BATCH).enumerate() {
+    let size = batch();
+    for (n, chunk) in payloads.chunks(size).enumerate() {
         for (i, b) in chunk.iter().enumerate() {
-            let k = first + n * BATCH + i;
+            let k = first + n * size + i;
             let mut p = Packet::new(
                 b,
                 Timestamp {

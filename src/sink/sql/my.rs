@@ -33,7 +33,7 @@ use super::my_rows::{self, server_message};
 use super::my_schema;
 use super::my_tls;
 use super::refusal::Refusals;
-use super::remote::{loss_rows, Item, Outcome, Remote, Store};
+use super::remote::{loss_rows, Feed, Item, Outcome, Remote, Store};
 use super::row::{escaped, Row};
 use super::{SqlConfig, SqlError};
 
@@ -151,7 +151,12 @@ struct Worker {
 }
 
 impl Store for Worker {
-    async fn store(&mut self, batch: &[Item]) -> Outcome {
+    const STREAMS: bool = false;
+
+    async fn store(&mut self, feed: &mut Feed) -> Outcome {
+        if !feed.rest().await {
+            return Err("the processing loop is gone".into());
+        }
         if self.conn.is_none() {
             let mut c = connect(&self.opts).await?;
             my_schema::ensure(&mut c).await?;
@@ -160,8 +165,8 @@ impl Store for Worker {
         let c = self.conn.as_mut().ok_or("not connected")?;
         let m = |e: mysql_async::Error| server_message(&e);
         c.query_drop("START TRANSACTION").await.map_err(m)?;
-        let rows: Vec<&Row> = batch
-            .iter()
+        let rows: Vec<&Row> = feed
+            .items()
             .filter_map(|i| match i {
                 Item::Packet(r) => Some(&**r),
                 Item::Loss(_) => None,
@@ -171,7 +176,7 @@ impl Store for Worker {
             .await
             .map_err(m)?;
         let mut refused_losses = Vec::new();
-        for (l, reason) in loss_rows(batch, &refusals) {
+        for (l, reason) in loss_rows(feed.items(), &refusals) {
             let res = c
                 .exec_drop(
                     "INSERT INTO losses (time, host, stream, seq, nflog_group, count, reason, \

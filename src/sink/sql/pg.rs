@@ -9,6 +9,15 @@
 //!   seq) instead; loss rows with `INSERT ... ON CONFLICT DO NOTHING`; then COMMIT. `commit`
 //!   returns `Ok` only after the server's COMMIT did, so a replayed or retried batch adds
 //!   nothing.
+//! - The COPY is streamed: it begins with the batch's first [`CHUNK`](super::remote::CHUNK)
+//!   of rows, while the loop still builds the rest, and each chunk is encoded and sent as it
+//!   comes, so the server inserts rows while the client builds them instead of waiting for the
+//!   whole batch; `BEGIN; SAVEPOINT` go with the COPY, and the COPY's end with `RELEASE;
+//!   COMMIT`, in one round trip each. The statements are the same as above: only the moment
+//!   they are sent changes. A stream is given up (cancelled, rolled back, the batch stored
+//!   whole at the commit) when the loop hands nothing over for
+//!   [`STREAM_IDLE`](super::remote::STREAM_IDLE) or a row needs a partition this connection
+//!   has not seen.
 //! - A row the server refuses (a site's CHECK constraint or trigger: see
 //!   [`pg_rows::refused`](super::pg_rows::refused)) never stalls logging: the batch's rows go
 //!   in one by one, each in a savepoint, in the same transaction; each refused row becomes a
@@ -38,20 +47,24 @@
 //! - `packets` is partitioned by UTC day ([`pg_parts`](super::pg_parts)): the partitions a
 //!   batch needs are made before its transaction; `--db-retain` drops whole old ones.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::pg_parts::{self, Parts};
 pub use super::pg_rows::server_message;
-use super::pg_rows::{copy_rows, insert_each, refused, COLUMN_LIST};
+use super::pg_rows::{
+    copy_cols_sql, copy_rows, insert_each, refused, types_of, used, write_cols, Cols, COLUMN_LIST,
+};
 use super::refusal::Refusals;
-use super::remote::{loss_rows, Answer, Item, Outcome, Remote, Store};
-use super::row::{escaped, Column, Kind, COLUMNS};
+use super::remote::{loss_rows, Answer, Feed, Item, Next, Outcome, Remote, Store, STREAM_IDLE};
+use super::row::{escaped, Column, Kind, Row, COLUMNS};
 use super::{pg_losses, pg_tls};
 use super::{SqlConfig, SqlError};
 
@@ -250,6 +263,8 @@ pub fn open(url: &str, cfg: &SqlConfig) -> Result<Remote, SqlError> {
         host: cfg.host.clone(),
         stream: cfg.stream.hex(),
         client: None,
+        copies: HashMap::new(),
+        cols: 0,
         parts: Parts::new(cfg.retain),
         tls,
         shown: shown.clone(),
@@ -262,6 +277,12 @@ struct Worker {
     host: String,
     stream: String,
     client: Option<Client>,
+    /// The COPYs into `packets` this connection prepared, by the columns they name.
+    copies: HashMap<Cols, Statement>,
+    /// The columns a streamed COPY names: those rows had values in so far (see
+    /// [`copy_cols_sql`]). A row with a value in another gives the stream up once, and the
+    /// column is named from then on.
+    cols: Cols,
     parts: Parts,
     shown: String,
     tls: Option<MakeRustlsConnect>,
@@ -273,7 +294,9 @@ impl Worker {
             let client = connect(&self.pg, self.tls.as_ref()).await?;
             self.client = Some(client);
             self.parts.forget();
-            ensure_schema(self.client.as_mut().ok_or("not connected")?).await?;
+            let c = self.client.as_mut().ok_or("not connected")?;
+            ensure_schema(c).await?;
+            self.copies.clear();
         }
         self.client
             .as_mut()
@@ -347,22 +370,65 @@ fn upgrade_failed(from: i32, e: &tokio_postgres::Error) -> String {
 }
 
 impl Store for Worker {
-    async fn store(&mut self, batch: &[Item]) -> Outcome {
+    const STREAMS: bool = true;
+
+    async fn store(&mut self, feed: &mut Feed) -> Outcome {
         let host = self.host.clone();
         let stream = self.stream.clone();
         self.connect().await?;
         let c = self.client.as_mut().ok_or("not connected")?;
-        let days = batch.iter().filter_map(|i| match i {
-            Item::Packet(r) => Some(pg_parts::day(r.time.0)),
-            Item::Loss(_) => None,
-        });
-        self.parts.ensure(c, days).await.map_err(msg)?;
-        let tx = c.transaction().await.map_err(msg)?;
-        let refusals = store_packets(&tx, batch, &host, &stream).await?;
-        let losses = pg_losses::insert(&tx, loss_rows(batch, &refusals), &host, &stream)
+        self.parts
+            .ensure(c, days(feed.items()))
             .await
             .map_err(msg)?;
-        tx.commit().await.map_err(msg)?;
+        let fast = stream_copy(
+            c,
+            &mut self.copies,
+            &mut self.cols,
+            feed,
+            &self.parts,
+            &host,
+            &stream,
+        )
+        .await?;
+        let committed = matches!(fast, Fast::Committed);
+        let refusals = match fast {
+            Fast::Committed => Vec::new(),
+            Fast::Copied => {
+                c.batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                    .await
+                    .map_err(msg)?;
+                Vec::new()
+            }
+            Fast::Failed(e) => {
+                if !feed.rest().await {
+                    return Err(GONE.into());
+                }
+                slow_packets(c, feed, e, &host, &stream).await?
+            }
+            Fast::Abandoned => {
+                c.batch_execute("ROLLBACK").await.map_err(msg)?;
+                if !feed.rest().await {
+                    return Err(GONE.into());
+                }
+                self.cols |= packets(feed.items()).fold(0, |m, r| m | used(r));
+                self.parts
+                    .ensure(c, days(feed.items()))
+                    .await
+                    .map_err(msg)?;
+                c.batch_execute("BEGIN").await.map_err(msg)?;
+                store_packets(c, feed, &host, &stream).await?
+            }
+        };
+        let losses = if committed {
+            Vec::new()
+        } else {
+            let losses = pg_losses::insert(c, loss_rows(feed.items(), &refusals), &host, &stream)
+                .await
+                .map_err(msg)?;
+            c.batch_execute("COMMIT").await.map_err(msg)?;
+            losses
+        };
         // Said after a batch went in: when it fails, its own error is the one line.
         if let Some(n) = self.parts.take_note() {
             eprintln!("fwlog: {}: {}", self.shown, escaped(n.as_bytes()));
@@ -382,48 +448,158 @@ impl Store for Worker {
 
     fn reset(&mut self) {
         self.client = None;
+        self.copies.clear();
     }
 }
 
-/// Store the batch's packet rows in `tx`; return the rows the server refused (in spool order).
-///
-/// Fast path: COPY straight into the table inside a savepoint. A key already there (a batch
-/// replayed after a crash, or retried after a lost answer) fails it as a whole; then the batch
-/// goes through the staging table and `ON CONFLICT DO NOTHING`. A row refused by the server
-/// (a site's CHECK or trigger) fails either as a whole too; then the rows go in one by one,
-/// each in a savepoint, to find which.
-async fn store_packets(
-    tx: &tokio_postgres::Transaction<'_>,
-    batch: &[Item],
+const GONE: &str = "the processing loop is gone";
+
+/// The UTC days of a batch's packet rows.
+fn days<'a, I: Iterator<Item = &'a Item>>(items: I) -> impl Iterator<Item = i64> + use<'a, I> {
+    items.filter_map(|i| match i {
+        Item::Packet(r) => Some(pg_parts::day(r.time.0)),
+        Item::Loss(_) => None,
+    })
+}
+
+/// A batch's packet rows.
+fn packets<'a>(items: impl Iterator<Item = &'a Item>) -> impl Iterator<Item = &'a Row> {
+    items.filter_map(|i| match i {
+        Item::Packet(r) => Some(&**r),
+        Item::Loss(_) => None,
+    })
+}
+
+/// How the streamed COPY of a batch ended.
+enum Fast {
+    /// Every row copied and the transaction committed (a batch without loss rows).
+    Committed,
+    /// Every row copied; the savepoint and the transaction are still open (loss rows follow).
+    Copied,
+    /// The COPY failed (a key already stored, a refused row, a fault): the transaction is open,
+    /// the savepoint to be rolled back to.
+    Failed(tokio_postgres::Error),
+    /// Given up before the batch ended (the loop went quiet, or a row needs a partition this
+    /// connection has not seen): the COPY was cancelled, the transaction is to be rolled back.
+    Abandoned,
+}
+
+/// The fast path, while the loop is still adding to the batch: `BEGIN; SAVEPOINT` and the COPY
+/// sent at once, every chunk's rows encoded and sent as it arrives (the server inserts them
+/// meanwhile), and at the end, without loss rows, the COPY's end, `RELEASE` and `COMMIT` sent at
+/// once. Should the COPY fail, `RELEASE` fails in the aborted transaction and the `COMMIT` after
+/// it in the same query string is never run, so the batch's savepoint is still there for
+/// [`slow_packets`]. An `Err` is a fault of the connection (the batch failed as a whole).
+async fn stream_copy(
+    c: &Client,
+    copies: &mut HashMap<Cols, Statement>,
+    cols: &mut Cols,
+    feed: &mut Feed,
+    parts: &Parts,
+    host: &str,
+    stream: &str,
+) -> Result<Fast, String> {
+    *cols |= packets(feed.items()).fold(0, |m, r| m | used(r));
+    let want = *cols;
+    let copy = match copies.get(&want) {
+        Some(s) => s.clone(),
+        None => {
+            let s = c.prepare(&copy_cols_sql(want)).await.map_err(msg)?;
+            copies.insert(want, s.clone());
+            s
+        }
+    };
+    let copy = &copy;
+    let types = types_of(want);
+    let (begun, sink) = tokio::join!(
+        c.batch_execute("BEGIN; SAVEPOINT fwlog_fast"),
+        c.copy_in(copy)
+    );
+    begun.map_err(msg)?;
+    let sink = match sink {
+        Ok(s) => s,
+        Err(e) => return Ok(Fast::Failed(e)),
+    };
+    let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+    let mut sent = 0;
+    loop {
+        while let Some(chunk) = feed.chunks().get(sent).cloned() {
+            if !days(chunk.iter()).all(|d| parts.knows(d)) {
+                return Ok(Fast::Abandoned);
+            }
+            for r in packets(chunk.iter()) {
+                match write_cols(w.as_mut(), r, host, stream, want).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        *cols |= used(r);
+                        return Ok(Fast::Abandoned);
+                    }
+                    Err(e) => return Ok(Fast::Failed(e)),
+                }
+            }
+            sent += 1;
+        }
+        if feed.ended() {
+            break;
+        }
+        match feed.next(STREAM_IDLE).await {
+            Next::Chunk(_) | Next::End => {}
+            Next::Idle => return Ok(Fast::Abandoned),
+            Next::Gone => return Err(GONE.into()),
+        }
+    }
+    if feed.items().any(|i| matches!(i, Item::Loss(_))) {
+        return Ok(match w.as_mut().finish().await {
+            Ok(_) => Fast::Copied,
+            Err(e) => Fast::Failed(e),
+        });
+    }
+    let (copied, committed) = tokio::join!(
+        w.as_mut().finish(),
+        c.batch_execute("RELEASE SAVEPOINT fwlog_fast; COMMIT")
+    );
+    match copied {
+        Err(e) => Ok(Fast::Failed(e)),
+        Ok(_) => committed.map(|()| Fast::Committed).map_err(msg),
+    }
+}
+
+/// Store the batch's packet rows in the open transaction; return the rows the server refused
+/// (in spool order): the COPY inside a savepoint, then [`slow_packets`] if it failed.
+async fn store_packets(c: &Client, feed: &Feed, host: &str, stream: &str) -> Answer {
+    c.batch_execute("SAVEPOINT fwlog_fast").await.map_err(msg)?;
+    match copy_rows(c, "packets", packets(feed.items()), host, stream).await {
+        Ok(()) => {
+            c.batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                .await
+                .map_err(msg)?;
+            Ok(Vec::new())
+        }
+        Err(e) => slow_packets(c, feed, e, host, stream).await,
+    }
+}
+
+/// After the COPY of the batch inside savepoint `fwlog_fast` failed with `e`: a key already
+/// there (a batch replayed after a crash, or retried after a lost answer) sends the batch
+/// through the staging table and `ON CONFLICT DO NOTHING`; a row refused by the server (a
+/// site's CHECK or trigger) makes the rows go in one by one, each in a savepoint, to find which.
+/// Anything else fails the batch. Returns the refused rows, in spool order.
+async fn slow_packets(
+    c: &Client,
+    feed: &Feed,
+    mut e: tokio_postgres::Error,
     host: &str,
     stream: &str,
 ) -> Answer {
-    let rows = || {
-        batch.iter().filter_map(|i| match i {
-            Item::Packet(r) => Some(&**r),
-            Item::Loss(_) => None,
-        })
-    };
-    tx.batch_execute("SAVEPOINT fwlog_fast")
-        .await
-        .map_err(msg)?;
-    let mut e = match copy_rows(tx, "packets", rows(), host, stream).await {
-        Ok(()) => {
-            tx.batch_execute("RELEASE SAVEPOINT fwlog_fast")
-                .await
-                .map_err(msg)?;
-            return Ok(Vec::new());
-        }
-        Err(e) => e,
-    };
+    let rows = || packets(feed.items());
     if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
-        tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
+        c.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
             .await
             .map_err(msg)?;
-        copy_rows(tx, "fwlog_stage", rows(), host, stream)
+        copy_rows(c, "fwlog_stage", rows(), host, stream)
             .await
             .map_err(msg)?;
-        let staged = tx
+        let staged = c
             .execute(
                 &format!(
                     "INSERT INTO packets ({c}) SELECT {c} FROM fwlog_stage \
@@ -435,7 +611,7 @@ async fn store_packets(
             .await;
         e = match staged {
             Ok(_) => {
-                tx.batch_execute("RELEASE SAVEPOINT fwlog_fast")
+                c.batch_execute("RELEASE SAVEPOINT fwlog_fast")
                     .await
                     .map_err(msg)?;
                 return Ok(Vec::new());
@@ -446,10 +622,10 @@ async fn store_packets(
     if !refused(&e) || pg_parts::no_partition(&e) {
         return Err(msg(e));
     }
-    tx.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
+    c.batch_execute("ROLLBACK TO SAVEPOINT fwlog_fast")
         .await
         .map_err(msg)?;
-    insert_each(tx, rows(), host, stream).await.map_err(msg)
+    insert_each(c, rows(), host, stream).await.map_err(msg)
 }
 
 /// The server's own message.

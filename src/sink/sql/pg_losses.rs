@@ -8,7 +8,7 @@
 //!   again in a savepoint of its own, to find which: the others are kept, the refused ones are
 //!   returned with the server's message. Any other error fails the batch as a whole.
 
-use tokio_postgres::Transaction;
+use tokio_postgres::Client;
 
 use super::pg_rows::{refused, server_message, ts};
 use super::row::LossRow;
@@ -20,7 +20,7 @@ const INSERT: &str = "INSERT INTO losses (time, host, stream, seq, nflog_group, 
 /// Insert `rows` (each with its reason column); return those the server refused, with its
 /// message.
 pub async fn insert(
-    tx: &Transaction<'_>,
+    tx: &Client,
     rows: Vec<(LossRow, String)>,
     host: &str,
     stream: &str,

@@ -245,6 +245,12 @@ impl Parts {
         Ok(())
     }
 
+    /// Whether a row of UTC day `d` may go in without [`ensure`](Self::ensure) first: its
+    /// partition was seen on this connection, or this role cannot create partitions anyway.
+    pub fn knows(&self, d: i64) -> bool {
+        !self.may_create || self.known.contains(&d)
+    }
+
     /// Why partitions are not created, once.
     pub fn take_note(&mut self) -> Option<String> {
         self.note.take()

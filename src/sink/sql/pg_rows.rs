@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Transaction;
+use tokio_postgres::Client;
 
 use std::sync::LazyLock;
 
@@ -137,24 +137,97 @@ impl<'a> Values<'a> {
     }
 }
 
-/// COPY `rows` into `table` (binary format).
+/// A set of [`COLUMNS`]: bit `i` stands for `COLUMNS[i]`.
+pub type Cols = u64;
+
+const _: () = assert!(NCOLS <= Cols::BITS as usize, "a column set is a bit mask");
+
+/// The columns `r` has a value in (not NULL).
+pub fn used(r: &Row) -> Cols {
+    let mut m = 0;
+    for (i, v) in r.values("", "").iter().enumerate() {
+        if !matches!(v, Value::Null) {
+            m |= 1 << i;
+        }
+    }
+    m
+}
+
+/// The types of the columns in `cols`, in [`COLUMNS`] order.
+pub fn types_of(cols: Cols) -> Vec<Type> {
+    (0..NCOLS)
+        .filter(|i| cols & (1 << i) != 0)
+        .map(|i| TYPES[i].clone())
+        .collect()
+}
+
+/// The statement that COPYs the columns in `cols` into `packets` (binary format): the server
+/// reads and converts every field a COPY names, NULL or not, so leaving out the columns no row
+/// has a value in (those of `--geoip`, `--db-payload`, names, ICMP fields) saves it that work.
+pub fn copy_cols_sql(cols: Cols) -> String {
+    let names: Vec<&str> = (0..NCOLS)
+        .filter(|i| cols & (1 << i) != 0)
+        .map(|i| COLUMNS[i].name)
+        .collect();
+    format!(
+        "COPY packets ({}) FROM STDIN (FORMAT binary)",
+        names.join(", ")
+    )
+}
+
+/// Encode one row's columns in `cols` into a binary COPY of those columns; `Ok(false)`, and
+/// nothing written, when the row has a value in a column outside `cols`.
+pub async fn write_cols(
+    w: std::pin::Pin<&mut BinaryCopyInWriter>,
+    r: &Row,
+    host: &str,
+    stream: &str,
+    cols: Cols,
+) -> Result<bool, tokio_postgres::Error> {
+    let v = Values::new(r, host, stream);
+    let all = v.refs();
+    let mut picked = all;
+    let mut n = 0;
+    for (i, val) in v.0.iter().enumerate() {
+        if cols & (1 << i) != 0 {
+            picked[n] = all[i];
+            n += 1;
+        } else if !matches!(val, PgValue::Null(_)) {
+            return Ok(false);
+        }
+    }
+    w.write(&picked[..n]).await?;
+    Ok(true)
+}
+
+/// The statement that COPYs rows into `table` (binary format).
+pub fn copy_sql(table: &str) -> String {
+    format!("COPY {table} ({}) FROM STDIN (FORMAT binary)", *COLUMN_LIST)
+}
+
+/// Encode one row into a binary COPY (sent to the server as the writer's buffer fills).
+pub async fn write_row(
+    w: std::pin::Pin<&mut BinaryCopyInWriter>,
+    r: &Row,
+    host: &str,
+    stream: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let v = Values::new(r, host, stream);
+    w.write(&v.refs()).await
+}
+
+/// COPY `rows` into `table` (binary format), inside the caller's transaction.
 pub async fn copy_rows<'r>(
-    tx: &Transaction<'_>,
+    c: &Client,
     table: &str,
     rows: impl Iterator<Item = &'r Row>,
     host: &str,
     stream: &str,
 ) -> Result<(), tokio_postgres::Error> {
-    let sink = tx
-        .copy_in(&format!(
-            "COPY {table} ({}) FROM STDIN (FORMAT binary)",
-            *COLUMN_LIST
-        ))
-        .await?;
+    let sink = c.copy_in(&copy_sql(table)).await?;
     let mut w = std::pin::pin!(BinaryCopyInWriter::new(sink, &TYPES[..]));
     for r in rows {
-        let v = Values::new(r, host, stream);
-        w.as_mut().write(&v.refs()).await?;
+        write_row(w.as_mut(), r, host, stream).await?;
     }
     w.as_mut().finish().await?;
     Ok(())
@@ -173,7 +246,7 @@ pub fn refused(e: &tokio_postgres::Error) -> bool {
 /// Insert `rows` one by one, each in its own savepoint; return the spool sequence numbers of
 /// the rows the server refused, with its message. Any error that is not a refusal is returned.
 pub async fn insert_each<'r>(
-    tx: &Transaction<'_>,
+    tx: &Client,
     rows: impl Iterator<Item = &'r Row>,
     host: &str,
     stream: &str,
