@@ -330,65 +330,58 @@ fn layout(version: i32, geo: &GeoConfig) -> Layout {
     }
 }
 
+/// A field decoded by `dec`, `None` for NULL.
+fn opt<'a, T>(
+    b: Option<&'a [u8]>,
+    column: &'static str,
+    dec: fn(&'static str, &'a [u8]) -> Result<T, CopyError>,
+) -> Result<Option<T>, CopyError> {
+    b.map(|b| dec(column, b)).transpose()
+}
+
+/// The packet's time, which every row has.
+fn required<T>(v: Option<T>) -> Result<T, CopyError> {
+    v.ok_or(CopyError::Value {
+        column: "time",
+        why: "NULL".into(),
+    })
+}
+
+/// The event of the packet's own fields, which both layouts read first in the same order
+/// (`time` decoded by the caller: each layout sends it in its own form).
+fn packet_event<'a>(f: &Fields<'a>, time: i64) -> Result<Event<'a>, CopyError> {
+    Ok(Event {
+        time,
+        group: None,
+        prefix: opt(f[1], "prefix", value::text)?.map(Into::into),
+        src: opt(f[2], "src", value::inet)?,
+        dst: opt(f[3], "dst", value::inet)?,
+        proto: small(opt(f[4], "proto", value::int2)?.map(i64::from)),
+        dport: small(opt(f[5], "dport", value::int4)?.map(i64::from)),
+        ..Event::default()
+    })
+}
+
 /// The event of one tuple of [`FACT_COLUMNS`]: its facts are the key (the row's time as
 /// stored, microseconds) and which it has.
 fn event_facts<'a>(f: &Fields<'a>) -> Result<Event<'a>, CopyError> {
-    let us = f[0]
-        .map(|b| value::int8("time", b))
-        .transpose()?
-        .ok_or(CopyError::Value {
-            column: "time",
-            why: "NULL".into(),
-        })?;
-    let text = |i: usize, column| f[i].map(|b| value::text(column, b)).transpose();
-    let has = f[7].map(|b| value::int2("facts", b)).transpose()?;
+    let us = required(opt(f[0], "time", value::int8)?)?;
+    let has = opt(f[7], "facts", value::int2)?;
     Ok(Event {
-        time: us.div_euclid(1_000_000) + 946_684_800,
-        group: None,
-        prefix: text(1, "prefix")?.map(Into::into),
-        src: f[2].map(|b| value::inet("src", b)).transpose()?,
-        dst: f[3].map(|b| value::inet("dst", b)).transpose()?,
-        proto: small(
-            f[4].map(|b| value::int2("proto", b))
-                .transpose()?
-                .map(i64::from),
-        ),
-        dport: small(
-            f[5].map(|b| value::int4("dport", b))
-                .transpose()?
-                .map(i64::from),
-        ),
-        src_country: text(6, "src_country")?.map(Into::into),
+        src_country: opt(f[6], "src_country", value::text)?.map(Into::into),
         facts: has.map(|h| super::agg::Facts {
             at: us,
             has: h as u8,
         }),
-        ..Event::default()
+        ..packet_event(f, us.div_euclid(1_000_000) + 946_684_800)?
     })
 }
 
 /// The event of one tuple of [`COLUMNS`]; its text borrows from the stream's buffer.
 fn event<'a>(f: &Fields<'a>) -> Result<Event<'a>, CopyError> {
-    fn opt<'a, T>(
-        b: Option<&'a [u8]>,
-        column: &'static str,
-        dec: fn(&'static str, &'a [u8]) -> Result<T, CopyError>,
-    ) -> Result<Option<T>, CopyError> {
-        b.map(|b| dec(column, b)).transpose()
-    }
     let text = |i: usize| opt(f[i], COLUMNS[i], value::text).map(|t| t.map(Into::into));
-    let time = opt(f[0], "time", value::seconds)?.ok_or(CopyError::Value {
-        column: "time",
-        why: "NULL".into(),
-    })?;
+    let time = required(opt(f[0], "time", value::seconds)?)?;
     Ok(Event {
-        time,
-        group: None,
-        prefix: text(1)?,
-        src: opt(f[2], "src", value::inet)?,
-        dst: opt(f[3], "dst", value::inet)?,
-        proto: small(opt(f[4], "proto", value::int2)?.map(i64::from)),
-        dport: small(opt(f[5], "dport", value::int4)?.map(i64::from)),
         src_name: text(6)?,
         src_country: text(7)?,
         src_asn: small(opt(f[8], "src_asn", value::int8)?),
@@ -397,8 +390,7 @@ fn event<'a>(f: &Fields<'a>) -> Result<Event<'a>, CopyError> {
             opt(f[10], "src_lat", value::float8)?,
             opt(f[11], "src_lon", value::float8)?,
         ),
-        facts: None,
-        lost: 0,
+        ..packet_event(f, time)?
     })
 }
 

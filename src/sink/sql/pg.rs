@@ -411,7 +411,7 @@ impl Store for Worker {
                 if !feed.rest().await {
                     return Err(GONE.into());
                 }
-                self.cols |= packets(feed.items()).fold(0, |m, r| m | used(r));
+                self.cols |= used_by(feed.items());
                 self.parts
                     .ensure(c, days(feed.items()))
                     .await
@@ -456,10 +456,7 @@ const GONE: &str = "the processing loop is gone";
 
 /// The UTC days of a batch's packet rows.
 fn days<'a, I: Iterator<Item = &'a Item>>(items: I) -> impl Iterator<Item = i64> + use<'a, I> {
-    items.filter_map(|i| match i {
-        Item::Packet(r) => Some(pg_parts::day(r.time.0)),
-        Item::Loss(_) => None,
-    })
+    packets(items).map(|r| pg_parts::day(r.time.0))
 }
 
 /// A batch's packet rows.
@@ -468,6 +465,11 @@ fn packets<'a>(items: impl Iterator<Item = &'a Item>) -> impl Iterator<Item = &'
         Item::Packet(r) => Some(&**r),
         Item::Loss(_) => None,
     })
+}
+
+/// The columns a batch's packet rows have values in ([`used`]).
+fn used_by<'a>(items: impl Iterator<Item = &'a Item>) -> Cols {
+    packets(items).fold(0, |m, r| m | used(r))
 }
 
 /// How the streamed COPY of a batch ended.
@@ -499,7 +501,7 @@ async fn stream_copy(
     host: &str,
     stream: &str,
 ) -> Result<Fast, String> {
-    *cols |= packets(feed.items()).fold(0, |m, r| m | used(r));
+    *cols |= used_by(feed.items());
     let want = *cols;
     let copy = match copies.get(&want) {
         Some(s) => s.clone(),
