@@ -194,7 +194,7 @@ async fn survey(c: &Client, shown: &str, f: &Filter, n: usize) -> Result<Survey,
         .query_opt("SELECT max(version) FROM schema_version", &[])
         .await
     {
-        Ok(r) => r.and_then(|r| r.get(0)),
+        Ok(r) => r.and_then(|r| r.try_get(0).ok().flatten()),
         Err(_) => None,
     };
     let Some(version) = version else {
@@ -228,7 +228,8 @@ async fn survey(c: &Client, shown: &str, f: &Filter, n: usize) -> Result<Survey,
         )
         .await
         .map_err(&err)?;
-    let (lo, hi) = (r.get::<_, Option<Secs>>(0), r.get::<_, Option<Secs>>(1));
+    let lo: Option<Secs> = r.try_get(0).map_err(&err)?;
+    let hi: Option<Secs> = r.try_get(1).map_err(&err)?;
     let hints = match (lo, hi) {
         (Some(lo), Some(hi)) => parts::even(lo.0, hi.0, n),
         _ => Vec::new(),
@@ -242,10 +243,10 @@ async fn survey(c: &Client, shown: &str, f: &Filter, n: usize) -> Result<Survey,
         );
         for r in c.query(&sql, &[]).await.map_err(&err)? {
             losses.push(Event {
-                time: r.get::<_, Secs>(0).0,
-                group: small(r.get::<_, Option<i32>>(1).map(i64::from)),
+                time: r.try_get::<_, Secs>(0).map_err(&err)?.0,
+                group: small(r.try_get::<_, Option<i32>>(1).map_err(&err)?.map(i64::from)),
                 // A loss of unknown size is at least one packet, as everywhere.
-                lost: r.get::<_, i64>(2).max(1) as u64,
+                lost: r.try_get::<_, i64>(2).map_err(&err)?.max(1) as u64,
                 ..Event::default()
             });
         }

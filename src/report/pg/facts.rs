@@ -107,18 +107,23 @@ pub async fn read(
     c.batch_execute("COMMIT").await.map_err(&err)?;
     let mut found: HashMap<(IpAddr, i64), Vec<Row>> = HashMap::new();
     for r in rows {
-        let i: i64 = r.get(0);
+        let i: i64 = r.try_get(0).map_err(&err)?;
         let Some(&key) = usize::try_from(i - 1).ok().and_then(|i| keys.get(i)) else {
             continue;
         };
-        found.entry(key).or_default().push(Row {
-            name: r.get(1),
+        let row = Row {
+            name: r.try_get(1).map_err(&err)?,
             asn: r
-                .get::<_, Option<i64>>(2)
+                .try_get::<_, Option<i64>>(2)
+                .map_err(&err)?
                 .and_then(|n| u32::try_from(n).ok()),
-            org: r.get(3),
-            place: crate::geo::info::location(r.get(4), r.get(5)),
-        });
+            org: r.try_get(3).map_err(&err)?,
+            place: crate::geo::info::location(
+                r.try_get(4).map_err(&err)?,
+                r.try_get(5).map_err(&err)?,
+            ),
+        };
+        found.entry(key).or_default().push(row);
     }
     fill(a, &found);
     Ok(())
