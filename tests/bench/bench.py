@@ -143,6 +143,20 @@ class Cpu:
         return dt if dt > ds + 2.0 / CLK_TCK else ds
 
 
+def cpu_by_thread(pid):
+    """ns on CPU per thread name (threads alive now; the same name summed)."""
+    out = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                out[comm] = out.get(comm, 0) + int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
 def cpu_seconds(pid):
     return cpu_ticks(pid)
 
@@ -655,6 +669,7 @@ def trial(kind, rate, count):
     wait_settled(rx, logged_records() - base0, 30)
     warm_got = rx.received()[0] if kind is not Ulogd else None
     cpu = Cpu(rx.pid())
+    threads0 = cpu_by_thread(rx.pid())
     k0 = logged_records()
     t0 = time.time()
     s = send(rate, count)
@@ -668,6 +683,7 @@ def trial(kind, rate, count):
     wait_settled(rx, expected if kind is not Ulogd else 10**18, 30)
     busy = time.time() - t0
     used = cpu.used()
+    threads = {k: v - threads0.get(k, 0) for k, v in cpu_by_thread(rx.pid()).items()}
     hwm = status_kib(rx.pid(), "VmHWM")
     if kind is Ulogd:
         rx.stop()
@@ -690,7 +706,10 @@ def trial(kind, rate, count):
         "packets": s["sent"], "records_logged": expected, "received": got,
         "written": written, "lost": max(0, expected - got),
         "cpu_s": round(used, 3), "cpu_us_per_record": round(used * 1e6 / max(got, 1), 3),
-        "vmhwm_kib": hwm, "busy_s": round(busy, 2), **extra,
+        "vmhwm_kib": hwm, "busy_s": round(busy, 2),
+        "cpu_us_per_record_by_thread": {k: round(v / 1e3 / max(got, 1), 3)
+                                        for k, v in sorted(threads.items())},
+        **extra,
     }
 
 
