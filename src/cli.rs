@@ -223,6 +223,24 @@ pub enum FsyncArg {
     Never,
 }
 
+/// `--batch-delay`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchDelay {
+    /// Commit pacing (`daemon::intake::pace`): at once when idle, gathered when busy.
+    Auto,
+    /// The spool writer's group commit: a batch waits at most this long.
+    Fixed(Duration),
+}
+
+fn batch_delay_arg(s: &str) -> Result<BatchDelay, String> {
+    match s {
+        "auto" => Ok(BatchDelay::Auto),
+        _ => duration(s)
+            .map(BatchDelay::Fixed)
+            .map_err(|_| format!("{s}: expected auto or a duration such as 2ms")),
+    }
+}
+
 fn fsync_arg(s: &str) -> Result<FsyncArg, String> {
     match s {
         "batch" => Ok(FsyncArg::Batch),
@@ -321,10 +339,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub batch_records: usize,
 
-    /// Group commit: longest a packet waits for its batch to be written. 0 (the default): as
-    /// soon as intake has taken everything the kernel had queued
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "0")]
-    pub batch_delay: Duration,
+    /// Group commit: longest a packet waits for its batch to be written. auto (the default):
+    /// at once after a quiet spell; within 8 ms of the last commit, with the kernel's next
+    /// datagram. 0: as soon as intake has taken everything the kernel had queued
+    #[arg(long, value_name = "DURATION|auto", value_parser = batch_delay_arg, default_value = "auto")]
+    pub batch_delay: BatchDelay,
 
     /// Largest the spool may grow; beyond it new packets are counted as lost and reported
     #[arg(long, value_name = "SIZE", value_parser = size, default_value = "4GiB")]

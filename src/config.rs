@@ -157,6 +157,9 @@ pub struct RunConfig {
     pub capture: CaptureConfig,
     /// `--batch-records`: most packets per spool commit (NFQUEUE intake batches by it too).
     pub batch_records: usize,
+    /// `--batch-delay auto`: NFLOG intake paces its commits with this gap (see
+    /// `daemon::intake::pace`); `None`: an explicit delay, applied by the spool writer.
+    pub commit_gap: Option<std::time::Duration>,
     pub outputs: OutputsConfig,
     pub format: FormatConfig,
     pub dns: DnsSettings,

@@ -4,7 +4,7 @@
 use fwlog_spool::{FsyncPolicy, Options as SpoolOptions};
 
 use crate::capture::NflogConfig;
-use crate::cli::{self, DnsArgs, FormatArgs, FsyncArg, ReadArgs, ReplayArgs, RunArgs};
+use crate::cli::{self, BatchDelay, DnsArgs, FormatArgs, FsyncArg, ReadArgs, ReplayArgs, RunArgs};
 use crate::config::{
     CaptureConfig, DbOptions, DnsSettings, FormatConfig, IfNames, LoopConfig, OutputsConfig,
     ReadConfig, ReplayConfig, RunConfig, Select, SpoolConfig,
@@ -67,7 +67,11 @@ fn spool_options(args: &RunArgs) -> SpoolOptions {
         segment_bytes: args.segment_size,
         max_bytes: args.spool_max,
         batch_max_records: args.batch_records,
-        batch_max_delay: args.batch_delay,
+        // With pacing the writer's own delay is 0: intake decides when a round commits.
+        batch_max_delay: match args.batch_delay {
+            BatchDelay::Auto => std::time::Duration::ZERO,
+            BatchDelay::Fixed(d) => d,
+        },
         fsync: match args.fsync {
             FsyncArg::Batch => FsyncPolicy::EveryCommit,
             FsyncArg::Interval(d) => FsyncPolicy::Interval(d),
@@ -112,6 +116,8 @@ pub fn run_config(args: &RunArgs) -> Result<RunConfig, ConfigError> {
         },
         capture: capture_config(args),
         batch_records: args.batch_records,
+        commit_gap: (args.batch_delay == BatchDelay::Auto)
+            .then_some(crate::daemon::intake::DEFAULT_GAP),
         outputs: OutputsConfig {
             db: db_options(&args.db),
             ..OutputsConfig::or_default(
@@ -250,19 +256,29 @@ mod tests {
         }
     }
 
-    /// The defaults send a record on at the kernel's next tick and commit it in the round that
-    /// received it; explicit values keep their meaning (10ms is one hundredth-second step).
+    /// The defaults send a record on at the kernel's next tick and pace intake's commits
+    /// (the writer's own delay is then 0); explicit values keep their meaning (10ms is one
+    /// hundredth-second step), 0 included: a commit every round, no pacing.
     #[test]
     fn flush_timeout_and_batch_delay_defaults_and_explicit_values() {
         let a = run_args(&[]);
         assert_eq!(nflog(&a).flush_timeout_cs, 0);
         assert!(super::spool_options(&a).batch_max_delay.is_zero());
+        let cfg = super::run_config(&a).expect("config");
+        assert_eq!(cfg.commit_gap, Some(crate::daemon::intake::DEFAULT_GAP));
         let a = run_args(&["--flush-timeout", "10ms", "--batch-delay", "2ms"]);
         assert_eq!(nflog(&a).flush_timeout_cs, 1);
         assert_eq!(
             super::spool_options(&a).batch_max_delay,
             std::time::Duration::from_millis(2)
         );
+        assert_eq!(super::run_config(&a).expect("config").commit_gap, None);
+        let a = run_args(&["--batch-delay", "0"]);
+        assert!(super::spool_options(&a).batch_max_delay.is_zero());
+        assert_eq!(super::run_config(&a).expect("config").commit_gap, None);
+        let a = run_args(&["--batch-delay", "auto"]);
+        assert!(super::run_config(&a).expect("config").commit_gap.is_some());
+        assert!(Cli::try_parse_from(["fwlog", "run", "--batch-delay", "soon"]).is_err());
         let a = run_args(&["--flush-timeout", "25ms"]);
         assert_eq!(nflog(&a).flush_timeout_cs, 2, "rounded down to 10ms steps");
     }

@@ -335,7 +335,7 @@ fn spawn_intake(
     let stop = shared.stop.clone();
     let intake: Box<dyn FnOnce() -> IntakeResult + Send> = match capture {
         Capture::Nflog(sock, seq_file, held) => {
-            let rx = intake::NflogReceiver::new(*sock, seq_file);
+            let rx = intake::NflogReceiver::new(*sock, seq_file, cfg.commit_gap, cfg.batch_records);
             let mut spool =
                 intake::Spooler::new(writer, counters, wake, intake::NflogReceiver::policy());
             spool.held = held;

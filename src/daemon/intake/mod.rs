@@ -27,6 +27,7 @@
 
 mod nflog;
 mod nfqueue;
+mod pace;
 mod spooler;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +38,7 @@ use fwlog_spool::Commit;
 
 pub use nflog::NflogReceiver;
 pub use nfqueue::{QueueReceiver, READY};
+pub use pace::DEFAULT_GAP;
 pub use spooler::{Policy, Spooler};
 
 use crate::counters::bump;

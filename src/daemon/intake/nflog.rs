@@ -5,10 +5,12 @@
 //! Refused packets are lost: the kernel sent a copy and the packet went on, so all intake can do
 //! is count them and report them in the stream (cause `spool-full`).
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use fwlog_spool::Commit;
 
+use super::pace::{self, Decision, Round};
 use super::spooler::{Policy, Spooler};
 use super::Receiver;
 use crate::capture::{NflogSocket, RecordBatch};
@@ -26,20 +28,71 @@ const ROUND_DATAGRAMS: u64 = 64;
 /// a commit (and the hand-off keeps of it) stays small with large packets too.
 const ROUND_BYTES: usize = 2 << 20;
 
+/// Whether `fd` becomes readable within `wait`: `ppoll`, whose timeout runs on a
+/// high-resolution timer (the socket's receive timeout is rounded up to whole jiffies, 4 ms
+/// and more at HZ=250). An interrupted wait counts as readable: the caller looks again.
+fn readable_within(fd: RawFd, wait: Duration) -> std::io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: wait.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: wait.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd and a valid timespec, both alive for the call; no signal mask.
+    let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == std::io::ErrorKind::Interrupted {
+            Ok(true)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(r > 0)
+}
+
 /// Hold mode (the socket kept in the fd store) is on when the spooler holds the positions file
 /// ([`Spooler::held`]).
 pub struct NflogReceiver {
     sock: NflogSocket,
     batch: RecordBatch,
     seq_file: SeqFile,
+    /// `--batch-delay auto`: the commit pacing's gap (see `pace`); `None` with an explicit
+    /// delay, which the spool writer's group commit applies instead.
+    gap: Option<Duration>,
+    /// `--batch-records`.
+    max_records: u64,
+    /// When the last commit started (the end of its round's receiving).
+    last_commit: Option<Instant>,
+    /// When this round's receiving ended: its commit's start.
+    round_end: Instant,
+}
+
+/// A round's progress against its caps.
+struct Budget {
+    start: u64,
+    bytes: usize,
 }
 
 impl NflogReceiver {
-    pub fn new(sock: NflogSocket, seq_file: SeqFile) -> Self {
+    /// `gap`: pace commits (`--batch-delay auto`, see `pace`); `max_records`: `--batch-records`.
+    pub fn new(
+        sock: NflogSocket,
+        seq_file: SeqFile,
+        gap: Option<Duration>,
+        max_records: usize,
+    ) -> Self {
         NflogReceiver {
             sock,
             batch: RecordBatch::with_capacity(1 << 20, 8192),
             seq_file,
+            gap,
+            max_records: max_records as u64,
+            last_commit: None,
+            round_end: Instant::now(),
         }
     }
 
@@ -127,6 +180,39 @@ impl NflogReceiver {
             .map_err(|e| format!("receiving from NFLOG: {e}"))
     }
 
+    /// Receive calls, the first waiting at most `wait`, until the socket has no more queued or
+    /// the round reached its caps; returns the packets received and whether the caps ended it.
+    fn take(
+        &mut self,
+        wait: Duration,
+        spool: &mut Spooler<()>,
+        budget: &mut Budget,
+    ) -> Result<(usize, bool), String> {
+        let held = spool.held.is_some();
+        let per_call = if held {
+            1
+        } else {
+            self.sock.batch_datagrams() as u64
+        };
+        let mut n = 0;
+        let mut wait = wait;
+        loop {
+            let before = self.sock.stats().datagrams;
+            n += self.receive_once(wait, spool)?;
+            budget.bytes += self.batch.data().len();
+            if held {
+                self.hand_over(spool)?;
+            }
+            let now = self.sock.stats().datagrams;
+            let capped = now - budget.start >= ROUND_DATAGRAMS || budget.bytes >= ROUND_BYTES;
+            // A call that did not fill its slots found the queue empty.
+            if capped || now - before < per_call {
+                return Ok((n, capped));
+            }
+            wait = Duration::ZERO;
+        }
+    }
+
     /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,
     /// that everything before the first packet received was not ours. Without this, a run killed
     /// after a segment rollover had made some packets durable (an implicit commit, which does not
@@ -163,37 +249,38 @@ impl Receiver for NflogReceiver {
     /// datagram per call, peeked at, appended, written out and only then taken off the socket
     /// ([`NflogReceiver::hand_over`]) before the next is looked at (the kernel cannot peek
     /// past the head of the queue). The round's commit (and so its `fdatasync`), upkeep and
-    /// settling are shared by all of them.
+    /// settling are shared by all of them. With commit pacing, a round that should not commit
+    /// yet also takes the kernel's next datagrams, waiting for them at most until the end of
+    /// its gap (see `pace`).
     fn receive(
         &mut self,
         wait: Duration,
-        _stopping: bool,
+        stopping: bool,
         spool: &mut Spooler<()>,
     ) -> Result<usize, String> {
-        let held = spool.held.is_some();
-        let per_call = if held {
-            1
-        } else {
-            self.sock.batch_datagrams() as u64
+        let mut budget = Budget {
+            start: self.sock.stats().datagrams,
+            bytes: 0,
         };
-        let start = self.sock.stats().datagrams;
-        let (mut n, mut bytes) = (0, 0);
-        let mut wait = wait;
-        loop {
-            let before = self.sock.stats().datagrams;
-            n += self.receive_once(wait, spool)?;
-            bytes += self.batch.data().len();
-            if held {
-                self.hand_over(spool)?;
+        let (mut n, capped) = self.take(wait, spool, &mut budget)?;
+        if let Some(gap) = self.gap.filter(|_| !stopping) {
+            let round = Round {
+                appended: spool.writer.batch_len(),
+                capped,
+            };
+            let now = Instant::now();
+            let max = self.max_records;
+            if let Decision::Until(at) = pace::decide(now, self.last_commit, gap, max, round) {
+                let wait = at.saturating_duration_since(now);
+                if readable_within(self.sock.as_raw_fd(), wait)
+                    .map_err(|e| format!("waiting for NFLOG: {e}"))?
+                {
+                    n += self.take(Duration::ZERO, spool, &mut budget)?.0;
+                }
             }
-            let now = self.sock.stats().datagrams;
-            // A call that did not fill its slots found the queue empty.
-            let empty = now - before < per_call;
-            if empty || now - start >= ROUND_DATAGRAMS || bytes >= ROUND_BYTES {
-                return Ok(n);
-            }
-            wait = Duration::ZERO;
         }
+        self.round_end = Instant::now();
+        Ok(n)
     }
 
     /// After any commit (explicit, or by `tick` sealing a segment; both write everything
@@ -203,6 +290,7 @@ impl Receiver for NflogReceiver {
         spool.committed.clear();
         spool.refused.clear();
         if let Some(c) = commit {
+            self.last_commit = Some(self.round_end);
             let upto = spool.accounted_upto(self.sock.tracker().last_seq_global());
             self.seq_file.committed(c, upto);
         }
