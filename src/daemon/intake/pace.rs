@@ -22,7 +22,7 @@
 //!
 //! With `--flush-timeout 0` the kernel sends each group's datagram at a timer tick, so under
 //! sustained traffic at HZ=250 a round is one tick's datagrams, 4 ms apart: a held round
-//! waits for the next tick's and one commit takes both, halving the commits, and the held
+//! waits for the next tick's and one commit takes both, up to halving the commits, and the held
 //! records wait one tick (4 ms) longer, the others not at all. The commit is made when the
 //! second datagram arrives, not at a fixed time: a sleep to the end of the gap would race the
 //! tick at its end, and that tick's records would wait a whole gap more. The gap, 8 ms (two
