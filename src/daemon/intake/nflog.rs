@@ -11,8 +11,9 @@ use fwlog_spool::Commit;
 
 use super::spooler::{Policy, Spooler};
 use super::Receiver;
-use crate::capture::{NflogSocket, RecordBatch};
+use crate::capture::{NewRecord, NflogSocket, RecordBatch, RecordSink};
 use crate::daemon::seqfile::SeqFile;
+use crate::nflog::loss::LossEvent;
 
 /// Most datagrams one round takes. While the kernel keeps the socket's queue full, a round
 /// goes on receiving (without waiting) up to this many, or [`ROUND_BYTES`] of records, so a
@@ -38,7 +39,7 @@ impl NflogReceiver {
     pub fn new(sock: NflogSocket, seq_file: SeqFile) -> Self {
         NflogReceiver {
             sock,
-            batch: RecordBatch::with_capacity(1 << 20, 8192),
+            batch: RecordBatch::new(),
             seq_file,
         }
     }
@@ -104,6 +105,28 @@ impl NflogReceiver {
             spool.loss(*ev);
         }
         Ok(n)
+    }
+
+    /// Normal mode's receive call: each record goes from the receive slot straight into the
+    /// spool writer's buffer (one copy), each loss report in line before the record that
+    /// revealed it. Returns (records, their bytes).
+    fn receive_direct(
+        &mut self,
+        wait: Duration,
+        spool: &mut Spooler<()>,
+    ) -> Result<(usize, usize), String> {
+        let mut sink = ToSpool {
+            spool,
+            seq_file: &mut self.seq_file,
+            run: None,
+            bytes: 0,
+        };
+        let r = self.sock.recv_into(&mut sink, wait);
+        if let Some((g, n)) = sink.run {
+            sink.spool.counters.per_group.add(g, n);
+        }
+        let n = r.map_err(|e| format!("receiving from NFLOG: {e}"))?;
+        Ok((n, sink.bytes))
     }
 
     /// Hold mode (socket kept in the fd store): write the records out, say how far each group
@@ -181,10 +204,14 @@ impl Receiver for NflogReceiver {
         let mut wait = wait;
         loop {
             let before = self.sock.stats().datagrams;
-            n += self.receive_once(wait, spool)?;
-            bytes += self.batch.data().len();
             if held {
+                n += self.receive_once(wait, spool)?;
+                bytes += self.batch.data().len();
                 self.hand_over(spool)?;
+            } else {
+                let (records, len) = self.receive_direct(wait, spool)?;
+                n += records;
+                bytes += len;
             }
             let now = self.sock.stats().datagrams;
             // A call that did not fill its slots found the queue empty.
@@ -216,5 +243,48 @@ impl Receiver for NflogReceiver {
         // would be unbound, and the kernel would drop those packets without numbering them.
         std::mem::forget(self.sock);
         result
+    }
+}
+
+/// Normal mode's [`RecordSink`]: appends each record to the spool as it is received.
+struct ToSpool<'a> {
+    spool: &'a mut Spooler<()>,
+    seq_file: &'a mut SeqFile,
+    /// The current run of same-group records, for the per-group counters.
+    run: Option<(u16, u64)>,
+    /// Record bytes appended.
+    bytes: usize,
+}
+
+impl RecordSink for ToSpool<'_> {
+    fn loss(&mut self, ev: LossEvent) {
+        crate::say!("fwlog: {ev}");
+        self.spool.loss(ev);
+    }
+
+    fn record(&mut self, rec: &NewRecord<'_>) {
+        let m = rec.meta();
+        if let Some(g) = m.group {
+            match &mut self.run {
+                Some((rg, n)) if *rg == g => *n += 1,
+                run => {
+                    if let Some((rg, n)) = run.replace((g, 1)) {
+                        self.spool.counters.per_group.add(rg, n);
+                    }
+                }
+            }
+        }
+        if !self.seq_file.has_value() {
+            // First run on this spool: see `NflogReceiver::seed_first_run`.
+            if let Some(g) = m.seq_global {
+                self.seq_file.store(g.wrapping_sub(1));
+            }
+        }
+        let len = rec.len();
+        self.bytes += len;
+        let fill = |b: &mut Vec<u8>| rec.write_to(b);
+        let group_seq = m.group.zip(m.seq);
+        self.spool
+            .packet_with(len, fill, (), m.seq_global, group_seq);
     }
 }
