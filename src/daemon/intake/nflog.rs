@@ -288,3 +288,91 @@ impl RecordSink for ToSpool<'_> {
             .packet_with(len, fill, (), m.seq_global, group_seq);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fwlog_spool::{Item, Options, Spool};
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::capture::RecordMeta;
+    use crate::counters::Counters;
+    use crate::nflog::attr::LossRecord;
+    use crate::nflog::loss::Cause;
+
+    /// The direct path appends, in kernel order, each loss before the record that revealed
+    /// it, each record byte for byte, counts records per group, and seeds `fwlog.seq_global`
+    /// before the first record of a first run.
+    #[test]
+    fn records_and_losses_go_to_the_spool_in_order_with_their_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (writer, mut reader, _) =
+            Spool::open(dir.path().join("spool"), Options::default()).expect("spool");
+        let counters = Arc::new(Counters::default());
+        counters.per_group.bind(&[5, 6]);
+        let mut spool = Spooler::new(
+            writer,
+            Arc::clone(&counters),
+            Arc::new(Notify::new()),
+            NflogReceiver::policy(),
+        );
+        let dfd = crate::dirfd::open_dir(None, dir.path()).expect("dir fd");
+        let (mut seq_file, before) = SeqFile::open(&dfd, dir.path());
+        assert_eq!(before, None);
+
+        // What the receive path found: records of groups 5, 5, 6, and a gap before the third.
+        let recs: [&[u8]; 3] = [
+            &[2, 0, 0, 5, 1, 0, 0, 0],
+            &[2, 0, 0, 5, 2, 0, 0, 0],
+            &[2, 0, 0, 6, 3, 0, 0, 0],
+        ];
+        let mut batch = RecordBatch::new();
+        for (i, r) in recs.iter().enumerate() {
+            if i == 2 {
+                batch.push_loss(LossEvent::now(Cause::SeqGap, Some(6), 4, Some((97, 100))));
+            }
+            batch.data.extend_from_slice(r);
+            batch.ends.push(batch.data.len());
+            batch.meta.push(RecordMeta {
+                group: Some(r[3].into()),
+                seq: Some(i as u32),
+                seq_global: Some(101 + i as u32),
+            });
+        }
+        let mut sink = ToSpool {
+            spool: &mut spool,
+            seq_file: &mut seq_file,
+            run: None,
+            bytes: 0,
+        };
+        batch.drain_into(&mut sink);
+        if let Some((g, n)) = sink.run {
+            sink.spool.counters.per_group.add(g, n);
+        }
+        assert_eq!(sink.bytes, 24);
+        assert!(seq_file.has_value(), "seeded before the first record");
+        spool.commit(true).expect("commit");
+
+        let mut got = Vec::new();
+        while let Some(item) = reader.next_item().expect("read") {
+            let Item::Record(rec) = item else {
+                panic!("damage reported")
+            };
+            got.push(match LossRecord::decode(&rec.data) {
+                Some(l) => format!("{}:{}", l.cause().name(), l.count.unwrap_or(0)),
+                None => {
+                    assert!(recs.contains(&&rec.data[..]), "copied byte for byte");
+                    format!("P{}", rec.data[4])
+                }
+            });
+        }
+        assert_eq!(got, ["P1", "P2", "seq-gap:4", "P3"]);
+        assert_eq!(counters.per_group.snapshot(), vec![(5, 2), (6, 1)]);
+        assert_eq!(
+            counters.spooled.load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+    }
+}
