@@ -220,7 +220,11 @@ impl<S: Source> Processor<S> {
             tokio::select! {
                 _ = self.data_wake.notified() => {}
                 _ = st.dns_wake.notified() => {}
-                _ = sleep_until(wake_at) => {}
+                _ = sleep_until(wake_at), if !more => {}
+                // More to read at once: a timer due now still waits for the timer wheel's
+                // next tick (1 ms), which was a third of a start-up replay's time (one window
+                // per round); a yield lets signals and the committer in without the wait.
+                _ = tokio::task::yield_now(), if more => {}
                 Some(c) = self.control.recv() => self.control(c, &mut st.stop_at),
                 done = st.committer.done(), if st.committer.busy() => {
                     let done = done.map_err(|e| ProcessError::Output {
