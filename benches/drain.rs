@@ -8,6 +8,11 @@
 //!   payload copied into one reused buffer and appended to a file buffer.
 //! - `live`: a writer thread appends and commits batches of 256 while the loop prints them, with
 //!   the in-memory hand-off on and off (the fresh-traffic path).
+//! - `warm`: `live` with the hand-off on and a resolver whose cache already holds a name for
+//!   every address (the daemon's steady state with a warm cache, as in the bench's sweep): the
+//!   DNS fast path is in the figures. It never sends a query (its server is a closed port).
+//!   For instructions per record, run it under `valgrind --tool=callgrind
+//!   --separate-threads=yes`: the loop runs on the main thread.
 //!
 //! Allocations are counted by a counting global allocator over the whole process (every
 //! thread) while the loop runs, divided by the records printed. Set `FWLOG_BENCH_RECORDS`
@@ -24,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fwlog::config::{DnsSettings, LoopConfig};
+use fwlog::dns::{DnsConfig, SafeName};
 use fwlog::format::{FormatKind, FormatOptions};
 use fwlog::nflog::attr;
 use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp};
@@ -190,17 +196,48 @@ fn fill_spool(dir: &Path, n: u64, recs: &[Vec<u8>]) {
     w.close().expect("close");
 }
 
-/// Run the real loop over `source` into a synced fwlog-format file.
-#[inline(never)]
-fn run_loop<S: Source>(source: S, out: &Path, shared: &Shared) -> Cost {
-    let engine = Engine::start(
-        &DnsSettings {
+/// Every address of [`records`] (the 256 sources and the destination).
+fn bench_addresses() -> Vec<std::net::IpAddr> {
+    let mut v: Vec<std::net::IpAddr> = (0..256u32)
+        .map(|i| std::net::Ipv4Addr::new(10, 99, (i >> 8) as u8, i as u8).into())
+        .collect();
+    v.push(std::net::Ipv4Addr::new(10, 200, 1, 1).into());
+    v
+}
+
+/// A resolver whose cache knows every address of the bench (for an hour), or none.
+fn dns_settings(warm: bool) -> DnsSettings {
+    if !warm {
+        return DnsSettings {
             resolver: None,
             packet_timeout: Duration::ZERO,
-        },
+        };
+    }
+    DnsSettings {
+        resolver: Some(DnsConfig {
+            // Nothing listens there: a query would be a miss the figures would show.
+            servers: vec!["127.0.0.1:9".parse().expect("addr")],
+            ..DnsConfig::default()
+        }),
+        packet_timeout: Duration::from_secs(2),
+    }
+}
+
+/// Run the real loop over `source` into a synced fwlog-format file.
+#[inline(never)]
+fn run_loop<S: Source>(source: S, out: &Path, shared: &Shared, warm: bool) -> Cost {
+    let engine = Engine::start(
+        &dns_settings(warm),
         fwlog::pipeline::build::DnsStart::Required,
     )
     .expect("engine");
+    if let Some(r) = &engine.resolver {
+        for (i, ip) in bench_addresses().into_iter().enumerate() {
+            let host = format!("host-{i}");
+            let name = SafeName::from_labels([host.as_bytes(), b"bench", b"example"]);
+            r.remember(ip, Some(name), Duration::from_secs(3600));
+        }
+    }
     let outputs = Outputs::open(
         &[OutputSpec {
             format: None,
@@ -258,13 +295,14 @@ fn replay(base: &Path, n: u64, recs: &[Vec<u8>]) {
         Upto { r, last },
         &base.join("fwlog.out"),
         &Shared::default(),
+        false,
     );
     println!("replay {n}: bare reader: {}", bare.show(n));
     println!("replay {n}: fwlog loop:  {}", fw.show(n));
     println!("replay {n}: fwlog/bare CPU {:.2}", fw.cpu / bare.cpu);
 }
 
-fn live(base: &Path, n: u64, recs: &[Vec<u8>], handoff: usize) {
+fn live(base: &Path, n: u64, recs: &[Vec<u8>], handoff: usize, warm: bool) {
     let dir = base.join(format!("live-{handoff}"));
     let (mut w, r, _) = Spool::open(&dir, spool_options(handoff)).expect("open");
     let shared_recs: Arc<Vec<Vec<u8>>> = Arc::new(recs.to_vec());
@@ -283,11 +321,12 @@ fn live(base: &Path, n: u64, recs: &[Vec<u8>], handoff: usize) {
         wake.notify_one();
     });
     let out = base.join(format!("live-{handoff}.out"));
-    let c = run_loop(Upto { r, last: n }, &out, &shared);
+    let c = run_loop(Upto { r, last: n }, &out, &shared, warm);
     writer.join().expect("writer");
     println!(
-        "live {n}, hand-off {}: {} (both threads)",
+        "live {n}, hand-off {}{}: {} (both threads)",
         if handoff > 0 { "on " } else { "off" },
+        if warm { ", warm DNS" } else { "" },
         c.show(n)
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -309,8 +348,11 @@ fn main() {
         replay(&base, n, &recs);
     }
     if only.is_empty() || only == "live" {
-        live(&base, n, &recs, 0);
-        live(&base, n, &recs, 4 << 20);
+        live(&base, n, &recs, 0, false);
+        live(&base, n, &recs, 4 << 20, false);
+    }
+    if only.is_empty() || only == "warm" {
+        live(&base, n, &recs, 4 << 20, true);
     }
     let _ = std::fs::remove_dir_all(&base);
 }
