@@ -17,7 +17,9 @@
 //! Allocations are counted by a counting global allocator over the whole process (every
 //! thread) while the loop runs, divided by the records printed. Set `FWLOG_BENCH_RECORDS`
 //! (default 1,000,000) and `FWLOG_BENCH_DIR` (default /var/tmp, a disk, so the syncs cost what
-//! they cost in the daemon). Asserts nothing (figures only).
+//! they cost in the daemon); `FWLOG_BENCH_COMMIT` and `FWLOG_BENCH_RATE` pace the live modes'
+//! writer (see [`pacing`]: a steady rate gives the loop small rounds, as live traffic does).
+//! Asserts nothing (figures only).
 //!
 //! Run: `cargo bench --bench drain`
 
@@ -302,19 +304,37 @@ fn replay(base: &Path, n: u64, recs: &[Vec<u8>]) {
     println!("replay {n}: fwlog/bare CPU {:.2}", fw.cpu / bare.cpu);
 }
 
+/// Records per commit (`FWLOG_BENCH_COMMIT`, default 256) and records/s
+/// (`FWLOG_BENCH_RATE`, default 0: as fast as the writer goes) of the live modes' writer.
+fn pacing() -> (u64, u64) {
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    (
+        var("FWLOG_BENCH_COMMIT").unwrap_or(256).max(1),
+        var("FWLOG_BENCH_RATE").unwrap_or(0),
+    )
+}
+
 fn live(base: &Path, n: u64, recs: &[Vec<u8>], handoff: usize, warm: bool) {
     let dir = base.join(format!("live-{handoff}"));
     let (mut w, r, _) = Spool::open(&dir, spool_options(handoff)).expect("open");
     let shared_recs: Arc<Vec<Vec<u8>>> = Arc::new(recs.to_vec());
     let shared = Shared::default();
     let wake = Arc::clone(&shared.wake);
+    let (per_commit, rate) = pacing();
     let writer = std::thread::spawn(move || {
+        let t0 = Instant::now();
         for i in 0..n {
             w.append(&shared_recs[(i % shared_recs.len() as u64) as usize])
                 .expect("append");
-            if i % 256 == 255 {
+            if i % per_commit == per_commit - 1 {
                 w.commit().expect("commit");
                 wake.notify_one();
+                if rate > 0 {
+                    // Paced: the loop catches up between commits, as in the daemon at a
+                    // steady rate, so each round prints one commit's records.
+                    let due = t0 + Duration::from_secs_f64((i + 1) as f64 / rate as f64);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
             }
         }
         w.close().expect("close");

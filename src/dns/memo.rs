@@ -61,12 +61,11 @@ pub struct NameMemo {
 
 impl NameMemo {
     pub(super) fn new(epoch: Instant) -> NameMemo {
+        // Grown as addresses come, not made full size: a few hundred addresses then sit in a
+        // few dozen cache lines instead of being spread over the whole table.
         NameMemo {
-            index: HashMap::with_capacity_and_hasher(
-                MEMO_ENTRIES,
-                foldhash::fast::RandomState::default(),
-            ),
-            entries: Vec::with_capacity(MEMO_ENTRIES),
+            index: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            entries: Vec::new(),
             generation: 0,
             epoch,
             hits: 0,
