@@ -78,6 +78,10 @@ pub enum AppendError {
     /// The record is larger than `Options::max_record_len`.
     #[error("record of {len} bytes exceeds the limit of {max}")]
     TooLarge { len: usize, max: usize },
+    /// An [`append_with`](crate::Writer::append_with) filler wrote `wrote` bytes where it
+    /// promised `len`; nothing was stored.
+    #[error("record filler wrote {wrote} bytes, {len} were promised")]
+    Length { len: usize, wrote: usize },
     /// I/O failure (the writer is poisoned afterwards if data may have been partly written).
     #[error(transparent)]
     Spool(#[from] Error),

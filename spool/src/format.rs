@@ -155,15 +155,22 @@ pub fn encode_record(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
 /// writer seals a whole batch at once because computing three CRCs side by side is about three
 /// times faster than one after the other (the CRC instruction's latency, not its throughput, is
 /// the limit for record-sized inputs).
+#[cfg(test)]
 pub fn encode_record_unsealed(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    encode_record_header(out, seq, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Appends the header of a record whose `len` payload bytes the caller appends next, with
+/// its checksum field still zero (see [`encode_record_unsealed`]).
+pub fn encode_record_header(out: &mut Vec<u8>, seq: u64, len: usize) {
     let mut h = [0u8; RECORD_HEADER_LEN];
-    h[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    h[4..8].copy_from_slice(&(len as u32).to_le_bytes());
     h[8..16].copy_from_slice(&seq.to_le_bytes());
     h[16] = FORMAT_VERSION;
     h[17] = KIND_DATA;
     // 18..20 reserved, zero; 0..4 is the checksum, filled in by `seal_records`
     out.extend_from_slice(&h);
-    out.extend_from_slice(payload);
 }
 
 /// Fills in the checksum of every record in `buf`, which must be a sequence of whole records

@@ -171,7 +171,9 @@
 //! [`Spool::open`] returns a [`Writer`] for the intake thread and a [`Reader`] for the processing
 //! thread, plus an [`OpenReport`] of what recovery did. Group commit is driven by the caller:
 //! append a burst, then call [`Writer::commit_if_due`] (or [`Writer::commit`]) and block no longer
-//! than [`Writer::commit_deadline`]. The reader blocks in [`Reader::wait`] until the writer commits.
+//! than [`Writer::commit_deadline`]. A caller that assembles a record from parts builds it in
+//! place with [`Writer::append_with`] (its exact length first), so it is copied once, into the
+//! batch. The reader blocks in [`Reader::wait`] until the writer commits.
 //! A second writable open of the same directory (from any process) fails with [`Error::Locked`].
 //! [`ReadOnlySpool`] serves replay tools and changes nothing on disk.
 //!

@@ -211,7 +211,8 @@ pub(crate) fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
 /// and `pending_records` gauges, which describe the spool as it is now).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Records accepted by `append` (whether committed yet or not).
+    /// Records accepted by `append`, counted per batch: at its commit (or when a full
+    /// filesystem dropped it), not at each append.
     pub appended_records: u64,
     pub appended_bytes: u64,
     /// Records handed to the kernel by a commit (see `FsyncPolicy` for when they are durable).

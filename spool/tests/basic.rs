@@ -146,6 +146,40 @@ fn full_spool_rejects_counts_and_recovers_after_ack() {
 }
 
 #[test]
+fn append_with_builds_the_record_in_place_and_takes_back_a_wrong_length() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut w, mut r, _) = Spool::open(d.path(), small()).unwrap();
+    let (a, b) = (payload(1, 70), payload(2, 33));
+    let whole = [&a[..], &b[..]].concat();
+    let seq = w
+        .append_with(whole.len(), |buf| {
+            buf.extend_from_slice(&a);
+            buf.extend_from_slice(&b);
+        })
+        .unwrap();
+    assert_eq!(seq, 1);
+    // A filler that writes more or less than it promised stores nothing; the writer goes on.
+    for wrong in [whole.len() - 1, whole.len() + 1] {
+        let e = w.append_with(whole.len(), |buf| buf.extend_from_slice(&vec![7u8; wrong]));
+        assert!(
+            matches!(e, Err(AppendError::Length { len, wrote }) if len == whole.len() && wrote == wrong),
+            "{e:?}"
+        );
+    }
+    // Refused before the filler runs: it is never called.
+    let e = w.append_with(2 * 1024 * 1024, |_| {
+        panic!("filler called for a refused record")
+    });
+    assert!(matches!(e, Err(AppendError::TooLarge { .. })), "{e:?}");
+    assert_eq!(w.append(&payload(3, 40)).unwrap(), 2);
+    w.commit().unwrap();
+    let got = drain(&mut r);
+    assert_eq!(got.len(), 2);
+    assert_eq!((got[0].seq, &got[0].data), (1, &whole));
+    assert_eq!((got[1].seq, &got[1].data), (2, &payload(3, 40)));
+}
+
+#[test]
 fn reader_waits_for_writer_thread() {
     let d = tempfile::tempdir().unwrap();
     let (mut w, mut r, _) = Spool::open(d.path(), small()).unwrap();

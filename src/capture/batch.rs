@@ -6,7 +6,18 @@
 //! The buffers are kept between calls: after the first few batches, receiving allocates
 //! nothing.
 
+use super::record::NewRecord;
 use crate::nflog::loss::LossEvent;
+
+/// Where a receive call puts what it found, in kernel order: each loss before the record
+/// whose sequence number revealed it. A [`RecordBatch`] collects both; the daemon's intake
+/// appends each record straight into the spool writer's buffer instead (one copy fewer).
+pub trait RecordSink {
+    /// A loss noticed while receiving.
+    fn loss(&mut self, ev: LossEvent);
+    /// The next record.
+    fn record(&mut self, rec: &NewRecord<'_>);
+}
 
 /// What the receive path's one attribute scan found in a record, kept beside it so that
 /// nothing later in intake walks the record's attributes again.
@@ -97,20 +108,38 @@ impl RecordBatch {
         &self.loss
     }
 
-    /// Move everything from `other` to the end of `self`, leaving `other` empty.
-    pub(crate) fn append(&mut self, other: &mut RecordBatch) {
-        let base = self.data.len();
-        let before = self.ends.len();
-        self.data.extend_from_slice(&other.data);
-        self.ends.extend(other.ends.iter().map(|e| e + base));
-        self.meta.extend_from_slice(&other.meta);
-        self.loss
-            .extend(other.loss.drain(..).map(|(i, e)| (i + before, e)));
-        other.clear();
-    }
-
     pub(crate) fn push_loss(&mut self, e: LossEvent) {
         self.loss.push((self.ends.len(), e));
+    }
+
+    /// Hand every record and loss to `out`, in order, and leave `self` empty.
+    pub(crate) fn drain_into(&mut self, out: &mut impl RecordSink) {
+        let mut li = 0;
+        for i in 0..self.len() {
+            while li < self.loss.len() && self.loss[li].0 <= i {
+                out.loss(self.loss[li].1);
+                li += 1;
+            }
+            if let Some(rec) = self.get(i) {
+                out.record(&NewRecord::built(rec, self.meta[i]));
+            }
+        }
+        for (_, ev) in &self.loss[li..] {
+            out.loss(*ev);
+        }
+        self.clear();
+    }
+}
+
+impl RecordSink for RecordBatch {
+    fn loss(&mut self, ev: LossEvent) {
+        self.push_loss(ev);
+    }
+
+    fn record(&mut self, rec: &NewRecord<'_>) {
+        rec.write_to(&mut self.data);
+        self.ends.push(self.data.len());
+        self.meta.push(rec.meta());
     }
 }
 
@@ -144,7 +173,7 @@ mod tests {
     use crate::nflog::loss::Cause;
 
     #[test]
-    fn append_rebases_offsets_and_loss_positions() {
+    fn drain_into_rebases_offsets_and_loss_positions() {
         let mut a = RecordBatch::new();
         a.data.extend_from_slice(&[1, 1, 1, 1]);
         a.ends.push(4);
@@ -158,7 +187,7 @@ mod tests {
             seq_global: Some(4),
         });
         b.push_loss(LossEvent::now(Cause::Enobufs, None, 0, None));
-        a.append(&mut b);
+        b.drain_into(&mut a);
         assert!(b.is_empty() && b.loss_events().is_empty());
         assert_eq!(
             a.iter().collect::<Vec<_>>(),

@@ -52,6 +52,11 @@
 //!     Ok(())
 //! }
 //! ```
+//! The daemon uses [`NflogSocket::recv_into`] instead: it hands each record to a
+//! [`RecordSink`] while the kernel's message is still in the receive slot ([`NewRecord`]: its
+//! exact length, and a `write_to` that builds it), so the record is copied once, straight into
+//! the spool writer's buffer; a [`RecordBatch`] is the sink `recv_batch` uses.
+//!
 //! All records of one `recv_batch` call share one receive time (taken when `recvmmsg`
 //! returned: they were all queued by then). Records whose hook stamps them (input, forward,
 //! prerouting) also carry the kernel's own timestamp, which the parser prefers.
@@ -71,10 +76,10 @@ mod loss;
 mod record;
 mod socket;
 
-pub use batch::{RecordBatch, RecordMeta, Records};
+pub use batch::{RecordBatch, RecordMeta, RecordSink, Records};
 pub use config::NflogConfig;
 pub use error::CaptureError;
 pub use ifname::{index_to_name, IfNameCache};
 pub use loss::LossTracker;
-pub use record::{record_group, scan_group_seq, scan_seq_global};
+pub use record::{record_group, scan_group_seq, scan_seq_global, NewRecord};
 pub use socket::{CaptureStats, NflogSocket, MAX_DATAGRAM};

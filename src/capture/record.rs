@@ -4,7 +4,9 @@
 //! attributes) and stops quietly at the first malformed attribute: the record is copied
 //! verbatim regardless, and the full parser marks the damage when the record is read back.
 
-use super::batch::{RecordBatch, RecordMeta};
+#[cfg(test)]
+use super::batch::RecordBatch;
+use super::batch::{RecordMeta, RecordSink};
 use super::ifname::IfNameCache;
 use super::loss::LossTracker;
 use crate::nflog::attr::{self, fwlog, nfula, NFGENMSG_LEN};
@@ -20,36 +22,38 @@ pub(crate) struct Scan {
     pub ifindex: [Option<u32>; 4],
 }
 
-fn be32(v: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
-}
-
-/// Scan an NFLOG record (nfgenmsg + host-order TLVs, as netlink delivers it).
+/// Scan an NFLOG record (nfgenmsg + host-order TLVs, as netlink delivers it). Once per record
+/// on the receive path, so the loop is kept to one length check per attribute: an attribute
+/// shorter than its 4-byte header or running past the end ends the scan, one too short for
+/// a 4-byte value is skipped.
 pub(crate) fn scan(msg: &[u8]) -> Scan {
     let mut s = Scan::default();
     if msg.len() < NFGENMSG_LEN {
         return s;
     }
     s.group = Some(u16::from_be_bytes([msg[2], msg[3]]));
-    let mut off = NFGENMSG_LEN;
-    while let Some(h) = msg.get(off..off + 4) {
-        let len = u16::from_ne_bytes([h[0], h[1]]) as usize;
-        let ty = u16::from_ne_bytes([h[2], h[3]]) & 0x3fff;
-        let Some(v) = msg.get(off + 4..off + len.max(4)) else {
-            break;
-        };
-        if len < 4 {
+    let mut rest = &msg[NFGENMSG_LEN..];
+    while let [l0, l1, t0, t1, tail @ ..] = rest {
+        let len = u16::from_ne_bytes([*l0, *l1]) as usize;
+        if len < 4 || len - 4 > tail.len() {
             break;
         }
-        match ty {
-            nfula::SEQ => s.seq = be32(v),
-            nfula::SEQ_GLOBAL => s.seq_global = be32(v),
-            nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV => {
-                s.ifindex[(ty - nfula::IFINDEX_INDEV) as usize] = be32(v)
+        if let [v0, v1, v2, v3, ..] = tail {
+            if len >= 8 {
+                let v = u32::from_be_bytes([*v0, *v1, *v2, *v3]);
+                match u16::from_ne_bytes([*t0, *t1]) & 0x3fff {
+                    nfula::SEQ => s.seq = Some(v),
+                    nfula::SEQ_GLOBAL => s.seq_global = Some(v),
+                    ty @ nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV => {
+                        s.ifindex[(ty - nfula::IFINDEX_INDEV) as usize] = Some(v)
+                    }
+                    _ => {}
+                }
             }
-            _ => {}
         }
-        off += (len + 3) & !3;
+        // The value's padding; past the end only after the last attribute.
+        let step = ((len + 3) & !3).min(rest.len());
+        rest = &rest[step..];
     }
     s
 }
@@ -80,48 +84,121 @@ pub(crate) struct Stamp {
     pub now: Instant,
 }
 
-/// Append the spool record for kernel message `msg` to `out`, and account for its sequence
-/// numbers.
+/// Size of fwlog's RECV_TIME TLV (4-byte header + 12-byte value).
+const RECV_TIME_TLV: usize = 16;
+
+/// One spool record not yet stored anywhere: the kernel's message, borrowed from the receive
+/// slot it arrived in, and what fwlog adds to it. [`NewRecord::len`] is its exact size and
+/// [`NewRecord::write_to`] appends it, so the consumer decides where its one copy goes (the
+/// spool writer's batch buffer, or a [`RecordBatch`](super::RecordBatch)).
+pub struct NewRecord<'a> {
+    /// The kernel's message, or a record already built (then nothing is added to it).
+    msg: &'a [u8],
+    /// Padding after `msg` up to a multiple of 4.
+    pad: usize,
+    /// fwlog's receive time, when fwlog's TLVs are still to be added.
+    recv_time: Option<(i64, u32)>,
+    /// Interface names for INDEV, OUTDEV, PHYSINDEV, PHYSOUTDEV: length (0 = no TLV) and the
+    /// name, NUL-padded (the TLV's value is the name and one NUL).
+    names: [(usize, [u8; libc::IFNAMSIZ + 1]); 4],
+    /// Bytes of fwlog's TLVs (receive time and names).
+    extra: usize,
+    meta: RecordMeta,
+}
+
+/// Size of a TLV with a `vlen`-byte value, padding included.
+fn tlv_len(vlen: usize) -> usize {
+    (4 + vlen + 3) & !3
+}
+
+impl<'a> NewRecord<'a> {
+    /// A record built earlier (kept while `open` waited for acknowledgements).
+    pub(crate) fn built(rec: &'a [u8], meta: RecordMeta) -> Self {
+        NewRecord {
+            msg: rec,
+            pad: 0,
+            recv_time: None,
+            names: [(0, [0; libc::IFNAMSIZ + 1]); 4],
+            extra: 0,
+            meta,
+        }
+    }
+
+    /// Size of the record in bytes.
+    pub fn len(&self) -> usize {
+        self.msg.len() + self.pad + self.extra
+    }
+
+    /// Never true: a record holds at least its kernel message (clippy's pair for `len`).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the receive path's scan found in it.
+    pub fn meta(&self) -> RecordMeta {
+        self.meta
+    }
+
+    /// Append the record's [`len`](Self::len) bytes to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.msg);
+        out.extend_from_slice(&[0u8; 3][..self.pad]);
+        if let Some((sec, nsec)) = self.recv_time {
+            attr::push_recv_time(out, sec, nsec);
+        }
+        for (k, (n, name)) in self.names.iter().enumerate() {
+            if *n > 0 {
+                attr::push_attr(out, fwlog::INDEV_NAME + k as u16, &name[..n + 1]);
+            }
+        }
+    }
+}
+
+/// Hand the spool record for kernel message `msg` to `out` (after any loss its sequence
+/// numbers reveal), unless the previous run on this socket spooled it already. True if a
+/// record was handed over.
 pub(crate) fn push_record(
-    out: &mut RecordBatch,
+    out: &mut impl RecordSink,
     msg: &[u8],
     stamp: &Stamp,
     names: &mut IfNameCache,
     tracker: &mut LossTracker,
-) {
+) -> bool {
     let s = scan(msg);
     if let Some(group) = s.group {
         if tracker.is_replay(group, s.seq) {
             // Spooled by the previous run on this socket, which died before consuming it.
-            return;
+            return false;
         }
         if let Some(e) = tracker.observe(group, s.seq, s.seq_global) {
-            out.push_loss(e);
+            out.loss(e);
         }
     }
-    let data = &mut out.data;
-    data.extend_from_slice(msg);
-    // The kernel pads every attribute, but keep our TLVs aligned whatever it sent.
-    let pad = (4 - data.len() % 4) % 4;
-    data.extend_from_slice(&[0u8; 3][..pad]);
-    attr::push_recv_time(data, stamp.sec, stamp.nsec);
+    let mut rec = NewRecord {
+        msg,
+        // The kernel pads every attribute, but keep our TLVs aligned whatever it sent.
+        pad: (4 - msg.len() % 4) % 4,
+        recv_time: Some((stamp.sec, stamp.nsec)),
+        names: [(0, [0; libc::IFNAMSIZ + 1]); 4],
+        extra: RECV_TIME_TLV,
+        meta: RecordMeta {
+            group: s.group,
+            seq: s.seq,
+            seq_global: s.seq_global,
+        },
+    };
     for (k, idx) in s.ifindex.iter().enumerate() {
         let Some(idx) = *idx else { continue };
         if let Some(name) = names.get(idx, stamp.now) {
-            // Same TLV as attr::push_ifname, built on the stack: that helper allocates a Vec
-            // per call, which this path (once per record) avoids.
-            let mut v = [0u8; libc::IFNAMSIZ + 1];
+            // Same TLV as attr::push_ifname, kept on the stack: that helper allocates.
             let n = name.len().min(libc::IFNAMSIZ);
-            v[..n].copy_from_slice(&name[..n]);
-            attr::push_attr(data, fwlog::INDEV_NAME + k as u16, &v[..n + 1]);
+            rec.names[k].0 = n;
+            rec.names[k].1[..n].copy_from_slice(&name[..n]);
+            rec.extra += tlv_len(n + 1);
         }
     }
-    out.ends.push(out.data.len());
-    out.meta.push(RecordMeta {
-        group: s.group,
-        seq: s.seq,
-        seq_global: s.seq_global,
-    });
+    out.record(&rec);
+    true
 }
 
 #[cfg(test)]
@@ -189,6 +266,71 @@ mod tests {
         assert_eq!(tracker.last_seq_global(), Some(40));
         let m = out.meta()[0];
         assert_eq!((m.group, m.seq, m.seq_global), (Some(7), Some(4), Some(40)));
+    }
+
+    /// Checks that every record's `len` is what `write_to` writes.
+    #[derive(Default)]
+    struct Exact {
+        records: Vec<Vec<u8>>,
+        losses: usize,
+    }
+
+    impl RecordSink for Exact {
+        fn loss(&mut self, _: crate::nflog::loss::LossEvent) {
+            self.losses += 1;
+        }
+        fn record(&mut self, rec: &NewRecord<'_>) {
+            let mut v = vec![9u8; 3];
+            rec.write_to(&mut v);
+            assert_eq!(v.len() - 3, rec.len());
+            self.records.push(v.split_off(3));
+        }
+    }
+
+    #[test]
+    fn a_new_records_length_is_what_it_writes_and_matches_the_batch() {
+        let mut names = IfNameCache::new().expect("socket");
+        let stamp = Stamp {
+            sec: 5,
+            nsec: 6,
+            now: Instant::now(),
+        };
+        // Every interface attribute present (lo and an index that names nothing), an
+        // unpadded message (a sequence number repeated) and one too short for a header.
+        let mut all = vec![2, 0, 0, 9];
+        for ty in nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV {
+            let idx: u32 = if ty == nfula::IFINDEX_PHYSINDEV {
+                999_999
+            } else {
+                1
+            };
+            push_attr(&mut all, ty, &idx.to_be_bytes());
+        }
+        push_attr(&mut all, nfula::SEQ, &1u32.to_be_bytes());
+        let mut odd = kernel_msg();
+        odd.extend_from_slice(&[1, 2, 3]);
+        let msgs = [kernel_msg(), all, odd, vec![1, 2]];
+        let (mut exact, mut batch) = (Exact::default(), RecordBatch::new());
+        let (mut t1, mut t2) = (LossTracker::new(), LossTracker::new());
+        for m in &msgs {
+            push_record(&mut exact, m, &stamp, &mut names, &mut t1);
+            push_record(&mut batch, m, &stamp, &mut names, &mut t2);
+        }
+        assert_eq!(
+            exact.records,
+            batch.iter().map(<[u8]>::to_vec).collect::<Vec<_>>()
+        );
+        assert_eq!(exact.losses, batch.loss_events().len());
+        assert!(exact.records.iter().all(|r| r.len() % 4 == 0));
+        let fallback = Timestamp {
+            sec: 0,
+            nsec: 0,
+            source: TimeSource::Capture,
+        };
+        let p = parse(&exact.records[1], TlvOrder::NATIVE, fallback);
+        assert_eq!(p.indev.and_then(|i| i.name), Some(&b"lo"[..]));
+        assert_eq!(p.physoutdev.and_then(|i| i.name), Some(&b"lo"[..]));
+        assert_eq!(p.physindev.and_then(|i| i.name), None);
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! (`cargo bench --bench capture`): the default 64 MiB (SO_RCVBUF reads 128 MiB) holds about
 //! 520k records of 64-byte packets or 118k of 1000-byte packets.
 
-use super::batch::RecordBatch;
+use super::batch::{RecordBatch, RecordSink};
 use super::config::{bind_message, unbind_message, NflogConfig, MAX_SLOTS, MSG_PACKET};
 use super::error::CaptureError;
 use super::ifname::IfNameCache;
@@ -287,9 +287,23 @@ impl NflogSocket {
         timeout: Duration,
     ) -> Result<usize, CaptureError> {
         out.clear();
+        self.recv_into(out, timeout)
+    }
+
+    /// [`Self::recv_batch`] into any [`RecordSink`]: each record is handed over while its
+    /// kernel message is still in the receive slot, so the sink makes the one copy of it
+    /// (the daemon: into the spool writer's buffer). Returns the number of records handed
+    /// over. In hold mode the records handed over by one call must be written out before
+    /// [`Self::release`].
+    pub fn recv_into(
+        &mut self,
+        out: &mut impl RecordSink,
+        timeout: Duration,
+    ) -> Result<usize, CaptureError> {
         if !self.pending.is_empty() || !self.pending.loss.is_empty() {
-            out.append(&mut self.pending);
-            return Ok(out.len());
+            let n = self.pending.len();
+            self.pending.drain_into(out);
+            return Ok(n);
         }
         if self.held {
             // The caller did not release the last one: reading it again would duplicate it.
@@ -309,6 +323,7 @@ impl NflogSocket {
                 .map_err(|e| CaptureError::io("setting SO_RCVTIMEO", e))?;
         }
         let mut got = [(0usize, false); MAX_SLOTS];
+        let mut records = 0;
         loop {
             self.intake.stats.recv_calls += 1;
             let n = match self.fetch(flags, &mut got) {
@@ -318,19 +333,19 @@ impl NflogSocket {
                         flags |= libc::MSG_DONTWAIT;
                         continue;
                     }
-                    return Ok(out.len());
+                    return Ok(records);
                 }
             };
             let stamp = stamp_now();
             for (i, &(len, cut)) in got.iter().take(n).enumerate() {
                 if cut {
-                    out.push_loss(LossEvent::now(Cause::Corrupt, None, 0, None));
+                    out.loss(LossEvent::now(Cause::Corrupt, None, 0, None));
                 }
                 let d = &self.slots[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len];
-                process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});
+                records += process_datagram(d, &stamp, &mut self.intake, out, &mut |_, _| {});
             }
             self.held = self.hold && n > 0;
-            return Ok(out.len());
+            return Ok(records);
         }
     }
 
@@ -386,14 +401,14 @@ impl NflogSocket {
     pub(super) fn recv_failed(
         &mut self,
         e: io::Error,
-        out: &mut RecordBatch,
+        out: &mut impl RecordSink,
     ) -> Result<bool, CaptureError> {
         match errno(&e) {
             libc::EAGAIN | libc::EINTR => Ok(false),
             libc::ENOBUFS => {
                 // Overrun: the kernel drops datagrams until the queue is drained.
                 self.intake.stats.enobufs += 1;
-                out.push_loss(enobufs_event());
+                out.loss(enobufs_event());
                 Ok(true)
             }
             _ => Err(CaptureError::io("receiving from the NFLOG socket", e)),
@@ -448,29 +463,37 @@ pub(super) fn stamp_now() -> Stamp {
 
 /// Walk the netlink messages of one datagram: packets become records in `out`, error/ack
 /// messages go to `ack(seq, errno)`, anything else (NLMSG_DONE after a multi-part batch) is
-/// skipped.
+/// skipped. Returns the number of records handed to `out`.
 pub(super) fn process_datagram(
     d: &[u8],
     stamp: &Stamp,
     intake: &mut Intake,
-    out: &mut RecordBatch,
+    out: &mut impl RecordSink,
     ack: &mut dyn FnMut(u32, i32),
-) {
+) -> usize {
     intake.stats.datagrams += 1;
     intake.stats.bytes += d.len() as u64;
     intake.stats.largest_datagram = intake.stats.largest_datagram.max(d.len());
+    let mut records = 0;
     for m in netlink::messages(d) {
         let Ok(m) = m else {
-            out.push_loss(LossEvent::now(Cause::Corrupt, None, 0, None));
-            return;
+            out.loss(LossEvent::now(Cause::Corrupt, None, 0, None));
+            return records;
         };
         if m.ty == MSG_PACKET {
             intake.stats.records += 1;
-            push_record(out, m.body, stamp, &mut intake.names, &mut intake.tracker);
+            records += usize::from(push_record(
+                out,
+                m.body,
+                stamp,
+                &mut intake.names,
+                &mut intake.tracker,
+            ));
         } else if let Some(code) = m.ack_errno() {
             ack(m.seq, code);
         }
     }
+    records
 }
 
 impl AsRawFd for NflogSocket {

@@ -15,6 +15,21 @@
 //! - The acknowledgement sync also deletes the spool segments its position completes (unlinks
 //!   and a directory sync), so the loop's `ack` that follows finds nothing to delete.
 //!
+//! Commit policy while behind: a job may write its batches without syncing them (`sync`
+//! false) while the loop works through a backlog. The records of such jobs form the open
+//! [`Span`]: in the output files, neither synced nor acknowledged. The span is closed by a
+//! job with `sync` (its own batches written, then every output's file synced, then the
+//! acknowledgement of the whole span stored), due when the span reaches [`SPAN_BYTES`], when
+//! the loop has caught up with the source, on stopping, and after any failure. Hence:
+//! - the spool position never passes a record whose output bytes are not synced;
+//! - a crash prints at most the open span again (as replayed records), and the outputs'
+//!   torn-tail mark stays at the span's start (`sink::file`), so a power cut anywhere in it
+//!   leaves a fragment fwlog may cut;
+//! - a failed write or sync keeps the span open: its batch comes back to be written first
+//!   (resumed where it stopped, bytes already in the file not written again) and the retry
+//!   syncs the whole span, in order, nothing lost;
+//! - live traffic (the loop caught up) keeps one sync per batch: no latency is added.
+//!
 //! The thread is started at the first job, by the loop's thread, so it inherits that thread's
 //! priority (below intake's: `daemon::precedence`). It ends when the committer is dropped.
 
@@ -39,9 +54,46 @@ impl Unwritten {
     }
 }
 
+/// Output bytes written unsynced while behind before a sync is due: the disk syncs 330 MB
+/// in 4 MiB pieces in 0.8-1.0 s, in 8 MiB pieces in about 0.6 s and in one piece in about 0.4 s
+/// (BENCHMARKS.md), and a crash prints at most this much again.
+pub const SPAN_BYTES: usize = 32 << 20;
+
+/// Records written to the outputs by jobs without `sync`: not yet synced nor acknowledged.
+#[derive(Default, Debug)]
+pub struct Span {
+    /// The last record written; `None` when the span is closed.
+    pub upto: Option<u64>,
+    /// Output bytes written in the span.
+    pub bytes: usize,
+    pub unwritten: Unwritten,
+}
+
+impl Span {
+    pub fn is_open(&self) -> bool {
+        self.upto.is_some() || self.bytes > 0
+    }
+
+    /// A job without `sync` came back written: its records join the span.
+    pub fn add(&mut self, upto: Option<u64>, bytes: usize, unwritten: Unwritten) {
+        self.upto = self.upto.max(upto);
+        self.bytes += bytes;
+        self.unwritten.add(unwritten);
+    }
+}
+
+/// Whether the next job may leave its batches unsynced: only while the loop is behind (a
+/// backlog), not stopping, with no failure to retry, and the span would stay under
+/// [`SPAN_BYTES`] with `pending` more bytes.
+pub fn may_defer(behind: bool, stopping: bool, failing: bool, span: &Span, pending: usize) -> bool {
+    behind && !stopping && !failing && span.bytes + pending < SPAN_BYTES
+}
+
 /// One batch to commit.
 pub struct Job {
     pub batches: OutBatches,
+    /// Synced (closing the span) or only written (joining it).
+    pub sync: bool,
     /// The last record formatted when the job started: acknowledged once it is done.
     pub upto: Option<u64>,
     /// The durable half of acknowledging `upto` (the source's), run after every batch.
@@ -52,6 +104,9 @@ pub struct Job {
 /// A job back from the thread.
 pub struct Done {
     pub batches: OutBatches,
+    pub sync: bool,
+    /// Bytes in the batches.
+    pub bytes: usize,
     pub upto: Option<u64>,
     pub unwritten: Unwritten,
     /// Every batch was committed.
@@ -65,14 +120,18 @@ impl Job {
     pub fn run(self) -> Done {
         let Job {
             mut batches,
+            sync,
             upto,
             ack,
             unwritten,
         } = self;
+        debug_assert!(sync || ack.is_none(), "acknowledged without a sync");
         let written = batches.run();
         let acked = if written { ack.map(|a| a()) } else { None };
         Done {
+            bytes: batches.bytes(),
             batches,
+            sync,
             upto,
             unwritten,
             written,

@@ -56,6 +56,11 @@ impl OutBatches {
     pub fn run(&mut self) -> bool {
         self.0.iter_mut().all(|(_, d)| d.run().is_ok())
     }
+
+    /// Bytes in the batches.
+    pub fn bytes(&self) -> usize {
+        self.0.iter().map(|(_, d)| d.len()).sum()
+    }
 }
 
 /// One output's counters, readable from other threads (`--metrics`).
@@ -184,7 +189,12 @@ impl Outputs {
     /// `write`, nothing detached); then every text output's batch is detached, to be run
     /// ([`OutBatches::run`]) elsewhere and given back to [`attach`](Self::attach). While they are
     /// out, the outputs take new packets into fresh batches. `None` when nothing is pending.
-    pub fn detach(&mut self) -> Result<Option<OutBatches>, (String, io::Error)> {
+    ///
+    /// `sync` false: the text outputs' batches are written and not synced (a backlog
+    /// draining); the next detach with `sync` syncs them, with its own batches (or alone, for
+    /// an output with nothing pending that owes a sync). Outputs that commit in place commit
+    /// fully either way.
+    pub fn detach(&mut self, sync: bool) -> Result<Option<OutBatches>, (String, io::Error)> {
         for i in 0..self.outs.len() {
             let n = self.outs[i].pending();
             if n > 0 && !self.outs[i].detachable() {
@@ -194,7 +204,7 @@ impl Outputs {
         }
         let mut out = Vec::new();
         for (i, o) in self.outs.iter_mut().enumerate() {
-            if let Some(d) = o.detach() {
+            if let Some(d) = o.detach(sync) {
                 self.out_bytes += d.len();
                 out.push((i, d));
             }

@@ -13,11 +13,12 @@
 //!   keeps spooling.
 //! - Text outputs are written and synced, and then the spool position synced, on the
 //!   committer thread (`commit.rs`) while the loop formats the next batch: one batch out at a
-//!   time, and at most about one more formatted meanwhile (see `held_back`).
+//!   time, and at most about one more formatted meanwhile (see `held_back`). While the loop
+//!   is behind, batches are written unsynced and synced (and acknowledged) together every
+//!   `commit::SPAN_BYTES`, and at once when it catches up, stops or fails (`commit.rs`).
 //! - DNS state lives in the resolver's cache, not here: a packet is ready when every address
 //!   of it is a cache hit (a name, a known absence, or a recent failure).
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,13 +27,13 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
-use super::commit::{Committer, Done, Job, Unwritten};
+use super::commit::{self, Committer, Done, Job, Span, Unwritten};
 use super::loss;
 use super::outputs::Outputs;
 use super::source::{Source, SourceError};
-use super::window::{Entry, PacketNames, Parse, Window};
+use super::window::{PacketNames, Parse, Window};
 use crate::counters::{bump, Counters};
-use crate::dns::{Check, Lookup, NameMemo, Resolver, Slot};
+use crate::dns::{Check, Lookup, NameMemo, Resolver};
 use crate::geo::Geo;
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
 
@@ -135,6 +136,12 @@ struct LoopState {
     committer: Committer,
     /// The last fill took everything the source held.
     caught_up: bool,
+    /// Written to the outputs unsynced, not yet acknowledged (see `commit.rs`).
+    span: Span,
+    /// The last record of a failed job's batches, held to be written first by the retry: the
+    /// retry acknowledges up to this, not `last_printed` (what was formatted while that job
+    /// was out is in the outputs' next batches, not in the held ones).
+    held_upto: Option<u64>,
     /// Names lent for printing, in front of the resolver's shared cache (see `dns::NameMemo`).
     memo: Option<NameMemo>,
 }
@@ -161,6 +168,8 @@ impl<S: Source> Processor<S> {
             behind: false,
             committer: Committer::default(),
             caught_up: false,
+            span: Span::default(),
+            held_upto: None,
             memo: self.resolver.as_ref().map(Resolver::memo),
         };
         loop {
@@ -196,8 +205,12 @@ impl<S: Source> Processor<S> {
             self.write_if_due(&mut st, now)?;
             // Acknowledge only what every output has written: formatted lines may wait in the
             // buffers for the next write (WRITE_INTERVAL), and a crash must replay them.
-            if st.failing.is_none() && self.outputs.pending_bytes() == 0 && !st.committer.busy() {
-                if let Some(seq) = st.last_printed.take() {
+            if st.failing.is_none()
+                && self.outputs.pending_bytes() == 0
+                && !st.committer.busy()
+                && !st.span.is_open()
+            {
+                if let Some(seq) = st.last_printed.take().max(st.held_upto.take()) {
                     self.source.ack(seq)?;
                     self.counters.acked();
                     self.note_oldest(st.window.entries.front().map(|e| &e.data[..]), true);
@@ -210,7 +223,11 @@ impl<S: Source> Processor<S> {
             tokio::select! {
                 _ = self.data_wake.notified() => {}
                 _ = st.dns_wake.notified() => {}
-                _ = sleep_until(wake_at) => {}
+                _ = sleep_until(wake_at), if !more => {}
+                // More to read at once: a timer due now still waits for the timer wheel's
+                // next tick (1 ms), which was a third of a start-up replay's time (one window
+                // per round); a yield lets signals and the committer in without the wait.
+                _ = tokio::task::yield_now(), if more => {}
                 Some(c) = self.control.recv() => self.control(c, &mut st.stop_at),
                 done = st.committer.done(), if st.committer.busy() => {
                     let done = done.map_err(|e| ProcessError::Output {
@@ -230,7 +247,10 @@ impl<S: Source> Processor<S> {
     /// Whether the loop is done: the source ended and everything is written, or it is
     /// stopping and has nothing left (or no more time, or a failing output).
     fn finished(&self, st: &LoopState) -> bool {
-        let idle = st.window.is_empty() && self.outputs.pending_bytes() == 0;
+        let idle = st.window.is_empty()
+            && self.outputs.pending_bytes() == 0
+            && !st.span.is_open()
+            && !st.committer.busy();
         if self.source.finished() && idle {
             return true;
         }
@@ -241,7 +261,8 @@ impl<S: Source> Processor<S> {
     }
 
     /// Commit the outputs' batches when enough is waiting or it has waited long enough, and
-    /// no failed output is waiting out its back-off.
+    /// no failed output is waiting out its back-off; while behind, unsynced (see `commit.rs`),
+    /// and the span's sync when it is due, with or without a batch.
     fn write_if_due(&mut self, st: &mut LoopState, now: Instant) -> Result<(), ProcessError> {
         if st.committer.busy() {
             return Ok(());
@@ -249,26 +270,53 @@ impl<S: Source> Processor<S> {
         let pending = self.outputs.pending_bytes();
         let retry_due = st.retry_at.is_none_or(|t| now >= t);
         let batch = batch_bytes(st);
-        let write_due = pending >= batch
-            || now >= st.last_write + self.write_interval(st)
-            || st.stop_at.is_some()
-            || self.source.finished();
-        if pending == 0 || !retry_due || !write_due {
+        let stopping = st.stop_at.is_some() || self.source.finished();
+        let write_due =
+            pending >= batch || now >= st.last_write + self.write_interval(st) || stopping;
+        let defer = commit::may_defer(
+            st.behind && !st.caught_up,
+            stopping,
+            st.failing.is_some(),
+            &st.span,
+            pending,
+        );
+        let sync_due = st.span.is_open() && !defer;
+        if !retry_due || !((pending > 0 && write_due) || sync_due) {
             return Ok(());
         }
         st.last_write = now;
-        let batches = match self.outputs.detach() {
+        let batches = match self.outputs.detach(!defer) {
             Ok(Some(b)) => b,
-            Ok(None) => return self.written(st, Ok(())),
-            Err(e) => return self.written(st, Err(e)),
+            Ok(None) => {
+                if !defer {
+                    // No output owes a sync: the span's records are done as they are.
+                    let span = std::mem::take(&mut st.span);
+                    st.last_printed = st.last_printed.max(span.upto);
+                    st.unwritten.add(span.unwritten);
+                }
+                let done = std::mem::take(&mut st.unwritten);
+                return self.written(st, Ok(()), done);
+            }
+            Err(e) => return self.written(st, Err(e), Unwritten::default()),
         };
-        let upto = st.last_printed.take();
-        let ack = match upto {
-            Some(seq) => self.source.ack_sync(seq)?,
-            None => None,
+        // A retry writes the held batches: they end at `held_upto`.
+        let job_upto = match st.held_upto.take() {
+            Some(h) => Some(h),
+            None => st.last_printed.take(),
+        };
+        let (upto, ack) = if defer {
+            (job_upto, None)
+        } else {
+            let upto = job_upto.max(st.span.upto);
+            let ack = match upto {
+                Some(seq) => self.source.ack_sync(seq)?,
+                None => None,
+            };
+            (upto, ack)
         };
         let job = Job {
             batches,
+            sync: !defer,
             upto,
             ack,
             unwritten: std::mem::take(&mut st.unwritten),
@@ -284,6 +332,8 @@ impl<S: Source> Processor<S> {
     fn committed(&mut self, st: &mut LoopState, done: Done) -> Result<(), ProcessError> {
         let Done {
             batches,
+            sync,
+            bytes,
             upto,
             unwritten,
             written,
@@ -292,16 +342,24 @@ impl<S: Source> Processor<S> {
         let r = self.outputs.attach(batches);
         debug_assert_eq!(r.is_ok(), written);
         if r.is_err() {
-            // Printed again, whole, by the retry: nothing of it is acknowledged.
-            st.last_printed = st.last_printed.max(upto);
+            // Printed again, whole, by the retry: nothing of it is acknowledged. The span stays
+            // open; the retry syncs it.
+            st.held_upto = st.held_upto.max(upto);
             st.unwritten.add(unwritten);
-            return self.written(st, r);
+            return self.written(st, r, Unwritten::default());
+        }
+        if !sync {
+            // Written, not synced: joins the span, acknowledged by the sync that closes it.
+            st.span.add(upto, bytes, unwritten);
+            return self.written(st, Ok(()), Unwritten::default());
         }
         if let Some(a) = acked {
             a?;
         }
-        st.unwritten.add(unwritten);
-        self.written(st, Ok(()))?;
+        let mut done = std::mem::take(&mut st.span).unwritten;
+        done.add(unwritten);
+        done.add(std::mem::take(&mut st.unwritten));
+        self.written(st, Ok(()), done)?;
         if let Some(seq) = upto {
             // The durable part ran on the committer thread; this does the rest.
             self.source.ack(seq)?;
@@ -317,17 +375,17 @@ impl<S: Source> Processor<S> {
         st.committer.busy() && self.outputs.unsent_bytes() >= batch_bytes(st)
     }
 
-    /// After the outputs' batches were committed (or one failed): the counters, the failure
-    /// bookkeeping, the back-off.
+    /// After the outputs' batches were committed (or one failed): the counters (`done`: the
+    /// packets now written by every output), the failure bookkeeping, the back-off.
     fn written(
         &mut self,
         st: &mut LoopState,
         r: Result<(), (String, std::io::Error)>,
+        done: Unwritten,
     ) -> Result<(), ProcessError> {
         let now = Instant::now();
         match r {
             Ok(()) => {
-                let done = std::mem::take(&mut st.unwritten);
                 bump(&self.counters.printed, done.printed);
                 bump(&self.counters.replayed, done.replayed);
                 if let Some(what) = st.failing.take().filter(|_| st.announced) {
@@ -589,7 +647,7 @@ impl<S: Source> Processor<S> {
                 self.outputs.loss(&l.event(t), e.seq);
             } else {
                 if let (Some(r), Some(memo)) = (&self.resolver, memo) {
-                    own_names(r, memo, &mut e, now);
+                    e.own_names(r, memo, now.into_std());
                 }
                 let replayed = e.replayed;
                 if let Some(y) = &mut e.parsed {
@@ -625,20 +683,6 @@ impl<S: Source> Processor<S> {
     }
 }
 
-/// The names `e` holds itself when it prints: those of the addresses it waited for, and of
-/// any the memo no longer holds (emptied when full since the packet entered); the others the
-/// memo lends.
-fn own_names(r: &Resolver, memo: &NameMemo, e: &mut Entry, now: Instant) {
-    let lost =
-        |&(ip, slot): &(IpAddr, Slot)| memo.lend(slot, &ip, e.entered_secs).is_none().then_some(ip);
-    let lost_lent = e.lent.iter().filter_map(lost);
-    for ip in e.waiting.iter().copied().chain(lost_lent) {
-        if let Lookup::Hit(Some(n)) = r.peek_at(ip, now.into_std()) {
-            e.names.push((ip, n));
-        }
-    }
-}
-
 /// How much to gather before a write: more while working through a backlog.
 fn batch_bytes(st: &LoopState) -> usize {
     if st.behind {
@@ -651,7 +695,6 @@ fn batch_bytes(st: &LoopState) -> usize {
 #[cfg(test)]
 #[path = "process_model.rs"]
 mod model;
-
 #[cfg(test)]
 #[path = "process_names.rs"]
 mod names_test;

@@ -55,6 +55,18 @@ struct Model {
     synced: Vec<u64>,
     /// The loop got a failed batch back (the text fake; its writes run on another thread).
     seen_failing: bool,
+    /// The text fake's file: written and not yet synced (`committed` is what is synced).
+    unsynced: Vec<u64>,
+    /// Text fake: bytes of padding per line (lines as large as real ones), batches written,
+    /// syncs done, and the next `fail_sync` syncs fail.
+    pad: usize,
+    writes: usize,
+    syncs: usize,
+    fail_sync: usize,
+    /// When this many batches are written, the next `fail` is set to 2 (and the syncs done by
+    /// then are noted in `syncs_at_fail`).
+    fail_at_write: usize,
+    syncs_at_fail: Option<usize>,
 }
 
 type Shared = Arc<Mutex<Model>>;
@@ -179,11 +191,17 @@ impl PacketSink for FakeSink {
 /// byte sink that fails on demand; a record's line is its seq.
 struct FakeText(Shared, Batches);
 
-struct FakeBytes(Shared);
+/// The text fake's byte sink: a file whose writes reach `unsynced` and whose syncs move them
+/// to `committed`; the bool is "this batch is written, its sync failed" (the resume point).
+struct FakeBytes(Shared, bool);
 
-impl Sink for FakeBytes {
-    fn write_batch(&mut self, lines: &[u8]) -> io::Result<()> {
+impl FakeBytes {
+    fn write(&mut self, lines: &[u8]) -> io::Result<()> {
         let mut m = self.0.lock().unwrap();
+        if m.fail_at_write > 0 && m.writes == m.fail_at_write && m.syncs_at_fail.is_none() {
+            m.fail = 2;
+            m.syncs_at_fail = Some(m.syncs);
+        }
         if m.fail > 0 {
             m.fail -= 1;
             m.failures += 1;
@@ -192,7 +210,7 @@ impl Sink for FakeBytes {
         let seqs: Vec<u64> = std::str::from_utf8(lines)
             .unwrap()
             .lines()
-            .map(|l| l.parse().unwrap())
+            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
             .collect();
         assert!(
             m.batch.starts_with(&seqs),
@@ -200,7 +218,37 @@ impl Sink for FakeBytes {
             m.batch
         );
         m.batch.drain(..seqs.len());
-        m.committed.extend(seqs);
+        m.unsynced.extend(seqs);
+        m.writes += 1;
+        Ok(())
+    }
+}
+
+impl Sink for FakeBytes {
+    fn write_batch(&mut self, lines: &[u8]) -> io::Result<()> {
+        if !self.1 {
+            self.write(lines)?;
+            self.1 = true;
+        }
+        self.sync()?;
+        self.1 = false;
+        Ok(())
+    }
+
+    fn write_unsynced(&mut self, lines: &[u8]) -> io::Result<()> {
+        self.write(lines)
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let mut m = self.0.lock().unwrap();
+        if m.fail_sync > 0 {
+            m.fail_sync -= 1;
+            m.failures += 1;
+            return Err(io::Error::from(io::ErrorKind::Other));
+        }
+        let done = std::mem::take(&mut m.unsynced);
+        m.committed.extend(done);
+        m.syncs += 1;
         Ok(())
     }
 
@@ -220,7 +268,12 @@ impl FakeText {
         m.handed_while_failing |= m.seen_failing;
         m.ahead -= 1;
         m.batch.push(seq);
-        self.1.buf.extend_from_slice(format!("{seq}\n").as_bytes());
+        self.1.buf.extend_from_slice(format!("{seq}").as_bytes());
+        if m.pad > 0 {
+            self.1.buf.push(b' ');
+            self.1.buf.resize(self.1.buf.len() + m.pad, b'x');
+        }
+        self.1.buf.push(b'\n');
     }
 }
 
@@ -253,8 +306,8 @@ impl PacketSink for FakeText {
         true
     }
 
-    fn detach(&mut self) -> Option<Detached> {
-        self.1.detach()
+    fn detach(&mut self, sync: bool) -> Option<Detached> {
+        self.1.detach(sync)
     }
 
     fn attach(&mut self, d: Detached) {
@@ -296,7 +349,7 @@ fn processor_with(
     }));
     let (tx, rx) = unbounded_channel();
     let sink: Box<dyn PacketSink> = if text {
-        let bytes = Batches::new(Box::new(FakeBytes(model.clone())));
+        let bytes = Batches::new(Box::new(FakeBytes(model.clone(), false)));
         Box::new(FakeText(model.clone(), bytes))
     } else {
         Box::new(FakeSink(model.clone()))
@@ -476,4 +529,100 @@ async fn on_the_committer_thread_without_retry_an_error_ends_the_loop_unacknowle
     let e = p.run().await.unwrap_err();
     assert!(matches!(e, ProcessError::Output { .. }), "{e}");
     assert!(model.lock().unwrap().acks.is_empty());
+}
+
+/// A backlog with lines as large as real ones: batches are written unsynced and synced
+/// together once the span reaches its limit (and at the end), each acknowledgement only after
+/// the sync that covers it, every record once and in order.
+#[tokio::test(start_paused = true)]
+async fn while_behind_batches_are_synced_together_and_acknowledged_after_the_sync() {
+    let n = 2500;
+    let (p, model, _tx) = processor_with(n, 64, true, true);
+    model.lock().unwrap().pad = 40 << 10;
+    let counters = Arc::clone(&p.counters);
+    p.run().await.unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.committed, (1..=n).collect::<Vec<_>>());
+    assert!(m.unsynced.is_empty());
+    // 100 MB in batches of about 4 MiB: some 25 writes, a sync per 32 MiB and one at the end.
+    assert!(m.writes >= 12, "{} writes", m.writes);
+    assert!(
+        (3..=6).contains(&m.syncs),
+        "{} syncs for {} writes",
+        m.syncs,
+        m.writes
+    );
+    // FakeSource::ack checked each position against what was synced when it came.
+    assert_eq!(m.synced, m.acks);
+    assert_eq!(m.acks.len(), m.syncs, "one acknowledgement per sync");
+    assert_eq!(m.acks.last(), Some(&n));
+    assert_eq!(counters.printed.load(Ordering::Relaxed), n);
+}
+
+/// A sync failing in the middle of a span: nothing of the span is acknowledged, the span's
+/// batches are not written again, the retry syncs all of it, and the loop goes on.
+#[tokio::test(start_paused = true)]
+async fn a_sync_failing_mid_span_is_retried_without_loss_or_duplicates() {
+    let n = 1500;
+    let (p, model, _tx) = processor_with(n, 64, true, true);
+    {
+        let mut m = model.lock().unwrap();
+        m.pad = 40 << 10;
+        m.fail_sync = 3;
+    }
+    let counters = Arc::clone(&p.counters);
+    p.run().await.unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.failures, 3);
+    assert_eq!(counters.output_errors.load(Ordering::Relaxed), 3);
+    assert_eq!(m.committed, (1..=n).collect::<Vec<_>>());
+    assert!(!m.handed_while_failing, "formatted on while failing");
+    assert_eq!(m.synced, m.acks);
+    assert_eq!(m.acks.last(), Some(&n));
+    assert_eq!(counters.printed.load(Ordering::Relaxed), n);
+}
+
+/// A write failing in the middle of a span: its batch comes back and is written first, the
+/// span's earlier batches stay written (not twice), and one sync covers them all.
+#[tokio::test(start_paused = true)]
+async fn a_write_failing_mid_span_keeps_the_span_and_syncs_it_on_the_retry() {
+    let n = 1500;
+    let (p, model, _tx) = processor_with(n, 64, true, true);
+    {
+        let mut m = model.lock().unwrap();
+        m.pad = 40 << 10;
+        m.fail_at_write = 3;
+    }
+    let counters = Arc::clone(&p.counters);
+    p.run().await.unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.syncs_at_fail, Some(0), "synced before the span was full");
+    assert_eq!(m.failures, 2);
+    assert_eq!(m.committed, (1..=n).collect::<Vec<_>>());
+    assert_eq!(m.synced, m.acks);
+    assert_eq!(m.acks.last(), Some(&n));
+    assert_eq!(counters.printed.load(Ordering::Relaxed), n);
+}
+
+/// Live traffic (the loop caught up with the source) keeps one sync per batch.
+#[tokio::test(start_paused = true)]
+async fn caught_up_every_batch_is_synced_and_acknowledged() {
+    let (p, model, tx) = processor_with(0, 64, true, true);
+    model.lock().unwrap().closed = false;
+    let wake = Arc::clone(&p.data_wake);
+    let run = tokio::spawn(p.run());
+    for i in 1..=20u64 {
+        model.lock().unwrap().queued.push_back(i);
+        wake.notify_one();
+        // The committer thread runs in real time, beside the paused clock: wait for it.
+        while model.lock().unwrap().acks.last() != Some(&i) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(model.lock().unwrap().committed.last(), Some(&i));
+    }
+    tx.send(Control::Stop).unwrap();
+    run.await.unwrap().unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.writes, 20);
+    assert_eq!(m.syncs, 20);
 }

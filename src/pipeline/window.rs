@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::decode::Decoded;
-use crate::dns::{NameMemo, SafeName, Slot};
+use crate::dns::{Lookup, NameMemo, Resolver, SafeName, Slot};
 use crate::format::Names;
 use crate::geo::GeoInfo;
 use crate::packet::Packet;
@@ -77,6 +77,21 @@ impl Entry {
             None => Parsed::attach_to_cart(std::mem::take(&mut self.data), |d: &[u8]| parse(d)),
         };
         self.parsed.insert(p).get()
+    }
+
+    /// The names the entry holds itself when it prints: those of the addresses it waited
+    /// for, and of any the memo no longer holds (emptied when full since the packet entered);
+    /// the others the memo lends.
+    pub fn own_names(&mut self, r: &Resolver, memo: &NameMemo, now: std::time::Instant) {
+        let secs = self.entered_secs;
+        let lost =
+            |&(ip, slot): &(IpAddr, Slot)| memo.lend(slot, &ip, secs).is_none().then_some(ip);
+        let lost_lent = self.lent.iter().filter_map(lost);
+        for ip in self.waiting.iter().copied().chain(lost_lent) {
+            if let Lookup::Hit(Some(n)) = r.peek_at(ip, now) {
+                self.names.push((ip, n));
+            }
+        }
     }
 
     fn new(deadline: Instant) -> Box<Entry> {

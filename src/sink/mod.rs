@@ -80,7 +80,11 @@ pub trait PacketSink: Send {
     /// fresh batch; `pending` no longer counts it. `None` when there is nothing to commit or
     /// the output is not [`detachable`](Self::detachable). Nothing else is committed until
     /// [`attach`](Self::attach) gives it back.
-    fn detach(&mut self) -> Option<text::Detached> {
+    ///
+    /// `sync`: the batch is written and synced, with everything written unsynced before it
+    /// (then a detach with nothing pending still hands over a sync when one is owed); false:
+    /// written only, to be synced by a later detach with `sync` ([`Sink::write_unsynced`]).
+    fn detach(&mut self, _sync: bool) -> Option<text::Detached> {
         None
     }
     /// Take a detached batch back with the outcome of its commit: committed (done), or failed
@@ -209,6 +213,18 @@ impl Target {
 pub trait Sink: Send {
     /// Write one batch of complete lines (each ending in `\n`).
     fn write_batch(&mut self, lines: &[u8]) -> io::Result<()>;
+    /// Write one batch as `write_batch` does but leave its sync to a later [`sync`](Self::sync)
+    /// (or `write_batch`), which makes every batch written since durable at once: nothing of
+    /// it may be acknowledged before then. Same resume contract after an `Err`. Sinks that
+    /// never sync write it as `write_batch`.
+    fn write_unsynced(&mut self, lines: &[u8]) -> io::Result<()> {
+        self.write_batch(lines)
+    }
+    /// Make every batch written by [`write_unsynced`](Self::write_unsynced) durable; after an
+    /// `Err`, call it (or `write_batch`) again.
+    fn sync(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Open the target again (SIGHUP, after logrotate renamed the file).
     fn reopen(&mut self) -> io::Result<()>;
     /// For messages: the target as the user wrote it.

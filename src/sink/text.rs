@@ -13,6 +13,10 @@
 //!   written, before anything formatted since: bytes reach the target in the order they were
 //!   formatted, and the sink gets the failed batch again, byte for byte, as its resume needs.
 //! - A SIGHUP while the sink is out is done when it comes back, between whole batches.
+//! - A batch detached without `sync` is written and not synced ([`Sink::write_unsynced`]);
+//!   the output then owes a sync, which the next batch detached with `sync` (or, with nothing
+//!   pending, a detached sync alone) pays for every batch written since. It stays owed until a
+//!   sync returned Ok, whatever failed meanwhile.
 
 use std::io;
 
@@ -52,6 +56,8 @@ pub struct Batches {
     spare: Vec<u8>,
     /// SIGHUP came while the sink was detached.
     reopen_wanted: bool,
+    /// Batches were written without a sync since the last sync that returned Ok.
+    owed: bool,
     name: String,
 }
 
@@ -59,14 +65,30 @@ pub struct Batches {
 /// [`PacketSink::detach`]).
 pub struct Detached {
     sink: Box<dyn Sink>,
+    /// Empty for a sync alone.
     batch: Vec<u8>,
+    /// Synced (with what was written unsynced before it), or only written.
+    sync: bool,
     outcome: Option<io::Result<()>>,
 }
 
 impl Detached {
-    /// Write the batch (with the sink's sync); the outcome goes back with `attach`.
+    /// Write the batch (with the sink's sync, unless detached without); the outcome goes back
+    /// with `attach`.
     pub fn run(&mut self) -> &io::Result<()> {
-        self.outcome.insert(self.sink.write_batch(&self.batch))
+        let r = if self.batch.is_empty() {
+            self.sink.sync()
+        } else if self.sync {
+            self.sink.write_batch(&self.batch)
+        } else {
+            self.sink.write_unsynced(&self.batch)
+        };
+        self.outcome.insert(r)
+    }
+
+    /// Whether the batch is synced when it is written.
+    pub fn syncs(&self) -> bool {
+        self.sync
     }
 
     /// Bytes in the batch.
@@ -103,6 +125,7 @@ impl Batches {
             held: Vec::new(),
             spare: Vec::new(),
             reopen_wanted: false,
+            owed: false,
         }
     }
 
@@ -118,11 +141,19 @@ impl Batches {
         if !self.held.is_empty() {
             sink.write_batch(&self.held)?;
             self.held.clear();
+            self.owed = false;
         }
         if self.buf.is_empty() {
+            if std::mem::take(&mut self.owed) {
+                if let Err(e) = sink.sync() {
+                    self.owed = true;
+                    return Err(e);
+                }
+            }
             return Ok(());
         }
         sink.write_batch(&self.buf)?;
+        self.owed = false;
         give_back(&mut self.buf);
         Ok(())
     }
@@ -141,10 +172,24 @@ impl Batches {
         self.name.clone()
     }
 
-    /// The held batch if there is one (the sink resumes it), else the buffer.
-    pub fn detach(&mut self) -> Option<Detached> {
+    /// Batches were written and not yet synced.
+    pub fn owes_sync(&self) -> bool {
+        self.owed
+    }
+
+    /// The held batch if there is one (the sink resumes it), else the buffer; with nothing
+    /// pending, a sync alone when `sync` and one is owed.
+    pub fn detach(&mut self, sync: bool) -> Option<Detached> {
         if self.pending() == 0 {
-            return None;
+            if !(sync && self.owed) {
+                return None;
+            }
+            return Some(Detached {
+                sink: self.sink.take()?,
+                batch: Vec::new(),
+                sync,
+                outcome: None,
+            });
         }
         let sink = self.sink.take()?;
         let batch = if self.held.is_empty() {
@@ -156,6 +201,7 @@ impl Batches {
         Some(Detached {
             sink,
             batch,
+            sync,
             outcome: None,
         })
     }
@@ -164,10 +210,13 @@ impl Batches {
         let Detached {
             sink,
             mut batch,
+            sync,
             outcome,
         } = d;
         self.sink = Some(sink);
         if matches!(outcome, Some(Ok(()))) {
+            // A synced batch (or a sync alone) pays for every unsynced one before it.
+            self.owed = !sync;
             give_back(&mut batch);
             // The larger of the two stays as the next spare: a backlog's batches are large.
             if batch.capacity() > self.spare.capacity() {
@@ -216,8 +265,8 @@ impl PacketSink for TextSink {
         true
     }
 
-    fn detach(&mut self) -> Option<Detached> {
-        self.out.detach()
+    fn detach(&mut self, sync: bool) -> Option<Detached> {
+        self.out.detach(sync)
     }
 
     fn attach(&mut self, d: Detached) {
@@ -275,7 +324,7 @@ mod tests {
         let mut t = counting_sink();
         let round = |t: &mut TextSink, len: usize| {
             t.out.buf.resize(len, b'x');
-            let mut d = t.detach().unwrap();
+            let mut d = t.detach(true).unwrap();
             assert!(d.run().is_ok());
             t.attach(d);
         };
@@ -295,6 +344,84 @@ mod tests {
             t.out.spare.capacity() <= BUF_BYTES,
             "{}",
             t.out.spare.capacity()
+        );
+    }
+
+    /// A sink that notes what it was asked: "w" (written and synced), "u" (unsynced), "s"
+    /// (a sync alone), failing the next `fail` calls.
+    struct Log(std::sync::Arc<std::sync::Mutex<(Vec<String>, usize)>>);
+
+    impl Sink for Log {
+        fn write_batch(&mut self, lines: &[u8]) -> io::Result<()> {
+            self.note("w", lines)
+        }
+        fn write_unsynced(&mut self, lines: &[u8]) -> io::Result<()> {
+            self.note("u", lines)
+        }
+        fn sync(&mut self) -> io::Result<()> {
+            self.note("s", b"")
+        }
+        fn reopen(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "log".into()
+        }
+    }
+
+    impl Log {
+        fn note(&mut self, what: &str, lines: &[u8]) -> io::Result<()> {
+            let mut l = self.0.lock().unwrap();
+            if l.1 > 0 {
+                l.1 -= 1;
+                return Err(io::Error::other("failed"));
+            }
+            l.0.push(format!(
+                "{what}{}",
+                String::from_utf8_lossy(lines).trim_end()
+            ));
+            Ok(())
+        }
+    }
+
+    /// A sync is owed after unsynced batches until a synced batch or a sync alone returned Ok,
+    /// also across failures; with nothing owed, nothing is handed over.
+    #[test]
+    fn a_sync_is_owed_after_unsynced_batches_until_one_succeeds() {
+        let log = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), 0)));
+        let mut b = Batches::new(Box::new(Log(log.clone())));
+        let round = |b: &mut Batches, line: &str, sync: bool| {
+            b.buf.extend_from_slice(line.as_bytes());
+            let d = b.detach(sync);
+            if let Some(mut d) = d {
+                let _ = d.run();
+                b.attach(d);
+            }
+        };
+        assert!(b.detach(true).is_none(), "nothing pending, nothing owed");
+        round(&mut b, "1\n", false);
+        round(&mut b, "2\n", false);
+        assert!(b.owes_sync());
+        assert!(b.detach(false).is_none(), "no sync alone while deferring");
+        // The sync alone fails: still owed, nothing held.
+        log.lock().unwrap().1 = 1;
+        round(&mut b, "", true);
+        assert!(b.owes_sync());
+        assert_eq!(b.pending(), 0);
+        round(&mut b, "", true);
+        assert!(!b.owes_sync());
+        // An unsynced batch that fails comes back and is written first, synced, on the retry.
+        round(&mut b, "3\n", false);
+        log.lock().unwrap().1 = 1;
+        round(&mut b, "4\n", false);
+        assert_eq!(b.pending(), 2, "the failed batch is held");
+        round(&mut b, "5\n", true);
+        assert_eq!(b.pending(), 2, "the held batch went first, alone");
+        round(&mut b, "", true);
+        assert!(!b.owes_sync());
+        assert_eq!(
+            log.lock().unwrap().0,
+            ["u1", "u2", "s", "u3", "w4", "w5"].map(String::from)
         );
     }
 }

@@ -143,6 +143,36 @@ class Cpu:
         return dt if dt > ds + 2.0 / CLK_TCK else ds
 
 
+def thread_cpu(pid):
+    """CPU seconds per thread name (comm) of `pid`, summed over threads of one name
+    (schedstat: ns on CPU of the threads alive now)."""
+    out = {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{t}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                ns = int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        out[comm] = out.get(comm, 0) + ns / 1e9
+    return out
+
+
+def machine_cpu():
+    """The whole machine's CPU seconds: (busy, idle, softirq), from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return (sum(v[:8]) - idle) / CLK_TCK, idle / CLK_TCK, v[6] / CLK_TCK
+
+
+def children_cpu():
+    """CPU seconds used by waited-for child processes (the sender, `benchtool send`)."""
+    r = os.times()
+    return r.children_user + r.children_system
+
+
 def cpu_seconds(pid):
     return cpu_ticks(pid)
 
@@ -655,9 +685,14 @@ def trial(kind, rate, count):
     wait_settled(rx, logged_records() - base0, 30)
     warm_got = rx.received()[0] if kind is not Ulogd else None
     cpu = Cpu(rx.pid())
+    th0, m0 = thread_cpu(rx.pid()), machine_cpu()
     k0 = logged_records()
     t0 = time.time()
+    c0 = children_cpu()
     s = send(rate, count)
+    sender_cpu = children_cpu() - c0
+    # While the sender ran: who had the CPU (the rate it reached is bounded by its share).
+    th1, m1 = thread_cpu(rx.pid()), machine_cpu()
     expected = logged_records() - k0
     wait_settled(rx, expected if kind is not Ulogd else 10**18, 120)
     # A few trailing packets: records missing at the tail of the flood then show up as
@@ -691,6 +726,12 @@ def trial(kind, rate, count):
         "written": written, "lost": max(0, expected - got),
         "cpu_s": round(used, 3), "cpu_us_per_record": round(used * 1e6 / max(got, 1), 3),
         "vmhwm_kib": hwm, "busy_s": round(busy, 2), **extra,
+        "during_send": {
+            "secs": s["secs"], "sender_cpu_s": round(sender_cpu, 3),
+            "threads_cpu_s": {k: round(v - th0.get(k, 0), 3) for k, v in th1.items()},
+            "machine_busy_s": round(m1[0] - m0[0], 3), "machine_idle_s": round(m1[1] - m0[1], 3),
+            "machine_softirq_s": round(m1[2] - m0[2], 3),
+        },
     }
 
 

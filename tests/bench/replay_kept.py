@@ -60,8 +60,10 @@ for t in sorted(os.listdir(f"/proc/{pid}/task")):
     name = open(f"/proc/{pid}/task/{t}/comm").read().strip()
     f = open(f"/proc/{pid}/task/{t}/stat").read().split(")")[1].split()
     threads.append(f"{name} {(int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK'):.2f}")
+hwm = next(int(l.split()[1]) for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM"))
 os.kill(pid, signal.SIGTERM); p.wait()
 out_mb = os.path.getsize(d + "/out.log") / 1e6
 print(f"{c['replayed']} in {dt:.3f} s = {c['replayed'] / dt:,.0f}/s cpu {cpu:.2f} s "
-      f"({', '.join(threads)}) out {out_mb:.0f} MB")
+      f"({', '.join(threads)}) out {out_mb:.0f} MB, VmHWM {hwm / 1024:.1f} MiB, "
+      f"load {open('/proc/loadavg').read().split()[0]}")
 shutil.rmtree(d, ignore_errors=True)

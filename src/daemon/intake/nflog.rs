@@ -11,8 +11,9 @@ use fwlog_spool::Commit;
 
 use super::spooler::{Policy, Spooler};
 use super::Receiver;
-use crate::capture::{NflogSocket, RecordBatch};
+use crate::capture::{NewRecord, NflogSocket, RecordBatch, RecordSink};
 use crate::daemon::seqfile::SeqFile;
+use crate::nflog::loss::LossEvent;
 
 /// Most datagrams one round takes. While the kernel keeps the socket's queue full, a round
 /// goes on receiving (without waiting) up to this many, or [`ROUND_BYTES`] of records, so a
@@ -38,7 +39,7 @@ impl NflogReceiver {
     pub fn new(sock: NflogSocket, seq_file: SeqFile) -> Self {
         NflogReceiver {
             sock,
-            batch: RecordBatch::with_capacity(1 << 20, 8192),
+            batch: RecordBatch::new(),
             seq_file,
         }
     }
@@ -104,6 +105,28 @@ impl NflogReceiver {
             spool.loss(*ev);
         }
         Ok(n)
+    }
+
+    /// Normal mode's receive call: each record goes from the receive slot straight into the
+    /// spool writer's buffer (one copy), each loss report in line before the record that
+    /// revealed it. Returns (records, their bytes).
+    fn receive_direct(
+        &mut self,
+        wait: Duration,
+        spool: &mut Spooler<()>,
+    ) -> Result<(usize, usize), String> {
+        let mut sink = ToSpool {
+            spool,
+            seq_file: &mut self.seq_file,
+            run: None,
+            bytes: 0,
+        };
+        let r = self.sock.recv_into(&mut sink, wait);
+        if let Some((g, n)) = sink.run {
+            sink.spool.counters.per_group.add(g, n);
+        }
+        let n = r.map_err(|e| format!("receiving from NFLOG: {e}"))?;
+        Ok((n, sink.bytes))
     }
 
     /// Hold mode (socket kept in the fd store): write the records out, say how far each group
@@ -181,10 +204,14 @@ impl Receiver for NflogReceiver {
         let mut wait = wait;
         loop {
             let before = self.sock.stats().datagrams;
-            n += self.receive_once(wait, spool)?;
-            bytes += self.batch.data().len();
             if held {
+                n += self.receive_once(wait, spool)?;
+                bytes += self.batch.data().len();
                 self.hand_over(spool)?;
+            } else {
+                let (records, len) = self.receive_direct(wait, spool)?;
+                n += records;
+                bytes += len;
             }
             let now = self.sock.stats().datagrams;
             // A call that did not fill its slots found the queue empty.
@@ -216,5 +243,136 @@ impl Receiver for NflogReceiver {
         // would be unbound, and the kernel would drop those packets without numbering them.
         std::mem::forget(self.sock);
         result
+    }
+}
+
+/// Normal mode's [`RecordSink`]: appends each record to the spool as it is received.
+struct ToSpool<'a> {
+    spool: &'a mut Spooler<()>,
+    seq_file: &'a mut SeqFile,
+    /// The current run of same-group records, for the per-group counters.
+    run: Option<(u16, u64)>,
+    /// Record bytes appended.
+    bytes: usize,
+}
+
+impl RecordSink for ToSpool<'_> {
+    fn loss(&mut self, ev: LossEvent) {
+        crate::say!("fwlog: {ev}");
+        self.spool.loss(ev);
+    }
+
+    fn record(&mut self, rec: &NewRecord<'_>) {
+        let m = rec.meta();
+        if let Some(g) = m.group {
+            match &mut self.run {
+                Some((rg, n)) if *rg == g => *n += 1,
+                run => {
+                    if let Some((rg, n)) = run.replace((g, 1)) {
+                        self.spool.counters.per_group.add(rg, n);
+                    }
+                }
+            }
+        }
+        if !self.seq_file.has_value() {
+            // First run on this spool: see `NflogReceiver::seed_first_run`.
+            if let Some(g) = m.seq_global {
+                self.seq_file.store(g.wrapping_sub(1));
+            }
+        }
+        let len = rec.len();
+        self.bytes += len;
+        let fill = |b: &mut Vec<u8>| rec.write_to(b);
+        let group_seq = m.group.zip(m.seq);
+        self.spool
+            .packet_with(len, fill, (), m.seq_global, group_seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use fwlog_spool::{Item, Options, Spool};
+    use tokio::sync::Notify;
+
+    use super::*;
+    use crate::capture::RecordMeta;
+    use crate::counters::Counters;
+    use crate::nflog::attr::LossRecord;
+    use crate::nflog::loss::Cause;
+
+    /// The direct path appends, in kernel order, each loss before the record that revealed
+    /// it, each record byte for byte, counts records per group, and seeds `fwlog.seq_global`
+    /// before the first record of a first run.
+    #[test]
+    fn records_and_losses_go_to_the_spool_in_order_with_their_counts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (writer, mut reader, _) =
+            Spool::open(dir.path().join("spool"), Options::default()).expect("spool");
+        let counters = Arc::new(Counters::default());
+        counters.per_group.bind(&[5, 6]);
+        let mut spool = Spooler::new(
+            writer,
+            Arc::clone(&counters),
+            Arc::new(Notify::new()),
+            NflogReceiver::policy(),
+        );
+        let dfd = crate::dirfd::open_dir(None, dir.path()).expect("dir fd");
+        let (mut seq_file, before) = SeqFile::open(&dfd, dir.path());
+        assert_eq!(before, None);
+
+        // What the receive path found: records of groups 5, 5, 6, and a gap before the third.
+        let recs: [&[u8]; 3] = [
+            &[2, 0, 0, 5, 1, 0, 0, 0],
+            &[2, 0, 0, 5, 2, 0, 0, 0],
+            &[2, 0, 0, 6, 3, 0, 0, 0],
+        ];
+        let mut batch = RecordBatch::new();
+        for (i, r) in recs.iter().enumerate() {
+            if i == 2 {
+                batch.push_loss(LossEvent::now(Cause::SeqGap, Some(6), 4, Some((97, 100))));
+            }
+            batch.data.extend_from_slice(r);
+            batch.ends.push(batch.data.len());
+            batch.meta.push(RecordMeta {
+                group: Some(r[3].into()),
+                seq: Some(i as u32),
+                seq_global: Some(101 + i as u32),
+            });
+        }
+        let mut sink = ToSpool {
+            spool: &mut spool,
+            seq_file: &mut seq_file,
+            run: None,
+            bytes: 0,
+        };
+        batch.drain_into(&mut sink);
+        if let Some((g, n)) = sink.run {
+            sink.spool.counters.per_group.add(g, n);
+        }
+        assert_eq!(sink.bytes, 24);
+        assert!(seq_file.has_value(), "seeded before the first record");
+        spool.commit(true).expect("commit");
+
+        let mut got = Vec::new();
+        while let Some(item) = reader.next_item().expect("read") {
+            let Item::Record(rec) = item else {
+                panic!("damage reported")
+            };
+            got.push(match LossRecord::decode(&rec.data) {
+                Some(l) => format!("{}:{}", l.cause().name(), l.count.unwrap_or(0)),
+                None => {
+                    assert!(recs.contains(&&rec.data[..]), "copied byte for byte");
+                    format!("P{}", rec.data[4])
+                }
+            });
+        }
+        assert_eq!(got, ["P1", "P2", "seq-gap:4", "P3"]);
+        assert_eq!(counters.per_group.snapshot(), vec![(5, 2), (6, 1)]);
+        assert_eq!(
+            counters.spooled.load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
     }
 }

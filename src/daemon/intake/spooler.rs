@@ -100,6 +100,9 @@ pub struct Spooler<T> {
     /// Packets refused since the announcement.
     episode: u64,
     scratch: Vec<u8>,
+    /// Packets appended and not yet added to `counters.spooled` (added at the next
+    /// [`Spooler::settle`], every round: one atomic addition per round, not per packet).
+    spooled: u64,
     /// NFLOG hold mode (the socket kept in the fd store): `fwlog.nflog_positions`. Any append
     /// that seals a segment publishes what the current datagram appended so far, which the
     /// processing loop may print, acknowledge and delete before the datagram is written out,
@@ -123,6 +126,7 @@ impl<T> Spooler<T> {
             announced: None,
             episode: 0,
             scratch: Vec::with_capacity(256),
+            spooled: 0,
             held: None,
         }
     }
@@ -173,11 +177,25 @@ impl<T> Spooler<T> {
         seq_global: Option<u32>,
         group_seq: Option<(u16, u32)>,
     ) {
+        let fill = |b: &mut Vec<u8>| b.extend_from_slice(rec);
+        self.packet_with(rec.len(), fill, token, seq_global, group_seq);
+    }
+
+    /// [`Spooler::packet_scanned`] for a record of `len` bytes that `fill` builds straight
+    /// into the spool writer's buffer ([`Writer::append_with`]).
+    pub fn packet_with(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut Vec<u8>),
+        token: T,
+        seq_global: Option<u32>,
+        group_seq: Option<(u16, u32)>,
+    ) {
         self.catch_up(false);
-        let sealing = self.before_append(rec.len());
-        match self.writer.append(rec) {
+        let sealing = self.before_append(len);
+        match self.writer.append_with(len, fill) {
             Ok(seq) => {
-                bump(&self.counters.spooled, 1);
+                self.spooled += 1;
                 self.appended
                     .push((seq, Appended::Packet(token, seq_global)));
                 if let (Some(p), Some((g, s))) = (&mut self.held, group_seq) {
@@ -263,6 +281,7 @@ impl<T> Spooler<T> {
         r: Result<Option<Commit>, SpoolError>,
         what: &str,
     ) -> Result<(), String> {
+        self.count_spooled();
         match r {
             Ok(Some(_)) => {
                 self.stored();
@@ -318,8 +337,16 @@ impl<T> Spooler<T> {
         }
     }
 
+    /// Add the packets appended since the last call to `counters.spooled`.
+    fn count_spooled(&mut self) {
+        if self.spooled > 0 {
+            bump(&self.counters.spooled, std::mem::take(&mut self.spooled));
+        }
+    }
+
     /// The spool dropped `range` (uncommitted records) for lack of room.
     fn dropped(&mut self, range: Option<(u64, u64)>) {
+        self.count_spooled();
         let Some((a, b)) = range else { return };
         let mut lost = FullLoss::default();
         let mut owed = Vec::new();
