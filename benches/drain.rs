@@ -8,11 +8,18 @@
 //!   payload copied into one reused buffer and appended to a file buffer.
 //! - `live`: a writer thread appends and commits batches of 256 while the loop prints them, with
 //!   the in-memory hand-off on and off (the fresh-traffic path).
+//! - `warm`: `live` with the hand-off on and a resolver whose cache already holds a name for
+//!   every address (the daemon's steady state with a warm cache, as in the bench's sweep): the
+//!   DNS fast path is in the figures. It never sends a query (its server is a closed port).
+//!   For instructions per record, run it under `valgrind --tool=callgrind
+//!   --separate-threads=yes`: the loop runs on the main thread.
 //!
 //! Allocations are counted by a counting global allocator over the whole process (every
 //! thread) while the loop runs, divided by the records printed. Set `FWLOG_BENCH_RECORDS`
 //! (default 1,000,000) and `FWLOG_BENCH_DIR` (default /var/tmp, a disk, so the syncs cost what
-//! they cost in the daemon). Asserts nothing (figures only).
+//! they cost in the daemon); `FWLOG_BENCH_COMMIT` and `FWLOG_BENCH_RATE` pace the live modes'
+//! writer (see [`pacing`]: a steady rate gives the loop small rounds, as live traffic does).
+//! Asserts nothing (figures only).
 //!
 //! Run: `cargo bench --bench drain`
 
@@ -24,6 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fwlog::config::{DnsSettings, LoopConfig};
+use fwlog::dns::{DnsConfig, SafeName};
 use fwlog::format::{FormatKind, FormatOptions};
 use fwlog::nflog::attr;
 use fwlog::packet::{family, Iface, Packet, TimeSource, Timestamp};
@@ -190,17 +198,48 @@ fn fill_spool(dir: &Path, n: u64, recs: &[Vec<u8>]) {
     w.close().expect("close");
 }
 
-/// Run the real loop over `source` into a synced fwlog-format file.
-#[inline(never)]
-fn run_loop<S: Source>(source: S, out: &Path, shared: &Shared) -> Cost {
-    let engine = Engine::start(
-        &DnsSettings {
+/// Every address of [`records`] (the 256 sources and the destination).
+fn bench_addresses() -> Vec<std::net::IpAddr> {
+    let mut v: Vec<std::net::IpAddr> = (0..256u32)
+        .map(|i| std::net::Ipv4Addr::new(10, 99, (i >> 8) as u8, i as u8).into())
+        .collect();
+    v.push(std::net::Ipv4Addr::new(10, 200, 1, 1).into());
+    v
+}
+
+/// A resolver whose cache knows every address of the bench (for an hour), or none.
+fn dns_settings(warm: bool) -> DnsSettings {
+    if !warm {
+        return DnsSettings {
             resolver: None,
             packet_timeout: Duration::ZERO,
-        },
+        };
+    }
+    DnsSettings {
+        resolver: Some(DnsConfig {
+            // Nothing listens there: a query would be a miss the figures would show.
+            servers: vec!["127.0.0.1:9".parse().expect("addr")],
+            ..DnsConfig::default()
+        }),
+        packet_timeout: Duration::from_secs(2),
+    }
+}
+
+/// Run the real loop over `source` into a synced fwlog-format file.
+#[inline(never)]
+fn run_loop<S: Source>(source: S, out: &Path, shared: &Shared, warm: bool) -> Cost {
+    let engine = Engine::start(
+        &dns_settings(warm),
         fwlog::pipeline::build::DnsStart::Required,
     )
     .expect("engine");
+    if let Some(r) = &engine.resolver {
+        for (i, ip) in bench_addresses().into_iter().enumerate() {
+            let host = format!("host-{i}");
+            let name = SafeName::from_labels([host.as_bytes(), b"bench", b"example"]);
+            r.remember(ip, Some(name), Duration::from_secs(3600));
+        }
+    }
     let outputs = Outputs::open(
         &[OutputSpec {
             format: None,
@@ -258,36 +297,56 @@ fn replay(base: &Path, n: u64, recs: &[Vec<u8>]) {
         Upto { r, last },
         &base.join("fwlog.out"),
         &Shared::default(),
+        false,
     );
     println!("replay {n}: bare reader: {}", bare.show(n));
     println!("replay {n}: fwlog loop:  {}", fw.show(n));
     println!("replay {n}: fwlog/bare CPU {:.2}", fw.cpu / bare.cpu);
 }
 
-fn live(base: &Path, n: u64, recs: &[Vec<u8>], handoff: usize) {
+/// Records per commit (`FWLOG_BENCH_COMMIT`, default 256) and records/s
+/// (`FWLOG_BENCH_RATE`, default 0: as fast as the writer goes) of the live modes' writer.
+fn pacing() -> (u64, u64) {
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    (
+        var("FWLOG_BENCH_COMMIT").unwrap_or(256).max(1),
+        var("FWLOG_BENCH_RATE").unwrap_or(0),
+    )
+}
+
+fn live(base: &Path, n: u64, recs: &[Vec<u8>], handoff: usize, warm: bool) {
     let dir = base.join(format!("live-{handoff}"));
     let (mut w, r, _) = Spool::open(&dir, spool_options(handoff)).expect("open");
     let shared_recs: Arc<Vec<Vec<u8>>> = Arc::new(recs.to_vec());
     let shared = Shared::default();
     let wake = Arc::clone(&shared.wake);
+    let (per_commit, rate) = pacing();
     let writer = std::thread::spawn(move || {
+        let t0 = Instant::now();
         for i in 0..n {
             w.append(&shared_recs[(i % shared_recs.len() as u64) as usize])
                 .expect("append");
-            if i % 256 == 255 {
+            if i % per_commit == per_commit - 1 {
                 w.commit().expect("commit");
                 wake.notify_one();
+                if rate > 0 {
+                    // Paced: the loop catches up between commits, as in the daemon at a
+                    // steady rate, so each round prints one commit's records.
+                    let due = t0 + Duration::from_secs_f64((i + 1) as f64 / rate as f64);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
             }
         }
         w.close().expect("close");
         wake.notify_one();
     });
     let out = base.join(format!("live-{handoff}.out"));
-    let c = run_loop(Upto { r, last: n }, &out, &shared);
+    let c = run_loop(Upto { r, last: n }, &out, &shared, warm);
     writer.join().expect("writer");
     println!(
-        "live {n}, hand-off {}: {} (both threads)",
+        "live {n}, hand-off {}{}: {} (both threads)",
         if handoff > 0 { "on " } else { "off" },
+        if warm { ", warm DNS" } else { "" },
         c.show(n)
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -309,8 +368,11 @@ fn main() {
         replay(&base, n, &recs);
     }
     if only.is_empty() || only == "live" {
-        live(&base, n, &recs, 0);
-        live(&base, n, &recs, 4 << 20);
+        live(&base, n, &recs, 0, false);
+        live(&base, n, &recs, 4 << 20, false);
+    }
+    if only.is_empty() || only == "warm" {
+        live(&base, n, &recs, 4 << 20, true);
     }
     let _ = std::fs::remove_dir_all(&base);
 }

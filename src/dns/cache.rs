@@ -57,6 +57,18 @@ impl AddrCache {
         (e.expires > self.secs_at(at)).then_some(e.name)
     }
 
+    /// The answer and its expiry (seconds since [`epoch`](Self::epoch)) when valid at second
+    /// `secs`: what the processing loop's memo keeps (see `memo.rs`).
+    pub(crate) fn entry_at_secs(&self, ip: &IpAddr, secs: u32) -> Option<(Option<SafeName>, u32)> {
+        let e = self.map.get(ip)?;
+        (e.expires > secs).then_some((e.name, e.expires))
+    }
+
+    /// Where expiry seconds count from.
+    pub(crate) fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// Remember `name` for `ttl` (rounded up to whole seconds, so a 1.5 s TTL lasts 2 s at most).
     pub(crate) fn insert(&self, ip: IpAddr, name: Option<SafeName>, ttl: Duration) {
         let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);

@@ -48,17 +48,25 @@
 //! `max_pending` 4096. With the defaults a dead server costs a lookup at most 1 s
 //! (2 tries x 500 ms), inside the default 2 s packet deadline.
 //!
+//! # The printing thread's memo
+//! The processing loop asks [`Resolver::check`] with its own [`NameMemo`]: a hit is copied
+//! once into the memo, and the loop then borrows names from it for printing, with no lock or
+//! reference count per address (see `memo.rs`). Expiry and replacement follow the shared
+//! cache exactly.
+//!
 //! # Counters
 //! [`Resolver::stats`] returns [`DnsStats`], whose `Display` is the one-line SIGUSR1 dump.
 
 mod cache;
 mod config;
+mod memo;
 mod query;
 mod resolver;
 mod safe_name;
 mod stats;
 
 pub use config::{parse_server, DnsConfig, DnsConfigError, DEFAULT_PACKET_TIMEOUT};
-pub use resolver::{Lookup, PendingLookup, Resolver};
+pub use memo::{NameMemo, Slot, MEMO_ENTRIES};
+pub use resolver::{Check, Lookup, PendingLookup, Resolver};
 pub use safe_name::{SafeName, MAX_NAME_LEN};
 pub use stats::DnsStats;

@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::cache::AddrCache;
+use super::memo::{self, NameMemo};
 use super::query::{self, Outcome};
 use super::stats::{bump, Counters, DnsStats};
 use super::{DnsConfig, DnsConfigError, SafeName};
@@ -40,6 +41,18 @@ use super::{DnsConfig, DnsConfigError, SafeName};
 pub enum Lookup {
     /// In the cache: a name, or `None` when the address is known to have none (for now).
     Hit(Option<SafeName>),
+    /// Not in the cache and nobody is looking it up: call [`Resolver::start`].
+    Miss,
+    /// Not in the cache, a lookup is running: [`Resolver::start`] joins it.
+    Pending,
+}
+
+/// What [`Resolver::check`] found. A known answer is not handed out: the memo lends it
+/// ([`NameMemo::lend`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// A name or a known absence, in the memo at this slot.
+    Known(memo::Slot),
     /// Not in the cache and nobody is looking it up: call [`Resolver::start`].
     Miss,
     /// Not in the cache, a lookup is running: [`Resolver::start`] joins it.
@@ -198,6 +211,41 @@ impl Resolver {
         }
         bump(&s.misses);
         self.not_cached(ip)
+    }
+
+    /// A memo for the one thread that prints (see `memo.rs`), tied to this resolver's cache.
+    pub fn memo(&self) -> NameMemo {
+        NameMemo::new(self.inner.cache.epoch())
+    }
+
+    /// [`cached_at`](Self::cached_at) through `memo`: a hit is answered by the memo, or copied
+    /// into it from the shared cache, and counted as a hit either way (the memo's hits reach
+    /// the counters with [`count_memo_hits`](Self::count_memo_hits)). `secs` is
+    /// `memo.secs(now)`.
+    pub fn check(&self, memo: &mut NameMemo, ip: IpAddr, secs: u32) -> Check {
+        if let Some(slot) = memo.get(&ip, secs) {
+            memo.hits += 1;
+            return Check::Known(slot);
+        }
+        let s = &self.inner.stats;
+        if let Some((answer, expires)) = self.inner.cache.entry_at_secs(&ip, secs) {
+            bump(&s.hits);
+            return Check::Known(memo.put(ip, answer, expires));
+        }
+        bump(&s.misses);
+        match self.not_cached(ip) {
+            Lookup::Pending => Check::Pending,
+            _ => Check::Miss,
+        }
+    }
+
+    /// Add the hits `memo` answered since the last call to the counters: one atomic add per
+    /// batch of packets instead of one per address.
+    pub fn count_memo_hits(&self, memo: &mut NameMemo) {
+        if memo.hits > 0 {
+            self.inner.stats.hits.fetch_add(memo.hits, Relaxed);
+            memo.hits = 0;
+        }
     }
 
     fn not_cached(&self, ip: IpAddr) -> Lookup {

@@ -33,7 +33,7 @@ use super::outputs::Outputs;
 use super::source::{Source, SourceError};
 use super::window::{PacketNames, Parse, Window};
 use crate::counters::{bump, Counters};
-use crate::dns::{Lookup, Resolver};
+use crate::dns::{Check, Lookup, NameMemo, Resolver};
 use crate::geo::Geo;
 use crate::nflog::attr::{self, LossRecord, TlvOrder};
 
@@ -142,6 +142,8 @@ struct LoopState {
     /// retry acknowledges up to this, not `last_printed` (what was formatted while that job
     /// was out is in the outputs' next batches, not in the held ones).
     held_upto: Option<u64>,
+    /// Names lent for printing, in front of the resolver's shared cache (see `dns::NameMemo`).
+    memo: Option<NameMemo>,
 }
 
 impl<S: Source> Processor<S> {
@@ -168,6 +170,7 @@ impl<S: Source> Processor<S> {
             caught_up: false,
             span: Span::default(),
             held_upto: None,
+            memo: self.resolver.as_ref().map(Resolver::memo),
         };
         loop {
             if st.stop_at.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -189,12 +192,12 @@ impl<S: Source> Processor<S> {
             if st.failing.is_none() && !self.held_back(&st) {
                 let mut full = false;
                 if st.stop_at.is_none() {
-                    st.caught_up = self.fill(&mut st.window, &st.dns_wake, now)?;
+                    st.caught_up = self.fill(&mut st.window, &mut st.memo, &st.dns_wake, now)?;
                     self.note_oldest(st.window.entries.front().map(|e| &e.data[..]), false);
                     full = st.window.len() >= self.window_cap || st.window.bytes >= WINDOW_BYTES;
                 }
                 st.last_printed = self
-                    .drain(&mut st.window, &mut st.unwritten, now)
+                    .drain(&mut st.window, &st.memo, &mut st.unwritten, now)
                     .or(st.last_printed);
                 more = full && st.window.len() < self.window_cap && st.window.bytes < WINDOW_BYTES;
                 st.behind = full;
@@ -527,6 +530,23 @@ impl<S: Source> Processor<S> {
     fn fill(
         &mut self,
         window: &mut Window,
+        memo: &mut Option<NameMemo>,
+        dns_wake: &Arc<Notify>,
+        now: Instant,
+    ) -> Result<bool, ProcessError> {
+        let secs = memo.as_ref().map_or(0, |m| m.secs(now.into_std()));
+        let r = self.fill_records(window, memo, secs, dns_wake, now);
+        if let (Some(r), Some(m)) = (&self.resolver, memo) {
+            r.count_memo_hits(m);
+        }
+        r
+    }
+
+    fn fill_records(
+        &mut self,
+        window: &mut Window,
+        memo: &mut Option<NameMemo>,
+        secs: u32,
         dns_wake: &Arc<Notify>,
         now: Instant,
     ) -> Result<bool, ProcessError> {
@@ -548,27 +568,27 @@ impl<S: Source> Processor<S> {
             e.replayed = meta.replayed;
             if enrich && LossRecord::decode(&e.data).is_none() {
                 // Parsed and decoded once: both stay with the record and print it.
-                let p = e.parse(|d| {
+                e.parse(|d| {
                     let packet = attr::parse(d, TlvOrder::NATIVE, loss::EPOCH);
                     let decoded = crate::decode::decode(&packet);
                     Parse { packet, decoded }
                 });
-                crate::decode::addresses_of(&p.decoded, &mut window.addrs);
-                if let Some(g) = &mut self.geo {
-                    e.geo.extend(
-                        window
-                            .addrs
-                            .iter()
-                            .filter_map(|&ip| Some((ip, g.lookup(ip)?))),
-                    );
+                if let Some(p) = &e.parsed {
+                    crate::decode::addresses_of(&p.get().decoded, &mut e.addrs);
                 }
-                for &ip in &window.addrs {
-                    let Some(r) = &self.resolver else { break };
-                    match r.cached_at(ip, now.into_std()) {
-                        Lookup::Hit(Some(n)) => e.names.push((ip, n)),
-                        Lookup::Hit(None) => {}
-                        Lookup::Pending => e.waiting.push(ip),
-                        Lookup::Miss => {
+                e.entered_secs = secs;
+                if let Some(g) = &mut self.geo {
+                    e.geo
+                        .extend(e.addrs.iter().filter_map(|&ip| Some((ip, g.lookup(ip)?))));
+                }
+                for &ip in &e.addrs {
+                    let (Some(r), Some(memo)) = (&self.resolver, &mut *memo) else {
+                        break;
+                    };
+                    match r.check(memo, ip, secs) {
+                        Check::Known(slot) => e.lent.push((ip, slot)),
+                        Check::Pending => e.waiting.push(ip),
+                        Check::Miss => {
                             // Only the packet that starts a lookup waits on it for a wake-up;
                             // packets behind it in the window wait behind it anyway.
                             if let Some(pending) = r.start(ip) {
@@ -596,6 +616,7 @@ impl<S: Source> Processor<S> {
     fn drain(
         &mut self,
         window: &mut Window,
+        memo: &Option<NameMemo>,
         unwritten: &mut Unwritten,
         now: Instant,
     ) -> Option<u64> {
@@ -625,12 +646,8 @@ impl<S: Source> Processor<S> {
                 let t = attr::parse(e.record(), TlvOrder::NATIVE, loss::EPOCH).timestamp;
                 self.outputs.loss(&l.event(t), e.seq);
             } else {
-                if let Some(r) = &self.resolver {
-                    for &ip in &e.waiting {
-                        if let Lookup::Hit(Some(n)) = r.peek_at(ip, now.into_std()) {
-                            e.names.push((ip, n));
-                        }
-                    }
+                if let (Some(r), Some(memo)) = (&self.resolver, memo) {
+                    e.own_names(r, memo, now.into_std());
                 }
                 let replayed = e.replayed;
                 if let Some(y) = &mut e.parsed {
@@ -654,7 +671,7 @@ impl<S: Source> Processor<S> {
                     record: e.record(),
                     packet: &p.packet,
                     decoded: &p.decoded,
-                    names: &PacketNames(&e.names, &e.geo),
+                    names: &PacketNames::of(&e, memo.as_ref()),
                 });
                 unwritten.printed += 1;
                 unwritten.replayed += u64::from(e.replayed);
@@ -678,3 +695,6 @@ fn batch_bytes(st: &LoopState) -> usize {
 #[cfg(test)]
 #[path = "process_model.rs"]
 mod model;
+#[cfg(test)]
+#[path = "process_names.rs"]
+mod names_test;

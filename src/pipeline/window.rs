@@ -16,7 +16,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::decode::Decoded;
-use crate::dns::SafeName;
+use crate::dns::{Lookup, NameMemo, Resolver, SafeName, Slot};
 use crate::format::Names;
 use crate::geo::GeoInfo;
 use crate::packet::Packet;
@@ -45,7 +45,15 @@ pub struct Entry {
     pub parsed: Option<Parsed>,
     pub replayed: bool,
     pub deadline: Instant,
-    /// Names known when the record entered the window (cache hits).
+    /// The packet's addresses (when it was parsed on entry to look them up).
+    pub addrs: Vec<IpAddr>,
+    /// Where the loop's memo keeps the answers for those of them the cache knew when the
+    /// packet entered the window: printed as taken from the cache then.
+    pub lent: Vec<(IpAddr, Slot)>,
+    /// When it entered the window, in the memo's seconds (the answers lent must be valid then).
+    pub entered_secs: u32,
+    /// Names held by the packet itself: those of addresses it waited for, and any the memo no
+    /// longer held when it printed. The others are lent by the memo.
     pub names: Vec<(IpAddr, SafeName)>,
     /// Addresses still being looked up; the record waits for them until its deadline.
     pub waiting: Vec<IpAddr>,
@@ -71,10 +79,28 @@ impl Entry {
         self.parsed.insert(p).get()
     }
 
+    /// The names the entry holds itself when it prints: those of the addresses it waited
+    /// for, and of any the memo no longer holds (emptied when full since the packet entered);
+    /// the others the memo lends.
+    pub fn own_names(&mut self, r: &Resolver, memo: &NameMemo, now: std::time::Instant) {
+        let secs = self.entered_secs;
+        let lost =
+            |&(ip, slot): &(IpAddr, Slot)| memo.lend(slot, &ip, secs).is_none().then_some(ip);
+        let lost_lent = self.lent.iter().filter_map(lost);
+        for ip in self.waiting.iter().copied().chain(lost_lent) {
+            if let Lookup::Hit(Some(n)) = r.peek_at(ip, now) {
+                self.names.push((ip, n));
+            }
+        }
+    }
+
     fn new(deadline: Instant) -> Box<Entry> {
         Box::new(Entry {
             seq: 0,
             data: Vec::new(),
+            addrs: Vec::new(),
+            lent: Vec::new(),
+            entered_secs: 0,
             parsed: None,
             replayed: false,
             deadline,
@@ -85,22 +111,39 @@ impl Entry {
     }
 }
 
-/// Names of one packet, borrowed from its entry when it prints.
-pub struct PacketNames<'a>(
-    pub &'a [(IpAddr, SafeName)],
-    pub &'a [(IpAddr, Arc<GeoInfo>)],
-);
+/// The memo, a packet's slots in it, and when the packet entered the window.
+pub type Lent<'a> = (&'a NameMemo, &'a [(IpAddr, Slot)], u32);
+
+/// Names of one packet when it prints: its own, else lent by the loop's memo.
+pub struct PacketNames<'a> {
+    pub own: &'a [(IpAddr, SafeName)],
+    pub memo: Option<Lent<'a>>,
+    pub geo: &'a [(IpAddr, Arc<GeoInfo>)],
+}
+
+impl<'a> PacketNames<'a> {
+    /// The names of `e`, lent by `memo` for its slots when given.
+    pub fn of(e: &'a Entry, memo: Option<&'a NameMemo>) -> PacketNames<'a> {
+        PacketNames {
+            own: &e.names,
+            memo: memo.map(|m| (m, &e.lent[..], e.entered_secs)),
+            geo: &e.geo,
+        }
+    }
+}
 
 impl Names for PacketNames<'_> {
     fn name(&self, addr: IpAddr) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(a, _)| *a == addr)
-            .map(|(_, n)| n.shown())
+        if let Some((_, n)) = self.own.iter().find(|(a, _)| *a == addr) {
+            return Some(n.shown());
+        }
+        let (memo, lent, secs) = self.memo?;
+        let &(_, slot) = lent.iter().find(|(a, _)| *a == addr)?;
+        memo.lend(slot, &addr, secs).flatten().map(SafeName::shown)
     }
 
     fn geo(&self, addr: IpAddr) -> Option<&GeoInfo> {
-        self.1.iter().find(|(a, _)| *a == addr).map(|(_, g)| &**g)
+        self.geo.iter().find(|(a, _)| *a == addr).map(|(_, g)| &**g)
     }
 }
 
@@ -117,8 +160,6 @@ pub struct Window {
     spare: Vec<Box<Entry>>,
     /// Record buffer capacity held by `spare`.
     spare_bytes: usize,
-    /// A packet's addresses, reused from packet to packet.
-    pub addrs: Vec<IpAddr>,
 }
 
 impl Window {
@@ -173,6 +214,8 @@ impl Window {
             e.data = p.into_backing_cart();
         }
         e.names.clear();
+        e.addrs.clear();
+        e.lent.clear();
         e.waiting.clear();
         e.geo.clear();
         e.data.clear();

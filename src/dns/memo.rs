@@ -1,0 +1,249 @@
+//! [`NameMemo`]: the processing loop's own small cache of answers, in front of the shared one.
+//!
+//! The shared cache ([`super::cache`]) is safe to use from any thread: every lookup hashes the
+//! address, takes a shard lock and clones the answer (two reference counts up, and down again
+//! when the packet has printed). With a warm cache that was about a sixth of the loop's CPU,
+//! for two addresses per packet that are mostly the same few hundred addresses again and again.
+//! The memo belongs to the one thread that prints. Asking it about an address is one hash probe
+//! and gives a [`Slot`]; the packet keeps the slot, and printing reads the name through it by
+//! reference: no lock, no atomic operation, no second hash, nothing to drop after printing.
+//!
+//! Invariants:
+//! - An entry is a copy of a shared-cache entry (answer and expiry, in the shared cache's
+//!   seconds), taken when the shared cache answered the loop with a hit. It is valid exactly as
+//!   long as that shared entry was: the memo answers only while `expires` is later than the
+//!   second asked about, so a name is never printed past its TTL.
+//! - A newer answer for the same address replaces the entry in its slot ([`NameMemo::put`]); an
+//!   expired entry is never returned, so the next packet asks the shared cache again and gets
+//!   (or starts a lookup for) the new answer.
+//! - At most [`MEMO_ENTRIES`] entries: when a new address finds it full, the memo is emptied
+//!   and its generation moves on (cheaper than an eviction order; an emptied memo refills from
+//!   the shared cache at the shared cache's cost). A [`Slot`] of an older generation, or one
+//!   whose entry now holds another address, lends nothing: its holder asks the shared cache.
+//! - The shared cache stays the one place answers are stored: the memo may be emptied at any
+//!   time without changing what is printed.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::SafeName;
+
+/// Addresses the memo holds at most (a few hundred KiB at most).
+pub const MEMO_ENTRIES: usize = 4096;
+
+struct Memo {
+    ip: IpAddr,
+    answer: Option<SafeName>,
+    /// The shared entry's expiry, in seconds since the shared cache's epoch.
+    expires: u32,
+}
+
+/// Where the memo keeps an address's answer, for reading it again without a hash: valid while
+/// the memo's generation is the same and the entry still holds that address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    index: u32,
+    generation: u32,
+}
+
+/// See the module docs. Made by [`super::Resolver::memo`], used only with that resolver.
+pub struct NameMemo {
+    index: HashMap<IpAddr, u32, foldhash::fast::RandomState>,
+    entries: Vec<Memo>,
+    /// Moves on each time the memo is emptied.
+    generation: u32,
+    /// The shared cache's epoch: expiry seconds count from it.
+    epoch: Instant,
+    /// Hits answered here and not yet added to the resolver's counters.
+    pub(super) hits: u64,
+}
+
+impl NameMemo {
+    pub(super) fn new(epoch: Instant) -> NameMemo {
+        // Grown as addresses come, not made full size: a few hundred addresses then sit in a
+        // few dozen cache lines instead of being spread over the whole table.
+        NameMemo {
+            index: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            entries: Vec::new(),
+            generation: 0,
+            epoch,
+            hits: 0,
+        }
+    }
+
+    /// `at` in the shared cache's seconds, for [`get`](Self::get) and [`lend`](Self::lend).
+    pub fn secs(&self, at: Instant) -> u32 {
+        let secs = at.saturating_duration_since(self.epoch).as_secs();
+        u32::try_from(secs).unwrap_or(u32::MAX)
+    }
+
+    /// Where `ip`'s answer is if the memo holds one still valid at second `secs`.
+    pub fn get(&self, ip: &IpAddr, secs: u32) -> Option<Slot> {
+        let &index = self.index.get(ip)?;
+        let m = self.entries.get(index as usize)?;
+        (m.expires > secs).then_some(Slot {
+            index,
+            generation: self.generation,
+        })
+    }
+
+    /// The answer kept in `slot` for `ip`, if it is still there and valid at second `secs`:
+    /// `Some(None)` when the address is known to have no name.
+    pub fn lend(&self, slot: Slot, ip: &IpAddr, secs: u32) -> Option<Option<&SafeName>> {
+        if slot.generation != self.generation {
+            return None;
+        }
+        let m = self.entries.get(slot.index as usize)?;
+        (m.ip == *ip && m.expires > secs).then_some(m.answer.as_ref())
+    }
+
+    /// Keep a shared-cache answer (see the module docs for the bound); where it is kept.
+    pub(super) fn put(&mut self, ip: IpAddr, answer: Option<SafeName>, expires: u32) -> Slot {
+        if let Some(&index) = self.index.get(&ip) {
+            if let Some(m) = self.entries.get_mut(index as usize) {
+                m.answer = answer;
+                m.expires = expires;
+                return Slot {
+                    index,
+                    generation: self.generation,
+                };
+            }
+        }
+        if self.entries.len() >= MEMO_ENTRIES {
+            self.index.clear();
+            self.entries.clear();
+            self.generation = self.generation.wrapping_add(1);
+        }
+        // At most MEMO_ENTRIES, so the index fits.
+        let index = self.entries.len() as u32;
+        self.entries.push(Memo {
+            ip,
+            answer,
+            expires,
+        });
+        self.index.insert(ip, index);
+        Slot {
+            index,
+            generation: self.generation,
+        }
+    }
+
+    /// Addresses held (for tests and the bound).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ip(i: u32) -> IpAddr {
+        IpAddr::from(i.to_be_bytes())
+    }
+
+    fn name(m: &NameMemo, a: IpAddr, secs: u32) -> Option<Option<String>> {
+        let slot = m.get(&a, secs)?;
+        let lent = m.lend(slot, &a, secs).expect("a slot just found lends");
+        Some(lent.map(|n| n.as_str().to_owned()))
+    }
+
+    #[test]
+    fn valid_until_the_shared_expiry_and_replaced_by_a_newer_answer() {
+        let mut m = NameMemo::new(Instant::now());
+        let a = SafeName::from_labels([&b"a"[..]]);
+        let b = SafeName::from_labels([&b"b"[..]]);
+        let s1 = m.put(ip(1), Some(a), 10);
+        m.put(ip(2), None, 10);
+        assert_eq!(name(&m, ip(1), 9), Some(Some("a".into())));
+        assert_eq!(name(&m, ip(2), 9), Some(None));
+        // Expired at its second, like the shared cache's entry, through the index or a slot.
+        assert!(m.get(&ip(1), 10).is_none());
+        assert!(m.lend(s1, &ip(1), 10).is_none());
+        assert!(m.get(&ip(3), 0).is_none());
+        // A newer answer takes the same slot: a packet holding it prints the newer name.
+        let s2 = m.put(ip(1), Some(b), 20);
+        assert_eq!(s1, s2);
+        assert_eq!(m.lend(s1, &ip(1), 15).unwrap().unwrap().as_str(), "b");
+        // A slot is only good for its own address.
+        assert!(m.lend(s1, &ip(2), 0).is_none());
+    }
+
+    #[test]
+    fn bounded_and_old_slots_lend_nothing() {
+        let mut m = NameMemo::new(Instant::now());
+        let first = m.put(ip(0), Some(SafeName::from_labels([&b"zero"[..]])), 60);
+        for i in 1..(3 * MEMO_ENTRIES as u32 + 7) {
+            m.put(ip(i), None, 60);
+            assert!(m.len() <= MEMO_ENTRIES);
+        }
+        // The newest is always there; one that was emptied out is a miss, never a wrong
+        // answer, even though its slot's index now holds another address.
+        let last = 3 * MEMO_ENTRIES as u32 + 6;
+        assert_eq!(name(&m, ip(last), 0), Some(None));
+        assert!(m.get(&ip(0), 0).is_none());
+        assert!(m.lend(first, &ip(0), 0).is_none());
+    }
+
+    /// Through the resolver: a hit is copied into the memo with the shared entry's expiry;
+    /// past it, the memo and the shared cache both miss (a lookup would start); a new answer
+    /// replaces the old in the packet's slot.
+    #[tokio::test]
+    async fn the_resolver_fills_the_memo_with_the_shared_expiry_and_newer_answers() {
+        use crate::dns::{Check, DnsConfig, Resolver};
+        let cfg = DnsConfig {
+            servers: vec!["127.0.0.1:9".parse().unwrap()],
+            ..DnsConfig::default()
+        };
+        let r = Resolver::new(cfg, tokio::runtime::Handle::current()).unwrap();
+        let mut m = r.memo();
+        let a = ip(0xc000_0201);
+        let now = m.secs(Instant::now());
+        assert_eq!(r.check(&mut m, a, now), Check::Miss);
+        r.remember(
+            a,
+            Some(SafeName::from_labels([&b"old"[..]])),
+            Duration::from_secs(10),
+        );
+        let Check::Known(slot) = r.check(&mut m, a, now) else {
+            panic!("a hit")
+        };
+        assert_eq!(m.lend(slot, &a, now).unwrap().unwrap().as_str(), "old");
+        assert_eq!(
+            r.check(&mut m, a, now),
+            Check::Known(slot),
+            "the memo answers"
+        );
+        // Past its 10 s (with a second to spare) neither the memo nor the shared cache holds it.
+        assert!(m.lend(slot, &a, now + 12).is_none());
+        assert_eq!(r.check(&mut m, a, now + 12), Check::Miss);
+        r.remember(
+            a,
+            Some(SafeName::from_labels([&b"new"[..]])),
+            Duration::from_secs(60),
+        );
+        assert_eq!(r.check(&mut m, a, now + 12), Check::Known(slot));
+        assert_eq!(m.lend(slot, &a, now + 12).unwrap().unwrap().as_str(), "new");
+        // Three hits: two from the shared cache, one from the memo once counted in.
+        r.count_memo_hits(&mut m);
+        let s = r.stats();
+        assert_eq!((s.hits, s.misses), (3, 2), "{s}");
+    }
+
+    #[test]
+    fn ipv4_and_its_mapped_ipv6_form_are_different_addresses() {
+        let mut m = NameMemo::new(Instant::now());
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let slot = m.put(v4, Some(SafeName::from_labels([&b"v4"[..]])), 60);
+        assert!(m.get(&mapped, 0).is_none());
+        assert!(m.lend(slot, &mapped, 0).is_none());
+    }
+}
