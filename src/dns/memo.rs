@@ -13,15 +13,24 @@
 //!   seconds), taken when the shared cache answered the loop with a hit. It is valid exactly as
 //!   long as that shared entry was: the memo answers only while `expires` is later than the
 //!   second asked about, so a name is never printed past its TTL.
-//! - A newer answer for the same address replaces the entry in its slot ([`NameMemo::put`]); an
-//!   expired entry is never returned, so the next packet asks the shared cache again and gets
-//!   (or starts a lookup for) the new answer.
-//! - At most [`MEMO_ENTRIES`] entries: when a new address finds it full, the memo is emptied
-//!   and its generation moves on (cheaper than an eviction order; an emptied memo refills from
-//!   the shared cache at the shared cache's cost). A [`Slot`] of an older generation, or one
-//!   whose entry now holds another address, lends nothing: its holder asks the shared cache.
-//! - The shared cache stays the one place answers are stored: the memo may be emptied at any
-//!   time without changing what is printed.
+//! - An entry never changes once written, until the memo is emptied: a newer answer for the
+//!   same address ([`NameMemo::put`]) is appended as a new entry and the address's index points
+//!   at it, while the old entry stays as it was. A packet keeps the slot it was given on entry,
+//!   so it prints the answer that was valid when it entered, never one stored later (a later
+//!   answer may not have been valid then, may have expired by the time the packet prints, or
+//!   may be a short failure answer that would erase a name the packet had). An expired entry
+//!   is never returned by [`NameMemo::get`], so the next packet asks the shared cache again and
+//!   gets (or starts a lookup for) the new answer.
+//! - At most [`MEMO_ENTRIES`] entries, replaced answers included: when a new answer finds it
+//!   full, the memo is emptied and its generation moves on (cheaper than an eviction order; an
+//!   emptied memo refills from the shared cache at the shared cache's cost). A [`Slot`] of an
+//!   older generation, or one used with another address, lends nothing.
+//! - The shared cache stays the one place answers are kept for good; emptying the memo loses
+//!   no answer, but it can change what a packet prints. A packet whose slot was emptied asks
+//!   the shared cache again when it prints, as of the print time: it gets the same name if
+//!   the shared entry is still there, a newer answer if the shared entry was refreshed, and no
+//!   name at all if the shared entry expired or was evicted in between (the packet then prints
+//!   without it). It never gets a name past its TTL.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,7 +38,7 @@ use std::time::Instant;
 
 use super::SafeName;
 
-/// Addresses the memo holds at most (a few hundred KiB at most).
+/// Entries (answers, replaced ones included) the memo holds at most (a few hundred KiB at most).
 pub const MEMO_ENTRIES: usize = 4096;
 
 struct Memo {
@@ -40,7 +49,7 @@ struct Memo {
 }
 
 /// Where the memo keeps an address's answer, for reading it again without a hash: valid while
-/// the memo's generation is the same and the entry still holds that address.
+/// the memo's generation is the same; the entry it points at does not change until then.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
     index: u32,
@@ -98,18 +107,10 @@ impl NameMemo {
         (m.ip == *ip && m.expires > secs).then_some(m.answer.as_ref())
     }
 
-    /// Keep a shared-cache answer (see the module docs for the bound); where it is kept.
+    /// Keep a shared-cache answer (see the module docs for the bound); where it is kept. An
+    /// address already held gets a new entry: slots handed out for its older answer keep
+    /// lending that answer.
     pub(super) fn put(&mut self, ip: IpAddr, answer: Option<SafeName>, expires: u32) -> Slot {
-        if let Some(&index) = self.index.get(&ip) {
-            if let Some(m) = self.entries.get_mut(index as usize) {
-                m.answer = answer;
-                m.expires = expires;
-                return Slot {
-                    index,
-                    generation: self.generation,
-                };
-            }
-        }
         if self.entries.len() >= MEMO_ENTRIES {
             self.index.clear();
             self.entries.clear();
@@ -122,6 +123,7 @@ impl NameMemo {
             answer,
             expires,
         });
+        // Replaces the address's older index, if any; its entry stays for the slots lent.
         self.index.insert(ip, index);
         Slot {
             index,
@@ -129,7 +131,7 @@ impl NameMemo {
         }
     }
 
-    /// Addresses held (for tests and the bound).
+    /// Entries held, replaced answers included (for tests and the bound).
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -156,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn valid_until_the_shared_expiry_and_replaced_by_a_newer_answer() {
+    fn valid_until_the_shared_expiry_and_a_newer_answer_gets_its_own_slot() {
         let mut m = NameMemo::new(Instant::now());
         let a = SafeName::from_labels([&b"a"[..]]);
         let b = SafeName::from_labels([&b"b"[..]]);
@@ -168,12 +170,40 @@ mod tests {
         assert!(m.get(&ip(1), 10).is_none());
         assert!(m.lend(s1, &ip(1), 10).is_none());
         assert!(m.get(&ip(3), 0).is_none());
-        // A newer answer takes the same slot: a packet holding it prints the newer name.
+        // A newer answer gets a new slot and the index; the old slot keeps its answer.
         let s2 = m.put(ip(1), Some(b), 20);
-        assert_eq!(s1, s2);
-        assert_eq!(m.lend(s1, &ip(1), 15).unwrap().unwrap().as_str(), "b");
+        assert_ne!(s1, s2);
+        assert_eq!(m.get(&ip(1), 15), Some(s2));
+        assert_eq!(m.lend(s2, &ip(1), 15).unwrap().unwrap().as_str(), "b");
+        assert_eq!(m.lend(s1, &ip(1), 9).unwrap().unwrap().as_str(), "a");
         // A slot is only good for its own address.
         assert!(m.lend(s1, &ip(2), 0).is_none());
+    }
+
+    /// A packet entered at second 5 holding "a" (valid until 10); "a" expires, a later answer
+    /// "b" with a short TTL (until 14) is stored, then a short failure answer; the packet's
+    /// print was delayed past both. It prints what it had on entry, never "b" (not valid when
+    /// it entered, expired when it prints) and never loses "a" to the failure answer.
+    #[test]
+    fn a_packet_prints_the_answer_it_entered_with_not_a_later_one() {
+        let mut m = NameMemo::new(Instant::now());
+        let entered = 5;
+        let slot = m.put(ip(1), Some(SafeName::from_labels([&b"a"[..]])), 10);
+        assert!(m.get(&ip(1), 12).is_none(), "a has expired");
+        let later = m.put(ip(1), Some(SafeName::from_labels([&b"b"[..]])), 14);
+        assert_eq!(m.lend(later, &ip(1), 12).unwrap().unwrap().as_str(), "b");
+        assert_eq!(
+            m.lend(slot, &ip(1), entered).unwrap().unwrap().as_str(),
+            "a"
+        );
+        let failed = m.put(ip(1), None, 16);
+        assert_eq!(m.lend(failed, &ip(1), 15), Some(None));
+        assert_eq!(
+            m.lend(slot, &ip(1), entered).unwrap().unwrap().as_str(),
+            "a"
+        );
+        assert_eq!(m.lend(later, &ip(1), 12).unwrap().unwrap().as_str(), "b");
+        assert_eq!(m.len(), 3, "replaced answers count towards the bound");
     }
 
     #[test]
@@ -194,7 +224,7 @@ mod tests {
 
     /// Through the resolver: a hit is copied into the memo with the shared entry's expiry;
     /// past it, the memo and the shared cache both miss (a lookup would start); a new answer
-    /// replaces the old in the packet's slot.
+    /// gets a new slot, and the packet's slot still lends the old answer.
     #[tokio::test]
     async fn the_resolver_fills_the_memo_with_the_shared_expiry_and_newer_answers() {
         use crate::dns::{Check, DnsConfig, Resolver};
@@ -229,8 +259,12 @@ mod tests {
             Some(SafeName::from_labels([&b"new"[..]])),
             Duration::from_secs(60),
         );
-        assert_eq!(r.check(&mut m, a, now + 12), Check::Known(slot));
-        assert_eq!(m.lend(slot, &a, now + 12).unwrap().unwrap().as_str(), "new");
+        let Check::Known(new) = r.check(&mut m, a, now + 12) else {
+            panic!("a hit")
+        };
+        assert_ne!(new, slot);
+        assert_eq!(m.lend(new, &a, now + 12).unwrap().unwrap().as_str(), "new");
+        assert_eq!(m.lend(slot, &a, now).unwrap().unwrap().as_str(), "old");
         // Three hits: two from the shared cache, one from the memo once counted in.
         r.count_memo_hits(&mut m);
         let s = r.stats();

@@ -51,8 +51,11 @@
 //! # The printing thread's memo
 //! The processing loop asks [`Resolver::check`] with its own [`NameMemo`]: a hit is copied
 //! once into the memo, and the loop then borrows names from it for printing, with no lock or
-//! reference count per address (see `memo.rs`). Expiry and replacement follow the shared
-//! cache exactly.
+//! reference count per address (see `memo.rs`). A memo entry is a copy of a shared entry with
+//! its expiry, and never changes once written: a packet prints the answer that was valid when
+//! it entered the window, even if a newer one arrived since. Only when the memo was emptied
+//! before the packet printed does it ask the shared cache again, as of the print time, and may
+//! then get a newer answer, or none if the shared entry expired or was evicted meanwhile.
 //!
 //! # Counters
 //! [`Resolver::stats`] returns [`DnsStats`], whose `Display` is the one-line SIGUSR1 dump.

@@ -93,7 +93,9 @@ impl Shown {
 struct Ports {
     ports: Vec<u16>,
     names: Vec<Shown>,
-    /// Bit `p` set when port `p` has a name; empty when no port has one.
+    /// Bit `p` set when port `p` has a name: always 1024 words (8 KiB) when built by
+    /// [`Ports::of`], even with no named port; empty (every lookup a miss) only in the
+    /// `Default` value.
     named: Box<[u64]>,
 }
 

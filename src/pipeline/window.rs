@@ -81,7 +81,8 @@ impl Entry {
 
     /// The names the entry holds itself when it prints: those of the addresses it waited
     /// for, and of any the memo no longer holds (emptied when full since the packet entered);
-    /// the others the memo lends.
+    /// the others the memo lends. Those the memo no longer holds are read from the shared cache
+    /// as of `now`: a newer answer if it was refreshed, none if it expired or was evicted.
     pub fn own_names(&mut self, r: &Resolver, memo: &NameMemo, now: std::time::Instant) {
         let secs = self.entered_secs;
         let lost =
