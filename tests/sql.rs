@@ -505,9 +505,35 @@ fn db_retain_deletes_rows_older_than_the_duration() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(count(&db, "SELECT count(*) FROM packets"), 50);
-    let (code, _, err) = fwlog(&["read", "--no-dns", "--db-retain", "1h", "-o", &target, file]);
+    // One fresh packet with one hour's retention: its commit deletes every old row (and the
+    // new one stays). One packet is one commit, so the outcome does not hang on how a run of
+    // many packets happens to be cut into batches (retention looks at most once a minute).
+    let fresh = dir.path().join("fresh.pcap");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    {
+        let mut w = NflogPcapWriter::new(std::fs::File::create(&fresh).unwrap()).unwrap();
+        w.write(now, 0, &udp_record(1, now, 0, Some(1), b"NEW "))
+            .unwrap();
+    }
+    let fresh = fresh.to_str().unwrap();
+    let (code, _, err) = fwlog(&[
+        "read",
+        "--no-dns",
+        "--db-retain",
+        "1h",
+        "-o",
+        &target,
+        fresh,
+    ]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(count(&db, "SELECT count(*) FROM packets"), 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM packets"), 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM packets WHERE prefix = 'NEW '"),
+        1
+    );
     let (code, _, err) = fwlog(&[
         "read",
         "--no-dns",

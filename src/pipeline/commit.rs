@@ -22,12 +22,15 @@
 //! acknowledgement of the whole span stored), due when the span reaches [`SPAN_BYTES`], when
 //! the loop has caught up with the source, on stopping, and after any failure. Hence:
 //! - the spool position never passes a record whose output bytes are not synced;
-//! - a crash prints at most the open span again (as replayed records), and the outputs'
+//! - a crash prints at most the open span and the batch that closes it again (as replayed
+//!   records), and the outputs'
 //!   torn-tail mark stays at the span's start (`sink::file`), so a power cut anywhere in it
 //!   leaves a fragment fwlog may cut;
 //! - a failed write or sync keeps the span open: its batch comes back to be written first
 //!   (resumed where it stopped, bytes already in the file not written again) and the retry
-//!   syncs the whole span, in order, nothing lost;
+//!   syncs the whole span, in order, nothing lost; except a failed `fdatasync` of a file
+//!   ([`crate::sink::SyncFailed`]), which is not retried: the loop stops with the span
+//!   unacknowledged, and the next start prints it again;
 //! - live traffic (the loop caught up) keeps one sync per batch: no latency is added.
 //!
 //! The thread is started at the first job, by the loop's thread, so it inherits that thread's

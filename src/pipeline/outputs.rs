@@ -222,10 +222,7 @@ impl Outputs {
             let n = d.len();
             let r = match d.outcome() {
                 Some(Ok(())) => Ok(()),
-                Some(Err(e)) => Err(match e.raw_os_error() {
-                    Some(code) => io::Error::from_raw_os_error(code),
-                    None => io::Error::new(e.kind(), e.to_string()),
-                }),
+                Some(Err(e)) => Err(crate::sink::copy_error(e)),
                 None => {
                     self.outs[i].attach(d);
                     continue;

@@ -409,7 +409,7 @@ impl<S: Source> Processor<S> {
             }
             Err((what, e)) => {
                 bump(&self.counters.output_errors, 1);
-                if !self.retry_outputs {
+                if !self.retry_outputs || crate::sink::is_sync_failure(&e) {
                     if e.kind() == std::io::ErrorKind::BrokenPipe {
                         return Err(ProcessError::OutputClosed);
                     }

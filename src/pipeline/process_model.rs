@@ -63,6 +63,8 @@ struct Model {
     writes: usize,
     syncs: usize,
     fail_sync: usize,
+    /// The next sync fails as a real file's failed `fdatasync` does.
+    sync_eio: bool,
     /// When this many batches are written, the next `fail` is set to 2 (and the syncs done by
     /// then are noted in `syncs_at_fail`).
     fail_at_write: usize,
@@ -245,6 +247,11 @@ impl Sink for FakeBytes {
             m.fail_sync -= 1;
             m.failures += 1;
             return Err(io::Error::from(io::ErrorKind::Other));
+        }
+        if std::mem::take(&mut m.sync_eio) {
+            m.failures += 1;
+            let eio = io::Error::from_raw_os_error(libc::EIO);
+            return Err(io::Error::other(crate::sink::SyncFailed(eio)));
         }
         let done = std::mem::take(&mut m.unsynced);
         m.committed.extend(done);
@@ -580,6 +587,32 @@ async fn a_sync_failing_mid_span_is_retried_without_loss_or_duplicates() {
     assert_eq!(m.synced, m.acks);
     assert_eq!(m.acks.last(), Some(&n));
     assert_eq!(counters.printed.load(Ordering::Relaxed), n);
+}
+
+/// A failed `fdatasync` is not retried, even by a loop that retries outputs: the loop stops
+/// with the error and nothing written since the last good sync is acknowledged (the next start
+/// prints it again).
+#[tokio::test(start_paused = true)]
+async fn a_failed_fdatasync_stops_the_loop_with_the_span_unacknowledged() {
+    let n = 1500;
+    let (p, model, _tx) = processor_with(n, 64, true, true);
+    {
+        let mut m = model.lock().unwrap();
+        m.pad = 40 << 10;
+        m.sync_eio = true;
+    }
+    let e = p.run().await.unwrap_err();
+    assert!(matches!(e, ProcessError::Output { .. }), "{e}");
+    assert!(e.to_string().contains("fdatasync failed"), "{e}");
+    let m = model.lock().unwrap();
+    assert_eq!(m.failures, 1);
+    assert!(!m.unsynced.is_empty(), "the failed sync had lines to cover");
+    let synced = m.committed.last().copied().unwrap_or(0);
+    assert!(
+        m.acks.iter().all(|&a| a <= synced),
+        "acknowledged past the last good sync: {:?} > {synced}",
+        m.acks.last()
+    );
 }
 
 /// A write failing in the middle of a span: its batch comes back and is written first, the

@@ -249,7 +249,9 @@ impl FileSink {
     /// Sync what was written (a syncing regular file), flush standard output.
     fn sync_now(&mut self) -> io::Result<()> {
         match &mut self.file {
-            Some(f) if self.sync && !self.stream => f.sync_data()?,
+            Some(f) if self.sync && !self.stream => f
+                .sync_data()
+                .map_err(|e| io::Error::new(e.kind(), super::SyncFailed(e)))?,
             Some(_) => {}
             None => self.stdout.flush()?,
         }

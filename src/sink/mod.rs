@@ -21,6 +21,11 @@
 //!   and resumes there, so a full disk or a dead syslog never loses or doubles a line.
 //! - `reopen` (SIGHUP) opens the path again: lines written before it are in the old (rotated) file,
 //!   lines after it in the new one, none in both.
+//! - A failed `fdatasync` is never retried ([`SyncFailed`]): Linux reports a write-back error
+//!   once and may drop the pages it could not write, so a later sync returning `Ok` would prove
+//!   nothing about the lines written before it. The loop stops instead, nothing of the unsynced
+//!   lines acknowledged, and the next start prints them again (PostgreSQL stops on a failed
+//!   fsync for the same reason).
 
 pub mod file;
 pub mod pcap;
@@ -36,6 +41,29 @@ use std::str::FromStr;
 use crate::decode::Decoded;
 use crate::format::{FormatKind, LossEvent, Names};
 use crate::packet::Packet;
+
+/// An output file's `fdatasync` failed: what was written since its last good sync may be lost
+/// even if a later sync succeeds, so the loop must stop rather than retry (see the module doc).
+#[derive(Debug, thiserror::Error)]
+#[error("fdatasync failed: {0}; lines written since the last good sync may be lost, so fwlog stops, and its next start prints them again")]
+pub struct SyncFailed(pub io::Error);
+
+/// Whether `e` is (or carries) a [`SyncFailed`].
+pub fn is_sync_failure(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<SyncFailed>())
+}
+
+/// A copy of an error handed back from another thread (`io::Error` is not `Clone`): the OS
+/// error code, or the kind and text, and a [`SyncFailed`] stays one.
+pub fn copy_error(e: &io::Error) -> io::Error {
+    if let Some(SyncFailed(inner)) = e.get_ref().and_then(|i| i.downcast_ref::<SyncFailed>()) {
+        return io::Error::new(e.kind(), SyncFailed(copy_error(inner)));
+    }
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
 
 /// One packet as every output sees it: once, after its names are known.
 pub struct PacketView<'a> {
@@ -258,6 +286,21 @@ pub fn open(target: &Target, kernel_tag: bool, sync: bool) -> io::Result<Box<dyn
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_sync_stays_one_when_copied_and_other_errors_keep_code_and_text() {
+        let eio = io::Error::from_raw_os_error(libc::EIO);
+        let failed = io::Error::other(SyncFailed(eio));
+        let copy = copy_error(&failed);
+        assert!(is_sync_failure(&copy));
+        assert!(copy.to_string().contains("fdatasync failed"), "{copy}");
+        let full = copy_error(&io::Error::from_raw_os_error(libc::ENOSPC));
+        assert!(!is_sync_failure(&full));
+        assert_eq!(full.raw_os_error(), Some(libc::ENOSPC));
+        let other = copy_error(&io::Error::new(io::ErrorKind::WriteZero, "wrote nothing"));
+        assert_eq!(other.kind(), io::ErrorKind::WriteZero);
+        assert_eq!(other.to_string(), "wrote nothing");
+    }
 
     #[test]
     fn targets_and_per_output_formats_parse() {

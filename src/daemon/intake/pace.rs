@@ -37,7 +37,7 @@
 use std::time::{Duration, Instant};
 
 /// The default least time between the starts of two commits under sustained traffic (see the
-/// module docs and BENCHMARKS.md, "Issue 14, commit pacing").
+/// module docs and BENCHMARKS.md, "commit pacing").
 pub const DEFAULT_GAP: Duration = Duration::from_millis(8);
 
 /// What intake does with a round's records.
