@@ -173,7 +173,8 @@
 //! append a burst, then call [`Writer::commit_if_due`] (or [`Writer::commit`]) and block no longer
 //! than [`Writer::commit_deadline`]. A caller that assembles a record from parts builds it in
 //! place with [`Writer::append_with`] (its exact length first), so it is copied once, into the
-//! batch. The reader blocks in [`Reader::wait`] until the writer commits.
+//! batch, through a [`RecordBuf`] that can only append (it cannot shrink or rewrite the records
+//! before it; a wrong length or a panic in the filler takes the record back). The reader blocks in [`Reader::wait`] until the writer commits.
 //! A second writable open of the same directory (from any process) fails with [`Error::Locked`].
 //! [`ReadOnlySpool`] serves replay tools and changes nothing on disk.
 //!
@@ -213,6 +214,7 @@ mod ledger;
 mod options;
 mod reader;
 mod readonly;
+mod record_buf;
 mod recovery;
 mod segment;
 mod shared;
@@ -228,6 +230,7 @@ pub use ledger::{LedgerStatus, LEDGER_FILE};
 pub use options::{FsyncPolicy, Options};
 pub use reader::{AckSync, Item, Lost, Next, Reader, Record, StatsHandle};
 pub use readonly::{ReadOnlySpool, Replay, ReplayItem, ReplayRecord, ReplayStats};
+pub use record_buf::RecordBuf;
 pub use recovery::{
     escape as escape_name, OpenReport, Quarantined, Truncation, LOCK_FILE, QUARANTINE_DIR,
 };

@@ -27,6 +27,7 @@ use crate::format::{self, SEGMENT_HEADER_LEN};
 use crate::fs::FsFile;
 use crate::handoff::Chunk;
 use crate::options::{FsyncPolicy, Options};
+use crate::record_buf::RecordBuf;
 use crate::recovery::create_segment;
 use crate::shared::{add, SegMeta, Shared, Stats};
 
@@ -123,15 +124,17 @@ impl Writer {
     }
 
     /// [`append`](Self::append) for a payload built in place: `fill` appends exactly `len`
-    /// bytes to the buffer it is given (the writer's batch buffer, behind the record header),
-    /// so a caller assembling a record from parts copies them once, straight into the batch.
-    /// `fill` runs only once every check has passed (it is not called when the append fails).
-    /// If it appends any other number of bytes, what it wrote is taken back and the append
-    /// fails with [`AppendError::Length`] (a caller bug; the writer stays usable).
+    /// bytes to the [`RecordBuf`] it is given (the writer's batch buffer behind the record
+    /// header, which it can only grow), so a caller assembling a record from parts copies them
+    /// once, straight into the batch. `fill` runs only once every check has passed (it is not
+    /// called when the append fails). If it appends any other number of bytes, what it wrote is
+    /// taken back and the append fails with [`AppendError::Length`] (a caller bug; the writer
+    /// stays usable). If it panics, the header and what it wrote are taken back as the panic
+    /// unwinds, so a caller that catches the panic finds the writer as it was before the call.
     pub fn append_with(
         &mut self,
         len: usize,
-        fill: impl FnOnce(&mut Vec<u8>),
+        fill: impl FnOnce(&mut RecordBuf<'_>),
     ) -> std::result::Result<u64, AppendError> {
         self.check_poisoned()?;
         let c = &self.shared.counters;
@@ -172,12 +175,15 @@ impl Writer {
         let seq = self.next_seq;
         let start = self.batch.len();
         format::encode_record_header(&mut self.batch, seq, len);
-        fill(&mut self.batch);
-        let wrote = self.batch.len() - start - format::RECORD_HEADER_LEN;
+        let mut buf = RecordBuf::new(&mut self.batch, start);
+        fill(&mut buf);
+        let wrote = buf.len();
         if wrote != len {
-            self.batch.truncate(start);
+            // Dropping `buf` takes the record back.
             return Err(AppendError::Length { len, wrote });
         }
+        buf.keep();
+        drop(buf);
         self.next_seq += 1;
         self.batch_records += 1;
         self.batch_payload += len as u64;

@@ -146,7 +146,7 @@ fn full_spool_rejects_counts_and_recovers_after_ack() {
 }
 
 #[test]
-fn append_with_builds_the_record_in_place_and_takes_back_a_wrong_length() {
+fn append_with_builds_the_record_in_place_and_takes_back_a_wrong_length_or_a_panic() {
     let d = tempfile::tempdir().unwrap();
     let (mut w, mut r, _) = Spool::open(d.path(), small()).unwrap();
     let (a, b) = (payload(1, 70), payload(2, 33));
@@ -171,6 +171,26 @@ fn append_with_builds_the_record_in_place_and_takes_back_a_wrong_length() {
         panic!("filler called for a refused record")
     });
     assert!(matches!(e, Err(AppendError::TooLarge { .. })), "{e:?}");
+    // A filler that panics halfway: the header and its bytes are taken back as it unwinds, and
+    // the records appended before it stay whole.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        w.append_with(100, |buf| {
+            buf.extend_from_slice(&[5u8; 60]);
+            assert_eq!(buf.len(), 60);
+            panic!("filler gave up");
+        })
+    }));
+    assert!(caught.is_err());
+    // The filler sees only its own payload: it starts empty whatever the batch holds.
+    let e = w.append_with(3, |buf| {
+        assert!(buf.is_empty());
+        buf.push(1);
+        buf.push(2);
+    });
+    assert!(
+        matches!(e, Err(AppendError::Length { len: 3, wrote: 2 })),
+        "{e:?}"
+    );
     assert_eq!(w.append(&payload(3, 40)).unwrap(), 2);
     w.commit().unwrap();
     let got = drain(&mut r);

@@ -9,7 +9,7 @@ use super::batch::RecordBatch;
 use super::batch::{RecordMeta, RecordSink};
 use super::ifname::IfNameCache;
 use super::loss::LossTracker;
-use crate::nflog::attr::{self, fwlog, nfula, NFGENMSG_LEN};
+use crate::nflog::attr::{fwlog, nfula, NFGENMSG_LEN};
 use std::time::Instant;
 
 /// What intake needs from a record.
@@ -140,18 +140,54 @@ impl<'a> NewRecord<'a> {
     }
 
     /// Append the record's [`len`](Self::len) bytes to `out`.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(self.msg);
-        out.extend_from_slice(&[0u8; 3][..self.pad]);
+    pub fn write_to(&self, out: &mut impl RecordOut) {
+        out.put(self.msg);
+        out.put(&[0u8; 3][..self.pad]);
         if let Some((sec, nsec)) = self.recv_time {
-            attr::push_recv_time(out, sec, nsec);
+            // The value attr::push_recv_time writes, without its Vec.
+            let mut v = [0u8; 12];
+            v[..8].copy_from_slice(&(sec.max(0) as u64).to_be_bytes());
+            v[8..].copy_from_slice(&nsec.to_be_bytes());
+            put_attr(out, fwlog::RECV_TIME, &v);
         }
         for (k, (n, name)) in self.names.iter().enumerate() {
             if *n > 0 {
-                attr::push_attr(out, fwlog::INDEV_NAME + k as u16, &name[..n + 1]);
+                put_attr(out, fwlog::INDEV_NAME + k as u16, &name[..n + 1]);
             }
         }
     }
+}
+
+/// Where [`NewRecord::write_to`] puts a record: a plain buffer (a [`RecordBatch`]) or the spool
+/// writer's batch, which a filler can only append to ([`fwlog_spool::RecordBuf`]).
+pub trait RecordOut {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl RecordOut for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl RecordOut for fwlog_spool::RecordBuf<'_> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// The TLV attr::push_attr appends (host-order header, value, padding to 4 bytes), for the
+/// short values fwlog adds (at most 16 bytes, so the length always fits).
+fn put_attr(out: &mut impl RecordOut, ty: u16, value: &[u8]) {
+    let len = (4 + value.len()) as u16;
+    let mut h = [0u8; 4];
+    h[..2].copy_from_slice(&len.to_ne_bytes());
+    h[2..].copy_from_slice(&ty.to_ne_bytes());
+    out.put(&h);
+    out.put(value);
+    out.put(&[0u8; 3][..(4 - value.len() % 4) % 4]);
 }
 
 /// Hand the spool record for kernel message `msg` to `out` (after any loss its sequence
@@ -322,6 +358,12 @@ mod tests {
         );
         assert_eq!(exact.losses, batch.loss_events().len());
         assert!(exact.records.iter().all(|r| r.len() % 4 == 0));
+        // Byte for byte what the attr helpers build: the message, then the receive time, then
+        // the name of its one interface (lo).
+        let mut want = kernel_msg();
+        crate::nflog::attr::push_recv_time(&mut want, 5, 6);
+        crate::nflog::attr::push_ifname(&mut want, nfula::IFINDEX_OUTDEV, b"lo");
+        assert_eq!(exact.records[0], want);
         let fallback = Timestamp {
             sec: 0,
             nsec: 0,

@@ -118,7 +118,7 @@ fn open_output(path: &Path) -> io::Result<Opened> {
         match tail::settle(&file, path)? {
             Settled::Clean => {}
             Settled::Cut(n) => crate::say!(
-                "fwlog: {}: removed a partial last line ({n} bytes) fwlog left at a crash during a write; its packets are printed again",
+                "fwlog: {}: removed {n} bytes fwlog left at a crash during a write (a partial last line or lines torn by a power cut); their packets are printed again",
                 path.display()
             ),
             Settled::Terminated => crate::say!(

@@ -1,17 +1,25 @@
 //! What fwlog may cut from the end of an output file when it opens it.
 //!
 //! A crash (kill -9 between the pages of a large write) can leave an output file ending in part
-//! of a line; those packets were not acknowledged and are printed again, so the fragment only
-//! makes one line of the file invalid. fwlog cuts it only when it knows it wrote it:
+//! of a line; a power cut while batches are written and not yet synced (a backlog drains in
+//! unsynced spans of up to 32 MiB) can also leave zero-filled holes or torn pages in the middle
+//! of those batches, followed by whole lines. None of those packets were acknowledged and all
+//! are printed again. fwlog cuts such damage only when it knows it wrote the bytes:
 //!
 //! - Before each batch, the sink records where the batch starts in the file's extended attribute
-//!   `user.fwlog.batch` (decimal byte offset). At open, a tail without a final newline is cut
-//!   back to the last newline at or after that offset, never before it: the bytes behind the
-//!   offset were all written (and acknowledged) before that batch began.
+//!   `user.fwlog.batch` (decimal byte offset); while batches are unsynced it stays at the first
+//!   of them. The bytes behind the offset were all written, synced and acknowledged before it.
+//! - At open, the region after that offset is read in bounded chunks for a NUL byte, which no
+//!   text output ever contains (every format escapes control bytes; only `\n` ends a line). The
+//!   file is cut from the start of the line that holds the first NUL (never before the offset):
+//!   nothing after it was acknowledged, since spans are synced in order and the offset is at the
+//!   oldest unsynced batch. Without a NUL, a tail without a final newline is cut back to the
+//!   last newline at or after the offset.
 //! - Nothing is cut when the attribute is missing or larger than the file (a file fwlog did not
 //!   write, or one replaced since), when the path is a symbolic link, or when the file is not a
-//!   regular file. fwlog then adds one newline, so that its first line does not run into the
-//!   foreign fragment, and says so once on stderr.
+//!   regular file; a NUL anywhere is then left alone. fwlog adds one newline after a tail that
+//!   does not end in one, so that its first line does not run into the foreign fragment, and
+//!   says so once on stderr.
 //! - Where the filesystem keeps no user attributes, no tail is ever cut (only terminated).
 
 use std::fs::File;
@@ -52,13 +60,17 @@ pub fn record_start(f: &File, offset: u64) -> bool {
 /// What [`settle`] did to the end of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
-    /// The file was empty or ended in a newline.
+    /// The file was empty or ended in a newline, with no damage after the recorded batch start.
     Clean,
-    /// A fragment fwlog had left was cut (bytes removed).
+    /// A partial last line or a torn region fwlog had left was cut (bytes removed).
     Cut(u64),
     /// A fragment fwlog did not write (or cannot prove it wrote) was ended with a newline.
     Terminated,
 }
+
+/// Chunk size for reading the region after the recorded batch start (bounded memory however
+/// large the unsynced region is).
+const CHUNK: usize = 64 * 1024;
 
 /// Make the end of the regular file `f` (opened from `path` with O_APPEND) ready for whole
 /// lines, by the policy in the module docs.
@@ -67,13 +79,21 @@ pub fn settle(f: &File, path: &Path) -> io::Result<Settled> {
     if len == 0 {
         return Ok(Settled::Clean);
     }
+    let not_a_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    let ours = recorded_start(f).filter(|&s| s < len && not_a_link);
+    if let Some(start) = ours {
+        if let Some(nul) = first_nul(f, start, len)? {
+            let keep = last_line_end(f, start, nul)?;
+            f.set_len(keep)?;
+            return Ok(Settled::Cut(len - keep));
+        }
+    }
     let mut last = [0u8; 1];
     f.read_exact_at(&mut last, len - 1)?;
     if last[0] == b'\n' {
         return Ok(Settled::Clean);
     }
-    let not_a_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
-    if let Some(start) = recorded_start(f).filter(|&s| s < len && not_a_link) {
+    if let Some(start) = ours {
         let keep = last_line_end(f, start, len)?;
         f.set_len(keep)?;
         return Ok(Settled::Cut(len - keep));
@@ -83,10 +103,25 @@ pub fn settle(f: &File, path: &Path) -> io::Result<Settled> {
     Ok(Settled::Terminated)
 }
 
+/// The offset of the first NUL byte in `[start, len)`, if any.
+fn first_nul(f: &File, start: u64, len: u64) -> io::Result<Option<u64>> {
+    let mut buf = vec![0u8; CHUNK.min((len - start) as usize)];
+    let mut at = start;
+    while at < len {
+        let chunk = &mut buf[..((len - at) as usize).min(CHUNK)];
+        f.read_exact_at(chunk, at)?;
+        if let Some(i) = chunk.iter().position(|&b| b == 0) {
+            return Ok(Some(at + i as u64));
+        }
+        at += chunk.len() as u64;
+    }
+    Ok(None)
+}
+
 /// One past the last newline in `[start, len)`, or `start` if there is none.
 fn last_line_end(f: &File, start: u64, len: u64) -> io::Result<u64> {
     let mut end = len;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; CHUNK.min((len - start) as usize)];
     while end > start {
         let from = end.saturating_sub(buf.len() as u64).max(start);
         let chunk = &mut buf[..(end - from) as usize];
@@ -155,5 +190,87 @@ mod tests {
         let f = open(&p);
         record_start(&f, 100);
         assert_eq!(settle(&f, &p).unwrap(), Settled::Terminated);
+    }
+
+    #[test]
+    fn a_hole_after_the_recorded_start_is_cut_from_its_lines_start() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        // Acknowledged "one\n", then unsynced batches: a whole line, a line torn by a
+        // zero-filled page, and whole lines written after it.
+        std::fs::write(&p, b"one\ntwo\nth\0\0\0ee\nfour\nfive\n").unwrap();
+        let f = open(&p);
+        if !record_start(&f, 4) {
+            eprintln!("SKIP: no user xattrs on this filesystem");
+            return;
+        }
+        assert_eq!(settle(&f, &p).unwrap(), Settled::Cut(18));
+        assert_eq!(std::fs::read(&p).unwrap(), b"one\ntwo\n");
+        // A hole right at the recorded start, far beyond the first chunk read.
+        let mut v = b"acked\n".repeat(20_000);
+        let mark = v.len() as u64;
+        v.extend_from_slice(&b"line\n".repeat(30_000));
+        let hole = v.len() as u64;
+        v.extend_from_slice(&[0u8; 4096]);
+        v.extend_from_slice(b"whole\n");
+        std::fs::write(&p, &v).unwrap();
+        let f = open(&p);
+        record_start(&f, mark);
+        assert_eq!(settle(&f, &p).unwrap(), Settled::Cut(4096 + 6));
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), hole);
+        // A hole in the first line after the start cuts back to the start, not before it.
+        std::fs::write(&p, b"one\n\0\0two\n").unwrap();
+        let f = open(&p);
+        record_start(&f, 4);
+        assert_eq!(settle(&f, &p).unwrap(), Settled::Cut(6));
+        assert_eq!(std::fs::read(&p).unwrap(), b"one\n");
+    }
+
+    #[test]
+    fn a_nul_before_the_recorded_start_or_without_one_is_never_cut() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let before = b"o\0e\ntwo\nthree\n";
+        std::fs::write(&p, before).unwrap();
+        let f = open(&p);
+        if !record_start(&f, 4) {
+            eprintln!("SKIP: no user xattrs on this filesystem");
+            return;
+        }
+        assert_eq!(settle(&f, &p).unwrap(), Settled::Clean);
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+        // No attribute: a NUL anywhere stays, only a missing newline is added.
+        let q = d.path().join("foreign");
+        std::fs::write(&q, b"a\nb\0c").unwrap();
+        let f = open(&q);
+        assert_eq!(settle(&f, &q).unwrap(), Settled::Terminated);
+        assert_eq!(std::fs::read(&q).unwrap(), b"a\nb\0c\n");
+        // Through a symbolic link, a recorded start does not allow cutting a hole either.
+        let link = d.path().join("link.log");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        std::fs::write(&p, b"one\nt\0o\n").unwrap();
+        let f = open(&link);
+        record_start(&f, 4);
+        assert_eq!(settle(&f, &link).unwrap(), Settled::Clean);
+        assert_eq!(std::fs::read(&p).unwrap(), b"one\nt\0o\n");
+    }
+
+    #[test]
+    fn a_clean_file_is_untouched() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("log");
+        let text = b"one\ntwo\nthree\n".repeat(10_000);
+        std::fs::write(&p, &text).unwrap();
+        let f = open(&p);
+        if !record_start(&f, 8) {
+            eprintln!("SKIP: no user xattrs on this filesystem");
+            return;
+        }
+        assert_eq!(settle(&f, &p).unwrap(), Settled::Clean);
+        assert_eq!(std::fs::read(&p).unwrap(), text);
+        // The recorded start at the very end (everything synced) is clean too.
+        record_start(&f, text.len() as u64);
+        assert_eq!(settle(&f, &p).unwrap(), Settled::Clean);
+        assert_eq!(std::fs::read(&p).unwrap(), text);
     }
 }

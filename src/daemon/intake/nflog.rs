@@ -8,7 +8,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use fwlog_spool::Commit;
+use fwlog_spool::{Commit, RecordBuf};
 
 use super::pace::{self, Decision, Round};
 use super::spooler::{Policy, Spooler};
@@ -370,7 +370,7 @@ impl RecordSink for ToSpool<'_> {
         }
         let len = rec.len();
         self.bytes += len;
-        let fill = |b: &mut Vec<u8>| rec.write_to(b);
+        let fill = |b: &mut RecordBuf<'_>| rec.write_to(b);
         let group_seq = m.group.zip(m.seq);
         self.spool
             .packet_with(len, fill, (), m.seq_global, group_seq);

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fwlog_spool::{AppendError, Commit, Error as SpoolError, Writer};
+use fwlog_spool::{AppendError, Commit, Error as SpoolError, RecordBuf, Writer};
 use tokio::sync::Notify;
 
 use crate::counters::{bump, Counters};
@@ -177,7 +177,7 @@ impl<T> Spooler<T> {
         seq_global: Option<u32>,
         group_seq: Option<(u16, u32)>,
     ) {
-        let fill = |b: &mut Vec<u8>| b.extend_from_slice(rec);
+        let fill = |b: &mut RecordBuf<'_>| b.extend_from_slice(rec);
         self.packet_with(rec.len(), fill, token, seq_global, group_seq);
     }
 
@@ -186,7 +186,7 @@ impl<T> Spooler<T> {
     pub fn packet_with(
         &mut self,
         len: usize,
-        fill: impl FnOnce(&mut Vec<u8>),
+        fill: impl FnOnce(&mut RecordBuf<'_>),
         token: T,
         seq_global: Option<u32>,
         group_seq: Option<(u16, u32)>,
