@@ -361,22 +361,46 @@ fn processor_with(
     } else {
         Box::new(FakeSink(model.clone()))
     };
-    let p = Processor {
-        source: FakeSource(model.clone()),
-        outputs: Outputs::from_sinks(vec![sink]),
-        resolver: None,
+    let p = test_processor(
+        FakeSource(model.clone()),
+        vec![sink],
+        None,
+        window,
+        retry,
+        rx,
+    );
+    (p, model, tx)
+}
+
+/// A processor over `source` and `sinks` as the tests run it: fresh counters, no GeoIP, no
+/// service manager; names waited for up to 2 s when there is a resolver.
+pub(super) fn test_processor<S: Source>(
+    source: S,
+    sinks: Vec<Box<dyn PacketSink>>,
+    resolver: Option<Resolver>,
+    window: usize,
+    retry: bool,
+    control: tokio::sync::mpsc::UnboundedReceiver<Control>,
+) -> Processor<S> {
+    let dns_timeout = match resolver {
+        Some(_) => Duration::from_secs(2),
+        None => Duration::ZERO,
+    };
+    Processor {
+        source,
+        outputs: Outputs::from_sinks(sinks),
+        resolver,
         geo: None,
-        dns_timeout: Duration::ZERO,
+        dns_timeout,
         window_cap: window,
         counters: Arc::new(Counters::default()),
         data_wake: Arc::new(Notify::new()),
         stop: Arc::new(AtomicBool::new(false)),
-        control: rx,
+        control,
         stop_grace: Duration::from_secs(2),
         retry_outputs: retry,
         service: None,
-    };
-    (p, model, tx)
+    }
 }
 
 #[tokio::test(start_paused = true)]

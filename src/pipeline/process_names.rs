@@ -6,12 +6,10 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc::unbounded_channel;
-use tokio::sync::Notify;
 
 use super::*;
 use crate::dns::{DnsConfig, SafeName, MEMO_ENTRIES};
@@ -138,23 +136,11 @@ async fn run(n: u32, window: usize) -> (Vec<(u64, Option<String>, Option<String>
     let printed: Printed = Arc::default();
     let seqs = (0..2 * u64::from(n)).map(|s| (s + 1, (s % u64::from(n)) as u32));
     let (_tx, rx) = unbounded_channel();
-    let p = Processor {
-        source: Packets {
-            queued: seqs.collect(),
-        },
-        outputs: Outputs::from_sinks(vec![Box::new(NamesSink(printed.clone(), 0))]),
-        resolver: Some(resolver.clone()),
-        geo: None,
-        dns_timeout: Duration::from_secs(2),
-        window_cap: window,
-        counters: Arc::new(Counters::default()),
-        data_wake: Arc::new(Notify::new()),
-        stop: Arc::new(AtomicBool::new(false)),
-        control: rx,
-        stop_grace: Duration::from_secs(2),
-        retry_outputs: true,
-        service: None,
+    let source = Packets {
+        queued: seqs.collect(),
     };
+    let sinks: Vec<Box<dyn PacketSink>> = vec![Box::new(NamesSink(printed.clone(), 0))];
+    let p = super::model::test_processor(source, sinks, Some(resolver.clone()), window, true, rx);
     p.run().await.unwrap();
     let v = std::mem::take(&mut *printed.lock().unwrap());
     (v, resolver)
