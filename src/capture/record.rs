@@ -9,7 +9,7 @@ use super::batch::RecordBatch;
 use super::batch::{RecordMeta, RecordSink};
 use super::ifname::IfNameCache;
 use super::loss::LossTracker;
-use crate::nflog::attr::{fwlog, nfula, NFGENMSG_LEN};
+use crate::nflog::attr::{self, nfula, TlvOut, NFGENMSG_LEN};
 use std::time::Instant;
 
 /// What intake needs from a record.
@@ -84,9 +84,6 @@ pub(crate) struct Stamp {
     pub now: Instant,
 }
 
-/// Size of fwlog's RECV_TIME TLV (4-byte header + 12-byte value).
-const RECV_TIME_TLV: usize = 16;
-
 /// One spool record not yet stored anywhere: the kernel's message, borrowed from the receive
 /// slot it arrived in, and what fwlog adds to it. [`NewRecord::len`] is its exact size and
 /// [`NewRecord::write_to`] appends it, so the consumer decides where its one copy goes (the
@@ -98,17 +95,12 @@ pub struct NewRecord<'a> {
     pad: usize,
     /// fwlog's receive time, when fwlog's TLVs are still to be added.
     recv_time: Option<(i64, u32)>,
-    /// Interface names for INDEV, OUTDEV, PHYSINDEV, PHYSOUTDEV: length (0 = no TLV) and the
-    /// name, NUL-padded (the TLV's value is the name and one NUL).
-    names: [(usize, [u8; libc::IFNAMSIZ + 1]); 4],
+    /// Interface names for INDEV, OUTDEV, PHYSINDEV, PHYSOUTDEV as `attr::push_ifname` stores
+    /// them (length and bytes), or none.
+    names: [Option<(usize, [u8; libc::IFNAMSIZ])>; 4],
     /// Bytes of fwlog's TLVs (receive time and names).
     extra: usize,
     meta: RecordMeta,
-}
-
-/// Size of a TLV with a `vlen`-byte value, padding included.
-fn tlv_len(vlen: usize) -> usize {
-    (4 + vlen + 3) & !3
 }
 
 impl<'a> NewRecord<'a> {
@@ -118,7 +110,7 @@ impl<'a> NewRecord<'a> {
             msg: rec,
             pad: 0,
             recv_time: None,
-            names: [(0, [0; libc::IFNAMSIZ + 1]); 4],
+            names: [None; 4],
             extra: 0,
             meta,
         }
@@ -140,54 +132,26 @@ impl<'a> NewRecord<'a> {
     }
 
     /// Append the record's [`len`](Self::len) bytes to `out`.
-    pub fn write_to(&self, out: &mut impl RecordOut) {
+    pub fn write_to(&self, out: &mut impl TlvOut) {
         out.put(self.msg);
         out.put(&[0u8; 3][..self.pad]);
         if let Some((sec, nsec)) = self.recv_time {
-            // The value attr::push_recv_time writes, without its Vec.
-            let mut v = [0u8; 12];
-            v[..8].copy_from_slice(&(sec.max(0) as u64).to_be_bytes());
-            v[8..].copy_from_slice(&nsec.to_be_bytes());
-            put_attr(out, fwlog::RECV_TIME, &v);
+            attr::push_recv_time(out, sec, nsec);
         }
-        for (k, (n, name)) in self.names.iter().enumerate() {
-            if *n > 0 {
-                put_attr(out, fwlog::INDEV_NAME + k as u16, &name[..n + 1]);
+        for (k, name) in self.names.iter().enumerate() {
+            if let Some((n, name)) = name {
+                attr::push_ifname(out, nfula::IFINDEX_INDEV + k as u16, &name[..*n]);
             }
         }
     }
 }
 
-/// Where [`NewRecord::write_to`] puts a record: a plain buffer (a [`RecordBatch`]) or the spool
-/// writer's batch, which a filler can only append to ([`fwlog_spool::RecordBuf`]).
-pub trait RecordOut {
-    fn put(&mut self, bytes: &[u8]);
-}
-
-impl RecordOut for Vec<u8> {
+/// The spool writer's record being built in place: a filler can only append to it.
+impl TlvOut for fwlog_spool::RecordBuf<'_> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
-}
-
-impl RecordOut for fwlog_spool::RecordBuf<'_> {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes);
-    }
-}
-
-/// The TLV attr::push_attr appends (host-order header, value, padding to 4 bytes), for the
-/// short values fwlog adds (at most 16 bytes, so the length always fits).
-fn put_attr(out: &mut impl RecordOut, ty: u16, value: &[u8]) {
-    let len = (4 + value.len()) as u16;
-    let mut h = [0u8; 4];
-    h[..2].copy_from_slice(&len.to_ne_bytes());
-    h[2..].copy_from_slice(&ty.to_ne_bytes());
-    out.put(&h);
-    out.put(value);
-    out.put(&[0u8; 3][..(4 - value.len() % 4) % 4]);
 }
 
 /// Hand the spool record for kernel message `msg` to `out` (after any loss its sequence
@@ -215,8 +179,8 @@ pub(crate) fn push_record(
         // The kernel pads every attribute, but keep our TLVs aligned whatever it sent.
         pad: (4 - msg.len() % 4) % 4,
         recv_time: Some((stamp.sec, stamp.nsec)),
-        names: [(0, [0; libc::IFNAMSIZ + 1]); 4],
-        extra: RECV_TIME_TLV,
+        names: [None; 4],
+        extra: attr::RECV_TIME_TLV,
         meta: RecordMeta {
             group: s.group,
             seq: s.seq,
@@ -226,11 +190,12 @@ pub(crate) fn push_record(
     for (k, idx) in s.ifindex.iter().enumerate() {
         let Some(idx) = *idx else { continue };
         if let Some(name) = names.get(idx, stamp.now) {
-            // Same TLV as attr::push_ifname, kept on the stack: that helper allocates.
-            let n = name.len().min(libc::IFNAMSIZ);
-            rec.names[k].0 = n;
-            rec.names[k].1[..n].copy_from_slice(&name[..n]);
-            rec.extra += tlv_len(n + 1);
+            // Copied: the cache lends it only until its next lookup.
+            let stored = attr::ifname_stored(name);
+            let mut v = [0; libc::IFNAMSIZ];
+            v[..stored.len()].copy_from_slice(stored);
+            rec.names[k] = Some((stored.len(), v));
+            rec.extra += attr::tlv_len(stored.len() + 1);
         }
     }
     out.record(&rec);

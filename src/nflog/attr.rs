@@ -475,14 +475,43 @@ pub fn encode_packet(p: &Packet<'_>, out: &mut Vec<u8>) {
 ///
 /// Values longer than an `nlattr` can describe are cut to fit; callers pass interface names
 /// (at most 16 bytes) and fixed-size values, so this never happens in practice.
-pub fn push_attr(buf: &mut Vec<u8>, ty: u16, value: &[u8]) {
+pub fn push_attr(buf: &mut impl TlvOut, ty: u16, value: &[u8]) {
     let value = &value[..value.len().min(u16::MAX as usize - 8)];
     let len = (4 + value.len()) as u16;
-    buf.extend_from_slice(&len.to_ne_bytes());
-    buf.extend_from_slice(&ty.to_ne_bytes());
-    buf.extend_from_slice(value);
-    let pad = (4 - (value.len() % 4)) % 4;
-    buf.extend_from_slice(&[0u8; 3][..pad]);
+    let mut h = [0u8; 4];
+    h[..2].copy_from_slice(&len.to_ne_bytes());
+    h[2..].copy_from_slice(&ty.to_ne_bytes());
+    buf.put(&h);
+    buf.put(value);
+    buf.put(&[0u8; 3][..tlv_len(value.len()) - 4 - value.len()]);
+}
+
+/// Where the `push_*` helpers append: a plain buffer, or a spool writer's record being built
+/// in place (intake's receive path, which appends each record with one copy).
+pub trait TlvOut {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl TlvOut for Vec<u8> {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Size of a TLV with a `vlen`-byte value, padding included.
+pub fn tlv_len(vlen: usize) -> usize {
+    (4 + vlen + 3) & !3
+}
+
+/// Size of the TLV [`push_recv_time`] appends.
+pub const RECV_TIME_TLV: usize = 16;
+
+/// The part of an interface name [`push_ifname`] stores (up to the first NUL, at most 15
+/// bytes); its TLV holds it and one NUL.
+pub fn ifname_stored(name: &[u8]) -> &[u8] {
+    let name = cstr(name);
+    &name[..name.len().min(15)]
 }
 
 /// Append a nested NFULA_VLAN attribute exactly as the kernel builds it (`nfulnl_put_bridge`):
@@ -495,7 +524,7 @@ pub fn push_vlan(buf: &mut Vec<u8>, v: Vlan) {
 }
 
 /// Append fwlog's receive-time attribute.
-pub fn push_recv_time(buf: &mut Vec<u8>, sec: i64, nsec: u32) {
+pub fn push_recv_time(buf: &mut impl TlvOut, sec: i64, nsec: u32) {
     let mut v = [0u8; 12];
     v[..8].copy_from_slice(&(sec.max(0) as u64).to_be_bytes());
     v[8..].copy_from_slice(&nsec.to_be_bytes());
@@ -504,10 +533,9 @@ pub fn push_recv_time(buf: &mut Vec<u8>, sec: i64, nsec: u32) {
 
 /// Append an interface-name attribute (`which` is the kernel's IFINDEX_* type), NUL-terminated.
 /// Names longer than the kernel's IFNAMSIZ (16 with the NUL) are cut: the kernel never makes them.
-pub fn push_ifname(buf: &mut Vec<u8>, which: u16, name: &[u8]) {
+pub fn push_ifname(buf: &mut impl TlvOut, which: u16, name: &[u8]) {
     let ty = fwlog::INDEV_NAME + (which - nfula::IFINDEX_INDEV);
-    let name = cstr(name);
-    let name = &name[..name.len().min(15)];
+    let name = ifname_stored(name);
     let mut v = [0u8; 16];
     v[..name.len()].copy_from_slice(name);
     push_attr(buf, ty, &v[..name.len() + 1]);

@@ -48,7 +48,7 @@ fn record(i: u32) -> Vec<u8> {
     rec
 }
 
-/// Hands out records of packets `0..n`, then `0..n` again (`rounds` times).
+/// Hands out the queued (sequence number, packet index) pairs as records of those packets.
 struct Packets {
     queued: VecDeque<(u64, u32)>,
 }
@@ -146,7 +146,9 @@ async fn run(n: u32, window: usize) -> (Vec<(u64, Option<String>, Option<String>
     (v, resolver)
 }
 
-fn check(printed: &[(u64, Option<String>, Option<String>)], n: u32) {
+/// Every packet (two per address) printed its source's cached name, in order, and every
+/// address asked about counted once as a hit (from the memo or the shared cache), no query.
+fn check(printed: &[(u64, Option<String>, Option<String>)], resolver: &Resolver, n: u32) {
     assert_eq!(printed.len(), 2 * n as usize);
     for (k, (seq, s, d)) in printed.iter().enumerate() {
         assert_eq!(*seq, k as u64 + 1, "in order");
@@ -154,20 +156,19 @@ fn check(printed: &[(u64, Option<String>, Option<String>)], n: u32) {
         assert_eq!(s.as_deref(), Some(&*name_of(i)), "packet {seq}");
         assert_eq!(d, &None, "the destination has no name");
     }
+    let s = resolver.stats();
+    assert_eq!(
+        (s.hits, s.misses, s.queries),
+        (4 * u64::from(n), 0, 0),
+        "{s}"
+    );
 }
 
 #[tokio::test]
 async fn names_lent_by_the_memo_are_the_caches_and_every_address_counts_once() {
     let n = 300;
     let (printed, resolver) = run(n, 64).await;
-    check(&printed, n);
-    let s = resolver.stats();
-    // Two addresses per packet, all hits (from the memo or the shared cache), no query.
-    assert_eq!(
-        (s.hits, s.misses, s.queries),
-        (4 * u64::from(n), 0, 0),
-        "{s}"
-    );
+    check(&printed, &resolver, n);
 }
 
 #[tokio::test]
@@ -176,11 +177,5 @@ async fn more_addresses_in_the_window_than_the_memo_holds_still_print_their_name
     // held wait to print: those take their names from the shared cache instead.
     let n = MEMO_ENTRIES as u32 + 500;
     let (printed, resolver) = run(n, 4 * MEMO_ENTRIES).await;
-    check(&printed, n);
-    let s = resolver.stats();
-    assert_eq!(
-        (s.hits, s.misses, s.queries),
-        (4 * u64::from(n), 0, 0),
-        "{s}"
-    );
+    check(&printed, &resolver, n);
 }
