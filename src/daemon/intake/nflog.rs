@@ -175,11 +175,9 @@ impl NflogReceiver {
             bytes: 0,
         };
         let r = self.sock.recv_into(&mut sink, wait);
-        if let Some((g, n)) = sink.run {
-            sink.spool.counters.per_group.add(g, n);
-        }
+        let bytes = sink.finish();
         let n = r.map_err(|e| format!("receiving from NFLOG: {e}"))?;
-        Ok((n, sink.bytes))
+        Ok((n, bytes))
     }
 
     /// Hold mode (socket kept in the fd store): write the records out, say how far each group
@@ -344,6 +342,16 @@ struct ToSpool<'a> {
     bytes: usize,
 }
 
+impl ToSpool<'_> {
+    /// Count the last run of same-group records; the record bytes appended.
+    fn finish(self) -> usize {
+        if let Some((g, n)) = self.run {
+            self.spool.counters.per_group.add(g, n);
+        }
+        self.bytes
+    }
+}
+
 impl RecordSink for ToSpool<'_> {
     fn loss(&mut self, ev: LossEvent) {
         crate::say!("fwlog: {ev}");
@@ -436,10 +444,7 @@ mod tests {
             bytes: 0,
         };
         batch.drain_into(&mut sink);
-        if let Some((g, n)) = sink.run {
-            sink.spool.counters.per_group.add(g, n);
-        }
-        assert_eq!(sink.bytes, 24);
+        assert_eq!(sink.finish(), 24);
         assert!(seq_file.has_value(), "seeded before the first record");
         spool.commit(true).expect("commit");
 
