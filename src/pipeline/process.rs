@@ -300,10 +300,7 @@ impl<S: Source> Processor<S> {
             Err(e) => return self.written(st, Err(e), Unwritten::default()),
         };
         // A retry writes the held batches: they end at `held_upto`.
-        let job_upto = match st.held_upto.take() {
-            Some(h) => Some(h),
-            None => st.last_printed.take(),
-        };
+        let job_upto = st.held_upto.take().or_else(|| st.last_printed.take());
         let (upto, ack) = if defer {
             (job_upto, None)
         } else {
