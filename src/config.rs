@@ -128,15 +128,19 @@ pub struct LoopConfig {
     pub stop_grace: Duration,
     /// Keep retrying a failed output (the daemon) rather than failing (read, replay).
     pub retry_outputs: bool,
+    /// Live, how long the outputs' syncs and the spool's acknowledgement may wait for more
+    /// batches to share them (see `pipeline::commit`); zero: one sync per batch.
+    pub live_span: Duration,
 }
 
 impl LoopConfig {
     /// The daemon's loop: retries outputs, two seconds to finish at stop.
-    pub fn daemon(window: usize) -> LoopConfig {
+    pub fn daemon(window: usize, live_span: Duration) -> LoopConfig {
         LoopConfig {
             window: window.max(1),
             stop_grace: Duration::from_secs(2),
             retry_outputs: true,
+            live_span,
         }
     }
 
@@ -146,6 +150,7 @@ impl LoopConfig {
             window: 4096,
             stop_grace: Duration::from_millis(200),
             retry_outputs: false,
+            live_span: Duration::ZERO,
         }
     }
 }

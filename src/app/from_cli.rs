@@ -129,7 +129,13 @@ pub fn run_config(args: &RunArgs) -> Result<RunConfig, ConfigError> {
         format: format_config(&args.fmt),
         dns: dns_settings(&args.dns)?,
         user: args.user.clone(),
-        processing: LoopConfig::daemon(args.window),
+        processing: LoopConfig::daemon(
+            args.window,
+            crate::pipeline::commit::live_span(match args.fsync {
+                FsyncArg::Interval(d) => Some(d),
+                _ => None,
+            }),
+        ),
         metrics: args.metrics,
     })
 }

@@ -124,6 +124,7 @@ impl Engine {
             control,
             stop_grace: bounds.stop_grace,
             retry_outputs: bounds.retry_outputs,
+            live_span: bounds.live_span,
             service,
         }
     }

@@ -15,30 +15,44 @@
 //! - The acknowledgement sync also deletes the spool segments its position completes (unlinks
 //!   and a directory sync), so the loop's `ack` that follows finds nothing to delete.
 //!
-//! Commit policy while behind: a job may write its batches without syncing them (`sync`
-//! false) while the loop works through a backlog. The records of such jobs form the open
-//! [`Span`]: in the output files, neither synced nor acknowledged. The span is closed by a
-//! job with `sync` (its own batches written, then every output's file synced, then the
-//! acknowledgement of the whole span stored), due when the span reaches [`SPAN_BYTES`], when
-//! the loop has caught up with the source, on stopping, and after any failure. Hence:
+//! Commit policy: a job may write its batches without syncing them (`sync` false). The
+//! records of such jobs form the open [`Span`]: in the output files, neither synced nor
+//! acknowledged. The span is closed by a job with `sync` (its own batches written, then every
+//! output's file synced, then the acknowledgement of the whole span stored). [`plan`] decides;
+//! a sync is due:
+//! - while the loop works through a backlog, when the span reaches [`SPAN_BYTES`];
+//! - live (the loop caught up with the source), also once the span's oldest batch is
+//!   [`LIVE_SPAN`] old (the daemon's `live_span`, see [`live_span`]): batches are still written
+//!   at once, so a line's latency (kernel timestamp to line in the file) is unchanged; only
+//!   the syncs and the acknowledgement wait. The loop wakes for that deadline when nothing
+//!   else comes ([`Span::due_at`]), so an idle daemon's outputs are synced and its spool
+//!   acknowledged within `live_span` of the last packet;
+//! - at once on stopping, after a SIGHUP (the reopen waits for the sync), and after any
+//!   failure.
+//!
+//! Hence:
 //! - the spool position never passes a record whose output bytes are not synced;
-//! - a crash prints at most the open span and the batch that closes it again (as replayed
-//!   records), and the outputs'
-//!   torn-tail mark stays at the span's start (`sink::file`), so a power cut anywhere in it
-//!   leaves a fragment fwlog may cut;
+//! - a crash (kill -9 or power cut) prints at most the open span and the batch that closes it
+//!   again, marked replayed: live, at most `live_span` of traffic (100 ms by default) and
+//!   never more than [`SPAN_BYTES`] of output; while behind, at most [`SPAN_BYTES`]. The
+//!   outputs' torn-tail mark stays at the span's start (`sink::file`), so a power cut anywhere
+//!   in it leaves a fragment fwlog may cut;
 //! - a failed write or sync keeps the span open: its batch comes back to be written first
 //!   (resumed where it stopped, bytes already in the file not written again) and the retry
 //!   syncs the whole span, in order, nothing lost; except a failed `fdatasync` of a file
 //!   ([`crate::sink::SyncFailed`]), which is not retried: the loop stops with the span
 //!   unacknowledged, and the next start prints it again;
-//! - live traffic (the loop caught up) keeps one sync per batch: no latency is added.
+//! - the `printed` counter counts a record once its sync is done, so it (and the spool's
+//!   `pending`) settles within `live_span` of the last packet.
 //!
 //! The thread is started at the first job, by the loop's thread, so it inherits that thread's
 //! priority (below intake's: `daemon::precedence`). It ends when the committer is dropped.
 
 use std::sync::mpsc;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::outputs::OutBatches;
 use super::source::{AckSync, SourceError};
@@ -57,10 +71,67 @@ impl Unwritten {
     }
 }
 
-/// Output bytes written unsynced while behind before a sync is due: the disk syncs 330 MB
-/// in 4 MiB pieces in 0.8-1.0 s, in 8 MiB pieces in about 0.6 s and in one piece in about 0.4 s
+/// Output bytes written unsynced before a sync is due: the disk syncs 330 MB in 4 MiB pieces
+/// in 0.8-1.0 s, in 8 MiB pieces in about 0.6 s and in one piece in about 0.4 s
 /// (BENCHMARKS.md), and a crash prints at most this much again.
 pub const SPAN_BYTES: usize = 32 << 20;
+
+/// Live, how old the span's oldest batch may get before its sync is due. Each sync costs the
+/// outputs' `fdatasync` and the ledger's (with their kernel work: block allocation, writeback,
+/// the device's flush), which at 25k-50k packets/s and one sync per intake commit (about 125 a
+/// second) was a fifth of fwlog's CPU per record; at 100 ms that is 10 a second, whatever the
+/// rate. It is also what a crash may print again and how long `printed` and `pending` lag
+/// behind the output, so it stays short: 50, 100 and 250 ms were measured (BENCHMARKS.md,
+/// "live span"), and past 100 ms the CPU saved is within the noise while the repeat after a
+/// crash grows with it.
+pub const LIVE_SPAN: Duration = Duration::from_millis(100);
+
+/// The longest live span the spool's `--fsync` interval can stretch it to (see [`live_span`]).
+pub const LIVE_SPAN_MAX: Duration = Duration::from_secs(1);
+
+/// The daemon's live span for the spool's sync policy: [`LIVE_SPAN`], or the spool's sync
+/// interval (`--fsync 500ms`) when that is longer, up to [`LIVE_SPAN_MAX`]. Who accepts losing
+/// an interval of packets to a power cut gains nothing from outputs synced more often than the
+/// spool they come from; past a second, a crash would print too much again and the counters
+/// lag too long. `--fsync never` keeps [`LIVE_SPAN`]: the outputs are not synced then, but the
+/// acknowledgement (the ledger's sync) still waits for the span.
+pub fn live_span(spool_interval: Option<Duration>) -> Duration {
+    spool_interval.map_or(LIVE_SPAN, |i| i.clamp(LIVE_SPAN, LIVE_SPAN_MAX))
+}
+
+/// Outputs are written at most this often while little is pending and the loop has not caught
+/// up: the writes of a burst are gathered into fewer, larger batches. It adds at most this much
+/// to a line's latency, and nothing once the loop has caught up with the source (see
+/// [`CAUGHT_UP_GAP`]).
+pub const WRITE_INTERVAL: Duration = Duration::from_millis(10);
+/// Once the loop has taken everything the source holds, nothing more can join the batch until
+/// intake's next commit, so waiting out [`WRITE_INTERVAL`] would only delay a live trickle's
+/// lines: the batch is written at once, at most this often (so at most one output write per
+/// spool group commit at its default delay, however short `--batch-delay` is made).
+pub const CAUGHT_UP_GAP: Duration = Duration::from_millis(2);
+/// ... unless this much is waiting.
+pub const WRITE_BYTES: usize = 256 * 1024;
+/// ... or this much while working through a backlog (the window came back full from the
+/// source): fewer, larger writes; latency does not matter there, the lines are late already.
+pub const BACKLOG_WRITE_BYTES: usize = 4 << 20;
+
+/// How much to gather before a write: more while working through a backlog.
+pub fn batch_bytes(behind: bool) -> usize {
+    if behind {
+        BACKLOG_WRITE_BYTES
+    } else {
+        WRITE_BYTES
+    }
+}
+
+/// How long formatted lines wait for more to join their batch.
+pub fn write_interval(caught_up: bool) -> Duration {
+    if caught_up {
+        CAUGHT_UP_GAP
+    } else {
+        WRITE_INTERVAL
+    }
+}
 
 /// Records written to the outputs by jobs without `sync`: not yet synced nor acknowledged.
 #[derive(Default, Debug)]
@@ -70,11 +141,18 @@ pub struct Span {
     /// Output bytes written in the span.
     pub bytes: usize,
     pub unwritten: Unwritten,
+    /// When its first job started: the age that bounds a live span.
+    pub opened: Option<Instant>,
 }
 
 impl Span {
     pub fn is_open(&self) -> bool {
         self.upto.is_some() || self.bytes > 0
+    }
+
+    /// A job without `sync` starts at `now`: the span's age counts from its first one.
+    pub fn starting(&mut self, now: Instant) {
+        self.opened.get_or_insert(now);
     }
 
     /// A job without `sync` came back written: its records join the span.
@@ -83,13 +161,58 @@ impl Span {
         self.bytes += bytes;
         self.unwritten.add(unwritten);
     }
+
+    /// When the open span's sync falls due by its age alone, for the loop's wake-up: `None`
+    /// while it is closed, or while the loop is behind (a backlog's span waits for its bytes).
+    pub fn due_at(&self, behind: bool, live_span: Duration) -> Option<Instant> {
+        if behind || !self.is_open() {
+            return None;
+        }
+        self.opened.map(|t| t + live_span)
+    }
 }
 
-/// Whether the next job may leave its batches unsynced: only while the loop is behind (a
-/// backlog), not stopping, with no failure to retry, and the span would stay under
-/// [`SPAN_BYTES`] with `pending` more bytes.
-pub fn may_defer(behind: bool, stopping: bool, failing: bool, span: &Span, pending: usize) -> bool {
-    behind && !stopping && !failing && span.bytes + pending < SPAN_BYTES
+/// What the loop knows when it decides on the next job.
+#[derive(Debug, Clone, Copy)]
+pub struct Moment {
+    pub now: Instant,
+    /// Bytes formatted and not yet committed.
+    pub pending: usize,
+    /// Working through a backlog (the last fill found more than the window holds).
+    pub behind: bool,
+    /// Stopping, or the source ended.
+    pub stopping: bool,
+    /// An output failed and its batch is held for the retry.
+    pub failing: bool,
+    /// A SIGHUP asked for the outputs to be reopened (each waits for its sync).
+    pub reopen: bool,
+    /// A write is due by the cadence: enough is pending, it waited long enough, or stopping.
+    pub write_due: bool,
+    /// No failed output is waiting out its back-off.
+    pub retry_due: bool,
+}
+
+/// The next job, by the policy in the module docs: `None` when none is due, else whether it
+/// syncs (closing the span, with or without batches of its own) or only writes (joining it).
+pub fn plan(m: &Moment, span: &Span, live_span: Duration) -> Option<bool> {
+    if !m.retry_due {
+        return None;
+    }
+    let defer = may_defer(m, span, live_span);
+    let write = m.pending > 0 && m.write_due;
+    let sync = span.is_open() && !defer;
+    (write || sync).then_some(!defer)
+}
+
+/// Whether the next job may leave its batches unsynced: not when stopping, failing or asked
+/// to reopen, and only while the span stays under [`SPAN_BYTES`] with `pending` more bytes;
+/// then while behind, or live while the span is younger than `live_span` (never when that is
+/// zero: `fwlog read` and `replay`, whose outputs are not synced).
+pub fn may_defer(m: &Moment, span: &Span, live_span: Duration) -> bool {
+    if m.stopping || m.failing || m.reopen || span.bytes + m.pending >= SPAN_BYTES {
+        return false;
+    }
+    m.behind || (!live_span.is_zero() && span.opened.is_none_or(|t| m.now < t + live_span))
 }
 
 /// One batch to commit.
@@ -207,5 +330,124 @@ impl Committer {
         let r = rx.await;
         self.out = None;
         r.map_err(|_| Lost)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A caught-up loop with one small batch due to be written.
+    fn live(now: Instant) -> Moment {
+        Moment {
+            now,
+            pending: 1000,
+            behind: false,
+            stopping: false,
+            failing: false,
+            reopen: false,
+            write_due: true,
+            retry_due: true,
+        }
+    }
+
+    fn open_span(opened: Instant, bytes: usize) -> Span {
+        let mut s = Span::default();
+        s.starting(opened);
+        s.add(Some(7), bytes, Unwritten::default());
+        s
+    }
+
+    #[test]
+    fn live_batches_join_the_span_until_its_oldest_is_live_span_old() {
+        let t = Instant::now();
+        assert_eq!(plan(&live(t), &Span::default(), LIVE_SPAN), Some(false));
+        let span = open_span(t, 5000);
+        assert_eq!(plan(&live(t + 99 * MS), &span, LIVE_SPAN), Some(false));
+        assert_eq!(plan(&live(t + 100 * MS), &span, LIVE_SPAN), Some(true));
+        // Nothing new to write: the deadline alone syncs the span, and nothing before it.
+        let idle = |now| Moment {
+            pending: 0,
+            write_due: false,
+            ..live(now)
+        };
+        assert_eq!(plan(&idle(t + 50 * MS), &span, LIVE_SPAN), None);
+        assert_eq!(plan(&idle(t + 100 * MS), &span, LIVE_SPAN), Some(true));
+        assert_eq!(span.due_at(false, LIVE_SPAN), Some(t + LIVE_SPAN));
+        assert_eq!(Span::default().due_at(false, LIVE_SPAN), None);
+        assert_eq!(plan(&idle(t), &Span::default(), LIVE_SPAN), None);
+    }
+
+    #[test]
+    fn stopping_a_reopen_or_a_failure_closes_the_span_at_once() {
+        let t = Instant::now();
+        let span = open_span(t, 5000);
+        for m in [
+            Moment {
+                stopping: true,
+                ..live(t)
+            },
+            Moment {
+                reopen: true,
+                write_due: false,
+                pending: 0,
+                ..live(t)
+            },
+            Moment {
+                failing: true,
+                ..live(t)
+            },
+        ] {
+            assert_eq!(plan(&m, &span, LIVE_SPAN), Some(true), "{m:?}");
+        }
+        // A failed output's back-off holds everything, the span's sync too.
+        let waiting = Moment {
+            failing: true,
+            retry_due: false,
+            ..live(t + LIVE_SPAN)
+        };
+        assert_eq!(plan(&waiting, &span, LIVE_SPAN), None);
+    }
+
+    #[test]
+    fn the_byte_limit_closes_a_span_live_or_behind() {
+        let t = Instant::now();
+        let span = open_span(t, SPAN_BYTES - 1000);
+        assert_eq!(plan(&live(t), &span, LIVE_SPAN), Some(true));
+        let behind = Moment {
+            behind: true,
+            ..live(t)
+        };
+        assert_eq!(plan(&behind, &span, LIVE_SPAN), Some(true));
+        let small = open_span(t, 5000);
+        assert_eq!(plan(&behind, &small, LIVE_SPAN), Some(false));
+    }
+
+    #[test]
+    fn behind_the_span_waits_for_its_bytes_not_its_age() {
+        let t = Instant::now();
+        let span = open_span(t, 5000);
+        let behind = Moment {
+            behind: true,
+            ..live(t + 10 * LIVE_SPAN)
+        };
+        assert_eq!(plan(&behind, &span, LIVE_SPAN), Some(false));
+        assert_eq!(span.due_at(true, LIVE_SPAN), None, "no wake-up for its age");
+    }
+
+    #[test]
+    fn without_a_live_span_every_live_batch_is_synced() {
+        let t = Instant::now();
+        assert_eq!(plan(&live(t), &Span::default(), Duration::ZERO), Some(true));
+    }
+
+    #[test]
+    fn the_spool_interval_stretches_the_live_span_within_bounds() {
+        assert_eq!(live_span(None), LIVE_SPAN);
+        assert_eq!(live_span(Some(10 * MS)), LIVE_SPAN);
+        assert_eq!(live_span(Some(500 * MS)), 500 * MS);
+        assert_eq!(live_span(Some(Duration::from_secs(30))), LIVE_SPAN_MAX);
     }
 }

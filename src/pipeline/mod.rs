@@ -6,7 +6,7 @@
 //! record format), so one path decodes, resolves, formats and writes them all.
 
 pub mod build;
-mod commit;
+pub(crate) mod commit;
 pub mod loss;
 pub mod outputs;
 pub mod process;

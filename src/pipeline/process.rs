@@ -13,9 +13,11 @@
 //!   keeps spooling.
 //! - Text outputs are written and synced, and then the spool position synced, on the
 //!   committer thread (`commit.rs`) while the loop formats the next batch: one batch out at a
-//!   time, and at most about one more formatted meanwhile (see `held_back`). While the loop
-//!   is behind, batches are written unsynced and synced (and acknowledged) together every
-//!   `commit::SPAN_BYTES`, and at once when it catches up, stops or fails (`commit.rs`).
+//!   time, and at most about one more formatted meanwhile (see `held_back`). Batches are
+//!   written unsynced and synced (and acknowledged) together: while the loop is behind, every
+//!   `commit::SPAN_BYTES`; live, once the oldest is `live_span` old (100 ms by default);
+//!   at once when it stops, reopens or fails (`commit.rs`). A crash prints at most that span
+//!   again, marked replayed.
 //! - DNS state lives in the resolver's cache, not here: a packet is ready when every address
 //!   of it is a cache hit (a name, a known absence, or a recent failure).
 
@@ -27,7 +29,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 
-use super::commit::{self, Committer, Done, Job, Span, Unwritten};
+use super::commit::{self, Committer, Done, Job, Moment, Span, Unwritten};
 use super::loss;
 use super::outputs::Outputs;
 use super::source::{Source, SourceError};
@@ -78,6 +80,8 @@ pub struct Processor<S: Source> {
     /// The service manager to tell about readiness, reloads, stopping and liveness (`fwlog
     /// run` started by systemd); `None` for read and replay.
     pub service: Option<crate::sdnotify::service::Service>,
+    /// Live, how long the outputs' syncs and the acknowledgement may wait (`commit.rs`).
+    pub live_span: Duration,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -91,24 +95,6 @@ const STALL_NOTICE: Duration = Duration::from_secs(5);
 /// counts records, and a spool record may be 16 MiB (a crafted spool of such records would
 /// otherwise hold gigabytes in memory).
 pub const WINDOW_BYTES: usize = 64 << 20;
-
-/// Outputs are written (and synced, and the spool acknowledged) at most this often while little
-/// is pending: every write costs an fdatasync of the output and one of the spool's ledger, and
-/// under load a cycle per intake commit (every 2 ms) spent most of fwlog's CPU in the kernel.
-/// It adds at most this much to a line's latency, and nothing once the loop has caught up with
-/// the source (see [`CAUGHT_UP_GAP`]).
-const WRITE_INTERVAL: Duration = Duration::from_millis(10);
-/// Once the loop has taken everything the source holds, nothing more can join the batch until
-/// intake's next commit, so waiting out [`WRITE_INTERVAL`] would only delay a live trickle's
-/// lines: the batch is written at once, at most this often (so at most one output sync per
-/// spool group commit at its default delay, however short `--batch-delay` is made).
-const CAUGHT_UP_GAP: Duration = Duration::from_millis(2);
-/// ... unless this much is waiting.
-const WRITE_BYTES: usize = 256 * 1024;
-/// ... or this much while working through a backlog (the window came back full from the
-/// source): every write costs two fdatasyncs, and at 256 KiB a replay of a million records spent
-/// more time syncing than printing. Latency does not matter there: the lines are late already.
-const BACKLOG_WRITE_BYTES: usize = 4 << 20;
 
 /// The loop's state between rounds.
 struct LoopState {
@@ -138,6 +124,8 @@ struct LoopState {
     caught_up: bool,
     /// Written to the outputs unsynced, not yet acknowledged (see `commit.rs`).
     span: Span,
+    /// A SIGHUP came: the span is synced at once (each file's reopen waits for it).
+    reopen: bool,
     /// The last record of a failed job's batches, held to be written first by the retry: the
     /// retry acknowledges up to this, not `last_printed` (what was formatted while that job
     /// was out is in the outputs' next batches, not in the held ones).
@@ -169,6 +157,7 @@ impl<S: Source> Processor<S> {
             committer: Committer::default(),
             caught_up: false,
             span: Span::default(),
+            reopen: false,
             held_upto: None,
             memo: self.resolver.as_ref().map(Resolver::memo),
         };
@@ -228,7 +217,7 @@ impl<S: Source> Processor<S> {
                 // next tick (1 ms), which was a third of a start-up replay's time (one window
                 // per round); a yield lets signals and the committer in without the wait.
                 _ = tokio::task::yield_now(), if more => {}
-                Some(c) = self.control.recv() => self.control(c, &mut st.stop_at),
+                Some(c) = self.control.recv() => self.control(c, &mut st),
                 done = st.committer.done(), if st.committer.busy() => {
                     let done = done.map_err(|e| ProcessError::Output {
                         target: "outputs".into(),
@@ -261,29 +250,32 @@ impl<S: Source> Processor<S> {
     }
 
     /// Commit the outputs' batches when enough is waiting or it has waited long enough, and
-    /// no failed output is waiting out its back-off; while behind, unsynced (see `commit.rs`),
-    /// and the span's sync when it is due, with or without a batch.
+    /// no failed output is waiting out its back-off; unsynced while the span may stay open,
+    /// and the span's sync when it is due, with or without a batch (`commit::plan`).
     fn write_if_due(&mut self, st: &mut LoopState, now: Instant) -> Result<(), ProcessError> {
         if st.committer.busy() {
             return Ok(());
         }
         let pending = self.outputs.pending_bytes();
-        let retry_due = st.retry_at.is_none_or(|t| now >= t);
-        let batch = batch_bytes(st);
         let stopping = st.stop_at.is_some() || self.source.finished();
-        let write_due =
-            pending >= batch || now >= st.last_write + self.write_interval(st) || stopping;
-        let defer = commit::may_defer(
-            st.behind && !st.caught_up,
-            stopping,
-            st.failing.is_some(),
-            &st.span,
+        let behind = st.behind && !st.caught_up;
+        let m = Moment {
+            now,
             pending,
-        );
-        let sync_due = st.span.is_open() && !defer;
-        if !retry_due || !((pending > 0 && write_due) || sync_due) {
+            behind,
+            stopping,
+            failing: st.failing.is_some(),
+            reopen: st.reopen,
+            write_due: pending >= commit::batch_bytes(st.behind)
+                || now >= st.last_write + commit::write_interval(st.caught_up)
+                || stopping,
+            retry_due: st.retry_at.is_none_or(|t| now >= t),
+        };
+        let Some(sync) = commit::plan(&m, &st.span, self.live_span) else {
             return Ok(());
-        }
+        };
+        let defer = !sync;
+        st.reopen &= defer;
         st.last_write = now;
         let batches = match self.outputs.detach(!defer) {
             Ok(Some(b)) => b,
@@ -299,6 +291,9 @@ impl<S: Source> Processor<S> {
             }
             Err(e) => return self.written(st, Err(e), Unwritten::default()),
         };
+        if defer {
+            st.span.starting(now);
+        }
         // A retry writes the held batches: they end at `held_upto`.
         let job_upto = st.held_upto.take().or_else(|| st.last_printed.take());
         let (upto, ack) = if defer {
@@ -369,7 +364,7 @@ impl<S: Source> Processor<S> {
     /// While a batch is out, format at most one more batch's worth: memory stays bounded by
     /// two batches per output, and a slow output slows the loop as it did without the thread.
     fn held_back(&self, st: &LoopState) -> bool {
-        st.committer.busy() && self.outputs.unsent_bytes() >= batch_bytes(st)
+        st.committer.busy() && self.outputs.unsent_bytes() >= commit::batch_bytes(st.behind)
     }
 
     /// After the outputs' batches were committed (or one failed): the counters (`done`: the
@@ -432,24 +427,20 @@ impl<S: Source> Processor<S> {
         Ok(())
     }
 
-    /// How long formatted lines wait for more to join their batch.
-    fn write_interval(&self, st: &LoopState) -> Duration {
-        if st.caught_up {
-            CAUGHT_UP_GAP
-        } else {
-            WRITE_INTERVAL
-        }
-    }
-
     /// The next time the loop has something to do unless woken earlier.
     fn next_wake(&self, st: &LoopState, service_at: Option<Instant>, more: bool) -> Instant {
         let head = st.window.entries.front().map(|e| e.deadline);
         // A batch waits for the write interval, and a failed one for its retry too: waking at
         // the interval alone would spin until the retry (the whole back-off, at full CPU).
         let write_at = (self.outputs.unsent_bytes() > 0 && !st.committer.busy()).then(|| {
-            let due = st.last_write + self.write_interval(st);
+            let due = st.last_write + commit::write_interval(st.caught_up);
             st.retry_at.map_or(due, |r| r.max(due))
         });
+        // Live, the span's sync is due by its age even if nothing else comes.
+        let span_at = (!st.committer.busy())
+            .then(|| st.span.due_at(st.behind && !st.caught_up, self.live_span))
+            .flatten()
+            .map(|due| st.retry_at.map_or(due, |r| r.max(due)));
         [
             head,
             st.retry_at,
@@ -458,6 +449,7 @@ impl<S: Source> Processor<S> {
             Some(Instant::now() + Duration::from_millis(250)),
             more.then(Instant::now),
             write_at,
+            span_at,
         ]
         .into_iter()
         .flatten()
@@ -465,9 +457,10 @@ impl<S: Source> Processor<S> {
         .unwrap_or_else(Instant::now)
     }
 
-    fn control(&mut self, c: Control, stop_at: &mut Option<Instant>) {
+    fn control(&mut self, c: Control, st: &mut LoopState) {
         match c {
             Control::Reopen => {
+                st.reopen = true;
                 if let Some(s) = &self.service {
                     s.reloading();
                 }
@@ -488,7 +481,7 @@ impl<S: Source> Processor<S> {
                 let dns = self.resolver.as_ref().map(|r| r.stats().to_string());
                 crate::say!("{}", self.counters.line(self.source.pending(), dns));
             }
-            Control::Stop => self.begin_stop(stop_at),
+            Control::Stop => self.begin_stop(&mut st.stop_at),
         }
     }
 
@@ -677,15 +670,6 @@ impl<S: Source> Processor<S> {
             window.recycle(e);
         }
         last
-    }
-}
-
-/// How much to gather before a write: more while working through a backlog.
-fn batch_bytes(st: &LoopState) -> usize {
-    if st.behind {
-        BACKLOG_WRITE_BYTES
-    } else {
-        WRITE_BYTES
     }
 }
 

@@ -400,6 +400,7 @@ pub(super) fn test_processor<S: Source>(
         stop_grace: Duration::from_secs(2),
         retry_outputs: retry,
         service: None,
+        live_span: commit::LIVE_SPAN,
     }
 }
 
@@ -661,10 +662,11 @@ async fn a_write_failing_mid_span_keeps_the_span_and_syncs_it_on_the_retry() {
     assert_eq!(counters.printed.load(Ordering::Relaxed), n);
 }
 
-/// Live traffic (the loop caught up with the source) keeps one sync per batch.
+/// Without a live span (`fwlog read`, `replay`), a caught-up loop syncs every batch.
 #[tokio::test(start_paused = true)]
-async fn caught_up_every_batch_is_synced_and_acknowledged() {
-    let (p, model, tx) = processor_with(0, 64, true, true);
+async fn caught_up_without_a_live_span_every_batch_is_synced_and_acknowledged() {
+    let (mut p, model, tx) = processor_with(0, 64, true, true);
+    p.live_span = Duration::ZERO;
     model.lock().unwrap().closed = false;
     let wake = Arc::clone(&p.data_wake);
     let run = tokio::spawn(p.run());
@@ -683,3 +685,6 @@ async fn caught_up_every_batch_is_synced_and_acknowledged() {
     assert_eq!(m.writes, 20);
     assert_eq!(m.syncs, 20);
 }
+
+#[path = "process_live.rs"]
+mod live;

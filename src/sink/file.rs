@@ -3,7 +3,8 @@
 //! What an output path may be:
 //! - a regular file (created 0640 if missing): appended to, `fdatasync`ed per batch when the
 //!   sink syncs, or only at the [`Sink::sync`] that follows a run of
-//!   [`Sink::write_unsynced`] batches (a backlog draining); at open, only a torn tail fwlog
+//!   [`Sink::write_unsynced`] batches (the processing loop's open span: a backlog draining, or
+//!   live traffic's last `live_span`, see `pipeline::commit`); at open, only a torn tail fwlog
 //!   itself left is cut (see [`super::tail`]). The batch start recorded for that cut stays at
 //!   the oldest batch not yet synced, so a crash anywhere in an unsynced run leaves a tail
 //!   fwlog may cut;
@@ -30,6 +31,11 @@ use std::time::{Duration, Instant};
 use super::stdout::Stdout;
 use super::tail::{self, Settled};
 use super::Sink;
+
+/// An unsynced batch this large (a backlog's) starts its writeback at once; smaller ones (live
+/// traffic, a few KiB each) are left to the sync that closes the span: a writeback per small
+/// batch would cost the block I/O per batch that the span saves.
+const WRITEBACK_FROM: usize = 1 << 20;
 
 /// A failed reopen is tried again at most this often.
 const REOPEN_RETRY: Duration = Duration::from_secs(1);
@@ -279,12 +285,15 @@ impl Sink for FileSink {
         self.write_lines(lines)?;
         self.owed = true;
         self.done = 0;
-        if let Some(f) = &self.file {
-            // Start the writeback of what is dirty now, so that the sync that closes the run
-            // waits for less. On the committer thread, which is otherwise idle while the loop
-            // formats the next batch. Advisory: an error shows at that sync.
-            // SAFETY: a valid descriptor; offset 0 and length 0 mean the whole file.
-            unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        match &self.file {
+            Some(f) if lines.len() >= WRITEBACK_FROM => {
+                // Start the writeback of what is dirty now, so that the sync that closes the
+                // run waits for less. On the committer thread, which is otherwise idle while
+                // the loop formats the next batch. Advisory: an error shows at that sync.
+                // SAFETY: a valid descriptor; offset 0 and length 0 mean the whole file.
+                unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -2,9 +2,10 @@
 //!
 //! A crash (kill -9 between the pages of a large write) can leave an output file ending in part
 //! of a line; a power cut while batches are written and not yet synced (a backlog drains in
-//! unsynced spans of up to 32 MiB) can also leave zero-filled holes or torn pages in the middle
-//! of those batches, followed by whole lines. None of those packets were acknowledged and all
-//! are printed again. fwlog cuts such damage only when it knows it wrote the bytes:
+//! unsynced spans of up to 32 MiB, live traffic in spans of up to 100 ms: `pipeline::commit`)
+//! can also leave zero-filled holes or torn pages in the middle of those batches, followed by
+//! whole lines. None of those packets were acknowledged and all are printed again. fwlog cuts
+//! such damage only when it knows it wrote the bytes:
 //!
 //! - Before each batch, the sink records where the batch starts in the file's extended attribute
 //!   `user.fwlog.batch` (decimal byte offset); while batches are unsynced it stays at the first
