@@ -57,9 +57,10 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
 
     let (printed, gaps) = unaccounted_for(&out);
     let dups = crash::replayed_duplicates(&printed);
-    // A crash repeats at most what was written but not yet acknowledged: live, one batch (at
-    // most the window, 4096 records); while a backlog drains, the unsynced span (32 MiB of
-    // output, commit.rs) plus the batch that closes it. In lines: 32 MiB over the shortest line.
+    // A crash repeats at most what was written but not yet acknowledged: the open span
+    // (commit.rs; live, 100 ms of traffic, and never more than 32 MiB of output; while a
+    // backlog drains, 32 MiB) plus the batch that closes it (at most the window, 4096 records).
+    // In lines: 32 MiB over the shortest line.
     let shortest = std::fs::read_to_string(&out)
         .unwrap()
         .lines()
