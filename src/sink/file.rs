@@ -193,7 +193,14 @@ impl FileSink {
                 crate::say!("fwlog: {}: reopened", self.describe());
             }
             Ok(()) => {}
-            Err(_) => self.reopen_wanted = Some(Some(Instant::now())),
+            Err(e) => {
+                // A reopen that waited for a batch or a sync fails here, not in `reopen`: said
+                // once, as `reopen`'s caller says an immediate failure.
+                if first_try {
+                    crate::say!("fwlog: SIGHUP: cannot reopen {}: {e}", self.describe());
+                }
+                self.reopen_wanted = Some(Some(Instant::now()));
+            }
         }
     }
 
