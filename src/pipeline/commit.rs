@@ -20,7 +20,8 @@
 //! acknowledged. The span is closed by a job with `sync` (its own batches written, then every
 //! output's file synced, then the acknowledgement of the whole span stored). [`plan`] decides;
 //! a sync is due:
-//! - while the loop works through a backlog, when the span reaches [`SPAN_BYTES`];
+//! - when the span reaches [`SPAN_BYTES`] (the only bound while the loop works through a
+//!   backlog);
 //! - live (the loop caught up with the source), also once the span's oldest batch is
 //!   [`LIVE_SPAN`] old (the daemon's `live_span`, see [`live_span`]): batches are still written
 //!   at once, so a line's latency (kernel timestamp to line in the file) is unchanged; only
@@ -29,6 +30,10 @@
 //!   acknowledged within `live_span` of the last packet;
 //! - at once on stopping, after a SIGHUP (the reopen waits for the sync), and after any
 //!   failure.
+//!
+//! Outputs that commit in place (SQL, pcap) commit every batch either way; only the
+//! acknowledgement waits for the span. With `--fsync never` files are never synced, and the
+//! span bounds the acknowledgement (the ledger's sync) alone.
 //!
 //! Hence:
 //! - the spool position never passes a record whose output bytes are not synced;
