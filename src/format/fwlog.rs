@@ -291,7 +291,7 @@ fn proto(out: &mut Vec<u8>, t: &NameTables, n: u8) {
     s(out, "proto ");
     dec(out, n as u64);
     if let Some(name) = t.protocol_shown(n) {
-        out.extend_from_slice(&name.fwlog);
+        bytes(out, &name.fwlog);
     }
 }
 
@@ -454,11 +454,13 @@ fn ipv6(
     }
 }
 
+// Inlined: `key` is then a constant at each call, copied without a call into memcpy.
+#[inline(always)]
 fn port(out: &mut Vec<u8>, t: &NameTables, key: &str, p: u16, tcp: bool) {
     s(out, key);
     dec(out, p as u64);
     if let Some(n) = t.service_shown(p, tcp) {
-        out.extend_from_slice(&n.fwlog);
+        bytes(out, &n.fwlog);
     }
 }
 
@@ -535,7 +537,7 @@ fn transport(
             s(out, ", next ");
             dec(out, a.next_header as u64);
             if let Some(n) = t.protocol_shown(a.next_header) {
-                out.extend_from_slice(&n.fwlog);
+                bytes(out, &n.fwlog);
             }
         }
         Transport::Esp(e) => {
