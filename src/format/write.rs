@@ -6,7 +6,7 @@ const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Two decimal digits for every value 0..=99, so numbers are written two digits per division.
-const DIGITS2: &[u8; 200] = b"\
+pub(super) const DIGITS2: &[u8; 200] = b"\
 0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
 4041424344454647484950515253545556575859\
