@@ -232,27 +232,42 @@ pub fn colon_hex(out: &mut Vec<u8>, b: &[u8]) {
     }
 }
 
-/// One octet's decimal digits at `buf[at..]`; returns the position after them.
-#[inline(always)]
-fn octet(buf: &mut [u8], at: usize, o: u8) -> usize {
-    let o = o as usize;
-    if o >= 100 {
-        buf[at] = b'0' + (o / 100) as u8;
-        let r = o % 100 * 2;
-        buf[at + 1..at + 3].copy_from_slice(&DIGITS2[r..r + 2]);
-        at + 3
-    } else if o >= 10 {
-        buf[at..at + 2].copy_from_slice(&DIGITS2[o * 2..o * 2 + 2]);
-        at + 2
-    } else {
-        buf[at] = b'0' + o as u8;
-        at + 1
+/// Every octet's decimal digits, then how many there are (in the last byte).
+static OCTETS: [[u8; 4]; 256] = {
+    let mut t = [[0u8; 4]; 256];
+    let mut o = 0;
+    while o < 256 {
+        let (h, te, u) = (
+            b'0' + (o / 100) as u8,
+            b'0' + (o / 10 % 10) as u8,
+            b'0' + (o % 10) as u8,
+        );
+        t[o] = if o >= 100 {
+            [h, te, u, 3]
+        } else if o >= 10 {
+            [te, u, 0, 2]
+        } else {
+            [u, 0, 0, 1]
+        };
+        o += 1;
     }
+    t
+};
+
+/// One octet's decimal digits at `buf[at..]`; returns the position after them. Four bytes are
+/// copied from the table (one fixed-size store, no branch on the octet's size); the ones past
+/// the digits are overwritten by what follows or cut off.
+#[inline(always)]
+fn octet(buf: &mut [u8; 20], at: usize, o: u8) -> usize {
+    let e = &OCTETS[usize::from(o)];
+    buf[at..at + 4].copy_from_slice(e);
+    at + usize::from(e[3])
 }
 
 pub fn ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
     let [a, b, c, d] = a.octets();
-    let mut buf = [0u8; 16];
+    // At most 15 characters; the last octet's four-byte copy starts at 12 at the latest.
+    let mut buf = [0u8; 20];
     let mut i = octet(&mut buf, 0, a);
     buf[i] = b'.';
     i = octet(&mut buf, i + 1, b);
