@@ -21,6 +21,33 @@ static ALLOWED: [bool; 256] = {
     t
 };
 
+/// [`allowed`] without `"` (the bytes [`escape_quoted_into`] passes unchanged).
+static ALLOWED_IN_QUOTES: [bool; 256] = {
+    let mut t = ALLOWED;
+    t[b'"' as usize] = false;
+    t
+};
+
+/// Whether `table` allows every byte of `s`: eight lookups combined without a branch per byte
+/// (nearly every string passes whole, so an early exit per byte only costs time).
+#[inline]
+fn all_allowed(s: &[u8], table: &[bool; 256]) -> bool {
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let mut ok = true;
+        for &b in c {
+            ok &= table[usize::from(b)];
+        }
+        if !ok {
+            return false;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .fold(true, |ok, &b| ok & table[usize::from(b)])
+}
+
 /// True for bytes that pass unchanged.
 #[inline]
 pub fn allowed(b: u8) -> bool {
@@ -31,8 +58,8 @@ pub fn allowed(b: u8) -> bool {
 #[inline]
 pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) -> usize {
     // Nearly every string needs no escape: one check, one copy.
-    if s.iter().all(|&b| allowed(b)) {
-        out.extend_from_slice(s);
+    if all_allowed(s, &ALLOWED) {
+        super::write::bytes(out, s);
         return 0;
     }
     let mut extra = 0;
@@ -67,24 +94,10 @@ pub fn name_allowed(b: u8) -> bool {
     NAME_ALLOWED[usize::from(b)]
 }
 
-/// Whether every byte of `s` is [`name_allowed`]: eight table lookups combined without a
-/// branch per byte (a name always passes, so the early exit per byte only cost time).
+/// Whether every byte of `s` is [`name_allowed`].
 #[inline]
 fn all_name_allowed(s: &[u8]) -> bool {
-    let mut chunks = s.chunks_exact(8);
-    for c in &mut chunks {
-        let mut ok = true;
-        for &b in c {
-            ok &= NAME_ALLOWED[usize::from(b)];
-        }
-        if !ok {
-            return false;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .fold(true, |ok, &b| ok & NAME_ALLOWED[usize::from(b)])
+    all_allowed(s, &NAME_ALLOWED)
 }
 
 /// [`name_allowed`] as a table (every byte of every resolved name is checked).
@@ -107,7 +120,7 @@ static NAME_ALLOWED: [bool; 256] = {
 /// has) are still escaped as `\xNN`, so nothing else can reach the output.
 pub fn escape_name_into(out: &mut Vec<u8>, s: &[u8]) {
     if all_name_allowed(s) {
-        out.extend_from_slice(s);
+        super::write::bytes(out, s);
         return;
     }
     for &b in s {
@@ -121,8 +134,8 @@ pub fn escape_name_into(out: &mut Vec<u8>, s: &[u8]) {
 
 /// Like [`escape_into`], also escaping `"` (for values printed inside double quotes).
 pub fn escape_quoted_into(out: &mut Vec<u8>, s: &[u8]) {
-    if s.iter().all(|&b| allowed(b) && b != b'"') {
-        out.extend_from_slice(s);
+    if all_allowed(s, &ALLOWED_IN_QUOTES) {
+        super::write::bytes(out, s);
         return;
     }
     for chunk in s.split_inclusive(|&b| b == b'"') {
@@ -214,6 +227,41 @@ mod tests {
                         }
                     }
                     assert_eq!(o, want, "len {len} at {at} byte {bad}");
+                }
+            }
+        }
+    }
+
+    /// The same for the general and the quoted escaper: a byte to escape at every position of
+    /// every length around the eight-byte steps is found, and escaped as byte by byte.
+    #[test]
+    fn general_checks_find_a_bad_byte_anywhere() {
+        let by_byte = |s: &[u8], quote: bool| {
+            let mut want = Vec::new();
+            for &b in s {
+                if allowed(b) && !(quote && b == b'"') {
+                    want.push(b);
+                } else {
+                    want.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+                }
+            }
+            want
+        };
+        for len in 0..40 {
+            let clean: Vec<u8> = (0..len).map(|i| b"ab -._9~?("[i % 10]).collect();
+            for at in 0..=len {
+                for bad in [b'\\', b'\n', 0x1b, 0x7f, 0xff, b'"'] {
+                    let mut s = clean.clone();
+                    if at < len {
+                        s[at] = bad;
+                    }
+                    let mut o = Vec::new();
+                    let extra = escape_into(&mut o, &s);
+                    assert_eq!(o, by_byte(&s, false), "len {len} at {at} byte {bad}");
+                    assert_eq!(extra, o.len() - s.len());
+                    let mut q = Vec::new();
+                    escape_quoted_into(&mut q, &s);
+                    assert_eq!(q, by_byte(&s, true), "quoted: len {len} at {at} byte {bad}");
                 }
             }
         }

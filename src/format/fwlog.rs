@@ -87,11 +87,10 @@ pub(crate) fn block(
     out.push(b'\n');
 }
 
+/// `key` is the whole `, NAME ` before the interface.
 fn iface(out: &mut Vec<u8>, key: &str, i: &Option<Iface<'_>>) {
     if let Some(i) = i {
-        s(out, ", ");
-        s(out, key);
-        s(out, " ");
+        bytes(out, key.as_bytes());
         match i.name {
             Some(n) => {
                 escape_into(out, n);
@@ -119,7 +118,7 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
         dec(out, h as u64);
         if let Some(n) = hook::name_in(p.family, h) {
             s(out, " (");
-            s(out, n);
+            bytes(out, n.as_bytes());
             s(out, ")");
         }
     }
@@ -130,10 +129,10 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
         TimeSource::Local => s(out, " (local clock)"),
         TimeSource::Capture => s(out, " (capture clock)"),
     }
-    iface(out, "indev", &p.indev);
-    iface(out, "outdev", &p.outdev);
-    iface(out, "physindev", &p.physindev);
-    iface(out, "physoutdev", &p.physoutdev);
+    iface(out, ", indev ", &p.indev);
+    iface(out, ", outdev ", &p.outdev);
+    iface(out, ", physindev ", &p.physindev);
+    iface(out, ", physoutdev ", &p.physoutdev);
     if let Some(mac) = p.hwaddr.filter(|m| !m.is_empty()) {
         s(out, ", mac ");
         colon_hex(out, mac);
@@ -291,7 +290,7 @@ fn proto(out: &mut Vec<u8>, t: &NameTables, n: u8) {
     s(out, "proto ");
     dec(out, n as u64);
     if let Some(name) = t.protocol_shown(n) {
-        out.extend_from_slice(&name.fwlog);
+        bytes(out, &name.fwlog);
     }
 }
 
@@ -304,7 +303,7 @@ fn ipv4(
     indent: &str,
     out: &mut Vec<u8>,
 ) {
-    s(out, indent);
+    bytes(out, indent.as_bytes());
     s(out, "IP(");
     dec(out, v4.total_len as u64);
     s(out, "): [");
@@ -372,7 +371,7 @@ fn ipv6(
     indent: &str,
     out: &mut Vec<u8>,
 ) {
-    s(out, indent);
+    bytes(out, indent.as_bytes());
     s(out, "IP6(");
     dec(out, v6.payload_len as u64 + 40);
     s(out, "): [");
@@ -430,7 +429,7 @@ fn ipv6(
         Ipv6End::Esp => {
             // The ESP header itself: find it in the chain for its SPI.
             if let Some(e) = v6.ext_headers().find(|e| e.kind == ipv6::ESP) {
-                s(out, indent);
+                bytes(out, indent.as_bytes());
                 tag(out, proto::ESP);
                 match e.spi {
                     Some(spi) => {
@@ -454,17 +453,19 @@ fn ipv6(
     }
 }
 
+// Inlined: `key` is then a constant at each call, copied without a call into memcpy.
+#[inline(always)]
 fn port(out: &mut Vec<u8>, t: &NameTables, key: &str, p: u16, tcp: bool) {
     s(out, key);
     dec(out, p as u64);
     if let Some(n) = t.service_shown(p, tcp) {
-        out.extend_from_slice(&n.fwlog);
+        bytes(out, &n.fwlog);
     }
 }
 
 /// `TAG: ` of a transport line.
 fn tag(out: &mut Vec<u8>, protocol: u8) {
-    s(out, proto_label(protocol).fwlog);
+    bytes(out, proto_label(protocol).fwlog.as_bytes());
     s(out, ": ");
 }
 
@@ -496,21 +497,21 @@ fn transport(
     match tr {
         Transport::Other => return,
         Transport::Fragment => {
-            s(out, indent);
+            bytes(out, indent.as_bytes());
             tag(out, protocol);
             s(out, "[non-first fragment: no header]");
         }
         Transport::Truncated(x) => {
-            s(out, indent);
+            bytes(out, indent.as_bytes());
             tag(out, protocol);
             truncated(out, x);
         }
         Transport::Tcp(th) => {
-            s(out, indent);
+            bytes(out, indent.as_bytes());
             tcp(t, th, out);
         }
         Transport::Udp(u) => {
-            s(out, indent);
+            bytes(out, indent.as_bytes());
             tag(out, if u.lite { proto::UDPLITE } else { proto::UDP });
             port(out, t, "src port ", u.src_port, false);
             port(out, t, ", dst port ", u.dst_port, false);
@@ -519,14 +520,14 @@ fn transport(
         }
         Transport::Icmp(_) | Transport::Icmpv6(_) => {
             if let Some(m) = IcmpView::of(tr) {
-                s(out, indent);
+                bytes(out, indent.as_bytes());
                 if icmp(t, &m, names, out) {
                     return;
                 }
             }
         }
         Transport::Ah(a) => {
-            s(out, indent);
+            bytes(out, indent.as_bytes());
             tag(out, proto::AH);
             s(out, "spi 0x");
             hex_pad(out, a.spi as u64, 8, false);
@@ -535,11 +536,11 @@ fn transport(
             s(out, ", next ");
             dec(out, a.next_header as u64);
             if let Some(n) = t.protocol_shown(a.next_header) {
-                out.extend_from_slice(&n.fwlog);
+                bytes(out, &n.fwlog);
             }
         }
         Transport::Esp(e) => {
-            s(out, indent);
+            bytes(out, indent.as_bytes());
             tag(out, proto::ESP);
             s(out, "spi 0x");
             hex_pad(out, e.spi as u64, 8, false);

@@ -86,17 +86,19 @@ impl Shown {
     }
 }
 
-/// Service names by port: ports sorted, for a binary search over a few hundred `u16`s (a
-/// cache line or two) rather than hashing the port; in front of it one bit per port (8 KiB), so
-/// a port without a name (most source ports) costs one load instead of a search.
+/// Service names by port, sorted by port; in front of them one bit per port (8 KiB), so a
+/// port without a name (most source ports) costs one load, and a named port's place among the
+/// names is the count of named ports below it: the bits below it in its word plus that word's
+/// rank (how many named ports the words before it hold). No search, no hash.
 #[derive(Clone, Debug, Default)]
 struct Ports {
-    ports: Vec<u16>,
     names: Vec<Shown>,
     /// Bit `p` set when port `p` has a name: always 1024 words (8 KiB) when built by
     /// [`Ports::of`], even with no named port; empty (every lookup a miss) only in the
     /// `Default` value.
     named: Box<[u64]>,
+    /// Per word of `named`: how many bits the words before it have set (as long as `named`).
+    rank: Box<[u32]>,
 }
 
 impl Ports {
@@ -107,22 +109,30 @@ impl Ports {
         for &(p, _) in &v {
             named[usize::from(p >> 6)] |= 1 << (p & 63);
         }
+        let rank = named
+            .iter()
+            .scan(0u32, |below, w| {
+                let r = *below;
+                *below += w.count_ones();
+                Some(r)
+            })
+            .collect();
         Ports {
-            ports: v.iter().map(|x| x.0).collect(),
             names: v.iter().map(|x| Shown::of(x.1)).collect(),
             named,
+            rank,
         }
     }
 
     fn get(&self, port: u16) -> Option<&Shown> {
-        let bits = self.named.get(usize::from(port >> 6))?;
-        if bits & (1 << (port & 63)) == 0 {
+        let w = usize::from(port >> 6);
+        let bits = *self.named.get(w)?;
+        let bit = 1u64 << (port & 63);
+        if bits & bit == 0 {
             return None;
         }
-        self.ports
-            .binary_search(&port)
-            .ok()
-            .and_then(|i| self.names.get(i))
+        let below = *self.rank.get(w)? + (bits & (bit - 1)).count_ones();
+        self.names.get(below as usize)
     }
 }
 
@@ -374,6 +384,31 @@ mod tests {
                     t.service_shown(port, tcp).is_some(),
                     t.service(port, tcp).is_some()
                 );
+            }
+        }
+    }
+
+    /// Every port's printed name is its own (the rank of its bit finds its place among the
+    /// names): the built-in table, and a file naming ports at word edges and densely.
+    #[test]
+    fn every_port_prints_its_own_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = dir.path().join("services");
+        let mut text = String::new();
+        for p in (0..=u16::MAX).filter(|p| p % 7 == 0 || p % 64 == 63 || p % 64 == 0) {
+            text.push_str(&format!("s{p} {p}/tcp\n"));
+        }
+        text.push_str("last 65535/udp\nzero 0/udp\n");
+        std::fs::write(&s, text).expect("write");
+        let builtin = NameTables::load(&dir.path().join("nope"), &dir.path().join("nope"));
+        let file = NameTables::load(&dir.path().join("nope"), &s);
+        for t in [&builtin, &file] {
+            for port in 0..=u16::MAX {
+                for tcp in [true, false] {
+                    let want = t.service(port, tcp).map(|n| format!(" ({n})").into_bytes());
+                    let got = t.service_shown(port, tcp).map(|x| x.fwlog.to_vec());
+                    assert_eq!(got, want, "port {port} tcp {tcp}");
+                }
             }
         }
     }

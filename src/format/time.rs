@@ -14,7 +14,7 @@ use std::cell::Cell;
 
 use chrono::{DateTime, Datelike, Local, Offset, TimeZone, Timelike};
 
-use super::write::{dec, dec_pad, s};
+use super::write::{dec, dec_pad, s, DIGITS2};
 use crate::packet::Timestamp;
 
 /// The local calendar fields of one second.
@@ -185,13 +185,12 @@ fn micros(t: &Timestamp) -> u64 {
     (t.nsec.min(999_999_999) / 1000) as u64
 }
 
-/// `.uuuuuu`: the fraction, six digits.
+/// `.uuuuuu`: the fraction, six digits, two per step.
 fn fraction(buf: &mut [u8], t: &Timestamp) {
-    let mut m = micros(t) as u32;
+    let m = micros(t) as usize;
     buf[0] = b'.';
-    for i in (1..7).rev() {
-        buf[i] = b'0' + (m % 10) as u8;
-        m /= 10;
+    for (i, pair) in [m / 10_000, m / 100 % 100, m % 100].into_iter().enumerate() {
+        buf[1 + 2 * i..3 + 2 * i].copy_from_slice(&DIGITS2[pair * 2..pair * 2 + 2]);
     }
 }
 

@@ -6,26 +6,80 @@ const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Two decimal digits for every value 0..=99, so numbers are written two digits per division.
-const DIGITS2: &[u8; 200] = b"\
+pub(super) const DIGITS2: &[u8; 200] = b"\
 0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
 4041424344454647484950515253545556575859\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
+/// A string, mostly a literal: copied by `extend_from_slice`, whose fixed-size copy the
+/// compiler inlines.
 #[inline]
 pub fn s(out: &mut Vec<u8>, v: &str) {
     out.extend_from_slice(v.as_bytes());
 }
 
-/// Append the first `len` bytes of `buf`. The whole array is copied (a fixed-size copy the
-/// compiler inlines) and the surplus cut off again: cheaper than a copy of a variable length,
-/// which is a call into libc's memcpy for every number.
+/// Append `b`, of a length known only when it runs (a name, the prefix, an interface). Up to 32
+/// bytes are copied as two fixed-size, possibly overlapping pieces, the first and the last
+/// bytes: a few moves instead of a call into libc's memcpy, whose length dispatch costs more
+/// than the copy. (Literals go through [`s`]: their length is known when compiled.)
+#[inline(always)]
+pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+    let n = b.len();
+    if n > 32 {
+        out.extend_from_slice(b);
+        return;
+    }
+    out.reserve(32);
+    let at = out.len();
+    let dst = &mut out.spare_capacity_mut()[..32];
+    if n >= 16 {
+        piece::<16>(dst, 0, b, 0);
+        piece::<16>(dst, n - 16, b, n - 16);
+    } else if n >= 8 {
+        piece::<8>(dst, 0, b, 0);
+        piece::<8>(dst, n - 8, b, n - 8);
+    } else if n >= 4 {
+        piece::<4>(dst, 0, b, 0);
+        piece::<4>(dst, n - 4, b, n - 4);
+    } else if n > 0 {
+        piece::<1>(dst, 0, b, 0);
+        piece::<1>(dst, n / 2, b, n / 2);
+        piece::<1>(dst, n - 1, b, n - 1);
+    }
+    // SAFETY: `reserve(32)` made room for 32 bytes after `at`, and `dst[..n]` (n <= 32) was
+    // initialised just above: for N <= n <= 2N the pieces `[0, N)` and `[n - N, n)` cover
+    // `[0, n)` (as n - N <= N), and for n of 1 to 3 the bytes 0, n / 2 and n - 1 are all of
+    // them.
+    unsafe { out.set_len(at + n) };
+}
+
+/// Copy `b[from..from + N]` to `dst[to..to + N]`, a fixed-size copy (bounds-checked).
+#[inline(always)]
+fn piece<const N: usize>(dst: &mut [std::mem::MaybeUninit<u8>], to: usize, b: &[u8], from: usize) {
+    let mut v = [0u8; N];
+    v.copy_from_slice(&b[from..from + N]);
+    for (d, x) in dst[to..to + N].iter_mut().zip(v) {
+        d.write(x);
+    }
+}
+
+/// Append the first `len` bytes of `buf`. The whole array is copied into the vector's spare
+/// capacity (a fixed-size copy the compiler inlines) and only `len` bytes are kept: cheaper than
+/// a copy of a variable length, which is a call into libc's memcpy for every number, and than
+/// `extend_from_slice` + `truncate`, which set the length twice.
 #[inline(always)]
 fn put<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
+    out.reserve(N);
     let at = out.len();
-    out.extend_from_slice(buf);
-    out.truncate(at + len.min(N));
+    for (d, &b) in out.spare_capacity_mut()[..N].iter_mut().zip(buf) {
+        d.write(b);
+    }
+    // SAFETY: `reserve(N)` made room for N bytes after `at`, the loop initialised all N of them
+    // (the slice `[..N]` would have panicked otherwise), and at most N of them (`len.min(N)`)
+    // become part of the vector.
+    unsafe { out.set_len(at + len.min(N)) };
 }
 
 /// Write `n` as decimal ending just before `buf[end]`, two digits at a time; returns where it
@@ -69,13 +123,22 @@ fn dec_len(n: u64) -> usize {
     }
 }
 
-/// Decimal.
-#[inline]
+/// Decimal. Most numbers of a line are below 100 (mark, hook, group, TTL, protocol, lengths):
+/// those are one table read and a two-byte copy at the call site; longer ones take the loop.
+#[inline(always)]
 pub fn dec(out: &mut Vec<u8>, n: u64) {
-    if n < 10 {
-        out.push(b'0' + n as u8);
+    if n < 100 {
+        let r = n as usize * 2;
+        // One digit: the table's leading zero is skipped.
+        let one = usize::from(n < 10);
+        put(out, &[DIGITS2[r + one], DIGITS2[r + 1]], 2 - one);
         return;
     }
+    dec_long(out, n);
+}
+
+#[inline(never)]
+fn dec_long(out: &mut Vec<u8>, n: u64) {
     let mut buf = [0u8; 20];
     let len = dec_len(n);
     digits_before(&mut buf, len, n);
@@ -169,27 +232,42 @@ pub fn colon_hex(out: &mut Vec<u8>, b: &[u8]) {
     }
 }
 
-/// One octet's decimal digits at `buf[at..]`; returns the position after them.
-#[inline(always)]
-fn octet(buf: &mut [u8], at: usize, o: u8) -> usize {
-    let o = o as usize;
-    if o >= 100 {
-        buf[at] = b'0' + (o / 100) as u8;
-        let r = o % 100 * 2;
-        buf[at + 1..at + 3].copy_from_slice(&DIGITS2[r..r + 2]);
-        at + 3
-    } else if o >= 10 {
-        buf[at..at + 2].copy_from_slice(&DIGITS2[o * 2..o * 2 + 2]);
-        at + 2
-    } else {
-        buf[at] = b'0' + o as u8;
-        at + 1
+/// Every octet's decimal digits, then how many there are (in the last byte).
+static OCTETS: [[u8; 4]; 256] = {
+    let mut t = [[0u8; 4]; 256];
+    let mut o = 0;
+    while o < 256 {
+        let (h, te, u) = (
+            b'0' + (o / 100) as u8,
+            b'0' + (o / 10 % 10) as u8,
+            b'0' + (o % 10) as u8,
+        );
+        t[o] = if o >= 100 {
+            [h, te, u, 3]
+        } else if o >= 10 {
+            [te, u, 0, 2]
+        } else {
+            [u, 0, 0, 1]
+        };
+        o += 1;
     }
+    t
+};
+
+/// One octet's decimal digits at `buf[at..]`; returns the position after them. Four bytes are
+/// copied from the table (one fixed-size store, no branch on the octet's size); the ones past
+/// the digits are overwritten by what follows or cut off.
+#[inline(always)]
+fn octet(buf: &mut [u8; 20], at: usize, o: u8) -> usize {
+    let e = &OCTETS[usize::from(o)];
+    buf[at..at + 4].copy_from_slice(e);
+    at + usize::from(e[3])
 }
 
 pub fn ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
     let [a, b, c, d] = a.octets();
-    let mut buf = [0u8; 16];
+    // At most 15 characters; the last octet's four-byte copy starts at 12 at the latest.
+    let mut buf = [0u8; 20];
     let mut i = octet(&mut buf, 0, a);
     buf[i] = b'.';
     i = octet(&mut buf, i + 1, b);
@@ -326,6 +404,44 @@ mod tests {
             String::from_utf8(v).expect("utf8"),
             "0 18446744073709551615 07 2a C0 00000abc 00:1b:ff 2001:0db8:0000:0000:0000:0000:0000:0001"
         );
+    }
+
+    /// Appended one after the other into one growing vector (no spare capacity to start
+    /// with, then whatever growth left): every value lands after the previous one, whole.
+    #[test]
+    fn appends_after_what_is_there_across_growth() {
+        let mut v = Vec::new();
+        let mut want = String::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..20_000u64 {
+            let r = rng(&mut x);
+            let n = if i % 3 == 0 { r % 100 } else { r >> (r % 64) };
+            dec(&mut v, n);
+            want.push_str(&n.to_string());
+            ipv4(&mut v, Ipv4Addr::from(r as u32));
+            want.push_str(&Ipv4Addr::from(r as u32).to_string());
+            if i % 7 == 0 {
+                v.shrink_to_fit();
+            }
+        }
+        assert_eq!(String::from_utf8(v).expect("utf8"), want);
+    }
+
+    /// Every length from 0 to 80, after what the vector holds: the bytes land whole, once.
+    #[test]
+    fn bytes_appends_every_length_whole() {
+        let src: Vec<u8> = (0..80u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        for pre in [0usize, 1, 7, 31] {
+            for n in 0..=src.len() {
+                let mut v = vec![b'-'; pre];
+                bytes(&mut v, &src[..n]);
+                bytes(&mut v, &src[80 - n..]);
+                let mut want = vec![b'-'; pre];
+                want.extend_from_slice(&src[..n]);
+                want.extend_from_slice(&src[80 - n..]);
+                assert_eq!(v, want, "pre {pre} n {n}");
+            }
+        }
     }
 
     /// xorshift64*: a fixed-seed stream, so a failure reproduces.
