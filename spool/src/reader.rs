@@ -573,7 +573,7 @@ impl AckSync {
     /// segments it completes out of the spool and hand them to the spool's deletion thread
     /// (unlinks and a directory `fsync`: milliseconds each, tens for a cached 64 MiB segment,
     /// which would otherwise stall this thread, or the reader's in `ack`). A deletion that
-    /// failed there is returned by the spool's next deletion (this, `ack`, or the writer's).
+    /// failed there is returned by the next `store`.
     pub fn store(&self) -> Result<()> {
         {
             let mut ledger = lock_ledger(&self.ledger);

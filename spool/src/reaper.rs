@@ -10,8 +10,8 @@
 //!   are acknowledged durably and nothing reads or writes them again.
 //! - Files are unlinked in the order handed over; the directory is synced once per hand-over,
 //!   after its unlinks.
-//! - A failure is kept and returned by the next [`Reaper::take_error`] (the spool's next
-//!   reclamation), as the same failure in place would have been returned.
+//! - A failure is kept and returned by the next [`Reaper::take_error`] (the next
+//!   acknowledgement that hands files over), as the same failure in place would have been.
 //! - [`Reaper::wait_idle`] returns once everything handed over is done: a writer that needs the
 //!   space now waits for it instead of finding the disk still full.
 //! - Dropping the reaper waits for the thread to finish what it was handed, so a spool opened

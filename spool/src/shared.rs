@@ -139,8 +139,9 @@ impl Shared {
     /// acknowledged too: a position the ledger has made durable that the reader has not yet
     /// taken in (the reader's [`AckSync`](crate::AckSync) deletes behind the position it
     /// stored, on its own thread, so the reader's `ack` finds nothing left to delete).
-    /// `background`: the files are unlinked by the [`Reaper`] thread, not before returning
-    /// (a failure there is returned by the next call).
+    /// `background`: the files are unlinked by the [`Reaper`] thread, not before returning;
+    /// a failure there is returned by the next call with `background` (the next
+    /// acknowledgement on the same thread, where the failure in place would have gone).
     pub fn reclaim_durable(
         &self,
         need: u64,
@@ -152,8 +153,10 @@ impl Shared {
                 // The space is counted free already; the writer needs it on the disk now.
                 r.wait_idle();
             }
-            if let Some(e) = r.take_error() {
-                return Err(e);
+            if background {
+                if let Some(e) = r.take_error() {
+                    return Err(e);
+                }
             }
         }
         let now = self.fs.now();
