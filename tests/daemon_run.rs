@@ -397,3 +397,69 @@ fn sighup_and_sigusr1_during_start_up_are_harmless() {
     assert_eq!(d.stop(), 0);
     eprintln!("{sent} signals during start-up");
 }
+
+/// The nice value of each of `pid`'s threads named `comm`.
+fn thread_nice(pid: u32, comm: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let Ok(name) = std::fs::read_to_string(t.join("comm")) else {
+            continue;
+        };
+        if name.trim() != comm {
+            continue;
+        }
+        let stat = std::fs::read_to_string(t.join("stat")).unwrap();
+        // Fields after the command's closing parenthesis start at the state (field 3); the
+        // nice value is field 19.
+        let rest: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        out.push(rest[16].parse().unwrap());
+    }
+    out
+}
+
+#[test]
+fn intake_runs_above_ordinary_processes_and_printing_below() {
+    require_root!();
+    let ns = NetNs::new("nices");
+    ns.output_rules(&["udp dport 9999 log prefix \"NICES \" group 5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.log");
+    let d = RunArgs::new(dir.path())
+        .group(5)
+        .output_to(out.to_str().unwrap())
+        .start(&ns);
+    // A packet printed: the committer thread exists.
+    send_udp(&ns, 9999, 0..1);
+    wait_for("a packet", Duration::from_secs(20), || {
+        lines(&out).iter().any(|l| l.contains("NICES"))
+    });
+    // fwlog inherits this process's nice value (`ip netns exec` changes nothing).
+    // SAFETY: plain system call.
+    let start = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let pid = d.child.id();
+    // Root may raise intake by 10, to -10 at most (never lower it).
+    let intake = if start > -10 {
+        (start - 10).max(-10)
+    } else {
+        start
+    };
+    let printing = (start + 10).min(19);
+    assert_eq!(thread_nice(pid, "fwlog-intake"), vec![intake]);
+    assert_eq!(
+        thread_nice(pid, "fwlog"),
+        vec![printing],
+        "the processing thread"
+    );
+    assert_eq!(
+        thread_nice(pid, "fwlog-output"),
+        vec![printing],
+        "its committer"
+    );
+    assert_eq!(d.stop(), 0);
+}

@@ -100,7 +100,7 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     let capture = open_capture(cfg, &mut handed, &notifier, &spool_dir, user.as_ref())?;
     // While root: up to the intake thread's priority; the threads started from here inherit
     // it, and this one takes its own back down below intake once intake runs.
-    precedence::raise_for_intake();
+    let raised = precedence::raise_for_intake();
     drop_privileges(cfg, user.as_ref())?;
     // From here on, messages go through a thread of their own: a stderr nobody reads must not
     // stop the processing loop (created only now: a thread made before --user would keep
@@ -111,9 +111,9 @@ fn run_daemon(cfg: &RunConfig) -> Result<(), DaemonError> {
     start_metrics(cfg, &engine, &shared, &reader, &mut outputs)?;
     let control = engine.signals()?;
     let intake = spawn_intake(capture, writer, &shared, cfg)?;
-    // This thread runs the processing loop: below intake, so a saturated CPU backs up into
-    // the spool rather than the kernel's socket buffer.
-    if let Err(w) = precedence::lower_this_thread() {
+    // This thread runs the processing loop: below intake and ordinary processes, so a
+    // saturated CPU backs up into the spool rather than the kernel's socket buffer.
+    if let Err(w) = precedence::lower_this_thread(raised) {
         crate::say!("fwlog: {w}");
     }
     let label = announce(cfg);

@@ -1,47 +1,54 @@
-//! Intake goes first: the processing thread runs at a lower priority than the intake thread.
+//! Intake goes first: the processing thread runs at a lower priority than the intake thread,
+//! and below ordinary processes.
 //!
 //! Why: on a machine whose CPUs are saturated (by the traffic itself: the kernel builds NFLOG
-//! records in the context of the packets), the two threads compete. When the processing thread
-//! wins, intake falls behind, the socket buffer fills and the kernel drops records; when intake
-//! wins, the processing loop falls behind and the backlog waits in the spool, where nothing is
-//! lost. So the processing thread (the process's main thread, which runs the tokio runtime)
-//! raises its own nice value by [`NICE`] once intake is started; threads it starts later
-//! inherit that.
+//! records in the context of the packets), the threads compete with each other and with the
+//! rest of the machine. When the processing thread wins, intake falls behind, the socket buffer
+//! fills and the kernel drops records; when intake wins, the processing loop falls behind and
+//! the backlog waits in the spool, where nothing is lost. Printing also gives way to the
+//! machine's own work (the sender's kernel work among it): its backlog is safe in the spool
+//! and it catches up when the burst is over, so there is no reason for it to take CPU from
+//! anything else while the CPUs are short.
 //!
-//! The processing thread alone is not all intake competes with: the sender's kernel work and
-//! every other process on the machine want the same CPUs. So when it may, fwlog first raises
-//! the whole process (while root, before `--user`: CAP_SYS_NICE) by [`NICE`], to
-//! [`INTAKE_NICE`] at most, then the processing thread takes itself back down by [`NICE`]:
-//! started at 0, intake runs at -10, above ordinary processes, and printing at 0, like them. Without that permission (the packaged unit runs
-//! as user fwlog without CAP_SYS_NICE; a drop-in with `Nice=-10` does the same from outside)
-//! intake stays at the nice value fwlog was started with and printing goes 10 below it. The threads
+//! The rule: the processing thread (the process's main thread, which runs the tokio runtime)
+//! runs [`NICE`] below the nice value fwlog was started with; intake runs at that value, or,
+//! when fwlog may (while root, before `--user`: CAP_SYS_NICE), [`NICE`] above it, to
+//! [`INTAKE_NICE`] at most. Started at 0 as root, intake runs at -10 (above ordinary
+//! processes) and printing at +10; the packaged unit (user fwlog without CAP_SYS_NICE) runs
+//! intake at 0 and printing at +10 alike; a drop-in with `Nice=-10` gives intake -10 and
+//! printing 0. So fwlog first raises the whole process (its main thread, whose value every
+//! thread started later inherits) for intake, then the processing thread lowers itself by what
+//! was raised plus [`NICE`]; threads it starts later (the committer) inherit that. The threads
 //! started in between (stderr writer, metrics server) stay at intake's value; they sleep
 //! nearly always.
+//!
+//! A nice +10 thread still gets about a tenth of a contended CPU against nice-0 work and all
+//! of any CPU nobody else wants, so printing, the counters (SIGUSR1) and the watchdog are
+//! slowed under saturation, never starved (SCHED_IDLE starved them; BENCHMARKS.md).
 //!
 //! Raising one's own nice value needs no capability (lowering it again would need
 //! CAP_SYS_NICE, which fwlog never does); it needs the `setpriority` system call, which the
 //! packaged unit allows. Where it is refused (a seccomp filter, a container), fwlog says so once
 //! and runs on with both threads at the same priority.
 
-/// How much lower the processing thread runs than intake: at nice +10 a CPU-bound thread gets
-/// about a tenth of what a nice-0 thread gets when both want the same CPU, and all of any CPU
-/// nobody else wants.
+/// How much lower the processing thread runs than the value fwlog was started with: at nice
+/// +10 a CPU-bound thread gets about a tenth of what a nice-0 thread gets when both want the
+/// same CPU, and all of any CPU nobody else wants.
 pub const NICE: i32 = 10;
 
 /// The highest priority intake asks for: below every nice-0 process, so that a machine
 /// saturated by other work (not only by fwlog's own printing) still leaves intake the CPU it
-/// needs (about half a microsecond per record). Started at nice 0, the processing thread then
-/// runs at `INTAKE_NICE + NICE`, the nice value of ordinary processes.
+/// needs (about half a microsecond per record).
 pub const INTAKE_NICE: i32 = -10;
 
 /// Before the threads start: raise the calling thread (the process's main thread, whose nice
 /// value every thread started later inherits) by [`NICE`], to [`INTAKE_NICE`] at most, if the
 /// process may (CAP_SYS_NICE, i.e. root before `--user`). Relative, so that fwlog started
-/// with `nice -n 5` keeps its intake at -5 and its printing at 5; already at [`INTAKE_NICE`]
-/// or higher (a unit's `Nice=`), nothing changes. Returns whether the thread was raised or
-/// needed no raise. Without permission it changes nothing and says nothing: intake still goes
-/// before the processing thread.
-pub fn raise_for_intake() -> bool {
+/// with `nice -n 5` runs its intake at -5 and its printing at 15; already at [`INTAKE_NICE`]
+/// or higher (a unit's `Nice=`), nothing changes. Returns by how much the thread was raised
+/// (0 when it was not), for [`lower_this_thread`]. Without permission it changes nothing and
+/// says nothing: intake still goes before the processing thread.
+pub fn raise_for_intake() -> i32 {
     // SAFETY: gettid has no preconditions.
     let who = unsafe { libc::gettid() } as libc::id_t;
     // SAFETY: errno is thread-local; see lower_this_thread for why it is cleared.
@@ -53,18 +60,24 @@ pub fn raise_for_intake() -> bool {
             .raw_os_error()
             .is_some_and(|e| e != 0)
     {
-        return false;
+        return 0;
     }
     if now <= INTAKE_NICE {
-        return true;
+        return 0;
     }
     let want = (now - NICE).max(INTAKE_NICE);
     // SAFETY: as above.
-    unsafe { libc::setpriority(libc::PRIO_PROCESS, who, want) == 0 }
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, who, want) } == 0 {
+        now - want
+    } else {
+        0
+    }
 }
 
-/// Lower the calling thread's priority by [`NICE`]; on failure, the one line to print.
-pub fn lower_this_thread() -> Result<(), String> {
+/// Lower the calling thread's priority by what [`raise_for_intake`] raised it (`raised`) plus
+/// [`NICE`]: [`NICE`] below the value fwlog was started with. On failure, the one line to
+/// print.
+pub fn lower_this_thread(raised: i32) -> Result<(), String> {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() };
     // On Linux, PRIO_PROCESS with a thread id applies to that thread only.
@@ -78,7 +91,7 @@ pub fn lower_this_thread() -> Result<(), String> {
     if now == -1 && err.raw_os_error().is_some_and(|e| e != 0) {
         return Err(refused(err));
     }
-    let want = (now + NICE).min(19);
+    let want = (now + raised.max(0) + NICE).min(19);
     // SAFETY: as above.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, who, want) } != 0 {
         return Err(refused(std::io::Error::last_os_error()));
@@ -107,11 +120,31 @@ mod tests {
         })
         .join()
         .unwrap();
-        if raised {
-            assert_eq!(after, (before - NICE).max(INTAKE_NICE).min(before));
-        } else {
-            assert_eq!(after, before);
+        // Raised to the target, or (no CAP_SYS_NICE, or already there) left alone.
+        assert_eq!(after, before - raised);
+        if raised > 0 {
+            assert_eq!(after, (before - NICE).max(INTAKE_NICE));
         }
+        // The process (its main thread) is where it was.
+        assert_eq!(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }, before);
+    }
+
+    #[test]
+    fn printing_ends_nice_below_the_start_value_whatever_intake_got() {
+        let before = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let (raised, printing) = std::thread::spawn(|| {
+            let raised = raise_for_intake();
+            let r = lower_this_thread(raised);
+            let tid = unsafe { libc::gettid() } as libc::id_t;
+            r.unwrap();
+            (raised, unsafe {
+                libc::getpriority(libc::PRIO_PROCESS, tid)
+            })
+        })
+        .join()
+        .unwrap();
+        assert!(raised >= 0);
+        assert_eq!(printing, (before + NICE).min(19));
         // The process (its main thread) is where it was.
         assert_eq!(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }, before);
     }
@@ -120,7 +153,7 @@ mod tests {
     fn a_thread_lowers_only_itself() {
         let before = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
         let (lowered, after) = std::thread::spawn(|| {
-            let r = lower_this_thread();
+            let r = lower_this_thread(0);
             let tid = unsafe { libc::gettid() } as libc::id_t;
             (r, unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) })
         })
