@@ -175,6 +175,9 @@
 //! place with [`Writer::append_with`] (its exact length first), so it is copied once, into the
 //! batch, through a [`RecordBuf`] that can only append (it cannot shrink or rewrite the records
 //! before it; a wrong length or a panic in the filler takes the record back). The reader blocks in [`Reader::wait`] until the writer commits.
+//! Segments completed by an [`AckSync`] are unlinked by a deletion thread the spool starts at
+//! the first one (freeing a cached segment's pages takes milliseconds); dropping the spool waits
+//! for it, and a writer short of room waits for it before deleting more.
 //! A second writable open of the same directory (from any process) fails with [`Error::Locked`].
 //! [`ReadOnlySpool`] serves replay tools and changes nothing on disk.
 //!
@@ -214,6 +217,7 @@ mod ledger;
 mod options;
 mod reader;
 mod readonly;
+mod reaper;
 mod record_buf;
 mod recovery;
 mod segment;
@@ -275,6 +279,7 @@ impl Spool {
             cond: Condvar::new(),
             counters: rec.counters,
             retention: opts.retention(),
+            reaper: std::sync::OnceLock::new(),
             _lock: rec.lock,
         });
         let reader = Reader::new(

@@ -569,9 +569,11 @@ pub struct AckSync {
 }
 
 impl AckSync {
-    /// Make the position durable in the ledger (one write, one `fdatasync`), then delete the
-    /// segments it completes (unlinks and a directory `fsync`: milliseconds each, which would
-    /// otherwise stall the reader's thread in `ack`).
+    /// Make the position durable in the ledger (one write, one `fdatasync`), then take the
+    /// segments it completes out of the spool and hand them to the spool's deletion thread
+    /// (unlinks and a directory `fsync`: milliseconds each, tens for a cached 64 MiB segment,
+    /// which would otherwise stall this thread, or the reader's in `ack`). A deletion that
+    /// failed there is returned by the next `store`.
     pub fn store(&self) -> Result<()> {
         {
             let mut ledger = lock_ledger(&self.ledger);
@@ -580,7 +582,7 @@ impl AckSync {
             }
         }
         match self.shared.upgrade() {
-            Some(shared) => shared.reclaim_durable(0, self.upto),
+            Some(shared) => shared.reclaim_durable(0, self.upto, true),
             // The spool was closed: its next open deletes what is acknowledged.
             None => Ok(()),
         }

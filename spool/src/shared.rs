@@ -7,11 +7,12 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use crate::fs::Fs;
 use crate::options::Retention;
+use crate::reaper::Reaper;
 
 /// One live segment file, in sequence order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +112,9 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// What to keep of acknowledged segments.
     pub retention: Retention,
+    /// Deletes segments behind [`crate::AckSync::store`]'s positions off its thread. Before
+    /// `_lock`: dropping it waits for its deletions, so they end before the lock is released.
+    pub reaper: OnceLock<Option<Reaper>>,
     /// Held for the lifetime of the writer and reader: the flock on `LOCK`.
     pub _lock: Box<dyn Any + Send + Sync>,
 }
@@ -128,14 +132,33 @@ impl Shared {
     /// (`need` = 0), and the writer when the size cap is reached (`need` = what the append
     /// lacks).
     pub fn reclaim_acked(&self, need: u64) -> crate::error::Result<()> {
-        self.reclaim_durable(need, 0)
+        self.reclaim_durable(need, 0, false)
     }
 
     /// [`reclaim_acked`](Self::reclaim_acked), counting everything up to `durable` as
     /// acknowledged too: a position the ledger has made durable that the reader has not yet
     /// taken in (the reader's [`AckSync`](crate::AckSync) deletes behind the position it
     /// stored, on its own thread, so the reader's `ack` finds nothing left to delete).
-    pub fn reclaim_durable(&self, need: u64, durable: u64) -> crate::error::Result<()> {
+    /// `background`: the files are unlinked by the [`Reaper`] thread, not before returning;
+    /// a failure there is returned by the next call with `background` (the next
+    /// acknowledgement on the same thread, where the failure in place would have gone).
+    pub fn reclaim_durable(
+        &self,
+        need: u64,
+        durable: u64,
+        background: bool,
+    ) -> crate::error::Result<()> {
+        if let Some(r) = self.reaper.get().and_then(Option::as_ref) {
+            if need > 0 {
+                // The space is counted free already; the writer needs it on the disk now.
+                r.wait_idle();
+            }
+            if background {
+                if let Some(e) = r.take_error() {
+                    return Err(e);
+                }
+            }
+        }
         let now = self.fs.now();
         let doomed: Vec<u64> = {
             let mut st = self.lock();
@@ -154,20 +177,31 @@ impl Shared {
         if doomed.is_empty() {
             return Ok(());
         }
-        for first in doomed {
-            let path = self.segment_path(first);
-            match self.fs.remove_file(&path) {
-                Ok(()) => {}
-                // Already gone is what we wanted.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                // The segment is no longer tracked; recovery deletes it at the next open.
-                Err(e) => return Err(crate::error::Error::io("remove", path, e)),
-            }
-            add(&self.counters.segments_deleted, 1);
+        let n = doomed.len() as u64;
+        let paths: Vec<PathBuf> = doomed.into_iter().map(|f| self.segment_path(f)).collect();
+        let paths = match self.reaper(background) {
+            Some(r) => match r.hand_over(paths) {
+                Ok(()) => {
+                    add(&self.counters.segments_deleted, n);
+                    return Ok(());
+                }
+                Err(p) => p,
+            },
+            None => paths,
+        };
+        crate::reaper::delete(&*self.fs, &self.dir, &paths)?;
+        add(&self.counters.segments_deleted, n);
+        Ok(())
+    }
+
+    /// The deletion thread, started at its first use; `None` when not wanted or not startable.
+    fn reaper(&self, wanted: bool) -> Option<&Reaper> {
+        if !wanted {
+            return None;
         }
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(|e| crate::error::Error::io("fsync", &self.dir, e))
+        self.reaper
+            .get_or_init(|| Reaper::start(Arc::clone(&self.fs), self.dir.clone()))
+            .as_ref()
     }
 
     pub fn segment_path(&self, first_seq: u64) -> PathBuf {
