@@ -12,8 +12,9 @@
 //!   and covers only records formatted before the job started, which are all in its batches
 //!   (or were committed by outputs that commit in place before it started).
 //! - The loop's own `ack` follows on its thread once the job came back, as before.
-//! - The acknowledgement sync also deletes the spool segments its position completes (unlinks
-//!   and a directory sync), so the loop's `ack` that follows finds nothing to delete.
+//! - The acknowledgement sync also hands the spool segments its position completes to the
+//!   spool's deletion thread (`fwlog_spool`'s reaper: unlinks and a directory sync), so the
+//!   loop's `ack` that follows finds nothing to delete and no batch waits for the unlinks.
 //!
 //! Commit policy: a job may write its batches without syncing them (`sync` false). The
 //! records of such jobs form the open [`Span`]: in the output files, neither synced nor
