@@ -10,8 +10,15 @@
 //!   are acknowledged durably and nothing reads or writes them again.
 //! - Files are unlinked in the order handed over; the directory is synced once per hand-over,
 //!   after its unlinks.
-//! - A failure is kept and returned by the next [`Reaper::take_error`] (the next
-//!   acknowledgement that hands files over), as the same failure in place would have been.
+//! - The first failure is kept and returned by the next [`Reaper::take_error`] (the next
+//!   acknowledgement that hands files over), as the same failure in place would have been;
+//!   later ones until then are not (the same cause, most likely). A failure kept when the
+//!   spool is closed is not reported: the file stays, and recovery deletes it at the next open
+//!   (its records are all acknowledged), so nothing is lost or printed twice.
+//! - `segments_deleted` counts segments when they are handed over: a segment whose unlink
+//!   failed was counted, and is deleted at the next open.
+//! - A batch is counted done however its deletion ends (a panic included), so `wait_idle` never
+//!   waits for a batch the thread abandoned.
 //! - [`Reaper::wait_idle`] returns once everything handed over is done: a writer that needs the
 //!   space now waits for it instead of finding the disk still full.
 //! - Dropping the reaper waits for the thread to finish what it was handed, so a spool opened
@@ -62,14 +69,13 @@ impl Reaper {
             .name("fwlog-spool-rm".into())
             .spawn(move || {
                 for paths in rx {
-                    let r = delete(&*fs, &dir, &paths);
-                    let mut p = st.lock();
-                    p.queued -= 1;
-                    if let Err(e) = r {
-                        p.error.get_or_insert(e);
+                    // Counted done however `delete` ends, a panic included: a writer waiting
+                    // for room (`wait_idle`) must never wait for a batch nobody will finish.
+                    let done = Done(&st);
+                    if let Err(e) = delete(&*fs, &dir, &paths) {
+                        st.lock().error.get_or_insert(e);
                     }
-                    drop(p);
-                    st.idle.notify_all();
+                    drop(done);
                 }
             })
             .ok()?;
@@ -103,6 +109,18 @@ impl Reaper {
         while p.queued > 0 {
             p = self.status.idle.wait(p).unwrap_or_else(|e| e.into_inner());
         }
+    }
+}
+
+/// One handed-over batch finished (or abandoned by a panic): counted and the waiters woken.
+struct Done<'a>(&'a Status);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        let mut p = self.0.lock();
+        p.queued = p.queued.saturating_sub(1);
+        drop(p);
+        self.0.idle.notify_all();
     }
 }
 

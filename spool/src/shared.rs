@@ -141,7 +141,8 @@ impl Shared {
     /// stored, on its own thread, so the reader's `ack` finds nothing left to delete).
     /// `background`: the files are unlinked by the [`Reaper`] thread, not before returning;
     /// a failure there is returned by the next call with `background` (the next
-    /// acknowledgement on the same thread, where the failure in place would have gone).
+    /// acknowledgement on the same thread, where the failure in place would have gone), if one
+    /// comes before the spool is closed (see `reaper`).
     pub fn reclaim_durable(
         &self,
         need: u64,
