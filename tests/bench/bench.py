@@ -149,17 +149,7 @@ class Cpu:
 def thread_cpu(pid):
     """CPU seconds per thread name (comm) of `pid`, summed over threads of one name
     (schedstat: ns on CPU of the threads alive now)."""
-    out = {}
-    for t in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{t}/comm") as f:
-                comm = f.read().strip()
-            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                ns = int(f.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        out[comm] = out.get(comm, 0) + ns / 1e9
-    return out
+    return probe.schedstat_s(pid)
 
 
 def machine_cpu():

@@ -25,9 +25,9 @@ def machine_ticks():
         return [int(x) for x in f.readline().split()[1:9]]
 
 
-def threads_cpu(pid):
-    """{thread name: [user s, system s]} of `pid`'s live threads (names summed)."""
-    out = {}
+def per_thread(pid, name):
+    """[(thread name, text of /proc/PID/task/TID/NAME)] of `pid`'s live threads."""
+    out = []
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except FileNotFoundError:
@@ -36,10 +36,18 @@ def threads_cpu(pid):
         try:
             with open(f"/proc/{pid}/task/{t}/comm") as f:
                 comm = f.read().strip()
-            with open(f"/proc/{pid}/task/{t}/stat") as f:
-                v = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{t}/{name}") as f:
+                out.append((comm, f.read()))
         except (FileNotFoundError, ProcessLookupError):
             continue
+    return out
+
+
+def threads_cpu(pid):
+    """{thread name: [user s, system s]} of `pid`'s live threads (names summed)."""
+    out = {}
+    for comm, stat in per_thread(pid, "stat"):
+        v = stat.rsplit(")", 1)[1].split()
         u = out.setdefault(comm, [0.0, 0.0])
         u[0] += int(v[11]) / CLK_TCK
         u[1] += int(v[12]) / CLK_TCK
@@ -92,21 +100,10 @@ def cpu_speed():
 
 
 def schedstat_s(pid):
-    """{thread name: s on CPU} (schedstat, ns) of `pid`'s live threads."""
+    """{thread name: s on CPU} (schedstat, ns) of `pid`'s live threads (names summed)."""
     out = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
-    for t in tids:
-        try:
-            with open(f"/proc/{pid}/task/{t}/comm") as f:
-                comm = f.read().strip()
-            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                ns = int(f.read().split()[0])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        out[comm] = out.get(comm, 0) + ns / 1e9
+    for comm, text in per_thread(pid, "schedstat"):
+        out[comm] = out.get(comm, 0) + int(text.split()[0]) / 1e9
     return out
 
 
