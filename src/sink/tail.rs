@@ -149,16 +149,25 @@ mod tests {
             .unwrap()
     }
 
+    /// `p` holding `bytes`, opened, with a batch recorded as starting at `at`; `None` (and a
+    /// SKIP line) where the filesystem keeps no user xattrs.
+    fn marked(p: &Path, bytes: &[u8], at: u64) -> Option<File> {
+        std::fs::write(p, bytes).unwrap();
+        let f = open(p);
+        if !record_start(&f, at) {
+            eprintln!("SKIP: no user xattrs on this filesystem");
+            return None;
+        }
+        Some(f)
+    }
+
     #[test]
     fn only_the_tail_of_a_recorded_batch_is_cut() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("log");
-        std::fs::write(&p, b"one\ntwo\nthr").unwrap();
-        let f = open(&p);
-        if !record_start(&f, 8) {
-            eprintln!("SKIP: no user xattrs on this filesystem");
+        let Some(f) = marked(&p, b"one\ntwo\nthr", 8) else {
             return;
-        }
+        };
         assert_eq!(settle(&f, &p).unwrap(), Settled::Cut(3));
         assert_eq!(std::fs::read(&p).unwrap(), b"one\ntwo\n");
         // A batch of whole lines and a fragment: the whole lines stay.
@@ -199,12 +208,9 @@ mod tests {
         let p = d.path().join("log");
         // Acknowledged "one\n", then unsynced batches: a whole line, a line torn by a
         // zero-filled page, and whole lines written after it.
-        std::fs::write(&p, b"one\ntwo\nth\0\0\0ee\nfour\nfive\n").unwrap();
-        let f = open(&p);
-        if !record_start(&f, 4) {
-            eprintln!("SKIP: no user xattrs on this filesystem");
+        let Some(f) = marked(&p, b"one\ntwo\nth\0\0\0ee\nfour\nfive\n", 4) else {
             return;
-        }
+        };
         assert_eq!(settle(&f, &p).unwrap(), Settled::Cut(18));
         assert_eq!(std::fs::read(&p).unwrap(), b"one\ntwo\n");
         // A hole right at the recorded start, far beyond the first chunk read.
@@ -232,12 +238,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("log");
         let before = b"o\0e\ntwo\nthree\n";
-        std::fs::write(&p, before).unwrap();
-        let f = open(&p);
-        if !record_start(&f, 4) {
-            eprintln!("SKIP: no user xattrs on this filesystem");
+        let Some(f) = marked(&p, before, 4) else {
             return;
-        }
+        };
         assert_eq!(settle(&f, &p).unwrap(), Settled::Clean);
         assert_eq!(std::fs::read(&p).unwrap(), before);
         // No attribute: a NUL anywhere stays, only a missing newline is added.
@@ -261,12 +264,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("log");
         let text = b"one\ntwo\nthree\n".repeat(10_000);
-        std::fs::write(&p, &text).unwrap();
-        let f = open(&p);
-        if !record_start(&f, 8) {
-            eprintln!("SKIP: no user xattrs on this filesystem");
+        let Some(f) = marked(&p, &text, 8) else {
             return;
-        }
+        };
         assert_eq!(settle(&f, &p).unwrap(), Settled::Clean);
         assert_eq!(std::fs::read(&p).unwrap(), text);
         // The recorded start at the very end (everything synced) is clean too.
