@@ -222,6 +222,7 @@ mod record_buf;
 mod recovery;
 mod segment;
 mod shared;
+mod syncer;
 mod writer;
 
 use std::path::Path;
@@ -280,6 +281,7 @@ impl Spool {
             counters: rec.counters,
             retention: opts.retention(),
             reaper: std::sync::OnceLock::new(),
+            on_publish: std::sync::OnceLock::new(),
             _lock: rec.lock,
         });
         let reader = Reader::new(
