@@ -6,6 +6,9 @@
 //!   `fdatasync`. Only then is the new committed position published to the reader. (A batch over
 //!   1 MiB is written out early, still unpublished, to bound memory.)
 //! - Under [`FsyncPolicy::EveryCommit`] the reader is shown records only after they are synced.
+//!   With [`Options::background_sync`] the sync (and the publish after it) runs on the spool's
+//!   sync thread (`crate::syncer`, the writer's side in `writer_sync.rs`); the other invariants
+//!   here hold unchanged, a rollover and a close waiting for the sync.
 //! - Before a new segment is created, the old one is written out and `fdatasync`ed completely,
 //!   whatever the policy: a segment that has a successor is always whole on disk, so a torn tail
 //!   can only ever be in the last segment.
