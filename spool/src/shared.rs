@@ -126,8 +126,8 @@ pub(crate) struct Shared {
 pub(crate) type PublishHook = Arc<dyn Fn() + Send + Sync>;
 
 /// Shows the reader everything up to `p.upto` (and `durable`: as synced), offers `p.chunks` to
-/// the hand-off, records the active segment's new length, and wakes the reader and the hook.
-/// Positions only move forward.
+/// the hand-off, records the active segment's new length, and wakes the reader. The caller then
+/// calls [`call_hook`] (outside any lock of its own). Positions only move forward.
 pub(crate) fn publish(shared: &Shared, p: crate::syncer::Publication, durable: bool) {
     // Read outside the lock; used only if the segment grew (publish also runs for empty
     // commits, which must not make a segment look newer than its newest record).
@@ -148,6 +148,10 @@ pub(crate) fn publish(shared: &Shared, p: crate::syncer::Publication, durable: b
     }
     drop(st);
     shared.cond.notify_all();
+}
+
+/// Runs the publish hook ([`Shared::on_publish`]), if one is set.
+pub(crate) fn call_hook(shared: &Shared) {
     if let Some(hook) = shared.on_publish.get() {
         hook();
     }

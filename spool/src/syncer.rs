@@ -14,7 +14,7 @@
 //!   side's hook called) only by this thread, only after a sync that covers them returned
 //!   success, and in commit order: nothing is ever shown before it is durable.
 //! - A failed sync publishes nothing, neither its request nor any later one (they are dropped
-//!   unsynced), and is kept until the writer takes it ([`Syncer::take_failure`]) once the
+//!   unsynced), and is kept until the writer takes it ([`Syncer::outcome`]) once the
 //!   thread is idle: the writer then cuts back to the last published position (`ENOSPC`,
 //!   `EDQUOT`) or poisons itself (any other error: a failed `fdatasync` is never retried).
 //! - The writer never changes the file behind a request: it waits for the thread to be idle
@@ -63,6 +63,9 @@ struct Inner {
     closing: bool,
     /// The thread is gone (a panic): nothing pending will ever be done.
     dead: bool,
+    /// Writer calls waiting for the thread to be idle: a finished sync wakes them only if any
+    /// (a futex wake is a system call even with nobody waiting).
+    waiters: usize,
 }
 
 struct State {
@@ -95,6 +98,7 @@ impl Syncer {
                 completions: 0,
                 closing: false,
                 dead: false,
+                waiters: 0,
             }),
             cond: Condvar::new(),
         });
@@ -132,16 +136,29 @@ impl Syncer {
                 })
             }
         }
+        // A busy thread takes the pending request when its sync ends, without a wake-up; an
+        // idle one is waiting (it checks `pending` under this lock before it waits).
+        let idle = !g.busy;
         drop(g);
-        self.state.cond.notify_all();
+        if idle {
+            self.state.cond.notify_all();
+        }
     }
 
     /// Until nothing is in flight or pending.
     pub fn wait_idle(&self) {
-        let mut g = self.state.lock();
+        let g = self.state.lock();
+        drop(self.until_idle(g));
+    }
+
+    /// Waits (counted in `waiters`) until nothing is in flight or pending, or the thread died.
+    fn until_idle<'a>(&'a self, mut g: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
         while (g.busy || g.pending.is_some()) && !g.dead {
+            g.waiters += 1;
             g = self.state.cond.wait(g).unwrap_or_else(|p| p.into_inner());
+            g.waiters -= 1;
         }
+        g
     }
 
     /// The last published position.
@@ -160,9 +177,7 @@ impl Syncer {
     pub fn outcome(&self) -> (Synced, Option<io::Error>) {
         let mut g = self.state.lock();
         if g.failure.is_some() {
-            while (g.busy || g.pending.is_some()) && !g.dead {
-                g = self.state.cond.wait(g).unwrap_or_else(|p| p.into_inner());
-            }
+            g = self.until_idle(g);
         }
         (g.synced, g.failure.take())
     }
@@ -203,11 +218,12 @@ fn run(st: &State, shared: &Shared) {
                 g = st.cond.wait(g).unwrap_or_else(|p| p.into_inner());
             }
         };
-        // Counts the sync as done however it ends, and turns a panic into a failure.
-        let done = Done(st);
+        // Turns a panic into a failure and wakes the writer (on unwinding only).
+        let guard = Abandoned(st);
         let Request { file, publication } = req;
         let r = file.sync_data();
         let mut g = st.lock();
+        let published = r.is_ok();
         match r {
             Ok(()) => {
                 // Published under the syncer's lock, so the writer never sees `busy` false
@@ -221,25 +237,34 @@ fn run(st: &State, shared: &Shared) {
             Err(e) => g.failure = Some(e),
         }
         g.completions += 1;
+        g.busy = false;
+        let wake = g.waiters > 0;
         drop(g);
-        drop(done);
+        std::mem::forget(guard);
+        if wake {
+            st.cond.notify_all();
+        }
+        // Outside the syncer's lock: the hook (the processing loop's wake-up) may take a while,
+        // and intake asks the syncer about its progress at every round.
+        if published {
+            crate::shared::call_hook(shared);
+        }
     }
 }
 
-/// One sync ended (or was abandoned by a panic): the writer is woken.
-struct Done<'a>(&'a State);
+/// Dropped only when a sync panicked (a finished sync forgets it): the failure is recorded,
+/// the thread counts as dead and the writer is woken, so nothing waits for it forever.
+struct Abandoned<'a>(&'a State);
 
-impl Drop for Done<'_> {
+impl Drop for Abandoned<'_> {
     fn drop(&mut self) {
         let mut g = self.0.lock();
         g.busy = false;
-        if std::thread::panicking() {
-            g.failure
-                .get_or_insert_with(|| io::Error::other("the spool's sync thread panicked"));
-            g.completions += 1;
-            g.dead = true;
-            g.pending = None;
-        }
+        g.failure
+            .get_or_insert_with(|| io::Error::other("the spool's sync thread panicked"));
+        g.completions += 1;
+        g.dead = true;
+        g.pending = None;
         drop(g);
         self.0.cond.notify_all();
     }

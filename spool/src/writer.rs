@@ -560,9 +560,7 @@ impl Writer {
         }
         drop(st);
         self.shared.cond.notify_all();
-        if let Some(hook) = self.shared.on_publish.get() {
-            hook();
-        }
+        crate::shared::call_hook(&self.shared);
     }
 
     /// Seals the active segment (written and synced in full) and starts the next one. This is an

@@ -3,8 +3,10 @@
 //!
 //! Invariants (besides the writer's and the sync thread's own):
 //! - A commit writes its batch on the caller's thread and hands the sync over; it waits only
-//!   when asked to ([`Writer::commit_wait`], a rollover, a close) or when more than
-//!   [`UNSYNCED_CAP`] bytes of the active segment are written and not yet synced.
+//!   when asked to ([`Writer::commit_wait`], a rollover, a close), when more than
+//!   [`UNSYNCED_CAP`] bytes of the active segment are written and not yet synced (checked
+//!   after the write, so the cap can be passed by one batch), and once a sync has failed (the
+//!   failure is handled when the thread is idle, as is a write that finds the disk full).
 //! - The writer learns what the thread did at its next commit (or rollover, close): the
 //!   published position becomes `Commit::durable`, and a failed sync is handled there, once
 //!   the thread is idle, as a failed sync in place would have been: a full filesystem cuts the

@@ -68,6 +68,8 @@ pub struct NflogReceiver {
     max_records: u64,
     /// When the last commit started (the end of its round's receiving).
     last_commit: Option<Instant>,
+    /// `Commit::written` of the last commit that wrote records.
+    last_written: u64,
     /// When this round's receiving ended: its commit's start.
     round_end: Instant,
 }
@@ -93,6 +95,7 @@ impl NflogReceiver {
             gap,
             max_records: max_records as u64,
             last_commit: None,
+            last_written: 0,
             round_end: Instant::now(),
         }
     }
@@ -315,7 +318,12 @@ impl Receiver for NflogReceiver {
         spool.committed.clear();
         spool.refused.clear();
         if let Some(c) = commit {
-            self.last_commit = Some(self.round_end);
+            // Only a commit that wrote something paces the next: one made because a sync
+            // ended, with nothing new, must not hold back an idle link's first packet.
+            if c.written > self.last_written {
+                self.last_written = c.written;
+                self.last_commit = Some(self.round_end);
+            }
             let upto = spool.accounted_upto(self.sock.tracker().last_seq_global());
             self.seq_file.committed(c, upto);
         }

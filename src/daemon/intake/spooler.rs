@@ -18,8 +18,8 @@
 //!   once it reports them durable (`Commit::durable`): with the spool's sync on its own thread
 //!   that may be a later commit's report; until then a full filesystem found by their sync
 //!   still drops them, and they are counted and reported as `spool-full` loss like any other.
-//!   NFQUEUE and hold mode commit with `Writer::commit_wait`: their verdicts and dequeues wait
-//!   for durability as before.
+//!   NFQUEUE and hold mode commit with `Writer::commit_wait`: verdicts wait for durability as
+//!   before, and so do hold mode's commits (its datagrams are dequeued once written, as before).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -86,8 +86,6 @@ enum Appended<T> {
 pub struct Spooler<T> {
     pub writer: Writer,
     pub counters: Arc<Counters>,
-    /// Poked after every commit: the processing loop waits on it for new records.
-    wake: Arc<Notify>,
     policy: Policy,
     appended: Vec<(u64, Appended<T>)>,
     /// Committed since the receiver last settled.
@@ -117,14 +115,12 @@ pub struct Spooler<T> {
 
 impl<T> Spooler<T> {
     pub fn new(writer: Writer, counters: Arc<Counters>, wake: Arc<Notify>, policy: Policy) -> Self {
-        // With the spool's sync off this thread, records are published when their sync ends,
-        // on the spool's sync thread: the processing loop is woken from there.
-        let w = Arc::clone(&wake);
-        writer.set_publish_hook(move || w.notify_one());
+        // The processing loop is woken whenever records are shown to it: on this thread, or on
+        // the spool's sync thread when their sync ends (not at the commit that wrote them).
+        writer.set_publish_hook(move || wake.notify_one());
         Spooler {
             writer,
             counters,
-            wake,
             policy,
             appended: Vec::new(),
             committed: Vec::new(),
@@ -251,7 +247,7 @@ impl<T> Spooler<T> {
     }
 
     /// Commit now (`every_round`) or when due; then [`Spooler::settle`]. NFQUEUE (every round:
-    /// its verdicts) and hold mode (its dequeues) wait for the commit's sync; NFLOG's normal
+    /// its verdicts) and hold mode (its positions) wait for the commit's sync; NFLOG's normal
     /// mode does not (the spool syncs on its own thread, `Options::background_sync`), and its
     /// records count as stored once a later commit reports them durable.
     pub fn commit(&mut self, every_round: bool) -> Result<Option<Commit>, String> {
@@ -295,9 +291,10 @@ impl<T> Spooler<T> {
     ) -> Result<(), String> {
         self.count_spooled();
         match r {
+            // The processing loop is woken by the spool's publish hook, when the records are
+            // shown to it (at once, or when their sync ends).
             Ok(Some(c)) => {
                 self.stored(c.durable);
-                self.wake.notify_one();
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -306,6 +303,9 @@ impl<T> Spooler<T> {
                 Ok(())
             }
             Err(e) => {
+                // A sync that ended before the failing one may have published some: those are
+                // stored (the processing loop prints them), not lost.
+                self.stored(self.writer.position().durable);
                 for (_, a) in std::mem::take(&mut self.appended) {
                     if let Appended::Packet(t, _) = a {
                         if self.policy.refused_are_lost {

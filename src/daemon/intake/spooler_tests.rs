@@ -23,12 +23,23 @@ use crate::nflog::loss::{Cause, LossEvent};
 struct Flaky {
     full: Arc<AtomicBool>,
     sync_full: Arc<AtomicBool>,
+    sync: Arc<SyncControl>,
+}
+
+/// Syncs wait while `hold` is set; a sync that did not wait fails with EIO while `eio` is.
+#[derive(Default)]
+struct SyncControl {
+    hold: AtomicBool,
+    eio: AtomicBool,
+    /// A sync is waiting in `hold`.
+    holding: AtomicBool,
 }
 
 struct FlakyFile {
     inner: Box<dyn FsFile>,
     full: Arc<AtomicBool>,
     sync_full: Arc<AtomicBool>,
+    sync: Arc<SyncControl>,
 }
 
 impl FsFile for FlakyFile {
@@ -42,6 +53,15 @@ impl FsFile for FlakyFile {
         self.inner.write_at(buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
+        let mut held = false;
+        while self.sync.hold.load(Ordering::SeqCst) {
+            held = true;
+            self.sync.holding.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if !held && self.sync.eio.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         if self.sync_full.load(Ordering::Relaxed) {
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
@@ -58,11 +78,13 @@ impl FsFile for FlakyFile {
 impl Flaky {
     fn wrap(&self, f: io::Result<Box<dyn FsFile>>) -> io::Result<Box<dyn FsFile>> {
         let (full, sync_full) = (Arc::clone(&self.full), Arc::clone(&self.sync_full));
+        let sync = Arc::clone(&self.sync);
         f.map(|inner| {
             Box::new(FlakyFile {
                 inner,
                 full,
                 sync_full,
+                sync,
             }) as Box<dyn FsFile>
         })
     }
@@ -106,6 +128,7 @@ struct Rig {
     reader: Reader,
     full: Arc<AtomicBool>,
     sync_full: Arc<AtomicBool>,
+    sync: Arc<SyncControl>,
     counters: Arc<Counters>,
     _dir: tempfile::TempDir,
 }
@@ -118,9 +141,11 @@ fn rig_with(refused_are_lost: bool, options: Options) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let full = Arc::new(AtomicBool::new(false));
     let sync_full = Arc::new(AtomicBool::new(false));
+    let sync = Arc::new(SyncControl::default());
     let fs = Arc::new(Flaky {
         full: Arc::clone(&full),
         sync_full: Arc::clone(&sync_full),
+        sync: Arc::clone(&sync),
     });
     let (writer, reader, _) = Spool::open_with_fs(fs, dir.path(), options).expect("spool");
     let counters = Arc::new(Counters::default());
@@ -142,6 +167,7 @@ fn rig_with(refused_are_lost: bool, options: Options) -> Rig {
         reader,
         full,
         sync_full,
+        sync,
         counters,
         _dir: dir,
     }
@@ -346,4 +372,61 @@ fn a_full_filesystem_found_by_the_sync_thread_is_spool_full_loss() {
     let c = &r.counters;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     assert_eq!((get(&c.spooled), get(&c.lost_spool_full)), (2, 3));
+}
+
+/// A sync that fails for good (EIO) after an earlier one published without intake having heard
+/// of it yet: the published packets are stored (the processing loop prints them), only those
+/// the failed sync covered are refused and counted lost.
+#[test]
+fn a_failed_sync_refuses_only_what_no_earlier_sync_published() {
+    let mut r = rig_with(
+        true,
+        Options {
+            background_sync: true,
+            batch_max_delay: Duration::ZERO,
+            ..Options::default()
+        },
+    );
+    let s = &mut r.spool;
+    r.sync.hold.store(true, Ordering::SeqCst);
+    s.packet(&packet(1), 1, Some(100));
+    s.commit(false).expect("written, its sync held");
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !r.sync.holding.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < end,
+            "the sync thread never synced"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    s.packet(&packet(2), 2, Some(101));
+    s.commit(false).expect("written, its sync pending");
+    assert_eq!(settled(s), (vec![], vec![]), "nothing reported durable yet");
+    r.sync.eio.store(true, Ordering::SeqCst);
+    r.sync.hold.store(false, Ordering::SeqCst);
+
+    // The held sync publishes packet 1; the next one fails. Intake learns both at a commit.
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    let err = loop {
+        assert!(
+            std::time::Instant::now() < end,
+            "the failure never reached intake"
+        );
+        if let Err(e) = s.commit(false) {
+            break e;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(
+        err.contains("Input/output error") || err.contains("EIO"),
+        "{err}"
+    );
+    assert_eq!(settled(s), (vec![1], vec![2]));
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    assert_eq!(get(&r.counters.lost_other), 1);
+    assert_eq!(
+        read_all(&mut r.reader),
+        ["P1"],
+        "what was published stays shown"
+    );
 }
