@@ -1053,13 +1053,19 @@ def summarize(res):
             + ", ".join(f"{f}/{b} = {r:.3f}" for f, b, r in zip(c["zero_loss"], c["bare"],
                                                                 c["ratios"]))
             + f"; >= 0.95 in {c['repeats_meeting_095']} of {len(c['ratios'])} repeats")
-        for rep, (mine, theirs) in enumerate(zip(c["ceiling_reached"], c["bare_ceiling_reached"])):
-            if not mine:
-                log(f"    repeat {rep}: {name} lost nothing up to the sender's ceiling "
-                    f"({c['zero_loss'][rep]}/s), bare "
-                    + ("lost at some rate" if theirs else "did not lose either")
-                    + ": no ceiling reached below the sender's; the ratio compares the rates "
-                    "the sender reached, not zero-loss ceilings")
+        notes = {
+            "upper_bound": "{name} lost above {mine}/s; bare lost nothing up to the sender's "
+            "ceiling ({bare}/s): bare's own ceiling is higher, so the ratio is an upper bound",
+            "lower_bound": "{name} lost nothing up to the sender's ceiling ({mine}/s), bare "
+            "lost: the ratio is a lower bound",
+            "sender_bound": "neither {name} nor bare lost up to the sender's ceiling "
+            "({mine}/s, {bare}/s): no ceiling reached below the sender's; the ratio compares "
+            "the rates the sender reached, not zero-loss ceilings",
+        }
+        for rep, kind in enumerate(c["ratio_kinds"]):
+            if kind in notes:
+                log(f"    repeat {rep}: " + notes[kind].format(
+                    name=name, mine=c["zero_loss"][rep], bare=c["bare"][rep]))
     if "ulogd2" in summary and "fwlog" in summary:
         a, b = summary["fwlog"]["cpu_us_per_record_median"], summary["ulogd2"]["cpu_us_per_record_median"]
         if a and b:
@@ -1124,10 +1130,14 @@ def zero_loss_ceilings(sw):
         c["bare_ceiling_reached"] = bare["ceiling_reached"]
         c["ratios"] = [round(f / b, 3) if b else 0.0 for f, b in zip(c["zero_loss"], c["bare"])]
         c["repeats_meeting_095"] = sum(1 for r in c["ratios"] if r >= 0.95)
-        # Neither lost in the repeat: the ratio compares the rates the sender reached beside
-        # each, not ceilings; "no ceiling below the sender's" is all it says.
-        c["sender_bound"] = [not a and not b for a, b in zip(c["ceiling_reached"],
-                                                              bare["ceiling_reached"])]
+        # What each repeat's ratio is: both lost ("ceilings"); only this receiver lost, so bare's
+        # figure is the sender's reach and bare's own ceiling is higher ("upper_bound": the
+        # true ratio is lower); only bare lost ("lower_bound"); neither ("sender_bound": the
+        # rates the sender reached beside each, no ceiling below the sender's).
+        kinds = {(True, True): "ceilings", (True, False): "upper_bound",
+                 (False, True): "lower_bound", (False, False): "sender_bound"}
+        c["ratio_kinds"] = [kinds[(a, b)] for a, b in zip(c["ceiling_reached"],
+                                                          bare["ceiling_reached"])]
     return {"rates_asked": order, "bare": bare, "receivers": per}
 
 

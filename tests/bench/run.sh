@@ -1,7 +1,7 @@
 #!/bin/sh
 # fwlog's benchmark and reliability suite: one command, as root.
-#   sudo tests/bench/run.sh            # full run, about 23 minutes (the 8-group climbs 4 + 9)
-#   sudo tests/bench/run.sh --quick    # about 5 minutes
+#   sudo tests/bench/run.sh            # full run, about 20 minutes (the pinned climb 6 of them)
+#   sudo tests/bench/run.sh --quick    # about 6 minutes
 # Extra arguments go to bench.py (--json FILE, --only sweep,latency,flood,replay, --keep).
 # Without --only, a second pass measures the zero-loss ceiling with every packet logged to 8
 # groups (with 2 groups this machine cannot send fast enough to saturate fwlog): the bare
@@ -54,7 +54,7 @@ bench "$@"
 # sender and the receiver share both cores, so the ratio says how much CPU the receiver takes
 # from the sender; here each has a core, so a receiver's loss is its own ceiling. The unpaced
 # step is sized for the pinned sender's ~350k packets/s: 4 s of it, longer than the socket
-# buffer can hide a shortfall. About 9 minutes (2 with --quick).
+# buffer can hide a shortfall. About 6 minutes (1 with --quick).
 if [ "$quick" = yes ]; then
     set -- --only sweep --groups 8 --receivers bare,fwlog,fwlog-held --climb --pin \
         --rates 100000,200000,300000,0 --max-rate-guess 350000 --quick
