@@ -17,8 +17,9 @@
 //!   (its records are all acknowledged), so nothing is lost or printed twice.
 //! - `segments_deleted` counts segments when they are handed over: a segment whose unlink
 //!   failed was counted, and is deleted at the next open.
-//! - A batch is counted done however its deletion ends (a panic included), so `wait_idle` never
-//!   waits for a batch the thread abandoned.
+//! - A batch is counted done however its deletion ends: a panic is caught and kept as the
+//!   batch's failure (reported like one), and the thread goes on, so `wait_idle` never waits
+//!   for a batch nobody will finish and later segments are still deleted.
 //! - [`Reaper::wait_idle`] returns once everything handed over is done: a writer that needs the
 //!   space now waits for it instead of finding the disk still full.
 //! - Dropping the reaper waits for the thread to finish what it was handed, so a spool opened
@@ -26,7 +27,9 @@
 //! - A crash before an unlink leaves a file whose records are all below the durable position:
 //!   recovery deletes it at the next open.
 
-use std::path::PathBuf;
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -69,13 +72,18 @@ impl Reaper {
             .name("fwlog-spool-rm".into())
             .spawn(move || {
                 for paths in rx {
-                    // Counted done however `delete` ends, a panic included: a writer waiting
-                    // for room (`wait_idle`) must never wait for a batch nobody will finish.
-                    let done = Done(&st);
-                    if let Err(e) = delete(&*fs, &dir, &paths) {
-                        st.lock().error.get_or_insert(e);
+                    // A panic is caught and kept as this batch's failure: the batch counts as
+                    // done (a writer waiting for room in `wait_idle` must never wait for a batch
+                    // nobody will finish) and the thread goes on with the next one.
+                    let outcome = catch_unwind(AssertUnwindSafe(|| delete(&*fs, &dir, &paths)))
+                        .unwrap_or_else(|panic| Err(panicked(&paths, &*panic)));
+                    let mut p = st.lock();
+                    if let Err(e) = outcome {
+                        p.error.get_or_insert(e);
                     }
-                    drop(done);
+                    p.queued = p.queued.saturating_sub(1);
+                    drop(p);
+                    st.idle.notify_all();
                 }
             })
             .ok()?;
@@ -112,16 +120,19 @@ impl Reaper {
     }
 }
 
-/// One handed-over batch finished (or abandoned by a panic): counted and the waiters woken.
-struct Done<'a>(&'a Status);
-
-impl Drop for Done<'_> {
-    fn drop(&mut self) {
-        let mut p = self.0.lock();
-        p.queued = p.queued.saturating_sub(1);
-        drop(p);
-        self.0.idle.notify_all();
-    }
+/// A deletion that panicked, as the failure the next acknowledgement reports.
+fn panicked(paths: &[PathBuf], panic: &(dyn Any + Send)) -> Error {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    let path = paths.first().map(PathBuf::as_path).unwrap_or(Path::new(""));
+    Error::io(
+        "remove",
+        path,
+        std::io::Error::other(format!("the deletion thread panicked: {what}")),
+    )
 }
 
 impl Drop for Reaper {
@@ -134,7 +145,7 @@ impl Drop for Reaper {
 }
 
 /// Unlinks `paths` (already gone counts as done), then syncs `dir` once.
-pub(crate) fn delete(fs: &dyn Fs, dir: &std::path::Path, paths: &[PathBuf]) -> Result<(), Error> {
+pub(crate) fn delete(fs: &dyn Fs, dir: &Path, paths: &[PathBuf]) -> Result<(), Error> {
     for path in paths {
         match fs.remove_file(path) {
             Ok(()) => {}
@@ -144,4 +155,95 @@ pub(crate) fn delete(fs: &dyn Fs, dir: &std::path::Path, paths: &[PathBuf]) -> R
         }
     }
     fs.sync_dir(dir).map_err(|e| Error::io("fsync", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::{DirEntry, FsFile};
+    use std::io;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, SystemTime};
+
+    /// Panics on every unlink; the reaper uses nothing else but `sync_dir`.
+    #[derive(Default)]
+    struct PanicOnRemove {
+        removes: AtomicUsize,
+    }
+
+    fn unused<T>() -> io::Result<T> {
+        Err(io::Error::other("not used by the reaper"))
+    }
+
+    impl Fs for PanicOnRemove {
+        fn open_read(&self, _: &Path) -> io::Result<Box<dyn FsFile>> {
+            unused()
+        }
+        fn open_rw(&self, _: &Path) -> io::Result<Box<dyn FsFile>> {
+            unused()
+        }
+        fn create_new(&self, _: &Path) -> io::Result<Box<dyn FsFile>> {
+            unused()
+        }
+        fn create_dir(&self, _: &Path) -> io::Result<bool> {
+            unused()
+        }
+        fn read_dir(&self, _: &Path) -> io::Result<Vec<DirEntry>> {
+            unused()
+        }
+        fn remove_file(&self, path: &Path) -> io::Result<()> {
+            self.removes.fetch_add(1, Ordering::SeqCst);
+            panic!("simulated panic unlinking {}", path.display());
+        }
+        fn rename(&self, _: &Path, _: &Path) -> io::Result<()> {
+            unused()
+        }
+        fn sync_dir(&self, _: &Path) -> io::Result<()> {
+            Ok(())
+        }
+        fn lock_exclusive(&self, _: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+            unused()
+        }
+        fn modified(&self, _: &Path) -> io::Result<SystemTime> {
+            unused()
+        }
+    }
+
+    /// `wait_idle` on another thread, failing the test instead of hanging it.
+    fn wait_idle_within(reaper: &Reaper, limit: Duration) {
+        let (tx, rx) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                reaper.wait_idle();
+                let _ = tx.send(());
+            });
+            assert!(
+                rx.recv_timeout(limit).is_ok(),
+                "wait_idle still waiting {limit:?} after a deletion panicked"
+            );
+        });
+    }
+
+    /// A deletion that panics neither leaves a writer waiting for room forever nor stops the
+    /// thread: the panic is reported as that batch's failure and the next batch is still taken.
+    #[test]
+    fn a_panicking_deletion_is_reported_and_the_thread_goes_on() {
+        let fs = Arc::new(PanicOnRemove::default());
+        let reaper = Reaper::start(fs.clone(), PathBuf::from("/spool")).expect("thread");
+        for n in 1..=2 {
+            let seg = PathBuf::from(format!("/spool/{n:010}.seg"));
+            reaper.hand_over(vec![seg.clone()]).expect("thread alive");
+            wait_idle_within(&reaper, Duration::from_secs(10));
+            assert_eq!(fs.removes.load(Ordering::SeqCst), n);
+            let e = reaper
+                .take_error()
+                .expect("the panic, as a failure")
+                .to_string();
+            assert!(e.contains("panicked"), "{e}");
+            assert!(e.contains(&*seg.to_string_lossy()), "{e}");
+            assert!(reaper.take_error().is_none());
+        }
+        // Dropping joins the thread.
+        drop(reaper);
+    }
 }
