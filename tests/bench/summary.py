@@ -59,7 +59,9 @@ def summarize(res):
             f"{ceiling['rates_asked']}): "
             + ", ".join(f"{f}/{b} = {r:.3f}" for f, b, r in zip(c["zero_loss"], c["bare"],
                                                                 c["ratios"]))
-            + f"; >= 0.95 in {c['repeats_meeting_095']} of {len(c['ratios'])} repeats")
+            + f"; >= 0.95 in {c['repeats_meeting_095']} of {len(c['ratios'])} repeats"
+            + ("; target 0.95 per repeat: " + ", ".join(c["target_095"])
+               if "target_095" in c else ""))
         notes = {
             "upper_bound": "{name} lost above {mine}/s; bare lost nothing at any rate sent (up "
             "to {bare}/s): bare's own ceiling is higher, so the ratio is an upper bound",
@@ -145,4 +147,15 @@ def zero_loss_ceilings(sw):
                  (False, True): "lower_bound", (False, False): "sender_bound"}
         c["ratio_kinds"] = [kinds[(a, b)] for a, b in zip(c["ceiling_reached"],
                                                           bare["ceiling_reached"])]
+        # The 0.95 target per repeat: shown only where the ratio is exact or a lower bound,
+        # missed only where it is exact or an upper bound; otherwise the run cannot tell.
+        verdicts = []
+        for r, k in zip(c["ratios"], c["ratio_kinds"]):
+            if r >= 0.95 and k in ("ceilings", "lower_bound"):
+                verdicts.append("shown")
+            elif r < 0.95 and k in ("ceilings", "upper_bound"):
+                verdicts.append("missed")
+            else:
+                verdicts.append("not decided")
+        c["target_095"] = verdicts
     return {"rates_asked": order, "bare": bare, "receivers": per}
