@@ -689,7 +689,9 @@ def trial(kind, rate, count):
     send(2000, WARM_COUNT)
     wait_settled(rx, logged_records() - base0, 30)
     warm_got = rx.received()[0] if kind is not Ulogd else None
-    pinned = {"threads": pin.check_threads(rx.pid(), pin.RECEIVER_CPU, kind.name)} if ARGS.pin else None
+    pinned = None
+    if ARGS.pin:
+        pinned = {"threads": pin.check_threads(rx.pid(), pin.RECEIVER_CPU, kind.name)}
     cpu = Cpu(rx.pid())
     th0, m0 = thread_cpu(rx.pid()), machine_cpu()
     k0 = logged_records()
@@ -747,7 +749,8 @@ def trial(kind, rate, count):
             "machine_busy_s": round(m1[0] - m0[0], 3), "machine_idle_s": round(m1[1] - m0[1], 3),
             "machine_softirq_s": round(m1[2] - m0[2], 3),
             "per_cpu": split,
-            **({"others_cpu_s": pin.others(split, sender_cpu, sum(th1.values()) - sum(th0.values()))}
+            **({"others_cpu_s": pin.others(split, sender_cpu,
+                                           sum(th1.values()) - sum(th0.values()))}
                if pinned else {}),
         },
         # From the send's start until everything was written: what the loop and the committer

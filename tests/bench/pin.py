@@ -28,7 +28,8 @@ def usable():
     allowed = os.sched_getaffinity(0)
     missing = {SENDER_CPU, RECEIVER_CPU} - allowed
     if missing:
-        return f"CPUs {sorted(missing)} are not available to this process (allowed {sorted(allowed)})"
+        return (f"CPUs {sorted(missing)} are not available to this process "
+                f"(allowed {sorted(allowed)})")
     return None
 
 
