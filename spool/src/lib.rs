@@ -68,7 +68,9 @@
 //!    panics or loops.
 //! 3. Durability (see [`FsyncPolicy`]): under the default `EveryCommit`, a batch is written with one
 //!    `pwrite` and made durable with one `fdatasync` before [`Writer::commit`] returns its sequence
-//!    number and before the reader can see it. Creating a segment writes and syncs its header and
+//!    number and before the reader can see it (with [`Options::background_sync`], before the
+//!    reader can see it, while `commit` returns at once: see "Durability off the caller's
+//!    thread"). Creating a segment writes and syncs its header and
 //!    then `fsync`s the directory; deleting segments is followed by a directory `fsync`.
 //! 4. A segment is fully written and synced before its successor is created, under every policy.
 //!    Therefore only the last segment can end in a torn record after a crash, and recovery
@@ -79,6 +81,30 @@
 //! 7. Deleted = fully acknowledged, not the writer's segment, and not kept by retention.
 //!    Acknowledged and deleted are kept apart so that retention can keep acknowledged segments
 //!    (see below); an unacknowledged record is never deleted, however old or whatever the cap.
+//!
+//! # Durability off the caller's thread
+//!
+//! With [`Options::background_sync`] (under `EveryCommit`) the active segment's `fdatasync` runs
+//! on a thread the spool owns (`fwlog-spool-sync`): [`Writer::commit`] writes the batch (one
+//! `pwrite` on the caller's thread) and hands the sync over, so the caller goes on (receiving
+//! packets) while the disk syncs. Guarantees are those of invariant 3, shifted in time:
+//!
+//! - The reader (and the in-memory hand-off) is shown records only after a sync covering them
+//!   returned, in commit order; the sync thread publishes them and calls the
+//!   [`Writer::set_publish_hook`].
+//! - One sync at a time; commits made while it runs only write, and the next sync covers them
+//!   all (one `fdatasync` per disk round trip). `Commit::durable` may lag `written`; a later
+//!   commit reports how far the syncs got, and [`Writer::commit_due`] turns true when a sync
+//!   ends so a caller committing when due hears of it. [`Writer::commit_wait`] returns only
+//!   once its records are durable (for callers that act on durability).
+//! - A failed sync is never retried and publishes nothing; the next commit (or rollover,
+//!   close) returns it: `ENOSPC`/`EDQUOT` cut the segment back to the last published record
+//!   and drop everything after it, including records written while the failing sync ran
+//!   ([`Error::NoSpace`] names them); any other error poisons the writer. A panic on the
+//!   thread is an error, never a hang.
+//! - A rollover (invariant 4), [`Writer::close`] and dropping the writer wait for the sync,
+//!   and the thread ends with the writer. More than 32 MiB written and not yet synced makes a
+//!   commit wait too, bounding the memory and the records a slow disk holds in flight.
 //!
 //! # Recovery at open
 //!
@@ -222,6 +248,7 @@ mod record_buf;
 mod recovery;
 mod segment;
 mod shared;
+mod syncer;
 mod writer;
 
 use std::path::Path;
@@ -280,6 +307,7 @@ impl Spool {
             counters: rec.counters,
             retention: opts.retention(),
             reaper: std::sync::OnceLock::new(),
+            on_publish: std::sync::OnceLock::new(),
             _lock: rec.lock,
         });
         let reader = Reader::new(

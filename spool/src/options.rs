@@ -59,6 +59,12 @@ pub struct Options {
     /// for the reader to take instead of reading them back from disk (see the crate docs,
     /// "Reading"). 0 (default): off, the reader reads everything from disk.
     pub handoff_bytes: usize,
+    /// Under [`FsyncPolicy::EveryCommit`]: run the active segment's `fdatasync` on a thread the
+    /// spool owns, so that [`crate::Writer::commit`] returns once the batch is written and the
+    /// caller goes on (receiving, for fwlog's intake) while the disk syncs; records reach the
+    /// reader when their sync ends, exactly as durable as without it. See the crate docs,
+    /// "Durability off the caller's thread". Default false (every commit syncs in place).
+    pub background_sync: bool,
 }
 
 impl Default for Options {
@@ -74,6 +80,7 @@ impl Default for Options {
             retain_bytes: None,
             retain_age: None,
             handoff_bytes: 0,
+            background_sync: false,
         }
     }
 }

@@ -115,8 +115,42 @@ pub(crate) struct Shared {
     /// Deletes segments behind [`crate::AckSync::store`]'s positions off its thread. Before
     /// `_lock`: dropping it waits for its deletions, so they end before the lock is released.
     pub reaper: OnceLock<Option<Reaper>>,
+    /// Called after every publish, on the thread that published (the writer's, or its sync
+    /// thread): how a caller that does not wait on [`Shared::cond`] learns of new records.
+    pub on_publish: OnceLock<PublishHook>,
     /// Held for the lifetime of the writer and reader: the flock on `LOCK`.
     pub _lock: Box<dyn Any + Send + Sync>,
+}
+
+/// See [`Shared::on_publish`].
+pub(crate) type PublishHook = Arc<dyn Fn() + Send + Sync>;
+
+/// Shows the reader everything up to `p.upto` (and `durable`: as synced), offers `p.chunks` to
+/// the hand-off, records the active segment's new length, and wakes the reader and the hook.
+/// Positions only move forward.
+pub(crate) fn publish(shared: &Shared, p: crate::syncer::Publication, durable: bool) {
+    // Read outside the lock; used only if the segment grew (publish also runs for empty
+    // commits, which must not make a segment look newer than its newest record).
+    let now = shared.fs.now();
+    let mut st = shared.lock();
+    st.committed = st.committed.max(p.upto);
+    if durable {
+        st.durable = st.durable.max(p.upto);
+    }
+    if !p.chunks.is_empty() {
+        st.handoff.offer(p.chunks.into_iter());
+    }
+    if let Some(m) = st.segments.back_mut() {
+        if m.first_seq == p.seg_first && m.bytes != p.seg_len {
+            m.bytes = p.seg_len;
+            m.newest = now;
+        }
+    }
+    drop(st);
+    shared.cond.notify_all();
+    if let Some(hook) = shared.on_publish.get() {
+        hook();
+    }
 }
 
 impl Shared {

@@ -6,6 +6,9 @@
 //!   `fdatasync`. Only then is the new committed position published to the reader. (A batch over
 //!   1 MiB is written out early, still unpublished, to bound memory.)
 //! - Under [`FsyncPolicy::EveryCommit`] the reader is shown records only after they are synced.
+//!   With [`Options::background_sync`] the sync (and the publish after it) runs on the spool's
+//!   sync thread (`crate::syncer`, the writer's side in `writer_sync.rs`); the other invariants
+//!   here hold unchanged, a rollover and a close waiting for the sync.
 //! - Before a new segment is created, the old one is written out and `fdatasync`ed completely,
 //!   whatever the policy: a segment that has a successor is always whole on disk, so a torn tail
 //!   can only ever be in the last segment.
@@ -30,6 +33,10 @@ use crate::options::{FsyncPolicy, Options};
 use crate::record_buf::RecordBuf;
 use crate::recovery::create_segment;
 use crate::shared::{add, SegMeta, Shared, Stats};
+use crate::syncer::{Synced, Syncer};
+
+#[path = "writer_sync.rs"]
+mod background;
 
 /// Buffered batch bytes beyond which `append` writes them out ahead of the commit.
 const SPILL_BYTES: usize = 1024 * 1024;
@@ -49,7 +56,8 @@ pub struct Commit {
 pub struct Writer {
     shared: Arc<Shared>,
     opts: Options,
-    file: Box<dyn FsFile>,
+    /// Shared with the sync thread, which syncs it (see [`crate::syncer`]).
+    file: Arc<dyn FsFile>,
     seg_first: u64,
     /// Bytes in the active segment file (header + committed records).
     seg_len: u64,
@@ -77,6 +85,13 @@ pub struct Writer {
     seg_first_write: Option<SystemTime>,
     /// Last time [`tick`](Self::tick) did its work (by [`crate::Fs::now`]).
     last_tick: SystemTime,
+    /// The sync thread ([`Options::background_sync`] under [`FsyncPolicy::EveryCommit`]);
+    /// `None`: syncs run in place.
+    syncer: Option<Syncer>,
+    /// Syncs the thread had completed at the last look (see `writer_sync.rs`).
+    seen_syncs: u64,
+    /// The last sequence number handed to the sync thread.
+    submitted: u64,
 }
 
 impl Writer {
@@ -87,10 +102,19 @@ impl Writer {
         next_seq: u64,
     ) -> Writer {
         let (file, seg_first, seg_len) = active;
+        let syncer = (opts.background_sync && opts.fsync == FsyncPolicy::EveryCommit)
+            .then(|| {
+                let at = Synced {
+                    seq: next_seq - 1,
+                    len: seg_len,
+                };
+                Syncer::start(Arc::clone(&shared), at)
+            })
+            .flatten();
         Writer {
             shared,
             opts,
-            file,
+            file: Arc::from(file),
             seg_first,
             seg_len,
             published_len: seg_len,
@@ -111,7 +135,18 @@ impl Writer {
             // is the only user of this.
             seg_first_write: None,
             last_tick: SystemTime::UNIX_EPOCH,
+            syncer,
+            seen_syncs: 0,
+            submitted: next_seq - 1,
         }
+    }
+
+    /// Calls `hook` after every publish of new records to the reader, on the thread that
+    /// publishes (this writer's, or with [`Options::background_sync`] its sync thread), for a
+    /// reader woken by other means than [`crate::Reader::wait`]. Set once; later calls are
+    /// ignored.
+    pub fn set_publish_hook(&self, hook: impl Fn() + Send + Sync + 'static) {
+        let _ = self.shared.on_publish.set(Arc::new(hook));
     }
 
     /// Adds a record to the current batch and returns its sequence number. The record is not
@@ -212,8 +247,17 @@ impl Writer {
     /// Writes the current batch (one `pwrite`), syncs according to the [`FsyncPolicy`] (one
     /// `fdatasync`), publishes the new position to the reader and wakes it. Cheap when the batch
     /// is empty (it may still sync under `Interval` if earlier commits are unsynced).
+    ///
+    /// With [`Options::background_sync`] (under [`FsyncPolicy::EveryCommit`]) the sync runs on
+    /// the spool's sync thread instead and this returns once the batch is written: the records
+    /// reach the reader when their sync ends, `Commit::durable` may lag `written`, and a later
+    /// call reports how far the syncs got (see [`commit_wait`](Self::commit_wait) and the
+    /// crate docs, "Durability off the caller's thread").
     pub fn commit(&mut self) -> Result<Commit> {
         self.check_poisoned()?;
+        if self.syncer.is_some() {
+            return self.commit_background(false);
+        }
         self.write_batch()?;
         let sync = match self.opts.fsync {
             FsyncPolicy::EveryCommit => self.durable < self.written,
@@ -231,9 +275,12 @@ impl Writer {
 
     /// True if the batch has reached `batch_max_records`, its time window has elapsed, or (under
     /// [`FsyncPolicy::Interval`]) committed records have waited a whole interval for their sync.
+    /// With [`Options::background_sync`], also true once a sync has ended since the last
+    /// commit (its records are published, or it failed), so that the caller learns of it.
     pub fn commit_due(&self) -> bool {
         self.batch_records >= self.opts.batch_max_records as u64
             || self.commit_deadline().is_some_and(|d| Instant::now() >= d)
+            || self.sync_news()
     }
 
     /// When a commit becomes due by time (`None` if nothing is waiting): the end of the current
@@ -346,6 +393,9 @@ impl Writer {
 
     fn finish(&mut self) -> Result<Commit> {
         self.check_poisoned()?;
+        if self.syncer.is_some() {
+            return self.commit_background(true);
+        }
         self.write_batch()?;
         if self.durable < self.written {
             self.sync()?;
@@ -374,6 +424,10 @@ impl Writer {
         if !crate::error::is_no_space(&e) {
             return self.poison(Error::io(op, path, e));
         }
+        // The sync thread may be syncing (and about to publish) what is cut back: let it end.
+        if let Err(e2) = self.sync_idle() {
+            return self.poison(e2);
+        }
         if let Err(e2) = self.file.set_len(self.published_len) {
             return self.poison(Error::io("ftruncate", path, e2));
         }
@@ -393,6 +447,7 @@ impl Writer {
         self.next_seq = self.published_seq + 1;
         self.written = self.published_seq;
         self.durable = self.durable.min(self.published_seq);
+        self.submitted = self.published_seq;
         self.batch.clear();
         self.batch_first = self.next_seq;
         // Written since the last publish, so none of it was offered: it is taken back.
@@ -505,16 +560,23 @@ impl Writer {
         }
         drop(st);
         self.shared.cond.notify_all();
+        if let Some(hook) = self.shared.on_publish.get() {
+            hook();
+        }
     }
 
     /// Seals the active segment (written and synced in full) and starts the next one. This is an
     /// implicit commit of the current batch.
     fn rollover(&mut self) -> Result<()> {
-        self.write_batch()?;
-        if self.durable < self.written {
-            self.sync()?;
+        if self.syncer.is_some() {
+            self.commit_background(true)?;
+        } else {
+            self.write_batch()?;
+            if self.durable < self.written {
+                self.sync()?;
+            }
+            self.publish();
         }
-        self.publish();
         let (file, len) = match create_segment(&*self.shared.fs, &self.shared.dir, self.next_seq) {
             Ok(x) => x,
             Err(Error::Io { op, path, source }) if crate::error::is_no_space(&source) => {
@@ -538,10 +600,16 @@ impl Writer {
             }
             Err(e) => return Err(self.poison(e)),
         };
-        self.file = file;
+        self.file = Arc::from(file);
         self.seg_first = self.next_seq;
         self.seg_len = len;
         self.published_len = len;
+        if let Some(s) = &self.syncer {
+            s.reset(Synced {
+                seq: self.next_seq - 1,
+                len,
+            });
+        }
         self.seg_first_write = None;
         add(&self.shared.counters.disk_bytes, len);
         let newest = self.shared.fs.now();
@@ -561,6 +629,9 @@ impl Drop for Writer {
             // Best effort: the caller who wants to see the error uses `close`.
             let _ = self.finish();
         }
+        // Ends the sync thread (after its sync in flight) before the reader hears the writer
+        // is gone: it never outlives the writer.
+        drop(self.syncer.take());
         self.shared.lock().writer_alive = false;
         self.shared.cond.notify_all();
     }

@@ -83,6 +83,9 @@ fn spool_options(args: &RunArgs) -> SpoolOptions {
         // Fresh batches reach the processing loop from memory; 4 MiB is about 100 ms of
         // traffic at full rate, so only a loop that fell further behind reads back from disk.
         handoff_bytes: 4 << 20,
+        // Intake hands each commit's fdatasync to the spool's sync thread and goes on
+        // receiving: a slow disk makes batches bigger, never the kernel drop packets.
+        background_sync: true,
         ..SpoolOptions::default()
     }
 }

@@ -97,6 +97,16 @@ impl NameMemo {
         })
     }
 
+    /// Whether `slot` still points at the entry it was given for: true until the memo is
+    /// emptied. Entries never change meanwhile and a slot is only given for an entry valid at
+    /// the second it was asked about, so for a slot from [`get`](Self::get) or `put` this is
+    /// exactly whether [`lend`](Self::lend) with that address and second answers, without
+    /// reading the entry.
+    #[inline]
+    pub fn holds(&self, slot: Slot) -> bool {
+        slot.generation == self.generation
+    }
+
     /// The answer kept in `slot` for `ip`, if it is still there and valid at second `secs`:
     /// `Some(None)` when the address is known to have no name.
     pub fn lend(&self, slot: Slot, ip: &IpAddr, secs: u32) -> Option<Option<&SafeName>> {
@@ -204,6 +214,37 @@ mod tests {
         );
         assert_eq!(m.lend(later, &ip(1), 12).unwrap().unwrap().as_str(), "b");
         assert_eq!(m.len(), 3, "replaced answers count towards the bound");
+    }
+
+    /// `holds` stands in for `lend` when a packet prints: for every slot handed out for an
+    /// answer valid at the second asked about, both agree, through replacements and emptying.
+    #[test]
+    fn holds_is_whether_lend_answers_for_the_slots_given() {
+        let mut m = NameMemo::new(Instant::now());
+        let mut given = Vec::new();
+        for i in 0..(2 * MEMO_ENTRIES as u32 + 50) {
+            // Every third answer replaces an address already held; expiries vary.
+            let a = ip(i % (MEMO_ENTRIES as u32 / 3 + 1));
+            let expires = 10 + i % 7;
+            let slot = m.put(a, None, expires);
+            given.push((a, slot, expires - 1));
+            if let Some(slot) = m.get(&a, expires - 1) {
+                given.push((a, slot, expires - 1));
+            }
+            if i % 97 == 0 {
+                for &(a, slot, secs) in &given {
+                    assert_eq!(m.holds(slot), m.lend(slot, &a, secs).is_some());
+                }
+            }
+        }
+        for &(a, slot, secs) in &given {
+            assert_eq!(m.holds(slot), m.lend(slot, &a, secs).is_some());
+        }
+        assert!(
+            given.iter().any(|&(_, s, _)| !m.holds(s)),
+            "the memo was emptied"
+        );
+        assert!(given.iter().any(|&(_, s, _)| m.holds(s)));
     }
 
     #[test]

@@ -83,10 +83,11 @@ impl Entry {
     /// for, and of any the memo no longer holds (emptied when full since the packet entered);
     /// the others the memo lends. Those the memo no longer holds are read from the shared cache
     /// as of `now`: a newer answer if it was refreshed, none if it expired or was evicted.
+    ///
+    /// Which slots the memo still lends is its generation alone (`NameMemo::holds`): printing
+    /// then reads each name through its slot once, instead of here and again there.
     pub fn own_names(&mut self, r: &Resolver, memo: &NameMemo, now: std::time::Instant) {
-        let secs = self.entered_secs;
-        let lost =
-            |&(ip, slot): &(IpAddr, Slot)| memo.lend(slot, &ip, secs).is_none().then_some(ip);
+        let lost = |&(ip, slot): &(IpAddr, Slot)| (!memo.holds(slot)).then_some(ip);
         let lost_lent = self.lent.iter().filter_map(lost);
         for ip in self.waiting.iter().copied().chain(lost_lent) {
             if let Lookup::Hit(Some(n)) = r.peek_at(ip, now) {

@@ -16,7 +16,9 @@
 //!    stays full, up to 64 datagrams or 2 MiB (in hold mode each one written out, its positions recorded
 //!    and only then dequeued, before the next is looked at), so one commit covers them all;
 //! 3. refused packets are reported and owed loss reports retried when due;
-//! 4. commit (NFLOG: when the group commit is due; NFQUEUE: every round, verdicts wait for it),
+//! 4. commit (NFLOG: when the group commit is due, or a sync on the spool's sync thread has
+//!    ended, which the commit then reports; the sync never blocks the round. NFQUEUE: every
+//!    round, verdicts wait for it and its sync),
 //!    retention upkeep, then the receiver settles the packets whose fate is now known
 //!    (NFQUEUE: the verdicts);
 //! 5. once stopping and nothing more came: report, commit and return.

@@ -21,8 +21,8 @@ use crate::nflog::loss::LossEvent;
 /// goes on receiving (without waiting) up to this many, or [`ROUND_BYTES`] of records, so a
 /// loaded intake commits, and with `--fsync batch` syncs the spool, once per up to 64
 /// datagrams (at most 16k records with the default qthresh of 256) rather than once per
-/// receive call. A sync blocks intake, and the number of syncs per second, not the records,
-/// is what limited intake under load.
+/// receive call. The sync itself runs on the spool's sync thread and does not block intake
+/// (NFLOG's normal mode); fewer commits still mean fewer writes and wake-ups downstream.
 const ROUND_DATAGRAMS: u64 = 64;
 
 /// Most record bytes one round appends before it commits: what the spool writer buffers for

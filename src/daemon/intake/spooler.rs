@@ -14,7 +14,12 @@
 //!   is owed: it is appended again, before anything newer, as soon as the spool may have room
 //!   (the same once-a-second retry as the spool-full report), so it reaches the output stream.
 //! - Every commit goes through [`Spooler::settle`]: the one place a commit's outcome is handled
-//!   (and where a hook after a durable commit belongs).
+//!   (and where a hook after a durable commit belongs). A commit's records are `committed`
+//!   once it reports them durable (`Commit::durable`): with the spool's sync on its own thread
+//!   that may be a later commit's report; until then a full filesystem found by their sync
+//!   still drops them, and they are counted and reported as `spool-full` loss like any other.
+//!   NFQUEUE and hold mode commit with `Writer::commit_wait`: their verdicts and dequeues wait
+//!   for durability as before.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -112,6 +117,10 @@ pub struct Spooler<T> {
 
 impl<T> Spooler<T> {
     pub fn new(writer: Writer, counters: Arc<Counters>, wake: Arc<Notify>, policy: Policy) -> Self {
+        // With the spool's sync off this thread, records are published when their sync ends,
+        // on the spool's sync thread: the processing loop is woken from there.
+        let w = Arc::clone(&wake);
+        writer.set_publish_hook(move || w.notify_one());
         Spooler {
             writer,
             counters,
@@ -241,10 +250,13 @@ impl<T> Spooler<T> {
         self.settle(r, "spool write")
     }
 
-    /// Commit now (`every_round`) or when due; then [`Spooler::settle`].
+    /// Commit now (`every_round`) or when due; then [`Spooler::settle`]. NFQUEUE (every round:
+    /// its verdicts) and hold mode (its dequeues) wait for the commit's sync; NFLOG's normal
+    /// mode does not (the spool syncs on its own thread, `Options::background_sync`), and its
+    /// records count as stored once a later commit reports them durable.
     pub fn commit(&mut self, every_round: bool) -> Result<Option<Commit>, String> {
-        let r = if every_round {
-            self.writer.commit().map(Some)
+        let r = if every_round || (self.held.is_some() && self.writer.commit_due()) {
+            self.writer.commit_wait().map(Some)
         } else {
             self.writer.commit_if_due()
         };
@@ -262,7 +274,7 @@ impl<T> Spooler<T> {
     /// At exit: report what is still unreported, commit, and note what the spool holds.
     pub fn finish(&mut self) -> Result<Option<Commit>, String> {
         self.catch_up(true);
-        let r = self.writer.commit().map(Some);
+        let r = self.writer.commit_wait().map(Some);
         let c = r.as_ref().ok().copied().flatten();
         let r = self.settle(r, "spool commit at exit");
         // Intake commits after the processing loop has ended: what the exit line calls
@@ -283,8 +295,8 @@ impl<T> Spooler<T> {
     ) -> Result<(), String> {
         self.count_spooled();
         match r {
-            Ok(Some(_)) => {
-                self.stored();
+            Ok(Some(c)) => {
+                self.stored(c.durable);
                 self.wake.notify_one();
                 Ok(())
             }
@@ -307,11 +319,13 @@ impl<T> Spooler<T> {
         }
     }
 
-    /// Everything appended so far is committed.
-    fn stored(&mut self) {
+    /// Everything appended up to `durable` is stored: durable, and shown to the processing
+    /// loop. The rest stays until a later commit reports it (or a full filesystem drops it).
+    fn stored(&mut self, durable: u64) {
         let mut reported = 0;
         let mut any = false;
-        for (_, a) in self.appended.drain(..) {
+        let n = self.appended.partition_point(|(seq, _)| *seq <= durable);
+        for (_, a) in self.appended.drain(..n) {
             any = true;
             match a {
                 Appended::Packet(t, _) => self.committed.push(t),

@@ -8,6 +8,7 @@ use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fwlog_spool::{DirEntry, Fs, FsFile, Item, Options, Reader, RealFs, Spool};
 use tokio::sync::Notify;
@@ -17,14 +18,17 @@ use crate::counters::Counters;
 use crate::nflog::attr::LossRecord;
 use crate::nflog::loss::{Cause, LossEvent};
 
-/// The real filesystem, except that writes fail with ENOSPC while `full` is set.
+/// The real filesystem, except that writes fail with ENOSPC while `full` is set, and syncs
+/// while `sync_full` is.
 struct Flaky {
     full: Arc<AtomicBool>,
+    sync_full: Arc<AtomicBool>,
 }
 
 struct FlakyFile {
     inner: Box<dyn FsFile>,
     full: Arc<AtomicBool>,
+    sync_full: Arc<AtomicBool>,
 }
 
 impl FsFile for FlakyFile {
@@ -38,6 +42,9 @@ impl FsFile for FlakyFile {
         self.inner.write_at(buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
+        if self.sync_full.load(Ordering::Relaxed) {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
         self.inner.sync_data()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -50,8 +57,14 @@ impl FsFile for FlakyFile {
 
 impl Flaky {
     fn wrap(&self, f: io::Result<Box<dyn FsFile>>) -> io::Result<Box<dyn FsFile>> {
-        let full = Arc::clone(&self.full);
-        f.map(|inner| Box::new(FlakyFile { inner, full }) as Box<dyn FsFile>)
+        let (full, sync_full) = (Arc::clone(&self.full), Arc::clone(&self.sync_full));
+        f.map(|inner| {
+            Box::new(FlakyFile {
+                inner,
+                full,
+                sync_full,
+            }) as Box<dyn FsFile>
+        })
     }
 }
 
@@ -92,6 +105,7 @@ struct Rig {
     spool: Spooler<u32>,
     reader: Reader,
     full: Arc<AtomicBool>,
+    sync_full: Arc<AtomicBool>,
     counters: Arc<Counters>,
     _dir: tempfile::TempDir,
 }
@@ -103,8 +117,10 @@ fn rig(refused_are_lost: bool) -> Rig {
 fn rig_with(refused_are_lost: bool, options: Options) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let full = Arc::new(AtomicBool::new(false));
+    let sync_full = Arc::new(AtomicBool::new(false));
     let fs = Arc::new(Flaky {
         full: Arc::clone(&full),
+        sync_full: Arc::clone(&sync_full),
     });
     let (writer, reader, _) = Spool::open_with_fs(fs, dir.path(), options).expect("spool");
     let counters = Arc::new(Counters::default());
@@ -125,6 +141,7 @@ fn rig_with(refused_are_lost: bool, options: Options) -> Rig {
         spool,
         reader,
         full,
+        sync_full,
         counters,
         _dir: dir,
     }
@@ -274,4 +291,59 @@ fn without_a_batch_delay_a_round_commits_at_once_and_with_one_it_waits() {
     assert!(r.spool.commit(false).expect("commit").is_none());
     assert!(settled(&mut r.spool).0.is_empty());
     assert!(r.spool.writer.commit_deadline().is_some());
+}
+
+/// Rounds of NFLOG's commit (when due, not waiting for the sync thread) until `done`.
+fn rounds_until(s: &mut Spooler<u32>, mut done: impl FnMut(&Spooler<u32>) -> bool) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !done(s) {
+        assert!(
+            std::time::Instant::now() < end,
+            "the sync thread never reported"
+        );
+        s.round();
+        s.commit(false).expect("a full filesystem is not an error");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// With the spool's sync on its own thread: a packet counts as stored only once its sync is
+/// reported, and a full filesystem found by the sync drops every unpublished packet (those
+/// written while it ran too) as spool-full loss, reported in the stream.
+#[test]
+fn a_full_filesystem_found_by_the_sync_thread_is_spool_full_loss() {
+    let mut r = rig_with(
+        true,
+        Options {
+            background_sync: true,
+            batch_max_delay: Duration::ZERO,
+            ..Options::default()
+        },
+    );
+    let s = &mut r.spool;
+    s.packet(&packet(1), 1, Some(100));
+    rounds_until(s, |s| !s.committed.is_empty());
+    assert_eq!(settled(s), (vec![1], vec![]));
+
+    r.sync_full.store(true, Ordering::Relaxed);
+    s.packet(&packet(2), 2, Some(101));
+    s.packet(&packet(3), 3, Some(102));
+    s.commit(false).expect("written, the sync handed over");
+    assert_eq!(settled(s), (vec![], vec![]), "not stored before its sync");
+    s.packet(&packet(4), 4, Some(103));
+    rounds_until(s, |s| s.refused.len() == 3);
+    assert_eq!(settled(s), (vec![], vec![2, 3, 4]));
+    assert_eq!(s.unreported().count, 3);
+
+    r.sync_full.store(false, Ordering::Relaxed);
+    s.packet(&packet(5), 5, Some(104));
+    rounds_until(s, |s| s.committed.contains(&5));
+    assert_eq!(
+        read_all(&mut r.reader),
+        ["P1", "spool-full:3", "P5"],
+        "nothing the failed sync covered was shown"
+    );
+    let c = &r.counters;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    assert_eq!((get(&c.spooled), get(&c.lost_spool_full)), (2, 3));
 }
