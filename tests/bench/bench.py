@@ -17,7 +17,8 @@ What it does, all in one run so that ratios compare like with like on a noisy ma
   sweep      at each rate step every receiver gets the same number of packets; order rotates
              per repeat. Loss = records the nft counters say were logged - records received.
              CPU = utime+stime of the receiver process (/proc/PID/stat) from just before the
-             flood until everything is written; peak RSS = VmHWM.
+             flood until everything is written; peak RSS = VmHWM. With --pin the sender and
+             every receiver run on CPUs of their own (pin.py); the summary is summary.py's.
   latency    fwlog with JSON output at a steady rate, warm cache; `benchtool tail` timestamps
              each line as it appears and compares with the kernel timestamp in the line.
   flood      fwlog with its DNS server black-holed (a UDP socket that never answers), packets
@@ -47,7 +48,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pin  # noqa: E402
 import probe  # noqa: E402  (beside this file)
+from summary import summarize  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -80,6 +83,11 @@ def run(cmd, check=True, **kw):
 
 def in_ns(ns, *cmd):
     return ["ip", "netns", "exec", ns, *cmd]
+
+
+def rx_cmd(*cmd):
+    """A receiver's command in LOG; with --pin on the receiver's CPU (threads inherit it)."""
+    return [*(pin.prefix(pin.RECEIVER_CPU) if ARGS.pin else []), *in_ns(NS_LOG, *cmd)]
 
 
 def spawn(cmd, stderr_path=None, stdout=subprocess.DEVNULL):
@@ -217,8 +225,12 @@ def logged_records():
 def send(rate, count, base=WARM_BASE, nsrc=WARM_COUNT, threads=None):
     if threads is None:
         threads = 2 if rate == 0 or rate > 60000 else 1
-    out = run(in_ns(NS_SND, ARGS.benchtool, "send", DST, base, str(nsrc), str(rate),
-                    str(count), str(threads))).stdout
+    if ARGS.pin:
+        # One core: a second thread would only take turns with the first.
+        threads = 1
+    cmd = in_ns(NS_SND, ARGS.benchtool, "send", DST, base, str(nsrc), str(rate), str(count),
+                str(threads))
+    out = run([*pin.prefix(pin.SENDER_CPU), *cmd] if ARGS.pin else cmd).stdout
     m = dict(zip(out.split()[0::2], out.split()[1::2]))
     return {"sent": int(m["sent"]), "secs": float(m["secs"]), "rate": float(m["rate"])}
 
@@ -252,7 +264,7 @@ def start_nsd():
         conf += f"zone:\n  name: \"{origin}\"\n  zonefile: \"z{i}.zone\"\n"
     with open(os.path.join(d, "nsd.conf"), "w") as f:
         f.write(conf)
-    p = spawn(in_ns(NS_LOG, "nsd", "-d", "-c", os.path.join(d, "nsd.conf")),
+    p = spawn(rx_cmd("nsd", "-d", "-c", os.path.join(d, "nsd.conf")),
               stderr_path=os.path.join(d, "stderr"))
     # Ready when it answers a PTR query (asked from inside LOG by a tiny client).
     q = in_ns(NS_LOG, sys.executable, __file__, "--dns-probe", str(DNS_PORT))
@@ -379,7 +391,7 @@ class Bare(Receiver):
     marker = "bare: received="
 
     def start(self):
-        self.proc = spawn(in_ns(NS_LOG, ARGS.benchtool, "recv", *map(str, GROUPS)), self.err)
+        self.proc = spawn(rx_cmd(ARGS.benchtool, "recv", *map(str, GROUPS)), self.err)
         self.wait_line("receiving NFLOG")
 
     def received(self):
@@ -404,7 +416,7 @@ class Fwlog(Receiver):
         cmd = [*self.PREFIX, *cmd]
         if env:
             cmd = ["env", *env, *cmd]
-        self.proc = spawn(in_ns(NS_LOG, *cmd), self.err)
+        self.proc = spawn(rx_cmd(*cmd), self.err)
         self.wait_line("fwlog: logging NFLOG group", timeout=120)
 
     def received(self):
@@ -612,7 +624,7 @@ class Ulogd(Receiver):
         text += f"\n[emu1]\nfile=\"{self.out}\"\nsync=0\n"
         with open(conf, "w") as f:
             f.write(text)
-        self.proc = spawn(in_ns(NS_LOG, "ulogd", "-c", conf), self.err)
+        self.proc = spawn(rx_cmd("ulogd", "-c", conf), self.err)
         # No readiness message: wait until both groups are bound (visible in /proc).
         end = time.time() + 10
         while time.time() < end:
@@ -677,15 +689,20 @@ def trial(kind, rate, count):
     send(2000, WARM_COUNT)
     wait_settled(rx, logged_records() - base0, 30)
     warm_got = rx.received()[0] if kind is not Ulogd else None
+    pinned = None
+    if ARGS.pin:
+        pinned = {"threads": pin.check_threads(rx.pid(), pin.RECEIVER_CPU, kind.name)}
     cpu = Cpu(rx.pid())
     th0, m0 = thread_cpu(rx.pid()), machine_cpu()
     k0 = logged_records()
     t0 = time.time()
     c0 = children_cpu()
+    split = pin.CpuSplit()
     s = send(rate, count)
     sender_cpu = children_cpu() - c0
-    # While the sender ran: who had the CPU (the rate it reached is bounded by its share).
-    th1, m1 = thread_cpu(rx.pid()), machine_cpu()
+    # While the sender ran: who had the CPU (the rate it reached is bounded by its share),
+    # and on which CPU the kernel's work ran.
+    th1, m1, split = thread_cpu(rx.pid()), machine_cpu(), split.stop()
     expected = logged_records() - k0
     wait_settled(rx, expected if kind is not Ulogd else 10**18, 120)
     # A few trailing packets: records missing at the tail of the flood then show up as
@@ -696,6 +713,10 @@ def trial(kind, rate, count):
     wait_settled(rx, expected if kind is not Ulogd else 10**18, 30)
     busy = time.time() - t0
     used = cpu.used()
+    th2 = thread_cpu(rx.pid())
+    if pinned:
+        # Threads made during the trial (a sync or deletion thread) must be pinned too.
+        pinned["threads_at_end"] = pin.check_threads(rx.pid(), pin.RECEIVER_CPU, kind.name)
     hwm = status_kib(rx.pid(), "VmHWM")
     if kind is Ulogd:
         rx.stop()
@@ -716,6 +737,9 @@ def trial(kind, rate, count):
     return {
         "receiver": kind.name, "rate_asked": rate, "rate_sent": round(s["rate"]),
         "packets": s["sent"], "records_logged": expected, "received": got,
+        # Packets sent that no log rule counted (dropped before the nft hook, e.g. a full
+        # backlog queue): they are neither logged nor lost, so the rate reached overstates.
+        "not_logged": (s["sent"] + 8) * len(GROUPS) - expected,
         "written": written, "lost": max(0, expected - got),
         "cpu_s": round(used, 3), "cpu_us_per_record": round(used * 1e6 / max(got, 1), 3),
         "vmhwm_kib": hwm, "busy_s": round(busy, 2), **extra,
@@ -724,7 +748,15 @@ def trial(kind, rate, count):
             "threads_cpu_s": {k: round(v - th0.get(k, 0), 3) for k, v in th1.items()},
             "machine_busy_s": round(m1[0] - m0[0], 3), "machine_idle_s": round(m1[1] - m0[1], 3),
             "machine_softirq_s": round(m1[2] - m0[2], 3),
+            "per_cpu": split,
+            **({"others_cpu_s": pin.others(split, sender_cpu,
+                                           sum(th1.values()) - sum(th0.values()))}
+               if pinned else {}),
         },
+        # From the send's start until everything was written: what the loop and the committer
+        # did after the sender stopped is here, not in during_send.
+        "threads_cpu_s_to_end": {k: round(v - th0.get(k, 0), 3) for k, v in th2.items()},
+        **({"pinned": pinned} if pinned else {}),
     }
 
 
@@ -766,6 +798,11 @@ def sweep(rates, repeats, seconds, results):
                     f"{r['received']:>8} lost {r['lost']:>7} (seq-gap {r.get('lost-seq-gap', '-')}, "
                     f"enobufs {r.get('enobufs-events', '-')})  cpu {r['cpu_us_per_record']:>6.2f} "
                     f"us/rec  hwm {r['vmhwm_kib'] / 1024:6.1f} MiB")
+                if ARGS.pin:
+                    d = r["during_send"]
+                    log(f"        during the send ({d['secs']:.2f} s, sender {d['sender_cpu_s']} s "
+                        f"CPU): {pin.kernel_share(d['per_cpu'])}; receiver threads "
+                        f"{d['threads_cpu_s']}; other processes {d['others_cpu_s']}")
     return results
 
 
@@ -964,126 +1001,6 @@ def wait_settled_spooled(rx, expected):
         time.sleep(0.2)
 
 
-# ------------------------------------------------------------------ summary
-
-
-def summarize(res):
-    sw = res.get("sweep", [])
-    by = {}
-    for r in sw:
-        by.setdefault(r["receiver"], []).append(r)
-    summary = {}
-    top = max((r["rate_sent"] for r in sw), default=0)
-    for name, rs in by.items():
-        zero = [r["rate_sent"] for r in rs if r["lost"] == 0]
-        lossy = [r["rate_sent"] for r in rs if r["lost"] > 0]
-        cpu = sorted(r["cpu_us_per_record"] for r in rs if r["received"] > 0)
-        summary[name] = {
-            "zero_loss_rate_max": max(zero) if zero else 0,
-            "lossy_rate_min": min(lossy) if lossy else None,
-            "highest_rate_sent": max(r["rate_sent"] for r in rs),
-            "lost_total": sum(r["lost"] for r in rs),
-            "records_total": sum(r["records_logged"] for r in rs),
-            "cpu_us_per_record_median": cpu[len(cpu) // 2] if cpu else None,
-            "cpu_us_per_record_range": [cpu[0], cpu[-1]] if cpu else None,
-            "vmhwm_mib_max": round(max(r["vmhwm_kib"] for r in rs) / 1024, 1),
-            "trials": len(rs), "trials_with_loss": len(lossy),
-        }
-    res["summary"] = summary
-    ceiling = zero_loss_ceilings(sw)
-    if ceiling:
-        res["ceiling"] = ceiling
-    n = res.get("groups", 2)
-    log(f"\n== summary (rates are packets/s; each packet is logged to {n} groups = {n} records)")
-    for name, s in summary.items():
-        log(f"  {name:<6} {s['trials_with_loss']}/{s['trials']} trials lost records "
-            f"({s['lost_total']} of {s['records_total']}); zero loss up to "
-            f"{s['zero_loss_rate_max']}/s, first loss at {s['lossy_rate_min']}/s; highest sent "
-            f"{s['highest_rate_sent']}/s; cpu {s['cpu_us_per_record_median']} us/record "
-            f"(range {s['cpu_us_per_record_range']}); peak RSS {s['vmhwm_mib_max']} MiB")
-    if "bare" in summary and "fwlog" in summary:
-        b, f = summary["bare"], summary["fwlog"]
-        if f["trials_with_loss"] == 0:
-            log(f"  fwlog lost nothing at any rate up to {f['highest_rate_sent']}/s (the most the "
-                f"sender reached in its trials, {top}/s in any trial): its ceiling is above what "
-                f"this machine could send, so the zero-loss ratio to bare is >= "
-                f"{f['highest_rate_sent'] / max(b['highest_rate_sent'], 1):.2f} by rates sent "
-                f"(target >= 0.95; not saturated)")
-        elif b["zero_loss_rate_max"]:
-            ratio = f["zero_loss_rate_max"] / b["zero_loss_rate_max"]
-            log(f"  fwlog zero-loss rate / bare: {ratio:.2f} (target >= 0.95)")
-            res["ratio_zero_loss"] = ratio
-    for name, c in ceiling.get("receivers", {}).items():
-        if name == "bare":
-            continue
-        log(f"  {name} zero-loss rate / bare's, per repeat (rates reached; climb "
-            f"{ceiling['rates_asked']}): "
-            + ", ".join(f"{f}/{b} = {r:.2f}" for f, b, r in zip(c["zero_loss"], c["bare"],
-                                                                c["ratios"]))
-            + f"; >= 0.95 in {c['repeats_meeting_095']} of {len(c['ratios'])} repeats")
-    if "ulogd2" in summary and "fwlog" in summary:
-        a, b = summary["fwlog"]["cpu_us_per_record_median"], summary["ulogd2"]["cpu_us_per_record_median"]
-        if a and b:
-            log(f"  fwlog cpu / ulogd2 cpu per record: {a / b:.2f} (target <= 0.25)")
-            res["ratio_cpu"] = a / b
-    if "latency" in res:
-        l = res["latency"]
-        log(f"  latency at {l['rate_sent']}/s: p50 {l['p50_ms']} ms p99 {l['p99_ms']} ms "
-            f"max {l['max_ms']} ms (target p99 <= 20 ms)")
-    if "flood" in res:
-        f = res["flood"]
-        log(f"  black-holed DNS flood: {f['packets']} packets at {f['rate_sent']}/s, lost "
-            f"{f['lost']}, RSS max {f['rss_max_during_flood_mib']} MiB during the flood, "
-            f"{f['rss_max_during_drain_mib']} MiB while draining (HWM {f['vmhwm_end_mib']}), "
-            f"backlog {f['backlog_when_dns_came_back']}, drained in {f['drain_s']} s "
-            f"(limit {f['drain_limit_s']} s)")
-    if "replay" in res:
-        r = res["replay"]
-        t = r.get("timeline", {})
-        log(f"  replay: {r['pending']} records in {r['replay_s']} s = {r['replay_rate']}/s "
-            f"(target >= 1500000/s); cpu {r['cpu_us_per_record']} us/record, loop busy "
-            f"{max(t.get('thread_busy_while_writing', {0: None}).values())} of the time, "
-            f"machine {t.get('machine_cpu_share')}, cpu speed (s per 128 MiB SHA-256) "
-            f"{t.get('cpu_speed_sha256_128mib_s')}")
-        if "repeats" in r:
-            log(f"  replay rates, the first and {len(r['repeats'])} more on copies: "
-                f"{r['replay_rates_all']}, median {r['replay_rate_median']}/s")
-
-
-def zero_loss_ceilings(sw):
-    """Per repeat, each receiver's zero-loss rate: the highest rate the sender reached in a
-    trial without loss, among the trials below the receiver's first lossy rate (the rates
-    asked, in ascending order, 0 = unpaced last). A receiver that lost at the lowest rate
-    scores 0. The ratio to the bare receiver's in the same repeat is what the 95 % target is
-    about. A receiver that never lost is bounded by the sender, not measured to its limit:
-    `capped` says so."""
-    if not any(r["receiver"] == "bare" for r in sw):
-        return {}
-    order = sorted({r["rate_asked"] for r in sw}, key=lambda x: x or float("inf"))
-    reps = sorted({r["repeat"] for r in sw})
-    per = {}
-    for name in dict.fromkeys(r["receiver"] for r in sw):
-        zero, capped = [], []
-        for rep in reps:
-            trials = sorted((r for r in sw if r["receiver"] == name and r["repeat"] == rep),
-                            key=lambda r: order.index(r["rate_asked"]))
-            best, lost = 0, False
-            for r in trials:
-                if r["lost"] > 0:
-                    lost = True
-                    break
-                best = max(best, r["rate_sent"])
-            zero.append(best)
-            capped.append(not lost)
-        per[name] = {"zero_loss": zero, "never_lost": capped}
-    bare = per.pop("bare")
-    for name, c in per.items():
-        c["bare"] = bare["zero_loss"]
-        c["ratios"] = [round(f / b, 3) if b else 0.0 for f, b in zip(c["zero_loss"], c["bare"])]
-        c["repeats_meeting_095"] = sum(1 for r in c["ratios"] if r >= 0.95)
-    return {"rates_asked": order, "bare": bare, "receivers": per}
-
-
 def main():
     global ARGS, TMP
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -1112,6 +1029,10 @@ def main():
     ap.add_argument("--groups", type=int, default=2,
                     help="NFLOG groups each packet is logged to (default 2; more records per "
                     "packet lets the sender outrun a receiver on a small machine)")
+    ap.add_argument("--pin", action="store_true",
+                    help=f"the sender (one thread) on CPU {pin.SENDER_CPU}, every receiver "
+                    f"process and thread (and nsd) on CPU {pin.RECEIVER_CPU}; each trial records "
+                    "the threads' CPU masks and the per-CPU time and softirq counts")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--replay-repeats", type=int, default=0,
                     help="start-up replays of the one spool phase 1 fills (the first on it, "
@@ -1127,12 +1048,21 @@ def main():
     GROUPS[:] = list(range(5, 5 + max(1, ARGS.groups)))
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, lambda *_: sys.exit(130))
+    if ARGS.pin and pin.usable():
+        print(f"bench: --pin: {pin.usable()}", file=sys.stderr)
+        return 1
     res = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
            "quick": ARGS.quick, "machine": machine(), "groups": len(GROUPS)}
     q = ARGS.quick
     only = ARGS.only.split(",")
     try:
         setup_net()
+        if ARGS.pin:
+            res["pin"] = {"sender_cpu": pin.SENDER_CPU, "receiver_cpu": pin.RECEIVER_CPU,
+                          "sender_threads": 1,
+                          "rps_cpus_fwbl": pin.rps_masks(lambda c: run(in_ns(NS_LOG, *c)), "fwbl")}
+            log(f"== pinned: sender on CPU {pin.SENDER_CPU}, receivers on CPU "
+                f"{pin.RECEIVER_CPU}; veth RPS masks {res['pin']['rps_cpus_fwbl']}")
         start_nsd()
         if "sweep" in only:
             rates = [50000, 0] if q else [25000, 50000, 100000, 0]

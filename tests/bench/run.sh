@@ -1,12 +1,13 @@
 #!/bin/sh
 # fwlog's benchmark and reliability suite: one command, as root.
-#   sudo tests/bench/run.sh            # full run, about 22 minutes (the 8-group climb about 14)
-#   sudo tests/bench/run.sh --quick    # about 5 minutes
+#   sudo tests/bench/run.sh            # full run, about 20 minutes (the pinned climb 6 of them)
+#   sudo tests/bench/run.sh --quick    # about 6 minutes
 # Extra arguments go to bench.py (--json FILE, --only sweep,latency,flood,replay, --keep).
 # Without --only, a second pass measures the zero-loss ceiling with every packet logged to 8
 # groups (with 2 groups this machine cannot send fast enough to saturate fwlog): the bare
 # receiver, fwlog and fwlog in hold mode (the packaged unit's fd store), interleaved; its JSON
-# goes beside the first (FILE with -8groups before .json).
+# goes beside the first (FILE with -8groups before .json). A third pass climbs again with the
+# sender and the receivers on CPUs of their own (--pin; FILE with -8groups-pinned).
 set -eu
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then
@@ -48,4 +49,22 @@ else
         --rates 50000,100000,125000,150000,175000,200000,250000,0
 fi
 [ -n "$json" ] && set -- "$@" --json "${json%.json}-8groups.json"
+bench "$@"
+# The same climb with the sender (one thread) on CPU 0 and every receiver on CPU 1: above, the
+# sender and the receiver share both cores, so the ratio says how much CPU the receiver takes
+# from the sender; here each has a core, so a receiver's loss is its own ceiling. The unpaced
+# step is sized for the pinned sender's ~350k packets/s: 4 s of it, longer than the socket
+# buffer can hide a shortfall. About 6 minutes (1 with --quick).
+if [ "$quick" = yes ]; then
+    set -- --only sweep --groups 8 --receivers bare,fwlog,fwlog-held --climb --pin \
+        --rates 100000,200000,300000,0 --max-rate-guess 350000 --quick
+else
+    set -- --only sweep --groups 8 --receivers bare,fwlog,fwlog-held --climb --pin \
+        --rates 100000,200000,250000,300000,350000,0 --max-rate-guess 350000
+fi
+[ -n "$json" ] && set -- "$@" --json "${json%.json}-8groups-pinned.json"
+if [ "$(nproc)" -lt 2 ]; then
+    echo "SKIP pinned 8-group climb: needs CPUs 0 and 1 (nproc says $(nproc))"
+    exit 0
+fi
 bench "$@"
