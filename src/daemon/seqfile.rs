@@ -102,6 +102,13 @@ impl SeqFile {
         }
     }
 
+    /// The spool cut its records from sequence number `a` on back (a full filesystem) and will
+    /// number later records from there again: marks for the dropped records must not be met
+    /// by those. (The kernel numbers they carried are reported as spool-full loss.)
+    pub fn rewound(&mut self, a: u64) {
+        self.marks.retain(|&(w, _)| w < a);
+    }
+
     pub fn store(&mut self, v: u32) {
         if self.last == Some(v) {
             return;
@@ -166,5 +173,24 @@ mod tests {
         assert!(f.marks.len() <= MAX_MARKS);
         f.committed(c(10_000, 10_000), Some(10_000));
         assert_eq!(read(d.path()), Some(10_000));
+    }
+
+    /// A full filesystem cut records 1..10 back before they were durable; their numbers are
+    /// reused by later records, which the kernel numbered lower than the report of the dropped
+    /// ones will: the dropped records' mark must not be met by the new ones.
+    #[test]
+    fn a_cut_back_forgets_the_marks_of_the_dropped_records() {
+        let d = tempfile::tempdir().unwrap();
+        let (mut f, _) = open(d.path());
+        f.committed(c(10, 0), Some(110));
+        f.rewound(1);
+        f.committed(c(20, 15), Some(100));
+        assert_eq!(
+            read(d.path()),
+            None,
+            "110 is not accounted for by records 1..15"
+        );
+        f.committed(c(20, 20), Some(100));
+        assert_eq!(read(d.path()), Some(100));
     }
 }

@@ -317,6 +317,9 @@ impl Receiver for NflogReceiver {
     fn settle(&mut self, commit: Option<Commit>, spool: &mut Spooler<()>) -> Result<(), String> {
         spool.committed.clear();
         spool.refused.clear();
+        if let Some(a) = spool.rewound.take() {
+            self.seq_file.rewound(a);
+        }
         if let Some(c) = commit {
             // Only a commit that wrote something paces the next: one made because a sync
             // ended, with nothing new, must not hold back an idle link's first packet.

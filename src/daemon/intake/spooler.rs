@@ -92,6 +92,9 @@ pub struct Spooler<T> {
     pub committed: Vec<T>,
     /// Refused since the receiver last settled.
     pub refused: Vec<T>,
+    /// The lowest spool sequence number a full filesystem cut back since the receiver last
+    /// settled: numbers from it on are reused by later records.
+    pub rewound: Option<u64>,
     /// Lost and not yet reported in the stream.
     full: FullLoss,
     /// Kernel loss reports a full filesystem dropped, oldest first.
@@ -125,6 +128,7 @@ impl<T> Spooler<T> {
             appended: Vec::new(),
             committed: Vec::new(),
             refused: Vec::new(),
+            rewound: None,
             full: FullLoss::default(),
             owed: Vec::new(),
             reported_at: None,
@@ -362,6 +366,7 @@ impl<T> Spooler<T> {
     fn dropped(&mut self, range: Option<(u64, u64)>) {
         self.count_spooled();
         let Some((a, b)) = range else { return };
+        self.rewound = Some(self.rewound.map_or(a, |r| r.min(a)));
         let mut lost = FullLoss::default();
         let mut owed = Vec::new();
         let mut refused = Vec::new();
