@@ -18,6 +18,8 @@ With it:
 """
 import os
 
+import probe  # beside this file
+
 SENDER_CPU, RECEIVER_CPU = 0, 1
 STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -99,23 +101,8 @@ KTHREADS = ("ksoftirqd/0", "ksoftirqd/1", "kworker/0:", "kworker/1:", "kworker/u
 
 
 def kthreads_s():
-    """{prefix of KTHREADS: CPU seconds so far}, each thread counted under its first match."""
-    out = dict.fromkeys(KTHREADS, 0.0)
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                s = f.read()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        name = s[s.find("(") + 1:s.rfind(")")]
-        for p in KTHREADS:
-            if name.startswith(p):
-                v = s.rsplit(")", 1)[1].split()
-                out[p] += (int(v[11]) + int(v[12])) / CLK_TCK
-                break
-    return out
+    """{prefix of KTHREADS: CPU seconds so far} (the prefixes do not overlap)."""
+    return probe.kernel_threads_s(KTHREADS)
 
 
 class CpuSplit:

@@ -319,6 +319,18 @@ fn without_a_batch_delay_a_round_commits_at_once_and_with_one_it_waits() {
     assert!(r.spool.writer.commit_deadline().is_some());
 }
 
+/// NFLOG's rig with the spool's sync on its own thread, a commit due every round.
+fn background_rig() -> Rig {
+    rig_with(
+        true,
+        Options {
+            background_sync: true,
+            batch_max_delay: Duration::ZERO,
+            ..Options::default()
+        },
+    )
+}
+
 /// Rounds of NFLOG's commit (when due, not waiting for the sync thread) until `done`.
 fn rounds_until(s: &mut Spooler<u32>, mut done: impl FnMut(&Spooler<u32>) -> bool) {
     let end = std::time::Instant::now() + Duration::from_secs(10);
@@ -338,14 +350,7 @@ fn rounds_until(s: &mut Spooler<u32>, mut done: impl FnMut(&Spooler<u32>) -> boo
 /// written while it ran too) as spool-full loss, reported in the stream.
 #[test]
 fn a_full_filesystem_found_by_the_sync_thread_is_spool_full_loss() {
-    let mut r = rig_with(
-        true,
-        Options {
-            background_sync: true,
-            batch_max_delay: Duration::ZERO,
-            ..Options::default()
-        },
-    );
+    let mut r = background_rig();
     let s = &mut r.spool;
     s.packet(&packet(1), 1, Some(100));
     rounds_until(s, |s| !s.committed.is_empty());
@@ -379,14 +384,7 @@ fn a_full_filesystem_found_by_the_sync_thread_is_spool_full_loss() {
 /// the failed sync covered are refused and counted lost.
 #[test]
 fn a_failed_sync_refuses_only_what_no_earlier_sync_published() {
-    let mut r = rig_with(
-        true,
-        Options {
-            background_sync: true,
-            batch_max_delay: Duration::ZERO,
-            ..Options::default()
-        },
-    );
+    let mut r = background_rig();
     let s = &mut r.spool;
     r.sync.hold.store(true, Ordering::SeqCst);
     s.packet(&packet(1), 1, Some(100));
