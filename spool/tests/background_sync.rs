@@ -236,6 +236,15 @@ fn read_n(r: &mut Reader, got: &mut Vec<(u64, u64)>, n: usize) {
     }
 }
 
+/// The last progress report before the sender stalled (none for half a second); 0 if none.
+fn last_before_stall(rx: &mpsc::Receiver<u64>) -> u64 {
+    let mut last = 0;
+    while let Ok(i) = rx.recv_timeout(Duration::from_millis(500)) {
+        last = i;
+    }
+    last
+}
+
 fn commit_n(w: &mut Writer, ids: std::ops::Range<u64>) -> fwlog_spool::Commit {
     for i in ids {
         w.append(&payload(i)).unwrap();
@@ -456,10 +465,7 @@ fn a_rollover_waits_for_the_sync_and_a_segment_is_synced_before_its_successor() 
         w.close().unwrap();
     });
     // Commits go on while the first sync is held, until an append must seal the segment.
-    let mut last = 0;
-    while let Ok(i) = rx.recv_timeout(Duration::from_millis(500)) {
-        last = i;
-    }
+    let last = last_before_stall(&rx);
     assert!((20..1200).contains(&last), "stuck at {last}");
     fs.open();
     while rx.recv_timeout(Duration::from_secs(10)).is_ok() {}
@@ -518,10 +524,7 @@ fn unsynced_bytes_are_capped() {
         }
         w.close().unwrap();
     });
-    let mut last = 0;
-    while let Ok(i) = rx.recv_timeout(Duration::from_millis(500)) {
-        last = i;
-    }
+    let last = last_before_stall(&rx);
     // 32 MiB written beyond the last sync: the commit past it waits.
     assert!((30..=34).contains(&last), "stopped at {last} MiB");
     fs.open();

@@ -43,22 +43,10 @@ def prefix(cpu):
 def thread_cpus(pid):
     """{tid: [thread name, Cpus_allowed_list, nice]} of `pid`'s live threads."""
     out = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return out
-    for t in tids:
-        try:
-            with open(f"/proc/{pid}/task/{t}/comm") as f:
-                comm = f.read().strip()
-            with open(f"/proc/{pid}/task/{t}/status") as f:
-                allowed = next((l.split(":", 1)[1].strip() for l in f
-                                if l.startswith("Cpus_allowed_list:")), "?")
-            with open(f"/proc/{pid}/task/{t}/stat") as f:
-                nice = int(f.read().rsplit(")", 1)[1].split()[16])
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        out[t] = [comm, allowed, nice]
+    for t, (comm, (status, stat)) in probe.thread_files(pid, ("status", "stat")).items():
+        allowed = next((l.split(":", 1)[1].strip() for l in status.splitlines()
+                        if l.startswith("Cpus_allowed_list:")), "?")
+        out[t] = [comm, allowed, int(stat.rsplit(")", 1)[1].split()[16])]
     return out
 
 

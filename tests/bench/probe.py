@@ -25,22 +25,29 @@ def machine_ticks():
         return [int(x) for x in f.readline().split()[1:9]]
 
 
-def per_thread(pid, name):
-    """[(thread name, text of /proc/PID/task/TID/NAME)] of `pid`'s live threads."""
-    out = []
+def thread_files(pid, names):
+    """{tid: (thread name, [text of /proc/PID/task/TID/NAME for each of `names`])} of `pid`'s
+    live threads (a thread that ends while being read is left out)."""
+    out = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
     except FileNotFoundError:
         return out
     for t in tids:
         try:
-            with open(f"/proc/{pid}/task/{t}/comm") as f:
-                comm = f.read().strip()
-            with open(f"/proc/{pid}/task/{t}/{name}") as f:
-                out.append((comm, f.read()))
+            texts = []
+            for name in ("comm", *names):
+                with open(f"/proc/{pid}/task/{t}/{name}") as f:
+                    texts.append(f.read())
         except (FileNotFoundError, ProcessLookupError):
             continue
+        out[t] = (texts[0].strip(), texts[1:])
     return out
+
+
+def per_thread(pid, name):
+    """[(thread name, text of /proc/PID/task/TID/NAME)] of `pid`'s live threads."""
+    return [(comm, texts[0]) for comm, texts in thread_files(pid, (name,)).values()]
 
 
 def threads_cpu(pid):
