@@ -65,11 +65,13 @@
 //! `config.rs` (settings + CONFIG wire messages), `socket.rs` (the netlink socket, recvmmsg),
 //! `record.rs` (kernel message -> spool record), `ifname.rs` (ifindex -> name cache),
 //! `loss.rs` (sequence tracking), `batch.rs` (the reusable output buffer), `error.rs`,
-//! `hold.rs` (taking a socket back from the service manager's fd store; hold mode).
+//! `hold.rs` (taking a socket back from the service manager's fd store; hold mode), `feed.rs`
+//! (datagrams through the receive path without a socket, for instruction counts).
 
 mod batch;
 mod config;
 mod error;
+mod feed;
 mod hold;
 mod ifname;
 mod loss;
@@ -79,6 +81,8 @@ mod socket;
 pub use batch::{RecordBatch, RecordMeta, RecordSink, Records};
 pub use config::NflogConfig;
 pub use error::CaptureError;
+#[doc(hidden)]
+pub use feed::Feeder;
 pub use ifname::{index_to_name, IfNameCache};
 pub use loss::LossTracker;
 pub use record::{record_group, scan_group_seq, scan_seq_global, NewRecord};

@@ -87,6 +87,17 @@ pub struct NflogSocket {
     pub(super) keep_groups: bool,
 }
 
+impl Intake {
+    /// A fresh receive state: no sequence numbers seen, an empty interface-name cache.
+    pub(super) fn new() -> io::Result<Intake> {
+        Ok(Intake {
+            names: IfNameCache::new()?,
+            tracker: LossTracker::new(),
+            stats: CaptureStats::default(),
+        })
+    }
+}
+
 impl std::fmt::Debug for Intake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Intake")
@@ -151,18 +162,14 @@ impl NflogSocket {
             ));
         }
 
-        let names = IfNameCache::new()
-            .map_err(|e| CaptureError::io("opening the interface-name socket", e))?;
+        let intake =
+            Intake::new().map_err(|e| CaptureError::io("opening the interface-name socket", e))?;
         Ok(NflogSocket {
             fd,
             bound: Vec::with_capacity(cfg.groups.len()),
             slots: vec![0u8; MAX_DATAGRAM * cfg.batch_datagrams],
             nslots: cfg.batch_datagrams,
-            intake: Intake {
-                names,
-                tracker: LossTracker::new(),
-                stats: CaptureStats::default(),
-            },
+            intake,
             pending: RecordBatch::new(),
             rcvtimeo: None,
             rcvbuf,

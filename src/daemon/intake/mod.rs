@@ -27,6 +27,8 @@
 //! packets are lost (NFLOG; NFQUEUE with `--fail-open`) or dropped (NFQUEUE), see `spooler.rs`.
 //! Any other spool error does, after the receiver settled what was not stored.
 
+#[doc(hidden)]
+pub mod feed;
 mod nflog;
 mod nfqueue;
 mod pace;

@@ -171,12 +171,7 @@ impl NflogReceiver {
         wait: Duration,
         spool: &mut Spooler<()>,
     ) -> Result<(usize, usize), String> {
-        let mut sink = ToSpool {
-            spool,
-            seq_file: &mut self.seq_file,
-            run: None,
-            bytes: 0,
-        };
+        let mut sink = ToSpool::new(spool, &mut self.seq_file);
         let r = self.sock.recv_into(&mut sink, wait);
         let bytes = sink.finish();
         let n = r.map_err(|e| format!("receiving from NFLOG: {e}"))?;
@@ -344,7 +339,7 @@ impl Receiver for NflogReceiver {
 }
 
 /// Normal mode's [`RecordSink`]: appends each record to the spool as it is received.
-struct ToSpool<'a> {
+pub(super) struct ToSpool<'a> {
     spool: &'a mut Spooler<()>,
     seq_file: &'a mut SeqFile,
     /// The current run of same-group records, for the per-group counters.
@@ -353,9 +348,18 @@ struct ToSpool<'a> {
     bytes: usize,
 }
 
-impl ToSpool<'_> {
+impl<'a> ToSpool<'a> {
+    pub(super) fn new(spool: &'a mut Spooler<()>, seq_file: &'a mut SeqFile) -> Self {
+        ToSpool {
+            spool,
+            seq_file,
+            run: None,
+            bytes: 0,
+        }
+    }
+
     /// Count the last run of same-group records; the record bytes appended.
-    fn finish(self) -> usize {
+    pub(super) fn finish(self) -> usize {
         if let Some((g, n)) = self.run {
             self.spool.counters.per_group.add(g, n);
         }
