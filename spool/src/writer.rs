@@ -209,6 +209,8 @@ impl Writer {
         }
         let seq = self.next_seq;
         let start = self.batch.len();
+        // One capacity check for the record; the filler's appends then never grow the buffer.
+        self.batch.reserve(format::record_len(len));
         format::encode_record_header(&mut self.batch, seq, len);
         let mut buf = RecordBuf::new(&mut self.batch, start);
         fill(&mut buf);
@@ -404,6 +406,7 @@ impl Writer {
         Ok(self.position())
     }
 
+    #[inline]
     fn check_poisoned(&self) -> Result<()> {
         match &self.poisoned {
             Some(why) => Err(Error::Poisoned(why.clone())),
@@ -485,11 +488,12 @@ impl Writer {
         let n = self.batch.len() as u64;
         if self.opts.handoff_bytes > 0 {
             // The buffer just written becomes the reader's copy; the next batch goes into a
-            // spare one.
+            // spare one, or a new one as large as this batch was (batches of a steady load are
+            // alike: growing from small would copy the batch several times over).
             let mut next = self
                 .spare
                 .pop()
-                .unwrap_or_else(|| Vec::with_capacity(64 * 1024));
+                .unwrap_or_else(|| Vec::with_capacity(self.batch.len().max(64 * 1024)));
             next.clear();
             self.staged.push(Chunk {
                 seg_first: self.seg_first,

@@ -33,6 +33,9 @@ pub struct LossTracker {
     lost: u64,
     /// Some group was seeded exactly ([`LossTracker::seed_group`]).
     exact: bool,
+    /// Index in `groups` of the group observed last: consecutive records are mostly of one
+    /// group (a datagram holds one group's), so [`LossTracker::observe`] looks there first.
+    hint: usize,
 }
 
 /// `a` is after `b` in wrapping order.
@@ -76,7 +79,12 @@ impl LossTracker {
 
     /// True when the record (`group`, `seq`) was spooled already by the run that seeded the
     /// group ([`LossTracker::seed_group`]): the caller skips it.
+    #[inline]
     pub fn is_replay(&self, group: u16, seq: Option<u32>) -> bool {
+        // Only a seeded group can have replays.
+        if !self.exact {
+            return false;
+        }
         let Some(seq) = seq else { return false };
         self.groups
             .iter()
@@ -102,7 +110,32 @@ impl LossTracker {
 
     /// Account for one record. `seq`/`seq_global` are `None` when the record lacks them (the
     /// flags not yet applied, or a foreign source): such records are not tracked.
+    #[inline]
     pub fn observe(
+        &mut self,
+        group: u16,
+        seq: Option<u32>,
+        seq_global: Option<u32>,
+    ) -> Option<LossEvent> {
+        // The common case, once per record: the next number of the group seen last, nothing
+        // seeded to compare with. What `observe_any` would do for it, without the search.
+        if let (None, Some(seq), Some(st)) = (self.seeded, seq, self.groups.get_mut(self.hint)) {
+            if st.group == group && seq == st.next_seq {
+                st.replays_possible = false;
+                st.next_seq = seq.wrapping_add(1);
+                if let Some(g) = seq_global {
+                    st.last_global = Some(g);
+                    if self.last_global.is_none_or(|l| after(g, l)) {
+                        self.last_global = Some(g);
+                    }
+                }
+                return None;
+            }
+        }
+        self.observe_any(group, seq, seq_global)
+    }
+
+    fn observe_any(
         &mut self,
         group: u16,
         seq: Option<u32>,
@@ -127,9 +160,13 @@ impl LossTracker {
         let Some(seq) = seq else {
             return event;
         };
-        let st = match self.groups.iter_mut().find(|s| s.group == group) {
-            Some(s) => s,
+        let st = match self.groups.iter().position(|s| s.group == group) {
+            Some(i) => {
+                self.hint = i;
+                &mut self.groups[i]
+            }
             None => {
+                self.hint = self.groups.len();
                 self.groups.push(GroupState {
                     group,
                     next_seq: seq.wrapping_add(1),

@@ -22,10 +22,19 @@ pub(crate) struct Scan {
     pub ifindex: [Option<u32>; 4],
 }
 
+/// Attribute types the scan keeps (bit `ty` set): SEQ, SEQ_GLOBAL and the four IFINDEX_*.
+const KEPT: u32 = 1 << nfula::SEQ
+    | 1 << nfula::SEQ_GLOBAL
+    | 1 << nfula::IFINDEX_INDEV
+    | 1 << nfula::IFINDEX_OUTDEV
+    | 1 << nfula::IFINDEX_PHYSINDEV
+    | 1 << nfula::IFINDEX_PHYSOUTDEV;
+
 /// Scan an NFLOG record (nfgenmsg + host-order TLVs, as netlink delivers it). Once per record
-/// on the receive path, so the loop is kept to one length check per attribute: an attribute
-/// shorter than its 4-byte header or running past the end ends the scan, one too short for
-/// a 4-byte value is skipped.
+/// on the receive path, so each attribute costs one length check and one test of its type
+/// against [`KEPT`]: an attribute shorter than its 4-byte header or running past the end ends
+/// the scan, one too short for a 4-byte value is skipped.
+#[inline]
 pub(crate) fn scan(msg: &[u8]) -> Scan {
     let mut s = Scan::default();
     if msg.len() < NFGENMSG_LEN {
@@ -38,16 +47,14 @@ pub(crate) fn scan(msg: &[u8]) -> Scan {
         if len < 4 || len - 4 > tail.len() {
             break;
         }
-        if let [v0, v1, v2, v3, ..] = tail {
-            if len >= 8 {
+        let ty = u16::from_ne_bytes([*t0, *t1]) & 0x3fff;
+        if ty < 32 && KEPT >> ty & 1 != 0 && len >= 8 {
+            if let [v0, v1, v2, v3, ..] = tail {
                 let v = u32::from_be_bytes([*v0, *v1, *v2, *v3]);
-                match u16::from_ne_bytes([*t0, *t1]) & 0x3fff {
+                match ty {
                     nfula::SEQ => s.seq = Some(v),
                     nfula::SEQ_GLOBAL => s.seq_global = Some(v),
-                    ty @ nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV => {
-                        s.ifindex[(ty - nfula::IFINDEX_INDEV) as usize] = Some(v)
-                    }
-                    _ => {}
+                    _ => s.ifindex[usize::from(ty - nfula::IFINDEX_INDEV) & 3] = Some(v),
                 }
             }
         }
@@ -84,6 +91,23 @@ pub(crate) struct Stamp {
     pub now: Instant,
 }
 
+/// Most bytes fwlog adds to a kernel message: padding to 4, the receive time, four names.
+const TAIL_MAX: usize = 3 + attr::RECV_TIME_TLV + 4 * 20;
+
+/// What fwlog adds behind a kernel message, built on the stack before the record's one copy.
+struct Tail {
+    buf: [u8; TAIL_MAX],
+    len: usize,
+}
+
+impl TlvOut for Tail {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+}
+
 /// One spool record not yet stored anywhere: the kernel's message, borrowed from the receive
 /// slot it arrived in, and what fwlog adds to it. [`NewRecord::len`] is its exact size and
 /// [`NewRecord::write_to`] appends it, so the consumer decides where its one copy goes (the
@@ -91,15 +115,9 @@ pub(crate) struct Stamp {
 pub struct NewRecord<'a> {
     /// The kernel's message, or a record already built (then nothing is added to it).
     msg: &'a [u8],
-    /// Padding after `msg` up to a multiple of 4.
-    pad: usize,
-    /// fwlog's receive time, when fwlog's TLVs are still to be added.
-    recv_time: Option<(i64, u32)>,
-    /// Interface names for INDEV, OUTDEV, PHYSINDEV, PHYSOUTDEV as `attr::push_ifname` stores
-    /// them (length and bytes), or none.
-    names: [Option<(usize, [u8; libc::IFNAMSIZ])>; 4],
-    /// Bytes of fwlog's TLVs (receive time and names).
-    extra: usize,
+    /// Padding after `msg` up to a multiple of 4, fwlog's receive time and the interface
+    /// names (each as `attr::push_recv_time` and `attr::push_ifname` build them).
+    tail: Tail,
     meta: RecordMeta,
 }
 
@@ -108,17 +126,17 @@ impl<'a> NewRecord<'a> {
     pub(crate) fn built(rec: &'a [u8], meta: RecordMeta) -> Self {
         NewRecord {
             msg: rec,
-            pad: 0,
-            recv_time: None,
-            names: [None; 4],
-            extra: 0,
+            tail: Tail {
+                buf: [0; TAIL_MAX],
+                len: 0,
+            },
             meta,
         }
     }
 
     /// Size of the record in bytes.
     pub fn len(&self) -> usize {
-        self.msg.len() + self.pad + self.extra
+        self.msg.len() + self.tail.len
     }
 
     /// Never true: a record holds at least its kernel message (clippy's pair for `len`).
@@ -132,17 +150,10 @@ impl<'a> NewRecord<'a> {
     }
 
     /// Append the record's [`len`](Self::len) bytes to `out`.
+    #[inline]
     pub fn write_to(&self, out: &mut impl TlvOut) {
         out.put(self.msg);
-        out.put(&[0u8; 3][..self.pad]);
-        if let Some((sec, nsec)) = self.recv_time {
-            attr::push_recv_time(out, sec, nsec);
-        }
-        for (k, name) in self.names.iter().enumerate() {
-            if let Some((n, name)) = name {
-                attr::push_ifname(out, nfula::IFINDEX_INDEV + k as u16, &name[..*n]);
-            }
-        }
+        out.put(&self.tail.buf[..self.tail.len]);
     }
 }
 
@@ -174,30 +185,28 @@ pub(crate) fn push_record(
             out.loss(e);
         }
     }
-    let mut rec = NewRecord {
+    // The kernel pads every attribute, but keep our TLVs aligned whatever it sent: the
+    // buffer starts zeroed, so skipping the padding writes it.
+    let mut tail = Tail {
+        buf: [0; TAIL_MAX],
+        len: (4 - msg.len() % 4) % 4,
+    };
+    attr::push_recv_time(&mut tail, stamp.sec, stamp.nsec);
+    for (k, idx) in s.ifindex.iter().enumerate() {
+        let Some(idx) = *idx else { continue };
+        if let Some(name) = names.get(idx, stamp.now) {
+            attr::push_ifname(&mut tail, nfula::IFINDEX_INDEV + k as u16, name);
+        }
+    }
+    let rec = NewRecord {
         msg,
-        // The kernel pads every attribute, but keep our TLVs aligned whatever it sent.
-        pad: (4 - msg.len() % 4) % 4,
-        recv_time: Some((stamp.sec, stamp.nsec)),
-        names: [None; 4],
-        extra: attr::RECV_TIME_TLV,
+        tail,
         meta: RecordMeta {
             group: s.group,
             seq: s.seq,
             seq_global: s.seq_global,
         },
     };
-    for (k, idx) in s.ifindex.iter().enumerate() {
-        let Some(idx) = *idx else { continue };
-        if let Some(name) = names.get(idx, stamp.now) {
-            // Copied: the cache lends it only until its next lookup.
-            let stored = attr::ifname_stored(name);
-            let mut v = [0; libc::IFNAMSIZ];
-            v[..stored.len()].copy_from_slice(stored);
-            rec.names[k] = Some((stored.len(), v));
-            rec.extra += attr::tlv_len(stored.len() + 1);
-        }
-    }
     out.record(&rec);
     true
 }

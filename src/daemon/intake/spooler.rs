@@ -21,6 +21,7 @@
 //!   NFQUEUE and hold mode commit with `Writer::commit_wait`: verdicts wait for durability as
 //!   before, and so do hold mode's commits (its datagrams are dequeued once written, as before).
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -87,7 +88,8 @@ pub struct Spooler<T> {
     pub writer: Writer,
     pub counters: Arc<Counters>,
     policy: Policy,
-    appended: Vec<(u64, Appended<T>)>,
+    /// Oldest first; a deque, since `stored` takes a prefix while the rest waits for its sync.
+    appended: VecDeque<(u64, Appended<T>)>,
     /// Committed since the receiver last settled.
     pub committed: Vec<T>,
     /// Refused since the receiver last settled.
@@ -125,7 +127,7 @@ impl<T> Spooler<T> {
             writer,
             counters,
             policy,
-            appended: Vec::new(),
+            appended: VecDeque::new(),
             committed: Vec::new(),
             refused: Vec::new(),
             rewound: None,
@@ -206,7 +208,7 @@ impl<T> Spooler<T> {
             Ok(seq) => {
                 self.spooled += 1;
                 self.appended
-                    .push((seq, Appended::Packet(token, seq_global)));
+                    .push_back((seq, Appended::Packet(token, seq_global)));
                 if let (Some(p), Some((g, s))) = (&mut self.held, group_seq) {
                     p.appended(g, s);
                 }
@@ -370,10 +372,10 @@ impl<T> Spooler<T> {
         let mut lost = FullLoss::default();
         let mut owed = Vec::new();
         let mut refused = Vec::new();
-        let mut kept = Vec::new();
+        let mut kept = VecDeque::new();
         for (seq, what) in self.appended.drain(..) {
             if seq < a || seq > b {
-                kept.push((seq, what));
+                kept.push_back((seq, what));
                 continue;
             }
             match what {
@@ -422,11 +424,17 @@ impl<T> Spooler<T> {
     }
 
     /// Append owed loss reports, then the spool-full report, if there are any and it is time
-    /// (`now`: regardless of the rate limit).
+    /// (`now`: regardless of the rate limit). Once per record: the usual nothing-to-do is
+    /// inlined.
+    #[inline]
     fn catch_up(&mut self, now: bool) {
         if self.owed.is_empty() && self.full.count == 0 {
             return;
         }
+        self.catch_up_owed(now);
+    }
+
+    fn catch_up_owed(&mut self, now: bool) {
         if !now
             && self
                 .reported_at
@@ -454,7 +462,7 @@ impl<T> Spooler<T> {
         self.before_append(self.scratch.len());
         match self.writer.append(&self.scratch) {
             Ok(seq) => {
-                self.appended.push((seq, Appended::FullReport(f)));
+                self.appended.push_back((seq, Appended::FullReport(f)));
                 self.full = FullLoss::default();
                 self.reported_at = Some(Instant::now());
             }
@@ -471,7 +479,7 @@ impl<T> Spooler<T> {
         self.before_append(self.scratch.len());
         match self.writer.append(&self.scratch) {
             Ok(seq) => {
-                self.appended.push((seq, Appended::Loss(ev)));
+                self.appended.push_back((seq, Appended::Loss(ev)));
                 true
             }
             Err(e) => {
