@@ -245,6 +245,69 @@ mod tests {
         }
     }
 
+    /// The scan as first written (a `match` per attribute), kept as the reference.
+    fn scan_reference(msg: &[u8]) -> Scan {
+        let mut s = Scan::default();
+        if msg.len() < NFGENMSG_LEN {
+            return s;
+        }
+        s.group = Some(u16::from_be_bytes([msg[2], msg[3]]));
+        let mut rest = &msg[NFGENMSG_LEN..];
+        while let [l0, l1, t0, t1, tail @ ..] = rest {
+            let len = u16::from_ne_bytes([*l0, *l1]) as usize;
+            if len < 4 || len - 4 > tail.len() {
+                break;
+            }
+            if let [v0, v1, v2, v3, ..] = tail {
+                if len >= 8 {
+                    let v = u32::from_be_bytes([*v0, *v1, *v2, *v3]);
+                    match u16::from_ne_bytes([*t0, *t1]) & 0x3fff {
+                        nfula::SEQ => s.seq = Some(v),
+                        nfula::SEQ_GLOBAL => s.seq_global = Some(v),
+                        ty @ nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV => {
+                            s.ifindex[(ty - nfula::IFINDEX_INDEV) as usize] = Some(v)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let step = ((len + 3) & !3).min(rest.len());
+            rest = &rest[step..];
+        }
+        s
+    }
+
+    /// Hostile input: kernel messages with bytes changed, cut or appended, and random bytes,
+    /// scan exactly as the reference does.
+    #[test]
+    fn scan_agrees_with_the_reference_on_damaged_and_random_input() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut base = kernel_msg();
+        for ty in [nfula::IFINDEX_PHYSINDEV, nfula::IFINDEX_INDEV, 0x4000 | nfula::SEQ] {
+            push_attr(&mut base, ty, &7u32.to_be_bytes());
+        }
+        for _ in 0..50_000 {
+            let mut m = base.clone();
+            for _ in 0..rnd() % 4 {
+                let i = (rnd() as usize) % m.len();
+                m[i] = rnd() as u8;
+            }
+            match rnd() % 4 {
+                0 => m.truncate((rnd() as usize) % (m.len() + 1)),
+                1 => m.extend((0..rnd() % 12).map(|_| rnd() as u8)),
+                2 => m = (0..rnd() % 64).map(|_| rnd() as u8).collect(),
+                _ => {}
+            }
+            assert_eq!(scan(&m), scan_reference(&m), "{m:?}");
+        }
+    }
+
     #[test]
     fn record_reads_back_with_name_and_receive_time() {
         let mut out = RecordBatch::new();
