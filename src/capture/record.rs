@@ -289,7 +289,11 @@ mod tests {
             x
         };
         let mut base = kernel_msg();
-        for ty in [nfula::IFINDEX_PHYSINDEV, nfula::IFINDEX_INDEV, 0x4000 | nfula::SEQ] {
+        for ty in [
+            nfula::IFINDEX_PHYSINDEV,
+            nfula::IFINDEX_INDEV,
+            0x4000 | nfula::SEQ,
+        ] {
             push_attr(&mut base, ty, &7u32.to_be_bytes());
         }
         for _ in 0..50_000 {
