@@ -36,6 +36,7 @@ use super::record::{push_record, Stamp};
 use crate::netlink::{self, has_cap_net_admin};
 use crate::nflog::loss::{Cause, LossEvent};
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -366,28 +367,38 @@ impl NflogSocket {
             return Ok(1);
         }
         // The iovec/mmsghdr arrays hold raw pointers into `slots`, so they are built per call
-        // on the stack (cheap) rather than stored, which keeps the socket Send.
-        // SAFETY: both are plain C structs; all-zero is a valid value.
-        let mut iov: [libc::iovec; MAX_SLOTS] = unsafe { std::mem::zeroed() };
-        let mut hdrs: [libc::mmsghdr; MAX_SLOTS] = unsafe { std::mem::zeroed() };
-        for (i, chunk) in self
+        // on the stack rather than stored, which keeps the socket Send. Only the `nslots`
+        // entries the call uses are written: with the default flush timeout of 0 a call often
+        // brings a few records, and zeroing all MAX_SLOTS entries (5 KiB) cost more than
+        // handling them.
+        let mut nslots = 0;
+        let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_SLOTS];
+        let mut hdrs = [const { MaybeUninit::<libc::mmsghdr>::uninit() }; MAX_SLOTS];
+        for ((chunk, v), h) in self
             .slots
             .chunks_exact_mut(MAX_DATAGRAM)
+            .zip(iov.iter_mut())
+            .zip(hdrs.iter_mut())
             .take(self.nslots)
-            .enumerate()
         {
-            iov[i].iov_base = chunk.as_mut_ptr().cast();
-            iov[i].iov_len = chunk.len();
-            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-            hdrs[i].msg_hdr.msg_iovlen = 1;
+            let v = v.write(libc::iovec {
+                iov_base: chunk.as_mut_ptr().cast(),
+                iov_len: chunk.len(),
+            });
+            // SAFETY: mmsghdr is a plain C struct; all-zero is a valid value.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+            h.write(m);
+            nslots += 1;
         }
-        // SAFETY: hdrs[..nslots] point at iovecs covering disjoint slots we own, alive for
-        // the call; no timeout pointer (SO_RCVTIMEO bounds the wait instead).
+        // SAFETY: hdrs[..nslots] were initialised just above and point at iovecs covering disjoint slots
+        // we own, alive for the call; no timeout pointer (SO_RCVTIMEO bounds the wait instead).
         let n = unsafe {
             libc::recvmmsg(
                 fd,
-                hdrs.as_mut_ptr(),
-                self.nslots as libc::c_uint,
+                hdrs.as_mut_ptr().cast::<libc::mmsghdr>(),
+                nslots as libc::c_uint,
                 flags,
                 std::ptr::null_mut(),
             )
@@ -395,11 +406,14 @@ impl NflogSocket {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        for (g, h) in got.iter_mut().zip(hdrs.iter()).take(n as usize) {
+        let n = (n as usize).min(nslots);
+        for (g, h) in got.iter_mut().zip(hdrs.iter()).take(n) {
+            // SAFETY: `n <= nslots`, and the first `nslots` entries were initialised above.
+            let h = unsafe { h.assume_init_ref() };
             let cut = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             *g = ((h.msg_len as usize).min(MAX_DATAGRAM), cut);
         }
-        Ok(n as usize)
+        Ok(n)
     }
 
     /// A receive failed with `e`. `Ok(true)`: an overrun, reported in `out`; read on what is
