@@ -624,7 +624,12 @@ impl<S: Source> Processor<S> {
             let Some(mut e) = window.pop() else {
                 break;
             };
-            if let Some(l) = LossRecord::decode(e.record()) {
+            // A record parsed on entry was found not to be a loss report then.
+            let loss = match e.parsed {
+                Some(_) => None,
+                None => LossRecord::decode(e.record()),
+            };
+            if let Some(l) = loss {
                 if l.spool_seq.is_some() {
                     // Found by the spool as it read: intake never counted these.
                     bump(&self.counters.lost_other, l.count.unwrap_or(0));
