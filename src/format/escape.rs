@@ -50,59 +50,6 @@ fn all_allowed(s: &[u8], table: &[bool; 256]) -> bool {
         .fold(true, |ok, &b| ok & table[usize::from(b)])
 }
 
-/// Every byte of a word: multiplied by a byte value, that value in every byte.
-const LOW: u64 = 0x0101_0101_0101_0101;
-/// The top bit of every byte of a word.
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// Nonzero when some byte of `w` equals `b` (the classic zero-byte test on `w ^ b..b`: exact
-/// for the word as a whole; which high bits are set says nothing more).
-#[inline(always)]
-fn any_eq(w: u64, b: u8) -> u64 {
-    let x = w ^ (LOW * u64::from(b));
-    x.wrapping_sub(LOW) & !x & HIGH
-}
-
-/// Nonzero when some byte of `w` is not in [`ALLOWED`] (with `quote`, also when one is `"`):
-/// 0x80 and up, below 0x20 (the less-than test, exact for a bound up to 0x80 when no byte has
-/// its top bit set, and one that has is caught by the first term), DEL, the backslash.
-#[inline(always)]
-fn word_bad(w: u64, quote: bool) -> u64 {
-    let below_space = w.wrapping_sub(LOW * 0x20) & !w & HIGH;
-    let bad = (w & HIGH) | below_space | any_eq(w, 0x7f) | any_eq(w, b'\\');
-    if quote {
-        bad | any_eq(w, b'"')
-    } else {
-        bad
-    }
-}
-
-/// Eight bytes of `s` from `at` as a word (any byte order does: each byte is tested alone).
-#[inline(always)]
-fn word(s: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&s[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
-/// Whether [`ALLOWED`] (with `quote`: [`ALLOWED_IN_QUOTES`]) has every byte of `s`. From 8 to
-/// 16 bytes (interface names, short prefixes) by word arithmetic on the first and the last
-/// eight bytes (they overlap; a byte checked twice is harmless); other lengths through the
-/// table.
-#[inline]
-fn all_printable(s: &[u8], quote: bool) -> bool {
-    let n = s.len();
-    if n < 8 {
-        let table = if quote { &ALLOWED_IN_QUOTES } else { &ALLOWED };
-        return s.iter().fold(true, |ok, &b| ok & table[usize::from(b)]);
-    }
-    if n <= 16 {
-        return word_bad(word(s, 0), quote) | word_bad(word(s, n - 8), quote) == 0;
-    }
-    let table = if quote { &ALLOWED_IN_QUOTES } else { &ALLOWED };
-    all_allowed(s, table)
-}
-
 /// True for bytes that pass unchanged.
 #[inline]
 pub fn allowed(b: u8) -> bool {
@@ -113,7 +60,7 @@ pub fn allowed(b: u8) -> bool {
 #[inline]
 pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) -> usize {
     // Nearly every string needs no escape: one check, one copy.
-    if all_printable(s, false) {
+    if all_allowed(s, &ALLOWED) {
         super::write::bytes(out, s);
         return 0;
     }
@@ -204,7 +151,7 @@ pub fn name_text_into(out: &mut Vec<u8>, n: NameText<'_>) {
 
 /// Like [`escape_into`], also escaping `"` (for values printed inside double quotes).
 pub fn escape_quoted_into(out: &mut Vec<u8>, s: &[u8]) {
-    if all_printable(s, true) {
+    if all_allowed(s, &ALLOWED_IN_QUOTES) {
         super::write::bytes(out, s);
         return;
     }
@@ -297,32 +244,6 @@ mod tests {
                         }
                     }
                     assert_eq!(o, want, "len {len} at {at} byte {bad}");
-                }
-            }
-        }
-    }
-
-    /// The word check against the table: every byte value at every position of strings of 0
-    /// to 25 bytes (one word, two overlapping, three), with and without quotes.
-    #[test]
-    fn word_check_agrees_with_the_table_for_every_byte() {
-        for len in 0..26 {
-            let clean: Vec<u8> = (0..len).map(|i| b"az AZ09-._~?(!}{"[i % 16]).collect();
-            assert!(all_printable(&clean, false) && all_printable(&clean, true));
-            for at in 0..len {
-                for b in 0..=255u8 {
-                    let mut s = clean.clone();
-                    s[at] = b;
-                    assert_eq!(
-                        all_printable(&s, false),
-                        allowed(b),
-                        "len {len} at {at} {b}"
-                    );
-                    assert_eq!(
-                        all_printable(&s, true),
-                        allowed(b) && b != b'"',
-                        "quoted: len {len} at {at} {b}"
-                    );
                 }
             }
         }

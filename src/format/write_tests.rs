@@ -85,7 +85,7 @@ fn dec_writes_every_u16_and_a_million_u32_as_core_fmt() {
         let r = rng(&mut x);
         let n = match edges.get(i) {
             Some(&e) => e,
-            None => (r as u32) >> (r >> 32) % 32,
+            None => (r as u32) >> ((r >> 32) % 32),
         };
         v.clear();
         dec(&mut v, n.into());
