@@ -3,7 +3,8 @@
 //! The child opens the spool (tiny segments, so rollovers are constant), appends batches of
 //! deterministic payloads, commits, and prints `D <seq>` once `Commit::durable` covers `seq` (in
 //! the rounds run with `FsyncPolicy::Never`: once `Commit::written` does, which is what that
-//! policy promises to survive kill -9); a
+//! policy promises to survive kill -9; in the rounds whose child syncs on the spool's own thread,
+//! `Commit::durable` is what that thread had synced when the commit returned); a
 //! reader thread checks every record and acknowledges as it goes, printing `A <seq>` once an ack
 //! returned. The parent kills the child with SIGKILL at random moments (some within the first few
 //! milliseconds, i.e. during open and recovery), then checks, first read-only and then with a
@@ -21,6 +22,9 @@ use fwlog_spool::{FsyncPolicy, Options, ReadOnlySpool, Spool};
 const CHILD_ENV: &str = "FWLOG_SPOOL_KILL9_CHILD";
 /// Set (to anything) to make the child use `FsyncPolicy::Never`.
 const NOSYNC_ENV: &str = "FWLOG_SPOOL_KILL9_NOSYNC";
+/// Set to make the child sync on the spool's own thread (`Options::background_sync`), as
+/// `fwlog run` does: commits return before their sync, so `D` lags behind the appends.
+const BGSYNC_ENV: &str = "FWLOG_SPOOL_KILL9_BGSYNC";
 /// Set to make the child's reader lag, so a backlog of many segments builds up.
 const SLOW_ENV: &str = "FWLOG_SPOOL_KILL9_SLOW_READER";
 const ROUNDS: usize = 200;
@@ -75,6 +79,7 @@ fn child(dir: &Path) {
         } else {
             FsyncPolicy::EveryCommit
         },
+        background_sync: std::env::var_os(BGSYNC_ENV).is_some(),
         ..options()
     };
     let (mut w, mut r, rep) = match Spool::open(dir, opts) {
@@ -158,11 +163,27 @@ enum When {
     AfterOpen(Duration),
 }
 
-fn run_child(dir: &Path, when: When, nosync: bool, slow: bool) -> Seen {
+/// How a child runs: its fsync policy, where it syncs, and whether its reader lags.
+#[derive(Clone, Copy)]
+struct Mode {
+    nosync: bool,
+    bgsync: bool,
+    slow: bool,
+}
+
+fn run_child(dir: &Path, when: When, mode: Mode) -> Seen {
+    let Mode {
+        nosync,
+        bgsync,
+        slow,
+    } = mode;
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
     if nosync {
         cmd.env(NOSYNC_ENV, "1");
+    }
+    if bgsync {
+        cmd.env(BGSYNC_ENV, "1");
     }
     if slow {
         cmd.env(SLOW_ENV, "1");
@@ -300,6 +321,7 @@ fn parent() {
     let mut max_records = 0;
     let mut rounds = 0;
     let mut nosync_rounds = 0;
+    let mut bgsync_rounds = 0;
     for round in 0..ROUNDS {
         if round >= MIN_ROUNDS && t0.elapsed() > BUDGET {
             break;
@@ -318,9 +340,17 @@ fn parent() {
         // it reported as written.
         let nosync = (rng >> 20).is_multiple_of(3);
         nosync_rounds += usize::from(nosync);
+        // Half of the others sync on the spool's own thread, as the daemon does.
+        let bgsync = !nosync && (rng >> 40).is_multiple_of(2);
+        bgsync_rounds += usize::from(bgsync);
         // A third of the rounds let the backlog grow (many segments to recover and read).
         let slow = (rng >> 30).is_multiple_of(3);
-        let s = run_child(&dir, when, nosync, slow);
+        let mode = Mode {
+            nosync,
+            bgsync,
+            slow,
+        };
+        let s = run_child(&dir, when, mode);
         if !s.opened {
             early_kills += 1;
         }
@@ -340,7 +370,7 @@ fn parent() {
     let _ = std::fs::remove_dir_all(&base);
     println!(
         "kill9: {rounds} kills ({early_kills} before open completed, {nosync_rounds} with \
-         FsyncPolicy::Never), durable up to {durable}, \
+         FsyncPolicy::Never, {bgsync_rounds} syncing on the spool's thread), durable up to {durable}, \
          acked up to {acked}, max backlog {max_records} records, {:.1} s: ok",
         t0.elapsed().as_secs_f64()
     );
