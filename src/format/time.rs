@@ -6,9 +6,9 @@
 //! outside chrono's range falls back to the epoch rather than failing (the record is still
 //! printed; its time source says where the value came from).
 //!
-//! Cost: the offset is looked up once per quarter hour of packet time, the calendar fields and
-//! the `YYYY-MM-DD HH:MM:SS` text once per second, the fraction per packet. So a change of the
-//! time zone itself (TZ, /etc/localtime) shows from the next quarter hour on.
+//! Cost: the offset is looked up once per quarter hour of packet time, the date once per local
+//! day, the `YYYY-MM-DD HH:MM:SS` text once per second, the fraction per packet. So a change of
+//! the time zone itself (TZ, /etc/localtime) shows from the next quarter hour on.
 
 use std::cell::Cell;
 
