@@ -90,8 +90,8 @@
 //! packets) while the disk syncs. Guarantees are those of invariant 3, shifted in time:
 //!
 //! - The reader (and the in-memory hand-off) is shown records only after a sync covering them
-//!   returned, in commit order; the sync thread publishes them and calls the
-//!   [`Writer::set_publish_hook`].
+//!   returned, in commit order; the sync thread (or the writer, for a sync in place)
+//!   publishes them and calls the [`Writer::set_publish_hook`].
 //! - One sync at a time; commits made while it runs only write, and the next sync covers them
 //!   all (one `fdatasync` per disk round trip). `Commit::durable` may lag `written`; a later
 //!   commit reports how far the syncs got, and [`Writer::commit_due`] turns true when a sync
@@ -103,7 +103,10 @@
 //!   ([`Error::NoSpace`] names them); any other error poisons the writer. A panic on the
 //!   thread is an error, never a hang.
 //! - A rollover (invariant 4), [`Writer::close`] and dropping the writer wait for the sync,
-//!   and the thread ends with the writer. More than 32 MiB written and not yet synced makes a
+//!   and the thread ends with the writer. A commit that waits ([`Writer::commit_wait`], a
+//!   rollover, a close) while no sync is in flight or pending syncs and publishes on the
+//!   caller's thread instead (no hand-off), with the same guarantees. The thread is started
+//!   by the first commit, on the committing thread (whose scheduling priority it inherits). More than 32 MiB written and not yet synced makes a
 //!   commit wait too, bounding the memory and the records a slow disk holds in flight.
 //!
 //! # Recovery at open
@@ -302,6 +305,7 @@ impl Spool {
                 writer_alive: true,
                 rewinds: 0,
                 handoff: handoff::HandOff::new(opts.handoff_bytes),
+                readers_waiting: 0,
             }),
             cond: Condvar::new(),
             counters: rec.counters,

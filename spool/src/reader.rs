@@ -469,10 +469,12 @@ impl Reader {
             if now >= deadline {
                 return false;
             }
+            st.readers_waiting += 1;
             st = match self.shared.cond.wait_timeout(st, deadline - now) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
+            st.readers_waiting -= 1;
         }
     }
 

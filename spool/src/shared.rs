@@ -77,6 +77,12 @@ pub(crate) struct State {
     pub rewinds: u64,
     /// Committed chunks still in memory for the reader (see [`crate::handoff`]).
     pub handoff: crate::handoff::HandOff,
+    /// Readers waiting on [`Shared::cond`] ([`crate::Reader::wait`]): a publish wakes them
+    /// only if there are any (a wake is a system call even with nobody waiting, and a reader
+    /// woken by the publish hook never waits there). Changed and read under this lock, so a
+    /// reader that checked `committed` and is about to wait is counted before the publish
+    /// looks.
+    pub readers_waiting: usize,
 }
 
 #[derive(Debug, Default)]
@@ -146,8 +152,11 @@ pub(crate) fn publish(shared: &Shared, p: crate::syncer::Publication, durable: b
             m.newest = now;
         }
     }
+    let wake = st.readers_waiting > 0;
     drop(st);
-    shared.cond.notify_all();
+    if wake {
+        shared.cond.notify_all();
+    }
 }
 
 /// Runs the publish hook ([`Shared::on_publish`]), if one is set.

@@ -11,8 +11,9 @@
 //!   request, synced as soon as the current sync ends: one `fdatasync` per disk round trip
 //!   covers everything written meanwhile (group commit sized by the disk itself).
 //! - Records are published (shown to the reader, offered to the hand-off, the processing
-//!   side's hook called) only by this thread, only after a sync that covers them returned
-//!   success, and in commit order: nothing is ever shown before it is durable.
+//!   side's hook called) only after a sync that covers them returned success, and in commit
+//!   order: nothing is ever shown before it is durable. This thread publishes what it synced;
+//!   the writer publishes what it synced in place while the thread was idle (below).
 //! - A failed sync publishes nothing, neither its request nor any later one (they are dropped
 //!   unsynced), and is kept until the writer takes it ([`Syncer::outcome`]) once the
 //!   thread is idle: the writer then cuts back to the last published position (`ENOSPC`,
@@ -21,8 +22,19 @@
 //!   ([`Syncer::wait_idle`]) before a rollover, a cut back or a close.
 //! - A panic on the thread becomes a failure (an I/O error that poisons the writer), and a
 //!   waiting writer is woken: never a hang. Dropping the syncer ends and joins the thread.
+//! - Only the writer hands work over, so while the thread is idle (nothing in flight or
+//!   pending, no failure) it stays idle until the writer's next [`Syncer::submit`]: the writer
+//!   may then sync on its own thread and publish through [`Syncer::published_in_place`]
+//!   (`writer_sync.rs`), which keeps the order of publishes.
+//!
+//! Wake-ups (each a system call, and a thread switch for the one woken): the thread sleeps on
+//! its own condition variable and is woken only when it is asleep (`sleeping`, set and read
+//! under the lock, so a submit that finds it awake is seen by its next check of `pending`
+//! before it sleeps); writers waiting for it to be idle sleep on another and are woken only if
+//! there are any; `completions` is an atomic the writer reads at every round without the lock.
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -58,9 +70,9 @@ struct Inner {
     busy: bool,
     synced: Synced,
     failure: Option<io::Error>,
-    /// Bumped at every completed sync, good or failed: the writer reports the change.
-    completions: u64,
     closing: bool,
+    /// The thread waits on `State::work`: a submit wakes it only then.
+    sleeping: bool,
     /// The thread is gone (a panic): nothing pending will ever be done.
     dead: bool,
     /// Writer calls waiting for the thread to be idle: a finished sync wakes them only if any
@@ -70,7 +82,13 @@ struct Inner {
 
 struct State {
     inner: Mutex<Inner>,
-    cond: Condvar,
+    /// The thread waits here for a request (or the close).
+    work: Condvar,
+    /// Writers wait here for the thread to be idle.
+    idle: Condvar,
+    /// Bumped at every completed sync, good or failed (under the lock, read without it): the
+    /// writer reports the change.
+    completions: AtomicU64,
 }
 
 impl State {
@@ -83,6 +101,7 @@ impl State {
 pub(crate) struct Syncer {
     state: Arc<State>,
     thread: Option<JoinHandle<()>>,
+    tid: Option<i32>,
 }
 
 impl Syncer {
@@ -95,22 +114,36 @@ impl Syncer {
                 busy: false,
                 synced,
                 failure: None,
-                completions: 0,
                 closing: false,
+                sleeping: false,
                 dead: false,
                 waiters: 0,
             }),
-            cond: Condvar::new(),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+            completions: AtomicU64::new(0),
         });
         let st = Arc::clone(&state);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("fwlog-spool-sync".into())
-            .spawn(move || run(&st, &shared))
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                let _ = tx.send(unsafe { libc::gettid() });
+                run(&st, &shared)
+            })
             .ok()?;
+        let tid = rx.recv().ok();
         Some(Syncer {
             state,
             thread: Some(thread),
+            tid,
         })
+    }
+
+    /// The thread's id (Linux `gettid`), for its owner's scheduling settings and tests.
+    pub fn thread_id(&self) -> Option<i32> {
+        self.tid
     }
 
     /// Hands over a sync of `file` that publishes `p`, merged into the pending one if a sync is
@@ -136,13 +169,34 @@ impl Syncer {
                 })
             }
         }
-        // A busy thread takes the pending request when its sync ends, without a wake-up; an
-        // idle one is waiting (it checks `pending` under this lock before it waits).
-        let idle = !g.busy;
+        // A busy thread takes the pending request when its sync ends, and an idle one that is
+        // not asleep yet finds it before it sleeps (it checks `pending` under this lock): only
+        // a sleeping one needs the wake-up.
+        let asleep = g.sleeping;
         drop(g);
-        if idle {
-            self.state.cond.notify_all();
+        if asleep {
+            self.state.work.notify_one();
         }
+    }
+
+    /// Nothing in flight or pending and no failure to handle: the thread stays idle until the
+    /// next [`submit`](Self::submit) (only the writer submits), so the writer may sync in place.
+    pub fn idle(&self) -> bool {
+        let g = self.state.lock();
+        !g.busy && g.pending.is_none() && g.failure.is_none() && !g.dead
+    }
+
+    /// The writer synced `p` in place while the thread was [`idle`](Self::idle): published as
+    /// the thread would have (under its lock, after every earlier publish), and the position
+    /// recorded. The caller then calls the hook.
+    pub fn published_in_place(&self, shared: &Shared, p: Publication) {
+        let mut g = self.state.lock();
+        debug_assert!(!g.busy && g.pending.is_none(), "the thread is not idle");
+        g.synced = Synced {
+            seq: p.upto,
+            len: p.seg_len,
+        };
+        crate::shared::publish(shared, p, true);
     }
 
     /// Until nothing is in flight or pending.
@@ -155,7 +209,7 @@ impl Syncer {
     fn until_idle<'a>(&'a self, mut g: MutexGuard<'a, Inner>) -> MutexGuard<'a, Inner> {
         while (g.busy || g.pending.is_some()) && !g.dead {
             g.waiters += 1;
-            g = self.state.cond.wait(g).unwrap_or_else(|p| p.into_inner());
+            g = self.state.idle.wait(g).unwrap_or_else(|p| p.into_inner());
             g.waiters -= 1;
         }
         g
@@ -168,7 +222,7 @@ impl Syncer {
 
     /// Syncs completed so far (good or failed).
     pub fn completions(&self) -> u64 {
-        self.state.lock().completions
+        self.state.completions.load(Ordering::Acquire)
     }
 
     /// The published position and the failure to handle, if a sync failed: then only once the
@@ -191,7 +245,7 @@ impl Syncer {
 impl Drop for Syncer {
     fn drop(&mut self) {
         self.state.lock().closing = true;
-        self.state.cond.notify_all();
+        self.state.work.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -209,13 +263,17 @@ fn run(st: &State, shared: &Shared) {
                         break r;
                     }
                     // Written after a failed sync: never published, the writer cuts it back.
-                    st.cond.notify_all();
+                    if g.waiters > 0 {
+                        st.idle.notify_all();
+                    }
                     continue;
                 }
                 if g.closing {
                     return;
                 }
-                g = st.cond.wait(g).unwrap_or_else(|p| p.into_inner());
+                g.sleeping = true;
+                g = st.work.wait(g).unwrap_or_else(|p| p.into_inner());
+                g.sleeping = false;
             }
         };
         // Turns a panic into a failure and wakes the writer (on unwinding only).
@@ -236,13 +294,13 @@ fn run(st: &State, shared: &Shared) {
             }
             Err(e) => g.failure = Some(e),
         }
-        g.completions += 1;
+        st.completions.fetch_add(1, Ordering::Release);
         g.busy = false;
         let wake = g.waiters > 0;
         drop(g);
         std::mem::forget(guard);
         if wake {
-            st.cond.notify_all();
+            st.idle.notify_all();
         }
         // Outside the syncer's lock: the hook (the processing loop's wake-up) may take a while,
         // and intake asks the syncer about its progress at every round.
@@ -262,10 +320,10 @@ impl Drop for Abandoned<'_> {
         g.busy = false;
         g.failure
             .get_or_insert_with(|| io::Error::other("the spool's sync thread panicked"));
-        g.completions += 1;
+        self.0.completions.fetch_add(1, Ordering::Release);
         g.dead = true;
         g.pending = None;
         drop(g);
-        self.0.cond.notify_all();
+        self.0.idle.notify_all();
     }
 }

@@ -88,6 +88,8 @@ pub struct Writer {
     /// The sync thread ([`Options::background_sync`] under [`FsyncPolicy::EveryCommit`]);
     /// `None`: syncs run in place.
     syncer: Option<Syncer>,
+    /// The sync thread is wanted and not tried yet: started by the first commit.
+    want_syncer: bool,
     /// Syncs the thread had completed at the last look (see `writer_sync.rs`).
     seen_syncs: u64,
     /// The last sequence number handed to the sync thread.
@@ -102,15 +104,7 @@ impl Writer {
         next_seq: u64,
     ) -> Writer {
         let (file, seg_first, seg_len) = active;
-        let syncer = (opts.background_sync && opts.fsync == FsyncPolicy::EveryCommit)
-            .then(|| {
-                let at = Synced {
-                    seq: next_seq - 1,
-                    len: seg_len,
-                };
-                Syncer::start(Arc::clone(&shared), at)
-            })
-            .flatten();
+        let want_syncer = opts.background_sync && opts.fsync == FsyncPolicy::EveryCommit;
         Writer {
             shared,
             opts,
@@ -135,7 +129,8 @@ impl Writer {
             // is the only user of this.
             seg_first_write: None,
             last_tick: SystemTime::UNIX_EPOCH,
-            syncer,
+            syncer: None,
+            want_syncer,
             seen_syncs: 0,
             submitted: next_seq - 1,
         }
@@ -255,6 +250,7 @@ impl Writer {
     /// crate docs, "Durability off the caller's thread").
     pub fn commit(&mut self) -> Result<Commit> {
         self.check_poisoned()?;
+        self.start_syncer();
         if self.syncer.is_some() {
             return self.commit_background(false);
         }
@@ -558,8 +554,11 @@ impl Writer {
                 m.newest = now;
             }
         }
+        let wake = st.readers_waiting > 0;
         drop(st);
-        self.shared.cond.notify_all();
+        if wake {
+            self.shared.cond.notify_all();
+        }
         crate::shared::call_hook(&self.shared);
     }
 

@@ -22,6 +22,16 @@
 //! started in between (stderr writer, metrics server) stay at intake's value; they sleep
 //! nearly always.
 //!
+//! The spool's sync thread (`fwlog-spool-sync`) runs at intake's value too: the spool's first
+//! commit starts it on the thread that commits, intake's. It is intake's other half: what it
+//! has not synced the processing loop may not print, and intake waits for it when more than
+//! the spool's cap is unsynced, at every segment rollover, at exit, and (when it is busy) in
+//! NFQUEUE and hold mode. It sleeps in the disk nearly always (its CPU is the kernel's sync
+//! work, about half of intake's per record), so it takes little from intake, while below
+//! intake or ordinary processes every wake-up after a sync would wait for their time slices
+//! (each a delay of every record it publishes), and a machine busy with other work could hold
+//! it back until intake reaches the cap and stops receiving.
+//!
 //! A nice +10 thread still gets about a tenth of a contended CPU against nice-0 work and all
 //! of any CPU nobody else wants, so printing, the counters (SIGUSR1) and the watchdog are
 //! slowed under saturation, never starved (SCHED_IDLE starved them; BENCHMARKS.md).
@@ -146,6 +156,40 @@ mod tests {
         assert!(raised >= 0);
         assert_eq!(printing, (before + NICE).min(19));
         // The process (its main thread) is where it was.
+        assert_eq!(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }, before);
+    }
+
+    fn nice_of(tid: i32) -> i32 {
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) }
+    }
+
+    /// The spool is opened on the process's main thread before intake's raise (as the daemon
+    /// does); its sync thread, started by intake's first commit, runs at intake's value.
+    #[test]
+    fn the_spool_sync_thread_runs_at_intakes_priority() {
+        let before = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let dir = tempfile::tempdir().unwrap();
+        let opts = fwlog_spool::Options {
+            background_sync: true,
+            ..fwlog_spool::Options::default()
+        };
+        let (mut w, _r, _) = fwlog_spool::Spool::open(dir.path(), opts).unwrap();
+        let (raised, intake, sync) = std::thread::spawn(move || {
+            let raised = raise_for_intake();
+            w.append(b"record").unwrap();
+            w.commit().unwrap();
+            let tid = w
+                .sync_thread_id()
+                .expect("the commit started the sync thread");
+            let intake = nice_of(unsafe { libc::gettid() });
+            let sync = nice_of(tid);
+            w.close().unwrap();
+            (raised, intake, sync)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(intake, before - raised);
+        assert_eq!(sync, intake, "raised by {raised}");
         assert_eq!(unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }, before);
     }
 
