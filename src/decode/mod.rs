@@ -261,8 +261,29 @@ pub fn network_offset(p: &Packet<'_>) -> usize {
     p.payload.len() - network_payload(p).len()
 }
 
+impl Decoded<'_> {
+    /// A placeholder for [`decode_into`] to overwrite. A function, not a constant: a constant
+    /// of this size is copied in whole from read-only data, this is three stores.
+    #[inline]
+    pub fn nothing() -> Decoded<'static> {
+        Decoded {
+            net: Net::NotIp { version: 0, len: 0 },
+            partial: None,
+            trailing: 0,
+        }
+    }
+}
+
 /// Decode a record's payload. See the module docs for the guarantees.
 pub fn decode<'a>(p: &Packet<'a>) -> Decoded<'a> {
+    let mut d = Decoded::nothing();
+    decode_into(p, &mut d);
+    d
+}
+
+/// [`decode`] into `out`, whatever it held (every field is written): the processing loop
+/// decodes straight into the place its window keeps the decode, without a copy.
+pub fn decode_into<'a>(p: &Packet<'a>, out: &mut Decoded<'a>) {
     let b = network_payload(p);
     // orig_len counts from the start of the payload; the link-layer part is not the packet's.
     let skipped = (p.payload.len() - b.len()) as u32;
@@ -271,7 +292,7 @@ pub fn decode<'a>(p: &Packet<'a>) -> Decoded<'a> {
         .map(|o| o.saturating_sub(skipped).max(b.len() as u32));
     let mut partial_len: Option<u32> = None;
     let mut trailing = 0;
-    let net = match kind(p) {
+    out.net = match kind(p) {
         Kind::Ipv4 => {
             if b.len() < 20 {
                 Net::Truncated(Truncated {
@@ -337,15 +358,11 @@ pub fn decode<'a>(p: &Packet<'a>) -> Decoded<'a> {
         (None, Some(o)) if o as usize > b.len() => Some(o),
         _ => None,
     };
-    let partial = original.map(|o| Partial {
+    out.partial = original.map(|o| Partial {
         captured: b.len() as u32,
         original: o,
     });
-    Decoded {
-        net,
-        partial,
-        trailing,
-    }
+    out.trailing = trailing;
 }
 
 /// The addresses a formatter may print for this packet, in order of appearance, without

@@ -443,6 +443,26 @@ fn partial_records_and_padding() {
     ));
 }
 
+/// Decoding into a used decode (a partial IPv6 one) gives exactly a fresh decode, every
+/// field written: padding, partial, each kind of network layer.
+#[test]
+fn decode_into_a_used_decode_is_a_fresh_decode() {
+    let mut padded = ip4(17, 0, &[], &udp(1, 2, b""));
+    padded.extend_from_slice(&[0; 18]);
+    let v6 = ip6(6, &tcp(0x02, 0x50, &[]));
+    for (b, fam) in [
+        (&padded[..], family::INET),
+        (&v6[..], family::INET6),
+        (&[0x00, 1][..], 0),
+    ] {
+        for n in 0..=b.len() {
+            let mut used = decode(&pkt(&v6[..50], family::INET6));
+            decode_into(&pkt(&b[..n], fam), &mut used);
+            assert_eq!(used, decode(&pkt(&b[..n], fam)), "cut at {n}");
+        }
+    }
+}
+
 /// Every prefix of several packets decodes without panicking, is marked partial once the IP
 /// header is there, and reports the layer where it stops.
 #[test]

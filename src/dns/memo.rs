@@ -31,8 +31,18 @@
 //!   the shared entry is still there, a newer answer if the shared entry was refreshed, and no
 //!   name at all if the shared entry expired or was evicted in between (the packet then prints
 //!   without it). It never gets a name past its TTL.
+//! - The index from address to entry is direct-mapped (one bucket per address, no probing):
+//!   an address whose bucket another address took since is a miss here, and the shared cache
+//!   answers it as if the memo were not there (one more entry towards the bound). A bucket
+//!   never points at an address's older entry once a newer one was put. Buckets are chosen by
+//!   multiplying with a random odd number drawn per memo, so addresses from hostile traffic
+//!   cannot be picked to collide; and since nothing is probed, collisions could at worst turn
+//!   the memo's hits into the shared cache's, never make a lookup longer. Why not a `HashMap`:
+//!   its hash of an `IpAddr` (three writes into the hasher) and group probe were most of the
+//!   memo's cost per address, for two addresses per packet.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -56,9 +66,21 @@ pub struct Slot {
     generation: u32,
 }
 
+/// Buckets the index starts with; it doubles while entries outnumber half its buckets, up to
+/// twice [`MEMO_ENTRIES`].
+const FIRST_BUCKETS: usize = 64;
+
+/// An empty bucket.
+const NO_ENTRY: u32 = u32::MAX;
+
 /// See the module docs. Made by [`super::Resolver::memo`], used only with that resolver.
 pub struct NameMemo {
-    index: HashMap<IpAddr, u32, foldhash::fast::RandomState>,
+    /// Bucket -> index in `entries` of the newest entry put for an address of that bucket, or
+    /// [`NO_ENTRY`]. Its length is a power of two, `1 << (64 - shift)`.
+    index: Vec<u32>,
+    shift: u32,
+    /// Random odd multipliers choosing the buckets (see the module docs).
+    keys: [u64; 3],
     entries: Vec<Memo>,
     /// Moves on each time the memo is emptied.
     generation: u32,
@@ -72,8 +94,15 @@ impl NameMemo {
     pub(super) fn new(epoch: Instant) -> NameMemo {
         // Grown as addresses come, not made full size: a few hundred addresses then sit in a
         // few dozen cache lines instead of being spread over the whole table.
+        let mut random = RandomState::new().build_hasher();
+        let mut key = |i: u64| {
+            random.write_u64(i);
+            random.finish() | 1
+        };
         NameMemo {
-            index: HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            index: vec![NO_ENTRY; FIRST_BUCKETS],
+            shift: 64 - FIRST_BUCKETS.trailing_zeros(),
+            keys: [key(0), key(1), key(2)],
             entries: Vec::new(),
             generation: 0,
             epoch,
@@ -87,11 +116,29 @@ impl NameMemo {
         u32::try_from(secs).unwrap_or(u32::MAX)
     }
 
+    /// `ip`'s bucket in the index: multiply-shift hashing of the address (an IPv6 address
+    /// folded to 64 bits first, with keys of its own).
+    #[inline]
+    fn bucket(&self, ip: &IpAddr) -> usize {
+        let x = match ip {
+            IpAddr::V4(a) => u64::from(a.to_bits()),
+            IpAddr::V6(a) => {
+                let v = a.to_bits();
+                let m = u128::from(v as u64 ^ self.keys[1])
+                    * u128::from((v >> 64) as u64 ^ self.keys[2]);
+                (m as u64) ^ (m >> 64) as u64
+            }
+        };
+        (x.wrapping_mul(self.keys[0]) >> self.shift) as usize
+    }
+
     /// Where `ip`'s answer is if the memo holds one still valid at second `secs`.
+    #[inline]
     pub fn get(&self, ip: &IpAddr, secs: u32) -> Option<Slot> {
-        let &index = self.index.get(ip)?;
+        let index = *self.index.get(self.bucket(ip))?;
+        // An empty bucket's NO_ENTRY is past every entry.
         let m = self.entries.get(index as usize)?;
-        (m.expires > secs).then_some(Slot {
+        (m.ip == *ip && m.expires > secs).then_some(Slot {
             index,
             generation: self.generation,
         })
@@ -122,7 +169,7 @@ impl NameMemo {
     /// lending that answer.
     pub(super) fn put(&mut self, ip: IpAddr, answer: Option<SafeName>, expires: u32) -> Slot {
         if self.entries.len() >= MEMO_ENTRIES {
-            self.index.clear();
+            self.index.fill(NO_ENTRY);
             self.entries.clear();
             self.generation = self.generation.wrapping_add(1);
         }
@@ -133,11 +180,29 @@ impl NameMemo {
             answer,
             expires,
         });
-        // Replaces the address's older index, if any; its entry stays for the slots lent.
-        self.index.insert(ip, index);
+        if self.entries.len() * 2 > self.index.len() && self.index.len() < 2 * MEMO_ENTRIES {
+            self.grow();
+        }
+        // Replaces the address's older index, if any (or another address's of the same
+        // bucket); its entry stays for the slots lent.
+        let b = self.bucket(&ip);
+        self.index[b] = index;
         Slot {
             index,
             generation: self.generation,
+        }
+    }
+
+    /// Twice the buckets, filled again from the entries in the order they were put, so each
+    /// bucket ends at its newest address's newest entry as before.
+    fn grow(&mut self) {
+        let buckets = self.index.len() * 2;
+        self.index.clear();
+        self.index.resize(buckets, NO_ENTRY);
+        self.shift -= 1;
+        for i in 0..self.entries.len() {
+            let b = self.bucket(&self.entries[i].ip);
+            self.index[b] = i as u32;
         }
     }
 
@@ -153,6 +218,7 @@ impl NameMemo {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::time::Duration;
 
     use super::*;
@@ -310,6 +376,43 @@ mod tests {
         r.count_memo_hits(&mut m);
         let s = r.stats();
         assert_eq!((s.hits, s.misses), (3, 2), "{s}");
+    }
+
+    /// With more addresses than buckets (IPv4 and IPv6, answers replaced, the index grown and
+    /// the memo emptied on the way), `get` gives an address's newest entry or nothing: never
+    /// another address's entry, never an older answer; the address just put is always found.
+    #[test]
+    fn buckets_shared_by_addresses_give_the_newest_entry_or_nothing() {
+        let mut m = NameMemo::new(Instant::now());
+        let v6 = |i: u32| IpAddr::from((u128::from(i) << 64 | 0x2001_0db8).to_be_bytes());
+        let mut newest: HashMap<IpAddr, Slot> = HashMap::new();
+        let mut generation = 0;
+        for i in 0..(3 * MEMO_ENTRIES as u32) {
+            let a = if i % 3 == 0 {
+                v6(i % 1500)
+            } else {
+                ip(i % 3001)
+            };
+            let slot = m.put(a, None, 100);
+            if slot.generation != generation {
+                generation = slot.generation;
+                newest.clear();
+            }
+            newest.insert(a, slot);
+            assert_eq!(m.get(&a, 0), Some(slot), "just put: {a}");
+            if i % 499 == 0 {
+                for (b, s) in &newest {
+                    let got = m.get(b, 0);
+                    assert!(got.is_none() || got == Some(*s), "{b}");
+                }
+            }
+        }
+        let found = newest.keys().filter(|a| m.get(a, 0).is_some()).count();
+        assert!(
+            found * 2 > newest.len(),
+            "most are found: {found} of {}",
+            newest.len()
+        );
     }
 
     #[test]

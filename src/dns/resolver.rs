@@ -222,6 +222,7 @@ impl Resolver {
     /// into it from the shared cache, and counted as a hit either way (the memo's hits reach
     /// the counters with [`count_memo_hits`](Self::count_memo_hits)). `secs` is
     /// `memo.secs(now)`.
+    #[inline]
     pub fn check(&self, memo: &mut NameMemo, ip: IpAddr, secs: u32) -> Check {
         if let Some(slot) = memo.get(&ip, secs) {
             memo.hits += 1;

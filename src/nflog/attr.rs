@@ -110,8 +110,35 @@ pub(super) fn be64(v: &[u8]) -> Option<u64> {
 }
 
 /// Cut a NUL-terminated string attribute at its first NUL.
+///
+/// Eight bytes per step (the prefix and interface names of every record pass here, and
+/// `position` or `memchr` look at strings this short one byte at a time).
 fn cstr(v: &[u8]) -> &[u8] {
-    match v.iter().position(|&b| b == 0) {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The first zero byte of the eight at `at`: a flag above a zero byte may be false, the
+    // lowest flag is not.
+    let first_zero = |at: usize| {
+        let w: [u8; 8] = v.get(at..at + 8)?.try_into().ok()?;
+        let x = u64::from_le_bytes(w);
+        let zero = x.wrapping_sub(ONES) & !x & HIGHS;
+        (zero != 0).then(|| at + (zero.trailing_zeros() / 8) as usize)
+    };
+    if v.len() < 8 {
+        return match v.iter().position(|&b| b == 0) {
+            Some(n) => &v[..n],
+            None => v,
+        };
+    }
+    let mut at = 0;
+    while at + 8 <= v.len() {
+        if let Some(n) = first_zero(at) {
+            return &v[..n];
+        }
+        at += 8;
+    }
+    // The last eight bytes: those before `at` among them were checked and hold no zero.
+    match first_zero(v.len() - 8) {
         Some(n) => &v[..n],
         None => v,
     }
@@ -268,12 +295,21 @@ impl<'a> Walk<'a> {
 /// fwlog's receive time (a pcap record's time, for instance). Never panics, never fails.
 pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
     let mut p = Packet::new(&[], fallback);
+    parse_into(msg, order, fallback, &mut p);
+    p
+}
+
+/// [`parse`] into `p`, whatever it held before (every field is reset): the processing loop
+/// parses straight into the packet its window keeps, instead of building a 312-byte packet
+/// and copying it there.
+pub fn parse_into<'a>(msg: &'a [u8], order: TlvOrder, fallback: Timestamp, p: &mut Packet<'a>) {
+    *p = Packet::new(&[], fallback);
     if msg.len() < NFGENMSG_LEN {
         p.damage = Some(format!(
             "NFLOG record of {} bytes is shorter than its 4-byte header",
             msg.len()
         ));
-        return p;
+        return;
     }
     p.family = msg[0];
     p.group = u16::from_be_bytes([msg[2], msg[3]]);
@@ -301,7 +337,7 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
         }
         let v = &rest[4..len];
         let bad = |what: &str| format!("attribute {what} (type {ty}) has {} bytes", v.len());
-        let ok = w.attribute(&mut p, ty, v, order);
+        let ok = w.attribute(p, ty, v, order);
         if !ok && p.damage.is_none() {
             let what = match ty {
                 nfula::PACKET_HDR => "PACKET_HDR",
@@ -316,8 +352,7 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
         off += (len + 3) & !3;
     }
 
-    w.finish(&mut p, fallback);
-    p
+    w.finish(p, fallback);
 }
 
 /// fwlog's receive time of a spool record (its RECV_TIME attribute) in milliseconds since the

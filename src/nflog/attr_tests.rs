@@ -289,3 +289,64 @@ fn receive_time_is_found_by_the_header_walk_alone() {
     push_attr(&mut no_time, nfula::PAYLOAD, &[0x45]);
     assert_eq!(recv_time_ms(&no_time), None);
 }
+
+/// The eight-bytes-a-step cut finds the first NUL wherever it is, among any bytes (0x01 and
+/// 0x80 after a NUL are the word trick's false flags), for every length to 40.
+#[test]
+fn cstr_cuts_at_the_first_nul_at_every_position() {
+    let reference = |v: &[u8]| match v.iter().position(|&b| b == 0) {
+        Some(n) => v[..n].to_vec(),
+        None => v.to_vec(),
+    };
+    for len in 0..=40usize {
+        for fill in [b'a', 0x01, 0x80, 0xff] {
+            let plain = vec![fill; len];
+            assert_eq!(cstr(&plain), &plain[..], "len {len} fill {fill:#x}");
+            for first in 0..len {
+                let mut v = plain.clone();
+                v[first] = 0;
+                for later in (first + 1..len).step_by(3) {
+                    v[later] = if later % 2 == 0 { 0 } else { 0x01 };
+                }
+                assert_eq!(cstr(&v), &reference(&v)[..], "len {len} NUL at {first}");
+            }
+        }
+    }
+}
+
+/// Parsing into a packet that held another record's parse (every field set, a damage note)
+/// gives exactly what a fresh parse gives, for every truncation of two kinds of record.
+#[test]
+fn parse_into_a_used_packet_is_a_fresh_parse() {
+    let full = {
+        let rec = record();
+        let mut p = parse(&rec, TlvOrder::NATIVE, ts());
+        p.hwaddr = Some(&[1, 2, 3, 4, 5, 6]);
+        p.hwtype = Some(1);
+        p.hwheader = Some(&[9; 14]);
+        p.uid = Some(1000);
+        p.gid = Some(100);
+        p.seq_global = Some(77);
+        p.orig_len = Some(1500);
+        p.vlan = Some(Vlan {
+            proto: 0x8100,
+            tci: 0x600a,
+        });
+        p.l2header = Some(&[7; 14]);
+        p.outdev = Some(Iface {
+            index: 9,
+            name: Some(b"eth9"),
+        });
+        p.damage = Some("note".into());
+        let mut b = Vec::new();
+        encode_packet(&p, &mut b);
+        b
+    };
+    for rec in [record(), bridge_record(), full.clone()] {
+        for n in 0..=rec.len() {
+            let mut used = parse(&full, TlvOrder::NATIVE, ts());
+            parse_into(&rec[..n], TlvOrder::NATIVE, ts(), &mut used);
+            assert_eq!(used, parse(&rec[..n], TlvOrder::NATIVE, ts()), "cut at {n}");
+        }
+    }
+}

@@ -558,11 +558,7 @@ impl<S: Source> Processor<S> {
             e.replayed = meta.replayed;
             if enrich && LossRecord::decode(&e.data).is_none() {
                 // Parsed and decoded once: both stay with the record and print it.
-                e.parse(|d| {
-                    let packet = attr::parse(d, TlvOrder::NATIVE, loss::EPOCH);
-                    let decoded = crate::decode::decode(&packet);
-                    Parse { packet, decoded }
-                });
+                e.parse(|d| Parse::of(d));
                 if let Some(p) = &e.parsed {
                     crate::decode::addresses_of(&p.get().decoded, &mut e.addrs);
                 }
@@ -628,7 +624,12 @@ impl<S: Source> Processor<S> {
             let Some(mut e) = window.pop() else {
                 break;
             };
-            if let Some(l) = LossRecord::decode(e.record()) {
+            // A record parsed on entry was found not to be a loss report then.
+            let loss = match e.parsed {
+                Some(_) => None,
+                None => LossRecord::decode(e.record()),
+            };
+            if let Some(l) = loss {
                 if l.spool_seq.is_some() {
                     // Found by the spool as it read: intake never counted these.
                     bump(&self.counters.lost_other, l.count.unwrap_or(0));
@@ -645,14 +646,12 @@ impl<S: Source> Processor<S> {
                 }
                 // Records that were not parsed on entry (no DNS, no geo) are parsed now; either
                 // way every output gets the one parse and the one decode.
-                let parsed_now;
+                let mut parsed_now;
                 let p = match &e.parsed {
                     Some(y) => y.get(),
                     None => {
-                        let mut packet = attr::parse(&e.data, TlvOrder::NATIVE, loss::EPOCH);
-                        packet.replayed = replayed;
-                        let decoded = crate::decode::decode(&packet);
-                        parsed_now = Parse { packet, decoded };
+                        parsed_now = Parse::of(&e.data);
+                        parsed_now.packet.replayed = replayed;
                         &parsed_now
                     }
                 };
