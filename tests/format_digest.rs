@@ -349,7 +349,8 @@ fn every_format_prints_what_it_printed_before() {
 
 /// The local time in every format comes from per-second and per-quarter-hour caches and
 /// calendar arithmetic: against chrono's own conversion, second by second across both 2024
-/// daylight-saving changes and at random instants from year 1 to 9999.
+/// daylight-saving changes, across local midnights both ways, and at random instants from year
+/// 1 to 9999.
 #[test]
 fn times_are_chronos_local_time() {
     use chrono::{Local, TimeZone};
@@ -362,6 +363,19 @@ fn times_are_chronos_local_time() {
     let mut secs: Vec<i64> = Vec::new();
     for change in [1_711_846_800i64, 1_729_990_800] {
         secs.extend((change - 7_200..change + 7_200).step_by(7));
+    }
+    // Local midnights (a new year, a leap day, summer time, a century), walked second by
+    // second forwards and backwards: a second on the day of the one before keeps its date.
+    for midnight in [
+        1_704_063_600i64,
+        1_709_161_200,
+        1_709_247_600,
+        1_719_784_800,
+        946_681_200,
+    ] {
+        secs.extend(midnight - 300..midnight + 300);
+        secs.extend((midnight - 300..midnight + 300).rev());
+        secs.extend([midnight - 86_400, midnight - 1, midnight + 86_399, midnight]);
     }
     let mut rng = Rng(0x7113_0000_0000_0001);
     for _ in 0..50_000 {

@@ -8,6 +8,8 @@
 //! parser interprets can reach the output. The backslash is escaped so the escaping is
 //! reversible (and so `\x0a` in the input cannot pose as an escaped newline).
 
+use super::NameText;
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// [`allowed`] as a table (every byte of every prefix and interface name is checked).
@@ -132,6 +134,21 @@ pub fn escape_name_into(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// Append a resolved name as [`escape_name_into`] does. A [`NameText::Safe`] name is copied
+/// as it is: its type guarantees every byte is [`name_allowed`] (checked in debug builds), so
+/// the check would find nothing to escape.
+#[inline]
+pub fn name_text_into(out: &mut Vec<u8>, n: NameText<'_>) {
+    match n {
+        NameText::Safe(n) => {
+            let b = n.shown().as_bytes();
+            debug_assert!(all_name_allowed(b), "{b:?}");
+            super::write::bytes(out, b);
+        }
+        NameText::Text(t) => escape_name_into(out, t.as_bytes()),
+    }
+}
+
 /// Like [`escape_into`], also escaping `"` (for values printed inside double quotes).
 pub fn escape_quoted_into(out: &mut Vec<u8>, s: &[u8]) {
     if all_allowed(s, &ALLOWED_IN_QUOTES) {
@@ -228,6 +245,39 @@ mod tests {
                     }
                     assert_eq!(o, want, "len {len} at {at} byte {bad}");
                 }
+            }
+        }
+    }
+
+    /// What makes copying a [`NameText::Safe`] name without a check sound: whatever bytes its
+    /// labels hold (every byte value, dots inside labels, names cut short, names that look like
+    /// addresses, the unverified mark), a `SafeName`'s printed form passes the name check, so
+    /// both paths print the same bytes.
+    #[test]
+    fn safe_names_need_no_escape() {
+        use crate::dns::SafeName;
+        let every: Vec<u8> = (0..=255u8).collect();
+        let long = vec![0xffu8; 300];
+        let cases: Vec<Vec<&[u8]>> = vec![
+            vec![&every[..]],
+            vec![&every[..128], &every[128..]],
+            vec![b"a.b", b"\\", b"(x)~?!"],
+            vec![&long[..], b"example"],
+            vec![b"1", b"2", b"3", b"4", b"evil"],
+            vec![b"10", b"0", b"0", b"1"],
+            vec![],
+        ];
+        for labels in cases {
+            for n in [
+                SafeName::from_labels(labels.iter().copied()),
+                SafeName::from_labels(labels.iter().copied()).into_unverified(),
+            ] {
+                let b = n.shown().as_bytes();
+                assert!(all_name_allowed(b), "{b:?}");
+                let (mut fast, mut checked) = (Vec::new(), Vec::new());
+                name_text_into(&mut fast, NameText::Safe(&n));
+                escape_name_into(&mut checked, b);
+                assert_eq!(fast, checked);
             }
         }
     }

@@ -67,16 +67,14 @@ pub(crate) fn block(
             out.push(b'\n');
         }
         Net::NotIp { version, len } => {
-            s(out, "DATA: ");
-            dec(out, *len as u64);
+            key_dec(out, "DATA: ", *len as u64);
             match p.hw_protocol {
                 Some(ethertype) if matches!(p.family, family::BRIDGE | family::NETDEV) => {
                     s(out, " bytes, ethertype 0x");
                     hex_pad(out, ethertype as u64, 4, false);
                 }
                 _ => {
-                    s(out, " bytes, not IP (version nibble ");
-                    dec(out, *version as u64);
+                    key_dec(out, " bytes, not IP (version nibble ", *version as u64);
                     s(out, ")");
                 }
             }
@@ -87,7 +85,9 @@ pub(crate) fn block(
     out.push(b'\n');
 }
 
-/// `key` is the whole `, NAME ` before the interface.
+/// `key` is the whole `, NAME ` before the interface. Inlined: most packets lack most of the
+/// four interfaces, and then this is one test.
+#[inline(always)]
 fn iface(out: &mut Vec<u8>, key: &str, i: &Option<Iface<'_>>) {
     if let Some(i) = i {
         bytes(out, key.as_bytes());
@@ -96,26 +96,20 @@ fn iface(out: &mut Vec<u8>, key: &str, i: &Option<Iface<'_>>) {
                 escape_into(out, n);
             }
             None => {
-                s(out, "if");
-                dec(out, i.index as u64);
+                key_dec(out, "if", i.index as u64);
             }
         }
     }
 }
 
 fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
-    s(
-        out,
-        if p.replayed {
-            "PKT (replayed): mark "
-        } else {
-            "PKT: mark "
-        },
-    );
-    dec(out, p.mark as u64);
+    if p.replayed {
+        key_dec(out, "PKT (replayed): mark ", p.mark as u64);
+    } else {
+        key_dec(out, "PKT: mark ", p.mark as u64);
+    }
     if let Some(h) = p.hook {
-        s(out, ", hook ");
-        dec(out, h as u64);
+        key_dec(out, ", hook ", h as u64);
         if let Some(n) = hook::name_in(p.family, h) {
             s(out, " (");
             bytes(out, n.as_bytes());
@@ -138,10 +132,8 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
         colon_hex(out, mac);
     }
     if let Some(v) = p.vlan {
-        s(out, ", vlan ");
-        dec(out, v.id() as u64);
-        s(out, " (pcp ");
-        dec(out, v.pcp() as u64);
+        key_dec(out, ", vlan ", v.id() as u64);
+        key_dec(out, " (pcp ", v.pcp() as u64);
         if v.dei() {
             s(out, ", dei");
         }
@@ -149,23 +141,18 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
         hex_pad(out, v.proto as u64, 4, false);
         s(out, ")");
     }
-    s(out, ", group ");
-    dec(out, p.group as u64);
+    key_dec(out, ", group ", p.group as u64);
     if let Some(x) = p.seq {
-        s(out, ", seq ");
-        dec(out, x as u64);
+        key_dec(out, ", seq ", x as u64);
     }
     if let Some(x) = p.seq_global {
-        s(out, ", seq_global ");
-        dec(out, x as u64);
+        key_dec(out, ", seq_global ", x as u64);
     }
     if let Some(u) = p.uid {
-        s(out, ", uid ");
-        dec(out, u as u64);
+        key_dec(out, ", uid ", u as u64);
     }
     if let Some(g) = p.gid {
-        s(out, ", gid ");
-        dec(out, g as u64);
+        key_dec(out, ", gid ", g as u64);
     }
     if let Some(pre) = p.prefix {
         s(out, ", prefix \"");
@@ -178,15 +165,13 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
 /// `ARP: opcode 1 (request), htype 1, ptype 0x0800, sender MAC IP (name), target MAC IP`.
 /// Protocol addresses other than IPv4 are printed as colon-separated hex, like hardware ones.
 fn arp(a: &Arp<'_>, part: Option<Partial>, names: &dyn Names, out: &mut Vec<u8>) {
-    s(out, "ARP: opcode ");
-    dec(out, a.opcode as u64);
+    key_dec(out, "ARP: opcode ", a.opcode as u64);
     if let Some(n) = arp_opcode_name(a.opcode) {
         s(out, " (");
         s(out, n);
         s(out, ")");
     }
-    s(out, ", htype ");
-    dec(out, a.htype as u64);
+    key_dec(out, ", htype ", a.htype as u64);
     s(out, ", ptype 0x");
     hex_pad(out, a.ptype as u64, 4, false);
     match (a.addrs, a.ipv4()) {
@@ -216,22 +201,18 @@ fn arp(a: &Arp<'_>, part: Option<Partial>, names: &dyn Names, out: &mut Vec<u8>)
 /// `, id N, seq N` of an ICMP or ICMPv6 echo.
 fn echo(out: &mut Vec<u8>, echo: Option<(u16, u16)>) {
     if let Some((id, seq)) = echo {
-        s(out, ", id ");
-        dec(out, id as u64);
-        s(out, ", seq ");
-        dec(out, seq as u64);
+        key_dec(out, ", id ", id as u64);
+        key_dec(out, ", seq ", seq as u64);
     }
 }
 
 /// `, pointer N` and `, mtu N` of an ICMP or ICMPv6 error, where present.
 fn pointer_mtu(out: &mut Vec<u8>, pointer: Option<u32>, mtu: Option<u32>) {
     if let Some(p) = pointer {
-        s(out, ", pointer ");
-        dec(out, p.into());
+        key_dec(out, ", pointer ", p.into());
     }
     if let Some(m) = mtu {
-        s(out, ", mtu ");
-        dec(out, m.into());
+        key_dec(out, ", mtu ", m.into());
     }
 }
 
@@ -248,19 +229,16 @@ fn quoted_unreadable(out: &mut Vec<u8>, label: &str, x: &Truncated) {
 fn truncated(out: &mut Vec<u8>, t: &Truncated) {
     s(out, "[truncated: ");
     s(out, t.layer.name());
-    s(out, " ");
-    dec(out, t.have() as u64);
-    s(out, " of ");
-    dec(out, t.need as u64);
+    key_dec(out, " ", t.have() as u64);
+    key_dec(out, " of ", t.need as u64);
     s(out, " bytes]");
 }
 
+#[inline(always)]
 fn partial(out: &mut Vec<u8>, p: Option<Partial>) {
     if let Some(p) = p {
-        s(out, " [partial: ");
-        dec(out, p.captured as u64);
-        s(out, " of ");
-        dec(out, p.original as u64);
+        key_dec(out, " [partial: ", p.captured as u64);
+        key_dec(out, " of ", p.original as u64);
         s(out, " bytes]");
     }
 }
@@ -270,9 +248,9 @@ fn addr(out: &mut Vec<u8>, a: IpAddr, names: &dyn Names) {
         IpAddr::V4(a) => ipv4_addr(out, a),
         IpAddr::V6(a) => ipv6_addr(out, a),
     }
-    if let Some(n) = names.name(a) {
+    if let Some(n) = names.name_text(a) {
         s(out, " (");
-        super::escape::escape_name_into(out, n.as_bytes());
+        super::escape::name_text_into(out, n);
         s(out, ")");
     }
     super::geo::tag(out, names.geo(a));
@@ -287,8 +265,7 @@ fn ipv6_addr(out: &mut Vec<u8>, a: std::net::Ipv6Addr) {
 }
 
 fn proto(out: &mut Vec<u8>, t: &NameTables, n: u8) {
-    s(out, "proto ");
-    dec(out, n as u64);
+    key_dec(out, "proto ", n as u64);
     if let Some(name) = t.protocol_shown(n) {
         bytes(out, &name.fwlog);
     }
@@ -304,8 +281,7 @@ fn ipv4(
     out: &mut Vec<u8>,
 ) {
     bytes(out, indent.as_bytes());
-    s(out, "IP(");
-    dec(out, v4.total_len as u64);
+    key_dec(out, "IP(", v4.total_len as u64);
     s(out, "): [");
     let mut first = true;
     for (on, name) in [(v4.ce(), "ce"), (v4.df(), "df"), (v4.mf(), "mf")] {
@@ -317,29 +293,24 @@ fn ipv4(
             s(out, name);
         }
     }
-    s(out, "], ttl ");
-    dec(out, v4.ttl as u64);
+    key_dec(out, "], ttl ", v4.ttl as u64);
     s(out, ", ");
     proto(out, t, v4.protocol);
     s(out, ", from ");
     addr(out, v4.src.into(), names);
     s(out, " to ");
     addr(out, v4.dst.into(), names);
-    s(out, ", id ");
-    dec(out, v4.id as u64);
+    key_dec(out, ", id ", v4.id as u64);
     s(out, ", tos 0x");
     hex_pad(out, v4.tos as u64, 2, false);
     if v4.frag_offset() != 0 {
-        s(out, ", frag offset ");
-        dec(out, v4.frag_offset() as u64 * 8);
+        key_dec(out, ", frag offset ", v4.frag_offset() as u64 * 8);
     }
     if v4.version != 4 {
-        s(out, ", bad version ");
-        dec(out, v4.version as u64);
+        key_dec(out, ", bad version ", v4.version as u64);
     }
     if v4.bad_ihl() {
-        s(out, ", bad header length ");
-        dec(out, v4.ihl as u64 * 4);
+        key_dec(out, ", bad header length ", v4.ihl as u64 * 4);
     }
     match &v4.options {
         Ok(o) if !o.is_empty() => {
@@ -353,8 +324,7 @@ fn ipv4(
         }
     }
     if trailing > 0 {
-        s(out, ", trailer ");
-        dec(out, trailing as u64);
+        key_dec(out, ", trailer ", trailing as u64);
         s(out, " bytes");
     }
     partial(out, part);
@@ -372,14 +342,12 @@ fn ipv6(
     out: &mut Vec<u8>,
 ) {
     bytes(out, indent.as_bytes());
-    s(out, "IP6(");
-    dec(out, v6.payload_len as u64 + 40);
+    key_dec(out, "IP6(", v6.payload_len as u64 + 40);
     s(out, "): [");
     if v6.fragment.is_some_and(|f| f.more) {
         s(out, "mf");
     }
-    s(out, "], hlim ");
-    dec(out, v6.hop_limit as u64);
+    key_dec(out, "], hlim ", v6.hop_limit as u64);
     s(out, ", ");
     proto(out, t, v6.shown_protocol());
     s(out, ", from ");
@@ -391,8 +359,7 @@ fn ipv6(
     s(out, ", flow 0x");
     hex_pad(out, v6.flow_label as u64, 5, false);
     if v6.version != 6 {
-        s(out, ", bad version ");
-        dec(out, v6.version as u64);
+        key_dec(out, ", bad version ", v6.version as u64);
     }
     let mut first = true;
     for e in v6.ext_headers() {
@@ -404,8 +371,7 @@ fn ipv6(
         s(out, "]");
     }
     if let Some(f) = v6.fragment {
-        s(out, ", frag offset ");
-        dec(out, f.offset as u64);
+        key_dec(out, ", frag offset ", f.offset as u64);
         s(out, ", frag id 0x");
         hex_pad(out, f.id as u64, 8, false);
     }
@@ -418,8 +384,7 @@ fn ipv6(
         _ => {}
     }
     if trailing > 0 {
-        s(out, ", trailer ");
-        dec(out, trailing as u64);
+        key_dec(out, ", trailer ", trailing as u64);
         s(out, " bytes");
     }
     partial(out, part);
@@ -456,29 +421,28 @@ fn ipv6(
 // Inlined: `key` is then a constant at each call, copied without a call into memcpy.
 #[inline(always)]
 fn port(out: &mut Vec<u8>, t: &NameTables, key: &str, p: u16, tcp: bool) {
-    s(out, key);
-    dec(out, p as u64);
+    key_dec(out, key, p as u64);
     if let Some(n) = t.service_shown(p, tcp) {
         bytes(out, &n.fwlog);
     }
 }
 
-/// `TAG: ` of a transport line.
+/// `TAG: ` of a transport line. Inlined: the protocol is a constant at most calls, and the
+/// label's lookup then folds away.
+#[inline(always)]
 fn tag(out: &mut Vec<u8>, protocol: u8) {
     bytes(out, proto_label(protocol).fwlog.as_bytes());
     s(out, ": ");
 }
 
 fn type_code(out: &mut Vec<u8>, t: u8, c: u8, tn: Option<&str>, cn: Option<&str>) {
-    s(out, "type ");
-    dec(out, t as u64);
+    key_dec(out, "type ", t as u64);
     if let Some(n) = tn {
         s(out, " (");
         s(out, n);
         s(out, ")");
     }
-    s(out, ", code ");
-    dec(out, c as u64);
+    key_dec(out, ", code ", c as u64);
     if let Some(n) = cn {
         s(out, " (");
         s(out, n);
@@ -531,10 +495,8 @@ fn transport(
             tag(out, proto::AH);
             s(out, "spi 0x");
             hex_pad(out, a.spi as u64, 8, false);
-            s(out, ", seq ");
-            dec(out, a.seq as u64);
-            s(out, ", next ");
-            dec(out, a.next_header as u64);
+            key_dec(out, ", seq ", a.seq as u64);
+            key_dec(out, ", next ", a.next_header as u64);
             if let Some(n) = t.protocol_shown(a.next_header) {
                 bytes(out, &n.fwlog);
             }
@@ -544,8 +506,7 @@ fn transport(
             tag(out, proto::ESP);
             s(out, "spi 0x");
             hex_pad(out, e.spi as u64, 8, false);
-            s(out, ", seq ");
-            dec(out, e.seq as u64);
+            key_dec(out, ", seq ", e.seq as u64);
         }
     }
     out.push(b'\n');
@@ -596,21 +557,18 @@ fn tcp(t: &NameTables, th: &crate::decode::Tcp<'_>, out: &mut Vec<u8>) {
         first = false;
         s(out, name);
     }
-    s(out, "], winsz ");
-    dec(out, th.window as u64);
+    key_dec(out, "], winsz ", th.window as u64);
     s(out, ", ack 0x");
     hex_pad(out, th.ack as u64, 8, false);
     if th.urgent != 0 || th.has(T::URG) {
-        s(out, ", urgp ");
-        dec(out, th.urgent as u64);
+        key_dec(out, ", urgp ", th.urgent as u64);
     }
     if th.reserved & 0x0e != 0 {
         s(out, ", res 0x");
         hex(out, (th.reserved & 0x0e) as u64);
     }
     if th.data_offset < 5 {
-        s(out, ", bad header length ");
-        dec(out, th.data_offset as u64 * 4);
+        key_dec(out, ", bad header length ", th.data_offset as u64 * 4);
     }
     match &th.options {
         Ok(o) if !o.is_empty() => {
@@ -628,8 +586,7 @@ fn tcp(t: &NameTables, th: &crate::decode::Tcp<'_>, out: &mut Vec<u8>) {
 
 /// A loss report block.
 pub(crate) fn loss(ev: &LossEvent, out: &mut Vec<u8>) {
-    s(out, "LOSS: ");
-    dec(out, ev.count);
+    key_dec(out, "LOSS: ", ev.count);
     s(out, " records lost, cause ");
     s(out, ev.cause.name());
     loss_scope(ev, out);

@@ -218,6 +218,10 @@ impl Names for WithoutGeo<'_> {
     fn name(&self, addr: IpAddr) -> Option<&str> {
         self.0.name(addr)
     }
+
+    fn name_text(&self, addr: IpAddr) -> Option<super::NameText<'_>> {
+        self.0.name_text(addr)
+    }
 }
 
 #[cfg(test)]

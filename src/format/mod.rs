@@ -30,6 +30,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use crate::decode;
+use crate::dns::SafeName;
 use crate::packet::{Packet, Timestamp};
 
 pub use names::NameTables;
@@ -116,10 +117,27 @@ pub struct FormatOptions {
     pub no_geo_tag: bool,
 }
 
+/// A resolved name, and what is known about its bytes.
+#[derive(Clone, Copy, Debug)]
+pub enum NameText<'a> {
+    /// A [`SafeName`]: its printed form holds only bytes that [`escape::name_allowed`] passes
+    /// (its one constructor, `SafeName::from_labels`, escapes every other byte and adds only
+    /// the marks `~ ? (!ip)`), so it is copied without a check of each byte.
+    Safe(&'a SafeName),
+    /// Text of any other origin: checked, and escaped where needed.
+    Text(&'a str),
+}
+
 /// Resolved names for addresses. Implementations return already-sanitised names; formatters
-/// escape them again anyway.
+/// escape them again anyway, except a [`NameText::Safe`] name, whose type says it needs none.
 pub trait Names {
     fn name(&self, addr: IpAddr) -> Option<&str>;
+
+    /// The name of `addr` with what is known about its bytes: a source that holds
+    /// [`SafeName`]s gives them as [`NameText::Safe`]; by default, [`Names::name`]'s text.
+    fn name_text(&self, addr: IpAddr) -> Option<NameText<'_>> {
+        self.name(addr).map(NameText::Text)
+    }
 
     /// What the GeoIP/ASN databases know about `addr` (`--geoip`, `--asn`).
     fn geo(&self, _addr: IpAddr) -> Option<&crate::geo::GeoInfo> {

@@ -6,15 +6,15 @@
 //! outside chrono's range falls back to the epoch rather than failing (the record is still
 //! printed; its time source says where the value came from).
 //!
-//! Cost: the offset is looked up once per quarter hour of packet time, the calendar fields and
-//! the `YYYY-MM-DD HH:MM:SS` text once per second, the fraction per packet. So a change of the
-//! time zone itself (TZ, /etc/localtime) shows from the next quarter hour on.
+//! Cost: the offset is looked up once per quarter hour of packet time, the date once per local
+//! day, the `YYYY-MM-DD HH:MM:SS` text once per second, the fraction per packet. So a change of
+//! the time zone itself (TZ, /etc/localtime) shows from the next quarter hour on.
 
 use std::cell::Cell;
 
 use chrono::{DateTime, Datelike, Local, Offset, TimeZone, Timelike};
 
-use super::write::{dec, dec_pad, s, DIGITS2};
+use super::write::{dec, dec_pad, eight_digits, s, DIGITS2};
 use crate::packet::Timestamp;
 
 /// The local calendar fields of one second.
@@ -53,6 +53,8 @@ struct Second {
 thread_local! {
     static LAST: Cell<Option<Second>> = const { Cell::new(None) };
     static SPAN: Cell<Option<Span>> = const { Cell::new(None) };
+    /// The fwlog format's per-packet path: the last second's text alone, a small copy.
+    static TEXT: Cell<Option<(i64, [u8; 19])>> = const { Cell::new(None) };
 }
 
 /// Seconds for which the arithmetic below is used: years 1 to 9999 (UTC). Outside, chrono
@@ -129,10 +131,21 @@ fn civil_from_days(z: i64) -> (i32, u32, u32) {
     (year as i32, month, day)
 }
 
-fn civil_fast(sec: i64) -> Civil {
+/// `last` is the second rendered before, whose date is kept when `sec` falls on the same local
+/// day (a replay or a burst walks the seconds of a day in order).
+fn civil_fast(sec: i64, last: Option<Civil>) -> Civil {
     let offset = span(sec).offset;
     let local = sec + i64::from(offset);
-    let (year, month, day) = civil_from_days(local.div_euclid(86_400));
+    let days = local.div_euclid(86_400);
+    let (year, month, day) = match last {
+        Some(l)
+            if FAST.contains(&l.sec)
+                && (l.sec + i64::from(l.offset)).div_euclid(86_400) == days =>
+        {
+            (l.year, l.month, l.day)
+        }
+        _ => civil_from_days(days),
+    };
     let t = local.rem_euclid(86_400) as u32;
     Civil {
         sec,
@@ -147,20 +160,22 @@ fn civil_fast(sec: i64) -> Civil {
 }
 
 fn second(sec: i64) -> Second {
-    if let Some(v) = LAST.get().filter(|v| v.civil.sec == sec) {
+    let last = LAST.get();
+    if let Some(v) = last.filter(|v| v.civil.sec == sec) {
         return v;
     }
     let civil = if FAST.contains(&sec) {
-        civil_fast(sec)
+        civil_fast(sec, last.map(|l| l.civil))
     } else {
         convert(sec)
     };
     let text = (0..=9999).contains(&civil.year).then(|| {
-        // `YYYY-MM-DD HH:MM:SS`, each field zero-padded (the year has four digits here).
+        // `YYYY-MM-DD HH:MM:SS`, each field zero-padded (the year has four digits here; every
+        // field is below 100, `% 100` only keeps the table read in bounds).
         let mut a = *b"0000-00-00 00:00:00";
         let two = |a: &mut [u8; 19], at: usize, v: u32| {
-            a[at] = b'0' + (v / 10 % 10) as u8;
-            a[at + 1] = b'0' + (v % 10) as u8;
+            let i = (v % 100) as usize * 2;
+            a[at..at + 2].copy_from_slice(&DIGITS2[i..i + 2]);
         };
         let y = civil.year as u32;
         two(&mut a, 0, y / 100);
@@ -185,13 +200,12 @@ fn micros(t: &Timestamp) -> u64 {
     (t.nsec.min(999_999_999) / 1000) as u64
 }
 
-/// `.uuuuuu`: the fraction, six digits, two per step.
+/// `.uuuuuu`: the fraction, six digits (the last six of eight, all computed at once).
 fn fraction(buf: &mut [u8], t: &Timestamp) {
-    let m = micros(t) as usize;
+    // Below 10^6: `micros` caps the nanoseconds.
+    let d = eight_digits(micros(t) as u32).to_le_bytes();
     buf[0] = b'.';
-    for (i, pair) in [m / 10_000, m / 100 % 100, m % 100].into_iter().enumerate() {
-        buf[1 + 2 * i..3 + 2 * i].copy_from_slice(&DIGITS2[pair * 2..pair * 2 + 2]);
-    }
+    buf[1..7].copy_from_slice(&d[2..8]);
 }
 
 const MONTHS: [&str; 12] = [
@@ -232,15 +246,24 @@ fn ymd(out: &mut Vec<u8>, d: &Civil) {
 
 /// `YYYY-MM-DD HH:MM:SS.uuuuuu` (fwlog 0.8's `received` field).
 pub fn fwlog(out: &mut Vec<u8>, t: &Timestamp) {
-    let sec = second(t.sec);
-    if let Some(text) = sec.text {
+    let text = match TEXT.get() {
+        Some((s, text)) if s == t.sec => Some(text),
+        _ => {
+            let text = second(t.sec).text;
+            if let Some(x) = text {
+                TEXT.set(Some((t.sec, x)));
+            }
+            text
+        }
+    };
+    if let Some(text) = text {
         let mut buf = [0u8; 26];
         buf[..19].copy_from_slice(&text);
         fraction(&mut buf[19..], t);
         out.extend_from_slice(&buf);
         return;
     }
-    let d = sec.civil;
+    let d = civil(t.sec);
     ymd(out, &d);
     s(out, " ");
     hms(out, &d);

@@ -1,9 +1,21 @@
 //! Allocation-free appenders for numbers and addresses (the formatters run per packet).
 
+use std::cell::RefCell;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Every byte's two lowercase hex digits.
+static HEX2: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = [HEX_LOWER[b >> 4], HEX_LOWER[b & 15]];
+        b += 1;
+    }
+    t
+};
 
 /// Two decimal digits for every value 0..=99, so numbers are written two digits per division.
 pub(super) const DIGITS2: &[u8; 200] = b"\
@@ -137,12 +149,75 @@ pub fn dec(out: &mut Vec<u8>, n: u64) {
     dec_long(out, n);
 }
 
+/// Numbers of three digits or more: ports, IP IDs, window sizes, the NFLOG sequence numbers.
+/// Below 10^8 (nearly all of them) the digits come from [`eight_digits`] and the length from
+/// its leading zeros, without a loop or a branch per digit pair.
+/// `key` (a literal) then `n` in decimal. Below 100 (most values of a line) as one append of
+/// up to 16 bytes, so a field costs one capacity check and one length update instead of two.
+#[inline(always)]
+pub fn key_dec(out: &mut Vec<u8>, key: &str, n: u64) {
+    let k = key.as_bytes();
+    // `k.len()` is a constant at every call: the test and the copies are resolved when compiled.
+    if n < 100 && k.len() <= 14 {
+        let mut buf = [0u8; 16];
+        buf[..k.len()].copy_from_slice(k);
+        let r = n as usize * 2;
+        // One digit: the table's leading zero is skipped.
+        let one = usize::from(n < 10);
+        buf[k.len()] = DIGITS2[r + one];
+        buf[k.len() + 1] = DIGITS2[r + 1];
+        put(out, &buf, k.len() + 2 - one);
+        return;
+    }
+    s(out, key);
+    dec(out, n);
+}
+
 #[inline(never)]
 fn dec_long(out: &mut Vec<u8>, n: u64) {
+    if n < 100_000_000 {
+        let x = eight_digits(n as u32);
+        // n >= 1, so at least one digit is not a leading zero and `lead` is at most 7.
+        let lead = (x - ZEROS).trailing_zeros() / 8;
+        put(out, &(x >> (lead * 8)).to_le_bytes(), 8 - lead as usize);
+        return;
+    }
+    if n < 10_000_000_000_000_000 {
+        // The high part as above, then the low eight digits in full.
+        let (hi, lo) = ((n / 100_000_000) as u32, (n % 100_000_000) as u32);
+        let x = eight_digits(hi);
+        let lead = (x - ZEROS).trailing_zeros() / 8;
+        let mut buf = [0u8; 16];
+        buf[..8].copy_from_slice(&(x >> (lead * 8)).to_le_bytes());
+        let len = 8 - lead as usize;
+        buf[len..len + 8].copy_from_slice(&eight_digits(lo).to_le_bytes());
+        put(out, &buf, len + 8);
+        return;
+    }
     let mut buf = [0u8; 20];
     let len = dec_len(n);
     digits_before(&mut buf, len, n);
     put(out, &buf, len);
+}
+
+/// Eight ASCII `0`s: what [`eight_digits`] gives for 0.
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+
+/// The eight decimal digits of `n` (< 10^8), zero-padded, as ASCII bytes in the order of
+/// `to_le_bytes` (the first byte is the most significant digit). All lanes at once: `n` splits
+/// into two halves of four digits (32-bit lanes), each into two pairs (16-bit lanes), each pair
+/// into two digits (bytes). A division by 100 of a lane below 10^4 is `* 10486 >> 20` and by 10
+/// of a lane below 100 is `* 103 >> 10`, both exact in those ranges; no product leaves its lane
+/// (10^4 * 10486 < 2^32, 100 * 103 < 2^16), so the lanes never disturb each other.
+#[inline(always)]
+pub(super) fn eight_digits(n: u32) -> u64 {
+    debug_assert!(n < 100_000_000);
+    let x = u64::from(n / 10_000) | (u64::from(n % 10_000) << 32);
+    let q = ((x * 10_486) >> 20) & 0x0000_007f_0000_007f;
+    let x = q | ((x - q * 100) << 16);
+    let q = ((x * 103) >> 10) & 0x000f_000f_000f_000f;
+    let x = q | ((x - q * 10) << 8);
+    x | ZEROS
 }
 
 /// Decimal, zero-padded to `width` digits.
@@ -205,12 +280,24 @@ pub fn hex_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 /// Bytes as `aa:bb:cc` (the kernel's `MAC=` and `%pM`).
 pub fn colon_hex(out: &mut Vec<u8>, b: &[u8]) {
-    // Link-layer headers (up to 32 bytes: Ethernet with tags, SIT): through one buffer.
-    if !b.is_empty() && b.len() <= 32 {
+    if b.is_empty() {
+        return;
+    }
+    // Hardware addresses and Ethernet headers (6 and 14 bytes, 16 with a tag): through one
+    // buffer of the size they need, two digits per table read.
+    if b.len() <= 16 {
+        let mut buf = [b':'; 48];
+        for (i, &x) in b.iter().enumerate() {
+            buf[i * 3..i * 3 + 2].copy_from_slice(&HEX2[usize::from(x)]);
+        }
+        put(out, &buf, b.len() * 3 - 1);
+        return;
+    }
+    // Longer link-layer headers (up to 32 bytes: SIT): the same through a bigger buffer.
+    if b.len() <= 32 {
         let mut buf = [b':'; 96];
         for (i, &x) in b.iter().enumerate() {
-            buf[i * 3] = HEX_LOWER[(x >> 4) as usize];
-            buf[i * 3 + 1] = HEX_LOWER[(x & 15) as usize];
+            buf[i * 3..i * 3 + 2].copy_from_slice(&HEX2[usize::from(x)]);
         }
         put(out, &buf, b.len() * 3 - 1);
         return;
@@ -232,50 +319,96 @@ pub fn colon_hex(out: &mut Vec<u8>, b: &[u8]) {
     }
 }
 
-/// Every octet's decimal digits, then how many there are (in the last byte).
-static OCTETS: [[u8; 4]; 256] = {
-    let mut t = [[0u8; 4]; 256];
+/// Every octet's decimal digits followed by a `.`, in the order of `to_le_bytes` (low four
+/// bytes), and how many bytes that is (bits 32 and up).
+static OCTETS: [u64; 256] = {
+    let mut t = [0u64; 256];
     let mut o = 0;
     while o < 256 {
         let (h, te, u) = (
-            b'0' + (o / 100) as u8,
-            b'0' + (o / 10 % 10) as u8,
-            b'0' + (o % 10) as u8,
+            b'0' as u64 + (o / 100) as u64,
+            b'0' as u64 + (o / 10 % 10) as u64,
+            b'0' as u64 + (o % 10) as u64,
         );
+        let dot = b'.' as u64;
         t[o] = if o >= 100 {
-            [h, te, u, 3]
+            h | te << 8 | u << 16 | dot << 24 | 4 << 32
         } else if o >= 10 {
-            [te, u, 0, 2]
+            te | u << 8 | dot << 16 | 3 << 32
         } else {
-            [u, 0, 0, 1]
+            u | dot << 8 | 2 << 32
         };
         o += 1;
     }
     t
 };
 
-/// One octet's decimal digits at `buf[at..]`; returns the position after them. Four bytes are
-/// copied from the table (one fixed-size store, no branch on the octet's size); the ones past
-/// the digits are overwritten by what follows or cut off.
+/// Two octets with their dots (`a.b.`) in the order of `to_le_bytes`, and how many bytes.
 #[inline(always)]
-fn octet(buf: &mut [u8; 20], at: usize, o: u8) -> usize {
-    let e = &OCTETS[usize::from(o)];
-    buf[at..at + 4].copy_from_slice(e);
-    at + usize::from(e[3])
+fn two_octets(a: u8, b: u8) -> (u64, usize) {
+    let (x, y) = (OCTETS[usize::from(a)], OCTETS[usize::from(b)]);
+    let la = (x >> 32) as u32;
+    // `la` is at most 4 bytes: the shift stays below 64.
+    (
+        (x & 0xffff_ffff) | ((y & 0xffff_ffff) << (la * 8)),
+        (la + (y >> 32) as u32) as usize,
+    )
+}
+
+/// Dotted decimal, built in registers from the octet table: the two halves as two eight-byte
+/// words; the last octet's dot is cut off. Returns the text (in the first bytes) and its length.
+#[inline(always)]
+fn ipv4_text(a: u32) -> ([u8; 16], usize) {
+    let [a, b, c, d] = a.to_be_bytes();
+    let (hi, lh) = two_octets(a, b);
+    let (lo, ll) = two_octets(c, d);
+    // `lh` is 4 to 8: the second word fits in the sixteen bytes.
+    let mut buf = [0u8; 16];
+    buf[..8].copy_from_slice(&hi.to_le_bytes());
+    buf[lh..lh + 8].copy_from_slice(&lo.to_le_bytes());
+    (buf, lh + ll - 1)
+}
+
+/// An address and its dotted decimal text (the first `len` bytes of `text`).
+#[derive(Clone, Copy)]
+struct V4Text {
+    addr: u32,
+    len: u8,
+    text: [u8; 16],
+}
+
+/// Every slot starts as 0.0.0.0 and its text, so every slot always holds an address and its
+/// own text and a lookup needs no "empty" state.
+const V4_ZERO: V4Text = V4Text {
+    addr: 0,
+    len: 7,
+    text: *b"0.0.0.0\0\0\0\0\0\0\0\0\0",
+};
+
+// Per thread, the text of recent addresses in 256 slots chosen by a multiplicative hash of the
+// address: a log's addresses repeat (the host's own, a scanner's, a flow's packets), and a hit
+// is a compare and a 16-byte copy where the text costs some fifty instructions to build. A
+// miss builds the text and replaces the slot.
+thread_local! {
+    static V4_TEXTS: RefCell<[V4Text; 256]> = const { RefCell::new([V4_ZERO; 256]) };
 }
 
 pub fn ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
-    let [a, b, c, d] = a.octets();
-    // At most 15 characters; the last octet's four-byte copy starts at 12 at the latest.
-    let mut buf = [0u8; 20];
-    let mut i = octet(&mut buf, 0, a);
-    buf[i] = b'.';
-    i = octet(&mut buf, i + 1, b);
-    buf[i] = b'.';
-    i = octet(&mut buf, i + 1, c);
-    buf[i] = b'.';
-    i = octet(&mut buf, i + 1, d);
-    put(out, &buf, i);
+    let addr = u32::from(a);
+    let slot = (addr.wrapping_mul(0x9e37_79b1) >> 24) as usize;
+    // Not reentrant (nothing here calls back), so the borrow is never held already.
+    V4_TEXTS.with_borrow_mut(|t| {
+        let e = &mut t[slot];
+        if e.addr != addr {
+            let (text, len) = ipv4_text(addr);
+            *e = V4Text {
+                addr,
+                len: len as u8,
+                text,
+            };
+        }
+        put(out, &e.text, usize::from(e.len));
+    });
 }
 
 /// Fully expanded IPv6 (the kernel's `%pI6`): eight zero-padded lowercase groups.
@@ -379,150 +512,5 @@ pub fn loss_scope(ev: &super::LossEvent, out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_and_addresses() {
-        let mut v = Vec::new();
-        dec(&mut v, 0);
-        s(&mut v, " ");
-        dec(&mut v, u64::MAX);
-        s(&mut v, " ");
-        dec_pad(&mut v, 7, 2);
-        s(&mut v, " ");
-        hex(&mut v, 0x2a);
-        s(&mut v, " ");
-        hex_pad(&mut v, 0xc0, 2, true);
-        s(&mut v, " ");
-        hex_pad(&mut v, 0xabc, 8, false);
-        s(&mut v, " ");
-        colon_hex(&mut v, &[0, 0x1b, 0xff]);
-        s(&mut v, " ");
-        ipv6_full(&mut v, "2001:db8::1".parse().expect("addr"));
-        assert_eq!(
-            String::from_utf8(v).expect("utf8"),
-            "0 18446744073709551615 07 2a C0 00000abc 00:1b:ff 2001:0db8:0000:0000:0000:0000:0000:0001"
-        );
-    }
-
-    /// Appended one after the other into one growing vector (no spare capacity to start
-    /// with, then whatever growth left): every value lands after the previous one, whole.
-    #[test]
-    fn appends_after_what_is_there_across_growth() {
-        let mut v = Vec::new();
-        let mut want = String::new();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        for i in 0..20_000u64 {
-            let r = rng(&mut x);
-            let n = if i % 3 == 0 { r % 100 } else { r >> (r % 64) };
-            dec(&mut v, n);
-            want.push_str(&n.to_string());
-            ipv4(&mut v, Ipv4Addr::from(r as u32));
-            want.push_str(&Ipv4Addr::from(r as u32).to_string());
-            if i % 7 == 0 {
-                v.shrink_to_fit();
-            }
-        }
-        assert_eq!(String::from_utf8(v).expect("utf8"), want);
-    }
-
-    /// Every length from 0 to 80, after what the vector holds: the bytes land whole, once.
-    #[test]
-    fn bytes_appends_every_length_whole() {
-        let src: Vec<u8> = (0..80u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
-        for pre in [0usize, 1, 7, 31] {
-            for n in 0..=src.len() {
-                let mut v = vec![b'-'; pre];
-                bytes(&mut v, &src[..n]);
-                bytes(&mut v, &src[80 - n..]);
-                let mut want = vec![b'-'; pre];
-                want.extend_from_slice(&src[..n]);
-                want.extend_from_slice(&src[80 - n..]);
-                assert_eq!(v, want, "pre {pre} n {n}");
-            }
-        }
-    }
-
-    /// xorshift64*: a fixed-seed stream, so a failure reproduces.
-    fn rng(x: &mut u64) -> u64 {
-        *x ^= *x >> 12;
-        *x ^= *x << 25;
-        *x ^= *x >> 27;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Each hand-written appender against `core::fmt` (what the formats printed before), on
-    /// edge values and a million random ones: numbers of every length, addresses with zero
-    /// runs of every length and place, IPv4-mapped and -compatible IPv6.
-    #[test]
-    fn appenders_write_what_core_fmt_writes() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut edges: Vec<u64> = vec![0, 9, 10, 99, 100, 255, 65_535, u32::MAX as u64, u64::MAX];
-        for p in 0..20 {
-            let t = 10u64.pow(p);
-            edges.extend([t - 1, t, t + 1]);
-        }
-        let mut v = Vec::new();
-        for i in 0..1_000_000u64 {
-            let r = rng(&mut x);
-            let n = match edges.get(i as usize) {
-                Some(&e) => e,
-                None => r >> (r % 64),
-            };
-            let width = (i % 21) as usize;
-            v.clear();
-            dec(&mut v, n);
-            assert_eq!(v, n.to_string().as_bytes());
-            v.clear();
-            dec_pad(&mut v, n, width);
-            assert_eq!(v, format!("{n:0width$}").as_bytes());
-            v.clear();
-            hex(&mut v, n);
-            assert_eq!(v, format!("{n:x}").as_bytes());
-            v.clear();
-            hex_pad(&mut v, n, width % 17, i % 2 == 0);
-            let w = width % 17;
-            let want = if i % 2 == 0 {
-                format!("{n:0w$X}")
-            } else {
-                format!("{n:0w$x}")
-            };
-            assert_eq!(v, want.as_bytes());
-            // Addresses: zero groups chosen often, so every run shape occurs.
-            let mut seg = [0u16; 8];
-            for (k, s) in seg.iter_mut().enumerate() {
-                let bits = (r >> (k * 8)) as u16;
-                *s = match bits % 4 {
-                    0 | 1 => 0,
-                    2 => bits >> 8,
-                    _ => bits.wrapping_mul(0x9e37),
-                };
-            }
-            if i % 50 == 0 {
-                seg[..5].fill(0);
-                seg[5] = if i % 100 == 0 { 0xffff } else { 0 };
-            }
-            let a6 = Ipv6Addr::from(seg);
-            v.clear();
-            ipv6(&mut v, a6);
-            assert_eq!(v, a6.to_string().as_bytes(), "{seg:x?}");
-            v.clear();
-            ipv6_full(&mut v, a6);
-            let full: Vec<String> = seg.iter().map(|g| format!("{g:04x}")).collect();
-            assert_eq!(v, full.join(":").as_bytes());
-            let bytes = r.to_le_bytes();
-            let mac: Vec<u8> = (0..(i % 41) as usize)
-                .map(|k| bytes[k % 8] ^ k as u8)
-                .collect();
-            v.clear();
-            colon_hex(&mut v, &mac);
-            let want: Vec<String> = mac.iter().map(|x| format!("{x:02x}")).collect();
-            assert_eq!(v, want.join(":").as_bytes());
-            let a4 = Ipv4Addr::from(r as u32);
-            v.clear();
-            ipv4(&mut v, a4);
-            assert_eq!(v, a4.to_string().as_bytes());
-        }
-    }
-}
+#[path = "write_tests.rs"]
+mod tests;

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::loss::EPOCH;
 use crate::decode::Decoded;
 use crate::dns::{Lookup, NameMemo, Resolver, SafeName, Slot};
-use crate::format::Names;
+use crate::format::{NameText, Names};
 use crate::geo::GeoInfo;
 use crate::nflog::attr::{self, TlvOrder};
 use crate::packet::Packet;
@@ -153,14 +153,24 @@ impl<'a> PacketNames<'a> {
     }
 }
 
-impl Names for PacketNames<'_> {
-    fn name(&self, addr: IpAddr) -> Option<&str> {
+impl PacketNames<'_> {
+    fn safe_name(&self, addr: IpAddr) -> Option<&SafeName> {
         if let Some((_, n)) = self.own.iter().find(|(a, _)| *a == addr) {
-            return Some(n.shown());
+            return Some(n);
         }
         let (memo, lent, secs) = self.memo?;
         let &(_, slot) = lent.iter().find(|(a, _)| *a == addr)?;
-        memo.lend(slot, &addr, secs).flatten().map(SafeName::shown)
+        memo.lend(slot, &addr, secs).flatten()
+    }
+}
+
+impl Names for PacketNames<'_> {
+    fn name(&self, addr: IpAddr) -> Option<&str> {
+        self.safe_name(addr).map(SafeName::shown)
+    }
+
+    fn name_text(&self, addr: IpAddr) -> Option<NameText<'_>> {
+        self.safe_name(addr).map(NameText::Safe)
     }
 
     fn geo(&self, addr: IpAddr) -> Option<&GeoInfo> {
