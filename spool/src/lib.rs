@@ -106,8 +106,9 @@
 //!   and the thread ends with the writer. A commit that waits ([`Writer::commit_wait`], a
 //!   rollover, a close) while no sync is in flight or pending syncs and publishes on the
 //!   caller's thread instead (no hand-off), with the same guarantees. The thread is started
-//!   by the first commit, on the committing thread (whose scheduling priority it inherits). More than 32 MiB written and not yet synced makes a
-//!   commit wait too, bounding the memory and the records a slow disk holds in flight.
+//!   by the first commit, on the committing thread (whose scheduling priority it inherits).
+//!   More than 32 MiB written and not yet synced makes a commit wait too, bounding the memory
+//!   and the records a slow disk holds in flight.
 //!
 //! # Recovery at open
 //!

@@ -149,9 +149,6 @@ pub fn dec(out: &mut Vec<u8>, n: u64) {
     dec_long(out, n);
 }
 
-/// Numbers of three digits or more: ports, IP IDs, window sizes, the NFLOG sequence numbers.
-/// Below 10^8 (nearly all of them) the digits come from [`eight_digits`] and the length from
-/// its leading zeros, without a loop or a branch per digit pair.
 /// `key` (a literal) then `n` in decimal. Below 100 (most values of a line) as one append of
 /// up to 16 bytes, so a field costs one capacity check and one length update instead of two.
 #[inline(always)]
@@ -173,6 +170,9 @@ pub fn key_dec(out: &mut Vec<u8>, key: &str, n: u64) {
     dec(out, n);
 }
 
+/// Numbers of three digits or more: ports, IP IDs, window sizes, the NFLOG sequence numbers.
+/// Below 10^8 (nearly all of them) the digits come from [`eight_digits`] and the length from
+/// its leading zeros, without a loop or a branch per digit pair.
 #[inline(never)]
 fn dec_long(out: &mut Vec<u8>, n: u64) {
     if n < 100_000_000 {

@@ -124,10 +124,9 @@ fn loss_records_round_trip_and_are_not_packets() {
     assert_eq!((p.family, p.payload.len()), (0, 0));
 }
 
-#[test]
-fn encode_packet_round_trips_every_field() {
-    let rec = record();
-    let mut p = parse(&rec, TlvOrder::NATIVE, ts());
+/// Sets every optional field `record()` leaves out (the output interface named `outdev`), and a
+/// damage note.
+fn set_every_field(p: &mut Packet<'_>, outdev: Option<&'static [u8]>) {
     p.hwaddr = Some(&[1, 2, 3, 4, 5, 6]);
     p.hwtype = Some(1);
     p.hwheader = Some(&[9; 14]);
@@ -142,9 +141,16 @@ fn encode_packet_round_trips_every_field() {
     p.l2header = Some(&[7; 14]);
     p.outdev = Some(Iface {
         index: 9,
-        name: None,
+        name: outdev,
     });
     p.damage = Some("note".into());
+}
+
+#[test]
+fn encode_packet_round_trips_every_field() {
+    let rec = record();
+    let mut p = parse(&rec, TlvOrder::NATIVE, ts());
+    set_every_field(&mut p, None);
     for source in [TimeSource::Kernel, TimeSource::Local, TimeSource::Capture] {
         p.timestamp = Timestamp {
             sec: 1_700_000_000,
@@ -321,23 +327,7 @@ fn parse_into_a_used_packet_is_a_fresh_parse() {
     let full = {
         let rec = record();
         let mut p = parse(&rec, TlvOrder::NATIVE, ts());
-        p.hwaddr = Some(&[1, 2, 3, 4, 5, 6]);
-        p.hwtype = Some(1);
-        p.hwheader = Some(&[9; 14]);
-        p.uid = Some(1000);
-        p.gid = Some(100);
-        p.seq_global = Some(77);
-        p.orig_len = Some(1500);
-        p.vlan = Some(Vlan {
-            proto: 0x8100,
-            tci: 0x600a,
-        });
-        p.l2header = Some(&[7; 14]);
-        p.outdev = Some(Iface {
-            index: 9,
-            name: Some(b"eth9"),
-        });
-        p.damage = Some("note".into());
+        set_every_field(&mut p, Some(b"eth9"));
         let mut b = Vec::new();
         encode_packet(&p, &mut b);
         b

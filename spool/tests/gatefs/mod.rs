@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use fwlog_spool::{DirEntry, Fs, FsFile, Item, Options, Reader, Spool, Writer};
+use fwlog_spool::{DirEntry, Error, Fs, FsFile, Item, Options, Reader, Spool, Writer};
 
 use crate::simfs::SimFs;
 
@@ -207,6 +207,24 @@ pub fn payload(i: u64) -> Vec<u8> {
     let mut v = i.to_le_bytes().to_vec();
     v.resize(100 + (i as usize * 7) % 100, i as u8);
     v
+}
+
+/// Appends the records whose payload ids are `ids`, without committing.
+pub fn append_n(w: &mut Writer, ids: std::ops::Range<u64>) {
+    for i in ids {
+        w.append(&payload(i)).unwrap();
+    }
+}
+
+/// Whether `e` is the I/O error of a failed `fdatasync` (not a full disk, not poison).
+pub fn is_sync_eio(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Io {
+            op: "fdatasync",
+            ..
+        }
+    )
 }
 
 /// Everything the reader has now (it does not wait): (seq, id in the payload).
