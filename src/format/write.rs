@@ -283,24 +283,14 @@ pub fn colon_hex(out: &mut Vec<u8>, b: &[u8]) {
     if b.is_empty() {
         return;
     }
-    // Hardware addresses and Ethernet headers (6 and 14 bytes, 16 with a tag): through one
-    // buffer of the size they need, two digits per table read.
+    // Hardware addresses and Ethernet headers (6 and 14 bytes, 16 with a tag) through a buffer
+    // of the size they need, longer link-layer headers (up to 32 bytes: SIT) through a bigger
+    // one; two digits per table read.
     if b.len() <= 16 {
-        let mut buf = [b':'; 48];
-        for (i, &x) in b.iter().enumerate() {
-            buf[i * 3..i * 3 + 2].copy_from_slice(&HEX2[usize::from(x)]);
-        }
-        put(out, &buf, b.len() * 3 - 1);
-        return;
+        return colon_hex_in::<48>(out, b);
     }
-    // Longer link-layer headers (up to 32 bytes: SIT): the same through a bigger buffer.
     if b.len() <= 32 {
-        let mut buf = [b':'; 96];
-        for (i, &x) in b.iter().enumerate() {
-            buf[i * 3..i * 3 + 2].copy_from_slice(&HEX2[usize::from(x)]);
-        }
-        put(out, &buf, b.len() * 3 - 1);
-        return;
+        return colon_hex_in::<96>(out, b);
     }
     let Some((first, rest)) = b.split_first() else {
         return;
@@ -317,6 +307,16 @@ pub fn colon_hex(out: &mut Vec<u8>, b: &[u8]) {
             HEX_LOWER[(x & 15) as usize],
         ]);
     }
+}
+
+/// [`colon_hex`] of up to `N / 3` bytes through one stack buffer of `N`.
+#[inline(always)]
+fn colon_hex_in<const N: usize>(out: &mut Vec<u8>, b: &[u8]) {
+    let mut buf = [b':'; N];
+    for (i, &x) in b.iter().enumerate() {
+        buf[i * 3..i * 3 + 2].copy_from_slice(&HEX2[usize::from(x)]);
+    }
+    put(out, &buf, b.len() * 3 - 1);
 }
 
 /// Every octet's decimal digits followed by a `.`, in the order of `to_le_bytes` (low four

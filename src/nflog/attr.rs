@@ -535,7 +535,7 @@ impl TlvOut for Vec<u8> {
 }
 
 /// Size of a TLV with a `vlen`-byte value, padding included.
-pub fn tlv_len(vlen: usize) -> usize {
+fn tlv_len(vlen: usize) -> usize {
     (4 + vlen + 3) & !3
 }
 
@@ -544,7 +544,7 @@ pub const RECV_TIME_TLV: usize = 16;
 
 /// The part of an interface name [`push_ifname`] stores (up to the first NUL, at most 15
 /// bytes); its TLV holds it and one NUL.
-pub fn ifname_stored(name: &[u8]) -> &[u8] {
+fn ifname_stored(name: &[u8]) -> &[u8] {
     let name = cstr(name);
     &name[..name.len().min(15)]
 }
