@@ -335,9 +335,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "POLICY", value_parser = fsync_arg, default_value = "batch")]
     pub fsync: FsyncArg,
 
-    /// Group commit: most packets per spool write and sync
-    #[arg(long, value_name = "N", default_value_t = 256)]
-    pub batch_records: usize,
+    /// Group commit: most packets per spool write and sync [default: 2048; 256 with --queue]
+    #[arg(long, value_name = "N")]
+    pub batch_records: Option<usize>,
 
     /// Group commit: longest a packet waits for its batch to be written. auto (the default):
     /// at once after a quiet spell; within 8 ms of the last commit, with the kernel's next
