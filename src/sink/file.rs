@@ -305,6 +305,12 @@ impl Sink for FileSink {
         Ok(())
     }
 
+    fn copies_only(&self, len: usize) -> bool {
+        // A large batch starts its writeback (`sync_file_range`, which may wait for the
+        // device's queue); a reopen makes the write a synced one.
+        len < WRITEBACK_FROM && !self.stream && self.file.is_some() && self.reopen_wanted.is_none()
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         if self.owed {
             self.sync_now()?;
@@ -439,6 +445,32 @@ mod tests {
         let old = std::fs::read_to_string(dir.path().join("log.1")).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
         assert_eq!((old.as_str(), new.as_str()), ("one\ntwo\n", "three\n"));
+    }
+
+    /// Only a regular file's small unsynced write is a copy into the page cache: not a FIFO
+    /// (its reader may be slow), not standard output, not a batch large enough to start its
+    /// writeback, not while a reopen waits (the write is a synced one then).
+    #[test]
+    fn only_a_regular_files_small_unsynced_write_copies_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut s = FileSink::open(&path, true).unwrap();
+        assert!(s.copies_only(64 << 10));
+        assert!(!s.copies_only(WRITEBACK_FROM));
+        s.write_unsynced(b"one\n").unwrap();
+        assert!(s.copies_only(4));
+        s.reopen().unwrap();
+        assert!(!s.copies_only(4), "a reopen waits for the sync");
+        s.write_unsynced(b"two\n").unwrap();
+        assert!(s.copies_only(4), "reopened");
+        assert!(!FileSink::stdout().copies_only(4));
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Read-write, so the non-blocking open finds a reader.
+        let f = FileSink::open(&fifo, true).unwrap();
+        assert!(!f.copies_only(4));
     }
 
     #[test]
