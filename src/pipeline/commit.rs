@@ -6,11 +6,12 @@
 //! while the other was idle (a start-up replay spent about half its time in the two syncs).
 //!
 //! Live (the loop caught up), a job that only writes (no sync) and whose batches only copy
-//! bytes into regular files' page cache (`OutBatches::copies_only`) is run on the loop's own
+//! bytes into local regular files' page cache (`OutBatches::copies_only`) is run on the loop's own
 //! thread instead ([`Job::run`] there, its [`Done`] handled at once): at a few hundred such
 //! jobs a second, the hand-off (the thread's wake-up, the done message, the runtime's
 //! wake-up) cost more than the write, and there is no wait to overlap. Syncs, a backlog's
-//! batches, and outputs that may wait (a FIFO, a pipe, a terminal, syslog) keep the thread.
+//! batches, and outputs that may wait (a FIFO, a pipe, a terminal, syslog, a file on a network
+//! filesystem) keep the thread.
 //!
 //! Invariants (the loop's acknowledgement rule, unchanged; wherever a job runs):
 //! - One job at a time: the loop starts a job only when the last one came back.

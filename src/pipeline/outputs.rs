@@ -58,7 +58,7 @@ impl OutBatches {
     }
 
     /// Whether running them only copies bytes into the page cache (every one an unsynced
-    /// write of a regular file: [`Detached::copies_only`]).
+    /// write of a local regular file: [`Detached::copies_only`]).
     pub fn copies_only(&self) -> bool {
         self.0.iter().all(|(_, d)| d.copies_only())
     }

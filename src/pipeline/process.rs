@@ -13,7 +13,7 @@
 //!   keeps spooling.
 //! - Text outputs are written and synced, and then the spool position synced, on the
 //!   committer thread (`commit.rs`) while the loop formats the next batch (live, a batch
-//!   that is only copied into a regular file's page cache, unsynced, is written on the loop's
+//!   that is only copied into a local regular file's page cache, unsynced, is written on the loop's
 //!   thread instead, in the same order): one batch out at a
 //!   time, and at most about one more formatted meanwhile (see `held_back`). Batches are
 //!   written unsynced and synced (and acknowledged) together: while the loop is behind, every

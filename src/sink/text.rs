@@ -92,7 +92,7 @@ impl Detached {
     }
 
     /// Whether [`run`](Self::run) only copies the batch into the page cache (an unsynced
-    /// write of a regular file, see [`Sink::copies_only`]): cheap enough for the processing
+    /// write of a local regular file, see [`Sink::copies_only`]): cheap enough for the processing
     /// loop's own thread.
     pub fn copies_only(&self) -> bool {
         !self.sync && !self.batch.is_empty() && self.sink.copies_only(self.batch.len())
