@@ -5,7 +5,15 @@
 //! done in the loop, that wait and the formatting of the next batch took turns on one core
 //! while the other was idle (a start-up replay spent about half its time in the two syncs).
 //!
-//! Invariants (the loop's acknowledgement rule, unchanged):
+//! Live (the loop caught up), a job that only writes (no sync) and whose batches only copy
+//! bytes into local regular files' page cache (`OutBatches::copies_only`) is run on the loop's own
+//! thread instead ([`Job::run`] there, its [`Done`] handled at once): at a few hundred such
+//! jobs a second, the hand-off (the thread's wake-up, the done message, the runtime's
+//! wake-up) cost more than the write, and there is no wait to overlap. Syncs, a backlog's
+//! batches, and outputs that may wait (a FIFO, a pipe, a terminal, syslog, a file on a network
+//! filesystem) keep the thread.
+//!
+//! Invariants (the loop's acknowledgement rule, unchanged; wherever a job runs):
 //! - One job at a time: the loop starts a job only when the last one came back.
 //! - A job writes its batches in output order and stops at the first failure; the spool
 //!   position is made durable ([`AckSync`]) only after every batch of the job was committed,

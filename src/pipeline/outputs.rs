@@ -57,6 +57,12 @@ impl OutBatches {
         self.0.iter_mut().all(|(_, d)| d.run().is_ok())
     }
 
+    /// Whether running them only copies bytes into the page cache (every one an unsynced
+    /// write of a local regular file: [`Detached::copies_only`]).
+    pub fn copies_only(&self) -> bool {
+        self.0.iter().all(|(_, d)| d.copies_only())
+    }
+
     /// Bytes in the batches.
     pub fn bytes(&self) -> usize {
         self.0.iter().map(|(_, d)| d.len()).sum()

@@ -12,7 +12,9 @@
 //!   the formatted batch is kept and retried with backoff, nothing new is printed, and intake
 //!   keeps spooling.
 //! - Text outputs are written and synced, and then the spool position synced, on the
-//!   committer thread (`commit.rs`) while the loop formats the next batch: one batch out at a
+//!   committer thread (`commit.rs`) while the loop formats the next batch (live, a batch
+//!   that is only copied into a local regular file's page cache, unsynced, is written on the loop's
+//!   thread instead, in the same order): one batch out at a
 //!   time, and at most about one more formatted meanwhile (see `held_back`). Batches are
 //!   written unsynced and synced (and acknowledged) together: while the loop is behind, every
 //!   `commit::SPAN_BYTES`; live, once the oldest is `live_span` old (100 ms by default);
@@ -313,6 +315,12 @@ impl<S: Source> Processor<S> {
             ack,
             unwritten: std::mem::take(&mut st.unwritten),
         };
+        if !job.sync && !behind && job.batches.copies_only() {
+            // Live, a batch only copied into the page cache is written here: the hand-off
+            // (the thread's wake-up, the done message, the runtime's wake-up) costs more than
+            // the write. Syncs, a backlog's batches and outputs that may wait keep the thread.
+            return self.committed(st, job.run());
+        }
         match st.committer.start(job) {
             Some(done) => self.committed(st, done),
             None => Ok(()),

@@ -12,9 +12,24 @@ type Run = tokio::task::JoinHandle<Result<(), ProcessError>>;
 /// A live loop (an endless source, nothing queued yet) with a text output on the committer
 /// thread; `span` is its live span.
 fn live(span: Duration) -> (Shared, Arc<Notify>, Arc<Counters>, UnboundedSender, Run) {
+    live_with(span, false)
+}
+
+/// The same; `in_place`: the output is a regular file's (its unsynced writes only copy into
+/// the page cache), so the loop writes live batches on its own thread.
+fn live_with(
+    span: Duration,
+    in_place: bool,
+) -> (Shared, Arc<Notify>, Arc<Counters>, UnboundedSender, Run) {
     let (mut p, model, tx) = processor_with(0, 64, true, true);
     p.live_span = span;
-    model.lock().unwrap().closed = false;
+    {
+        let mut m = model.lock().unwrap();
+        m.closed = false;
+        m.in_place = in_place;
+        // The paused-clock test runtime runs the spawned loop on the test's own thread.
+        m.loop_thread = Some(std::thread::current().id());
+    }
     let wake = Arc::clone(&p.data_wake);
     let counters = Arc::clone(&p.counters);
     (model, wake, counters, tx, tokio::spawn(p.run()))
@@ -47,10 +62,18 @@ async fn until(model: &Shared, what: &str, f: impl Fn(&Model) -> bool) {
 
 /// Batches arriving live are written at once, unsynced and unacknowledged; with no further
 /// traffic the loop wakes for the span's deadline and syncs and acknowledges all of them with
-/// one sync, about `LIVE_SPAN` after the first was written, and `printed` follows.
+/// one sync, about `LIVE_SPAN` after the first was written, and `printed` follows. The same
+/// whether the batches are written on the committer thread or (a regular file's) on the
+/// loop's, and only there then.
 #[tokio::test(start_paused = true)]
 async fn live_batches_join_the_span_and_its_deadline_syncs_them_without_new_traffic() {
-    let (model, wake, counters, tx, run) = live(commit::LIVE_SPAN);
+    for in_place in [false, true] {
+        span_deadline(in_place).await;
+    }
+}
+
+async fn span_deadline(in_place: bool) {
+    let (model, wake, counters, tx, run) = live_with(commit::LIVE_SPAN, in_place);
     arrive(&model, &wake, 1..=3);
     until(&model, "the first batch written", |m| m.writes == 1).await;
     let first = tokio::time::Instant::now();
@@ -81,10 +104,13 @@ async fn live_batches_join_the_span_and_its_deadline_syncs_them_without_new_traf
     assert_eq!(counters.printed.load(Ordering::Relaxed), 15);
     tx.send(Control::Stop).unwrap();
     run.await.unwrap().unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.syncs, 1, "nothing left to sync at stop");
+    let here = if in_place { (5, 0) } else { (0, 5) };
     assert_eq!(
-        model.lock().unwrap().syncs,
-        1,
-        "nothing left to sync at stop"
+        (m.unsynced_on_loop, m.unsynced_off_loop),
+        here,
+        "unsynced writes on the loop's thread, elsewhere (in place: {in_place})"
     );
 }
 
@@ -179,7 +205,13 @@ async fn a_reopen_closes_the_live_span_at_once() {
 /// whole span at once, well before its 1 s deadline; nothing lost, nothing twice.
 #[tokio::test(start_paused = true)]
 async fn a_failure_closes_the_live_span_with_its_retry() {
-    let (model, wake, counters, tx, run) = live(Duration::from_secs(1));
+    for in_place in [false, true] {
+        failure_closes_span(in_place).await;
+    }
+}
+
+async fn failure_closes_span(in_place: bool) {
+    let (model, wake, counters, tx, run) = live_with(Duration::from_secs(1), in_place);
     arrive(&model, &wake, 1..=3);
     until(&model, "written", |m| m.writes == 1).await;
     let t = tokio::time::Instant::now();

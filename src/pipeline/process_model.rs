@@ -69,6 +69,12 @@ struct Model {
     /// then are noted in `syncs_at_fail`).
     fail_at_write: usize,
     syncs_at_fail: Option<usize>,
+    /// The text fake's file says its unsynced writes only copy into the page cache (a regular
+    /// file), and the thread the loop runs on: unsynced writes done there and elsewhere.
+    in_place: bool,
+    loop_thread: Option<std::thread::ThreadId>,
+    unsynced_on_loop: usize,
+    unsynced_off_loop: usize,
 }
 
 type Shared = Arc<Mutex<Model>>;
@@ -238,7 +244,19 @@ impl Sink for FakeBytes {
     }
 
     fn write_unsynced(&mut self, lines: &[u8]) -> io::Result<()> {
+        {
+            let mut m = self.0.lock().unwrap();
+            if m.loop_thread == Some(std::thread::current().id()) {
+                m.unsynced_on_loop += 1;
+            } else {
+                m.unsynced_off_loop += 1;
+            }
+        }
         self.write(lines)
+    }
+
+    fn copies_only(&self, _len: usize) -> bool {
+        self.0.lock().unwrap().in_place
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -565,12 +583,18 @@ async fn on_the_committer_thread_without_retry_an_error_ends_the_loop_unacknowle
 
 /// A backlog with lines as large as real ones: batches are written unsynced and synced
 /// together once the span reaches its limit (and at the end), each acknowledgement only after
-/// the sync that covers it, every record once and in order.
+/// the sync that covers it, every record once and in order; on the committer thread, even to
+/// a regular file (the loop formats the next batch meanwhile).
 #[tokio::test(start_paused = true)]
 async fn while_behind_batches_are_synced_together_and_acknowledged_after_the_sync() {
     let n = 2500;
     let (p, model, _tx) = processor_with(n, 64, true, true);
-    model.lock().unwrap().pad = 40 << 10;
+    {
+        let mut m = model.lock().unwrap();
+        m.pad = 40 << 10;
+        m.in_place = true;
+        m.loop_thread = Some(std::thread::current().id());
+    }
     let counters = Arc::clone(&p.counters);
     p.run().await.unwrap();
     let m = model.lock().unwrap();
@@ -589,6 +613,11 @@ async fn while_behind_batches_are_synced_together_and_acknowledged_after_the_syn
     assert_eq!(m.acks.len(), m.syncs, "one acknowledgement per sync");
     assert_eq!(m.acks.last(), Some(&n));
     assert_eq!(counters.printed.load(Ordering::Relaxed), n);
+    assert_eq!(
+        m.unsynced_on_loop, 0,
+        "a backlog's write on the loop's thread"
+    );
+    assert!(m.unsynced_off_loop > 0);
 }
 
 /// A sync failing in the middle of a span: nothing of the span is acknowledged, the span's

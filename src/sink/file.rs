@@ -72,6 +72,8 @@ pub struct FileSink {
     stdout: Stdout,
     /// Not a regular file: never synced, cut or marked.
     stream: bool,
+    /// A regular file on a local filesystem ([`LOCAL_FS`]): an unsynced write only copies.
+    local: bool,
     sync: bool,
     /// Bytes of the current batch already written (resumption point after an error).
     done: usize,
@@ -88,6 +90,32 @@ pub struct FileSink {
 struct Opened {
     file: File,
     stream: bool,
+    local: bool,
+}
+
+/// Filesystems whose writes land in this machine's page cache and block devices: ext2/3/4,
+/// XFS, Btrfs, tmpfs, F2FS, overlayfs, ZFS, bcachefs. Anything else (NFS, SMB, FUSE, Ceph, a
+/// type not listed) may wait for a server on a plain write.
+const LOCAL_FS: [i64; 8] = [
+    0xEF53,
+    0x5846_5342,
+    0x9123_683E,
+    0x0102_1994,
+    0xF2F5_2010,
+    0x794C_7630,
+    0x2FC1_2FC1,
+    0xCA45_1A4E,
+];
+
+/// Whether `f` is on a filesystem of [`LOCAL_FS`] (false if that cannot be told).
+fn on_local_fs(f: &File) -> bool {
+    // SAFETY: an all-zero statfs is a valid value for fstatfs to fill.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a valid, writable statfs.
+    if unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) } != 0 {
+        return false;
+    }
+    LOCAL_FS.contains(&(st.f_type as i64))
 }
 
 fn open_output(path: &Path) -> io::Result<Opened> {
@@ -120,6 +148,7 @@ fn open_output(path: &Path) -> io::Result<Opened> {
         }
     }
     let stream = !meta.file_type().is_file();
+    let local = !stream && on_local_fs(&file);
     if !stream {
         match tail::settle(&file, path)? {
             Settled::Clean => {}
@@ -133,7 +162,11 @@ fn open_output(path: &Path) -> io::Result<Opened> {
             ),
         }
     }
-    Ok(Opened { file, stream })
+    Ok(Opened {
+        file,
+        stream,
+        local,
+    })
 }
 
 impl FileSink {
@@ -145,6 +178,7 @@ impl FileSink {
             file: Some(o.file),
             stdout: Stdout::Blocking,
             stream: o.stream,
+            local: o.local,
             sync,
             done: 0,
             owed: false,
@@ -162,6 +196,7 @@ impl FileSink {
             file: None,
             stdout: Stdout::open(),
             stream: true,
+            local: false,
             sync: false,
             done: 0,
             owed: false,
@@ -209,6 +244,7 @@ impl FileSink {
             let o = open_output(p)?;
             self.file = Some(o.file);
             self.stream = o.stream;
+            self.local = o.local;
             self.marked = None;
             self.can_mark = true;
         }
@@ -303,6 +339,13 @@ impl Sink for FileSink {
             _ => {}
         }
         Ok(())
+    }
+
+    fn copies_only(&self, len: usize) -> bool {
+        // A large batch starts its writeback (`sync_file_range`, which may wait for the
+        // device's queue); a reopen makes the write a synced one; a network filesystem's
+        // write may wait for its server.
+        len < WRITEBACK_FROM && self.local && self.file.is_some() && self.reopen_wanted.is_none()
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -439,6 +482,54 @@ mod tests {
         let old = std::fs::read_to_string(dir.path().join("log.1")).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
         assert_eq!((old.as_str(), new.as_str()), ("one\ntwo\n", "three\n"));
+    }
+
+    /// Only a local regular file's small unsynced write is a copy into the page cache: not a FIFO
+    /// (its reader may be slow), not standard output, not a batch large enough to start its
+    /// writeback, not while a reopen waits (the write is a synced one then).
+    #[test]
+    fn only_a_regular_files_small_unsynced_write_copies_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut s = FileSink::open(&path, true).unwrap();
+        if !s.local {
+            eprintln!("SKIP: the temporary directory is not on a filesystem of LOCAL_FS");
+            return;
+        }
+        assert!(s.copies_only(64 << 10));
+        assert!(!s.copies_only(WRITEBACK_FROM));
+        s.write_unsynced(b"one\n").unwrap();
+        assert!(s.copies_only(4));
+        s.reopen().unwrap();
+        assert!(!s.copies_only(4), "a reopen waits for the sync");
+        s.write_unsynced(b"two\n").unwrap();
+        assert!(s.copies_only(4), "reopened");
+        assert!(!FileSink::stdout().copies_only(4));
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Read-write, so the non-blocking open finds a reader.
+        let f = FileSink::open(&fifo, true).unwrap();
+        assert!(!f.copies_only(4));
+    }
+
+    #[test]
+    fn local_filesystems_are_told_by_their_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::create(dir.path().join("x")).unwrap();
+        // SAFETY: as in `on_local_fs`.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and a valid, writable statfs.
+        assert_eq!(unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) }, 0);
+        let listed = LOCAL_FS.contains(&(st.f_type as i64));
+        assert_eq!(on_local_fs(&f), listed);
+        assert_eq!(
+            FileSink::open(&dir.path().join("log"), true).unwrap().local,
+            listed
+        );
+        // /proc is no filesystem to write lines to, and not in the list.
+        assert!(!on_local_fs(&File::open("/proc/self/stat").unwrap()));
     }
 
     #[test]

@@ -253,6 +253,15 @@ pub trait Sink: Send {
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
     }
+    /// Whether [`write_unsynced`](Self::write_unsynced) of `len` bytes now only copies them
+    /// into the page cache: it waits for no reader, server or device, and syncs nothing (a
+    /// regular file on a local filesystem, with no reopen waiting). Such a write may run on
+    /// the processing loop's own thread instead of the committer's (`pipeline::commit`);
+    /// anything else (a FIFO, a pipe, a terminal, syslog, a file on NFS) keeps the committer
+    /// thread. False by default.
+    fn copies_only(&self, _len: usize) -> bool {
+        false
+    }
     /// Open the target again (SIGHUP, after logrotate renamed the file).
     fn reopen(&mut self) -> io::Result<()>;
     /// For messages: the target as the user wrote it.

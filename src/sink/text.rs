@@ -91,6 +91,13 @@ impl Detached {
         self.sync
     }
 
+    /// Whether [`run`](Self::run) only copies the batch into the page cache (an unsynced
+    /// write of a local regular file, see [`Sink::copies_only`]): cheap enough for the processing
+    /// loop's own thread.
+    pub fn copies_only(&self) -> bool {
+        !self.sync && !self.batch.is_empty() && self.sink.copies_only(self.batch.len())
+    }
+
     /// Bytes in the batch.
     pub fn len(&self) -> usize {
         self.batch.len()
