@@ -292,10 +292,12 @@ pub fn decode_into<'a>(p: &Packet<'a>, out: &mut Decoded<'a>) {
         .map(|o| o.saturating_sub(skipped).max(b.len() as u32));
     let mut partial_len: Option<u32> = None;
     let mut trailing = 0;
-    out.net = match kind(p) {
+    // Each arm stores its header in `out.net` itself: a value built for the whole `match` and
+    // then stored was copied once more (the IPv4 header with its transport, every record).
+    match kind(p) {
         Kind::Ipv4 => {
             if b.len() < 20 {
-                Net::Truncated(Truncated {
+                out.net = Net::Truncated(Truncated {
                     layer: Layer::Ipv4,
                     offset: 0,
                     end: b.len(),
@@ -311,7 +313,7 @@ pub fn decode_into<'a>(p: &Packet<'a>, out: &mut Decoded<'a>) {
                 } else if total > b.len() {
                     partial_len = Some(total as u32);
                 }
-                match Ipv4::decode(slice, false) {
+                out.net = match Ipv4::decode(slice, false) {
                     Ok(v4) => Net::Ipv4(v4),
                     Err(t) => Net::Truncated(t),
                 }
@@ -319,7 +321,7 @@ pub fn decode_into<'a>(p: &Packet<'a>, out: &mut Decoded<'a>) {
         }
         Kind::Ipv6 => {
             if b.len() < 40 {
-                Net::Truncated(Truncated {
+                out.net = Net::Truncated(Truncated {
                     layer: Layer::Ipv6,
                     offset: 0,
                     end: b.len(),
@@ -335,7 +337,7 @@ pub fn decode_into<'a>(p: &Packet<'a>, out: &mut Decoded<'a>) {
                 } else if plen != 0 && total > b.len() {
                     partial_len = Some(total as u32);
                 }
-                match Ipv6::decode(slice, false) {
+                out.net = match Ipv6::decode(slice, false) {
                     Ok(v6) => Net::Ipv6(v6),
                     Err(t) => Net::Truncated(t),
                 }
@@ -343,15 +345,19 @@ pub fn decode_into<'a>(p: &Packet<'a>, out: &mut Decoded<'a>) {
         }
         // No length field covers the whole message, so only a capture's orig_len can
         // make an ARP record partial.
-        Kind::Arp => match Arp::decode(b) {
-            Ok(a) => Net::Arp(a),
-            Err(t) => Net::Truncated(t),
-        },
-        Kind::Other => Net::NotIp {
-            version: b.first().map(|x| x >> 4).unwrap_or(0),
-            len: b.len(),
-        },
-    };
+        Kind::Arp => {
+            out.net = match Arp::decode(b) {
+                Ok(a) => Net::Arp(a),
+                Err(t) => Net::Truncated(t),
+            }
+        }
+        Kind::Other => {
+            out.net = Net::NotIp {
+                version: b.first().map(|x| x >> 4).unwrap_or(0),
+                len: b.len(),
+            }
+        }
+    }
     let original = match (partial_len, orig) {
         (Some(a), Some(o)) => Some(a.max(o)),
         (Some(a), None) => Some(a),

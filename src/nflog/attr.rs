@@ -112,7 +112,9 @@ pub(super) fn be64(v: &[u8]) -> Option<u64> {
 /// Cut a NUL-terminated string attribute at its first NUL.
 ///
 /// Eight bytes per step (the prefix and interface names of every record pass here, and
-/// `position` or `memchr` look at strings this short one byte at a time).
+/// `position` or `memchr` look at strings this short one byte at a time); inlined, since the
+/// walk cuts every record's prefix and interface names with it.
+#[inline]
 fn cstr(v: &[u8]) -> &[u8] {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
@@ -144,51 +146,102 @@ fn cstr(v: &[u8]) -> &[u8] {
     }
 }
 
-/// What the walk collects before it can fill in the packet: interface indexes and names (in
-/// either order), the candidate timestamps, fwlog's damage note, NFULA_HWLEN.
+/// What the walk collects before it can fill in the packet: interface names (an index may come
+/// after its name), the rank of the timestamp taken so far, fwlog's damage note, NFULA_HWLEN.
 #[derive(Default)]
 struct Walk<'a> {
     names: [Option<&'a [u8]>; 4],
-    index: [Option<u32>; 4],
-    kernel_ts: Option<Timestamp>,
-    recv_ts: Option<Timestamp>,
-    capture_ts: Option<Timestamp>,
+    /// Which of `names` are set (bit i for `names[i]`), so a record without names skips them.
+    named: u8,
+    /// The source of `p.timestamp` so far: 0 the fallback, then capture time, fwlog's receive
+    /// time, the kernel's timestamp. A timestamp of the same or a higher rank replaces it, so
+    /// the last of the best kind present wins.
+    ts_rank: u8,
     carried_damage: Option<&'a [u8]>,
     hwlen: Option<u16>,
 }
 
+/// The byte order of a walk's TLV headers, fixed per walk so the hot loop reads them with one
+/// load and no test of the order per attribute.
+trait Order {
+    const ORDER: TlvOrder;
+}
+struct Native;
+impl Order for Native {
+    const ORDER: TlvOrder = TlvOrder::NATIVE;
+}
+struct Swapped;
+impl Order for Swapped {
+    const ORDER: TlvOrder = match TlvOrder::NATIVE {
+        TlvOrder::Little => TlvOrder::Big,
+        TlvOrder::Big => TlvOrder::Little,
+    };
+}
+
+/// NFULA_TIMESTAMP, fwlog's RECV_TIME, fwlog's CAPTURE_TIME as `Walk::ts_rank` values.
+const RANK_KERNEL: u8 = 3;
+const RANK_RECV: u8 = 2;
+const RANK_CAPTURE: u8 = 1;
+
+/// A timestamp of fwlog's own form: be64 seconds, be32 nanoseconds (at least 12 bytes).
+fn sec_nsec(v: &[u8; 12], source: TimeSource) -> Timestamp {
+    let (s, n) = v.split_at(8);
+    Timestamp {
+        sec: i64::try_from(be64(s).unwrap_or(0)).unwrap_or(i64::MAX),
+        nsec: be32(n).unwrap_or(0).min(999_999_999),
+        source,
+    }
+}
+
 impl<'a> Walk<'a> {
+    fn timestamp(&mut self, p: &mut Packet<'a>, rank: u8, t: Timestamp) {
+        if rank >= self.ts_rank {
+            self.ts_rank = rank;
+            p.timestamp = t;
+        }
+    }
+
     /// Take attribute `ty` with value `v`; false when its value is too short to read.
+    #[inline(always)]
     fn attribute(&mut self, p: &mut Packet<'a>, ty: u16, v: &'a [u8], order: TlvOrder) -> bool {
         match ty {
-            nfula::PACKET_HDR if v.len() >= 4 => {
-                p.hw_protocol = be16(v);
-                p.hook = Some(v[2]);
-                true
-            }
+            nfula::PACKET_HDR => match v.first_chunk::<4>() {
+                Some(h) => {
+                    p.hw_protocol = Some(u16::from_be_bytes([h[0], h[1]]));
+                    p.hook = Some(h[2]);
+                    true
+                }
+                None => false,
+            },
             nfula::MARK => be32(v).map(|m| p.mark = m).is_some(),
-            nfula::TIMESTAMP if v.len() >= 16 => {
-                // struct nfulnl_msg_packet_timestamp { be64 sec; be64 usec; }
-                let sec = be64(v).unwrap_or(0);
-                let usec = be64(&v[8..]).unwrap_or(0);
-                self.kernel_ts = Some(Timestamp {
-                    sec: i64::try_from(sec).unwrap_or(i64::MAX),
-                    nsec: (usec.min(999_999) as u32) * 1000,
-                    source: TimeSource::Kernel,
-                });
-                true
-            }
-            nfula::IFINDEX_INDEV..=nfula::IFINDEX_PHYSOUTDEV => {
-                let i = (ty - nfula::IFINDEX_INDEV) as usize;
-                be32(v).map(|x| self.index[i] = Some(x)).is_some()
-            }
-            nfula::HWADDR if v.len() >= 4 => {
-                // struct nfulnl_msg_packet_hw { be16 hw_addrlen; u16 pad; u8 hw_addr[8]; }
-                let n = be16(v).unwrap_or(0) as usize;
-                let addr = &v[4..];
-                p.hwaddr = Some(&addr[..n.min(addr.len())]);
-                true
-            }
+            nfula::TIMESTAMP => match v.first_chunk::<16>() {
+                Some(t) => {
+                    // struct nfulnl_msg_packet_timestamp { be64 sec; be64 usec; }
+                    let (s, u) = t.split_at(8);
+                    let (sec, usec) = (be64(s).unwrap_or(0), be64(u).unwrap_or(0));
+                    let t = Timestamp {
+                        sec: i64::try_from(sec).unwrap_or(i64::MAX),
+                        nsec: (usec.min(999_999) as u32) * 1000,
+                        source: TimeSource::Kernel,
+                    };
+                    self.timestamp(p, RANK_KERNEL, t);
+                    true
+                }
+                None => false,
+            },
+            nfula::IFINDEX_INDEV => iface(&mut p.indev, v),
+            nfula::IFINDEX_OUTDEV => iface(&mut p.outdev, v),
+            nfula::IFINDEX_PHYSINDEV => iface(&mut p.physindev, v),
+            nfula::IFINDEX_PHYSOUTDEV => iface(&mut p.physoutdev, v),
+            nfula::HWADDR => match v.split_first_chunk::<4>() {
+                Some((h, addr)) => {
+                    // struct nfulnl_msg_packet_hw { be16 hw_addrlen; u16 pad; u8 hw_addr[8]; }
+                    let n = u16::from_be_bytes([h[0], h[1]]) as usize;
+                    p.hwaddr = Some(&addr[..n.min(addr.len())]);
+                    true
+                }
+                None => false,
+            },
             nfula::PAYLOAD => {
                 p.payload = v;
                 true
@@ -211,32 +264,22 @@ impl<'a> Walk<'a> {
                 p.l2header = Some(v);
                 true
             }
-            nfula::VLAN => match parse_vlan(v, order) {
-                Ok(vl) => {
-                    p.vlan = Some(vl);
-                    true
-                }
-                Err(why) => {
-                    if p.damage.is_none() {
-                        p.damage = Some(format!("attribute VLAN (type {ty}) {why}"));
-                    }
-                    true
-                }
-            },
-            fwlog::RECV_TIME if v.len() >= 12 => {
-                self.recv_ts = Some(Timestamp {
-                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
-                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
-                    source: TimeSource::Local,
-                });
+            nfula::VLAN => {
+                vlan(p, ty, v, order);
                 true
             }
-            fwlog::CAPTURE_TIME if v.len() >= 12 => {
-                self.capture_ts = Some(Timestamp {
-                    sec: i64::try_from(be64(v).unwrap_or(0)).unwrap_or(i64::MAX),
-                    nsec: be32(&v[8..]).unwrap_or(0).min(999_999_999),
-                    source: TimeSource::Capture,
-                });
+            fwlog::RECV_TIME => match v.first_chunk::<12>() {
+                Some(t) => {
+                    self.timestamp(p, RANK_RECV, sec_nsec(t, TimeSource::Local));
+                    true
+                }
+                None => false,
+            },
+            fwlog::CAPTURE_TIME => {
+                // A short one is skipped, as it always was.
+                if let Some(t) = v.first_chunk::<12>() {
+                    self.timestamp(p, RANK_CAPTURE, sec_nsec(t, TimeSource::Capture));
+                }
                 true
             }
             fwlog::ORIG_LEN => be32(v).map(|x| p.orig_len = Some(x)).is_some(),
@@ -245,48 +288,100 @@ impl<'a> Walk<'a> {
                 true
             }
             fwlog::INDEV_NAME..=fwlog::PHYSOUTDEV_NAME => {
-                self.names[(ty - fwlog::INDEV_NAME) as usize] = Some(cstr(v));
+                let i = ty - fwlog::INDEV_NAME;
+                self.names[usize::from(i)] = Some(cstr(v));
+                self.named |= 1 << i;
                 true
             }
-            nfula::PACKET_HDR => false,
-            nfula::TIMESTAMP => false,
-            nfula::HWADDR => false,
-            fwlog::RECV_TIME => false,
             // CT, CT_INFO and anything newer: not used, skipped.
             _ => true,
         }
     }
 
-    /// Fill in what needed every attribute: interfaces, the timestamp, the damage note.
-    fn finish(self, p: &mut Packet<'a>, fallback: Timestamp) {
+    /// Fill in what needed every attribute: interface names, the damage note.
+    fn finish(self, p: &mut Packet<'a>) {
         // NFULA_HWLEN bounds the header the kernel copied (HWHEADER is already exactly that long,
         // but keep the two consistent if a record disagrees).
         if let (Some(h), Some(n)) = (p.hwheader, self.hwlen) {
             p.hwheader = Some(&h[..(n as usize).min(h.len())]);
         }
-        let ifaces = [
-            &mut p.indev,
-            &mut p.outdev,
-            &mut p.physindev,
-            &mut p.physoutdev,
-        ];
-        for (i, slot) in ifaces.into_iter().enumerate() {
-            if let Some(idx) = self.index[i] {
-                *slot = Some(Iface {
-                    index: idx,
-                    name: self.names[i],
-                });
+        if self.named != 0 {
+            let ifaces = [
+                &mut p.indev,
+                &mut p.outdev,
+                &mut p.physindev,
+                &mut p.physoutdev,
+            ];
+            for (iface, name) in ifaces.into_iter().zip(self.names) {
+                if let Some(iface) = iface {
+                    iface.name = name;
+                }
             }
         }
-        p.timestamp = self
-            .kernel_ts
-            .or(self.recv_ts)
-            .or(self.capture_ts)
-            .unwrap_or(fallback);
         if let (None, Some(d)) = (&p.damage, self.carried_damage) {
             p.damage = Some(String::from_utf8_lossy(d).into_owned());
         }
     }
+}
+
+/// An IFINDEX_* attribute into its interface (named in [`Walk::finish`]); false when short.
+#[inline(always)]
+fn iface(slot: &mut Option<Iface<'_>>, v: &[u8]) -> bool {
+    be32(v)
+        .map(|index| *slot = Some(Iface { index, name: None }))
+        .is_some()
+}
+
+/// NFULA_VLAN into `p`: the tag, or a damage note when nothing else was damaged first. Out of
+/// the walk's loop: only the bridge and netdev families send it.
+#[inline(never)]
+fn vlan(p: &mut Packet<'_>, ty: u16, v: &[u8], order: TlvOrder) {
+    match parse_vlan(v, order) {
+        Ok(vl) => p.vlan = Some(vl),
+        Err(why) => {
+            if p.damage.is_none() {
+                p.damage = Some(format!("attribute VLAN (type {ty}) {why}"));
+            }
+        }
+    }
+}
+
+/// The note for an attribute whose value is too short to read (the first damage note wins).
+#[cold]
+#[inline(never)]
+fn short_value(p: &mut Packet<'_>, ty: u16, len: usize) {
+    if p.damage.is_none() {
+        let what = match ty {
+            nfula::PACKET_HDR => "PACKET_HDR",
+            nfula::TIMESTAMP => "TIMESTAMP",
+            nfula::HWADDR => "HWADDR",
+            fwlog::RECV_TIME => "fwlog RECV_TIME",
+            _ => "value",
+        };
+        p.damage = Some(format!("attribute {what} (type {ty}) has {len} bytes"));
+    }
+}
+
+/// Where the walk stopped early: stray bytes after the last attribute, or an attribute whose
+/// length does not fit (this note replaces any earlier one).
+#[cold]
+#[inline(never)]
+fn cut_short(p: &mut Packet<'_>, msg: &[u8], rest: &[u8], order: TlvOrder) {
+    let off = msg.len() - rest.len();
+    p.damage = Some(match rest {
+        [a, b, c, d, ..] => {
+            let len = order.u16([*a, *b]);
+            let ty = order.u16([*c, *d]) & NLA_TYPE_MASK;
+            format!(
+                "attribute type {ty} at offset {off} claims {len} bytes, {} remain",
+                rest.len()
+            )
+        }
+        _ => format!(
+            "{} stray bytes after the last attribute at offset {off}",
+            rest.len()
+        ),
+    });
 }
 
 /// Walk the TLVs of one NFLOG record: `nfgenmsg` + attributes.
@@ -302,57 +397,50 @@ pub fn parse(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
 /// [`parse`] into `p`, whatever it held before (every field is reset): the processing loop
 /// parses straight into the packet its window keeps, instead of building a 312-byte packet
 /// and copying it there.
+///
+/// Inlined, so that a caller that has just made `p` with [`Packet::new`] pays for one reset.
+#[inline]
 pub fn parse_into<'a>(msg: &'a [u8], order: TlvOrder, fallback: Timestamp, p: &mut Packet<'a>) {
     *p = Packet::new(&[], fallback);
-    if msg.len() < NFGENMSG_LEN {
+    if order == TlvOrder::NATIVE {
+        walk::<Native>(msg, p);
+    } else {
+        walk::<Swapped>(msg, p);
+    }
+}
+
+/// The walk of [`parse_into`] over a reset packet, in byte order `O`.
+///
+/// Invariants: `rest` is always a suffix of `msg` starting on an attribute boundary; every
+/// value handed to [`Walk::attribute`] lies inside its attribute, which lies inside `msg`.
+#[inline(never)]
+fn walk<'a, O: Order>(msg: &'a [u8], p: &mut Packet<'a>) {
+    let Some((head, mut rest)) = msg.split_first_chunk::<NFGENMSG_LEN>() else {
         p.damage = Some(format!(
             "NFLOG record of {} bytes is shorter than its 4-byte header",
             msg.len()
         ));
         return;
-    }
-    p.family = msg[0];
-    p.group = u16::from_be_bytes([msg[2], msg[3]]);
-
+    };
+    p.family = head[0];
+    p.group = u16::from_be_bytes([head[2], head[3]]);
     let mut w = Walk::default();
-
-    let mut off = NFGENMSG_LEN;
-    while off < msg.len() {
-        let rest = &msg[off..];
-        if rest.len() < 4 {
-            p.damage = Some(format!(
-                "{} stray bytes after the last attribute at offset {off}",
-                rest.len()
-            ));
+    while let Some(h) = rest.first_chunk::<4>() {
+        let len = O::ORDER.u16([h[0], h[1]]) as usize;
+        let ty = O::ORDER.u16([h[2], h[3]]) & NLA_TYPE_MASK;
+        let Some(v) = rest.get(4..len) else {
             break;
-        }
-        let len = order.u16([rest[0], rest[1]]) as usize;
-        let ty = order.u16([rest[2], rest[3]]) & NLA_TYPE_MASK;
-        if len < 4 || len > rest.len() {
-            p.damage = Some(format!(
-                "attribute type {ty} at offset {off} claims {len} bytes, {} remain",
-                rest.len()
-            ));
-            break;
-        }
-        let v = &rest[4..len];
-        let bad = |what: &str| format!("attribute {what} (type {ty}) has {} bytes", v.len());
-        let ok = w.attribute(p, ty, v, order);
-        if !ok && p.damage.is_none() {
-            let what = match ty {
-                nfula::PACKET_HDR => "PACKET_HDR",
-                nfula::TIMESTAMP => "TIMESTAMP",
-                nfula::HWADDR => "HWADDR",
-                fwlog::RECV_TIME => "fwlog RECV_TIME",
-                _ => "value",
-            };
-            p.damage = Some(bad(what));
+        };
+        if !w.attribute(p, ty, v, O::ORDER) {
+            short_value(p, ty, v.len());
         }
         // Attributes are padded to 4 bytes; the last one may lack its padding.
-        off += (len + 3) & !3;
+        rest = rest.get((len + 3) & !3..).unwrap_or_default();
     }
-
-    w.finish(p, fallback);
+    if !rest.is_empty() {
+        cut_short(p, msg, rest, O::ORDER);
+    }
+    w.finish(p);
 }
 
 /// fwlog's receive time of a spool record (its RECV_TIME attribute) in milliseconds since the

@@ -189,8 +189,20 @@ impl LossRecord {
 
     /// Decode a spool record that is a loss report; `None` for a packet (or a damaged record,
     /// which then goes through [`super::attr::parse`] and is printed as a marked partial packet).
+    ///
+    /// Inlined: the processing loop asks this of every record, and only a record of family
+    /// UNSPEC (no packet has it) can be a loss report, so the others are told apart by one test.
+    #[inline]
     pub fn decode(msg: &[u8]) -> Option<LossRecord> {
-        if msg.len() < NFGENMSG_LEN || msg[0] != crate::packet::family::UNSPEC {
+        match msg.first() {
+            Some(&crate::packet::family::UNSPEC) => Self::decode_unspec(msg),
+            _ => None,
+        }
+    }
+
+    /// [`LossRecord::decode`] for a record of family UNSPEC.
+    fn decode_unspec(msg: &[u8]) -> Option<LossRecord> {
+        if msg.len() < NFGENMSG_LEN {
             return None;
         }
         let group = u16::from_be_bytes([msg[2], msg[3]]);
