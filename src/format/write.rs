@@ -322,7 +322,9 @@ pub fn hex(out: &mut Vec<u8>, n: u64) {
     hex_pad(out, n, 1, false);
 }
 
-/// Hex zero-padded to `width` digits (`%0Nx` / `%0NX`).
+/// Hex zero-padded to `width` digits (`%0Nx` / `%0NX`). Inlined: `width` and `upper` are
+/// constants at every call.
+#[inline]
 pub fn hex_pad(out: &mut Vec<u8>, n: u64, width: usize, upper: bool) {
     let len = hex_len(n).max(width.min(16));
     if len <= 8 {
