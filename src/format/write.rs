@@ -323,8 +323,9 @@ pub fn hex(out: &mut Vec<u8>, n: u64) {
 }
 
 /// Hex zero-padded to `width` digits (`%0Nx` / `%0NX`). Inlined: `width` and `upper` are
-/// constants at every call.
-#[inline]
+/// constants at every call, and a call cost the kernel format's short fields more than the
+/// digits.
+#[inline(always)]
 pub fn hex_pad(out: &mut Vec<u8>, n: u64, width: usize, upper: bool) {
     let len = hex_len(n).max(width.min(16));
     if len <= 8 {
