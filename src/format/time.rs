@@ -7,7 +7,8 @@
 //! printed; its time source says where the value came from).
 //!
 //! Cost: the offset is looked up once per quarter hour of packet time, the date once per local
-//! day, the `YYYY-MM-DD HH:MM:SS` text once per second, the fraction per packet. So a change of
+//! day, the `YYYY-MM-DD HH:MM:SS` text once per second (the fwlog format's once per minute,
+//! then its seconds' two digits per second), the fraction per packet. So a change of
 //! the time zone itself (TZ, /etc/localtime) shows from the next quarter hour on.
 
 use std::cell::Cell;
