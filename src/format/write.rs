@@ -211,6 +211,7 @@ pub fn framed(out: &mut Vec<u8>, key: &str, b: &[u8], tail: &str) {
     for (d, &x) in dst[k.len() + n..k.len() + n + t.len()].iter_mut().zip(t) {
         d.write(x);
     }
+    debug_assert!(k.len() + n + t.len() <= 56);
     // SAFETY: `reserve(56)` made room for 56 bytes after `at`; `dst[..k]` holds the key,
     // `dst[k..k + n]` the bytes (`short` writes all of `[0, n)`, see [`bytes`]) and
     // `dst[k + n..k + n + t]` the tail, k + n + t <= 56.

@@ -267,4 +267,12 @@ fn framed_writes_key_bytes_tail_whole() {
             }
         }
     }
+    // The most one append takes (16 + 32 + 8 = 56 bytes), into a vector with no spare room.
+    let mut v = b"x".to_vec();
+    v.shrink_to_fit();
+    framed(&mut v, "sixteen byte key", &src[..32], "8 bytes!");
+    let mut want = b"xsixteen byte key".to_vec();
+    want.extend_from_slice(&src[..32]);
+    want.extend_from_slice(b"8 bytes!");
+    assert_eq!(v, want);
 }
