@@ -360,6 +360,11 @@ fn times_are_chronos_local_time() {
         FormatOptions::default(),
         NameTables::builtin(),
     );
+    let fwlog = Formatter::with_tables(
+        FormatKind::Fwlog,
+        FormatOptions::default(),
+        NameTables::builtin(),
+    );
     let mut secs: Vec<i64> = Vec::new();
     for change in [1_711_846_800i64, 1_729_990_800] {
         secs.extend((change - 7_200..change + 7_200).step_by(7));
@@ -389,15 +394,18 @@ fn times_are_chronos_local_time() {
             nsec,
             source: TimeSource::Kernel,
         };
-        out.clear();
-        json.packet(&Packet::new(&[], ts), &SomeNames, &mut out);
-        let want = Local
-            .timestamp_opt(sec, nsec)
-            .earliest()
-            .expect("in range")
-            .format("\"time\":\"%Y-%m-%dT%H:%M:%S%.6f%:z\"")
-            .to_string();
-        let text = String::from_utf8_lossy(&out);
-        assert!(text.contains(&want), "{sec}: want {want} in {text}");
+        let local = Local.timestamp_opt(sec, nsec).earliest().expect("in range");
+        // JSON's RFC 3339 time, and the fwlog format's, which keeps its own text of the last
+        // second (and changes only the seconds' digits within a minute).
+        for (f, layout) in [
+            (&json, "\"time\":\"%Y-%m-%dT%H:%M:%S%.6f%:z\""),
+            (&fwlog, ", received %Y-%m-%d %H:%M:%S%.6f,"),
+        ] {
+            out.clear();
+            f.packet(&Packet::new(&[], ts), &SomeNames, &mut out);
+            let want = local.format(layout).to_string();
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.contains(&want), "{sec}: want {want} in {text}");
+        }
     }
 }

@@ -134,19 +134,48 @@ pub fn escape_name_into(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
-/// Append a resolved name as [`escape_name_into`] does. A [`NameText::Safe`] name is copied
-/// as it is: its type guarantees every byte is [`name_allowed`] (checked in debug builds), so
-/// the check would find nothing to escape.
+/// Append ` (NAME)`, a resolved name in parentheses, escaped as [`escape_name_into`] does. A
+/// [`NameText::Safe`] name is copied as it is: its type guarantees every byte is
+/// [`name_allowed`] (checked in debug builds), so the check would find nothing to escape.
 #[inline]
-pub fn name_text_into(out: &mut Vec<u8>, n: NameText<'_>) {
+pub fn name_text_framed(out: &mut Vec<u8>, n: NameText<'_>) {
     match n {
         NameText::Safe(n) => {
             let b = n.shown().as_bytes();
             debug_assert!(all_name_allowed(b), "{b:?}");
-            super::write::bytes(out, b);
+            super::write::framed(out, " (", b, ")");
         }
-        NameText::Text(t) => escape_name_into(out, t.as_bytes()),
+        NameText::Text(t) => {
+            super::write::s(out, " (");
+            escape_name_into(out, t.as_bytes());
+            super::write::s(out, ")");
+        }
     }
+}
+
+/// `key` (a literal), then `s` escaped as [`escape_into`] does: one append when `s` needs no
+/// escape (an interface name).
+#[inline(always)]
+pub fn escape_after(out: &mut Vec<u8>, key: &str, s: &[u8]) {
+    if all_allowed(s, &ALLOWED) {
+        super::write::framed(out, key, s, "");
+        return;
+    }
+    super::write::s(out, key);
+    escape_into(out, s);
+}
+
+/// `key` and `tail` (literals) around `s` escaped as [`escape_quoted_into`] does: one append
+/// when `s` needs no escape (the prefix between its quotes).
+#[inline(always)]
+pub fn escape_quoted_framed(out: &mut Vec<u8>, key: &str, s: &[u8], tail: &str) {
+    if all_allowed(s, &ALLOWED_IN_QUOTES) {
+        super::write::framed(out, key, s, tail);
+        return;
+    }
+    super::write::s(out, key);
+    escape_quoted_into(out, s);
+    super::write::s(out, tail);
 }
 
 /// Like [`escape_into`], also escaping `"` (for values printed inside double quotes).
@@ -274,9 +303,10 @@ mod tests {
             ] {
                 let b = n.shown().as_bytes();
                 assert!(all_name_allowed(b), "{b:?}");
-                let (mut fast, mut checked) = (Vec::new(), Vec::new());
-                name_text_into(&mut fast, NameText::Safe(&n));
+                let (mut fast, mut checked) = (Vec::new(), b" (".to_vec());
+                name_text_framed(&mut fast, NameText::Safe(&n));
                 escape_name_into(&mut checked, b);
+                checked.push(b')');
                 assert_eq!(fast, checked);
             }
         }

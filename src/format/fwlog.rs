@@ -29,7 +29,7 @@ use crate::decode::{
 };
 use crate::packet::{family, hook, Iface, Packet, TimeSource};
 
-use super::escape::{escape_into, escape_quoted_into};
+use super::escape::{escape_after, escape_into, escape_quoted_framed};
 use super::icmp::{IcmpView, Quoted};
 use super::names::{proto_label, NameTables};
 use super::write::*;
@@ -90,12 +90,10 @@ pub(crate) fn block(
 #[inline(always)]
 fn iface(out: &mut Vec<u8>, key: &str, i: &Option<Iface<'_>>) {
     if let Some(i) = i {
-        bytes(out, key.as_bytes());
         match i.name {
-            Some(n) => {
-                escape_into(out, n);
-            }
+            Some(n) => escape_after(out, key, n),
             None => {
+                s(out, key);
                 key_dec(out, "if", i.index as u64);
             }
         }
@@ -111,13 +109,10 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
     if let Some(h) = p.hook {
         key_dec(out, ", hook ", h as u64);
         if let Some(n) = hook::name_in(p.family, h) {
-            s(out, " (");
-            bytes(out, n.as_bytes());
-            s(out, ")");
+            framed(out, " (", n.as_bytes(), ")");
         }
     }
-    s(out, ", received ");
-    time::fwlog(out, &p.timestamp);
+    time::fwlog(out, b", received ", &p.timestamp);
     match p.timestamp.source {
         TimeSource::Kernel => {}
         TimeSource::Local => s(out, " (local clock)"),
@@ -154,12 +149,10 @@ fn pkt_line(p: &Packet<'_>, out: &mut Vec<u8>) {
     if let Some(g) = p.gid {
         key_dec(out, ", gid ", g as u64);
     }
-    if let Some(pre) = p.prefix {
-        s(out, ", prefix \"");
-        escape_quoted_into(out, pre);
-        s(out, "\"");
+    match p.prefix {
+        Some(pre) => escape_quoted_framed(out, ", prefix \"", pre, "\"\n"),
+        None => out.push(b'\n'),
     }
-    out.push(b'\n');
 }
 
 /// `ARP: opcode 1 (request), htype 1, ptype 0x0800, sender MAC IP (name), target MAC IP`.
@@ -182,10 +175,12 @@ fn arp(a: &Arp<'_>, part: Option<Partial>, names: &dyn Names, out: &mut Vec<u8>)
             ] {
                 s(out, what);
                 colon_hex(out, hw);
-                s(out, " ");
                 match ip {
-                    Some(ip) => addr(out, ip.into(), names),
-                    None => colon_hex(out, proto),
+                    Some(ip) => addr(out, b" ", ip.into(), names),
+                    None => {
+                        s(out, " ");
+                        colon_hex(out, proto);
+                    }
                 }
             }
         }
@@ -243,31 +238,52 @@ fn partial(out: &mut Vec<u8>, p: Option<Partial>) {
     }
 }
 
-fn addr(out: &mut Vec<u8>, a: IpAddr, names: &dyn Names) {
+/// `key` (`, from `, ` to `, a literal), the address, its name in parentheses and its GeoIP
+/// tag where known.
+fn addr<const K: usize>(out: &mut Vec<u8>, key: &[u8; K], a: IpAddr, names: &dyn Names) {
+    out.extend_from_slice(key);
     match a {
-        IpAddr::V4(a) => ipv4_addr(out, a),
-        IpAddr::V6(a) => ipv6_addr(out, a),
+        IpAddr::V4(a) => super::write::ipv4(out, a),
+        IpAddr::V6(a) => super::write::ipv6(out, a),
     }
+    name_geo(out, a, names);
+}
+
+/// An address's name in parentheses and its GeoIP tag, where known.
+fn name_geo(out: &mut Vec<u8>, a: IpAddr, names: &dyn Names) {
     if let Some(n) = names.name_text(a) {
-        s(out, " (");
-        super::escape::name_text_into(out, n);
-        s(out, ")");
+        super::escape::name_text_framed(out, n);
     }
     super::geo::tag(out, names.geo(a));
 }
 
-fn ipv4_addr(out: &mut Vec<u8>, a: std::net::Ipv4Addr) {
-    super::write::ipv4(out, a)
-}
-
-fn ipv6_addr(out: &mut Vec<u8>, a: std::net::Ipv6Addr) {
-    super::write::ipv6(out, a)
-}
-
+/// `, proto N (NAME)`. Inlined into the two IP lines (a call cost a fifth of it).
+#[inline(always)]
 fn proto(out: &mut Vec<u8>, t: &NameTables, n: u8) {
-    key_dec(out, "proto ", n as u64);
+    key_dec(out, ", proto ", n as u64);
     if let Some(name) = t.protocol_shown(n) {
         bytes(out, &name.fwlog);
+    }
+}
+
+/// What follows the IPv4 total length up to the TTL, for every combination of the flags CE
+/// (bit 0), DF (bit 1) and MF (bit 2).
+const IP_FLAGS: [&str; 8] = [
+    "): [], ttl ",
+    "): [ce], ttl ",
+    "): [df], ttl ",
+    "): [ce,df], ttl ",
+    "): [mf], ttl ",
+    "): [ce,mf], ttl ",
+    "): [df,mf], ttl ",
+    "): [ce,df,mf], ttl ",
+];
+
+/// The indent of a quoted packet's lines (none for the packet's own).
+#[inline(always)]
+fn indent_into(out: &mut Vec<u8>, indent: &str) {
+    if !indent.is_empty() {
+        bytes(out, indent.as_bytes());
     }
 }
 
@@ -280,29 +296,20 @@ fn ipv4(
     indent: &str,
     out: &mut Vec<u8>,
 ) {
-    bytes(out, indent.as_bytes());
+    indent_into(out, indent);
     key_dec(out, "IP(", v4.total_len as u64);
-    s(out, "): [");
-    let mut first = true;
-    for (on, name) in [(v4.ce(), "ce"), (v4.df(), "df"), (v4.mf(), "mf")] {
-        if on {
-            if !first {
-                s(out, ",");
-            }
-            first = false;
-            s(out, name);
-        }
-    }
-    key_dec(out, "], ttl ", v4.ttl as u64);
-    s(out, ", ");
+    let f = usize::from(v4.ce()) | usize::from(v4.df()) << 1 | usize::from(v4.mf()) << 2;
+    bytes(out, IP_FLAGS[f].as_bytes());
+    dec(out, v4.ttl as u64);
     proto(out, t, v4.protocol);
-    s(out, ", from ");
-    addr(out, v4.src.into(), names);
-    s(out, " to ");
-    addr(out, v4.dst.into(), names);
+    // Both addresses' text in one access to the per-thread cache.
+    let [src, dst] = super::write::ipv4_texts(v4.src, v4.dst);
+    super::write::ipv4_text_after(out, b", from ", &src);
+    name_geo(out, v4.src.into(), names);
+    super::write::ipv4_text_after(out, b" to ", &dst);
+    name_geo(out, v4.dst.into(), names);
     key_dec(out, ", id ", v4.id as u64);
-    s(out, ", tos 0x");
-    hex_pad(out, v4.tos as u64, 2, false);
+    key_hex(out, ", tos 0x", v4.tos as u64, 2);
     if v4.frag_offset() != 0 {
         key_dec(out, ", frag offset ", v4.frag_offset() as u64 * 8);
     }
@@ -341,19 +348,16 @@ fn ipv6(
     indent: &str,
     out: &mut Vec<u8>,
 ) {
-    bytes(out, indent.as_bytes());
+    indent_into(out, indent);
     key_dec(out, "IP6(", v6.payload_len as u64 + 40);
     s(out, "): [");
     if v6.fragment.is_some_and(|f| f.more) {
         s(out, "mf");
     }
     key_dec(out, "], hlim ", v6.hop_limit as u64);
-    s(out, ", ");
     proto(out, t, v6.shown_protocol());
-    s(out, ", from ");
-    addr(out, v6.src.into(), names);
-    s(out, " to ");
-    addr(out, v6.dst.into(), names);
+    addr(out, b", from ", v6.src.into(), names);
+    addr(out, b" to ", v6.dst.into(), names);
     s(out, ", tc 0x");
     hex_pad(out, v6.traffic_class as u64, 2, false);
     s(out, ", flow 0x");
@@ -394,7 +398,7 @@ fn ipv6(
         Ipv6End::Esp => {
             // The ESP header itself: find it in the chain for its SPI.
             if let Some(e) = v6.ext_headers().find(|e| e.kind == ipv6::ESP) {
-                bytes(out, indent.as_bytes());
+                indent_into(out, indent);
                 tag(out, proto::ESP);
                 match e.spi {
                     Some(spi) => {
@@ -461,37 +465,43 @@ fn transport(
     match tr {
         Transport::Other => return,
         Transport::Fragment => {
-            bytes(out, indent.as_bytes());
+            indent_into(out, indent);
             tag(out, protocol);
             s(out, "[non-first fragment: no header]");
         }
         Transport::Truncated(x) => {
-            bytes(out, indent.as_bytes());
+            indent_into(out, indent);
             tag(out, protocol);
             truncated(out, x);
         }
         Transport::Tcp(th) => {
-            bytes(out, indent.as_bytes());
+            indent_into(out, indent);
             tcp(t, th, out);
         }
         Transport::Udp(u) => {
-            bytes(out, indent.as_bytes());
-            tag(out, if u.lite { proto::UDPLITE } else { proto::UDP });
-            port(out, t, "src port ", u.src_port, false);
-            port(out, t, ", dst port ", u.dst_port, false);
-            s(out, if u.lite { ", coverage " } else { ", len " });
-            dec(out, u.length as u64);
+            indent_into(out, indent);
+            if u.lite {
+                tag(out, proto::UDPLITE);
+                port(out, t, "src port ", u.src_port, false);
+                port(out, t, ", dst port ", u.dst_port, false);
+                key_dec(out, ", coverage ", u.length as u64);
+            } else {
+                // `UDP: ` (the label of `tag`) and the first key as one literal.
+                port(out, t, "UDP: src port ", u.src_port, false);
+                port(out, t, ", dst port ", u.dst_port, false);
+                key_dec(out, ", len ", u.length as u64);
+            }
         }
         Transport::Icmp(_) | Transport::Icmpv6(_) => {
             if let Some(m) = IcmpView::of(tr) {
-                bytes(out, indent.as_bytes());
+                indent_into(out, indent);
                 if icmp(t, &m, names, out) {
                     return;
                 }
             }
         }
         Transport::Ah(a) => {
-            bytes(out, indent.as_bytes());
+            indent_into(out, indent);
             tag(out, proto::AH);
             s(out, "spi 0x");
             hex_pad(out, a.spi as u64, 8, false);
@@ -502,7 +512,7 @@ fn transport(
             }
         }
         Transport::Esp(e) => {
-            bytes(out, indent.as_bytes());
+            indent_into(out, indent);
             tag(out, proto::ESP);
             s(out, "spi 0x");
             hex_pad(out, e.spi as u64, 8, false);
@@ -523,8 +533,7 @@ fn icmp(t: &NameTables, m: &IcmpView<'_>, names: &dyn Names, out: &mut Vec<u8>) 
     }
     echo(out, m.echo);
     if let Some(g) = m.gateway {
-        s(out, ", gateway ");
-        addr(out, g.into(), names);
+        addr(out, b", gateway ", g.into(), names);
     }
     pointer_mtu(out, m.pointer, m.mtu);
     let Some(q) = &m.quoted else {
@@ -540,26 +549,52 @@ fn icmp(t: &NameTables, m: &IcmpView<'_>, names: &dyn Names, out: &mut Vec<u8>) 
     true
 }
 
+/// The names of the TCP flags set in byte 13 (`Tcp::flag_names` without AE, which is not in
+/// that byte), comma-separated, for every value of the byte: the text and its length.
+static TCP_FLAGS: [([u8; 32], u8); 256] = {
+    const NAMES: [&[u8; 3]; 8] = [
+        b"fin", b"syn", b"rst", b"psh", b"ack", b"urg", b"ece", b"cwr",
+    ];
+    let mut t = [([0u8; 32], 0u8); 256];
+    let mut f = 0;
+    while f < 256 {
+        let (mut text, mut len) = ([0u8; 32], 0);
+        let mut bit = 0;
+        while bit < 8 {
+            if f & (1 << bit) != 0 {
+                if len > 0 {
+                    text[len] = b',';
+                    len += 1;
+                }
+                let mut k = 0;
+                while k < 3 {
+                    text[len + k] = NAMES[bit][k];
+                    k += 1;
+                }
+                len += 3;
+            }
+            bit += 1;
+        }
+        t[f] = (text, len as u8);
+        f += 1;
+    }
+    t
+};
+
 /// The TCP line: ports, sequence, flags, window, ack, and what is odd about the header.
 fn tcp(t: &NameTables, th: &crate::decode::Tcp<'_>, out: &mut Vec<u8>) {
     use crate::decode::Tcp as T;
-    tag(out, proto::TCP);
-    port(out, t, "src port ", th.src_port, true);
+    // `TCP: ` (the label of `tag`) and the first key as one literal.
+    port(out, t, "TCP: src port ", th.src_port, true);
     port(out, t, ", dst port ", th.dst_port, true);
-    s(out, ", seq 0x");
-    hex_pad(out, th.seq as u64, 8, false);
-    s(out, ", flags [");
-    let mut first = true;
-    for name in th.flag_names() {
-        if !first {
-            s(out, ",");
-        }
-        first = false;
-        s(out, name);
+    key_hex(out, ", seq 0x", th.seq as u64, 8);
+    let (names, len) = &TCP_FLAGS[usize::from(th.flags)];
+    framed(out, ", flags [", &names[..usize::from(*len)], "");
+    if th.ae() {
+        s(out, if *len == 0 { "ae" } else { ",ae" });
     }
     key_dec(out, "], winsz ", th.window as u64);
-    s(out, ", ack 0x");
-    hex_pad(out, th.ack as u64, 8, false);
+    key_hex(out, ", ack 0x", th.ack as u64, 8);
     if th.urgent != 0 || th.has(T::URG) {
         key_dec(out, ", urgp ", th.urgent as u64);
     }
@@ -590,12 +625,44 @@ pub(crate) fn loss(ev: &LossEvent, out: &mut Vec<u8>) {
     s(out, " records lost, cause ");
     s(out, ev.cause.name());
     loss_scope(ev, out);
-    s(out, ", detected ");
-    time::fwlog(out, &ev.time);
+    time::fwlog(out, b", detected ", &ev.time);
     match ev.time.source {
         TimeSource::Kernel => {}
         TimeSource::Local => s(out, " (local clock)"),
         TimeSource::Capture => s(out, " (capture clock)"),
     }
     s(out, "\n\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The flag table holds what `Tcp::flag_names` lists (AE, outside byte 13, aside), for
+    /// every value of the byte.
+    #[test]
+    fn tcp_flag_table_is_flag_names() {
+        for f in 0..=255u8 {
+            let th = crate::decode::Tcp {
+                src_port: 1,
+                dst_port: 2,
+                seq: 3,
+                ack: 4,
+                data_offset: 5,
+                reserved: 0,
+                flags: f,
+                window: 6,
+                checksum: 7,
+                urgent: 0,
+                options: Ok(&[]),
+            };
+            let want: Vec<&str> = th.flag_names().collect();
+            let (text, len) = &TCP_FLAGS[usize::from(f)];
+            assert_eq!(
+                &text[..usize::from(*len)],
+                want.join(",").as_bytes(),
+                "{f:#x}"
+            );
+        }
+    }
 }

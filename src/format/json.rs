@@ -172,7 +172,7 @@ fn icmp(w: &mut W<'_>, t: &NameTables, m: &IcmpView<'_>, names: &dyn Names) {
     w.opt_num("seq", m.echo.map(|e| e.1 as u64));
     if !m.v6 {
         match m.gateway {
-            Some(g) => addr(w, "gateway", "gateway_name", g.into(), names),
+            Some(g) => addr(w, "gateway", "gateway_name", g.into(), None, names),
             None => {
                 w.null("gateway");
                 w.null("gateway_name");
@@ -231,10 +231,13 @@ fn trunc(w: &mut W<'_>, t: &Truncated) {
     w.close(b'}');
 }
 
-fn addr(w: &mut W<'_>, k: &str, kname: &str, a: IpAddr, names: &dyn Names) {
-    w.with(k, |o| match a {
-        IpAddr::V4(a) => ipv4(o, a),
-        IpAddr::V6(a) => ipv6(o, a),
+/// `text` is the address's text when the caller has it (an IPv4 line's two addresses, taken
+/// from the per-thread cache together).
+fn addr(w: &mut W<'_>, k: &str, kname: &str, a: IpAddr, text: Option<&V4Text>, names: &dyn Names) {
+    w.with(k, |o| match (a, text) {
+        (IpAddr::V4(_), Some(t)) => ipv4_text_after(o, b"", t),
+        (IpAddr::V4(a), None) => ipv4(o, a),
+        (IpAddr::V6(a), _) => ipv6(o, a),
     });
     match names.name(a) {
         Some(n) => {
@@ -407,7 +410,7 @@ fn arp(w: &mut W<'_>, a: &Arp<'_>, names: &dyn Names) {
             ] {
                 w.with(k[0], |o| colon_hex(o, hw));
                 match ip {
-                    Some(ip) => addr(w, k[1], k[2], ip.into(), names),
+                    Some(ip) => addr(w, k[1], k[2], ip.into(), None, names),
                     None => {
                         w.with(k[1], |o| colon_hex(o, proto));
                         w.null(k[2]);
@@ -476,8 +479,9 @@ fn proto(w: &mut W<'_>, t: &NameTables, n: u8) {
 fn ip4(w: &mut W<'_>, t: &NameTables, v4: &Ipv4<'_>, names: &dyn Names) {
     w.obj("ip");
     w.num("version", 4);
-    addr(w, "src", "src_name", v4.src.into(), names);
-    addr(w, "dst", "dst_name", v4.dst.into(), names);
+    let [src, dst] = ipv4_texts(v4.src, v4.dst);
+    addr(w, "src", "src_name", v4.src.into(), Some(&src), names);
+    addr(w, "dst", "dst_name", v4.dst.into(), Some(&dst), names);
     geo_keys(w, v4.src.into(), v4.dst.into(), names);
     w.num("len", v4.total_len as u64);
     w.num("header_len", v4.ihl as u64 * 4);
@@ -503,8 +507,8 @@ fn ip4(w: &mut W<'_>, t: &NameTables, v4: &Ipv4<'_>, names: &dyn Names) {
 fn ip6(w: &mut W<'_>, t: &NameTables, v6: &Ipv6<'_>, names: &dyn Names) {
     w.obj("ip");
     w.num("version", 6);
-    addr(w, "src", "src_name", v6.src.into(), names);
-    addr(w, "dst", "dst_name", v6.dst.into(), names);
+    addr(w, "src", "src_name", v6.src.into(), None, names);
+    addr(w, "dst", "dst_name", v6.dst.into(), None, names);
     geo_keys(w, v6.src.into(), v6.dst.into(), names);
     w.num("len", v6.payload_len as u64 + 40);
     w.num("traffic_class", v6.traffic_class as u64);

@@ -306,10 +306,10 @@ fn ipv4_part(
     flags: LogFlags,
     out: &mut Vec<u8>,
 ) {
-    s(out, "SRC=");
-    ipv4(out, v4.src);
-    s(out, " DST=");
-    ipv4(out, v4.dst);
+    // Both addresses' text in one access to the per-thread cache, each after its key.
+    let [src, dst] = ipv4_texts(v4.src, v4.dst);
+    ipv4_text_after(out, b"SRC=", &src);
+    ipv4_text_after(out, b" DST=", &dst);
     s(out, " LEN=");
     // iph_totlen(): a BIG TCP GSO packet has total length 0 and the skb's length instead.
     let len = if outer && v4.total_len == 0 && v4.len > 0xffff {

@@ -7,14 +7,15 @@
 //! printed; its time source says where the value came from).
 //!
 //! Cost: the offset is looked up once per quarter hour of packet time, the date once per local
-//! day, the `YYYY-MM-DD HH:MM:SS` text once per second, the fraction per packet. So a change of
+//! day, the `YYYY-MM-DD HH:MM:SS` text once per second (the fwlog format's once per minute,
+//! then its seconds' two digits per second), the fraction per packet. So a change of
 //! the time zone itself (TZ, /etc/localtime) shows from the next quarter hour on.
 
 use std::cell::Cell;
 
 use chrono::{DateTime, Datelike, Local, Offset, TimeZone, Timelike};
 
-use super::write::{dec, dec_pad, eight_digits, s, DIGITS2};
+use super::write::{dec, dec_pad, eight_digits, put, s, DIGITS2};
 use crate::packet::Timestamp;
 
 /// The local calendar fields of one second.
@@ -53,8 +54,10 @@ struct Second {
 thread_local! {
     static LAST: Cell<Option<Second>> = const { Cell::new(None) };
     static SPAN: Cell<Option<Span>> = const { Cell::new(None) };
-    /// The fwlog format's per-packet path: the last second's text alone, a small copy.
-    static TEXT: Cell<Option<(i64, [u8; 19])>> = const { Cell::new(None) };
+    /// The fwlog format's per-packet path: the last second's text alone, a small copy, and
+    /// whether every second of its UTC minute has its local offset, a whole number of minutes
+    /// (the text of another second of that minute then differs in its last two digits only).
+    static TEXT: Cell<Option<(i64, [u8; 19], bool)>> = const { Cell::new(None) };
 }
 
 /// Seconds for which the arithmetic below is used: years 1 to 9999 (UTC). Outside, chrono
@@ -192,6 +195,20 @@ fn second(sec: i64) -> Second {
     v
 }
 
+/// Whether every second of `sec`'s UTC minute has the same local offset, a whole number of
+/// minutes: then a second's local `:SS` is its UTC one. True inside a quarter hour whose offset
+/// [`span`] found constant (minutes divide quarter hours, and [`FAST`] starts and ends on a
+/// minute); false for a span of one second (an offset change inside the quarter hour) and for
+/// offsets with seconds (local mean time before standard time).
+fn minute_shares_offset(sec: i64) -> bool {
+    if !FAST.contains(&sec) {
+        return false;
+    }
+    let sp = span(sec);
+    let m0 = sec - sec.rem_euclid(60);
+    sp.offset % 60 == 0 && sp.from <= m0 && m0 + 60 <= sp.to
+}
+
 fn civil(sec: i64) -> Civil {
     second(sec).civil
 }
@@ -244,25 +261,35 @@ fn ymd(out: &mut Vec<u8>, d: &Civil) {
     dec_pad(out, d.day as u64, 2);
 }
 
-/// `YYYY-MM-DD HH:MM:SS.uuuuuu` (fwlog 0.8's `received` field).
-pub fn fwlog(out: &mut Vec<u8>, t: &Timestamp) {
+/// `key` (a literal of up to 16 bytes, `, received `), then `YYYY-MM-DD HH:MM:SS.uuuuuu` (fwlog
+/// 0.8's `received` field): one append when the year has four digits.
+pub fn fwlog<const K: usize>(out: &mut Vec<u8>, key: &[u8; K], t: &Timestamp) {
     let text = match TEXT.get() {
-        Some((s, text)) if s == t.sec => Some(text),
+        Some((s, text, _)) if s == t.sec => Some(text),
+        // A replay or a burst walks the seconds of a minute: only the seconds change.
+        Some((s, mut text, true)) if s.div_euclid(60) == t.sec.div_euclid(60) => {
+            let i = t.sec.rem_euclid(60) as usize * 2;
+            text[17..19].copy_from_slice(&DIGITS2[i..i + 2]);
+            TEXT.set(Some((t.sec, text, true)));
+            Some(text)
+        }
         _ => {
             let text = second(t.sec).text;
             if let Some(x) = text {
-                TEXT.set(Some((t.sec, x)));
+                TEXT.set(Some((t.sec, x, minute_shares_offset(t.sec))));
             }
             text
         }
     };
-    if let Some(text) = text {
-        let mut buf = [0u8; 26];
-        buf[..19].copy_from_slice(&text);
-        fraction(&mut buf[19..], t);
-        out.extend_from_slice(&buf);
+    if let Some(text) = text.filter(|_| K <= 16) {
+        let mut buf = [0u8; 48];
+        buf[..K].copy_from_slice(key);
+        buf[K..K + 19].copy_from_slice(&text);
+        fraction(&mut buf[K + 19..K + 26], t);
+        put(out, &buf, K + 26);
         return;
     }
+    out.extend_from_slice(key);
     let d = civil(t.sec);
     ymd(out, &d);
     s(out, " ");

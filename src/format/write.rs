@@ -45,7 +45,18 @@ pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
     }
     out.reserve(32);
     let at = out.len();
-    let dst = &mut out.spare_capacity_mut()[..32];
+    short(&mut out.spare_capacity_mut()[..32], b);
+    // SAFETY: `reserve(32)` made room for 32 bytes after `at`, and `short` initialised
+    // `[0, n)` of them (n <= 32).
+    unsafe { out.set_len(at + n) };
+}
+
+/// Write `b` (at most 32 bytes, as `dst` is) to the start of `dst` as two fixed-size, possibly
+/// overlapping pieces: for N <= n <= 2N the pieces `[0, N)` and `[n - N, n)` cover `[0, n)`
+/// (as n - N <= N), and for n of 1 to 3 the bytes 0, n / 2 and n - 1 are all of them.
+#[inline(always)]
+fn short(dst: &mut [std::mem::MaybeUninit<u8>], b: &[u8]) {
+    let n = b.len();
     if n >= 16 {
         piece::<16>(dst, 0, b, 0);
         piece::<16>(dst, n - 16, b, n - 16);
@@ -60,11 +71,6 @@ pub fn bytes(out: &mut Vec<u8>, b: &[u8]) {
         piece::<1>(dst, n / 2, b, n / 2);
         piece::<1>(dst, n - 1, b, n - 1);
     }
-    // SAFETY: `reserve(32)` made room for 32 bytes after `at`, and `dst[..n]` (n <= 32) was
-    // initialised just above: for N <= n <= 2N the pieces `[0, N)` and `[n - N, n)` cover
-    // `[0, n)` (as n - N <= N), and for n of 1 to 3 the bytes 0, n / 2 and n - 1 are all of
-    // them.
-    unsafe { out.set_len(at + n) };
 }
 
 /// Copy `b[from..from + N]` to `dst[to..to + N]`, a fixed-size copy (bounds-checked).
@@ -82,7 +88,7 @@ fn piece<const N: usize>(dst: &mut [std::mem::MaybeUninit<u8>], to: usize, b: &[
 /// a copy of a variable length, which is a call into libc's memcpy for every number, and than
 /// `extend_from_slice` + `truncate`, which set the length twice.
 #[inline(always)]
-fn put<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
+pub(super) fn put<const N: usize>(out: &mut Vec<u8>, buf: &[u8; N], len: usize) {
     out.reserve(N);
     let at = out.len();
     for (d, &b) in out.spare_capacity_mut()[..N].iter_mut().zip(buf) {
@@ -166,8 +172,50 @@ pub fn key_dec(out: &mut Vec<u8>, key: &str, n: u64) {
         put(out, &buf, k.len() + 2 - one);
         return;
     }
+    // Ports, IDs, sequence numbers: the key and all eight digits in one append, the leading
+    // zeros cut by where the number starts.
+    if n < 100_000_000 && k.len() <= 16 {
+        let x = eight_digits(n as u32);
+        // n >= 100, so `lead` is at most 5.
+        let lead = ((x - ZEROS).trailing_zeros() / 8) as usize;
+        let mut buf = [0u8; 32];
+        buf[..k.len()].copy_from_slice(k);
+        buf[k.len()..k.len() + 8].copy_from_slice(&(x >> (lead * 8)).to_le_bytes());
+        put(out, &buf, k.len() + 8 - lead);
+        return;
+    }
     s(out, key);
     dec(out, n);
+}
+
+/// `key` (a literal of up to 16 bytes), then `b` (up to 32 bytes), then `tail` (a literal of
+/// up to 8 bytes), as one append: an interface after its key, a name in parentheses. Longer
+/// parts take three appends.
+#[inline(always)]
+pub fn framed(out: &mut Vec<u8>, key: &str, b: &[u8], tail: &str) {
+    let (k, t, n) = (key.as_bytes(), tail.as_bytes(), b.len());
+    if k.len() > 16 || t.len() > 8 || n > 32 {
+        s(out, key);
+        bytes(out, b);
+        s(out, tail);
+        return;
+    }
+    out.reserve(56);
+    let at = out.len();
+    let dst = &mut out.spare_capacity_mut()[..56];
+    for (d, &x) in dst[..k.len()].iter_mut().zip(k) {
+        d.write(x);
+    }
+    let dst_b = &mut dst[k.len()..k.len() + 32];
+    short(dst_b, b);
+    for (d, &x) in dst[k.len() + n..k.len() + n + t.len()].iter_mut().zip(t) {
+        d.write(x);
+    }
+    debug_assert!(k.len() + n + t.len() <= 56);
+    // SAFETY: `reserve(56)` made room for 56 bytes after `at`; `dst[..k]` holds the key,
+    // `dst[k..k + n]` the bytes (`short` writes all of `[0, n)`, see [`bytes`]) and
+    // `dst[k + n..k + n + t]` the tail, k + n + t <= 56.
+    unsafe { out.set_len(at + k.len() + n + t.len()) };
 }
 
 /// Numbers of three digits or more: ports, IP IDs, window sizes, the NFLOG sequence numbers.
@@ -245,21 +293,67 @@ fn hex_len(n: u64) -> usize {
     n.checked_ilog2().map_or(1, |l| l as usize / 4 + 1)
 }
 
+/// The eight hex digits of `n`, zero-padded, as ASCII bytes in the order of `to_le_bytes` (the
+/// first byte is the most significant digit). The nibbles are spread one per byte (lowest
+/// first), the bytes reversed, and each digit d becomes `'0' + d`, plus the distance to `'a'`
+/// (or `'A'`) where d >= 10: `d + 6` carries into bit 4 exactly then, and no lane overflows.
+#[inline(always)]
+fn eight_hex(n: u32, upper: bool) -> u64 {
+    let x = u64::from(n);
+    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff;
+    let x = (x | (x << 8)) & 0x00ff_00ff_00ff_00ff;
+    let x = ((x | (x << 4)) & 0x0f0f_0f0f_0f0f_0f0f).swap_bytes();
+    let ten_up = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    let step = if upper {
+        b'A' - b'0' - 10
+    } else {
+        b'a' - b'0' - 10
+    };
+    x + ZEROS + ten_up * u64::from(step)
+}
+
+/// The last `len` (1 to 8) of `n`'s eight hex digits, in the first bytes of the word.
+#[inline(always)]
+fn hex_word(n: u64, len: usize, upper: bool) -> u64 {
+    eight_hex(n as u32, upper) >> ((8 - len) * 8)
+}
+
 /// Hex without leading zeros (`%x`), lowercase.
 pub fn hex(out: &mut Vec<u8>, n: u64) {
+    hex_pad(out, n, 1, false);
+}
+
+/// Hex zero-padded to `width` digits (`%0Nx` / `%0NX`). Inlined: `width` and `upper` are
+/// constants at every call, and a call cost the kernel format's short fields more than the
+/// digits.
+#[inline(always)]
+pub fn hex_pad(out: &mut Vec<u8>, n: u64, width: usize, upper: bool) {
+    let len = hex_len(n).max(width.min(16));
+    if len <= 8 {
+        put(out, &hex_word(n, len, upper).to_le_bytes(), len);
+        return;
+    }
+    let t = if upper { HEX_UPPER } else { HEX_LOWER };
     let mut buf = [b'0'; 16];
-    let len = hex_len(n);
-    hex_into(&mut buf, len, n, HEX_LOWER);
+    hex_into(&mut buf, len, n, t);
     put(out, &buf, len);
 }
 
-/// Hex zero-padded to `width` digits (`%0Nx` / `%0NX`).
-pub fn hex_pad(out: &mut Vec<u8>, n: u64, width: usize, upper: bool) {
-    let t = if upper { HEX_UPPER } else { HEX_LOWER };
-    let mut buf = [b'0'; 16];
+/// `key` (a literal of up to 16 bytes), then `n` in lowercase hex zero-padded to `width`
+/// digits, as one append (`, seq 0x` and eight digits).
+#[inline(always)]
+pub fn key_hex(out: &mut Vec<u8>, key: &str, n: u64, width: usize) {
+    let k = key.as_bytes();
     let len = hex_len(n).max(width.min(16));
-    hex_into(&mut buf, len, n, t);
-    put(out, &buf, len);
+    if len > 8 || k.len() > 16 {
+        s(out, key);
+        hex_pad(out, n, width, false);
+        return;
+    }
+    let mut buf = [0u8; 24];
+    buf[..k.len()].copy_from_slice(k);
+    buf[k.len()..k.len() + 8].copy_from_slice(&hex_word(n, len, false).to_le_bytes());
+    put(out, &buf, k.len() + len);
 }
 
 /// Bytes as contiguous uppercase hex (the kernel's `OPT (...)`).
@@ -371,7 +465,7 @@ fn ipv4_text(a: u32) -> ([u8; 16], usize) {
 
 /// An address and its dotted decimal text (the first `len` bytes of `text`).
 #[derive(Clone, Copy)]
-struct V4Text {
+pub(super) struct V4Text {
     addr: u32,
     len: u8,
     text: [u8; 16],
@@ -394,21 +488,49 @@ thread_local! {
 }
 
 pub fn ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
-    let addr = u32::from(a);
-    let slot = (addr.wrapping_mul(0x9e37_79b1) >> 24) as usize;
+    let [t, _] = ipv4_texts(a, a);
+    ipv4_text_after(out, b"", &t);
+}
+
+/// The dotted decimal text of two addresses (an IPv4 line's source and destination) from the
+/// per-thread cache, in one access to it: the access is a call through `LocalKey::with` where
+/// the compiler does not inline it (some thirty instructions).
+pub(super) fn ipv4_texts(a: Ipv4Addr, b: Ipv4Addr) -> [V4Text; 2] {
     // Not reentrant (nothing here calls back), so the borrow is never held already.
-    V4_TEXTS.with_borrow_mut(|t| {
-        let e = &mut t[slot];
-        if e.addr != addr {
-            let (text, len) = ipv4_text(addr);
-            *e = V4Text {
-                addr,
-                len: len as u8,
-                text,
-            };
-        }
-        put(out, &e.text, usize::from(e.len));
-    });
+    V4_TEXTS.with_borrow_mut(|t| [a, b].map(|x| cached(t, u32::from(x))))
+}
+
+#[inline(always)]
+fn cached(t: &mut [V4Text; 256], addr: u32) -> V4Text {
+    let e = &mut t[(addr.wrapping_mul(0x9e37_79b1) >> 24) as usize];
+    if e.addr != addr {
+        *e = v4_text(addr);
+    }
+    *e
+}
+
+#[inline(never)]
+fn v4_text(addr: u32) -> V4Text {
+    let (text, len) = ipv4_text(addr);
+    V4Text {
+        addr,
+        len: len as u8,
+        text,
+    }
+}
+
+/// `key` (a literal of up to 8 bytes: `, from `, ` to `), then an address's text, as one
+/// append.
+#[inline(always)]
+pub(super) fn ipv4_text_after<const K: usize>(out: &mut Vec<u8>, key: &[u8; K], t: &V4Text) {
+    if K > 8 {
+        out.extend_from_slice(key);
+        return put(out, &t.text, usize::from(t.len));
+    }
+    let mut buf = [0u8; 24];
+    buf[..K].copy_from_slice(key);
+    buf[K..K + 16].copy_from_slice(&t.text);
+    put(out, &buf, K + usize::from(t.len));
 }
 
 /// Fully expanded IPv6 (the kernel's `%pI6`): eight zero-padded lowercase groups.

@@ -228,5 +228,51 @@ fn appenders_write_what_core_fmt_writes() {
         v.clear();
         ipv4(&mut v, a4);
         assert_eq!(v, a4.to_string().as_bytes());
+        // The one-append forms: a key, then the number or address as above.
+        v.clear();
+        key_dec(&mut v, ", seq_global ", n);
+        assert_eq!(v, format!(", seq_global {n}").as_bytes());
+        v.clear();
+        key_dec(&mut v, "PKT (replayed): mark ", n);
+        assert_eq!(v, format!("PKT (replayed): mark {n}").as_bytes());
+        v.clear();
+        key_hex(&mut v, ", seq 0x", n, w);
+        assert_eq!(v, format!(", seq 0x{n:0w$x}").as_bytes());
     }
+}
+
+/// `framed`: every length of the middle part around the one-append limit, after what the
+/// vector holds, with keys and tails of every size it takes in one append and beyond.
+#[test]
+fn framed_writes_key_bytes_tail_whole() {
+    let src: Vec<u8> = (0..80u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+    let mut x = 7u64;
+    for pre in [0usize, 1, 31] {
+        for n in 0..=src.len() {
+            let mut v = vec![b'-'; pre];
+            framed(&mut v, ", physoutdev ", &src[..n], "\"\n");
+            framed(&mut v, "", &src[80 - n..], "");
+            framed(&mut v, "a key of seventeen", &src[..n], "a tail of nine");
+            let mut want = vec![b'-'; pre];
+            want.extend_from_slice(b", physoutdev ");
+            want.extend_from_slice(&src[..n]);
+            want.extend_from_slice(b"\"\n");
+            want.extend_from_slice(&src[80 - n..]);
+            want.extend_from_slice(b"a key of seventeen");
+            want.extend_from_slice(&src[..n]);
+            want.extend_from_slice(b"a tail of nine");
+            assert_eq!(v, want, "pre {pre} n {n}");
+            if rng(&mut x).is_multiple_of(2) {
+                v.shrink_to_fit();
+            }
+        }
+    }
+    // The most one append takes (16 + 32 + 8 = 56 bytes), into a vector with no spare room.
+    let mut v = b"x".to_vec();
+    v.shrink_to_fit();
+    framed(&mut v, "sixteen byte key", &src[..32], "8 bytes!");
+    let mut want = b"xsixteen byte key".to_vec();
+    want.extend_from_slice(&src[..32]);
+    want.extend_from_slice(b"8 bytes!");
+    assert_eq!(v, want);
 }
