@@ -38,6 +38,25 @@ pub trait FsFile: Send + Sync {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+    /// Reserves disk blocks for `len` bytes at `offset` without changing the size
+    /// (`fallocate(FALLOC_FL_KEEP_SIZE)`): later writes there need no allocation. Reads, the
+    /// size and durability are unchanged; a failure (e.g. `Unsupported`, ENOSPC) may leave part
+    /// of the range reserved. The default: not supported.
+    fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+    /// Gives back every block reserved past the file's size, keeping the size and the
+    /// modification time (`ftruncate` to the size, then the old mtime put back). The default:
+    /// nothing to give back.
+    fn release_reserved(&self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Bytes an unprivileged writer may still allocate on the file's filesystem (`fstatvfs`'s
+    /// `f_bavail`). The default: unknown, `Unsupported`.
+    fn available(&self) -> io::Result<u64> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// One entry of a directory listing.
@@ -139,6 +158,56 @@ impl FsFile for RealFile {
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+    fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+            return Err(io::ErrorKind::InvalidInput.into());
+        };
+        // SAFETY: fallocate on a valid, owned file descriptor; no memory is involved.
+        let r = unsafe { libc::fallocate(self.0.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    fn release_reserved(&self) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        // Truncating to the same size frees the blocks past it (ext4, XFS, btrfs; a hole
+        // punched past the size is ignored by ext4), but stamps the file's mtime, which is the
+        // time of its newest record for retention by age: it is put back.
+        let m = self.0.metadata()?;
+        self.0.set_len(m.len())?;
+        let times = [
+            libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            libc::timespec {
+                tv_sec: m.mtime(),
+                tv_nsec: m.mtime_nsec(),
+            },
+        ];
+        // SAFETY: futimens on a valid, owned file descriptor with a two-element array that
+        // lives for the call.
+        let r = unsafe { libc::futimens(self.0.as_raw_fd(), times.as_ptr()) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    fn available(&self) -> io::Result<u64> {
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: fstatvfs on a valid, owned file descriptor writes one statvfs into `st`.
+        let r = unsafe { libc::fstatvfs(self.0.as_raw_fd(), st.as_mut_ptr()) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fstatvfs succeeded, so `st` is initialised.
+        let st = unsafe { st.assume_init() };
+        // The two fields are narrower than u64 on some 32-bit targets.
+        #[allow(clippy::useless_conversion)]
+        let (blocks, size) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
+        Ok(blocks.saturating_mul(size))
     }
 }
 
