@@ -41,7 +41,8 @@ pub trait FsFile: Send + Sync {
     /// Reserves disk blocks for `len` bytes at `offset` without changing the size
     /// (`fallocate(FALLOC_FL_KEEP_SIZE)`): later writes there need no allocation. Reads, the
     /// size and durability are unchanged; a failure (e.g. `Unsupported`, ENOSPC) may leave part
-    /// of the range reserved. The default: not supported.
+    /// of the range reserved. [`RealFs`] does nothing on tmpfs and ramfs (memory, no blocks to
+    /// allocate). The default: not supported.
     fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
         let _ = (offset, len);
         Err(io::ErrorKind::Unsupported.into())
@@ -132,6 +133,24 @@ fn parent_fd(path: &Path) -> io::Result<(File, std::ffi::CString)> {
     Ok((dir, name))
 }
 
+/// Whether `f` is on a filesystem kept in memory (tmpfs, ramfs).
+fn in_memory(f: &File) -> io::Result<bool> {
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: fstatfs on a valid, owned file descriptor writes one statfs into `st`.
+    let r = unsafe { libc::fstatfs(f.as_raw_fd(), st.as_mut_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatfs succeeded, so `st` is initialised.
+    let st = unsafe { st.assume_init() };
+    // `f_type` is signed or unsigned, 32 or 64 bits, by target; the magic numbers fit in 32.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.f_type as u64 & 0xffff_ffff;
+    Ok(magic == TMPFS_MAGIC || magic == RAMFS_MAGIC)
+}
+
 /// The real filesystem.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
@@ -163,6 +182,11 @@ impl FsFile for RealFile {
         let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
             return Err(io::ErrorKind::InvalidInput.into());
         };
+        if in_memory(&self.0)? {
+            // tmpfs and ramfs allocate no blocks to save later; reserving would only take
+            // the memory earlier.
+            return Ok(());
+        }
         // SAFETY: fallocate on a valid, owned file descriptor; no memory is involved.
         let r = unsafe { libc::fallocate(self.0.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len) };
         if r != 0 {

@@ -186,8 +186,8 @@
 //! bounds the files' bytes and the reserved blocks together, nothing is reserved while the
 //! filesystem has less than five times the range free, and the blocks past a segment's size are
 //! given back (keeping the size and the mtime) when it is sealed, at close and by recovery after
-//! a crash. A filesystem that cannot reserve, or any failure, only makes the writer append as
-//! before ([`Writer::take_notice`] says so once).
+//! a crash. Nothing is reserved on tmpfs or ramfs. A filesystem that cannot reserve, or any
+//! failure, only makes the writer append as before ([`Writer::take_notice`] says so once).
 //!
 //! # Retention
 //!

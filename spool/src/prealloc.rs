@@ -18,6 +18,8 @@
 //!   that cannot reserve (`Unsupported`: tmpfs before 3.5, FAT, NFS before 4.2, ...) or fails
 //!   otherwise is not asked again; ENOSPC, EDQUOT and EINTR are asked again at the next range.
 //!   A failed reservation may have reserved part of its range: that part is given back at once.
+//!   On tmpfs and ramfs nothing is reserved (no blocks to allocate; it would only take the
+//!   memory earlier), silently.
 //! - The blocks reserved, and the bytes in the spool's files, stay within `max_bytes`
 //!   together: a reservation never reaches past the cap's room.
 //! - A nearly full filesystem is not made fuller: a range is reserved only while the space

@@ -336,3 +336,33 @@ fn on_the_real_filesystem_sealed_segments_keep_their_size_mtime_and_no_tail() {
     let m = std::fs::metadata(&second).unwrap();
     assert!(blocks(&second) < m.len() + 8192, "closed: no tail");
 }
+
+#[test]
+fn on_tmpfs_nothing_is_reserved() {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        eprintln!("no /dev/shm: skipped");
+        return;
+    }
+    let d = tempfile::tempdir_in(shm).unwrap();
+    let o = Options {
+        segment_bytes: 1 << 20,
+        fsync: FsyncPolicy::EveryCommit,
+        ..Options::default()
+    };
+    let (mut w, r, _) = Spool::open(d.path(), o.clone()).unwrap();
+    commit(&mut w, 1..10);
+    let seg = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    assert!(
+        blocks(&seg) < len + 8192,
+        "{} blocks for {len} bytes",
+        blocks(&seg)
+    );
+    assert!(w.take_notice().is_none(), "not a failure");
+    drop((w, r));
+}
