@@ -20,6 +20,9 @@
 //! - After any other failed write or sync the writer is poisoned: the file may hold a partial
 //!   batch, and appending behind it would strand later records behind a gap. Reopening runs
 //!   recovery, which truncates the partial batch.
+//! - The active segment's blocks are reserved ahead of its end and the rest given back when it
+//!   is sealed or closed (`prealloc.rs`); its size is always the bytes written, and nothing
+//!   about the reservation can fail an append.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
