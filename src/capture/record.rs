@@ -281,13 +281,7 @@ mod tests {
     /// scan exactly as the reference does.
     #[test]
     fn scan_agrees_with_the_reference_on_damaged_and_random_input() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut d = crate::nflog::damage::Damager::new(0x9e37_79b9_7f4a_7c15);
         let mut base = kernel_msg();
         for ty in [
             nfula::IFINDEX_PHYSINDEV,
@@ -297,17 +291,7 @@ mod tests {
             push_attr(&mut base, ty, &7u32.to_be_bytes());
         }
         for _ in 0..50_000 {
-            let mut m = base.clone();
-            for _ in 0..rnd() % 4 {
-                let i = (rnd() as usize) % m.len();
-                m[i] = rnd() as u8;
-            }
-            match rnd() % 4 {
-                0 => m.truncate((rnd() as usize) % (m.len() + 1)),
-                1 => m.extend((0..rnd() % 12).map(|_| rnd() as u8)),
-                2 => m = (0..rnd() % 64).map(|_| rnd() as u8).collect(),
-                _ => {}
-            }
+            let m = d.damage(&base);
             assert_eq!(scan(&m), scan_reference(&m), "{m:?}");
         }
     }

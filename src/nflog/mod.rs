@@ -12,4 +12,6 @@
 //! types, so a spool record is still a valid LINKTYPE_NFLOG record.
 
 pub mod attr;
+#[cfg(test)]
+pub mod damage;
 pub mod loss;
