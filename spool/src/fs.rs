@@ -38,26 +38,6 @@ pub trait FsFile: Send + Sync {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
-    /// Reserves disk blocks for `len` bytes at `offset` without changing the size
-    /// (`fallocate(FALLOC_FL_KEEP_SIZE)`): later writes there need no allocation. Reads, the
-    /// size and durability are unchanged; a failure (e.g. `Unsupported`, ENOSPC) may leave part
-    /// of the range reserved. [`RealFs`] does nothing on tmpfs and ramfs (memory, no blocks to
-    /// allocate). The default: not supported.
-    fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
-        let _ = (offset, len);
-        Err(io::ErrorKind::Unsupported.into())
-    }
-    /// Gives back every block reserved past the file's size, keeping the size and the
-    /// modification time (`ftruncate` to the size, then the old mtime put back). The default:
-    /// nothing to give back.
-    fn release_reserved(&self) -> io::Result<()> {
-        Ok(())
-    }
-    /// Bytes an unprivileged writer may still allocate on the file's filesystem (`fstatvfs`'s
-    /// `f_bavail`). The default: unknown, `Unsupported`.
-    fn available(&self) -> io::Result<u64> {
-        Err(io::ErrorKind::Unsupported.into())
-    }
 }
 
 /// One entry of a directory listing.
@@ -133,24 +113,6 @@ fn parent_fd(path: &Path) -> io::Result<(File, std::ffi::CString)> {
     Ok((dir, name))
 }
 
-/// Whether `f` is on a filesystem kept in memory (tmpfs, ramfs).
-fn in_memory(f: &File) -> io::Result<bool> {
-    const TMPFS_MAGIC: u64 = 0x0102_1994;
-    const RAMFS_MAGIC: u64 = 0x8584_58f6;
-    let mut st = std::mem::MaybeUninit::<libc::statfs>::uninit();
-    // SAFETY: fstatfs on a valid, owned file descriptor writes one statfs into `st`.
-    let r = unsafe { libc::fstatfs(f.as_raw_fd(), st.as_mut_ptr()) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstatfs succeeded, so `st` is initialised.
-    let st = unsafe { st.assume_init() };
-    // `f_type` is signed or unsigned, 32 or 64 bits, by target; the magic numbers fit in 32.
-    #[allow(clippy::unnecessary_cast)]
-    let magic = st.f_type as u64 & 0xffff_ffff;
-    Ok(magic == TMPFS_MAGIC || magic == RAMFS_MAGIC)
-}
-
 /// The real filesystem.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RealFs;
@@ -177,61 +139,6 @@ impl FsFile for RealFile {
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
-    }
-    fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
-        let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
-            return Err(io::ErrorKind::InvalidInput.into());
-        };
-        if in_memory(&self.0)? {
-            // tmpfs and ramfs allocate no blocks to save later; reserving would only take
-            // the memory earlier.
-            return Ok(());
-        }
-        // SAFETY: fallocate on a valid, owned file descriptor; no memory is involved.
-        let r = unsafe { libc::fallocate(self.0.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len) };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-    fn release_reserved(&self) -> io::Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        // Truncating to the same size frees the blocks past it (ext4, XFS, btrfs; a hole
-        // punched past the size is ignored by ext4), but stamps the file's mtime, which is the
-        // time of its newest record for retention by age: it is put back.
-        let m = self.0.metadata()?;
-        self.0.set_len(m.len())?;
-        let times = [
-            libc::timespec {
-                tv_sec: 0,
-                tv_nsec: libc::UTIME_OMIT,
-            },
-            libc::timespec {
-                tv_sec: m.mtime(),
-                tv_nsec: m.mtime_nsec(),
-            },
-        ];
-        // SAFETY: futimens on a valid, owned file descriptor with a two-element array that
-        // lives for the call.
-        let r = unsafe { libc::futimens(self.0.as_raw_fd(), times.as_ptr()) };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-    fn available(&self) -> io::Result<u64> {
-        let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: fstatvfs on a valid, owned file descriptor writes one statvfs into `st`.
-        let r = unsafe { libc::fstatvfs(self.0.as_raw_fd(), st.as_mut_ptr()) };
-        if r != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fstatvfs succeeded, so `st` is initialised.
-        let st = unsafe { st.assume_init() };
-        // The two fields are narrower than u64 on some 32-bit targets.
-        #[allow(clippy::useless_conversion)]
-        let (blocks, size) = (u64::from(st.f_bavail), u64::from(st.f_frsize));
-        Ok(blocks.saturating_mul(size))
     }
 }
 

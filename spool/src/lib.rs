@@ -176,19 +176,6 @@
 //! segment that cannot be created is removed again. The writer stays usable and appends succeed
 //! once there is room. Any other write or sync error poisons the writer until a reopen.
 //!
-//! # Blocks reserved ahead
-//!
-//! When a segment's first batch is written, the writer reserves disk blocks for the rest of
-//! the segment (up to 64 MiB ahead) with `fallocate(FALLOC_FL_KEEP_SIZE)`, so each sync only
-//! marks reserved blocks written instead of allocating the batch's: the segment stays in one
-//! or two extents and a sync writes no extent-tree block (`prealloc.rs`). The file's size is
-//! still the bytes written (recovery and readers see nothing else), [`Options::max_bytes`]
-//! bounds the files' bytes and the reserved blocks together, nothing is reserved while the
-//! filesystem has less than five times the range free, and the blocks past a segment's size are
-//! given back (keeping the size and the mtime) when it is sealed, at close and by recovery after
-//! a crash. Nothing is reserved on tmpfs or ramfs. A filesystem that cannot reserve, or any
-//! failure, only makes the writer append as before ([`Writer::take_notice`] says so once).
-//!
 //! # Retention
 //!
 //! Acknowledged segments may be kept for replay tools, by size ([`Options::retain_bytes`]) and/or
@@ -258,7 +245,6 @@ mod fs;
 mod handoff;
 mod ledger;
 mod options;
-mod prealloc;
 mod reader;
 mod readonly;
 mod reaper;

@@ -612,13 +612,6 @@ pub(crate) fn recover(fs: Arc<dyn Fs>, dir: &Path, opts: &Options) -> Result<Rec
         let f = fs.open_rw(&path).map_err(|e| Error::io("open", &path, e))?;
         (f, m.first_seq, m.bytes)
     } else {
-        // A crash may have left blocks reserved past the last segment's records; it is sealed
-        // from now on, so they are given back (best effort, see `crate::prealloc`).
-        if let Some((m, _)) = segs.last() {
-            if let Ok(f) = fs.open_rw(&segment_path(dir, m.first_seq)) {
-                crate::prealloc::release_left_over(&*f);
-            }
-        }
         let (f, bytes) = create_segment(fs, dir, next_seq)?;
         dir_dirty = false; // create_segment synced the directory
         (f, next_seq, bytes)

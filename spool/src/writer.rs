@@ -20,9 +20,6 @@
 //! - After any other failed write or sync the writer is poisoned: the file may hold a partial
 //!   batch, and appending behind it would strand later records behind a gap. Reopening runs
 //!   recovery, which truncates the partial batch.
-//! - The active segment's blocks are reserved ahead of its end and the rest given back when it
-//!   is sealed or closed (`prealloc.rs`); its size is always the bytes written, and nothing
-//!   about the reservation can fail an append.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -33,7 +30,6 @@ use crate::format::{self, SEGMENT_HEADER_LEN};
 use crate::fs::FsFile;
 use crate::handoff::Chunk;
 use crate::options::{FsyncPolicy, Options};
-use crate::prealloc::{self, Prealloc};
 use crate::record_buf::RecordBuf;
 use crate::recovery::create_segment;
 use crate::shared::{add, SegMeta, Shared, Stats};
@@ -98,8 +94,6 @@ pub struct Writer {
     seen_syncs: u64,
     /// The last sequence number handed to the sync thread.
     submitted: u64,
-    /// Blocks reserved ahead of the active segment's end (`crate::prealloc`).
-    prealloc: Prealloc,
 }
 
 impl Writer {
@@ -139,7 +133,6 @@ impl Writer {
             want_syncer,
             seen_syncs: 0,
             submitted: next_seq - 1,
-            prealloc: Prealloc::default(),
         }
     }
 
@@ -391,13 +384,6 @@ impl Writer {
         self.shared.stats()
     }
 
-    /// A one-line notice, once per writer: reserving blocks ahead of the segment's end failed,
-    /// and the writer appends without (nothing else changes; see `prealloc.rs`). For the
-    /// caller's log.
-    pub fn take_notice(&mut self) -> Option<String> {
-        self.prealloc.take_notice()
-    }
-
     /// Commits, syncs regardless of policy, and closes the writer.
     pub fn close(mut self) -> Result<Commit> {
         self.finish()
@@ -406,16 +392,13 @@ impl Writer {
     fn finish(&mut self) -> Result<Commit> {
         self.check_poisoned()?;
         if self.syncer.is_some() {
-            let c = self.commit_background(true)?;
-            self.prealloc.seal(&*self.file);
-            return Ok(c);
+            return self.commit_background(true);
         }
         self.write_batch()?;
         if self.durable < self.written {
             self.sync()?;
         }
         self.publish();
-        self.prealloc.seal(&*self.file);
         Ok(self.position())
     }
 
@@ -447,7 +430,6 @@ impl Writer {
         if let Err(e2) = self.file.set_len(self.published_len) {
             return self.poison(Error::io("ftruncate", path, e2));
         }
-        self.prealloc.truncated();
         let c = &self.shared.counters;
         c.disk_bytes
             .fetch_sub(self.seg_len - self.published_len, Relaxed);
@@ -496,23 +478,10 @@ impl Writer {
         }
         // The buffer always starts at a record boundary and holds whole records.
         format::seal_records(&mut self.batch);
-        let n = self.batch.len() as u64;
-        let cap_room = self
-            .opts
-            .max_bytes
-            .saturating_sub(self.shared.counters.disk_bytes.load(Relaxed));
-        self.prealloc.before_write(
-            &*self.file,
-            &prealloc::Write {
-                at: self.seg_len,
-                len: n,
-                segment_end: self.opts.segment_bytes,
-                cap_room,
-            },
-        );
         if let Err(e) = self.file.write_at(&self.batch, self.seg_len) {
             return Err(self.failed("write", e));
         }
+        let n = self.batch.len() as u64;
         if self.opts.handoff_bytes > 0 {
             // The buffer just written becomes the reader's copy; the next batch goes into a
             // spare one, or a new one as large as this batch was (batches of a steady load are
@@ -609,7 +578,6 @@ impl Writer {
             }
             self.publish();
         }
-        self.prealloc.seal(&*self.file);
         let (file, len) = match create_segment(&*self.shared.fs, &self.shared.dir, self.next_seq) {
             Ok(x) => x,
             Err(Error::Io { op, path, source }) if crate::error::is_no_space(&source) => {

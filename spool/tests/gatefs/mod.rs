@@ -147,15 +147,6 @@ impl FsFile for GateFile {
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
     }
-    fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.inner.reserve(offset, len)
-    }
-    fn release_reserved(&self) -> io::Result<()> {
-        self.inner.release_reserved()
-    }
-    fn available(&self) -> io::Result<u64> {
-        self.inner.available()
-    }
 }
 
 impl Fs for GateFs {

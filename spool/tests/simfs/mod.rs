@@ -8,10 +8,6 @@
 //!   it, as if the process died there.
 //! - `set_capacity(Some(n))`: the file contents together may hold at most `n` bytes; a write
 //!   that would grow them beyond stores what fits and fails with ENOSPC, like a full disk.
-//! - Blocks reserved past a file's size (`reserve`, as `fallocate(FALLOC_FL_KEEP_SIZE)`) count
-//!   against the capacity like data, and writes into them need no more room; `set_len` and
-//!   `release_reserved` give them back (a crash keeps them). `fail_reserve` / `fail_release`
-//!   make those two calls fail with an errno (without killing the process).
 //! - `crash(seed)`: what survives is chosen adversarially but within what a real filesystem may
 //!   do: every name whose create/remove/rename was not made durable by a directory sync may or may
 //!   not have happened; every file keeps its synced bytes, and of the unsynced ones a random mix
@@ -36,15 +32,6 @@ struct Inode {
     data: Vec<u8>,
     synced: Vec<u8>,
     mtime: SystemTime,
-    /// Blocks are reserved up to this offset (past the size: reserved ahead).
-    reserved_to: u64,
-}
-
-impl Inode {
-    /// Bytes of the capacity this file takes: its data and what is reserved past it.
-    fn blocks(&self) -> u64 {
-        (self.data.len() as u64).max(self.reserved_to)
-    }
 }
 
 impl Default for Inode {
@@ -53,7 +40,6 @@ impl Default for Inode {
             data: Vec::new(),
             synced: Vec::new(),
             mtime: start(),
-            reserved_to: 0,
         }
     }
 }
@@ -83,9 +69,6 @@ struct State {
     /// Time elapsed on the simulated clock since `start()`.
     elapsed: Duration,
     capacity: Option<u64>,
-    reserve_errno: Option<i32>,
-    release_errno: Option<i32>,
-    reserve_calls: u64,
 }
 
 #[derive(Clone, Default)]
@@ -128,45 +111,6 @@ impl SimFs {
     /// Total bytes the files may hold (`None`: unlimited).
     pub fn set_capacity(&self, bytes: Option<u64>) {
         self.0.lock().unwrap().capacity = bytes;
-    }
-
-    /// `reserve` fails with `errno` (`None`: works).
-    pub fn fail_reserve(&self, errno: Option<i32>) {
-        self.0.lock().unwrap().reserve_errno = errno;
-    }
-
-    /// `release_reserved` fails with `errno` (`None`: works).
-    pub fn fail_release(&self, errno: Option<i32>) {
-        self.0.lock().unwrap().release_errno = errno;
-    }
-
-    /// Calls of `reserve` so far.
-    pub fn reserve_calls(&self) -> u64 {
-        self.0.lock().unwrap().reserve_calls
-    }
-
-    /// Bytes reserved past the size of the file at `path` (0 if there is none).
-    pub fn reserved_past_size(&self, path: &Path) -> u64 {
-        match self.0.lock().unwrap().cur.get(path) {
-            Some(Entry::File(i)) => {
-                let ino = i.lock().unwrap();
-                ino.reserved_to.saturating_sub(ino.data.len() as u64)
-            }
-            _ => 0,
-        }
-    }
-
-    /// The file's modification time.
-    pub fn mtime(&self, path: &Path) -> Option<SystemTime> {
-        match self.0.lock().unwrap().cur.get(path) {
-            Some(Entry::File(i)) => Some(i.lock().unwrap().mtime),
-            _ => None,
-        }
-    }
-
-    /// Bytes of the capacity all files take (data and reserved blocks).
-    pub fn blocks_used(&self) -> u64 {
-        used_by_others(&self.0.lock().unwrap(), None)
     }
 
     /// The `n`-th mutating operation from now (0 = the next one) fails, and everything after it.
@@ -230,19 +174,14 @@ impl SimFs {
                     *e = Entry::File(n.clone());
                     continue;
                 }
-                let (content, mtime, reserved_to) = {
+                let (content, mtime) = {
                     let ino = old.lock().unwrap();
-                    (
-                        survive(&ino.synced, &ino.data, &mut rng),
-                        ino.mtime,
-                        ino.reserved_to,
-                    )
+                    (survive(&ino.synced, &ino.data, &mut rng), ino.mtime)
                 };
                 let n = Arc::new(Mutex::new(Inode {
                     data: content.clone(),
                     synced: content,
                     mtime,
-                    reserved_to,
                 }));
                 fresh.push((old.clone(), n.clone()));
                 *e = Entry::File(n);
@@ -349,22 +288,6 @@ fn survive(synced: &[u8], data: &[u8], rng: &mut Xorshift) -> Vec<u8> {
     }
 }
 
-/// Bytes of the capacity taken by every file but `except`.
-fn used_by_others(st: &State, except: Option<&InodeRef>) -> u64 {
-    let mut seen: Vec<&InodeRef> = Vec::new();
-    let mut used = 0;
-    for e in st.cur.values() {
-        if let Entry::File(i) = e {
-            if except.is_some_and(|x| Arc::ptr_eq(x, i)) || seen.iter().any(|s| Arc::ptr_eq(s, i)) {
-                continue;
-            }
-            seen.push(i);
-            used += i.lock().unwrap().blocks();
-        }
-    }
-    used
-}
-
 struct SimFile {
     fs: SimFs,
     ino: Arc<Mutex<Inode>>,
@@ -396,16 +319,28 @@ impl FsFile for SimFile {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let st = self.fs.mutate()?;
         self.check(&st)?;
-        let room = st
-            .capacity
-            .map(|cap| cap.saturating_sub(used_by_others(&st, Some(&self.ino))) as usize);
+        let room = st.capacity.map(|cap| {
+            let used: u64 = st
+                .cur
+                .values()
+                .map(|e| match e {
+                    Entry::File(i) if !Arc::ptr_eq(i, &self.ino) => {
+                        i.lock().unwrap().data.len() as u64
+                    }
+                    _ => 0,
+                })
+                .sum();
+            cap.saturating_sub(used) as usize
+        });
         let mut ino = self.ino.lock().unwrap();
         if let Some(room) = room {
             let end = offset as usize + buf.len();
-            let own = ino.blocks() as usize;
-            if end > room.max(own) {
+            if end > room.max(ino.data.len()) {
                 // Store what fits, then fail like a full disk.
-                let fits = room.max(own).saturating_sub(offset as usize).min(buf.len());
+                let fits = room
+                    .max(ino.data.len())
+                    .saturating_sub(offset as usize)
+                    .min(buf.len());
                 let stop = offset as usize + fits;
                 if ino.data.len() < stop {
                     ino.data.resize(stop, 0);
@@ -435,55 +370,12 @@ impl FsFile for SimFile {
         let mut ino = self.ino.lock().unwrap();
         ino.data.resize(len as usize, 0);
         ino.mtime = start() + st.elapsed;
-        // Truncating frees the blocks past the new size, reserved ones too.
-        ino.reserved_to = 0;
         Ok(())
     }
     fn len(&self) -> io::Result<u64> {
         let st = self.fs.look()?;
         self.check(&st)?;
         Ok(self.ino.lock().unwrap().data.len() as u64)
-    }
-    fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
-        let mut st = self.fs.mutate()?;
-        self.check(&st)?;
-        st.reserve_calls += 1;
-        if let Some(errno) = st.reserve_errno {
-            return Err(io::Error::from_raw_os_error(errno));
-        }
-        let room = st
-            .capacity
-            .map(|cap| cap.saturating_sub(used_by_others(&st, Some(&self.ino))));
-        let mut ino = self.ino.lock().unwrap();
-        let want = offset + len;
-        match room {
-            Some(room) if want > room.max(ino.blocks()) => {
-                // Reserve what fits, then fail like a full disk.
-                ino.reserved_to = ino.reserved_to.max(room);
-                Err(io::Error::from_raw_os_error(28)) // ENOSPC
-            }
-            _ => {
-                ino.reserved_to = ino.reserved_to.max(want);
-                Ok(())
-            }
-        }
-    }
-    fn release_reserved(&self) -> io::Result<()> {
-        let st = self.fs.mutate()?;
-        self.check(&st)?;
-        if let Some(errno) = st.release_errno {
-            return Err(io::Error::from_raw_os_error(errno));
-        }
-        self.ino.lock().unwrap().reserved_to = 0;
-        Ok(())
-    }
-    fn available(&self) -> io::Result<u64> {
-        let st = self.fs.look()?;
-        self.check(&st)?;
-        Ok(match st.capacity {
-            Some(cap) => cap.saturating_sub(used_by_others(&st, None)),
-            None => u64::MAX,
-        })
     }
 }
 

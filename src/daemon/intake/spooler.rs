@@ -296,9 +296,6 @@ impl<T> Spooler<T> {
         what: &str,
     ) -> Result<(), String> {
         self.count_spooled();
-        if let Some(notice) = self.writer.take_notice() {
-            crate::say!("{}{notice}", self.policy.prefix);
-        }
         match r {
             // The processing loop is woken by the spool's publish hook, when the records are
             // shown to it (at once, or when their sync ends).

@@ -73,18 +73,6 @@ impl FsFile for FlakyFile {
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
     }
-    fn reserve(&self, offset: u64, len: u64) -> io::Result<()> {
-        if self.full.load(Ordering::Relaxed) {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        self.inner.reserve(offset, len)
-    }
-    fn release_reserved(&self) -> io::Result<()> {
-        self.inner.release_reserved()
-    }
-    fn available(&self) -> io::Result<u64> {
-        self.inner.available()
-    }
 }
 
 impl Flaky {
