@@ -434,15 +434,19 @@ fn intake_runs_above_ordinary_processes_and_printing_below() {
         .group(5)
         .output_to(out.to_str().unwrap())
         .start(&ns);
-    // A packet printed: the committer thread exists.
     send_udp(&ns, 9999, 0..1);
     wait_for("a packet", Duration::from_secs(20), || {
         lines(&out).iter().any(|l| l.contains("NICES"))
     });
+    let pid = d.child.id();
+    // The committer thread is started by the first job sent to it: live, the span's sync, at
+    // most 100 ms after the line was written (the line itself is written on the loop's thread).
+    wait_for("the committer thread", Duration::from_secs(20), || {
+        !thread_nice(pid, "fwlog-output").is_empty()
+    });
     // fwlog inherits this process's nice value (`ip netns exec` changes nothing).
     // SAFETY: plain system call.
     let start = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-    let pid = d.child.id();
     // Root may raise intake by 10, to -10 at most (never lower it).
     let intake = if start > -10 {
         (start - 10).max(-10)
