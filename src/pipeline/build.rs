@@ -125,6 +125,7 @@ impl Engine {
             stop_grace: bounds.stop_grace,
             retry_outputs: bounds.retry_outputs,
             live_span: bounds.live_span,
+            inline_slow: super::process::INLINE_SLOW,
             service,
         }
     }

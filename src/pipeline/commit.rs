@@ -9,9 +9,12 @@
 //! bytes into local regular files' page cache (`OutBatches::copies_only`) is run on the loop's own
 //! thread instead ([`Job::run`] there, its [`Done`] handled at once): at a few hundred such
 //! jobs a second, the hand-off (the thread's wake-up, the done message, the runtime's
-//! wake-up) cost more than the write, and there is no wait to overlap. Syncs, a backlog's
-//! batches, and outputs that may wait (a FIFO, a pipe, a terminal, syslog, a file on a network
-//! filesystem) keep the thread.
+//! wake-up) cost more than the write, and there is normally no wait to overlap. Syncs, a
+//! backlog's batches, and outputs that may wait (a FIFO, a pipe, a terminal, syslog, a file on
+//! a network filesystem) keep the thread. A local file's write can still wait for the disk
+//! (the page cache throttling a writer far ahead of it, a journal): after one that took over
+//! 2 ms on the loop's thread, the loop sends these jobs to the thread again for 10 s, so names,
+//! signals and the stop deadline do not wait behind the disk (`process.rs`, `INLINE_SLOW`).
 //!
 //! Invariants (the loop's acknowledgement rule, unchanged; wherever a job runs):
 //! - One job at a time: the loop starts a job only when the last one came back.

@@ -84,6 +84,10 @@ pub struct Processor<S: Source> {
     pub service: Option<crate::sdnotify::service::Service>,
     /// Live, how long the outputs' syncs and the acknowledgement may wait (`commit.rs`).
     pub live_span: Duration,
+    /// A write on the loop's own thread slower than this sends such writes to the committer
+    /// thread for a while ([`INLINE_SLOW`]; the model tests raise it, their clock being paused
+    /// while the machine's load may stretch any real write).
+    pub inline_slow: Duration,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -134,7 +138,17 @@ struct LoopState {
     held_upto: Option<u64>,
     /// Names lent for printing, in front of the resolver's shared cache (see `dns::NameMemo`).
     memo: Option<NameMemo>,
+    /// Until then, unsynced writes go to the committer thread even when they only copy: one
+    /// written on the loop's thread took longer than [`INLINE_SLOW`].
+    inline_off_until: Option<Instant>,
 }
+
+/// A write on the loop's own thread that takes longer than this (the page cache throttling a
+/// writer far behind its disk, a journal wait, a slow device behind a local filesystem) sends
+/// the loop's unsynced writes back to the committer thread for [`INLINE_OFF`], so that names,
+/// signals and the stop deadline are not kept waiting behind the disk.
+pub const INLINE_SLOW: Duration = Duration::from_millis(2);
+const INLINE_OFF: Duration = Duration::from_secs(10);
 
 impl<S: Source> Processor<S> {
     pub async fn run(mut self) -> Result<(), ProcessError> {
@@ -162,6 +176,7 @@ impl<S: Source> Processor<S> {
             reopen: false,
             held_upto: None,
             memo: self.resolver.as_ref().map(Resolver::memo),
+            inline_off_until: None,
         };
         loop {
             if st.stop_at.is_none() && self.stop.load(Ordering::Relaxed) {
@@ -315,11 +330,18 @@ impl<S: Source> Processor<S> {
             ack,
             unwritten: std::mem::take(&mut st.unwritten),
         };
-        if !job.sync && !behind && job.batches.copies_only() {
+        let inline_ok = st.inline_off_until.is_none_or(|t| now >= t);
+        if !job.sync && !behind && inline_ok && job.batches.copies_only() {
             // Live, a batch only copied into the page cache is written here: the hand-off
             // (the thread's wake-up, the done message, the runtime's wake-up) costs more than
-            // the write. Syncs, a backlog's batches and outputs that may wait keep the thread.
-            return self.committed(st, job.run());
+            // the write. Syncs, a backlog's batches and outputs that may wait keep the thread,
+            // and so do these writes for a while after one of them was slow.
+            // The write's own time is real time (the test runtime pauses tokio's clock).
+            let start = std::time::Instant::now();
+            let done = job.run();
+            st.inline_off_until =
+                (start.elapsed() > self.inline_slow).then(|| Instant::now() + INLINE_OFF);
+            return self.committed(st, done);
         }
         match st.committer.start(job) {
             Some(done) => self.committed(st, done),

@@ -21,6 +21,17 @@ fn live_with(
     span: Duration,
     in_place: bool,
 ) -> (Shared, Arc<Notify>, Arc<Counters>, UnboundedSender, Run) {
+    let (p, model, tx) = live_processor(span, in_place);
+    let wake = Arc::clone(&p.data_wake);
+    let counters = Arc::clone(&p.counters);
+    (model, wake, counters, tx, tokio::spawn(p.run()))
+}
+
+/// The same, not yet running.
+fn live_processor(
+    span: Duration,
+    in_place: bool,
+) -> (Processor<FakeSource>, Shared, UnboundedSender) {
     let (mut p, model, tx) = processor_with(0, 64, true, true);
     p.live_span = span;
     {
@@ -30,9 +41,7 @@ fn live_with(
         // The paused-clock test runtime runs the spawned loop on the test's own thread.
         m.loop_thread = Some(std::thread::current().id());
     }
-    let wake = Arc::clone(&p.data_wake);
-    let counters = Arc::clone(&p.counters);
-    (model, wake, counters, tx, tokio::spawn(p.run()))
+    (p, model, tx)
 }
 
 type UnboundedSender = tokio::sync::mpsc::UnboundedSender<Control>;
@@ -112,6 +121,35 @@ async fn span_deadline(in_place: bool) {
         here,
         "unsynced writes on the loop's thread, elsewhere (in place: {in_place})"
     );
+}
+
+/// A write on the loop's thread that was slow (a page cache throttling its writer) sends the
+/// next live batches to the committer thread: names, signals and the stop deadline must not
+/// wait behind the disk. Every record is still written once, in order, and synced with the span.
+#[tokio::test(start_paused = true)]
+async fn after_a_slow_write_on_the_loops_thread_live_batches_go_to_the_committer() {
+    let (mut p, model, tx) = live_processor(commit::LIVE_SPAN, true);
+    p.inline_slow = super::INLINE_SLOW;
+    model.lock().unwrap().slow_unsynced = Some(Duration::from_millis(20));
+    let wake = Arc::clone(&p.data_wake);
+    let run = tokio::spawn(p.run());
+    arrive(&model, &wake, 1..=3);
+    until(&model, "the first batch written", |m| m.writes == 1).await;
+    for i in 2..=4u64 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        arrive(&model, &wake, i * 10..=i * 10 + 2);
+        until(&model, "the next batch written", |m| m.writes == i as usize).await;
+    }
+    until(&model, "the span acknowledged", |m| m.acks == [42]).await;
+    tx.send(Control::Stop).unwrap();
+    run.await.unwrap().unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(
+        (m.unsynced_on_loop, m.unsynced_off_loop),
+        (1, 3),
+        "unsynced writes on the loop's thread, elsewhere"
+    );
+    assert_eq!(m.committed, [1, 2, 3, 20, 21, 22, 30, 31, 32, 40, 41, 42]);
 }
 
 /// A live span that reaches `SPAN_BYTES` is synced then, long before its deadline.

@@ -75,6 +75,8 @@ struct Model {
     loop_thread: Option<std::thread::ThreadId>,
     unsynced_on_loop: usize,
     unsynced_off_loop: usize,
+    /// The next unsynced write takes this long (a page cache throttling its writer).
+    slow_unsynced: Option<Duration>,
 }
 
 type Shared = Arc<Mutex<Model>>;
@@ -244,13 +246,17 @@ impl Sink for FakeBytes {
     }
 
     fn write_unsynced(&mut self, lines: &[u8]) -> io::Result<()> {
-        {
+        let slow = {
             let mut m = self.0.lock().unwrap();
             if m.loop_thread == Some(std::thread::current().id()) {
                 m.unsynced_on_loop += 1;
             } else {
                 m.unsynced_off_loop += 1;
             }
+            m.slow_unsynced.take()
+        };
+        if let Some(d) = slow {
+            std::thread::sleep(d);
         }
         self.write(lines)
     }
@@ -419,6 +425,7 @@ pub(super) fn test_processor<S: Source>(
         retry_outputs: retry,
         service: None,
         live_span: commit::LIVE_SPAN,
+        inline_slow: Duration::from_secs(3600),
     }
 }
 

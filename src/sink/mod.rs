@@ -253,12 +253,14 @@ pub trait Sink: Send {
     fn sync(&mut self) -> io::Result<()> {
         Ok(())
     }
-    /// Whether [`write_unsynced`](Self::write_unsynced) of `len` bytes now only copies them
-    /// into the page cache: it waits for no reader, server or device, and syncs nothing (a
-    /// regular file on a local filesystem, with no reopen waiting). Such a write may run on
-    /// the processing loop's own thread instead of the committer's (`pipeline::commit`);
-    /// anything else (a FIFO, a pipe, a terminal, syslog, a file on NFS) keeps the committer
-    /// thread. False by default.
+    /// Whether [`write_unsynced`](Self::write_unsynced) of `len` bytes now normally only
+    /// copies them into the page cache: it waits for no reader or server and syncs nothing (a
+    /// regular file on a local filesystem, with no reopen waiting). It can still wait for the
+    /// disk at times (the page cache throttling a writer far ahead of its disk, a journal):
+    /// such a write may run on the processing loop's own thread instead of the committer's
+    /// (`pipeline::commit`), which stops doing so for a while after one was slow; anything else
+    /// (a FIFO, a pipe, a terminal, syslog, a file on NFS) keeps the committer thread. False by
+    /// default.
     fn copies_only(&self, _len: usize) -> bool {
         false
     }
