@@ -96,7 +96,7 @@ struct Opened {
 /// Filesystems whose writes land in this machine's page cache and block devices: ext2/3/4,
 /// XFS, Btrfs, tmpfs, F2FS, overlayfs, ZFS, bcachefs. Anything else (NFS, SMB, FUSE, Ceph, a
 /// type not listed) may wait for a server on a plain write.
-const LOCAL_FS: [i64; 8] = [
+const LOCAL_FS: [u32; 8] = [
     0xEF53,
     0x5846_5342,
     0x9123_683E,
@@ -115,7 +115,9 @@ fn on_local_fs(f: &File) -> bool {
     if unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) } != 0 {
         return false;
     }
-    LOCAL_FS.contains(&(st.f_type as i64))
+    // `f_type` is a signed word of the platform's size: 32-bit targets see Btrfs' magic as
+    // negative; the magic numbers are 32-bit values either way.
+    LOCAL_FS.contains(&(st.f_type as u32))
 }
 
 fn open_output(path: &Path) -> io::Result<Opened> {
@@ -522,14 +524,16 @@ mod tests {
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
         // SAFETY: a valid descriptor and a valid, writable statfs.
         assert_eq!(unsafe { libc::fstatfs(f.as_raw_fd(), &mut st) }, 0);
-        let listed = LOCAL_FS.contains(&(st.f_type as i64));
+        let listed = LOCAL_FS.contains(&(st.f_type as u32));
         assert_eq!(on_local_fs(&f), listed);
         assert_eq!(
             FileSink::open(&dir.path().join("log"), true).unwrap().local,
             listed
         );
-        // /proc is no filesystem to write lines to, and not in the list.
+        // /proc is no filesystem to write lines to, and not in the list; tmpfs is local.
         assert!(!on_local_fs(&File::open("/proc/self/stat").unwrap()));
+        let shm = tempfile::tempfile_in("/dev/shm").unwrap();
+        assert!(on_local_fs(&shm), "tmpfs");
     }
 
     #[test]
