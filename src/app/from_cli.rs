@@ -62,14 +62,15 @@ pub fn format_config(args: &FormatArgs) -> FormatConfig {
     }
 }
 
-/// `--batch-records` when not given. NFLOG: commit pacing merges at most two rounds (two kernel
-/// ticks' datagrams) into a commit unless the first already holds this many records; at 2048
-/// that merge goes on up to 512k records/s (2048 per 4 ms tick at HZ=250), where at 256 it
+/// `--batch-records` for NFLOG when not given. Commit pacing merges at most two rounds (two
+/// kernel ticks' datagrams) into a commit unless the first already holds this many records: at
+/// 2048 that merge goes on up to 512k records/s at HZ=250 (2048 per 4 ms tick), where at 256 it
 /// stopped at 64k records/s (32k packets/s logged to two groups) and every tick paid its own
 /// write, sync and output write. A merged round waits at most the pacing gap, as any held round
-/// does. NFQUEUE: the kernel holds each packet of a batch until its verdict, which follows the
-/// batch's sync, so its batches stay small.
+/// does.
 pub const NFLOG_BATCH_RECORDS: usize = 2048;
+/// `--batch-records` for NFQUEUE when not given: the kernel holds each packet of a batch until
+/// its verdict, which follows the batch's sync, so its batches stay small.
 pub const QUEUE_BATCH_RECORDS: usize = 256;
 
 fn batch_records(args: &RunArgs) -> usize {

@@ -293,7 +293,7 @@ pub fn decode_into<'a>(p: &Packet<'a>, out: &mut Decoded<'a>) {
     let mut partial_len: Option<u32> = None;
     let mut trailing = 0;
     // Each arm stores its header in `out.net` itself: a value built for the whole `match` and
-    // then stored was copied once more (the IPv4 header with its transport, every record).
+    // then stored would be one more copy of the IPv4 header with its transport per record.
     match kind(p) {
         Kind::Ipv4 => {
             if b.len() < 20 {

@@ -61,7 +61,7 @@ thread_local! {
 }
 
 /// Seconds for which the arithmetic below is used: years 1 to 9999 (UTC). Outside, chrono
-/// converts each second itself (and falls back to the epoch where it cannot), as it always did.
+/// converts each second itself (and falls back to the epoch where it cannot).
 const FAST: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
 
 /// Offsets are asked for per quarter hour, aligned: every time zone change there has been

@@ -276,7 +276,7 @@ impl<'a> Walk<'a> {
                 None => false,
             },
             fwlog::CAPTURE_TIME => {
-                // A short one is skipped, as it always was.
+                // A short one is skipped (no damage note: a capture time is only a fallback).
                 if let Some(t) = v.first_chunk::<12>() {
                     self.timestamp(p, RANK_CAPTURE, sec_nsec(t, TimeSource::Capture));
                 }

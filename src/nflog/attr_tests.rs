@@ -341,8 +341,8 @@ fn parse_into_a_used_packet_is_a_fresh_parse() {
     }
 }
 
-/// The walk as first written (one `match` per attribute, the timestamps ranked at the end),
-/// kept as the reference for the one the loop runs.
+/// The reference walker: the plainest form of the walk (one `match` per attribute, the
+/// timestamps ranked at the end), against which the one the loop runs is tested.
 fn parse_reference(msg: &[u8], order: TlvOrder, fallback: Timestamp) -> Packet<'_> {
     let mut p = Packet::new(&[], fallback);
     if msg.len() < NFGENMSG_LEN {
