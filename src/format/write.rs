@@ -488,7 +488,7 @@ thread_local! {
 }
 
 pub fn ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
-    let [t, _] = ipv4_texts(a, a);
+    let t = V4_TEXTS.with_borrow_mut(|t| cached(t, u32::from(a)));
     ipv4_text_after(out, b"", &t);
 }
 
