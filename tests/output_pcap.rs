@@ -63,10 +63,16 @@ fn reader(prog: &str, args: &[&str]) -> String {
 }
 
 /// The packet numbers ("pkt-N" payloads) tshark finds in `file`, in file order.
+///
+/// The payloads are read as plain data: otherwise tshark gives a datagram to the dissector of
+/// a protocol registered on its source port, and a few ephemeral ports have one (44818 is
+/// EtherNet/IP, 37008 TZSP, ...), which leaves the packet without `data.data`.
 fn tshark_numbers(file: &Path) -> Vec<u32> {
     let out = reader(
         "tshark",
         &[
+            "-d",
+            "udp.port==9999,data",
             "-r",
             file.to_str().unwrap(),
             "-T",
