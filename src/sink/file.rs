@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::stdout::Stdout;
 use super::tail::{self, Settled};
-use super::Sink;
+use super::{Sink, WRITE_CHUNK};
 
 /// An unsynced batch this large (a backlog's) starts its writeback at once; smaller ones (live
 /// traffic, a few KiB each) are left to the sync that closes the span: a writeback per small
@@ -279,7 +279,9 @@ impl FileSink {
         self.mark_batch_start()?;
         let wait_until = Instant::now() + STREAM_WAIT;
         while self.done < lines.len() {
+            // At most WRITE_CHUNK per call: see there for what a larger write costs.
             let rest = &lines[self.done..];
+            let rest = &rest[..rest.len().min(WRITE_CHUNK)];
             let n = match &mut self.file {
                 Some(f) => f.write(rest),
                 None => self.stdout.write(rest),
@@ -383,6 +385,28 @@ impl Sink for FileSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_larger_than_a_write_chunk_lands_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut s = FileSink::open(&path, true).unwrap();
+        let lines: Vec<u8> = (0..2 * WRITE_CHUNK + 777)
+            .map(|i| {
+                if i % 80 == 79 {
+                    b'\n'
+                } else {
+                    b'a' + (i % 26) as u8
+                }
+            })
+            .collect();
+        s.write_batch(b"first\n").unwrap();
+        s.write_unsynced(&lines).unwrap();
+        s.sync().unwrap();
+        let back = std::fs::read(&path).unwrap();
+        assert_eq!(&back[..6], b"first\n");
+        assert!(back[6..] == lines[..], "every chunk once, in order");
+    }
 
     #[test]
     fn reopen_after_rename_writes_each_line_once() {

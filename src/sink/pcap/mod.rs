@@ -28,7 +28,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::{PacketSink, PacketView};
+use super::{PacketSink, PacketView, WRITE_CHUNK};
 use crate::format::LossEvent;
 use crate::packet::family;
 use crate::pcap::write::{file_header, push_record, LINKTYPE_NFLOG, LINKTYPE_RAW};
@@ -194,7 +194,11 @@ impl PcapSink {
             n += 1;
         }
         let end = self.ends[self.written + n - 1];
-        if let Err(e) = c.file.write_all(&self.buf[start..end]) {
+        // At most WRITE_CHUNK per call: see there for what a larger write costs.
+        let wrote = self.buf[start..end]
+            .chunks(WRITE_CHUNK)
+            .try_for_each(|chunk| c.file.write_all(chunk));
+        if let Err(e) = wrote {
             // Undo the part written, so the retry writes whole records after whole records.
             if c.file.set_len(c.len).is_err() {
                 self.cur = None;
@@ -311,6 +315,23 @@ mod tests {
                 decoded: &crate::decode::decode(&p),
                 names: &NoNames,
             });
+        }
+    }
+
+    #[test]
+    fn a_commit_larger_than_a_write_chunk_is_every_record_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fw.pcap");
+        let spec = PcapSpec::parse(PcapLink::Nflog, path.to_str().unwrap()).unwrap();
+        let mut s = PcapSink::open(&spec, false).unwrap();
+        let n = (2 * WRITE_CHUNK / 116 + 5) as u32;
+        feed(&mut s, n);
+        s.commit().unwrap();
+        let b = std::fs::read(&path).unwrap();
+        assert_eq!(b.len(), 24 + n as usize * 116);
+        for (i, rec) in b[24..].chunks(116).enumerate() {
+            assert_eq!(&rec[8..12], &100u32.to_le_bytes());
+            assert!(rec[16..].iter().all(|&x| x == i as u8), "record {i}");
         }
     }
 
