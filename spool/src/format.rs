@@ -211,12 +211,16 @@ fn crc32c_3(a: &[u8], b: &[u8], c: &[u8]) -> (u32, u32, u32) {
     (crc32c::crc32c(a), crc32c::crc32c(b), crc32c::crc32c(c))
 }
 
+/// Inputs from this long on go to the crate's CRC, which splits them three ways from here.
+const CRC_SPLIT_FROM: usize = 768;
+
 /// CRC32C of one record-sized buffer (a batch's last records, and each record read back).
-/// Longer inputs (a payload of many KiB) go to the crate, whose three-way split wins there.
+/// Shorter than [`CRC_SPLIT_FROM`], the plain loop; longer ones (a full-size packet's record)
+/// go to the crate, whose three-way split wins there.
 fn crc32c_1(a: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
-        if a.len() <= 4096 && std::arch::is_x86_feature_detected!("sse4.2") {
+        if a.len() < CRC_SPLIT_FROM && std::arch::is_x86_feature_detected!("sse4.2") {
             // SAFETY: the CPU supports SSE 4.2, checked just above.
             return unsafe { !(crc32c_tail_sse42(0xFFFF_FFFF, a) as u32) };
         }
@@ -464,6 +468,11 @@ mod tests {
             let r = crc32c_3(&a, &b, &c);
             proptest::prop_assert_eq!(r, (crc32c::crc32c(&a), crc32c::crc32c(&b), crc32c::crc32c(&c)));
             proptest::prop_assert_eq!(crc32c_1(&a), crc32c::crc32c(&a));
+            // Either side of the split, whatever the random lengths drew.
+            for n in [0, 1, 7, CRC_SPLIT_FROM - 1, CRC_SPLIT_FROM, CRC_SPLIT_FROM + 1] {
+                let long: Vec<u8> = a.iter().chain(&b).copied().cycle().take(n).collect();
+                proptest::prop_assert_eq!(crc32c_1(&long), crc32c::crc32c(&long));
+            }
         }
 
         #[test]
