@@ -277,25 +277,42 @@ fn rotated_captures_survive_kill_9_and_tcpdump_and_tshark_read_every_packet() {
 /// again, every record exactly once.
 #[test]
 fn a_full_disk_is_undone_to_whole_records_and_resumed() {
+    require_root!();
+    support::require_tool("tcpdump");
+    full_disk_undone_and_resumed("16k", 8192, 100);
+}
+
+/// The same with a commit of several write chunks (`sink::WRITE_CHUNK`): the disk fills in a
+/// later chunk, and the chunks before it are undone with it.
+#[test]
+fn a_full_disk_in_a_later_write_chunk_undoes_the_whole_commit() {
+    require_root!();
+    support::require_tool("tcpdump");
+    let records = (2 * fwlog::sink::WRITE_CHUNK / 116 + 1000) as u32;
+    full_disk_undone_and_resumed("3m", 1 << 20, records);
+}
+
+/// A `pcap-raw:` sink on a tmpfs of `size` holding a `filler`-byte file commits `n` records
+/// of 116 bytes: the commit fails with ENOSPC and leaves whole records only (tcpdump reads the
+/// file); once the filler is gone the same commit writes every record exactly once.
+fn full_disk_undone_and_resumed(size: &str, filler_len: usize, n: u32) {
     use fwlog::format::NoNames;
     use fwlog::packet::{family, Packet, TimeSource, Timestamp};
     use fwlog::sink::pcap::{PcapLink, PcapSink, PcapSpec};
     use fwlog::sink::{PacketSink, PacketView};
 
-    require_root!();
-    support::require_tool("tcpdump");
     let dir = tempfile::tempdir().unwrap();
     let mnt = dir.path().join("small");
-    let _guard = support::tmpfs::Tmpfs::mount(&mnt, "16k");
+    let _guard = support::tmpfs::Tmpfs::mount(&mnt, size);
     let filler = mnt.join("filler");
-    std::fs::write(&filler, vec![0u8; 8192]).unwrap();
+    std::fs::write(&filler, vec![0u8; filler_len]).unwrap();
 
     let path = mnt.join("fw.pcap");
     let spec = PcapSpec::parse(PcapLink::Raw, path.to_str().unwrap()).unwrap();
     let mut s = PcapSink::open(&spec, true).unwrap();
     let mut ip = vec![0x45u8, 0, 0, 100];
     ip.resize(100, 0);
-    for i in 0..100u32 {
+    for i in 0..n {
         let mut p = Packet::new(
             &ip,
             Timestamp {
@@ -313,18 +330,16 @@ fn a_full_disk_is_undone_to_whole_records_and_resumed() {
             names: &NoNames,
         });
     }
+    let full = 24 + n as usize * 116;
     let e = s.commit().expect_err("the disk is full");
     assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
     let len = std::fs::metadata(&path).unwrap().len() as usize;
     assert_eq!((len - 24) % 116, 0, "cut back to whole records: {len}");
-    assert!(len < 24 + 100 * 116);
+    assert!(len < full);
     tcpdump_count(&path);
 
     std::fs::remove_file(&filler).unwrap();
     s.commit().expect("room again");
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().len() as usize,
-        24 + 100 * 116
-    );
-    assert_eq!(tcpdump_count(&path), 100);
+    assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, full);
+    assert_eq!(tcpdump_count(&path), n as usize);
 }
