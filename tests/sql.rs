@@ -463,7 +463,7 @@ fn kill_9_during_a_flood_every_seq_global_is_one_row_or_a_loss() {
     let left = crash::unacked(&args.spool());
     assert_eq!(left, 0, "unacknowledged records left in the spool");
     assert_no_duplicates_keyed(&db);
-    crash::assert_rows_once(|q| count(&db, q), rounds as u64 * 8 + 8);
+    crash::assert_rows_once(|q| count(&db, q), (rounds as u64 + 1) * 20);
 
     let c = rusqlite::Connection::open(&db).unwrap();
     let rows: BTreeSet<u64> = c

@@ -270,7 +270,7 @@ fn kill_9_and_a_server_crash_during_a_flood_every_seq_global_is_one_row_or_a_los
         assert_eq!(d.stop(), 0);
     });
     // Eleven starts.
-    let (rows, unnumbered) = support::crash::assert_rows_once(|q| db.count(q), 11 * 8);
+    let (rows, unnumbered) = support::crash::assert_rows_once(|q| db.count(q), 11 * 20);
     let (lo, hi) = (
         db.count("SELECT min(seq_global) FROM packets"),
         db.count("SELECT max(seq_global) FROM packets"),

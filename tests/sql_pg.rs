@@ -184,7 +184,7 @@ fn kill_9_and_a_server_crash_during_a_flood_every_seq_global_is_one_row_or_a_los
         assert_eq!(d.stop(), 0);
     });
     // Eleven starts.
-    let (rows, unnumbered) = crash::assert_rows_once(|q| pg.count(q), 11 * 8);
+    let (rows, unnumbered) = crash::assert_rows_once(|q| pg.count(q), 11 * 20);
     let missing = pg.count(
         "SELECT count(*) FROM generate_series((SELECT min(seq_global) FROM packets), \
          (SELECT max(seq_global) FROM packets)) g \

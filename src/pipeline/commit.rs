@@ -129,7 +129,7 @@ pub const CAUGHT_UP_GAP: Duration = Duration::from_millis(2);
 /// ... unless this much is waiting.
 pub const WRITE_BYTES: usize = 256 * 1024;
 /// ... or this much while working through a backlog (the window came back full from the
-/// source): fewer, larger writes; latency does not matter there, the lines are late already.
+/// source): fewer, larger batches; latency does not matter there, the lines are late already.
 pub const BACKLOG_WRITE_BYTES: usize = 4 << 20;
 
 /// How much to gather before a write: more while working through a backlog.

@@ -177,8 +177,8 @@ pub fn json_output(out: &Path, unnumbered_max: usize) -> (Printed, Vec<(u64, u64
 
 /// A database's `packets` table after a crash test: each packet stored once, judged by its
 /// payload (the flood's `pkt-N` are unique; the output needs `--db-payload`), each stored
-/// `seq_global` once, and at most `unnumbered_max` rows without one (a packet logged as a start
-/// binds its group under the flood: see [`json_output`]). `count` runs a `SELECT count ...` on
+/// `seq_global` once, and at most `unnumbered_max` rows without one (a packet logged while a
+/// start binds its group under the flood: see [`json_output`]). `count` runs a `SELECT count ...` on
 /// the database. Returns the rows and how many have no `seq_global`.
 pub fn assert_rows_once(count: impl Fn(&str) -> u64, unnumbered_max: u64) -> (u64, u64) {
     let rows = count("SELECT count(*) FROM packets");
