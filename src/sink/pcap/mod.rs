@@ -318,12 +318,17 @@ mod tests {
         }
     }
 
+    /// A `pcap:` sink at `DIR/fw.pcap` without rotation, and its path.
+    fn unrotated(dir: &std::path::Path, sync: bool) -> (PathBuf, PcapSink) {
+        let path = dir.join("fw.pcap");
+        let spec = PcapSpec::parse(PcapLink::Nflog, path.to_str().unwrap()).unwrap();
+        (path.clone(), PcapSink::open(&spec, sync).unwrap())
+    }
+
     #[test]
     fn a_commit_larger_than_a_write_chunk_is_every_record_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fw.pcap");
-        let spec = PcapSpec::parse(PcapLink::Nflog, path.to_str().unwrap()).unwrap();
-        let mut s = PcapSink::open(&spec, false).unwrap();
+        let (path, mut s) = unrotated(dir.path(), false);
         let n = (2 * WRITE_CHUNK / 116 + 5) as u32;
         feed(&mut s, n);
         s.commit().unwrap();
@@ -368,9 +373,7 @@ mod tests {
     #[test]
     fn sighup_after_a_rename_starts_the_path_again() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fw.pcap");
-        let spec = PcapSpec::parse(PcapLink::Nflog, path.to_str().unwrap()).unwrap();
-        let mut s = PcapSink::open(&spec, true).unwrap();
+        let (path, mut s) = unrotated(dir.path(), true);
         feed(&mut s, 2);
         s.commit().unwrap();
         std::fs::rename(&path, dir.path().join("fw.pcap.1")).unwrap();
