@@ -62,12 +62,12 @@ pub fn format_config(args: &FormatArgs) -> FormatConfig {
     }
 }
 
-/// `--batch-records` for NFLOG when not given. Commit pacing merges at most two rounds (two
-/// kernel ticks' datagrams) into a commit unless the first already holds this many records: at
-/// 2048 that merge goes on up to 512k records/s at HZ=250 (2048 per 4 ms tick), where at 256 it
-/// stopped at 64k records/s (32k packets/s logged to two groups) and every tick paid its own
-/// write, sync and output write. A merged round waits at most the pacing gap, as any held round
-/// does.
+/// `--batch-records` for NFLOG when not given. Commit pacing gathers the datagrams of up to one
+/// gap (8 ms) into a commit unless this many records come first: at 2048, commits stay at about
+/// one per gap up to 256k records/s and then come every 2048 records, where at 256 they came
+/// every 256 records from 32k records/s on (16k packets/s logged to two groups), each paying
+/// its own write, sync and output write. A record waits at most the pacing gap, as any held
+/// round does.
 pub const NFLOG_BATCH_RECORDS: usize = 2048;
 /// `--batch-records` for NFQUEUE when not given: the kernel holds each packet of a batch until
 /// its verdict, which follows the batch's sync, so its batches stay small.

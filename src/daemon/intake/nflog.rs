@@ -291,14 +291,26 @@ impl Receiver for NflogReceiver {
                 appended: spool.writer.batch_len(),
                 capped,
             };
-            let now = Instant::now();
+            let mut now = Instant::now();
             let max = self.max_records;
             if let Decision::Until(at) = pace::decide(now, self.last_commit, gap, max, round) {
-                let wait = at.saturating_duration_since(now);
-                if readable_within(self.sock.as_raw_fd(), wait)
+                let held = now;
+                let mut wakes = 0;
+                while readable_within(self.sock.as_raw_fd(), at.saturating_duration_since(now))
                     .map_err(|e| format!("waiting for NFLOG: {e}"))?
                 {
-                    n += self.take(Duration::ZERO, spool, &mut budget)?.0;
+                    let (taken, capped) = self.take(Duration::ZERO, spool, &mut budget)?;
+                    n += taken;
+                    wakes += 1;
+                    let round = Round {
+                        appended: spool.writer.batch_len(),
+                        capped,
+                    };
+                    now = Instant::now();
+                    let spacing = now.saturating_duration_since(held) / wakes;
+                    if !pace::take_more(now, at, spacing, max, round) {
+                        break;
+                    }
                 }
             }
         }

@@ -14,25 +14,36 @@
 //!   queue must be drained);
 //! - the previous commit started at least one gap ago (or there was none): commit now, so an
 //!   idle link's first packet is not held back;
-//! - otherwise wait for the kernel's next datagram, at most until one gap after the previous
-//!   commit started, take it (and whatever else is queued by then) and commit it all together.
+//! - otherwise take the kernel's datagrams as they arrive until one gap after the previous
+//!   commit started, then commit them all together ([`take_more`]: stop early once the caps or
+//!   `--batch-records` are reached, or when the next datagram, at the pace they have arrived
+//!   since the round was held, would come after the gap).
 //!
 //! Measured from start to start, a slow `fdatasync` is part of the gap rather than added to
 //! it: on a disk whose syncs take longer than the gap, every round commits at once.
 //!
 //! With `--flush-timeout 0` the kernel sends each group's datagram at a timer tick, so under
-//! sustained traffic at HZ=250 a round is one tick's datagrams, 4 ms apart: a held round
-//! waits for the next tick's and one commit takes both, up to halving the commits, and the held
-//! records wait one tick (4 ms) longer, the others not at all. The commit is made when the
-//! second datagram arrives, not at a fixed time: a sleep to the end of the gap would race the
-//! tick at its end, and that tick's records would wait a whole gap more. The gap, 8 ms (two
-//! ticks at HZ=250), bounds the wait when no datagram follows (traffic stopped).
+//! sustained traffic at HZ=250 a round is one tick's datagrams, 4 ms apart: a held round takes
+//! the next tick's and commits both, up to halving the commits, and the held records wait one
+//! tick (4 ms) longer, the others not at all. The commit is made when that datagram arrives, not
+//! at the end of the gap: the next tick is 4 ms away, past the gap's end, and a wait for it would
+//! only end in a timeout, a wake-up for nothing, and start the next commit late (its gap counts
+//! from there), a lag every later commit would keep. A sleep to the end of the gap without
+//! watching the socket would race the tick at its end, and that tick's records would wait a
+//! whole gap more. The gap, 8 ms (two ticks at HZ=250), bounds the wait when no datagram
+//! follows (traffic stopped).
+//!
+//! Above `--qthresh` records per group in a tick (256 by default: 64k records/s to a group at
+//! HZ=250) the kernel sends a group's datagram whenever that many are queued, several per tick:
+//! a held round then takes all that arrive within the gap. Taking only the first of them
+//! committed every second datagram, about 250 commits a second at 100k packets/s logged to two
+//! groups instead of 125 (BENCHMARKS.md, "commit pacing above the queue threshold").
 //!
 //! Invariants: a record waits at most one gap longer than it would with a commit every round;
-//! at most two rounds go into one commit; the wait is `ppoll` on the socket, whose timeout runs
-//! on a high-resolution timer, not the socket's receive timeout
-//! (which the kernel rounds up to whole jiffies); the gap is far below what the socket's
-//! buffer holds at full rate, so nothing is dropped for it.
+//! a held round commits by the end of its gap; the waits are `ppoll` on the socket, whose
+//! timeout runs on a high-resolution timer, not the socket's receive timeout (which the kernel
+//! rounds up to whole jiffies); the gap is far below what the socket's buffer holds at full
+//! rate, so nothing is dropped for it.
 
 use std::time::{Duration, Instant};
 
@@ -75,6 +86,21 @@ pub fn decide(
         }
         _ => Decision::Now,
     }
+}
+
+/// A held round (see [`decide`]) has just taken a datagram: whether to wait for more before
+/// committing. `until`: the end of its gap, as `decide` gave it; `spacing`: the mean time
+/// between the datagrams taken since the round was held (the time since then over their
+/// number), the expected wait for the next.
+pub fn take_more(
+    now: Instant,
+    until: Instant,
+    spacing: Duration,
+    max_records: u64,
+    round: Round,
+) -> bool {
+    let left = until.saturating_duration_since(now);
+    !round.capped && round.appended < max_records && !left.is_zero() && left >= spacing
 }
 
 #[cfg(test)]
@@ -146,6 +172,62 @@ mod tests {
             capped: true,
         };
         assert_eq!(decide(t + ms(1), last, GAP, 256, capped), Decision::Now);
+    }
+
+    #[test]
+    fn a_held_round_takes_datagrams_while_the_next_is_due_within_its_gap() {
+        let t = Instant::now();
+        let until = t + GAP;
+        // Datagrams every 1.3 ms (the queue threshold filling at 100k records/s to a group),
+        // the round held at 1.3 ms: those at 2.6, 3.9, 5.2 and 6.5 ms leave time for the next,
+        // the one at 7.8 ms does not.
+        let held = t + Duration::from_micros(1300);
+        let mut taken: u32 = 0;
+        let mut at = held;
+        loop {
+            at += Duration::from_micros(1300);
+            taken += 1;
+            let spacing = (at - held) / taken;
+            if !take_more(at, until, spacing, 2048, round(100 * u64::from(taken))) {
+                break;
+            }
+        }
+        assert_eq!(taken, 5);
+        assert_eq!(at, t + Duration::from_micros(7800));
+    }
+
+    #[test]
+    fn tick_paced_a_held_round_commits_with_the_next_tick() {
+        let t = Instant::now();
+        // The previous commit started 1.2 ms after its tick: the gap ends 1.2 ms after the
+        // next tick but one, and the tick after that is 4 ms away.
+        let until = t + ms(1) + Duration::from_micros(200) + GAP;
+        assert!(!take_more(t + ms(8), until, ms(4), 2048, round(80)));
+        // The two groups' datagrams of a tick in separate wake-ups: the mean spacing over both
+        // is still half a tick.
+        assert!(!take_more(t + ms(8), until, ms(2), 2048, round(80)));
+        // Past the end of the gap (a late wake-up): commit.
+        assert!(!take_more(
+            until + ms(1),
+            until,
+            Duration::ZERO,
+            2048,
+            round(80)
+        ));
+    }
+
+    #[test]
+    fn a_held_round_commits_at_once_when_full_or_capped() {
+        let t = Instant::now();
+        let until = t + GAP;
+        let spacing = ms(1);
+        assert!(take_more(t + ms(1), until, spacing, 256, round(255)));
+        assert!(!take_more(t + ms(1), until, spacing, 256, round(256)));
+        let capped = Round {
+            appended: 10,
+            capped: true,
+        };
+        assert!(!take_more(t + ms(1), until, spacing, 256, capped));
     }
 
     #[test]
