@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use fwlog_spool::{Commit, RecordBuf};
 
-use super::pace::{self, Decision, Round};
+use super::pace::{self, Decision, Hold, Round};
 use super::spooler::{Policy, Spooler};
 use super::Receiver;
 use crate::capture::{NewRecord, NflogSocket, RecordBatch, RecordSink};
@@ -294,21 +294,18 @@ impl Receiver for NflogReceiver {
             let mut now = Instant::now();
             let max = self.max_records;
             if let Decision::Until(at) = pace::decide(now, self.last_commit, gap, max, round) {
-                let held = now;
-                let mut wakes = 0;
-                while readable_within(self.sock.as_raw_fd(), at.saturating_duration_since(now))
+                let mut hold = Hold::new(now, at);
+                while readable_within(self.sock.as_raw_fd(), hold.wait(now))
                     .map_err(|e| format!("waiting for NFLOG: {e}"))?
                 {
                     let (taken, capped) = self.take(Duration::ZERO, spool, &mut budget)?;
                     n += taken;
-                    wakes += 1;
                     let round = Round {
                         appended: spool.writer.batch_len(),
                         capped,
                     };
                     now = Instant::now();
-                    let spacing = now.saturating_duration_since(held) / wakes;
-                    if !pace::take_more(now, at, spacing, max, round) {
+                    if !hold.take_more(now, max, round) {
                         break;
                     }
                 }

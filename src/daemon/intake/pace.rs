@@ -15,7 +15,7 @@
 //! - the previous commit started at least one gap ago (or there was none): commit now, so an
 //!   idle link's first packet is not held back;
 //! - otherwise take the kernel's datagrams as they arrive until one gap after the previous
-//!   commit started, then commit them all together ([`take_more`]: stop early once the caps or
+//!   commit started, then commit them all together ([`Hold::take_more`]: stop early once the caps or
 //!   `--batch-records` are reached, or when the next datagram, at the pace they have arrived
 //!   since the round was held, would come after the gap).
 //!
@@ -88,19 +88,39 @@ pub fn decide(
     }
 }
 
-/// A held round (see [`decide`]) has just taken a datagram: whether to wait for more before
-/// committing. `until`: the end of its gap, as `decide` gave it; `spacing`: the mean time
-/// between the datagrams taken since the round was held (the time since then over their
-/// number), the expected wait for the next.
-pub fn take_more(
-    now: Instant,
+/// A held round's wait for the kernel's next datagrams (see [`decide`] and the module docs).
+#[derive(Debug)]
+pub struct Hold {
+    /// When the round was held.
+    since: Instant,
+    /// The end of its gap, as [`decide`] gave it.
     until: Instant,
-    spacing: Duration,
-    max_records: u64,
-    round: Round,
-) -> bool {
-    let left = until.saturating_duration_since(now);
-    !round.capped && round.appended < max_records && !left.is_zero() && left >= spacing
+    /// Datagrams taken since (wake-ups that found one).
+    wakes: u32,
+}
+
+impl Hold {
+    pub fn new(since: Instant, until: Instant) -> Hold {
+        Hold {
+            since,
+            until,
+            wakes: 0,
+        }
+    }
+
+    /// How long to wait from `now` for the next datagram.
+    pub fn wait(&self, now: Instant) -> Duration {
+        self.until.saturating_duration_since(now)
+    }
+
+    /// The round has just taken a datagram at `now`: whether to wait for more before
+    /// committing. The next is expected one mean spacing of those taken so far after this one.
+    pub fn take_more(&mut self, now: Instant, max_records: u64, round: Round) -> bool {
+        self.wakes += 1;
+        let spacing = now.saturating_duration_since(self.since) / self.wakes;
+        let left = self.wait(now);
+        !round.capped && round.appended < max_records && !left.is_zero() && left >= spacing
+    }
 }
 
 #[cfg(test)]
@@ -177,18 +197,16 @@ mod tests {
     #[test]
     fn a_held_round_takes_datagrams_while_the_next_is_due_within_its_gap() {
         let t = Instant::now();
-        let until = t + GAP;
         // Datagrams every 1.3 ms (the queue threshold filling at 100k records/s to a group),
         // the round held at 1.3 ms: those at 2.6, 3.9, 5.2 and 6.5 ms leave time for the next,
         // the one at 7.8 ms does not.
-        let held = t + Duration::from_micros(1300);
-        let mut taken: u32 = 0;
-        let mut at = held;
+        let mut hold = Hold::new(t + Duration::from_micros(1300), t + GAP);
+        let mut taken = 0;
+        let mut at = t + Duration::from_micros(1300);
         loop {
             at += Duration::from_micros(1300);
             taken += 1;
-            let spacing = (at - held) / taken;
-            if !take_more(at, until, spacing, 2048, round(100 * u64::from(taken))) {
+            if !hold.take_more(at, 2048, round(100 * taken)) {
                 break;
             }
         }
@@ -202,32 +220,31 @@ mod tests {
         // The previous commit started 1.2 ms after its tick: the gap ends 1.2 ms after the
         // next tick but one, and the tick after that is 4 ms away.
         let until = t + ms(1) + Duration::from_micros(200) + GAP;
-        assert!(!take_more(t + ms(8), until, ms(4), 2048, round(80)));
-        // The two groups' datagrams of a tick in separate wake-ups: the mean spacing over both
-        // is still half a tick.
-        assert!(!take_more(t + ms(8), until, ms(2), 2048, round(80)));
+        let mut hold = Hold::new(t + ms(4), until);
+        assert!(!hold.take_more(t + ms(8), 2048, round(80)));
+        // The two groups' datagrams of a tick in separate wake-ups: the second group's datagram
+        // of the held tick is taken, and at the next tick the mean spacing over both is still
+        // half a tick.
+        let mut hold = Hold::new(t + ms(4), until);
+        assert!(hold.take_more(t + ms(4) + Duration::from_micros(10), 2048, round(40)));
+        assert!(!hold.take_more(t + ms(8), 2048, round(80)));
         // Past the end of the gap (a late wake-up): commit.
-        assert!(!take_more(
-            until + ms(1),
-            until,
-            Duration::ZERO,
-            2048,
-            round(80)
-        ));
+        let mut hold = Hold::new(until, until);
+        assert!(!hold.take_more(until + ms(1), 2048, round(80)));
+        assert_eq!(hold.wait(until + ms(1)), Duration::ZERO);
     }
 
     #[test]
     fn a_held_round_commits_at_once_when_full_or_capped() {
         let t = Instant::now();
-        let until = t + GAP;
-        let spacing = ms(1);
-        assert!(take_more(t + ms(1), until, spacing, 256, round(255)));
-        assert!(!take_more(t + ms(1), until, spacing, 256, round(256)));
+        let fresh = || Hold::new(t, t + GAP);
+        assert!(fresh().take_more(t + ms(1), 256, round(255)));
+        assert!(!fresh().take_more(t + ms(1), 256, round(256)));
         let capped = Round {
             appended: 10,
             capped: true,
         };
-        assert!(!take_more(t + ms(1), until, spacing, 256, capped));
+        assert!(!fresh().take_more(t + ms(1), 256, capped));
     }
 
     #[test]
