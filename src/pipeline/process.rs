@@ -199,7 +199,7 @@ impl<S: Source> Processor<S> {
                 let mut full = false;
                 if st.stop_at.is_none() {
                     st.caught_up = self.fill(&mut st.window, &mut st.memo, &st.dns_wake, now)?;
-                    self.note_oldest(st.window.entries.front().map(|e| &e.data[..]), false);
+                    self.note_oldest(st.window.entries.front().map(|e| e.record()), false);
                     full = st.window.len() >= self.window_cap || st.window.bytes >= WINDOW_BYTES;
                 }
                 st.last_printed = self
@@ -219,7 +219,7 @@ impl<S: Source> Processor<S> {
                 if let Some(seq) = st.last_printed.take().max(st.held_upto.take()) {
                     self.source.ack(seq)?;
                     self.counters.acked();
-                    self.note_oldest(st.window.entries.front().map(|e| &e.data[..]), true);
+                    self.note_oldest(st.window.entries.front().map(|e| e.record()), true);
                 }
             }
             if self.finished(&st) {
@@ -386,7 +386,7 @@ impl<S: Source> Processor<S> {
             // The durable part ran on the committer thread; this does the rest.
             self.source.ack(seq)?;
             self.counters.acked();
-            self.note_oldest(st.window.entries.front().map(|e| &e.data[..]), true);
+            self.note_oldest(st.window.entries.front().map(|e| e.record()), true);
         }
         Ok(())
     }

@@ -516,6 +516,26 @@ async fn control_requests_reopen_and_stop_an_endless_source() {
 #[tokio::test(start_paused = true)]
 async fn the_backlog_age_follows_the_oldest_unacknowledged_record_and_ends_at_zero() {
     let (p, model, _tx) = processor(200, 8, true);
+    backlog_age(p, model).await;
+}
+
+/// The same with names looked up: records are then parsed as they enter the window, and the
+/// age must still be read from the record the parse keeps.
+#[tokio::test(start_paused = true)]
+async fn the_backlog_age_is_the_records_own_when_records_are_parsed_on_entry() {
+    let (mut p, model, _tx) = processor(200, 8, true);
+    let cfg = crate::dns::DnsConfig {
+        // Nothing listens there; the records carry no addresses, so nothing is asked.
+        servers: vec!["127.0.0.1:9".parse().unwrap()],
+        ..crate::dns::DnsConfig::default()
+    };
+    let resolver = Resolver::new(cfg, tokio::runtime::Handle::current()).unwrap();
+    p.resolver = Some(resolver);
+    p.dns_timeout = Duration::from_secs(2);
+    backlog_age(p, model).await;
+}
+
+async fn backlog_age(p: Processor<FakeSource>, model: Shared) {
     let counters = Arc::clone(&p.counters);
     {
         let mut m = model.lock().unwrap();
