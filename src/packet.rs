@@ -128,7 +128,7 @@ impl Vlan {
 }
 
 /// One logged packet with its kernel metadata. See the module docs.
-#[derive(Clone, Debug, PartialEq, Eq, yoke::Yokeable)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Packet<'a> {
     /// `nfgenmsg.nfgen_family`: [`family::INET`], [`family::INET6`], [`family::BRIDGE`], ...
     /// (for `table inet` rules the kernel reports INET or INET6 per packet).

@@ -10,6 +10,7 @@ pub(crate) mod commit;
 pub mod loss;
 pub mod outputs;
 pub mod process;
+mod record;
 pub mod source;
 mod window;
 

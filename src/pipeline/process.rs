@@ -35,7 +35,7 @@ use super::commit::{self, Committer, Done, Job, Moment, Span, Unwritten};
 use super::loss;
 use super::outputs::Outputs;
 use super::source::{Source, SourceError};
-use super::window::{PacketNames, Parse, Window};
+use super::window::{PacketNames, Window};
 use crate::counters::{bump, Counters};
 use crate::dns::{Check, Lookup, NameMemo, Resolver};
 use crate::geo::Geo;
@@ -573,7 +573,7 @@ impl<S: Source> Processor<S> {
         let enrich = self.resolver.is_some() || self.geo.is_some();
         while window.len() < self.window_cap && window.bytes < WINDOW_BYTES {
             let mut e = window.blank(now + self.dns_timeout);
-            let meta = match self.source.next(&mut e.data) {
+            let meta = match self.source.next(e.rec.refill()) {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     window.unused(e);
@@ -586,12 +586,10 @@ impl<S: Source> Processor<S> {
             };
             e.seq = meta.seq;
             e.replayed = meta.replayed;
-            if enrich && LossRecord::decode(&e.data).is_none() {
+            if enrich && LossRecord::decode(e.record()).is_none() {
                 // Parsed and decoded once: both stay with the record and print it.
-                e.parse(|d| Parse::of(d));
-                if let Some(p) = &e.parsed {
-                    crate::decode::addresses_of(&p.get().decoded, &mut e.addrs);
-                }
+                let p = e.rec.parse();
+                crate::decode::addresses_of(&p.decoded, &mut e.addrs);
                 e.entered_secs = secs;
                 if let Some(g) = &mut self.geo {
                     e.geo
@@ -655,9 +653,10 @@ impl<S: Source> Processor<S> {
                 break;
             };
             // A record parsed on entry was found not to be a loss report then.
-            let loss = match e.parsed {
-                Some(_) => None,
-                None => LossRecord::decode(e.record()),
+            let loss = if e.rec.is_parsed() {
+                None
+            } else {
+                LossRecord::decode(e.record())
             };
             if let Some(l) = loss {
                 if l.spool_seq.is_some() {
@@ -670,21 +669,10 @@ impl<S: Source> Processor<S> {
                 if let (Some(r), Some(memo)) = (&self.resolver, memo) {
                     e.own_names(r, memo, now.into_std());
                 }
-                let replayed = e.replayed;
-                if let Some(y) = &mut e.parsed {
-                    y.with_mut(move |p| p.packet.replayed = replayed);
-                }
                 // Records that were not parsed on entry (no DNS, no geo) are parsed now; either
                 // way every output gets the one parse and the one decode.
-                let mut parsed_now;
-                let p = match &e.parsed {
-                    Some(y) => y.get(),
-                    None => {
-                        parsed_now = Parse::of(&e.data);
-                        parsed_now.packet.replayed = replayed;
-                        &parsed_now
-                    }
-                };
+                e.rec.parse_as(e.replayed);
+                let p = e.rec.get();
                 self.outputs.packet(&crate::sink::PacketView {
                     seq: e.seq,
                     record: e.record(),

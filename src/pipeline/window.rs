@@ -15,53 +15,20 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::loss::EPOCH;
-use crate::decode::Decoded;
+use super::record::Record;
 use crate::dns::{Lookup, NameMemo, Resolver, SafeName, Slot};
 use crate::format::{NameText, Names};
 use crate::geo::GeoInfo;
-use crate::nflog::attr::{self, TlvOrder};
-use crate::packet::Packet;
 
 /// Record buffer capacity kept in spare entries at most.
 pub const SPARE_BYTES: usize = 4 << 20;
 
-/// A record's packet and its decoded headers, both borrowing the record's bytes.
-#[derive(yoke::Yokeable)]
-pub struct Parse<'a> {
-    pub packet: Packet<'a>,
-    pub decoded: Decoded<'a>,
-}
-
-impl<'a> Parse<'a> {
-    /// Parse and decode a spool record: the one parse and decode every output is handed.
-    ///
-    /// Built in place: the packet is parsed into this value's own field and the decode written
-    /// beside it, instead of a packet and a decode made apart and then moved together (three
-    /// copies of several hundred bytes per record).
-    pub fn of(record: &'a [u8]) -> Parse<'a> {
-        let mut p = Parse {
-            packet: Packet::new(&[], EPOCH),
-            decoded: Decoded::nothing(),
-        };
-        attr::parse_into(record, TlvOrder::NATIVE, EPOCH, &mut p.packet);
-        crate::decode::decode_into(&p.packet, &mut p.decoded);
-        p
-    }
-}
-
-/// A record's bytes with the [`Parse`] made from them.
-pub type Parsed = yoke::Yoke<Parse<'static>, Vec<u8>>;
-
 /// One spooled record between the source and the outputs.
 pub struct Entry {
     pub seq: u64,
-    /// The record, while it is not parsed (see `parsed`).
-    pub data: Vec<u8>,
-    /// The record and its parse and decode, when it was parsed on entering the window (to find
-    /// its addresses for DNS): printing then uses these instead of parsing and decoding again.
-    /// `data` is empty meanwhile.
-    pub parsed: Option<Parsed>,
+    /// The record, and its parse and decode once made: on entering the window when its
+    /// addresses are looked up (DNS, GeoIP), else when it prints; either way once.
+    pub rec: Record,
     pub replayed: bool,
     pub deadline: Instant,
     /// The packet's addresses (when it was parsed on entry to look them up).
@@ -83,19 +50,7 @@ pub struct Entry {
 impl Entry {
     /// The spool record.
     pub fn record(&self) -> &[u8] {
-        match &self.parsed {
-            Some(p) => p.backing_cart(),
-            None => &self.data,
-        }
-    }
-
-    /// Parse the record once and keep the result beside it.
-    pub fn parse(&mut self, parse: impl for<'a> FnOnce(&'a [u8]) -> Parse<'a>) -> &Parse<'_> {
-        let p = match self.parsed.take() {
-            Some(p) => p,
-            None => Parsed::attach_to_cart(std::mem::take(&mut self.data), |d: &[u8]| parse(d)),
-        };
-        self.parsed.insert(p).get()
+        self.rec.bytes()
     }
 
     /// The names the entry holds itself when it prints: those of the addresses it waited
@@ -118,11 +73,10 @@ impl Entry {
     fn new(deadline: Instant) -> Box<Entry> {
         Box::new(Entry {
             seq: 0,
-            data: Vec::new(),
+            rec: Record::default(),
             addrs: Vec::new(),
             lent: Vec::new(),
             entered_secs: 0,
-            parsed: None,
             replayed: false,
             deadline,
             names: Vec::new(),
@@ -213,7 +167,7 @@ impl Window {
     pub fn blank(&mut self, deadline: Instant) -> Box<Entry> {
         match self.spare.pop() {
             Some(mut e) => {
-                self.spare_bytes -= e.data.capacity();
+                self.spare_bytes -= e.rec.capacity();
                 e.deadline = deadline;
                 e
             }
@@ -241,19 +195,17 @@ impl Window {
 
     /// Keep a printed entry's buffers for a later record.
     pub fn recycle(&mut self, mut e: Box<Entry>) {
-        if let Some(p) = e.parsed.take() {
-            e.data = p.into_backing_cart();
-        }
         e.names.clear();
         e.addrs.clear();
         e.lent.clear();
         e.waiting.clear();
         e.geo.clear();
-        e.data.clear();
-        if self.spare_bytes + e.data.capacity() > SPARE_BYTES {
-            e.data = Vec::new();
+        let data = e.rec.refill();
+        data.clear();
+        if self.spare_bytes + data.capacity() > SPARE_BYTES {
+            *data = Vec::new();
         }
-        self.spare_bytes += e.data.capacity();
+        self.spare_bytes += data.capacity();
         self.spare.push(e);
     }
 }
