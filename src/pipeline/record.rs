@@ -17,6 +17,8 @@
 //!   coercion, which needs `Parse` covariant: the compiler checks it), never as `&mut`, so
 //!   nothing taken from it outlives that borrow or is stored into it.
 //! - `Record` is not `Clone`: a copy's parse would borrow the original's buffer.
+//! - Code in this module never takes a borrow out of `self.parse` at its stored `'static`
+//!   lifetime (say `self.parse.packet.payload`); it reads the parse only through `get`.
 
 use super::loss::EPOCH;
 use crate::decode::Decoded;
