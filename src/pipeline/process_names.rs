@@ -14,7 +14,6 @@ use tokio::sync::mpsc::unbounded_channel;
 use super::*;
 use crate::dns::{DnsConfig, SafeName, MEMO_ENTRIES};
 use crate::format::LossEvent;
-use crate::packet::{family, Packet, TimeSource, Timestamp};
 use crate::pipeline::source::{RecordMeta, Source, SourceError};
 use crate::sink::{PacketSink, PacketView};
 
@@ -27,25 +26,8 @@ const DST: Ipv4Addr = Ipv4Addr::new(10, 200, 1, 1);
 
 /// A spool record of a UDP packet from `src(i)` to [`DST`].
 fn record(i: u32) -> Vec<u8> {
-    let mut ip = vec![
-        0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 99, 0, 0, 10, 200, 1, 1,
-    ];
-    ip[14] = (i >> 8) as u8;
-    ip[15] = i as u8;
-    ip.extend_from_slice(&[0xc3, 0x50, 0, 53, 0, 8, 0, 0]);
-    let mut p = Packet::new(
-        &ip,
-        Timestamp {
-            sec: 1_795_507_200,
-            nsec: 0,
-            source: TimeSource::Kernel,
-        },
-    );
-    p.family = family::INET;
-    p.group = 5;
-    let mut rec = Vec::new();
-    crate::nflog::attr::encode_packet(&p, &mut rec);
-    rec
+    let src = Ipv4Addr::new(10, 99, (i >> 8) as u8, i as u8);
+    crate::pipeline::record::udp_record(src, DST, 5)
 }
 
 /// Hands out the queued (sequence number, packet index) pairs as records of those packets.

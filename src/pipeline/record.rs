@@ -116,32 +116,39 @@ impl Record {
     }
 }
 
+/// A spool record of a UDP packet (port 50000 to 53) from `src` to `dst`, logged to `group`:
+/// for the pipeline's tests.
+#[cfg(test)]
+pub(crate) fn udp_record(src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr, group: u16) -> Vec<u8> {
+    use crate::packet::{family, TimeSource, Timestamp};
+    let mut ip = vec![0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    ip.extend_from_slice(&[0xc3, 0x50, 0, 53, 0, 8, 0, 0]);
+    let mut p = Packet::new(
+        &ip,
+        Timestamp {
+            sec: 1_795_507_200,
+            nsec: 0,
+            source: TimeSource::Kernel,
+        },
+    );
+    p.family = family::INET;
+    p.group = group;
+    let mut rec = Vec::new();
+    attr::encode_packet(&p, &mut rec);
+    rec
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::decode::Net;
-    use crate::packet::{family, TimeSource, Timestamp};
     use std::net::Ipv4Addr;
 
-    /// A spool record of a UDP packet from 10.0.0.`last` to 10.0.0.1.
+    /// A spool record of a UDP packet from 10.0.0.`last` to 10.0.0.1, group 7.
     fn udp(last: u8) -> Vec<u8> {
-        let ip = [
-            0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, last, 10, 0, 0, 1, 0xc3, 0x50,
-            0, 53, 0, 8, 0, 0,
-        ];
-        let mut p = Packet::new(
-            &ip,
-            Timestamp {
-                sec: 1_795_507_200,
-                nsec: 0,
-                source: TimeSource::Kernel,
-            },
-        );
-        p.family = family::INET;
-        p.group = 7;
-        let mut rec = Vec::new();
-        attr::encode_packet(&p, &mut rec);
-        rec
+        udp_record(Ipv4Addr::new(10, 0, 0, last), Ipv4Addr::new(10, 0, 0, 1), 7)
     }
 
     fn src(r: &Record) -> Option<Ipv4Addr> {
