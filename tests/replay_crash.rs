@@ -119,7 +119,7 @@ fn kill_9_during_a_large_replay_loses_nothing_and_leaves_no_fragment() {
     crash::wait_settled(
         "the output to settle",
         Duration::from_secs(120),
-        Duration::from_millis(500),
+        crash::QUIET,
         || std::fs::metadata(&out).map_or(0, |m| m.len()),
     );
     assert_eq!(d.stop(), 0);

@@ -455,7 +455,7 @@ fn kill_9_during_a_flood_every_seq_global_is_one_row_or_a_loss() {
         crash::wait_settled(
             "the rows to settle",
             Duration::from_secs(60),
-            Duration::from_millis(500),
+            crash::QUIET,
             || stored(&db),
         );
         assert_eq!(d.stop(), 0);

@@ -178,7 +178,7 @@ fn kill_9_and_a_server_crash_during_a_flood_every_seq_global_is_one_row_or_a_los
         crash::wait_settled(
             "the rows to settle",
             Duration::from_secs(90),
-            Duration::from_millis(700),
+            crash::QUIET,
             || stored(&pg),
         );
         assert_eq!(d.stop(), 0);

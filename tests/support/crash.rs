@@ -61,6 +61,11 @@ pub fn kill_delay(rng: &mut Lcg, round: usize) -> Duration {
     })
 }
 
+/// How long a run's output must stay unchanged to count as settled before a test stops it and
+/// checks that everything was printed: the printing thread runs below ordinary processes, and
+/// on a loaded machine it went 500 ms without a line while records were still spooled.
+pub const QUIET: Duration = Duration::from_secs(2);
+
 /// Waits until `count` (polled every `poll`) is above 0 and no longer grows; returns it.
 pub fn wait_settled(
     what: &str,
