@@ -150,6 +150,27 @@ struct LoopState {
 pub const INLINE_SLOW: Duration = Duration::from_millis(2);
 const INLINE_OFF: Duration = Duration::from_secs(10);
 
+/// Records the loop reads into the window before printing those that are ready: a round
+/// goes chunk by chunk up to a window's worth. Each record's entry, parse, names and bytes are
+/// then still in the first-level caches when it prints, and the spare entries a chunk takes
+/// are the ones the chunk before gave back, so a round's working set is a chunk's entries,
+/// not a window's (at 25k packets/s a wake-up brings about 400 records: filling all of them
+/// first, the printing side found most of them evicted; BENCHMARKS.md, "fill and print a
+/// chunk at a time"). Records waiting for names stay in the window, and the next chunk is read
+/// behind them, so lookups start as early as before.
+pub const FILL_CHUNK: usize = 32;
+
+/// How a fill ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// The source had no more.
+    CaughtUp,
+    /// The window is full.
+    Full,
+    /// It took a chunk's worth; the caller prints them and fills again.
+    Chunk,
+}
+
 impl<S: Source> Processor<S> {
     pub async fn run(mut self) -> Result<(), ProcessError> {
         // Ready only now: the signals' owner installed its handlers before the loop started,
@@ -197,14 +218,37 @@ impl<S: Source> Processor<S> {
             let mut more = false;
             if st.failing.is_none() && !self.held_back(&st) {
                 let mut full = false;
-                if st.stop_at.is_none() {
-                    st.caught_up = self.fill(&mut st.window, &mut st.memo, &st.dns_wake, now)?;
-                    self.note_oldest(st.window.entries.front().map(|e| e.record()), false);
-                    full = st.window.len() >= self.window_cap || st.window.bytes >= WINDOW_BYTES;
+                // A round takes at most a window's worth, [`FILL_CHUNK`] records at a time,
+                // each chunk printed before the next is read (see `FILL_CHUNK`).
+                let mut left = (self.window_cap, WINDOW_BYTES);
+                let mut first = true;
+                loop {
+                    let mut again = false;
+                    if st.stop_at.is_none() {
+                        let before = (st.window.len(), st.window.bytes);
+                        let chunk = FILL_CHUNK.min(left.0);
+                        let fill =
+                            self.fill(&mut st.window, &mut st.memo, &st.dns_wake, now, chunk)?;
+                        left.0 -= st.window.len() - before.0;
+                        left.1 = left.1.saturating_sub(st.window.bytes - before.1);
+                        st.caught_up = fill == Fill::CaughtUp;
+                        if first {
+                            self.note_oldest(st.window.entries.front().map(|e| e.record()), false);
+                            first = false;
+                        }
+                        full = st.window.len() >= self.window_cap
+                            || st.window.bytes >= WINDOW_BYTES
+                            || left.0 == 0
+                            || left.1 == 0;
+                        again = fill == Fill::Chunk && !full;
+                    }
+                    st.last_printed = self
+                        .drain(&mut st.window, &st.memo, &mut st.unwritten, now)
+                        .or(st.last_printed);
+                    if !again {
+                        break;
+                    }
                 }
-                st.last_printed = self
-                    .drain(&mut st.window, &st.memo, &mut st.unwritten, now)
-                    .or(st.last_printed);
                 more = full && st.window.len() < self.window_cap && st.window.bytes < WINDOW_BYTES;
                 st.behind = full;
             }
@@ -543,19 +587,20 @@ impl<S: Source> Processor<S> {
         oldest.store(t, Ordering::Relaxed);
     }
 
-    /// Read committed records into the window until it is full or the reader caught up, and
-    /// start name lookups for their addresses. `now` is the loop's one clock reading for this
-    /// round: records read together enter the window together and share a deadline. True when
-    /// the source had no more (rather than the window being full).
+    /// Read up to `chunk` committed records into the window (fewer when it is full or the reader
+    /// caught up), and start name lookups for their addresses. `now` is the loop's one clock
+    /// reading for this round: records read in it enter the window together and share a
+    /// deadline.
     fn fill(
         &mut self,
         window: &mut Window,
         memo: &mut Option<NameMemo>,
         dns_wake: &Arc<Notify>,
         now: Instant,
-    ) -> Result<bool, ProcessError> {
+        chunk: usize,
+    ) -> Result<Fill, ProcessError> {
         let secs = memo.as_ref().map_or(0, |m| m.secs(now.into_std()));
-        let r = self.fill_records(window, memo, secs, dns_wake, now);
+        let r = self.fill_records(window, memo, secs, dns_wake, now, chunk);
         if let (Some(r), Some(m)) = (&self.resolver, memo) {
             r.count_memo_hits(m);
         }
@@ -569,15 +614,21 @@ impl<S: Source> Processor<S> {
         secs: u32,
         dns_wake: &Arc<Notify>,
         now: Instant,
-    ) -> Result<bool, ProcessError> {
+        chunk: usize,
+    ) -> Result<Fill, ProcessError> {
         let enrich = self.resolver.is_some() || self.geo.is_some();
+        let mut taken = 0;
         while window.len() < self.window_cap && window.bytes < WINDOW_BYTES {
+            if taken == chunk {
+                return Ok(Fill::Chunk);
+            }
+            taken += 1;
             let mut e = window.blank(now + self.dns_timeout);
             let meta = match self.source.next(e.rec.refill()) {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     window.unused(e);
-                    return Ok(true);
+                    return Ok(Fill::CaughtUp);
                 }
                 Err(err) => {
                     window.unused(e);
@@ -623,7 +674,7 @@ impl<S: Source> Processor<S> {
         if let Some(g) = &self.geo {
             self.counters.set_geo(g.stats());
         }
-        Ok(false)
+        Ok(Fill::Full)
     }
 
     /// Format every ready record at the head of the window. Returns the last seq formatted.

@@ -513,6 +513,23 @@ async fn control_requests_reopen_and_stop_an_endless_source() {
     assert_eq!(m.acks.last(), Some(&20));
 }
 
+/// With a large window and nothing waiting for names, records go through a chunk at a time:
+/// each chunk is printed before the next is read.
+#[tokio::test(start_paused = true)]
+async fn a_large_window_reads_and_prints_a_chunk_at_a_time() {
+    let (p, model, _tx) = processor(10_000, 4096, true);
+    p.run().await.unwrap();
+    let m = model.lock().unwrap();
+    assert_eq!(m.committed, (1..=10_000).collect::<Vec<_>>());
+    assert!(
+        m.max_ahead <= FILL_CHUNK,
+        "took {} records ahead of the outputs",
+        m.max_ahead
+    );
+    assert!(m.max_ahead > 1, "one at a time: {}", m.max_ahead);
+    assert_eq!(m.acks.last(), Some(&10_000));
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_backlog_age_follows_the_oldest_unacknowledged_record_and_ends_at_zero() {
     let (p, model, _tx) = processor(200, 8, true);
