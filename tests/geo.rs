@@ -309,6 +309,21 @@ fn send(ns: &NetNs, src: &str, dst: &str) {
     });
 }
 
+const METRICS: &str = "127.0.0.1:9643";
+
+/// One sample of the daemon's metrics endpoint inside `ns`, by name (no labels).
+fn geo_metric(ns: &NetNs, name: &str) -> Option<f64> {
+    let o = ns
+        .command("curl")
+        .args(["-s", "--max-time", "10"])
+        .arg(format!("http://{METRICS}/metrics"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 #[test]
 fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
     require_root!();
@@ -334,12 +349,21 @@ fn run_tags_fwlog_and_json_never_kernel_and_sighup_reopens() {
         .output_to(o("fwlog", &fw))
         .output_to(o("json", &js))
         .output_to(o("kernel", &kern))
+        .with(&["--metrics", METRICS])
         .start(&ns);
     send(&ns, "81.2.69.160", "89.160.20.112");
     send(&ns, "2a02:ec0::1", "2001:218::1");
     wait_for("two JSON lines", Duration::from_secs(20), || {
         lines(&js).len() >= 2
     });
+    // The lookup cache's figures reach the metrics as packets are read, not only when the
+    // window fills or SIGUSR1 asks: four addresses, each a miss the first time.
+    let misses = geo_metric(&ns, "fwlog_geo_cache_misses_total");
+    assert!(
+        misses >= Some(4.0),
+        "fwlog_geo_cache_misses_total {misses:?}"
+    );
+    assert_eq!(geo_metric(&ns, "fwlog_geo_errors_total"), Some(0.0));
 
     let text = std::fs::read_to_string(&fw).unwrap();
     assert!(

@@ -604,6 +604,9 @@ impl<S: Source> Processor<S> {
         if let (Some(r), Some(m)) = (&self.resolver, memo) {
             r.count_memo_hits(m);
         }
+        if let Some(g) = &self.geo {
+            self.counters.set_geo(g.stats());
+        }
         r
     }
 
@@ -670,9 +673,6 @@ impl<S: Source> Processor<S> {
                 }
             }
             window.push(e);
-        }
-        if let Some(g) = &self.geo {
-            self.counters.set_geo(g.stats());
         }
         Ok(Fill::Full)
     }
