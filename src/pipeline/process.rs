@@ -217,38 +217,7 @@ impl<S: Source> Processor<S> {
             // otherwise move one window per tick).
             let mut more = false;
             if st.failing.is_none() && !self.held_back(&st) {
-                let mut full = false;
-                // A round takes at most a window's worth, [`FILL_CHUNK`] records at a time,
-                // each chunk printed before the next is read (see `FILL_CHUNK`).
-                let mut left = (self.window_cap, WINDOW_BYTES);
-                let mut first = true;
-                loop {
-                    let mut again = false;
-                    if st.stop_at.is_none() {
-                        let before = (st.window.len(), st.window.bytes);
-                        let chunk = FILL_CHUNK.min(left.0);
-                        let fill =
-                            self.fill(&mut st.window, &mut st.memo, &st.dns_wake, now, chunk)?;
-                        left.0 -= st.window.len() - before.0;
-                        left.1 = left.1.saturating_sub(st.window.bytes - before.1);
-                        st.caught_up = fill == Fill::CaughtUp;
-                        if first {
-                            self.note_oldest(st.window.entries.front().map(|e| e.record()), false);
-                            first = false;
-                        }
-                        full = st.window.len() >= self.window_cap
-                            || st.window.bytes >= WINDOW_BYTES
-                            || left.0 == 0
-                            || left.1 == 0;
-                        again = fill == Fill::Chunk && !full;
-                    }
-                    st.last_printed = self
-                        .drain(&mut st.window, &st.memo, &mut st.unwritten, now)
-                        .or(st.last_printed);
-                    if !again {
-                        break;
-                    }
-                }
+                let full = self.fill_and_drain(&mut st, now)?;
                 more = full && st.window.len() < self.window_cap && st.window.bytes < WINDOW_BYTES;
                 st.behind = full;
             }
@@ -585,6 +554,41 @@ impl<S: Source> Processor<S> {
                 .max(1)
         });
         oldest.store(t, Ordering::Relaxed);
+    }
+
+    /// A round's reading and printing: at most a window's worth, [`FILL_CHUNK`] records at a
+    /// time, each chunk printed before the next is read (see `FILL_CHUNK`). True when the round
+    /// found the window full or took a window's worth: the source may hold more.
+    fn fill_and_drain(&mut self, st: &mut LoopState, now: Instant) -> Result<bool, ProcessError> {
+        let mut full = false;
+        let mut left = (self.window_cap, WINDOW_BYTES);
+        let mut first = true;
+        loop {
+            let mut again = false;
+            if st.stop_at.is_none() {
+                let before = (st.window.len(), st.window.bytes);
+                let chunk = FILL_CHUNK.min(left.0);
+                let fill = self.fill(&mut st.window, &mut st.memo, &st.dns_wake, now, chunk)?;
+                left.0 -= st.window.len() - before.0;
+                left.1 = left.1.saturating_sub(st.window.bytes - before.1);
+                st.caught_up = fill == Fill::CaughtUp;
+                if first {
+                    self.note_oldest(st.window.entries.front().map(|e| e.record()), false);
+                    first = false;
+                }
+                full = st.window.len() >= self.window_cap
+                    || st.window.bytes >= WINDOW_BYTES
+                    || left.0 == 0
+                    || left.1 == 0;
+                again = fill == Fill::Chunk && !full;
+            }
+            st.last_printed = self
+                .drain(&mut st.window, &st.memo, &mut st.unwritten, now)
+                .or(st.last_printed);
+            if !again {
+                return Ok(full);
+            }
+        }
     }
 
     /// Read up to `chunk` committed records into the window (fewer when it is full or the reader
