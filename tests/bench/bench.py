@@ -613,13 +613,11 @@ class Ulogd(Receiver):
                      f"print1:PRINTPKT,emu1:LOGEMU\n")
         for g in GROUPS:
             # The kernel-side settings fwlog uses (64 MiB buffer, 128 KiB datagrams, qthresh
-            # 256), so the comparison is of the user-space work; the flush timeout is 1 (10 ms)
-            # where fwlog's is 0 (next timer run): at the sweep's rates qthresh fills the
-            # datagrams before either timer fires. ulogd
+            # 1024, flush timeout 1 = 10 ms), so the comparison is of the user-space work. ulogd
             # applies the size only when it is below the maximum: with both equal it logs
             # "Maximum buffer size (0) ... reached" and keeps the kernel's default buffer.
             text += (f"\n[log{g}]\ngroup={g}\nnetlink_socket_buffer_size=67108864\n"
-                     f"netlink_socket_buffer_maxsize=67108865\nnetlink_qthreshold=256\n"
+                     f"netlink_socket_buffer_maxsize=67108865\nnetlink_qthreshold=1024\n"
                      f"netlink_qtimeout=1\nbufsize=131072\n")
         text += f"\n[emu1]\nfile=\"{self.out}\"\nsync=0\n"
         with open(conf, "w") as f:
