@@ -226,11 +226,11 @@ def send(rate, count, base=WARM_BASE, nsrc=WARM_COUNT, threads=None):
     if threads is None:
         threads = 2 if rate == 0 or rate > 60000 else 1
     if ARGS.pin:
-        # One core: a second thread would only take turns with the first.
-        threads = 1
+        # A thread per sending CPU: more would only take turns.
+        threads = len(pin.sender_cpus())
     cmd = in_ns(NS_SND, ARGS.benchtool, "send", DST, base, str(nsrc), str(rate), str(count),
                 str(threads))
-    out = run([*pin.prefix(pin.SENDER_CPU), *cmd] if ARGS.pin else cmd).stdout
+    out = run([*pin.prefix(pin.sender_cpus()), *cmd] if ARGS.pin else cmd).stdout
     m = dict(zip(out.split()[0::2], out.split()[1::2]))
     return {"sent": int(m["sent"]), "secs": float(m["secs"]), "rate": float(m["rate"])}
 
@@ -1028,7 +1028,8 @@ def main():
                     help="NFLOG groups each packet is logged to (default 2; more records per "
                     "packet lets the sender outrun a receiver on a small machine)")
     ap.add_argument("--pin", action="store_true",
-                    help=f"the sender (one thread) on CPU {pin.SENDER_CPU}, every receiver "
+                    help=f"the sender (a thread per CPU) on every CPU but {pin.RECEIVER_CPU}, "
+                    "every receiver "
                     f"process and thread (and nsd) on CPU {pin.RECEIVER_CPU}; each trial records "
                     "the threads' CPU masks and the per-CPU time and softirq counts")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -1057,9 +1058,10 @@ def main():
         setup_net()
         if ARGS.pin:
             res["pin"] = {"sender_cpu": pin.SENDER_CPU, "receiver_cpu": pin.RECEIVER_CPU,
-                          "sender_threads": 1,
+                          "sender_cpus": pin.sender_cpus(),
+                          "sender_threads": len(pin.sender_cpus()),
                           "rps_cpus_fwbl": pin.rps_masks(lambda c: run(in_ns(NS_LOG, *c)), "fwbl")}
-            log(f"== pinned: sender on CPU {pin.SENDER_CPU}, receivers on CPU "
+            log(f"== pinned: sender on CPUs {pin.sender_cpus()}, receivers on CPU "
                 f"{pin.RECEIVER_CPU}; veth RPS masks {res['pin']['rps_cpus_fwbl']}")
         start_nsd()
         if "sweep" in only:

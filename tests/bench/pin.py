@@ -6,7 +6,11 @@ same two cores, so a receiver that takes more CPU lowers the rate the sender rea
 zero-loss ratio against the bare receiver measures that CPU, not the receiver's ceiling.
 
 With it:
-  - the sender runs on SENDER_CPU (`taskset`, inherited by its threads);
+  - the sender runs on every CPU this process may use but RECEIVER_CPU (`sender_cpus()`,
+    `taskset`, inherited by its threads), one sending thread per CPU: with 8 groups the
+    kernel's per-packet work on the sending CPU is the ceiling of a single sender (about 118k
+    packets/s on the 2-core machine of BENCHMARKS.md), so only a machine with more CPUs can
+    offer the bare receiver more than it takes;
   - every receiver process runs on RECEIVER_CPU (`taskset` before it starts, so every thread it
     makes inherits the mask), and the mask of each of its threads is read back from
     /proc/PID/task/TID/status (`Cpus_allowed_list`) and recorded: a thread elsewhere fails the
@@ -35,9 +39,17 @@ def usable():
     return None
 
 
-def prefix(cpu):
-    """A command prefix that runs the command, and every thread it makes, on `cpu` only."""
-    return ["taskset", "-c", str(cpu)]
+def sender_cpus():
+    """The sender's CPUs: every CPU this process may use but RECEIVER_CPU (SENDER_CPU first)."""
+    rest = sorted(os.sched_getaffinity(0) - {SENDER_CPU, RECEIVER_CPU})
+    return [SENDER_CPU, *rest]
+
+
+def prefix(cpus):
+    """A command prefix that runs the command, and every thread it makes, on `cpus` only (a
+    CPU number or a list of them)."""
+    cpus = cpus if isinstance(cpus, list) else [cpus]
+    return ["taskset", "-c", ",".join(str(c) for c in cpus)]
 
 
 def thread_cpus(pid):
@@ -131,7 +143,8 @@ def others(split, sender_cpu_s, receiver_cpu_s):
     def busy(cpu):
         d = split["cpu_s"].get(str(cpu), {})
         return sum(d.get(k, 0) for k in ("user", "nice", "system", "irq", "softirq"))
-    return {"sender_cpu": round(max(0.0, busy(SENDER_CPU) - sender_cpu_s), 2),
+    sending = sum(busy(c) for c in sender_cpus())
+    return {"sender_cpu": round(max(0.0, sending - sender_cpu_s), 2),
             "receiver_cpu": round(max(0.0, busy(RECEIVER_CPU) - receiver_cpu_s), 2)}
 
 
