@@ -87,7 +87,7 @@ def in_ns(ns, *cmd):
 
 def rx_cmd(*cmd):
     """A receiver's command in LOG; with --pin on the receiver's CPU (threads inherit it)."""
-    return [*(pin.prefix(pin.RECEIVER_CPU) if ARGS.pin else []), *in_ns(NS_LOG, *cmd)]
+    return [*(pin.prefix([pin.RECEIVER_CPU]) if ARGS.pin else []), *in_ns(NS_LOG, *cmd)]
 
 
 def spawn(cmd, stderr_path=None, stdout=subprocess.DEVNULL):
@@ -225,12 +225,13 @@ def logged_records():
 def send(rate, count, base=WARM_BASE, nsrc=WARM_COUNT, threads=None):
     if threads is None:
         threads = 2 if rate == 0 or rate > 60000 else 1
-    if ARGS.pin:
+    cpus = pin.sender_cpus() if ARGS.pin else None
+    if cpus:
         # A thread per sending CPU: more would only take turns.
-        threads = len(pin.sender_cpus())
+        threads = len(cpus)
     cmd = in_ns(NS_SND, ARGS.benchtool, "send", DST, base, str(nsrc), str(rate), str(count),
                 str(threads))
-    out = run([*pin.prefix(pin.sender_cpus()), *cmd] if ARGS.pin else cmd).stdout
+    out = run([*pin.prefix(cpus), *cmd] if cpus else cmd).stdout
     m = dict(zip(out.split()[0::2], out.split()[1::2]))
     return {"sent": int(m["sent"]), "secs": float(m["secs"]), "rate": float(m["rate"])}
 
@@ -616,8 +617,9 @@ class Ulogd(Receiver):
             # 256), so the comparison is of the user-space work; the flush timeout is 1 (10 ms)
             # where fwlog's is 0 (next timer run), which ulogd would read as the kernel's 1 s.
             # Below 64k packets/s to a group (qthresh per tick at HZ=250) fwlog then gets a
-            # datagram per tick and ulogd2 one per 8-12 ms (BENCHMARKS.md, "the kernel's 10
-            # ms batches"; ulogd2's CPU did not move with qthresh 1024 either). ulogd
+            # datagram per tick, ulogd2 one per 8-12 ms or per 256 records if sooner
+            # (BENCHMARKS.md, "the kernel's 10 ms batches"; ulogd2's CPU did not move with
+            # qthresh 1024 either). ulogd
             # applies the size only when it is below the maximum: with both equal it logs
             # "Maximum buffer size (0) ... reached" and keeps the kernel's default buffer.
             text += (f"\n[log{g}]\ngroup={g}\nnetlink_socket_buffer_size=67108864\n"
@@ -1061,11 +1063,11 @@ def main():
     try:
         setup_net()
         if ARGS.pin:
+            cpus = pin.sender_cpus()
             res["pin"] = {"sender_cpu": pin.SENDER_CPU, "receiver_cpu": pin.RECEIVER_CPU,
-                          "sender_cpus": pin.sender_cpus(),
-                          "sender_threads": len(pin.sender_cpus()),
+                          "sender_cpus": cpus, "sender_threads": len(cpus),
                           "rps_cpus_fwbl": pin.rps_masks(lambda c: run(in_ns(NS_LOG, *c)), "fwbl")}
-            log(f"== pinned: sender on CPUs {pin.sender_cpus()}, receivers on CPU "
+            log(f"== pinned: sender on CPUs {cpus}, receivers on CPU "
                 f"{pin.RECEIVER_CPU}; veth RPS masks {res['pin']['rps_cpus_fwbl']}")
         start_nsd()
         if "sweep" in only:

@@ -46,9 +46,7 @@ def sender_cpus():
 
 
 def prefix(cpus):
-    """A command prefix that runs the command, and every thread it makes, on `cpus` only (a
-    CPU number or a list of them)."""
-    cpus = cpus if isinstance(cpus, list) else [cpus]
+    """A command prefix that runs the command, and every thread it makes, on `cpus` only."""
     return ["taskset", "-c", ",".join(str(c) for c in cpus)]
 
 
