@@ -16,9 +16,37 @@ use support::netns::NetNs;
 fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
     require_root!();
     let rounds = crash::rounds(24);
-    let mut rng = crash::seeded("crash test", rounds);
+    // A few packets per start may come before the kernel applied fwlog's flags (see
+    // `crash::json_output`).
+    kills_during_a_flood("crash", rounds, &[], 0..=(rounds + 1) * 8);
+}
 
-    let ns = NetNs::new("crash");
+/// Starts whose first records come without sequence numbers: the kernel applies a bind's
+/// flags just after the bind, and a test failpoint (`FWLOG_FAILPOINT=split-bind`, debug builds)
+/// widens that instant to 1 ms, where the flood meets it at every start. The restart gap must
+/// still be measured, at the first numbered record, and reported (found by the test above as
+/// a hole of one kernel datagram after a restart, about once in forty runs).
+#[test]
+fn starts_whose_first_records_have_no_numbers_still_report_the_restart_gap() {
+    require_root!();
+    let rounds = crash::rounds(24) / 3;
+    let env = [("FWLOG_FAILPOINT", std::ffi::OsStr::new("split-bind"))];
+    // At least one start met the failpoint's instant; at most the 1 ms of flood each.
+    kills_during_a_flood("crashsplit", rounds, &env, 1..=(rounds + 1) * 200);
+}
+
+/// kill -9 `rounds` times while packets flood in, each run started with `env`, then a last run
+/// that drains everything and stops cleanly; then the checks in the module docs. `unnumbered`:
+/// how many packets may be printed without sequence numbers.
+fn kills_during_a_flood(
+    name: &str,
+    rounds: usize,
+    env: &[(&str, &std::ffi::OsStr)],
+    unnumbered: std::ops::RangeInclusive<usize>,
+) {
+    let mut rng = crash::seeded(name, rounds);
+
+    let ns = NetNs::new(name);
     ns.output_rules(&["udp dport 9999 log prefix \"FLOOD \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
     // Small segments, so crashes also land during segment rollover.
@@ -32,7 +60,7 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
     let sent = std::thread::scope(|s| {
         let sender = s.spawn(|| crash::flood(&ns, &stop));
         for round in 0..rounds {
-            let d = args.spawn(&ns);
+            let d = args.spawn_env(&ns, env);
             std::thread::sleep(crash::kill_delay(&mut rng, round));
             d.kill9();
         }
@@ -55,7 +83,9 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
     let left = crash::unacked(&args.spool());
     assert_eq!(left, 0, "unacknowledged records left in the spool");
 
-    let (printed, gaps) = unaccounted_for(&out, rounds + 1);
+    let (printed, gaps) = crash::json_output(&out, unnumbered);
+    let seen = printed.keys().copied().collect();
+    crash::assert_accounted(&seen, &gaps, "printed");
     let dups = crash::replayed_duplicates(&printed);
     // A crash repeats at most what was written but not yet acknowledged: the open span
     // (commit.rs; live, 100 ms of traffic, and never more than 32 MiB of output; while a
@@ -73,7 +103,7 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
         "{dups} duplicates for {rounds} crashes (at most {per_crash} each)"
     );
     eprintln!(
-        "crash test: sent {sent}, printed {} distinct, {dups} replayed duplicates, {} loss reports, {rounds} kills",
+        "{name}: sent {sent}, printed {} distinct, {dups} replayed duplicates, {} loss reports, {rounds} kills",
         printed.len(),
         gaps.len()
     );
@@ -185,7 +215,7 @@ const STARTS: usize = 4;
 /// `starts`: how often fwlog bound its group while packets were logged; a few packets per start
 /// may come before the kernel applied fwlog's flags (see `crash::json_output`).
 fn unaccounted_for(out: &std::path::Path, starts: usize) -> (crash::Printed, Vec<(u64, u64)>) {
-    let (printed, gaps) = crash::json_output(out, starts * 8);
+    let (printed, gaps) = crash::json_output(out, 0..=starts * 8);
     let seen = printed.keys().copied().collect();
     crash::assert_accounted(&seen, &gaps, "printed");
     (printed, gaps)

@@ -130,7 +130,7 @@ fn kill_9_during_a_large_replay_loses_nothing_and_leaves_no_fragment() {
     );
 
     // Every line whole JSON (json_output panics at a fragment), every packet accounted for.
-    let (printed, gaps) = crash::json_output(&out, 0);
+    let (printed, gaps) = crash::json_output(&out, 0..=0);
     let seen: BTreeSet<u64> = printed.keys().copied().collect();
     crash::assert_accounted(&seen, &gaps, "printed");
     assert!(

@@ -144,6 +144,12 @@ pub(crate) fn bind_message(seq: u32, group: u16, cfg: &NflogConfig) -> Vec<u8> {
     })
 }
 
+/// BIND `group` with the kernel's default settings, asking for an acknowledgement (a test
+/// failpoint's first half: see `socket::failpoint_split_bind`).
+pub(crate) fn bind_only_message(seq: u32, group: u16) -> Vec<u8> {
+    message(seq, group, true, |m| push_attr(m, CFG_CMD, &[CMD_BIND]))
+}
+
 /// Apply every setting of `cfg` to `group`, already bound by this socket, without binding it
 /// (a second BIND fails with EBUSY). No acknowledgement: it would queue behind every packet
 /// already buffered, and waiting for it would pull them all into memory.

@@ -142,7 +142,11 @@ impl LossTracker {
         seq_global: Option<u32>,
     ) -> Option<LossEvent> {
         let mut event = None;
-        if let (Some(seed), Some(g)) = (self.seeded.take(), seq_global) {
+        // Only a numbered record ends the wait for the restart gap: the kernel applies a bind's
+        // flags just after the bind, so under a flood the first records can come without
+        // numbers, and the gap is still to be measured after them.
+        let seed = seq_global.and_then(|g| self.seeded.take().map(|s| (s, g)));
+        if let Some((seed, g)) = seed {
             if after(g, seed) && g.wrapping_sub(seed) > 1 {
                 event = Some(LossEvent::now(
                     Cause::Restart,
@@ -193,8 +197,9 @@ impl LossTracker {
             }
             _ => None,
         };
-        // A restart event and a gap cannot coincide: a gap needs an earlier record of the
-        // group, and the seed is consumed by the very first record.
+        // A restart event and a gap cannot coincide: a gap needs an earlier numbered record of
+        // the group, and the seed is consumed by the first numbered record (the kernel applies
+        // SEQ and SEQ_GLOBAL together).
         Some(LossEvent::now(Cause::SeqGap, Some(group), count, range))
     }
 }
@@ -259,6 +264,22 @@ mod tests {
         let mut t = LossTracker::new();
         t.seed(1000);
         assert_eq!(t.observe(5, Some(0), Some(1)), None);
+    }
+
+    /// A (re)start under a flood: the kernel applies the flags just after it binds the group,
+    /// so the first records can come without numbers. They must not use up the seed: the
+    /// restart gap is measured at the first numbered record.
+    #[test]
+    fn unnumbered_records_before_the_first_numbered_one_keep_the_restart_gap() {
+        let mut t = LossTracker::new();
+        t.seed(1000);
+        assert_eq!(t.observe(5, None, None), None);
+        assert_eq!(t.observe(5, None, None), None);
+        let e = t.observe(5, Some(0), Some(1113)).expect("restart gap");
+        assert_eq!(e.cause, Cause::Restart);
+        assert_eq!((e.count, e.seq_global), (112, Some((1001, 1112))));
+        assert_eq!(t.observe(5, Some(1), Some(1114)), None);
+        assert_eq!(t.last_seq_global(), Some(1114));
     }
 
     #[test]

@@ -142,15 +142,18 @@ pub fn assert_accounted(seen: &BTreeSet<u64>, gaps: &[(u64, u64)], what: &str) {
 /// A JSON output's packets (by `seq_global`, with their replayed marks) and the `seq_global`
 /// ranges its loss reports cover; panics at a line that is neither.
 ///
-/// A packet with neither `seq` nor `seq_global` is allowed, at most `unnumbered_max` of them:
+/// A packet with neither `seq` nor `seq_global` is allowed, as many as `unnumbered` says:
 /// the kernel makes a group's instance visible to the logging path as it binds it and applies
 /// the flags of the same configuration message (SEQ, SEQ_GLOBAL) only after that, so a packet
 /// logged in that instant of a (re)start under a flood goes out with the default flags, and
 /// takes no `seq_global` number either (the kernel counts only records that carry one).
-pub fn json_output(out: &Path, unnumbered_max: usize) -> (Printed, Vec<(u64, u64)>) {
+pub fn json_output(
+    out: &Path,
+    unnumbered: std::ops::RangeInclusive<usize>,
+) -> (Printed, Vec<(u64, u64)>) {
     let mut printed = Printed::new();
     let mut gaps: Vec<(u64, u64)> = Vec::new();
-    let mut unnumbered = 0;
+    let mut without = 0;
     for l in lines(out) {
         let o: serde_json::Value =
             serde_json::from_str(&l).unwrap_or_else(|e| panic!("not a JSON line {l:?}: {e}"));
@@ -165,7 +168,7 @@ pub fn json_output(out: &Path, unnumbered_max: usize) -> (Printed, Vec<(u64, u64
         }
         assert_eq!(o["event"], "packet", "{l}");
         if o["seq"].is_null() && o["seq_global"].is_null() {
-            unnumbered += 1;
+            without += 1;
             continue;
         }
         let g = o["seq_global"]
@@ -174,8 +177,8 @@ pub fn json_output(out: &Path, unnumbered_max: usize) -> (Printed, Vec<(u64, u64
         printed.entry(g).or_default().push(o["replayed"] == true);
     }
     assert!(
-        unnumbered <= unnumbered_max,
-        "{unnumbered} packets without sequence numbers (at most {unnumbered_max})"
+        unnumbered.contains(&without),
+        "{without} packets without sequence numbers (expected {unnumbered:?})"
     );
     (printed, gaps)
 }
