@@ -290,9 +290,9 @@ fn main() {
     // Latency of a lone packet (all 4 groups' records), by flush timeout; qthresh 1 sends
     // every record at once and is the floor.
     for (what, timeout, qthresh) in [
-        ("default (timeout 0, qthresh 256)", 0, 256),
-        ("timeout 1 cs, qthresh 256", 1, 256),
-        ("timeout 2 cs, qthresh 256", 2, 256),
+        ("timeout 0 (next timer run), qthresh 256", 0, 256),
+        ("default (timeout 1 cs, qthresh 1024)", 1, 1024),
+        ("timeout 2 cs, qthresh 1024", 2, 1024),
         ("qthresh 1 (no batching)", 1, 1),
     ] {
         let cfg = NflogConfig {

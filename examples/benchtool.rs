@@ -11,7 +11,7 @@
 //!   checksum and total length (raw(7)); the UDP checksum is 0 (none) and TCP's is computed.
 //! - `recv GROUP...`: the bare NFLOG receiver, the ceiling. It opens the socket through
 //!   `fwlog::capture::NflogSocket::open` (exactly fwlog's socket settings: 64 MiB buffer,
-//!   qthresh 256, 128 KiB datagrams, flush timeout 0, SEQ flags) and then only `recv()`s and walks
+//!   qthresh 1024, 128 KiB datagrams, flush timeout 10 ms, SEQ flags) and then only `recv()`s and walks
 //!   netlink headers, counting packet messages and per-group NFULA_SEQ gaps. SIGUSR1 prints
 //!   the counters to stderr, SIGTERM prints them and exits.
 //! - `tail FILE COUNT TIMEOUT_S`: follows a JSON-lines file as fwlog writes it, from its current

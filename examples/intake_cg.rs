@@ -21,7 +21,8 @@ use fwlog::daemon::intake::feed::FedIntake;
 use fwlog::nflog::attr::{nfula, push_attr};
 
 /// Records per datagram, datagrams per receive call, calls per round: a loaded round of the
-/// daemon (qthresh 256 would make larger datagrams; the bench's rates fill them partly).
+/// daemon (the default qthresh, 1024, allows larger datagrams; the bench's rates fill them
+/// partly).
 const PER_DATAGRAM: usize = 64;
 const PER_CALL: usize = 8;
 const CALLS: usize = 4;

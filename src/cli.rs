@@ -388,12 +388,12 @@ pub struct RunArgs {
     pub nlbufsiz: u32,
 
     /// Packets the kernel queues before it sends a datagram
-    #[arg(long, value_name = "N", default_value_t = 256)]
+    #[arg(long, value_name = "N", default_value_t = crate::capture::DEFAULT_QTHRESH)]
     pub qthresh: u32,
 
-    /// Longest a packet waits in the kernel's queue, rounded down to 10ms; 0 (the default):
-    /// until the kernel's timer next runs, one or two ticks (the kernel's own default is 1s)
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "0")]
+    /// Longest a packet waits in the kernel's queue, rounded down to 10ms; 0: until the
+    /// kernel's timer next runs, one or two ticks (the kernel's own default is 1s)
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10ms")]
     pub flush_timeout: Duration,
 
     // NFQUEUE audit mode: src/queue/ and src/daemon/intake/nfqueue.rs

@@ -284,13 +284,23 @@ mod tests {
         }
     }
 
-    /// The defaults send a record on at the kernel's next tick and pace intake's commits
-    /// (the writer's own delay is then 0); explicit values keep their meaning (10ms is one
-    /// hundredth-second step), 0 included: a commit every round, no pacing.
+    /// The defaults are the capture library's (the kernel batches a group's records for 10 ms)
+    /// and pace intake's commits (the writer's own delay is then 0); explicit values keep
+    /// their meaning (10ms is one hundredth-second step), 0 included: a commit every round,
+    /// no pacing.
     #[test]
     fn flush_timeout_and_batch_delay_defaults_and_explicit_values() {
         let a = run_args(&[]);
-        assert_eq!(nflog(&a).flush_timeout_cs, 0);
+        assert_eq!(nflog(&a).flush_timeout_cs, 1);
+        assert_eq!(nflog(&a).qthresh, 1024);
+        let lib = crate::capture::NflogConfig::default();
+        assert_eq!(
+            (nflog(&a).flush_timeout_cs, nflog(&a).qthresh),
+            (lib.flush_timeout_cs, lib.qthresh)
+        );
+        let a = run_args(&["--flush-timeout", "0", "--qthresh", "256"]);
+        assert_eq!((nflog(&a).flush_timeout_cs, nflog(&a).qthresh), (0, 256));
+        let a = run_args(&[]);
         assert!(super::spool_options(&a).batch_max_delay.is_zero());
         let cfg = super::run_config(&a).expect("config");
         assert_eq!(cfg.commit_gap, Some(crate::daemon::intake::DEFAULT_GAP));

@@ -35,14 +35,16 @@ pub struct NflogConfig {
     pub rcvbuf: usize,
     /// Size the kernel allocates for each datagram it batches records into (4096..=131072).
     pub nlbufsiz: u32,
-    /// Records after which the kernel sends a datagram without waiting for the timeout.
+    /// Records after which the kernel sends a datagram without waiting for the timeout
+    /// ([`DEFAULT_QTHRESH`]).
     pub qthresh: u32,
     /// Longest a record waits in the kernel, in hundredths of a second (kernel default 100:
     /// far too slow for a log people tail). The kernel arms its flush timer for
     /// `jiffies + timeout * HZ / 100` when a record starts a datagram, so 0 does not mean
     /// "never": the timer is due at once and fires when the timer wheel next runs, one or two
     /// ticks later (a lone packet: 4-8 ms at HZ=250, `tests/capture_flush.rs`); 1 adds
-    /// `HZ / 100` ticks. Under load `qthresh` or a full datagram sends it sooner anyway.
+    /// `HZ / 100` ticks. Under load `qthresh` or a full datagram sends it sooner anyway
+    /// ([`DEFAULT_FLUSH_TIMEOUT_CS`]).
     pub flush_timeout_cs: u32,
     /// Datagrams fetched per `recvmmsg` call (1..=64); each slot is [`super::MAX_DATAGRAM`]
     /// bytes.
@@ -56,12 +58,26 @@ impl Default for NflogConfig {
             copy_range: 0xffff,
             rcvbuf: 64 << 20,
             nlbufsiz: 131_072,
-            qthresh: 256,
-            flush_timeout_cs: 0,
+            qthresh: DEFAULT_QTHRESH,
+            flush_timeout_cs: DEFAULT_FLUSH_TIMEOUT_CS,
             batch_datagrams: 8,
         }
     }
 }
+
+/// The default flush timeout, 10 ms: the kernel gathers a group's records for two or three
+/// timer ticks and sends them as one datagram. 0 (the next timer run) sends a datagram per
+/// group at every tick under any steady traffic, about 250 a second at HZ=250, each a wake-up
+/// of intake and, on a virtual machine, of an idle CPU through the hypervisor, and a commit per
+/// two ticks: 10 ms takes about 30 % off intake's CPU and 20 % off the spool sync's at 25k
+/// packets/s (BENCHMARKS.md, "the kernel's 10 ms batches"). The price: a lone packet waits
+/// 12-16 ms instead of 4-8 ms, and a line about 2.5 ms longer at the median.
+pub const DEFAULT_FLUSH_TIMEOUT_CS: u32 = 1;
+
+/// The default queue threshold: high enough that the flush timer, or a full 128 KiB datagram,
+/// sends a group's datagram up to about 100k packets/s to the group; 256 sends one every 5 ms
+/// at 50k packets/s, before the timer batches anything.
+pub const DEFAULT_QTHRESH: u32 = 1024;
 
 /// Highest per-datagram size the kernel accepts for NFULA_CFG_NLBUFSIZ.
 pub const NLBUFSIZ_MAX: u32 = 131_072;

@@ -79,7 +79,7 @@ mod record;
 mod socket;
 
 pub use batch::{RecordBatch, RecordMeta, RecordSink, Records};
-pub use config::NflogConfig;
+pub use config::{NflogConfig, DEFAULT_FLUSH_TIMEOUT_CS, DEFAULT_QTHRESH};
 pub use error::CaptureError;
 #[doc(hidden)]
 pub use feed::Feeder;

@@ -382,8 +382,8 @@ impl NflogSocket {
         }
         // The iovec/mmsghdr arrays hold raw pointers into `slots`, so they are built per call
         // on the stack rather than stored, which keeps the socket Send. Only the `nslots`
-        // entries the call uses are written: with the default flush timeout of 0 a call often
-        // brings a few records, and zeroing all MAX_SLOTS entries (5 KiB) cost more than
+        // entries the call uses are written: a call often brings one or two datagrams (a
+        // group's per flush timeout), and zeroing all MAX_SLOTS entries (5 KiB) cost more than
         // handling them.
         let mut nslots = 0;
         let mut iov = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_SLOTS];

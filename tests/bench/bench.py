@@ -614,16 +614,13 @@ class Ulogd(Receiver):
                      f"print1:PRINTPKT,emu1:LOGEMU\n")
         for g in GROUPS:
             # The kernel-side settings fwlog uses (64 MiB buffer, 128 KiB datagrams, qthresh
-            # 256), so the comparison is of the user-space work; the flush timeout is 1 (10 ms)
-            # where fwlog's is 0 (next timer run), which ulogd would read as the kernel's 1 s.
-            # Below 64k packets/s to a group (qthresh per tick at HZ=250) fwlog then gets a
-            # datagram per tick, ulogd2 one per 8-12 ms or per 256 records if sooner
-            # (BENCHMARKS.md, "the kernel's 10 ms batches"; ulogd2's CPU did not move with
-            # qthresh 1024 either). ulogd
+            # 1024, flush timeout 1 = 10 ms), so the comparison is of the user-space work
+            # (ulogd2's CPU per record was the same with qthresh 256: BENCHMARKS.md, "the
+            # kernel's 10 ms batches"). ulogd
             # applies the size only when it is below the maximum: with both equal it logs
             # "Maximum buffer size (0) ... reached" and keeps the kernel's default buffer.
             text += (f"\n[log{g}]\ngroup={g}\nnetlink_socket_buffer_size=67108864\n"
-                     f"netlink_socket_buffer_maxsize=67108865\nnetlink_qthreshold=256\n"
+                     f"netlink_socket_buffer_maxsize=67108865\nnetlink_qthreshold=1024\n"
                      f"netlink_qtimeout=1\nbufsize=131072\n")
         text += f"\n[emu1]\nfile=\"{self.out}\"\nsync=0\n"
         with open(conf, "w") as f:

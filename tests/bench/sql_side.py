@@ -329,12 +329,11 @@ class Ulogd:
             out = f'[sq1]\ntable="ulog_pkt"\ndb="{self.db}"\n'
         text = f'[global]\nlogfile="{self.dir}/ulogd.log"\nloglevel=3\n'
         text += "".join(f'plugin="{PLUG}/ulogd_{p}.so"\n' for p in plugins)
-        # The kernel-side settings fwlog uses (64 MiB buffer, qthresh 256; flush timeout 1 where
-        # fwlog's default is 0, which ulogd would read as the kernel's 1 s).
+        # The kernel-side settings fwlog uses (64 MiB buffer, qthresh 1024, flush timeout 1 = 10 ms).
         # ulogd applies the size only when it is below the maximum (equal is refused, and
         # the buffer stays at the kernel's default).
         text += (f"stack={stack}\n\n[log1]\ngroup={G_UL}\nnetlink_socket_buffer_size=67108864\n"
-                 f"netlink_socket_buffer_maxsize=67108865\nnetlink_qthreshold=256\n"
+                 f"netlink_socket_buffer_maxsize=67108865\nnetlink_qthreshold=1024\n"
                  f"netlink_qtimeout=1\nbufsize=131072\n\n{out}")
         conf = os.path.join(self.dir, "ulogd.conf")
         with open(conf, "w") as f:

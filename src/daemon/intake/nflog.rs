@@ -20,7 +20,7 @@ use crate::nflog::loss::LossEvent;
 /// Most datagrams one round takes. While the kernel keeps the socket's queue full, a round
 /// goes on receiving (without waiting) up to this many, or [`ROUND_BYTES`] of records, so a
 /// loaded intake commits, and with `--fsync batch` syncs the spool, once per up to 64
-/// datagrams (at most 16k records with the default qthresh of 256) rather than once per
+/// datagrams (at most 2 MiB of records, [`ROUND_BYTES`]) rather than once per
 /// receive call. The sync itself runs on the spool's sync thread and does not block intake
 /// (NFLOG's normal mode); fewer commits still mean fewer writes and wake-ups downstream.
 const ROUND_DATAGRAMS: u64 = 64;

@@ -4,9 +4,11 @@
 //! Why: every spool commit costs a write and an `fdatasync`, and downstream the processing
 //! loop's output write with its own syncs (one output write per commit once the loop has caught
 //! up). With the kernel sending a datagram at each timer tick (`--flush-timeout 0`), committing
-//! every round meant one commit per tick at moderate rates (190 a second at 10k packets/s),
-//! for batches of a few dozen records. A fixed group-commit delay would also delay the first
-//! packet after a quiet spell, which is the one a person tailing the log waits for.
+//! every round means one commit per tick at moderate rates (190 a second at 10k packets/s),
+//! for batches of a few dozen records; with the default 10 ms flush timeout the kernel's own
+//! datagrams come about 12 ms apart, and a round seldom waits. A fixed group-commit delay would
+//! also delay the first packet after a quiet spell, which is the one a person tailing the log
+//! waits for.
 //!
 //! Rule ([`decide`], a pure function of times and counts):
 //! - nothing appended, a round cut short by its caps (the kernel's queue is still full), or
@@ -33,8 +35,8 @@
 //! whole gap more. The gap, 8 ms (two ticks at HZ=250), bounds the wait when no datagram
 //! follows (traffic stopped).
 //!
-//! Above `--qthresh` records per group in a tick (256 by default: 64k records/s to a group at
-//! HZ=250) the kernel sends a group's datagram whenever that many are queued, several per tick:
+//! Above `--qthresh` records per group in a flush timeout (1024 by default), or once its 128 KiB
+//! datagram is full, the kernel sends a group's datagram at once, several per gap at high rates:
 //! a held round then takes all that arrive within the gap. Taking only the first of them
 //! committed every second datagram, about 250 commits a second at 100k packets/s logged to two
 //! groups instead of 125 (BENCHMARKS.md, "commit pacing above the queue threshold").
