@@ -454,6 +454,68 @@ fn records_arriving_while_later_groups_are_bound_are_kept() {
     assert_eq!(numbered, (0..numbered.len() as u32).collect::<Vec<_>>());
 }
 
+/// A run that follows another opens with the last `seq_global` it spooled. Records of the first
+/// group can arrive while later groups are still being bound, and they are judged against that
+/// number too: the restart's loss report comes before the first numbered record, and covers
+/// exactly the numbers before it.
+#[test]
+fn the_restart_seed_is_in_place_before_records_arrive_during_the_binds() {
+    require_root!();
+    let ns = NetNs::new("capseed");
+    ns.output_rules(&["udp dport 9999 log group 12"]);
+    let cfg = NflogConfig {
+        groups: (12..=20).collect(),
+        // One record per datagram: delivered at once, not after the flush timeout.
+        qthresh: 1,
+        ..Default::default()
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut opened = None;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ns.enter(|| {
+                let tx = UdpSocket::bind("127.0.0.1:0").expect("bind");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tx.send_to(b"during open", "127.0.0.1:9999").expect("send");
+                }
+            })
+        });
+        // A first run numbers some records, so the counter is well past the seed of 0.
+        drop(open_in(&ns, &cfg));
+        // Until numbered records arrive during the binds (the tracker then knows group 12).
+        for _ in 0..50 {
+            let sock = ns
+                .enter(|| NflogSocket::open_seeded(&cfg, Some(0)))
+                .unwrap_or_else(|e| panic!("open NFLOG socket: {e}"));
+            if sock.tracker().group_positions().next().is_some() {
+                opened = Some(sock);
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let mut sock = opened.expect("no record arrived while the groups were bound, in 50 opens");
+    let mut batch = RecordBatch::new();
+    while batch.is_empty() {
+        sock.recv_batch(&mut batch, Duration::from_millis(500))
+            .expect("recv_batch");
+    }
+    let first = batch
+        .iter()
+        .position(|r| parsed(r).seq_global.is_some())
+        .expect("a numbered record");
+    let g = parsed(batch.iter().nth(first).expect("record"))
+        .seq_global
+        .expect("numbered");
+    let &(at, ev) = batch.loss_events().first().expect("a restart report");
+    assert_eq!(ev.cause, LossCause::Restart, "{ev}");
+    assert!(
+        at <= first,
+        "the report comes before the first numbered record"
+    );
+    assert_eq!(ev.seq_global, Some((1, g - 1)), "{ev}");
+}
+
 #[test]
 fn without_cap_net_admin_the_error_names_the_capability() {
     require_root!();

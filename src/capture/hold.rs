@@ -25,11 +25,13 @@ impl NflogSocket {
     /// dropped are unbound, groups kept get `cfg`'s settings again. `positions` (group, next
     /// NFULA_SEQ) are where the previous run stopped spooling: set before anything is read, so
     /// records it spooled but had not consumed are skipped and an overflow while no process
-    /// read is an exact gap. Returns the socket and one line per group change.
+    /// read is an exact gap. `last_seq_global`: as for [`NflogSocket::open_seeded`], for the
+    /// groups without a position. Returns the socket and one line per group change.
     pub fn adopt(
         fd: OwnedFd,
         claimed: &[u16],
         positions: &[(u16, u32)],
+        last_seq_global: Option<u32>,
         cfg: &NflogConfig,
     ) -> Result<(NflogSocket, Vec<String>), CaptureError> {
         cfg.validate()?;
@@ -43,6 +45,9 @@ impl NflogSocket {
             if had.contains(&g) {
                 sock.intake.tracker.seed_group(g, next);
             }
+        }
+        if let Some(s) = last_seq_global {
+            sock.intake.tracker.seed(s);
         }
         let mut changes = Vec::new();
         for &g in had.iter().filter(|g| !cfg.groups.contains(g)) {

@@ -34,12 +34,10 @@
 //!
 //! fn intake(stop: &AtomicBool, last_spooled_seq_global: Option<u32>) -> anyhow::Result<()> {
 //!     let cfg = NflogConfig { groups: vec![5], ..Default::default() };
-//!     let mut sock = NflogSocket::open(&cfg)?; // one-line errors: capability, busy, no module
+//!     // One-line errors: capability, busy, no module. The last run's number: restart gaps.
+//!     let mut sock = NflogSocket::open_seeded(&cfg, last_spooled_seq_global)?;
 //!     for w in sock.warnings() {
 //!         eprintln!("fwlog: warning: {w}");
-//!     }
-//!     if let Some(g) = last_spooled_seq_global {
-//!         sock.seed_seq_global(g);
 //!     }
 //!     let mut batch = RecordBatch::new();
 //!     while !stop.load(Ordering::Relaxed) {

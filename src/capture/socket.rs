@@ -126,6 +126,18 @@ impl NflogSocket {
     /// [`CaptureError::GroupBusy`] (another socket owns a group), [`CaptureError::Unsupported`]
     /// (no nfnetlink / nfnetlink_log). Groups bound before a failure are unbound again.
     pub fn open(cfg: &NflogConfig) -> Result<NflogSocket, CaptureError> {
+        NflogSocket::open_seeded(cfg, None)
+    }
+
+    /// [`open`](Self::open) for a run that follows another: `last_seq_global` is the last
+    /// NFULA_SEQ_GLOBAL the previous run spooled, and the first numbered record after it is
+    /// compared with it (a [`Cause::Restart`] loss for the numbers between). It is set before
+    /// any group is bound: records of a group bound first can arrive while a later one is
+    /// being bound, and judged without it, a gap among them would hide the restart's loss.
+    pub fn open_seeded(
+        cfg: &NflogConfig,
+        last_seq_global: Option<u32>,
+    ) -> Result<NflogSocket, CaptureError> {
         cfg.validate()?;
         let cap = has_cap_net_admin();
         let fd = netlink::open_netfilter().map_err(|e| match errno(&e) {
@@ -138,6 +150,9 @@ impl NflogSocket {
             _ => CaptureError::io("opening the NFLOG netlink socket", e),
         })?;
         let mut sock = NflogSocket::with_fd(fd, cfg)?;
+        if let Some(s) = last_seq_global {
+            sock.intake.tracker.seed(s);
+        }
         for &group in &cfg.groups {
             sock.bind_group(group, cfg, cap)?;
         }
@@ -450,11 +465,6 @@ impl NflogSocket {
         }
     }
 
-    /// Seed the loss tracker with the last NFULA_SEQ_GLOBAL spooled by a previous run.
-    pub fn seed_seq_global(&mut self, last_seq_global: u32) {
-        self.intake.tracker.seed(last_seq_global);
-    }
-
     pub fn tracker(&self) -> &LossTracker {
         &self.intake.tracker
     }
@@ -552,7 +562,7 @@ impl Drop for NflogSocket {
     }
 }
 
-/// Test builds only: with `FWLOG_FAILPOINT=split-bind`, bind each group first and apply its
+/// Debug builds only: with `FWLOG_FAILPOINT=split-bind`, bind each group first and apply its
 /// settings (the sequence number flags among them) 1 ms later in a message of their own. The
 /// kernel applies a bind's settings just after it makes the group's instance visible, so
 /// under a flood a record is now and then logged without numbers at a start; the failpoint

@@ -27,9 +27,10 @@ pub fn nflog_socket(
     cfg: &NflogConfig,
     handed: &mut Handed,
     spool: &Path,
+    last_seq_global: Option<u32>,
 ) -> Result<(NflogSocket, Option<String>), CaptureError> {
     let Some((fd, name, claimed)) = handed.nflog.take() else {
-        return NflogSocket::open(cfg).map(|s| (s, None));
+        return NflogSocket::open_seeded(cfg, last_seq_global).map(|s| (s, None));
     };
     let saved = fdstore::socket_inode(fd.as_raw_fd())
         .map(|ino| positions::read(spool, ino))
@@ -37,7 +38,7 @@ pub fn nflog_socket(
     // A datagram is at most MAX_DATAGRAM bytes of kernel messages; its spool records are
     // about as large (fwlog adds a few TLVs to each).
     let pos = positions::exact(spool, &saved, 2 * crate::capture::MAX_DATAGRAM as u64);
-    let (sock, changes) = NflogSocket::adopt(fd, &claimed, &pos, cfg)?;
+    let (sock, changes) = NflogSocket::adopt(fd, &claimed, &pos, last_seq_global, cfg)?;
     eprintln!(
         "fwlog: took the NFLOG socket back from the service manager's fd store ({})",
         if pos.is_empty() {

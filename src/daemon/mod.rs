@@ -238,20 +238,18 @@ fn open_capture(
     match &cfg.capture {
         CaptureConfig::Nflog(nflog) => {
             let fs_user = user.map(|u| (u.uid, u.gid));
-            // setfsuid drops only the filesystem capabilities: binding NFLOG still works.
-            let (mut sock, stored_as) = crate::dirfd::as_fs_user(fs_user, || {
-                fdkeep::nflog_socket(nflog, handed, &cfg.spool.dir)
-            })?;
-            for w in sock.warnings() {
-                eprintln!("fwlog: {w}");
-            }
-            // Seed sequence tracking from the last run, so packets logged meanwhile count.
-            // In the spool directory: with the --user account's filesystem rights.
+            // Sequence tracking starts from the last run's number, so packets logged meanwhile
+            // count (the socket takes it before it binds a group). In the spool directory: with
+            // the --user account's filesystem rights.
             let (seq_file, previous) = crate::dirfd::as_fs_user(fs_user, || {
                 seqfile::SeqFile::open(spool_dir, &cfg.spool.dir)
             });
-            if let Some(s) = previous {
-                sock.seed_seq_global(s);
+            // setfsuid drops only the filesystem capabilities: binding NFLOG still works.
+            let (mut sock, stored_as) = crate::dirfd::as_fs_user(fs_user, || {
+                fdkeep::nflog_socket(nflog, handed, &cfg.spool.dir, previous)
+            })?;
+            for w in sock.warnings() {
+                eprintln!("fwlog: {w}");
             }
             let held = crate::dirfd::as_fs_user(fs_user, || {
                 fdkeep::store_nflog(notifier, &mut sock, stored_as, handed, &cfg.spool.dir)
