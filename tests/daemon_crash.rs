@@ -29,9 +29,14 @@ fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
 #[test]
 fn starts_whose_first_records_have_no_numbers_still_report_the_restart_gap() {
     require_root!();
-    let rounds = crash::rounds(24) / 3;
+    if !cfg!(debug_assertions) {
+        eprintln!("SKIP: the split-bind failpoint exists in debug builds only");
+        return;
+    }
+    let rounds = (crash::rounds(24) / 3).max(2);
     let env = [("FWLOG_FAILPOINT", std::ffi::OsStr::new("split-bind"))];
-    // At least one start met the failpoint's instant; at most the 1 ms of flood each.
+    // At least one start met the failpoint's instant. Its 1 ms is about 40 packets of the
+    // flood; 200 a start leaves room for a slow wake-up from the sleep.
     kills_during_a_flood("crashsplit", rounds, &env, 1..=(rounds + 1) * 200);
 }
 
