@@ -500,13 +500,11 @@ fn the_restart_seed_is_in_place_before_records_arrive_during_the_binds() {
         sock.recv_batch(&mut batch, Duration::from_millis(500))
             .expect("recv_batch");
     }
-    let first = batch
+    let (first, g) = batch
         .iter()
-        .position(|r| parsed(r).seq_global.is_some())
+        .enumerate()
+        .find_map(|(i, r)| parsed(r).seq_global.map(|g| (i, g)))
         .expect("a numbered record");
-    let g = parsed(batch.iter().nth(first).expect("record"))
-        .seq_global
-        .expect("numbered");
     let &(at, ev) = batch.loss_events().first().expect("a restart report");
     assert_eq!(ev.cause, LossCause::Restart, "{ev}");
     assert!(

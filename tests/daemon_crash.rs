@@ -16,9 +16,8 @@ use support::netns::NetNs;
 fn kill_9_during_a_flood_loses_no_spooled_packet_and_reports_every_gap() {
     require_root!();
     let rounds = crash::rounds(24);
-    // A few packets per start may come before the kernel applied fwlog's flags (see
-    // `crash::json_output`).
-    kills_during_a_flood("crash", rounds, &[], 0..=(rounds + 1) * 8);
+    let starts = rounds + 1;
+    kills_during_a_flood("crash", rounds, &[], 0..=starts * UNNUMBERED_PER_START);
 }
 
 /// Starts whose first records come without sequence numbers: the kernel applies a bind's
@@ -88,9 +87,7 @@ fn kills_during_a_flood(
     let left = crash::unacked(&args.spool());
     assert_eq!(left, 0, "unacknowledged records left in the spool");
 
-    let (printed, gaps) = crash::json_output(&out, unnumbered);
-    let seen = printed.keys().copied().collect();
-    crash::assert_accounted(&seen, &gaps, "printed");
+    let (printed, gaps) = unaccounted_for(&out, unnumbered);
     let dups = crash::replayed_duplicates(&printed);
     // A crash repeats at most what was written but not yet acknowledged: the open span
     // (commit.rs; live, 100 ms of traffic, and never more than 32 MiB of output; while a
@@ -164,7 +161,7 @@ fn first_run_killed_before_its_first_commit_still_reports_what_it_lost() {
     });
     assert_eq!(d.stop(), 0);
 
-    let (printed, gaps) = unaccounted_for(&out, STARTS);
+    let (printed, gaps) = unaccounted_for(&out, 0..=STARTS * UNNUMBERED_PER_START);
     // The rollovers made some of the first 100 durable (printed, replayed), the rest were lost
     // with the first run and reported.
     assert!(printed.len() >= 50 + 16, "{} printed", printed.len());
@@ -207,7 +204,7 @@ fn packets_refused_by_a_full_spool_are_reported_after_a_kill() {
         lines(&out).len() >= n + 10
     });
     assert_eq!(d.stop(), 0);
-    let (printed, gaps) = unaccounted_for(&out, STARTS);
+    let (printed, gaps) = unaccounted_for(&out, 0..=STARTS * UNNUMBERED_PER_START);
     assert!(printed.len() < 400, "the spool really refused packets");
     assert!(!gaps.is_empty(), "the refused packets are reported");
 }
@@ -215,12 +212,18 @@ fn packets_refused_by_a_full_spool_are_reported_after_a_kill() {
 /// Bound for the tests that start fwlog a handful of times (a restart after a kill, or two).
 const STARTS: usize = 4;
 
+/// Packets a start may print without sequence numbers: those the kernel logged before it
+/// applied fwlog's flags (see `crash::json_output`).
+const UNNUMBERED_PER_START: usize = 8;
+
 /// What the JSON output printed and the ranges its loss reports cover, after checking that
-/// every seq_global between the lowest and highest printed is one or the other.
-/// `starts`: how often fwlog bound its group while packets were logged; a few packets per start
-/// may come before the kernel applied fwlog's flags (see `crash::json_output`).
-fn unaccounted_for(out: &std::path::Path, starts: usize) -> (crash::Printed, Vec<(u64, u64)>) {
-    let (printed, gaps) = crash::json_output(out, 0..=starts * 8);
+/// every seq_global between the lowest and highest printed is one or the other, and that
+/// `unnumbered` says how many packets came without numbers.
+fn unaccounted_for(
+    out: &std::path::Path,
+    unnumbered: std::ops::RangeInclusive<usize>,
+) -> (crash::Printed, Vec<(u64, u64)>) {
+    let (printed, gaps) = crash::json_output(out, unnumbered);
     let seen = printed.keys().copied().collect();
     crash::assert_accounted(&seen, &gaps, "printed");
     (printed, gaps)

@@ -616,9 +616,9 @@ class Ulogd(Receiver):
             # The kernel-side settings fwlog uses (64 MiB buffer, 128 KiB datagrams, qthresh
             # 1024, flush timeout 1 = 10 ms), so the comparison is of the user-space work
             # (ulogd2's CPU per record was the same with qthresh 256: BENCHMARKS.md, "the
-            # kernel's 10 ms batches"). ulogd
-            # applies the size only when it is below the maximum: with both equal it logs
-            # "Maximum buffer size (0) ... reached" and keeps the kernel's default buffer.
+            # kernel's 10 ms batches"). ulogd applies the size only when it is below the
+            # maximum: with both equal it logs "Maximum buffer size (0) ... reached" and keeps
+            # the kernel's default buffer.
             text += (f"\n[log{g}]\ngroup={g}\nnetlink_socket_buffer_size=67108864\n"
                      f"netlink_socket_buffer_maxsize=67108865\nnetlink_qthreshold=1024\n"
                      f"netlink_qtimeout=1\nbufsize=131072\n")
@@ -1032,8 +1032,8 @@ def main():
                     "packet lets the sender outrun a receiver on a small machine)")
     ap.add_argument("--pin", action="store_true",
                     help=f"the sender (a thread per CPU) on every CPU but {pin.RECEIVER_CPU}, "
-                    "every receiver "
-                    f"process and thread (and nsd) on CPU {pin.RECEIVER_CPU}; each trial records "
+                    f"every receiver process and thread (and nsd) on CPU {pin.RECEIVER_CPU}; "
+                    "each trial records "
                     "the threads' CPU masks and the per-CPU time and softirq counts")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--replay-repeats", type=int, default=0,
