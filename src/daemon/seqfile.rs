@@ -11,7 +11,11 @@
 //! refused while full are left out until their report is spooled. A segment rollover commits
 //! too, without passing through here: that leaves the file behind, which is safe. On a spool's
 //! first run it is written before anything is spooled, as one less than the first number
-//! received, so that a run killed before its first commit still leaves a value to compare with.
+//! received, so that a run killed before its first commit still leaves a value to compare with;
+//! and before that, when it is opened (before the socket binds a group), as 0: a first run
+//! killed before it read any numbered record leaves the kernel's numbered records in its socket
+//! unread, and the next run reports them from 1 on ("up to N": numbers another NFLOG user in the
+//! network namespace took are in that range too). 0 is also what a number 1 would store.
 //!
 //! The file itself is written with one small pwrite and no fsync: it survives kill -9 (the page
 //! cache does); after a power cut it may be behind, never ahead (it is only ever given values
@@ -62,6 +66,11 @@ impl SeqFile {
                 .parse::<u32>()
                 .ok()
         });
+        if let (None, Some(f)) = (previous, &file) {
+            // Emptied first: `store` writes a fixed width at the start, and what follows a
+            // value that did not parse would keep every later one from parsing.
+            let _ = f.set_len(0).and_then(|()| f.write_all_at(&encode(0), 0));
+        }
         (
             SeqFile {
                 file,
@@ -72,7 +81,7 @@ impl SeqFile {
         )
     }
 
-    /// True once a value was read at open or stored since.
+    /// True once a value was read at open or stored since (the 0 a first open writes is not one).
     pub fn has_value(&self) -> bool {
         self.last.is_some()
     }
@@ -115,10 +124,16 @@ impl SeqFile {
         }
         self.last = Some(v);
         if let Some(f) = &self.file {
-            // Fixed width, so a shorter number never leaves digits of a longer one behind.
-            let _ = f.write_all_at(format!("{v:010}\n").as_bytes(), 0);
+            let _ = f.write_all_at(&encode(v), 0);
         }
     }
+}
+
+/// Fixed width, so a shorter number never leaves digits of a longer one behind.
+fn encode(v: u32) -> [u8; 11] {
+    let mut b = [b'\n'; 11];
+    b[..10].copy_from_slice(format!("{v:010}").as_bytes());
+    b
 }
 
 #[cfg(test)]
@@ -148,7 +163,11 @@ mod tests {
         assert!(!f.has_value());
         // --fsync interval/never: written up to 10, durable up to 0.
         f.committed(c(10, 0), Some(100));
-        assert_eq!(read(d.path()), None, "not durable yet: nothing stored");
+        assert_eq!(
+            read(d.path()),
+            Some(0),
+            "not durable yet: only the first open's 0"
+        );
         f.committed(c(20, 10), Some(200));
         assert_eq!(read(d.path()), Some(100), "the first commit is durable now");
         f.committed(c(20, 20), Some(200));
@@ -161,6 +180,32 @@ mod tests {
         assert_eq!(read(d.path()), Some(300));
         let (_, prev) = open(d.path());
         assert_eq!(prev, Some(300));
+    }
+
+    /// A first run killed before it read a numbered record must still leave a number, so the
+    /// next run reports what the kernel numbered into the dead one's socket; whatever did not
+    /// parse is replaced whole.
+    #[test]
+    fn a_first_open_leaves_0_until_a_number_is_stored() {
+        let d = tempfile::tempdir().unwrap();
+        let (f, prev) = open(d.path());
+        assert_eq!((prev, f.has_value()), (None, false));
+        assert_eq!(read(d.path()), Some(0));
+        drop(f);
+        let (mut f, prev) = open(d.path());
+        assert_eq!((prev, f.has_value()), (Some(0), true));
+        f.store(7);
+        assert_eq!(open(d.path()).1, Some(7));
+
+        std::fs::write(d.path().join(NAME), "not a number, and longer than one\n").unwrap();
+        let (mut f, prev) = open(d.path());
+        assert_eq!(prev, None);
+        assert_eq!(read(d.path()), Some(0));
+        f.store(12);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(NAME)).unwrap(),
+            "0000000012\n"
+        );
     }
 
     #[test]
@@ -187,7 +232,7 @@ mod tests {
         f.committed(c(20, 15), Some(100));
         assert_eq!(
             read(d.path()),
-            None,
+            Some(0),
             "110 is not accounted for by records 1..15"
         );
         f.committed(c(20, 20), Some(100));

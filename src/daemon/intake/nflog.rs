@@ -236,11 +236,12 @@ impl NflogReceiver {
         }
     }
 
-    /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,
-    /// that everything before the first packet received was not ours. Without this, a run killed
-    /// after a segment rollover had made some packets durable (an implicit commit, which does not
-    /// update the file) but before its first explicit commit left no value at all, and the next
-    /// run could not report the packets the kernel had handed the dead one.
+    /// First run on this spool (`fwlog.seq_global` holds only the 0 its open wrote): record,
+    /// before anything is spooled, that everything before the first packet received was not
+    /// ours. Without this, a run killed after a segment rollover had made some packets durable
+    /// (an implicit commit, which does not update the file) but before its first explicit commit
+    /// left only that 0, and the next run would report every number before the dead one's
+    /// packets as lost, not just the packets the kernel had handed it.
     fn seed_first_run(&mut self) {
         let first = self.batch.meta().iter().find_map(|m| m.seq_global);
         if let Some(g) = first {
