@@ -216,6 +216,47 @@ fn first_run_killed_before_it_read_anything_still_reports_what_waited_in_its_soc
     assert_eq!(reported + printed.len() as u64, ns.counter());
 }
 
+/// The other side of the test above: a first run that sees no numbered record and stops
+/// cleanly read its socket empty, so nothing of it can be missing, and the next run must not
+/// report the numbers another NFLOG user took before (here an earlier fwlog on another spool)
+/// as lost.
+#[test]
+fn first_run_stopped_cleanly_before_any_packet_reports_no_loss() {
+    require_root!();
+    let ns = NetNs::new("crashclean");
+    ns.output_rules(&["udp dport 9999 counter log prefix \"CLEAN \" group 5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let other = RunArgs::new(dir.path())
+        .group(5)
+        .spool_at(&dir.path().join("other-spool"))
+        .output(Some("json"), "other.json");
+    let d = other.start(&ns);
+    send_udp(&ns, 9999, 0..20);
+    wait_for("the other run's packets", Duration::from_secs(30), || {
+        lines(&other.path("other.json")).len() >= 20
+    });
+    assert_eq!(d.stop(), 0);
+
+    let args = RunArgs::new(dir.path())
+        .group(5)
+        .output(Some("json"), "out.json");
+    let out = args.path("out.json");
+    assert_eq!(args.start(&ns).stop(), 0, "a first run that saw nothing");
+    let d = args.start(&ns);
+    send_udp(&ns, 9999, 20..50);
+    wait_for("the second run's packets", Duration::from_secs(30), || {
+        lines(&out).len() >= 30
+    });
+    assert_eq!(d.stop(), 0);
+    let (printed, gaps) = unaccounted_for(&out, 0..=STARTS * UNNUMBERED_PER_START);
+    assert_eq!(ns.counter(), 50);
+    assert_eq!(
+        (printed.len(), gaps.as_slice()),
+        (30, &[][..]),
+        "30 printed, nothing lost"
+    );
+}
+
 /// The spool fills up and refuses packets; their report waits for the next packet that fits,
 /// and the daemon is killed before that happens. The next run must report them (as a restart
 /// gap): `fwlog.seq_global` must not have moved past them.

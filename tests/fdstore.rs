@@ -357,6 +357,58 @@ fn an_overflow_while_down_is_reported_as_an_exact_gap() {
     );
 }
 
+/// A first run on a new spool, under the fd store, killed before it read any numbered record:
+/// what the kernel numbered meanwhile waits in the kept socket and is printed by the next run,
+/// which must not report the numbers another NFLOG user took before (here an earlier fwlog on
+/// another spool, without the store) as a restart gap.
+#[test]
+fn a_first_run_killed_before_any_packet_loses_nothing_on_the_kept_socket() {
+    require_root!();
+    let ns = NetNs::new("fdfirst");
+    rule(&ns, &[(9005, 5)]);
+    let dir = tempfile::tempdir().unwrap();
+    let other = RunArgs::new(dir.path())
+        .group(5)
+        .spool_at(&dir.path().join("other-spool"))
+        .output(Some("json"), "other.json");
+    let d = other.start(&ns);
+    send_udp(&ns, 9005, 0..20);
+    wait_for("the other run's packets", Duration::from_secs(20), || {
+        lines(&other.path("other.json")).len() >= 20
+    });
+    assert_eq!(d.stop(), 0);
+
+    let m = Manager::bind(dir.path());
+    let run = RunArgs::new(dir.path())
+        .group(5)
+        .output(Some("json"), "out.json");
+    let out = run.path("out.json");
+    let args = run.args();
+    let d = m.spawn(&ns, dir.path(), &args);
+    wait_ready(&d);
+    d.signal(libc::SIGSTOP);
+    send_udp(&ns, 9005, 20..50);
+    std::thread::sleep(Duration::from_millis(300));
+    d.kill9();
+    let d = m.spawn(&ns, dir.path(), &args);
+    wait_ready(&d);
+    wait_for("the kept socket's packets", Duration::from_secs(20), || {
+        lines(&out).len() >= 30
+    });
+    assert_eq!(d.stop(), 0);
+    let (printed, losses) = read_output(&out);
+    assert_eq!(rule_count(&ns, 9005), 50);
+    assert_eq!(
+        (printed.len(), losses),
+        (30, vec![]),
+        "30 printed once, nothing lost"
+    );
+    assert!(
+        printed.values().all(|p| p == &[false]),
+        "none printed twice"
+    );
+}
+
 /// The store name fwlog gives a socket bound to `groups` (sorted, `-` separated).
 fn fwlog_name(groups: &[u16]) -> String {
     let mut g = groups.to_vec();

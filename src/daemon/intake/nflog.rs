@@ -338,11 +338,16 @@ impl Receiver for NflogReceiver {
         Ok(())
     }
 
-    fn finish(self, result: Result<(), String>) -> Result<(), String> {
+    fn finish(mut self, result: Result<(), String>) -> Result<(), String> {
         // Keep the socket, and so its groups, until the process exits (the kernel closes it
         // then): what the rules log during the rest of the shutdown lands in its buffer with a
         // sequence number, which the next run counts as a restart gap. Closed now, the groups
         // would be unbound, and the kernel would drop those packets without numbering them.
+        // (Except after a first run that saw no number at all: its file's 0 would count every
+        // number other NFLOG users took as well, so it goes; see `SeqFile::stopped`.)
+        if result.is_ok() {
+            self.seq_file.stopped();
+        }
         std::mem::forget(self.sock);
         result
     }
