@@ -360,7 +360,7 @@ fn an_overflow_while_down_is_reported_as_an_exact_gap() {
 /// A first run on a new spool, under the fd store, killed before it read any numbered record:
 /// what the kernel numbered meanwhile waits in the kept socket and is printed by the next run,
 /// which must not report the numbers another NFLOG user took before (here an earlier fwlog on
-/// another spool, without the store) as a restart gap.
+/// another spool, without the store) as a restart gap either.
 #[test]
 fn a_first_run_killed_before_any_packet_loses_nothing_on_the_kept_socket() {
     require_root!();
@@ -387,6 +387,11 @@ fn a_first_run_killed_before_any_packet_loses_nothing_on_the_kept_socket() {
     let d = m.spawn(&ns, dir.path(), &args);
     wait_ready(&d);
     d.signal(libc::SIGSTOP);
+    let stat = format!("/proc/{}/stat", d.child.id());
+    wait_for("fwlog to stop", Duration::from_secs(10), || {
+        std::fs::read_to_string(&stat)
+            .is_ok_and(|s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('T')))
+    });
     send_udp(&ns, 9005, 20..50);
     std::thread::sleep(Duration::from_millis(300));
     d.kill9();

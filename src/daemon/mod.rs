@@ -241,14 +241,9 @@ fn open_capture(
             // Sequence tracking starts from the last run's number, so packets logged meanwhile
             // count (the socket takes it before it binds a group). In the spool directory: with
             // the --user account's filesystem rights.
-            let (mut seq_file, previous) = crate::dirfd::as_fs_user(fs_user, || {
+            let (seq_file, previous) = crate::dirfd::as_fs_user(fs_user, || {
                 seqfile::SeqFile::open(spool_dir, &cfg.spool.dir)
             });
-            let previous = if handed.nflog.is_some() {
-                seq_file.for_kept_socket(previous)
-            } else {
-                previous
-            };
             // setfsuid drops only the filesystem capabilities: binding NFLOG still works.
             let (mut sock, stored_as) = crate::dirfd::as_fs_user(fs_user, || {
                 fdkeep::nflog_socket(nflog, handed, &cfg.spool.dir, previous)

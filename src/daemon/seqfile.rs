@@ -11,15 +11,7 @@
 //! refused while full are left out until their report is spooled. A segment rollover commits
 //! too, without passing through here: that leaves the file behind, which is safe. On a spool's
 //! first run it is written before anything is spooled, as one less than the first number
-//! received, so that a run killed before its first commit still leaves a value to compare with;
-//! and before that, when it is opened (before the socket binds a group), as 0: a first run
-//! killed before it read any numbered record leaves the kernel's numbered records in its socket
-//! unread, and the next run reports them from 1 on ("up to N": numbers another NFLOG user in the
-//! network namespace took are in that range too). 0 is also what a number 1 would store. Where
-//! that 0 can only over-report, it goes: a first run that stops cleanly having seen no number
-//! read its socket empty and takes it back ([`SeqFile::stopped`]), and a run that takes the
-//! socket back from the fd store sets it aside ([`SeqFile::for_kept_socket`]), since what the
-//! first run was given is still in that socket.
+//! received, so that a run killed before its first commit still leaves a value to compare with.
 //!
 //! The file itself is written with one small pwrite and no fsync: it survives kill -9 (the page
 //! cache does); after a power cut it may be behind, never ahead (it is only ever given values
@@ -42,8 +34,6 @@ pub const NAME: &str = "fwlog.seq_global";
 pub struct SeqFile {
     file: Option<File>,
     last: Option<u32>,
-    /// This open wrote the first run's 0 (the file had no value).
-    wrote_zero: bool,
     /// (spool sequence number a commit wrote up to, highest NFLOG number it accounts for),
     /// oldest first, waiting for `Commit::durable` to reach them.
     marks: VecDeque<(u64, u32)>,
@@ -72,51 +62,22 @@ impl SeqFile {
                 .parse::<u32>()
                 .ok()
         });
-        let mut wrote_zero = false;
         if let (None, Some(f)) = (previous, &file) {
-            // Emptied first: `store` writes a fixed width at the start, and what follows a
-            // value that did not parse would keep every later one from parsing.
-            wrote_zero = f
-                .set_len(0)
-                .and_then(|()| f.write_all_at(&encode(0), 0))
-                .is_ok();
+            // `store` writes a fixed width at the start: whatever follows a value that did not
+            // parse would keep every later one from parsing.
+            let _ = f.set_len(0);
         }
         (
             SeqFile {
                 file,
                 last: previous,
-                wrote_zero,
                 marks: VecDeque::new(),
             },
             previous,
         )
     }
 
-    /// The socket is the one the previous run kept in the fd store: returns the number to seed
-    /// it with. A 0 there is a first run's that read no numbered record, so what the kernel
-    /// gave that run is still in this socket; estimating from 0 would report the numbers
-    /// other NFLOG users took before it as lost. It is set aside, and this run stores its first
-    /// number as a first run does.
-    pub fn for_kept_socket(&mut self, previous: Option<u32>) -> Option<u32> {
-        if previous == Some(0) && self.last == Some(0) {
-            self.last = None;
-            return None;
-        }
-        previous
-    }
-
-    /// A clean stop: intake read the socket empty. If this was a first run that never saw a
-    /// numbered record, nothing of it can be missing, and its 0 is taken back (left, the next
-    /// run would report every number other NFLOG users took meanwhile as lost).
-    pub fn stopped(&mut self) {
-        if self.wrote_zero && self.last.is_none() {
-            if let Some(f) = &self.file {
-                let _ = f.set_len(0);
-            }
-        }
-    }
-
-    /// True once a value was read at open or stored since (the 0 a first open writes is not one).
+    /// True once a value was read at open or stored since.
     pub fn has_value(&self) -> bool {
         self.last.is_some()
     }
@@ -159,16 +120,10 @@ impl SeqFile {
         }
         self.last = Some(v);
         if let Some(f) = &self.file {
-            let _ = f.write_all_at(&encode(v), 0);
+            // Fixed width, so a shorter number never leaves digits of a longer one behind.
+            let _ = f.write_all_at(format!("{v:010}\n").as_bytes(), 0);
         }
     }
-}
-
-/// Fixed width, so a shorter number never leaves digits of a longer one behind.
-fn encode(v: u32) -> [u8; 11] {
-    let mut b = [b'\n'; 11];
-    b[..10].copy_from_slice(format!("{v:010}").as_bytes());
-    b
 }
 
 #[cfg(test)]
@@ -198,11 +153,7 @@ mod tests {
         assert!(!f.has_value());
         // --fsync interval/never: written up to 10, durable up to 0.
         f.committed(c(10, 0), Some(100));
-        assert_eq!(
-            read(d.path()),
-            Some(0),
-            "not durable yet: only the first open's 0"
-        );
+        assert_eq!(read(d.path()), None, "not durable yet: nothing stored");
         f.committed(c(20, 10), Some(200));
         assert_eq!(read(d.path()), Some(100), "the first commit is durable now");
         f.committed(c(20, 20), Some(200));
@@ -217,66 +168,15 @@ mod tests {
         assert_eq!(prev, Some(300));
     }
 
-    /// A first run killed before it read a numbered record must still leave a number, so the
-    /// next run reports what the kernel numbered into the dead one's socket; whatever did not
-    /// parse is replaced whole.
+    /// A file whose content does not parse is emptied, so the first number stored parses.
     #[test]
-    fn a_first_open_leaves_0_until_a_number_is_stored() {
+    fn what_does_not_parse_is_replaced_whole() {
         let d = tempfile::tempdir().unwrap();
-        let (f, prev) = open(d.path());
-        assert_eq!((prev, f.has_value()), (None, false));
-        assert_eq!(read(d.path()), Some(0));
-        drop(f);
-        let (mut f, prev) = open(d.path());
-        assert_eq!((prev, f.has_value()), (Some(0), true));
-        f.store(7);
-        assert_eq!(open(d.path()).1, Some(7));
-
         std::fs::write(d.path().join(NAME), "not a number, and longer than one\n").unwrap();
         let (mut f, prev) = open(d.path());
-        assert_eq!(prev, None);
-        assert_eq!(read(d.path()), Some(0));
+        assert_eq!((prev, f.has_value()), (None, false));
         f.store(12);
-        assert_eq!(
-            std::fs::read_to_string(d.path().join(NAME)).unwrap(),
-            "0000000012\n"
-        );
-    }
-
-    /// Where the 0 could only over-report, it goes: a first run that saw no number and stops
-    /// cleanly takes it back; a run on the kept socket sets it aside and stores its first
-    /// number itself. Neither touches a real value.
-    #[test]
-    fn the_first_runs_0_goes_where_it_could_only_over_report() {
-        let d = tempfile::tempdir().unwrap();
-        let (mut f, _) = open(d.path());
-        f.stopped();
-        assert_eq!(read(d.path()), None, "a clean first run without numbers");
-        assert_eq!(open(d.path()).1, None);
-
-        let (mut f, _) = open(d.path());
-        f.store(41);
-        f.stopped();
-        assert_eq!(
-            read(d.path()),
-            Some(41),
-            "a first run that saw numbers keeps them"
-        );
-
-        std::fs::remove_file(d.path().join(NAME)).unwrap();
-        drop(open(d.path()));
-        let (mut f, prev) = open(d.path());
-        assert_eq!(prev, Some(0), "a first run killed before any number");
-        assert_eq!(f.for_kept_socket(prev), None);
-        assert!(!f.has_value(), "this run stores its first number");
-        f.stopped();
-        assert_eq!(read(d.path()), Some(0), "not this run's 0 to take back");
-
-        let (mut g, _) = open(d.path());
-        g.store(9);
-        let (mut f, prev) = open(d.path());
-        assert_eq!(f.for_kept_socket(prev), Some(9), "a real value is kept");
-        assert!(f.has_value());
+        assert_eq!(open(d.path()).1, Some(12));
     }
 
     #[test]
@@ -303,7 +203,7 @@ mod tests {
         f.committed(c(20, 15), Some(100));
         assert_eq!(
             read(d.path()),
-            Some(0),
+            None,
             "110 is not accounted for by records 1..15"
         );
         f.committed(c(20, 20), Some(100));

@@ -236,12 +236,11 @@ impl NflogReceiver {
         }
     }
 
-    /// First run on this spool (`fwlog.seq_global` holds only the 0 its open wrote): record,
-    /// before anything is spooled, that everything before the first packet received was not
-    /// ours. Without this, a run killed after a segment rollover had made some packets durable
-    /// (an implicit commit, which does not update the file) but before its first explicit commit
-    /// left only that 0, and the next run would report every number before the dead one's
-    /// packets as lost, not just the packets the kernel had handed it.
+    /// First run on this spool (no `fwlog.seq_global` yet): record, before anything is spooled,
+    /// that everything before the first packet received was not ours. Without this, a run killed
+    /// after a segment rollover had made some packets durable (an implicit commit, which does not
+    /// update the file) but before its first explicit commit left no value at all, and the next
+    /// run could not report the packets the kernel had handed the dead one.
     fn seed_first_run(&mut self) {
         let first = self.batch.meta().iter().find_map(|m| m.seq_global);
         if let Some(g) = first {
@@ -338,16 +337,11 @@ impl Receiver for NflogReceiver {
         Ok(())
     }
 
-    fn finish(mut self, result: Result<(), String>) -> Result<(), String> {
+    fn finish(self, result: Result<(), String>) -> Result<(), String> {
         // Keep the socket, and so its groups, until the process exits (the kernel closes it
         // then): what the rules log during the rest of the shutdown lands in its buffer with a
         // sequence number, which the next run counts as a restart gap. Closed now, the groups
         // would be unbound, and the kernel would drop those packets without numbering them.
-        // (Except after a first run that saw no number at all: its file's 0 would count every
-        // number other NFLOG users took as well, so it goes; see `SeqFile::stopped`.)
-        if result.is_ok() {
-            self.seq_file.stopped();
-        }
         std::mem::forget(self.sock);
         result
     }
