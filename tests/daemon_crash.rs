@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use support::crash;
-use support::daemon::{lines, send_udp, wait_for, RunArgs};
+use support::daemon::{lines, numbers_taken_by_another_run, send_udp, wait_for, RunArgs};
 use support::netns::NetNs;
 
 #[test]
@@ -180,16 +180,7 @@ fn first_run_stopped_cleanly_before_any_packet_reports_no_loss() {
     let ns = NetNs::new("crashclean");
     ns.output_rules(&["udp dport 9999 counter log prefix \"CLEAN \" group 5"]);
     let dir = tempfile::tempdir().unwrap();
-    let other = RunArgs::new(dir.path())
-        .group(5)
-        .spool_at(&dir.path().join("other-spool"))
-        .output(Some("json"), "other.json");
-    let d = other.start(&ns);
-    send_udp(&ns, 9999, 0..20);
-    wait_for("the other run's packets", Duration::from_secs(30), || {
-        lines(&other.path("other.json")).len() >= 20
-    });
-    assert_eq!(d.stop(), 0);
+    numbers_taken_by_another_run(&ns, dir.path(), 5, 9999, 20);
 
     let args = RunArgs::new(dir.path())
         .group(5)

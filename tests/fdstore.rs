@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use support::crash;
-use support::daemon::{lines, send_udp, wait_for, RunArgs};
+use support::daemon::{lines, numbers_taken_by_another_run, send_udp, wait_for, RunArgs};
 use support::fdstore::*;
 use support::netns::NetNs;
 
@@ -367,16 +367,7 @@ fn a_first_run_killed_before_any_packet_loses_nothing_on_the_kept_socket() {
     let ns = NetNs::new("fdfirst");
     rule(&ns, &[(9005, 5)]);
     let dir = tempfile::tempdir().unwrap();
-    let other = RunArgs::new(dir.path())
-        .group(5)
-        .spool_at(&dir.path().join("other-spool"))
-        .output(Some("json"), "other.json");
-    let d = other.start(&ns);
-    send_udp(&ns, 9005, 0..20);
-    wait_for("the other run's packets", Duration::from_secs(20), || {
-        lines(&other.path("other.json")).len() >= 20
-    });
-    assert_eq!(d.stop(), 0);
+    numbers_taken_by_another_run(&ns, dir.path(), 5, 9005, 20);
 
     let m = Manager::bind(dir.path());
     let run = RunArgs::new(dir.path())

@@ -118,6 +118,22 @@ pub fn send_udp(ns: &NetNs, port: u16, range: std::ops::Range<u32>) {
     });
 }
 
+/// Another fwlog, on a spool of its own under `dir`, logs `n` packets sent to `port` (logged to
+/// `group` by the namespace's rules) and stops: the namespace's global NFLOG numbers then start
+/// past them, as when another NFLOG user ran before the fwlog under test.
+pub fn numbers_taken_by_another_run(ns: &NetNs, dir: &Path, group: u16, port: u16, n: u32) {
+    let other = RunArgs::new(dir)
+        .group(group)
+        .spool_at(&dir.join("other-spool"))
+        .output(Some("json"), "other.json");
+    let d = other.start(ns);
+    send_udp(ns, port, 0..n);
+    wait_for("the other run's packets", Duration::from_secs(30), || {
+        lines(&other.path("other.json")).len() >= n as usize
+    });
+    assert_eq!(d.stop(), 0);
+}
+
 /// Lines of a file (empty if it does not exist yet).
 pub fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
