@@ -56,17 +56,17 @@ impl SeqFile {
         let previous = file.as_ref().and_then(|f| {
             let mut buf = [0u8; 32];
             let n = f.read_at(&mut buf, 0).ok()?;
-            std::str::from_utf8(&buf[..n])
-                .ok()?
-                .trim()
-                .parse::<u32>()
+            let value = std::str::from_utf8(&buf[..n])
                 .ok()
+                .and_then(|t| t.trim().parse::<u32>().ok());
+            if value.is_none() && n > 0 {
+                // `store` writes a fixed width at the start: whatever follows a value that did
+                // not parse would keep every later one from parsing. (Not after a failed read:
+                // a value there may be good.)
+                let _ = f.set_len(0);
+            }
+            value
         });
-        if let (None, Some(f)) = (previous, &file) {
-            // `store` writes a fixed width at the start: whatever follows a value that did not
-            // parse would keep every later one from parsing.
-            let _ = f.set_len(0);
-        }
         (
             SeqFile {
                 file,
