@@ -40,14 +40,13 @@ impl NflogSocket {
             Ok(g) => g,
             Err(_) => claimed.to_vec(),
         };
-        let mut sock = NflogSocket::with_fd(fd, cfg)?;
+        // The global estimate first: an exact position of a group replaces it
+        // (`LossTracker::seed_group`).
+        let mut sock = NflogSocket::with_fd(fd, cfg, last_seq_global)?;
         for &(g, next) in positions {
             if had.contains(&g) {
                 sock.intake.tracker.seed_group(g, next);
             }
-        }
-        if let Some(s) = last_seq_global {
-            sock.intake.tracker.seed(s);
         }
         let mut changes = Vec::new();
         for &g in had.iter().filter(|g| !cfg.groups.contains(g)) {

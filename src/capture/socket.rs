@@ -149,18 +149,20 @@ impl NflogSocket {
             },
             _ => CaptureError::io("opening the NFLOG netlink socket", e),
         })?;
-        let mut sock = NflogSocket::with_fd(fd, cfg)?;
-        if let Some(s) = last_seq_global {
-            sock.intake.tracker.seed(s);
-        }
+        let mut sock = NflogSocket::with_fd(fd, cfg, last_seq_global)?;
         for &group in &cfg.groups {
             sock.bind_group(group, cfg, cap)?;
         }
         Ok(sock)
     }
 
-    /// Size the receive buffer of the bound socket `fd` and wrap it (no group bound yet).
-    pub(super) fn with_fd(fd: OwnedFd, cfg: &NflogConfig) -> Result<NflogSocket, CaptureError> {
+    /// Size the receive buffer of the bound socket `fd` and wrap it (no group bound yet), its
+    /// loss tracker seeded with `last_seq_global` (see [`NflogSocket::open_seeded`]).
+    pub(super) fn with_fd(
+        fd: OwnedFd,
+        cfg: &NflogConfig,
+        last_seq_global: Option<u32>,
+    ) -> Result<NflogSocket, CaptureError> {
         let mut warnings = Vec::new();
         let buf = netlink::size_rcvbuf(fd.as_raw_fd(), cfg.rcvbuf)
             .map_err(|(what, e)| CaptureError::io(what, e))?;
@@ -181,8 +183,11 @@ impl NflogSocket {
             ));
         }
 
-        let intake =
+        let mut intake =
             Intake::new().map_err(|e| CaptureError::io("opening the interface-name socket", e))?;
+        if let Some(s) = last_seq_global {
+            intake.tracker.seed(s);
+        }
         Ok(NflogSocket {
             fd,
             bound: Vec::with_capacity(cfg.groups.len()),
