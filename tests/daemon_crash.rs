@@ -161,7 +161,7 @@ fn first_run_killed_before_its_first_commit_still_reports_what_it_lost() {
     });
     assert_eq!(d.stop(), 0);
 
-    let (printed, gaps) = unaccounted_for(&out, 0..=STARTS * UNNUMBERED_PER_START);
+    let (printed, gaps) = unaccounted_for(&out, few_starts());
     // The rollovers made some of the first 100 durable (printed, replayed), the rest were lost
     // with the first run and reported.
     assert!(printed.len() >= 50 + 16, "{} printed", printed.len());
@@ -193,7 +193,7 @@ fn first_run_stopped_cleanly_before_any_packet_reports_no_loss() {
         lines(&out).len() >= 30
     });
     assert_eq!(d.stop(), 0);
-    let (printed, gaps) = unaccounted_for(&out, 0..=STARTS * UNNUMBERED_PER_START);
+    let (printed, gaps) = unaccounted_for(&out, few_starts());
     assert_eq!(ns.counter(), 50);
     assert_eq!(
         (printed.len(), gaps.as_slice()),
@@ -235,7 +235,7 @@ fn packets_refused_by_a_full_spool_are_reported_after_a_kill() {
         lines(&out).len() >= n + 10
     });
     assert_eq!(d.stop(), 0);
-    let (printed, gaps) = unaccounted_for(&out, 0..=STARTS * UNNUMBERED_PER_START);
+    let (printed, gaps) = unaccounted_for(&out, few_starts());
     assert!(printed.len() < 400, "the spool really refused packets");
     assert!(!gaps.is_empty(), "the refused packets are reported");
 }
@@ -246,6 +246,11 @@ const STARTS: usize = 4;
 /// Packets a start may print without sequence numbers: those the kernel logged before it
 /// applied fwlog's flags (see `crash::json_output`).
 const UNNUMBERED_PER_START: usize = 8;
+
+/// Packets without numbers a test of [`STARTS`] starts at most may print.
+fn few_starts() -> std::ops::RangeInclusive<usize> {
+    0..=STARTS * UNNUMBERED_PER_START
+}
 
 /// What the JSON output printed and the ranges its loss reports cover, after checking that
 /// every seq_global between the lowest and highest printed is one or the other, and that

@@ -31,13 +31,7 @@ KEYS = ("VmRSS", "RssAnon", "RssFile", "VmHWM")
 
 
 def memory_mib(pid):
-    got = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key = line.split(":")[0]
-            if key in KEYS:
-                got[key] = round(int(line.split()[1]) / 1024, 1)
-    return got
+    return {k: round(bench.status_kib(pid, k) / 1024, 1) for k in KEYS}
 
 
 def main():
